@@ -1,0 +1,1 @@
+//! ferrum agent (see issue: agent and images).

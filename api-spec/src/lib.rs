@@ -1,0 +1,569 @@
+//! ferrum's HTTP API types: the request and response bodies of `/api/v1`,
+//! shared by the controller (which serves them) and the `ferrum` CLI (which
+//! sends and prints them).
+//!
+//! These are boundary types: they derive `Serialize`/`Deserialize`/`ToSchema`
+//! and nothing else in the workspace should. They must not depend on the
+//! controller's domain types or its database rows; the controller converts
+//! with explicit `From` impls, so renaming a column never changes the API.
+//! The OpenAPI document generated from them is committed at
+//! `api-spec/openapi.yaml` and checked by a test in the controller.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The base path of every versioned resource.
+pub const API_BASE: &str = "/api/v1";
+
+// ---------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------
+
+/// Every error answer: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong, for people (`message`) and for programs (`code`).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code: `bad_request`, `invalid_filter`,
+    /// `unauthorized`, `forbidden`, `not_found`, `conflict`,
+    /// `payload_too_large`, `internal`, ...
+    pub code: String,
+    /// What happened and, for client errors, what to change.
+    pub message: String,
+    /// For `conflict` answers to lease requests: the earliest start at which
+    /// the same request would succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earliest_start: Option<DateTime<Utc>>,
+}
+
+// ---------------------------------------------------------------------------
+// Nodes
+// ---------------------------------------------------------------------------
+
+/// The state of a node as the calendar and operators see it (SPEC §3): the
+/// observed lifecycle state, except that operator intent (`maintenance`,
+/// `retired`) shows once the node is idle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    Enrolling,
+    Available,
+    Reserved,
+    Deploying,
+    Deployed,
+    Resetting,
+    Maintenance,
+    Suspect,
+    Dead,
+    Retired,
+}
+
+impl NodeState {
+    pub const ALL: [NodeState; 10] = [
+        NodeState::Enrolling,
+        NodeState::Available,
+        NodeState::Reserved,
+        NodeState::Deploying,
+        NodeState::Deployed,
+        NodeState::Resetting,
+        NodeState::Maintenance,
+        NodeState::Suspect,
+        NodeState::Dead,
+        NodeState::Retired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Enrolling => "enrolling",
+            NodeState::Available => "available",
+            NodeState::Reserved => "reserved",
+            NodeState::Deploying => "deploying",
+            NodeState::Deployed => "deployed",
+            NodeState::Resetting => "resetting",
+            NodeState::Maintenance => "maintenance",
+            NodeState::Suspect => "suspect",
+            NodeState::Dead => "dead",
+            NodeState::Retired => "retired",
+        }
+    }
+}
+
+/// Operator intent for a node, kept apart from its observed state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NodePolicy {
+    /// Offered to leases.
+    InService,
+    /// Not offered to new leases; a running lease keeps it until its end.
+    Maintenance,
+    /// Gone for good; kept for history and accounting.
+    Retired,
+}
+
+/// A node's BMC, as shown to admins only. The password is never returned.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct BmcView {
+    /// `ipmi` or `redfish`.
+    pub driver: String,
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    /// Redfish system id (the last path segment of the BMC URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_id: Option<String>,
+}
+
+/// A node.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Node {
+    pub name: String,
+    pub site: String,
+    pub cluster: String,
+    /// The state the calendar and operators see (observed state, or the
+    /// operator's `maintenance`/`retired` once the node is idle).
+    pub state: NodeState,
+    /// Operator intent.
+    pub policy: NodePolicy,
+    /// MAC addresses of the boot NIC(s), lowercase `aa:bb:cc:dd:ee:ff`.
+    pub macs: Vec<String>,
+    /// Provisioning IP address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// Flattened OAR-named properties (`gpu_count`, `gpu_model`, ...).
+    #[schema(value_type = Object)]
+    pub properties: BTreeMap<String, serde_json::Value>,
+    /// The BMC, for admins only; absent for everybody else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bmc: Option<BmcView>,
+    /// The whole Grid'5000-style reference description, when asked for
+    /// (`GET /nodes/{name}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub reference: Option<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Body of `POST /api/v1/nodes` (admin): enrol one node.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeCreate {
+    pub name: String,
+    pub site: String,
+    pub cluster: String,
+    /// Boot NIC MAC address(es).
+    pub macs: Vec<String>,
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// `ipmi://user:pass@host:port` or `redfish://user:pass@host:port/<system-id>`.
+    #[serde(default)]
+    pub bmc: Option<String>,
+    /// Admin-set properties; they override those of the reference.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub properties: Option<BTreeMap<String, serde_json::Value>>,
+    /// A Grid'5000 Reference API node description to flatten into properties.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub reference: Option<serde_json::Value>,
+}
+
+/// One node description of a Grid'5000 Reference API tree, as uploaded by
+/// `ferrum node import`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceNode {
+    pub site: String,
+    pub cluster: String,
+    /// The node's JSON document (`sites/<site>/clusters/<cluster>/nodes/<node>.json`).
+    #[schema(value_type = Object)]
+    pub description: serde_json::Value,
+}
+
+/// Body of `POST /api/v1/nodes/import` (admin).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeImport {
+    pub nodes: Vec<ReferenceNode>,
+}
+
+/// What an import did. Importing the same tree twice reports every node
+/// `unchanged` the second time.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct ImportReport {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub unchanged: Vec<String>,
+}
+
+/// Body of `POST /api/v1/nodes/{name}/maintenance` (admin).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceRequest {
+    /// `true` puts the node in maintenance, `false` returns it to service.
+    pub enabled: bool,
+    /// Why; recorded in the node's events.
+    pub reason: String,
+}
+
+/// One recorded node state change.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct NodeEvent {
+    pub at: DateTime<Utc>,
+    /// Who caused it: a user name, or `system` for the controller's loops.
+    pub actor: String,
+    pub from: NodeState,
+    pub to: NodeState,
+    pub reason: String,
+}
+
+/// Query of `GET /api/v1/nodes`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct NodeListQuery {
+    /// OAR property filter, e.g. `gpu_count >= 2 AND NOT exotic`.
+    #[serde(default)]
+    pub filter: Option<String>,
+}
+
+// ---------------------------------------------------------------------------
+// Leases
+// ---------------------------------------------------------------------------
+
+/// What a lease is for (OAR job types).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaseType {
+    /// Nodes with the default environment.
+    #[default]
+    Default,
+    /// Nodes on which the holder deploys their own image with root access.
+    Deploy,
+    /// Idle nodes, pre-empted when a normal lease needs them.
+    Besteffort,
+}
+
+impl LeaseType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaseType::Default => "default",
+            LeaseType::Deploy => "deploy",
+            LeaseType::Besteffort => "besteffort",
+        }
+    }
+}
+
+/// Lease states (SPEC §4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaseState {
+    AwaitingApproval,
+    Pending,
+    Starting,
+    Active,
+    Ending,
+    Finished,
+    Rejected,
+    Cancelled,
+    Failed,
+}
+
+impl LeaseState {
+    pub const ALL: [LeaseState; 9] = [
+        LeaseState::AwaitingApproval,
+        LeaseState::Pending,
+        LeaseState::Starting,
+        LeaseState::Active,
+        LeaseState::Ending,
+        LeaseState::Finished,
+        LeaseState::Rejected,
+        LeaseState::Cancelled,
+        LeaseState::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaseState::AwaitingApproval => "awaiting_approval",
+            LeaseState::Pending => "pending",
+            LeaseState::Starting => "starting",
+            LeaseState::Active => "active",
+            LeaseState::Ending => "ending",
+            LeaseState::Finished => "finished",
+            LeaseState::Rejected => "rejected",
+            LeaseState::Cancelled => "cancelled",
+            LeaseState::Failed => "failed",
+        }
+    }
+}
+
+/// Which nodes a lease wants: `count` nodes matching `filter`, or the nodes
+/// `names`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSelector {
+    #[serde(default)]
+    pub count: Option<u32>,
+    #[serde(default)]
+    pub filter: Option<String>,
+    #[serde(default)]
+    pub names: Option<Vec<String>>,
+}
+
+/// What to deploy on the nodes of a `deploy` lease.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeploySpec {
+    pub environment: String,
+    #[serde(default)]
+    pub ssh_keys: Vec<String>,
+}
+
+/// Body of `POST /api/v1/leases`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseCreate {
+    /// May be omitted when the caller belongs to exactly one project. An
+    /// admin's lease without a project is an operator lease.
+    #[serde(default)]
+    pub project: Option<String>,
+    pub nodes: NodeSelector,
+    /// Omitted: as soon as possible.
+    #[serde(default)]
+    pub start: Option<DateTime<Utc>>,
+    /// `4h`, `90m`, `1h 30m`, `2d`; give either this or `end`.
+    #[serde(default)]
+    pub duration: Option<String>,
+    #[serde(default)]
+    pub end: Option<DateTime<Utc>>,
+    #[serde(default, rename = "type")]
+    pub lease_type: Option<LeaseType>,
+    /// Allow prototype (`exotic`) nodes.
+    #[serde(default)]
+    pub exotic: bool,
+    #[serde(default)]
+    pub deploy: Option<DeploySpec>,
+}
+
+/// A lease.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Lease {
+    pub id: i64,
+    pub owner: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    #[serde(rename = "type")]
+    pub lease_type: LeaseType,
+    pub state: LeaseState,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// Node names, in allocation order.
+    pub nodes: Vec<String>,
+    pub exotic: bool,
+    /// The filter the nodes were chosen with, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<DeploySpec>,
+    /// Why the lease is in its state, when that is worth saying
+    /// (`pre-empted by lease 12`, `released by alice`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Body of `PATCH /api/v1/leases/{id}`: move the end.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeasePatch {
+    /// The new end; later than the current one (extend). To end early, use
+    /// `DELETE`.
+    pub end: DateTime<Utc>,
+}
+
+/// Query of `GET /api/v1/leases`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseListQuery {
+    /// Only leases in this state.
+    #[serde(default)]
+    pub state: Option<LeaseState>,
+    /// Include finished, cancelled, rejected and failed leases.
+    #[serde(default)]
+    pub all: Option<bool>,
+}
+
+// ---------------------------------------------------------------------------
+// Availability and calendar
+// ---------------------------------------------------------------------------
+
+/// Query of `GET /api/v1/availability`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AvailabilityQuery {
+    pub count: u32,
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// `4h`, `90m`, ...
+    pub duration: String,
+    /// Earliest start to consider; default now.
+    #[serde(default)]
+    pub from: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub exotic: Option<bool>,
+    /// How many distinct start times to return (1..=20, default 3).
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// One possible placement.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Slot {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// The nodes a request made now would get for this start.
+    pub nodes: Vec<String>,
+}
+
+/// Answer of `GET /api/v1/availability`: earliest slots first.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Availability {
+    pub slots: Vec<Slot>,
+}
+
+/// Query of `GET /api/v1/calendar`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarQuery {
+    /// Default: now.
+    #[serde(default)]
+    pub from: Option<DateTime<Utc>>,
+    /// Default: `from` + 7 days.
+    #[serde(default)]
+    pub to: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub filter: Option<String>,
+}
+
+/// One busy interval of a node.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct BusyInterval {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    #[serde(rename = "type")]
+    pub lease_type: LeaseType,
+    pub state: LeaseState,
+    /// The lease id, shown for the caller's own leases (all for admins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<i64>,
+    /// The lease owner, shown for the caller's own leases (all for admins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+/// Busy intervals of one node.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct NodeCalendar {
+    pub node: String,
+    pub state: NodeState,
+    pub busy: Vec<BusyInterval>,
+}
+
+/// Answer of `GET /api/v1/calendar`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Calendar {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub nodes: Vec<NodeCalendar>,
+}
+
+// ---------------------------------------------------------------------------
+// Accounts
+// ---------------------------------------------------------------------------
+
+/// A user role.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    #[default]
+    User,
+    Admin,
+}
+
+/// A project.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Project {
+    pub name: String,
+    /// Policy class (`student`, `research`, `industry`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// Quota in node-hours per accounting period, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_node_hours: Option<i64>,
+    pub members: Vec<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Body of `POST /api/v1/projects` (admin).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectCreate {
+    pub name: String,
+    #[serde(default)]
+    pub class: Option<String>,
+    #[serde(default)]
+    pub quota_node_hours: Option<i64>,
+}
+
+/// A user.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct User {
+    pub name: String,
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    pub projects: Vec<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Body of `POST /api/v1/users` (admin).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserCreate {
+    pub name: String,
+    #[serde(default)]
+    pub role: Role,
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Projects the user belongs to (they must exist).
+    #[serde(default)]
+    pub projects: Vec<String>,
+}
+
+/// A new API token, shown once.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct TokenCreated {
+    pub user: String,
+    /// The secret; ferrum keeps only its hash and cannot show it again.
+    pub token: String,
+}
+
+/// Answer of `POST /api/v1/users`: the user and a first token.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct UserCreated {
+    pub user: User,
+    pub token: String,
+}
+
+/// Answer of `GET /healthz`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+}

@@ -1,0 +1,627 @@
+//! The command line: every `ferrum` command, flag and help text, as clap
+//! derive types. The names are a contract (SPEC §12): scripts call them, so
+//! rename nothing without a deprecation path.
+//!
+//! This module only describes and validates arguments (values are parsed by
+//! the functions of [`crate::times`] so a bad time or duration is a usage
+//! error, exit code 2). It must not read files, the environment or talk to
+//! the server: `FERRUM_URL`/`FERRUM_TOKEN` are read by [`crate::config`], so
+//! that the precedence rule lives in one place and the token never shows in
+//! `--help`.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use ferrum_api::{LeaseState, LeaseType};
+
+use crate::times::{duration_text, parse_duration, parse_time};
+
+const ABOUT: &str = "\
+ferrum: reserve bare-metal nodes, deploy your own system on them, get them back clean.
+
+Find free slots with `ferrum availability`, reserve nodes with `ferrum lease create`,
+watch the calendar with `ferrum calendar`. Admins enrol nodes (`ferrum node add`,
+`ferrum node import`) and manage projects and users (`ferrum admin`).";
+
+const AFTER_HELP: &str = "\
+Environment:
+  FERRUM_URL     server URL (default http://127.0.0.1:8750)
+  FERRUM_TOKEN   API token
+  FERRUM_CONFIG  config file (default ~/.config/ferrum/config.toml, keys `url` and `token`)
+  COLUMNS        width of the `ferrum calendar` chart (default 80)
+Flags beat the environment, which beats the config file.
+";
+
+/// `ferrum`: the command line of the ferrum testbed.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferrum",
+    version,
+    about = ABOUT,
+    after_help = format!("{AFTER_HELP}\n{}", crate::client::EXIT_CODES_HELP),
+    disable_help_subcommand = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags valid on every command.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Server URL [env: FERRUM_URL; default: http://127.0.0.1:8750]
+    #[arg(long, global = true, value_name = "URL", help_heading = "Global options")]
+    pub url: Option<String>,
+    /// API token [env: FERRUM_TOKEN]; prefer the environment or the config
+    /// file, a flag shows in the process list
+    #[arg(long, global = true, value_name = "TOKEN", help_heading = "Global options")]
+    pub token: Option<String>,
+    /// Print the API's JSON answer instead of a table
+    #[arg(long, global = true, help_heading = "Global options")]
+    pub json: bool,
+    /// Config file [env: FERRUM_CONFIG; default: ~/.config/ferrum/config.toml]
+    #[arg(long, global = true, value_name = "FILE", help_heading = "Global options")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List, show, enrol and operate nodes
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Reserve nodes: create, list, extend, release and cancel leases
+    #[command(subcommand)]
+    Lease(LeaseCommand),
+    /// Find the earliest slots where a request would fit
+    Availability(AvailabilityArgs),
+    /// Show node reservations as a text Gantt chart
+    Calendar(CalendarArgs),
+    /// Show usage accounting (node-hours) per user, project or hardware
+    Usage(UsageArgs),
+    /// Show who the token belongs to and which server answers
+    Whoami,
+    /// Admin verbs: projects, users and tokens
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+// ---------------------------------------------------------------------------
+// node
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// List nodes, optionally only those matching a filter
+    List {
+        /// OAR property filter, e.g. "gpu_count >= 2 AND NOT exotic"
+        #[arg(long, value_name = "EXPR")]
+        filter: Option<String>,
+    },
+    /// Show one node: state, addresses, properties
+    Show {
+        name: String,
+    },
+    /// Enrol one node (admin)
+    Add(NodeAddArgs),
+    /// Import a Grid'5000 Reference API tree (admin)
+    #[command(long_about = "Import a Grid'5000 Reference API tree (admin).\n\n\
+        Reads DIR/sites/<site>/clusters/<cluster>/nodes/<node>.json (or the same under \
+        DIR/data/grid5000/) and sends every node description in one request. Importing \
+        the same tree twice reports every node unchanged.")]
+    Import {
+        /// Root of the tree (the directory holding `sites/`, or a reference-repository checkout)
+        dir: PathBuf,
+    },
+    /// Put a node in maintenance or return it to service (admin)
+    Maintenance(MaintenanceArgs),
+    /// Show a node's recorded state changes
+    Events {
+        name: String,
+    },
+    /// Power nodes on or off through their BMC (admin)
+    Power {
+        /// What to do
+        #[arg(value_enum)]
+        action: PowerAction,
+        /// Nodes to act on
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+    },
+    /// Set nodes' next boot device (admin)
+    Bootdev {
+        /// Boot from the network (deploy ramdisk) or the local disk
+        #[arg(value_enum)]
+        device: BootDevice,
+        /// Nodes to act on
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct NodeAddArgs {
+    /// Node name, e.g. chifflot-3
+    pub name: String,
+    #[arg(long, value_name = "S")]
+    pub site: String,
+    #[arg(long, value_name = "C")]
+    pub cluster: String,
+    /// MAC address of a boot NIC (repeat for several)
+    #[arg(long = "mac", value_name = "MAC", required = true)]
+    pub macs: Vec<String>,
+    /// Provisioning IP address
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<String>,
+    /// ipmi://user:pass@host:port or redfish://user:pass@host:port/<system-id>
+    #[arg(long, value_name = "URL")]
+    pub bmc: Option<String>,
+    /// Grid'5000 Reference API description of the node, flattened into properties
+    #[arg(long, value_name = "FILE.json")]
+    pub reference: Option<PathBuf>,
+    /// Admin-set property, overriding the reference (repeat for several);
+    /// numbers and true/false are sent as such, anything else as text
+    #[arg(long = "property", value_name = "KEY=VALUE", value_parser = parse_property)]
+    pub properties: Vec<(String, serde_json::Value)>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("switch").required(true).args(["on", "off"])))]
+pub struct MaintenanceArgs {
+    pub name: String,
+    /// Put the node in maintenance (a running lease keeps it until its end)
+    #[arg(long)]
+    pub on: bool,
+    /// Return the node to service
+    #[arg(long)]
+    pub off: bool,
+    /// Why; recorded in the node's events
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+}
+
+/// BMC power operations (SPEC §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PowerAction {
+    /// Power on
+    On,
+    /// Hard power off
+    Off,
+    /// Ask the OS to shut down (ACPI)
+    SoftOff,
+    /// Power cycle / reset
+    Cycle,
+    /// Read the power state
+    Status,
+}
+
+/// One-time boot devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BootDevice {
+    Pxe,
+    Disk,
+}
+
+fn parse_property(text: &str) -> Result<(String, serde_json::Value), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not KEY=VALUE (e.g. gpu_model=A100)"))?;
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(format!("`{text}` has an empty property name"));
+    }
+    let value = match serde_json::from_str::<serde_json::Value>(value) {
+        Ok(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => v,
+        _ => serde_json::Value::String(value.to_owned()),
+    };
+    Ok((key.to_owned(), value))
+}
+
+// ---------------------------------------------------------------------------
+// lease
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Subcommand)]
+pub enum LeaseCommand {
+    /// Reserve nodes for a time slot
+    Create(Box<LeaseCreateArgs>),
+    /// List your leases (all users' for admins)
+    List {
+        /// Include finished, cancelled, rejected and failed leases
+        #[arg(long)]
+        all: bool,
+        /// Only leases in this state
+        #[arg(long, value_name = "S", value_parser = lease_state_parser())]
+        state: Option<LeaseState>,
+    },
+    /// Show one lease
+    Show {
+        #[arg(value_name = "ID")]
+        id: i64,
+    },
+    /// Move a lease's end later, if the nodes are free
+    Extend(LeaseExtendArgs),
+    /// End a lease now and give its nodes back
+    Release {
+        #[arg(value_name = "ID")]
+        id: i64,
+    },
+    /// Cancel a lease that has not started yet
+    Cancel {
+        #[arg(value_name = "ID")]
+        id: i64,
+    },
+    /// Approve a lease awaiting approval (admin)
+    Approve(LeaseDecisionArgs),
+    /// Reject a lease awaiting approval (admin)
+    Reject(LeaseDecisionArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("selector").required(true).args(["count", "names"])))]
+#[command(group(ArgGroup::new("length").required(true).args(["duration", "end"])))]
+#[command(after_help = "Examples:\n  \
+    ferrum lease create --count 2 --filter \"gpu_count >= 2\" --duration 4h --start 2026-11-22T09:00:00Z\n  \
+    ferrum lease create --count 1 --duration 2h --deploy debian12-min --ssh-key ~/.ssh/id_ed25519.pub\n  \
+    ferrum lease create --names chifflot-1,chifflot-2 --duration 1h --type besteffort")]
+pub struct LeaseCreateArgs {
+    /// Number of nodes
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub count: Option<u32>,
+    /// OAR property filter the nodes must match, e.g. "gpu_count >= 2 AND gpu_model = 'A100'"
+    #[arg(long, value_name = "EXPR", conflicts_with = "names")]
+    pub filter: Option<String>,
+    /// Exactly these nodes, comma-separated (instead of --count)
+    #[arg(long, value_name = "N1,N2", value_delimiter = ',')]
+    pub names: Option<Vec<String>>,
+    /// How long: 2h, 90m, 1h 30m, 2d
+    #[arg(long, value_name = "D", value_parser = duration_text)]
+    pub duration: Option<String>,
+    /// Start time, RFC 3339 [default: as soon as possible]
+    #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
+    pub start: Option<DateTime<Utc>>,
+    /// End time, RFC 3339 (instead of --duration)
+    #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
+    pub end: Option<DateTime<Utc>>,
+    /// Lease type: default, deploy (your own image, root access) or besteffort
+    /// (idle nodes, pre-emptible) [default: deploy with --deploy, else default]
+    #[arg(long = "type", value_enum, value_name = "TYPE", hide_possible_values = true)]
+    pub lease_type: Option<LeaseTypeArg>,
+    /// Project to account the lease to [default: your only project]
+    #[arg(long, value_name = "P")]
+    pub project: Option<String>,
+    /// Allow prototype (exotic) nodes
+    #[arg(long)]
+    pub exotic: bool,
+    /// Deploy this environment on the nodes at the lease start
+    #[arg(long, value_name = "ENV")]
+    pub deploy: Option<String>,
+    /// Public key file installed for root on deployed nodes (repeat for several)
+    #[arg(long = "ssh-key", value_name = "FILE", requires = "deploy")]
+    pub ssh_keys: Vec<PathBuf>,
+}
+
+/// `--type` values (OAR job types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LeaseTypeArg {
+    Default,
+    Deploy,
+    Besteffort,
+}
+
+impl From<LeaseTypeArg> for LeaseType {
+    fn from(arg: LeaseTypeArg) -> Self {
+        match arg {
+            LeaseTypeArg::Default => LeaseType::Default,
+            LeaseTypeArg::Deploy => LeaseType::Deploy,
+            LeaseTypeArg::Besteffort => LeaseType::Besteffort,
+        }
+    }
+}
+
+fn lease_state_parser() -> impl clap::builder::TypedValueParser<Value = LeaseState> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(LeaseState::ALL.map(LeaseState::as_str)).map(|text| {
+        LeaseState::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .unwrap_or(LeaseState::Pending)
+    })
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("new_end").required(true).args(["end", "by"])))]
+pub struct LeaseExtendArgs {
+    #[arg(value_name = "ID")]
+    pub id: i64,
+    /// New end time, RFC 3339
+    #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
+    pub end: Option<DateTime<Utc>>,
+    /// Add this much to the current end: 1h, 30m, 1h 30m
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    pub by: Option<TimeDelta>,
+}
+
+#[derive(Debug, Args)]
+pub struct LeaseDecisionArgs {
+    #[arg(value_name = "ID")]
+    pub id: i64,
+    /// Why; shown to the requester
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+}
+
+// ---------------------------------------------------------------------------
+// availability, calendar, usage
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Args)]
+pub struct AvailabilityArgs {
+    /// Number of nodes
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub count: u32,
+    /// OAR property filter the nodes must match
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Option<String>,
+    /// How long: 2h, 90m, 1h 30m, 2d
+    #[arg(long, value_name = "D", value_parser = duration_text)]
+    pub duration: String,
+    /// Earliest start to consider, RFC 3339 [default: now]
+    #[arg(long, value_name = "T", value_parser = parse_time)]
+    pub from: Option<DateTime<Utc>>,
+    /// Allow prototype (exotic) nodes
+    #[arg(long)]
+    pub exotic: bool,
+    /// How many distinct start times to show (1-20) [default: 3]
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct CalendarArgs {
+    /// Start of the chart, RFC 3339 [default: now]
+    #[arg(long, value_name = "T", value_parser = parse_time)]
+    pub from: Option<DateTime<Utc>>,
+    /// End of the chart, RFC 3339 [default: 7 days after the start]
+    #[arg(long, value_name = "T", value_parser = parse_time)]
+    pub to: Option<DateTime<Utc>>,
+    /// Only nodes matching this OAR property filter
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// How to group the node-hours
+    #[arg(long, value_enum, value_name = "KEY")]
+    pub group_by: Option<UsageGroup>,
+    /// Start of the period, RFC 3339
+    #[arg(long, value_name = "T", value_parser = parse_time)]
+    pub from: Option<DateTime<Utc>>,
+    /// End of the period, RFC 3339
+    #[arg(long, value_name = "T", value_parser = parse_time)]
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// `--group-by` values of `ferrum usage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UsageGroup {
+    User,
+    Project,
+    Cluster,
+    #[value(name = "gpu_model")]
+    GpuModel,
+}
+
+impl UsageGroup {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageGroup::User => "user",
+            UsageGroup::Project => "project",
+            UsageGroup::Cluster => "cluster",
+            UsageGroup::GpuModel => "gpu_model",
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// admin
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create and list projects
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// Create and list users
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Create API tokens
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectCommand {
+    /// Create a project
+    Add {
+        name: String,
+        /// Quota in node-hours per accounting period
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(0..))]
+        quota_node_hours: Option<i64>,
+        /// Policy class: student, research, industry, ...
+        #[arg(long, value_name = "C")]
+        class: Option<String>,
+    },
+    /// List projects
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; prints their first token as the last line
+    Add {
+        name: String,
+        /// Project the user belongs to (repeat for several; not needed with --admin)
+        #[arg(long = "project", value_name = "P", required_unless_present = "admin")]
+        projects: Vec<String>,
+        #[arg(long, value_name = "E")]
+        email: Option<String>,
+        /// Give the user the admin role
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List users
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a new API token for a user; prints it as the last line
+    Create {
+        #[arg(value_name = "USER")]
+        user: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Help as a user sees it, at a fixed width so snapshots do not depend
+    /// on the terminal.
+    fn help(args: &[&str]) -> String {
+        let mut cmd = Cli::command().term_width(100);
+        match cmd.try_get_matches_from_mut(args) {
+            Err(err) if err.kind() == clap::error::ErrorKind::DisplayHelp => err.render().to_string(),
+            other => panic!("{args:?} did not print help: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn top_level_help() {
+        insta::assert_snapshot!(help(&["ferrum", "--help"]));
+    }
+
+    #[test]
+    fn lease_create_help() {
+        insta::assert_snapshot!(help(&["ferrum", "lease", "create", "--help"]));
+    }
+
+    #[test]
+    fn node_help() {
+        insta::assert_snapshot!(help(&["ferrum", "node", "--help"]));
+    }
+
+    #[test]
+    fn top_level_help_renders_the_same_through_render_help() {
+        let mut cmd = Cli::command().term_width(100);
+        assert_eq!(cmd.render_help().to_string(), help(&["ferrum", "--help"]));
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(args)
+    }
+
+    #[test]
+    fn spec_12_command_lines_parse() {
+        let lines: &[&[&str]] = &[
+            &["ferrum", "node", "list", "--filter", "gpu_count >= 2", "--json"],
+            &["ferrum", "node", "import", "/tmp/ref"],
+            &["ferrum", "node", "add", "n1", "--site", "s", "--cluster", "c", "--mac", "aa:bb:cc:dd:ee:ff",
+              "--ip", "10.0.0.2", "--bmc", "ipmi://u:p@10.0.0.5:623", "--reference", "n1.json"],
+            &["ferrum", "node", "power", "soft-off", "n1", "n2"],
+            &["ferrum", "node", "power", "status", "n1"],
+            &["ferrum", "node", "bootdev", "pxe", "n1", "n2"],
+            &["ferrum", "lease", "create", "--count", "2", "--filter", "gpu_count >= 2", "--duration", "2h",
+              "--start", "2026-11-22T09:00:00Z", "--deploy", "debian12-min", "--ssh-key", "k.pub"],
+            &["ferrum", "lease", "approve", "4", "--reason", "ok"],
+            &["ferrum", "lease", "reject", "4"],
+            &["ferrum", "admin", "project", "add", "p", "--quota-node-hours", "100", "--class", "student"],
+            &["ferrum", "admin", "user", "add", "alice", "--project", "p", "--email", "a@x"],
+            &["ferrum", "usage", "--group-by", "gpu_model", "--from", "2026-01-01T00:00:00Z", "--json"],
+            &["ferrum", "--url", "http://h:1", "whoami"],
+        ];
+        for line in lines {
+            if let Err(err) = parse(line) {
+                panic!("{line:?}: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn usage_errors_are_caught_by_the_parser() {
+        let bad: &[&[&str]] = &[
+            &["ferrum", "lease", "create", "--duration", "2h"],
+            &["ferrum", "lease", "create", "--count", "1"],
+            &["ferrum", "lease", "create", "--count", "0", "--duration", "2h"],
+            &["ferrum", "lease", "create", "--count", "1", "--duration", "2 hours please"],
+            &["ferrum", "lease", "create", "--count", "1", "--duration", "2h", "--ssh-key", "k.pub"],
+            &["ferrum", "lease", "create", "--names", "a", "--filter", "x", "--duration", "2h"],
+            &["ferrum", "lease", "extend", "3"],
+            &["ferrum", "lease", "extend", "3", "--by", "1h", "--end", "2026-11-22T09:00:00Z"],
+            &["ferrum", "lease", "list", "--state", "sleeping"],
+            &["ferrum", "node", "maintenance", "n1", "--reason", "x"],
+            &["ferrum", "node", "maintenance", "n1", "--on", "--off", "--reason", "x"],
+            &["ferrum", "node", "add", "n1", "--site", "s", "--cluster", "c", "--mac", "m", "--property", "novalue"],
+            &["ferrum", "node", "power", "reboot", "n1"],
+            &["ferrum", "availability", "--count", "1", "--duration", "1h", "--limit", "21"],
+            &["ferrum", "admin", "user", "add", "bob"],
+        ];
+        for line in bad {
+            match parse(line) {
+                Ok(cli) => panic!("{line:?} parsed: {cli:?}"),
+                Err(err) => assert_eq!(err.exit_code(), i32::from(crate::client::exit::USAGE), "{line:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn parsed_values_are_typed() {
+        let cli = parse(&["ferrum", "lease", "create", "--names", "a,b", "--end", "2026-11-22T10:00:00+01:00",
+                          "--type", "besteffort"]).expect("valid");
+        let Command::Lease(LeaseCommand::Create(args)) = cli.command else { panic!("not lease create") };
+        assert_eq!(args.names, Some(vec!["a".to_owned(), "b".to_owned()]));
+        assert_eq!(args.end.map(crate::times::format_time).as_deref(), Some("2026-11-22T09:00:00Z"));
+        assert_eq!(args.lease_type, Some(LeaseTypeArg::Besteffort));
+
+        let cli = parse(&["ferrum", "lease", "extend", "7", "--by", "1h 30m"]).expect("valid");
+        let Command::Lease(LeaseCommand::Extend(args)) = cli.command else { panic!("not extend") };
+        assert_eq!(args.by, Some(TimeDelta::minutes(90)));
+
+        let cli = parse(&["ferrum", "lease", "list", "--state", "awaiting_approval"]).expect("valid");
+        let Command::Lease(LeaseCommand::List { state, .. }) = cli.command else { panic!("not list") };
+        assert_eq!(state, Some(LeaseState::AwaitingApproval));
+
+        let cli = parse(&["ferrum", "node", "add", "n", "--site", "s", "--cluster", "c", "--mac", "m1", "--mac", "m2",
+                          "--property", "gpu_count=2", "--property", "gpu_model=A100", "--property", "exotic=true"])
+            .expect("valid");
+        let Command::Node(NodeCommand::Add(args)) = cli.command else { panic!("not node add") };
+        assert_eq!(args.macs, ["m1", "m2"]);
+        assert_eq!(
+            args.properties,
+            [
+                ("gpu_count".to_owned(), serde_json::json!(2)),
+                ("gpu_model".to_owned(), serde_json::json!("A100")),
+                ("exotic".to_owned(), serde_json::json!(true)),
+            ]
+        );
+    }
+
+    #[test]
+    fn global_flags_go_anywhere() {
+        let cli = parse(&["ferrum", "node", "list", "--json", "--url", "http://h:1"]).expect("valid");
+        assert!(cli.global.json);
+        assert_eq!(cli.global.url.as_deref(), Some("http://h:1"));
+    }
+}

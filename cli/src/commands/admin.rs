@@ -1,0 +1,90 @@
+//! `ferrum admin ...` (projects, users, tokens), `ferrum whoami` and
+//! `ferrum usage`.
+//!
+//! The only place the CLI prints a token: right after the server created
+//! it, as the last line of output, because it cannot be shown again.
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use ferrum_api::{Project, ProjectCreate, Role, TokenCreated, User, UserCreate, UserCreated};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Ctx, out};
+use crate::args::{AdminCommand, ProjectCommand, TokenCommand, UsageArgs, UserCommand};
+use crate::client::NoQuery;
+use crate::render;
+
+pub async fn run(ctx: &Ctx, cmd: AdminCommand) -> Result<()> {
+    match cmd {
+        AdminCommand::Project(ProjectCommand::Add { name, quota_node_hours, class }) => {
+            let body = ProjectCreate { name, class, quota_node_hours };
+            let answer = ctx.client.post::<Project, _>(&["projects"], &body).await?;
+            ctx.show(&answer, render::project_detail)
+        }
+        AdminCommand::Project(ProjectCommand::List) => {
+            let answer = ctx.client.get::<Vec<Project>, _>(&["projects"], &NoQuery {}).await?;
+            ctx.show(&answer, |projects, opts| render::projects_table(projects, opts))
+        }
+        AdminCommand::User(UserCommand::Add { name, projects, email, admin }) => {
+            let role = if admin { Role::Admin } else { Role::User };
+            let body = UserCreate { name, role, email, projects };
+            let answer = ctx.client.post::<UserCreated, _>(&["users"], &body).await?;
+            ctx.show(&answer, |created, opts| {
+                format!(
+                    "{}\n{}",
+                    render::user_detail(&created.user, &[], opts),
+                    token_lines(&created.user.name, &created.token)
+                )
+            })
+        }
+        AdminCommand::User(UserCommand::List) => {
+            let answer = ctx.client.get::<Vec<User>, _>(&["users"], &NoQuery {}).await?;
+            ctx.show(&answer, |users, opts| render::users_table(users, opts))
+        }
+        AdminCommand::Token(TokenCommand::Create { user }) => {
+            let answer = ctx.client.post::<TokenCreated, _>(&["users", &user, "tokens"], &NoQuery {}).await?;
+            ctx.show(&answer, |created, _| token_lines(&created.user, &created.token))
+        }
+    }
+}
+
+/// A new token, as the last line so scripts can take it with `tail -n 1`.
+fn token_lines(user: &str, token: &str) -> String {
+    format!("API token for {user} (shown once; ferrum keeps only its hash):\n{token}\n")
+}
+
+pub async fn whoami(ctx: &Ctx) -> Result<()> {
+    let answer = ctx.client.get::<User, _>(&["users", "me"], &NoQuery {}).await?;
+    if ctx.json {
+        return ctx.show(&answer, |_, _| String::new());
+    }
+    // Which server answered, and its version when /healthz tells it.
+    let server = match ctx.client.health().await {
+        Ok(health) => format!("{} (version {}, {})", ctx.client.base(), health.value.version, health.value.status),
+        Err(_) => ctx.client.base().to_owned(),
+    };
+    let mut extra = vec![("server", server), ("url from", ctx.settings.url_origin.to_string())];
+    if let Some(origin) = &ctx.settings.token_origin {
+        extra.push(("token from", origin.to_string()));
+    }
+    ctx.show(&answer, |user, opts| render::user_detail(user, &extra, opts))
+}
+
+// TODO: move to ferrum-api with the usage issue
+/// Query of `GET /api/v1/usage`.
+#[derive(Debug, Serialize)]
+struct UsageQuery {
+    group_by: Option<&'static str>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+}
+
+pub async fn usage(ctx: &Ctx, args: UsageArgs) -> Result<()> {
+    let query = UsageQuery { group_by: args.group_by.map(|g| g.as_str()), from: args.from, to: args.to };
+    let answer = ctx.client.get::<Value, _>(&["usage"], &query).await?;
+    if ctx.json {
+        return out(&render::pretty_json(&answer.raw));
+    }
+    out(&render::generic(&answer.value, ctx.table))
+}

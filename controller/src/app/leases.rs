@@ -1,0 +1,477 @@
+//! Leases: creation (placement on the calendar, pre-emption of besteffort
+//! leases), extension, early release and cancellation, availability and the
+//! calendar view. Every calendar write happens with the cache lock held and
+//! is checked by the database (calendar generation + overlap triggers).
+
+use std::collections::BTreeMap;
+
+use ferrum_api as api;
+
+use super::{Actor, App, AppError, AppResult};
+use crate::calendar::{NodeSet, Query};
+use crate::db::{AllocationChange, BusyRow, DbError, LeaseRow, NewLease, NodeRow, Preemption};
+use crate::model::lease::{self, LeaseAction, LeaseInput};
+use crate::model::time::{from_seconds, to_seconds};
+use crate::model::{LeaseId, LeaseState, LeaseType, NodeId, ProjectId, Seconds};
+
+use super::cache::CalendarCache;
+use super::nodes::parse_filter;
+
+/// How often a lease write is retried when the calendar moved under it.
+const MAX_ATTEMPTS: usize = 5;
+
+/// Parses `4h`, `90m`, `1h 30m`, `2d` into whole seconds.
+pub fn parse_duration(field: &str, text: &str) -> AppResult<Seconds> {
+    let d = humantime::parse_duration(text.trim())
+        .map_err(|e| AppError::bad_request(format!("{field}: '{text}' is not a duration ({e}); use e.g. 30m, 4h, 1h 30m, 2d")))?;
+    let secs = i64::try_from(d.as_secs()).map_err(|_| AppError::bad_request(format!("{field}: '{text}' is too long")))?;
+    if secs <= 0 {
+        return Err(AppError::bad_request(format!("{field}: must be at least one second")));
+    }
+    Ok(secs)
+}
+
+/// A lease the caller may see, or 404 (other users' leases do not exist
+/// for them).
+fn visible(actor: &Actor, lease: LeaseRow) -> AppResult<LeaseRow> {
+    if actor.is_admin || lease.owner_id == actor.user_id { Ok(lease) } else { Err(AppError::NotFound(format!("lease '{}' does not exist", lease.id))) }
+}
+
+fn not_found_as_404(e: DbError) -> AppError {
+    e.into()
+}
+
+/// The resolved placement of a request.
+struct Planned {
+    start: Seconds,
+    end: Seconds,
+    nodes: Vec<u32>,
+}
+
+impl App {
+    fn resolve_project(&self, actor: &Actor, project: Option<&str>) -> AppResult<Option<ProjectId>> {
+        match project {
+            Some(name) => {
+                if let Some((id, _)) = actor.projects.iter().find(|(_, n)| n == name) {
+                    return Ok(Some(*id));
+                }
+                if actor.is_admin {
+                    // Admins may book for any existing project.
+                    return Err(AppError::Forbidden(format!(
+                        "project '{name}': admins book for projects they belong to; add yourself to it or omit the project for an operator lease"
+                    )));
+                }
+                Err(AppError::Forbidden(format!("you are not a member of project '{name}'")))
+            }
+            None if actor.is_admin => Ok(None),
+            None => match actor.projects.as_slice() {
+                [(id, _)] => Ok(Some(*id)),
+                [] => Err(AppError::Forbidden("you belong to no project; ask an admin to add you to one".into())),
+                many => Err(AppError::bad_request(format!(
+                    "project: you belong to several projects ({}); say which one",
+                    many.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>().join(", ")
+                ))),
+            },
+        }
+    }
+
+    /// Creates a lease: validates, places it on the calendar and commits it.
+    pub async fn create_lease(&self, actor: &Actor, req: api::LeaseCreate) -> AppResult<LeaseRow> {
+        let now = self.now();
+        let project = self.resolve_project(actor, req.project.as_deref())?;
+        let lease_type = req.lease_type.unwrap_or(if req.deploy.is_some() { LeaseType::Deploy } else { LeaseType::Default });
+        if let Some(d) = &req.deploy {
+            if lease_type != LeaseType::Deploy {
+                return Err(AppError::bad_request("deploy: only a lease of type 'deploy' deploys an environment"));
+            }
+            if d.environment.trim().is_empty() {
+                return Err(AppError::bad_request("deploy.environment: name the environment to deploy"));
+            }
+            for (i, key) in d.ssh_keys.iter().enumerate() {
+                let mut parts = key.split_whitespace();
+                let kind = parts.next().unwrap_or_default();
+                let ok = (kind.starts_with("ssh-") || kind.starts_with("ecdsa-") || kind.starts_with("sk-")) && parts.next().is_some() && key.len() < 16_384;
+                if !ok {
+                    return Err(AppError::bad_request(format!("deploy.ssh_keys[{i}]: not an OpenSSH public key (expected 'ssh-ed25519 AAAA... comment')")));
+                }
+            }
+        }
+
+        // When.
+        let grace = i64::try_from(self.config.leases.start_grace.as_secs()).unwrap_or(60);
+        let horizon = i64::try_from(self.config.leases.max_horizon.as_secs()).unwrap_or(i64::MAX / 4);
+        let fixed_start = match req.start {
+            Some(t) => {
+                let s = to_seconds(t);
+                if s < now - grace {
+                    return Err(AppError::bad_request(format!("start: {t} is in the past; omit it for as soon as possible")));
+                }
+                Some(s.max(now))
+            }
+            None => None,
+        };
+        let duration = match (&req.duration, req.end) {
+            (Some(d), None) => parse_duration("duration", d)?,
+            (None, Some(end)) => {
+                let from = fixed_start.unwrap_or(now);
+                let e = to_seconds(end);
+                if e <= from {
+                    return Err(AppError::bad_request("end: must be after the start"));
+                }
+                e - from
+            }
+            (Some(_), Some(_)) => return Err(AppError::bad_request("give either duration or end, not both")),
+            (None, None) => return Err(AppError::bad_request("duration: say how long (e.g. 4h), or give an end")),
+        };
+        if fixed_start.unwrap_or(now) + duration > now + horizon {
+            return Err(AppError::bad_request(format!(
+                "the lease would end more than {} ahead; the calendar is open that far only",
+                humantime::format_duration(self.config.leases.max_horizon)
+            )));
+        }
+        if lease_type == LeaseType::Besteffort && fixed_start.is_some_and(|s| s > now) {
+            return Err(AppError::bad_request("start: besteffort leases start as soon as nodes are idle; omit start"));
+        }
+
+        // Which nodes.
+        let selector = &req.nodes;
+        enum Want<'a> {
+            Count(u32, Option<&'a str>),
+            Names(&'a [String]),
+        }
+        let want = match (&selector.names, selector.count, selector.filter.as_deref()) {
+            (Some(names), count, None) if !names.is_empty() => {
+                if count.is_some_and(|c| c as usize != names.len()) {
+                    return Err(AppError::bad_request("nodes.count: does not match the number of nodes.names"));
+                }
+                Want::Names(names)
+            }
+            (Some(_), _, Some(_)) => return Err(AppError::bad_request("nodes: give names or a filter, not both")),
+            (None, Some(c), filter) if c >= 1 => Want::Count(c, filter.filter(|f| !f.trim().is_empty())),
+            (None, Some(_), _) => return Err(AppError::bad_request("nodes.count: must be at least 1")),
+            _ => return Err(AppError::bad_request("nodes: give count (with an optional filter) or names")),
+        };
+
+        let mut cache = self.cache.lock().await;
+        for _attempt in 0..MAX_ATTEMPTS {
+            cache.refresh(self.store.as_ref(), now).await?;
+            let (count, candidates, filter_text) = match want {
+                Want::Count(count, filter) => {
+                    let parsed = filter.map(|f| parse_filter(f, &|name| cache.known_properties.contains(name))).transpose()?;
+                    let mut set = cache.node_set();
+                    for (i, n) in cache.nodes.iter().enumerate() {
+                        let offered = n.policy.offers_node() && n.state.is_allocatable() && (req.exotic || !n.exotic);
+                        if offered && parsed.as_ref().is_none_or(|f| f.matches(&n.properties)) {
+                            set.insert(i as u32);
+                        }
+                    }
+                    (count, set, filter.map(str::to_owned))
+                }
+                Want::Names(names) => (u32::try_from(names.len()).unwrap_or(u32::MAX), named_candidates(&cache, names, req.exotic)?, None),
+            };
+            let planned = plan(&cache, lease_type, count, duration, fixed_start, now, &candidates)?;
+            let node_ids: Vec<NodeId> = planned.nodes.iter().map(|&i| cache.node(i).id).collect();
+            let preempt = if lease_type == LeaseType::Besteffort { Vec::new() } else { self.plan_preemptions(&node_ids, planned.start, planned.end, now).await? };
+            let new = NewLease {
+                owner_id: actor.user_id,
+                project_id: project,
+                lease_type,
+                state: LeaseState::Pending,
+                start: planned.start,
+                end: planned.end,
+                exotic: req.exotic,
+                filter: filter_text,
+                deploy: req.deploy.as_ref().map(|d| serde_json::json!({"environment": d.environment, "ssh_keys": d.ssh_keys}).to_string()),
+                nodes: node_ids,
+                created_at: now,
+            };
+            match self.store.insert_lease(&new, &preempt.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(), cache.generation).await {
+                Ok((row, generation)) => {
+                    for (p, victim) in &preempt {
+                        release_cut(&mut cache, victim, p.change, now);
+                    }
+                    cache.reserve(&planned.nodes, planned.start, planned.end, lease_type);
+                    cache.generation = generation;
+                    drop(cache);
+                    if row.start <= now || !preempt.is_empty() {
+                        self.wake.notify_one();
+                    }
+                    tracing::info!(lease = %row.id, owner = %actor.name, nodes = row.nodes.len(), start = row.start, end = row.end, "lease created");
+                    return Ok(row);
+                }
+                Err(DbError::StaleCalendar | DbError::DoubleBooked | DbError::Raced { .. }) => {
+                    cache.invalidate();
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AppError::Conflict { message: "the calendar is changing too fast; try again".into(), earliest_start: None })
+    }
+
+    /// Besteffort leases holding any of `nodes` during `[start, end)`, and
+    /// what pre-empting them means for each.
+    async fn plan_preemptions(&self, nodes: &[NodeId], start: Seconds, end: Seconds, now: Seconds) -> AppResult<Vec<(Preemption, LeaseRow)>> {
+        let rows = self.store.besteffort_overlapping(nodes, start, end).await?;
+        let mut victims: Vec<LeaseId> = rows.iter().map(|r| r.lease).collect();
+        victims.sort();
+        victims.dedup();
+        let mut out = Vec::new();
+        for id in victims {
+            let victim = self.store.get_lease(id).await?;
+            let cut = start;
+            let reason = format!("pre-empted at {} by a normal lease", from_seconds(cut).to_rfc3339());
+            let (to, change) = if victim.start >= cut || cut <= now {
+                let (to, action) = lease::next(victim.state, LeaseInput::Preempted).map_err(|e| AppError::Conflict { message: e.to_string(), earliest_start: None })?;
+                let change = match action {
+                    LeaseAction::DropAllocation => AllocationChange::Drop,
+                    LeaseAction::EndAndReset => AllocationChange::CutAt(cut),
+                    _ => AllocationChange::Keep,
+                };
+                (to, change)
+            } else {
+                // It runs until the normal lease starts, then ends on time.
+                (victim.state, AllocationChange::CutAt(cut))
+            };
+            out.push((Preemption { lease: id, from: victim.state, to, change, reason }, victim));
+        }
+        Ok(out)
+    }
+
+    pub async fn get_lease(&self, actor: &Actor, id: i64) -> AppResult<LeaseRow> {
+        visible(actor, self.store.get_lease(LeaseId(id)).await.map_err(not_found_as_404)?)
+    }
+
+    pub async fn list_leases(&self, actor: &Actor, state: Option<LeaseState>, all: bool) -> AppResult<Vec<LeaseRow>> {
+        let owner = if actor.is_admin { None } else { Some(actor.user_id) };
+        let include_over = all || state.is_some_and(lease::is_terminal);
+        let mut rows = self.store.list_leases(owner, include_over).await?;
+        if let Some(s) = state {
+            rows.retain(|l| l.state == s);
+        }
+        Ok(rows)
+    }
+
+    /// Moves a lease's end later, if its nodes are free until then.
+    pub async fn extend_lease(&self, actor: &Actor, id: i64, new_end: Seconds) -> AppResult<LeaseRow> {
+        let now = self.now();
+        let horizon = i64::try_from(self.config.leases.max_horizon.as_secs()).unwrap_or(i64::MAX / 4);
+        let mut cache = self.cache.lock().await;
+        for _attempt in 0..MAX_ATTEMPTS {
+            let lease = self.get_lease(actor, id).await?;
+            if !lease::holds_slot(lease.state) {
+                return Err(AppError::Conflict { message: format!("a lease in state '{}' cannot be extended", lease.state.as_str()), earliest_start: None });
+            }
+            if new_end <= lease.end {
+                return Err(AppError::bad_request(format!(
+                    "end: must be later than the current end {} (to end a lease early, DELETE it)",
+                    from_seconds(lease.end).to_rfc3339()
+                )));
+            }
+            if new_end > now + horizon {
+                return Err(AppError::bad_request("end: beyond the calendar's horizon"));
+            }
+            cache.refresh(self.store.as_ref(), now).await?;
+            let indices: Vec<u32> = lease.nodes.iter().filter_map(|(n, _)| cache.index_of(*n)).collect();
+            let calendar = if lease.lease_type == LeaseType::Besteffort { &cache.all } else { &cache.normal };
+            if !calendar.is_free(&indices, lease.end, new_end) {
+                // The latest end that would fit, by bisection on the calendar.
+                let (mut ok, mut bad) = (lease.end, new_end);
+                while bad - ok > 1 {
+                    let mid = ok + (bad - ok) / 2;
+                    if calendar.is_free(&indices, lease.end, mid) { ok = mid } else { bad = mid }
+                }
+                let message = if ok > lease.end {
+                    format!("its nodes are booked before {}; the latest possible end is {}", from_seconds(new_end).to_rfc3339(), from_seconds(ok).to_rfc3339())
+                } else {
+                    "its nodes are booked right after it ends; it cannot be extended".to_owned()
+                };
+                return Err(AppError::Conflict { message, earliest_start: None });
+            }
+            let node_ids: Vec<NodeId> = lease.nodes.iter().map(|(n, _)| *n).collect();
+            let preempt =
+                if lease.lease_type == LeaseType::Besteffort { Vec::new() } else { self.plan_preemptions(&node_ids, lease.end, new_end, now).await? };
+            let preemptions: Vec<Preemption> = preempt.iter().map(|(p, _)| p.clone()).collect();
+            match self.store.set_lease_end(lease.id, new_end, &preemptions, cache.generation, now).await {
+                Ok(generation) => {
+                    for (p, victim) in &preempt {
+                        release_cut(&mut cache, victim, p.change, now);
+                    }
+                    cache.reserve(&indices, lease.end, new_end, lease.lease_type);
+                    cache.generation = generation;
+                    drop(cache);
+                    self.wake.notify_one();
+                    return Ok(self.store.get_lease(lease.id).await?);
+                }
+                Err(DbError::StaleCalendar | DbError::DoubleBooked | DbError::Raced { .. }) => {
+                    cache.invalidate();
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AppError::Conflict { message: "the calendar is changing too fast; try again".into(), earliest_start: None })
+    }
+
+    /// Ends a lease now: cancels it if it has not started, releases it
+    /// otherwise. Ending an ended lease changes nothing.
+    pub async fn end_lease(&self, actor: &Actor, id: i64) -> AppResult<LeaseRow> {
+        let now = self.now();
+        let mut cache = self.cache.lock().await;
+        for _attempt in 0..MAX_ATTEMPTS {
+            let lease = self.get_lease(actor, id).await?;
+            let (to, action) = lease::next(lease.state, LeaseInput::Released).map_err(|e| AppError::Conflict { message: e.to_string(), earliest_start: None })?;
+            let change = match action {
+                LeaseAction::AlreadyDone => return Ok(lease),
+                LeaseAction::DropAllocation => AllocationChange::Drop,
+                // Keep at least one second so the nodes stay tied to the
+                // lease until the clock loop has reset them.
+                LeaseAction::EndAndReset => AllocationChange::CutAt(now.max(lease.start + 1)),
+                LeaseAction::Record | LeaseAction::TakeNodes => AllocationChange::Keep,
+            };
+            let verb = if to == LeaseState::Cancelled { "cancelled" } else { "released" };
+            cache.refresh(self.store.as_ref(), now).await?;
+            match self.store.transition_lease(lease.id, lease.state, to, change, Some(&format!("{verb} by {}", actor.name)), cache.generation, now).await {
+                Ok(generation) => {
+                    release_cut(&mut cache, &lease, change, now);
+                    cache.generation = generation;
+                    drop(cache);
+                    self.wake.notify_one();
+                    tracing::info!(lease = %lease.id, actor = %actor.name, "lease {verb}");
+                    return Ok(self.store.get_lease(lease.id).await?);
+                }
+                Err(DbError::StaleCalendar | DbError::Raced { .. }) => {
+                    cache.invalidate();
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AppError::Conflict { message: "the lease is changing too fast; try again".into(), earliest_start: None })
+    }
+
+    /// The earliest slots for `count` nodes matching `filter` for
+    /// `duration`: the first one, then each next one starting after the
+    /// previous one ends.
+    pub async fn availability(&self, q: &api::AvailabilityQuery) -> AppResult<Vec<(Seconds, Seconds, Vec<String>)>> {
+        let now = self.now();
+        if q.count == 0 {
+            return Err(AppError::bad_request("count: must be at least 1"));
+        }
+        let duration = parse_duration("duration", &q.duration)?;
+        let limit = q.limit.unwrap_or(3);
+        if !(1..=20).contains(&limit) {
+            return Err(AppError::bad_request("limit: must be between 1 and 20"));
+        }
+        let from = q.from.map(to_seconds).unwrap_or(now).max(now);
+        let exotic = q.exotic.unwrap_or(false);
+        let mut cache = self.cache.lock().await;
+        cache.refresh(self.store.as_ref(), now).await?;
+        let filter = q.filter.as_deref().filter(|f| !f.trim().is_empty()).map(|f| parse_filter(f, &|name| cache.known_properties.contains(name))).transpose()?;
+        let mut candidates = cache.node_set();
+        for (i, n) in cache.nodes.iter().enumerate() {
+            if n.policy.offers_node() && n.state.is_allocatable() && (exotic || !n.exotic) && filter.as_ref().is_none_or(|f| f.matches(&n.properties)) {
+                candidates.insert(i as u32);
+            }
+        }
+        let mut slots = Vec::new();
+        let mut not_before = from;
+        for _ in 0..limit {
+            let planned = plan(&cache, LeaseType::Default, q.count, duration, None, not_before, &candidates)?;
+            not_before = planned.end;
+            slots.push((planned.start, planned.end, planned.nodes.iter().map(|&i| cache.node(i).name.clone()).collect()));
+        }
+        Ok(slots)
+    }
+
+    /// Busy intervals per node between `from` and `to` (for Gantt charts).
+    /// Lease ids and owners show for the caller's own leases only (all for
+    /// admins).
+    pub async fn calendar_view(&self, actor: &Actor, from: Option<Seconds>, to: Option<Seconds>, filter: Option<&str>) -> AppResult<(Seconds, Seconds, Vec<(NodeRow, Vec<BusyRow>)>)> {
+        let from = from.unwrap_or_else(|| self.now());
+        let to = to.unwrap_or(from + 7 * 86_400);
+        if to <= from {
+            return Err(AppError::bad_request("to: must be after from"));
+        }
+        if to - from > 400 * 86_400 {
+            return Err(AppError::bad_request("to: the window is limited to 400 days"));
+        }
+        let nodes = self.list_nodes(filter).await?;
+        let mut busy: BTreeMap<NodeId, Vec<BusyRow>> = BTreeMap::new();
+        for mut row in self.store.busy_between(from, to).await? {
+            if !actor.is_admin && row.owner_id != actor.user_id {
+                row.owner.clear();
+                row.lease = LeaseId(-1);
+            }
+            busy.entry(row.node).or_default().push(row);
+        }
+        let out = nodes.into_iter().map(|n| {
+            let b = busy.remove(&n.id).unwrap_or_default();
+            (n, b)
+        });
+        Ok((from, to, out.collect()))
+    }
+}
+
+/// The candidate set for a request by names.
+fn named_candidates(cache: &CalendarCache, names: &[String], exotic: bool) -> AppResult<NodeSet> {
+    let mut set = cache.node_set();
+    for name in names {
+        let i = cache.index_by_name(name).ok_or_else(|| AppError::bad_request(format!("nodes.names: there is no node '{name}'")))?;
+        let n = cache.node(i);
+        if !n.policy.offers_node() {
+            return Err(AppError::Conflict { message: format!("node '{name}' is in {} and cannot be reserved", n.policy.as_str()), earliest_start: None });
+        }
+        if !n.state.is_allocatable() {
+            return Err(AppError::Conflict { message: format!("node '{name}' is {} and cannot be reserved", n.state.as_str()), earliest_start: None });
+        }
+        if n.exotic && !exotic {
+            return Err(AppError::bad_request(format!("nodes.names: '{name}' is exotic (prototype) hardware; set exotic: true to reserve it")));
+        }
+        if set.contains(i) {
+            return Err(AppError::bad_request(format!("nodes.names: '{name}' is listed twice")));
+        }
+        set.insert(i);
+    }
+    Ok(set)
+}
+
+/// Places a request on the right calendar.
+fn plan(cache: &CalendarCache, lease_type: LeaseType, count: u32, duration: Seconds, fixed_start: Option<Seconds>, now: Seconds, candidates: &NodeSet) -> AppResult<Planned> {
+    let available = candidates.count();
+    if (count as usize) > available {
+        return Err(AppError::BadRequest {
+            code: "unsatisfiable",
+            message: format!("{count} node(s) requested but only {available} can be offered (matching the filter, in service, healthy, not exotic unless allowed)"),
+        });
+    }
+    let calendar = if lease_type == LeaseType::Besteffort { &cache.all } else { &cache.normal };
+    let not_before = fixed_start.unwrap_or(now);
+    let query = Query { count, duration, not_before, candidates };
+    let placement = calendar.earliest(&query).ok_or_else(|| AppError::Conflict { message: "no placement found for this request".into(), earliest_start: None })?;
+    if let Some(start) = fixed_start {
+        if placement.start != start {
+            return Err(AppError::Conflict {
+                message: format!(
+                    "{count} node(s) are not free from {} for {}; the earliest possible start is {}",
+                    from_seconds(start).to_rfc3339(),
+                    humantime::format_duration(std::time::Duration::from_secs(duration.unsigned_abs())),
+                    from_seconds(placement.start).to_rfc3339()
+                ),
+                earliest_start: Some(placement.start),
+            });
+        }
+    }
+    Ok(Planned { start: placement.start, end: placement.start + duration, nodes: placement.nodes })
+}
+
+/// Frees in the cache what an allocation change freed in the database.
+fn release_cut(cache: &mut CalendarCache, lease: &LeaseRow, change: AllocationChange, now: Seconds) {
+    let indices: Vec<u32> = lease.nodes.iter().filter_map(|(n, _)| cache.index_of(*n)).collect();
+    let from = match change {
+        AllocationChange::Keep => return,
+        AllocationChange::Drop => lease.start,
+        AllocationChange::CutAt(t) => t,
+    };
+    cache.release(&indices, from.max(now).max(lease.start), lease.end, lease.lease_type);
+}

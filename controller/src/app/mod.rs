@@ -1,0 +1,94 @@
+//! The application layer: the rules of ferrum. Every HTTP handler calls one
+//! function here; this layer authorises, validates, decides (with `model`
+//! for transitions, `calendar` for placement, `filter` for selection) and
+//! persists through the [`Datastore`] trait.
+//!
+//! It never builds SQL and never speaks HTTP: it returns domain rows and
+//! [`AppError`]s, which the `http` module turns into views and status codes.
+
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, Notify};
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::db::{DbError, Datastore};
+use crate::model::time::to_seconds;
+use crate::model::Seconds;
+
+pub mod accounts;
+pub mod cache;
+pub mod conductor;
+pub mod leases;
+pub mod nodes;
+pub mod reconciler;
+
+pub use accounts::Actor;
+
+/// Errors of the application layer. Client errors carry a message fit for
+/// the client; `Internal` carries the cause for the log only.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The request is malformed or names something impossible.
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("missing or invalid API token")]
+    Unauthenticated,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the calendar or the resource's state.
+    #[error("{message}")]
+    Conflict { message: String, earliest_start: Option<Seconds> },
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl AppError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        AppError::BadRequest { code: "bad_request", message: message.into() }
+    }
+}
+
+impl From<DbError> for AppError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::AlreadyExists { .. } => AppError::Conflict { message: e.to_string(), earliest_start: None },
+            DbError::NotFound { .. } => AppError::NotFound(e.to_string()),
+            DbError::DoubleBooked | DbError::StaleCalendar | DbError::Raced { .. } => {
+                AppError::Conflict { message: format!("{e}; try again"), earliest_start: None }
+            }
+            other => AppError::Internal(other.into()),
+        }
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+/// Everything the controller's handlers and loops share.
+#[derive(Debug)]
+pub struct App {
+    pub store: Arc<dyn Datastore>,
+    pub clock: Clock,
+    pub config: Config,
+    /// The in-memory calendar and node index, serialising every calendar
+    /// write of this process.
+    pub(crate) cache: Mutex<cache::CalendarCache>,
+    /// Wakes the clock loop early (a lease was created to start now, a
+    /// lease was released).
+    pub wake: Notify,
+    /// Who carries out resets and enrolment checks on real nodes.
+    pub conductor: Arc<dyn conductor::Conductor>,
+}
+
+impl App {
+    pub fn new(store: Arc<dyn Datastore>, clock: Clock, config: Config, conductor: Arc<dyn conductor::Conductor>) -> Arc<App> {
+        Arc::new(App { store, clock, config, cache: Mutex::new(cache::CalendarCache::empty()), wake: Notify::new(), conductor })
+    }
+
+    /// Now, in calendar seconds.
+    pub fn now(&self) -> Seconds {
+        to_seconds(self.clock.now())
+    }
+}

@@ -1,0 +1,275 @@
+//! Nodes and inventory: enrolment (one node, or a Grid'5000 Reference API
+//! import), listing with the filter language, operator intent
+//! (maintenance), events, and the node transitions the clock loop applies.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use sha2::{Digest, Sha256};
+
+use super::{Actor, App, AppError, AppResult};
+use crate::db::{ImportOutcome, NewEvent, NodeEventRow, NodeRow, NodeTransition, NodeWrite, Secret};
+use crate::filter::Filter;
+use crate::model::node::shown_state;
+use crate::model::properties::{self, PropValue, Properties};
+use crate::model::{BmcAddress, LeaseId, MacAddr, NodeInput, NodePolicy};
+use crate::reference;
+
+/// A node to enrol, as the API received it.
+#[derive(Clone, Debug)]
+pub struct NodeSpec {
+    pub name: String,
+    pub site: String,
+    pub cluster: String,
+    pub macs: Vec<String>,
+    pub ip: Option<String>,
+    pub bmc: Option<String>,
+    pub properties: serde_json::Map<String, serde_json::Value>,
+    pub reference: Option<serde_json::Value>,
+}
+
+/// One description of a reference import.
+#[derive(Clone, Debug)]
+pub struct ReferenceUpload {
+    pub site: String,
+    pub cluster: String,
+    pub description: serde_json::Value,
+}
+
+/// A node with its reference description, for `GET /nodes/{name}`.
+#[derive(Clone, Debug)]
+pub struct NodeDetail {
+    pub row: NodeRow,
+    pub reference: Option<serde_json::Value>,
+}
+
+fn validate_node_name(what: &str, name: &str) -> AppResult<()> {
+    super::accounts::validate_name(what, name)
+}
+
+fn parse_macs(macs: &[String]) -> AppResult<Vec<String>> {
+    if macs.is_empty() {
+        return Err(AppError::bad_request("macs: give at least one boot NIC MAC address"));
+    }
+    let mut out = Vec::with_capacity(macs.len());
+    for mac in macs {
+        let parsed: MacAddr = mac.parse().map_err(|e| AppError::bad_request(format!("macs: {e}")))?;
+        out.push(parsed.to_string());
+    }
+    let unique: BTreeSet<&String> = out.iter().collect();
+    if unique.len() != out.len() {
+        return Err(AppError::bad_request("macs: the same MAC address is listed twice"));
+    }
+    Ok(out)
+}
+
+fn parse_ip(ip: Option<&str>) -> AppResult<Option<String>> {
+    ip.map(|ip| {
+        ip.parse::<IpAddr>().map(|a| a.to_string()).map_err(|_| AppError::bad_request(format!("ip: '{ip}' is not an IP address")))
+    })
+    .transpose()
+}
+
+fn props_to_json(props: &Properties) -> serde_json::Map<String, serde_json::Value> {
+    props.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(serde_json::Value::Null))).collect()
+}
+
+/// Admin-set properties: scalar values under identifier-like names.
+fn validate_admin_properties(props: &serde_json::Map<String, serde_json::Value>) -> AppResult<()> {
+    for (k, v) in props {
+        let name_ok = !k.is_empty()
+            && k.len() <= 64
+            && k.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && k.chars().next().is_some_and(|c| c.is_ascii_lowercase());
+        if !name_ok {
+            return Err(AppError::bad_request(format!("properties.{k}: property names are lowercase letters, digits and '_', starting with a letter")));
+        }
+        if matches!(k.as_str(), "site" | "cluster" | "host") {
+            return Err(AppError::bad_request(format!("properties.{k}: set by the node's {k}, not as a property")));
+        }
+        if !(v.is_boolean() || v.is_string() || v.is_number()) {
+            return Err(AppError::bad_request(format!("properties.{k}: must be a string, a number or a boolean")));
+        }
+    }
+    Ok(())
+}
+
+fn reference_sha256(description: &serde_json::Value) -> String {
+    // serde_json's maps are ordered, so this text is canonical.
+    hex::encode(Sha256::digest(description.to_string().as_bytes()))
+}
+
+fn base_properties(name: &str, site: &str, cluster: &str) -> Properties {
+    let mut p = Properties::new();
+    p.insert("site".into(), PropValue::from(site));
+    p.insert("cluster".into(), PropValue::from(cluster));
+    p.insert("host".into(), PropValue::from(name));
+    properties::with_standard_defaults(p)
+}
+
+impl App {
+    /// Enrols one node (admin).
+    pub async fn add_node(&self, actor: &Actor, spec: NodeSpec) -> AppResult<NodeRow> {
+        actor.require_admin()?;
+        validate_node_name("node", &spec.name)?;
+        validate_node_name("site", &spec.site)?;
+        validate_node_name("cluster", &spec.cluster)?;
+        let macs = parse_macs(&spec.macs)?;
+        let ip = parse_ip(spec.ip.as_deref())?;
+        let bmc = spec
+            .bmc
+            .as_deref()
+            .map(|b| BmcAddress::parse(b).map_err(|e| AppError::bad_request(format!("bmc: {e}"))))
+            .transpose()?;
+        validate_admin_properties(&spec.properties)?;
+        let (properties, reference, sha) = match &spec.reference {
+            Some(description) => {
+                let d = reference::flatten(&spec.site, &spec.cluster, description).map_err(|e| AppError::bad_request(format!("reference: {e}")))?;
+                if d.name != spec.name {
+                    return Err(AppError::bad_request(format!("reference: describes node '{}', not '{}'", d.name, spec.name)));
+                }
+                (properties::with_standard_defaults(d.properties), Some(description.to_string()), Some(reference_sha256(description)))
+            }
+            None => (base_properties(&spec.name, &spec.site, &spec.cluster), None, None),
+        };
+        let write = NodeWrite {
+            name: spec.name.clone(),
+            site: spec.site,
+            cluster: spec.cluster,
+            ip,
+            macs,
+            bmc_url: bmc.map(|b| Secret(b.to_url_with_secret())),
+            properties: props_to_json(&properties),
+            admin_properties: spec.properties,
+            reference,
+            reference_sha256: sha,
+        };
+        let event = NewEvent {
+            at: self.now(),
+            actor: actor.name.clone(),
+            from_shown: "enrolling".into(),
+            to_shown: "enrolling".into(),
+            reason: "enrolled".into(),
+        };
+        let row = self.store.insert_node(&write, &event).await?;
+        self.wake.notify_one();
+        Ok(row)
+    }
+
+    /// Imports Grid'5000 Reference API node descriptions (admin): new nodes
+    /// are added, known ones updated; the same tree twice changes nothing.
+    pub async fn import_nodes(&self, actor: &Actor, uploads: Vec<ReferenceUpload>) -> AppResult<ImportOutcome> {
+        actor.require_admin()?;
+        let mut writes = Vec::with_capacity(uploads.len());
+        let mut seen = BTreeSet::new();
+        for (i, u) in uploads.iter().enumerate() {
+            let d = reference::flatten(&u.site, &u.cluster, &u.description)
+                .map_err(|e| AppError::bad_request(format!("nodes[{i}] ({}/{}): {e}", u.site, u.cluster)))?;
+            validate_node_name("node", &d.name).map_err(|e| AppError::bad_request(format!("nodes[{i}]: {e}")))?;
+            if !seen.insert(d.name.clone()) {
+                return Err(AppError::bad_request(format!("nodes[{i}]: node '{}' appears twice in the import", d.name)));
+            }
+            writes.push(NodeWrite {
+                name: d.name,
+                site: d.site,
+                cluster: d.cluster,
+                ip: d.ip,
+                macs: d.macs,
+                bmc_url: None,
+                properties: props_to_json(&properties::with_standard_defaults(d.properties)),
+                admin_properties: serde_json::Map::new(),
+                reference: Some(u.description.to_string()),
+                reference_sha256: Some(reference_sha256(&u.description)),
+            });
+        }
+        let outcome = self.store.import_nodes(&writes, self.now(), &actor.name).await?;
+        self.wake.notify_one();
+        Ok(outcome)
+    }
+
+    /// Every node, or those matching `filter`.
+    pub async fn list_nodes(&self, filter: Option<&str>) -> AppResult<Vec<NodeRow>> {
+        let rows = self.store.list_nodes().await?;
+        let Some(source) = filter.filter(|f| !f.trim().is_empty()) else { return Ok(rows) };
+        let parsed: Vec<Properties> = rows.iter().map(|r| super::cache::to_properties(&r.properties)).collect();
+        let known: BTreeSet<&str> =
+            properties::STANDARD.iter().map(|(n, _)| *n).chain(parsed.iter().flat_map(|p| p.keys().map(String::as_str))).collect();
+        let filter = parse_filter(source, &|name| known.contains(name))?;
+        Ok(rows.into_iter().zip(parsed).filter(|(_, p)| filter.matches(p)).map(|(r, _)| r).collect())
+    }
+
+    pub async fn get_node(&self, name: &str) -> AppResult<NodeDetail> {
+        let row = self.store.get_node(name).await?;
+        let reference = match self.store.node_reference(row.id).await? {
+            Some(text) => Some(serde_json::from_str(&text).map_err(|e| AppError::Internal(e.into()))?),
+            None => None,
+        };
+        Ok(NodeDetail { row, reference })
+    }
+
+    /// Puts a node in maintenance or back in service (admin).
+    pub async fn set_maintenance(&self, actor: &Actor, name: &str, enabled: bool, reason: &str) -> AppResult<NodeRow> {
+        actor.require_admin()?;
+        if reason.trim().is_empty() {
+            return Err(AppError::bad_request("reason: say why (it is recorded in the node's events)"));
+        }
+        let node = self.store.get_node(name).await?;
+        if node.policy == NodePolicy::Retired {
+            return Err(AppError::Conflict { message: format!("node '{name}' is retired"), earliest_start: None });
+        }
+        let policy = if enabled { NodePolicy::Maintenance } else { NodePolicy::InService };
+        if policy != node.policy {
+            let event = NewEvent {
+                at: self.now(),
+                actor: actor.name.clone(),
+                from_shown: shown_state(node.state, node.policy).as_str().into(),
+                to_shown: shown_state(node.state, policy).as_str().into(),
+                reason: reason.to_owned(),
+            };
+            self.store.set_node_policy(node.id, policy, &event).await?;
+        }
+        Ok(self.store.get_node(name).await?)
+    }
+
+    pub async fn node_events(&self, name: &str) -> AppResult<Vec<NodeEventRow>> {
+        let node = self.store.get_node(name).await?;
+        Ok(self.store.node_events(node.id).await?)
+    }
+
+    /// Applies `input` to each node through [`NodeLifecycle::next`] and
+    /// records the changes. Nodes for which the input is invalid are left
+    /// as they are (and reported in the log).
+    pub(crate) async fn move_nodes(&self, nodes: &[(&NodeRow, Option<LeaseId>)], input: NodeInput, actor: &str, reason: &str) -> AppResult<usize> {
+        let at = self.now();
+        let mut transitions = Vec::new();
+        for &(row, lease) in nodes {
+            let (node, from, policy) = (row.id, row.state, row.policy);
+            match from.next(input) {
+                Ok(to) if to == from => {}
+                Ok(to) => transitions.push(NodeTransition {
+                    node,
+                    from,
+                    to,
+                    lease,
+                    event: NewEvent {
+                        at,
+                        actor: actor.to_owned(),
+                        from_shown: shown_state(from, policy).as_str().into(),
+                        to_shown: shown_state(to, policy).as_str().into(),
+                        reason: reason.to_owned(),
+                    },
+                }),
+                Err(e) => tracing::debug!(node = %node, error = %e, "node transition skipped"),
+            }
+        }
+        if transitions.is_empty() {
+            return Ok(0);
+        }
+        Ok(self.store.transition_nodes(&transitions).await?)
+    }
+}
+
+/// Parses a filter, turning errors into a 400 that names the position.
+pub(crate) fn parse_filter(source: &str, is_known: &dyn Fn(&str) -> bool) -> AppResult<Filter> {
+    Filter::parse(source, is_known).map_err(|e| AppError::BadRequest { code: "invalid_filter", message: format!("filter: {e}") })
+}

@@ -1,0 +1,78 @@
+//! `ferrumd`: the ferrum controller daemon.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use ferrum_controller::clock::Clock;
+use ferrum_controller::config::{Config, LogFormat};
+use ferrum_controller::server;
+use tracing_subscriber::EnvFilter;
+
+/// The ferrum controller: REST API, reservation calendar, inventory and the
+/// clock loop, on an embedded SQLite database by default.
+#[derive(Debug, Parser)]
+#[command(version, about, after_help = "Every option has a default; see ferrumd.example.toml. Flags override the config file.\n\
+On first start with an empty database, ferrumd creates the user 'admin' and writes its API token to DATA_DIR/admin.token (mode 0600).")]
+struct Args {
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to serve the API on [default: 127.0.0.1:8750].
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
+    /// State directory [default: ferrum-data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Database URL [default: sqlite://DATA_DIR/ferrum.db].
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(db) = args.database {
+        config.database = Some(db);
+    }
+    let filter = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&config.log.level)).context("log.level is not a valid filter")?;
+    match config.log.format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
+    }
+
+    let listen = config.listen;
+    let app = server::open(config, Clock::System).await?;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "ferrumd serving");
+    server::serve(app, listener, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return ctrl_c.await.unwrap_or(()),
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or(());
+    tracing::info!("shutting down");
+}

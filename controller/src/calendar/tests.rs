@@ -1,0 +1,395 @@
+//! Engine tests: exact agreement with the naive reference on random
+//! workloads, the replay fingerprint, and edge cases.
+
+use proptest::prelude::*;
+
+use super::naive::NaiveCalendar;
+use super::workload::{self, Request};
+use super::*;
+
+/// Fingerprint of the (1,000 nodes × 10,000 requests) replay, computed by
+/// the engine and the naive reference (release build) alike.
+const FINGERPRINT_1000_10000: i64 = 472_083_109_405_200;
+
+fn all(n: usize) -> NodeSet {
+    NodeSet::full(n)
+}
+
+fn q(count: u32, duration: Time, not_before: Time, candidates: &NodeSet) -> Query<'_> {
+    Query {
+        count,
+        duration,
+        not_before,
+        candidates,
+    }
+}
+
+#[test]
+fn fresh_calendar_places_at_not_before_on_lowest_nodes() {
+    let cal = Calendar::new(10, 100);
+    let m = all(10);
+    let p = cal.earliest(&q(3, 50, 0, &m));
+    assert_eq!(
+        p,
+        Some(Placement {
+            start: 100,
+            nodes: vec![0, 1, 2]
+        })
+    );
+    let p = cal.earliest(&q(3, 50, 250, &m));
+    assert_eq!(p.map(|p| p.start), Some(250));
+    assert_eq!(cal.slot_count(), 1);
+}
+
+#[test]
+fn invalid_queries_give_none() {
+    let cal = Calendar::new(4, 0);
+    let m = all(4);
+    assert_eq!(cal.earliest(&q(0, 10, 0, &m)), None);
+    assert_eq!(cal.earliest(&q(1, 0, 0, &m)), None);
+    assert_eq!(cal.earliest(&q(1, -5, 0, &m)), None);
+    assert_eq!(cal.earliest(&q(5, 10, 0, &m)), None);
+    let two: NodeSet = [1u32, 3].into_iter().collect();
+    assert_eq!(cal.earliest(&q(3, 10, 0, &two)), None);
+    // Candidates beyond n_nodes do not count.
+    let far: NodeSet = [2u32, 7, 9].into_iter().collect();
+    assert_eq!(cal.earliest(&q(2, 10, 0, &far)), None);
+    assert_eq!(
+        cal.earliest(&q(1, 10, 0, &far)),
+        Some(Placement {
+            start: 0,
+            nodes: vec![2]
+        })
+    );
+}
+
+#[test]
+fn half_open_ranges_touch_without_conflict() {
+    let mut cal = Calendar::new(2, 0);
+    cal.reserve(&[0], 10, 20).expect("free");
+    cal.reserve(&[0], 20, 30).expect("touching at 20 is no overlap");
+    cal.reserve(&[0], 0, 10).expect("touching at 10 is no overlap");
+    assert!(!cal.is_free(&[0], 19, 21));
+    assert!(cal.is_free(&[0], 30, 31));
+    assert!(cal.is_free(&[1], 0, 100));
+    // The next start for node 0 is exactly the end of the last lease.
+    let only0: NodeSet = [0u32].into_iter().collect();
+    assert_eq!(cal.earliest(&q(1, 5, 0, &only0)).map(|p| p.start), Some(30));
+}
+
+#[test]
+fn overlapping_reserve_conflicts_and_changes_nothing() {
+    let mut cal = Calendar::new(4, 0);
+    cal.reserve(&[1, 2], 100, 200).expect("free");
+    let before = cal.clone();
+    assert_eq!(
+        cal.reserve(&[0, 2, 1], 150, 300),
+        Err(Conflict { node: 2, at: 150 })
+    );
+    assert_eq!(
+        cal.reserve(&[3, 1], 50, 101),
+        Err(Conflict { node: 1, at: 100 })
+    );
+    assert_eq!(cal.reserve(&[9], 0, 1), Err(Conflict { node: 9, at: 0 }));
+    assert_eq!(cal.slots, before.slots);
+    assert!(cal.is_free(&[0, 3], 0, 1000));
+    assert!(!cal.is_free(&[9], 0, 1));
+}
+
+#[test]
+fn release_restores_and_merges_slots() {
+    let mut cal = Calendar::new(3, 0);
+    cal.reserve(&[0, 1], 10, 20).expect("free");
+    cal.reserve(&[2], 15, 40).expect("free");
+    assert_eq!(cal.slot_count(), 5);
+    cal.release(&[0, 1], 10, 20);
+    cal.release(&[2], 15, 40);
+    assert_eq!(cal.slot_count(), 1);
+    assert!(cal.is_free(&[0, 1, 2], 0, 100));
+    // Early release of the tail only.
+    cal.reserve(&[1], 10, 50).expect("free");
+    cal.release(&[1], 30, 50);
+    assert!(!cal.is_free(&[1], 29, 30));
+    assert!(cal.is_free(&[1], 30, 1000));
+    assert_eq!(cal.slot_count(), 3);
+}
+
+#[test]
+fn advance_forgets_the_past_only() {
+    let mut cal = Calendar::new(2, 0);
+    cal.reserve(&[0], 10, 20).expect("free");
+    cal.reserve(&[1], 30, 40).expect("free");
+    let m = all(2);
+    let before = cal.earliest(&q(2, 5, 15, &m));
+    cal.advance(15);
+    assert_eq!(cal.horizon(), 15);
+    assert_eq!(cal.slot_count(), 4);
+    assert_eq!(cal.earliest(&q(2, 5, 15, &m)), before);
+    // Queries before the horizon start at the horizon.
+    assert_eq!(cal.earliest(&q(1, 5, 0, &m)).map(|p| p.start), Some(15));
+    cal.advance(100);
+    assert_eq!(cal.slot_count(), 1);
+    assert!(cal.is_free(&[0, 1], 0, 200));
+}
+
+#[test]
+fn grow_adds_free_nodes() {
+    let mut cal = Calendar::new(2, 0);
+    cal.reserve(&[0, 1], 0, 100).expect("free");
+    let m = all(70);
+    assert_eq!(cal.earliest(&q(1, 10, 0, &m)).map(|p| p.start), Some(100));
+    cal.grow(70);
+    assert_eq!(cal.n_nodes(), 70);
+    assert_eq!(
+        cal.earliest(&q(68, 10, 0, &m)),
+        Some(Placement {
+            start: 0,
+            nodes: (2..70).collect()
+        })
+    );
+    assert_eq!(cal.earliest(&q(70, 10, 0, &m)).map(|p| p.start), Some(100));
+}
+
+#[test]
+fn workload_generator_is_the_documented_splitmix64() {
+    // splitmix64(42): the first outputs are fixed by the algorithm.
+    let mut rng = workload::SplitMix64::new(42);
+    let a = rng.next_u64();
+    let b = rng.next_u64();
+    let reqs = workload::generate(2);
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(
+        reqs[0],
+        Request {
+            count: 1 + u32::try_from(a % 64).expect("small"),
+            walltime: (1 + i64::try_from(b % 24).expect("small")) * 3600
+        }
+    );
+    assert!(
+        workload::generate(1000)
+            .iter()
+            .all(|r| (1..=64).contains(&r.count)
+                && r.walltime % 3600 == 0
+                && (3600..=86_400).contains(&r.walltime))
+    );
+}
+
+#[test]
+fn replay_fingerprint_1000_x_10000() {
+    let reqs = workload::generate(10_000);
+    let mut cal = Calendar::new(1000, 0);
+    let res = workload::replay(&mut cal, &reqs);
+    assert_eq!(res.rejected, 0);
+    assert_eq!(res.placed, 10_000);
+    assert_eq!(res.fingerprint, FINGERPRINT_1000_10000);
+}
+
+#[test]
+fn replay_matches_naive_on_a_small_workload() {
+    let reqs = workload::generate(300);
+    for n in [16, 64, 100] {
+        let mut cal = Calendar::new(n, 0);
+        let mut naive = NaiveCalendar::new(n, 0);
+        let a = workload::replay(&mut cal, &reqs);
+        let b = workload::replay_on(&mut naive, &reqs);
+        assert_eq!(a, b, "n = {n}");
+        assert_eq!(a.rejected, 0);
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    /// Earliest placement, then commit it for `duration`.
+    Place {
+        count: u32,
+        duration: Time,
+        not_before: Time,
+        /// `None`: every node (the case that feeds the hints).
+        mask: Option<u64>,
+    },
+    Reserve {
+        nodes: Vec<u32>,
+        start: Time,
+        end: Time,
+    },
+    Release {
+        nodes: Vec<u32>,
+        start: Time,
+        end: Time,
+    },
+    IsFree {
+        nodes: Vec<u32>,
+        start: Time,
+        end: Time,
+    },
+    Advance(Time),
+    Grow(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let nodes = || proptest::collection::vec(0u32..44, 0..6);
+    prop_oneof![
+        6 => (
+            0u32..14,
+            -2i64..400,
+            -20i64..600,
+            prop_oneof![Just(None), any::<u64>().prop_map(Some)]
+        )
+            .prop_map(|(count, duration, not_before, mask)| Op::Place {
+                count,
+                duration,
+                not_before,
+                mask
+            }),
+        2 => (nodes(), -20i64..700, 0i64..300).prop_map(|(nodes, start, len)| Op::Reserve {
+            nodes,
+            start,
+            end: start + len
+        }),
+        2 => (nodes(), -20i64..700, -5i64..300).prop_map(|(nodes, start, len)| Op::Release {
+            nodes,
+            start,
+            end: start + len
+        }),
+        1 => (nodes(), -20i64..700, -5i64..300).prop_map(|(nodes, start, len)| Op::IsFree {
+            nodes,
+            start,
+            end: start + len
+        }),
+        1 => (0i64..400).prop_map(Op::Advance),
+        1 => (0usize..5).prop_map(Op::Grow),
+    ]
+}
+
+fn mask_of(mask: Option<u64>, n: usize) -> NodeSet {
+    match mask {
+        None => NodeSet::full(n),
+        // Bits past n_nodes on purpose: the calendar must ignore them.
+        Some(bits) => (0u32..64).filter(|i| bits >> i & 1 != 0).collect(),
+    }
+}
+
+/// Engine and reference agree on every node's free/busy state around `ts`.
+fn assert_same_state(cal: &Calendar, naive: &NaiveCalendar, n: usize) {
+    for node in 0..u32::try_from(n).expect("small") {
+        for (s, e) in [(0, 50), (37, 38), (100, 250), (249, 600), (599, 2000)] {
+            assert_eq!(
+                cal.is_free(&[node], s, e),
+                naive.is_free(&[node], s, e),
+                "node {node} over [{s}, {e})"
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(384))]
+
+    #[test]
+    fn engine_agrees_with_naive(n in 1usize..=40, ops in proptest::collection::vec(op(), 0..60)) {
+        let mut n = n;
+        let mut cal = Calendar::new(n, 0);
+        let mut naive = NaiveCalendar::new(n, 0);
+        // Never advanced: future answers must not depend on `advance`.
+        let mut unadvanced = Calendar::new(n, 0);
+        for op in ops {
+            let h = cal.horizon();
+            match op {
+                Op::Place { count, duration, not_before, mask } => {
+                    let m = mask_of(mask, n);
+                    let query = q(count, duration, not_before, &m);
+                    let got = cal.earliest(&query);
+                    prop_assert_eq!(&got, &naive.earliest(&query));
+                    let late = q(count, duration, not_before.max(h), &m);
+                    prop_assert_eq!(&got, &unadvanced.earliest(&late));
+                    if let Some(p) = got {
+                        prop_assert_eq!(p.nodes.len(), count as usize);
+                        prop_assert!(p.nodes.windows(2).all(|w| w[0] < w[1]));
+                        prop_assert!(p.nodes.iter().all(|&x| m.contains(x)));
+                        prop_assert!(p.start >= not_before.max(h));
+                        let end = p.start + duration;
+                        prop_assert!(cal.is_free(&p.nodes, p.start, end));
+                        prop_assert_eq!(cal.reserve(&p.nodes, p.start, end), Ok(()));
+                        prop_assert_eq!(naive.reserve(&p.nodes, p.start, end), Ok(()));
+                        prop_assert_eq!(unadvanced.reserve(&p.nodes, p.start, end), Ok(()));
+                        prop_assert!(!cal.is_free(&p.nodes, p.start, end));
+                        prop_assert!(!cal.is_free(&p.nodes[..1], p.start, p.start + 1));
+                        prop_assert!(!cal.is_free(&p.nodes[..1], end - 1, end));
+                    }
+                }
+                Op::Reserve { nodes, start, end } => {
+                    let r = cal.reserve(&nodes, start, end);
+                    prop_assert_eq!(r, naive.reserve(&nodes, start, end));
+                    prop_assert_eq!(r, unadvanced.reserve(&nodes, start.max(h), end));
+                    if r.is_ok() && !nodes.is_empty() && end > start.max(h) {
+                        prop_assert!(!cal.is_free(&nodes, start, end));
+                    }
+                }
+                Op::Release { nodes, start, end } => {
+                    cal.release(&nodes, start, end);
+                    naive.release(&nodes, start, end);
+                    unadvanced.release(&nodes, start.max(h), end);
+                    let known: Vec<u32> =
+                        nodes.iter().copied().filter(|&x| (x as usize) < n).collect();
+                    prop_assert!(cal.is_free(&known, start, end));
+                }
+                Op::IsFree { nodes, start, end } => {
+                    let f = cal.is_free(&nodes, start, end);
+                    prop_assert_eq!(f, naive.is_free(&nodes, start, end));
+                    prop_assert_eq!(f, unadvanced.is_free(&nodes, start.max(h), end));
+                }
+                Op::Advance(t) => {
+                    cal.advance(t);
+                    naive.advance(t);
+                    prop_assert_eq!(cal.horizon(), t.max(h));
+                }
+                Op::Grow(extra) => {
+                    n += extra;
+                    cal.grow(n);
+                    naive.grow(n);
+                    unadvanced.grow(n);
+                }
+            }
+            prop_assert!(cal.slots.windows(2).all(|w| w[0].start < w[1].start));
+            let counts_ok = cal.slots.iter().all(|s| {
+                let (data, _) = s.bits.split_at(cal.words);
+                data.iter().map(|w| w.count_ones()).sum::<u32>() == s.free
+            });
+            prop_assert!(counts_ok);
+            // No two neighbours alike: memory stays bounded by the leases.
+            prop_assert!(cal.slots.windows(2).all(|w| w[0].bits != w[1].bits));
+        }
+        assert_same_state(&cal, &naive, n);
+    }
+
+    /// Reserving a placement makes it busy; releasing it restores every
+    /// answer (the slot structure merges back).
+    #[test]
+    fn reserve_then_release_restores(
+        n in 1usize..=40,
+        leases in proptest::collection::vec((0u32..8, 1i64..100, 0i64..300), 0..30),
+        probe in (1u32..8, 1i64..150, 0i64..300, any::<u64>()),
+    ) {
+        let mut cal = Calendar::new(n, 0);
+        let m = NodeSet::full(n);
+        for (count, duration, not_before) in leases {
+            if let Some(p) = cal.earliest(&q(count, duration, not_before, &m)) {
+                prop_assert_eq!(cal.reserve(&p.nodes, p.start, p.start + duration), Ok(()));
+            }
+        }
+        let before = cal.clone();
+        let pm = mask_of(Some(probe.3), n);
+        let query = q(probe.0, probe.1, probe.2, &pm);
+        let first = cal.earliest(&query);
+        if let Some(p) = &first {
+            let end = p.start + probe.1;
+            cal.reserve(&p.nodes, p.start, end).map_err(|c| TestCaseError::fail(c.to_string()))?;
+            prop_assert!(!cal.is_free(&p.nodes, p.start, end));
+            prop_assert!(cal.earliest(&query) != first);
+            cal.release(&p.nodes, p.start, end);
+            prop_assert!(cal.is_free(&p.nodes, p.start, end));
+        }
+        prop_assert_eq!(&cal.slots, &before.slots);
+        prop_assert_eq!(cal.earliest(&query), first);
+    }
+}

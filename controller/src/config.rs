@@ -1,0 +1,158 @@
+//! `ferrumd`'s configuration: a TOML file whose every key is optional and
+//! documented in `ferrumd.example.toml`, overridden by command-line flags.
+//!
+//! Parsing is strict (`deny_unknown_fields`) and errors name the file and
+//! the key. This module only reads and validates; it starts nothing.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// The whole configuration, with defaults filled in.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address of the HTTP API. Default `127.0.0.1:8750` (loopback only).
+    pub listen: SocketAddr,
+    /// Where the database, the first admin token and other state live.
+    /// Default `ferrum-data` (relative to the working directory).
+    pub data_dir: PathBuf,
+    /// Database URL. Default: SQLite at `<data_dir>/ferrum.db`.
+    pub database: Option<String>,
+    pub log: LogConfig,
+    pub leases: LeaseConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` (default) or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `ferrum_controller=debug`;
+    /// `RUST_LOG` wins when set. Default `info`.
+    pub level: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeaseConfig {
+    /// How often the clock loop looks at leases even when nothing woke it.
+    /// Default `30s`.
+    #[serde(deserialize_with = "duration")]
+    pub reconcile_interval: Duration,
+    /// How far ahead leases may be booked. Default `365d`.
+    #[serde(deserialize_with = "duration")]
+    pub max_horizon: Duration,
+    /// A requested start this far in the past is taken as "now" rather than
+    /// refused (clock skew between client and server). Default `60s`.
+    #[serde(deserialize_with = "duration")]
+    pub start_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8750)),
+            data_dir: PathBuf::from("ferrum-data"),
+            database: None,
+            log: LogConfig::default(),
+            leases: LeaseConfig::default(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        LeaseConfig {
+            reconcile_interval: Duration::from_secs(30),
+            max_horizon: Duration::from_secs(365 * 86_400),
+            start_grace: Duration::from_secs(60),
+        }
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("'{s}' is not a duration ({e}); use e.g. 30s, 5m, 2h")))
+}
+
+/// A configuration file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}")]
+    Read { path: PathBuf, #[source] source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Reads `path`; every missing key takes its default.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Config::parse(&text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })
+    }
+
+    /// Parses TOML text; the error names the key and line.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+    }
+
+    /// The database URL: the configured one or SQLite in the data directory.
+    pub fn database_url(&self) -> String {
+        self.database.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("ferrum.db").display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::parse("").expect("empty is valid");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8750");
+        assert_eq!(c.database_url(), "sqlite://ferrum-data/ferrum.db");
+        assert_eq!(c.leases.reconcile_interval, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn example_config_parses_and_matches_defaults() {
+        let text = include_str!("../ferrumd.example.toml");
+        let c = Config::parse(text).expect("the shipped example must parse");
+        let d = Config::default();
+        assert_eq!(c.listen, d.listen);
+        assert_eq!(c.data_dir, d.data_dir);
+        assert_eq!(c.leases.max_horizon, d.leases.max_horizon);
+        assert_eq!(c.log.format, d.log.format);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::parse("[leases]\nreconcile_intervall = \"5s\"\n").expect_err("typo");
+        assert!(err.contains("reconcile_intervall"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_is_named() {
+        let err = Config::parse("[leases]\nmax_horizon = \"soon\"\n").expect_err("bad duration");
+        assert!(err.contains("'soon' is not a duration"), "{err}");
+        assert!(err.contains("max_horizon"), "{err}");
+    }
+}

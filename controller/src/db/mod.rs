@@ -1,0 +1,308 @@
+//! The datastore: every SQL statement of the controller lives under this
+//! module, behind the [`Datastore`] trait, so that a PostgreSQL store can be
+//! added beside the SQLite one without touching the application layer.
+//!
+//! The store persists and reads rows; it does not decide. State transitions
+//! are decided by `model` (the application layer asks, then writes them
+//! here with compare-and-swap on the previous state), placement is decided
+//! by `calendar`, and authorisation by `app`. The store's own rule is the
+//! last line of defence: the database refuses two overlapping allocations of
+//! one node (SQLite: triggers + `BEGIN IMMEDIATE`).
+//!
+//! Rows are plain structs of this module; they never reach the API.
+
+use async_trait::async_trait;
+
+use crate::model::{LeaseId, LeaseState, LeaseType, NodeId, NodeLifecycle, NodePolicy, ProjectId, Seconds, UserId};
+
+pub mod sqlite;
+
+/// Errors of the datastore. `Display` never repeats the source.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("{what} '{name}' already exists")]
+    AlreadyExists { what: &'static str, name: String },
+    #[error("{what} '{name}' does not exist")]
+    NotFound { what: &'static str, name: String },
+    /// The database refused an allocation that overlaps another one.
+    #[error("a node is already booked over that interval")]
+    DoubleBooked,
+    /// The calendar changed since the caller last read it; reload and retry.
+    #[error("the calendar changed concurrently")]
+    StaleCalendar,
+    /// A compare-and-swap on a state found another state.
+    #[error("the {what} changed concurrently")]
+    Raced { what: &'static str },
+    #[error("row holds an invalid value: {0}")]
+    Corrupt(String),
+    #[error("database error")]
+    Sqlx(#[source] sqlx::Error),
+    #[error("database migration failed")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+
+/// Who is calling, as the store knows them (from a token).
+#[derive(Clone, Debug)]
+pub struct ActorRow {
+    pub user_id: UserId,
+    pub name: String,
+    pub is_admin: bool,
+    /// Project ids and names the user belongs to.
+    pub projects: Vec<(ProjectId, String)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct UserRow {
+    pub id: UserId,
+    pub name: String,
+    pub is_admin: bool,
+    pub email: Option<String>,
+    pub projects: Vec<String>,
+    pub created_at: Seconds,
+}
+
+#[derive(Clone, Debug)]
+pub struct ProjectRow {
+    pub id: ProjectId,
+    pub name: String,
+    pub class: Option<String>,
+    pub quota_node_hours: Option<i64>,
+    pub members: Vec<String>,
+    pub created_at: Seconds,
+}
+
+/// A node as stored. `bmc_url` holds a secret; the application layer turns
+/// it into a redacted view for admins only.
+#[derive(Clone, Debug)]
+pub struct NodeRow {
+    pub id: NodeId,
+    pub name: String,
+    pub site: String,
+    pub cluster: String,
+    pub ip: Option<String>,
+    pub bmc_url: Option<Secret>,
+    pub state: NodeLifecycle,
+    pub policy: NodePolicy,
+    /// The lease the node is busy for, if any.
+    pub lease: Option<LeaseId>,
+    /// Effective properties (JSON object text).
+    pub properties: serde_json::Map<String, serde_json::Value>,
+    pub macs: Vec<String>,
+    pub created_at: Seconds,
+    pub updated_at: Seconds,
+}
+
+/// A string that must not be logged: `Debug` redacts it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A node to enrol or to update from a reference import.
+#[derive(Clone, Debug)]
+pub struct NodeWrite {
+    pub name: String,
+    pub site: String,
+    pub cluster: String,
+    pub ip: Option<String>,
+    pub macs: Vec<String>,
+    /// `None` keeps the stored BMC on update.
+    pub bmc_url: Option<Secret>,
+    pub properties: serde_json::Map<String, serde_json::Value>,
+    pub admin_properties: serde_json::Map<String, serde_json::Value>,
+    pub reference: Option<String>,
+    pub reference_sha256: Option<String>,
+}
+
+/// What an import did, by node name.
+#[derive(Clone, Debug, Default)]
+pub struct ImportOutcome {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub unchanged: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NodeEventRow {
+    pub at: Seconds,
+    pub actor: String,
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+}
+
+/// A node state change to record: compare-and-swap from `from` to `to`,
+/// with the event shown to operators.
+#[derive(Clone, Debug)]
+pub struct NodeTransition {
+    pub node: NodeId,
+    pub from: NodeLifecycle,
+    pub to: NodeLifecycle,
+    /// The lease the node is busy for after the transition.
+    pub lease: Option<LeaseId>,
+    pub event: NewEvent,
+}
+
+/// The event half of a transition; `from`/`to` are shown states.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub at: Seconds,
+    pub actor: String,
+    pub from_shown: String,
+    pub to_shown: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct LeaseRow {
+    pub id: LeaseId,
+    pub owner_id: UserId,
+    pub owner: String,
+    pub project: Option<String>,
+    pub lease_type: LeaseType,
+    pub state: LeaseState,
+    pub start: Seconds,
+    pub end: Seconds,
+    pub exotic: bool,
+    pub filter: Option<String>,
+    pub deploy: Option<String>,
+    pub reason: Option<String>,
+    pub created_at: Seconds,
+    /// Allocated nodes in allocation order.
+    pub nodes: Vec<(NodeId, String)>,
+}
+
+/// A lease to insert together with its allocation.
+#[derive(Clone, Debug)]
+pub struct NewLease {
+    pub owner_id: UserId,
+    pub project_id: Option<ProjectId>,
+    pub lease_type: LeaseType,
+    pub state: LeaseState,
+    pub start: Seconds,
+    pub end: Seconds,
+    pub exotic: bool,
+    pub filter: Option<String>,
+    pub deploy: Option<String>,
+    pub nodes: Vec<NodeId>,
+    pub created_at: Seconds,
+}
+
+/// A besteffort lease that a new lease takes nodes from: its state moves
+/// (compare-and-swap) and its allocation is cut or dropped, in the same
+/// transaction as the new lease's insertion.
+#[derive(Clone, Debug)]
+pub struct Preemption {
+    pub lease: LeaseId,
+    pub from: LeaseState,
+    pub to: LeaseState,
+    pub change: AllocationChange,
+    pub reason: String,
+}
+
+/// One allocation row, as the in-memory calendar needs it.
+#[derive(Clone, Copy, Debug)]
+pub struct AllocationRow {
+    pub lease: LeaseId,
+    pub node: NodeId,
+    pub start: Seconds,
+    pub end: Seconds,
+    pub lease_type: LeaseType,
+}
+
+/// One busy interval for the calendar view.
+#[derive(Clone, Debug)]
+pub struct BusyRow {
+    pub node: NodeId,
+    pub lease: LeaseId,
+    pub owner_id: UserId,
+    pub owner: String,
+    pub lease_type: LeaseType,
+    pub state: LeaseState,
+    pub start: Seconds,
+    pub end: Seconds,
+}
+
+/// How a lease's allocation changes with a state change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AllocationChange {
+    /// Leave the rows as they are.
+    Keep,
+    /// Cut every row at this time (rows starting at or after it go).
+    CutAt(Seconds),
+    /// Remove every row.
+    Drop,
+}
+
+/// The datastore. One implementation per database backend.
+#[async_trait]
+pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
+    // --- accounts -------------------------------------------------------
+    async fn count_users(&self) -> DbResult<i64>;
+    async fn create_project(&self, name: &str, class: Option<&str>, quota: Option<i64>, now: Seconds) -> DbResult<ProjectRow>;
+    async fn list_projects(&self) -> DbResult<Vec<ProjectRow>>;
+    /// Creates a user in the named projects (which must exist) with a first
+    /// token (its SHA-256).
+    async fn create_user(&self, name: &str, is_admin: bool, email: Option<&str>, projects: &[String], token_sha256: &str, now: Seconds) -> DbResult<UserRow>;
+    async fn list_users(&self) -> DbResult<Vec<UserRow>>;
+    async fn get_user(&self, name: &str) -> DbResult<UserRow>;
+    async fn add_token(&self, user: UserId, token_sha256: &str, now: Seconds) -> DbResult<()>;
+    async fn actor_by_token(&self, token_sha256: &str) -> DbResult<Option<ActorRow>>;
+
+    // --- nodes ------------------------------------------------------------
+    async fn insert_node(&self, node: &NodeWrite, event: &NewEvent) -> DbResult<NodeRow>;
+    /// Adds or updates many nodes in one transaction. A node is `changed`
+    /// when its reference, site, cluster, ip or MACs differ.
+    async fn import_nodes(&self, nodes: &[NodeWrite], now: Seconds, actor: &str) -> DbResult<ImportOutcome>;
+    async fn list_nodes(&self) -> DbResult<Vec<NodeRow>>;
+    async fn get_node(&self, name: &str) -> DbResult<NodeRow>;
+    async fn node_reference(&self, id: NodeId) -> DbResult<Option<String>>;
+    async fn set_node_policy(&self, id: NodeId, policy: NodePolicy, event: &NewEvent) -> DbResult<()>;
+    /// Applies node transitions (compare-and-swap each); returns how many
+    /// applied. A node whose state moved on is skipped, not an error.
+    async fn transition_nodes(&self, transitions: &[NodeTransition]) -> DbResult<usize>;
+    async fn node_events(&self, id: NodeId) -> DbResult<Vec<NodeEventRow>>;
+    async fn count_nodes_by_state(&self) -> DbResult<Vec<(String, String, i64)>>;
+    /// Bumped by every change to any node (for in-memory node indexes).
+    async fn nodes_generation(&self) -> DbResult<i64>;
+
+    // --- leases and the calendar -----------------------------------------
+    async fn calendar_generation(&self) -> DbResult<i64>;
+    /// Every allocation row ending after `after`, with the generation they
+    /// were read at (one snapshot).
+    async fn allocations_after(&self, after: Seconds) -> DbResult<(i64, Vec<AllocationRow>)>;
+    /// Inserts a lease and its allocation, first applying `preempt`, if the
+    /// calendar is still at `expected_generation`. Returns the lease and the
+    /// new generation.
+    async fn insert_lease(&self, lease: &NewLease, preempt: &[Preemption], expected_generation: i64) -> DbResult<(LeaseRow, i64)>;
+    async fn get_lease(&self, id: LeaseId) -> DbResult<LeaseRow>;
+    /// Leases, newest first; `owner` limits to one user's, `include_over`
+    /// adds terminal ones.
+    async fn list_leases(&self, owner: Option<UserId>, include_over: bool) -> DbResult<Vec<LeaseRow>>;
+    /// Moves a lease's end (extension) if the calendar is still at
+    /// `expected_generation`.
+    async fn set_lease_end(&self, id: LeaseId, end: Seconds, preempt: &[Preemption], expected_generation: i64, now: Seconds) -> DbResult<i64>;
+    /// Compare-and-swap of a lease's state, with the allocation change the
+    /// transition implies. Returns the new calendar generation.
+    /// `expected_generation` is checked when the change touches the
+    /// calendar (not for `Keep`).
+    async fn transition_lease(&self, id: LeaseId, from: LeaseState, to: LeaseState, change: AllocationChange, reason: Option<&str>, expected_generation: i64, now: Seconds) -> DbResult<i64>;
+    /// Leases the clock loop must look at: pending ones due by `now`,
+    /// active ones past their end, and every starting or ending one.
+    async fn leases_needing_action(&self, now: Seconds) -> DbResult<Vec<LeaseRow>>;
+    /// (node, lease) pairs: the starting or active lease holding each node
+    /// at `now`.
+    async fn held_nodes(&self, now: Seconds) -> DbResult<Vec<(NodeId, LeaseId)>>;
+    /// The next time after `now` at which a lease starts or ends.
+    async fn next_lease_event(&self, now: Seconds) -> DbResult<Option<Seconds>>;
+    /// Besteffort allocations on these nodes that overlap `[start, end)`.
+    async fn besteffort_overlapping(&self, nodes: &[NodeId], start: Seconds, end: Seconds) -> DbResult<Vec<AllocationRow>>;
+    async fn busy_between(&self, from: Seconds, to: Seconds) -> DbResult<Vec<BusyRow>>;
+    async fn count_leases_by_state(&self) -> DbResult<Vec<(String, i64)>>;
+}

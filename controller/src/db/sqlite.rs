@@ -1,0 +1,794 @@
+//! The SQLite datastore (the default, embedded backend).
+//!
+//! Writers that read then write (`insert_lease`, extensions, imports) run in
+//! `BEGIN IMMEDIATE` transactions, so SQLite serialises them; the overlap
+//! triggers of the schema refuse double booking even if application code
+//! were wrong. Queries are runtime-checked (`sqlx::query`); the schema comes
+//! only from `migrations/sqlite`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, SqlitePool, Sqlite, Transaction};
+
+use super::*;
+use crate::model::lease;
+
+/// The embedded SQLite store.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
+fn db(e: sqlx::Error) -> DbError {
+    if let Some(dbe) = e.as_database_error() {
+        if dbe.message().contains("ferrum: double booking") {
+            return DbError::DoubleBooked;
+        }
+    }
+    DbError::Sqlx(e)
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error().is_some_and(|d| d.is_unique_violation())
+}
+
+fn json_map(text: &str, what: &str) -> DbResult<serde_json::Map<String, serde_json::Value>> {
+    match serde_json::from_str(text) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        _ => Err(DbError::Corrupt(format!("{what} is not a JSON object"))),
+    }
+}
+
+fn to_json(m: &serde_json::Map<String, serde_json::Value>) -> String {
+    serde_json::Value::Object(m.clone()).to_string()
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` (`sqlite://PATH` or
+    /// `sqlite::memory:`) and runs the migrations.
+    pub async fn open(url: &str) -> DbResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(DbError::Sqlx)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(DbError::Sqlx)?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(DbError::Migrate)?;
+        Ok(SqliteStore { pool })
+    }
+
+    async fn begin_write(&self) -> DbResult<Transaction<'static, Sqlite>> {
+        self.pool.begin_with(BEGIN_WRITE).await.map_err(db)
+    }
+
+    async fn check_generation(tx: &mut Transaction<'static, Sqlite>, expected: i64) -> DbResult<()> {
+        let generation: i64 = sqlx::query_scalar("SELECT calendar_generation FROM meta WHERE id = 1")
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(db)?;
+        if generation == expected { Ok(()) } else { Err(DbError::StaleCalendar) }
+    }
+
+    async fn generation_in(tx: &mut Transaction<'static, Sqlite>) -> DbResult<i64> {
+        sqlx::query_scalar("SELECT calendar_generation FROM meta WHERE id = 1").fetch_one(&mut **tx).await.map_err(db)
+    }
+
+    async fn insert_event(tx: &mut Transaction<'static, Sqlite>, node: NodeId, e: &NewEvent) -> DbResult<()> {
+        sqlx::query("INSERT INTO node_events (node_id, at, actor, from_state, to_state, reason) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(node.0)
+            .bind(e.at)
+            .bind(&e.actor)
+            .bind(&e.from_shown)
+            .bind(&e.to_shown)
+            .bind(&e.reason)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn insert_macs(tx: &mut Transaction<'static, Sqlite>, node: NodeId, macs: &[String]) -> DbResult<()> {
+        for (position, mac) in macs.iter().enumerate() {
+            sqlx::query("INSERT INTO node_macs (mac, node_id, position) VALUES (?, ?, ?)")
+                .bind(mac)
+                .bind(node.0)
+                .bind(i64::try_from(position).unwrap_or(i64::MAX))
+                .execute(&mut **tx)
+                .await
+                .map_err(|e| {
+                    if is_unique_violation(&e) { DbError::AlreadyExists { what: "MAC address", name: mac.clone() } } else { db(e) }
+                })?;
+        }
+        Ok(())
+    }
+
+    async fn apply_lease_transition(
+        tx: &mut Transaction<'static, Sqlite>,
+        id: LeaseId,
+        from: LeaseState,
+        to: LeaseState,
+        change: AllocationChange,
+        reason: Option<&str>,
+        now: Seconds,
+    ) -> DbResult<()> {
+        let updated = sqlx::query("UPDATE leases SET state = ?, reason = COALESCE(?, reason), updated_at = ? WHERE id = ? AND state = ?")
+            .bind(to.as_str())
+            .bind(reason)
+            .bind(now)
+            .bind(id.0)
+            .bind(from.as_str())
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+        if updated.rows_affected() == 0 {
+            return Err(DbError::Raced { what: "lease" });
+        }
+        match change {
+            AllocationChange::Keep => {}
+            AllocationChange::Drop => {
+                sqlx::query("DELETE FROM lease_nodes WHERE lease_id = ?").bind(id.0).execute(&mut **tx).await.map_err(db)?;
+            }
+            AllocationChange::CutAt(t) => {
+                sqlx::query("DELETE FROM lease_nodes WHERE lease_id = ? AND start >= ?").bind(id.0).bind(t).execute(&mut **tx).await.map_err(db)?;
+                sqlx::query(r#"UPDATE lease_nodes SET "end" = ? WHERE lease_id = ? AND "end" > ?"#)
+                    .bind(t)
+                    .bind(id.0)
+                    .bind(t)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db)?;
+                sqlx::query(r#"UPDATE leases SET "end" = ? WHERE id = ? AND "end" > ? AND start < ?"#)
+                    .bind(t)
+                    .bind(id.0)
+                    .bind(t)
+                    .bind(t)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn lease_rows<'e, E>(executor: E, rows: Vec<SqliteRow>) -> DbResult<Vec<LeaseRow>>
+    where
+        E: sqlx::Executor<'e, Database = Sqlite>,
+    {
+        let mut leases = rows.iter().map(lease_from_row).collect::<DbResult<Vec<_>>>()?;
+        if leases.is_empty() {
+            return Ok(leases);
+        }
+        let ids = serde_json::Value::from(leases.iter().map(|l| l.id.0).collect::<Vec<_>>()).to_string();
+        let node_rows = sqlx::query(
+            "SELECT ln.lease_id, ln.node_id, n.name FROM lease_nodes ln JOIN nodes n ON n.id = ln.node_id \
+             WHERE ln.lease_id IN (SELECT value FROM json_each(?)) ORDER BY ln.lease_id, ln.position",
+        )
+        .bind(ids)
+        .fetch_all(executor)
+        .await
+        .map_err(db)?;
+        let index: std::collections::HashMap<i64, usize> = leases.iter().enumerate().map(|(i, l)| (l.id.0, i)).collect();
+        for r in node_rows {
+            let lease_id: i64 = r.try_get(0).map_err(db)?;
+            if let Some(&i) = index.get(&lease_id) {
+                leases[i].nodes.push((NodeId(r.try_get(1).map_err(db)?), r.try_get(2).map_err(db)?));
+            }
+        }
+        Ok(leases)
+    }
+
+    async fn node_rows(&self, rows: Vec<SqliteRow>) -> DbResult<Vec<NodeRow>> {
+        let mut nodes = rows.iter().map(node_from_row).collect::<DbResult<Vec<_>>>()?;
+        let macs = sqlx::query("SELECT node_id, mac FROM node_macs ORDER BY node_id, position").fetch_all(&self.pool).await.map_err(db)?;
+        let index: std::collections::HashMap<i64, usize> = nodes.iter().enumerate().map(|(i, n)| (n.id.0, i)).collect();
+        for r in macs {
+            let node_id: i64 = r.try_get(0).map_err(db)?;
+            if let Some(&i) = index.get(&node_id) {
+                nodes[i].macs.push(r.try_get(1).map_err(db)?);
+            }
+        }
+        Ok(nodes)
+    }
+}
+
+const LEASE_SELECT: &str = r#"SELECT l.id, l.owner_id, u.name, p.name, l.lease_type, l.state, l.start, l."end", l.exotic, l.filter, l.deploy, l.reason, l.created_at
+FROM leases l JOIN users u ON u.id = l.owner_id LEFT JOIN projects p ON p.id = l.project_id"#;
+
+fn lease_from_row(r: &SqliteRow) -> DbResult<LeaseRow> {
+    let lease_type: String = r.try_get(4).map_err(db)?;
+    let state: String = r.try_get(5).map_err(db)?;
+    Ok(LeaseRow {
+        id: LeaseId(r.try_get(0).map_err(db)?),
+        owner_id: UserId(r.try_get(1).map_err(db)?),
+        owner: r.try_get(2).map_err(db)?,
+        project: r.try_get(3).map_err(db)?,
+        lease_type: lease::parse_type(&lease_type).ok_or_else(|| DbError::Corrupt(format!("lease type '{lease_type}'")))?,
+        state: lease::parse_state(&state).ok_or_else(|| DbError::Corrupt(format!("lease state '{state}'")))?,
+        start: r.try_get(6).map_err(db)?,
+        end: r.try_get(7).map_err(db)?,
+        exotic: r.try_get(8).map_err(db)?,
+        filter: r.try_get(9).map_err(db)?,
+        deploy: r.try_get(10).map_err(db)?,
+        reason: r.try_get(11).map_err(db)?,
+        created_at: r.try_get(12).map_err(db)?,
+        nodes: Vec::new(),
+    })
+}
+
+const NODE_SELECT: &str = "SELECT id, name, site, cluster, ip, bmc_url, state, policy, properties, created_at, updated_at, lease_id FROM nodes";
+
+fn node_from_row(r: &SqliteRow) -> DbResult<NodeRow> {
+    let state: String = r.try_get(6).map_err(db)?;
+    let policy: String = r.try_get(7).map_err(db)?;
+    let properties: String = r.try_get(8).map_err(db)?;
+    Ok(NodeRow {
+        id: NodeId(r.try_get(0).map_err(db)?),
+        name: r.try_get(1).map_err(db)?,
+        site: r.try_get(2).map_err(db)?,
+        cluster: r.try_get(3).map_err(db)?,
+        ip: r.try_get(4).map_err(db)?,
+        bmc_url: r.try_get::<Option<String>, _>(5).map_err(db)?.map(Secret),
+        state: NodeLifecycle::parse(&state).ok_or_else(|| DbError::Corrupt(format!("node state '{state}'")))?,
+        policy: NodePolicy::parse(&policy).ok_or_else(|| DbError::Corrupt(format!("node policy '{policy}'")))?,
+        lease: r.try_get::<Option<i64>, _>(11).map_err(db)?.map(LeaseId),
+        properties: json_map(&properties, "node properties")?,
+        macs: Vec::new(),
+        created_at: r.try_get(9).map_err(db)?,
+        updated_at: r.try_get(10).map_err(db)?,
+    })
+}
+
+fn allocation_from_row(r: &SqliteRow) -> DbResult<AllocationRow> {
+    let lease_type: String = r.try_get(4).map_err(db)?;
+    Ok(AllocationRow {
+        lease: LeaseId(r.try_get(0).map_err(db)?),
+        node: NodeId(r.try_get(1).map_err(db)?),
+        start: r.try_get(2).map_err(db)?,
+        end: r.try_get(3).map_err(db)?,
+        lease_type: lease::parse_type(&lease_type).ok_or_else(|| DbError::Corrupt(format!("lease type '{lease_type}'")))?,
+    })
+}
+
+async fn user_projects(pool: &SqlitePool, user: i64) -> DbResult<Vec<(ProjectId, String)>> {
+    let rows = sqlx::query("SELECT p.id, p.name FROM project_members m JOIN projects p ON p.id = m.project_id WHERE m.user_id = ? ORDER BY p.name")
+        .bind(user)
+        .fetch_all(pool)
+        .await
+        .map_err(db)?;
+    rows.iter().map(|r| Ok((ProjectId(r.try_get(0).map_err(db)?), r.try_get(1).map_err(db)?))).collect()
+}
+
+#[async_trait]
+impl Datastore for SqliteStore {
+    async fn count_users(&self) -> DbResult<i64> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await.map_err(db)
+    }
+
+    async fn create_project(&self, name: &str, class: Option<&str>, quota: Option<i64>, now: Seconds) -> DbResult<ProjectRow> {
+        let id: i64 = sqlx::query_scalar("INSERT INTO projects (name, class, quota_node_hours, created_at) VALUES (?, ?, ?, ?) RETURNING id")
+            .bind(name)
+            .bind(class)
+            .bind(quota)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| if is_unique_violation(&e) { DbError::AlreadyExists { what: "project", name: name.to_owned() } } else { db(e) })?;
+        Ok(ProjectRow {
+            id: ProjectId(id),
+            name: name.to_owned(),
+            class: class.map(str::to_owned),
+            quota_node_hours: quota,
+            members: Vec::new(),
+            created_at: now,
+        })
+    }
+
+    async fn list_projects(&self) -> DbResult<Vec<ProjectRow>> {
+        let rows = sqlx::query("SELECT id, name, class, quota_node_hours, created_at FROM projects ORDER BY name").fetch_all(&self.pool).await.map_err(db)?;
+        let members = sqlx::query("SELECT m.project_id, u.name FROM project_members m JOIN users u ON u.id = m.user_id ORDER BY u.name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        let mut projects = rows
+            .iter()
+            .map(|r| {
+                Ok(ProjectRow {
+                    id: ProjectId(r.try_get(0).map_err(db)?),
+                    name: r.try_get(1).map_err(db)?,
+                    class: r.try_get(2).map_err(db)?,
+                    quota_node_hours: r.try_get(3).map_err(db)?,
+                    members: Vec::new(),
+                    created_at: r.try_get(4).map_err(db)?,
+                })
+            })
+            .collect::<DbResult<Vec<_>>>()?;
+        for r in members {
+            let pid: i64 = r.try_get(0).map_err(db)?;
+            if let Some(p) = projects.iter_mut().find(|p| p.id.0 == pid) {
+                p.members.push(r.try_get(1).map_err(db)?);
+            }
+        }
+        Ok(projects)
+    }
+
+    async fn create_user(&self, name: &str, is_admin: bool, email: Option<&str>, projects: &[String], token_sha256: &str, now: Seconds) -> DbResult<UserRow> {
+        let mut tx = self.begin_write().await?;
+        let id: i64 = sqlx::query_scalar("INSERT INTO users (name, role, email, created_at) VALUES (?, ?, ?, ?) RETURNING id")
+            .bind(name)
+            .bind(if is_admin { "admin" } else { "user" })
+            .bind(email)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| if is_unique_violation(&e) { DbError::AlreadyExists { what: "user", name: name.to_owned() } } else { db(e) })?;
+        for project in projects {
+            let pid: Option<i64> = sqlx::query_scalar("SELECT id FROM projects WHERE name = ?").bind(project).fetch_optional(&mut *tx).await.map_err(db)?;
+            let pid = pid.ok_or_else(|| DbError::NotFound { what: "project", name: project.clone() })?;
+            sqlx::query("INSERT OR IGNORE INTO project_members (project_id, user_id) VALUES (?, ?)").bind(pid).bind(id).execute(&mut *tx).await.map_err(db)?;
+        }
+        sqlx::query("INSERT INTO api_tokens (user_id, token_sha256, created_at) VALUES (?, ?, ?)")
+            .bind(id)
+            .bind(token_sha256)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        let mut projects = projects.to_vec();
+        projects.sort();
+        projects.dedup();
+        Ok(UserRow { id: UserId(id), name: name.to_owned(), is_admin, email: email.map(str::to_owned), projects, created_at: now })
+    }
+
+    async fn list_users(&self) -> DbResult<Vec<UserRow>> {
+        let rows = sqlx::query("SELECT id, name, role, email, created_at FROM users ORDER BY name").fetch_all(&self.pool).await.map_err(db)?;
+        let mut users = Vec::with_capacity(rows.len());
+        for r in rows {
+            let id: i64 = r.try_get(0).map_err(db)?;
+            let role: String = r.try_get(2).map_err(db)?;
+            users.push(UserRow {
+                id: UserId(id),
+                name: r.try_get(1).map_err(db)?,
+                is_admin: role == "admin",
+                email: r.try_get(3).map_err(db)?,
+                projects: user_projects(&self.pool, id).await?.into_iter().map(|(_, n)| n).collect(),
+                created_at: r.try_get(4).map_err(db)?,
+            });
+        }
+        Ok(users)
+    }
+
+    async fn get_user(&self, name: &str) -> DbResult<UserRow> {
+        let r = sqlx::query("SELECT id, name, role, email, created_at FROM users WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| DbError::NotFound { what: "user", name: name.to_owned() })?;
+        let id: i64 = r.try_get(0).map_err(db)?;
+        let role: String = r.try_get(2).map_err(db)?;
+        Ok(UserRow {
+            id: UserId(id),
+            name: r.try_get(1).map_err(db)?,
+            is_admin: role == "admin",
+            email: r.try_get(3).map_err(db)?,
+            projects: user_projects(&self.pool, id).await?.into_iter().map(|(_, n)| n).collect(),
+            created_at: r.try_get(4).map_err(db)?,
+        })
+    }
+
+    async fn add_token(&self, user: UserId, token_sha256: &str, now: Seconds) -> DbResult<()> {
+        sqlx::query("INSERT INTO api_tokens (user_id, token_sha256, created_at) VALUES (?, ?, ?)")
+            .bind(user.0)
+            .bind(token_sha256)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn actor_by_token(&self, token_sha256: &str) -> DbResult<Option<ActorRow>> {
+        let row = sqlx::query("SELECT u.id, u.name, u.role FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_sha256 = ? AND t.revoked_at IS NULL")
+            .bind(token_sha256)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        let Some(r) = row else { return Ok(None) };
+        let id: i64 = r.try_get(0).map_err(db)?;
+        let role: String = r.try_get(2).map_err(db)?;
+        Ok(Some(ActorRow { user_id: UserId(id), name: r.try_get(1).map_err(db)?, is_admin: role == "admin", projects: user_projects(&self.pool, id).await? }))
+    }
+
+    async fn insert_node(&self, node: &NodeWrite, event: &NewEvent) -> DbResult<NodeRow> {
+        let mut tx = self.begin_write().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO nodes (name, site, cluster, ip, bmc_url, state, policy, properties, admin_properties, reference, reference_sha256, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, 'enrolling', 'in_service', json_patch(?, ?), ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&node.name)
+        .bind(&node.site)
+        .bind(&node.cluster)
+        .bind(&node.ip)
+        .bind(node.bmc_url.as_ref().map(|s| s.0.as_str()))
+        .bind(to_json(&node.properties))
+        .bind(to_json(&node.admin_properties))
+        .bind(to_json(&node.admin_properties))
+        .bind(&node.reference)
+        .bind(&node.reference_sha256)
+        .bind(event.at)
+        .bind(event.at)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| if is_unique_violation(&e) { DbError::AlreadyExists { what: "node", name: node.name.clone() } } else { db(e) })?;
+        Self::insert_macs(&mut tx, NodeId(id), &node.macs).await?;
+        Self::insert_event(&mut tx, NodeId(id), event).await?;
+        tx.commit().await.map_err(db)?;
+        self.get_node(&node.name).await
+    }
+
+    async fn import_nodes(&self, nodes: &[NodeWrite], now: Seconds, actor: &str) -> DbResult<ImportOutcome> {
+        let mut tx = self.begin_write().await?;
+        let mut outcome = ImportOutcome::default();
+        for node in nodes {
+            let existing = sqlx::query(
+                "SELECT n.id, n.site, n.cluster, n.ip, n.reference_sha256, \
+                 (SELECT group_concat(mac, ',') FROM (SELECT mac FROM node_macs WHERE node_id = n.id ORDER BY position)) \
+                 FROM nodes n WHERE n.name = ?",
+            )
+            .bind(&node.name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            match existing {
+                None => {
+                    let id: i64 = sqlx::query_scalar(
+                        "INSERT INTO nodes (name, site, cluster, ip, bmc_url, state, policy, properties, admin_properties, reference, reference_sha256, created_at, updated_at) \
+                         VALUES (?, ?, ?, ?, ?, 'enrolling', 'in_service', ?, '{}', ?, ?, ?, ?) RETURNING id",
+                    )
+                    .bind(&node.name)
+                    .bind(&node.site)
+                    .bind(&node.cluster)
+                    .bind(&node.ip)
+                    .bind(node.bmc_url.as_ref().map(|s| s.0.as_str()))
+                    .bind(to_json(&node.properties))
+                    .bind(&node.reference)
+                    .bind(&node.reference_sha256)
+                    .bind(now)
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                    Self::insert_macs(&mut tx, NodeId(id), &node.macs).await?;
+                    let event = NewEvent {
+                        at: now,
+                        actor: actor.to_owned(),
+                        from_shown: "enrolling".into(),
+                        to_shown: "enrolling".into(),
+                        reason: "imported from a reference description".into(),
+                    };
+                    Self::insert_event(&mut tx, NodeId(id), &event).await?;
+                    outcome.added.push(node.name.clone());
+                }
+                Some(r) => {
+                    let id: i64 = r.try_get(0).map_err(db)?;
+                    let site: String = r.try_get(1).map_err(db)?;
+                    let cluster: String = r.try_get(2).map_err(db)?;
+                    let ip: Option<String> = r.try_get(3).map_err(db)?;
+                    let sha: Option<String> = r.try_get(4).map_err(db)?;
+                    let macs: Option<String> = r.try_get(5).map_err(db)?;
+                    let same = site == node.site
+                        && cluster == node.cluster
+                        && ip == node.ip
+                        && sha == node.reference_sha256
+                        && macs.unwrap_or_default() == node.macs.join(",");
+                    if same {
+                        outcome.unchanged.push(node.name.clone());
+                        continue;
+                    }
+                    sqlx::query(
+                        "UPDATE nodes SET site = ?, cluster = ?, ip = ?, properties = json_patch(?, admin_properties), reference = ?, reference_sha256 = ?, updated_at = ? WHERE id = ?",
+                    )
+                    .bind(&node.site)
+                    .bind(&node.cluster)
+                    .bind(&node.ip)
+                    .bind(to_json(&node.properties))
+                    .bind(&node.reference)
+                    .bind(&node.reference_sha256)
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                    sqlx::query("DELETE FROM node_macs WHERE node_id = ?").bind(id).execute(&mut *tx).await.map_err(db)?;
+                    Self::insert_macs(&mut tx, NodeId(id), &node.macs).await?;
+                    outcome.changed.push(node.name.clone());
+                }
+            }
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(outcome)
+    }
+
+    async fn list_nodes(&self) -> DbResult<Vec<NodeRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{NODE_SELECT} ORDER BY site, cluster, id"))).fetch_all(&self.pool).await.map_err(db)?;
+        self.node_rows(rows).await
+    }
+
+    async fn get_node(&self, name: &str) -> DbResult<NodeRow> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{NODE_SELECT} WHERE name = ?")))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| DbError::NotFound { what: "node", name: name.to_owned() })?;
+        let mut node = node_from_row(&row)?;
+        node.macs = sqlx::query_scalar("SELECT mac FROM node_macs WHERE node_id = ? ORDER BY position").bind(node.id.0).fetch_all(&self.pool).await.map_err(db)?;
+        Ok(node)
+    }
+
+    async fn node_reference(&self, id: NodeId) -> DbResult<Option<String>> {
+        sqlx::query_scalar("SELECT reference FROM nodes WHERE id = ?").bind(id.0).fetch_one(&self.pool).await.map_err(db)
+    }
+
+    async fn set_node_policy(&self, id: NodeId, policy: NodePolicy, event: &NewEvent) -> DbResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE nodes SET policy = ?, updated_at = ? WHERE id = ?").bind(policy.as_str()).bind(event.at).bind(id.0).execute(&mut *tx).await.map_err(db)?;
+        Self::insert_event(&mut tx, id, event).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn transition_nodes(&self, transitions: &[NodeTransition]) -> DbResult<usize> {
+        let mut tx = self.begin_write().await?;
+        let mut applied = 0;
+        for t in transitions {
+            let r = sqlx::query("UPDATE nodes SET state = ?, lease_id = ?, updated_at = ? WHERE id = ? AND state = ?")
+                .bind(t.to.as_str())
+                .bind(t.lease.map(|l| l.0))
+                .bind(t.event.at)
+                .bind(t.node.0)
+                .bind(t.from.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            if r.rows_affected() == 1 {
+                Self::insert_event(&mut tx, t.node, &t.event).await?;
+                applied += 1;
+            }
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(applied)
+    }
+
+    async fn node_events(&self, id: NodeId) -> DbResult<Vec<NodeEventRow>> {
+        let rows = sqlx::query("SELECT at, actor, from_state, to_state, reason FROM node_events WHERE node_id = ? ORDER BY id")
+            .bind(id.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(NodeEventRow {
+                    at: r.try_get(0).map_err(db)?,
+                    actor: r.try_get(1).map_err(db)?,
+                    from: r.try_get(2).map_err(db)?,
+                    to: r.try_get(3).map_err(db)?,
+                    reason: r.try_get(4).map_err(db)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn count_nodes_by_state(&self) -> DbResult<Vec<(String, String, i64)>> {
+        let rows = sqlx::query("SELECT state, policy, COUNT(*) FROM nodes GROUP BY state, policy").fetch_all(&self.pool).await.map_err(db)?;
+        rows.iter().map(|r| Ok((r.try_get(0).map_err(db)?, r.try_get(1).map_err(db)?, r.try_get(2).map_err(db)?))).collect()
+    }
+
+    async fn nodes_generation(&self) -> DbResult<i64> {
+        sqlx::query_scalar("SELECT nodes_generation FROM meta WHERE id = 1").fetch_one(&self.pool).await.map_err(db)
+    }
+
+    async fn calendar_generation(&self) -> DbResult<i64> {
+        sqlx::query_scalar("SELECT calendar_generation FROM meta WHERE id = 1").fetch_one(&self.pool).await.map_err(db)
+    }
+
+    async fn allocations_after(&self, after: Seconds) -> DbResult<(i64, Vec<AllocationRow>)> {
+        // A read transaction gives one snapshot for the rows and the generation.
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let generation = Self::generation_in(&mut tx).await?;
+        let rows = sqlx::query(r#"SELECT ln.lease_id, ln.node_id, ln.start, ln."end", l.lease_type FROM lease_nodes ln JOIN leases l ON l.id = ln.lease_id WHERE ln."end" > ?"#)
+            .bind(after)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok((generation, rows.iter().map(allocation_from_row).collect::<DbResult<Vec<_>>>()?))
+    }
+
+    async fn insert_lease(&self, lease: &NewLease, preempt: &[Preemption], expected_generation: i64) -> DbResult<(LeaseRow, i64)> {
+        let mut tx = self.begin_write().await?;
+        Self::check_generation(&mut tx, expected_generation).await?;
+        for p in preempt {
+            Self::apply_lease_transition(&mut tx, p.lease, p.from, p.to, p.change, Some(&p.reason), lease.created_at).await?;
+        }
+        let id: i64 = sqlx::query_scalar(
+            r#"INSERT INTO leases (owner_id, project_id, lease_type, state, start, "end", exotic, filter, deploy, created_at, updated_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"#,
+        )
+        .bind(lease.owner_id.0)
+        .bind(lease.project_id.map(|p| p.0))
+        .bind(lease.lease_type.as_str())
+        .bind(lease.state.as_str())
+        .bind(lease.start)
+        .bind(lease.end)
+        .bind(lease.exotic)
+        .bind(&lease.filter)
+        .bind(&lease.deploy)
+        .bind(lease.created_at)
+        .bind(lease.created_at)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        for (position, node) in lease.nodes.iter().enumerate() {
+            sqlx::query(r#"INSERT INTO lease_nodes (lease_id, node_id, position, start, "end") VALUES (?, ?, ?, ?, ?)"#)
+                .bind(id)
+                .bind(node.0)
+                .bind(i64::try_from(position).unwrap_or(i64::MAX))
+                .bind(lease.start)
+                .bind(lease.end)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        let generation = Self::generation_in(&mut tx).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{LEASE_SELECT} WHERE l.id = ?"))).bind(id).fetch_all(&mut *tx).await.map_err(db)?;
+        let mut leases = Self::lease_rows(&mut *tx, rows).await?;
+        tx.commit().await.map_err(db)?;
+        let row = leases.pop().ok_or_else(|| DbError::Corrupt("inserted lease vanished".into()))?;
+        Ok((row, generation))
+    }
+
+    async fn get_lease(&self, id: LeaseId) -> DbResult<LeaseRow> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{LEASE_SELECT} WHERE l.id = ?"))).bind(id.0).fetch_all(&self.pool).await.map_err(db)?;
+        Self::lease_rows(&self.pool, rows).await?.pop().ok_or_else(|| DbError::NotFound { what: "lease", name: id.to_string() })
+    }
+
+    async fn list_leases(&self, owner: Option<UserId>, include_over: bool) -> DbResult<Vec<LeaseRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{LEASE_SELECT} WHERE (?1 IS NULL OR l.owner_id = ?1) \
+             AND (?2 OR l.state NOT IN ('finished', 'cancelled', 'rejected', 'failed')) ORDER BY l.id DESC"
+        )))
+        .bind(owner.map(|o| o.0))
+        .bind(include_over)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Self::lease_rows(&self.pool, rows).await
+    }
+
+    async fn set_lease_end(&self, id: LeaseId, end: Seconds, preempt: &[Preemption], expected_generation: i64, now: Seconds) -> DbResult<i64> {
+        let mut tx = self.begin_write().await?;
+        Self::check_generation(&mut tx, expected_generation).await?;
+        for p in preempt {
+            Self::apply_lease_transition(&mut tx, p.lease, p.from, p.to, p.change, Some(&p.reason), now).await?;
+        }
+        sqlx::query(r#"UPDATE lease_nodes SET "end" = ? WHERE lease_id = ?"#).bind(end).bind(id.0).execute(&mut *tx).await.map_err(db)?;
+        sqlx::query(r#"UPDATE leases SET "end" = ?, updated_at = ? WHERE id = ?"#).bind(end).bind(now).bind(id.0).execute(&mut *tx).await.map_err(db)?;
+        let generation = Self::generation_in(&mut tx).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(generation)
+    }
+
+    async fn transition_lease(
+        &self,
+        id: LeaseId,
+        from: LeaseState,
+        to: LeaseState,
+        change: AllocationChange,
+        reason: Option<&str>,
+        expected_generation: i64,
+        now: Seconds,
+    ) -> DbResult<i64> {
+        let mut tx = self.begin_write().await?;
+        if change != AllocationChange::Keep {
+            Self::check_generation(&mut tx, expected_generation).await?;
+        }
+        Self::apply_lease_transition(&mut tx, id, from, to, change, reason, now).await?;
+        let generation = Self::generation_in(&mut tx).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(generation)
+    }
+
+    async fn leases_needing_action(&self, now: Seconds) -> DbResult<Vec<LeaseRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            r#"{LEASE_SELECT} WHERE (l.state = 'pending' AND l.start <= ?1) OR l.state IN ('starting', 'ending')
+               OR (l.state = 'active' AND l."end" <= ?1) ORDER BY l.start, l.id"#
+        )))
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Self::lease_rows(&self.pool, rows).await
+    }
+
+    async fn held_nodes(&self, now: Seconds) -> DbResult<Vec<(NodeId, LeaseId)>> {
+        let rows = sqlx::query(
+            r#"SELECT ln.node_id, ln.lease_id FROM lease_nodes ln JOIN leases l ON l.id = ln.lease_id
+               WHERE l.state IN ('starting', 'active') AND ln.start <= ?1 AND ln."end" > ?1"#,
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(|r| Ok((NodeId(r.try_get(0).map_err(db)?), LeaseId(r.try_get(1).map_err(db)?)))).collect()
+    }
+
+    async fn next_lease_event(&self, now: Seconds) -> DbResult<Option<Seconds>> {
+        sqlx::query_scalar(
+            r#"SELECT MIN(t) FROM (
+                 SELECT MIN(start) AS t FROM leases WHERE state = 'pending' AND start > ?1
+                 UNION ALL
+                 SELECT MIN("end") AS t FROM leases WHERE state IN ('starting', 'active') AND "end" > ?1)"#,
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)
+    }
+
+    async fn besteffort_overlapping(&self, nodes: &[NodeId], start: Seconds, end: Seconds) -> DbResult<Vec<AllocationRow>> {
+        let ids = serde_json::Value::from(nodes.iter().map(|n| n.0).collect::<Vec<_>>()).to_string();
+        let rows = sqlx::query(
+            r#"SELECT ln.lease_id, ln.node_id, ln.start, ln."end", l.lease_type FROM lease_nodes ln JOIN leases l ON l.id = ln.lease_id
+               WHERE l.lease_type = 'besteffort' AND ln.node_id IN (SELECT value FROM json_each(?)) AND ln."end" > ? AND ln.start < ?"#,
+        )
+        .bind(ids)
+        .bind(start)
+        .bind(end)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(allocation_from_row).collect()
+    }
+
+    async fn busy_between(&self, from: Seconds, to: Seconds) -> DbResult<Vec<BusyRow>> {
+        let rows = sqlx::query(
+            r#"SELECT ln.node_id, ln.lease_id, l.owner_id, u.name, l.lease_type, l.state, ln.start, ln."end"
+               FROM lease_nodes ln JOIN leases l ON l.id = ln.lease_id JOIN users u ON u.id = l.owner_id
+               WHERE ln."end" > ? AND ln.start < ? ORDER BY ln.node_id, ln.start"#,
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let lease_type: String = r.try_get(4).map_err(db)?;
+                let state: String = r.try_get(5).map_err(db)?;
+                Ok(BusyRow {
+                    node: NodeId(r.try_get(0).map_err(db)?),
+                    lease: LeaseId(r.try_get(1).map_err(db)?),
+                    owner_id: UserId(r.try_get(2).map_err(db)?),
+                    owner: r.try_get(3).map_err(db)?,
+                    lease_type: lease::parse_type(&lease_type).ok_or_else(|| DbError::Corrupt(format!("lease type '{lease_type}'")))?,
+                    state: lease::parse_state(&state).ok_or_else(|| DbError::Corrupt(format!("lease state '{state}'")))?,
+                    start: r.try_get(6).map_err(db)?,
+                    end: r.try_get(7).map_err(db)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn count_leases_by_state(&self) -> DbResult<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT state, COUNT(*) FROM leases GROUP BY state").fetch_all(&self.pool).await.map_err(db)?;
+        rows.iter().map(|r| Ok((r.try_get(0).map_err(db)?, r.try_get(1).map_err(db)?))).collect()
+    }
+}

@@ -1,0 +1,120 @@
+//! Request extractors whose every failure is a JSON 400 (or 401/413) that
+//! says what to fix, never axum's plain-text rejections: the body, the
+//! query, the path, and the bearer token.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use crate::app::{Actor, App, AppError};
+
+/// A JSON body.
+#[derive(Debug)]
+pub struct Body<T>(pub T);
+
+impl<T, S> FromRequest<S> for Body<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Body(v)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(r: JsonRejection) -> ApiError {
+    match r {
+        JsonRejection::JsonDataError(e) => {
+            // serde_path_to_error's text: "<path>: <what>"; drop axum's preamble.
+            let detail = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_else(|| e.body_text());
+            ApiError::bad_request(format!("invalid request body: {detail}"))
+        }
+        JsonRejection::JsonSyntaxError(e) => {
+            let detail = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_else(|| e.body_text());
+            ApiError::bad_request(format!("request body is not valid JSON: {detail}"))
+        }
+        JsonRejection::MissingJsonContentType(_) => ApiError::bad_request("send the body as JSON with 'Content-Type: application/json'"),
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "payload_too_large",
+            message: "request body too large".into(),
+            earliest_start: None,
+        },
+        other => ApiError::bad_request(format!("cannot read request body: {}", other.body_text())),
+    }
+}
+
+/// Query parameters.
+#[derive(Debug)]
+pub struct Params<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Params<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Params(v)),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
+                let detail = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_else(|| e.body_text());
+                Err(ApiError::bad_request(format!("invalid query parameters: {detail}")))
+            }
+            Err(other) => Err(ApiError::bad_request(format!("invalid query parameters: {}", other.body_text()))),
+        }
+    }
+}
+
+/// Path parameters.
+#[derive(Debug)]
+pub struct PathParam<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for PathParam<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(PathParam(v)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => Err(ApiError::bad_request(format!("invalid path: {}", e.body_text()))),
+            Err(other) => Err(ApiError::bad_request(format!("invalid path: {}", other.body_text()))),
+        }
+    }
+}
+
+/// The caller, from `Authorization: Bearer <token>`.
+#[derive(Debug)]
+pub struct Caller(pub Actor);
+
+impl FromRequestParts<Arc<App>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let token = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim).filter(|t| !t.is_empty());
+        let Some(token) = token else {
+            return Err(ApiError {
+                status: StatusCode::UNAUTHORIZED,
+                code: "unauthorized",
+                message: "missing API token: send 'Authorization: Bearer <token>'".into(),
+                earliest_start: None,
+            });
+        };
+        app.authenticate(token).await.map(Caller).map_err(|e: AppError| e.into())
+    }
+}

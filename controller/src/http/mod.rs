@@ -1,0 +1,124 @@
+//! The HTTP API (axum): routes, the OpenAPI document, `/healthz` and
+//! `/metrics`.
+//!
+//! Handlers are thin: parse (the extractors of [`extract`]), authorise
+//! (the [`extract::Caller`] token check; roles are checked by the
+//! application layer), call one `App` function, convert with [`views`].
+//! Handlers never touch SQL or BMCs.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use utoipa::OpenApi;
+
+use crate::app::App;
+
+pub mod accounts;
+pub mod error;
+pub mod extract;
+pub mod leases;
+pub mod metrics;
+pub mod nodes;
+pub mod views;
+
+use error::ApiError;
+
+/// Imports of a whole Grid'5000 reference (about 940 nodes, ~16 MB of
+/// JSON) fit in one request.
+const IMPORT_BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+/// The OpenAPI document, generated from the handlers and API types.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "ferrum API", description = "Bare-metal testbed reservations, deployments and inventory.", version = "1"),
+    paths(
+        health, openapi_json,
+        nodes::list, nodes::create, nodes::import, nodes::show, nodes::maintenance, nodes::events,
+        leases::create, leases::list, leases::show, leases::extend, leases::end, leases::availability, leases::calendar,
+        accounts::create_project, accounts::list_projects, accounts::create_user, accounts::list_users, accounts::me, accounts::create_token,
+    ),
+    modifiers(&BearerAuth),
+    tags((name = "nodes"), (name = "leases"), (name = "calendar"), (name = "accounts"), (name = "meta"))
+)]
+#[derive(Debug)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// The OpenAPI document as committed at `api-spec/openapi.yaml`.
+pub fn openapi_yaml() -> String {
+    ApiDoc::openapi().to_yaml().unwrap_or_default()
+}
+
+/// The router of the whole HTTP API.
+pub fn router(app: Arc<App>, metrics: Arc<metrics::Metrics>) -> Router {
+    let api = Router::new()
+        .route("/nodes", get(nodes::list).post(nodes::create))
+        .route("/nodes/import", post(nodes::import).layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT)))
+        .route("/nodes/{name}", get(nodes::show))
+        .route("/nodes/{name}/maintenance", post(nodes::maintenance))
+        .route("/nodes/{name}/events", get(nodes::events))
+        .route("/leases", get(leases::list).post(leases::create))
+        .route("/leases/{id}", get(leases::show).patch(leases::extend).delete(leases::end))
+        .route("/availability", get(leases::availability))
+        .route("/calendar", get(leases::calendar))
+        .route("/projects", get(accounts::list_projects).post(accounts::create_project))
+        .route("/users", get(accounts::list_users).post(accounts::create_user))
+        .route("/users/me", get(accounts::me))
+        .route("/users/{name}/tokens", post(accounts::create_token))
+        .route("/openapi.json", get(openapi_json));
+    Router::new()
+        .nest(ferrum_api::API_BASE, api)
+        .route("/healthz", get(health))
+        .route("/metrics", get(metrics::serve).with_state(metrics.clone()))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(metrics, track))
+        .with_state(app)
+}
+
+/// Liveness: 200 once the server serves.
+#[utoipa::path(get, path = "/healthz", tag = "meta", responses((status = 200, body = ferrum_api::Health)))]
+pub async fn health() -> Json<ferrum_api::Health> {
+    Json(ferrum_api::Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
+}
+
+/// This API's OpenAPI document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta", responses((status = 200, description = "OpenAPI 3.1 document")))]
+pub async fn openapi_json() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], ApiDoc::openapi().to_json().unwrap_or_default()).into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: "no such endpoint (the API lives under /api/v1)".into(), earliest_start: None }
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError { status: StatusCode::METHOD_NOT_ALLOWED, code: "method_not_allowed", message: "this endpoint does not take that method".into(), earliest_start: None }
+}
+
+/// Records the latency of every request, by route, in `/metrics`, inside a
+/// span that carries the method and route.
+async fn track(State(metrics): State<Arc<metrics::Metrics>>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let method = req.method().clone();
+    let span = tracing::info_span!("request", %method, %route);
+    let started = Instant::now();
+    let response = tracing::Instrument::instrument(next.run(req), span).await;
+    metrics.observe(method.as_str(), &route, response.status().as_u16(), started.elapsed());
+    response
+}

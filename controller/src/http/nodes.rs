@@ -1,0 +1,84 @@
+//! Handlers of `/api/v1/nodes`: parse, authorise, call one application
+//! function, convert to a view.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use ferrum_api as api;
+use ferrum_api::ErrorBody;
+
+use super::error::ApiResult;
+use super::extract::{Body, Caller, Params, PathParam};
+use super::views;
+use crate::app::nodes::{NodeSpec, ReferenceUpload};
+use crate::app::App;
+
+/// List nodes, optionally selected by an OAR property filter.
+#[utoipa::path(get, path = "/api/v1/nodes", tag = "nodes", params(api::NodeListQuery),
+    responses((status = 200, body = Vec<api::Node>), (status = 400, description = "bad filter", body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(State(app): State<Arc<App>>, Caller(actor): Caller, Params(q): Params<api::NodeListQuery>) -> ApiResult<Json<Vec<api::Node>>> {
+    let rows = app.list_nodes(q.filter.as_deref()).await?;
+    Ok(Json(rows.into_iter().map(|r| views::node(r, None, actor.is_admin)).collect()))
+}
+
+/// Enrol a node (admin).
+#[utoipa::path(post, path = "/api/v1/nodes", tag = "nodes", request_body = api::NodeCreate,
+    responses((status = 201, body = api::Node), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, description = "name or MAC taken", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create(State(app): State<Arc<App>>, Caller(actor): Caller, Body(req): Body<api::NodeCreate>) -> ApiResult<(StatusCode, Json<api::Node>)> {
+    let spec = NodeSpec {
+        name: req.name,
+        site: req.site,
+        cluster: req.cluster,
+        macs: req.macs,
+        ip: req.ip,
+        bmc: req.bmc,
+        properties: req.properties.unwrap_or_default().into_iter().collect(),
+        reference: req.reference,
+    };
+    let row = app.add_node(&actor, spec).await?;
+    Ok((StatusCode::CREATED, Json(views::node(row, None, actor.is_admin))))
+}
+
+/// Import Grid'5000 Reference API node descriptions (admin). Idempotent.
+#[utoipa::path(post, path = "/api/v1/nodes/import", tag = "nodes", request_body = api::NodeImport,
+    responses((status = 200, body = api::ImportReport), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn import(State(app): State<Arc<App>>, Caller(actor): Caller, Body(req): Body<api::NodeImport>) -> ApiResult<Json<api::ImportReport>> {
+    let uploads = req.nodes.into_iter().map(|n| ReferenceUpload { site: n.site, cluster: n.cluster, description: n.description }).collect();
+    let o = app.import_nodes(&actor, uploads).await?;
+    Ok(Json(api::ImportReport { added: o.added, changed: o.changed, unchanged: o.unchanged }))
+}
+
+/// One node, with its reference description.
+#[utoipa::path(get, path = "/api/v1/nodes/{name}", tag = "nodes", params(("name" = String, Path)),
+    responses((status = 200, body = api::Node), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn show(State(app): State<Arc<App>>, Caller(actor): Caller, PathParam(name): PathParam<String>) -> ApiResult<Json<api::Node>> {
+    Ok(Json(views::node_detail(app.get_node(&name).await?, actor.is_admin)))
+}
+
+/// Put a node in maintenance or back in service (admin).
+#[utoipa::path(post, path = "/api/v1/nodes/{name}/maintenance", tag = "nodes", params(("name" = String, Path)), request_body = api::MaintenanceRequest,
+    responses((status = 200, body = api::Node), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn maintenance(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    PathParam(name): PathParam<String>,
+    Body(req): Body<api::MaintenanceRequest>,
+) -> ApiResult<Json<api::Node>> {
+    let row = app.set_maintenance(&actor, &name, req.enabled, &req.reason).await?;
+    Ok(Json(views::node(row, None, actor.is_admin)))
+}
+
+/// A node's recorded state changes, oldest first.
+#[utoipa::path(get, path = "/api/v1/nodes/{name}/events", tag = "nodes", params(("name" = String, Path)),
+    responses((status = 200, body = Vec<api::NodeEvent>), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn events(State(app): State<Arc<App>>, Caller(_actor): Caller, PathParam(name): PathParam<String>) -> ApiResult<Json<Vec<api::NodeEvent>>> {
+    Ok(Json(app.node_events(&name).await?.into_iter().map(views::node_event).collect()))
+}

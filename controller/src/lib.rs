@@ -1,0 +1,19 @@
+//! ferrum's controller: the REST API, the reservation calendar, inventory,
+//! the clock loop that starts and ends leases, and the datastore.
+//!
+//! Layers, top to bottom: [`http`] (thin axum handlers) → [`app`] (rules)
+//! → [`db`] (all SQL) → rows. [`calendar`] (placement), [`filter`] (the OAR
+//! property language), [`reference`] (Grid'5000 reference import) and
+//! [`model`] (ids, values, lifecycles) are pure and used by [`app`].
+//! See ARCHITECTURE.md at the repository root.
+
+pub mod app;
+pub mod calendar;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod filter;
+pub mod http;
+pub mod model;
+pub mod reference;
+pub mod server;

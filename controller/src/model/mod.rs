@@ -1,0 +1,23 @@
+//! Domain types of the controller: typed ids, validated values (MAC
+//! addresses, BMC addresses, time ranges) and the node and lease lifecycles
+//! with the one function each that decides their transitions.
+//!
+//! Values here are validated once, when built, and trusted afterwards. This
+//! module knows nothing of HTTP, SQL or BMC protocols; the API and the
+//! datastore convert to and from these types explicitly.
+
+pub mod bmc;
+pub mod ids;
+pub mod lease;
+pub mod mac;
+pub mod node;
+pub mod properties;
+pub mod time;
+
+pub use bmc::BmcAddress;
+pub use ids::{LeaseId, NodeId, ProjectId, UserId};
+pub use lease::{LeaseInput, LeaseState, LeaseType};
+pub use mac::MacAddr;
+pub use node::{NodeInput, NodeLifecycle, NodePolicy};
+pub use properties::{PropValue, Properties};
+pub use time::{Seconds, TimeRange};

@@ -1,0 +1,113 @@
+//! Node properties: the flat, OAR-named key/value view of a node that the
+//! filter language selects on (`gpu_count >= 2 AND NOT exotic`).
+//!
+//! This module owns the value type and the list of standard property names.
+//! It does not know where values come from (the Grid'5000 reference
+//! importer, admin input, agent reports) nor how filters are parsed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// One property value. Serialised as the bare JSON scalar (`true`, `2`,
+/// `"A100"`), which is also how it is stored in the database.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PropValue {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+impl fmt::Display for PropValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PropValue::Bool(b) => write!(f, "{b}"),
+            PropValue::Int(i) => write!(f, "{i}"),
+            PropValue::Float(x) => write!(f, "{x}"),
+            PropValue::Str(s) => f.write_str(s),
+        }
+    }
+}
+
+impl From<bool> for PropValue {
+    fn from(v: bool) -> Self {
+        PropValue::Bool(v)
+    }
+}
+impl From<i64> for PropValue {
+    fn from(v: i64) -> Self {
+        PropValue::Int(v)
+    }
+}
+impl From<&str> for PropValue {
+    fn from(v: &str) -> Self {
+        PropValue::Str(v.to_owned())
+    }
+}
+impl From<String> for PropValue {
+    fn from(v: String) -> Self {
+        PropValue::Str(v)
+    }
+}
+
+/// A node's properties, ordered by name so that listings and snapshots are
+/// stable.
+pub type Properties = BTreeMap<String, PropValue>;
+
+/// The standard properties every node carries (SPEC §3), with the value a
+/// node has when nothing says otherwise. Every node gets all of them, so a
+/// filter on a standard property never meets a missing value:
+/// `gpu_count >= 1` is simply false on a node without GPUs.
+pub const STANDARD: &[(&str, StandardDefault)] = &[
+    ("site", StandardDefault::Str),
+    ("cluster", StandardDefault::Str),
+    ("host", StandardDefault::Str),
+    ("cpuarch", StandardDefault::Str),
+    ("cpucore", StandardDefault::Int),
+    ("cputype", StandardDefault::Str),
+    ("memnode", StandardDefault::Int),
+    ("gpu_count", StandardDefault::Int),
+    ("gpu_model", StandardDefault::Str),
+    ("gpu_mem", StandardDefault::Int),
+    ("accel_type", StandardDefault::Str),
+    ("accel_model", StandardDefault::Str),
+    ("disktype", StandardDefault::Str),
+    ("disk_count", StandardDefault::Int),
+    ("eth_rate", StandardDefault::Int),
+    ("ib_rate", StandardDefault::Int),
+    ("exotic", StandardDefault::Bool),
+];
+
+/// The default of a standard property: `''`, `0` or `false`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StandardDefault {
+    Str,
+    Int,
+    Bool,
+}
+
+impl StandardDefault {
+    pub fn value(self) -> PropValue {
+        match self {
+            StandardDefault::Str => PropValue::Str(String::new()),
+            StandardDefault::Int => PropValue::Int(0),
+            StandardDefault::Bool => PropValue::Bool(false),
+        }
+    }
+}
+
+/// Fills in every standard property that `props` lacks with its default.
+pub fn with_standard_defaults(mut props: Properties) -> Properties {
+    for (name, default) in STANDARD {
+        props.entry((*name).to_owned()).or_insert_with(|| default.value());
+    }
+    props
+}
+
+/// Whether `name` is one of the standard properties.
+pub fn is_standard(name: &str) -> bool {
+    STANDARD.iter().any(|(n, _)| *n == name)
+}

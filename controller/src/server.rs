@@ -1,0 +1,59 @@
+//! Starting and stopping a controller: open the datastore, create the first
+//! admin, serve the HTTP API on a bound listener and run the clock loop
+//! until a shutdown future resolves. `ferrumd`'s `main` and the tests both
+//! go through here (tests bind port 0 and pass a manual clock).
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::app::conductor::SimConductor;
+use crate::app::App;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::db::sqlite::SqliteStore;
+use crate::db::Datastore;
+use crate::http;
+
+/// The path of the first admin's token inside the data directory.
+pub fn admin_token_path(config: &Config) -> PathBuf {
+    config.data_dir.join("admin.token")
+}
+
+/// Opens the datastore named by the configuration, runs its migrations and,
+/// on an empty database, creates the first admin (token in
+/// `DATA_DIR/admin.token`, mode 0600).
+pub async fn open(config: Config, clock: Clock) -> anyhow::Result<Arc<App>> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let url = config.database_url();
+    let store: Arc<dyn Datastore> = if url.starts_with("sqlite:") {
+        Arc::new(SqliteStore::open(&url).await.with_context(|| format!("cannot open database {url}"))?)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        anyhow::bail!("PostgreSQL is not supported by this build yet; use a sqlite:// URL (or none, for SQLite in the data directory)");
+    } else {
+        anyhow::bail!("database URL must start with sqlite:// (or postgres:// once supported)");
+    };
+    let app = App::new(store, clock, config, Arc::new(SimConductor));
+    let token_path = admin_token_path(&app.config);
+    if app.bootstrap_admin(&token_path).await? {
+        tracing::info!(path = %token_path.display(), "first start: created user 'admin'; its API token is in this file (mode 0600)");
+    }
+    Ok(app)
+}
+
+/// Serves the API on `listener` and runs the clock loop until `shutdown`
+/// resolves; then stops both and returns.
+pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let clock_loop = tokio::spawn(app.clone().run_clock_loop(stop_rx));
+    let metrics = Arc::new(http::metrics::Metrics::new(app.clone()));
+    let router = http::router(app, metrics);
+    let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+    stop_tx.send_replace(true);
+    clock_loop.await.context("clock loop panicked")?;
+    served.context("HTTP server failed")
+}

@@ -1,0 +1,1 @@
+//! ferrum boot network services (see issue: boot network).
