@@ -54,17 +54,32 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Server URL [env: FERRUM_URL; default: http://127.0.0.1:8750]
-    #[arg(long, global = true, value_name = "URL", help_heading = "Global options")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        help_heading = "Global options"
+    )]
     pub url: Option<String>,
     /// API token [env: FERRUM_TOKEN]; prefer the environment or the config
     /// file, a flag shows in the process list
-    #[arg(long, global = true, value_name = "TOKEN", help_heading = "Global options")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "TOKEN",
+        help_heading = "Global options"
+    )]
     pub token: Option<String>,
     /// Print the API's JSON answer instead of a table
     #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
     /// Config file [env: FERRUM_CONFIG; default: ~/.config/ferrum/config.toml]
-    #[arg(long, global = true, value_name = "FILE", help_heading = "Global options")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        help_heading = "Global options"
+    )]
     pub config: Option<PathBuf>,
 }
 
@@ -103,6 +118,7 @@ pub enum NodeCommand {
     },
     /// Show one node: state, addresses, properties
     Show {
+        /// Node name
         name: String,
     },
     /// Enrol one node (admin)
@@ -120,6 +136,7 @@ pub enum NodeCommand {
     Maintenance(MaintenanceArgs),
     /// Show a node's recorded state changes
     Events {
+        /// Node name
         name: String,
     },
     /// Power nodes on or off through their BMC (admin)
@@ -146,8 +163,10 @@ pub enum NodeCommand {
 pub struct NodeAddArgs {
     /// Node name, e.g. chifflot-3
     pub name: String,
+    /// Site, e.g. lille
     #[arg(long, value_name = "S")]
     pub site: String,
+    /// Cluster, e.g. chifflot
     #[arg(long, value_name = "C")]
     pub cluster: String,
     /// MAC address of a boot NIC (repeat for several)
@@ -171,6 +190,7 @@ pub struct NodeAddArgs {
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("switch").required(true).args(["on", "off"])))]
 pub struct MaintenanceArgs {
+    /// Node name
     pub name: String,
     /// Put the node in maintenance (a running lease keeps it until its end)
     #[arg(long)]
@@ -239,6 +259,7 @@ pub enum LeaseCommand {
     },
     /// Show one lease
     Show {
+        /// Lease id
         #[arg(value_name = "ID")]
         id: i64,
     },
@@ -246,11 +267,13 @@ pub enum LeaseCommand {
     Extend(LeaseExtendArgs),
     /// End a lease now and give its nodes back
     Release {
+        /// Lease id
         #[arg(value_name = "ID")]
         id: i64,
     },
     /// Cancel a lease that has not started yet
     Cancel {
+        /// Lease id
         #[arg(value_name = "ID")]
         id: i64,
     },
@@ -288,7 +311,12 @@ pub struct LeaseCreateArgs {
     pub end: Option<DateTime<Utc>>,
     /// Lease type: default, deploy (your own image, root access) or besteffort
     /// (idle nodes, pre-emptible) [default: deploy with --deploy, else default]
-    #[arg(long = "type", value_enum, value_name = "TYPE", hide_possible_values = true)]
+    #[arg(
+        long = "type",
+        value_enum,
+        value_name = "TYPE",
+        hide_possible_values = true
+    )]
     pub lease_type: Option<LeaseTypeArg>,
     /// Project to account the lease to [default: your only project]
     #[arg(long, value_name = "P")]
@@ -335,6 +363,7 @@ fn lease_state_parser() -> impl clap::builder::TypedValueParser<Value = LeaseSta
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("new_end").required(true).args(["end", "by"])))]
 pub struct LeaseExtendArgs {
+    /// Lease id
     #[arg(value_name = "ID")]
     pub id: i64,
     /// New end time, RFC 3339
@@ -347,6 +376,7 @@ pub struct LeaseExtendArgs {
 
 #[derive(Debug, Args)]
 pub struct LeaseDecisionArgs {
+    /// Lease id
     #[arg(value_name = "ID")]
     pub id: i64,
     /// Why; shown to the requester
@@ -448,6 +478,7 @@ pub enum AdminCommand {
 pub enum ProjectCommand {
     /// Create a project
     Add {
+        /// Project name, e.g. p-vision
         name: String,
         /// Quota in node-hours per accounting period
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(0..))]
@@ -464,10 +495,12 @@ pub enum ProjectCommand {
 pub enum UserCommand {
     /// Create a user; prints their first token as the last line
     Add {
+        /// User name (login)
         name: String,
         /// Project the user belongs to (repeat for several; not needed with --admin)
         #[arg(long = "project", value_name = "P", required_unless_present = "admin")]
         projects: Vec<String>,
+        /// Email address
         #[arg(long, value_name = "E")]
         email: Option<String>,
         /// Give the user the admin role
@@ -482,6 +515,7 @@ pub enum UserCommand {
 pub enum TokenCommand {
     /// Create a new API token for a user; prints it as the last line
     Create {
+        /// User name
         #[arg(value_name = "USER")]
         user: String,
     },
@@ -498,7 +532,9 @@ mod tests {
     fn help(args: &[&str]) -> String {
         let mut cmd = Cli::command().term_width(100);
         match cmd.try_get_matches_from_mut(args) {
-            Err(err) if err.kind() == clap::error::ErrorKind::DisplayHelp => err.render().to_string(),
+            Err(err) if err.kind() == clap::error::ErrorKind::DisplayHelp => {
+                err.render().to_string()
+            }
             other => panic!("{args:?} did not print help: {other:?}"),
         }
     }
@@ -536,20 +572,86 @@ mod tests {
     #[test]
     fn spec_12_command_lines_parse() {
         let lines: &[&[&str]] = &[
-            &["ferrum", "node", "list", "--filter", "gpu_count >= 2", "--json"],
+            &[
+                "ferrum",
+                "node",
+                "list",
+                "--filter",
+                "gpu_count >= 2",
+                "--json",
+            ],
             &["ferrum", "node", "import", "/tmp/ref"],
-            &["ferrum", "node", "add", "n1", "--site", "s", "--cluster", "c", "--mac", "aa:bb:cc:dd:ee:ff",
-              "--ip", "10.0.0.2", "--bmc", "ipmi://u:p@10.0.0.5:623", "--reference", "n1.json"],
+            &[
+                "ferrum",
+                "node",
+                "add",
+                "n1",
+                "--site",
+                "s",
+                "--cluster",
+                "c",
+                "--mac",
+                "aa:bb:cc:dd:ee:ff",
+                "--ip",
+                "10.0.0.2",
+                "--bmc",
+                "ipmi://u:p@10.0.0.5:623",
+                "--reference",
+                "n1.json",
+            ],
             &["ferrum", "node", "power", "soft-off", "n1", "n2"],
             &["ferrum", "node", "power", "status", "n1"],
             &["ferrum", "node", "bootdev", "pxe", "n1", "n2"],
-            &["ferrum", "lease", "create", "--count", "2", "--filter", "gpu_count >= 2", "--duration", "2h",
-              "--start", "2026-11-22T09:00:00Z", "--deploy", "debian12-min", "--ssh-key", "k.pub"],
+            &[
+                "ferrum",
+                "lease",
+                "create",
+                "--count",
+                "2",
+                "--filter",
+                "gpu_count >= 2",
+                "--duration",
+                "2h",
+                "--start",
+                "2026-11-22T09:00:00Z",
+                "--deploy",
+                "debian12-min",
+                "--ssh-key",
+                "k.pub",
+            ],
             &["ferrum", "lease", "approve", "4", "--reason", "ok"],
             &["ferrum", "lease", "reject", "4"],
-            &["ferrum", "admin", "project", "add", "p", "--quota-node-hours", "100", "--class", "student"],
-            &["ferrum", "admin", "user", "add", "alice", "--project", "p", "--email", "a@x"],
-            &["ferrum", "usage", "--group-by", "gpu_model", "--from", "2026-01-01T00:00:00Z", "--json"],
+            &[
+                "ferrum",
+                "admin",
+                "project",
+                "add",
+                "p",
+                "--quota-node-hours",
+                "100",
+                "--class",
+                "student",
+            ],
+            &[
+                "ferrum",
+                "admin",
+                "user",
+                "add",
+                "alice",
+                "--project",
+                "p",
+                "--email",
+                "a@x",
+            ],
+            &[
+                "ferrum",
+                "usage",
+                "--group-by",
+                "gpu_model",
+                "--from",
+                "2026-01-01T00:00:00Z",
+                "--json",
+            ],
             &["ferrum", "--url", "http://h:1", "whoami"],
         ];
         for line in lines {
@@ -564,49 +666,169 @@ mod tests {
         let bad: &[&[&str]] = &[
             &["ferrum", "lease", "create", "--duration", "2h"],
             &["ferrum", "lease", "create", "--count", "1"],
-            &["ferrum", "lease", "create", "--count", "0", "--duration", "2h"],
-            &["ferrum", "lease", "create", "--count", "1", "--duration", "2 hours please"],
-            &["ferrum", "lease", "create", "--count", "1", "--duration", "2h", "--ssh-key", "k.pub"],
-            &["ferrum", "lease", "create", "--names", "a", "--filter", "x", "--duration", "2h"],
+            &[
+                "ferrum",
+                "lease",
+                "create",
+                "--count",
+                "0",
+                "--duration",
+                "2h",
+            ],
+            &[
+                "ferrum",
+                "lease",
+                "create",
+                "--count",
+                "1",
+                "--duration",
+                "2 hours please",
+            ],
+            &[
+                "ferrum",
+                "lease",
+                "create",
+                "--count",
+                "1",
+                "--duration",
+                "2h",
+                "--ssh-key",
+                "k.pub",
+            ],
+            &[
+                "ferrum",
+                "lease",
+                "create",
+                "--names",
+                "a",
+                "--filter",
+                "x",
+                "--duration",
+                "2h",
+            ],
             &["ferrum", "lease", "extend", "3"],
-            &["ferrum", "lease", "extend", "3", "--by", "1h", "--end", "2026-11-22T09:00:00Z"],
+            &[
+                "ferrum",
+                "lease",
+                "extend",
+                "3",
+                "--by",
+                "1h",
+                "--end",
+                "2026-11-22T09:00:00Z",
+            ],
             &["ferrum", "lease", "list", "--state", "sleeping"],
             &["ferrum", "node", "maintenance", "n1", "--reason", "x"],
-            &["ferrum", "node", "maintenance", "n1", "--on", "--off", "--reason", "x"],
-            &["ferrum", "node", "add", "n1", "--site", "s", "--cluster", "c", "--mac", "m", "--property", "novalue"],
+            &[
+                "ferrum",
+                "node",
+                "maintenance",
+                "n1",
+                "--on",
+                "--off",
+                "--reason",
+                "x",
+            ],
+            &[
+                "ferrum",
+                "node",
+                "add",
+                "n1",
+                "--site",
+                "s",
+                "--cluster",
+                "c",
+                "--mac",
+                "m",
+                "--property",
+                "novalue",
+            ],
             &["ferrum", "node", "power", "reboot", "n1"],
-            &["ferrum", "availability", "--count", "1", "--duration", "1h", "--limit", "21"],
+            &[
+                "ferrum",
+                "availability",
+                "--count",
+                "1",
+                "--duration",
+                "1h",
+                "--limit",
+                "21",
+            ],
             &["ferrum", "admin", "user", "add", "bob"],
         ];
         for line in bad {
             match parse(line) {
                 Ok(cli) => panic!("{line:?} parsed: {cli:?}"),
-                Err(err) => assert_eq!(err.exit_code(), i32::from(crate::client::exit::USAGE), "{line:?}"),
+                Err(err) => assert_eq!(
+                    err.exit_code(),
+                    i32::from(crate::client::exit::USAGE),
+                    "{line:?}"
+                ),
             }
         }
     }
 
     #[test]
     fn parsed_values_are_typed() {
-        let cli = parse(&["ferrum", "lease", "create", "--names", "a,b", "--end", "2026-11-22T10:00:00+01:00",
-                          "--type", "besteffort"]).expect("valid");
-        let Command::Lease(LeaseCommand::Create(args)) = cli.command else { panic!("not lease create") };
+        let cli = parse(&[
+            "ferrum",
+            "lease",
+            "create",
+            "--names",
+            "a,b",
+            "--end",
+            "2026-11-22T10:00:00+01:00",
+            "--type",
+            "besteffort",
+        ])
+        .expect("valid");
+        let Command::Lease(LeaseCommand::Create(args)) = cli.command else {
+            panic!("not lease create")
+        };
         assert_eq!(args.names, Some(vec!["a".to_owned(), "b".to_owned()]));
-        assert_eq!(args.end.map(crate::times::format_time).as_deref(), Some("2026-11-22T09:00:00Z"));
+        assert_eq!(
+            args.end.map(crate::times::format_time).as_deref(),
+            Some("2026-11-22T09:00:00Z")
+        );
         assert_eq!(args.lease_type, Some(LeaseTypeArg::Besteffort));
 
         let cli = parse(&["ferrum", "lease", "extend", "7", "--by", "1h 30m"]).expect("valid");
-        let Command::Lease(LeaseCommand::Extend(args)) = cli.command else { panic!("not extend") };
+        let Command::Lease(LeaseCommand::Extend(args)) = cli.command else {
+            panic!("not extend")
+        };
         assert_eq!(args.by, Some(TimeDelta::minutes(90)));
 
-        let cli = parse(&["ferrum", "lease", "list", "--state", "awaiting_approval"]).expect("valid");
-        let Command::Lease(LeaseCommand::List { state, .. }) = cli.command else { panic!("not list") };
+        let cli =
+            parse(&["ferrum", "lease", "list", "--state", "awaiting_approval"]).expect("valid");
+        let Command::Lease(LeaseCommand::List { state, .. }) = cli.command else {
+            panic!("not list")
+        };
         assert_eq!(state, Some(LeaseState::AwaitingApproval));
 
-        let cli = parse(&["ferrum", "node", "add", "n", "--site", "s", "--cluster", "c", "--mac", "m1", "--mac", "m2",
-                          "--property", "gpu_count=2", "--property", "gpu_model=A100", "--property", "exotic=true"])
-            .expect("valid");
-        let Command::Node(NodeCommand::Add(args)) = cli.command else { panic!("not node add") };
+        let cli = parse(&[
+            "ferrum",
+            "node",
+            "add",
+            "n",
+            "--site",
+            "s",
+            "--cluster",
+            "c",
+            "--mac",
+            "m1",
+            "--mac",
+            "m2",
+            "--property",
+            "gpu_count=2",
+            "--property",
+            "gpu_model=A100",
+            "--property",
+            "exotic=true",
+        ])
+        .expect("valid");
+        let Command::Node(NodeCommand::Add(args)) = cli.command else {
+            panic!("not node add")
+        };
         assert_eq!(args.macs, ["m1", "m2"]);
         assert_eq!(
             args.properties,
@@ -620,7 +842,8 @@ mod tests {
 
     #[test]
     fn global_flags_go_anywhere() {
-        let cli = parse(&["ferrum", "node", "list", "--json", "--url", "http://h:1"]).expect("valid");
+        let cli =
+            parse(&["ferrum", "node", "list", "--json", "--url", "http://h:1"]).expect("valid");
         assert!(cli.global.json);
         assert_eq!(cli.global.url.as_deref(), Some("http://h:1"));
     }

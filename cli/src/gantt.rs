@@ -79,7 +79,11 @@ const LABEL_SPACING: i64 = 6;
 pub fn render(calendar: &Calendar, width: usize) -> String {
     let from = calendar.from;
     let to = calendar.to;
-    let mut out = format!("calendar {} .. {} (UTC)", format_time(from), format_time(to));
+    let mut out = format!(
+        "calendar {} .. {} (UTC)",
+        format_time(from),
+        format_time(to)
+    );
     let span_ms = (to - from).num_milliseconds();
     if span_ms <= 0 {
         out.push_str(": empty time range\n");
@@ -90,11 +94,20 @@ pub fn render(calendar: &Calendar, width: usize) -> String {
         return out;
     }
 
-    let label_width = calendar.nodes.iter().map(|n| n.node.chars().count()).max().unwrap_or(0);
-    let available = i64::try_from(width.saturating_sub(label_width + 1).max(MIN_COLUMNS)).unwrap_or(i64::MAX);
+    let label_width = calendar
+        .nodes
+        .iter()
+        .map(|n| n.node.chars().count())
+        .max()
+        .unwrap_or(0);
+    let available =
+        i64::try_from(width.saturating_sub(label_width + 1).max(MIN_COLUMNS)).unwrap_or(i64::MAX);
     let step_ms = bucket_ms(span_ms, available);
     let buckets = div_ceil(span_ms, step_ms);
-    out.push_str(&format!(", one column = {}\n", format_duration(Duration::milliseconds(step_ms))));
+    out.push_str(&format!(
+        ", one column = {}\n",
+        format_duration(Duration::milliseconds(step_ms))
+    ));
 
     let pad = " ".repeat(label_width + 1);
     let (labels, ruler) = axis(from, to, step_ms, buckets);
@@ -111,7 +124,9 @@ pub fn render(calendar: &Calendar, width: usize) -> String {
             .collect();
         out.push_str(&format!("{:<label_width$} {row}\n", node.node));
     }
-    out.push_str("legend: . free  # leased  b besteffort  ? awaiting approval  - node not leasable now\n");
+    out.push_str(
+        "legend: . free  # leased  b besteffort  ? awaiting approval  - node not leasable now\n",
+    );
     out
 }
 
@@ -134,7 +149,11 @@ fn div_ceil(a: i64, b: i64) -> i64 {
 fn leasable(state: NodeState) -> bool {
     matches!(
         state,
-        NodeState::Available | NodeState::Reserved | NodeState::Deploying | NodeState::Deployed | NodeState::Resetting
+        NodeState::Available
+            | NodeState::Reserved
+            | NodeState::Deploying
+            | NodeState::Deployed
+            | NodeState::Resetting
     )
 }
 
@@ -174,12 +193,19 @@ fn axis(from: DateTime<Utc>, to: DateTime<Utc>, step_ms: i64, buckets: i64) -> (
         if time < from {
             continue;
         }
-        let Ok(col) = usize::try_from((time - from).num_milliseconds() / step_ms) else { continue };
+        let Ok(col) = usize::try_from((time - from).num_milliseconds() / step_ms) else {
+            continue;
+        };
         if col >= len {
             break;
         }
         ruler[col] = '+';
-        let label = if time.timestamp() % DAY == 0 { time.format("%m-%d") } else { time.format("%H:%M") }.to_string();
+        let label = if time.timestamp() % DAY == 0 {
+            time.format("%m-%d")
+        } else {
+            time.format("%H:%M")
+        }
+        .to_string();
         if col >= next_free && col + label.len() <= len {
             for (i, ch) in label.chars().enumerate() {
                 labels[col + i] = ch;
@@ -197,33 +223,88 @@ mod tests {
     use super::*;
 
     fn at(day: u32, hour: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, day, hour, 0, 0).single().expect("valid time")
+        Utc.with_ymd_and_hms(2026, 11, day, hour, 0, 0)
+            .single()
+            .expect("valid time")
     }
 
-    fn busy(start: DateTime<Utc>, end: DateTime<Utc>, lease_type: LeaseType, state: LeaseState) -> BusyInterval {
-        BusyInterval { start, end, lease_type, state, lease: Some(1), owner: None }
+    fn busy(
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        lease_type: LeaseType,
+        state: LeaseState,
+    ) -> BusyInterval {
+        BusyInterval {
+            start,
+            end,
+            lease_type,
+            state,
+            lease: Some(1),
+            owner: None,
+        }
     }
 
     fn week() -> Calendar {
-        let node = |name: &str, state, busy| NodeCalendar { node: name.to_owned(), state, busy };
+        let node = |name: &str, state, busy| NodeCalendar {
+            node: name.to_owned(),
+            state,
+            busy,
+        };
         Calendar {
             from: at(22, 0),
             to: at(29, 0),
             nodes: vec![
-                node("chifflot-1", NodeState::Reserved, vec![
-                    busy(at(22, 9), at(22, 13), LeaseType::Deploy, LeaseState::Active),
-                    busy(at(24, 0), at(26, 0), LeaseType::Default, LeaseState::Pending),
-                ]),
-                node("chifflot-2", NodeState::Available, vec![
-                    busy(at(22, 0), at(23, 12), LeaseType::Besteffort, LeaseState::Active),
-                    busy(at(23, 6), at(23, 9), LeaseType::Default, LeaseState::Pending),
-                ]),
-                node("chifflot-10", NodeState::Available, vec![
-                    busy(at(27, 0), at(30, 0), LeaseType::Deploy, LeaseState::AwaitingApproval),
-                ]),
-                node("servan-1", NodeState::Maintenance, vec![
-                    busy(at(21, 0), at(22, 6), LeaseType::Default, LeaseState::Active),
-                ]),
+                node(
+                    "chifflot-1",
+                    NodeState::Reserved,
+                    vec![
+                        busy(at(22, 9), at(22, 13), LeaseType::Deploy, LeaseState::Active),
+                        busy(
+                            at(24, 0),
+                            at(26, 0),
+                            LeaseType::Default,
+                            LeaseState::Pending,
+                        ),
+                    ],
+                ),
+                node(
+                    "chifflot-2",
+                    NodeState::Available,
+                    vec![
+                        busy(
+                            at(22, 0),
+                            at(23, 12),
+                            LeaseType::Besteffort,
+                            LeaseState::Active,
+                        ),
+                        busy(
+                            at(23, 6),
+                            at(23, 9),
+                            LeaseType::Default,
+                            LeaseState::Pending,
+                        ),
+                    ],
+                ),
+                node(
+                    "chifflot-10",
+                    NodeState::Available,
+                    vec![busy(
+                        at(27, 0),
+                        at(30, 0),
+                        LeaseType::Deploy,
+                        LeaseState::AwaitingApproval,
+                    )],
+                ),
+                node(
+                    "servan-1",
+                    NodeState::Maintenance,
+                    vec![busy(
+                        at(21, 0),
+                        at(22, 6),
+                        LeaseType::Default,
+                        LeaseState::Active,
+                    )],
+                ),
             ],
         }
     }
@@ -256,7 +337,11 @@ mod tests {
         let text = render(&week(), 5);
         // 7 days in at most 10 columns: one column per day.
         assert!(text.contains("one column = 1d"), "{text}");
-        assert!(text.lines().any(|l| l.starts_with("chifflot-1 ") && l.len() == "chifflot-10 ".len() + 7), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("chifflot-1 ") && l.len() == "chifflot-10 ".len() + 7),
+            "{text}"
+        );
     }
 
     #[test]
@@ -274,7 +359,10 @@ mod tests {
         cal.to = cal.from + Duration::hours(12);
         let text = render(&cal, 80);
         let axis = text.lines().nth(1).expect("label line");
-        assert!(axis.trim_start().starts_with("02:00") && !axis.contains(":37"), "{text}");
+        assert!(
+            axis.trim_start().starts_with("02:00") && !axis.contains(":37"),
+            "{text}"
+        );
     }
 
     #[test]

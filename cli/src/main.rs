@@ -26,10 +26,17 @@ fn main() -> ExitCode {
         Err(err) => {
             // --help and --version are "errors" that print to stdout.
             let _ = err.print();
-            return if err.use_stderr() { ExitCode::from(client::exit::USAGE) } else { ExitCode::SUCCESS };
+            return if err.use_stderr() {
+                ExitCode::from(client::exit::USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
@@ -42,5 +49,36 @@ fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::from(client::exit_code(&err))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// STYLE.md: every module opens with a `//!` comment saying what it owns.
+    #[test]
+    fn every_module_opens_with_a_doc_comment() {
+        fn visit(dir: &Path, missing: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).expect("readable source dir") {
+                let path = entry.expect("dir entry").path();
+                if path.is_dir() {
+                    visit(&path, missing);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).expect("readable source");
+                    if !text.starts_with("//!") {
+                        missing.push(path.display().to_string());
+                    }
+                }
+            }
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut missing = Vec::new();
+        visit(&root.join("src"), &mut missing);
+        visit(&root.join("tests"), &mut missing);
+        assert!(
+            missing.is_empty(),
+            "modules without a `//!` doc comment: {missing:?}"
+        );
     }
 }

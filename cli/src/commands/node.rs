@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
-use ferrum_api::{ImportReport, MaintenanceRequest, Node, NodeCreate, NodeEvent, NodeImport, NodeListQuery, NodePolicy};
+use ferrum_api::{
+    ImportReport, MaintenanceRequest, Node, NodeCreate, NodeEvent, NodeImport, NodeListQuery,
+    NodePolicy,
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -17,18 +20,30 @@ use crate::render;
 pub async fn run(ctx: &Ctx, cmd: NodeCommand) -> Result<()> {
     match cmd {
         NodeCommand::List { filter } => {
-            let answer = ctx.client.get::<Vec<Node>, _>(&["nodes"], &NodeListQuery { filter }).await?;
+            let answer = ctx
+                .client
+                .get::<Vec<Node>, _>(&["nodes"], &NodeListQuery { filter })
+                .await?;
             ctx.show(&answer, |nodes, opts| render::nodes_table(nodes, opts))
         }
         NodeCommand::Show { name } => {
-            let answer = ctx.client.get::<Node, _>(&["nodes", &name], &NoQuery {}).await?;
+            let answer = ctx
+                .client
+                .get::<Node, _>(&["nodes", &name], &NoQuery {})
+                .await?;
             ctx.show(&answer, render::node_detail)
         }
         NodeCommand::Add(args) => add(ctx, args).await,
         NodeCommand::Import { dir } => import(ctx, &dir).await,
         NodeCommand::Maintenance(args) => {
-            let body = MaintenanceRequest { enabled: args.on, reason: args.reason };
-            let answer = ctx.client.post::<Node, _>(&["nodes", &args.name, "maintenance"], &body).await?;
+            let body = MaintenanceRequest {
+                enabled: args.on,
+                reason: args.reason,
+            };
+            let answer = ctx
+                .client
+                .post::<Node, _>(&["nodes", &args.name, "maintenance"], &body)
+                .await?;
             ctx.show(&answer, |node, _| {
                 let intent = match node.policy {
                     NodePolicy::InService => "in service",
@@ -39,8 +54,13 @@ pub async fn run(ctx: &Ctx, cmd: NodeCommand) -> Result<()> {
             })
         }
         NodeCommand::Events { name } => {
-            let answer = ctx.client.get::<Vec<NodeEvent>, _>(&["nodes", &name, "events"], &NoQuery {}).await?;
-            ctx.show(&answer, |events, opts| render::node_events_table(events, opts))
+            let answer = ctx
+                .client
+                .get::<Vec<NodeEvent>, _>(&["nodes", &name, "events"], &NoQuery {})
+                .await?;
+            ctx.show(&answer, |events, opts| {
+                render::node_events_table(events, opts)
+            })
         }
         NodeCommand::Power { action, names } => {
             let verb = match action {
@@ -50,14 +70,28 @@ pub async fn run(ctx: &Ctx, cmd: NodeCommand) -> Result<()> {
                 PowerAction::Cycle => "cycle",
                 PowerAction::Status => "status",
             };
-            for_each_node(ctx, &format!("power {verb}"), &names, "power", &PowerRequest { action: verb }).await
+            for_each_node(
+                ctx,
+                &format!("power {verb}"),
+                &names,
+                "power",
+                &PowerRequest { action: verb },
+            )
+            .await
         }
         NodeCommand::Bootdev { device, names } => {
             let verb = match device {
                 BootDevice::Pxe => "pxe",
                 BootDevice::Disk => "disk",
             };
-            for_each_node(ctx, &format!("bootdev {verb}"), &names, "bootdev", &BootdevRequest { device: verb }).await
+            for_each_node(
+                ctx,
+                &format!("bootdev {verb}"),
+                &names,
+                "bootdev",
+                &BootdevRequest { device: verb },
+            )
+            .await
         }
     }
 }
@@ -65,9 +99,10 @@ pub async fn run(ctx: &Ctx, cmd: NodeCommand) -> Result<()> {
 async fn add(ctx: &Ctx, args: NodeAddArgs) -> Result<()> {
     let reference = match &args.reference {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            let value: Value =
-                serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let value: Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not valid JSON", path.display()))?;
             Some(value)
         }
         None => None,
@@ -111,8 +146,13 @@ async fn import(ctx: &Ctx, dir: &std::path::Path) -> Result<()> {
             );
         }
     }
-    let body = NodeImport { nodes: tree.nodes.into_iter().map(|f| f.node).collect() };
-    let answer = ctx.client.post::<ImportReport, _>(&["nodes", "import"], &body).await?;
+    let body = NodeImport {
+        nodes: tree.nodes.into_iter().map(|f| f.node).collect(),
+    };
+    let answer = ctx
+        .client
+        .post::<ImportReport, _>(&["nodes", "import"], &body)
+        .await?;
     ctx.show(&answer, |report, _| render::import_report(report))
 }
 
@@ -136,15 +176,27 @@ struct BootdevRequest {
 /// answered (a failure on one node does not stop the others) and fails at
 /// the end if any failed. With `--json`: an array of the answers of the
 /// nodes that succeeded; failures go to stderr.
-async fn for_each_node<B: Serialize>(ctx: &Ctx, what: &str, names: &[String], endpoint: &str, body: &B) -> Result<()> {
+async fn for_each_node<B: Serialize>(
+    ctx: &Ctx,
+    what: &str,
+    names: &[String],
+    endpoint: &str,
+    body: &B,
+) -> Result<()> {
     let mut raws = Vec::new();
     let mut rows = Vec::new();
     let mut first_error = None;
     let mut failed = 0usize;
     for name in names {
-        match ctx.client.post::<Value, _>(&["nodes", name, endpoint], body).await {
+        match ctx
+            .client
+            .post::<Value, _>(&["nodes", name, endpoint], body)
+            .await
+        {
             Ok(answer) => {
-                rows.push(serde_json::json!({ "node": name, "result": render::one_line(&answer.value) }));
+                rows.push(
+                    serde_json::json!({ "node": name, "result": render::one_line(&answer.value) }),
+                );
                 raws.push(answer.raw);
             }
             Err(err) => {
@@ -152,7 +204,9 @@ async fn for_each_node<B: Serialize>(ctx: &Ctx, what: &str, names: &[String], en
                 if ctx.json {
                     eprintln!("error: {name}: {err:#}");
                 }
-                rows.push(serde_json::json!({ "node": name, "result": format!("FAILED: {err:#}") }));
+                rows.push(
+                    serde_json::json!({ "node": name, "result": format!("FAILED: {err:#}") }),
+                );
                 first_error.get_or_insert(err);
             }
         }
@@ -163,7 +217,10 @@ async fn for_each_node<B: Serialize>(ctx: &Ctx, what: &str, names: &[String], en
         out(&render::generic(&Value::Array(rows), ctx.table))?;
     }
     match first_error {
-        Some(err) => Err(err.context(format!("{what} failed on {failed} of {} nodes", names.len()))),
+        Some(err) => Err(err.context(format!(
+            "{what} failed on {failed} of {} nodes",
+            names.len()
+        ))),
         None => Ok(()),
     }
 }

@@ -26,7 +26,7 @@ impl FromStr for MacAddr {
         }
         let mut octets = [0u8; 6];
         for (octet, part) in octets.iter_mut().zip(parts) {
-            if part.len() != 2 {
+            if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(err());
             }
             *octet = u8::from_str_radix(part, 16).map_err(|_| err())?;

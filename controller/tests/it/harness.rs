@@ -1,0 +1,212 @@
+//! `TestContext`: one call gives a running controller on a fresh database
+//! with the Grid'5000 fixtures imported, an admin token, and helpers to
+//! create users and talk HTTP.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use ferrum_api as api;
+use ferrum_controller::clock::{Clock, ManualClock};
+use ferrum_controller::config::Config;
+use ferrum_controller::server;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+/// The time every test starts at (a Monday, 08:00 UTC).
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).single().expect("valid time")
+}
+
+pub fn fixtures() -> PathBuf {
+    ferrum_controller::reference::fixtures_dir()
+}
+
+/// A running controller.
+pub struct TestContext {
+    pub url: String,
+    pub admin: String,
+    pub clock: Arc<ManualClock>,
+    pub client: reqwest::Client,
+    pub dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// An HTTP answer: status and JSON body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Answer {
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Value {
+        assert_eq!(self.status, status, "unexpected answer: {}", self.body);
+        self.body
+    }
+
+    /// Asserts an error answer and returns its message.
+    #[track_caller]
+    pub fn error(self, status: u16, code: &str) -> String {
+        assert_eq!(self.status, status, "unexpected answer: {}", self.body);
+        assert_eq!(self.body["error"]["code"], code, "{}", self.body);
+        self.body["error"]["message"].as_str().expect("error.message is a string").to_owned()
+    }
+}
+
+impl TestContext {
+    /// A controller on a fresh database, nothing imported.
+    pub async fn empty() -> TestContext {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (clock, handle) = Clock::manual(t0());
+        Self::start_in(dir, clock, handle).await
+    }
+
+    /// A controller with the fixture tree imported and its nodes available.
+    pub async fn with_fixtures() -> TestContext {
+        let ctx = Self::empty().await;
+        ctx.import_fixtures().await;
+        ctx.wait_nodes_available(10).await;
+        ctx
+    }
+
+    async fn start_in(dir: tempfile::TempDir, clock: Clock, handle: Arc<ManualClock>) -> TestContext {
+        let config = Config { data_dir: dir.path().to_owned(), ..Config::default() };
+        let app = server::open(config, clock).await.expect("controller opens");
+        let admin = std::fs::read_to_string(dir.path().join("admin.token")).expect("admin.token written").trim().to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let url = format!("http://{}", listener.local_addr().expect("local addr"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::serve(app, listener, async move {
+            let _ = stopped.await;
+        }));
+        TestContext { url, admin, clock: handle, client: reqwest::Client::new(), dir, stop: Some(stop), task: Some(task) }
+    }
+
+    /// Stops the controller and starts a new one on the same database and
+    /// clock (a restart).
+    pub async fn restart(mut self) -> TestContext {
+        self.shutdown().await;
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+        let handle = self.clock.clone();
+        let restarted = Self::start_in(dir, Clock::Manual(handle.clone()), handle).await;
+        assert_eq!(restarted.admin, self.admin, "the admin token survives a restart");
+        restarted
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server stopped cleanly");
+        }
+    }
+
+    pub async fn request(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<&Value>) -> Answer {
+        let mut req = self.client.request(method, format!("{}{path}", self.url));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body read");
+        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        Answer { status, body }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Answer {
+        self.request(reqwest::Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Answer {
+        self.request(reqwest::Method::POST, path, Some(token), Some(&body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Answer {
+        self.request(reqwest::Method::PATCH, path, Some(token), Some(&body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Answer {
+        self.request(reqwest::Method::DELETE, path, Some(token), None).await
+    }
+
+    /// Uploads the fixture tree the way `ferrum node import` does.
+    pub async fn import_fixtures(&self) -> api::ImportReport {
+        let nodes = ferrum_controller::reference::read_tree(&fixtures()).expect("fixtures readable");
+        let upload = api::NodeImport {
+            nodes: nodes.into_iter().map(|d| api::ReferenceNode { site: d.site, cluster: d.cluster, description: d.reference }).collect(),
+        };
+        let body = self.post("/api/v1/nodes/import", &self.admin, serde_json::to_value(&upload).expect("json")).await.expect(200);
+        serde_json::from_value(body).expect("an ImportReport")
+    }
+
+    /// Creates a project (if needed) and a user in it; returns the token.
+    pub async fn user(&self, name: &str, project: &str) -> String {
+        let a = self.post("/api/v1/projects", &self.admin, serde_json::json!({"name": project})).await;
+        assert!(a.status == 201 || a.status == 409, "{a:?}");
+        let body = self.post("/api/v1/users", &self.admin, serde_json::json!({"name": name, "projects": [project]})).await.expect(201);
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// Moves the clock and waits until `check` holds (the clock loop runs
+    /// on its own; this only waits for it, with a deadline).
+    pub fn advance(&self, d: chrono::Duration) {
+        self.clock.advance(d);
+    }
+
+    pub async fn lease(&self, id: i64, token: &str) -> Value {
+        self.get(&format!("/api/v1/leases/{id}"), token).await.expect(200)
+    }
+
+    /// Waits (real time, bounded) until the lease is in `state`.
+    pub async fn wait_lease_state(&self, id: i64, token: &str, state: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let lease = self.lease(id, token).await;
+            if lease["state"] == state {
+                return lease;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "lease {id} never reached {state}: {lease}");
+            tokio::time::sleep(Duration::from_millis(20)).await; // polling interval of a deadline wait
+        }
+    }
+
+    /// Waits until `count` nodes are available.
+    pub async fn wait_nodes_available(&self, count: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let nodes = self.get("/api/v1/nodes", &self.admin).await.expect(200);
+            let available = nodes.as_array().expect("array").iter().filter(|n| n["state"] == "available").count();
+            if available == count {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "only {available} of {count} nodes became available");
+            tokio::time::sleep(Duration::from_millis(20)).await; // polling interval of a deadline wait
+        }
+    }
+
+    pub async fn node_state(&self, name: &str) -> String {
+        let n = self.get(&format!("/api/v1/nodes/{name}"), &self.admin).await.expect(200);
+        n["state"].as_str().expect("state").to_owned()
+    }
+}
+
+impl Drop for TestContext {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// RFC 3339 text of `t0() + d`.
+pub fn at(d: chrono::Duration) -> String {
+    (t0() + d).to_rfc3339()
+}

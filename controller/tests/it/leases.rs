@@ -1,0 +1,243 @@
+//! The reservation calendar over HTTP: placement, conflicts, availability,
+//! extension, release, cancellation, pre-emption and the clock loop,
+//! including a controller restart in the middle of a lease.
+
+use chrono::Duration;
+use serde_json::json;
+
+use super::harness::{at, t0, TestContext};
+
+fn id(v: &serde_json::Value) -> i64 {
+    v["id"].as_i64().expect("lease id")
+}
+
+#[tokio::test]
+async fn reserve_then_conflict_gives_409_with_the_earliest_start() {
+    let ctx = TestContext::with_fixtures().await;
+    let alice = ctx.user("alice", "p-vision").await;
+    let req = json!({"nodes": {"count": 2, "filter": "gpu_model LIKE '%V100%'"}, "start": at(Duration::hours(1)), "duration": "4h"});
+    let lease = ctx.post("/api/v1/leases", &alice, req.clone()).await.expect(201);
+    assert_eq!(lease["state"], "pending");
+    assert_eq!(lease["nodes"], json!(["chifflot-7", "chifflot-8"]));
+    assert_eq!(lease["project"], "p-vision");
+    assert_eq!(lease["start"], at(Duration::hours(1)).replace("+00:00", "Z"));
+
+    let conflict = ctx.post("/api/v1/leases", &alice, req).await;
+    assert_eq!(conflict.status, 409, "{:?}", conflict.body);
+    assert_eq!(conflict.body["error"]["code"], "conflict");
+    assert_eq!(conflict.body["error"]["earliest_start"], at(Duration::hours(5)).replace("+00:00", "Z"));
+
+    // As soon as possible: now, on the P100s it cannot take.
+    let asap = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 2, "filter": "gpu_model LIKE '%V100%'"}, "duration": "30m"})).await.expect(201);
+    assert_eq!(asap["start"], at(Duration::zero()).replace("+00:00", "Z"), "fits before the first lease");
+    let asap2 = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 2, "filter": "gpu_model LIKE '%V100%'"}, "duration": "2h"})).await.expect(201);
+    assert_eq!(asap2["start"], at(Duration::hours(5)).replace("+00:00", "Z"), "first fit after the 4h lease");
+}
+
+#[tokio::test]
+async fn availability_and_calendar_show_the_gantt() {
+    let ctx = TestContext::with_fixtures().await;
+    let alice = ctx.user("alice", "p-vision").await;
+    let bob = ctx.user("bob", "p-other").await;
+    ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["chifflot-7", "chifflot-8"]}, "duration": "3h"})).await.expect(201);
+
+    let a = ctx.get("/api/v1/availability?count=2&duration=1h&filter=gpu_model%20LIKE%20'%25V100%25'&limit=2", &bob).await.expect(200);
+    let slots = a["slots"].as_array().expect("slots");
+    assert_eq!(slots.len(), 2);
+    assert_eq!(slots[0]["start"], at(Duration::hours(3)).replace("+00:00", "Z"));
+    assert_eq!(slots[0]["nodes"], json!(["chifflot-7", "chifflot-8"]));
+    assert_eq!(slots[1]["start"], at(Duration::hours(4)).replace("+00:00", "Z"));
+
+    let exotic = ctx.get("/api/v1/availability?count=1&duration=1h&filter=accel_type%3D'fpga'", &bob).await;
+    assert_eq!(exotic.error(400, "unsatisfiable").contains("not exotic unless allowed"), true);
+    let exotic = ctx.get("/api/v1/availability?count=1&duration=1h&filter=accel_type%3D'fpga'&exotic=true", &bob).await.expect(200);
+    assert_eq!(exotic["slots"][0]["nodes"], json!(["servan-1"]));
+
+    let cal = ctx.get("/api/v1/calendar?filter=cluster%3D'chifflot'", &bob).await.expect(200);
+    let nodes = cal["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 8);
+    let c7 = nodes.iter().find(|n| n["node"] == "chifflot-7").expect("chifflot-7");
+    assert_eq!(c7["busy"][0]["end"], at(Duration::hours(3)).replace("+00:00", "Z"));
+    assert!(c7["busy"][0].get("owner").is_none(), "bob does not see alice's lease: {c7}");
+    let cal = ctx.get("/api/v1/calendar?filter=cluster%3D'chifflot'", &alice).await.expect(200);
+    let c7 = cal["nodes"].as_array().expect("nodes").iter().find(|n| n["node"] == "chifflot-7").expect("chifflot-7").clone();
+    assert_eq!(c7["busy"][0]["owner"], "alice");
+}
+
+#[tokio::test]
+async fn exotic_nodes_only_on_request() {
+    let ctx = TestContext::with_fixtures().await;
+    let alice = ctx.user("alice", "p-vision").await;
+    let msg = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 1, "filter": "accel_type = 'fpga'"}, "duration": "1h"})).await.error(400, "unsatisfiable");
+    assert!(msg.contains("only 0"), "{msg}");
+    let msg = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["servan-1"]}, "duration": "1h"})).await.error(400, "bad_request");
+    assert!(msg.contains("exotic"), "{msg}");
+    let l = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 2, "filter": "accel_type = 'fpga'"}, "duration": "1h", "exotic": true})).await.expect(201);
+    assert_eq!(l["nodes"], json!(["servan-1", "servan-2"]));
+    // Unfiltered requests never spill onto exotic nodes.
+    let l = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 8}, "duration": "1h"})).await.expect(201);
+    assert!(l["nodes"].as_array().expect("nodes").iter().all(|n| n.as_str().is_some_and(|s| s.starts_with("chifflot"))));
+}
+
+#[tokio::test]
+async fn leases_start_and_end_on_time_and_nodes_are_reset() {
+    let ctx = TestContext::with_fixtures().await;
+    let alice = ctx.user("alice", "p-vision").await;
+    let l = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["chifflot-1"]}, "start": at(Duration::hours(1)), "duration": "2h"})).await.expect(201);
+    let lid = id(&l);
+    assert_eq!(ctx.node_state("chifflot-1").await, "available");
+
+    ctx.advance(Duration::hours(1));
+    ctx.wait_lease_state(lid, &alice, "active").await;
+    assert_eq!(ctx.node_state("chifflot-1").await, "reserved");
+
+    ctx.advance(Duration::hours(2));
+    ctx.wait_lease_state(lid, &alice, "finished").await;
+    assert_eq!(ctx.node_state("chifflot-1").await, "available");
+    let events = ctx.get("/api/v1/nodes/chifflot-1/events", &alice).await.expect(200);
+    let path: Vec<String> = events.as_array().expect("events").iter().map(|e| format!("{}>{}", e["from"].as_str().unwrap_or(""), e["to"].as_str().unwrap_or(""))).collect();
+    assert!(path.ends_with(&["available>reserved".into(), "reserved>resetting".into(), "resetting>available".into()]), "{path:?}");
+}
+
+#[tokio::test]
+async fn back_to_back_leases_get_a_reset_in_between() {
+    let ctx = TestContext::with_fixtures().await;
+    let alice = ctx.user("alice", "p-vision").await;
+    let bob = ctx.user("bob", "p-other").await;
+    let a = id(&ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["chifflot-2"]}, "duration": "1h"})).await.expect(201));
+    let b = id(&ctx.post("/api/v1/leases", &bob, json!({"nodes": {"names": ["chifflot-2"]}, "start": at(Duration::hours(1)), "duration": "1h"})).await.expect(201));
+    ctx.wait_lease_state(a, &alice, "active").await;
+    ctx.advance(Duration::hours(1));
+    ctx.wait_lease_state(b, &bob, "active").await;
+    ctx.wait_lease_state(a, &alice, "finished").await;
+    let events = ctx.get("/api/v1/nodes/chifflot-2/events", &bob).await.expect(200);
+    let resets = events.as_array().expect("events").iter().filter(|e| e["to"] == "resetting").count();
+    assert_eq!(resets, 1, "the node was reset between alice and bob: {events}");
+}
+
+#[tokio::test]
+async fn restart_mid_lease_keeps_every_lease_and_ends_it_on_time() {
+    let ctx = TestContext::with_fixtures().await;
+    let alice = ctx.user("alice", "p-vision").await;
+    let running = id(&ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 3, "filter": "cluster = 'chifflot'"}, "duration": "2h"})).await.expect(201));
+    let future = id(&ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 2, "filter": "cluster = 'chifflot'"}, "start": at(Duration::hours(3)), "duration": "1h"})).await.expect(201));
+    ctx.wait_lease_state(running, &alice, "active").await;
+    ctx.advance(Duration::hours(1));
+
+    let ctx = ctx.restart().await;
+    let l = ctx.wait_lease_state(running, &alice, "active").await;
+    assert_eq!(l["nodes"].as_array().expect("nodes").len(), 3);
+    assert_eq!(ctx.lease(future, &alice).await["state"], "pending");
+    // The restarted calendar still knows the running lease's nodes are taken.
+    let c = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 8, "filter": "cluster = 'chifflot'"}, "start": at(Duration::hours(1)), "duration": "30m"})).await;
+    assert_eq!(c.body["error"]["earliest_start"], at(Duration::hours(2)).replace("+00:00", "Z"), "{:?}", c.body);
+
+    ctx.advance(Duration::hours(1));
+    ctx.wait_lease_state(running, &alice, "finished").await;
+    ctx.advance(Duration::hours(1));
+    ctx.wait_lease_state(future, &alice, "active").await;
+    ctx.advance(Duration::hours(1));
+    ctx.wait_lease_state(future, &alice, "finished").await;
+    ctx.wait_nodes_available(10).await;
+}
+
+#[tokio::test]
+async fn extend_release_and_cancel() {
+    let ctx = TestContext::with_fixtures().await;
+    let alice = ctx.user("alice", "p-vision").await;
+    let l = id(&ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["chifflot-3"]}, "duration": "1h"})).await.expect(201));
+    let next = id(&ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["chifflot-3"]}, "start": at(Duration::hours(3)), "duration": "1h"})).await.expect(201));
+
+    let extended = ctx.patch(&format!("/api/v1/leases/{l}"), &alice, json!({"end": at(Duration::hours(2))})).await.expect(200);
+    assert_eq!(extended["end"], at(Duration::hours(2)).replace("+00:00", "Z"));
+    let msg = ctx.patch(&format!("/api/v1/leases/{l}"), &alice, json!({"end": at(Duration::hours(4))})).await.error(409, "conflict");
+    assert!(msg.contains(&format!("latest possible end is {}", at(Duration::hours(3)))), "{msg}");
+    let msg = ctx.patch(&format!("/api/v1/leases/{l}"), &alice, json!({"end": at(Duration::hours(1))})).await.error(400, "bad_request");
+    assert!(msg.contains("must be later than the current end"), "{msg}");
+
+    // Cancel before start: the slot is free again at once.
+    let cancelled = ctx.delete(&format!("/api/v1/leases/{next}"), &alice).await.expect(200);
+    assert_eq!(cancelled["state"], "cancelled");
+    ctx.patch(&format!("/api/v1/leases/{l}"), &alice, json!({"end": at(Duration::hours(4))})).await.expect(200);
+
+    // Release early: the lease ends now and the nodes are reset.
+    ctx.wait_lease_state(l, &alice, "active").await;
+    ctx.advance(Duration::minutes(30));
+    let released = ctx.delete(&format!("/api/v1/leases/{l}"), &alice).await.expect(200);
+    assert_eq!(released["end"], at(Duration::minutes(30)).replace("+00:00", "Z"));
+    assert_eq!(released["reason"], "released by alice");
+    ctx.wait_lease_state(l, &alice, "finished").await;
+    assert_eq!(ctx.node_state("chifflot-3").await, "available");
+    let again = ctx.delete(&format!("/api/v1/leases/{l}"), &alice).await.expect(200);
+    assert_eq!(again["state"], "finished", "ending an ended lease changes nothing");
+    // The freed time can be booked right away.
+    ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["chifflot-3"]}, "duration": "1h"})).await.expect(201);
+}
+
+#[tokio::test]
+async fn besteffort_leases_are_preempted_by_normal_ones() {
+    let ctx = TestContext::with_fixtures().await;
+    let alice = ctx.user("alice", "p-vision").await;
+    let bob = ctx.user("bob", "p-other").await;
+    let be = ctx.post("/api/v1/leases", &bob, json!({"nodes": {"count": 8, "filter": "cluster = 'chifflot'"}, "duration": "10h", "type": "besteffort"})).await.expect(201);
+    let be_id = id(&be);
+    ctx.wait_lease_state(be_id, &bob, "active").await;
+    ctx.advance(Duration::minutes(10));
+
+    // A normal lease for now takes the nodes: the besteffort lease ends.
+    let normal = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 2, "filter": "cluster = 'chifflot'"}, "duration": "1h"})).await.expect(201);
+    assert_eq!(normal["start"], at(Duration::minutes(10)).replace("+00:00", "Z"), "besteffort time is free to normal leases");
+    let be = ctx.wait_lease_state(be_id, &bob, "finished").await;
+    assert!(be["reason"].as_str().is_some_and(|r| r.contains("pre-empted")), "{be}");
+    assert_eq!(be["end"], at(Duration::minutes(10)).replace("+00:00", "Z"));
+    assert_eq!(be["nodes"].as_array().map(Vec::len), Some(8), "the pre-empted lease keeps its history");
+    ctx.wait_lease_state(id(&normal), &alice, "active").await;
+
+    // A future normal lease cuts a besteffort lease short instead.
+    let be2 = id(&ctx.post("/api/v1/leases", &bob, json!({"nodes": {"names": ["chifflot-5"]}, "duration": "10h", "type": "besteffort"})).await.expect(201));
+    ctx.wait_lease_state(be2, &bob, "active").await;
+    ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["chifflot-5"]}, "start": at(Duration::hours(2)), "duration": "1h"})).await.expect(201);
+    let cut = ctx.lease(be2, &bob).await;
+    assert_eq!((cut["state"].as_str(), cut["end"].as_str()), (Some("active"), Some(at(Duration::hours(2)).replace("+00:00", "Z").as_str())));
+    // Besteffort leases never pre-empt each other.
+    let msg = ctx.post("/api/v1/leases", &bob, json!({"nodes": {"names": ["chifflot-5"]}, "duration": "1h", "type": "besteffort"})).await;
+    assert_eq!(msg.status, 201);
+    assert_eq!(msg.body["start"], at(Duration::hours(3)).replace("+00:00", "Z"), "queued after the normal lease: {:?}", msg.body);
+}
+
+#[tokio::test]
+async fn lease_requests_are_validated_by_field() {
+    let ctx = TestContext::with_fixtures().await;
+    let alice = ctx.user("alice", "p-vision").await;
+    let cases = [
+        (json!({"nodes": {"count": 1}, "duration": "1h", "start": (t0() - Duration::hours(2)).to_rfc3339()}), "is in the past"),
+        (json!({"nodes": {"count": 1}, "start": at(Duration::hours(2)), "end": at(Duration::hours(1))}), "end: must be after the start"),
+        (json!({"nodes": {"count": 1}, "duration": "soon"}), "duration: 'soon' is not a duration"),
+        (json!({"nodes": {"count": 1}}), "duration: say how long"),
+        (json!({"nodes": {"count": 0}, "duration": "1h"}), "nodes.count: must be at least 1"),
+        (json!({"nodes": {}, "duration": "1h"}), "nodes: give count"),
+        (json!({"nodes": {"names": ["nope-1"]}, "duration": "1h"}), "nodes.names: there is no node 'nope-1'"),
+        (json!({"nodes": {"count": 1}, "duration": "1h", "deploy": {"environment": "debian12-min", "ssh_keys": ["not a key"]}}), "deploy.ssh_keys[0]"),
+        (json!({"nodes": {"count": 1}, "duration": "800d"}), "ahead"),
+        (json!({"nodes": {"count": 1}, "duration": "1h", "project": "p-other"}), "not a member"),
+    ];
+    for (body, expected) in cases {
+        let a = ctx.post("/api/v1/leases", &alice, body.clone()).await;
+        assert!(a.status == 400 || a.status == 403, "{body}: {:?}", a.body);
+        let msg = a.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(expected), "{body}: '{msg}' should contain '{expected}'");
+    }
+    let msg = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 1, "filter": "gpu_count >= 2 AND gpu_modle = 'x'"}, "duration": "1h"})).await.error(400, "invalid_filter");
+    assert_eq!(msg, "filter: at position 20: unknown property 'gpu_modle'");
+}
+
+#[tokio::test]
+async fn deploy_leases_keep_their_environment_and_keys() {
+    let ctx = TestContext::with_fixtures().await;
+    let alice = ctx.user("alice", "p-vision").await;
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBbQ1H5s1e4lqQxQ2b3vJ9Zq0Kq3dY1YzZxvN0z1w3qG alice@laptop";
+    let l = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 1}, "duration": "1h", "deploy": {"environment": "debian12-min", "ssh_keys": [key]}})).await.expect(201);
+    assert_eq!(l["type"], "deploy");
+    assert_eq!(l["deploy"]["environment"], "debian12-min");
+    assert_eq!(l["deploy"]["ssh_keys"][0], key);
+}

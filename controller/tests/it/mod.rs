@@ -1,0 +1,8 @@
+//! Shared harness and the per-resource test modules.
+
+pub mod harness;
+
+mod accounts;
+mod api;
+mod leases;
+mod nodes;
