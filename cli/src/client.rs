@@ -8,7 +8,7 @@
 //! |---|---|
 //! | 0 | success |
 //! | 1 | any other error (bad input file, server error, unexpected answer) |
-//! | 2 | usage error: bad flags or arguments (clap's own code) |
+//! | 2 | usage error: bad flags or arguments (clap's own code), or a request the server refused as invalid (400: bad filter, start in the past, ...) |
 //! | 3 | conflict: the slot is taken (409, the earliest possible start is printed), or the lease's state forbids the action |
 //! | 4 | not authorised: no token, or the server refused it (401, 403) |
 //! | 5 | not found (404) |
@@ -43,7 +43,8 @@ pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  success
   1  other error (bad input file, server error, unexpected answer)
-  2  usage error (bad flags or arguments)
+  2  usage error: bad flags or arguments, or a request the server refused
+     as invalid (400: bad filter, start in the past, ...)
   3  conflict: the slot is taken (the earliest possible start is printed),
      or the lease's state forbids the action (e.g. cancel after its start)
   4  not authorised: no token, or the server refused it (401, 403)
@@ -84,6 +85,9 @@ impl CliError {
                 StatusCode::CONFLICT => exit::CONFLICT,
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => exit::UNAUTHORISED,
                 StatusCode::NOT_FOUND => exit::NOT_FOUND,
+                // The input is wrong (a bad filter, a start in the past):
+                // retrying the same command cannot help.
+                StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => exit::USAGE,
                 _ => exit::OTHER,
             },
             CliError::Unreachable { .. } => exit::UNREACHABLE,
@@ -390,7 +394,7 @@ mod tests {
         );
         assert_eq!(exit_code(&api(StatusCode::FORBIDDEN)), exit::UNAUTHORISED);
         assert_eq!(exit_code(&api(StatusCode::NOT_FOUND)), exit::NOT_FOUND);
-        assert_eq!(exit_code(&api(StatusCode::BAD_REQUEST)), exit::OTHER);
+        assert_eq!(exit_code(&api(StatusCode::BAD_REQUEST)), exit::USAGE);
         assert_eq!(
             exit_code(&api(StatusCode::INTERNAL_SERVER_ERROR)),
             exit::OTHER

@@ -352,7 +352,7 @@ fn statuses_map_to_exit_codes() {
         (404, "not_found", 5),
         (401, "unauthorized", 4),
         (403, "forbidden", 4),
-        (400, "invalid_filter", 1),
+        (400, "invalid_filter", 2),
         (500, "internal", 1),
     ] {
         let (url, _) = serve(vec![(

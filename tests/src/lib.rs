@@ -1,1 +1,110 @@
-//! Process-level tests live in tests/.
+//! Process-level test support: start the real `ferrumd` binary on a fresh
+//! data directory and run the real `ferrum` CLI against it. The tests live
+//! in `tests/`; this library only holds what they share.
+//!
+//! Processes are started by this code and killed by PID when the handle is
+//! dropped; nothing here touches any address but loopback.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{mpsc, Mutex};
+use std::time::Duration;
+
+/// The path of a workspace binary, (re)built once per test process with the
+/// same profile as the running test, so a stale binary is never tested and
+/// `cargo test -p ferrum-tests` alone works too.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test>-<hash>
+    let dir = exe.parent().and_then(Path::parent).expect("target profile dir").to_owned();
+    let path = dir.join(name);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == name) {
+        built.push(name.to_owned());
+        let release = dir.file_name().is_some_and(|n| n == "release");
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.args(["build", "--workspace", "--bin", name]).current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("cargo runs");
+        assert!(status.success(), "cargo build --bin {name} failed");
+    }
+    path
+}
+
+/// A running `ferrumd` process on a fresh data directory.
+#[derive(Debug)]
+pub struct Ferrumd {
+    pub child: Child,
+    pub url: String,
+    pub admin_token: String,
+    pub data_dir: tempfile::TempDir,
+}
+
+impl Ferrumd {
+    /// Starts `ferrumd --listen 127.0.0.1:0 --data-dir <tmp>` and waits
+    /// (bounded) for the line that says where it serves.
+    pub fn start() -> Ferrumd {
+        let data_dir = tempfile::tempdir().expect("tempdir");
+        let mut child = Command::new(binary("ferrumd"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir.path())
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("ferrumd starts");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("addr=").nth(1) {
+                    let _ = tx.send(addr.split_whitespace().next().unwrap_or_default().to_owned());
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("ferrumd did not report its address within 60 s");
+            }
+        };
+        let admin_token = std::fs::read_to_string(data_dir.path().join("admin.token")).expect("admin.token").trim().to_owned();
+        Ferrumd { child, url: format!("http://{addr}"), admin_token, data_dir }
+    }
+
+    /// Runs `ferrum ARGS` against this server with `token`.
+    pub fn ferrum(&self, token: &str, args: &[&str]) -> Output {
+        Command::new(binary("ferrum"))
+            .args(args)
+            .env("FERRUM_URL", &self.url)
+            .env("FERRUM_TOKEN", token)
+            .env_remove("FERRUM_CONFIG")
+            .env("HOME", self.data_dir.path())
+            .env("NO_COLOR", "1")
+            .env("COLUMNS", "100")
+            .output()
+            .expect("ferrum runs")
+    }
+}
+
+impl Drop for Ferrumd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The fixture tree of Grid'5000 reference descriptions.
+pub fn fixtures() -> PathBuf {
+    match std::env::var_os("FERRUM_FIXTURES") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/g5k-reference"),
+    }
+}

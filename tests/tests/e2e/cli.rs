@@ -1,0 +1,80 @@
+//! The `ferrum` CLI against a running `ferrumd`: what an operator's script
+//! does, with the exit codes it relies on.
+
+use ferrum_tests::Ferrumd;
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn operator_and_user_session() {
+    let server = Ferrumd::start();
+    let admin = server.admin_token.clone();
+    let fixtures = ferrum_tests::fixtures();
+
+    let out = server.ferrum(&admin, &["node", "import", fixtures.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("10"), "import reports its counts: {}", stdout(&out));
+    let again = server.ferrum(&admin, &["--json", "node", "import", fixtures.to_str().expect("utf-8")]);
+    let report: serde_json::Value = serde_json::from_slice(&again.stdout).expect("--json prints the API's JSON");
+    assert_eq!(report["unchanged"].as_array().map(Vec::len), Some(10));
+
+    let out = server.ferrum(&admin, &["admin", "project", "add", "p-vision", "--quota-node-hours", "500", "--class", "research"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = server.ferrum(&admin, &["admin", "user", "add", "alice", "--project", "p-vision", "--email", "alice@example.org"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token = stdout(&out).lines().last().expect("token is the last line").trim().to_owned();
+    assert!(token.starts_with("ferrum_"), "{}", stdout(&out));
+
+    let out = server.ferrum(&token, &["--json", "node", "list", "--filter", "accel_type = 'fpga'"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let nodes: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let names: Vec<&str> = nodes.as_array().expect("array").iter().filter_map(|n| n["name"].as_str()).collect();
+    assert_eq!(names, ["servan-1", "servan-2"]);
+    assert!(!stdout(&out).contains("bmc"), "no BMC data for users");
+
+    let out = server.ferrum(&token, &["node", "list", "--filter", "gpu_cont >= 2"]);
+    assert_eq!(out.status.code(), Some(2), "a bad filter is the user's input to fix: {}", stderr(&out));
+    assert!(stderr(&out).contains("unknown property 'gpu_cont'"), "{}", stderr(&out));
+
+    let start = (chrono::Utc::now() + chrono::Duration::hours(3)).format("%Y-%m-%dT%H:00:00Z").to_string();
+    let create = ["--json", "lease", "create", "--count", "2", "--filter", "gpu_count >= 2 AND NOT exotic", "--duration", "2h", "--start", &start];
+    let out = server.ferrum(&token, &create);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lease: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let id = lease["id"].as_i64().expect("id").to_string();
+    assert_eq!(lease["nodes"], serde_json::json!(["chifflot-1", "chifflot-2"]));
+
+    // The same request with all 8 GPU nodes now conflicts: exit code 3 and the earliest start.
+    let all8 = ["lease", "create", "--count", "8", "--filter", "gpu_count >= 2", "--duration", "2h", "--start", &start];
+    let out = server.ferrum(&token, &all8);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).to_lowercase().contains("earliest"), "{}", stderr(&out));
+
+    let out = server.ferrum(&token, &["availability", "--count", "8", "--filter", "gpu_count >= 2", "--duration", "1h"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = server.ferrum(&token, &["lease", "list"]);
+    assert!(out.status.success() && stdout(&out).contains(&id), "{}", stdout(&out));
+    let out = server.ferrum(&token, &["calendar", "--filter", "cluster = 'chifflot'"]);
+    assert!(out.status.success() && stdout(&out).contains("chifflot-1"), "{}{}", stdout(&out), stderr(&out));
+
+    let out = server.ferrum(&token, &["--json", "lease", "extend", &id, "--by", "1h"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = server.ferrum(&token, &["--json", "lease", "cancel", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cancelled: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(cancelled["state"], "cancelled");
+
+    // Errors that say what to fix.
+    let out = server.ferrum("ferrum_wrong", &["lease", "list"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let out = server.ferrum(&token, &["lease", "show", "99999"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let out = server.ferrum(&token, &["node", "add", "x", "--site", "s", "--cluster", "c", "--mac", "02:00:00:00:00:09", "--bmc", "ipmi://a:b@127.0.0.1:623"]);
+    assert_eq!(out.status.code(), Some(4), "users may not enrol nodes: {}", stderr(&out));
+}
