@@ -103,10 +103,8 @@ impl App {
     pub async fn create_user(&self, actor: &Actor, name: &str, is_admin: bool, email: Option<&str>, projects: &[String]) -> AppResult<(UserRow, String)> {
         actor.require_admin()?;
         validate_name("user", name)?;
-        if let Some(email) = email {
-            if !email.contains('@') || email.len() > 254 {
-                return Err(AppError::bad_request(format!("email '{email}' is not an e-mail address")));
-            }
+        if let Some(email) = email.filter(|e| !e.contains('@') || e.len() > 254) {
+            return Err(AppError::bad_request(format!("email '{email}' is not an e-mail address")));
         }
         let token = new_token()?;
         let user = self.store.create_user(name, is_admin, email, projects, &token_hash(&token), self.now()).await.map_err(|e| match e {

@@ -449,18 +449,16 @@ fn plan(cache: &CalendarCache, lease_type: LeaseType, count: u32, duration: Seco
     let not_before = fixed_start.unwrap_or(now);
     let query = Query { count, duration, not_before, candidates };
     let placement = calendar.earliest(&query).ok_or_else(|| AppError::Conflict { message: "no placement found for this request".into(), earliest_start: None })?;
-    if let Some(start) = fixed_start {
-        if placement.start != start {
-            return Err(AppError::Conflict {
-                message: format!(
-                    "{count} node(s) are not free from {} for {}; the earliest possible start is {}",
-                    from_seconds(start).to_rfc3339(),
-                    humantime::format_duration(std::time::Duration::from_secs(duration.unsigned_abs())),
-                    from_seconds(placement.start).to_rfc3339()
-                ),
-                earliest_start: Some(placement.start),
-            });
-        }
+    if let Some(start) = fixed_start.filter(|s| *s != placement.start) {
+        return Err(AppError::Conflict {
+            message: format!(
+                "{count} node(s) are not free from {} for {}; the earliest possible start is {}",
+                from_seconds(start).to_rfc3339(),
+                humantime::format_duration(std::time::Duration::from_secs(duration.unsigned_abs())),
+                from_seconds(placement.start).to_rfc3339()
+            ),
+            earliest_start: Some(placement.start),
+        });
     }
     Ok(Planned { start: placement.start, end: placement.start + duration, nodes: placement.nodes })
 }

@@ -292,6 +292,7 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
     /// transition implies. Returns the new calendar generation.
     /// `expected_generation` is checked when the change touches the
     /// calendar (not for `Keep`).
+    #[allow(clippy::too_many_arguments, reason = "one compare-and-swap; a struct would only rename the arguments")]
     async fn transition_lease(&self, id: LeaseId, from: LeaseState, to: LeaseState, change: AllocationChange, reason: Option<&str>, expected_generation: i64, now: Seconds) -> DbResult<i64>;
     /// Leases the clock loop must look at: pending ones due by `now`,
     /// active ones past their end, and every starting or ending one.

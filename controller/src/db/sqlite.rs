@@ -25,10 +25,8 @@ pub struct SqliteStore {
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
 fn db(e: sqlx::Error) -> DbError {
-    if let Some(dbe) = e.as_database_error() {
-        if dbe.message().contains("ferrum: double booking") {
-            return DbError::DoubleBooked;
-        }
+    if e.as_database_error().is_some_and(|d| d.message().contains("ferrum: double booking")) {
+        return DbError::DoubleBooked;
     }
     DbError::Sqlx(e)
 }

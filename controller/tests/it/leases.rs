@@ -49,7 +49,7 @@ async fn availability_and_calendar_show_the_gantt() {
     assert_eq!(slots[1]["start"], at(Duration::hours(4)).replace("+00:00", "Z"));
 
     let exotic = ctx.get("/api/v1/availability?count=1&duration=1h&filter=accel_type%3D'fpga'", &bob).await;
-    assert_eq!(exotic.error(400, "unsatisfiable").contains("not exotic unless allowed"), true);
+    assert!(exotic.error(400, "unsatisfiable").contains("not exotic unless allowed"));
     let exotic = ctx.get("/api/v1/availability?count=1&duration=1h&filter=accel_type%3D'fpga'&exotic=true", &bob).await.expect(200);
     assert_eq!(exotic["slots"][0]["nodes"], json!(["servan-1"]));
 
