@@ -107,6 +107,16 @@ pub enum NodePolicy {
     Retired,
 }
 
+impl NodePolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodePolicy::InService => "in_service",
+            NodePolicy::Maintenance => "maintenance",
+            NodePolicy::Retired => "retired",
+        }
+    }
+}
+
 /// A node's BMC, as shown to admins only. The password is never returned.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct BmcView {
@@ -160,10 +170,10 @@ pub struct NodeCreate {
     pub cluster: String,
     /// Boot NIC MAC address(es).
     pub macs: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
     /// `ipmi://user:pass@host:port` or `redfish://user:pass@host:port/<system-id>`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bmc: Option<String>,
     /// Admin-set properties; they override those of the reference.
     #[serde(default)]
@@ -229,7 +239,7 @@ pub struct NodeEvent {
 #[serde(deny_unknown_fields)]
 pub struct NodeListQuery {
     /// OAR property filter, e.g. `gpu_count >= 2 AND NOT exotic`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<String>,
 }
 
@@ -251,6 +261,8 @@ pub enum LeaseType {
 }
 
 impl LeaseType {
+    pub const ALL: [LeaseType; 3] = [LeaseType::Default, LeaseType::Deploy, LeaseType::Besteffort];
+
     pub fn as_str(self) -> &'static str {
         match self {
             LeaseType::Default => "default",
@@ -308,11 +320,11 @@ impl LeaseState {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeSelector {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u32>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub names: Option<Vec<String>>,
 }
 
@@ -331,23 +343,23 @@ pub struct DeploySpec {
 pub struct LeaseCreate {
     /// May be omitted when the caller belongs to exactly one project. An
     /// admin's lease without a project is an operator lease.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project: Option<String>,
     pub nodes: NodeSelector,
     /// Omitted: as soon as possible.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start: Option<DateTime<Utc>>,
     /// `4h`, `90m`, `1h 30m`, `2d`; give either this or `end`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end: Option<DateTime<Utc>>,
-    #[serde(default, rename = "type")]
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub lease_type: Option<LeaseType>,
     /// Allow prototype (`exotic`) nodes.
     #[serde(default)]
     pub exotic: bool,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy: Option<DeploySpec>,
 }
 
@@ -392,10 +404,10 @@ pub struct LeasePatch {
 #[serde(deny_unknown_fields)]
 pub struct LeaseListQuery {
     /// Only leases in this state.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<LeaseState>,
     /// Include finished, cancelled, rejected and failed leases.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub all: Option<bool>,
 }
 
@@ -408,17 +420,17 @@ pub struct LeaseListQuery {
 #[serde(deny_unknown_fields)]
 pub struct AvailabilityQuery {
     pub count: u32,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<String>,
     /// `4h`, `90m`, ...
     pub duration: String,
     /// Earliest start to consider; default now.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<DateTime<Utc>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exotic: Option<bool>,
     /// How many distinct start times to return (1..=20, default 3).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
 }
 
@@ -442,12 +454,12 @@ pub struct Availability {
 #[serde(deny_unknown_fields)]
 pub struct CalendarQuery {
     /// Default: now.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<DateTime<Utc>>,
     /// Default: `from` + 7 days.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<DateTime<Utc>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<String>,
 }
 
@@ -465,6 +477,9 @@ pub struct BusyInterval {
     /// The lease owner, shown for the caller's own leases (all for admins).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// Whether the lease is the caller's own.
+    #[serde(default)]
+    pub mine: bool,
 }
 
 /// Busy intervals of one node.
@@ -496,6 +511,15 @@ pub enum Role {
     Admin,
 }
 
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Admin => "admin",
+        }
+    }
+}
+
 /// A project.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct Project {
@@ -515,9 +539,9 @@ pub struct Project {
 #[serde(deny_unknown_fields)]
 pub struct ProjectCreate {
     pub name: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota_node_hours: Option<i64>,
 }
 
@@ -539,7 +563,7 @@ pub struct UserCreate {
     pub name: String,
     #[serde(default)]
     pub role: Role,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     /// Projects the user belongs to (they must exist).
     #[serde(default)]

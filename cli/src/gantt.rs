@@ -6,7 +6,7 @@
 //! look at the clock or the terminal; the caller picks the width (`COLUMNS`
 //! or 80).
 //!
-//! Cells: `.` free, `#` leased (default or deploy lease), `b` besteffort
+//! Cells: `.` free, `@` the caller's own lease, `#` leased (default or deploy lease), `b` besteffort
 //! lease (pre-emptible), `?` lease awaiting approval, `-` free but the node
 //! cannot be leased now (maintenance, suspect, dead, retired, enrolling). A
 //! bucket touched by several leases shows the strongest: `#` > `?` > `b`.
@@ -125,7 +125,7 @@ pub fn render(calendar: &Calendar, width: usize) -> String {
         out.push_str(&format!("{:<label_width$} {row}\n", node.node));
     }
     out.push_str(
-        "legend: . free  # leased  b besteffort  ? awaiting approval  - node not leasable now\n",
+        "legend: . free  @ your lease  # leased  b besteffort  ? awaiting approval  - node not leasable now\n",
     );
     out
 }
@@ -164,6 +164,7 @@ fn cell(busy: &[BusyInterval], start: DateTime<Utc>, end: DateTime<Utc>) -> Opti
         .map(|b| match (b.state, b.lease_type) {
             (LeaseState::AwaitingApproval, _) => (1, '?'),
             (_, LeaseType::Besteffort) => (0, 'b'),
+            _ if b.mine => (3, '@'),
             _ => (2, '#'),
         })
         .max()
@@ -241,6 +242,7 @@ mod tests {
             state,
             lease: Some(1),
             owner: None,
+            mine: false,
         }
     }
 

@@ -4,9 +4,10 @@
 //! one ended instead of at the beginning of the timeline.
 //!
 //! This module owns a small table of such bounds, bucketed by (count class,
-//! duration class). It does not look at slots; the calendar tells it what it
-//! found (`record`), what it released (`on_release`); `grow` starts a new table. Every bound it returns is a proven lower bound, never a
-//! guess: a missed update only costs search time.
+//! duration class). It does not look at slots: the calendar tells it what a
+//! search proved (`record`) and what was released (`on_release`), and starts
+//! a new table on `grow`. Every bound it returns is proven, never a guess; a
+//! missed update only costs search time.
 //!
 //! Validity: a bound found for (k, d) over all nodes also holds for every
 //! k' >= k, d' >= d and every candidate subset, and stays valid while nodes
@@ -24,9 +25,7 @@ use super::Time;
 const DURATION_FLOORS: &[Time] = &{
     const MINUTES: [Time; 8] = [1, 60, 300, 600, 900, 1200, 1800, 2700];
     const HOURS: usize = 48;
-    const DAYS: [Time; 19] = [
-        3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 21, 28, 42, 56, 90, 180, 365,
-    ];
+    const DAYS: [Time; 19] = [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 21, 28, 42, 56, 90, 180, 365];
     let mut out = [0 as Time; MINUTES.len() + HOURS + DAYS.len()];
     let mut i = 0;
     while i < MINUTES.len() {
@@ -34,8 +33,10 @@ const DURATION_FLOORS: &[Time] = &{
         i += 1;
     }
     let mut h = 0;
+    let mut seconds: Time = 0;
     while h < HOURS {
-        out[MINUTES.len() + h] = (h as Time + 1) * 3600;
+        seconds += 3600;
+        out[MINUTES.len() + h] = seconds;
         h += 1;
     }
     let mut d = 0;
@@ -68,11 +69,7 @@ impl Clone for Hints {
     fn clone(&self) -> Self {
         Self {
             count_floors: self.count_floors.clone(),
-            table: self
-                .table
-                .iter()
-                .map(|v| AtomicI64::new(v.load(Ordering::Relaxed)))
-                .collect(),
+            table: self.table.iter().map(|v| AtomicI64::new(v.load(Ordering::Relaxed))).collect(),
         }
     }
 }
@@ -92,13 +89,8 @@ impl Hints {
             }
             base *= 2;
         }
-        let table = (0..count_floors.len() * DURATION_FLOORS.len())
-            .map(|_| AtomicI64::new(NONE))
-            .collect();
-        Self {
-            count_floors,
-            table,
-        }
+        let table = (0..count_floors.len() * DURATION_FLOORS.len()).map(|_| AtomicI64::new(NONE)).collect();
+        Self { count_floors, table }
     }
 
     /// Lower bound for a query of `count` nodes for `duration` seconds, over
@@ -110,10 +102,7 @@ impl Hints {
             return NONE;
         }
         let width = DURATION_FLOORS.len();
-        (0..rows)
-            .map(|c| self.table[c * width + d - 1].load(Ordering::Relaxed))
-            .max()
-            .unwrap_or(NONE)
+        (0..rows).map(|c| self.table[c * width + d - 1].load(Ordering::Relaxed)).max().unwrap_or(NONE)
     }
 
     /// A full-mask search for (`count`, `duration`) proved that no start in
@@ -141,17 +130,14 @@ impl Hints {
     /// Nodes became free over [`from`, ..): loosen every bound that a start
     /// overlapping the freed range could now beat.
     pub(super) fn on_release(&mut self, from: Time) {
-        let width = DURATION_FLOORS.len();
-        for row in self.table.chunks_exact_mut(width) {
-            for (d, v) in row.iter_mut().enumerate() {
-                let cap = match DURATION_FLOORS.get(d + 1) {
-                    Some(&next) => from.saturating_sub(next).saturating_add(1),
-                    None => NONE,
-                };
+        let mut caps = [NONE; DURATION_FLOORS.len()];
+        for (cap, next) in caps.iter_mut().zip(&DURATION_FLOORS[1..]) {
+            *cap = from.saturating_sub(*next).saturating_add(1);
+        }
+        for row in self.table.chunks_exact_mut(DURATION_FLOORS.len()) {
+            for (v, &cap) in row.iter_mut().zip(&caps) {
                 let v = v.get_mut();
-                if *v > cap {
-                    *v = cap;
-                }
+                *v = (*v).min(cap);
             }
         }
     }

@@ -18,26 +18,37 @@
 //! and merge neighbours that became identical; [`Calendar::advance`] drops
 //! the slots that ended before `now`, so memory follows the future only.
 //!
-//! Memory is `slots × (n/8 + n/512)` bytes, with `slots <= 2 × (leases
-//! ending after now) + 1` (neighbouring slots always differ) (about 5 MB for 10,000 nodes and the ~4,000 slots
-//! of a fully packed 100,000-lease replay). TODO-perf: a bounded
-//! alternative is per-slot deltas with a checkpoint bitset every few slots,
-//! if far-future reservations ever make slot counts large.
+//! Memory is `slots × (n/8 + n/512 + 32)` bytes, with `slots <= 2 ×
+//! (leases ending after now) + 1` (neighbouring slots always differ): about
+//! 3 MB for 10,000 nodes and the 2,368 slots left by the fully packed
+//! 100,000-lease replay. TODO-perf: if far-future reservations ever make
+//! slot counts large, a bounded alternative is per-slot deltas (the nodes
+//! that change at each boundary) with a full checkpoint bitset every few
+//! dozen slots.
 //!
 //! # Search
 //! Candidate starts are `not_before` and every later slot start. For the
 //! window `[t, t + duration)`, covering slots `i..=j`:
 //! 1. free counts: a slot `m` in the window with fewer than `count` free
-//!    nodes rules out every start up to `m` (the search jumps past it; each
-//!    slot's count is checked once per query);
-//! 2. bitsets: the window's sets are ANDed from `j` backwards, visiting only
-//!    words that are still non-zero (via the summaries); once fewer than
-//!    `count` candidates survive at slot `m`, every start up to `m` fails too.
-//!    Fully free slots are skipped.
+//!    nodes rules out every start up to `m`, so the search jumps past it
+//!    (each slot's count is checked once per query);
+//! 2. bitsets, word by word from the lowest node index: a word of the
+//!    candidate mask is ANDed with that word of every not-entirely-free slot
+//!    of the window (only words whose summary bits survive all of them), and
+//!    the search stops as soon as `count` nodes survive: those are the
+//!    answer;
+//! 3. on failure, the window's sets are ANDed from `j` backwards until fewer
+//!    than `count` candidates survive at some slot `m`: every start up to
+//!    `m` covers `m..=j` and fails too, so the search jumps past `m`.
 //!
-//! Lower bounds learned from earlier full-mask searches ([`hints`]) let a
-//! search start near where the last search of a similar or smaller shape
-//! ended.
+//! Lower bounds learned from earlier full-mask searches (the private `hints`
+//! module) let a search start where the last search of a smaller or equal
+//! shape ended; `release` loosens them, `grow` forgets them.
+//!
+//! Cost: with the bounds, a replay placement visits about one window
+//! (O(window slots + words until `count` nodes)); a commit is
+//! O(window slots × words touched) plus, when a new boundary appears, one
+//! `Vec` insert (O(slots) moves of 32 bytes).
 //!
 //! Times before the horizon (`now` given to `new`/`advance`) are forgotten:
 //! searches start at the horizon at the earliest, and reserve/release/
@@ -75,7 +86,9 @@ pub struct Query<'a> {
 /// `[start, start + duration)`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Placement {
+    /// First second of the window.
     pub start: Time,
+    /// `count` node indices, increasing.
     pub nodes: Vec<u32>,
 }
 
@@ -85,7 +98,9 @@ pub struct Placement {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 #[error("node index {node} is not free at {at}")]
 pub struct Conflict {
+    /// The offending node index.
     pub node: u32,
+    /// Its first busy instant within the requested range.
     pub at: Time,
 }
 
@@ -128,29 +143,17 @@ impl Calendar {
     pub fn new(n_nodes: usize, now: Time) -> Self {
         let words = n_nodes.div_ceil(64);
         let summary = words.div_ceil(64);
-        let mut cal = Self {
-            n: n_nodes,
-            words,
-            summary,
-            slots: Vec::new(),
-            hints: Hints::new(n_nodes),
-        };
+        let mut cal = Self { n: n_nodes, words, summary, slots: Vec::new(), hints: Hints::new(n_nodes) };
         let bits = cal.all_free_bits();
-        cal.slots.push(Slot {
-            start: now,
-            free: n_as_u32(n_nodes),
-            bits,
-        });
+        cal.slots.push(Slot { start: now, free: n_as_u32(n_nodes), bits });
         cal
     }
 
     /// Bits of a slot in which every node is free.
     fn all_free_bits(&self) -> Box<[u64]> {
         let mut bits = vec![0u64; self.words + self.summary];
-        for i in 0..self.n / 64 {
-            bits[i] = u64::MAX;
-        }
-        if self.n % 64 != 0 {
+        bits[..self.n / 64].fill(u64::MAX);
+        if !self.n.is_multiple_of(64) {
             bits[self.n / 64] = (1u64 << (self.n % 64)) - 1;
         }
         for w in 0..self.words {
@@ -159,6 +162,7 @@ impl Calendar {
         bits.into_boxed_slice()
     }
 
+    /// Number of nodes (indices `0..n_nodes`).
     pub fn n_nodes(&self) -> usize {
         self.n
     }
@@ -234,11 +238,7 @@ impl Calendar {
             return Some(start);
         }
         let first = self.slot_at(start);
-        self.slots[first..]
-            .iter()
-            .take_while(|s| s.start < end)
-            .find(|s| !get_bit(&s.bits, i))
-            .map(|s| s.start.max(start))
+        self.slots[first..].iter().take_while(|s| s.start < end).find(|s| !get_bit(&s.bits, i)).map(|s| s.start.max(start))
     }
 
     /// `nodes` as (word index, bits) pairs, one per word, in word order, and
@@ -274,21 +274,14 @@ impl Calendar {
     /// after the horizon).
     fn groups_free(&self, groups: &[(usize, u64)], start: Time, end: Time) -> bool {
         let first = self.slot_at(start);
-        self.slots[first..]
-            .iter()
-            .take_while(|s| s.start < end)
-            .all(|s| groups.iter().all(|&(w, m)| s.bits[w] & m == m))
+        self.slots[first..].iter().take_while(|s| s.start < end).all(|s| groups.iter().all(|&(w, m)| s.bits[w] & m == m))
     }
 
     /// The first of `nodes` (in the given order) that is not free over
     /// [start, end), with its first busy instant.
     fn first_conflict(&self, nodes: &[u32], start: Time, end: Time) -> Option<Conflict> {
         nodes.iter().find_map(|&node| {
-            let at = if end <= start {
-                (node as usize >= self.n).then_some(start)
-            } else {
-                self.first_busy(node, start, end)
-            };
+            let at = if end <= start { (node as usize >= self.n).then_some(start) } else { self.first_busy(node, start, end) };
             at.map(|at| Conflict { node, at })
         })
     }
@@ -301,17 +294,19 @@ impl Calendar {
         known && (end <= start || self.groups_free(&groups, start, end))
     }
 
-    /// Marks `nodes` busy over [start, end). Refuses with the first conflict
-    /// (see [`Conflict`]) and changes nothing if any node is not free over
-    /// the whole range. An empty range (after clamping to the horizon) or an
-    /// empty node list is accepted and changes nothing.
+    /// Marks `nodes` busy over [start, end) (duplicates are harmless). An
+    /// empty range (after clamping to the horizon) or an empty node list is
+    /// accepted and changes nothing.
+    ///
+    /// # Errors
+    /// [`Conflict`] with the first node (in the given order) that is not
+    /// free over the whole range; nothing is changed then.
     pub fn reserve(&mut self, nodes: &[u32], start: Time, end: Time) -> Result<(), Conflict> {
         let start = start.max(self.horizon());
         let (groups, known) = self.word_groups(nodes);
-        if !(known && (end <= start || self.groups_free(&groups, start, end))) {
-            if let Some(conflict) = self.first_conflict(nodes, start, end) {
-                return Err(conflict);
-            }
+        let free = known && (end <= start || self.groups_free(&groups, start, end));
+        if let Some(conflict) = (!free).then(|| self.first_conflict(nodes, start, end)).flatten() {
+            return Err(conflict);
         }
         if end <= start || groups.is_empty() {
             return Ok(());
@@ -407,7 +402,7 @@ impl Calendar {
         let mut mask = vec![0u64; nw + self.summary];
         let (mask_words, mask_summary) = mask.split_at_mut(nw);
         q.candidates.write_words(mask_words);
-        if self.n % 64 != 0 {
+        if !self.n.is_multiple_of(64) {
             mask_words[nw - 1] &= (1u64 << (self.n % 64)) - 1;
         }
         // Is every node a candidate (then the search result may teach the
@@ -442,13 +437,7 @@ impl Calendar {
     /// The search proper (see the module documentation), from `from` on.
     /// `mask` is the candidate words followed by their summary words, with
     /// at least `k` members.
-    fn search(
-        &self,
-        k: u32,
-        d: Time,
-        from: Time,
-        mask: &[u64],
-    ) -> Option<(Time, Vec<u32>)> {
+    fn search(&self, k: u32, d: Time, from: Time, mask: &[u64]) -> Option<(Time, Vec<u32>)> {
         let nw = self.words;
         let ns = self.summary;
         let (mask_words, mask_summary) = mask.split_at(nw);
@@ -540,13 +529,7 @@ impl Calendar {
     /// than `need` nodes survive: no start up to it can work, since every
     /// such window covers it and all the window's later slots. The whole
     /// window must leave fewer than `need` survivors.
-    fn backward_failure(
-        &self,
-        busy: &[usize],
-        mask: &[u64],
-        need: usize,
-        acc_summary: &mut [u64],
-    ) -> usize {
+    fn backward_failure(&self, busy: &[usize], mask: &[u64], need: usize, acc_summary: &mut [u64]) -> usize {
         let nw = self.words;
         let mut acc = vec![0u64; nw];
         let (mask_words, mask_summary) = mask.split_at(nw);

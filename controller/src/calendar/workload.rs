@@ -15,10 +15,12 @@ pub struct SplitMix64 {
 }
 
 impl SplitMix64 {
+    /// A generator in state `seed`.
     pub fn new(seed: u64) -> Self {
         Self { state: seed }
     }
 
+    /// The next output.
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.state;
@@ -34,7 +36,9 @@ pub const SEED: u64 = 42;
 /// One request: `count` nodes for `walltime` seconds, as soon as possible.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Request {
+    /// Nodes wanted (1..=64).
     pub count: u32,
+    /// Seconds (1..=24 hours, whole hours).
     pub walltime: i64,
 }
 
@@ -46,7 +50,7 @@ pub fn generate(j: usize) -> Vec<Request> {
         .map(|_| {
             // Both values are below 65 and 25: the casts cannot truncate.
             let count = 1 + (rng.next_u64() % 64) as u32;
-            let walltime = (1 + (rng.next_u64() % 24) as i64) * 3600;
+            let walltime = (1 + (rng.next_u64() % 24).cast_signed()) * 3600;
             Request { count, walltime }
         })
         .collect()
@@ -71,8 +75,14 @@ pub struct ReplayResult {
 /// What a replay needs from a calendar; implemented by the engine and the
 /// naive reference so both run the same loop.
 pub trait Planner {
+    /// Number of nodes.
     fn n_nodes(&self) -> usize;
+    /// Earliest placement.
     fn earliest(&self, q: &Query<'_>) -> Option<Placement>;
+    /// Commit a placement.
+    ///
+    /// # Errors
+    /// A node of the placement is not free.
     fn reserve(&mut self, nodes: &[u32], start: Time, end: Time) -> Result<(), Conflict>;
 }
 
@@ -109,20 +119,9 @@ pub fn replay(cal: &mut Calendar, reqs: &[Request]) -> ReplayResult {
 /// [`replay`] on any [`Planner`].
 pub fn replay_on<P: Planner>(cal: &mut P, reqs: &[Request]) -> ReplayResult {
     let all = NodeSet::full(cal.n_nodes());
-    let mut out = ReplayResult {
-        fingerprint: 0,
-        placed: 0,
-        unplaced: 0,
-        rejected: 0,
-        makespan: 0,
-    };
+    let mut out = ReplayResult { fingerprint: 0, placed: 0, unplaced: 0, rejected: 0, makespan: 0 };
     for (i, r) in (1i64..).zip(reqs) {
-        let q = Query {
-            count: r.count,
-            duration: r.walltime,
-            not_before: 0,
-            candidates: &all,
-        };
+        let q = Query { count: r.count, duration: r.walltime, not_before: 0, candidates: &all };
         let Some(p) = cal.earliest(&q) else {
             out.unplaced += 1;
             continue;

@@ -81,7 +81,7 @@ pub async fn calendar(State(app): State<Arc<App>>, Caller(actor): Caller, Params
             .map(|(n, busy)| api::NodeCalendar {
                 state: crate::model::node::shown_state(n.state, n.policy),
                 node: n.name,
-                busy: busy.into_iter().map(views::busy).collect(),
+                busy: busy.into_iter().map(|b| views::busy(b, actor.user_id)).collect(),
             })
             .collect(),
     }))

@@ -68,8 +68,9 @@ pub fn lease(l: LeaseRow) -> api::Lease {
     }
 }
 
-pub fn busy(b: BusyRow) -> api::BusyInterval {
+pub fn busy(b: BusyRow, caller: crate::model::UserId) -> api::BusyInterval {
     let visible = b.lease.0 >= 0;
+    let mine = b.owner_id == caller;
     api::BusyInterval {
         start: from_seconds(b.start),
         end: from_seconds(b.end),
@@ -77,6 +78,7 @@ pub fn busy(b: BusyRow) -> api::BusyInterval {
         state: b.state,
         lease: visible.then_some(b.lease.0),
         owner: visible.then_some(b.owner),
+        mine,
     }
 }
 
