@@ -161,7 +161,15 @@ CREATE TRIGGER nodes_generation_insert AFTER INSERT ON nodes
 BEGIN
     UPDATE meta SET nodes_generation = nodes_generation + 1 WHERE id = 1;
 END;
-CREATE TRIGGER nodes_generation_update AFTER UPDATE ON nodes
+-- Only what placement reads moves the generation: names, properties,
+-- policy, and health (in or out of suspect/dead). A node going from
+-- available to reserved and back does not.
+CREATE TRIGGER nodes_generation_update AFTER UPDATE OF name, properties, policy ON nodes
+BEGIN
+    UPDATE meta SET nodes_generation = nodes_generation + 1 WHERE id = 1;
+END;
+CREATE TRIGGER nodes_generation_health AFTER UPDATE OF state ON nodes
+WHEN (OLD.state IN ('suspect', 'dead')) != (NEW.state IN ('suspect', 'dead'))
 BEGIN
     UPDATE meta SET nodes_generation = nodes_generation + 1 WHERE id = 1;
 END;

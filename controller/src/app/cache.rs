@@ -79,11 +79,10 @@ impl CalendarCache {
 
     /// Brings the cache up to date with the database.
     pub async fn refresh(&mut self, store: &dyn Datastore, now: Seconds) -> DbResult<()> {
-        let nodes_generation = store.nodes_generation().await?;
+        let (generation, nodes_generation) = store.generations().await?;
         if !self.loaded || nodes_generation != self.nodes_generation {
             self.reload_nodes(store, nodes_generation).await?;
         }
-        let generation = store.calendar_generation().await?;
         if !self.loaded || generation != self.generation {
             self.reload_calendar(store, now).await?;
         }

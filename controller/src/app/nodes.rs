@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use sha2::{Digest, Sha256};
 
 use super::{Actor, App, AppError, AppResult};
-use crate::db::{ImportOutcome, NewEvent, NodeEventRow, NodeRow, NodeTransition, NodeWrite, Secret};
+use crate::db::{ImportOutcome, NewEvent, NodeEventRow, NodeRow, NodeStatus, NodeTransition, NodeWrite, Secret};
 use crate::filter::Filter;
 use crate::model::node::shown_state;
 use crate::model::properties::{self, PropValue, Properties};
@@ -239,7 +239,7 @@ impl App {
     /// Applies `input` to each node through [`NodeLifecycle::next`] and
     /// records the changes. Nodes for which the input is invalid are left
     /// as they are (and reported in the log).
-    pub(crate) async fn move_nodes(&self, nodes: &[(&NodeRow, Option<LeaseId>)], input: NodeInput, actor: &str, reason: &str) -> AppResult<usize> {
+    pub(crate) async fn move_nodes(&self, nodes: &[(&NodeStatus, Option<LeaseId>)], input: NodeInput, actor: &str, reason: &str) -> AppResult<usize> {
         let at = self.now();
         let mut transitions = Vec::new();
         for &(row, lease) in nodes {

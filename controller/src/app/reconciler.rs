@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use super::conductor::CheckOutcome;
 use super::{App, AppResult};
-use crate::db::{AllocationChange, NodeRow};
+use crate::db::{AllocationChange, NodeStatus};
 use crate::model::lease::{self, LeaseInput};
 use crate::model::time::from_seconds;
 use crate::model::{LeaseId, LeaseState, NodeInput, NodeLifecycle, NodeId, Seconds};
@@ -109,9 +109,9 @@ impl App {
         // 2. Nodes: give each to the lease holding it now, reset those whose
         //    lease is over, enrol new ones.
         let held: HashMap<NodeId, LeaseId> = self.store.held_nodes(now).await?.into_iter().collect();
-        let nodes = self.store.list_nodes().await?;
-        let mut ended: Vec<(&NodeRow, Option<LeaseId>)> = Vec::new();
-        let mut started: Vec<(&NodeRow, Option<LeaseId>)> = Vec::new();
+        let nodes = self.store.node_statuses().await?;
+        let mut ended: Vec<(&NodeStatus, Option<LeaseId>)> = Vec::new();
+        let mut started: Vec<(&NodeStatus, Option<LeaseId>)> = Vec::new();
         for n in &nodes {
             let holder = held.get(&n.id).copied();
             if is_busy(n.state) && (n.lease.is_none() || n.lease != holder) {
@@ -123,12 +123,15 @@ impl App {
         report.nodes_moved += self.move_nodes(&ended, NodeInput::LeaseEnded, ACTOR, "lease over").await?;
         report.nodes_moved += self.move_nodes(&started, NodeInput::LeaseStarted, ACTOR, "lease started").await?;
 
-        let nodes = self.store.list_nodes().await?;
+        let nodes = self.store.node_statuses().await?;
         for n in &nodes {
+            if !matches!(n.state, NodeLifecycle::Resetting | NodeLifecycle::Enrolling) {
+                continue;
+            }
+            let row = self.store.get_node_by_id(n.id).await?;
             let (outcome, ok_input) = match n.state {
-                NodeLifecycle::Resetting => (self.conductor.reset(n).await, NodeInput::ResetDone),
-                NodeLifecycle::Enrolling => (self.conductor.enroll(n).await, NodeInput::Enrolled),
-                _ => continue,
+                NodeLifecycle::Resetting => (self.conductor.reset(&row).await, NodeInput::ResetDone),
+                _ => (self.conductor.enroll(&row).await, NodeInput::Enrolled),
             };
             let (input, reason, lease) = match outcome {
                 CheckOutcome::Clean => (ok_input, if ok_input == NodeInput::ResetDone { "reset and checked" } else { "enrolled" }.to_owned(), None),
@@ -139,8 +142,8 @@ impl App {
         }
 
         // 3. Leases whose nodes are ready, or all reset.
-        let nodes = self.store.list_nodes().await?;
-        let by_id: HashMap<NodeId, &NodeRow> = nodes.iter().map(|n| (n.id, n)).collect();
+        let nodes = self.store.node_statuses().await?;
+        let by_id: HashMap<NodeId, &NodeStatus> = nodes.iter().map(|n| (n.id, n)).collect();
         for l in self.store.leases_needing_action(now).await? {
             let input = match l.state {
                 LeaseState::Starting => {

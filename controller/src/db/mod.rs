@@ -94,6 +94,17 @@ pub struct NodeRow {
     pub updated_at: Seconds,
 }
 
+/// The lifecycle part of a node, for the clock loop (cheap to read for
+/// every node: no properties, no secrets).
+#[derive(Clone, Debug)]
+pub struct NodeStatus {
+    pub id: NodeId,
+    pub name: String,
+    pub state: NodeLifecycle,
+    pub policy: NodePolicy,
+    pub lease: Option<LeaseId>,
+}
+
 /// A string that must not be logged: `Debug` redacts it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(pub String);
@@ -261,6 +272,9 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
     /// when its reference, site, cluster, ip or MACs differ.
     async fn import_nodes(&self, nodes: &[NodeWrite], now: Seconds, actor: &str) -> DbResult<ImportOutcome>;
     async fn list_nodes(&self) -> DbResult<Vec<NodeRow>>;
+    /// Every node's lifecycle state, without properties.
+    async fn node_statuses(&self) -> DbResult<Vec<NodeStatus>>;
+    async fn get_node_by_id(&self, id: NodeId) -> DbResult<NodeRow>;
     async fn get_node(&self, name: &str) -> DbResult<NodeRow>;
     async fn node_reference(&self, id: NodeId) -> DbResult<Option<String>>;
     async fn set_node_policy(&self, id: NodeId, policy: NodePolicy, event: &NewEvent) -> DbResult<()>;
@@ -269,8 +283,9 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
     async fn transition_nodes(&self, transitions: &[NodeTransition]) -> DbResult<usize>;
     async fn node_events(&self, id: NodeId) -> DbResult<Vec<NodeEventRow>>;
     async fn count_nodes_by_state(&self) -> DbResult<Vec<(String, String, i64)>>;
-    /// Bumped by every change to any node (for in-memory node indexes).
-    async fn nodes_generation(&self) -> DbResult<i64>;
+    /// (calendar generation, nodes generation), read together. The nodes
+    /// generation moves when what placement reads of a node changes.
+    async fn generations(&self) -> DbResult<(i64, i64)>;
 
     // --- leases and the calendar -----------------------------------------
     async fn calendar_generation(&self) -> DbResult<i64>;

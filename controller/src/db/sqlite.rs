@@ -559,6 +559,28 @@ impl Datastore for SqliteStore {
         self.node_rows(rows).await
     }
 
+    async fn node_statuses(&self) -> DbResult<Vec<NodeStatus>> {
+        let rows = sqlx::query("SELECT id, name, state, policy, lease_id FROM nodes ORDER BY id").fetch_all(&self.pool).await.map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.try_get(2).map_err(db)?;
+                let policy: String = r.try_get(3).map_err(db)?;
+                Ok(NodeStatus {
+                    id: NodeId(r.try_get(0).map_err(db)?),
+                    name: r.try_get(1).map_err(db)?,
+                    state: NodeLifecycle::parse(&state).ok_or_else(|| DbError::Corrupt(format!("node state '{state}'")))?,
+                    policy: NodePolicy::parse(&policy).ok_or_else(|| DbError::Corrupt(format!("node policy '{policy}'")))?,
+                    lease: r.try_get::<Option<i64>, _>(4).map_err(db)?.map(LeaseId),
+                })
+            })
+            .collect()
+    }
+
+    async fn get_node_by_id(&self, id: NodeId) -> DbResult<NodeRow> {
+        let name: Option<String> = sqlx::query_scalar("SELECT name FROM nodes WHERE id = ?").bind(id.0).fetch_optional(&self.pool).await.map_err(db)?;
+        self.get_node(&name.ok_or_else(|| DbError::NotFound { what: "node", name: id.to_string() })?).await
+    }
+
     async fn get_node(&self, name: &str) -> DbResult<NodeRow> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("{NODE_SELECT} WHERE name = ?")))
             .bind(name)
@@ -628,8 +650,9 @@ impl Datastore for SqliteStore {
         rows.iter().map(|r| Ok((r.try_get(0).map_err(db)?, r.try_get(1).map_err(db)?, r.try_get(2).map_err(db)?))).collect()
     }
 
-    async fn nodes_generation(&self) -> DbResult<i64> {
-        sqlx::query_scalar("SELECT nodes_generation FROM meta WHERE id = 1").fetch_one(&self.pool).await.map_err(db)
+    async fn generations(&self) -> DbResult<(i64, i64)> {
+        let r = sqlx::query("SELECT calendar_generation, nodes_generation FROM meta WHERE id = 1").fetch_one(&self.pool).await.map_err(db)?;
+        Ok((r.try_get(0).map_err(db)?, r.try_get(1).map_err(db)?))
     }
 
     async fn calendar_generation(&self) -> DbResult<i64> {
