@@ -159,7 +159,7 @@ mod tests {
     use super::*;
 
     fn fixtures() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/g5k-reference")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/g5k-reference")
     }
 
     #[test]

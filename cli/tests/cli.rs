@@ -131,7 +131,7 @@ fn lease(state: &str) -> String {
 }
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/g5k-reference")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/g5k-reference")
 }
 
 #[test]

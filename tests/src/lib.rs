@@ -105,6 +105,6 @@ impl Drop for Ferrumd {
 pub fn fixtures() -> PathBuf {
     match std::env::var_os("FERRUM_FIXTURES") {
         Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/g5k-reference"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/g5k-reference"),
     }
 }

@@ -181,13 +181,12 @@ pub fn flatten(
 }
 
 /// The Grid'5000 reference sample shipped with the project
-/// (`shared/fixtures/g5k-reference`), for tests and benchmarks.
+/// (`fixtures/g5k-reference` at the workspace root), for tests and
+/// benchmarks.
 ///
-/// `FERRUM_FIXTURES`, when set, names the shared fixtures directory (the one
+/// `FERRUM_FIXTURES`, when set, names another fixtures directory (the one
 /// holding `g5k-reference/`); a path to `g5k-reference` itself is accepted
-/// too. Otherwise the path is `$CARGO_MANIFEST_DIR/../../shared/fixtures/
-/// g5k-reference`, fixed at build time (from the controller crate, that is
-/// the workspace's sibling `shared/`).
+/// too.
 pub fn fixtures_dir() -> PathBuf {
     match std::env::var_os("FERRUM_FIXTURES") {
         Some(dir) => {
@@ -197,7 +196,7 @@ pub fn fixtures_dir() -> PathBuf {
         }
         None => Path::new(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/fixtures/g5k-reference"
+            "/../fixtures/g5k-reference"
         ))
         .to_owned(),
     }

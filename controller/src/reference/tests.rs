@@ -1,5 +1,5 @@
 //! Tests of the reference import on the project's Grid'5000 sample
-//! (`shared/fixtures/g5k-reference`, located by [`fixtures_dir`]; set
+//! (`fixtures/g5k-reference`, located by [`fixtures_dir`]; set
 //! `FERRUM_FIXTURES` when the crate is built outside the workspace) and on
 //! small hand-written or synthesized trees in temporary directories.
 
