@@ -6,3 +6,4 @@ mod accounts;
 mod api;
 mod leases;
 mod nodes;
+mod tidy;

@@ -1,2 +1,4 @@
+//! Process-level tests, one module per concern.
+
 mod cli;
 mod concurrency;
