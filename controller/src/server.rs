@@ -11,7 +11,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::app::conductor::SimConductor;
+use crate::app::conductor::{Conductor, SimConductor};
 use crate::app::App;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -28,6 +28,11 @@ pub fn admin_token_path(config: &Config) -> PathBuf {
 /// on an empty database, creates the first admin (token in
 /// `DATA_DIR/admin.token`, mode 0600).
 pub async fn open(config: Config, clock: Clock) -> anyhow::Result<Arc<App>> {
+    open_with(config, clock, Arc::new(SimConductor)).await
+}
+
+/// [`open`] with the given conductor (tests inject failing hands).
+pub async fn open_with(config: Config, clock: Clock, conductor: Arc<dyn Conductor>) -> anyhow::Result<Arc<App>> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let url = config.database_url();
     let store: Arc<dyn Datastore> = if url.starts_with("sqlite:") {
@@ -37,7 +42,7 @@ pub async fn open(config: Config, clock: Clock) -> anyhow::Result<Arc<App>> {
     } else {
         anyhow::bail!("database URL must start with sqlite:// (or postgres:// once supported)");
     };
-    let app = App::new(store, clock, config, Arc::new(SimConductor));
+    let app = App::new(store, clock, config, conductor);
     let token_path = admin_token_path(&app.config);
     if app.bootstrap_admin(&token_path).await? {
         tracing::info!(path = %token_path.display(), "first start: created user 'admin'; its API token is in this file (mode 0600)");

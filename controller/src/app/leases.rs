@@ -464,7 +464,7 @@ fn plan(cache: &CalendarCache, lease_type: LeaseType, count: u32, duration: Seco
 }
 
 /// Frees in the cache what an allocation change freed in the database.
-fn release_cut(cache: &mut CalendarCache, lease: &LeaseRow, change: AllocationChange, now: Seconds) {
+pub(super) fn release_cut(cache: &mut CalendarCache, lease: &LeaseRow, change: AllocationChange, now: Seconds) {
     let indices: Vec<u32> = lease.nodes.iter().filter_map(|(n, _)| cache.index_of(*n)).collect();
     let from = match change {
         AllocationChange::Keep => return,

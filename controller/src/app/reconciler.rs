@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use super::conductor::CheckOutcome;
 use super::{App, AppResult};
 use crate::db::{AllocationChange, NodeStatus};
-use crate::model::lease::{self, LeaseInput};
+use crate::model::lease::{self, LeaseAction, LeaseInput};
 use crate::model::time::from_seconds;
 use crate::model::{LeaseId, LeaseState, NodeInput, NodeLifecycle, NodeId, Seconds};
 
@@ -145,13 +145,22 @@ impl App {
         let nodes = self.store.node_statuses().await?;
         let by_id: HashMap<NodeId, &NodeStatus> = nodes.iter().map(|n| (n.id, n)).collect();
         for l in self.store.leases_needing_action(now).await? {
+            let mut reason = None;
             let input = match l.state {
                 LeaseState::Starting => {
-                    let ready = l.nodes.iter().all(|(id, _)| by_id.get(id).is_some_and(|n| n.lease == Some(l.id) && is_busy(n.state)));
-                    if !ready {
+                    let taken = |id: &NodeId| by_id.get(id).is_some_and(|n| n.lease == Some(l.id) && is_busy(n.state));
+                    // A node that went suspect or dead after the lease was
+                    // booked is lost to it; the lease starts with the rest.
+                    let lost: Vec<&str> =
+                        l.nodes.iter().filter(|(id, _)| by_id.get(id).is_none_or(|n| !n.state.is_allocatable())).map(|(_, name)| name.as_str()).collect();
+                    let ready = l.nodes.iter().filter(|(id, _)| taken(id)).count();
+                    if ready + lost.len() < l.nodes.len() {
                         continue;
                     }
-                    LeaseInput::NodesReady
+                    if !lost.is_empty() {
+                        reason = Some(format!("unhealthy, not given to the lease: {}", lost.join(", ")));
+                    }
+                    if ready == 0 { LeaseInput::Failed } else { LeaseInput::NodesReady }
                 }
                 LeaseState::Ending => {
                     let still_held = l.nodes.iter().any(|(id, _)| by_id.get(id).is_some_and(|n| n.lease == Some(l.id)));
@@ -162,12 +171,30 @@ impl App {
                 }
                 _ => continue,
             };
-            let (to, _) = lease::next(l.state, input).map_err(|e| super::AppError::Internal(e.into()))?;
-            // Keep the reason that ended it (released by, pre-empted by).
-            self.store.transition_lease(l.id, l.state, to, AllocationChange::Keep, None, 0, now).await?;
+            let (to, action) = lease::next(l.state, input).map_err(|e| super::AppError::Internal(e.into()))?;
+            let change = match action {
+                LeaseAction::EndAndReset => AllocationChange::CutAt(now.max(l.start + 1)),
+                _ => AllocationChange::Keep,
+            };
+            // Without a new reason, keep the one that ended it (released by, pre-empted by).
+            if change == AllocationChange::Keep {
+                self.store.transition_lease(l.id, l.state, to, change, reason.as_deref(), 0, now).await?;
+            } else {
+                let mut cache = self.cache.lock().await;
+                cache.refresh(self.store.as_ref(), now).await?;
+                match self.store.transition_lease(l.id, l.state, to, change, reason.as_deref(), cache.generation, now).await {
+                    Ok(generation) => {
+                        super::leases::release_cut(&mut cache, &l, change, now);
+                        cache.generation = generation;
+                    }
+                    // The calendar moved under us: the next pass retries.
+                    Err(crate::db::DbError::StaleCalendar | crate::db::DbError::Raced { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
             match to {
                 LeaseState::Active => report.leases_active += 1,
-                LeaseState::Finished => report.leases_finished += 1,
+                LeaseState::Finished | LeaseState::Failed => report.leases_finished += 1,
                 _ => {}
             }
         }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use ferrum_api as api;
+use ferrum_controller::app::conductor::{CheckOutcome, Conductor, SimConductor};
 use ferrum_controller::clock::{Clock, ManualClock};
+use ferrum_controller::db::NodeRow;
 use ferrum_controller::config::Config;
 use ferrum_controller::server;
 use serde_json::Value;
@@ -60,9 +62,14 @@ impl Answer {
 impl TestContext {
     /// A controller on a fresh database, nothing imported.
     pub async fn empty() -> TestContext {
+        Self::empty_with(Arc::new(SimConductor)).await
+    }
+
+    /// A controller whose hands on nodes are `conductor`.
+    pub async fn empty_with(conductor: Arc<dyn Conductor>) -> TestContext {
         let dir = tempfile::tempdir().expect("tempdir");
         let (clock, handle) = Clock::manual(t0());
-        Self::start_in(dir, clock, handle).await
+        Self::start_in(dir, clock, handle, conductor).await
     }
 
     /// A controller with the fixture tree imported and its nodes available.
@@ -73,9 +80,9 @@ impl TestContext {
         ctx
     }
 
-    async fn start_in(dir: tempfile::TempDir, clock: Clock, handle: Arc<ManualClock>) -> TestContext {
+    async fn start_in(dir: tempfile::TempDir, clock: Clock, handle: Arc<ManualClock>, conductor: Arc<dyn Conductor>) -> TestContext {
         let config = Config { data_dir: dir.path().to_owned(), ..Config::default() };
-        let app = server::open(config, clock).await.expect("controller opens");
+        let app = server::open_with(config, clock, conductor).await.expect("controller opens");
         let admin = std::fs::read_to_string(dir.path().join("admin.token")).expect("admin.token written").trim().to_owned();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let url = format!("http://{}", listener.local_addr().expect("local addr"));
@@ -92,7 +99,7 @@ impl TestContext {
         self.shutdown().await;
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
         let handle = self.clock.clone();
-        let restarted = Self::start_in(dir, Clock::Manual(handle.clone()), handle).await;
+        let restarted = Self::start_in(dir, Clock::Manual(handle.clone()), handle, Arc::new(SimConductor)).await;
         assert_eq!(restarted.admin, self.admin, "the admin token survives a restart");
         restarted
     }
@@ -209,4 +216,35 @@ impl Drop for TestContext {
 /// RFC 3339 text of `t0() + d`.
 pub fn at(d: chrono::Duration) -> String {
     (t0() + d).to_rfc3339()
+}
+
+/// Hands that find some nodes changed at reset (a GPU gone), and every
+/// other node clean.
+#[derive(Debug, Default)]
+pub struct BrokenNodes {
+    pub broken: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+impl BrokenNodes {
+    pub fn set(&self, node: &str, why: &str) {
+        self.broken.lock().expect("lock").push((node.to_owned(), why.to_owned()));
+    }
+
+    fn outcome(&self, node: &NodeRow) -> CheckOutcome {
+        let broken = self.broken.lock().expect("lock");
+        match broken.iter().find(|(n, _)| *n == node.name) {
+            Some((_, why)) => CheckOutcome::Mismatch(why.clone()),
+            None => CheckOutcome::Clean,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Conductor for BrokenNodes {
+    async fn enroll(&self, node: &NodeRow) -> CheckOutcome {
+        self.outcome(node)
+    }
+    async fn reset(&self, node: &NodeRow) -> CheckOutcome {
+        self.outcome(node)
+    }
 }

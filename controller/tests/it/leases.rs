@@ -241,3 +241,43 @@ async fn deploy_leases_keep_their_environment_and_keys() {
     assert_eq!(l["deploy"]["environment"], "debian12-min");
     assert_eq!(l["deploy"]["ssh_keys"][0], key);
 }
+
+#[tokio::test]
+async fn a_node_that_fails_its_check_is_suspect_and_never_allocated() {
+    let hands = std::sync::Arc::new(super::harness::BrokenNodes::default());
+    let ctx = TestContext::empty_with(hands.clone()).await;
+    ctx.import_fixtures().await;
+    ctx.wait_nodes_available(10).await;
+    let alice = ctx.user("alice", "p-vision").await;
+    let bob = ctx.user("bob", "p-other").await;
+    let first = id(&ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["chifflot-4"]}, "duration": "1h"})).await.expect(201));
+    let alone = id(&ctx.post("/api/v1/leases", &bob, json!({"nodes": {"names": ["chifflot-4"]}, "start": at(Duration::hours(2)), "duration": "1h"})).await.expect(201));
+    let pair = id(&ctx.post("/api/v1/leases", &bob, json!({"nodes": {"names": ["chifflot-4", "chifflot-5"]}, "start": at(Duration::hours(3)), "duration": "1h"})).await.expect(201));
+    ctx.wait_lease_state(first, &alice, "active").await;
+
+    // At the end of alice's lease the check finds a GPU missing.
+    hands.set("chifflot-4", "gpu_count: reference 2, found 1");
+    ctx.advance(Duration::hours(1));
+    ctx.wait_lease_state(first, &alice, "finished").await;
+    assert_eq!(ctx.node_state("chifflot-4").await, "suspect");
+    let events = ctx.get("/api/v1/nodes/chifflot-4/events", &ctx.admin).await.expect(200);
+    let last = events.as_array().and_then(|e| e.last()).expect("an event").clone();
+    assert_eq!((last["from"].as_str(), last["to"].as_str()), (Some("resetting"), Some("suspect")));
+    assert!(last["reason"].as_str().is_some_and(|r| r.contains("gpu_count: reference 2, found 1")), "{last}");
+
+    // Never given to a new lease.
+    let msg = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["chifflot-4"]}, "duration": "1h"})).await.error(409, "conflict");
+    assert!(msg.contains("suspect"), "{msg}");
+    let msg = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 8, "filter": "cluster = 'chifflot'"}, "duration": "1h"})).await.error(400, "unsatisfiable");
+    assert!(msg.contains("only 7"), "{msg}");
+
+    // Leases booked before: one with only that node fails, the other starts with the rest.
+    ctx.advance(Duration::hours(1));
+    let failed = ctx.wait_lease_state(alone, &bob, "failed").await;
+    assert!(failed["reason"].as_str().is_some_and(|r| r.contains("chifflot-4")), "{failed}");
+    ctx.advance(Duration::hours(1));
+    let started = ctx.wait_lease_state(pair, &bob, "active").await;
+    assert!(started["reason"].as_str().is_some_and(|r| r.contains("chifflot-4")), "{started}");
+    assert_eq!(ctx.node_state("chifflot-5").await, "reserved");
+    assert_eq!(ctx.node_state("chifflot-4").await, "suspect");
+}
