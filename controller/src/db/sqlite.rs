@@ -109,6 +109,33 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Inserts a new node (state `enrolling`, in service), its MACs and its
+    /// first event.
+    async fn insert_node_in(tx: &mut Transaction<'static, Sqlite>, node: &NodeWrite, event: &NewEvent) -> DbResult<NodeId> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO nodes (name, site, cluster, ip, bmc_url, state, policy, properties, admin_properties, reference, reference_sha256, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, 'enrolling', 'in_service', json_patch(?, ?), ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&node.name)
+        .bind(&node.site)
+        .bind(&node.cluster)
+        .bind(&node.ip)
+        .bind(node.bmc_url.as_ref().map(|s| s.0.as_str()))
+        .bind(to_json(&node.properties))
+        .bind(to_json(&node.admin_properties))
+        .bind(to_json(&node.admin_properties))
+        .bind(&node.reference)
+        .bind(&node.reference_sha256)
+        .bind(event.at)
+        .bind(event.at)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(|e| if is_unique_violation(&e) { DbError::AlreadyExists { what: "node", name: node.name.clone() } } else { db(e) })?;
+        Self::insert_macs(tx, NodeId(id), &node.macs).await?;
+        Self::insert_event(tx, NodeId(id), event).await?;
+        Ok(NodeId(id))
+    }
+
     async fn insert_macs(tx: &mut Transaction<'static, Sqlite>, node: NodeId, macs: &[String]) -> DbResult<()> {
         for (position, mac) in macs.iter().enumerate() {
             sqlx::query("INSERT INTO node_macs (mac, node_id, position) VALUES (?, ?, ?)")
@@ -446,27 +473,7 @@ impl Datastore for SqliteStore {
 
     async fn insert_node(&self, node: &NodeWrite, event: &NewEvent) -> DbResult<NodeRow> {
         let mut tx = self.begin_write().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO nodes (name, site, cluster, ip, bmc_url, state, policy, properties, admin_properties, reference, reference_sha256, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, 'enrolling', 'in_service', json_patch(?, ?), ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(&node.name)
-        .bind(&node.site)
-        .bind(&node.cluster)
-        .bind(&node.ip)
-        .bind(node.bmc_url.as_ref().map(|s| s.0.as_str()))
-        .bind(to_json(&node.properties))
-        .bind(to_json(&node.admin_properties))
-        .bind(to_json(&node.admin_properties))
-        .bind(&node.reference)
-        .bind(&node.reference_sha256)
-        .bind(event.at)
-        .bind(event.at)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| if is_unique_violation(&e) { DbError::AlreadyExists { what: "node", name: node.name.clone() } } else { db(e) })?;
-        Self::insert_macs(&mut tx, NodeId(id), &node.macs).await?;
-        Self::insert_event(&mut tx, NodeId(id), event).await?;
+        Self::insert_node_in(&mut tx, node, event).await?;
         tx.commit().await.map_err(db)?;
         self.get_node(&node.name).await
     }
@@ -486,24 +493,6 @@ impl Datastore for SqliteStore {
             .map_err(db)?;
             match existing {
                 None => {
-                    let id: i64 = sqlx::query_scalar(
-                        "INSERT INTO nodes (name, site, cluster, ip, bmc_url, state, policy, properties, admin_properties, reference, reference_sha256, created_at, updated_at) \
-                         VALUES (?, ?, ?, ?, ?, 'enrolling', 'in_service', ?, '{}', ?, ?, ?, ?) RETURNING id",
-                    )
-                    .bind(&node.name)
-                    .bind(&node.site)
-                    .bind(&node.cluster)
-                    .bind(&node.ip)
-                    .bind(node.bmc_url.as_ref().map(|s| s.0.as_str()))
-                    .bind(to_json(&node.properties))
-                    .bind(&node.reference)
-                    .bind(&node.reference_sha256)
-                    .bind(now)
-                    .bind(now)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                    Self::insert_macs(&mut tx, NodeId(id), &node.macs).await?;
                     let event = NewEvent {
                         at: now,
                         actor: actor.to_owned(),
@@ -511,7 +500,7 @@ impl Datastore for SqliteStore {
                         to_shown: "enrolling".into(),
                         reason: "imported from a reference description".into(),
                     };
-                    Self::insert_event(&mut tx, NodeId(id), &event).await?;
+                    Self::insert_node_in(&mut tx, node, &event).await?;
                     outcome.added.push(node.name.clone());
                 }
                 Some(r) => {
