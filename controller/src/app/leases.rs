@@ -123,7 +123,7 @@ impl App {
             (Some(_), Some(_)) => return Err(AppError::bad_request("give either duration or end, not both")),
             (None, None) => return Err(AppError::bad_request("duration: say how long (e.g. 4h), or give an end")),
         };
-        if fixed_start.unwrap_or(now) + duration > now + horizon {
+        if fixed_start.unwrap_or(now).saturating_add(duration) > now.saturating_add(horizon) {
             return Err(AppError::bad_request(format!(
                 "the lease would end more than {} ahead; the calendar is open that far only",
                 humantime::format_duration(self.config.leases.max_horizon)
@@ -268,7 +268,7 @@ impl App {
                     from_seconds(lease.end).to_rfc3339()
                 )));
             }
-            if new_end > now + horizon {
+            if new_end > now.saturating_add(horizon) {
                 return Err(AppError::bad_request("end: beyond the calendar's horizon"));
             }
             cache.refresh(self.store.as_ref(), now).await?;

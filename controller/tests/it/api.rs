@@ -76,3 +76,58 @@ async fn migrations_run_on_an_empty_database() {
     drop(store);
     ferrum_controller::db::sqlite::SqliteStore::open(&url).await.expect("re-open");
 }
+
+/// The database refuses overlapping allocations by itself, whatever the
+/// application code does: an insertion and an extension that overlap
+/// another lease on one node are both refused.
+#[tokio::test]
+async fn the_database_refuses_double_booking() {
+    use ferrum_controller::db::{DbError, NewLease, NodeWrite};
+    use ferrum_controller::model::{LeaseState, LeaseType};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = ferrum_controller::db::sqlite::SqliteStore::open(&format!("sqlite://{}", dir.path().join("t.db").display())).await.expect("open");
+    use ferrum_controller::db::Datastore;
+    let node = |name: &str, mac: &str| NodeWrite {
+        name: name.into(),
+        site: "s".into(),
+        cluster: "c".into(),
+        ip: None,
+        macs: vec![mac.into()],
+        bmc_url: None,
+        properties: Default::default(),
+        admin_properties: Default::default(),
+        reference: None,
+        reference_sha256: None,
+    };
+    store.import_nodes(&[node("n1", "02:00:00:00:00:01"), node("n2", "02:00:00:00:00:02")], 0, "test").await.expect("import");
+    let ids: Vec<_> = store.list_nodes().await.expect("nodes").iter().map(|n| n.id).collect();
+    let user = store.create_user("u", false, None, &[], "h", 0).await.expect("user");
+    let lease = |nodes: Vec<_>, start, end| NewLease {
+        owner_id: user.id,
+        project_id: None,
+        lease_type: LeaseType::Default,
+        state: LeaseState::Pending,
+        start,
+        end,
+        exotic: false,
+        filter: None,
+        deploy: None,
+        nodes,
+        created_at: 0,
+    };
+    let g = store.calendar_generation().await.expect("generation");
+    let (first, g) = store.insert_lease(&lease(vec![ids[0]], 100, 200), &[], g).await.expect("first lease");
+    // Overlapping on n1 (even partly, even with another free node): refused, nothing written.
+    let err = store.insert_lease(&lease(vec![ids[1], ids[0]], 150, 250), &[], g).await.expect_err("overlap");
+    assert!(matches!(err, DbError::DoubleBooked), "{err:?}");
+    assert_eq!(store.list_leases(None, true).await.expect("leases").len(), 1, "the refused lease left no row");
+    // Back to back is fine ([start, end) is half-open).
+    let (second, g) = store.insert_lease(&lease(vec![ids[0]], 200, 300), &[], g).await.expect("adjacent lease");
+    // Extending the first into the second: refused.
+    let err = store.set_lease_end(first.id, 201, &[], g, 0).await.expect_err("overlapping extension");
+    assert!(matches!(err, DbError::DoubleBooked), "{err:?}");
+    // A stale generation is refused before anything is written.
+    let err = store.insert_lease(&lease(vec![ids[1]], 500, 600), &[], g - 1).await.expect_err("stale");
+    assert!(matches!(err, DbError::StaleCalendar), "{err:?}");
+    assert_eq!(store.get_lease(second.id).await.expect("second").end, 300);
+}
