@@ -54,32 +54,17 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Server URL [env: FERRUM_URL; default: http://127.0.0.1:8750]
-    #[arg(
-        long,
-        global = true,
-        value_name = "URL",
-        help_heading = "Global options"
-    )]
+    #[arg(long, global = true, value_name = "URL", help_heading = "Global options")]
     pub url: Option<String>,
     /// API token [env: FERRUM_TOKEN]; prefer the environment or the config
     /// file, a flag shows in the process list
-    #[arg(
-        long,
-        global = true,
-        value_name = "TOKEN",
-        help_heading = "Global options"
-    )]
+    #[arg(long, global = true, value_name = "TOKEN", help_heading = "Global options")]
     pub token: Option<String>,
     /// Print the API's JSON answer instead of a table
     #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
     /// Config file [env: FERRUM_CONFIG; default: ~/.config/ferrum/config.toml]
-    #[arg(
-        long,
-        global = true,
-        value_name = "FILE",
-        help_heading = "Global options"
-    )]
+    #[arg(long, global = true, value_name = "FILE", help_heading = "Global options")]
     pub config: Option<PathBuf>,
 }
 
@@ -226,9 +211,7 @@ pub enum BootDevice {
 }
 
 fn parse_property(text: &str) -> Result<(String, serde_json::Value), String> {
-    let (key, value) = text
-        .split_once('=')
-        .ok_or_else(|| format!("`{text}` is not KEY=VALUE (e.g. gpu_model=A100)"))?;
+    let (key, value) = text.split_once('=').ok_or_else(|| format!("`{text}` is not KEY=VALUE (e.g. gpu_model=A100)"))?;
     let key = key.trim();
     if key.is_empty() {
         return Err(format!("`{text}` has an empty property name"));
@@ -311,12 +294,7 @@ pub struct LeaseCreateArgs {
     pub end: Option<DateTime<Utc>>,
     /// Lease type: default, deploy (your own image, root access) or besteffort
     /// (idle nodes, pre-emptible) [default: deploy with --deploy, else default]
-    #[arg(
-        long = "type",
-        value_enum,
-        value_name = "TYPE",
-        hide_possible_values = true
-    )]
+    #[arg(long = "type", value_enum, value_name = "TYPE", hide_possible_values = true)]
     pub lease_type: Option<LeaseTypeArg>,
     /// Project to account the lease to [default: your only project]
     #[arg(long, value_name = "P")]
@@ -352,12 +330,8 @@ impl From<LeaseTypeArg> for LeaseType {
 
 fn lease_state_parser() -> impl clap::builder::TypedValueParser<Value = LeaseState> {
     use clap::builder::TypedValueParser as _;
-    clap::builder::PossibleValuesParser::new(LeaseState::ALL.map(LeaseState::as_str)).map(|text| {
-        LeaseState::ALL
-            .into_iter()
-            .find(|s| s.as_str() == text)
-            .unwrap_or(LeaseState::Pending)
-    })
+    clap::builder::PossibleValuesParser::new(LeaseState::ALL.map(LeaseState::as_str))
+        .map(|text| LeaseState::ALL.into_iter().find(|s| s.as_str() == text).unwrap_or(LeaseState::Pending))
 }
 
 #[derive(Debug, Args)]
@@ -532,9 +506,7 @@ mod tests {
     fn help(args: &[&str]) -> String {
         let mut cmd = Cli::command().term_width(100);
         match cmd.try_get_matches_from_mut(args) {
-            Err(err) if err.kind() == clap::error::ErrorKind::DisplayHelp => {
-                err.render().to_string()
-            }
+            Err(err) if err.kind() == clap::error::ErrorKind::DisplayHelp => err.render().to_string(),
             other => panic!("{args:?} did not print help: {other:?}"),
         }
     }
@@ -572,14 +544,7 @@ mod tests {
     #[test]
     fn spec_12_command_lines_parse() {
         let lines: &[&[&str]] = &[
-            &[
-                "ferrum",
-                "node",
-                "list",
-                "--filter",
-                "gpu_count >= 2",
-                "--json",
-            ],
+            &["ferrum", "node", "list", "--filter", "gpu_count >= 2", "--json"],
             &["ferrum", "node", "import", "/tmp/ref"],
             &[
                 "ferrum",
@@ -621,37 +586,9 @@ mod tests {
             ],
             &["ferrum", "lease", "approve", "4", "--reason", "ok"],
             &["ferrum", "lease", "reject", "4"],
-            &[
-                "ferrum",
-                "admin",
-                "project",
-                "add",
-                "p",
-                "--quota-node-hours",
-                "100",
-                "--class",
-                "student",
-            ],
-            &[
-                "ferrum",
-                "admin",
-                "user",
-                "add",
-                "alice",
-                "--project",
-                "p",
-                "--email",
-                "a@x",
-            ],
-            &[
-                "ferrum",
-                "usage",
-                "--group-by",
-                "gpu_model",
-                "--from",
-                "2026-01-01T00:00:00Z",
-                "--json",
-            ],
+            &["ferrum", "admin", "project", "add", "p", "--quota-node-hours", "100", "--class", "student"],
+            &["ferrum", "admin", "user", "add", "alice", "--project", "p", "--email", "a@x"],
+            &["ferrum", "usage", "--group-by", "gpu_model", "--from", "2026-01-01T00:00:00Z", "--json"],
             &["ferrum", "--url", "http://h:1", "whoami"],
         ];
         for line in lines {
@@ -666,143 +603,43 @@ mod tests {
         let bad: &[&[&str]] = &[
             &["ferrum", "lease", "create", "--duration", "2h"],
             &["ferrum", "lease", "create", "--count", "1"],
-            &[
-                "ferrum",
-                "lease",
-                "create",
-                "--count",
-                "0",
-                "--duration",
-                "2h",
-            ],
-            &[
-                "ferrum",
-                "lease",
-                "create",
-                "--count",
-                "1",
-                "--duration",
-                "2 hours please",
-            ],
-            &[
-                "ferrum",
-                "lease",
-                "create",
-                "--count",
-                "1",
-                "--duration",
-                "2h",
-                "--ssh-key",
-                "k.pub",
-            ],
-            &[
-                "ferrum",
-                "lease",
-                "create",
-                "--names",
-                "a",
-                "--filter",
-                "x",
-                "--duration",
-                "2h",
-            ],
+            &["ferrum", "lease", "create", "--count", "0", "--duration", "2h"],
+            &["ferrum", "lease", "create", "--count", "1", "--duration", "2 hours please"],
+            &["ferrum", "lease", "create", "--count", "1", "--duration", "2h", "--ssh-key", "k.pub"],
+            &["ferrum", "lease", "create", "--names", "a", "--filter", "x", "--duration", "2h"],
             &["ferrum", "lease", "extend", "3"],
-            &[
-                "ferrum",
-                "lease",
-                "extend",
-                "3",
-                "--by",
-                "1h",
-                "--end",
-                "2026-11-22T09:00:00Z",
-            ],
+            &["ferrum", "lease", "extend", "3", "--by", "1h", "--end", "2026-11-22T09:00:00Z"],
             &["ferrum", "lease", "list", "--state", "sleeping"],
             &["ferrum", "node", "maintenance", "n1", "--reason", "x"],
-            &[
-                "ferrum",
-                "node",
-                "maintenance",
-                "n1",
-                "--on",
-                "--off",
-                "--reason",
-                "x",
-            ],
-            &[
-                "ferrum",
-                "node",
-                "add",
-                "n1",
-                "--site",
-                "s",
-                "--cluster",
-                "c",
-                "--mac",
-                "m",
-                "--property",
-                "novalue",
-            ],
+            &["ferrum", "node", "maintenance", "n1", "--on", "--off", "--reason", "x"],
+            &["ferrum", "node", "add", "n1", "--site", "s", "--cluster", "c", "--mac", "m", "--property", "novalue"],
             &["ferrum", "node", "power", "reboot", "n1"],
-            &[
-                "ferrum",
-                "availability",
-                "--count",
-                "1",
-                "--duration",
-                "1h",
-                "--limit",
-                "21",
-            ],
+            &["ferrum", "availability", "--count", "1", "--duration", "1h", "--limit", "21"],
             &["ferrum", "admin", "user", "add", "bob"],
         ];
         for line in bad {
             match parse(line) {
                 Ok(cli) => panic!("{line:?} parsed: {cli:?}"),
-                Err(err) => assert_eq!(
-                    err.exit_code(),
-                    i32::from(crate::client::exit::USAGE),
-                    "{line:?}"
-                ),
+                Err(err) => assert_eq!(err.exit_code(), i32::from(crate::client::exit::USAGE), "{line:?}"),
             }
         }
     }
 
     #[test]
     fn parsed_values_are_typed() {
-        let cli = parse(&[
-            "ferrum",
-            "lease",
-            "create",
-            "--names",
-            "a,b",
-            "--end",
-            "2026-11-22T10:00:00+01:00",
-            "--type",
-            "besteffort",
-        ])
-        .expect("valid");
-        let Command::Lease(LeaseCommand::Create(args)) = cli.command else {
-            panic!("not lease create")
-        };
+        let cli = parse(&["ferrum", "lease", "create", "--names", "a,b", "--end", "2026-11-22T10:00:00+01:00", "--type", "besteffort"])
+            .expect("valid");
+        let Command::Lease(LeaseCommand::Create(args)) = cli.command else { panic!("not lease create") };
         assert_eq!(args.names, Some(vec!["a".to_owned(), "b".to_owned()]));
-        assert_eq!(
-            args.end.map(crate::times::format_time).as_deref(),
-            Some("2026-11-22T09:00:00Z")
-        );
+        assert_eq!(args.end.map(crate::times::format_time).as_deref(), Some("2026-11-22T09:00:00Z"));
         assert_eq!(args.lease_type, Some(LeaseTypeArg::Besteffort));
 
         let cli = parse(&["ferrum", "lease", "extend", "7", "--by", "1h 30m"]).expect("valid");
-        let Command::Lease(LeaseCommand::Extend(args)) = cli.command else {
-            panic!("not extend")
-        };
+        let Command::Lease(LeaseCommand::Extend(args)) = cli.command else { panic!("not extend") };
         assert_eq!(args.by, Some(TimeDelta::minutes(90)));
 
-        let cli =
-            parse(&["ferrum", "lease", "list", "--state", "awaiting_approval"]).expect("valid");
-        let Command::Lease(LeaseCommand::List { state, .. }) = cli.command else {
-            panic!("not list")
-        };
+        let cli = parse(&["ferrum", "lease", "list", "--state", "awaiting_approval"]).expect("valid");
+        let Command::Lease(LeaseCommand::List { state, .. }) = cli.command else { panic!("not list") };
         assert_eq!(state, Some(LeaseState::AwaitingApproval));
 
         let cli = parse(&[
@@ -826,9 +663,7 @@ mod tests {
             "exotic=true",
         ])
         .expect("valid");
-        let Command::Node(NodeCommand::Add(args)) = cli.command else {
-            panic!("not node add")
-        };
+        let Command::Node(NodeCommand::Add(args)) = cli.command else { panic!("not node add") };
         assert_eq!(args.macs, ["m1", "m2"]);
         assert_eq!(
             args.properties,
@@ -842,8 +677,7 @@ mod tests {
 
     #[test]
     fn global_flags_go_anywhere() {
-        let cli =
-            parse(&["ferrum", "node", "list", "--json", "--url", "http://h:1"]).expect("valid");
+        let cli = parse(&["ferrum", "node", "list", "--json", "--url", "http://h:1"]).expect("valid");
         assert!(cli.global.json);
         assert_eq!(cli.global.url.as_deref(), Some("http://h:1"));
     }

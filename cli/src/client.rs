@@ -56,20 +56,13 @@ Exit codes:
 pub enum CliError {
     /// The server answered with an error body (or at least an error status).
     #[error("{}", api_message(*.status, .detail))]
-    Api {
-        status: StatusCode,
-        detail: ErrorDetail,
-    },
+    Api { status: StatusCode, detail: ErrorDetail },
     /// No TCP connection, TLS failure or no answer in time.
     #[error(
         "cannot reach the ferrum server at {url}: {reason}\n\
          hint: check --url / FERRUM_URL (now from the {origin}) and that `ferrumd` is running there"
     )]
-    Unreachable {
-        url: String,
-        origin: String,
-        reason: String,
-    },
+    Unreachable { url: String, origin: String, reason: String },
     /// No token in any source.
     #[error("no API token: pass --token, set FERRUM_TOKEN, or put `token = \"...\"` in {config}")]
     NoToken { config: String },
@@ -99,17 +92,11 @@ impl CliError {
 
 /// The exit code for any error a command returned.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
-    err.chain()
-        .find_map(|e| e.downcast_ref::<CliError>())
-        .map_or(exit::OTHER, CliError::exit_code)
+    err.chain().find_map(|e| e.downcast_ref::<CliError>()).map_or(exit::OTHER, CliError::exit_code)
 }
 
 fn api_message(status: StatusCode, detail: &ErrorDetail) -> String {
-    let ErrorDetail {
-        code,
-        message,
-        earliest_start,
-    } = detail;
+    let ErrorDetail { code, message, earliest_start } = detail;
     let mut text = match status {
         StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
             format!("the server rejected the request ({code}): {message}")
@@ -126,9 +113,7 @@ fn api_message(status: StatusCode, detail: &ErrorDetail) -> String {
     };
     if let Some(start) = earliest_start {
         let start = format_time(*start);
-        text.push_str(&format!(
-            "\nearliest possible start: {start}\nhint: retry with --start {start}"
-        ));
+        text.push_str(&format!("\nearliest possible start: {start}\nhint: retry with --start {start}"));
     }
     text
 }
@@ -150,10 +135,7 @@ pub struct Client {
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Client")
-            .field("base", &self.base.as_str())
-            .field("token", &"<redacted>")
-            .finish()
+        f.debug_struct("Client").field("base", &self.base.as_str()).field("token", &"<redacted>").finish()
     }
 }
 
@@ -166,20 +148,14 @@ impl Client {
     /// `/api/v1` is tolerated. `url_origin` names where it came from, for
     /// error hints.
     pub fn new(base: &str, url_origin: &str, token: String) -> Result<Self> {
-        let base = parse_base(base)
-            .with_context(|| format!("invalid server URL `{base}` (from the {url_origin})"))?;
+        let base = parse_base(base).with_context(|| format!("invalid server URL `{base}` (from the {url_origin})"))?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("ferrum-cli/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(300))
             .build()
             .context("cannot set up the HTTP client")?;
-        Ok(Client {
-            http,
-            base,
-            url_origin: url_origin.to_owned(),
-            token,
-        })
+        Ok(Client { http, base, url_origin: url_origin.to_owned(), token })
     }
 
     /// The server's root URL, as shown to people.
@@ -199,40 +175,24 @@ impl Client {
         url
     }
 
-    pub async fn get<T: DeserializeOwned, Q: Serialize + ?Sized>(
-        &self,
-        segments: &[&str],
-        query: &Q,
-    ) -> Result<Answer<T>> {
+    pub async fn get<T: DeserializeOwned, Q: Serialize + ?Sized>(&self, segments: &[&str], query: &Q) -> Result<Answer<T>> {
         let url = self.endpoint(segments);
-        self.execute(Method::GET, &url, self.http.get(url.clone()).query(query))
-            .await
+        self.execute(Method::GET, &url, self.http.get(url.clone()).query(query)).await
     }
 
-    pub async fn post<T: DeserializeOwned, B: Serialize + ?Sized>(
-        &self,
-        segments: &[&str],
-        body: &B,
-    ) -> Result<Answer<T>> {
+    pub async fn post<T: DeserializeOwned, B: Serialize + ?Sized>(&self, segments: &[&str], body: &B) -> Result<Answer<T>> {
         let url = self.endpoint(segments);
-        self.execute(Method::POST, &url, self.http.post(url.clone()).json(body))
-            .await
+        self.execute(Method::POST, &url, self.http.post(url.clone()).json(body)).await
     }
 
-    pub async fn patch<T: DeserializeOwned, B: Serialize + ?Sized>(
-        &self,
-        segments: &[&str],
-        body: &B,
-    ) -> Result<Answer<T>> {
+    pub async fn patch<T: DeserializeOwned, B: Serialize + ?Sized>(&self, segments: &[&str], body: &B) -> Result<Answer<T>> {
         let url = self.endpoint(segments);
-        self.execute(Method::PATCH, &url, self.http.patch(url.clone()).json(body))
-            .await
+        self.execute(Method::PATCH, &url, self.http.patch(url.clone()).json(body)).await
     }
 
     pub async fn delete<T: DeserializeOwned>(&self, segments: &[&str]) -> Result<Answer<T>> {
         let url = self.endpoint(segments);
-        self.execute(Method::DELETE, &url, self.http.delete(url.clone()))
-            .await
+        self.execute(Method::DELETE, &url, self.http.delete(url.clone())).await
     }
 
     /// `GET /healthz` (outside the API base, no token needed).
@@ -241,37 +201,19 @@ impl Client {
         if let Ok(mut path) = url.path_segments_mut() {
             path.pop_if_empty().push("healthz");
         }
-        self.execute(Method::GET, &url, self.http.get(url.clone()))
-            .await
+        self.execute(Method::GET, &url, self.http.get(url.clone())).await
     }
 
-    async fn execute<T: DeserializeOwned>(
-        &self,
-        method: Method,
-        url: &Url,
-        request: RequestBuilder,
-    ) -> Result<Answer<T>> {
+    async fn execute<T: DeserializeOwned>(&self, method: Method, url: &Url, request: RequestBuilder) -> Result<Answer<T>> {
         let what = format!("{method} {}", url.path());
-        let response = request
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|err| self.transport_error(&err))?;
+        let response = request.bearer_auth(&self.token).send().await.map_err(|err| self.transport_error(&err))?;
         let status = response.status();
-        let raw = response
-            .text()
-            .await
-            .map_err(|err| self.transport_error(&err))?;
+        let raw = response.text().await.map_err(|err| self.transport_error(&err))?;
         if !status.is_success() {
-            return Err(CliError::Api {
-                status,
-                detail: error_detail(status, &raw),
-            }
-            .into());
+            return Err(CliError::Api { status, detail: error_detail(status, &raw) }.into());
         }
-        let value = serde_json::from_str(&raw).with_context(|| {
-            format!("unexpected answer from the server to {what} (is it the same ferrum version?)")
-        })?;
+        let value = serde_json::from_str(&raw)
+            .with_context(|| format!("unexpected answer from the server to {what} (is it the same ferrum version?)"))?;
         Ok(Answer { value, raw })
     }
 
@@ -287,11 +229,7 @@ impl Client {
         if err.is_timeout() {
             reason = format!("no answer in time ({reason})");
         }
-        CliError::Unreachable {
-            url: self.base().to_owned(),
-            origin: self.url_origin.clone(),
-            reason,
-        }
+        CliError::Unreachable { url: self.base().to_owned(), origin: self.url_origin.clone(), reason }
     }
 }
 
@@ -299,14 +237,8 @@ fn parse_base(text: &str) -> Result<Url> {
     let trimmed = text.trim().trim_end_matches('/');
     let trimmed = trimmed.strip_suffix(API_BASE).unwrap_or(trimmed);
     let url = Url::parse(trimmed)?;
-    anyhow::ensure!(
-        matches!(url.scheme(), "http" | "https") && url.host().is_some(),
-        "expected http://HOST:PORT or https://HOST"
-    );
-    anyhow::ensure!(
-        url.query().is_none() && url.fragment().is_none(),
-        "a server URL has no query or fragment"
-    );
+    anyhow::ensure!(matches!(url.scheme(), "http" | "https") && url.host().is_some(), "expected http://HOST:PORT or https://HOST");
+    anyhow::ensure!(url.query().is_none() && url.fragment().is_none(), "a server URL has no query or fragment");
     Ok(url)
 }
 
@@ -317,19 +249,8 @@ fn error_detail(status: StatusCode, raw: &str) -> ErrorDetail {
         return body.error;
     }
     let excerpt: String = raw.trim().chars().take(200).collect();
-    let message = if excerpt.is_empty() {
-        status
-            .canonical_reason()
-            .unwrap_or("no reason given")
-            .to_owned()
-    } else {
-        excerpt
-    };
-    ErrorDetail {
-        code: format!("http_{}", status.as_u16()),
-        message,
-        earliest_start: None,
-    }
+    let message = if excerpt.is_empty() { status.canonical_reason().unwrap_or("no reason given").to_owned() } else { excerpt };
+    ErrorDetail { code: format!("http_{}", status.as_u16()), message, earliest_start: None }
 }
 
 #[cfg(test)]
@@ -342,35 +263,16 @@ mod tests {
 
     #[test]
     fn endpoints_encode_segments_under_the_api_base() {
-        assert_eq!(
-            client("http://h:8750")
-                .endpoint(&["nodes", "a b/c"])
-                .as_str(),
-            "http://h:8750/api/v1/nodes/a%20b%2Fc"
-        );
-        assert_eq!(
-            client("http://h:8750/api/v1/")
-                .endpoint(&["leases"])
-                .as_str(),
-            "http://h:8750/api/v1/leases"
-        );
-        assert_eq!(
-            client("https://h/ferrum/")
-                .endpoint(&["leases", "3"])
-                .as_str(),
-            "https://h/ferrum/api/v1/leases/3"
-        );
+        assert_eq!(client("http://h:8750").endpoint(&["nodes", "a b/c"]).as_str(), "http://h:8750/api/v1/nodes/a%20b%2Fc");
+        assert_eq!(client("http://h:8750/api/v1/").endpoint(&["leases"]).as_str(), "http://h:8750/api/v1/leases");
+        assert_eq!(client("https://h/ferrum/").endpoint(&["leases", "3"]).as_str(), "https://h/ferrum/api/v1/leases/3");
     }
 
     #[test]
     fn bad_base_urls_are_refused_with_their_origin() {
-        let err =
-            Client::new("127.0.0.1:8750", "environment", String::new()).expect_err("no scheme");
+        let err = Client::new("127.0.0.1:8750", "environment", String::new()).expect_err("no scheme");
         let text = format!("{err:#}");
-        assert!(
-            text.contains("`127.0.0.1:8750`") && text.contains("environment"),
-            "{text}"
-        );
+        assert!(text.contains("`127.0.0.1:8750`") && text.contains("environment"), "{text}");
         assert!(Client::new("ftp://h", "x", String::new()).is_err());
     }
 
@@ -381,42 +283,24 @@ mod tests {
 
     #[test]
     fn statuses_map_to_exit_codes() {
-        let api = |status| {
-            anyhow::Error::from(CliError::Api {
-                status,
-                detail: error_detail(status, ""),
-            })
-        };
+        let api = |status| anyhow::Error::from(CliError::Api { status, detail: error_detail(status, "") });
         assert_eq!(exit_code(&api(StatusCode::CONFLICT)), exit::CONFLICT);
-        assert_eq!(
-            exit_code(&api(StatusCode::UNAUTHORIZED)),
-            exit::UNAUTHORISED
-        );
+        assert_eq!(exit_code(&api(StatusCode::UNAUTHORIZED)), exit::UNAUTHORISED);
         assert_eq!(exit_code(&api(StatusCode::FORBIDDEN)), exit::UNAUTHORISED);
         assert_eq!(exit_code(&api(StatusCode::NOT_FOUND)), exit::NOT_FOUND);
         assert_eq!(exit_code(&api(StatusCode::BAD_REQUEST)), exit::USAGE);
-        assert_eq!(
-            exit_code(&api(StatusCode::INTERNAL_SERVER_ERROR)),
-            exit::OTHER
-        );
+        assert_eq!(exit_code(&api(StatusCode::INTERNAL_SERVER_ERROR)), exit::OTHER);
         assert_eq!(exit_code(&anyhow::anyhow!("plain")), exit::OTHER);
-        let wrapped =
-            anyhow::Error::from(CliError::NoToken { config: "x".into() }).context("outer");
+        let wrapped = anyhow::Error::from(CliError::NoToken { config: "x".into() }).context("outer");
         assert_eq!(exit_code(&wrapped), exit::UNAUTHORISED);
     }
 
     #[test]
     fn conflict_messages_give_the_earliest_start() {
         let raw = r#"{"error":{"code":"conflict","message":"2 nodes are not free at 2026-11-22T09:00:00Z","earliest_start":"2026-11-22T13:00:00Z"}}"#;
-        let err = anyhow::Error::from(CliError::Api {
-            status: StatusCode::CONFLICT,
-            detail: error_detail(StatusCode::CONFLICT, raw),
-        });
+        let err = anyhow::Error::from(CliError::Api { status: StatusCode::CONFLICT, detail: error_detail(StatusCode::CONFLICT, raw) });
         let text = err.to_string();
-        assert!(
-            text.contains("earliest possible start: 2026-11-22T13:00:00Z"),
-            "{text}"
-        );
+        assert!(text.contains("earliest possible start: 2026-11-22T13:00:00Z"), "{text}");
         assert!(text.contains("--start 2026-11-22T13:00:00Z"), "{text}");
     }
 
@@ -425,9 +309,6 @@ mod tests {
         let detail = error_detail(StatusCode::BAD_GATEWAY, "<html>bad gateway</html>");
         assert_eq!(detail.code, "http_502");
         assert_eq!(detail.message, "<html>bad gateway</html>");
-        assert_eq!(
-            error_detail(StatusCode::BAD_GATEWAY, "").message,
-            "Bad Gateway"
-        );
+        assert_eq!(error_detail(StatusCode::BAD_GATEWAY, "").message, "Bad Gateway");
     }
 }

@@ -41,10 +41,7 @@ impl Layer {
         fn clean(value: Option<String>) -> Option<String> {
             value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
         }
-        Layer {
-            url: clean(url),
-            token: clean(token),
-        }
+        Layer { url: clean(url), token: clean(token) }
     }
 }
 
@@ -102,40 +99,24 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer, file_path: Option<&Path
             .or_else(|| get(env).clone().map(|v| (v, Origin::Env)))
             .or_else(|| get(file).clone().map(|v| (v, file_origin())))
     };
-    let (url, url_origin) =
-        pick(|l| &l.url).unwrap_or_else(|| (DEFAULT_URL.to_owned(), Origin::Default));
+    let (url, url_origin) = pick(|l| &l.url).unwrap_or_else(|| (DEFAULT_URL.to_owned(), Origin::Default));
     let (token, token_origin) = match pick(|l| &l.token) {
         Some((token, origin)) => (Some(token), Some(origin)),
         None => (None, None),
     };
-    Settings {
-        url,
-        url_origin,
-        token,
-        token_origin,
-        config_path: file_path.map(Path::to_path_buf),
-    }
+    Settings { url, url_origin, token, token_origin, config_path: file_path.map(Path::to_path_buf) }
 }
 
 /// Which config file to read, and whether the user named it (then it must
 /// exist) or it is the default (then a missing file is fine).
-pub fn config_path(
-    flag: Option<&Path>,
-    env: Option<OsString>,
-    home: Option<OsString>,
-) -> Option<(PathBuf, bool)> {
+pub fn config_path(flag: Option<&Path>, env: Option<OsString>, home: Option<OsString>) -> Option<(PathBuf, bool)> {
     if let Some(path) = flag {
         return Some((path.to_path_buf(), true));
     }
     if let Some(path) = env.filter(|p| !p.is_empty()) {
         return Some((PathBuf::from(path), true));
     }
-    home.filter(|h| !h.is_empty()).map(|home| {
-        (
-            PathBuf::from(home).join(".config/ferrum/config.toml"),
-            false,
-        )
-    })
+    home.filter(|h| !h.is_empty()).map(|home| (PathBuf::from(home).join(".config/ferrum/config.toml"), false))
 }
 
 /// Reads and checks a config file. A missing default file is an empty layer;
@@ -157,8 +138,7 @@ pub fn read_file(path: &Path, explicit: bool) -> Result<Layer> {
 /// Parses the text of a config file. Errors give the line and the key but
 /// never quote the file (the token line would be in the quote).
 pub fn parse_file(text: &str) -> Result<Layer> {
-    let file: FileConfig =
-        toml::from_str(text).map_err(|err| anyhow::anyhow!(describe_toml_error(text, &err)))?;
+    let file: FileConfig = toml::from_str(text).map_err(|err| anyhow::anyhow!(describe_toml_error(text, &err)))?;
     Ok(Layer::new(file.url, file.token))
 }
 
@@ -172,12 +152,7 @@ fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
     let key = line
         .split_once('=')
         .map(|(key, _)| key.trim())
-        .filter(|key| {
-            !key.is_empty()
-                && key
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_-.\"'".contains(c))
-        });
+        .filter(|key| !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || "_-.\"'".contains(c)));
     match key {
         // The message may quote the value; for the token it must not.
         Some("token") => {
@@ -189,28 +164,15 @@ fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
 }
 
 /// Gathers the three sources from the real environment and resolves them.
-pub fn load(
-    flag_url: Option<String>,
-    flag_token: Option<String>,
-    flag_config: Option<&Path>,
-) -> Result<Settings> {
+pub fn load(flag_url: Option<String>, flag_token: Option<String>, flag_config: Option<&Path>) -> Result<Settings> {
     let flags = Layer::new(flag_url, flag_token);
     let env = Layer::new(env_string("FERRUM_URL")?, env_string("FERRUM_TOKEN")?);
-    let located = config_path(
-        flag_config,
-        std::env::var_os("FERRUM_CONFIG"),
-        std::env::var_os("HOME"),
-    );
+    let located = config_path(flag_config, std::env::var_os("FERRUM_CONFIG"), std::env::var_os("HOME"));
     let file = match &located {
         Some((path, explicit)) => read_file(path, *explicit)?,
         None => Layer::default(),
     };
-    Ok(resolve(
-        &flags,
-        &env,
-        &file,
-        located.as_ref().map(|(p, _)| p.as_path()),
-    ))
+    Ok(resolve(&flags, &env, &file, located.as_ref().map(|(p, _)| p.as_path())))
 }
 
 fn env_string(name: &str) -> Result<Option<String>> {
@@ -242,12 +204,7 @@ mod tests {
         assert_eq!(s.token.as_deref(), Some("env-token"));
         assert_eq!(s.token_origin, Some(Origin::Env));
 
-        let s = resolve(
-            &Layer::default(),
-            &layer(None, None),
-            &file,
-            Some(file_path),
-        );
+        let s = resolve(&Layer::default(), &layer(None, None), &file, Some(file_path));
         assert_eq!(s.url, "http://file:1");
         assert_eq!(s.token.as_deref(), Some("file-token"));
         assert_eq!(s.token_origin, Some(Origin::File(file_path.to_path_buf())));
@@ -260,12 +217,7 @@ mod tests {
 
     #[test]
     fn nothing_set_gives_the_default_url_and_no_token() {
-        let s = resolve(
-            &Layer::default(),
-            &Layer::default(),
-            &Layer::default(),
-            None,
-        );
+        let s = resolve(&Layer::default(), &Layer::default(), &Layer::default(), None);
         assert_eq!(s.url, DEFAULT_URL);
         assert_eq!(s.url_origin, Origin::Default);
         assert_eq!(s.token, None);
@@ -274,38 +226,22 @@ mod tests {
 
     #[test]
     fn empty_values_count_as_unset() {
-        let s = resolve(
-            &Layer::default(),
-            &layer(Some(""), Some("  ")),
-            &layer(None, Some("file-token")),
-            None,
-        );
+        let s = resolve(&Layer::default(), &layer(Some(""), Some("  ")), &layer(None, Some("file-token")), None);
         assert_eq!(s.url, DEFAULT_URL);
         assert_eq!(s.token.as_deref(), Some("file-token"));
     }
 
     #[test]
     fn debug_never_shows_the_token() {
-        let s = resolve(
-            &layer(None, Some("s3cret")),
-            &Layer::default(),
-            &Layer::default(),
-            None,
-        );
+        let s = resolve(&layer(None, Some("s3cret")), &Layer::default(), &Layer::default(), None);
         assert!(!format!("{s:?}").contains("s3cret"));
     }
 
     #[test]
     fn config_path_prefers_flag_then_env_then_home() {
         let flag = Path::new("/etc/ferrum.toml");
-        assert_eq!(
-            config_path(Some(flag), Some("/env.toml".into()), Some("/home/u".into())),
-            Some((flag.to_path_buf(), true))
-        );
-        assert_eq!(
-            config_path(None, Some("/env.toml".into()), Some("/home/u".into())),
-            Some((PathBuf::from("/env.toml"), true))
-        );
+        assert_eq!(config_path(Some(flag), Some("/env.toml".into()), Some("/home/u".into())), Some((flag.to_path_buf(), true)));
+        assert_eq!(config_path(None, Some("/env.toml".into()), Some("/home/u".into())), Some((PathBuf::from("/env.toml"), true)));
         assert_eq!(
             config_path(None, Some("".into()), Some("/home/u".into())),
             Some((PathBuf::from("/home/u/.config/ferrum/config.toml"), false))
@@ -326,48 +262,27 @@ mod tests {
         assert!(err.contains("tokn"), "{err}");
 
         assert!(err.contains("line 2"), "{err}");
-        assert!(
-            !err.contains("abc"),
-            "the file's values are never quoted: {err}"
-        );
+        assert!(!err.contains("abc"), "the file's values are never quoted: {err}");
 
         std::fs::write(&path, "url = 8750\n").expect("write");
         let err = format!("{:#}", read_file(&path, true).expect_err("wrong type"));
-        assert!(
-            err.contains(&path.display().to_string()) && err.contains("key `url`"),
-            "{err}"
-        );
+        assert!(err.contains(&path.display().to_string()) && err.contains("key `url`"), "{err}");
 
         std::fs::write(&path, "url = \"http://x\"\ntoken = s3cret-unquoted\n").expect("write");
         let err = format!("{:#}", read_file(&path, true).expect_err("unquoted token"));
-        assert!(
-            err.contains("key `token`") && !err.contains("s3cret"),
-            "{err}"
-        );
+        assert!(err.contains("key `token`") && !err.contains("s3cret"), "{err}");
 
         std::fs::write(&path, "token = 12345678\n").expect("write");
-        let err = format!(
-            "{:#}",
-            read_file(&path, true).expect_err("token of the wrong type")
-        );
-        assert!(
-            err.contains("key `token`") && !err.contains("12345678"),
-            "{err}"
-        );
+        let err = format!("{:#}", read_file(&path, true).expect_err("token of the wrong type"));
+        assert!(err.contains("key `token`") && !err.contains("12345678"), "{err}");
     }
 
     #[test]
     fn missing_file_is_fine_only_when_it_is_the_default() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("absent.toml");
-        assert_eq!(
-            read_file(&path, false).expect("default may be missing"),
-            Layer::default()
-        );
-        let err = format!(
-            "{:#}",
-            read_file(&path, true).expect_err("named file must exist")
-        );
+        assert_eq!(read_file(&path, false).expect("default may be missing"), Layer::default());
+        let err = format!("{:#}", read_file(&path, true).expect_err("named file must exist"));
         assert!(err.contains(&path.display().to_string()), "{err}");
     }
 }

@@ -79,11 +79,7 @@ const LABEL_SPACING: i64 = 6;
 pub fn render(calendar: &Calendar, width: usize) -> String {
     let from = calendar.from;
     let to = calendar.to;
-    let mut out = format!(
-        "calendar {} .. {} (UTC)",
-        format_time(from),
-        format_time(to)
-    );
+    let mut out = format!("calendar {} .. {} (UTC)", format_time(from), format_time(to));
     let span_ms = (to - from).num_milliseconds();
     if span_ms <= 0 {
         out.push_str(": empty time range\n");
@@ -94,20 +90,11 @@ pub fn render(calendar: &Calendar, width: usize) -> String {
         return out;
     }
 
-    let label_width = calendar
-        .nodes
-        .iter()
-        .map(|n| n.node.chars().count())
-        .max()
-        .unwrap_or(0);
-    let available =
-        i64::try_from(width.saturating_sub(label_width + 1).max(MIN_COLUMNS)).unwrap_or(i64::MAX);
+    let label_width = calendar.nodes.iter().map(|n| n.node.chars().count()).max().unwrap_or(0);
+    let available = i64::try_from(width.saturating_sub(label_width + 1).max(MIN_COLUMNS)).unwrap_or(i64::MAX);
     let step_ms = bucket_ms(span_ms, available);
     let buckets = div_ceil(span_ms, step_ms);
-    out.push_str(&format!(
-        ", one column = {}\n",
-        format_duration(Duration::milliseconds(step_ms))
-    ));
+    out.push_str(&format!(", one column = {}\n", format_duration(Duration::milliseconds(step_ms))));
 
     let pad = " ".repeat(label_width + 1);
     let (labels, ruler) = axis(from, to, step_ms, buckets);
@@ -124,20 +111,14 @@ pub fn render(calendar: &Calendar, width: usize) -> String {
             .collect();
         out.push_str(&format!("{:<label_width$} {row}\n", node.node));
     }
-    out.push_str(
-        "legend: . free  @ your lease  # leased  b besteffort  ? awaiting approval  - node not leasable now\n",
-    );
+    out.push_str("legend: . free  @ your lease  # leased  b besteffort  ? awaiting approval  - node not leasable now\n");
     out
 }
 
 /// The smallest round bucket size that draws `span_ms` in at most
 /// `columns` columns (or, for huge spans, the exact size that does).
 fn bucket_ms(span_ms: i64, columns: i64) -> i64 {
-    STEPS
-        .iter()
-        .map(|s| s * 1000)
-        .find(|&step| div_ceil(span_ms, step) <= columns)
-        .unwrap_or_else(|| div_ceil(span_ms, columns.max(1)))
+    STEPS.iter().map(|s| s * 1000).find(|&step| div_ceil(span_ms, step) <= columns).unwrap_or_else(|| div_ceil(span_ms, columns.max(1)))
 }
 
 /// `a / b` rounded up, for positive `a` and `b`.
@@ -147,14 +128,7 @@ fn div_ceil(a: i64, b: i64) -> i64 {
 
 /// Whether a node's current state lets new leases use it.
 fn leasable(state: NodeState) -> bool {
-    matches!(
-        state,
-        NodeState::Available
-            | NodeState::Reserved
-            | NodeState::Deploying
-            | NodeState::Deployed
-            | NodeState::Resetting
-    )
+    matches!(state, NodeState::Available | NodeState::Reserved | NodeState::Deploying | NodeState::Deployed | NodeState::Resetting)
 }
 
 /// The character of one bucket, or `None` when no interval touches it.
@@ -177,10 +151,7 @@ fn axis(from: DateTime<Utc>, to: DateTime<Utc>, step_ms: i64, buckets: i64) -> (
     let len = usize::try_from(buckets).unwrap_or(0);
     let mut labels = vec![' '; len];
     let mut ruler = vec!['-'; len];
-    let tick = TICKS
-        .iter()
-        .copied()
-        .find(|&t| (t * 1000) % step_ms == 0 && t * 1000 / step_ms >= LABEL_SPACING);
+    let tick = TICKS.iter().copied().find(|&t| (t * 1000) % step_ms == 0 && t * 1000 / step_ms >= LABEL_SPACING);
     let Some(tick) = tick else {
         return (String::new(), ruler.into_iter().collect());
     };
@@ -201,12 +172,7 @@ fn axis(from: DateTime<Utc>, to: DateTime<Utc>, step_ms: i64, buckets: i64) -> (
             break;
         }
         ruler[col] = '+';
-        let label = if time.timestamp() % DAY == 0 {
-            time.format("%m-%d")
-        } else {
-            time.format("%H:%M")
-        }
-        .to_string();
+        let label = if time.timestamp() % DAY == 0 { time.format("%m-%d") } else { time.format("%H:%M") }.to_string();
         if col >= next_free && col + label.len() <= len {
             for (i, ch) in label.chars().enumerate() {
                 labels[col + i] = ch;
@@ -224,34 +190,15 @@ mod tests {
     use super::*;
 
     fn at(day: u32, hour: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, day, hour, 0, 0)
-            .single()
-            .expect("valid time")
+        Utc.with_ymd_and_hms(2026, 11, day, hour, 0, 0).single().expect("valid time")
     }
 
-    fn busy(
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-        lease_type: LeaseType,
-        state: LeaseState,
-    ) -> BusyInterval {
-        BusyInterval {
-            start,
-            end,
-            lease_type,
-            state,
-            lease: Some(1),
-            owner: None,
-            mine: false,
-        }
+    fn busy(start: DateTime<Utc>, end: DateTime<Utc>, lease_type: LeaseType, state: LeaseState) -> BusyInterval {
+        BusyInterval { start, end, lease_type, state, lease: Some(1), owner: None, mine: false }
     }
 
     fn week() -> Calendar {
-        let node = |name: &str, state, busy| NodeCalendar {
-            node: name.to_owned(),
-            state,
-            busy,
-        };
+        let node = |name: &str, state, busy| NodeCalendar { node: name.to_owned(), state, busy };
         Calendar {
             from: at(22, 0),
             to: at(29, 0),
@@ -261,52 +208,23 @@ mod tests {
                     NodeState::Reserved,
                     vec![
                         busy(at(22, 9), at(22, 13), LeaseType::Deploy, LeaseState::Active),
-                        busy(
-                            at(24, 0),
-                            at(26, 0),
-                            LeaseType::Default,
-                            LeaseState::Pending,
-                        ),
+                        busy(at(24, 0), at(26, 0), LeaseType::Default, LeaseState::Pending),
                     ],
                 ),
                 node(
                     "chifflot-2",
                     NodeState::Available,
                     vec![
-                        busy(
-                            at(22, 0),
-                            at(23, 12),
-                            LeaseType::Besteffort,
-                            LeaseState::Active,
-                        ),
-                        busy(
-                            at(23, 6),
-                            at(23, 9),
-                            LeaseType::Default,
-                            LeaseState::Pending,
-                        ),
+                        busy(at(22, 0), at(23, 12), LeaseType::Besteffort, LeaseState::Active),
+                        busy(at(23, 6), at(23, 9), LeaseType::Default, LeaseState::Pending),
                     ],
                 ),
                 node(
                     "chifflot-10",
                     NodeState::Available,
-                    vec![busy(
-                        at(27, 0),
-                        at(30, 0),
-                        LeaseType::Deploy,
-                        LeaseState::AwaitingApproval,
-                    )],
+                    vec![busy(at(27, 0), at(30, 0), LeaseType::Deploy, LeaseState::AwaitingApproval)],
                 ),
-                node(
-                    "servan-1",
-                    NodeState::Maintenance,
-                    vec![busy(
-                        at(21, 0),
-                        at(22, 6),
-                        LeaseType::Default,
-                        LeaseState::Active,
-                    )],
-                ),
+                node("servan-1", NodeState::Maintenance, vec![busy(at(21, 0), at(22, 6), LeaseType::Default, LeaseState::Active)]),
             ],
         }
     }
@@ -339,11 +257,7 @@ mod tests {
         let text = render(&week(), 5);
         // 7 days in at most 10 columns: one column per day.
         assert!(text.contains("one column = 1d"), "{text}");
-        assert!(
-            text.lines()
-                .any(|l| l.starts_with("chifflot-1 ") && l.len() == "chifflot-10 ".len() + 7),
-            "{text}"
-        );
+        assert!(text.lines().any(|l| l.starts_with("chifflot-1 ") && l.len() == "chifflot-10 ".len() + 7), "{text}");
     }
 
     #[test]
@@ -361,10 +275,7 @@ mod tests {
         cal.to = cal.from + Duration::hours(12);
         let text = render(&cal, 80);
         let axis = text.lines().nth(1).expect("label line");
-        assert!(
-            axis.trim_start().starts_with("02:00") && !axis.contains(":37"),
-            "{text}"
-        );
+        assert!(axis.trim_start().starts_with("02:00") && !axis.contains(":37"), "{text}");
     }
 
     #[test]

@@ -26,17 +26,10 @@ fn main() -> ExitCode {
         Err(err) => {
             // --help and --version are "errors" that print to stdout.
             let _ = err.print();
-            return if err.use_stderr() {
-                ExitCode::from(client::exit::USAGE)
-            } else {
-                ExitCode::SUCCESS
-            };
+            return if err.use_stderr() { ExitCode::from(client::exit::USAGE) } else { ExitCode::SUCCESS };
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
@@ -76,9 +69,6 @@ mod tests {
         let mut missing = Vec::new();
         visit(&root.join("src"), &mut missing);
         visit(&root.join("tests"), &mut missing);
-        assert!(
-            missing.is_empty(),
-            "modules without a `//!` doc comment: {missing:?}"
-        );
+        assert!(missing.is_empty(), "modules without a `//!` doc comment: {missing:?}");
     }
 }

@@ -38,11 +38,7 @@ impl Tree {
 
     /// Distinct `site/cluster` pairs, sorted.
     pub fn clusters(&self) -> Vec<(&str, &str)> {
-        let mut clusters: Vec<(&str, &str)> = self
-            .nodes
-            .iter()
-            .map(|n| (n.node.site.as_str(), n.node.cluster.as_str()))
-            .collect();
+        let mut clusters: Vec<(&str, &str)> = self.nodes.iter().map(|n| (n.node.site.as_str(), n.node.cluster.as_str())).collect();
         clusters.dedup();
         clusters
     }
@@ -52,15 +48,9 @@ impl Tree {
 pub fn sites_dir(dir: &Path) -> Result<PathBuf> {
     let meta = std::fs::metadata(dir).with_context(|| format!("cannot read {}", dir.display()))?;
     if !meta.is_dir() {
-        bail!(
-            "{} is not a directory; give the root of a Grid'5000 reference tree",
-            dir.display()
-        );
+        bail!("{} is not a directory; give the root of a Grid'5000 reference tree", dir.display());
     }
-    for candidate in [
-        dir.join("sites"),
-        dir.join("data").join("grid5000").join("sites"),
-    ] {
+    for candidate in [dir.join("sites"), dir.join("data").join("grid5000").join("sites")] {
         if candidate.is_dir() {
             return Ok(candidate);
         }
@@ -93,33 +83,18 @@ pub fn walk(dir: &Path) -> Result<Tree> {
         }
     }
     if nodes.is_empty() {
-        bail!(
-            "no node descriptions in {} (expected <site>/clusters/<cluster>/nodes/<node>.json)",
-            sites_dir.display()
-        );
+        bail!("no node descriptions in {} (expected <site>/clusters/<cluster>/nodes/<node>.json)", sites_dir.display());
     }
     Ok(Tree { sites_dir, nodes })
 }
 
 fn read_node(path: &Path, site: &str, cluster: &str) -> Result<NodeFile> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let description: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let description: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
     if !description.is_object() {
-        bail!(
-            "{} does not hold a JSON object (a node description)",
-            path.display()
-        );
+        bail!("{} does not hold a JSON object (a node description)", path.display());
     }
-    Ok(NodeFile {
-        path: path.to_path_buf(),
-        node: ReferenceNode {
-            site: site.to_owned(),
-            cluster: cluster.to_owned(),
-            description,
-        },
-    })
+    Ok(NodeFile { path: path.to_path_buf(), node: ReferenceNode { site: site.to_owned(), cluster: cluster.to_owned(), description } })
 }
 
 /// Sorted `(name, path)` of the subdirectories of `dir` (symlinks followed).
@@ -129,9 +104,8 @@ fn subdirs(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
         let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
         let path = entry.path();
         if path.is_dir() {
-            let name = entry.file_name().into_string().map_err(|name| {
-                anyhow::anyhow!("{}: {name:?} is not a UTF-8 name", dir.display())
-            })?;
+            let name =
+                entry.file_name().into_string().map_err(|name| anyhow::anyhow!("{}: {name:?} is not a UTF-8 name", dir.display()))?;
             found.push((name, path));
         }
     }
@@ -143,9 +117,7 @@ fn subdirs(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
 fn json_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
-        let path = entry
-            .with_context(|| format!("cannot list {}", dir.display()))?
-            .path();
+        let path = entry.with_context(|| format!("cannot list {}", dir.display()))?.path();
         if path.extension().is_some_and(|e| e == "json") && !path.is_dir() {
             found.push(path);
         }
@@ -167,25 +139,12 @@ mod tests {
         let tree = walk(&fixtures()).expect("fixtures walk");
         assert_eq!(tree.nodes.len(), 10);
         assert_eq!(tree.sites(), ["grenoble", "lille"]);
-        assert_eq!(
-            tree.clusters(),
-            [("grenoble", "servan"), ("lille", "chifflot")]
-        );
-        let count = |cluster: &str, site: &str| {
-            tree.nodes
-                .iter()
-                .filter(|n| n.node.cluster == cluster && n.node.site == site)
-                .count()
-        };
+        assert_eq!(tree.clusters(), [("grenoble", "servan"), ("lille", "chifflot")]);
+        let count = |cluster: &str, site: &str| tree.nodes.iter().filter(|n| n.node.cluster == cluster && n.node.site == site).count();
         assert_eq!(count("chifflot", "lille"), 8);
         assert_eq!(count("servan", "grenoble"), 2);
         for file in &tree.nodes {
-            let uid = file
-                .node
-                .description
-                .get("uid")
-                .and_then(|u| u.as_str())
-                .expect("uid");
+            let uid = file.node.description.get("uid").and_then(|u| u.as_str()).expect("uid");
             assert_eq!(Some(uid), file.path.file_stem().and_then(|s| s.to_str()));
         }
     }
@@ -193,21 +152,13 @@ mod tests {
     #[test]
     fn finds_a_reference_repository_checkout() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let nodes = dir
-            .path()
-            .join("data/grid5000/sites/nancy/clusters/gros/nodes");
+        let nodes = dir.path().join("data/grid5000/sites/nancy/clusters/gros/nodes");
         std::fs::create_dir_all(&nodes).expect("mkdir");
         std::fs::write(nodes.join("gros-1.json"), r#"{"uid":"gros-1"}"#).expect("write");
         std::fs::write(nodes.join("README.md"), "not a node").expect("write");
         let tree = walk(dir.path()).expect("walk");
         assert_eq!(tree.nodes.len(), 1);
-        assert_eq!(
-            (
-                tree.nodes[0].node.site.as_str(),
-                tree.nodes[0].node.cluster.as_str()
-            ),
-            ("nancy", "gros")
-        );
+        assert_eq!((tree.nodes[0].node.site.as_str(), tree.nodes[0].node.cluster.as_str()), ("nancy", "gros"));
     }
 
     #[test]
@@ -221,11 +172,7 @@ mod tests {
     fn a_dir_without_sites_is_named() {
         let dir = tempfile::tempdir().expect("tempdir");
         let err = format!("{:#}", walk(dir.path()).expect_err("no sites"));
-        assert!(
-            err.contains("no `sites/` directory")
-                && err.contains(&dir.path().display().to_string()),
-            "{err}"
-        );
+        assert!(err.contains("no `sites/` directory") && err.contains(&dir.path().display().to_string()), "{err}");
     }
 
     #[test]
@@ -236,10 +183,7 @@ mod tests {
         let bad = nodes.join("c-1.json");
         std::fs::write(&bad, "{\"uid\": ").expect("write");
         let err = format!("{:#}", walk(dir.path()).expect_err("bad json"));
-        assert!(
-            err.contains(&bad.display().to_string()) && err.contains("not valid JSON"),
-            "{err}"
-        );
+        assert!(err.contains(&bad.display().to_string()) && err.contains("not valid JSON"), "{err}");
 
         std::fs::write(&bad, "[1, 2]").expect("write");
         let err = format!("{:#}", walk(dir.path()).expect_err("not an object"));

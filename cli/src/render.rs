@@ -11,13 +11,8 @@
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 
-use comfy_table::{
-    Cell, CellAlignment, Color, ColumnConstraint, ContentArrangement, Table, presets,
-};
-use ferrum_api::{
-    Availability, ImportReport, Lease, LeaseState, Node, NodeEvent, NodePolicy, NodeState, Project,
-    User,
-};
+use comfy_table::{Cell, CellAlignment, Color, ColumnConstraint, ContentArrangement, Table, presets};
+use ferrum_api::{Availability, ImportReport, Lease, LeaseState, Node, NodeEvent, NodePolicy, NodeState, Project, User};
 use serde_json::Value;
 
 use crate::times::{format_duration, format_time};
@@ -36,36 +31,21 @@ impl TableOpts {
     /// Fixed width, no colour: what tests use.
     #[cfg(test)]
     pub const fn plain(width: u16) -> Self {
-        TableOpts {
-            width: Some(width),
-            color: false,
-        }
+        TableOpts { width: Some(width), color: false }
     }
 
     /// Colour only on a terminal and without `NO_COLOR`; no wrapping in pipes.
     pub fn detect() -> Self {
         let tty = std::io::stdout().is_terminal();
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        let width = if tty && no_color {
-            columns().and_then(|c| u16::try_from(c).ok())
-        } else {
-            None
-        };
-        TableOpts {
-            width,
-            color: tty && !no_color,
-        }
+        let width = if tty && no_color { columns().and_then(|c| u16::try_from(c).ok()) } else { None };
+        TableOpts { width, color: tty && !no_color }
     }
 }
 
 /// `COLUMNS`, when set to a number.
 pub fn columns() -> Option<usize> {
-    std::env::var("COLUMNS")
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-        .filter(|&c| c > 0)
+    std::env::var("COLUMNS").ok()?.trim().parse().ok().filter(|&c| c > 0)
 }
 
 fn table(opts: TableOpts, header: &[&str]) -> Table {
@@ -75,9 +55,7 @@ fn table(opts: TableOpts, header: &[&str]) -> Table {
         table.force_no_tty();
     }
     if let Some(width) = opts.width {
-        table
-            .set_width(width)
-            .set_content_arrangement(ContentArrangement::Dynamic);
+        table.set_width(width).set_content_arrangement(ContentArrangement::Dynamic);
     } else if opts.color {
         table.set_content_arrangement(ContentArrangement::Dynamic);
     }
@@ -147,8 +125,7 @@ fn colored(text: impl ToString, color: Option<Color>) -> Cell {
 /// visible in the state (a deployed node whose policy says maintenance).
 fn node_state_text(node: &Node) -> String {
     let pending = match (node.policy, node.state) {
-        (NodePolicy::Maintenance, NodeState::Maintenance)
-        | (NodePolicy::Retired, NodeState::Retired) => None,
+        (NodePolicy::Maintenance, NodeState::Maintenance) | (NodePolicy::Retired, NodeState::Retired) => None,
         (NodePolicy::Maintenance, _) => Some("maintenance"),
         (NodePolicy::Retired, _) => Some("retired"),
         (NodePolicy::InService, _) => None,
@@ -173,9 +150,7 @@ fn property<'a>(node: &'a Node, key: &str) -> Option<&'a Value> {
 }
 
 fn gpus_text(node: &Node) -> String {
-    let count = property(node, "gpu_count")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
+    let count = property(node, "gpu_count").and_then(Value::as_u64).unwrap_or(0);
     match (count, property(node, "gpu_model")) {
         (0, _) => "-".to_owned(),
         (n, Some(model)) => format!("{n} x {}", value_text(model)),
@@ -197,10 +172,7 @@ pub fn nodes_table(nodes: &[Node], opts: TableOpts) -> String {
     if nodes.is_empty() {
         return "no nodes\n".to_owned();
     }
-    let mut t = table(
-        opts,
-        &["NAME", "SITE", "CLUSTER", "STATE", "GPUS", "MEMORY"],
-    );
+    let mut t = table(opts, &["NAME", "SITE", "CLUSTER", "STATE", "GPUS", "MEMORY"]);
     for node in nodes {
         t.add_row(vec![
             Cell::new(&node.name),
@@ -226,27 +198,14 @@ pub fn node_detail(node: &Node, opts: TableOpts) -> String {
         ("name", Cell::new(&node.name)),
         ("site", Cell::new(&node.site)),
         ("cluster", Cell::new(&node.cluster)),
-        (
-            "state",
-            colored(node.state.as_str(), node_state_color(node.state)),
-        ),
+        ("state", colored(node.state.as_str(), node_state_color(node.state))),
         ("policy", Cell::new(policy)),
         ("macs", Cell::new(node.macs.join(", "))),
         ("ip", Cell::new(node.ip.as_deref().unwrap_or("-"))),
     ];
     if let Some(bmc) = &node.bmc {
-        let system = bmc
-            .system_id
-            .as_deref()
-            .map(|id| format!(" system {id}"))
-            .unwrap_or_default();
-        rows.push((
-            "bmc",
-            Cell::new(format!(
-                "{} {}@{}:{}{system}",
-                bmc.driver, bmc.username, bmc.host, bmc.port
-            )),
-        ));
+        let system = bmc.system_id.as_deref().map(|id| format!(" system {id}")).unwrap_or_default();
+        rows.push(("bmc", Cell::new(format!("{} {}@{}:{}{system}", bmc.driver, bmc.username, bmc.host, bmc.port))));
     }
     let reference = match &node.reference {
         Some(Value::Object(map)) => format!("stored, {} top-level keys (see --json)", map.len()),
@@ -292,16 +251,8 @@ pub fn node_events_table(events: &[NodeEvent], opts: TableOpts) -> String {
 /// `ferrum node import`: counts and folded names.
 pub fn import_report(report: &ImportReport) -> String {
     let mut text = String::new();
-    for (label, names) in [
-        ("added", &report.added),
-        ("changed", &report.changed),
-        ("unchanged", &report.unchanged),
-    ] {
-        let list = if names.is_empty() {
-            String::new()
-        } else {
-            format!("  {}", fold_nodeset(names))
-        };
+    for (label, names) in [("added", &report.added), ("changed", &report.changed), ("unchanged", &report.unchanged)] {
+        let list = if names.is_empty() { String::new() } else { format!("  {}", fold_nodeset(names)) };
         text.push_str(&format!("{label:<9} {:>4}{list}\n", names.len()));
     }
     text
@@ -309,11 +260,7 @@ pub fn import_report(report: &ImportReport) -> String {
 
 /// The node count and folded names of a lease or slot: `3: chifflot-[1-3]`.
 fn nodes_text(names: &[String]) -> String {
-    if names.is_empty() {
-        "-".to_owned()
-    } else {
-        format!("{}: {}", names.len(), fold_nodeset(names))
-    }
+    if names.is_empty() { "-".to_owned() } else { format!("{}: {}", names.len(), fold_nodeset(names)) }
 }
 
 /// `ferrum lease list`.
@@ -321,12 +268,7 @@ pub fn leases_table(leases: &[Lease], opts: TableOpts) -> String {
     if leases.is_empty() {
         return "no leases\n".to_owned();
     }
-    let mut t = table(
-        opts,
-        &[
-            "ID", "STATE", "OWNER", "PROJECT", "TYPE", "START", "END", "NODES",
-        ],
-    );
+    let mut t = table(opts, &["ID", "STATE", "OWNER", "PROJECT", "TYPE", "START", "END", "NODES"]);
     for lease in leases {
         t.add_row(vec![
             Cell::new(lease.id).set_alignment(CellAlignment::Right),
@@ -348,22 +290,13 @@ pub fn lease_detail(lease: &Lease, opts: TableOpts) -> String {
     let yes_no = |b: bool| if b { "yes" } else { "no" };
     let mut rows = vec![
         ("id", Cell::new(lease.id)),
-        (
-            "state",
-            colored(lease.state.as_str(), lease_state_color(lease.state)),
-        ),
+        ("state", colored(lease.state.as_str(), lease_state_color(lease.state))),
         ("owner", Cell::new(&lease.owner)),
-        (
-            "project",
-            Cell::new(lease.project.as_deref().unwrap_or("- (operator lease)")),
-        ),
+        ("project", Cell::new(lease.project.as_deref().unwrap_or("- (operator lease)"))),
         ("type", Cell::new(lease.lease_type.as_str())),
         ("start", Cell::new(format_time(lease.start))),
         ("end", Cell::new(format_time(lease.end))),
-        (
-            "duration",
-            Cell::new(format_duration(lease.end - lease.start)),
-        ),
+        ("duration", Cell::new(format_duration(lease.end - lease.start))),
         ("nodes", Cell::new(nodes_text(&lease.nodes))),
     ];
     if let Some(filter) = &lease.filter {
@@ -375,10 +308,7 @@ pub fn lease_detail(lease: &Lease, opts: TableOpts) -> String {
             1 => "1 ssh key".to_owned(),
             n => format!("{n} ssh keys"),
         };
-        rows.push((
-            "deploy",
-            Cell::new(format!("{} ({keys})", deploy.environment)),
-        ));
+        rows.push(("deploy", Cell::new(format!("{} ({keys})", deploy.environment))));
     }
     if let Some(reason) = &lease.reason {
         rows.push(("reason", Cell::new(reason)));
@@ -390,8 +320,7 @@ pub fn lease_detail(lease: &Lease, opts: TableOpts) -> String {
 /// `ferrum availability`.
 pub fn availability_table(availability: &Availability, opts: TableOpts) -> String {
     if availability.slots.is_empty() {
-        return "no slot found: no set of nodes matches the request within the search horizon\n"
-            .to_owned();
+        return "no slot found: no set of nodes matches the request within the search horizon\n".to_owned();
     }
     let mut t = table(opts, &["#", "START", "END", "NODES"]);
     for (i, slot) in availability.slots.iter().enumerate() {
@@ -411,24 +340,13 @@ pub fn projects_table(projects: &[Project], opts: TableOpts) -> String {
     if projects.is_empty() {
         return "no projects\n".to_owned();
     }
-    let mut t = table(
-        opts,
-        &["NAME", "CLASS", "QUOTA (node-hours)", "MEMBERS", "CREATED"],
-    );
+    let mut t = table(opts, &["NAME", "CLASS", "QUOTA (node-hours)", "MEMBERS", "CREATED"]);
     for p in projects {
         t.add_row(vec![
             Cell::new(&p.name),
             Cell::new(p.class.as_deref().unwrap_or("-")),
-            Cell::new(
-                p.quota_node_hours
-                    .map_or_else(|| "none".to_owned(), |q| q.to_string()),
-            )
-            .set_alignment(CellAlignment::Right),
-            Cell::new(if p.members.is_empty() {
-                "-".to_owned()
-            } else {
-                p.members.join(", ")
-            }),
+            Cell::new(p.quota_node_hours.map_or_else(|| "none".to_owned(), |q| q.to_string())).set_alignment(CellAlignment::Right),
+            Cell::new(if p.members.is_empty() { "-".to_owned() } else { p.members.join(", ") }),
             Cell::new(format_time(p.created_at)),
         ]);
     }
@@ -443,22 +361,8 @@ pub fn project_detail(project: &Project, opts: TableOpts) -> String {
         vec![
             ("project", Cell::new(&project.name)),
             ("class", Cell::new(project.class.as_deref().unwrap_or("-"))),
-            (
-                "quota",
-                Cell::new(
-                    project
-                        .quota_node_hours
-                        .map_or_else(|| "none".to_owned(), |q| format!("{q} node-hours")),
-                ),
-            ),
-            (
-                "members",
-                Cell::new(if project.members.is_empty() {
-                    "-".to_owned()
-                } else {
-                    project.members.join(", ")
-                }),
-            ),
+            ("quota", Cell::new(project.quota_node_hours.map_or_else(|| "none".to_owned(), |q| format!("{q} node-hours")))),
+            ("members", Cell::new(if project.members.is_empty() { "-".to_owned() } else { project.members.join(", ") })),
             ("created", Cell::new(format_time(project.created_at))),
         ],
     )
@@ -482,11 +386,7 @@ pub fn users_table(users: &[User], opts: TableOpts) -> String {
             Cell::new(&u.name),
             Cell::new(role_text(u)),
             Cell::new(u.email.as_deref().unwrap_or("-")),
-            Cell::new(if u.projects.is_empty() {
-                "-".to_owned()
-            } else {
-                u.projects.join(", ")
-            }),
+            Cell::new(if u.projects.is_empty() { "-".to_owned() } else { u.projects.join(", ") }),
             Cell::new(format_time(u.created_at)),
         ]);
     }
@@ -501,14 +401,7 @@ pub fn user_detail(user: &User, extra: &[(&str, String)], opts: TableOpts) -> St
         ("user", Cell::new(&user.name)),
         ("role", Cell::new(role_text(user))),
         ("email", Cell::new(user.email.as_deref().unwrap_or("-"))),
-        (
-            "projects",
-            Cell::new(if user.projects.is_empty() {
-                "-".to_owned()
-            } else {
-                user.projects.join(", ")
-            }),
-        ),
+        ("projects", Cell::new(if user.projects.is_empty() { "-".to_owned() } else { user.projects.join(", ") })),
         ("created", Cell::new(format_time(user.created_at))),
     ];
     rows.extend(extra.iter().map(|(k, v)| (*k, Cell::new(v))));
@@ -522,23 +415,13 @@ pub fn generic(value: &Value, opts: TableOpts) -> String {
     match value {
         Value::Array(items) if items.is_empty() => "(none)\n".to_owned(),
         Value::Array(items) if items.iter().all(Value::is_object) => rows_table(items, opts),
-        Value::Array(items) => items
-            .iter()
-            .map(|v| format!("{}\n", value_text(v)))
-            .collect(),
+        Value::Array(items) => items.iter().map(|v| format!("{}\n", value_text(v))).collect(),
         Value::Object(map) => {
-            let (tables, scalars): (Vec<_>, Vec<_>) = map
-                .iter()
-                .partition(|(_, v)| matches!(v, Value::Array(a) if !a.is_empty() && a.iter().all(Value::is_object)));
+            let (tables, scalars): (Vec<_>, Vec<_>) =
+                map.iter().partition(|(_, v)| matches!(v, Value::Array(a) if !a.is_empty() && a.iter().all(Value::is_object)));
             let mut text = String::new();
             if !scalars.is_empty() {
-                text.push_str(&detail(
-                    opts,
-                    scalars
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), Cell::new(value_text(v))))
-                        .collect(),
-                ));
+                text.push_str(&detail(opts, scalars.iter().map(|(k, v)| (k.as_str(), Cell::new(value_text(v)))).collect()));
             }
             for (key, rows) in tables {
                 if !text.is_empty() {
@@ -592,11 +475,7 @@ fn rows_table(rows: &[Value], opts: TableOpts) -> String {
                 .map(|c| {
                     let value = row.get(*c).unwrap_or(&Value::Null);
                     let cell = Cell::new(value_text(value));
-                    if value.is_number() {
-                        cell.set_alignment(CellAlignment::Right)
-                    } else {
-                        cell
-                    }
+                    if value.is_number() { cell.set_alignment(CellAlignment::Right) } else { cell }
                 })
                 .collect::<Vec<_>>(),
         );
@@ -652,11 +531,7 @@ pub fn fold_nodeset(names: &[String]) -> String {
                     while i + 1 < numbers.len() && numbers[i + 1] == numbers[i] + 1 {
                         i += 1;
                     }
-                    ranges.push(if numbers[i] == start {
-                        start.to_string()
-                    } else {
-                        format!("{start}-{}", numbers[i])
-                    });
+                    ranges.push(if numbers[i] == start { start.to_string() } else { format!("{start}-{}", numbers[i]) });
                     i += 1;
                 }
                 out.push(format!("{prefix}[{}]", ranges.join(",")));
@@ -737,17 +612,11 @@ mod tests {
     const OPTS: TableOpts = TableOpts::plain(100);
 
     fn at(day: u32, hour: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, day, hour, 0, 0)
-            .single()
-            .expect("valid time")
+        Utc.with_ymd_and_hms(2026, 11, day, hour, 0, 0).single().expect("valid time")
     }
 
     fn node(name: &str, state: NodeState, props: Value) -> Node {
-        let (cluster, site) = if name.starts_with("servan") {
-            ("servan", "grenoble")
-        } else {
-            ("chifflot", "lille")
-        };
+        let (cluster, site) = if name.starts_with("servan") { ("servan", "grenoble") } else { ("chifflot", "lille") };
         let properties = match props {
             Value::Object(map) => map.into_iter().collect(),
             _ => BTreeMap::new(),
@@ -772,19 +641,10 @@ mod tests {
         let gpu = json!({"gpu_count": 2, "gpu_model": "Tesla P100-PCIE-16GB", "memnode": 196608, "cpucore": 12});
         let mut dying = node("chifflot-2", NodeState::Deployed, gpu.clone());
         dying.policy = NodePolicy::Maintenance;
-        let mut servan = node(
-            "servan-1",
-            NodeState::Maintenance,
-            json!({"memnode": 130000, "accel_type": "fpga"}),
-        );
+        let mut servan = node("servan-1", NodeState::Maintenance, json!({"memnode": 130000, "accel_type": "fpga"}));
         servan.policy = NodePolicy::Maintenance;
         servan.ip = None;
-        vec![
-            node("chifflot-1", NodeState::Available, gpu),
-            dying,
-            servan,
-            node("servan-2", NodeState::Dead, json!({})),
-        ]
+        vec![node("chifflot-1", NodeState::Available, gpu), dying, servan, node("servan-2", NodeState::Dead, json!({}))]
     }
 
     fn lease(id: i64, state: LeaseState, lease_type: LeaseType, nodes: &[&str]) -> Lease {
@@ -831,12 +691,7 @@ mod tests {
         pending.start = at(23, 0);
         pending.end = at(25, 0);
         let leases = vec![
-            lease(
-                12,
-                LeaseState::Active,
-                LeaseType::Deploy,
-                &["chifflot-1", "chifflot-2", "chifflot-3", "chifflot-5"],
-            ),
+            lease(12, LeaseState::Active, LeaseType::Deploy, &["chifflot-1", "chifflot-2", "chifflot-3", "chifflot-5"]),
             pending,
             lease(7, LeaseState::AwaitingApproval, LeaseType::Besteffort, &[]),
         ];
@@ -846,17 +701,9 @@ mod tests {
 
     #[test]
     fn lease_detail_view() {
-        let mut l = lease(
-            12,
-            LeaseState::Active,
-            LeaseType::Deploy,
-            &["chifflot-1", "chifflot-2"],
-        );
+        let mut l = lease(12, LeaseState::Active, LeaseType::Deploy, &["chifflot-1", "chifflot-2"]);
         l.end = at(23, 10);
-        l.deploy = Some(DeploySpec {
-            environment: "debian12-min".to_owned(),
-            ssh_keys: vec!["ssh-ed25519 AAAA".to_owned()],
-        });
+        l.deploy = Some(DeploySpec { environment: "debian12-min".to_owned(), ssh_keys: vec!["ssh-ed25519 AAAA".to_owned()] });
         l.reason = Some("extended by alice".to_owned());
         insta::assert_snapshot!(lease_detail(&l, OPTS));
     }
@@ -876,9 +723,7 @@ mod tests {
             ],
         };
         insta::assert_snapshot!(availability_table(&availability, OPTS));
-        assert!(
-            availability_table(&Availability { slots: vec![] }, OPTS).starts_with("no slot found")
-        );
+        assert!(availability_table(&Availability { slots: vec![] }, OPTS).starts_with("no slot found"));
     }
 
     #[test]
@@ -897,22 +742,12 @@ mod tests {
             projects: vec!["p-vision".to_owned()],
             created_at: at(1, 9),
         };
-        let admin = User {
-            name: "root".to_owned(),
-            role: Role::Admin,
-            email: None,
-            projects: vec![],
-            created_at: at(1, 7),
-        };
+        let admin = User { name: "root".to_owned(), role: Role::Admin, email: None, projects: vec![], created_at: at(1, 7) };
         let text = format!(
             "{}\n{}\n{}",
             projects_table(&[project], OPTS),
             users_table(&[user.clone(), admin], OPTS),
-            user_detail(
-                &user,
-                &[("server", "http://127.0.0.1:8750 (ferrumd 0.1.0)".to_owned())],
-                OPTS
-            )
+            user_detail(&user, &[("server", "http://127.0.0.1:8750 (ferrumd 0.1.0)".to_owned())], OPTS)
         );
         insta::assert_snapshot!(text);
     }
@@ -924,29 +759,17 @@ mod tests {
             changed: vec![],
             unchanged: vec!["servan-1".to_owned(), "servan-2".to_owned()],
         };
-        assert_eq!(
-            import_report(&report),
-            "added        8  chifflot-[1-8]\nchanged      0\nunchanged    2  servan-[1-2]\n"
-        );
+        assert_eq!(import_report(&report), "added        8  chifflot-[1-8]\nchanged      0\nunchanged    2  servan-[1-2]\n");
     }
 
     #[test]
     fn nodesets_fold() {
         let names = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         assert_eq!(
-            fold_nodeset(&names(&[
-                "chifflot-3",
-                "chifflot-1",
-                "chifflot-2",
-                "chifflot-5",
-                "servan-1"
-            ])),
+            fold_nodeset(&names(&["chifflot-3", "chifflot-1", "chifflot-2", "chifflot-5", "servan-1"])),
             "chifflot-[1-3,5],servan-1"
         );
-        assert_eq!(
-            fold_nodeset(&names(&["gw", "n01", "n02", "n10", "n9", "n10"])),
-            "gw,n01,n02,n[9-10]"
-        );
+        assert_eq!(fold_nodeset(&names(&["gw", "n01", "n02", "n10", "n9", "n10"])), "gw,n01,n02,n[9-10]");
         assert_eq!(fold_nodeset(&names(&["a-0", "a-1"])), "a-[0-1]");
         assert_eq!(fold_nodeset(&[]), "");
     }
@@ -968,20 +791,13 @@ mod tests {
 
     #[test]
     fn pretty_json_keeps_key_order_and_values() {
-        let raw =
-            r#"{"name":"n1","a":[],"b":{},"c":[1,{"z":"x, y: {z}","y":null}],"esc":"q\"uo\\te"}"#;
+        let raw = r#"{"name":"n1","a":[],"b":{},"c":[1,{"z":"x, y: {z}","y":null}],"esc":"q\"uo\\te"}"#;
         let pretty = pretty_json(raw);
         assert!(pretty.find("\"name\"") < pretty.find("\"a\""), "{pretty}");
         let reparsed: Value = serde_json::from_str(&pretty).expect("still JSON");
         assert_eq!(reparsed, serde_json::from_str::<Value>(raw).expect("valid"));
         // Same layout as serde_json's pretty printer when keys are sorted.
         let sorted = serde_json::to_string(&reparsed).expect("serialise");
-        assert_eq!(
-            pretty_json(&sorted),
-            format!(
-                "{}\n",
-                serde_json::to_string_pretty(&reparsed).expect("serialise")
-            )
-        );
+        assert_eq!(pretty_json(&sorted), format!("{}\n", serde_json::to_string_pretty(&reparsed).expect("serialise")));
     }
 }

@@ -14,21 +14,16 @@ use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(text.trim())
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|err| {
-            format!("`{text}` is not an RFC 3339 time ({err}); write e.g. 2026-11-22T09:00:00Z")
-        })
+        .map_err(|err| format!("`{text}` is not an RFC 3339 time ({err}); write e.g. 2026-11-22T09:00:00Z"))
 }
 
 /// Parses a positive duration: `2h`, `90m`, `1h 30m`, `1h30m`, `2d`, `1w`.
 pub fn parse_duration(text: &str) -> Result<TimeDelta, String> {
-    let std = humantime::parse_duration(text.trim()).map_err(|err| {
-        format!("`{text}` is not a duration ({err}); write e.g. 2h, 90m, 1h 30m or 2d")
-    })?;
+    let std = humantime::parse_duration(text.trim())
+        .map_err(|err| format!("`{text}` is not a duration ({err}); write e.g. 2h, 90m, 1h 30m or 2d"))?;
     let delta = TimeDelta::from_std(std).map_err(|_| format!("`{text}` is too long a duration"))?;
     if delta < TimeDelta::seconds(1) {
-        return Err(format!(
-            "`{text}` is shorter than one second; a duration must be positive"
-        ));
+        return Err(format!("`{text}` is shorter than one second; a duration must be positive"));
     }
     Ok(delta)
 }
@@ -91,11 +86,7 @@ mod tests {
             let err = parse_duration(text).expect_err(text);
             assert!(err.contains(&format!("`{text}`")), "{err}");
         }
-        assert!(
-            parse_duration("2")
-                .expect_err("no unit")
-                .contains("e.g. 2h")
-        );
+        assert!(parse_duration("2").expect_err("no unit").contains("e.g. 2h"));
     }
 
     #[test]
@@ -110,10 +101,7 @@ mod tests {
         assert_eq!(format_duration(TimeDelta::zero()), "0s");
         assert_eq!(format_duration(TimeDelta::seconds(59)), "59s");
         assert_eq!(format_duration(TimeDelta::seconds(3600 * 4)), "4h");
-        assert_eq!(
-            format_duration(TimeDelta::seconds(86_400 + 3_600 + 61)),
-            "1d 1h 1m 1s"
-        );
+        assert_eq!(format_duration(TimeDelta::seconds(86_400 + 3_600 + 61)), "1d 1h 1m 1s");
         assert_eq!(format_duration(TimeDelta::seconds(-5400)), "-1h 30m");
     }
 

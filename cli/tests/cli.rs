@@ -64,12 +64,7 @@ fn serve(answers: Vec<(u16, String)>) -> (String, Arc<Mutex<Vec<Request>>>) {
             }
             let mut buf = vec![0; length];
             reader.read_exact(&mut buf).expect("body");
-            log.lock().expect("lock").push(Request {
-                method,
-                target,
-                authorization,
-                body: String::from_utf8(buf).expect("utf-8 body"),
-            });
+            log.lock().expect("lock").push(Request { method, target, authorization, body: String::from_utf8(buf).expect("utf-8 body") });
             let mut stream = reader.into_inner();
             let response = format!(
                 "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -93,10 +88,7 @@ fn ferrum(home: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
 }
 
 fn with_server(url: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("FERRUM_URL", url.to_owned()),
-        ("FERRUM_TOKEN", TOKEN.to_owned()),
-    ]
+    vec![("FERRUM_URL", url.to_owned()), ("FERRUM_TOKEN", TOKEN.to_owned())]
 }
 
 fn run(url: &str, args: &[&str]) -> Output {
@@ -155,20 +147,8 @@ fn a_missing_token_says_where_to_put_one() {
     let out = ferrum(home.path(), &[], &["node", "list"]);
     assert_eq!(out.status.code(), Some(4));
     let err = stderr(&out);
-    assert!(
-        err.contains("--token") && err.contains("FERRUM_TOKEN"),
-        "{err}"
-    );
-    assert!(
-        err.contains(
-            &home
-                .path()
-                .join(".config/ferrum/config.toml")
-                .display()
-                .to_string()
-        ),
-        "{err}"
-    );
+    assert!(err.contains("--token") && err.contains("FERRUM_TOKEN"), "{err}");
+    assert!(err.contains(&home.path().join(".config/ferrum/config.toml").display().to_string()), "{err}");
 }
 
 #[test]
@@ -177,30 +157,16 @@ fn the_config_file_supplies_url_and_token() {
     let home = tempfile::tempdir().expect("home");
     let dir = home.path().join(".config/ferrum");
     std::fs::create_dir_all(&dir).expect("mkdir");
-    std::fs::write(
-        dir.join("config.toml"),
-        format!("url = \"{url}\"\ntoken = \"file-token\"\n"),
-    )
-    .expect("write");
+    std::fs::write(dir.join("config.toml"), format!("url = \"{url}\"\ntoken = \"file-token\"\n")).expect("write");
     let out = ferrum(home.path(), &[], &["node", "list"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(
-        requests(&seen)[0].authorization.as_deref(),
-        Some("Bearer file-token")
-    );
+    assert_eq!(requests(&seen)[0].authorization.as_deref(), Some("Bearer file-token"));
 
     // The flag beats the file.
     let (url, seen) = serve(vec![(200, "[]".to_owned())]);
-    let out = ferrum(
-        home.path(),
-        &[],
-        &["node", "list", "--url", &url, "--token", "flag-token"],
-    );
+    let out = ferrum(home.path(), &[], &["node", "list", "--url", &url, "--token", "flag-token"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(
-        requests(&seen)[0].authorization.as_deref(),
-        Some("Bearer flag-token")
-    );
+    assert_eq!(requests(&seen)[0].authorization.as_deref(), Some("Bearer flag-token"));
 }
 
 #[test]
@@ -208,17 +174,10 @@ fn a_broken_config_file_is_named() {
     let home = tempfile::tempdir().expect("home");
     let file = home.path().join("ferrum.toml");
     std::fs::write(&file, "url = \"http://x\"\ntokn = \"abc\"\n").expect("write");
-    let out = ferrum(
-        home.path(),
-        &[("FERRUM_CONFIG", file.to_str().expect("utf-8"))],
-        &["whoami"],
-    );
+    let out = ferrum(home.path(), &[("FERRUM_CONFIG", file.to_str().expect("utf-8"))], &["whoami"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(
-        err.contains(&file.display().to_string()) && err.contains("tokn"),
-        "{err}"
-    );
+    assert!(err.contains(&file.display().to_string()) && err.contains("tokn"), "{err}");
     assert!(!err.contains("abc"), "{err}");
 }
 
@@ -231,10 +190,7 @@ fn an_unreachable_server_exits_6_with_a_hint() {
     let out = run(&url, &["node", "list"]);
     assert_eq!(out.status.code(), Some(6));
     let err = stderr(&out);
-    assert!(
-        err.contains(&url) && err.contains("FERRUM_URL") && err.contains("ferrumd"),
-        "{err}"
-    );
+    assert!(err.contains(&url) && err.contains("FERRUM_URL") && err.contains("ferrumd"), "{err}");
     assert!(!err.contains(TOKEN), "{err}");
 }
 
@@ -246,17 +202,9 @@ fn node_list_sends_the_filter_and_token_and_prints_a_table() {
     let req = &requests(&seen)[0];
     assert_eq!(req.method, "GET");
     assert_eq!(req.target, "/api/v1/nodes?filter=gpu_count+%3E%3D+2");
-    assert_eq!(
-        req.authorization.as_deref(),
-        Some(&*format!("Bearer {TOKEN}"))
-    );
+    assert_eq!(req.authorization.as_deref(), Some(&*format!("Bearer {TOKEN}")));
     let text = stdout(&out);
-    assert!(
-        text.starts_with("NAME")
-            && text.contains("chifflot-1")
-            && text.contains("2 x Tesla P100-PCIE-16GB"),
-        "{text}"
-    );
+    assert!(text.starts_with("NAME") && text.contains("chifflot-1") && text.contains("2 x Tesla P100-PCIE-16GB"), "{text}");
 }
 
 #[test]
@@ -266,10 +214,7 @@ fn json_prints_the_answer_as_sent() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     let printed: serde_json::Value = serde_json::from_str(&text).expect("JSON");
-    assert_eq!(
-        printed,
-        serde_json::from_str::<serde_json::Value>(NODE).expect("JSON")
-    );
+    assert_eq!(printed, serde_json::from_str::<serde_json::Value>(NODE).expect("JSON"));
     // Key order is the server's, not alphabetical.
     assert!(text.find("\"name\"") < text.find("\"cluster\""), "{text}");
 }
@@ -284,30 +229,13 @@ fn a_taken_slot_exits_3_with_the_earliest_start() {
     let (url, seen) = serve(vec![(409, body)]);
     let out = run(
         &url,
-        &[
-            "lease",
-            "create",
-            "--count",
-            "2",
-            "--filter",
-            "gpu_count >= 2",
-            "--duration",
-            "2h",
-            "--start",
-            "2026-11-22T09:00:00Z",
-        ],
+        &["lease", "create", "--count", "2", "--filter", "gpu_count >= 2", "--duration", "2h", "--start", "2026-11-22T09:00:00Z"],
     );
     assert_eq!(out.status.code(), Some(3));
     let err = stderr(&out);
-    assert!(
-        err.contains("only 1 of 2 nodes") && err.contains("2026-11-22T13:00:00Z"),
-        "{err}"
-    );
+    assert!(err.contains("only 1 of 2 nodes") && err.contains("2026-11-22T13:00:00Z"), "{err}");
     let req = &requests(&seen)[0];
-    assert_eq!(
-        (req.method.as_str(), req.target.as_str()),
-        ("POST", "/api/v1/leases")
-    );
+    assert_eq!((req.method.as_str(), req.target.as_str()), ("POST", "/api/v1/leases"));
     let body = req.json();
     assert_eq!(body["nodes"]["count"], 2);
     assert_eq!(body["duration"], "2h");
@@ -322,55 +250,26 @@ fn lease_create_reads_ssh_keys_and_defaults_to_deploy() {
     let (url, seen) = serve(vec![(201, lease("pending"))]);
     let out = run(
         &url,
-        &[
-            "lease",
-            "create",
-            "--count",
-            "1",
-            "--duration",
-            "90m",
-            "--deploy",
-            "debian12-min",
-            "--ssh-key",
-            key.to_str().expect("utf-8"),
-        ],
+        &["lease", "create", "--count", "1", "--duration", "90m", "--deploy", "debian12-min", "--ssh-key", key.to_str().expect("utf-8")],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let body = requests(&seen)[0].json();
     assert_eq!(body["type"], "deploy");
     assert_eq!(body["duration"], "1h 30m");
-    assert_eq!(
-        body["deploy"],
-        serde_json::json!({"environment": "debian12-min", "ssh_keys": ["ssh-ed25519 AAAAC3Nz me@laptop"]})
-    );
+    assert_eq!(body["deploy"], serde_json::json!({"environment": "debian12-min", "ssh_keys": ["ssh-ed25519 AAAAC3Nz me@laptop"]}));
     assert!(stdout(&out).contains("pending"), "{}", stdout(&out));
 }
 
 #[test]
 fn statuses_map_to_exit_codes() {
-    for (status, code, expected) in [
-        (404, "not_found", 5),
-        (401, "unauthorized", 4),
-        (403, "forbidden", 4),
-        (400, "invalid_filter", 2),
-        (500, "internal", 1),
-    ] {
-        let (url, _) = serve(vec![(
-            status,
-            error(code, "unknown property `gpu_cnt` at position 0"),
-        )]);
+    for (status, code, expected) in
+        [(404, "not_found", 5), (401, "unauthorized", 4), (403, "forbidden", 4), (400, "invalid_filter", 2), (500, "internal", 1)]
+    {
+        let (url, _) = serve(vec![(status, error(code, "unknown property `gpu_cnt` at position 0"))]);
         let out = run(&url, &["node", "list", "--filter", "gpu_cnt > 1"]);
-        assert_eq!(
-            out.status.code(),
-            Some(expected),
-            "{status}: {}",
-            stderr(&out)
-        );
+        assert_eq!(out.status.code(), Some(expected), "{status}: {}", stderr(&out));
         let err = stderr(&out);
-        assert!(
-            err.contains("unknown property `gpu_cnt` at position 0"),
-            "{err}"
-        );
+        assert!(err.contains("unknown property `gpu_cnt` at position 0"), "{err}");
         assert!(!err.contains(TOKEN), "{err}");
         assert!(stdout(&out).is_empty());
     }
@@ -381,11 +280,7 @@ fn cancel_refuses_a_started_lease() {
     let (url, seen) = serve(vec![(200, lease("active"))]);
     let out = run(&url, &["lease", "cancel", "12"]);
     assert_eq!(out.status.code(), Some(3));
-    assert!(
-        stderr(&out).contains("ferrum lease release 12"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("ferrum lease release 12"), "{}", stderr(&out));
     assert_eq!(requests(&seen).len(), 1, "no DELETE after the refusal");
 }
 
@@ -397,54 +292,26 @@ fn cancel_deletes_a_pending_lease() {
     let reqs = requests(&seen);
     assert_eq!(reqs[1].method, "DELETE");
     assert_eq!(reqs[1].target, "/api/v1/leases/12");
-    assert!(
-        stdout(&out).starts_with("lease 12 cancelled"),
-        "{}",
-        stdout(&out)
-    );
+    assert!(stdout(&out).starts_with("lease 12 cancelled"), "{}", stdout(&out));
 }
 
 #[test]
 fn extend_by_adds_to_the_current_end() {
-    let (url, seen) = serve(vec![
-        (200, lease("active")),
-        (200, lease("active").replace("13:00:00Z", "15:30:00Z")),
-    ]);
+    let (url, seen) = serve(vec![(200, lease("active")), (200, lease("active").replace("13:00:00Z", "15:30:00Z"))]);
     let out = run(&url, &["lease", "extend", "12", "--by", "2h 30m"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let reqs = requests(&seen);
-    assert_eq!(
-        (reqs[0].method.as_str(), reqs[1].method.as_str()),
-        ("GET", "PATCH")
-    );
-    assert_eq!(
-        reqs[1].json(),
-        serde_json::json!({"end": "2026-11-22T15:30:00Z"})
-    );
-    assert!(
-        stdout(&out).contains("now ends at 2026-11-22T15:30:00Z (was 2026-11-22T13:00:00Z)"),
-        "{}",
-        stdout(&out)
-    );
+    assert_eq!((reqs[0].method.as_str(), reqs[1].method.as_str()), ("GET", "PATCH"));
+    assert_eq!(reqs[1].json(), serde_json::json!({"end": "2026-11-22T15:30:00Z"}));
+    assert!(stdout(&out).contains("now ends at 2026-11-22T15:30:00Z (was 2026-11-22T13:00:00Z)"), "{}", stdout(&out));
 }
 
 #[test]
 fn user_add_prints_the_token_last() {
-    let created = r#"{"user":{"name":"alice","role":"user","projects":["p-vision"],"created_at":"2026-11-01T09:00:00Z"},"token":"fe_new_secret"}"#;
+    let created =
+        r#"{"user":{"name":"alice","role":"user","projects":["p-vision"],"created_at":"2026-11-01T09:00:00Z"},"token":"fe_new_secret"}"#;
     let (url, seen) = serve(vec![(201, created.to_owned())]);
-    let out = run(
-        &url,
-        &[
-            "admin",
-            "user",
-            "add",
-            "alice",
-            "--project",
-            "p-vision",
-            "--email",
-            "a@x.org",
-        ],
-    );
+    let out = run(&url, &["admin", "user", "add", "alice", "--project", "p-vision", "--email", "a@x.org"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stdout(&out).lines().last(), Some("fe_new_secret"));
     assert_eq!(
@@ -457,10 +324,7 @@ fn user_add_prints_the_token_last() {
 fn import_sends_every_node_of_the_tree() {
     let report = r#"{"added":["chifflot-1","chifflot-2","chifflot-3","chifflot-4","chifflot-5","chifflot-6","chifflot-7","chifflot-8"],"changed":[],"unchanged":["servan-1","servan-2"]}"#;
     let (url, seen) = serve(vec![(200, report.to_owned())]);
-    let out = run(
-        &url,
-        &["node", "import", fixtures().to_str().expect("utf-8")],
-    );
+    let out = run(&url, &["node", "import", fixtures().to_str().expect("utf-8")]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let body = requests(&seen)[0].json();
     let nodes = body["nodes"].as_array().expect("nodes");
@@ -468,11 +332,7 @@ fn import_sends_every_node_of_the_tree() {
     assert!(nodes.iter().all(|n| n["description"]["uid"].is_string()));
     let text = stdout(&out);
     assert!(text.contains("read 10 node descriptions"), "{text}");
-    assert!(
-        text.contains("added        8  chifflot-[1-8]")
-            && text.contains("unchanged    2  servan-[1-2]"),
-        "{text}"
-    );
+    assert!(text.contains("added        8  chifflot-[1-8]") && text.contains("unchanged    2  servan-[1-2]"), "{text}");
 }
 
 #[test]
@@ -480,30 +340,20 @@ fn import_of_a_missing_dir_names_it_without_calling_the_server() {
     let (url, seen) = serve(vec![]);
     let out = run(&url, &["node", "import", "/nonexistent/g5k"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("/nonexistent/g5k"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("/nonexistent/g5k"), "{}", stderr(&out));
     assert!(requests(&seen).is_empty());
 }
 
 #[test]
 fn power_reports_each_node_and_fails_if_one_fails() {
-    let (url, seen) = serve(vec![
-        (200, r#"{"power":"on"}"#.to_owned()),
-        (404, error("not_found", "no node `n9`")),
-    ]);
+    let (url, seen) = serve(vec![(200, r#"{"power":"on"}"#.to_owned()), (404, error("not_found", "no node `n9`"))]);
     let out = run(&url, &["node", "power", "soft-off", "chifflot-1", "n9"]);
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     let reqs = requests(&seen);
     assert_eq!(reqs[0].target, "/api/v1/nodes/chifflot-1/power");
     assert_eq!(reqs[0].json(), serde_json::json!({"action": "soft-off"}));
     let text = stdout(&out);
-    assert!(
-        text.contains("power=on") && text.contains("no node `n9`"),
-        "{text}"
-    );
+    assert!(text.contains("power=on") && text.contains("no node `n9`"), "{text}");
     assert!(stderr(&out).contains("1 of 2 nodes"), "{}", stderr(&out));
 }
 
@@ -514,22 +364,12 @@ fn calendar_draws_a_chart_of_the_terminal_width() {
     let home = tempfile::tempdir().expect("home");
     let out = ferrum(
         home.path(),
-        &[
-            ("FERRUM_URL", &url),
-            ("FERRUM_TOKEN", TOKEN),
-            ("COLUMNS", "60"),
-        ],
+        &[("FERRUM_URL", &url), ("FERRUM_TOKEN", TOKEN), ("COLUMNS", "60")],
         &["calendar", "--from", "2026-11-22T00:00:00Z"],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(
-        requests(&seen)[0].target,
-        "/api/v1/calendar?from=2026-11-22T00%3A00%3A00Z"
-    );
+    assert_eq!(requests(&seen)[0].target, "/api/v1/calendar?from=2026-11-22T00%3A00%3A00Z");
     let text = stdout(&out);
-    let row = text
-        .lines()
-        .find(|l| l.starts_with("chifflot-1"))
-        .expect("row");
+    let row = text.lines().find(|l| l.starts_with("chifflot-1")).expect("row");
     assert!(row.len() <= 60 && row.contains('#'), "{text}");
 }

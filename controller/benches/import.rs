@@ -60,7 +60,9 @@ fn main() -> anyhow::Result<()> {
     }
     println!("import of a synthetic Grid'5000 reference ({NODES} nodes), {RUNS} runs");
     println!("{:<44} {:>10} {:>10}", "step", "min ms", "median ms");
-    for (name, v) in [("read + flatten the tree (files)", read), ("import into empty SQLite (all added)", first), ("re-import (all unchanged)", again)] {
+    for (name, v) in
+        [("read + flatten the tree (files)", read), ("import into empty SQLite (all added)", first), ("re-import (all unchanged)", again)]
+    {
         let (min, med) = stats(v);
         println!("{name:<44} {min:>10.1} {med:>10.1}");
     }

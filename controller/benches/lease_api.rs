@@ -123,7 +123,9 @@ fn main() -> anyhow::Result<()> {
         let actor = Actor::from(actor_row);
         // Warm the cache (first load of 10,000 nodes and every allocation).
         let t = Instant::now();
-        app.availability(&api::AvailabilityQuery { count: 1, duration: "1h".into(), ..Default::default() }).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        app.availability(&api::AvailabilityQuery { count: 1, duration: "1h".into(), ..Default::default() })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         println!("cache load (nodes + allocations from the database): {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
 
         let filters = [None, Some("gpu_count >= 2"), Some("cluster IN ('alpha','charlie') AND memnode > 1000")];
@@ -150,7 +152,11 @@ fn main() -> anyhow::Result<()> {
         }
         println!("\n{n_nodes} nodes, {n_leases} existing leases, {ops} operations each (SQLite, WAL, synchronous=NORMAL)");
         println!("{:<40} {:>10} {:>10} {:>10}", "operation", "p50 ms", "p99 ms", "max ms");
-        for (name, v) in [("create_lease (ASAP, placement + commit)", &mut create), ("end_lease (cancel before start)", &mut cancel), ("availability (first slot)", &mut avail)] {
+        for (name, v) in [
+            ("create_lease (ASAP, placement + commit)", &mut create),
+            ("end_lease (cancel before start)", &mut cancel),
+            ("availability (first slot)", &mut avail),
+        ] {
             let max = v.iter().max().copied().unwrap_or_default().as_secs_f64() * 1e3;
             println!("{name:<40} {:>10.2} {:>10.2} {max:>10.2}", pct(v, 0.5), pct(v, 0.99));
         }

@@ -11,12 +11,12 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::app::conductor::{Conductor, SimConductor};
 use crate::app::App;
+use crate::app::conductor::{Conductor, SimConductor};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::db::sqlite::SqliteStore;
 use crate::db::Datastore;
+use crate::db::sqlite::SqliteStore;
 use crate::http;
 
 /// The path of the first admin's token inside the data directory.

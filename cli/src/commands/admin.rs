@@ -17,65 +17,30 @@ use crate::render;
 
 pub async fn run(ctx: &Ctx, cmd: AdminCommand) -> Result<()> {
     match cmd {
-        AdminCommand::Project(ProjectCommand::Add {
-            name,
-            quota_node_hours,
-            class,
-        }) => {
-            let body = ProjectCreate {
-                name,
-                class,
-                quota_node_hours,
-            };
+        AdminCommand::Project(ProjectCommand::Add { name, quota_node_hours, class }) => {
+            let body = ProjectCreate { name, class, quota_node_hours };
             let answer = ctx.client.post::<Project, _>(&["projects"], &body).await?;
             ctx.show(&answer, render::project_detail)
         }
         AdminCommand::Project(ProjectCommand::List) => {
-            let answer = ctx
-                .client
-                .get::<Vec<Project>, _>(&["projects"], &NoQuery {})
-                .await?;
-            ctx.show(&answer, |projects, opts| {
-                render::projects_table(projects, opts)
-            })
+            let answer = ctx.client.get::<Vec<Project>, _>(&["projects"], &NoQuery {}).await?;
+            ctx.show(&answer, |projects, opts| render::projects_table(projects, opts))
         }
-        AdminCommand::User(UserCommand::Add {
-            name,
-            projects,
-            email,
-            admin,
-        }) => {
+        AdminCommand::User(UserCommand::Add { name, projects, email, admin }) => {
             let role = if admin { Role::Admin } else { Role::User };
-            let body = UserCreate {
-                name,
-                role,
-                email,
-                projects,
-            };
+            let body = UserCreate { name, role, email, projects };
             let answer = ctx.client.post::<UserCreated, _>(&["users"], &body).await?;
             ctx.show(&answer, |created, opts| {
-                format!(
-                    "{}\n{}",
-                    render::user_detail(&created.user, &[], opts),
-                    token_lines(&created.user.name, &created.token)
-                )
+                format!("{}\n{}", render::user_detail(&created.user, &[], opts), token_lines(&created.user.name, &created.token))
             })
         }
         AdminCommand::User(UserCommand::List) => {
-            let answer = ctx
-                .client
-                .get::<Vec<User>, _>(&["users"], &NoQuery {})
-                .await?;
+            let answer = ctx.client.get::<Vec<User>, _>(&["users"], &NoQuery {}).await?;
             ctx.show(&answer, |users, opts| render::users_table(users, opts))
         }
         AdminCommand::Token(TokenCommand::Create { user }) => {
-            let answer = ctx
-                .client
-                .post::<TokenCreated, _>(&["users", &user, "tokens"], &NoQuery {})
-                .await?;
-            ctx.show(&answer, |created, _| {
-                token_lines(&created.user, &created.token)
-            })
+            let answer = ctx.client.post::<TokenCreated, _>(&["users", &user, "tokens"], &NoQuery {}).await?;
+            ctx.show(&answer, |created, _| token_lines(&created.user, &created.token))
         }
     }
 }
@@ -86,33 +51,20 @@ fn token_lines(user: &str, token: &str) -> String {
 }
 
 pub async fn whoami(ctx: &Ctx) -> Result<()> {
-    let answer = ctx
-        .client
-        .get::<User, _>(&["users", "me"], &NoQuery {})
-        .await?;
+    let answer = ctx.client.get::<User, _>(&["users", "me"], &NoQuery {}).await?;
     if ctx.json {
         return ctx.show(&answer, |_, _| String::new());
     }
     // Which server answered, and its version when /healthz tells it.
     let server = match ctx.client.health().await {
-        Ok(health) => format!(
-            "{} (version {}, {})",
-            ctx.client.base(),
-            health.value.version,
-            health.value.status
-        ),
+        Ok(health) => format!("{} (version {}, {})", ctx.client.base(), health.value.version, health.value.status),
         Err(_) => ctx.client.base().to_owned(),
     };
-    let mut extra = vec![
-        ("server", server),
-        ("url from", ctx.settings.url_origin.to_string()),
-    ];
+    let mut extra = vec![("server", server), ("url from", ctx.settings.url_origin.to_string())];
     if let Some(origin) = &ctx.settings.token_origin {
         extra.push(("token from", origin.to_string()));
     }
-    ctx.show(&answer, |user, opts| {
-        render::user_detail(user, &extra, opts)
-    })
+    ctx.show(&answer, |user, opts| render::user_detail(user, &extra, opts))
 }
 
 // TODO: move to ferrum-api with the usage issue
@@ -125,11 +77,7 @@ struct UsageQuery {
 }
 
 pub async fn usage(ctx: &Ctx, args: UsageArgs) -> Result<()> {
-    let query = UsageQuery {
-        group_by: args.group_by.map(|g| g.as_str()),
-        from: args.from,
-        to: args.to,
-    };
+    let query = UsageQuery { group_by: args.group_by.map(|g| g.as_str()), from: args.from, to: args.to };
     let answer = ctx.client.get::<Value, _>(&["usage"], &query).await?;
     if ctx.json {
         return out(&render::pretty_json(&answer.raw));

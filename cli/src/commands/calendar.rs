@@ -21,19 +21,12 @@ pub async fn availability(ctx: &Ctx, args: AvailabilityArgs) -> Result<()> {
         exotic: args.exotic.then_some(true),
         limit: args.limit,
     };
-    let answer = ctx
-        .client
-        .get::<Availability, _>(&["availability"], &query)
-        .await?;
+    let answer = ctx.client.get::<Availability, _>(&["availability"], &query).await?;
     ctx.show(&answer, render::availability_table)
 }
 
 pub async fn calendar(ctx: &Ctx, args: CalendarArgs) -> Result<()> {
-    let query = CalendarQuery {
-        from: args.from,
-        to: args.to,
-        filter: args.filter,
-    };
+    let query = CalendarQuery { from: args.from, to: args.to, filter: args.filter };
     let answer = ctx.client.get::<Calendar, _>(&["calendar"], &query).await?;
     let width = columns().unwrap_or(DEFAULT_WIDTH);
     ctx.show(&answer, |cal, _| gantt::render(cal, width))

@@ -31,16 +31,8 @@ pub struct Ctx {
 
 impl Ctx {
     /// Prints an answer: its JSON with `--json`, else the given view.
-    pub fn show<T>(
-        &self,
-        answer: &Answer<T>,
-        view: impl FnOnce(&T, TableOpts) -> String,
-    ) -> Result<()> {
-        if self.json {
-            out(&render::pretty_json(&answer.raw))
-        } else {
-            out(&view(&answer.value, self.table))
-        }
+    pub fn show<T>(&self, answer: &Answer<T>, view: impl FnOnce(&T, TableOpts) -> String) -> Result<()> {
+        if self.json { out(&render::pretty_json(&answer.raw)) } else { out(&view(&answer.value, self.table)) }
     }
 }
 
@@ -48,38 +40,21 @@ impl Ctx {
 /// error.
 pub fn out(text: &str) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(err).context("cannot write to stdout")
-        }
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(err).context("cannot write to stdout"),
         _ => Ok(()),
     }
 }
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
-    let settings = config::load(
-        cli.global.url,
-        cli.global.token,
-        cli.global.config.as_deref(),
-    )?;
+    let settings = config::load(cli.global.url, cli.global.token, cli.global.config.as_deref())?;
     let Some(token) = settings.token.clone() else {
-        let config = settings.config_path.as_ref().map_or_else(
-            || "~/.config/ferrum/config.toml".to_owned(),
-            |p| p.display().to_string(),
-        );
+        let config = settings.config_path.as_ref().map_or_else(|| "~/.config/ferrum/config.toml".to_owned(), |p| p.display().to_string());
         return Err(CliError::NoToken { config }.into());
     };
     let client = Client::new(&settings.url, &settings.url_origin.to_string(), token)?;
-    let ctx = Ctx {
-        client,
-        settings,
-        json: cli.global.json,
-        table: TableOpts::detect(),
-    };
+    let ctx = Ctx { client, settings, json: cli.global.json, table: TableOpts::detect() };
     match cli.command {
         Command::Node(cmd) => node::run(&ctx, cmd).await,
         Command::Lease(cmd) => lease::run(&ctx, cmd).await,

@@ -4,10 +4,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
-use ferrum_api::{
-    ImportReport, MaintenanceRequest, Node, NodeCreate, NodeEvent, NodeImport, NodeListQuery,
-    NodePolicy,
-};
+use ferrum_api::{ImportReport, MaintenanceRequest, Node, NodeCreate, NodeEvent, NodeImport, NodeListQuery, NodePolicy};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -20,30 +17,18 @@ use crate::render;
 pub async fn run(ctx: &Ctx, cmd: NodeCommand) -> Result<()> {
     match cmd {
         NodeCommand::List { filter } => {
-            let answer = ctx
-                .client
-                .get::<Vec<Node>, _>(&["nodes"], &NodeListQuery { filter })
-                .await?;
+            let answer = ctx.client.get::<Vec<Node>, _>(&["nodes"], &NodeListQuery { filter }).await?;
             ctx.show(&answer, |nodes, opts| render::nodes_table(nodes, opts))
         }
         NodeCommand::Show { name } => {
-            let answer = ctx
-                .client
-                .get::<Node, _>(&["nodes", &name], &NoQuery {})
-                .await?;
+            let answer = ctx.client.get::<Node, _>(&["nodes", &name], &NoQuery {}).await?;
             ctx.show(&answer, render::node_detail)
         }
         NodeCommand::Add(args) => add(ctx, args).await,
         NodeCommand::Import { dir } => import(ctx, &dir).await,
         NodeCommand::Maintenance(args) => {
-            let body = MaintenanceRequest {
-                enabled: args.on,
-                reason: args.reason,
-            };
-            let answer = ctx
-                .client
-                .post::<Node, _>(&["nodes", &args.name, "maintenance"], &body)
-                .await?;
+            let body = MaintenanceRequest { enabled: args.on, reason: args.reason };
+            let answer = ctx.client.post::<Node, _>(&["nodes", &args.name, "maintenance"], &body).await?;
             ctx.show(&answer, |node, _| {
                 let intent = match node.policy {
                     NodePolicy::InService => "in service",
@@ -54,13 +39,8 @@ pub async fn run(ctx: &Ctx, cmd: NodeCommand) -> Result<()> {
             })
         }
         NodeCommand::Events { name } => {
-            let answer = ctx
-                .client
-                .get::<Vec<NodeEvent>, _>(&["nodes", &name, "events"], &NoQuery {})
-                .await?;
-            ctx.show(&answer, |events, opts| {
-                render::node_events_table(events, opts)
-            })
+            let answer = ctx.client.get::<Vec<NodeEvent>, _>(&["nodes", &name, "events"], &NoQuery {}).await?;
+            ctx.show(&answer, |events, opts| render::node_events_table(events, opts))
         }
         NodeCommand::Power { action, names } => {
             let verb = match action {
@@ -70,28 +50,14 @@ pub async fn run(ctx: &Ctx, cmd: NodeCommand) -> Result<()> {
                 PowerAction::Cycle => "cycle",
                 PowerAction::Status => "status",
             };
-            for_each_node(
-                ctx,
-                &format!("power {verb}"),
-                &names,
-                "power",
-                &PowerRequest { action: verb },
-            )
-            .await
+            for_each_node(ctx, &format!("power {verb}"), &names, "power", &PowerRequest { action: verb }).await
         }
         NodeCommand::Bootdev { device, names } => {
             let verb = match device {
                 BootDevice::Pxe => "pxe",
                 BootDevice::Disk => "disk",
             };
-            for_each_node(
-                ctx,
-                &format!("bootdev {verb}"),
-                &names,
-                "bootdev",
-                &BootdevRequest { device: verb },
-            )
-            .await
+            for_each_node(ctx, &format!("bootdev {verb}"), &names, "bootdev", &BootdevRequest { device: verb }).await
         }
     }
 }
@@ -99,10 +65,8 @@ pub async fn run(ctx: &Ctx, cmd: NodeCommand) -> Result<()> {
 async fn add(ctx: &Ctx, args: NodeAddArgs) -> Result<()> {
     let reference = match &args.reference {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            let value: Value = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not valid JSON", path.display()))?;
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let value: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
             Some(value)
         }
         None => None,
@@ -138,21 +102,11 @@ async fn import(ctx: &Ctx, dir: &std::path::Path) -> Result<()> {
         let uid = file.node.description.get("uid").and_then(Value::as_str);
         let stem = file.path.file_stem().and_then(|s| s.to_str());
         if uid.is_some() && uid != stem {
-            eprintln!(
-                "warning: {} describes node `{}`, not `{}`",
-                file.path.display(),
-                uid.unwrap_or_default(),
-                stem.unwrap_or_default()
-            );
+            eprintln!("warning: {} describes node `{}`, not `{}`", file.path.display(), uid.unwrap_or_default(), stem.unwrap_or_default());
         }
     }
-    let body = NodeImport {
-        nodes: tree.nodes.into_iter().map(|f| f.node).collect(),
-    };
-    let answer = ctx
-        .client
-        .post::<ImportReport, _>(&["nodes", "import"], &body)
-        .await?;
+    let body = NodeImport { nodes: tree.nodes.into_iter().map(|f| f.node).collect() };
+    let answer = ctx.client.post::<ImportReport, _>(&["nodes", "import"], &body).await?;
     ctx.show(&answer, |report, _| render::import_report(report))
 }
 
@@ -176,27 +130,15 @@ struct BootdevRequest {
 /// answered (a failure on one node does not stop the others) and fails at
 /// the end if any failed. With `--json`: an array of the answers of the
 /// nodes that succeeded; failures go to stderr.
-async fn for_each_node<B: Serialize>(
-    ctx: &Ctx,
-    what: &str,
-    names: &[String],
-    endpoint: &str,
-    body: &B,
-) -> Result<()> {
+async fn for_each_node<B: Serialize>(ctx: &Ctx, what: &str, names: &[String], endpoint: &str, body: &B) -> Result<()> {
     let mut raws = Vec::new();
     let mut rows = Vec::new();
     let mut first_error = None;
     let mut failed = 0usize;
     for name in names {
-        match ctx
-            .client
-            .post::<Value, _>(&["nodes", name, endpoint], body)
-            .await
-        {
+        match ctx.client.post::<Value, _>(&["nodes", name, endpoint], body).await {
             Ok(answer) => {
-                rows.push(
-                    serde_json::json!({ "node": name, "result": render::one_line(&answer.value) }),
-                );
+                rows.push(serde_json::json!({ "node": name, "result": render::one_line(&answer.value) }));
                 raws.push(answer.raw);
             }
             Err(err) => {
@@ -204,9 +146,7 @@ async fn for_each_node<B: Serialize>(
                 if ctx.json {
                     eprintln!("error: {name}: {err:#}");
                 }
-                rows.push(
-                    serde_json::json!({ "node": name, "result": format!("FAILED: {err:#}") }),
-                );
+                rows.push(serde_json::json!({ "node": name, "result": format!("FAILED: {err:#}") }));
                 first_error.get_or_insert(err);
             }
         }
@@ -217,10 +157,7 @@ async fn for_each_node<B: Serialize>(
         out(&render::generic(&Value::Array(rows), ctx.table))?;
     }
     match first_error {
-        Some(err) => Err(err.context(format!(
-            "{what} failed on {failed} of {} nodes",
-            names.len()
-        ))),
+        Some(err) => Err(err.context(format!("{what} failed on {failed} of {} nodes", names.len()))),
         None => Ok(()),
     }
 }

@@ -100,7 +100,14 @@ impl App {
     }
 
     /// Creates a user and returns it with its first token.
-    pub async fn create_user(&self, actor: &Actor, name: &str, is_admin: bool, email: Option<&str>, projects: &[String]) -> AppResult<(UserRow, String)> {
+    pub async fn create_user(
+        &self,
+        actor: &Actor,
+        name: &str,
+        is_admin: bool,
+        email: Option<&str>,
+        projects: &[String],
+    ) -> AppResult<(UserRow, String)> {
         actor.require_admin()?;
         validate_name("user", name)?;
         if let Some(email) = email.filter(|e| !e.contains('@') || e.len() > 254) {
@@ -108,7 +115,9 @@ impl App {
         }
         let token = new_token()?;
         let user = self.store.create_user(name, is_admin, email, projects, &token_hash(&token), self.now()).await.map_err(|e| match e {
-            DbError::NotFound { what: "project", name } => AppError::bad_request(format!("project '{name}' does not exist; create it first")),
+            DbError::NotFound { what: "project", name } => {
+                AppError::bad_request(format!("project '{name}' does not exist; create it first"))
+            }
             other => other.into(),
         })?;
         Ok((user, token))

@@ -34,7 +34,11 @@ pub fn parse_duration(field: &str, text: &str) -> AppResult<Seconds> {
 /// A lease the caller may see, or 404 (other users' leases do not exist
 /// for them).
 fn visible(actor: &Actor, lease: LeaseRow) -> AppResult<LeaseRow> {
-    if actor.is_admin || lease.owner_id == actor.user_id { Ok(lease) } else { Err(AppError::NotFound(format!("lease '{}' does not exist", lease.id))) }
+    if actor.is_admin || lease.owner_id == actor.user_id {
+        Ok(lease)
+    } else {
+        Err(AppError::NotFound(format!("lease '{}' does not exist", lease.id)))
+    }
 }
 
 fn not_found_as_404(e: DbError) -> AppError {
@@ -90,9 +94,13 @@ impl App {
             for (i, key) in d.ssh_keys.iter().enumerate() {
                 let mut parts = key.split_whitespace();
                 let kind = parts.next().unwrap_or_default();
-                let ok = (kind.starts_with("ssh-") || kind.starts_with("ecdsa-") || kind.starts_with("sk-")) && parts.next().is_some() && key.len() < 16_384;
+                let ok = (kind.starts_with("ssh-") || kind.starts_with("ecdsa-") || kind.starts_with("sk-"))
+                    && parts.next().is_some()
+                    && key.len() < 16_384;
                 if !ok {
-                    return Err(AppError::bad_request(format!("deploy.ssh_keys[{i}]: not an OpenSSH public key (expected 'ssh-ed25519 AAAA... comment')")));
+                    return Err(AppError::bad_request(format!(
+                        "deploy.ssh_keys[{i}]: not an OpenSSH public key (expected 'ssh-ed25519 AAAA... comment')"
+                    )));
                 }
             }
         }
@@ -171,7 +179,11 @@ impl App {
             };
             let planned = plan(&cache, lease_type, count, duration, fixed_start, now, &candidates)?;
             let node_ids: Vec<NodeId> = planned.nodes.iter().map(|&i| cache.node(i).id).collect();
-            let preempt = if lease_type == LeaseType::Besteffort { Vec::new() } else { self.plan_preemptions(&node_ids, planned.start, planned.end, now).await? };
+            let preempt = if lease_type == LeaseType::Besteffort {
+                Vec::new()
+            } else {
+                self.plan_preemptions(&node_ids, planned.start, planned.end, now).await?
+            };
             let new = NewLease {
                 owner_id: actor.user_id,
                 project_id: project,
@@ -211,7 +223,13 @@ impl App {
 
     /// Besteffort leases holding any of `nodes` during `[start, end)`, and
     /// what pre-empting them means for each.
-    async fn plan_preemptions(&self, nodes: &[NodeId], start: Seconds, end: Seconds, now: Seconds) -> AppResult<Vec<(Preemption, LeaseRow)>> {
+    async fn plan_preemptions(
+        &self,
+        nodes: &[NodeId],
+        start: Seconds,
+        end: Seconds,
+        now: Seconds,
+    ) -> AppResult<Vec<(Preemption, LeaseRow)>> {
         let rows = self.store.besteffort_overlapping(nodes, start, end).await?;
         let mut victims: Vec<LeaseId> = rows.iter().map(|r| r.lease).collect();
         victims.sort();
@@ -222,7 +240,8 @@ impl App {
             let cut = start;
             let reason = format!("pre-empted at {} by a normal lease", from_seconds(cut).to_rfc3339());
             let (to, change) = if victim.start >= cut || cut <= now {
-                let (to, action) = lease::next(victim.state, LeaseInput::Preempted).map_err(|e| AppError::Conflict { message: e.to_string(), earliest_start: None })?;
+                let (to, action) = lease::next(victim.state, LeaseInput::Preempted)
+                    .map_err(|e| AppError::Conflict { message: e.to_string(), earliest_start: None })?;
                 let change = match action {
                     LeaseAction::DropAllocation => AllocationChange::Drop,
                     LeaseAction::EndAndReset => AllocationChange::CutAt(cut),
@@ -260,7 +279,10 @@ impl App {
         for _attempt in 0..MAX_ATTEMPTS {
             let lease = self.get_lease(actor, id).await?;
             if !lease::holds_slot(lease.state) {
-                return Err(AppError::Conflict { message: format!("a lease in state '{}' cannot be extended", lease.state.as_str()), earliest_start: None });
+                return Err(AppError::Conflict {
+                    message: format!("a lease in state '{}' cannot be extended", lease.state.as_str()),
+                    earliest_start: None,
+                });
             }
             if new_end <= lease.end {
                 return Err(AppError::bad_request(format!(
@@ -282,15 +304,22 @@ impl App {
                     if calendar.is_free(&indices, lease.end, mid) { ok = mid } else { bad = mid }
                 }
                 let message = if ok > lease.end {
-                    format!("its nodes are booked before {}; the latest possible end is {}", from_seconds(new_end).to_rfc3339(), from_seconds(ok).to_rfc3339())
+                    format!(
+                        "its nodes are booked before {}; the latest possible end is {}",
+                        from_seconds(new_end).to_rfc3339(),
+                        from_seconds(ok).to_rfc3339()
+                    )
                 } else {
                     "its nodes are booked right after it ends; it cannot be extended".to_owned()
                 };
                 return Err(AppError::Conflict { message, earliest_start: None });
             }
             let node_ids: Vec<NodeId> = lease.nodes.iter().map(|(n, _)| *n).collect();
-            let preempt =
-                if lease.lease_type == LeaseType::Besteffort { Vec::new() } else { self.plan_preemptions(&node_ids, lease.end, new_end, now).await? };
+            let preempt = if lease.lease_type == LeaseType::Besteffort {
+                Vec::new()
+            } else {
+                self.plan_preemptions(&node_ids, lease.end, new_end, now).await?
+            };
             let preemptions: Vec<Preemption> = preempt.iter().map(|(p, _)| p.clone()).collect();
             match self.store.set_lease_end(lease.id, new_end, &preemptions, cache.generation, now).await {
                 Ok(generation) => {
@@ -320,7 +349,8 @@ impl App {
         let mut cache = self.cache.lock().await;
         for _attempt in 0..MAX_ATTEMPTS {
             let lease = self.get_lease(actor, id).await?;
-            let (to, action) = lease::next(lease.state, LeaseInput::Released).map_err(|e| AppError::Conflict { message: e.to_string(), earliest_start: None })?;
+            let (to, action) = lease::next(lease.state, LeaseInput::Released)
+                .map_err(|e| AppError::Conflict { message: e.to_string(), earliest_start: None })?;
             let change = match action {
                 LeaseAction::AlreadyDone => return Ok(lease),
                 LeaseAction::DropAllocation => AllocationChange::Drop,
@@ -331,7 +361,11 @@ impl App {
             };
             let verb = if to == LeaseState::Cancelled { "cancelled" } else { "released" };
             cache.refresh(self.store.as_ref(), now).await?;
-            match self.store.transition_lease(lease.id, lease.state, to, change, Some(&format!("{verb} by {}", actor.name)), cache.generation, now).await {
+            match self
+                .store
+                .transition_lease(lease.id, lease.state, to, change, Some(&format!("{verb} by {}", actor.name)), cache.generation, now)
+                .await
+            {
                 Ok(generation) => {
                     release_cut(&mut cache, &lease, change, now);
                     cache.generation = generation;
@@ -367,10 +401,19 @@ impl App {
         let exotic = q.exotic.unwrap_or(false);
         let mut cache = self.cache.lock().await;
         cache.refresh(self.store.as_ref(), now).await?;
-        let filter = q.filter.as_deref().filter(|f| !f.trim().is_empty()).map(|f| parse_filter(f, &|name| cache.known_properties.contains(name))).transpose()?;
+        let filter = q
+            .filter
+            .as_deref()
+            .filter(|f| !f.trim().is_empty())
+            .map(|f| parse_filter(f, &|name| cache.known_properties.contains(name)))
+            .transpose()?;
         let mut candidates = cache.node_set();
         for (i, n) in cache.nodes.iter().enumerate() {
-            if n.policy.offers_node() && n.state.is_allocatable() && (exotic || !n.exotic) && filter.as_ref().is_none_or(|f| f.matches(&n.properties)) {
+            if n.policy.offers_node()
+                && n.state.is_allocatable()
+                && (exotic || !n.exotic)
+                && filter.as_ref().is_none_or(|f| f.matches(&n.properties))
+            {
                 candidates.insert(i as u32);
             }
         }
@@ -387,7 +430,13 @@ impl App {
     /// Busy intervals per node between `from` and `to` (for Gantt charts).
     /// Lease ids and owners show for the caller's own leases only (all for
     /// admins).
-    pub async fn calendar_view(&self, actor: &Actor, from: Option<Seconds>, to: Option<Seconds>, filter: Option<&str>) -> AppResult<(Seconds, Seconds, Vec<(NodeRow, Vec<BusyRow>)>)> {
+    pub async fn calendar_view(
+        &self,
+        actor: &Actor,
+        from: Option<Seconds>,
+        to: Option<Seconds>,
+        filter: Option<&str>,
+    ) -> AppResult<(Seconds, Seconds, Vec<(NodeRow, Vec<BusyRow>)>)> {
         let from = from.unwrap_or_else(|| self.now());
         let to = to.unwrap_or(from + 7 * 86_400);
         if to <= from {
@@ -420,13 +469,21 @@ fn named_candidates(cache: &CalendarCache, names: &[String], exotic: bool) -> Ap
         let i = cache.index_by_name(name).ok_or_else(|| AppError::bad_request(format!("nodes.names: there is no node '{name}'")))?;
         let n = cache.node(i);
         if !n.policy.offers_node() {
-            return Err(AppError::Conflict { message: format!("node '{name}' is in {} and cannot be reserved", n.policy.as_str()), earliest_start: None });
+            return Err(AppError::Conflict {
+                message: format!("node '{name}' is in {} and cannot be reserved", n.policy.as_str()),
+                earliest_start: None,
+            });
         }
         if !n.state.is_allocatable() {
-            return Err(AppError::Conflict { message: format!("node '{name}' is {} and cannot be reserved", n.state.as_str()), earliest_start: None });
+            return Err(AppError::Conflict {
+                message: format!("node '{name}' is {} and cannot be reserved", n.state.as_str()),
+                earliest_start: None,
+            });
         }
         if n.exotic && !exotic {
-            return Err(AppError::bad_request(format!("nodes.names: '{name}' is exotic (prototype) hardware; set exotic: true to reserve it")));
+            return Err(AppError::bad_request(format!(
+                "nodes.names: '{name}' is exotic (prototype) hardware; set exotic: true to reserve it"
+            )));
         }
         if set.contains(i) {
             return Err(AppError::bad_request(format!("nodes.names: '{name}' is listed twice")));
@@ -437,18 +494,30 @@ fn named_candidates(cache: &CalendarCache, names: &[String], exotic: bool) -> Ap
 }
 
 /// Places a request on the right calendar.
-fn plan(cache: &CalendarCache, lease_type: LeaseType, count: u32, duration: Seconds, fixed_start: Option<Seconds>, now: Seconds, candidates: &NodeSet) -> AppResult<Planned> {
+fn plan(
+    cache: &CalendarCache,
+    lease_type: LeaseType,
+    count: u32,
+    duration: Seconds,
+    fixed_start: Option<Seconds>,
+    now: Seconds,
+    candidates: &NodeSet,
+) -> AppResult<Planned> {
     let available = candidates.count();
     if (count as usize) > available {
         return Err(AppError::BadRequest {
             code: "unsatisfiable",
-            message: format!("{count} node(s) requested but only {available} can be offered (matching the filter, in service, healthy, not exotic unless allowed)"),
+            message: format!(
+                "{count} node(s) requested but only {available} can be offered (matching the filter, in service, healthy, not exotic unless allowed)"
+            ),
         });
     }
     let calendar = if lease_type == LeaseType::Besteffort { &cache.all } else { &cache.normal };
     let not_before = fixed_start.unwrap_or(now);
     let query = Query { count, duration, not_before, candidates };
-    let placement = calendar.earliest(&query).ok_or_else(|| AppError::Conflict { message: "no placement found for this request".into(), earliest_start: None })?;
+    let placement = calendar
+        .earliest(&query)
+        .ok_or_else(|| AppError::Conflict { message: "no placement found for this request".into(), earliest_start: None })?;
     if let Some(start) = fixed_start.filter(|s| *s != placement.start) {
         return Err(AppError::Conflict {
             message: format!(

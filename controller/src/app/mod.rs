@@ -12,9 +12,9 @@ use tokio::sync::{Mutex, Notify};
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::db::{DbError, Datastore};
-use crate::model::time::to_seconds;
+use crate::db::{Datastore, DbError};
 use crate::model::Seconds;
+use crate::model::time::to_seconds;
 
 pub mod accounts;
 pub mod cache;

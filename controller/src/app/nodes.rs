@@ -64,10 +64,8 @@ fn parse_macs(macs: &[String]) -> AppResult<Vec<String>> {
 }
 
 fn parse_ip(ip: Option<&str>) -> AppResult<Option<String>> {
-    ip.map(|ip| {
-        ip.parse::<IpAddr>().map(|a| a.to_string()).map_err(|_| AppError::bad_request(format!("ip: '{ip}' is not an IP address")))
-    })
-    .transpose()
+    ip.map(|ip| ip.parse::<IpAddr>().map(|a| a.to_string()).map_err(|_| AppError::bad_request(format!("ip: '{ip}' is not an IP address"))))
+        .transpose()
 }
 
 fn props_to_json(props: &Properties) -> serde_json::Map<String, serde_json::Value> {
@@ -82,7 +80,9 @@ fn validate_admin_properties(props: &serde_json::Map<String, serde_json::Value>)
             && k.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
             && k.chars().next().is_some_and(|c| c.is_ascii_lowercase());
         if !name_ok {
-            return Err(AppError::bad_request(format!("properties.{k}: property names are lowercase letters, digits and '_', starting with a letter")));
+            return Err(AppError::bad_request(format!(
+                "properties.{k}: property names are lowercase letters, digits and '_', starting with a letter"
+            )));
         }
         if matches!(k.as_str(), "site" | "cluster" | "host") {
             return Err(AppError::bad_request(format!("properties.{k}: set by the node's {k}, not as a property")));
@@ -116,15 +116,12 @@ impl App {
         validate_node_name("cluster", &spec.cluster)?;
         let macs = parse_macs(&spec.macs)?;
         let ip = parse_ip(spec.ip.as_deref())?;
-        let bmc = spec
-            .bmc
-            .as_deref()
-            .map(|b| BmcAddress::parse(b).map_err(|e| AppError::bad_request(format!("bmc: {e}"))))
-            .transpose()?;
+        let bmc = spec.bmc.as_deref().map(|b| BmcAddress::parse(b).map_err(|e| AppError::bad_request(format!("bmc: {e}")))).transpose()?;
         validate_admin_properties(&spec.properties)?;
         let (properties, reference, sha) = match &spec.reference {
             Some(description) => {
-                let d = reference::flatten(&spec.site, &spec.cluster, description).map_err(|e| AppError::bad_request(format!("reference: {e}")))?;
+                let d = reference::flatten(&spec.site, &spec.cluster, description)
+                    .map_err(|e| AppError::bad_request(format!("reference: {e}")))?;
                 if d.name != spec.name {
                     return Err(AppError::bad_request(format!("reference: describes node '{}', not '{}'", d.name, spec.name)));
                 }
@@ -239,7 +236,13 @@ impl App {
     /// Applies `input` to each node through [`NodeLifecycle::next`] and
     /// records the changes. Nodes for which the input is invalid are left
     /// as they are (and reported in the log).
-    pub(crate) async fn move_nodes(&self, nodes: &[(&NodeStatus, Option<LeaseId>)], input: NodeInput, actor: &str, reason: &str) -> AppResult<usize> {
+    pub(crate) async fn move_nodes(
+        &self,
+        nodes: &[(&NodeStatus, Option<LeaseId>)],
+        input: NodeInput,
+        actor: &str,
+        reason: &str,
+    ) -> AppResult<usize> {
         let at = self.now();
         let mut transitions = Vec::new();
         for &(row, lease) in nodes {

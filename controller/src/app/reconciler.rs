@@ -19,7 +19,7 @@ use super::{App, AppResult};
 use crate::db::{AllocationChange, NodeStatus};
 use crate::model::lease::{self, LeaseAction, LeaseInput};
 use crate::model::time::from_seconds;
-use crate::model::{LeaseId, LeaseState, NodeInput, NodeLifecycle, NodeId, Seconds};
+use crate::model::{LeaseId, LeaseState, NodeId, NodeInput, NodeLifecycle, Seconds};
 
 const ACTOR: &str = "system";
 
@@ -134,7 +134,9 @@ impl App {
                 _ => (self.conductor.enroll(&row).await, NodeInput::Enrolled),
             };
             let (input, reason, lease) = match outcome {
-                CheckOutcome::Clean => (ok_input, if ok_input == NodeInput::ResetDone { "reset and checked" } else { "enrolled" }.to_owned(), None),
+                CheckOutcome::Clean => {
+                    (ok_input, if ok_input == NodeInput::ResetDone { "reset and checked" } else { "enrolled" }.to_owned(), None)
+                }
                 CheckOutcome::Mismatch(why) => (NodeInput::CheckFailed, format!("check failed: {why}"), None),
                 CheckOutcome::Unreachable(why) => (NodeInput::BmcUnreachable, format!("BMC unreachable: {why}"), None),
             };
@@ -151,8 +153,12 @@ impl App {
                     let taken = |id: &NodeId| by_id.get(id).is_some_and(|n| n.lease == Some(l.id) && is_busy(n.state));
                     // A node that went suspect or dead after the lease was
                     // booked is lost to it; the lease starts with the rest.
-                    let lost: Vec<&str> =
-                        l.nodes.iter().filter(|(id, _)| by_id.get(id).is_none_or(|n| !n.state.is_allocatable())).map(|(_, name)| name.as_str()).collect();
+                    let lost: Vec<&str> = l
+                        .nodes
+                        .iter()
+                        .filter(|(id, _)| by_id.get(id).is_none_or(|n| !n.state.is_allocatable()))
+                        .map(|(_, name)| name.as_str())
+                        .collect();
                     let ready = l.nodes.iter().filter(|(id, _)| taken(id)).count();
                     if ready + lost.len() < l.nodes.len() {
                         continue;

@@ -13,8 +13,12 @@ use tracing_subscriber::EnvFilter;
 /// The ferrum controller: REST API, reservation calendar, inventory and the
 /// clock loop, on an embedded SQLite database by default.
 #[derive(Debug, Parser)]
-#[command(version, about, after_help = "Every option has a default; see ferrumd.example.toml. Flags override the config file.\n\
-On first start with an empty database, ferrumd creates the user 'admin' and writes its API token to DATA_DIR/admin.token (mode 0600).")]
+#[command(
+    version,
+    about,
+    after_help = "Every option has a default; see ferrumd.example.toml. Flags override the config file.\n\
+On first start with an empty database, ferrumd creates the user 'admin' and writes its API token to DATA_DIR/admin.token (mode 0600)."
+)]
 struct Args {
     /// TOML configuration file.
     #[arg(long, value_name = "FILE")]
@@ -46,7 +50,8 @@ async fn main() -> anyhow::Result<()> {
     if let Some(db) = args.database {
         config.database = Some(db);
     }
-    let filter = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&config.log.level)).context("log.level is not a valid filter")?;
+    let filter =
+        EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&config.log.level)).context("log.level is not a valid filter")?;
     match config.log.format {
         LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
         LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),

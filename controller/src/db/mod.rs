@@ -260,7 +260,15 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
     async fn list_projects(&self) -> DbResult<Vec<ProjectRow>>;
     /// Creates a user in the named projects (which must exist) with a first
     /// token (its SHA-256).
-    async fn create_user(&self, name: &str, is_admin: bool, email: Option<&str>, projects: &[String], token_sha256: &str, now: Seconds) -> DbResult<UserRow>;
+    async fn create_user(
+        &self,
+        name: &str,
+        is_admin: bool,
+        email: Option<&str>,
+        projects: &[String],
+        token_sha256: &str,
+        now: Seconds,
+    ) -> DbResult<UserRow>;
     async fn list_users(&self) -> DbResult<Vec<UserRow>>;
     async fn get_user(&self, name: &str) -> DbResult<UserRow>;
     async fn add_token(&self, user: UserId, token_sha256: &str, now: Seconds) -> DbResult<()>;
@@ -302,13 +310,29 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
     async fn list_leases(&self, owner: Option<UserId>, include_over: bool) -> DbResult<Vec<LeaseRow>>;
     /// Moves a lease's end (extension) if the calendar is still at
     /// `expected_generation`.
-    async fn set_lease_end(&self, id: LeaseId, end: Seconds, preempt: &[Preemption], expected_generation: i64, now: Seconds) -> DbResult<i64>;
+    async fn set_lease_end(
+        &self,
+        id: LeaseId,
+        end: Seconds,
+        preempt: &[Preemption],
+        expected_generation: i64,
+        now: Seconds,
+    ) -> DbResult<i64>;
     /// Compare-and-swap of a lease's state, with the allocation change the
     /// transition implies. Returns the new calendar generation.
     /// `expected_generation` is checked when the change touches the
     /// calendar (not for `Keep`).
     #[allow(clippy::too_many_arguments, reason = "one compare-and-swap; a struct would only rename the arguments")]
-    async fn transition_lease(&self, id: LeaseId, from: LeaseState, to: LeaseState, change: AllocationChange, reason: Option<&str>, expected_generation: i64, now: Seconds) -> DbResult<i64>;
+    async fn transition_lease(
+        &self,
+        id: LeaseId,
+        from: LeaseState,
+        to: LeaseState,
+        change: AllocationChange,
+        reason: Option<&str>,
+        expected_generation: i64,
+        now: Seconds,
+    ) -> DbResult<i64>;
     /// Leases the clock loop must look at: pending ones due by `now`,
     /// active ones past their end, and every starting or ending one.
     async fn leases_needing_action(&self, now: Seconds) -> DbResult<Vec<LeaseRow>>;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{Row, SqlitePool, Sqlite, Transaction};
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use super::*;
 use crate::model::lease;
@@ -84,10 +84,8 @@ impl SqliteStore {
     }
 
     async fn check_generation(tx: &mut Transaction<'static, Sqlite>, expected: i64) -> DbResult<()> {
-        let generation: i64 = sqlx::query_scalar("SELECT calendar_generation FROM meta WHERE id = 1")
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(db)?;
+        let generation: i64 =
+            sqlx::query_scalar("SELECT calendar_generation FROM meta WHERE id = 1").fetch_one(&mut **tx).await.map_err(db)?;
         if generation == expected { Ok(()) } else { Err(DbError::StaleCalendar) }
     }
 
@@ -144,9 +142,11 @@ impl SqliteStore {
                 .bind(i64::try_from(position).unwrap_or(i64::MAX))
                 .execute(&mut **tx)
                 .await
-                .map_err(|e| {
-                    if is_unique_violation(&e) { DbError::AlreadyExists { what: "MAC address", name: mac.clone() } } else { db(e) }
-                })?;
+                .map_err(
+                    |e| {
+                        if is_unique_violation(&e) { DbError::AlreadyExists { what: "MAC address", name: mac.clone() } } else { db(e) }
+                    },
+                )?;
         }
         Ok(())
     }
@@ -178,7 +178,12 @@ impl SqliteStore {
                 sqlx::query("DELETE FROM lease_nodes WHERE lease_id = ?").bind(id.0).execute(&mut **tx).await.map_err(db)?;
             }
             AllocationChange::CutAt(t) => {
-                sqlx::query("DELETE FROM lease_nodes WHERE lease_id = ? AND start >= ?").bind(id.0).bind(t).execute(&mut **tx).await.map_err(db)?;
+                sqlx::query("DELETE FROM lease_nodes WHERE lease_id = ? AND start >= ?")
+                    .bind(id.0)
+                    .bind(t)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db)?;
                 sqlx::query(r#"UPDATE lease_nodes SET "end" = ? WHERE lease_id = ? AND "end" > ?"#)
                     .bind(t)
                     .bind(id.0)
@@ -286,7 +291,8 @@ fn lease_from_row(r: &SqliteRow) -> DbResult<LeaseRow> {
     })
 }
 
-const NODE_SELECT: &str = "SELECT id, name, site, cluster, ip, bmc_url, state, policy, properties, created_at, updated_at, lease_id FROM nodes";
+const NODE_SELECT: &str =
+    "SELECT id, name, site, cluster, ip, bmc_url, state, policy, properties, created_at, updated_at, lease_id FROM nodes";
 
 fn node_from_row(r: &SqliteRow) -> DbResult<NodeRow> {
     let state: String = r.try_get(6).map_err(db)?;
@@ -321,11 +327,13 @@ fn allocation_from_row(r: &SqliteRow) -> DbResult<AllocationRow> {
 }
 
 async fn user_projects(pool: &SqlitePool, user: i64) -> DbResult<Vec<(ProjectId, String)>> {
-    let rows = sqlx::query("SELECT p.id, p.name FROM project_members m JOIN projects p ON p.id = m.project_id WHERE m.user_id = ? ORDER BY p.name")
-        .bind(user)
-        .fetch_all(pool)
-        .await
-        .map_err(db)?;
+    let rows = sqlx::query(
+        "SELECT p.id, p.name FROM project_members m JOIN projects p ON p.id = m.project_id WHERE m.user_id = ? ORDER BY p.name",
+    )
+    .bind(user)
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
     rows.iter().map(|r| Ok((ProjectId(r.try_get(0).map_err(db)?), r.try_get(1).map_err(db)?))).collect()
 }
 
@@ -336,14 +344,17 @@ impl Datastore for SqliteStore {
     }
 
     async fn create_project(&self, name: &str, class: Option<&str>, quota: Option<i64>, now: Seconds) -> DbResult<ProjectRow> {
-        let id: i64 = sqlx::query_scalar("INSERT INTO projects (name, class, quota_node_hours, created_at) VALUES (?, ?, ?, ?) RETURNING id")
-            .bind(name)
-            .bind(class)
-            .bind(quota)
-            .bind(now)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| if is_unique_violation(&e) { DbError::AlreadyExists { what: "project", name: name.to_owned() } } else { db(e) })?;
+        let id: i64 =
+            sqlx::query_scalar("INSERT INTO projects (name, class, quota_node_hours, created_at) VALUES (?, ?, ?, ?) RETURNING id")
+                .bind(name)
+                .bind(class)
+                .bind(quota)
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(
+                    |e| if is_unique_violation(&e) { DbError::AlreadyExists { what: "project", name: name.to_owned() } } else { db(e) },
+                )?;
         Ok(ProjectRow {
             id: ProjectId(id),
             name: name.to_owned(),
@@ -355,7 +366,10 @@ impl Datastore for SqliteStore {
     }
 
     async fn list_projects(&self) -> DbResult<Vec<ProjectRow>> {
-        let rows = sqlx::query("SELECT id, name, class, quota_node_hours, created_at FROM projects ORDER BY name").fetch_all(&self.pool).await.map_err(db)?;
+        let rows = sqlx::query("SELECT id, name, class, quota_node_hours, created_at FROM projects ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
         let members = sqlx::query("SELECT m.project_id, u.name FROM project_members m JOIN users u ON u.id = m.user_id ORDER BY u.name")
             .fetch_all(&self.pool)
             .await
@@ -382,7 +396,15 @@ impl Datastore for SqliteStore {
         Ok(projects)
     }
 
-    async fn create_user(&self, name: &str, is_admin: bool, email: Option<&str>, projects: &[String], token_sha256: &str, now: Seconds) -> DbResult<UserRow> {
+    async fn create_user(
+        &self,
+        name: &str,
+        is_admin: bool,
+        email: Option<&str>,
+        projects: &[String],
+        token_sha256: &str,
+        now: Seconds,
+    ) -> DbResult<UserRow> {
         let mut tx = self.begin_write().await?;
         let id: i64 = sqlx::query_scalar("INSERT INTO users (name, role, email, created_at) VALUES (?, ?, ?, ?) RETURNING id")
             .bind(name)
@@ -393,9 +415,15 @@ impl Datastore for SqliteStore {
             .await
             .map_err(|e| if is_unique_violation(&e) { DbError::AlreadyExists { what: "user", name: name.to_owned() } } else { db(e) })?;
         for project in projects {
-            let pid: Option<i64> = sqlx::query_scalar("SELECT id FROM projects WHERE name = ?").bind(project).fetch_optional(&mut *tx).await.map_err(db)?;
+            let pid: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM projects WHERE name = ?").bind(project).fetch_optional(&mut *tx).await.map_err(db)?;
             let pid = pid.ok_or_else(|| DbError::NotFound { what: "project", name: project.clone() })?;
-            sqlx::query("INSERT OR IGNORE INTO project_members (project_id, user_id) VALUES (?, ?)").bind(pid).bind(id).execute(&mut *tx).await.map_err(db)?;
+            sqlx::query("INSERT OR IGNORE INTO project_members (project_id, user_id) VALUES (?, ?)")
+                .bind(pid)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
         }
         sqlx::query("INSERT INTO api_tokens (user_id, token_sha256, created_at) VALUES (?, ?, ?)")
             .bind(id)
@@ -412,7 +440,8 @@ impl Datastore for SqliteStore {
     }
 
     async fn list_users(&self) -> DbResult<Vec<UserRow>> {
-        let rows = sqlx::query("SELECT id, name, role, email, created_at FROM users ORDER BY name").fetch_all(&self.pool).await.map_err(db)?;
+        let rows =
+            sqlx::query("SELECT id, name, role, email, created_at FROM users ORDER BY name").fetch_all(&self.pool).await.map_err(db)?;
         let mut users = Vec::with_capacity(rows.len());
         for r in rows {
             let id: i64 = r.try_get(0).map_err(db)?;
@@ -468,7 +497,12 @@ impl Datastore for SqliteStore {
         let Some(r) = row else { return Ok(None) };
         let id: i64 = r.try_get(0).map_err(db)?;
         let role: String = r.try_get(2).map_err(db)?;
-        Ok(Some(ActorRow { user_id: UserId(id), name: r.try_get(1).map_err(db)?, is_admin: role == "admin", projects: user_projects(&self.pool, id).await? }))
+        Ok(Some(ActorRow {
+            user_id: UserId(id),
+            name: r.try_get(1).map_err(db)?,
+            is_admin: role == "admin",
+            projects: user_projects(&self.pool, id).await?,
+        }))
     }
 
     async fn insert_node(&self, node: &NodeWrite, event: &NewEvent) -> DbResult<NodeRow> {
@@ -544,12 +578,16 @@ impl Datastore for SqliteStore {
     }
 
     async fn list_nodes(&self) -> DbResult<Vec<NodeRow>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{NODE_SELECT} ORDER BY site, cluster, id"))).fetch_all(&self.pool).await.map_err(db)?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{NODE_SELECT} ORDER BY site, cluster, id")))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
         self.node_rows(rows).await
     }
 
     async fn node_statuses(&self) -> DbResult<Vec<NodeStatus>> {
-        let rows = sqlx::query("SELECT id, name, state, policy, lease_id FROM nodes ORDER BY id").fetch_all(&self.pool).await.map_err(db)?;
+        let rows =
+            sqlx::query("SELECT id, name, state, policy, lease_id FROM nodes ORDER BY id").fetch_all(&self.pool).await.map_err(db)?;
         rows.iter()
             .map(|r| {
                 let state: String = r.try_get(2).map_err(db)?;
@@ -566,7 +604,8 @@ impl Datastore for SqliteStore {
     }
 
     async fn get_node_by_id(&self, id: NodeId) -> DbResult<NodeRow> {
-        let name: Option<String> = sqlx::query_scalar("SELECT name FROM nodes WHERE id = ?").bind(id.0).fetch_optional(&self.pool).await.map_err(db)?;
+        let name: Option<String> =
+            sqlx::query_scalar("SELECT name FROM nodes WHERE id = ?").bind(id.0).fetch_optional(&self.pool).await.map_err(db)?;
         self.get_node(&name.ok_or_else(|| DbError::NotFound { what: "node", name: id.to_string() })?).await
     }
 
@@ -578,7 +617,11 @@ impl Datastore for SqliteStore {
             .map_err(db)?
             .ok_or_else(|| DbError::NotFound { what: "node", name: name.to_owned() })?;
         let mut node = node_from_row(&row)?;
-        node.macs = sqlx::query_scalar("SELECT mac FROM node_macs WHERE node_id = ? ORDER BY position").bind(node.id.0).fetch_all(&self.pool).await.map_err(db)?;
+        node.macs = sqlx::query_scalar("SELECT mac FROM node_macs WHERE node_id = ? ORDER BY position")
+            .bind(node.id.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
         Ok(node)
     }
 
@@ -588,7 +631,13 @@ impl Datastore for SqliteStore {
 
     async fn set_node_policy(&self, id: NodeId, policy: NodePolicy, event: &NewEvent) -> DbResult<()> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("UPDATE nodes SET policy = ?, updated_at = ? WHERE id = ?").bind(policy.as_str()).bind(event.at).bind(id.0).execute(&mut *tx).await.map_err(db)?;
+        sqlx::query("UPDATE nodes SET policy = ?, updated_at = ? WHERE id = ?")
+            .bind(policy.as_str())
+            .bind(event.at)
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         Self::insert_event(&mut tx, id, event).await?;
         tx.commit().await.map_err(db)
     }
@@ -635,12 +684,14 @@ impl Datastore for SqliteStore {
     }
 
     async fn count_nodes_by_state(&self) -> DbResult<Vec<(String, String, i64)>> {
-        let rows = sqlx::query("SELECT state, policy, COUNT(*) FROM nodes GROUP BY state, policy").fetch_all(&self.pool).await.map_err(db)?;
+        let rows =
+            sqlx::query("SELECT state, policy, COUNT(*) FROM nodes GROUP BY state, policy").fetch_all(&self.pool).await.map_err(db)?;
         rows.iter().map(|r| Ok((r.try_get(0).map_err(db)?, r.try_get(1).map_err(db)?, r.try_get(2).map_err(db)?))).collect()
     }
 
     async fn generations(&self) -> DbResult<(i64, i64)> {
-        let r = sqlx::query("SELECT calendar_generation, nodes_generation FROM meta WHERE id = 1").fetch_one(&self.pool).await.map_err(db)?;
+        let r =
+            sqlx::query("SELECT calendar_generation, nodes_generation FROM meta WHERE id = 1").fetch_one(&self.pool).await.map_err(db)?;
         Ok((r.try_get(0).map_err(db)?, r.try_get(1).map_err(db)?))
     }
 
@@ -697,7 +748,8 @@ impl Datastore for SqliteStore {
                 .map_err(db)?;
         }
         let generation = Self::generation_in(&mut tx).await?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{LEASE_SELECT} WHERE l.id = ?"))).bind(id).fetch_all(&mut *tx).await.map_err(db)?;
+        let rows =
+            sqlx::query(sqlx::AssertSqlSafe(format!("{LEASE_SELECT} WHERE l.id = ?"))).bind(id).fetch_all(&mut *tx).await.map_err(db)?;
         let mut leases = Self::lease_rows(&mut *tx, rows).await?;
         tx.commit().await.map_err(db)?;
         let row = leases.pop().ok_or_else(|| DbError::Corrupt("inserted lease vanished".into()))?;
@@ -705,7 +757,11 @@ impl Datastore for SqliteStore {
     }
 
     async fn get_lease(&self, id: LeaseId) -> DbResult<LeaseRow> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{LEASE_SELECT} WHERE l.id = ?"))).bind(id.0).fetch_all(&self.pool).await.map_err(db)?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{LEASE_SELECT} WHERE l.id = ?")))
+            .bind(id.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
         Self::lease_rows(&self.pool, rows).await?.pop().ok_or_else(|| DbError::NotFound { what: "lease", name: id.to_string() })
     }
 
@@ -722,14 +778,27 @@ impl Datastore for SqliteStore {
         Self::lease_rows(&self.pool, rows).await
     }
 
-    async fn set_lease_end(&self, id: LeaseId, end: Seconds, preempt: &[Preemption], expected_generation: i64, now: Seconds) -> DbResult<i64> {
+    async fn set_lease_end(
+        &self,
+        id: LeaseId,
+        end: Seconds,
+        preempt: &[Preemption],
+        expected_generation: i64,
+        now: Seconds,
+    ) -> DbResult<i64> {
         let mut tx = self.begin_write().await?;
         Self::check_generation(&mut tx, expected_generation).await?;
         for p in preempt {
             Self::apply_lease_transition(&mut tx, p.lease, p.from, p.to, p.change, Some(&p.reason), now).await?;
         }
         sqlx::query(r#"UPDATE lease_nodes SET "end" = ? WHERE lease_id = ?"#).bind(end).bind(id.0).execute(&mut *tx).await.map_err(db)?;
-        sqlx::query(r#"UPDATE leases SET "end" = ?, updated_at = ? WHERE id = ?"#).bind(end).bind(now).bind(id.0).execute(&mut *tx).await.map_err(db)?;
+        sqlx::query(r#"UPDATE leases SET "end" = ?, updated_at = ? WHERE id = ?"#)
+            .bind(end)
+            .bind(now)
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         let generation = Self::generation_in(&mut tx).await?;
         tx.commit().await.map_err(db)?;
         Ok(generation)

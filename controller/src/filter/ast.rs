@@ -20,24 +20,12 @@ pub enum Expr {
     /// `NOT inner`.
     Not(Box<Expr>),
     /// `property op value`, e.g. `gpu_count >= 2`.
-    Compare {
-        property: String,
-        op: CmpOp,
-        value: Literal,
-    },
+    Compare { property: String, op: CmpOp, value: Literal },
     /// `property IN (v1, v2, ...)`, or `NOT IN` when `negated`. `values` is
     /// never empty when built by the parser.
-    In {
-        property: String,
-        negated: bool,
-        values: Vec<Literal>,
-    },
+    In { property: String, negated: bool, values: Vec<Literal> },
     /// `property LIKE 'pattern'`, or `NOT LIKE` when `negated`.
-    Like {
-        property: String,
-        negated: bool,
-        pattern: String,
-    },
+    Like { property: String, negated: bool, pattern: String },
     /// A bare property name used as a condition (`exotic`): true when the
     /// property holds a truthy value.
     Truthy(String),
@@ -137,10 +125,9 @@ impl Expr {
                 right.for_each_property(visit);
             }
             Expr::Not(inner) => inner.for_each_property(visit),
-            Expr::Compare { property, .. }
-            | Expr::In { property, .. }
-            | Expr::Like { property, .. }
-            | Expr::Truthy(property) => visit(property),
+            Expr::Compare { property, .. } | Expr::In { property, .. } | Expr::Like { property, .. } | Expr::Truthy(property) => {
+                visit(property)
+            }
         }
     }
 
@@ -151,11 +138,7 @@ impl Expr {
 
 /// Writes `expr`, in parentheses when `wrap`.
 fn write_operand(f: &mut fmt::Formatter<'_>, expr: &Expr, wrap: bool) -> fmt::Result {
-    if wrap {
-        write!(f, "({expr})")
-    } else {
-        write!(f, "{expr}")
-    }
+    if wrap { write!(f, "({expr})") } else { write!(f, "{expr}") }
 }
 
 /// The canonical text: keywords in upper case, single-quoted strings, one
@@ -178,16 +161,8 @@ impl fmt::Display for Expr {
                 f.write_str("NOT ")?;
                 write_operand(f, inner, inner.is_binary())
             }
-            Expr::Compare {
-                property,
-                op,
-                value,
-            } => write!(f, "{property} {op} {value}"),
-            Expr::In {
-                property,
-                negated,
-                values,
-            } => {
+            Expr::Compare { property, op, value } => write!(f, "{property} {op} {value}"),
+            Expr::In { property, negated, values } => {
                 let not = if *negated { "NOT " } else { "" };
                 write!(f, "{property} {not}IN (")?;
                 for (i, value) in values.iter().enumerate() {
@@ -198,11 +173,7 @@ impl fmt::Display for Expr {
                 }
                 f.write_str(")")
             }
-            Expr::Like {
-                property,
-                negated,
-                pattern,
-            } => {
+            Expr::Like { property, negated, pattern } => {
                 let not = if *negated { "NOT " } else { "" };
                 write!(f, "{property} {not}LIKE ")?;
                 write_quoted(f, pattern)

@@ -55,10 +55,7 @@ impl fmt::Display for FilterErrorKind {
             FilterErrorKind::TooLong => {
                 write!(f, "the filter is too long (at most {MAX_LEN} characters)")
             }
-            FilterErrorKind::TooDeep => write!(
-                f,
-                "the filter nests parentheses and NOT more than {MAX_DEPTH} levels deep"
-            ),
+            FilterErrorKind::TooDeep => write!(f, "the filter nests parentheses and NOT more than {MAX_DEPTH} levels deep"),
             FilterErrorKind::UnknownProperty { name } => {
                 write!(f, "unknown property '{name}'")
             }
@@ -74,18 +71,14 @@ impl fmt::Display for FilterErrorKind {
                     _ => Ok(()),
                 }
             }
-            FilterErrorKind::UnknownOperator { text } => write!(
-                f,
-                "unknown operator '{text}' (compare with =, !=, <>, <, <=, >, >=; negate with NOT)"
-            ),
-            FilterErrorKind::UnmatchedParen => f.write_str("')' has no matching '('"),
-            FilterErrorKind::UnterminatedString => {
-                f.write_str("unterminated string (add the closing quote)")
+            FilterErrorKind::UnknownOperator { text } => {
+                write!(f, "unknown operator '{text}' (compare with =, !=, <>, <, <=, >, >=; negate with NOT)")
             }
-            FilterErrorKind::InvalidNumber { text } => write!(
-                f,
-                "invalid number '{text}' (write integers like 42 or -1, decimals like 2.5)"
-            ),
+            FilterErrorKind::UnmatchedParen => f.write_str("')' has no matching '('"),
+            FilterErrorKind::UnterminatedString => f.write_str("unterminated string (add the closing quote)"),
+            FilterErrorKind::InvalidNumber { text } => {
+                write!(f, "invalid number '{text}' (write integers like 42 or -1, decimals like 2.5)")
+            }
         }
     }
 }

@@ -16,32 +16,14 @@ pub(crate) fn eval(expr: &Expr, props: &Properties) -> bool {
         Expr::Or(left, right) => eval(left, props) || eval(right, props),
         Expr::And(left, right) => eval(left, props) && eval(right, props),
         Expr::Not(inner) => !eval(inner, props),
-        Expr::Compare {
-            property,
-            op,
-            value,
-        } => props
-            .get(property)
-            .is_some_and(|have| compare(have, *op, value)),
+        Expr::Compare { property, op, value } => props.get(property).is_some_and(|have| compare(have, *op, value)),
         // `p IN (a, b)` is `p = a OR p = b`; `p NOT IN (a, b)` is
         // `p != a AND p != b`, so a value that compares with none of them
         // (wrong kind) is in neither.
-        Expr::In {
-            property,
-            negated,
-            values,
-        } => props.get(property).is_some_and(|have| {
-            if *negated {
-                values.iter().all(|v| compare(have, CmpOp::Ne, v))
-            } else {
-                values.iter().any(|v| compare(have, CmpOp::Eq, v))
-            }
+        Expr::In { property, negated, values } => props.get(property).is_some_and(|have| {
+            if *negated { values.iter().all(|v| compare(have, CmpOp::Ne, v)) } else { values.iter().any(|v| compare(have, CmpOp::Eq, v)) }
         }),
-        Expr::Like {
-            property,
-            negated,
-            pattern,
-        } => match props.get(property) {
+        Expr::Like { property, negated, pattern } => match props.get(property) {
             Some(PropValue::Str(text)) => like(text, pattern) != *negated,
             _ => false,
         },
@@ -140,10 +122,7 @@ fn parse_number(s: &str) -> Option<Num> {
     if let Ok(i) = s.parse::<i64>() {
         return Some(Num::Int(i));
     }
-    s.parse::<f64>()
-        .ok()
-        .filter(|x| x.is_finite())
-        .map(Num::Float)
+    s.parse::<f64>().ok().filter(|x| x.is_finite()).map(Num::Float)
 }
 
 /// What a value means as a boolean, if anything.

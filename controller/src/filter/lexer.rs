@@ -73,10 +73,7 @@ pub(crate) struct Lexer {
 
 impl Lexer {
     pub fn new(source: &str) -> Lexer {
-        Lexer {
-            chars: source.chars().collect(),
-            at: 0,
-        }
+        Lexer { chars: source.chars().collect(), at: 0 }
     }
 
     /// The next token; [`TokenKind::Eof`] once the input is used up, as
@@ -99,21 +96,14 @@ impl Lexer {
             '-' if self.peek_at(1).is_some_and(|d| d.is_ascii_digit()) => self.number()?,
             c if c.is_alphabetic() || c == '_' => self.word()?,
             found => {
-                return Err(error(
-                    start + 1,
-                    FilterErrorKind::UnexpectedCharacter { found },
-                ));
+                return Err(error(start + 1, FilterErrorKind::UnexpectedCharacter { found }));
             }
         };
         Ok(self.token(kind, start))
     }
 
     fn token(&self, kind: TokenKind, start: usize) -> Token {
-        Token {
-            kind,
-            position: start + 1,
-            text: self.text(start),
-        }
+        Token { kind, position: start + 1, text: self.text(start) }
     }
 
     fn peek(&self) -> Option<char> {
@@ -173,12 +163,7 @@ impl Lexer {
         let text = self.text(start);
         match CmpOp::from_symbol(&text) {
             Some(op) => Ok(TokenKind::Op(op)),
-            None => Err(error(
-                start + 1,
-                FilterErrorKind::UnknownOperator {
-                    text: shorten(&text),
-                },
-            )),
+            None => Err(error(start + 1, FilterErrorKind::UnknownOperator { text: shorten(&text) })),
         }
     }
 
@@ -208,10 +193,7 @@ impl Lexer {
         }
         // Glued-on junk (`2abc`, `1.`, `1.2.3`) makes the whole run invalid.
         let mut malformed = false;
-        while self
-            .peek()
-            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
-        {
+        while self.peek().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
             malformed = true;
             self.at += 1;
         }
@@ -219,21 +201,11 @@ impl Lexer {
         let kind = if malformed {
             None
         } else if is_float {
-            text.parse::<f64>()
-                .ok()
-                .filter(|x| x.is_finite())
-                .map(TokenKind::Float)
+            text.parse::<f64>().ok().filter(|x| x.is_finite()).map(TokenKind::Float)
         } else {
             text.parse::<i64>().ok().map(TokenKind::Int)
         };
-        kind.ok_or_else(|| {
-            error(
-                start + 1,
-                FilterErrorKind::InvalidNumber {
-                    text: shorten(&text),
-                },
-            )
-        })
+        kind.ok_or_else(|| error(start + 1, FilterErrorKind::InvalidNumber { text: shorten(&text) }))
     }
 
     /// A keyword (any case) or a property name. The whole run of letters,
@@ -242,15 +214,9 @@ impl Lexer {
     fn word(&mut self) -> Result<TokenKind, FilterError> {
         let start = self.at;
         self.eat_while(|c| c.is_alphanumeric() || c == '_');
-        if let Some(offset) = self.chars[start..self.at]
-            .iter()
-            .position(|c| !c.is_ascii())
-        {
+        if let Some(offset) = self.chars[start..self.at].iter().position(|c| !c.is_ascii()) {
             let found = self.chars[start + offset];
-            return Err(error(
-                start + offset + 1,
-                FilterErrorKind::UnexpectedCharacter { found },
-            ));
+            return Err(error(start + offset + 1, FilterErrorKind::UnexpectedCharacter { found }));
         }
         let text = self.text(start);
         Ok(match text.to_ascii_uppercase().as_str() {

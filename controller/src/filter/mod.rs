@@ -85,22 +85,13 @@ impl Filter {
     /// exists; an unknown name is an error naming it and its position.
     pub fn parse(source: &str, is_known: &dyn Fn(&str) -> bool) -> Result<Filter, FilterError> {
         if source.chars().nth(MAX_LEN).is_some() {
-            return Err(FilterError {
-                position: MAX_LEN + 1,
-                kind: FilterErrorKind::TooLong,
-            });
+            return Err(FilterError { position: MAX_LEN + 1, kind: FilterErrorKind::TooLong });
         }
         if source.trim().is_empty() {
-            return Err(FilterError {
-                position: 1,
-                kind: FilterErrorKind::Empty,
-            });
+            return Err(FilterError { position: 1, kind: FilterErrorKind::Empty });
         }
         let expr = parser::parse(source, is_known)?;
-        Ok(Filter {
-            expr,
-            source: source.to_owned(),
-        })
+        Ok(Filter { expr, source: source.to_owned() })
     }
 
     /// Whether a node with `props` passes the filter.

@@ -25,19 +25,11 @@ use super::lexer::{Lexer, Token, TokenKind, shorten};
 pub(crate) fn parse(source: &str, is_known: &dyn Fn(&str) -> bool) -> Result<Expr, FilterError> {
     let mut lexer = Lexer::new(source);
     let current = lexer.next_token()?;
-    let mut parser = Parser {
-        lexer,
-        current,
-        is_known,
-        depth: 0,
-    };
+    let mut parser = Parser { lexer, current, is_known, depth: 0 };
     let expr = parser.or_expr()?;
     match parser.current.kind {
         TokenKind::Eof => Ok(expr),
-        TokenKind::RParen => Err(FilterError {
-            position: parser.current.position,
-            kind: FilterErrorKind::UnmatchedParen,
-        }),
+        TokenKind::RParen => Err(FilterError { position: parser.current.position, kind: FilterErrorKind::UnmatchedParen }),
         _ => Err(parser.unexpected("AND, OR or end of input")),
     }
 }
@@ -62,10 +54,7 @@ impl Parser<'_> {
     fn unexpected(&self, expected: &str) -> FilterError {
         FilterError {
             position: self.current.position,
-            kind: FilterErrorKind::UnexpectedToken {
-                expected: expected.to_owned(),
-                found: self.current.describe(),
-            },
+            kind: FilterErrorKind::UnexpectedToken { expected: expected.to_owned(), found: self.current.describe() },
         }
     }
 
@@ -103,10 +92,7 @@ impl Parser<'_> {
                 let open = self.advance()?;
                 let inner = self.or_expr()?;
                 if self.current.kind != TokenKind::RParen {
-                    return Err(self.unexpected(&format!(
-                        "AND, OR or ')' to close the '(' at position {}",
-                        open.position
-                    )));
+                    return Err(self.unexpected(&format!("AND, OR or ')' to close the '(' at position {}", open.position)));
                 }
                 self.advance()?;
                 self.depth -= 1;
@@ -121,10 +107,7 @@ impl Parser<'_> {
     /// the current token.
     fn enter(&mut self) -> Result<(), FilterError> {
         if self.depth >= MAX_DEPTH {
-            return Err(FilterError {
-                position: self.current.position,
-                kind: FilterErrorKind::TooDeep,
-            });
+            return Err(FilterError { position: self.current.position, kind: FilterErrorKind::TooDeep });
         }
         self.depth += 1;
         Ok(())
@@ -139,10 +122,7 @@ impl Parser<'_> {
         // Checked before reading on, so that the first problem in the text
         // is the one reported.
         if !(self.is_known)(name) {
-            return Err(FilterError {
-                position: self.current.position,
-                kind: FilterErrorKind::UnknownProperty { name: name.clone() },
-            });
+            return Err(FilterError { position: self.current.position, kind: FilterErrorKind::UnknownProperty { name: name.clone() } });
         }
         let property = name.clone();
         self.advance()?;
@@ -152,11 +132,7 @@ impl Parser<'_> {
                 let op_token = self.advance()?;
                 let expected = format!("a value after '{}'", op_token.text);
                 let value = self.literal(&expected)?;
-                Ok(Expr::Compare {
-                    property,
-                    op,
-                    value,
-                })
+                Ok(Expr::Compare { property, op, value })
             }
             TokenKind::In => self.in_list(property, false),
             TokenKind::Like => self.like(property, false),
@@ -170,14 +146,9 @@ impl Parser<'_> {
             }
             // A name or value right after a name can never be valid: most
             // likely the operator is missing.
-            TokenKind::Ident(_)
-            | TokenKind::Str(_)
-            | TokenKind::Int(_)
-            | TokenKind::Float(_)
-            | TokenKind::True
-            | TokenKind::False => Err(self.unexpected(&format!(
-                "a comparison operator (=, !=, <>, <, <=, >, >=), IN or LIKE after '{property}'"
-            ))),
+            TokenKind::Ident(_) | TokenKind::Str(_) | TokenKind::Int(_) | TokenKind::Float(_) | TokenKind::True | TokenKind::False => {
+                Err(self.unexpected(&format!("a comparison operator (=, !=, <>, <, <=, >, >=), IN or LIKE after '{property}'")))
+            }
             _ => Ok(Expr::Truthy(property)),
         }
     }
@@ -198,11 +169,7 @@ impl Parser<'_> {
                 }
                 TokenKind::RParen => {
                     self.advance()?;
-                    return Ok(Expr::In {
-                        property,
-                        negated,
-                        values,
-                    });
+                    return Ok(Expr::In { property, negated, values });
                 }
                 _ => return Err(self.unexpected("',' or ')' in the IN list")),
             }
@@ -217,11 +184,7 @@ impl Parser<'_> {
         };
         let pattern = pattern.clone();
         self.advance()?;
-        Ok(Expr::Like {
-            property,
-            negated,
-            pattern,
-        })
+        Ok(Expr::Like { property, negated, pattern })
     }
 
     /// A literal value, or an error saying `expected` was wanted.

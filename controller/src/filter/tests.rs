@@ -27,12 +27,7 @@ fn parse_err(source: &str) -> FilterError {
 }
 
 fn node(pairs: &[(&str, PropValue)]) -> Properties {
-    with_standard_defaults(
-        pairs
-            .iter()
-            .map(|(name, value)| ((*name).to_owned(), value.clone()))
-            .collect(),
-    )
+    with_standard_defaults(pairs.iter().map(|(name, value)| ((*name).to_owned(), value.clone())).collect())
 }
 
 fn chifflot() -> Properties {
@@ -79,18 +74,8 @@ const EXAMPLES: &[(&str, bool, bool, bool)] = &[
     ("cluster IN ('chifflot','grouille')", true, false, true),
     ("NOT exotic", true, false, false),
     ("gpu_model LIKE 'A%'", false, false, true),
-    (
-        "(cluster='a' OR cluster='b') AND memnode > 100000",
-        false,
-        false,
-        false,
-    ),
-    (
-        "(cluster='chifflot' OR cluster='servan') AND memnode > 150000",
-        true,
-        false,
-        false,
-    ),
+    ("(cluster='a' OR cluster='b') AND memnode > 100000", false, false, false),
+    ("(cluster='chifflot' OR cluster='servan') AND memnode > 150000", true, false, false),
     ("gpu_count >= 2 AND NOT exotic", true, false, false),
     ("accel_type = 'fpga'", false, true, false),
     ("cluster NOT IN ('x')", true, true, true),
@@ -125,32 +110,14 @@ fn examples_round_trip_through_canonical_text() {
 #[test]
 fn canonical_text() {
     let cases = [
-        (
-            "gpu_count>=2 and gpu_model='A100'",
-            "gpu_count >= 2 AND gpu_model = 'A100'",
-        ),
-        (
-            "cluster in ('chifflot',\"grouille\")",
-            "cluster IN ('chifflot', 'grouille')",
-        ),
+        ("gpu_count>=2 and gpu_model='A100'", "gpu_count >= 2 AND gpu_model = 'A100'"),
+        ("cluster in ('chifflot',\"grouille\")", "cluster IN ('chifflot', 'grouille')"),
         ("not   exotic", "NOT exotic"),
         ("gpu_count <> 0", "gpu_count != 0"),
-        (
-            "(cluster='a' OR cluster='b') AND memnode>1",
-            "(cluster = 'a' OR cluster = 'b') AND memnode > 1",
-        ),
-        (
-            "cluster='a' OR (cluster='b' AND memnode>1)",
-            "cluster = 'a' OR cluster = 'b' AND memnode > 1",
-        ),
-        (
-            "cluster='a' OR (cluster='b' OR cluster='c')",
-            "cluster = 'a' OR (cluster = 'b' OR cluster = 'c')",
-        ),
-        (
-            "NOT (exotic OR cluster='x')",
-            "NOT (exotic OR cluster = 'x')",
-        ),
+        ("(cluster='a' OR cluster='b') AND memnode>1", "(cluster = 'a' OR cluster = 'b') AND memnode > 1"),
+        ("cluster='a' OR (cluster='b' AND memnode>1)", "cluster = 'a' OR cluster = 'b' AND memnode > 1"),
+        ("cluster='a' OR (cluster='b' OR cluster='c')", "cluster = 'a' OR (cluster = 'b' OR cluster = 'c')"),
+        ("NOT (exotic OR cluster='x')", "NOT (exotic OR cluster = 'x')"),
         ("NOT NOT exotic", "NOT NOT exotic"),
         ("host = \"it's\"", "host = 'it''s'"),
         ("memnode > 2.0", "memnode > 2.0"),
@@ -167,15 +134,9 @@ fn canonical_text() {
 
 #[test]
 fn keywords_are_case_insensitive() {
-    let lower = parse(
-        "gpu_count >= 2 and not exotic or cluster in ('x') and gpu_model like 'A%' and exotic = false",
-    );
-    let upper = parse(
-        "gpu_count >= 2 AND NOT exotic OR cluster IN ('x') AND gpu_model LIKE 'A%' AND exotic = FALSE",
-    );
-    let mixed = parse(
-        "gpu_count >= 2 And NoT exotic oR cluster In ('x') aNd gpu_model LiKe 'A%' AND exotic = False",
-    );
+    let lower = parse("gpu_count >= 2 and not exotic or cluster in ('x') and gpu_model like 'A%' and exotic = false");
+    let upper = parse("gpu_count >= 2 AND NOT exotic OR cluster IN ('x') AND gpu_model LIKE 'A%' AND exotic = FALSE");
+    let mixed = parse("gpu_count >= 2 And NoT exotic oR cluster In ('x') aNd gpu_model LiKe 'A%' AND exotic = False");
     assert_eq!(lower.expr(), upper.expr());
     assert_eq!(mixed.expr(), upper.expr());
 }
@@ -188,13 +149,7 @@ fn truthy(name: &str) -> Box<Expr> {
 fn precedence_is_not_then_and_then_or() {
     let filter = parse("exotic OR gpu_count AND NOT rack OR wattmeter");
     let expected = Expr::Or(
-        Box::new(Expr::Or(
-            truthy("exotic"),
-            Box::new(Expr::And(
-                truthy("gpu_count"),
-                Box::new(Expr::Not(truthy("rack"))),
-            )),
-        )),
+        Box::new(Expr::Or(truthy("exotic"), Box::new(Expr::And(truthy("gpu_count"), Box::new(Expr::Not(truthy("rack"))))))),
         truthy("wattmeter"),
     );
     assert_eq!(filter.expr(), &expected);
@@ -202,21 +157,14 @@ fn precedence_is_not_then_and_then_or() {
     // NOT applies to the whole comparison.
     let filter = parse("NOT gpu_count = 0 AND exotic");
     let expected = Expr::And(
-        Box::new(Expr::Not(Box::new(Expr::Compare {
-            property: "gpu_count".to_owned(),
-            op: CmpOp::Eq,
-            value: Literal::Int(0),
-        }))),
+        Box::new(Expr::Not(Box::new(Expr::Compare { property: "gpu_count".to_owned(), op: CmpOp::Eq, value: Literal::Int(0) }))),
         truthy("exotic"),
     );
     assert_eq!(filter.expr(), &expected);
 
     // Parentheses override.
     let filter = parse("(exotic OR rack) AND wattmeter");
-    let expected = Expr::And(
-        Box::new(Expr::Or(truthy("exotic"), truthy("rack"))),
-        truthy("wattmeter"),
-    );
+    let expected = Expr::And(Box::new(Expr::Or(truthy("exotic"), truthy("rack"))), truthy("wattmeter"));
     assert_eq!(filter.expr(), &expected);
 }
 
@@ -228,19 +176,13 @@ fn literals() {
     };
     assert_eq!(value("memnode = 42"), Literal::Int(42));
     assert_eq!(value("memnode = -42"), Literal::Int(-42));
-    assert_eq!(
-        value("memnode=-9223372036854775808"),
-        Literal::Int(i64::MIN)
-    );
+    assert_eq!(value("memnode=-9223372036854775808"), Literal::Int(i64::MIN));
     assert_eq!(value("memnode = 2.5"), Literal::Float(2.5));
     assert_eq!(value("memnode = -0.5"), Literal::Float(-0.5));
     assert_eq!(value("memnode = 1e9"), Literal::Float(1e9));
     assert_eq!(value("memnode = 1.5E-3"), Literal::Float(1.5e-3));
     assert_eq!(value("host = 'it''s'"), Literal::Str("it's".to_owned()));
-    assert_eq!(
-        value("host = \"say \"\"hi\"\"\""),
-        Literal::Str("say \"hi\"".to_owned())
-    );
+    assert_eq!(value("host = \"say \"\"hi\"\"\""), Literal::Str("say \"hi\"".to_owned()));
     assert_eq!(value("host = \"it's\""), Literal::Str("it's".to_owned()));
     assert_eq!(value("host = ''"), Literal::Str(String::new()));
     assert_eq!(value("host = 'é ü\t'"), Literal::Str("é ü\t".to_owned()));
@@ -250,13 +192,8 @@ fn literals() {
 
 #[test]
 fn properties_are_sorted_and_deduplicated() {
-    let filter = parse(
-        "(rack = 'a' OR gpu_count > 1) AND NOT exotic AND gpu_count < 8 AND cluster LIKE 'c%'",
-    );
-    assert_eq!(
-        filter.properties(),
-        ["cluster", "exotic", "gpu_count", "rack"]
-    );
+    let filter = parse("(rack = 'a' OR gpu_count > 1) AND NOT exotic AND gpu_count < 8 AND cluster LIKE 'c%'");
+    assert_eq!(filter.properties(), ["cluster", "exotic", "gpu_count", "rack"]);
 }
 
 // ---------------------------------------------------------------- errors
@@ -266,27 +203,14 @@ fn properties_are_sorted_and_deduplicated() {
 fn assert_error(source: &str, position: usize, message: &str) {
     let error = parse_err(source);
     assert_eq!(error.position, position, "{source}: {error}");
-    assert_eq!(
-        error.to_string(),
-        format!("at position {position}: {message}"),
-        "{source}"
-    );
+    assert_eq!(error.to_string(), format!("at position {position}: {message}"), "{source}");
 }
 
 #[test]
 fn unknown_property() {
-    assert_error(
-        "gpu_count >= 2 AND gpu_cont = 1",
-        20,
-        "unknown property 'gpu_cont'",
-    );
+    assert_error("gpu_count >= 2 AND gpu_cont = 1", 20, "unknown property 'gpu_cont'");
     let error = parse_err("gpu_count >= 2 AND gpu_cont = 1");
-    assert_eq!(
-        error.kind,
-        FilterErrorKind::UnknownProperty {
-            name: "gpu_cont".to_owned()
-        }
-    );
+    assert_eq!(error.kind, FilterErrorKind::UnknownProperty { name: "gpu_cont".to_owned() });
     // The first problem in the text wins, even if a later one is lexical.
     assert_error("nope = 'unterminated", 1, "unknown property 'nope'");
     // Positions count characters, not bytes.
@@ -295,105 +219,37 @@ fn unknown_property() {
 
 #[test]
 fn missing_value() {
-    assert_error(
-        "gpu_count >=",
-        13,
-        "expected a value after '>=', found end of input",
-    );
-    assert_error(
-        "gpu_count <> AND exotic",
-        14,
-        "expected a value after '<>', found 'AND'",
-    );
-    assert_error(
-        "cluster = chifflot",
-        11,
-        "expected a value after '=' (strings go in quotes: 'chifflot'), found 'chifflot'",
-    );
-    assert_error(
-        "exotic AND",
-        11,
-        "expected a property name, NOT or '(', found end of input",
-    );
-    assert_error(
-        "cluster IN ()",
-        13,
-        "expected a value in the IN list, found ')'",
-    );
-    assert_error(
-        "cluster IN ('a',)",
-        17,
-        "expected a value after ',' in the IN list, found ')'",
-    );
-    assert_error(
-        "cluster IN ('a' 'b')",
-        17,
-        "expected ',' or ')' in the IN list, found 'b'",
-    );
+    assert_error("gpu_count >=", 13, "expected a value after '>=', found end of input");
+    assert_error("gpu_count <> AND exotic", 14, "expected a value after '<>', found 'AND'");
+    assert_error("cluster = chifflot", 11, "expected a value after '=' (strings go in quotes: 'chifflot'), found 'chifflot'");
+    assert_error("exotic AND", 11, "expected a property name, NOT or '(', found end of input");
+    assert_error("cluster IN ()", 13, "expected a value in the IN list, found ')'");
+    assert_error("cluster IN ('a',)", 17, "expected a value after ',' in the IN list, found ')'");
+    assert_error("cluster IN ('a' 'b')", 17, "expected ',' or ')' in the IN list, found 'b'");
     assert_error("cluster IN 'a'", 12, "expected '(' after IN, found 'a'");
-    assert_error(
-        "gpu_model LIKE A",
-        16,
-        "expected a quoted pattern after LIKE, found 'A'",
-    );
-    assert_error(
-        "gpu_model LIKE 5",
-        16,
-        "expected a quoted pattern after LIKE, found '5'",
-    );
-    assert_error(
-        "cluster NOT = 'a'",
-        13,
-        "expected IN or LIKE after 'cluster NOT', found '='",
-    );
+    assert_error("gpu_model LIKE A", 16, "expected a quoted pattern after LIKE, found 'A'");
+    assert_error("gpu_model LIKE 5", 16, "expected a quoted pattern after LIKE, found '5'");
+    assert_error("cluster NOT = 'a'", 13, "expected IN or LIKE after 'cluster NOT', found '='");
 }
 
 #[test]
 fn unterminated_string() {
-    assert_error(
-        "gpu_model = 'A100",
-        13,
-        "unterminated string (add the closing quote)",
-    );
-    assert_error(
-        "host = \"chifflot-1'",
-        8,
-        "unterminated string (add the closing quote)",
-    );
-    assert_error(
-        "host = 'it''",
-        8,
-        "unterminated string (add the closing quote)",
-    );
+    assert_error("gpu_model = 'A100", 13, "unterminated string (add the closing quote)");
+    assert_error("host = \"chifflot-1'", 8, "unterminated string (add the closing quote)");
+    assert_error("host = 'it''", 8, "unterminated string (add the closing quote)");
 }
 
 #[test]
 fn trailing_garbage() {
-    assert_error(
-        "gpu_count >= 2 foo",
-        16,
-        "expected AND, OR or end of input, found 'foo'",
-    );
-    assert_error(
-        "exotic exotic",
-        8,
-        "expected a comparison operator (=, !=, <>, <, <=, >, >=), IN or LIKE after 'exotic', found 'exotic'",
-    );
-    assert_error(
-        "gpu_count 2",
-        11,
-        "expected a comparison operator (=, !=, <>, <, <=, >, >=), IN or LIKE after 'gpu_count', found '2'",
-    );
+    assert_error("gpu_count >= 2 foo", 16, "expected AND, OR or end of input, found 'foo'");
+    assert_error("exotic exotic", 8, "expected a comparison operator (=, !=, <>, <, <=, >, >=), IN or LIKE after 'exotic', found 'exotic'");
+    assert_error("gpu_count 2", 11, "expected a comparison operator (=, !=, <>, <, <=, >, >=), IN or LIKE after 'gpu_count', found '2'");
     assert_error("exotic ,", 8, "expected AND, OR or end of input, found ','");
 }
 
 #[test]
 fn unbalanced_parenthesis() {
-    assert_error(
-        "(cluster = 'a' OR cluster = 'b'",
-        32,
-        "expected AND, OR or ')' to close the '(' at position 1, found end of input",
-    );
+    assert_error("(cluster = 'a' OR cluster = 'b'", 32, "expected AND, OR or ')' to close the '(' at position 1, found end of input");
     assert_error(
         "exotic AND ((rack = 'a') OR gpu_count > 1 wattmeter",
         43,
@@ -407,16 +263,8 @@ fn unbalanced_parenthesis() {
 #[test]
 fn bad_operator() {
     let hint = "(compare with =, !=, <>, <, <=, >, >=; negate with NOT)";
-    assert_error(
-        "gpu_count == 2",
-        11,
-        &format!("unknown operator '==' {hint}"),
-    );
-    assert_error(
-        "gpu_count => 2",
-        11,
-        &format!("unknown operator '=>' {hint}"),
-    );
+    assert_error("gpu_count == 2", 11, &format!("unknown operator '==' {hint}"));
+    assert_error("gpu_count => 2", 11, &format!("unknown operator '=>' {hint}"));
     assert_error("!exotic", 1, &format!("unknown operator '!' {hint}"));
     assert_error("exotic && rack", 8, "unexpected character '&' (write AND)");
     assert_error("exotic || rack", 8, "unexpected character '|' (write OR)");
@@ -440,22 +288,11 @@ fn invalid_numbers() {
         ("memnode > 1e", "1e"),
         ("memnode > -9223372036854775809", "-9223372036854775809"),
     ] {
-        assert_eq!(
-            parse_err(source).kind,
-            FilterErrorKind::InvalidNumber {
-                text: text.to_owned()
-            },
-            "{source}"
-        );
+        assert_eq!(parse_err(source).kind, FilterErrorKind::InvalidNumber { text: text.to_owned() }, "{source}");
     }
     // Long numbers are cut short in the message.
     let error = parse_err(&format!("memnode > {}", "9".repeat(100)));
-    assert_eq!(
-        error.kind,
-        FilterErrorKind::InvalidNumber {
-            text: format!("{}…", "9".repeat(40))
-        }
-    );
+    assert_eq!(error.kind, FilterErrorKind::InvalidNumber { text: format!("{}…", "9".repeat(40)) });
 }
 
 #[test]
@@ -464,35 +301,15 @@ fn empty_too_long_too_deep() {
     assert_error(" \t\n ", 1, "the filter is empty");
 
     let long = format!("exotic{}", " ".repeat(MAX_LEN));
-    assert_error(
-        &long,
-        MAX_LEN + 1,
-        "the filter is too long (at most 4096 characters)",
-    );
+    assert_error(&long, MAX_LEN + 1, "the filter is too long (at most 4096 characters)");
     let fits = format!("exotic{}", " ".repeat(MAX_LEN - 6));
     parse(&fits);
 
     let deep = "the filter nests parentheses and NOT more than 64 levels deep";
     parse(&format!("{}exotic", "NOT ".repeat(MAX_DEPTH)));
-    assert_error(
-        &format!("{}exotic", "NOT ".repeat(MAX_DEPTH + 1)),
-        4 * MAX_DEPTH + 1,
-        deep,
-    );
-    parse(&format!(
-        "{}exotic{}",
-        "(".repeat(MAX_DEPTH),
-        ")".repeat(MAX_DEPTH)
-    ));
-    assert_error(
-        &format!(
-            "{}exotic{}",
-            "(".repeat(MAX_DEPTH + 1),
-            ")".repeat(MAX_DEPTH + 1)
-        ),
-        MAX_DEPTH + 1,
-        deep,
-    );
+    assert_error(&format!("{}exotic", "NOT ".repeat(MAX_DEPTH + 1)), 4 * MAX_DEPTH + 1, deep);
+    parse(&format!("{}exotic{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH)));
+    assert_error(&format!("{}exotic{}", "(".repeat(MAX_DEPTH + 1), ")".repeat(MAX_DEPTH + 1)), MAX_DEPTH + 1, deep);
     // Depth counts nesting, not length: a long flat chain is fine.
     let chain = vec!["exotic"; 300].join(" AND ");
     let filter = parse(&chain);
@@ -532,11 +349,7 @@ fn missing_property_makes_conditions_false_but_not_negates() {
 
 #[test]
 fn number_comparisons() {
-    let props = node(&[
-        ("gpu_count", 2.into()),
-        ("wattmeter", PropValue::Float(2.5)),
-        ("rack", "16".into()),
-    ]);
+    let props = node(&[("gpu_count", 2.into()), ("wattmeter", PropValue::Float(2.5)), ("rack", "16".into())]);
     for (source, expected) in [
         ("gpu_count = 2", true),
         ("gpu_count = 2.0", true),
@@ -611,14 +424,7 @@ fn boolean_comparisons() {
         assert_eq!(check(source, &plain), !on_exotic, "{source} on plain");
     }
     // Neither order nor nonsense comparisons hold, on either node.
-    for source in [
-        "exotic > FALSE",
-        "exotic <= TRUE",
-        "exotic = 'maybe'",
-        "exotic != 'maybe'",
-        "exotic = 2",
-        "exotic LIKE '%'",
-    ] {
+    for source in ["exotic > FALSE", "exotic <= TRUE", "exotic = 'maybe'", "exotic != 'maybe'", "exotic = 2", "exotic LIKE '%'"] {
         assert!(!check(source, &exotic), "{source}");
         assert!(!check(source, &plain), "{source}");
     }
@@ -728,14 +534,7 @@ fn like_reference(text: &str, pattern: &str) -> bool {
 
 // ------------------------------------------------------------ proptests
 
-const NAMES: &[&str] = &[
-    "cluster",
-    "gpu_count",
-    "exotic",
-    "memnode",
-    "gpu_model",
-    "rack",
-];
+const NAMES: &[&str] = &["cluster", "gpu_count", "exotic", "memnode", "gpu_model", "rack"];
 
 fn name() -> impl Strategy<Value = String> {
     prop::sample::select(NAMES).prop_map(str::to_owned)
@@ -745,10 +544,7 @@ fn name() -> impl Strategy<Value = String> {
 /// a small set likely to match the values in [`props`].
 fn string() -> impl Strategy<Value = String> {
     prop_oneof![
-        prop::sample::select(vec![
-            "", "a", "A100", "YES", "NO", "2", "1.5", "chifflot", "it's"
-        ])
-        .prop_map(str::to_owned),
+        prop::sample::select(vec!["", "a", "A100", "YES", "NO", "2", "1.5", "chifflot", "it's"]).prop_map(str::to_owned),
         prop::collection::vec(any::<char>(), 0..8).prop_map(String::from_iter),
         "[a%_'\"]{0,6}",
     ]
@@ -760,46 +556,25 @@ fn literal() -> impl Strategy<Value = Literal> {
         (-3i64..=3).prop_map(Literal::Int),
         any::<i64>().prop_map(Literal::Int),
         prop_oneof![Just(-1.5), Just(0.0), Just(2.0), Just(2.5)].prop_map(Literal::Float),
-        (prop::num::f64::NORMAL | prop::num::f64::SUBNORMAL | prop::num::f64::ZERO)
-            .prop_map(Literal::Float),
+        (prop::num::f64::NORMAL | prop::num::f64::SUBNORMAL | prop::num::f64::ZERO).prop_map(Literal::Float),
         string().prop_map(Literal::Str),
     ]
 }
 
 fn op() -> impl Strategy<Value = CmpOp> {
-    prop::sample::select(vec![
-        CmpOp::Eq,
-        CmpOp::Ne,
-        CmpOp::Lt,
-        CmpOp::Le,
-        CmpOp::Gt,
-        CmpOp::Ge,
-    ])
+    prop::sample::select(vec![CmpOp::Eq, CmpOp::Ne, CmpOp::Lt, CmpOp::Le, CmpOp::Gt, CmpOp::Ge])
 }
 
 fn predicate() -> impl Strategy<Value = Expr> {
     prop_oneof![
         name().prop_map(Expr::Truthy),
-        (name(), op(), literal()).prop_map(|(property, op, value)| Expr::Compare {
-            property,
-            op,
-            value
-        }),
-        (
-            name(),
-            any::<bool>(),
-            prop::collection::vec(literal(), 1..4)
-        )
-            .prop_map(|(property, negated, values)| Expr::In {
-                property,
-                negated,
-                values
-            }),
-        (name(), any::<bool>(), string()).prop_map(|(property, negated, pattern)| Expr::Like {
+        (name(), op(), literal()).prop_map(|(property, op, value)| Expr::Compare { property, op, value }),
+        (name(), any::<bool>(), prop::collection::vec(literal(), 1..4)).prop_map(|(property, negated, values)| Expr::In {
             property,
             negated,
-            pattern
+            values
         }),
+        (name(), any::<bool>(), string()).prop_map(|(property, negated, pattern)| Expr::Like { property, negated, pattern }),
     ]
 }
 
@@ -817,21 +592,15 @@ fn prop_value() -> impl Strategy<Value = PropValue> {
     prop_oneof![
         any::<bool>().prop_map(PropValue::Bool),
         (-3i64..=3).prop_map(PropValue::Int),
-        prop_oneof![Just(-1.5), Just(0.0), Just(2.0), Just(2.5), Just(f64::NAN)]
-            .prop_map(PropValue::Float),
+        prop_oneof![Just(-1.5), Just(0.0), Just(2.0), Just(2.5), Just(f64::NAN)].prop_map(PropValue::Float),
         string().prop_map(PropValue::Str),
     ]
 }
 
 /// A node with each of [`NAMES`] present or not, holding any kind of value.
 fn props() -> impl Strategy<Value = Properties> {
-    prop::collection::vec(prop::option::of(prop_value()), NAMES.len()).prop_map(|values| {
-        NAMES
-            .iter()
-            .zip(values)
-            .filter_map(|(name, value)| Some(((*name).to_owned(), value?)))
-            .collect()
-    })
+    prop::collection::vec(prop::option::of(prop_value()), NAMES.len())
+        .prop_map(|values| NAMES.iter().zip(values).filter_map(|(name, value)| Some(((*name).to_owned(), value?))).collect())
 }
 
 /// Filter-looking text: tokens glued with or without spaces.
@@ -873,18 +642,8 @@ fn token_soup() -> impl Strategy<Value = String> {
         "é",
         "\u{0}",
     ]);
-    prop::collection::vec((token, any::<bool>()), 0..24).prop_map(|parts| {
-        parts
-            .into_iter()
-            .map(|(token, space)| {
-                if space {
-                    format!("{token} ")
-                } else {
-                    token.to_owned()
-                }
-            })
-            .collect()
-    })
+    prop::collection::vec((token, any::<bool>()), 0..24)
+        .prop_map(|parts| parts.into_iter().map(|(token, space)| if space { format!("{token} ") } else { token.to_owned() }).collect())
 }
 
 proptest! {

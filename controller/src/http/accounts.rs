@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use ferrum_api as api;
 use ferrum_api::ErrorBody;
 
@@ -17,7 +17,11 @@ use crate::app::App;
 #[utoipa::path(post, path = "/api/v1/projects", tag = "accounts", request_body = api::ProjectCreate,
     responses((status = 201, body = api::Project), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn create_project(State(app): State<Arc<App>>, Caller(actor): Caller, Body(req): Body<api::ProjectCreate>) -> ApiResult<(StatusCode, Json<api::Project>)> {
+pub async fn create_project(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    Body(req): Body<api::ProjectCreate>,
+) -> ApiResult<(StatusCode, Json<api::Project>)> {
     let p = app.create_project(&actor, &req.name, req.class.as_deref(), req.quota_node_hours).await?;
     Ok((StatusCode::CREATED, Json(views::project(p))))
 }
@@ -32,7 +36,11 @@ pub async fn list_projects(State(app): State<Arc<App>>, Caller(actor): Caller) -
 #[utoipa::path(post, path = "/api/v1/users", tag = "accounts", request_body = api::UserCreate,
     responses((status = 201, body = api::UserCreated), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn create_user(State(app): State<Arc<App>>, Caller(actor): Caller, Body(req): Body<api::UserCreate>) -> ApiResult<(StatusCode, Json<api::UserCreated>)> {
+pub async fn create_user(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    Body(req): Body<api::UserCreate>,
+) -> ApiResult<(StatusCode, Json<api::UserCreated>)> {
     let (user, token) = app.create_user(&actor, &req.name, req.role == api::Role::Admin, req.email.as_deref(), &req.projects).await?;
     Ok((StatusCode::CREATED, Json(api::UserCreated { user: views::user(user), token })))
 }
@@ -52,7 +60,11 @@ pub async fn me(State(app): State<Arc<App>>, Caller(actor): Caller) -> ApiResult
 /// A new API token for a user (admins for anyone, users for themselves).
 #[utoipa::path(post, path = "/api/v1/users/{name}/tokens", tag = "accounts", params(("name" = String, Path)),
     responses((status = 201, body = api::TokenCreated), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn create_token(State(app): State<Arc<App>>, Caller(actor): Caller, PathParam(name): PathParam<String>) -> ApiResult<(StatusCode, Json<api::TokenCreated>)> {
+pub async fn create_token(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    PathParam(name): PathParam<String>,
+) -> ApiResult<(StatusCode, Json<api::TokenCreated>)> {
     let token = app.create_token(&actor, &name).await?;
     Ok((StatusCode::CREATED, Json(api::TokenCreated { user: name, token })))
 }

@@ -13,9 +13,9 @@
 //! Client errors are logged at debug level; internal errors at error level
 //! with their whole cause chain, and the client sees only "internal error".
 
+use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use ferrum_api::{ErrorBody, ErrorDetail};
 
 use crate::app::AppError;

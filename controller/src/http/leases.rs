@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use ferrum_api as api;
 use ferrum_api::ErrorBody;
 
@@ -21,7 +21,11 @@ use crate::model::time::{from_seconds, to_seconds};
     responses((status = 201, body = api::Lease), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, description = "the slot is taken; `error.earliest_start` says when it would fit", body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn create(State(app): State<Arc<App>>, Caller(actor): Caller, Body(req): Body<api::LeaseCreate>) -> ApiResult<(StatusCode, Json<api::Lease>)> {
+pub async fn create(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    Body(req): Body<api::LeaseCreate>,
+) -> ApiResult<(StatusCode, Json<api::Lease>)> {
     let row = app.create_lease(&actor, req).await?;
     Ok((StatusCode::CREATED, Json(views::lease(row))))
 }
@@ -29,7 +33,11 @@ pub async fn create(State(app): State<Arc<App>>, Caller(actor): Caller, Body(req
 /// The caller's leases (all leases for admins), newest first.
 #[utoipa::path(get, path = "/api/v1/leases", tag = "leases", params(api::LeaseListQuery),
     responses((status = 200, body = Vec<api::Lease>)), security(("bearer" = [])))]
-pub async fn list(State(app): State<Arc<App>>, Caller(actor): Caller, Params(q): Params<api::LeaseListQuery>) -> ApiResult<Json<Vec<api::Lease>>> {
+pub async fn list(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    Params(q): Params<api::LeaseListQuery>,
+) -> ApiResult<Json<Vec<api::Lease>>> {
     let rows = app.list_leases(&actor, q.state, q.all.unwrap_or(false)).await?;
     Ok(Json(rows.into_iter().map(views::lease).collect()))
 }
@@ -45,7 +53,12 @@ pub async fn show(State(app): State<Arc<App>>, Caller(actor): Caller, PathParam(
 #[utoipa::path(patch, path = "/api/v1/leases/{id}", tag = "leases", params(("id" = i64, Path)), request_body = api::LeasePatch,
     responses((status = 200, body = api::Lease), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn extend(State(app): State<Arc<App>>, Caller(actor): Caller, PathParam(id): PathParam<i64>, Body(req): Body<api::LeasePatch>) -> ApiResult<Json<api::Lease>> {
+pub async fn extend(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    PathParam(id): PathParam<i64>,
+    Body(req): Body<api::LeasePatch>,
+) -> ApiResult<Json<api::Lease>> {
     Ok(Json(views::lease(app.extend_lease(&actor, id, to_seconds(req.end)).await?)))
 }
 
@@ -61,17 +74,28 @@ pub async fn end(State(app): State<Arc<App>>, Caller(actor): Caller, PathParam(i
 /// previous one ends.
 #[utoipa::path(get, path = "/api/v1/availability", tag = "calendar", params(api::AvailabilityQuery),
     responses((status = 200, body = api::Availability), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn availability(State(app): State<Arc<App>>, Caller(_actor): Caller, Params(q): Params<api::AvailabilityQuery>) -> ApiResult<Json<api::Availability>> {
+pub async fn availability(
+    State(app): State<Arc<App>>,
+    Caller(_actor): Caller,
+    Params(q): Params<api::AvailabilityQuery>,
+) -> ApiResult<Json<api::Availability>> {
     let slots = app.availability(&q).await?;
     Ok(Json(api::Availability {
-        slots: slots.into_iter().map(|(start, end, nodes)| api::Slot { start: from_seconds(start), end: from_seconds(end), nodes }).collect(),
+        slots: slots
+            .into_iter()
+            .map(|(start, end, nodes)| api::Slot { start: from_seconds(start), end: from_seconds(end), nodes })
+            .collect(),
     }))
 }
 
 /// Busy intervals per node (for Gantt charts).
 #[utoipa::path(get, path = "/api/v1/calendar", tag = "calendar", params(api::CalendarQuery),
     responses((status = 200, body = api::Calendar), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn calendar(State(app): State<Arc<App>>, Caller(actor): Caller, Params(q): Params<api::CalendarQuery>) -> ApiResult<Json<api::Calendar>> {
+pub async fn calendar(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    Params(q): Params<api::CalendarQuery>,
+) -> ApiResult<Json<api::Calendar>> {
     let (from, to, nodes) = app.calendar_view(&actor, q.from.map(to_seconds), q.to.map(to_seconds), q.filter.as_deref()).await?;
     Ok(Json(api::Calendar {
         from: from_seconds(from),

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use super::error::ApiError;
@@ -44,7 +44,9 @@ impl Metrics {
     }
 
     pub fn observe(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        self.latency.get_or_create(&RequestLabels { method: method.to_owned(), route: route.to_owned(), status }).observe(elapsed.as_secs_f64());
+        self.latency
+            .get_or_create(&RequestLabels { method: method.to_owned(), route: route.to_owned(), status })
+            .observe(elapsed.as_secs_f64());
     }
 }
 

@@ -3,23 +3,27 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use ferrum_api as api;
 use ferrum_api::ErrorBody;
 
 use super::error::ApiResult;
 use super::extract::{Body, Caller, Params, PathParam};
 use super::views;
-use crate::app::nodes::{NodeSpec, ReferenceUpload};
 use crate::app::App;
+use crate::app::nodes::{NodeSpec, ReferenceUpload};
 
 /// List nodes, optionally selected by an OAR property filter.
 #[utoipa::path(get, path = "/api/v1/nodes", tag = "nodes", params(api::NodeListQuery),
     responses((status = 200, body = Vec<api::Node>), (status = 400, description = "bad filter", body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn list(State(app): State<Arc<App>>, Caller(actor): Caller, Params(q): Params<api::NodeListQuery>) -> ApiResult<Json<Vec<api::Node>>> {
+pub async fn list(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    Params(q): Params<api::NodeListQuery>,
+) -> ApiResult<Json<Vec<api::Node>>> {
     let rows = app.list_nodes(q.filter.as_deref()).await?;
     Ok(Json(rows.into_iter().map(|r| views::node(r, None, actor.is_admin)).collect()))
 }
@@ -28,7 +32,11 @@ pub async fn list(State(app): State<Arc<App>>, Caller(actor): Caller, Params(q):
 #[utoipa::path(post, path = "/api/v1/nodes", tag = "nodes", request_body = api::NodeCreate,
     responses((status = 201, body = api::Node), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, description = "name or MAC taken", body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn create(State(app): State<Arc<App>>, Caller(actor): Caller, Body(req): Body<api::NodeCreate>) -> ApiResult<(StatusCode, Json<api::Node>)> {
+pub async fn create(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    Body(req): Body<api::NodeCreate>,
+) -> ApiResult<(StatusCode, Json<api::Node>)> {
     let spec = NodeSpec {
         name: req.name,
         site: req.site,
@@ -47,7 +55,11 @@ pub async fn create(State(app): State<Arc<App>>, Caller(actor): Caller, Body(req
 #[utoipa::path(post, path = "/api/v1/nodes/import", tag = "nodes", request_body = api::NodeImport,
     responses((status = 200, body = api::ImportReport), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn import(State(app): State<Arc<App>>, Caller(actor): Caller, Body(req): Body<api::NodeImport>) -> ApiResult<Json<api::ImportReport>> {
+pub async fn import(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    Body(req): Body<api::NodeImport>,
+) -> ApiResult<Json<api::ImportReport>> {
     let uploads = req.nodes.into_iter().map(|n| ReferenceUpload { site: n.site, cluster: n.cluster, description: n.description }).collect();
     let o = app.import_nodes(&actor, uploads).await?;
     Ok(Json(api::ImportReport { added: o.added, changed: o.changed, unchanged: o.unchanged }))
@@ -79,6 +91,10 @@ pub async fn maintenance(
 #[utoipa::path(get, path = "/api/v1/nodes/{name}/events", tag = "nodes", params(("name" = String, Path)),
     responses((status = 200, body = Vec<api::NodeEvent>), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn events(State(app): State<Arc<App>>, Caller(_actor): Caller, PathParam(name): PathParam<String>) -> ApiResult<Json<Vec<api::NodeEvent>>> {
+pub async fn events(
+    State(app): State<Arc<App>>,
+    Caller(_actor): Caller,
+    PathParam(name): PathParam<String>,
+) -> ApiResult<Json<Vec<api::NodeEvent>>> {
     Ok(Json(app.node_events(&name).await?.into_iter().map(views::node_event).collect()))
 }

@@ -6,9 +6,9 @@ use ferrum_api as api;
 
 use crate::app::nodes::NodeDetail;
 use crate::db::{BusyRow, LeaseRow, NodeEventRow, NodeRow, ProjectRow, UserRow};
+use crate::model::BmcAddress;
 use crate::model::node::shown_state;
 use crate::model::time::from_seconds;
-use crate::model::BmcAddress;
 
 pub fn node(row: NodeRow, reference: Option<serde_json::Value>, is_admin: bool) -> api::Node {
     let bmc = if is_admin {
@@ -83,7 +83,13 @@ pub fn busy(b: BusyRow, caller: crate::model::UserId) -> api::BusyInterval {
 }
 
 pub fn project(p: ProjectRow) -> api::Project {
-    api::Project { name: p.name, class: p.class, quota_node_hours: p.quota_node_hours, members: p.members, created_at: from_seconds(p.created_at) }
+    api::Project {
+        name: p.name,
+        class: p.class,
+        quota_node_hours: p.quota_node_hours,
+        members: p.members,
+        created_at: from_seconds(p.created_at),
+    }
 }
 
 pub fn user(u: UserRow) -> api::User {

@@ -88,14 +88,7 @@ impl BmcAddress {
             BmcDriver::Redfish if path.is_empty() => return Err(BmcParseError::NoSystemId),
             BmcDriver::Redfish => Some(percent_decode(path)),
         };
-        Ok(BmcAddress {
-            driver,
-            host: host.to_owned(),
-            port: url.port().unwrap_or(default_port),
-            username,
-            password,
-            system_id,
-        })
+        Ok(BmcAddress { driver, host: host.to_owned(), port: url.port().unwrap_or(default_port), username, password, system_id })
     }
 
     /// The secret password, for the power drivers.
@@ -126,10 +119,7 @@ fn bracket_ipv6(host: &str) -> String {
 }
 
 fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
 }
 
 fn encode_userinfo(s: &str) -> String {

@@ -158,9 +158,7 @@ impl NodePolicy {
 pub fn shown_state(state: NodeLifecycle, policy: NodePolicy) -> api::NodeState {
     let idle = matches!(state, NodeLifecycle::Available | NodeLifecycle::Enrolling);
     match (policy, state) {
-        (NodePolicy::Retired, _) if idle || matches!(state, NodeLifecycle::Suspect | NodeLifecycle::Dead) => {
-            api::NodeState::Retired
-        }
+        (NodePolicy::Retired, _) if idle || matches!(state, NodeLifecycle::Suspect | NodeLifecycle::Dead) => api::NodeState::Retired,
         (NodePolicy::Maintenance, _) if idle => api::NodeState::Maintenance,
         _ => api::NodeState::from(state),
     }
@@ -198,7 +196,14 @@ mod tests {
     #[test]
     fn lease_cycle() {
         let mut s = NodeLifecycle::Enrolling;
-        for input in [NodeInput::Enrolled, NodeInput::LeaseStarted, NodeInput::DeployStarted, NodeInput::DeployDone, NodeInput::LeaseEnded, NodeInput::ResetDone] {
+        for input in [
+            NodeInput::Enrolled,
+            NodeInput::LeaseStarted,
+            NodeInput::DeployStarted,
+            NodeInput::DeployDone,
+            NodeInput::LeaseEnded,
+            NodeInput::ResetDone,
+        ] {
             s = s.next(input).expect("valid transition");
         }
         assert_eq!(s, NodeLifecycle::Available);
@@ -229,7 +234,16 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for s in [NodeLifecycle::Enrolling, NodeLifecycle::Available, NodeLifecycle::Reserved, NodeLifecycle::Deploying, NodeLifecycle::Deployed, NodeLifecycle::Resetting, NodeLifecycle::Suspect, NodeLifecycle::Dead] {
+        for s in [
+            NodeLifecycle::Enrolling,
+            NodeLifecycle::Available,
+            NodeLifecycle::Reserved,
+            NodeLifecycle::Deploying,
+            NodeLifecycle::Deployed,
+            NodeLifecycle::Resetting,
+            NodeLifecycle::Suspect,
+            NodeLifecycle::Dead,
+        ] {
             assert_eq!(NodeLifecycle::parse(s.as_str()), Some(s));
         }
         for p in [NodePolicy::InService, NodePolicy::Maintenance, NodePolicy::Retired] {

@@ -22,12 +22,7 @@ const MIB: i64 = 1024 * 1024;
 const GBPS: i64 = 1_000_000_000;
 
 /// Flattens `node` (kept whole in the result) as read from `path`.
-pub(super) fn flatten_owned(
-    path: &Path,
-    site: &str,
-    cluster: &str,
-    node: Value,
-) -> Result<NodeDescription, ReferenceError> {
+pub(super) fn flatten_owned(path: &Path, site: &str, cluster: &str, node: Value) -> Result<NodeDescription, ReferenceError> {
     let flat = Flat::read(&Fields { path }, &node)?;
     Ok(NodeDescription {
         properties: flat.properties(site, cluster),
@@ -73,10 +68,7 @@ impl Flat {
         let root = match node {
             Value::Object(map) => map,
             other => {
-                return Err(f.err(
-                    "(root)",
-                    format!("expected a JSON object, found {}", kind(other)),
-                ));
+                return Err(f.err("(root)", format!("expected a JSON object, found {}", kind(other))));
             }
         };
         let mut flat = Flat {
@@ -97,62 +89,29 @@ impl Flat {
         Ok(flat)
     }
 
-    fn read_cpu(
-        &mut self,
-        f: &Fields<'_>,
-        root: &Map<String, Value>,
-    ) -> Result<(), ReferenceError> {
+    fn read_cpu(&mut self, f: &Fields<'_>, root: &Map<String, Value>) -> Result<(), ReferenceError> {
         let arch = f.object(root.get("architecture"), "architecture")?;
-        self.cpuarch = f
-            .string(member(arch, "platform_type"), "architecture.platform_type")?
-            .unwrap_or_default()
-            .to_owned();
-        self.nb_procs = f
-            .count(member(arch, "nb_procs"), "architecture.nb_procs")?
-            .unwrap_or(0);
-        self.nb_cores = f
-            .count(member(arch, "nb_cores"), "architecture.nb_cores")?
-            .unwrap_or(0);
-        self.nb_threads = f
-            .count(member(arch, "nb_threads"), "architecture.nb_threads")?
-            .unwrap_or(0);
+        self.cpuarch = f.string(member(arch, "platform_type"), "architecture.platform_type")?.unwrap_or_default().to_owned();
+        self.nb_procs = f.count(member(arch, "nb_procs"), "architecture.nb_procs")?.unwrap_or(0);
+        self.nb_cores = f.count(member(arch, "nb_cores"), "architecture.nb_cores")?.unwrap_or(0);
+        self.nb_threads = f.count(member(arch, "nb_threads"), "architecture.nb_threads")?.unwrap_or(0);
 
         let cpu = f.object(root.get("processor"), "processor")?;
-        let model = f
-            .string(member(cpu, "model"), "processor.model")?
-            .unwrap_or_default();
+        let model = f.string(member(cpu, "model"), "processor.model")?.unwrap_or_default();
         // `version` is a string ("Gold 6126") or a bare number (7352, 1.0).
-        let version = f
-            .text(member(cpu, "version"), "processor.version")?
-            .unwrap_or_default();
+        let version = f.text(member(cpu, "version"), "processor.version")?.unwrap_or_default();
         self.cputype = join_nonempty(&[model, &version], " ");
-        self.cpu_microarch = f
-            .string(
-                member(cpu, "microarchitecture"),
-                "processor.microarchitecture",
-            )?
-            .unwrap_or_default()
-            .to_owned();
+        self.cpu_microarch = f.string(member(cpu, "microarchitecture"), "processor.microarchitecture")?.unwrap_or_default().to_owned();
         Ok(())
     }
 
-    fn read_memory(
-        &mut self,
-        f: &Fields<'_>,
-        root: &Map<String, Value>,
-    ) -> Result<(), ReferenceError> {
+    fn read_memory(&mut self, f: &Fields<'_>, root: &Map<String, Value>) -> Result<(), ReferenceError> {
         let memory = f.object(root.get("main_memory"), "main_memory")?;
-        self.ram_bytes = f
-            .count(member(memory, "ram_size"), "main_memory.ram_size")?
-            .unwrap_or(0);
+        self.ram_bytes = f.count(member(memory, "ram_size"), "main_memory.ram_size")?.unwrap_or(0);
         Ok(())
     }
 
-    fn read_gpus(
-        &mut self,
-        f: &Fields<'_>,
-        root: &Map<String, Value>,
-    ) -> Result<(), ReferenceError> {
+    fn read_gpus(&mut self, f: &Fields<'_>, root: &Map<String, Value>) -> Result<(), ReferenceError> {
         let Some(gpus) = f.object(root.get("gpu_devices"), "gpu_devices")? else {
             return Ok(());
         };
@@ -163,26 +122,14 @@ impl Flat {
         if let Some((name, device)) = first {
             let field = format!("gpu_devices.{name}");
             let device = f.object(Some(device), &field)?;
-            self.gpu_model = f
-                .string(member(device, "model"), &format!("{field}.model"))?
-                .unwrap_or_default()
-                .to_owned();
-            self.gpu_mem_bytes = f
-                .count(member(device, "memory"), &format!("{field}.memory"))?
-                .unwrap_or(0);
-            self.gpu_vendor = f
-                .string(member(device, "vendor"), &format!("{field}.vendor"))?
-                .unwrap_or_default()
-                .to_owned();
+            self.gpu_model = f.string(member(device, "model"), &format!("{field}.model"))?.unwrap_or_default().to_owned();
+            self.gpu_mem_bytes = f.count(member(device, "memory"), &format!("{field}.memory"))?.unwrap_or(0);
+            self.gpu_vendor = f.string(member(device, "vendor"), &format!("{field}.vendor"))?.unwrap_or_default().to_owned();
         }
         Ok(())
     }
 
-    fn read_other_devices(
-        &mut self,
-        f: &Fields<'_>,
-        root: &Map<String, Value>,
-    ) -> Result<(), ReferenceError> {
+    fn read_other_devices(&mut self, f: &Fields<'_>, root: &Map<String, Value>) -> Result<(), ReferenceError> {
         let Some(others) = f.object(root.get("other_devices"), "other_devices")? else {
             return Ok(());
         };
@@ -193,15 +140,9 @@ impl Flat {
             let Some(device) = f.object(Some(device), &field)? else {
                 continue;
             };
-            let kind = f
-                .string(device.get("type"), &format!("{field}.type"))?
-                .unwrap_or_default();
-            let model = f
-                .string(device.get("model"), &format!("{field}.model"))?
-                .unwrap_or_default();
-            let count = f
-                .count(device.get("count"), &format!("{field}.count"))?
-                .unwrap_or(1);
+            let kind = f.string(device.get("type"), &format!("{field}.type"))?.unwrap_or_default();
+            let model = f.string(device.get("model"), &format!("{field}.model"))?.unwrap_or_default();
+            let count = f.count(device.get("count"), &format!("{field}.count"))?.unwrap_or(1);
             if self.other_accel.is_none() && !kind.is_empty() {
                 self.other_accel = Some((kind.to_owned(), model.to_owned()));
             }
@@ -212,14 +153,8 @@ impl Flat {
         Ok(())
     }
 
-    fn read_storage(
-        &mut self,
-        f: &Fields<'_>,
-        root: &Map<String, Value>,
-    ) -> Result<(), ReferenceError> {
-        let disks = f
-            .array(root.get("storage_devices"), "storage_devices")?
-            .unwrap_or_default();
+    fn read_storage(&mut self, f: &Fields<'_>, root: &Map<String, Value>) -> Result<(), ReferenceError> {
+        let disks = f.array(root.get("storage_devices"), "storage_devices")?.unwrap_or_default();
         self.disk_count = saturating_int(disks.len());
         // The main disk: the first non-reservable one in `id` order (falling
         // back to a reservable one when every disk is), i.e. `disk0` on every
@@ -230,17 +165,12 @@ impl Flat {
             let Some(disk) = f.object(Some(disk), &field)? else {
                 continue;
             };
-            let reserved = f
-                .boolean(disk.get("reservation"), &format!("{field}.reservation"))?
-                .unwrap_or(false);
-            let id = f
-                .string(disk.get("id"), &format!("{field}.id"))?
-                .unwrap_or_default();
+            let reserved = f.boolean(disk.get("reservation"), &format!("{field}.reservation"))?.unwrap_or(false);
+            let id = f.string(disk.get("id"), &format!("{field}.id"))?.unwrap_or_default();
             let better = match main {
                 None => true,
                 Some((main_reserved, main_id, main_index, _)) => {
-                    disk_order((reserved, id, index), (main_reserved, main_id, main_index))
-                        == Ordering::Less
+                    disk_order((reserved, id, index), (main_reserved, main_id, main_index)) == Ordering::Less
                 }
             };
             if better {
@@ -249,26 +179,16 @@ impl Flat {
         }
         if let Some((_, _, index, disk)) = main {
             let field = format!("storage_devices[{index}]");
-            let interface = f
-                .string(disk.get("interface"), &format!("{field}.interface"))?
-                .unwrap_or_default();
-            let storage = f
-                .string(disk.get("storage"), &format!("{field}.storage"))?
-                .unwrap_or_default();
+            let interface = f.string(disk.get("interface"), &format!("{field}.interface"))?.unwrap_or_default();
+            let storage = f.string(disk.get("storage"), &format!("{field}.storage"))?.unwrap_or_default();
             // As Grid'5000's OAR property generator writes it: "SATA/SSD", "NVME/SSD".
             self.disktype = join_nonempty(&[interface, storage], "/");
         }
         Ok(())
     }
 
-    fn read_network(
-        &mut self,
-        f: &Fields<'_>,
-        root: &Map<String, Value>,
-    ) -> Result<(), ReferenceError> {
-        let adapters = f
-            .array(root.get("network_adapters"), "network_adapters")?
-            .unwrap_or_default();
+    fn read_network(&mut self, f: &Fields<'_>, root: &Map<String, Value>) -> Result<(), ReferenceError> {
+        let adapters = f.array(root.get("network_adapters"), "network_adapters")?.unwrap_or_default();
         let mut boot_seen = false;
         for (index, adapter) in adapters.iter().enumerate() {
             let field = format!("network_adapters[{index}]");
@@ -276,33 +196,23 @@ impl Flat {
                 continue;
             };
             let flag = |name: &str| f.boolean(adapter.get(name), &format!("{field}.{name}"));
-            let interface = f
-                .string(adapter.get("interface"), &format!("{field}.interface"))?
-                .unwrap_or_default();
+            let interface = f.string(adapter.get("interface"), &format!("{field}.interface"))?.unwrap_or_default();
             let enabled = flag("enabled")?.unwrap_or(true);
             let mounted = flag("mounted")?.unwrap_or(false);
             let mountable = flag("mountable")?.unwrap_or(false);
             let management = flag("management")?.unwrap_or(false);
-            let rate = f
-                .count(adapter.get("rate"), &format!("{field}.rate"))?
-                .unwrap_or(0);
+            let rate = f.count(adapter.get("rate"), &format!("{field}.rate"))?.unwrap_or(0);
 
             if interface.eq_ignore_ascii_case("ethernet") && enabled && mounted && !management {
                 let mac_field = format!("{field}.mac");
                 if let Some(mac) = f.string(adapter.get("mac"), &mac_field)? {
-                    let mac = normalize_mac(mac).ok_or_else(|| {
-                        f.err(
-                            &mac_field,
-                            format!("`{mac}` is not a MAC address (expected aa:bb:cc:dd:ee:ff)"),
-                        )
-                    })?;
+                    let mac = normalize_mac(mac)
+                        .ok_or_else(|| f.err(&mac_field, format!("`{mac}` is not a MAC address (expected aa:bb:cc:dd:ee:ff)")))?;
                     self.macs.push(mac);
                 }
                 if !boot_seen {
                     boot_seen = true;
-                    self.ip = f
-                        .string(adapter.get("ip"), &format!("{field}.ip"))?
-                        .map(str::to_owned);
+                    self.ip = f.string(adapter.get("ip"), &format!("{field}.ip"))?.map(str::to_owned);
                     self.eth_rate_bps = rate;
                 }
             }
@@ -350,33 +260,16 @@ impl Flat {
             ("gpu_vendor", self.gpu_vendor.as_str().into()),
             ("fpga_count", self.fpga_count.into()),
             ("ib_count", self.ib_count.into()),
-            (
-                "memcore",
-                self.ram_bytes
-                    .checked_div(self.nb_cores)
-                    .map_or(0, |b| b / MIB)
-                    .into(),
-            ),
-            (
-                "memcpu",
-                self.ram_bytes
-                    .checked_div(self.nb_procs)
-                    .map_or(0, |b| b / MIB)
-                    .into(),
-            ),
+            ("memcore", self.ram_bytes.checked_div(self.nb_cores).map_or(0, |b| b / MIB).into()),
+            ("memcpu", self.ram_bytes.checked_div(self.nb_procs).map_or(0, |b| b / MIB).into()),
         ];
-        entries
-            .into_iter()
-            .map(|(name, value)| (name.to_owned(), value))
-            .collect()
+        entries.into_iter().map(|(name, value)| (name.to_owned(), value)).collect()
     }
 }
 
 /// Orders disks by (reservable, `id` naturally, position in the list).
 fn disk_order(a: (bool, &str, usize), b: (bool, &str, usize)) -> Ordering {
-    a.0.cmp(&b.0)
-        .then_with(|| natural_cmp(a.1, b.1))
-        .then_with(|| a.2.cmp(&b.2))
+    a.0.cmp(&b.0).then_with(|| natural_cmp(a.1, b.1)).then_with(|| a.2.cmp(&b.2))
 }
 
 /// Typed access to the fields of one node document. Every error names the
@@ -388,52 +281,30 @@ struct Fields<'a> {
 
 impl Fields<'_> {
     fn err(&self, field: &str, message: impl Into<String>) -> ReferenceError {
-        ReferenceError::Field {
-            path: self.path.to_owned(),
-            field: field.to_owned(),
-            message: message.into(),
-        }
+        ReferenceError::Field { path: self.path.to_owned(), field: field.to_owned(), message: message.into() }
     }
 
-    fn object<'v>(
-        &self,
-        value: Option<&'v Value>,
-        field: &str,
-    ) -> Result<Option<&'v Map<String, Value>>, ReferenceError> {
+    fn object<'v>(&self, value: Option<&'v Value>, field: &str) -> Result<Option<&'v Map<String, Value>>, ReferenceError> {
         match value {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Object(map)) => Ok(Some(map)),
-            Some(other) => {
-                Err(self.err(field, format!("expected an object, found {}", kind(other))))
-            }
+            Some(other) => Err(self.err(field, format!("expected an object, found {}", kind(other)))),
         }
     }
 
-    fn array<'v>(
-        &self,
-        value: Option<&'v Value>,
-        field: &str,
-    ) -> Result<Option<&'v [Value]>, ReferenceError> {
+    fn array<'v>(&self, value: Option<&'v Value>, field: &str) -> Result<Option<&'v [Value]>, ReferenceError> {
         match value {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Array(items)) => Ok(Some(items)),
-            Some(other) => {
-                Err(self.err(field, format!("expected an array, found {}", kind(other))))
-            }
+            Some(other) => Err(self.err(field, format!("expected an array, found {}", kind(other)))),
         }
     }
 
-    fn string<'v>(
-        &self,
-        value: Option<&'v Value>,
-        field: &str,
-    ) -> Result<Option<&'v str>, ReferenceError> {
+    fn string<'v>(&self, value: Option<&'v Value>, field: &str) -> Result<Option<&'v str>, ReferenceError> {
         match value {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(other) => {
-                Err(self.err(field, format!("expected a string, found {}", kind(other))))
-            }
+            Some(other) => Err(self.err(field, format!("expected a string, found {}", kind(other)))),
         }
     }
 
@@ -443,10 +314,7 @@ impl Fields<'_> {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(Value::Number(n)) => Ok(Some(n.to_string())),
-            Some(other) => Err(self.err(
-                field,
-                format!("expected a string or a number, found {}", kind(other)),
-            )),
+            Some(other) => Err(self.err(field, format!("expected a string or a number, found {}", kind(other)))),
         }
     }
 
@@ -454,10 +322,7 @@ impl Fields<'_> {
         match value {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(other) => Err(self.err(
-                field,
-                format!("expected true or false, found {}", kind(other)),
-            )),
+            Some(other) => Err(self.err(field, format!("expected true or false, found {}", kind(other)))),
         }
     }
 
@@ -468,10 +333,7 @@ impl Fields<'_> {
             None | Some(Value::Null) => return Ok(None),
             Some(Value::Number(n)) => n,
             Some(other) => {
-                return Err(self.err(
-                    field,
-                    format!("expected a non-negative integer, found {}", kind(other)),
-                ));
+                return Err(self.err(field, format!("expected a non-negative integer, found {}", kind(other))));
             }
         };
         if let Some(v) = number.as_i64() {
@@ -488,10 +350,7 @@ impl Fields<'_> {
                 return Ok(Some(x as i64));
             }
         }
-        Err(self.err(
-            field,
-            format!("expected a non-negative integer, found {number}"),
-        ))
+        Err(self.err(field, format!("expected a non-negative integer, found {number}")))
     }
 }
 
@@ -511,12 +370,7 @@ fn kind(value: &Value) -> &'static str {
 }
 
 fn join_nonempty(parts: &[&str], separator: &str) -> String {
-    parts
-        .iter()
-        .map(|part| part.trim())
-        .filter(|part| !part.is_empty())
-        .collect::<Vec<_>>()
-        .join(separator)
+    parts.iter().map(|part| part.trim()).filter(|part| !part.is_empty()).collect::<Vec<_>>().join(separator)
 }
 
 fn saturating_int(n: usize) -> i64 {
@@ -526,9 +380,6 @@ fn saturating_int(n: usize) -> i64 {
 /// `AA:BB:CC:DD:EE:FF` or `aa-bb-cc-dd-ee-ff` → `aa:bb:cc:dd:ee:ff`.
 fn normalize_mac(mac: &str) -> Option<String> {
     let groups: Vec<&str> = mac.trim().split([':', '-']).collect();
-    let valid = groups.len() == 6
-        && groups
-            .iter()
-            .all(|g| g.len() == 2 && g.bytes().all(|c| c.is_ascii_hexdigit()));
+    let valid = groups.len() == 6 && groups.iter().all(|g| g.len() == 2 && g.bytes().all(|c| c.is_ascii_hexdigit()));
     valid.then(|| groups.join(":").to_ascii_lowercase())
 }

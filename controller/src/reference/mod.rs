@@ -133,25 +133,13 @@ pub enum ReferenceError {
     },
 
     #[error("{}: field `{field}`: {message}", .path.display())]
-    Field {
-        path: PathBuf,
-        field: String,
-        message: String,
-    },
+    Field { path: PathBuf, field: String, message: String },
 
     #[error("{}: field `uid` is `{uid}` but the file is named `{file_stem}.json`", .path.display())]
-    UidMismatch {
-        path: PathBuf,
-        uid: String,
-        file_stem: String,
-    },
+    UidMismatch { path: PathBuf, uid: String, file_stem: String },
 
     #[error("{}: node `{name}` is already described by {}", .path.display(), .first.display())]
-    Duplicate {
-        path: PathBuf,
-        name: String,
-        first: PathBuf,
-    },
+    Duplicate { path: PathBuf, name: String, first: PathBuf },
 
     #[error("{}: name is not valid UTF-8", .path.display())]
     BadName { path: PathBuf },
@@ -161,22 +149,9 @@ pub enum ReferenceError {
 /// description was found; errors name the file as
 /// `sites/<site>/clusters/<cluster>/nodes/<uid>.json`, the node's place in a
 /// reference tree. Use [`read_node`] for a file on disk.
-pub fn flatten(
-    site: &str,
-    cluster: &str,
-    node: &serde_json::Value,
-) -> Result<NodeDescription, ReferenceError> {
-    let uid = node
-        .get("uid")
-        .and_then(serde_json::Value::as_str)
-        .filter(|uid| !uid.is_empty())
-        .unwrap_or("?");
-    let path = Path::new("sites")
-        .join(site)
-        .join("clusters")
-        .join(cluster)
-        .join("nodes")
-        .join(format!("{uid}.json"));
+pub fn flatten(site: &str, cluster: &str, node: &serde_json::Value) -> Result<NodeDescription, ReferenceError> {
+    let uid = node.get("uid").and_then(serde_json::Value::as_str).filter(|uid| !uid.is_empty()).unwrap_or("?");
+    let path = Path::new("sites").join(site).join("clusters").join(cluster).join("nodes").join(format!("{uid}.json"));
     flatten::flatten_owned(&path, site, cluster, node.clone())
 }
 
@@ -194,10 +169,6 @@ pub fn fixtures_dir() -> PathBuf {
             let nested = dir.join("g5k-reference");
             if nested.is_dir() { nested } else { dir }
         }
-        None => Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../fixtures/g5k-reference"
-        ))
-        .to_owned(),
+        None => Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/g5k-reference")).to_owned(),
     }
 }

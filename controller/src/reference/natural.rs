@@ -41,18 +41,12 @@ pub fn natural_cmp(a: &str, b: &str) -> Ordering {
 
 /// Splits `s` after its leading run of ASCII digits.
 fn split_digits(s: &[u8]) -> (&[u8], &[u8]) {
-    let end = s
-        .iter()
-        .position(|c| !c.is_ascii_digit())
-        .unwrap_or(s.len());
+    let end = s.iter().position(|c| !c.is_ascii_digit()).unwrap_or(s.len());
     s.split_at(end)
 }
 
 fn strip_zeros(digits: &[u8]) -> &[u8] {
-    let start = digits
-        .iter()
-        .position(|&c| c != b'0')
-        .unwrap_or(digits.len());
+    let start = digits.iter().position(|&c| c != b'0').unwrap_or(digits.len());
     &digits[start..]
 }
 
@@ -63,32 +57,9 @@ mod tests {
 
     #[test]
     fn digits_compare_by_value() {
-        let mut names = vec![
-            "chifflot-10",
-            "chifflot-2",
-            "chifflot-1",
-            "abacus17",
-            "abacus2",
-            "chiclet-8",
-            "n-01",
-            "n-1",
-            "n-0",
-        ];
+        let mut names = vec!["chifflot-10", "chifflot-2", "chifflot-1", "abacus17", "abacus2", "chiclet-8", "n-01", "n-1", "n-0"];
         names.sort_by(|a, b| natural_cmp(a, b));
-        assert_eq!(
-            names,
-            [
-                "abacus2",
-                "abacus17",
-                "chiclet-8",
-                "chifflot-1",
-                "chifflot-2",
-                "chifflot-10",
-                "n-0",
-                "n-01",
-                "n-1",
-            ]
-        );
+        assert_eq!(names, ["abacus2", "abacus17", "chiclet-8", "chifflot-1", "chifflot-2", "chifflot-10", "n-0", "n-01", "n-1",]);
     }
 
     #[test]
@@ -97,9 +68,6 @@ mod tests {
         assert_eq!(natural_cmp("", ""), Ordering::Equal);
         assert_eq!(natural_cmp("", "a"), Ordering::Less);
         assert_eq!(natural_cmp("a", "a1"), Ordering::Less);
-        assert_eq!(
-            natural_cmp("a99999999999999999999999", "a100000000000000000000000"),
-            Ordering::Less
-        );
+        assert_eq!(natural_cmp("a99999999999999999999999", "a100000000000000000000000"), Ordering::Less);
     }
 }

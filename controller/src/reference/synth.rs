@@ -16,20 +16,8 @@ use super::ReferenceError;
 use super::tree::{find_root, read_tree};
 
 /// The twelve Grid'5000 sites, which the synthetic clusters are spread over.
-const SITES: [&str; 12] = [
-    "bordeaux",
-    "grenoble",
-    "lille",
-    "louvain",
-    "luxembourg",
-    "lyon",
-    "nancy",
-    "nantes",
-    "rennes",
-    "sophia",
-    "strasbourg",
-    "toulouse",
-];
+const SITES: [&str; 12] =
+    ["bordeaux", "grenoble", "lille", "louvain", "luxembourg", "lyon", "nancy", "nantes", "rennes", "sophia", "strasbourg", "toulouse"];
 
 /// Nodes per synthetic cluster (the last one may be smaller). Above 10, so
 /// every full cluster exercises natural ordering (`x-2` before `x-10`).
@@ -56,17 +44,12 @@ const CLUSTER_SIZE: usize = 16;
 pub fn synthesize_tree(fixtures: &Path, out: &Path, nodes: usize) -> Result<(), ReferenceError> {
     let templates = read_tree(fixtures)?;
     if templates.is_empty() && nodes > 0 {
-        return Err(ReferenceError::NoNodes {
-            dir: fixtures.to_owned(),
-        });
+        return Err(ReferenceError::NoNodes { dir: fixtures.to_owned() });
     }
     let fixtures_root = find_root(fixtures)?;
 
     create_dir(&out.join("sites"))?;
-    write_json(
-        &out.join("grid5000.json"),
-        &json!({ "type": "grid", "uid": "grid5000" }),
-    )?;
+    write_json(&out.join("grid5000.json"), &json!({ "type": "grid", "uid": "grid5000" }))?;
 
     let mut sites_written = BTreeSet::new();
     let mut number = 0usize; // node number across the whole tree, from 0
@@ -78,10 +61,7 @@ pub fn synthesize_tree(fixtures: &Path, out: &Path, nodes: usize) -> Result<(), 
         let site_dir = out.join("sites").join(site);
         if sites_written.insert(site) {
             create_dir(&site_dir)?;
-            write_json(
-                &site_dir.join(format!("{site}.json")),
-                &json!({ "type": "site", "uid": site }),
-            )?;
+            write_json(&site_dir.join(format!("{site}.json")), &json!({ "type": "site", "uid": site }))?;
         }
 
         let cluster_dir = site_dir.join("clusters").join(&cluster);
@@ -93,18 +73,12 @@ pub fn synthesize_tree(fixtures: &Path, out: &Path, nodes: usize) -> Result<(), 
             .join(&template.cluster)
             .join(format!("{}.json", template.cluster));
         let mut description = match fs::read(&fixture_cluster) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| ReferenceError::Json {
-                path: fixture_cluster.clone(),
-                source,
-            })?,
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| ReferenceError::Json { path: fixture_cluster.clone(), source })?,
             Err(missing) if missing.kind() == std::io::ErrorKind::NotFound => {
                 json!({ "type": "cluster" })
             }
             Err(source) => {
-                return Err(ReferenceError::Io {
-                    path: fixture_cluster,
-                    source,
-                });
+                return Err(ReferenceError::Io { path: fixture_cluster, source });
             }
         };
         set(&mut description, "uid", Value::from(cluster.as_str()));
@@ -118,10 +92,7 @@ pub fn synthesize_tree(fixtures: &Path, out: &Path, nodes: usize) -> Result<(), 
                 set(&mut node, "nodeset", Value::from(cluster.as_str()));
             }
             renumber_adapters(&mut node, number);
-            write_json(
-                &cluster_dir.join("nodes").join(format!("{name}.json")),
-                &node,
-            )?;
+            write_json(&cluster_dir.join("nodes").join(format!("{name}.json")), &node)?;
             number += 1;
         }
     }
@@ -130,10 +101,7 @@ pub fn synthesize_tree(fixtures: &Path, out: &Path, nodes: usize) -> Result<(), 
 
 /// Gives every network adapter of node number `number` its own MAC and IP.
 fn renumber_adapters(node: &mut Value, number: usize) {
-    let Some(adapters) = node
-        .get_mut("network_adapters")
-        .and_then(Value::as_array_mut)
-    else {
+    let Some(adapters) = node.get_mut("network_adapters").and_then(Value::as_array_mut) else {
         return;
     };
     for (index, adapter) in adapters.iter_mut().enumerate() {
@@ -141,22 +109,12 @@ fn renumber_adapters(node: &mut Value, number: usize) {
             continue;
         };
         if adapter.get("mac").is_some_and(Value::is_string) {
-            let mac = format!(
-                "02:00:{:02x}:{:02x}:{:02x}:{:02x}",
-                (number >> 16) & 0xff,
-                (number >> 8) & 0xff,
-                number & 0xff,
-                index & 0xff
-            );
+            let mac =
+                format!("02:00:{:02x}:{:02x}:{:02x}:{:02x}", (number >> 16) & 0xff, (number >> 8) & 0xff, number & 0xff, index & 0xff);
             adapter.insert("mac".to_owned(), Value::from(mac));
         }
         if adapter.get("ip").is_some_and(Value::is_string) {
-            let ip = format!(
-                "10.{}.{}.{}",
-                index & 0xff,
-                (number >> 8) & 0xff,
-                number & 0xff
-            );
+            let ip = format!("10.{}.{}.{}", index & 0xff, (number >> 8) & 0xff, number & 0xff);
             adapter.insert("ip".to_owned(), Value::from(ip));
         }
     }
@@ -169,20 +127,11 @@ fn set(object: &mut Value, key: &str, value: Value) {
 }
 
 fn create_dir(dir: &Path) -> Result<(), ReferenceError> {
-    fs::create_dir_all(dir).map_err(|source| ReferenceError::Io {
-        path: dir.to_owned(),
-        source,
-    })
+    fs::create_dir_all(dir).map_err(|source| ReferenceError::Io { path: dir.to_owned(), source })
 }
 
 fn write_json(path: &Path, value: &Value) -> Result<(), ReferenceError> {
-    let mut text = serde_json::to_vec_pretty(value).map_err(|source| ReferenceError::Json {
-        path: path.to_owned(),
-        source,
-    })?;
+    let mut text = serde_json::to_vec_pretty(value).map_err(|source| ReferenceError::Json { path: path.to_owned(), source })?;
     text.push(b'\n');
-    fs::write(path, text).map_err(|source| ReferenceError::Io {
-        path: path.to_owned(),
-        source,
-    })
+    fs::write(path, text).map_err(|source| ReferenceError::Io { path: path.to_owned(), source })
 }

@@ -13,21 +13,12 @@ use super::*;
 use crate::model::properties::{PropValue, STANDARD, StandardDefault, with_standard_defaults};
 
 fn fixture(site: &str, cluster: &str, node: &str) -> NodeDescription {
-    let path = fixtures_dir()
-        .join("sites")
-        .join(site)
-        .join("clusters")
-        .join(cluster)
-        .join("nodes")
-        .join(format!("{node}.json"));
+    let path = fixtures_dir().join("sites").join(site).join("clusters").join(cluster).join("nodes").join(format!("{node}.json"));
     read_node(&path, site, cluster).expect("fixture node reads")
 }
 
 fn props(entries: &[(&str, PropValue)]) -> Properties {
-    entries
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect()
+    entries.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
 }
 
 fn s(v: &str) -> PropValue {
@@ -59,12 +50,7 @@ fn copy_tree(from: &Path, to: &Path) {
 /// Writes `nodes` (site, cluster, file stem, JSON) as a tree under `dir`.
 fn write_tree(dir: &Path, nodes: &[(&str, &str, &str, Value)]) {
     for (site, cluster, stem, node) in nodes {
-        let nodes_dir = dir
-            .join("sites")
-            .join(site)
-            .join("clusters")
-            .join(cluster)
-            .join("nodes");
+        let nodes_dir = dir.join("sites").join(site).join("clusters").join(cluster).join("nodes");
         fs::create_dir_all(&nodes_dir).expect("mkdir");
         fs::write(nodes_dir.join(format!("{stem}.json")), node.to_string()).expect("write");
     }
@@ -76,15 +62,8 @@ fn flat(node: Value) -> Result<NodeDescription, ReferenceError> {
 
 fn field_error(node: Value) -> (String, String) {
     match flat(node) {
-        Err(ReferenceError::Field {
-            field,
-            message,
-            path,
-        }) => {
-            assert_eq!(
-                path,
-                Path::new("sites/site/clusters/cluster/nodes/x-1.json")
-            );
+        Err(ReferenceError::Field { field, message, path }) => {
+            assert_eq!(path, Path::new("sites/site/clusters/cluster/nodes/x-1.json"));
             (field, message)
         }
         other => panic!("expected a field error, got {other:?}"),
@@ -97,10 +76,7 @@ fn field_error(node: Value) -> (String, String) {
 fn chifflot_1_flattens_to_oar_properties() {
     let node = fixture("lille", "chifflot", "chifflot-1");
     assert_eq!(node.name, "chifflot-1");
-    assert_eq!(
-        (node.site.as_str(), node.cluster.as_str()),
-        ("lille", "chifflot")
-    );
+    assert_eq!((node.site.as_str(), node.cluster.as_str()), ("lille", "chifflot"));
     assert_eq!(node.macs, ["3c:fd:fe:c1:60:30"]);
     assert_eq!(node.ip.as_deref(), Some("172.16.36.1"));
     assert_eq!(node.reference["chassis"]["serial"], "43ZLYQ2");
@@ -219,19 +195,10 @@ fn servan_1_is_an_exotic_fpga_node() {
 #[test]
 fn fixture_tree_reads_in_natural_order() {
     let nodes = read_tree(&fixtures_dir()).expect("fixture tree reads");
-    let names: Vec<(&str, &str, &str)> = nodes
-        .iter()
-        .map(|n| (n.site.as_str(), n.cluster.as_str(), n.name.as_str()))
-        .collect();
-    let mut expected = vec![
-        ("grenoble", "servan", "servan-1".to_owned()),
-        ("grenoble", "servan", "servan-2".to_owned()),
-    ];
+    let names: Vec<(&str, &str, &str)> = nodes.iter().map(|n| (n.site.as_str(), n.cluster.as_str(), n.name.as_str())).collect();
+    let mut expected = vec![("grenoble", "servan", "servan-1".to_owned()), ("grenoble", "servan", "servan-2".to_owned())];
     expected.extend((1..=8).map(|k| ("lille", "chifflot", format!("chifflot-{k}"))));
-    let expected: Vec<(&str, &str, &str)> = expected
-        .iter()
-        .map(|(a, b, c)| (*a, *b, c.as_str()))
-        .collect();
+    let expected: Vec<(&str, &str, &str)> = expected.iter().map(|(a, b, c)| (*a, *b, c.as_str())).collect();
     assert_eq!(names, expected);
     for node in &nodes {
         assert_eq!(node.reference["uid"], node.name.as_str());
@@ -243,12 +210,7 @@ fn fixture_tree_reads_in_natural_order() {
 #[test]
 fn every_standard_property_is_set_with_its_type() {
     for node in read_tree(&fixtures_dir()).expect("fixture tree reads") {
-        assert_eq!(
-            with_standard_defaults(node.properties.clone()),
-            node.properties,
-            "{}",
-            node.name
-        );
+        assert_eq!(with_standard_defaults(node.properties.clone()), node.properties, "{}", node.name);
         for (name, default) in STANDARD {
             let value = &node.properties[*name];
             let same_type = matches!(
@@ -269,11 +231,7 @@ fn repository_layout_is_accepted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("data/grid5000");
     copy_tree(&fixtures_dir(), &root);
-    fs::write(
-        root.join("grid5000.json"),
-        r#"{"uid": "grid5000", "type": "grid"}"#,
-    )
-    .expect("write");
+    fs::write(root.join("grid5000.json"), r#"{"uid": "grid5000", "type": "grid"}"#).expect("write");
 
     let expected = read_tree(&fixtures_dir()).expect("fixture tree reads");
     assert_eq!(find_root(dir.path()).expect("root"), root);
@@ -285,21 +243,12 @@ fn repository_layout_is_accepted() {
 fn empty_directory_has_no_sites() {
     let dir = tempfile::tempdir().expect("tempdir");
     let err = read_tree(dir.path()).expect_err("empty dir");
-    assert!(
-        matches!(&err, ReferenceError::NoSites { dir: d } if d == dir.path()),
-        "{err:?}"
-    );
-    assert!(
-        err.to_string().contains(&dir.path().display().to_string()),
-        "{err}"
-    );
+    assert!(matches!(&err, ReferenceError::NoSites { dir: d } if d == dir.path()), "{err:?}");
+    assert!(err.to_string().contains(&dir.path().display().to_string()), "{err}");
 
     // `grid5000.json` alone is not enough.
     fs::write(dir.path().join("grid5000.json"), "{}").expect("write");
-    assert!(matches!(
-        read_tree(dir.path()),
-        Err(ReferenceError::NoSites { .. })
-    ));
+    assert!(matches!(read_tree(dir.path()), Err(ReferenceError::NoSites { .. })));
 }
 
 #[test]
@@ -307,10 +256,7 @@ fn missing_directory_is_an_io_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let missing = dir.path().join("nope");
     let err = read_tree(&missing).expect_err("missing dir");
-    assert!(
-        matches!(&err, ReferenceError::Io { path, .. } if *path == missing),
-        "{err:?}"
-    );
+    assert!(matches!(&err, ReferenceError::Io { path, .. } if *path == missing), "{err:?}");
 }
 
 #[test]
@@ -332,11 +278,7 @@ fn only_node_files_are_read() {
     fs::create_dir(nodes_dir.join("old.json")).expect("mkdir");
     // Site-level directories other than clusters/ hold no nodes.
     fs::create_dir_all(dir.path().join("sites/lille/servers")).expect("mkdir");
-    fs::write(
-        dir.path().join("sites/lille/servers/srv-1.json"),
-        r#"{"uid": "srv-1"}"#,
-    )
-    .expect("write");
+    fs::write(dir.path().join("sites/lille/servers/srv-1.json"), r#"{"uid": "srv-1"}"#).expect("write");
     fs::write(dir.path().join("sites/lille/pdus.json"), "[]").expect("write");
 
     assert_eq!(read_tree(dir.path()).expect("reads").len(), 10);
@@ -346,16 +288,11 @@ fn only_node_files_are_read() {
 fn broken_json_names_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     copy_tree(&fixtures_dir(), dir.path());
-    let broken = dir
-        .path()
-        .join("sites/lille/clusters/chifflot/nodes/chifflot-4.json");
+    let broken = dir.path().join("sites/lille/clusters/chifflot/nodes/chifflot-4.json");
     fs::write(&broken, r#"{"uid": "chifflot-4", "#).expect("write");
 
     let err = read_tree(dir.path()).expect_err("broken JSON");
-    assert!(
-        matches!(&err, ReferenceError::Json { path, .. } if *path == broken),
-        "{err:?}"
-    );
+    assert!(matches!(&err, ReferenceError::Json { path, .. } if *path == broken), "{err:?}");
     assert!(err.to_string().contains("chifflot-4.json"), "{err}");
     assert!(std::error::Error::source(&err).is_some());
 }
@@ -363,55 +300,28 @@ fn broken_json_names_the_file() {
 #[test]
 fn uid_must_match_the_file_name() {
     let dir = tempfile::tempdir().expect("tempdir");
-    write_tree(
-        dir.path(),
-        &[(
-            "lille",
-            "chifflot",
-            "chifflot-9",
-            json!({"uid": "chifflot-1"}),
-        )],
-    );
+    write_tree(dir.path(), &[("lille", "chifflot", "chifflot-9", json!({"uid": "chifflot-1"}))]);
     let err = read_tree(dir.path()).expect_err("mismatch");
     match &err {
-        ReferenceError::UidMismatch {
-            path,
-            uid,
-            file_stem,
-        } => {
+        ReferenceError::UidMismatch { path, uid, file_stem } => {
             assert!(path.ends_with("nodes/chifflot-9.json"));
-            assert_eq!(
-                (uid.as_str(), file_stem.as_str()),
-                ("chifflot-1", "chifflot-9")
-            );
+            assert_eq!((uid.as_str(), file_stem.as_str()), ("chifflot-1", "chifflot-9"));
         }
         other => panic!("expected UidMismatch, got {other:?}"),
     }
     let message = err.to_string();
-    assert!(
-        message.contains("chifflot-1") && message.contains("chifflot-9.json"),
-        "{message}"
-    );
+    assert!(message.contains("chifflot-1") && message.contains("chifflot-9.json"), "{message}");
 }
 
 #[test]
 fn a_node_name_is_used_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    write_tree(
-        dir.path(),
-        &[
-            ("lille", "a", "n-1", json!({"uid": "n-1"})),
-            ("nancy", "b", "n-1", json!({"uid": "n-1"})),
-        ],
-    );
+    write_tree(dir.path(), &[("lille", "a", "n-1", json!({"uid": "n-1"})), ("nancy", "b", "n-1", json!({"uid": "n-1"}))]);
     let err = read_tree(dir.path()).expect_err("duplicate");
     match &err {
         ReferenceError::Duplicate { path, name, first } => {
             assert_eq!(name, "n-1");
-            assert!(
-                first.starts_with(dir.path().join("sites/lille")),
-                "{first:?}"
-            );
+            assert!(first.starts_with(dir.path().join("sites/lille")), "{first:?}");
             assert!(path.starts_with(dir.path().join("sites/nancy")), "{path:?}");
         }
         other => panic!("expected Duplicate, got {other:?}"),
@@ -421,27 +331,13 @@ fn a_node_name_is_used_once() {
 #[test]
 fn field_errors_from_a_tree_name_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");
-    write_tree(
-        dir.path(),
-        &[(
-            "lille",
-            "c",
-            "c-1",
-            json!({"uid": "c-1", "main_memory": {"ram_size": "192 GiB"}}),
-        )],
-    );
+    write_tree(dir.path(), &[("lille", "c", "c-1", json!({"uid": "c-1", "main_memory": {"ram_size": "192 GiB"}}))]);
     let err = read_tree(dir.path()).expect_err("bad field");
     let file = dir.path().join("sites/lille/clusters/c/nodes/c-1.json");
-    assert!(
-        matches!(&err, ReferenceError::Field { path, field, .. } if *path == file && field == "main_memory.ram_size"),
-        "{err:?}"
-    );
+    assert!(matches!(&err, ReferenceError::Field { path, field, .. } if *path == file && field == "main_memory.ram_size"), "{err:?}");
     assert_eq!(
         err.to_string(),
-        format!(
-            "{}: field `main_memory.ram_size`: expected a non-negative integer, found a string",
-            file.display()
-        )
+        format!("{}: field `main_memory.ram_size`: expected a non-negative integer, found a string", file.display())
     );
 }
 
@@ -459,19 +355,9 @@ fn synthesized_tree_has_940_nodes_over_12_sites() {
     assert_eq!(sites.len(), 12);
     let clusters: BTreeSet<&str> = nodes.iter().map(|n| n.cluster.as_str()).collect();
     assert_eq!(clusters.len(), 59);
-    let macs: BTreeSet<&str> = nodes
-        .iter()
-        .flat_map(|n| n.macs.iter().map(String::as_str))
-        .collect();
+    let macs: BTreeSet<&str> = nodes.iter().flat_map(|n| n.macs.iter().map(String::as_str)).collect();
     assert_eq!(macs.len(), 940, "boot MACs are unique");
-    assert_eq!(
-        nodes
-            .iter()
-            .filter(|n| n.properties["exotic"] == PropValue::Bool(true))
-            .count(),
-        12 * 16,
-        "servan clones"
-    );
+    assert_eq!(nodes.iter().filter(|n| n.properties["exotic"] == PropValue::Bool(true)).count(), 12 * 16, "servan clones");
 
     // Sorted, naturally.
     for pair in nodes.windows(2) {
@@ -479,13 +365,7 @@ fn synthesized_tree_has_940_nodes_over_12_sites() {
         let order = natural_cmp(&pair[0].site, &pair[1].site)
             .then_with(|| natural_cmp(&pair[0].cluster, &pair[1].cluster))
             .then_with(|| natural_cmp(&pair[0].name, &pair[1].name));
-        assert_eq!(
-            order,
-            std::cmp::Ordering::Less,
-            "{:?} then {:?}",
-            key(&pair[0]),
-            key(&pair[1])
-        );
+        assert_eq!(order, std::cmp::Ordering::Less, "{:?} then {:?}", key(&pair[0]), key(&pair[1]));
     }
     let position = |name: &str| nodes.iter().position(|n| n.name == name).expect(name);
     assert_eq!(position("chifflot3-2") + 1, position("chifflot3-3"));
@@ -531,89 +411,38 @@ fn a_bare_node_gets_defaults() {
     assert_eq!(node.name, "x-1");
     assert!(node.macs.is_empty());
     assert_eq!(node.ip, None);
-    let mut expected = with_standard_defaults(props(&[
-        ("site", s("site")),
-        ("cluster", s("cluster")),
-        ("host", s("x-1")),
-    ]));
-    for extra in [
-        "cpu_count",
-        "core_count",
-        "thread_count",
-        "fpga_count",
-        "ib_count",
-        "memcore",
-        "memcpu",
-    ] {
+    let mut expected = with_standard_defaults(props(&[("site", s("site")), ("cluster", s("cluster")), ("host", s("x-1"))]));
+    for extra in ["cpu_count", "core_count", "thread_count", "fpga_count", "ib_count", "memcore", "memcpu"] {
         expected.insert(extra.into(), i(0));
     }
     expected.insert("cpu_microarch".into(), s(""));
     expected.insert("gpu_vendor".into(), s(""));
     assert_eq!(node.properties, expected);
-    assert_eq!(
-        flat(json!({"uid": "x-1"})).expect("flattens").properties,
-        expected
-    );
+    assert_eq!(flat(json!({"uid": "x-1"})).expect("flattens").properties, expected);
 }
 
 #[test]
 fn wrong_types_name_the_field() {
     let cases = [
-        (
-            json!({"uid": "x-1", "main_memory": {"ram_size": "big"}}),
-            "main_memory.ram_size",
-        ),
-        (
-            json!({"uid": "x-1", "main_memory": {"ram_size": -1}}),
-            "main_memory.ram_size",
-        ),
-        (
-            json!({"uid": "x-1", "main_memory": {"ram_size": 1.5}}),
-            "main_memory.ram_size",
-        ),
+        (json!({"uid": "x-1", "main_memory": {"ram_size": "big"}}), "main_memory.ram_size"),
+        (json!({"uid": "x-1", "main_memory": {"ram_size": -1}}), "main_memory.ram_size"),
+        (json!({"uid": "x-1", "main_memory": {"ram_size": 1.5}}), "main_memory.ram_size"),
         (json!({"uid": "x-1", "exotic": "yes"}), "exotic"),
         (json!({"uid": "x-1", "architecture": [1]}), "architecture"),
-        (
-            json!({"uid": "x-1", "architecture": {"nb_cores": true}}),
-            "architecture.nb_cores",
-        ),
-        (
-            json!({"uid": "x-1", "processor": {"version": ["v2"]}}),
-            "processor.version",
-        ),
+        (json!({"uid": "x-1", "architecture": {"nb_cores": true}}), "architecture.nb_cores"),
+        (json!({"uid": "x-1", "processor": {"version": ["v2"]}}), "processor.version"),
         (json!({"uid": "x-1", "gpu_devices": []}), "gpu_devices"),
-        (
-            json!({"uid": "x-1", "gpu_devices": {"nvidia0": {"memory": "16G"}}}),
-            "gpu_devices.nvidia0.memory",
-        ),
-        (
-            json!({"uid": "x-1", "other_devices": {"fpga0": {"type": "fpga", "count": "one"}}}),
-            "other_devices.fpga0.count",
-        ),
-        (
-            json!({"uid": "x-1", "storage_devices": [{"id": "disk0"}, 3]}),
-            "storage_devices[1]",
-        ),
-        (
-            json!({"uid": "x-1", "storage_devices": [{"interface": 3}]}),
-            "storage_devices[0].interface",
-        ),
-        (
-            json!({"uid": "x-1", "network_adapters": [{"interface": "Ethernet", "mounted": "true"}]}),
-            "network_adapters[0].mounted",
-        ),
+        (json!({"uid": "x-1", "gpu_devices": {"nvidia0": {"memory": "16G"}}}), "gpu_devices.nvidia0.memory"),
+        (json!({"uid": "x-1", "other_devices": {"fpga0": {"type": "fpga", "count": "one"}}}), "other_devices.fpga0.count"),
+        (json!({"uid": "x-1", "storage_devices": [{"id": "disk0"}, 3]}), "storage_devices[1]"),
+        (json!({"uid": "x-1", "storage_devices": [{"interface": 3}]}), "storage_devices[0].interface"),
+        (json!({"uid": "x-1", "network_adapters": [{"interface": "Ethernet", "mounted": "true"}]}), "network_adapters[0].mounted"),
         (
             json!({"uid": "x-1", "network_adapters": [{}, {"interface": "Ethernet", "mounted": true, "mac": "zz:00:00:00:00:00"}]}),
             "network_adapters[1].mac",
         ),
-        (
-            json!({"uid": "x-1", "network_adapters": [{"rate": 1e30}]}),
-            "network_adapters[0].rate",
-        ),
-        (
-            json!({"uid": "x-1", "network_adapters": [{"rate": 18_446_744_073_709_551_615u64}]}),
-            "network_adapters[0].rate",
-        ),
+        (json!({"uid": "x-1", "network_adapters": [{"rate": 1e30}]}), "network_adapters[0].rate"),
+        (json!({"uid": "x-1", "network_adapters": [{"rate": 18_446_744_073_709_551_615u64}]}), "network_adapters[0].rate"),
     ];
     for (node, want) in cases {
         let (field, message) = field_error(node.clone());
@@ -623,12 +452,7 @@ fn wrong_types_name_the_field() {
 
 #[test]
 fn uid_is_required() {
-    for node in [
-        json!({}),
-        json!({"uid": ""}),
-        json!({"uid": 3}),
-        json!([1, 2]),
-    ] {
+    for node in [json!({}), json!({"uid": ""}), json!({"uid": 3}), json!([1, 2])] {
         let err = flat(node.clone()).expect_err("no uid");
         let ReferenceError::Field { field, path, .. } = &err else {
             panic!("{node}: {err:?}");
@@ -717,35 +541,17 @@ fn gpus_and_other_accelerators() {
 
 #[test]
 fn cputype_joins_model_and_version() {
-    let cputype = |processor: Value| {
-        flat(json!({"uid": "x-1", "processor": processor}))
-            .expect("flattens")
-            .properties["cputype"]
-            .clone()
-    };
-    assert_eq!(
-        cputype(json!({"model": "POWER8NVL", "version": 1.0})),
-        s("POWER8NVL 1.0")
-    );
-    assert_eq!(
-        cputype(json!({"model": "AMD EPYC", "version": 7352})),
-        s("AMD EPYC 7352")
-    );
-    assert_eq!(
-        cputype(json!({"model": "Intel Xeon", "version": "Gold 6126"})),
-        s("Intel Xeon Gold 6126")
-    );
-    assert_eq!(
-        cputype(json!({"model": "Cavium ThunderX2"})),
-        s("Cavium ThunderX2")
-    );
+    let cputype = |processor: Value| flat(json!({"uid": "x-1", "processor": processor})).expect("flattens").properties["cputype"].clone();
+    assert_eq!(cputype(json!({"model": "POWER8NVL", "version": 1.0})), s("POWER8NVL 1.0"));
+    assert_eq!(cputype(json!({"model": "AMD EPYC", "version": 7352})), s("AMD EPYC 7352"));
+    assert_eq!(cputype(json!({"model": "Intel Xeon", "version": "Gold 6126"})), s("Intel Xeon Gold 6126"));
+    assert_eq!(cputype(json!({"model": "Cavium ThunderX2"})), s("Cavium ThunderX2"));
     assert_eq!(cputype(json!({"version": "E5-2630"})), s("E5-2630"));
 }
 
 #[test]
 fn whole_floats_are_accepted_as_sizes() {
-    let node = flat(json!({"uid": "x-1", "main_memory": {"ram_size": 2.147_483_648e9}}))
-        .expect("flattens");
+    let node = flat(json!({"uid": "x-1", "main_memory": {"ram_size": 2.147_483_648e9}})).expect("flattens");
     assert_eq!(node.properties["memnode"], i(2_048));
 }
 
@@ -756,13 +562,7 @@ fn errors_display_path_and_field() {
         field: "exotic".into(),
         message: "expected true or false, found a string".into(),
     };
-    assert_eq!(
-        err.to_string(),
-        "sites/a/clusters/b/nodes/b-1.json: field `exotic`: expected true or false, found a string"
-    );
+    assert_eq!(err.to_string(), "sites/a/clusters/b/nodes/b-1.json: field `exotic`: expected true or false, found a string");
     let err = ReferenceError::NoSites { dir: "/x".into() };
-    assert_eq!(
-        err.to_string(),
-        "no Grid'5000 reference tree in /x: expected /x/sites/ or /x/data/grid5000/sites/"
-    );
+    assert_eq!(err.to_string(), "no Grid'5000 reference tree in /x: expected /x/sites/ or /x/data/grid5000/sites/");
 }

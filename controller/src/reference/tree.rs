@@ -22,16 +22,11 @@ const REPOSITORY_LAYOUT: &str = "data/grid5000";
 /// The directory that holds `sites/`: `dir` itself, or `dir/data/grid5000`
 /// (a checkout of grid5000/reference-repository).
 pub fn find_root(dir: &Path) -> Result<PathBuf, ReferenceError> {
-    fs::metadata(dir).map_err(|source| ReferenceError::Io {
-        path: dir.to_owned(),
-        source,
-    })?;
+    fs::metadata(dir).map_err(|source| ReferenceError::Io { path: dir.to_owned(), source })?;
     [dir.to_owned(), dir.join(REPOSITORY_LAYOUT)]
         .into_iter()
         .find(|root| root.join("sites").is_dir())
-        .ok_or_else(|| ReferenceError::NoSites {
-            dir: dir.to_owned(),
-        })
+        .ok_or_else(|| ReferenceError::NoSites { dir: dir.to_owned() })
 }
 
 /// Reads every node of the tree at `dir` (see [`find_root`]), sorted by
@@ -56,18 +51,10 @@ pub fn read_tree(dir: &Path) -> Result<Vec<NodeDescription>, ReferenceError> {
             for (stem, file) in entries(&nodes_dir, Kind::JsonFile)? {
                 let node = read_node(&file, &site, &cluster)?;
                 if node.name != stem {
-                    return Err(ReferenceError::UidMismatch {
-                        path: file,
-                        uid: node.name,
-                        file_stem: stem,
-                    });
+                    return Err(ReferenceError::UidMismatch { path: file, uid: node.name, file_stem: stem });
                 }
                 if let Some(first) = seen.get(&node.name) {
-                    return Err(ReferenceError::Duplicate {
-                        path: file,
-                        name: node.name,
-                        first: first.clone(),
-                    });
+                    return Err(ReferenceError::Duplicate { path: file, name: node.name, first: first.clone() });
                 }
                 seen.insert(node.name.clone(), file);
                 nodes.push(node);
@@ -77,9 +64,7 @@ pub fn read_tree(dir: &Path) -> Result<Vec<NodeDescription>, ReferenceError> {
     // Listings are already in this order; sorting again keeps the promise
     // independent of how the walk is written.
     nodes.sort_by(|a, b| {
-        natural_cmp(&a.site, &b.site)
-            .then_with(|| natural_cmp(&a.cluster, &b.cluster))
-            .then_with(|| natural_cmp(&a.name, &b.name))
+        natural_cmp(&a.site, &b.site).then_with(|| natural_cmp(&a.cluster, &b.cluster)).then_with(|| natural_cmp(&a.name, &b.name))
     });
     Ok(nodes)
 }
@@ -87,19 +72,9 @@ pub fn read_tree(dir: &Path) -> Result<Vec<NodeDescription>, ReferenceError> {
 /// Reads and flattens one node file, with `site` and `cluster` given by the
 /// caller (e.g. `ferrum node add --reference FILE.json`). Unlike
 /// [`read_tree`] it does not compare the uid with the file name.
-pub fn read_node(
-    path: &Path,
-    site: &str,
-    cluster: &str,
-) -> Result<NodeDescription, ReferenceError> {
-    let bytes = fs::read(path).map_err(|source| ReferenceError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    let node: Value = serde_json::from_slice(&bytes).map_err(|source| ReferenceError::Json {
-        path: path.to_owned(),
-        source,
-    })?;
+pub fn read_node(path: &Path, site: &str, cluster: &str) -> Result<NodeDescription, ReferenceError> {
+    let bytes = fs::read(path).map_err(|source| ReferenceError::Io { path: path.to_owned(), source })?;
+    let node: Value = serde_json::from_slice(&bytes).map_err(|source| ReferenceError::Json { path: path.to_owned(), source })?;
     flatten_owned(path, site, cluster, node)
 }
 

@@ -44,11 +44,18 @@ async fn tokens_and_roles() {
 
     // Users must name a project when they have several; one with none may not book.
     ctx.post("/api/v1/projects", &ctx.admin, json!({"name": "p-two"})).await.expect(201);
-    let carol = ctx.post("/api/v1/users", &ctx.admin, json!({"name": "carol", "projects": ["p-vision", "p-two"], "email": "carol@example.org"})).await.expect(201)["token"].as_str().expect("token").to_owned();
+    let carol = ctx
+        .post("/api/v1/users", &ctx.admin, json!({"name": "carol", "projects": ["p-vision", "p-two"], "email": "carol@example.org"}))
+        .await
+        .expect(201)["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
     let msg = ctx.post("/api/v1/leases", &carol, json!({"nodes": {"count": 1}, "duration": "1h"})).await.error(400, "bad_request");
     assert!(msg.contains("p-two, p-vision"), "{msg}");
     ctx.post("/api/v1/leases", &carol, json!({"project": "p-two", "nodes": {"count": 1}, "duration": "1h"})).await.expect(201);
-    let dave = ctx.post("/api/v1/users", &ctx.admin, json!({"name": "dave"})).await.expect(201)["token"].as_str().expect("token").to_owned();
+    let dave =
+        ctx.post("/api/v1/users", &ctx.admin, json!({"name": "dave"})).await.expect(201)["token"].as_str().expect("token").to_owned();
     ctx.post("/api/v1/leases", &dave, json!({"nodes": {"count": 1}, "duration": "1h"})).await.error(403, "forbidden");
     // An admin lease without a project is an operator lease.
     let op = ctx.post("/api/v1/leases", &ctx.admin, json!({"nodes": {"count": 1}, "duration": "1h"})).await.expect(201);

@@ -9,7 +9,15 @@ use super::harness::TestContext;
 async fn malformed_bodies_are_400_naming_the_problem() {
     let ctx = TestContext::with_fixtures().await;
     let alice = ctx.user("alice", "p-vision").await;
-    let raw = ctx.client.post(format!("{}/api/v1/leases", ctx.url)).bearer_auth(&alice).header("content-type", "application/json").body("{\"nodes\": ").send().await.expect("sent");
+    let raw = ctx
+        .client
+        .post(format!("{}/api/v1/leases", ctx.url))
+        .bearer_auth(&alice)
+        .header("content-type", "application/json")
+        .body("{\"nodes\": ")
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(raw.status(), 400);
     let body: serde_json::Value = raw.json().await.expect("json error");
     assert_eq!(body["error"]["code"], "bad_request");
@@ -17,9 +25,15 @@ async fn malformed_bodies_are_400_naming_the_problem() {
 
     let msg = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": "two"}, "duration": "1h"})).await.error(400, "bad_request");
     assert!(msg.contains("nodes.count"), "{msg}");
-    let msg = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 1}, "duration": "1h", "colour": "red"})).await.error(400, "bad_request");
+    let msg = ctx
+        .post("/api/v1/leases", &alice, json!({"nodes": {"count": 1}, "duration": "1h", "colour": "red"}))
+        .await
+        .error(400, "bad_request");
     assert!(msg.contains("colour"), "{msg}");
-    let msg = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 1}, "duration": "1h", "start": "tomorrow"})).await.error(400, "bad_request");
+    let msg = ctx
+        .post("/api/v1/leases", &alice, json!({"nodes": {"count": 1}, "duration": "1h", "start": "tomorrow"}))
+        .await
+        .error(400, "bad_request");
     assert!(msg.contains("start"), "{msg}");
     let msg = ctx.get("/api/v1/leases/abc", &alice).await.error(400, "bad_request");
     assert!(msg.contains("invalid path"), "{msg}");
@@ -37,7 +51,13 @@ async fn health_metrics_and_openapi() {
     let h = ctx.request(reqwest::Method::GET, "/healthz", None, None).await.expect(200);
     assert_eq!(h["status"], "ok");
     let alice = ctx.user("alice", "p-vision").await;
-    ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 2}, "start": super::harness::at(chrono::Duration::hours(5)), "duration": "1h"})).await.expect(201);
+    ctx.post(
+        "/api/v1/leases",
+        &alice,
+        json!({"nodes": {"count": 2}, "start": super::harness::at(chrono::Duration::hours(5)), "duration": "1h"}),
+    )
+    .await
+    .expect(201);
 
     let text = ctx.client.get(format!("{}/metrics", ctx.url)).send().await.expect("sent").text().await.expect("text");
     assert!(text.contains("ferrum_leases{state=\"pending\"} 1"), "{text}");
@@ -85,7 +105,8 @@ async fn the_database_refuses_double_booking() {
     use ferrum_controller::db::{DbError, NewLease, NodeWrite};
     use ferrum_controller::model::{LeaseState, LeaseType};
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = ferrum_controller::db::sqlite::SqliteStore::open(&format!("sqlite://{}", dir.path().join("t.db").display())).await.expect("open");
+    let store =
+        ferrum_controller::db::sqlite::SqliteStore::open(&format!("sqlite://{}", dir.path().join("t.db").display())).await.expect("open");
     use ferrum_controller::db::Datastore;
     let node = |name: &str, mac: &str| NodeWrite {
         name: name.into(),

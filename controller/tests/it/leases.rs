@@ -5,7 +5,7 @@
 use chrono::Duration;
 use serde_json::json;
 
-use super::harness::{at, t0, TestContext};
+use super::harness::{TestContext, at, t0};
 
 fn id(v: &serde_json::Value) -> i64 {
     v["id"].as_i64().expect("lease id")
@@ -28,9 +28,15 @@ async fn reserve_then_conflict_gives_409_with_the_earliest_start() {
     assert_eq!(conflict.body["error"]["earliest_start"], at(Duration::hours(5)).replace("+00:00", "Z"));
 
     // As soon as possible: now, on the P100s it cannot take.
-    let asap = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 2, "filter": "gpu_model LIKE '%V100%'"}, "duration": "30m"})).await.expect(201);
+    let asap = ctx
+        .post("/api/v1/leases", &alice, json!({"nodes": {"count": 2, "filter": "gpu_model LIKE '%V100%'"}, "duration": "30m"}))
+        .await
+        .expect(201);
     assert_eq!(asap["start"], at(Duration::zero()).replace("+00:00", "Z"), "fits before the first lease");
-    let asap2 = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 2, "filter": "gpu_model LIKE '%V100%'"}, "duration": "2h"})).await.expect(201);
+    let asap2 = ctx
+        .post("/api/v1/leases", &alice, json!({"nodes": {"count": 2, "filter": "gpu_model LIKE '%V100%'"}, "duration": "2h"}))
+        .await
+        .expect(201);
     assert_eq!(asap2["start"], at(Duration::hours(5)).replace("+00:00", "Z"), "first fit after the 4h lease");
 }
 
@@ -68,11 +74,18 @@ async fn availability_and_calendar_show_the_gantt() {
 async fn exotic_nodes_only_on_request() {
     let ctx = TestContext::with_fixtures().await;
     let alice = ctx.user("alice", "p-vision").await;
-    let msg = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 1, "filter": "accel_type = 'fpga'"}, "duration": "1h"})).await.error(400, "unsatisfiable");
+    let msg = ctx
+        .post("/api/v1/leases", &alice, json!({"nodes": {"count": 1, "filter": "accel_type = 'fpga'"}, "duration": "1h"}))
+        .await
+        .error(400, "unsatisfiable");
     assert!(msg.contains("only 0"), "{msg}");
-    let msg = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["servan-1"]}, "duration": "1h"})).await.error(400, "bad_request");
+    let msg =
+        ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["servan-1"]}, "duration": "1h"})).await.error(400, "bad_request");
     assert!(msg.contains("exotic"), "{msg}");
-    let l = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 2, "filter": "accel_type = 'fpga'"}, "duration": "1h", "exotic": true})).await.expect(201);
+    let l = ctx
+        .post("/api/v1/leases", &alice, json!({"nodes": {"count": 2, "filter": "accel_type = 'fpga'"}, "duration": "1h", "exotic": true}))
+        .await
+        .expect(201);
     assert_eq!(l["nodes"], json!(["servan-1", "servan-2"]));
     // Unfiltered requests never spill onto exotic nodes.
     let l = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 8}, "duration": "1h"})).await.expect(201);
@@ -83,7 +96,10 @@ async fn exotic_nodes_only_on_request() {
 async fn leases_start_and_end_on_time_and_nodes_are_reset() {
     let ctx = TestContext::with_fixtures().await;
     let alice = ctx.user("alice", "p-vision").await;
-    let l = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["chifflot-1"]}, "start": at(Duration::hours(1)), "duration": "2h"})).await.expect(201);
+    let l = ctx
+        .post("/api/v1/leases", &alice, json!({"nodes": {"names": ["chifflot-1"]}, "start": at(Duration::hours(1)), "duration": "2h"}))
+        .await
+        .expect(201);
     let lid = id(&l);
     assert_eq!(ctx.node_state("chifflot-1").await, "available");
 
@@ -95,7 +111,12 @@ async fn leases_start_and_end_on_time_and_nodes_are_reset() {
     ctx.wait_lease_state(lid, &alice, "finished").await;
     assert_eq!(ctx.node_state("chifflot-1").await, "available");
     let events = ctx.get("/api/v1/nodes/chifflot-1/events", &alice).await.expect(200);
-    let path: Vec<String> = events.as_array().expect("events").iter().map(|e| format!("{}>{}", e["from"].as_str().unwrap_or(""), e["to"].as_str().unwrap_or(""))).collect();
+    let path: Vec<String> = events
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| format!("{}>{}", e["from"].as_str().unwrap_or(""), e["to"].as_str().unwrap_or("")))
+        .collect();
     assert!(path.ends_with(&["available>reserved".into(), "reserved>resetting".into(), "resetting>available".into()]), "{path:?}");
 }
 
@@ -105,7 +126,10 @@ async fn back_to_back_leases_get_a_reset_in_between() {
     let alice = ctx.user("alice", "p-vision").await;
     let bob = ctx.user("bob", "p-other").await;
     let a = id(&ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["chifflot-2"]}, "duration": "1h"})).await.expect(201));
-    let b = id(&ctx.post("/api/v1/leases", &bob, json!({"nodes": {"names": ["chifflot-2"]}, "start": at(Duration::hours(1)), "duration": "1h"})).await.expect(201));
+    let b = id(&ctx
+        .post("/api/v1/leases", &bob, json!({"nodes": {"names": ["chifflot-2"]}, "start": at(Duration::hours(1)), "duration": "1h"}))
+        .await
+        .expect(201));
     ctx.wait_lease_state(a, &alice, "active").await;
     ctx.advance(Duration::hours(1));
     ctx.wait_lease_state(b, &bob, "active").await;
@@ -119,8 +143,18 @@ async fn back_to_back_leases_get_a_reset_in_between() {
 async fn restart_mid_lease_keeps_every_lease_and_ends_it_on_time() {
     let ctx = TestContext::with_fixtures().await;
     let alice = ctx.user("alice", "p-vision").await;
-    let running = id(&ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 3, "filter": "cluster = 'chifflot'"}, "duration": "2h"})).await.expect(201));
-    let future = id(&ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 2, "filter": "cluster = 'chifflot'"}, "start": at(Duration::hours(3)), "duration": "1h"})).await.expect(201));
+    let running = id(&ctx
+        .post("/api/v1/leases", &alice, json!({"nodes": {"count": 3, "filter": "cluster = 'chifflot'"}, "duration": "2h"}))
+        .await
+        .expect(201));
+    let future = id(&ctx
+        .post(
+            "/api/v1/leases",
+            &alice,
+            json!({"nodes": {"count": 2, "filter": "cluster = 'chifflot'"}, "start": at(Duration::hours(3)), "duration": "1h"}),
+        )
+        .await
+        .expect(201));
     ctx.wait_lease_state(running, &alice, "active").await;
     ctx.advance(Duration::hours(1));
 
@@ -129,7 +163,13 @@ async fn restart_mid_lease_keeps_every_lease_and_ends_it_on_time() {
     assert_eq!(l["nodes"].as_array().expect("nodes").len(), 3);
     assert_eq!(ctx.lease(future, &alice).await["state"], "pending");
     // The restarted calendar still knows the running lease's nodes are taken.
-    let c = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 8, "filter": "cluster = 'chifflot'"}, "start": at(Duration::hours(1)), "duration": "30m"})).await;
+    let c = ctx
+        .post(
+            "/api/v1/leases",
+            &alice,
+            json!({"nodes": {"count": 8, "filter": "cluster = 'chifflot'"}, "start": at(Duration::hours(1)), "duration": "30m"}),
+        )
+        .await;
     assert_eq!(c.body["error"]["earliest_start"], at(Duration::hours(2)).replace("+00:00", "Z"), "{:?}", c.body);
 
     ctx.advance(Duration::hours(1));
@@ -146,7 +186,10 @@ async fn extend_release_and_cancel() {
     let ctx = TestContext::with_fixtures().await;
     let alice = ctx.user("alice", "p-vision").await;
     let l = id(&ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["chifflot-3"]}, "duration": "1h"})).await.expect(201));
-    let next = id(&ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["chifflot-3"]}, "start": at(Duration::hours(3)), "duration": "1h"})).await.expect(201));
+    let next = id(&ctx
+        .post("/api/v1/leases", &alice, json!({"nodes": {"names": ["chifflot-3"]}, "start": at(Duration::hours(3)), "duration": "1h"}))
+        .await
+        .expect(201));
 
     let extended = ctx.patch(&format!("/api/v1/leases/{l}"), &alice, json!({"end": at(Duration::hours(2))})).await.expect(200);
     assert_eq!(extended["end"], at(Duration::hours(2)).replace("+00:00", "Z"));
@@ -179,13 +222,23 @@ async fn besteffort_leases_are_preempted_by_normal_ones() {
     let ctx = TestContext::with_fixtures().await;
     let alice = ctx.user("alice", "p-vision").await;
     let bob = ctx.user("bob", "p-other").await;
-    let be = ctx.post("/api/v1/leases", &bob, json!({"nodes": {"count": 8, "filter": "cluster = 'chifflot'"}, "duration": "10h", "type": "besteffort"})).await.expect(201);
+    let be = ctx
+        .post(
+            "/api/v1/leases",
+            &bob,
+            json!({"nodes": {"count": 8, "filter": "cluster = 'chifflot'"}, "duration": "10h", "type": "besteffort"}),
+        )
+        .await
+        .expect(201);
     let be_id = id(&be);
     ctx.wait_lease_state(be_id, &bob, "active").await;
     ctx.advance(Duration::minutes(10));
 
     // A normal lease for now takes the nodes: the besteffort lease ends.
-    let normal = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 2, "filter": "cluster = 'chifflot'"}, "duration": "1h"})).await.expect(201);
+    let normal = ctx
+        .post("/api/v1/leases", &alice, json!({"nodes": {"count": 2, "filter": "cluster = 'chifflot'"}, "duration": "1h"}))
+        .await
+        .expect(201);
     assert_eq!(normal["start"], at(Duration::minutes(10)).replace("+00:00", "Z"), "besteffort time is free to normal leases");
     let be = ctx.wait_lease_state(be_id, &bob, "finished").await;
     assert!(be["reason"].as_str().is_some_and(|r| r.contains("pre-empted")), "{be}");
@@ -194,11 +247,19 @@ async fn besteffort_leases_are_preempted_by_normal_ones() {
     ctx.wait_lease_state(id(&normal), &alice, "active").await;
 
     // A future normal lease cuts a besteffort lease short instead.
-    let be2 = id(&ctx.post("/api/v1/leases", &bob, json!({"nodes": {"names": ["chifflot-5"]}, "duration": "10h", "type": "besteffort"})).await.expect(201));
+    let be2 = id(&ctx
+        .post("/api/v1/leases", &bob, json!({"nodes": {"names": ["chifflot-5"]}, "duration": "10h", "type": "besteffort"}))
+        .await
+        .expect(201));
     ctx.wait_lease_state(be2, &bob, "active").await;
-    ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["chifflot-5"]}, "start": at(Duration::hours(2)), "duration": "1h"})).await.expect(201);
+    ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["chifflot-5"]}, "start": at(Duration::hours(2)), "duration": "1h"}))
+        .await
+        .expect(201);
     let cut = ctx.lease(be2, &bob).await;
-    assert_eq!((cut["state"].as_str(), cut["end"].as_str()), (Some("active"), Some(at(Duration::hours(2)).replace("+00:00", "Z").as_str())));
+    assert_eq!(
+        (cut["state"].as_str(), cut["end"].as_str()),
+        (Some("active"), Some(at(Duration::hours(2)).replace("+00:00", "Z").as_str()))
+    );
     // Besteffort leases never pre-empt each other.
     let msg = ctx.post("/api/v1/leases", &bob, json!({"nodes": {"names": ["chifflot-5"]}, "duration": "1h", "type": "besteffort"})).await;
     assert_eq!(msg.status, 201);
@@ -217,7 +278,10 @@ async fn lease_requests_are_validated_by_field() {
         (json!({"nodes": {"count": 0}, "duration": "1h"}), "nodes.count: must be at least 1"),
         (json!({"nodes": {}, "duration": "1h"}), "nodes: give count"),
         (json!({"nodes": {"names": ["nope-1"]}, "duration": "1h"}), "nodes.names: there is no node 'nope-1'"),
-        (json!({"nodes": {"count": 1}, "duration": "1h", "deploy": {"environment": "debian12-min", "ssh_keys": ["not a key"]}}), "deploy.ssh_keys[0]"),
+        (
+            json!({"nodes": {"count": 1}, "duration": "1h", "deploy": {"environment": "debian12-min", "ssh_keys": ["not a key"]}}),
+            "deploy.ssh_keys[0]",
+        ),
         (json!({"nodes": {"count": 1}, "duration": "800d"}), "ahead"),
         (json!({"nodes": {"count": 1}, "duration": "1h", "project": "p-other"}), "not a member"),
     ];
@@ -227,7 +291,10 @@ async fn lease_requests_are_validated_by_field() {
         let msg = a.body["error"]["message"].as_str().unwrap_or_default();
         assert!(msg.contains(expected), "{body}: '{msg}' should contain '{expected}'");
     }
-    let msg = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 1, "filter": "gpu_count >= 2 AND gpu_modle = 'x'"}, "duration": "1h"})).await.error(400, "invalid_filter");
+    let msg = ctx
+        .post("/api/v1/leases", &alice, json!({"nodes": {"count": 1, "filter": "gpu_count >= 2 AND gpu_modle = 'x'"}, "duration": "1h"}))
+        .await
+        .error(400, "invalid_filter");
     assert_eq!(msg, "filter: at position 20: unknown property 'gpu_modle'");
 }
 
@@ -236,7 +303,14 @@ async fn deploy_leases_keep_their_environment_and_keys() {
     let ctx = TestContext::with_fixtures().await;
     let alice = ctx.user("alice", "p-vision").await;
     let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBbQ1H5s1e4lqQxQ2b3vJ9Zq0Kq3dY1YzZxvN0z1w3qG alice@laptop";
-    let l = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 1}, "duration": "1h", "deploy": {"environment": "debian12-min", "ssh_keys": [key]}})).await.expect(201);
+    let l = ctx
+        .post(
+            "/api/v1/leases",
+            &alice,
+            json!({"nodes": {"count": 1}, "duration": "1h", "deploy": {"environment": "debian12-min", "ssh_keys": [key]}}),
+        )
+        .await
+        .expect(201);
     assert_eq!(l["type"], "deploy");
     assert_eq!(l["deploy"]["environment"], "debian12-min");
     assert_eq!(l["deploy"]["ssh_keys"][0], key);
@@ -251,8 +325,18 @@ async fn a_node_that_fails_its_check_is_suspect_and_never_allocated() {
     let alice = ctx.user("alice", "p-vision").await;
     let bob = ctx.user("bob", "p-other").await;
     let first = id(&ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["chifflot-4"]}, "duration": "1h"})).await.expect(201));
-    let alone = id(&ctx.post("/api/v1/leases", &bob, json!({"nodes": {"names": ["chifflot-4"]}, "start": at(Duration::hours(2)), "duration": "1h"})).await.expect(201));
-    let pair = id(&ctx.post("/api/v1/leases", &bob, json!({"nodes": {"names": ["chifflot-4", "chifflot-5"]}, "start": at(Duration::hours(3)), "duration": "1h"})).await.expect(201));
+    let alone = id(&ctx
+        .post("/api/v1/leases", &bob, json!({"nodes": {"names": ["chifflot-4"]}, "start": at(Duration::hours(2)), "duration": "1h"}))
+        .await
+        .expect(201));
+    let pair = id(&ctx
+        .post(
+            "/api/v1/leases",
+            &bob,
+            json!({"nodes": {"names": ["chifflot-4", "chifflot-5"]}, "start": at(Duration::hours(3)), "duration": "1h"}),
+        )
+        .await
+        .expect(201));
     ctx.wait_lease_state(first, &alice, "active").await;
 
     // At the end of alice's lease the check finds a GPU missing.
@@ -266,9 +350,13 @@ async fn a_node_that_fails_its_check_is_suspect_and_never_allocated() {
     assert!(last["reason"].as_str().is_some_and(|r| r.contains("gpu_count: reference 2, found 1")), "{last}");
 
     // Never given to a new lease.
-    let msg = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["chifflot-4"]}, "duration": "1h"})).await.error(409, "conflict");
+    let msg =
+        ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["chifflot-4"]}, "duration": "1h"})).await.error(409, "conflict");
     assert!(msg.contains("suspect"), "{msg}");
-    let msg = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 8, "filter": "cluster = 'chifflot'"}, "duration": "1h"})).await.error(400, "unsatisfiable");
+    let msg = ctx
+        .post("/api/v1/leases", &alice, json!({"nodes": {"count": 8, "filter": "cluster = 'chifflot'"}, "duration": "1h"}))
+        .await
+        .error(400, "unsatisfiable");
     assert!(msg.contains("only 7"), "{msg}");
 
     // Leases booked before: one with only that node fails, the other starts with the rest.

@@ -72,7 +72,9 @@ async fn enrol_one_node_with_a_bmc_kept_secret() {
     assert!(as_user.get("bmc").is_none(), "BMC data is admin-only: {as_user}");
     let all = ctx.get("/api/v1/nodes", &user).await.expect(200);
     assert!(!all.to_string().contains("127.0.0.1:8000") && !all.to_string().contains("hunter2"));
-    ctx.post("/api/v1/nodes", &user, json!({"name": "x", "site": "s", "cluster": "c", "macs": ["02:00:00:00:00:02"]})).await.error(403, "forbidden");
+    ctx.post("/api/v1/nodes", &user, json!({"name": "x", "site": "s", "cluster": "c", "macs": ["02:00:00:00:00:02"]}))
+        .await
+        .error(403, "forbidden");
 }
 
 #[tokio::test]
@@ -109,18 +111,26 @@ async fn enrolment_refuses_bad_input_by_field() {
 async fn maintenance_is_intent_recorded_as_events_and_never_allocated() {
     let ctx = TestContext::with_fixtures().await;
     let user = ctx.user("alice", "p-vision").await;
-    let node = ctx.post("/api/v1/nodes/chifflot-1/maintenance", &ctx.admin, json!({"enabled": true, "reason": "PSU swap"})).await.expect(200);
+    let node =
+        ctx.post("/api/v1/nodes/chifflot-1/maintenance", &ctx.admin, json!({"enabled": true, "reason": "PSU swap"})).await.expect(200);
     assert_eq!((node["state"].as_str(), node["policy"].as_str()), (Some("maintenance"), Some("maintenance")));
     ctx.post("/api/v1/nodes/chifflot-1/maintenance", &user, json!({"enabled": false, "reason": "x"})).await.error(403, "forbidden");
 
     // 8 P100/V100 nodes minus one in maintenance: 8 cannot be had.
-    let msg = ctx.post("/api/v1/leases", &user, json!({"nodes": {"count": 8, "filter": "gpu_count >= 2"}, "duration": "1h"})).await.error(400, "unsatisfiable");
+    let msg = ctx
+        .post("/api/v1/leases", &user, json!({"nodes": {"count": 8, "filter": "gpu_count >= 2"}, "duration": "1h"}))
+        .await
+        .error(400, "unsatisfiable");
     assert!(msg.contains("only 7"), "{msg}");
-    let lease = ctx.post("/api/v1/leases", &user, json!({"nodes": {"count": 7, "filter": "gpu_count >= 2"}, "duration": "1h"})).await.expect(201);
+    let lease =
+        ctx.post("/api/v1/leases", &user, json!({"nodes": {"count": 7, "filter": "gpu_count >= 2"}, "duration": "1h"})).await.expect(201);
     assert!(!lease["nodes"].as_array().expect("nodes").contains(&json!("chifflot-1")));
     ctx.post("/api/v1/leases", &user, json!({"nodes": {"names": ["chifflot-1"]}, "duration": "1h"})).await.error(409, "conflict");
 
     let events = ctx.get("/api/v1/nodes/chifflot-1/events", &user).await.expect(200);
     let last = events.as_array().expect("events").last().expect("an event").clone();
-    assert_eq!((last["from"].as_str(), last["to"].as_str(), last["actor"].as_str(), last["reason"].as_str()), (Some("available"), Some("maintenance"), Some("admin"), Some("PSU swap")));
+    assert_eq!(
+        (last["from"].as_str(), last["to"].as_str(), last["actor"].as_str(), last["reason"].as_str()),
+        (Some("available"), Some("maintenance"), Some("admin"), Some("PSU swap"))
+    );
 }

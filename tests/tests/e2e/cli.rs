@@ -43,7 +43,8 @@ fn operator_and_user_session() {
     assert!(stderr(&out).contains("unknown property 'gpu_cont'"), "{}", stderr(&out));
 
     let start = (chrono::Utc::now() + chrono::Duration::hours(3)).format("%Y-%m-%dT%H:00:00Z").to_string();
-    let create = ["--json", "lease", "create", "--count", "2", "--filter", "gpu_count >= 2 AND NOT exotic", "--duration", "2h", "--start", &start];
+    let create =
+        ["--json", "lease", "create", "--count", "2", "--filter", "gpu_count >= 2 AND NOT exotic", "--duration", "2h", "--start", &start];
     let out = server.ferrum(&token, &create);
     assert!(out.status.success(), "{}", stderr(&out));
     let lease: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
@@ -75,6 +76,9 @@ fn operator_and_user_session() {
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     let out = server.ferrum(&token, &["lease", "show", "99999"]);
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
-    let out = server.ferrum(&token, &["node", "add", "x", "--site", "s", "--cluster", "c", "--mac", "02:00:00:00:00:09", "--bmc", "ipmi://a:b@127.0.0.1:623"]);
+    let out = server.ferrum(
+        &token,
+        &["node", "add", "x", "--site", "s", "--cluster", "c", "--mac", "02:00:00:00:00:09", "--bmc", "ipmi://a:b@127.0.0.1:623"],
+    );
     assert_eq!(out.status.code(), Some(4), "users may not enrol nodes: {}", stderr(&out));
 }

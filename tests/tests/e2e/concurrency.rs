@@ -12,7 +12,13 @@ async fn hundred_concurrent_conflicting_requests_exactly_one_wins() {
 
     let client = reqwest::Client::new();
     let admin = &server.admin_token;
-    client.post(format!("{}/api/v1/projects", server.url)).bearer_auth(admin).json(&json!({"name": "p-race"})).send().await.expect("project");
+    client
+        .post(format!("{}/api/v1/projects", server.url))
+        .bearer_auth(admin)
+        .json(&json!({"name": "p-race"}))
+        .send()
+        .await
+        .expect("project");
     let mut tokens = Vec::new();
     for i in 0..4 {
         let r: serde_json::Value = client
@@ -57,6 +63,7 @@ async fn hundred_concurrent_conflicting_requests_exactly_one_wins() {
     assert_eq!((won, lost), (1, 99));
 
     // The database agrees: one lease on those nodes.
-    let leases: serde_json::Value = client.get(format!("{}/api/v1/leases", server.url)).bearer_auth(admin).send().await.expect("list").json().await.expect("json");
+    let leases: serde_json::Value =
+        client.get(format!("{}/api/v1/leases", server.url)).bearer_auth(admin).send().await.expect("list").json().await.expect("json");
     assert_eq!(leases.as_array().map(Vec::len), Some(1));
 }
