@@ -58,9 +58,12 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let listen = config.listen;
+    let token_path = server::admin_token_path(&config);
     let app = server::open(config, Clock::System).await?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-    tracing::info!(addr = %listener.local_addr()?, "ferrumd serving");
+    let addr = listener.local_addr()?;
+    tracing::info!(addr = %addr, "ferrumd serving");
+    tracing::info!("reach it with: export FERRUM_URL=http://{addr} FERRUM_TOKEN=$(cat {}); ferrum whoami", token_path.display());
     server::serve(app, listener, shutdown_signal()).await
 }
 

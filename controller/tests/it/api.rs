@@ -41,7 +41,10 @@ async fn malformed_bodies_are_400_naming_the_problem() {
     assert!(msg.contains("count"), "{msg}");
     ctx.get("/api/v1/leases/999", &alice).await.error(404, "not_found");
     ctx.get("/api/v1/nodes/nope", &alice).await.error(404, "not_found");
-    ctx.get("/api/v2/whatever", &alice).await.error(404, "not_found");
+    let msg = ctx.get("/api/v2/whatever", &alice).await.error(404, "not_found");
+    assert_eq!(msg, "no endpoint at /api/v2/whatever (the API lives under /api/v1)");
+    let msg = ctx.get("/api/v1/nodez", &alice).await.error(404, "not_found");
+    assert_eq!(msg, "no endpoint at /api/v1/nodez (see /api/v1/openapi.json)");
     ctx.request(reqwest::Method::PUT, "/api/v1/leases", Some(&alice), None).await.error(405, "method_not_allowed");
 }
 
