@@ -103,13 +103,10 @@ pub async fn openapi_json() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], ApiDoc::openapi().to_json().unwrap_or_default()).into_response()
 }
 
-async fn not_found() -> ApiError {
-    ApiError {
-        status: StatusCode::NOT_FOUND,
-        code: "not_found",
-        message: "no such endpoint (the API lives under /api/v1)".into(),
-        earliest_start: None,
-    }
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    let path = uri.path();
+    let hint = if path.starts_with(ferrum_api::API_BASE) { "see /api/v1/openapi.json" } else { "the API lives under /api/v1" };
+    ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: format!("no endpoint at {path} ({hint})"), earliest_start: None }
 }
 
 async fn method_not_allowed() -> ApiError {
