@@ -15,5 +15,6 @@ pub mod db;
 pub mod filter;
 pub mod http;
 pub mod model;
+pub mod power;
 pub mod reference;
 pub mod server;

@@ -1,6 +1,12 @@
 //! BMC addresses: `ipmi://user:pass@host:port` and
 //! `redfish://user:pass@host:port/<system-id>`.
 //!
+//! Redfish over plain HTTP (emulators, labs) is `redfish+http://`. The TLS
+//! policy of an HTTPS BMC comes from the query: `?ca=/path/ca.pem` (verify
+//! against that CA), `?fingerprint=<sha256 hex>` (pin the certificate), or
+//! `?insecure=true` (accept any certificate: an explicit per-BMC choice);
+//! without any, the system's roots are used.
+//!
 //! The password is a secret: `Debug` and `Display` redact it, and only
 //! [`BmcAddress::to_url_with_secret`] (used by the datastore to persist it,
 //! and later by the power drivers) writes it out.
@@ -27,6 +33,21 @@ impl BmcDriver {
     }
 }
 
+/// How a Redfish client trusts the BMC's certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TlsPolicy {
+    /// Plain HTTP (`redfish+http://`): no TLS at all.
+    PlainHttp,
+    /// The system's trust roots.
+    SystemRoots,
+    /// A CA certificate file (PEM).
+    Ca(std::path::PathBuf),
+    /// The SHA-256 of the BMC's certificate (DER), lowercase hex.
+    Fingerprint(String),
+    /// Any certificate (explicitly asked for this BMC).
+    Insecure,
+}
+
 /// A validated BMC address with its credentials.
 #[derive(Clone, PartialEq, Eq)]
 pub struct BmcAddress {
@@ -37,6 +58,8 @@ pub struct BmcAddress {
     password: String,
     /// Redfish only: the system id under `/redfish/v1/Systems/`.
     pub system_id: Option<String>,
+    /// Redfish only (IPMI has no TLS): how to trust the BMC.
+    pub tls: TlsPolicy,
 }
 
 /// Why a BMC URL was refused. Never contains the password.
@@ -56,6 +79,10 @@ pub enum BmcParseError {
     NoSystemId,
     #[error("ipmi BMC address must not have a path")]
     UnexpectedPath,
+    #[error("BMC address option '{0}' is not known (use ca=, fingerprint= or insecure=true on redfish:// addresses)")]
+    UnknownOption(String),
+    #[error("BMC address option '{0}' is invalid: {1}")]
+    BadOption(&'static str, &'static str),
 }
 
 impl BmcAddress {
@@ -63,9 +90,10 @@ impl BmcAddress {
     /// password.
     pub fn parse(input: &str) -> Result<Self, BmcParseError> {
         let url = Url::parse(input).map_err(|_| BmcParseError::NotAUrl)?;
-        let driver = match url.scheme() {
-            "ipmi" => BmcDriver::Ipmi,
-            "redfish" => BmcDriver::Redfish,
+        let (driver, plain_http) = match url.scheme() {
+            "ipmi" => (BmcDriver::Ipmi, false),
+            "redfish" => (BmcDriver::Redfish, false),
+            "redfish+http" => (BmcDriver::Redfish, true),
             other => return Err(BmcParseError::Scheme(other.to_owned())),
         };
         let host = url.host_str().filter(|h| !h.is_empty()).ok_or(BmcParseError::NoHost)?;
@@ -77,10 +105,31 @@ impl BmcAddress {
         if password.is_empty() {
             return Err(BmcParseError::NoPassword(driver.as_str()));
         }
-        let default_port = match driver {
-            BmcDriver::Ipmi => 623,
-            BmcDriver::Redfish => 443,
+        let default_port = match (driver, plain_http) {
+            (BmcDriver::Ipmi, _) => 623,
+            (BmcDriver::Redfish, true) => 80,
+            (BmcDriver::Redfish, false) => 443,
         };
+        let mut tls = if plain_http { TlsPolicy::PlainHttp } else { TlsPolicy::SystemRoots };
+        for (key, value) in url.query_pairs() {
+            if driver == BmcDriver::Ipmi || plain_http {
+                return Err(BmcParseError::UnknownOption(key.into_owned()));
+            }
+            tls = match (key.as_ref(), value.as_ref()) {
+                ("ca", path) if !path.is_empty() => TlsPolicy::Ca(path.into()),
+                ("ca", _) => return Err(BmcParseError::BadOption("ca", "give the path of a PEM file")),
+                ("fingerprint", fp) => {
+                    let hex: String = fp.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
+                    if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                        return Err(BmcParseError::BadOption("fingerprint", "give the certificate's SHA-256 in hex"));
+                    }
+                    TlsPolicy::Fingerprint(hex)
+                }
+                ("insecure", "true") => TlsPolicy::Insecure,
+                ("insecure", _) => return Err(BmcParseError::BadOption("insecure", "the only value is true")),
+                (other, _) => return Err(BmcParseError::UnknownOption(other.to_owned())),
+            };
+        }
         let path = url.path().trim_matches('/');
         let system_id = match driver {
             BmcDriver::Ipmi if !path.is_empty() => return Err(BmcParseError::UnexpectedPath),
@@ -88,7 +137,32 @@ impl BmcAddress {
             BmcDriver::Redfish if path.is_empty() => return Err(BmcParseError::NoSystemId),
             BmcDriver::Redfish => Some(percent_decode(path)),
         };
-        Ok(BmcAddress { driver, host: host.to_owned(), port: url.port().unwrap_or(default_port), username, password, system_id })
+        Ok(BmcAddress { driver, host: host.to_owned(), port: url.port().unwrap_or(default_port), username, password, system_id, tls })
+    }
+
+    fn scheme(&self) -> &'static str {
+        match (self.driver, &self.tls) {
+            (BmcDriver::Ipmi, _) => "ipmi",
+            (BmcDriver::Redfish, TlsPolicy::PlainHttp) => "redfish+http",
+            (BmcDriver::Redfish, _) => "redfish",
+        }
+    }
+
+    /// `?ca=...`, `?fingerprint=...`, `?insecure=true` or nothing.
+    fn query(&self) -> String {
+        match &self.tls {
+            TlsPolicy::Ca(path) => {
+                format!("?ca={}", url::form_urlencoded::byte_serialize(path.to_string_lossy().as_bytes()).collect::<String>())
+            }
+            TlsPolicy::Fingerprint(fp) => format!("?fingerprint={fp}"),
+            TlsPolicy::Insecure => "?insecure=true".to_owned(),
+            TlsPolicy::PlainHttp | TlsPolicy::SystemRoots => String::new(),
+        }
+    }
+
+    /// `host:port`, for messages (never the credentials).
+    pub fn endpoint(&self) -> String {
+        format!("{}:{}", bracket_ipv6(&self.host), self.port)
     }
 
     /// The secret password, for the power drivers.
@@ -100,7 +174,7 @@ impl BmcAddress {
     pub fn to_url_with_secret(&self) -> String {
         let mut url = format!(
             "{}://{}:{}@{}:{}",
-            self.driver.as_str(),
+            self.scheme(),
             encode_userinfo(&self.username),
             encode_userinfo(&self.password),
             bracket_ipv6(&self.host),
@@ -110,6 +184,7 @@ impl BmcAddress {
             url.push('/');
             url.push_str(id);
         }
+        url.push_str(&self.query());
         url
     }
 }
@@ -135,17 +210,18 @@ impl fmt::Debug for BmcAddress {
             .field("username", &self.username)
             .field("password", &"<redacted>")
             .field("system_id", &self.system_id)
+            .field("tls", &self.tls)
             .finish()
     }
 }
 
 impl fmt::Display for BmcAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}@{}:{}", self.driver.as_str(), self.username, bracket_ipv6(&self.host), self.port)?;
+        write!(f, "{}://{}@{}:{}", self.scheme(), self.username, bracket_ipv6(&self.host), self.port)?;
         if let Some(id) = &self.system_id {
             write!(f, "/{id}")?;
         }
-        Ok(())
+        f.write_str(&self.query())
     }
 }
 
@@ -169,6 +245,32 @@ mod tests {
         assert_eq!(b.system_id.as_deref(), Some("System.Embedded.1"));
         let again = BmcAddress::parse(&b.to_url_with_secret()).expect("round trip");
         assert_eq!(again, b);
+    }
+
+    #[test]
+    fn redfish_transport_and_tls_policy() {
+        let b = BmcAddress::parse("redfish+http://admin:pw@127.0.0.1:8000/sys-1").expect("valid");
+        assert_eq!((b.port, &b.tls), (8000, &TlsPolicy::PlainHttp));
+        assert_eq!(BmcAddress::parse("redfish+http://a:pw@h/s").expect("valid").port, 80);
+        let b = BmcAddress::parse("redfish://a:pw@h/s?insecure=true").expect("valid");
+        assert_eq!(b.tls, TlsPolicy::Insecure);
+        let fp = "AB:".repeat(31) + "AB";
+        let b = BmcAddress::parse(&format!("redfish://a:pw@h/s?fingerprint={fp}")).expect("valid");
+        assert_eq!(b.tls, TlsPolicy::Fingerprint("ab".repeat(32)));
+        let b = BmcAddress::parse("redfish://a:pw@h:8443/s?ca=/etc/ferrum/bmc%20ca.pem").expect("valid");
+        assert_eq!(b.tls, TlsPolicy::Ca("/etc/ferrum/bmc ca.pem".into()));
+        for url in ["redfish+http://a:pw@h/s", "redfish://a:pw@h/s?insecure=true", "redfish://a:pw@h:8443/s?ca=/etc/ferrum/bmc%20ca.pem"] {
+            let b = BmcAddress::parse(url).expect("valid");
+            assert_eq!(BmcAddress::parse(&b.to_url_with_secret()).expect("round trip"), b, "{url}");
+        }
+        for bad in [
+            "redfish://a:pw@h/s?insecure=yes",
+            "redfish://a:pw@h/s?fingerprint=abc",
+            "redfish://a:pw@h/s?verify=no",
+            "ipmi://a:pw@h?insecure=true",
+        ] {
+            assert!(BmcAddress::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
