@@ -152,6 +152,9 @@ pub struct Node {
     /// The BMC, for admins only; absent for everybody else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bmc: Option<BmcView>,
+    /// What the BMC last said about power.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power: Option<PowerReading>,
     /// The whole Grid'5000-style reference description, when asked for
     /// (`GET /nodes/{name}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -159,6 +162,73 @@ pub struct Node {
     pub reference: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A node's power as its BMC last reported it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct PowerReading {
+    /// `on` or `off`.
+    pub state: String,
+    pub observed_at: DateTime<Utc>,
+    /// `sync` (the periodic sweep) or `request` (an operation).
+    pub source: String,
+}
+
+/// A power operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum PowerActionName {
+    On,
+    Off,
+    SoftOff,
+    Cycle,
+    /// Ask the BMC for the power state now.
+    Status,
+}
+
+/// Body of `POST /api/v1/nodes/{name}/power`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PowerRequest {
+    pub action: PowerActionName,
+}
+
+/// A one-time boot device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BootDeviceName {
+    Pxe,
+    Disk,
+}
+
+/// Body of `PUT /api/v1/nodes/{name}/boot-device`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BootDeviceRequest {
+    pub device: BootDeviceName,
+}
+
+/// The outcome of a power or boot operation. Operations are queued and
+/// carried out one at a time per BMC; an answer with `state` `queued` or
+/// `running` (HTTP 202) means it goes on in the background.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct PowerOperation {
+    pub id: i64,
+    pub node: String,
+    /// `on`, `off`, `soft-off`, `cycle`, `status`, `boot-pxe`, `boot-disk`.
+    pub operation: String,
+    /// `queued`, `running`, `done` or `failed`.
+    pub state: String,
+    /// The power state after the operation, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power: Option<String>,
+    /// The named BMC error of a failed operation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub requested_by: String,
+    pub requested_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
 }
 
 /// Body of `POST /api/v1/nodes` (admin): enrol one node.

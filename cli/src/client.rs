@@ -185,6 +185,11 @@ impl Client {
         self.execute(Method::POST, &url, self.http.post(url.clone()).json(body)).await
     }
 
+    pub async fn put<T: DeserializeOwned, B: Serialize + ?Sized>(&self, segments: &[&str], body: &B) -> Result<Answer<T>> {
+        let url = self.endpoint(segments);
+        self.execute(Method::PUT, &url, self.http.put(url.clone()).json(body)).await
+    }
+
     pub async fn patch<T: DeserializeOwned, B: Serialize + ?Sized>(&self, segments: &[&str], body: &B) -> Result<Answer<T>> {
         let url = self.endpoint(segments);
         self.execute(Method::PATCH, &url, self.http.patch(url.clone()).json(body)).await

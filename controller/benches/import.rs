@@ -44,7 +44,13 @@ fn main() -> anyhow::Result<()> {
         let (f, a) = rt.block_on(async {
             let url = format!("sqlite://{}", db.path().join("bench.db").display());
             let store = Arc::new(SqliteStore::open(&url).await?);
-            let app = App::new(store, Clock::System, Config::default(), Arc::new(SimConductor));
+            let app = App::new(
+                store,
+                Clock::System,
+                Config::default(),
+                Arc::new(SimConductor),
+                Arc::new(ferrum_controller::app::power::SimBmcs::default()),
+            );
             let t = Instant::now();
             let o = app.import_nodes(&admin, uploads.clone()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             let f = t.elapsed();

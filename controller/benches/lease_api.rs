@@ -119,7 +119,13 @@ fn main() -> anyhow::Result<()> {
         println!("setup: {n_leases} leases in {:.1} s ({} calendar slots)", t.elapsed().as_secs_f64(), cal.slot_count());
 
         let (clock, _handle) = Clock::manual(start);
-        let app = App::new(store.clone(), clock, Config::default(), Arc::new(SimConductor));
+        let app = App::new(
+            store.clone(),
+            clock,
+            Config::default(),
+            Arc::new(SimConductor),
+            Arc::new(ferrum_controller::app::power::SimBmcs::default()),
+        );
         let actor = Actor::from(actor_row);
         // Warm the cache (first load of 10,000 nodes and every allocation).
         let t = Instant::now();

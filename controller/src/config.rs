@@ -23,6 +23,43 @@ pub struct Config {
     pub database: Option<String>,
     pub log: LogConfig,
     pub leases: LeaseConfig,
+    pub power: PowerConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PowerConfig {
+    /// How often every BMC is asked for its node's power state (Ironic's
+    /// default too). Default `120s`.
+    #[serde(deserialize_with = "duration")]
+    pub sync_interval: Duration,
+    /// Deadline of one request to a BMC. Default `5s`.
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// Attempts per BMC operation. Default `3`.
+    pub attempts: u32,
+    /// How long to wait for a power change to show. Default `60s`.
+    #[serde(deserialize_with = "duration")]
+    pub settle_timeout: Duration,
+    /// How long `POST /nodes/{name}/power` waits for the operation before
+    /// answering 202 (it goes on in the background). Default `90s`.
+    #[serde(deserialize_with = "duration")]
+    pub request_wait: Duration,
+    /// BMCs asked at once by the sweep. Default `32`.
+    pub sweep_concurrency: usize,
+}
+
+impl Default for PowerConfig {
+    fn default() -> Self {
+        PowerConfig {
+            sync_interval: Duration::from_secs(120),
+            request_timeout: Duration::from_secs(5),
+            attempts: 3,
+            settle_timeout: Duration::from_secs(60),
+            request_wait: Duration::from_secs(90),
+            sweep_concurrency: 32,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -67,6 +104,7 @@ impl Default for Config {
             database: None,
             log: LogConfig::default(),
             leases: LeaseConfig::default(),
+            power: PowerConfig::default(),
         }
     }
 }
@@ -144,6 +182,8 @@ mod tests {
         assert_eq!(c.data_dir, d.data_dir);
         assert_eq!(c.leases.max_horizon, d.leases.max_horizon);
         assert_eq!(c.log.format, d.log.format);
+        assert_eq!(c.power.sync_interval, d.power.sync_interval);
+        assert_eq!(c.power.attempts, d.power.attempts);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::app::App;
 use crate::app::conductor::{Conductor, SimConductor};
+use crate::app::power::{BmcConnector, RealBmcs};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::Datastore;
@@ -28,11 +29,17 @@ pub fn admin_token_path(config: &Config) -> PathBuf {
 /// on an empty database, creates the first admin (token in
 /// `DATA_DIR/admin.token`, mode 0600).
 pub async fn open(config: Config, clock: Clock) -> anyhow::Result<Arc<App>> {
-    open_with(config, clock, Arc::new(SimConductor)).await
+    open_with(config, clock, Arc::new(SimConductor), Arc::new(RealBmcs::default())).await
 }
 
-/// [`open`] with the given conductor (tests inject failing hands).
-pub async fn open_with(config: Config, clock: Clock, conductor: Arc<dyn Conductor>) -> anyhow::Result<Arc<App>> {
+/// [`open`] with the given hands on nodes (tests inject failing ones and
+/// simulated BMCs).
+pub async fn open_with(
+    config: Config,
+    clock: Clock,
+    conductor: Arc<dyn Conductor>,
+    bmcs: Arc<dyn BmcConnector>,
+) -> anyhow::Result<Arc<App>> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let url = config.database_url();
     let store: Arc<dyn Datastore> = if url.starts_with("sqlite:") {
@@ -42,7 +49,7 @@ pub async fn open_with(config: Config, clock: Clock, conductor: Arc<dyn Conducto
     } else {
         anyhow::bail!("database URL must start with sqlite:// (or postgres:// once supported)");
     };
-    let app = App::new(store, clock, config, conductor);
+    let app = App::new(store, clock, config, conductor, bmcs);
     let token_path = admin_token_path(&app.config);
     if app.bootstrap_admin(&token_path).await? {
         tracing::info!(path = %token_path.display(), "first start: created user 'admin'; its API token is in this file (mode 0600)");
@@ -54,11 +61,13 @@ pub async fn open_with(config: Config, clock: Clock, conductor: Arc<dyn Conducto
 /// resolves; then stops both and returns.
 pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let clock_loop = tokio::spawn(app.clone().run_clock_loop(stop_rx));
+    let clock_loop = tokio::spawn(app.clone().run_clock_loop(stop_rx.clone()));
+    let power_loop = tokio::spawn(app.clone().run_power_loop(stop_rx));
     let metrics = Arc::new(http::metrics::Metrics::new(app.clone()));
     let router = http::router(app, metrics);
     let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
     stop_tx.send_replace(true);
     clock_loop.await.context("clock loop panicked")?;
+    power_loop.await.context("power loop panicked")?;
     served.context("HTTP server failed")
 }

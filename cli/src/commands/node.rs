@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
-use ferrum_api::{ImportReport, MaintenanceRequest, Node, NodeCreate, NodeEvent, NodeImport, NodeListQuery, NodePolicy};
+use ferrum_api::{
+    BootDeviceName, BootDeviceRequest, ImportReport, MaintenanceRequest, Node, NodeCreate, NodeEvent, NodeImport, NodeListQuery,
+    NodePolicy, PowerActionName, PowerRequest,
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -43,21 +46,21 @@ pub async fn run(ctx: &Ctx, cmd: NodeCommand) -> Result<()> {
             ctx.show(&answer, |events, opts| render::node_events_table(events, opts))
         }
         NodeCommand::Power { action, names } => {
-            let verb = match action {
-                PowerAction::On => "on",
-                PowerAction::Off => "off",
-                PowerAction::SoftOff => "soft-off",
-                PowerAction::Cycle => "cycle",
-                PowerAction::Status => "status",
+            let (verb, action) = match action {
+                PowerAction::On => ("on", PowerActionName::On),
+                PowerAction::Off => ("off", PowerActionName::Off),
+                PowerAction::SoftOff => ("soft-off", PowerActionName::SoftOff),
+                PowerAction::Cycle => ("cycle", PowerActionName::Cycle),
+                PowerAction::Status => ("status", PowerActionName::Status),
             };
-            for_each_node(ctx, &format!("power {verb}"), &names, "power", &PowerRequest { action: verb }).await
+            for_each_node(ctx, &format!("power {verb}"), &names, Verb::Post("power"), &PowerRequest { action }).await
         }
         NodeCommand::Bootdev { device, names } => {
-            let verb = match device {
-                BootDevice::Pxe => "pxe",
-                BootDevice::Disk => "disk",
+            let (verb, device) = match device {
+                BootDevice::Pxe => ("pxe", BootDeviceName::Pxe),
+                BootDevice::Disk => ("disk", BootDeviceName::Disk),
             };
-            for_each_node(ctx, &format!("bootdev {verb}"), &names, "bootdev", &BootdevRequest { device: verb }).await
+            for_each_node(ctx, &format!("bootdev {verb}"), &names, Verb::Put("boot-device"), &BootDeviceRequest { device }).await
         }
     }
 }
@@ -110,33 +113,28 @@ async fn import(ctx: &Ctx, dir: &std::path::Path) -> Result<()> {
     ctx.show(&answer, |report, _| render::import_report(report))
 }
 
-// TODO: move to ferrum-api with the power issue
-/// Body of `POST /api/v1/nodes/{name}/power`.
-#[derive(Debug, Serialize)]
-struct PowerRequest {
-    /// `on`, `off`, `soft-off`, `cycle` or `status`.
-    action: &'static str,
-}
-
-// TODO: move to ferrum-api with the power issue
-/// Body of `POST /api/v1/nodes/{name}/bootdev`.
-#[derive(Debug, Serialize)]
-struct BootdevRequest {
-    /// `pxe` or `disk`.
-    device: &'static str,
+/// How a per-node BMC request is sent: `POST .../power`, `PUT .../boot-device`.
+#[derive(Clone, Copy, Debug)]
+enum Verb {
+    Post(&'static str),
+    Put(&'static str),
 }
 
 /// Sends the same BMC request to each node in turn, prints what each one
 /// answered (a failure on one node does not stop the others) and fails at
 /// the end if any failed. With `--json`: an array of the answers of the
 /// nodes that succeeded; failures go to stderr.
-async fn for_each_node<B: Serialize>(ctx: &Ctx, what: &str, names: &[String], endpoint: &str, body: &B) -> Result<()> {
+async fn for_each_node<B: Serialize>(ctx: &Ctx, what: &str, names: &[String], verb: Verb, body: &B) -> Result<()> {
     let mut raws = Vec::new();
     let mut rows = Vec::new();
     let mut first_error = None;
     let mut failed = 0usize;
     for name in names {
-        match ctx.client.post::<Value, _>(&["nodes", name, endpoint], body).await {
+        let answer = match verb {
+            Verb::Post(endpoint) => ctx.client.post::<Value, _>(&["nodes", name, endpoint], body).await,
+            Verb::Put(endpoint) => ctx.client.put::<Value, _>(&["nodes", name, endpoint], body).await,
+        };
+        match answer {
             Ok(answer) => {
                 rows.push(serde_json::json!({ "node": name, "result": render::one_line(&answer.value) }));
                 raws.push(answer.raw);

@@ -21,6 +21,7 @@ pub mod cache;
 pub mod conductor;
 pub mod leases;
 pub mod nodes;
+pub mod power;
 pub mod reconciler;
 
 pub use accounts::Actor;
@@ -80,11 +81,27 @@ pub struct App {
     pub wake: Notify,
     /// Who carries out resets and enrolment checks on real nodes.
     pub conductor: Arc<dyn conductor::Conductor>,
+    /// BMC drivers, the per-BMC locks and the power loop's wake-up.
+    pub power: power::PowerRuntime,
 }
 
 impl App {
-    pub fn new(store: Arc<dyn Datastore>, clock: Clock, config: Config, conductor: Arc<dyn conductor::Conductor>) -> Arc<App> {
-        Arc::new(App { store, clock, config, cache: Mutex::new(cache::CalendarCache::empty()), wake: Notify::new(), conductor })
+    pub fn new(
+        store: Arc<dyn Datastore>,
+        clock: Clock,
+        config: Config,
+        conductor: Arc<dyn conductor::Conductor>,
+        bmcs: Arc<dyn power::BmcConnector>,
+    ) -> Arc<App> {
+        Arc::new(App {
+            store,
+            clock,
+            config,
+            cache: Mutex::new(cache::CalendarCache::empty()),
+            wake: Notify::new(),
+            conductor,
+            power: power::PowerRuntime::new(bmcs),
+        })
     }
 
     /// Now, in calendar seconds.

@@ -44,18 +44,21 @@ impl App {
         loop {
             let now = self.now();
             let span = tracing::info_span!("clock_loop", now = %from_seconds(now));
-            let _enter = span.enter();
-            match self.reconcile_once(now).await {
-                Ok(report) if report != PassReport::default() => tracing::info!(?report, "clock loop pass"),
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = ?anyhow::Error::from(e), "clock loop pass failed"),
-            }
-            let next = self.store.next_lease_event(now).await.ok().flatten().map(from_seconds);
+            let pass = async {
+                match self.reconcile_once(now).await {
+                    Ok(report) if report != PassReport::default() => tracing::info!(?report, "clock loop pass"),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = ?anyhow::Error::from(e), "clock loop pass failed"),
+                }
+                self.store.next_lease_event(now).await.ok().flatten().map(from_seconds)
+            };
+            // Instrument, never `enter()` across an await: the span would
+            // leak into whatever else runs on this thread.
+            let next = tracing::Instrument::instrument(pass, span).await;
             let mut wake_at = self.clock.now() + interval;
             if let Some(t) = next {
                 wake_at = wake_at.min(t);
             }
-            drop(_enter);
             tokio::select! {
                 () = self.clock.sleep_until(wake_at) => {}
                 () = self.wake.notified() => {}

@@ -90,8 +90,26 @@ pub struct NodeRow {
     /// Effective properties (JSON object text).
     pub properties: serde_json::Map<String, serde_json::Value>,
     pub macs: Vec<String>,
+    /// What the BMC last said: (`on`|`off`, when, `sync`|`request`).
+    pub power: Option<(String, Seconds, String)>,
     pub created_at: Seconds,
     pub updated_at: Seconds,
+}
+
+/// A requested power or boot operation.
+#[derive(Clone, Debug)]
+pub struct PowerRequestRow {
+    pub id: i64,
+    pub node: NodeId,
+    pub node_name: String,
+    /// `on`, `off`, `soft-off`, `cycle`, `status`, `boot-pxe`, `boot-disk`.
+    pub operation: String,
+    pub requested_by: String,
+    pub requested_at: Seconds,
+    /// `queued`, `running`, `done`, `failed`.
+    pub state: String,
+    pub finished_at: Option<Seconds>,
+    pub error: Option<String>,
 }
 
 /// The lifecycle part of a node, for the clock loop (cheap to read for
@@ -345,4 +363,15 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
     async fn besteffort_overlapping(&self, nodes: &[NodeId], start: Seconds, end: Seconds) -> DbResult<Vec<AllocationRow>>;
     async fn busy_between(&self, from: Seconds, to: Seconds) -> DbResult<Vec<BusyRow>>;
     async fn count_leases_by_state(&self) -> DbResult<Vec<(String, i64)>>;
+
+    // --- power ---------------------------------------------------------------
+    async fn enqueue_power(&self, node: NodeId, operation: &str, actor: &str, now: Seconds) -> DbResult<i64>;
+    async fn power_request(&self, id: i64) -> DbResult<PowerRequestRow>;
+    /// Requests not finished (queued, or running when a controller died),
+    /// oldest first.
+    async fn pending_power_requests(&self) -> DbResult<Vec<PowerRequestRow>>;
+    async fn set_power_request_running(&self, id: i64) -> DbResult<()>;
+    async fn finish_power_request(&self, id: i64, error: Option<&str>, now: Seconds) -> DbResult<()>;
+    /// Records what a BMC said about a node's power.
+    async fn record_power(&self, node: NodeId, state: &str, source: &str, now: Seconds) -> DbResult<()>;
 }

@@ -267,6 +267,23 @@ async fn checkpoint_loop(pool: SqlitePool, mut stop: tokio::sync::watch::Receive
     pool.close().await;
 }
 
+const POWER_SELECT: &str = "SELECT p.id, p.node_id, n.name, p.operation, p.requested_by, p.requested_at, p.state, p.finished_at, p.error \
+     FROM power_requests p JOIN nodes n ON n.id = p.node_id";
+
+fn power_from_row(r: &SqliteRow) -> DbResult<PowerRequestRow> {
+    Ok(PowerRequestRow {
+        id: r.try_get(0).map_err(db)?,
+        node: NodeId(r.try_get(1).map_err(db)?),
+        node_name: r.try_get(2).map_err(db)?,
+        operation: r.try_get(3).map_err(db)?,
+        requested_by: r.try_get(4).map_err(db)?,
+        requested_at: r.try_get(5).map_err(db)?,
+        state: r.try_get(6).map_err(db)?,
+        finished_at: r.try_get(7).map_err(db)?,
+        error: r.try_get(8).map_err(db)?,
+    })
+}
+
 const LEASE_SELECT: &str = r#"SELECT l.id, l.owner_id, u.name, p.name, l.lease_type, l.state, l.start, l."end", l.exotic, l.filter, l.deploy, l.reason, l.created_at
 FROM leases l JOIN users u ON u.id = l.owner_id LEFT JOIN projects p ON p.id = l.project_id"#;
 
@@ -291,8 +308,8 @@ fn lease_from_row(r: &SqliteRow) -> DbResult<LeaseRow> {
     })
 }
 
-const NODE_SELECT: &str =
-    "SELECT id, name, site, cluster, ip, bmc_url, state, policy, properties, created_at, updated_at, lease_id FROM nodes";
+const NODE_SELECT: &str = "SELECT id, name, site, cluster, ip, bmc_url, state, policy, properties, created_at, updated_at, lease_id, \
+     power_state, power_observed_at, power_source FROM nodes";
 
 fn node_from_row(r: &SqliteRow) -> DbResult<NodeRow> {
     let state: String = r.try_get(6).map_err(db)?;
@@ -310,6 +327,14 @@ fn node_from_row(r: &SqliteRow) -> DbResult<NodeRow> {
         lease: r.try_get::<Option<i64>, _>(11).map_err(db)?.map(LeaseId),
         properties: json_map(&properties, "node properties")?,
         macs: Vec::new(),
+        power: match (
+            r.try_get::<Option<String>, _>(12).map_err(db)?,
+            r.try_get::<Option<i64>, _>(13).map_err(db)?,
+            r.try_get::<Option<String>, _>(14).map_err(db)?,
+        ) {
+            (Some(state), Some(at), source) => Some((state, at, source.unwrap_or_default())),
+            _ => None,
+        },
         created_at: r.try_get(9).map_err(db)?,
         updated_at: r.try_get(10).map_err(db)?,
     })
@@ -908,5 +933,65 @@ impl Datastore for SqliteStore {
     async fn count_leases_by_state(&self) -> DbResult<Vec<(String, i64)>> {
         let rows = sqlx::query("SELECT state, COUNT(*) FROM leases GROUP BY state").fetch_all(&self.pool).await.map_err(db)?;
         rows.iter().map(|r| Ok((r.try_get(0).map_err(db)?, r.try_get(1).map_err(db)?))).collect()
+    }
+
+    async fn enqueue_power(&self, node: NodeId, operation: &str, actor: &str, now: Seconds) -> DbResult<i64> {
+        sqlx::query_scalar(
+            "INSERT INTO power_requests (node_id, operation, requested_by, requested_at, state) VALUES (?, ?, ?, ?, 'queued') RETURNING id",
+        )
+        .bind(node.0)
+        .bind(operation)
+        .bind(actor)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)
+    }
+
+    async fn power_request(&self, id: i64) -> DbResult<PowerRequestRow> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{POWER_SELECT} WHERE p.id = ?")))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| DbError::NotFound { what: "power request", name: id.to_string() })?;
+        power_from_row(&row)
+    }
+
+    async fn pending_power_requests(&self) -> DbResult<Vec<PowerRequestRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{POWER_SELECT} WHERE p.state IN ('queued', 'running') ORDER BY p.id")))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(power_from_row).collect()
+    }
+
+    async fn set_power_request_running(&self, id: i64) -> DbResult<()> {
+        sqlx::query("UPDATE power_requests SET state = 'running' WHERE id = ?").bind(id).execute(&self.pool).await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn finish_power_request(&self, id: i64, error: Option<&str>, now: Seconds) -> DbResult<()> {
+        sqlx::query("UPDATE power_requests SET state = ?, error = ?, finished_at = ? WHERE id = ?")
+            .bind(if error.is_some() { "failed" } else { "done" })
+            .bind(error)
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn record_power(&self, node: NodeId, state: &str, source: &str, now: Seconds) -> DbResult<()> {
+        sqlx::query("UPDATE nodes SET power_state = ?, power_source = ?, power_observed_at = ? WHERE id = ?")
+            .bind(state)
+            .bind(source)
+            .bind(now)
+            .bind(node.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
     }
 }

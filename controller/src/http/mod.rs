@@ -39,7 +39,7 @@ const IMPORT_BODY_LIMIT: usize = 64 * 1024 * 1024;
     info(title = "ferrum API", description = "Bare-metal testbed reservations, deployments and inventory.", version = "1"),
     paths(
         health, openapi_json,
-        nodes::list, nodes::create, nodes::import, nodes::show, nodes::maintenance, nodes::events,
+        nodes::list, nodes::create, nodes::import, nodes::show, nodes::maintenance, nodes::events, nodes::power, nodes::boot_device,
         leases::create, leases::list, leases::show, leases::extend, leases::end, leases::availability, leases::calendar,
         accounts::create_project, accounts::list_projects, accounts::create_user, accounts::list_users, accounts::me, accounts::create_token,
     ),
@@ -72,6 +72,8 @@ pub fn router(app: Arc<App>, metrics: Arc<metrics::Metrics>) -> Router {
         .route("/nodes/{name}", get(nodes::show))
         .route("/nodes/{name}/maintenance", post(nodes::maintenance))
         .route("/nodes/{name}/events", get(nodes::events))
+        .route("/nodes/{name}/power", post(nodes::power))
+        .route("/nodes/{name}/boot-device", axum::routing::put(nodes::boot_device))
         .route("/leases", get(leases::list).post(leases::create))
         .route("/leases/{id}", get(leases::show).patch(leases::extend).delete(leases::end))
         .route("/availability", get(leases::availability))

@@ -98,3 +98,63 @@ pub async fn events(
 ) -> ApiResult<Json<Vec<api::NodeEvent>>> {
     Ok(Json(app.node_events(&name).await?.into_iter().map(views::node_event).collect()))
 }
+
+fn power_answer(app_row: crate::db::PowerRequestRow, node_power: Option<String>) -> ApiResult<(StatusCode, Json<api::PowerOperation>)> {
+    match app_row.state.as_str() {
+        "done" => Ok((StatusCode::OK, Json(views::power_operation(app_row, node_power)))),
+        "failed" => Err(super::error::ApiError {
+            status: StatusCode::BAD_GATEWAY,
+            code: "bmc_error",
+            message: app_row.error.unwrap_or_else(|| "the BMC operation failed".into()),
+            earliest_start: None,
+        }),
+        _ => Ok((StatusCode::ACCEPTED, Json(views::power_operation(app_row, None)))),
+    }
+}
+
+/// Power a node on, off, soft-off, cycle it, or read its power state now
+/// (admins, and the holder of the node's running lease). 502 names the BMC
+/// error; 202 means the operation goes on in the background.
+#[utoipa::path(post, path = "/api/v1/nodes/{name}/power", tag = "nodes", params(("name" = String, Path)), request_body = api::PowerRequest,
+    responses((status = 200, body = api::PowerOperation), (status = 202, body = api::PowerOperation), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "no BMC", body = ErrorBody), (status = 502, description = "the BMC failed", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn power(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    PathParam(name): PathParam<String>,
+    Body(req): Body<api::PowerRequest>,
+) -> ApiResult<(StatusCode, Json<api::PowerOperation>)> {
+    use crate::app::power::PowerOperation;
+    use crate::power::PowerAction;
+    let op = match req.action {
+        api::PowerActionName::On => PowerOperation::Power(PowerAction::On),
+        api::PowerActionName::Off => PowerOperation::Power(PowerAction::Off),
+        api::PowerActionName::SoftOff => PowerOperation::Power(PowerAction::SoftOff),
+        api::PowerActionName::Cycle => PowerOperation::Power(PowerAction::Cycle),
+        api::PowerActionName::Status => PowerOperation::Status,
+    };
+    let row = app.request_power(&actor, &name, op).await?;
+    let power = if row.state == "done" { app.get_node(&name).await?.row.power.map(|(s, _, _)| s) } else { None };
+    power_answer(row, power)
+}
+
+/// Set the device a node boots from next time (once).
+#[utoipa::path(put, path = "/api/v1/nodes/{name}/boot-device", tag = "nodes", params(("name" = String, Path)), request_body = api::BootDeviceRequest,
+    responses((status = 200, body = api::PowerOperation), (status = 202, body = api::PowerOperation), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "no BMC", body = ErrorBody), (status = 502, description = "the BMC failed", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn boot_device(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    PathParam(name): PathParam<String>,
+    Body(req): Body<api::BootDeviceRequest>,
+) -> ApiResult<(StatusCode, Json<api::PowerOperation>)> {
+    use crate::app::power::PowerOperation;
+    use crate::power::BootDevice;
+    let op = PowerOperation::Boot(match req.device {
+        api::BootDeviceName::Pxe => BootDevice::Pxe,
+        api::BootDeviceName::Disk => BootDevice::Disk,
+    });
+    power_answer(app.request_power(&actor, &name, op).await?, None)
+}

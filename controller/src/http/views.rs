@@ -32,6 +32,7 @@ pub fn node(row: NodeRow, reference: Option<serde_json::Value>, is_admin: bool) 
         ip: row.ip,
         properties: row.properties.into_iter().collect(),
         bmc,
+        power: row.power.map(|(state, at, source)| api::PowerReading { state, observed_at: from_seconds(at), source }),
         reference,
         created_at: from_seconds(row.created_at),
         updated_at: from_seconds(row.updated_at),
@@ -99,5 +100,19 @@ pub fn user(u: UserRow) -> api::User {
         email: u.email,
         projects: u.projects,
         created_at: from_seconds(u.created_at),
+    }
+}
+
+pub fn power_operation(r: crate::db::PowerRequestRow, power: Option<String>) -> api::PowerOperation {
+    api::PowerOperation {
+        id: r.id,
+        node: r.node_name,
+        operation: r.operation,
+        state: r.state,
+        power,
+        error: r.error,
+        requested_by: r.requested_by,
+        requested_at: from_seconds(r.requested_at),
+        finished_at: r.finished_at.map(from_seconds),
     }
 }

@@ -15,6 +15,8 @@ use async_trait::async_trait;
 
 use crate::model::NodeInput;
 
+pub mod ipmi;
+pub mod redfish;
 pub mod sim;
 
 /// Observed power state.
@@ -134,6 +136,15 @@ impl Default for Reliability {
             settle_timeout: Duration::from_secs(30),
         }
     }
+}
+
+/// A driver for `bmc`, chosen by its scheme.
+pub fn connect(bmc: &crate::model::BmcAddress, reliability: Reliability) -> Result<std::sync::Arc<dyn PowerDriver>, PowerError> {
+    use crate::model::bmc::BmcDriver;
+    Ok(match bmc.driver {
+        BmcDriver::Ipmi => std::sync::Arc::new(ipmi::IpmiDriver::new(bmc, reliability)),
+        BmcDriver::Redfish => std::sync::Arc::new(redfish::RedfishDriver::new(bmc, reliability)?),
+    })
 }
 
 /// Power and boot control of one node's BMC. Implementations serialise

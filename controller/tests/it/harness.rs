@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use ferrum_api as api;
 use ferrum_controller::app::conductor::{CheckOutcome, Conductor, SimConductor};
+use ferrum_controller::app::power::SimBmcs;
 use ferrum_controller::clock::{Clock, ManualClock};
 use ferrum_controller::config::Config;
 use ferrum_controller::db::NodeRow;
@@ -32,6 +33,8 @@ pub struct TestContext {
     pub clock: Arc<ManualClock>,
     pub client: reqwest::Client,
     pub dir: tempfile::TempDir,
+    /// The simulated BMCs the controller's power loop talks to.
+    pub bmcs: Arc<SimBmcs>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -69,7 +72,7 @@ impl TestContext {
     pub async fn empty_with(conductor: Arc<dyn Conductor>) -> TestContext {
         let dir = tempfile::tempdir().expect("tempdir");
         let (clock, handle) = Clock::manual(t0());
-        Self::start_in(dir, clock, handle, conductor).await
+        Self::start_in(dir, clock, handle, conductor, Arc::new(SimBmcs::default())).await
     }
 
     /// A controller with the fixture tree imported and its nodes available.
@@ -80,9 +83,15 @@ impl TestContext {
         ctx
     }
 
-    async fn start_in(dir: tempfile::TempDir, clock: Clock, handle: Arc<ManualClock>, conductor: Arc<dyn Conductor>) -> TestContext {
+    async fn start_in(
+        dir: tempfile::TempDir,
+        clock: Clock,
+        handle: Arc<ManualClock>,
+        conductor: Arc<dyn Conductor>,
+        bmcs: Arc<SimBmcs>,
+    ) -> TestContext {
         let config = Config { data_dir: dir.path().to_owned(), ..Config::default() };
-        let app = server::open_with(config, clock, conductor).await.expect("controller opens");
+        let app = server::open_with(config, clock, conductor, bmcs.clone()).await.expect("controller opens");
         let admin = std::fs::read_to_string(dir.path().join("admin.token")).expect("admin.token written").trim().to_owned();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let url = format!("http://{}", listener.local_addr().expect("local addr"));
@@ -90,7 +99,7 @@ impl TestContext {
         let task = tokio::spawn(server::serve(app, listener, async move {
             let _ = stopped.await;
         }));
-        TestContext { url, admin, clock: handle, client: reqwest::Client::new(), dir, stop: Some(stop), task: Some(task) }
+        TestContext { url, admin, clock: handle, client: reqwest::Client::new(), dir, bmcs, stop: Some(stop), task: Some(task) }
     }
 
     /// Stops the controller and starts a new one on the same database and
@@ -99,7 +108,7 @@ impl TestContext {
         self.shutdown().await;
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
         let handle = self.clock.clone();
-        let restarted = Self::start_in(dir, Clock::Manual(handle.clone()), handle, Arc::new(SimConductor)).await;
+        let restarted = Self::start_in(dir, Clock::Manual(handle.clone()), handle, Arc::new(SimConductor), self.bmcs.clone()).await;
         assert_eq!(restarted.admin, self.admin, "the admin token survives a restart");
         restarted
     }
@@ -138,6 +147,10 @@ impl TestContext {
 
     pub async fn patch(&self, path: &str, token: &str, body: Value) -> Answer {
         self.request(reqwest::Method::PATCH, path, Some(token), Some(&body)).await
+    }
+
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> Answer {
+        self.request(reqwest::Method::PUT, path, Some(token), Some(&body)).await
     }
 
     pub async fn delete(&self, path: &str, token: &str) -> Answer {
@@ -194,7 +207,13 @@ impl TestContext {
             if available == count {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "only {available} of {count} nodes became available");
+            if tokio::time::Instant::now() >= deadline {
+                let states: Vec<String> =
+                    nodes.as_array().expect("array").iter().map(|n| format!("{}={}", n["name"], n["state"])).collect();
+                let first = nodes.as_array().and_then(|a| a.first()).and_then(|n| n["name"].as_str()).unwrap_or_default().to_owned();
+                let events = self.get(&format!("/api/v1/nodes/{first}/events"), &self.admin).await.body;
+                panic!("only {available} of {count} nodes became available: {states:?}; events of {first}: {events}");
+            }
             tokio::time::sleep(Duration::from_millis(20)).await; // polling interval of a deadline wait
         }
     }

@@ -4,6 +4,11 @@ pub mod harness;
 
 mod accounts;
 mod api;
+pub mod ipmi_sim;
 mod leases;
 mod nodes;
+mod power;
+mod power_ipmi;
+mod power_redfish;
+pub mod sushy;
 mod tidy;

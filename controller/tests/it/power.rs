@@ -1,0 +1,121 @@
+//! Power and boot requests over HTTP, against simulated BMCs (the drivers
+//! are tested against ipmi_sim and sushy-tools in their own modules):
+//! authorisation, the durable queue, BMC failures as node states.
+
+use chrono::Duration;
+use ferrum_controller::model::BmcAddress;
+use serde_json::json;
+
+use super::harness::TestContext;
+
+async fn node_with_bmc(ctx: &TestContext, name: &str, mac: &str, bmc: &str) {
+    let body = json!({"name": name, "site": "lab", "cluster": "sim", "macs": [mac], "bmc": bmc});
+    ctx.post("/api/v1/nodes", &ctx.admin, body).await.expect(201);
+}
+
+fn endpoint(url: &str) -> String {
+    BmcAddress::parse(url).expect("valid BMC URL").endpoint()
+}
+
+#[tokio::test]
+async fn admins_power_and_boot_nodes_through_their_bmc() {
+    let ctx = TestContext::empty().await;
+    let url = "ipmi://admin:s3cret@10.9.0.1:623";
+    let bmc = ctx.bmcs.bmc(&endpoint(url));
+    node_with_bmc(&ctx, "sim-1", "02:00:00:00:01:01", url).await;
+
+    let op = ctx.put("/api/v1/nodes/sim-1/boot-device", &ctx.admin, json!({"device": "pxe"})).await.expect(200);
+    assert_eq!((op["operation"].as_str(), op["state"].as_str()), (Some("boot-pxe"), Some("done")));
+    let op = ctx.post("/api/v1/nodes/sim-1/power", &ctx.admin, json!({"action": "cycle"})).await.expect(200);
+    assert_eq!((op["power"].as_str(), op["requested_by"].as_str()), (Some("on"), Some("admin")));
+    assert_eq!(bmc.operations(), ["boot pxe", "cycle"]);
+    ctx.post("/api/v1/nodes/sim-1/power", &ctx.admin, json!({"action": "off"})).await.expect(200);
+    let status = ctx.post("/api/v1/nodes/sim-1/power", &ctx.admin, json!({"action": "status"})).await.expect(200);
+    assert_eq!(status["power"], "off");
+
+    let node = ctx.get("/api/v1/nodes/sim-1", &ctx.admin).await.expect(200);
+    assert_eq!((node["power"]["state"].as_str(), node["power"]["source"].as_str()), (Some("off"), Some("request")));
+    assert!(!node.to_string().contains("s3cret"));
+
+    let msg = ctx.post("/api/v1/nodes/sim-1/power", &ctx.admin, json!({"action": "reboot"})).await.error(400, "bad_request");
+    assert!(msg.contains("action"), "{msg}");
+    ctx.post("/api/v1/nodes", &ctx.admin, json!({"name": "nobmc", "site": "lab", "cluster": "sim", "macs": ["02:00:00:00:01:02"]}))
+        .await
+        .expect(201);
+    let msg = ctx.post("/api/v1/nodes/nobmc/power", &ctx.admin, json!({"action": "on"})).await.error(409, "conflict");
+    assert!(msg.contains("has no BMC"), "{msg}");
+}
+
+#[tokio::test]
+async fn users_power_only_the_nodes_of_their_running_lease() {
+    let ctx = TestContext::empty().await;
+    let url = "redfish+http://root:pw@10.9.0.2:8000/System-1";
+    ctx.bmcs.bmc(&endpoint(url));
+    node_with_bmc(&ctx, "sim-2", "02:00:00:00:02:01", url).await;
+    ctx.wait_nodes_available(1).await;
+    let alice = ctx.user("alice", "p-vision").await;
+    let bob = ctx.user("bob", "p-other").await;
+    ctx.post("/api/v1/nodes/sim-2/power", &alice, json!({"action": "on"})).await.error(403, "forbidden");
+    let lease = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["sim-2"]}, "duration": "1h"})).await.expect(201);
+    ctx.wait_lease_state(lease["id"].as_i64().expect("id"), &alice, "active").await;
+    ctx.post("/api/v1/nodes/sim-2/power", &alice, json!({"action": "cycle"})).await.expect(200);
+    ctx.put("/api/v1/nodes/sim-2/boot-device", &alice, json!({"device": "disk"})).await.expect(200);
+    ctx.post("/api/v1/nodes/sim-2/power", &bob, json!({"action": "off"})).await.error(403, "forbidden");
+    ctx.advance(Duration::hours(1));
+    ctx.wait_lease_state(lease["id"].as_i64().expect("id"), &alice, "finished").await;
+    ctx.post("/api/v1/nodes/sim-2/power", &alice, json!({"action": "off"})).await.error(403, "forbidden");
+}
+
+#[tokio::test]
+async fn a_bmc_that_does_not_answer_makes_the_node_dead_until_it_answers_again() {
+    let ctx = TestContext::empty().await;
+    let url = "ipmi://admin:pw@10.9.0.3:623";
+    node_with_bmc(&ctx, "sim-3", "02:00:00:00:03:01", url).await;
+    ctx.wait_nodes_available(1).await;
+
+    // No simulated BMC at that address: it does not answer.
+    let msg = ctx.post("/api/v1/nodes/sim-3/power", &ctx.admin, json!({"action": "on"})).await.error(502, "bmc_error");
+    assert_eq!(msg, "no answer from BMC 10.9.0.3:623 after 1 tries");
+    assert_eq!(ctx.node_state("sim-3").await, "dead");
+    let events = ctx.get("/api/v1/nodes/sim-3/events", &ctx.admin).await.expect(200);
+    let last = events.as_array().and_then(|e| e.last()).expect("an event").clone();
+    assert_eq!((last["to"].as_str(), last["reason"].as_str()), (Some("dead"), Some(msg.as_str())));
+    let alice = ctx.user("alice", "p-vision").await;
+    ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["sim-3"]}, "duration": "1h"})).await.error(409, "conflict");
+
+    // The BMC comes back: the node is checked again and returns to the pool.
+    ctx.bmcs.bmc(&endpoint(url));
+    ctx.post("/api/v1/nodes/sim-3/power", &ctx.admin, json!({"action": "status"})).await.expect(200);
+    ctx.wait_nodes_available(1).await;
+}
+
+#[tokio::test]
+async fn queued_requests_survive_a_restart() {
+    use ferrum_controller::db::Datastore;
+    let ctx = TestContext::empty().await;
+    let url = "ipmi://admin:pw@10.9.0.4:623";
+    let bmc = ctx.bmcs.bmc(&endpoint(url));
+    node_with_bmc(&ctx, "sim-4", "02:00:00:00:04:01", url).await;
+    let mut ctx = ctx;
+    ctx.shutdown().await;
+    // A request queued while no controller runs (as if it died right after
+    // accepting it) is carried out by the next one.
+    let db = format!("sqlite://{}", ctx.dir.path().join("ferrum.db").display());
+    let store = ferrum_controller::db::sqlite::SqliteStore::open(&db).await.expect("open");
+    let node = store.get_node("sim-4").await.expect("node");
+    let id = store.enqueue_power(node.id, "on", "admin", 0).await.expect("queued");
+    drop(store);
+    let ctx = ctx.restart().await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let store = ferrum_controller::db::sqlite::SqliteStore::open(&db).await.expect("open");
+    loop {
+        if store.power_request(id).await.expect("request").state == "done" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the queued request was never carried out");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await; // polling interval of a deadline wait
+    }
+    assert_eq!(bmc.operations(), ["on"]);
+    let node = ctx.get("/api/v1/nodes/sim-4", &ctx.admin).await.expect(200);
+    assert_eq!(node["power"]["state"], "on");
+}
