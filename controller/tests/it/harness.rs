@@ -72,7 +72,15 @@ impl TestContext {
     pub async fn empty_with(conductor: Arc<dyn Conductor>) -> TestContext {
         let dir = tempfile::tempdir().expect("tempdir");
         let (clock, handle) = Clock::manual(t0());
-        Self::start_in(dir, clock, handle, conductor, Arc::new(SimBmcs::default())).await
+        Self::start_in(dir, clock, handle, conductor, Arc::new(SimBmcs::default()), Config::default()).await
+    }
+
+    /// A controller with `config` (its data directory is replaced by a
+    /// fresh one).
+    pub async fn empty_configured(config: Config, conductor: Arc<dyn Conductor>) -> TestContext {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (clock, handle) = Clock::manual(t0());
+        Self::start_in(dir, clock, handle, conductor, Arc::new(SimBmcs::default()), config).await
     }
 
     /// A controller with the fixture tree imported and its nodes available.
@@ -89,8 +97,9 @@ impl TestContext {
         handle: Arc<ManualClock>,
         conductor: Arc<dyn Conductor>,
         bmcs: Arc<SimBmcs>,
+        config: Config,
     ) -> TestContext {
-        let config = Config { data_dir: dir.path().to_owned(), ..Config::default() };
+        let config = Config { data_dir: dir.path().to_owned(), ..config };
         let app = server::open_with(config, clock, conductor, bmcs.clone()).await.expect("controller opens");
         let admin = std::fs::read_to_string(dir.path().join("admin.token")).expect("admin.token written").trim().to_owned();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
@@ -108,7 +117,8 @@ impl TestContext {
         self.shutdown().await;
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
         let handle = self.clock.clone();
-        let restarted = Self::start_in(dir, Clock::Manual(handle.clone()), handle, Arc::new(SimConductor), self.bmcs.clone()).await;
+        let restarted =
+            Self::start_in(dir, Clock::Manual(handle.clone()), handle, Arc::new(SimConductor), self.bmcs.clone(), Config::default()).await;
         assert_eq!(restarted.admin, self.admin, "the admin token survives a restart");
         restarted
     }

@@ -119,3 +119,46 @@ async fn queued_requests_survive_a_restart() {
     let node = ctx.get("/api/v1/nodes/sim-4", &ctx.admin).await.expect(200);
     assert_eq!(node["power"]["state"], "on");
 }
+
+#[tokio::test]
+async fn the_sweep_records_power_and_finds_silent_bmcs() {
+    use ferrum_controller::app::conductor::SimConductor;
+    use ferrum_controller::config::{Config, PowerConfig};
+    use ferrum_controller::power::PowerError;
+    // A fast sweep (real time: the power loop is not on the lease clock).
+    let config = Config {
+        power: PowerConfig { sync_interval: std::time::Duration::from_millis(100), ..PowerConfig::default() },
+        ..Config::default()
+    };
+    let ctx = TestContext::empty_configured(config, std::sync::Arc::new(SimConductor)).await;
+    let url = "ipmi://admin:pw@10.9.0.5:623";
+    let bmc = ctx.bmcs.bmc(&endpoint(url));
+    node_with_bmc(&ctx, "sim-5", "02:00:00:00:05:01", url).await;
+    ctx.wait_nodes_available(1).await;
+
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let node = ctx.get("/api/v1/nodes/sim-5", &ctx.admin).await.expect(200);
+        if node["power"]["source"] == "sync" {
+            assert_eq!(node["power"]["state"], "off");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the sweep never read the BMC: {node}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await; // polling interval of a deadline wait
+    }
+
+    // The BMC stops answering: the next sweep makes the node dead, with the named error.
+    bmc.fail_with(Some(PowerError::Unreachable { bmc: endpoint(url), tries: 3 }));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while ctx.node_state("sim-5").await != "dead" {
+        assert!(tokio::time::Instant::now() < deadline, "the sweep never noticed the silent BMC");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await; // polling interval of a deadline wait
+    }
+    let events = ctx.get("/api/v1/nodes/sim-5/events", &ctx.admin).await.expect(200);
+    let last = events.as_array().and_then(|e| e.last()).expect("an event").clone();
+    assert_eq!((last["actor"].as_str(), last["reason"].as_str()), (Some("system"), Some("no answer from BMC 10.9.0.5:623 after 3 tries")));
+
+    // It answers again: checked again and back in the pool.
+    bmc.fail_with(None);
+    ctx.wait_nodes_available(1).await;
+}
