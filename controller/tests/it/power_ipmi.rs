@@ -232,3 +232,61 @@ async fn two_drivers_share_a_bmc_and_close_their_own_sessions_and_cycle_from_off
     })
     .await;
 }
+
+/// A BMC that answers slowly: a UDP relay in front of `ipmi_sim` that holds
+/// every datagram for `delay` each way. The relay stops when its socket is
+/// dropped at the end of the test (it reads with a short timeout).
+fn slow_relay(target: u16, delay: Duration) -> (u16, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let front = UdpSocket::bind("127.0.0.1:0").expect("bind relay");
+    let port = front.local_addr().expect("addr").port();
+    front.set_read_timeout(Some(Duration::from_millis(50))).expect("timeout");
+    let back = UdpSocket::bind("127.0.0.1:0").expect("bind relay back");
+    back.connect(("127.0.0.1", target)).expect("connect to ipmi_sim");
+    back.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while !stopped.load(Ordering::Relaxed) {
+            let Ok((n, client)) = front.recv_from(&mut buf) else { continue };
+            // The slowness being emulated, not a wait in the test.
+            std::thread::sleep(delay);
+            if back.send(&buf[..n]).is_err() {
+                continue;
+            }
+            if let Ok(m) = back.recv(&mut buf) {
+                std::thread::sleep(delay);
+                let _ = front.send_to(&buf[..m], client);
+            }
+        }
+    });
+    (port, stop)
+}
+
+#[tokio::test]
+async fn a_slow_bmc_works_within_the_deadline_and_fails_named_beyond_it() {
+    bounded(async {
+        let sim = IpmiSim::start();
+        let sim_port: u16 = sim.endpoint().rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+        let url_via = |port: u16| sim.url().replace(&format!(":{sim_port}"), &format!(":{port}"));
+
+        // 20 ms each way: slower than loopback, well within 300 ms.
+        let (port, stop) = slow_relay(sim_port, Duration::from_millis(20));
+        let bmc = driver(&url_via(port), quick());
+        assert_eq!(bmc.power_state().await.expect("a slow BMC still answers"), PowerState::Off);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+
+        // 400 ms each way: every reply misses the 300 ms deadline.
+        let (port, stop) = slow_relay(sim_port, Duration::from_millis(400));
+        let bmc = driver(&url_via(port), quick());
+        let started = Instant::now();
+        let err = bmc.power_state().await.expect_err("too slow");
+        assert!(matches!(err, PowerError::Unreachable { .. } | PowerError::Timeout { .. }), "{err:?}");
+        assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10), "gave up in bounded time: {:?}", started.elapsed());
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    })
+    .await;
+}
