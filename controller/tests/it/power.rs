@@ -68,12 +68,16 @@ async fn users_power_only_the_nodes_of_their_running_lease() {
 
 #[tokio::test]
 async fn a_bmc_that_does_not_answer_makes_the_node_dead_until_it_answers_again() {
+    use ferrum_controller::power::PowerError;
     let ctx = TestContext::empty().await;
     let url = "ipmi://admin:pw@10.9.0.3:623";
+    // The BMC exists from the start: the power loop may sweep it at any time.
+    let bmc = ctx.bmcs.bmc(&endpoint(url));
     node_with_bmc(&ctx, "sim-3", "02:00:00:00:03:01", url).await;
     ctx.wait_nodes_available(1).await;
 
-    // No simulated BMC at that address: it does not answer.
+    // It stops answering.
+    bmc.fail_with(Some(PowerError::Unreachable { bmc: endpoint(url), tries: 1 }));
     let msg = ctx.post("/api/v1/nodes/sim-3/power", &ctx.admin, json!({"action": "on"})).await.error(502, "bmc_error");
     assert_eq!(msg, "no answer from BMC 10.9.0.3:623 after 1 tries");
     assert_eq!(ctx.node_state("sim-3").await, "dead");
@@ -84,7 +88,7 @@ async fn a_bmc_that_does_not_answer_makes_the_node_dead_until_it_answers_again()
     ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["sim-3"]}, "duration": "1h"})).await.error(409, "conflict");
 
     // The BMC comes back: the node is checked again and returns to the pool.
-    ctx.bmcs.bmc(&endpoint(url));
+    bmc.fail_with(None);
     ctx.post("/api/v1/nodes/sim-3/power", &ctx.admin, json!({"action": "status"})).await.expect(200);
     ctx.wait_nodes_available(1).await;
 }
