@@ -101,17 +101,9 @@ impl NodeLifecycle {
         !matches!(self, NodeLifecycle::Suspect | NodeLifecycle::Dead)
     }
 
+    /// The stored name, the same as the API's.
     pub fn as_str(self) -> &'static str {
-        match self {
-            NodeLifecycle::Enrolling => "enrolling",
-            NodeLifecycle::Available => "available",
-            NodeLifecycle::Reserved => "reserved",
-            NodeLifecycle::Deploying => "deploying",
-            NodeLifecycle::Deployed => "deployed",
-            NodeLifecycle::Resetting => "resetting",
-            NodeLifecycle::Suspect => "suspect",
-            NodeLifecycle::Dead => "dead",
-        }
+        api::NodeState::from(self).as_str()
     }
 
     pub fn parse(s: &str) -> Option<Self> {
@@ -130,12 +122,9 @@ impl NodeLifecycle {
 }
 
 impl NodePolicy {
+    /// The stored and shown name (the API's).
     pub fn as_str(self) -> &'static str {
-        match self {
-            NodePolicy::InService => "in_service",
-            NodePolicy::Maintenance => "maintenance",
-            NodePolicy::Retired => "retired",
-        }
+        api::NodePolicy::from(self).as_str()
     }
 
     pub fn parse(s: &str) -> Option<Self> {
