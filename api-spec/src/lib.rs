@@ -15,6 +15,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub mod inventory;
+
 /// The base path of every versioned resource.
 pub const API_BASE: &str = "/api/v1";
 
@@ -117,6 +119,34 @@ impl NodePolicy {
     }
 }
 
+/// What a node boots next over the network: the iPXE script served at
+/// `/boot/ipxe?mac=` follows it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BootTarget {
+    /// Boot from the local disk (the deployed system, if any).
+    #[default]
+    Local,
+    /// Boot ferrum's deploy ramdisk (its agent inventories, writes images, wipes).
+    Ramdisk,
+}
+
+impl BootTarget {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BootTarget::Local => "local",
+            BootTarget::Ramdisk => "ramdisk",
+        }
+    }
+}
+
+/// `PUT /api/v1/nodes/{name}/boot-target` (admin): what the node boots next.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BootTargetRequest {
+    pub target: BootTarget,
+}
+
 /// A node's BMC, as shown to admins only. The password is never returned.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct BmcView {
@@ -152,6 +182,10 @@ pub struct Node {
     /// The BMC, for admins only; absent for everybody else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bmc: Option<BmcView>,
+    /// What the node boots next over the network (`local` when an older
+    /// server does not say).
+    #[serde(default)]
+    pub boot_target: BootTarget,
     /// What the BMC last said about power.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub power: Option<PowerReading>,

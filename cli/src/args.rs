@@ -133,6 +133,15 @@ pub enum NodeCommand {
         #[arg(required = true, value_name = "NAME")]
         names: Vec<String>,
     },
+    /// Set what nodes boot next over the network (admin): ferrum's deploy
+    /// ramdisk or their local disk (the iPXE script at /boot/ipxe follows it)
+    BootTarget {
+        #[arg(value_enum)]
+        target: BootTargetArg,
+        /// Nodes to act on
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+    },
     /// Set nodes' next boot device (admin)
     Bootdev {
         /// Boot from the network (deploy ramdisk) or the local disk
@@ -201,6 +210,13 @@ pub enum PowerAction {
     Cycle,
     /// Read the power state
     Status,
+}
+
+/// What a node boots next over the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BootTargetArg {
+    Local,
+    Ramdisk,
 }
 
 /// One-time boot devices.

@@ -631,6 +631,7 @@ mod tests {
             ip: Some("172.16.32.1".to_owned()),
             properties,
             bmc: None,
+            boot_target: ferrum_api::BootTarget::Local,
             power: None,
             reference: None,
             created_at: at(1, 8),

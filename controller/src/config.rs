@@ -24,6 +24,77 @@ pub struct Config {
     pub log: LogConfig,
     pub leases: LeaseConfig,
     pub power: PowerConfig,
+    pub boot: BootConfig,
+}
+
+/// `[boot]`: network boot. Nothing runs unless configured: the HTTP boot
+/// endpoints are always served, DHCP and TFTP only for the interfaces and
+/// addresses listed.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BootConfig {
+    /// The URL nodes reach this controller at (iPXE scripts, kernel,
+    /// initrd, images, the agent's API). Required when DHCP is configured.
+    pub public_url: Option<String>,
+    /// Directory of the deploy ramdisk served at `/boot/files/`.
+    /// Default: `<data_dir>/ramdisk`.
+    pub ramdisk_dir: Option<PathBuf>,
+    /// File names of the ramdisk's kernel and initrd in `ramdisk_dir`.
+    pub kernel: String,
+    pub initrd: String,
+    /// Extra kernel command line of the ramdisk (e.g. `console=ttyS0`).
+    pub cmdline: String,
+    /// How long a one-time agent token stays valid.
+    #[serde(deserialize_with = "duration")]
+    pub agent_token_ttl: Duration,
+    /// DHCP per interface (`[[boot.dhcp]]`).
+    pub dhcp: Vec<ferrum_pxe::config::DhcpInterface>,
+    /// TFTP (`[boot.tftp]`).
+    pub tftp: Option<ferrum_pxe::config::TftpConfig>,
+}
+
+impl Default for BootConfig {
+    fn default() -> Self {
+        BootConfig {
+            public_url: None,
+            ramdisk_dir: None,
+            kernel: "vmlinuz".into(),
+            initrd: "initrd.img".into(),
+            cmdline: String::new(),
+            agent_token_ttl: Duration::from_secs(2 * 3600),
+            dhcp: Vec::new(),
+            tftp: None,
+        }
+    }
+}
+
+impl BootConfig {
+    /// The boot network services to start.
+    pub fn network(&self) -> ferrum_pxe::services::BootNetwork {
+        ferrum_pxe::services::BootNetwork { dhcp: self.dhcp.clone(), tftp: self.tftp.clone() }
+    }
+
+    /// What cannot be checked by types; errors name the key.
+    pub fn validate(&self) -> Result<(), String> {
+        self.network().validate()?;
+        if let Some(url) = &self.public_url {
+            let parsed = url::Url::parse(url).map_err(|e| format!("boot.public_url: '{url}' is not a URL ({e})"))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                return Err(format!("boot.public_url: '{url}' must be an http:// or https:// URL with a host"));
+            }
+        } else if !self.dhcp.is_empty() {
+            return Err("boot.public_url: required when boot.dhcp is configured (the URL nodes reach this controller at)".into());
+        }
+        for (key, name) in [("boot.kernel", &self.kernel), ("boot.initrd", &self.initrd)] {
+            if name.is_empty() || name.contains('/') || name.contains(char::is_whitespace) {
+                return Err(format!("{key}: '{name}' must be a plain file name inside boot.ramdisk_dir"));
+            }
+        }
+        if self.agent_token_ttl < Duration::from_secs(60) {
+            return Err("boot.agent_token_ttl: at least 60s".into());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -105,6 +176,7 @@ impl Default for Config {
             log: LogConfig::default(),
             leases: LeaseConfig::default(),
             power: PowerConfig::default(),
+            boot: BootConfig::default(),
         }
     }
 }
@@ -152,7 +224,14 @@ impl Config {
 
     /// Parses TOML text; the error names the key and line.
     pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
+        config.boot.validate()?;
+        Ok(config)
+    }
+
+    /// Where the deploy ramdisk is served from.
+    pub fn ramdisk_dir(&self) -> PathBuf {
+        self.boot.ramdisk_dir.clone().unwrap_or_else(|| self.data_dir.join("ramdisk"))
     }
 
     /// The database URL: the configured one or SQLite in the data directory.

@@ -61,7 +61,9 @@ pub async fn open_with(
 /// resolves; then stops both and returns.
 pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
+    let boot_services = start_boot_services(&app, stop_rx.clone())?;
     let clock_loop = tokio::spawn(app.clone().run_clock_loop(stop_rx.clone()));
+    let boot_hosts_loop = tokio::spawn(app.clone().run_boot_hosts_loop(stop_rx.clone()));
     let power_loop = tokio::spawn(app.clone().run_power_loop(stop_rx));
     let metrics = Arc::new(http::metrics::Metrics::new(app.clone()));
     let router = http::router(app, metrics);
@@ -69,5 +71,34 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
     stop_tx.send_replace(true);
     clock_loop.await.context("clock loop panicked")?;
     power_loop.await.context("power loop panicked")?;
+    boot_hosts_loop.await.context("boot hosts loop panicked")?;
+    if let Some(task) = boot_services {
+        task.await.context("boot services panicked")?.context("boot services failed")?;
+    }
     served.context("HTTP server failed")
+}
+
+/// Binds the DHCP, router advertisement and TFTP sockets the `[boot]`
+/// configuration names (in this process's network namespace) and serves
+/// them until `stop`; says at start what runs and what does not.
+fn start_boot_services(
+    app: &Arc<App>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<anyhow::Result<()>>>> {
+    let boot = &app.config.boot;
+    tracing::info!(dir = %app.config.ramdisk_dir().display(), "HTTP boot: /boot/ipxe?mac= scripts, deploy ramdisk at /boot/files/");
+    let network = boot.network();
+    if network.is_empty() {
+        tracing::info!("boot network services: none configured (no [[boot.dhcp]], no [boot.tftp])");
+        return Ok(None);
+    }
+    let bound = network.bind().context("cannot start the boot network services")?;
+    for line in bound.describe() {
+        tracing::info!("boot network service: {line}");
+    }
+    let directory: Arc<dyn ferrum_pxe::dhcp::Directory> = app.boot_hosts.clone();
+    let base = boot.public_url.clone().unwrap_or_default().trim_end_matches('/').to_owned();
+    Ok(Some(tokio::spawn(bound.run(directory, base, async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    }))))
 }

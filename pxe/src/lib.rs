@@ -1,8 +1,17 @@
 //! ferrum boot network services.
 //!
 //! This crate owns the network services a node needs to boot over the
-//! network. Today that is a read-only TFTP server ([`tftp`]); DHCP and iPXE
-//! scripts come later. It must not write into the directories it serves and
-//! never serves a path outside the root it was given.
+//! network: DHCPv4 in full or proxy mode ([`dhcp`]), IPv6 router
+//! advertisements that keep iPXE from waiting ([`ra`]), and a read-only TFTP
+//! server ([`tftp`]), started together by [`services`]. The per-node iPXE
+//! script is not here: the controller generates it from its database
+//! (`GET /boot/ipxe?mac=`), so "what does this node boot next" has one
+//! source of truth. This crate must not write into the directories it
+//! serves, never serves a path outside the root it was given, and answers
+//! only MAC addresses its [`dhcp::Directory`] knows.
 
+pub mod config;
+pub mod dhcp;
+pub mod ra;
+pub mod services;
 pub mod tftp;

@@ -142,9 +142,15 @@ pub struct TftpService {
 /// Binds a read-only TFTP service for `root` on `addr` (port 0 picks a free
 /// port; see [`TftpService::local_addr`]).
 pub async fn bind(root: PathBuf, addr: SocketAddr) -> anyhow::Result<TftpService> {
+    let socket = UdpSocket::bind(addr).with_context(|| format!("binding TFTP on {addr}"))?;
+    bind_socket(root, socket).await
+}
+
+/// Serves `root` on an already bound socket (bound, for instance, inside
+/// another network namespace).
+pub async fn bind_socket(root: PathBuf, socket: UdpSocket) -> anyhow::Result<TftpService> {
     let handler = RootedHandler::new(&root)?;
     let root = handler.root().to_path_buf();
-    let socket = UdpSocket::bind(addr).with_context(|| format!("binding TFTP on {addr}"))?;
     let local_addr = socket.local_addr()?;
     let server = TftpServerBuilder::with_handler(handler).std_socket(socket)?.build().await?;
     Ok(TftpService { server, local_addr, root })

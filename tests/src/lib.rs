@@ -42,15 +42,36 @@ pub struct Ferrumd {
     pub url: String,
     pub admin_token: String,
     pub data_dir: tempfile::TempDir,
+    /// The network namespace it runs in (`ip netns exec`), if any.
+    pub netns: Option<String>,
 }
 
 impl Ferrumd {
     /// Starts `ferrumd --listen 127.0.0.1:0 --data-dir <tmp>` and waits
     /// (bounded) for the line that says where it serves.
     pub fn start() -> Ferrumd {
+        Ferrumd::start_with(None, "", "127.0.0.1:0")
+    }
+
+    /// Starts `ferrumd --config <tmp>/ferrumd.toml --listen LISTEN` with
+    /// `config` as the file's text, inside `netns` when given (the process
+    /// is `ip netns exec`, which becomes ferrumd: same PID).
+    pub fn start_with(netns: Option<&str>, config: &str, listen: &str) -> Ferrumd {
         let data_dir = tempfile::tempdir().expect("tempdir");
-        let mut child = Command::new(binary("ferrumd"))
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        let config_path = data_dir.path().join("ferrumd.toml");
+        std::fs::write(&config_path, config).expect("config written");
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(binary("ferrumd"));
+                c
+            }
+            None => Command::new(binary("ferrumd")),
+        };
+        let mut child = cmd
+            .arg("--config")
+            .arg(&config_path)
+            .args(["--listen", listen, "--data-dir"])
             .arg(data_dir.path())
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
@@ -76,13 +97,21 @@ impl Ferrumd {
             }
         };
         let admin_token = std::fs::read_to_string(data_dir.path().join("admin.token")).expect("admin.token").trim().to_owned();
-        Ferrumd { child, url: format!("http://{addr}"), admin_token, data_dir }
+        Ferrumd { child, url: format!("http://{addr}"), admin_token, data_dir, netns: netns.map(str::to_owned) }
     }
 
-    /// Runs `ferrum ARGS` against this server with `token`.
+    /// Runs `ferrum ARGS` against this server with `token` (inside its
+    /// network namespace, if it has one).
     pub fn ferrum(&self, token: &str, args: &[&str]) -> Output {
-        Command::new(binary("ferrum"))
-            .args(args)
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(binary("ferrum"));
+                c
+            }
+            None => Command::new(binary("ferrum")),
+        };
+        cmd.args(args)
             .env("FERRUM_URL", &self.url)
             .env("FERRUM_TOKEN", token)
             .env_remove("FERRUM_CONFIG")

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{Ctx, out};
-use crate::args::{BootDevice, NodeAddArgs, NodeCommand, PowerAction};
+use crate::args::{BootDevice, BootTargetArg, NodeAddArgs, NodeCommand, PowerAction};
 use crate::client::NoQuery;
 use crate::reference_tree;
 use crate::render;
@@ -54,6 +54,14 @@ pub async fn run(ctx: &Ctx, cmd: NodeCommand) -> Result<()> {
                 PowerAction::Status => ("status", PowerActionName::Status),
             };
             for_each_node(ctx, &format!("power {verb}"), &names, Verb::Post("power"), &PowerRequest { action }).await
+        }
+        NodeCommand::BootTarget { target, names } => {
+            let target = match target {
+                BootTargetArg::Local => ferrum_api::BootTarget::Local,
+                BootTargetArg::Ramdisk => ferrum_api::BootTarget::Ramdisk,
+            };
+            let what = format!("boot-target {}", target.as_str());
+            for_each_node(ctx, &what, &names, Verb::Put("boot-target"), &ferrum_api::BootTargetRequest { target }).await
         }
         NodeCommand::Bootdev { device, names } => {
             let (verb, device) = match device {

@@ -17,6 +17,7 @@ use crate::model::Seconds;
 use crate::model::time::to_seconds;
 
 pub mod accounts;
+pub mod boot;
 pub mod cache;
 pub mod conductor;
 pub mod leases;
@@ -83,6 +84,8 @@ pub struct App {
     pub conductor: Arc<dyn conductor::Conductor>,
     /// BMC drivers, the per-BMC locks and the power loop's wake-up.
     pub power: power::PowerRuntime,
+    /// The inventory as the embedded DHCP service sees it.
+    pub boot_hosts: Arc<boot::BootHosts>,
 }
 
 impl App {
@@ -101,6 +104,7 @@ impl App {
             wake: Notify::new(),
             conductor,
             power: power::PowerRuntime::new(bmcs),
+            boot_hosts: Arc::new(boot::BootHosts::default()),
         })
     }
 

@@ -150,6 +150,7 @@ impl App {
         };
         let row = self.store.insert_node(&write, &event).await?;
         self.wake.notify_one();
+        self.boot_hosts.changed.notify_one();
         Ok(row)
     }
 
@@ -181,6 +182,7 @@ impl App {
         }
         let outcome = self.store.import_nodes(&writes, self.now(), &actor.name).await?;
         self.wake.notify_one();
+        self.boot_hosts.changed.notify_one();
         Ok(outcome)
     }
 

@@ -13,7 +13,7 @@
 
 use async_trait::async_trait;
 
-use crate::model::{LeaseId, LeaseState, LeaseType, NodeId, NodeLifecycle, NodePolicy, ProjectId, Seconds, UserId};
+use crate::model::{BootTarget, LeaseId, LeaseState, LeaseType, NodeId, NodeLifecycle, NodePolicy, ProjectId, Seconds, UserId};
 
 pub mod sqlite;
 
@@ -90,10 +90,22 @@ pub struct NodeRow {
     /// Effective properties (JSON object text).
     pub properties: serde_json::Map<String, serde_json::Value>,
     pub macs: Vec<String>,
+    /// What the node boots next over the network.
+    pub boot_target: BootTarget,
     /// What the BMC last said: (`on`|`off`, when, `sync`|`request`).
     pub power: Option<(String, Seconds, String)>,
     pub created_at: Seconds,
     pub updated_at: Seconds,
+}
+
+/// One MAC address of a node, as the boot services see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootHostRow {
+    pub mac: String,
+    pub node: NodeId,
+    pub name: String,
+    pub ip: Option<String>,
+    pub boot_target: BootTarget,
 }
 
 /// A requested power or boot operation.
@@ -291,6 +303,16 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
     async fn get_user(&self, name: &str) -> DbResult<UserRow>;
     async fn add_token(&self, user: UserId, token_sha256: &str, now: Seconds) -> DbResult<()>;
     async fn actor_by_token(&self, token_sha256: &str) -> DbResult<Option<ActorRow>>;
+
+    // --- network boot -----------------------------------------------------
+    /// Every MAC of every node, with what the boot services need.
+    async fn boot_hosts(&self) -> DbResult<Vec<BootHostRow>>;
+    /// The node owning `mac` (lowercase, colon-separated), if any.
+    async fn boot_host(&self, mac: &str) -> DbResult<Option<BootHostRow>>;
+    async fn set_boot_target(&self, node: NodeId, target: BootTarget) -> DbResult<()>;
+    /// Stores a new one-time agent token (its SHA-256) for `node`, removing
+    /// the node's unused ones.
+    async fn mint_agent_token(&self, node: NodeId, token_sha256: &str, now: Seconds, expires_at: Seconds) -> DbResult<()>;
 
     // --- nodes ------------------------------------------------------------
     async fn insert_node(&self, node: &NodeWrite, event: &NewEvent) -> DbResult<NodeRow>;

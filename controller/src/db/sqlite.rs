@@ -309,7 +309,7 @@ fn lease_from_row(r: &SqliteRow) -> DbResult<LeaseRow> {
 }
 
 const NODE_SELECT: &str = "SELECT id, name, site, cluster, ip, bmc_url, state, policy, properties, created_at, updated_at, lease_id, \
-     power_state, power_observed_at, power_source FROM nodes";
+     power_state, power_observed_at, power_source, boot_target FROM nodes";
 
 fn node_from_row(r: &SqliteRow) -> DbResult<NodeRow> {
     let state: String = r.try_get(6).map_err(db)?;
@@ -335,8 +335,25 @@ fn node_from_row(r: &SqliteRow) -> DbResult<NodeRow> {
             (Some(state), Some(at), source) => Some((state, at, source.unwrap_or_default())),
             _ => None,
         },
+        boot_target: boot_target(&r.try_get::<String, _>(15).map_err(db)?)?,
         created_at: r.try_get(9).map_err(db)?,
         updated_at: r.try_get(10).map_err(db)?,
+    })
+}
+
+fn boot_target(s: &str) -> DbResult<BootTarget> {
+    BootTarget::parse(s).ok_or_else(|| DbError::Corrupt(format!("node boot target '{s}'")))
+}
+
+const BOOT_HOST_SELECT: &str = "SELECT m.mac, n.id, n.name, n.ip, n.boot_target FROM node_macs m JOIN nodes n ON n.id = m.node_id";
+
+fn boot_host_from_row(r: &SqliteRow) -> DbResult<BootHostRow> {
+    Ok(BootHostRow {
+        mac: r.try_get(0).map_err(db)?,
+        node: NodeId(r.try_get(1).map_err(db)?),
+        name: r.try_get(2).map_err(db)?,
+        ip: r.try_get(3).map_err(db)?,
+        boot_target: boot_target(&r.try_get::<String, _>(4).map_err(db)?)?,
     })
 }
 
@@ -687,6 +704,44 @@ impl Datastore for SqliteStore {
         }
         tx.commit().await.map_err(db)?;
         Ok(applied)
+    }
+
+    async fn boot_hosts(&self) -> DbResult<Vec<BootHostRow>> {
+        let rows = sqlx::query(BOOT_HOST_SELECT).fetch_all(&self.pool).await.map_err(db)?;
+        rows.iter().map(boot_host_from_row).collect()
+    }
+
+    async fn boot_host(&self, mac: &str) -> DbResult<Option<BootHostRow>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{BOOT_HOST_SELECT} WHERE m.mac = ?")))
+            .bind(mac)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(boot_host_from_row).transpose()
+    }
+
+    async fn set_boot_target(&self, node: NodeId, target: BootTarget) -> DbResult<()> {
+        sqlx::query("UPDATE nodes SET boot_target = ? WHERE id = ?")
+            .bind(target.as_str())
+            .bind(node.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn mint_agent_token(&self, node: NodeId, token_sha256: &str, now: Seconds, expires_at: Seconds) -> DbResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query("DELETE FROM agent_tokens WHERE node_id = ? AND used_at IS NULL").bind(node.0).execute(&mut *tx).await.map_err(db)?;
+        sqlx::query("INSERT INTO agent_tokens (token_sha256, node_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+            .bind(token_sha256)
+            .bind(node.0)
+            .bind(now)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)
     }
 
     async fn node_events(&self, id: NodeId) -> DbResult<Vec<NodeEventRow>> {

@@ -20,6 +20,7 @@ use utoipa::OpenApi;
 use crate::app::App;
 
 pub mod accounts;
+pub mod boot;
 pub mod error;
 pub mod extract;
 pub mod leases;
@@ -39,12 +40,12 @@ const IMPORT_BODY_LIMIT: usize = 64 * 1024 * 1024;
     info(title = "ferrum API", description = "Bare-metal testbed reservations, deployments and inventory.", version = "1"),
     paths(
         health, openapi_json,
-        nodes::list, nodes::create, nodes::import, nodes::show, nodes::maintenance, nodes::events, nodes::power, nodes::boot_device,
+        nodes::list, nodes::create, nodes::import, nodes::show, nodes::maintenance, nodes::events, nodes::power, nodes::boot_device, nodes::boot_target, boot::ipxe,
         leases::create, leases::list, leases::show, leases::extend, leases::end, leases::availability, leases::calendar,
         accounts::create_project, accounts::list_projects, accounts::create_user, accounts::list_users, accounts::me, accounts::create_token,
     ),
     modifiers(&BearerAuth),
-    tags((name = "nodes"), (name = "leases"), (name = "calendar"), (name = "accounts"), (name = "meta"))
+    tags((name = "nodes"), (name = "leases"), (name = "calendar"), (name = "accounts"), (name = "boot"), (name = "meta"))
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
@@ -74,6 +75,7 @@ pub fn router(app: Arc<App>, metrics: Arc<metrics::Metrics>) -> Router {
         .route("/nodes/{name}/events", get(nodes::events))
         .route("/nodes/{name}/power", post(nodes::power))
         .route("/nodes/{name}/boot-device", axum::routing::put(nodes::boot_device))
+        .route("/nodes/{name}/boot-target", axum::routing::put(nodes::boot_target))
         .route("/leases", get(leases::list).post(leases::create))
         .route("/leases/{id}", get(leases::show).patch(leases::extend).delete(leases::end))
         .route("/availability", get(leases::availability))
@@ -83,8 +85,10 @@ pub fn router(app: Arc<App>, metrics: Arc<metrics::Metrics>) -> Router {
         .route("/users/me", get(accounts::me))
         .route("/users/{name}/tokens", post(accounts::create_token))
         .route("/openapi.json", get(openapi_json));
+    let boot = boot::routes(&app);
     Router::new()
         .nest(ferrum_api::API_BASE, api)
+        .merge(boot)
         .route("/healthz", get(health))
         .route("/metrics", get(metrics::serve).with_state(metrics.clone()))
         .fallback(not_found)

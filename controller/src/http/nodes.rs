@@ -158,3 +158,18 @@ pub async fn boot_device(
     });
     power_answer(app.request_power(&actor, &name, op).await?, None)
 }
+
+/// Set what a node boots next over the network (admin): `ramdisk` (ferrum's
+/// deploy ramdisk) or `local` (its disk).
+#[utoipa::path(put, path = "/api/v1/nodes/{name}/boot-target", tag = "nodes", params(("name" = String, Path)), request_body = api::BootTargetRequest,
+    responses((status = 200, body = api::Node), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn boot_target(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    PathParam(name): PathParam<String>,
+    Body(req): Body<api::BootTargetRequest>,
+) -> ApiResult<Json<api::Node>> {
+    let row = app.set_boot_target(&actor, &name, req.target.into()).await?;
+    Ok(Json(views::node(row, None, actor.is_admin)))
+}

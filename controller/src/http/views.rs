@@ -32,6 +32,7 @@ pub fn node(row: NodeRow, reference: Option<serde_json::Value>, is_admin: bool) 
         ip: row.ip,
         properties: row.properties.into_iter().collect(),
         bmc,
+        boot_target: row.boot_target.into(),
         power: row.power.map(|(state, at, source)| api::PowerReading { state, observed_at: from_seconds(at), source }),
         reference,
         created_at: from_seconds(row.created_at),

@@ -18,6 +18,6 @@ pub use bmc::BmcAddress;
 pub use ids::{LeaseId, NodeId, ProjectId, UserId};
 pub use lease::{LeaseInput, LeaseState, LeaseType};
 pub use mac::MacAddr;
-pub use node::{NodeInput, NodeLifecycle, NodePolicy};
+pub use node::{BootTarget, NodeInput, NodeLifecycle, NodePolicy};
 pub use properties::{PropValue, Properties};
 pub use time::{Seconds, TimeRange};

@@ -142,6 +142,41 @@ impl NodePolicy {
     }
 }
 
+/// What a node boots next over the network (stored as the API's names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootTarget {
+    Local,
+    Ramdisk,
+}
+
+impl From<BootTarget> for api::BootTarget {
+    fn from(t: BootTarget) -> Self {
+        match t {
+            BootTarget::Local => api::BootTarget::Local,
+            BootTarget::Ramdisk => api::BootTarget::Ramdisk,
+        }
+    }
+}
+
+impl From<api::BootTarget> for BootTarget {
+    fn from(t: api::BootTarget) -> Self {
+        match t {
+            api::BootTarget::Local => BootTarget::Local,
+            api::BootTarget::Ramdisk => BootTarget::Ramdisk,
+        }
+    }
+}
+
+impl BootTarget {
+    pub fn as_str(self) -> &'static str {
+        api::BootTarget::from(self).as_str()
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [BootTarget::Local, BootTarget::Ramdisk].into_iter().find(|t| t.as_str() == s)
+    }
+}
+
 /// The one state the API shows (SPEC §3): operator intent wins once the node
 /// is idle; while a lease runs, its observed state shows.
 pub fn shown_state(state: NodeLifecycle, policy: NodePolicy) -> api::NodeState {

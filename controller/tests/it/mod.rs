@@ -4,6 +4,7 @@ pub mod harness;
 
 mod accounts;
 mod api;
+mod boot;
 pub mod ipmi_sim;
 mod leases;
 mod nodes;

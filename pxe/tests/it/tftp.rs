@@ -6,10 +6,6 @@
 //! `ferrum-pxe` binary's flags. Must not: leave processes running or write
 //! outside its temporary directories.
 
-// The whole file is test code (clippy.toml allows unwrap in tests; its helpers
-// are not `#[test]` functions): a panic here is a failed test.
-#![allow(clippy::unwrap_used)]
-
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

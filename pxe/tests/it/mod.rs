@@ -1,0 +1,4 @@
+//! The per-service test modules.
+
+mod dhcp;
+mod tftp;

@@ -1,0 +1,130 @@
+//! The proof that real firmware accepts ferrum's boot answers: a QEMU VM
+//! (TCG, `-boot n`, the iPXE ROM Debian's `ipxe-qemu` gives its virtio
+//! NIC) on a tap inside a network namespace gets its address from
+//! `ferrumd`'s full-mode DHCP, fetches its iPXE script, kernel and initrd
+//! over HTTP, and boots them; the test initrd prints a marker and the
+//! kernel command line on the serial console.
+//!
+//! Everything (ferrumd, DHCP, the VM) runs inside the namespace; the test
+//! talks to ferrumd with the real `ferrum` CLI run inside it too.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use ferrum_lab::netns::Netns;
+use ferrum_tests::Ferrumd;
+
+const MAC: &str = "52:54:00:5e:00:01";
+/// TCG boots of a small kernel take seconds; the deadline is generous for a
+/// loaded 2-core CI machine.
+const BOOT_DEADLINE: Duration = Duration::from_secs(180);
+const MARKER: &str = "FERRUM-PXE-OK";
+
+fn cache() -> PathBuf {
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    home.join(".cache/ferrum")
+}
+
+/// The Debian cloud kernel (downloaded once, cached) and a busybox initrd
+/// whose /init prints the marker and the command line, then powers off.
+fn ramdisk(dir: &Path) {
+    let kernel = ferrum_images::kernel::fetch(&cache().join("debs"), &cache().join("images/kernel-cloud")).expect("the cloud kernel");
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::copy(&kernel.vmlinuz, dir.join("vmlinuz")).unwrap();
+    let init = format!(
+        "#!/bin/sh\n/bin/busybox mount -t proc proc /proc\necho \"{MARKER} $(/bin/busybox cat /proc/cmdline)\"\n/bin/busybox poweroff -f\n"
+    );
+    let mut builder = ferrum_images::initramfs::Builder::new();
+    builder.busybox(Path::new("/bin/busybox")).unwrap();
+    builder.dir("proc", 0o755).unwrap();
+    builder.dir("dev", 0o755).unwrap();
+    builder.char_device("dev/console", 0o600, 5, 1).unwrap();
+    builder.bytes("init", init, 0o755).unwrap();
+    builder.write_zstd(&dir.join("initrd.img"), 3).unwrap();
+}
+
+/// A child process killed by PID and reaped on drop.
+struct Owned(Child);
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn ok(out: std::process::Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{what} failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+#[test]
+fn qemu_ipxe_boots_the_ramdisk_through_ferrum_dhcp_and_http() {
+    let work = tempfile::tempdir().unwrap();
+    let ramdisk_dir = work.path().join("ramdisk");
+    ramdisk(&ramdisk_dir);
+
+    let ns = Netns::create("fe2e-pxe").unwrap();
+    ns.add_bridge("br0", "10.78.0.1/24").unwrap();
+    ns.ip(&["tuntap", "add", "tap0", "mode", "tap"]).unwrap();
+    ns.ip(&["link", "set", "tap0", "master", "br0"]).unwrap();
+    ns.ip(&["link", "set", "tap0", "up"]).unwrap();
+
+    let config = format!(
+        "[boot]\npublic_url = \"http://10.78.0.1:8750\"\nramdisk_dir = \"{}\"\ncmdline = \"console=ttyS0 panic=-1\"\n\n\
+         [[boot.dhcp]]\ninterface = \"br0\"\nmode = \"full\"\nsubnet = \"10.78.0.0/24\"\n",
+        ramdisk_dir.display()
+    );
+    let ferrumd = Ferrumd::start_with(Some(ns.name()), &config, "10.78.0.1:8750");
+    let admin = ferrumd.admin_token.clone();
+    ok(
+        ferrumd.ferrum(&admin, &["node", "add", "pxe-1", "--site", "lab", "--cluster", "vm", "--mac", MAC, "--ip", "10.78.0.21"]),
+        "node add",
+    );
+    ok(ferrumd.ferrum(&admin, &["node", "boot-target", "ramdisk", "pxe-1"]), "node boot-target");
+
+    let serial = work.path().join("serial.log");
+    let qemu = ns
+        .command("qemu-system-x86_64")
+        .args(["-accel", "tcg", "-m", "256", "-smp", "1", "-nodefaults", "-display", "none", "-no-reboot", "-boot", "n"])
+        .args(["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no"])
+        .args(["-device", &format!("virtio-net-pci,netdev=n0,mac={MAC}")])
+        .arg("-serial")
+        .arg(format!("file:{}", serial.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("qemu-system-x86_64 starts");
+    let mut qemu = Owned(qemu);
+
+    // Wait for the marker on the serial console (polling the file the VM
+    // writes), or for QEMU to end without it.
+    let started = Instant::now();
+    let line = loop {
+        let text = std::fs::read_to_string(&serial).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains(MARKER)) {
+            break line.to_owned();
+        }
+        if let Ok(Some(status)) = qemu.0.try_wait() {
+            panic!("QEMU exited ({status}) before the marker; serial console:\n{text}");
+        }
+        assert!(started.elapsed() < BOOT_DEADLINE, "no {MARKER} within {BOOT_DEADLINE:?}; serial console:\n{text}");
+        std::thread::park_timeout(Duration::from_millis(200));
+    };
+    eprintln!("PXE boot to the ramdisk's /init: {:.1} s", started.elapsed().as_secs_f64());
+
+    // The kernel got the command line ferrum's script generated.
+    assert!(line.contains("ferrum.url=http://10.78.0.1:8750"), "{line}");
+    assert!(line.contains("ferrum.node=pxe-1"), "{line}");
+    assert!(line.contains("ferrum.token=ferrum_"), "{line}");
+    assert!(line.contains("console=ttyS0"), "{line}");
+
+    // The node keeps its target until the controller (or an admin) changes it.
+    let shown = ok(ferrumd.ferrum(&admin, &["node", "show", "pxe-1", "--json"]), "node show");
+    assert!(shown.contains("\"boot_target\": \"ramdisk\""), "{shown}");
+    drop(qemu);
+    drop(ferrumd);
+}
