@@ -1,23 +1,16 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. Tests talk to real peers, installed
 # here when missing (root, Debian 12):
-#   - OpenIPMI's ipmi_sim and ipmitool (apt: openipmi, ipmitool)
-#   - sushy-tools 2.2.0 (Redfish) in a venv under ~/.cache/ferrum
-#   - TFTP clients: atftp, tftp-hpa, curl
+#   - BMC emulators: OpenIPMI's ipmi_sim and ipmitool; sushy-tools 2.2.0
+#     (Redfish) in a venv under ~/.cache/ferrum
+#   - boot network clients: atftp, tftp-hpa, curl, busybox udhcpc, ISC dhclient
+#   - QEMU 10 from bookworm-backports (Debian 12's 7.2 conflicts with the
+#     image's qemu-utils: LAB-NOTES §1) with the iPXE ROMs of ipxe-qemu
+#   - image building: cpio, kmod, e2fsprogs, fdisk, dosfstools, zstd,
+#     extlinux/syslinux, dropbear, openssh-client, debootstrap
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-# Debian packages of the real peers: BMC emulators, TFTP clients.
-missing=()
-for pair in ipmi_sim:openipmi ipmitool:ipmitool atftp:atftp tftp:tftp-hpa curl:curl; do
-    command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "== installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q
-    apt-get install -y -q "${missing[@]}"
-fi
+scripts/setup.sh
 
 venv="${FERRUM_VENV:-$HOME/.cache/ferrum/venv}"
 if [ ! -x "$venv/bin/sushy-emulator" ]; then

@@ -81,7 +81,7 @@ impl FromStr for Format {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "raw" => Ok(Format::Raw),
-            "raw.zst" | "zst" => Ok(Format::RawZst),
+            "raw.zst" => Ok(Format::RawZst),
             other => Err(ParseFormatError(other.to_owned())),
         }
     }
@@ -725,41 +725,56 @@ async fn read_http(
     pool: Pool,
     counters: Arc<Counters>,
 ) -> Result<Sha256Digest, Stop> {
-    let mut hasher = Sha256::new();
-    let mut received = 0u64;
-    let mut buf = pool.take();
-    let mut pending = prefix;
+    let mut packer = Packer { hasher: Sha256::new(), received: 0, buf: pool.take(), tx, pool, counters };
+    packer.absorb(&prefix).await?;
     loop {
-        if !pending.is_empty() {
-            hasher.update(&pending);
-            received += pending.len() as u64;
-            counters.downloaded.store(received, Ordering::Relaxed);
-            let mut rest = &pending[..];
-            while !rest.is_empty() {
-                let room = BUFFER_SIZE - buf.len();
-                let (now, later) = rest.split_at(room.min(rest.len()));
-                buf.extend_from_slice(now);
-                rest = later;
-                if buf.len() == BUFFER_SIZE {
-                    let full = std::mem::replace(&mut buf, pool.take());
-                    tx.send(Block::Data(full)).await.map_err(|_| Stop::Aborted)?;
-                }
-            }
-        }
         match response.chunk().await {
-            Ok(Some(bytes)) => pending = bytes.to_vec(),
+            Ok(Some(bytes)) => packer.absorb(&bytes).await?,
             Ok(None) => break,
-            Err(e) => return Err(Stop::Failed(body_error(&url, received, length, e))),
+            Err(e) => return Err(Stop::Failed(body_error(&url, packer.received, length, e))),
         }
     }
+    let received = packer.received;
     if let Some(expected) = length.filter(|n| *n != received) {
         return Err(Stop::Failed(ImageError::Truncated { image: url, received, by: TruncatedBy::ContentLength(expected) }));
     }
-    if !buf.is_empty() {
-        tx.send(Block::Data(buf)).await.map_err(|_| Stop::Aborted)?;
+    packer.finish().await
+}
+
+/// Hashes received bytes and packs them into full buffers for the next stage.
+struct Packer {
+    hasher: Sha256,
+    received: u64,
+    buf: Vec<u8>,
+    tx: mpsc::Sender<Block>,
+    pool: Pool,
+    counters: Arc<Counters>,
+}
+
+impl Packer {
+    async fn absorb(&mut self, mut data: &[u8]) -> Result<(), Stop> {
+        self.hasher.update(data);
+        self.received += data.len() as u64;
+        self.counters.downloaded.store(self.received, Ordering::Relaxed);
+        while !data.is_empty() {
+            let (now, later) = data.split_at((BUFFER_SIZE - self.buf.len()).min(data.len()));
+            self.buf.extend_from_slice(now);
+            data = later;
+            if self.buf.len() == BUFFER_SIZE {
+                let full = std::mem::replace(&mut self.buf, self.pool.take());
+                self.tx.send(Block::Data(full)).await.map_err(|_| Stop::Aborted)?;
+            }
+        }
+        Ok(())
     }
-    tx.send(Block::End).await.map_err(|_| Stop::Aborted)?;
-    Ok(Sha256Digest(hasher.finalize().into()))
+
+    async fn finish(self) -> Result<Sha256Digest, Stop> {
+        if !self.buf.is_empty() {
+            self.tx.send(Block::Data(self.buf)).await.map_err(|_| Stop::Aborted)?;
+        }
+        self.tx.send(Block::End).await.map_err(|_| Stop::Aborted)?;
+        Ok(Sha256Digest(self.hasher.finalize().into()))
+    }
 }
 
 /// Stage 1 for local files: read, hash, send.
@@ -887,6 +902,7 @@ struct WriterCtx {
 impl WriterCtx {
     fn run(self, mut file: File, mut rx: mpsc::Receiver<Block>) -> Result<(File, u64), Stop> {
         let mut written = 0u64;
+        let mut window_start = 0u64;
         loop {
             let buf = match rx.blocking_recv() {
                 Some(Block::Data(buf)) => buf,
@@ -901,8 +917,30 @@ impl WriterCtx {
             written += buf.len() as u64;
             self.counters.written.store(written, Ordering::Relaxed);
             self.pool.give(buf);
+            if written - window_start >= WRITEBACK_WINDOW {
+                start_writeback(&file, window_start, written);
+                window_start = written;
+            }
         }
         Ok((file, written))
+    }
+}
+
+/// Written data is handed to the disk in windows of this size.
+const WRITEBACK_WINDOW: u64 = 32 << 20;
+
+/// Starts writeback of `[start, end)` and drops the window before it from the
+/// page cache. Linux's `POSIX_FADV_DONTNEED` starts (without waiting)
+/// writeback of dirty pages, then evicts the clean ones: the disk works while
+/// the next windows decode, the final fsync only waits for the tail, and an
+/// image bigger than the node's memory does not fill it with cache. Advice
+/// only: a failure changes nothing but speed.
+fn start_writeback(file: &File, start: u64, end: u64) {
+    use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
+    let (Ok(offset), Ok(len)) = (i64::try_from(start), i64::try_from(end - start)) else { return };
+    let _ = posix_fadvise(file, offset, len, PosixFadviseAdvice::POSIX_FADV_DONTNEED);
+    if let Some(previous) = offset.checked_sub(len).filter(|o| *o >= 0) {
+        let _ = posix_fadvise(file, previous, len, PosixFadviseAdvice::POSIX_FADV_DONTNEED);
     }
 }
 

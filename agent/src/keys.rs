@@ -306,11 +306,12 @@ pub fn install_keys(request: &KeysRequest) -> Result<KeysReport, KeysError> {
         let mount = Mount::read_write(&part, &mountpoint)?;
         let root = mount.path().to_owned();
         let write_err = |file: &str, e: io::Error| classify_write_error(&name, file, e);
-        ensure_dir(&name, &root, "root", 0o700)?;
-        ensure_dir(&name, &root, "root/.ssh", 0o700)?;
+        // sshd (StrictModes) ignores keys under a home or .ssh that others can write.
+        ensure_dir(&name, &root, "root", 0o700, true)?;
+        ensure_dir(&name, &root, "root/.ssh", 0o700, true)?;
         replace_file(&root, AUTHORIZED_KEYS, authorized_keys.as_bytes(), 0o600).map_err(|e| write_err(AUTHORIZED_KEYS, e))?;
         if let Some(hostname) = &hostname {
-            ensure_dir(&name, &root, "etc", 0o755)?;
+            ensure_dir(&name, &root, "etc", 0o755, false)?;
             replace_file(&root, HOSTNAME, hostname.as_bytes(), 0o644).map_err(|e| write_err(HOSTNAME, e))?;
         }
         let fs_root = File::open(&root).map_err(|e| write_err("/", e))?;
@@ -479,16 +480,24 @@ fn classify_write_error(partition: &Path, file: &str, error: io::Error) -> KeysE
     }
 }
 
-/// Makes `root/rel` a directory owned by root with `mode`, refusing symlinks.
-fn ensure_dir(partition: &Path, root: &Path, rel: &str, mode: u32) -> Result<(), KeysError> {
+/// Makes sure `root/rel` is a directory (not a symlink), creating it owned by
+/// root with `mode` if missing; `enforce` also resets an existing one's
+/// owner and mode.
+fn ensure_dir(partition: &Path, root: &Path, rel: &str, mode: u32, enforce: bool) -> Result<(), KeysError> {
     let path = root.join(rel);
     let unsafe_path = || KeysError::UnsafePath { partition: partition.to_owned(), path: rel.to_owned() };
     let write_err = |e| classify_write_error(partition, rel, e);
-    match fs::symlink_metadata(&path) {
-        Ok(meta) if meta.is_dir() => {}
+    let created = match fs::symlink_metadata(&path) {
+        Ok(meta) if meta.is_dir() => false,
         Ok(_) => return Err(unsafe_path()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir(&path).map_err(write_err)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir(&path).map_err(write_err)?;
+            true
+        }
         Err(e) => return Err(write_err(e)),
+    };
+    if !created && !enforce {
+        return Ok(());
     }
     let dir = OpenOptions::new()
         .read(true)

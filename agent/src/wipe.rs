@@ -482,7 +482,7 @@ impl<'a> Zeroer<'a> {
             let n = CHUNK.min(end - at);
             // The offload needs sector alignment; signature regions always are
             // on block devices, and regular files answer ENOTTY anyway.
-            if self.offload && at % 512 == 0 && n % 512 == 0 {
+            if self.offload && at.is_multiple_of(512) && n.is_multiple_of(512) {
                 match blkdev::discard(self.file, Discard::ZeroOut, at, n) {
                     Ok(()) => {
                         at += n;

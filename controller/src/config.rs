@@ -245,6 +245,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn boot_errors_name_the_key() {
+        let dhcp = "[[boot.dhcp]]\ninterface = \"br0\"\nmode = \"full\"\nsubnet = \"10.0.0.0/24\"\n";
+        let e = Config::parse(dhcp).unwrap_err();
+        assert!(e.starts_with("boot.public_url: required when boot.dhcp is configured"), "{e}");
+        let ok = Config::parse(&format!("[boot]\npublic_url = \"http://10.0.0.1:8750\"\n{dhcp}")).unwrap();
+        assert_eq!(ok.boot.network().dhcp.len(), 1);
+        let e = Config::parse("[boot]\npublic_url = \"10.0.0.1\"\n").unwrap_err();
+        assert!(e.starts_with("boot.public_url: '10.0.0.1' is not a URL"), "{e}");
+        let e = Config::parse("[boot]\nkernel = \"../vmlinuz\"\n").unwrap_err();
+        assert!(e.starts_with("boot.kernel: '../vmlinuz' must be a plain file name"), "{e}");
+        let e = Config::parse(&format!("[boot]\npublic_url = \"http://h\"\n{dhcp}{dhcp}")).unwrap_err();
+        assert!(e.contains("interface \"br0\" is listed twice"), "{e}");
+    }
+
+    #[test]
     fn empty_file_gives_defaults() {
         let c = Config::parse("").expect("empty is valid");
         assert_eq!(c.listen.to_string(), "127.0.0.1:8750");

@@ -9,12 +9,13 @@
 //! macros, which cannot be static. Either way the binary must be static: a
 //! ramdisk has no libc.
 
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::cmd;
 use crate::error::{Error, Result};
 use crate::initramfs::is_static;
+use crate::{Freshness, cmd};
 
 /// The target triple of the static build.
 pub const TARGET: &str = "x86_64-unknown-linux-gnu";
@@ -25,10 +26,11 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// The agent binary to put in a ramdisk: `given` if any (checked to be
-/// static), else a fresh static build of the workspace's agent.
-pub fn resolve(given: Option<&Path>) -> Result<PathBuf> {
-    let path = match given {
-        Some(p) => p.to_owned(),
+/// static), else a fresh static build of the workspace's agent; and whether
+/// cargo (re)built it.
+pub fn resolve(given: Option<&Path>) -> Result<(PathBuf, Freshness)> {
+    let (path, freshness) = match given {
+        Some(p) => (p.to_owned(), Freshness::UpToDate),
         None => build_static(&workspace_root())?,
     };
     if !is_static(&path)? {
@@ -37,12 +39,12 @@ pub fn resolve(given: Option<&Path>) -> Result<PathBuf> {
             reason: "is dynamically linked; a ramdisk has no libc (build with RUSTFLAGS=\"-C target-feature=+crt-static\")".into(),
         });
     }
-    Ok(path)
+    Ok((path, freshness))
 }
 
 /// Builds `ferrum-agent` statically (incremental: a no-op when nothing
-/// changed) and returns the binary's path.
-pub fn build_static(workspace: &Path) -> Result<PathBuf> {
+/// changed) and returns the binary's path and whether cargo rewrote it.
+pub fn build_static(workspace: &Path) -> Result<(PathBuf, Freshness)> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let manifest = workspace.join("Cargo.toml");
     let metadata =
@@ -52,6 +54,9 @@ pub fn build_static(workspace: &Path) -> Result<PathBuf> {
         .and_then(|m| m.get("target_directory")?.as_str().map(PathBuf::from))
         .ok_or_else(|| Error::Host { what: "cargo metadata".into(), reason: "no target_directory in its answer".into() })?;
     let static_dir = target_dir.join("agent-static");
+    let binary = static_dir.join(TARGET).join("release").join("ferrum-agent");
+    let modified = || fs::metadata(&binary).and_then(|m| m.modified()).ok();
+    let before = modified();
     tracing::info!(target_dir = %static_dir.display(), "building ferrum-agent (static)");
     cmd::run(
         Command::new(&cargo)
@@ -63,5 +68,6 @@ pub fn build_static(workspace: &Path) -> Result<PathBuf> {
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
             .env_remove("CARGO_BUILD_TARGET"),
     )?;
-    Ok(static_dir.join(TARGET).join("release").join("ferrum-agent"))
+    let freshness = if before.is_some() && before == modified() { Freshness::UpToDate } else { Freshness::Built };
+    Ok((binary, freshness))
 }

@@ -86,11 +86,6 @@ impl Mount {
         Ok(Mount { target: Some(target.to_owned()) })
     }
 
-    /// A bind mount of `source` on `target`.
-    pub fn bind(source: &Path, target: &Path) -> Result<Mount> {
-        Mount::new(source, target, None, Some("bind"))
-    }
-
     /// Where it is mounted.
     pub fn path(&self) -> &Path {
         self.target.as_deref().unwrap_or(Path::new(""))
@@ -116,14 +111,14 @@ impl Drop for Mount {
 }
 
 /// A partition of a raw image, mounted on a temporary directory through a
-/// loop device. Dropping it unmounts, detaches and removes the directory, in
-/// that order.
+/// loop device. Dropping it unmounts, detaches and removes the (empty)
+/// directory, in that order; the directory is removed with `rmdir`, never
+/// recursively, so a mount that would not go away is never emptied.
 #[derive(Debug)]
 pub struct MountedPartition {
-    // Field order is drop order.
     mount: Option<Mount>,
     device: Option<LoopDevice>,
-    dir: tempfile::TempDir,
+    dir: PathBuf,
 }
 
 impl MountedPartition {
@@ -135,14 +130,15 @@ impl MountedPartition {
     }
 
     fn mount(device: LoopDevice) -> Result<MountedPartition> {
-        let dir = tempfile::Builder::new().prefix("ferrum-images-mnt").tempdir().map_err(Error::io("create", std::env::temp_dir()))?;
-        let mount = Mount::new(device.path(), dir.path(), None, None)?;
-        Ok(MountedPartition { mount: Some(mount), device: Some(device), dir })
+        let dir = tempfile::Builder::new().prefix("ferrum-images-mnt").tempdir().map_err(Error::io("create", std::env::temp_dir()))?.keep();
+        let mut partition = MountedPartition { mount: None, device: Some(device), dir };
+        partition.mount = Some(Mount::new(partition.device(), &partition.dir, None, None)?);
+        Ok(partition)
     }
 
     /// The root of the mounted file system.
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.dir
     }
 
     /// The loop device of the partition.
@@ -159,6 +155,16 @@ impl MountedPartition {
             d.detach()?;
         }
         Ok(())
+    }
+}
+
+impl Drop for MountedPartition {
+    fn drop(&mut self) {
+        drop(self.mount.take());
+        drop(self.device.take());
+        if let Err(e) = fs::remove_dir(&self.dir) {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "mount point left in place");
+        }
     }
 }
 

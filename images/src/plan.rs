@@ -117,8 +117,7 @@ pub fn build(options: &Options, targets: &[Target], mut on_step: impl FnMut(&Ste
     if wants(Target::RamdiskLab) || wants(Target::RamdiskHw) {
         let t = Instant::now();
         tracing::info!(step = "agent", "start");
-        let path = agent::resolve(options.agent.as_deref())?;
-        let freshness = if options.agent.is_some() { Freshness::UpToDate } else { Freshness::Built };
+        let (path, freshness) = agent::resolve(options.agent.as_deref())?;
         step(&mut built, "agent", freshness, t, vec![path.clone()]);
         built.agent = Some(path);
     }

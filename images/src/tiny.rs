@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use crate::environment::{self, Environment};
 use crate::error::{Error, Result};
 use crate::initramfs::{Builder, shared_libraries};
-use crate::kernel::Kernel;
+use crate::kernel::{self, Kernel};
 use crate::kmod::Missing;
 use crate::ramdisk::{self, BUSYBOX, LAB_MODULES};
 use crate::stamp::{self, Stamp};
@@ -71,6 +71,14 @@ pub fn build(kernel: &Kernel, dir: &Path) -> Result<(Environment, Freshness)> {
         return Ok((env, Freshness::UpToDate));
     }
     Stamp::invalidate(&stamp_path)?;
+    // The initramfs loads the virtio modules but mounts the root as ext4
+    // without loading anything.
+    if kernel::config_option(kernel, "EXT4_FS")? != Some('y') {
+        return Err(Error::Host {
+            what: kernel.package.clone(),
+            reason: "ext4 is not built in; tiny's initramfs would need to load it".into(),
+        });
+    }
 
     let mut initrd = Builder::new();
     ramdisk::base_tree(&mut initrd)?;

@@ -40,12 +40,12 @@ fn assert_no_leftovers(dev: &Path) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn keys_and_hostname_land_in_the_written_system() {
-    let _lock = mount_lock();
     let images = Images::build();
     let disk = sparse_file(&images.dir.join("node-disk"), IMAGE_SIZE);
     let dev = Loop::attach(&disk);
     let spec = ImageSpec { source: Source::File(images.zst.clone()), format: Format::RawZst, sha256: None, size: None };
     write_image(&spec, &dev.dev, &WriteOptions::default(), |_| {}).await.expect("write image");
+    let _lock = mount_lock(); // writing mounts nothing; from here on, this test's mounts only
 
     let report = install_keys(&request(&dev.dev, 1)).expect("install keys");
     assert_eq!(report.partition.to_string_lossy(), part(&dev.dev, 1));
@@ -111,7 +111,8 @@ fn a_full_filesystem_is_an_error() {
     let err = install_keys(&request(&dev.dev, 1)).expect_err("full filesystem accepted");
     assert!(matches!(err, KeysError::DiskFull { .. }), "{err:?}");
     let message = err.to_string();
-    assert!(message.starts_with(&format!("{}: filesystem full while writing root/.ssh", part(&dev.dev, 1))), "{message}");
+    // Where it runs out (.ssh, authorized_keys, /etc) depends on what ext4 keeps aside.
+    assert!(message.starts_with(&format!("{}: filesystem full while writing ", part(&dev.dev, 1))), "{message}");
     assert_no_leftovers(&dev.dev);
 }
 
@@ -138,7 +139,7 @@ fn no_keys_is_an_error() {
 
 /// Fills a filesystem as root (reserved blocks included). ext4 hands back
 /// delayed-allocation reservations and preallocations on sync and close, so
-/// keep adding small synced files until a whole round adds none.
+/// keep adding small synced files and directories until a round adds none.
 fn fill(root: &Path) {
     use std::io::Write;
     let mut big = std::fs::File::create(root.join("fill")).expect("create");
@@ -151,7 +152,8 @@ fn fill(root: &Path) {
         let mut added = 0;
         loop {
             n += 1;
-            let written = std::fs::File::create(root.join(format!("f{n}"))).and_then(|mut f| f.write_all(&block).and_then(|()| f.sync_all()));
+            let written =
+                std::fs::File::create(root.join(format!("f{n}"))).and_then(|mut f| f.write_all(&block).and_then(|()| f.sync_all()));
             match written {
                 Ok(()) => added += 1,
                 Err(e) => {
@@ -160,9 +162,44 @@ fn fill(root: &Path) {
                 }
             }
         }
+        // Directories take a block too (as .ssh will).
+        while std::fs::create_dir(root.join(format!("d{n}"))).is_ok() {
+            n += 1;
+            added += 1;
+        }
         nix::unistd::sync();
         if added == 0 {
             break;
         }
     }
+}
+
+#[test]
+fn symlinks_in_the_written_system_are_not_followed() {
+    let _lock = mount_lock();
+    let images = Images::build();
+    let dev = Loop::attach(&images.raw);
+    let outside = images.dir.join("outside-the-node");
+    {
+        // authorized_keys pointing out of the system: replaced, not followed.
+        let mounted = Mounted::new(&dev.dev, PART_START, false);
+        let keys = mounted.path().join("root/.ssh/authorized_keys");
+        std::fs::remove_file(&keys).expect("rm");
+        std::os::unix::fs::symlink(&outside, &keys).expect("symlink");
+    }
+    install_keys(&request(&dev.dev, 1)).expect("install over a symlinked authorized_keys");
+    assert!(!outside.exists(), "the symlink was followed out of the written system");
+    {
+        let mounted = Mounted::new(&dev.dev, PART_START, false);
+        let keys = mounted.path().join("root/.ssh/authorized_keys");
+        assert!(std::fs::symlink_metadata(&keys).expect("stat").is_file(), "authorized_keys is not a plain file now");
+        // .ssh itself a symlink: refused.
+        std::fs::remove_dir_all(mounted.path().join("root/.ssh")).expect("rm .ssh");
+        std::os::unix::fs::symlink(&images.dir, mounted.path().join("root/.ssh")).expect("symlink");
+    }
+    let err = install_keys(&request(&dev.dev, 1)).expect_err("symlinked .ssh accepted");
+    assert!(matches!(err, KeysError::UnsafePath { .. }), "{err:?}");
+    assert_eq!(err.to_string(), format!("{}: /root/.ssh is a symlink or not a directory, refusing to write through it", part(&dev.dev, 1)));
+    assert!(!images.dir.join("authorized_keys").exists());
+    assert_no_leftovers(&dev.dev);
 }

@@ -2,6 +2,7 @@
 //! flags to [`ferrum_images::plan::Options`], then one line per step with
 //! what it did, how long it took and the sizes of its outputs.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -59,6 +60,7 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .without_time()
         .with_writer(std::io::stderr)
         .init();

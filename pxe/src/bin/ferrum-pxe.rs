@@ -1,8 +1,11 @@
 //! `ferrum-pxe`: command-line front end for ferrum's boot network services.
 //!
-//! Owns: parsing flags, logging to stderr, and running the read-only TFTP
-//! service until SIGINT/SIGTERM. Must not: write any file, or serve anything
-//! outside `--tftp-root` (that confinement lives in `ferrum_pxe::tftp`).
+//! Owns: parsing flags, logging to stderr, and running either the boot
+//! services of one site (`--config FILE`: DHCP, router advertisements and
+//! TFTP, with the node table fetched from the controller) or the read-only
+//! TFTP service alone (`--tftp-root --tftp-listen`), until SIGINT/SIGTERM.
+//! Must not: write any file, or serve anything outside the TFTP root (that
+//! confinement lives in `ferrum_pxe::tftp`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,7 +13,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// ferrum boot network services (this build: read-only TFTP only).
+/// ferrum boot network services: DHCP (full or proxy), IPv6 router
+/// advertisements and read-only TFTP for one site.
 #[derive(Debug, Parser)]
 #[command(name = "ferrum-pxe", version)]
 struct Args {
@@ -22,12 +26,11 @@ struct Args {
     #[arg(long, value_name = "ADDR:PORT", requires = "tftp_root")]
     tftp_listen: Option<SocketAddr>,
 
-    /// Full boot-services configuration (DHCP, HTTP, TFTP): not in this build.
-    #[arg(long, value_name = "FILE")]
+    /// The site's boot services and the controller that feeds them (see
+    /// ferrum-pxe.example.toml).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["tftp_root", "tftp_listen"])]
     config: Option<PathBuf>,
 }
-
-const NOT_YET: &str = "the DHCP and HTTP boot services are not in this build yet; use --tftp-root and --tftp-listen";
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -39,13 +42,23 @@ fn main() -> ExitCode {
         )
         .init();
 
-    if args.config.is_some() {
-        eprintln!("ferrum-pxe: {NOT_YET}");
-        return ExitCode::from(2);
-    }
-    let (Some(root), Some(listen)) = (args.tftp_root, args.tftp_listen) else {
-        eprintln!("ferrum-pxe: nothing to serve; give --tftp-root DIR --tftp-listen ADDR:PORT");
-        return ExitCode::from(2);
+    let config = match &args.config {
+        Some(path) => match ferrum_pxe::standalone::StandaloneConfig::load(path) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("ferrum-pxe: {}", chain(&e));
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let tftp_only = match (config.is_some(), args.tftp_root, args.tftp_listen) {
+        (true, _, _) => None,
+        (false, Some(root), Some(listen)) => Some((root, listen)),
+        _ => {
+            eprintln!("ferrum-pxe: nothing to serve; give --config FILE, or --tftp-root DIR --tftp-listen ADDR:PORT");
+            return ExitCode::from(2);
+        }
     };
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -55,7 +68,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(root, listen)) {
+    let result = match (config, tftp_only) {
+        (Some(config), _) => runtime.block_on(run_site(config)),
+        (None, Some((root, listen))) => runtime.block_on(run(root, listen)),
+        (None, None) => Ok(()),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ferrum-pxe: {e:#}");
@@ -77,4 +95,37 @@ async fn run(root: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
             tracing::info!("signal received, stopping");
         })
         .await
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+async fn run_site(config: ferrum_pxe::standalone::StandaloneConfig) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    let bound = config.network().bind()?;
+    for line in bound.describe() {
+        eprintln!("ferrum-pxe: {line}");
+    }
+    let directory = Arc::new(ferrum_pxe::standalone::ControllerDirectory::default());
+    let refresher = tokio::spawn(directory.clone().run(config.controller.clone()));
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let result = bound
+        .run(directory, config.http_base(), async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = sigterm.recv() => {}
+            }
+            tracing::info!("signal received, stopping");
+        })
+        .await;
+    refresher.abort();
+    result
 }

@@ -305,11 +305,30 @@ fn binary_serves_and_stops_on_sigterm() {
 }
 
 #[test]
-fn binary_config_is_not_in_this_build() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ferrum-pxe")).args(["--config", "x.toml"]).stdin(Stdio::null()).output().unwrap();
+fn binary_config_errors_name_the_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &str); 4] = [
+        ("[controller]\nurl = \"http://10.0.0.1:8750\"\ntoken_file = \"/t\"\n", "nothing to serve"),
+        (
+            "[controller]\nurl = \"http://10.0.0.1:8750\"\ntoken_file = \"/t\"\n[[boot.dhcp]]\ninterface = \"br0\"\nmode = \"full\"\n",
+            "boot.dhcp[interface = \"br0\"].subnet",
+        ),
+        ("[controller]\nurl = \"10.0.0.1\"\ntoken_file = \"/t\"\n[boot.tftp]\n", "controller.url"),
+        ("[controller]\nurl = \"http://x\"\ntoken = \"secret\"\n", "unknown field `token`"),
+    ];
+    for (i, (text, expected)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("pxe-{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_ferrum-pxe")).arg("--config").arg(&path).stdin(Stdio::null()).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(&format!("config file {}", path.display())), "{err}");
+        assert!(err.contains(expected), "expected {expected:?} in: {err}");
+    }
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_ferrum-pxe")).args(["--config", "/nonexistent/pxe.toml"]).stdin(Stdio::null()).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("the DHCP and HTTP boot services are not in this build yet; use --tftp-root and --tftp-listen"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file /nonexistent/pxe.toml"));
 }
 
 #[test]

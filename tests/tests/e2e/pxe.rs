@@ -128,3 +128,88 @@ fn qemu_ipxe_boots_the_ramdisk_through_ferrum_dhcp_and_http() {
     drop(qemu);
     drop(ferrumd);
 }
+
+/// `ferrum-pxe --config` as a separate per-site service: its DHCP answers
+/// from the node table it loads from the controller with a plain user's
+/// token, and busybox `udhcpc` on a client namespace gets the inventory
+/// address; a MAC enrolled later is answered after the next refresh.
+#[test]
+fn standalone_ferrum_pxe_answers_from_the_controller_inventory() {
+    let work = tempfile::tempdir().unwrap();
+    let site = Netns::create("fe2e-site").unwrap();
+    let clients = Netns::create("fe2e-cli").unwrap();
+    site.add_bridge("br0", "10.79.0.1/24").unwrap();
+    for (end, mac) in [("c1", "52:54:00:5f:00:01"), ("c2", "52:54:00:5f:00:02")] {
+        site.add_veth_to_bridge(end, &format!("{end}p"), "br0", mac).unwrap();
+        site.move_link(end, &clients).unwrap();
+        clients.ip(&["link", "set", end, "up"]).unwrap();
+    }
+
+    let ferrumd = Ferrumd::start_with(Some(site.name()), "", "10.79.0.1:8750");
+    let admin = ferrumd.admin_token.clone();
+    ok(
+        ferrumd.ferrum(
+            &admin,
+            &["node", "add", "site-1", "--site", "lab", "--cluster", "vm", "--mac", "52:54:00:5f:00:01", "--ip", "10.79.0.31"],
+        ),
+        "node add",
+    );
+    ok(ferrumd.ferrum(&admin, &["admin", "project", "add", "p-infra"]), "project add");
+    let created = ok(ferrumd.ferrum(&admin, &["admin", "user", "add", "pxe-site", "--project", "p-infra"]), "user add");
+    let token_file = work.path().join("pxe.token");
+    std::fs::write(&token_file, created.lines().last().unwrap().trim()).unwrap();
+
+    let config = work.path().join("ferrum-pxe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[controller]\nurl = \"http://10.79.0.1:8750\"\ntoken_file = \"{}\"\nrefresh = \"1s\"\n\n\
+             [[boot.dhcp]]\ninterface = \"br0\"\nmode = \"full\"\nsubnet = \"10.79.0.0/24\"\nrouter = \"10.79.0.1\"\n",
+            token_file.display()
+        ),
+    )
+    .unwrap();
+    let pxe = site
+        .command(ferrum_tests::binary("ferrum-pxe").to_str().unwrap())
+        .arg("--config")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ferrum-pxe starts");
+    let _pxe = Owned(pxe);
+
+    let lease = |end: &str| {
+        let out = work.path().join(format!("{end}.lease"));
+        let hook = work.path().join(format!("{end}.hook"));
+        std::fs::write(&hook, format!("#!/bin/sh\necho \"$1 ip=$ip host=$hostname\" >> {}\n", out.display())).unwrap();
+        std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        // udhcpc retries by itself (10 discovers, 1 s apart) and exits: the
+        // first ones may come before ferrum-pxe has loaded its table.
+        let status = clients
+            .command("busybox")
+            .args(["udhcpc", "-i", end, "-f", "-q", "-n", "-t", "10", "-T", "1", "-s"])
+            .arg(&hook)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        (status.success(), std::fs::read_to_string(&out).unwrap_or_default())
+    };
+    let (got, text) = lease("c1");
+    assert!(got, "udhcpc got no lease: {text}");
+    assert!(text.contains("bound ip=10.79.0.31 host=site-1"), "{text}");
+
+    // A node enrolled now is answered once the service has reloaded.
+    ok(
+        ferrumd.ferrum(
+            &admin,
+            &["node", "add", "site-2", "--site", "lab", "--cluster", "vm", "--mac", "52:54:00:5f:00:02", "--ip", "10.79.0.32"],
+        ),
+        "node add",
+    );
+    let (got, text) = lease("c2");
+    assert!(got, "udhcpc got no lease for the new node: {text}");
+    assert!(text.contains("bound ip=10.79.0.32 host=site-2"), "{text}");
+}
