@@ -4,24 +4,31 @@
 # downloaded here; kernels for the ramdisk and images come from Debian's
 # archive through `ferrum-images build`, never installed on the host.
 set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+# Debian 12 (bookworm) packages:
+#   BMC emulators: openipmi ipmitool
+#   boot network clients: atftp tftp-hpa curl busybox-static isc-dhcp-client
+#   iPXE: ipxe (undionly.kpxe, ipxe.efi for TFTP), ipxe-qemu (QEMU NIC ROMs)
+#   image building: cpio kmod e2fsprogs fdisk zstd extlinux syslinux-common
+#     dropbear-bin openssh-client debootstrap util-linux
+#   lab: iproute2 socat
+packages=(openipmi ipmitool atftp tftp-hpa curl busybox-static isc-dhcp-client ipxe ipxe-qemu
+    cpio kmod e2fsprogs fdisk zstd extlinux syslinux-common dropbear-bin openssh-client debootstrap
+    util-linux iproute2 socat python3-venv ca-certificates)
+installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
 
 need=()
-# command:package pairs, from Debian 12 (bookworm).
-for pair in ipmi_sim:openipmi ipmitool:ipmitool atftp:atftp tftp:tftp-hpa curl:curl \
-    busybox:busybox-static dhclient:isc-dhcp-client cpio:cpio depmod:kmod mkfs.ext4:e2fsprogs \
-    sfdisk:fdisk zstd:zstd extlinux:extlinux dropbearkey:dropbear-bin ssh:openssh-client \
-    debootstrap:debootstrap ip:iproute2 socat:socat; do
-    command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
-done
-for pair in /usr/lib/ipxe/undionly.kpxe:ipxe /usr/lib/ipxe/qemu/pxe-virtio.rom:ipxe-qemu \
-    /usr/lib/syslinux/mbr/mbr.bin:syslinux-common; do
-    [ -e "${pair%%:*}" ] || need+=("${pair#*:}")
-done
+for p in "${packages[@]}"; do installed "$p" || need+=("$p"); done
 qemu_missing=0
-command -v qemu-system-x86_64 >/dev/null || qemu_missing=1
+installed qemu-system-x86 || qemu_missing=1
+# The image builder picks the kernel from apt's index: it must know it.
+index_missing=0
+apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1 || index_missing=1
 
-if [ ${#need[@]} -gt 0 ] || [ $qemu_missing = 1 ]; then
-    export DEBIAN_FRONTEND=noninteractive
+if [ ${#need[@]} -gt 0 ] || [ $qemu_missing = 1 ] || [ $index_missing = 1 ]; then
+    # QEMU comes from bookworm-backports: Debian 12's 7.2 conflicts with the
+    # image's qemu-utils 10 (LAB-NOTES §1).
     if [ $qemu_missing = 1 ] && ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
         echo "deb http://deb.debian.org/debian bookworm-backports main" > /etc/apt/sources.list.d/ferrum-backports.list
     fi

@@ -11,4 +11,5 @@
 pub mod image;
 pub mod inventory;
 pub mod keys;
+pub mod run;
 pub mod wipe;

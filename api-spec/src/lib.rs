@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub mod agent;
 pub mod inventory;
 
 /// The base path of every versioned resource.
@@ -145,6 +146,45 @@ impl BootTarget {
 #[serde(deny_unknown_fields)]
 pub struct BootTargetRequest {
     pub target: BootTarget,
+}
+
+/// `GET /api/v1/nodes/{name}/inventory`: the reference description, the
+/// agent's latest report, and where they differ.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct NodeInventory {
+    pub node: String,
+    /// The Grid'5000-style reference description (`null`: none enrolled).
+    pub reference: Option<serde_json::Value>,
+    /// The agent's latest report (`null`: no agent has reported yet).
+    pub reported: Option<ReportedInventory>,
+    /// Reference facts the report contradicts (`null` until both exist).
+    pub differences: Option<Vec<inventory::Difference>>,
+}
+
+/// An agent's report with when and from which registration it came.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReportedInventory {
+    pub generation: i64,
+    pub reported_at: DateTime<Utc>,
+    pub report: inventory::InventoryReport,
+}
+
+/// A command for a node's agent, and how far it got.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct AgentCommandView {
+    pub id: i64,
+    pub node: String,
+    pub action: agent::AgentAction,
+    pub requested_by: String,
+    /// `queued`, `sent`, `done`, `failed`.
+    pub state: String,
+    /// The agent generation it was sent to.
+    pub generation: Option<i64>,
+    pub done_bytes: u64,
+    pub total_bytes: Option<u64>,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
 }
 
 /// A node's BMC, as shown to admins only. The password is never returned.

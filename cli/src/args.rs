@@ -119,6 +119,18 @@ pub enum NodeCommand {
     },
     /// Put a node in maintenance or return it to service (admin)
     Maintenance(MaintenanceArgs),
+    /// Show a node's hardware: its reference description beside what its
+    /// agent last reported, and where they differ
+    Inventory {
+        /// Node name
+        name: String,
+    },
+    /// Compare a node's reported hardware with its reference description;
+    /// exits 1 when they differ
+    Check {
+        /// Node name
+        name: String,
+    },
     /// Show a node's recorded state changes
     Events {
         /// Node name

@@ -411,6 +411,80 @@ pub fn user_detail(user: &User, extra: &[(&str, String)], opts: TableOpts) -> St
 /// Any JSON answer as tables: an array of objects is one table (columns in
 /// key order), an object is a key/value view with its arrays of objects as
 /// tables below it. For answers the CLI has no dedicated view of yet.
+/// One fact of a node's hardware in both descriptions.
+fn facts(d: &Value) -> Vec<(&'static str, &'static str, String)> {
+    let text = |v: &Value| match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let gib = |v: &Value| v.as_u64().map(|b| format!("{:.1} GiB", b as f64 / 1_073_741_824.0)).unwrap_or_default();
+    let cpu = {
+        let p = &d["processor"];
+        match p["other_description"].as_str() {
+            Some(s) => s.to_owned(),
+            None => format!("{} {}", text(&p["model"]), text(&p["version"])).trim().to_owned(),
+        }
+    };
+    let disks: Vec<String> = d["storage_devices"].as_array().into_iter().flatten().map(|s| gib(&s["size"])).collect();
+    let macs: Vec<String> = d["network_adapters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|n| n["management"] != Value::Bool(true) && !n["mac"].is_null())
+        .map(|n| text(&n["mac"]))
+        .collect();
+    let gpus: Vec<String> = d["gpu_devices"].as_object().into_iter().flatten().map(|(_, g)| text(&g["model"])).collect();
+    let others: Vec<String> = d["other_devices"].as_object().into_iter().flatten().map(|(_, o)| text(&o["model"])).collect();
+    vec![
+        ("cpu model", "processor", cpu),
+        ("sockets", "architecture.nb_procs", text(&d["architecture"]["nb_procs"])),
+        ("cores", "architecture.nb_cores", text(&d["architecture"]["nb_cores"])),
+        ("threads", "architecture.nb_threads", text(&d["architecture"]["nb_threads"])),
+        ("memory", "main_memory", gib(&d["main_memory"]["ram_size"])),
+        ("disks", "storage_devices", format!("{} {}", disks.len(), disks.join(", ")).trim().to_owned()),
+        ("NIC MACs", "network_adapters", macs.join(" ")),
+        ("GPUs", "gpu_devices", format!("{} {}", gpus.len(), gpus.join(", ")).trim().to_owned()),
+        ("other devices", "other_devices", format!("{} {}", others.len(), others.join(", ")).trim().to_owned()),
+    ]
+}
+
+/// `ferrum node inventory`: reference and report side by side, a mark on
+/// the facts that differ, and where each column comes from.
+pub fn node_inventory(inv: &ferrum_api::NodeInventory, opts: TableOpts) -> String {
+    let reference = inv.reference.clone().unwrap_or(Value::Null);
+    let reported = inv.reported.as_ref().and_then(|r| serde_json::to_value(&r.report).ok()).unwrap_or(Value::Null);
+    let differing: Vec<&str> = inv.differences.iter().flatten().map(|d| d.field.as_str()).collect();
+    let mut table = table(opts, &["FACT", "REFERENCE", "REPORTED", ""]);
+    for ((fact, field, r), (_, _, a)) in facts(&reference).into_iter().zip(facts(&reported)) {
+        let differs = differing.iter().any(|d| d.starts_with(field));
+        table.add_row(vec![fact.to_owned(), r, a, if differs { "differs".to_owned() } else { String::new() }]);
+    }
+    let mut text = format!("{}\n", inv.node);
+    text.push_str(match &inv.reference {
+        Some(_) => "  reference: the node's Grid'5000 description (enrolment or import)\n",
+        None => "  reference: none enrolled\n",
+    });
+    match &inv.reported {
+        Some(r) => {
+            text.push_str(&format!("  reported:  by its agent at {} (boot {})\n", r.reported_at.format("%Y-%m-%d %H:%M:%SZ"), r.generation))
+        }
+        None => text.push_str("  reported:  no agent has reported yet\n"),
+    }
+    text.push('\n');
+    text.push_str(&finish(table));
+    if let Some(diffs) = &inv.differences {
+        text.push('\n');
+        if diffs.is_empty() {
+            text.push_str("no differences\n");
+        }
+        for d in diffs {
+            text.push_str(&format!("{}: {}\n", d.field, d.message));
+        }
+    }
+    text
+}
+
 pub fn generic(value: &Value, opts: TableOpts) -> String {
     match value {
         Value::Array(items) if items.is_empty() => "(none)\n".to_owned(),
@@ -774,6 +848,37 @@ mod tests {
         assert_eq!(fold_nodeset(&names(&["gw", "n01", "n02", "n10", "n9", "n10"])), "gw,n01,n02,n[9-10]");
         assert_eq!(fold_nodeset(&names(&["a-0", "a-1"])), "a-[0-1]");
         assert_eq!(fold_nodeset(&[]), "");
+    }
+
+    #[test]
+    fn inventory_side_by_side() {
+        let reference = json!({
+            "processor": {"model": "Intel Xeon", "version": "Gold 6126"},
+            "architecture": {"nb_procs": 2, "nb_cores": 24, "nb_threads": 48},
+            "main_memory": {"ram_size": 206_158_430_208u64},
+            "storage_devices": [{"size": 480_103_981_056u64}],
+            "network_adapters": [{"mac": "0c:42:a1:00:00:01"}, {"mac": "0c:42:a1:00:00:99", "management": true}],
+            "gpu_devices": {"gpu0": {"model": "Tesla P100-PCIE-16GB"}, "gpu1": {"model": "Tesla P100-PCIE-16GB"}}
+        });
+        let report: ferrum_api::inventory::InventoryReport = serde_json::from_value(json!({
+            "schema_version": 1, "agent_version": "0.1.0",
+            "processor": {"other_description": "Intel(R) Xeon(R) Gold 6126 CPU @ 2.60GHz"},
+            "architecture": {"nb_procs": 2, "nb_cores": 24, "nb_threads": 48},
+            "main_memory": {"ram_size": 206_158_430_208u64},
+            "storage_devices": [{"id": "disk0", "device": "sda", "size": 480_103_981_056u64}],
+            "network_adapters": [{"device": "eth0", "mac": "0c:42:a1:00:00:01"}],
+            "gpu_devices": {"nvidia0": {"model": "GP100GL [Tesla P100 PCIe 16GB]", "vendor": "NVIDIA", "pci_address": "0000:3b:00.0", "vendor_id": "10de", "device_id": "15f8"}},
+            "pci_ids_source": {"origin": "embedded"}
+        }))
+        .unwrap();
+        let differences = ferrum_api::inventory::compare(&reference, &report, &ferrum_api::inventory::Tolerances::default());
+        let inv = ferrum_api::NodeInventory {
+            node: "chifflot-1".into(),
+            reference: Some(reference),
+            reported: Some(ferrum_api::ReportedInventory { generation: 3, reported_at: at(20, 17), report }),
+            differences: Some(differences),
+        };
+        insta::assert_snapshot!(node_inventory(&inv, TableOpts::plain(120)));
     }
 
     #[test]

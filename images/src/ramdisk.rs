@@ -32,6 +32,9 @@ pub const UDHCPC_SCRIPT: &str = include_str!("../recipes/common/udhcpc.script");
 /// `ferrum_net_up`, shared by the ramdisks and the tiny image.
 pub const NET_SH: &str = include_str!("../recipes/common/net.sh");
 
+/// Debian's trust roots (`ca-certificates`), copied into the ramdisk.
+pub const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
 /// The static busybox of the `busybox-static` package.
 pub const BUSYBOX: &str = "/bin/busybox";
 
@@ -120,6 +123,7 @@ pub fn build(kind: Kind, kernel: &Kernel, agent: &Path, out: &Path) -> Result<(R
         .input("zstd-level", ZSTD_LEVEL_INITRD)
         .input_file("busybox", Path::new(BUSYBOX))?
         .input_file("agent", agent)?
+        .input_file("ca-certificates", Path::new(CA_BUNDLE))?
         .input_text("init", INIT)
         .input_text("udhcpc.script", UDHCPC_SCRIPT)
         .input_text("net.sh", NET_SH);
@@ -132,6 +136,10 @@ pub fn build(kind: Kind, kernel: &Kernel, agent: &Path, out: &Path) -> Result<(R
     base_tree(&mut tree)?;
     tree.bytes("init", INIT, 0o755)?;
     tree.file("usr/bin/ferrum-agent", agent, 0o755)?;
+    // The agent's HTTPS client (rustls with the platform verifier) needs
+    // trust roots to exist at all; the controller's own CA can be added
+    // next to them.
+    tree.file("etc/ssl/certs/ca-certificates.crt", Path::new(CA_BUNDLE), 0o644)?;
     let missing = match kind {
         Kind::Lab => Missing::Fail,
         Kind::Hw => Missing::Skip,

@@ -31,6 +31,29 @@ enum Command {
     InstallKeys(InstallKeysArgs),
     /// Erase partition tables and filesystem signatures of disks (every byte with --secure).
     Wipe(WipeArgs),
+    /// Serve the controller (the deploy ramdisk's mode): register with the
+    /// one-time token, report the inventory, carry out commands.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The controller (the kernel command line's ferrum.url=).
+    #[arg(long, value_name = "URL")]
+    url: String,
+    /// This node's name (ferrum.node=).
+    #[arg(long, value_name = "NAME")]
+    node: String,
+    /// The one-time registration token (ferrum.token=). Prefer
+    /// --token-file or FERRUM_AGENT_TOKEN: a flag shows in `ps`.
+    #[arg(long, env = "FERRUM_AGENT_TOKEN", hide_env_values = true, value_name = "TOKEN", required_unless_present = "token_file")]
+    token: Option<String>,
+    /// A file holding the one-time token.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Carry out reboot and power-off commands (the ramdisk's /init sets it).
+    #[arg(long)]
+    power_actions: bool,
 }
 
 #[derive(Debug, Args)]
@@ -99,7 +122,31 @@ fn main() -> anyhow::Result<()> {
         Command::WriteImage(args) => run_write_image(args),
         Command::InstallKeys(args) => run_install_keys(args),
         Command::Wipe(args) => run_wipe(args),
+        Command::Run(args) => run_agent(args),
     }
+}
+
+fn run_agent(args: RunArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let token = match (&args.token, &args.token_file) {
+        (_, Some(path)) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?.trim().to_owned(),
+        (Some(t), None) => t.clone(),
+        (None, None) => anyhow::bail!("give --token or --token-file"),
+    };
+    let options = ferrum_agent::run::RunOptions {
+        url: args.url,
+        node: args.node,
+        token,
+        power_actions: args.power_actions,
+        inventory: inventory::Options::default(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    runtime.block_on(ferrum_agent::run::run(options)).context("agent stopped")
 }
 
 fn run_inventory(args: InventoryArgs) -> anyhow::Result<()> {

@@ -1,5 +1,6 @@
-//! `ferrum node ...`: listing, enrolment, import, maintenance, events, and
-//! the BMC verbs `power` and `bootdev`.
+//! `ferrum node ...`: listing, enrolment, import, maintenance, events,
+//! inventory and its check, the boot target, and the BMC verbs `power` and
+//! `bootdev`.
 
 use std::collections::BTreeMap;
 
@@ -40,6 +41,30 @@ pub async fn run(ctx: &Ctx, cmd: NodeCommand) -> Result<()> {
                 };
                 format!("{}: {intent}, state {}\n", node.name, node.state.as_str())
             })
+        }
+        NodeCommand::Inventory { name } => {
+            let answer = ctx.client.get::<ferrum_api::NodeInventory, _>(&["nodes", &name, "inventory"], &NoQuery {}).await?;
+            ctx.show(&answer, render::node_inventory)
+        }
+        NodeCommand::Check { name } => {
+            let answer = ctx.client.get::<ferrum_api::NodeInventory, _>(&["nodes", &name, "inventory"], &NoQuery {}).await?;
+            let inv = &answer.value;
+            let Some(differences) = &inv.differences else {
+                let missing = if inv.reference.is_none() { "no reference description" } else { "no inventory reported by an agent yet" };
+                anyhow::bail!("cannot check {name}: {missing}");
+            };
+            if ctx.json {
+                out(&render::pretty_json(&serde_json::to_string(differences)?))?;
+            } else if differences.is_empty() {
+                out(&format!("{name}: matches its reference description\n"))?;
+            } else {
+                let mut text = format!("{name}: {} difference(s) from its reference description\n", differences.len());
+                for d in differences {
+                    text.push_str(&format!("  {}: {}\n", d.field, d.message));
+                }
+                out(&text)?;
+            }
+            if differences.is_empty() { Ok(()) } else { anyhow::bail!("{name} differs from its reference description") }
         }
         NodeCommand::Events { name } => {
             let answer = ctx.client.get::<Vec<NodeEvent>, _>(&["nodes", &name, "events"], &NoQuery {}).await?;

@@ -17,6 +17,7 @@ use crate::model::Seconds;
 use crate::model::time::to_seconds;
 
 pub mod accounts;
+pub mod agent;
 pub mod boot;
 pub mod cache;
 pub mod conductor;
@@ -86,6 +87,8 @@ pub struct App {
     pub power: power::PowerRuntime,
     /// The inventory as the embedded DHCP service sees it.
     pub boot_hosts: Arc<boot::BootHosts>,
+    /// Wakes agents long-polling for a command.
+    pub agent_wake: Notify,
 }
 
 impl App {
@@ -105,6 +108,7 @@ impl App {
             conductor,
             power: power::PowerRuntime::new(bmcs),
             boot_hosts: Arc::new(boot::BootHosts::default()),
+            agent_wake: Notify::new(),
         })
     }
 

@@ -108,6 +108,44 @@ pub struct BootHostRow {
     pub boot_target: BootTarget,
 }
 
+/// An agent session, as the controller checks it on every agent request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentSessionRow {
+    pub node: NodeId,
+    pub name: String,
+    /// The session's generation.
+    pub generation: i64,
+    /// The node's newest generation (a later registration supersedes this session).
+    pub current_generation: i64,
+}
+
+/// The latest inventory a node's agent reported.
+#[derive(Clone, Debug)]
+pub struct InventoryRow {
+    pub generation: i64,
+    pub reported_at: Seconds,
+    /// JSON text of the report.
+    pub report: String,
+}
+
+/// A command for a node's agent.
+#[derive(Clone, Debug)]
+pub struct AgentCommandRow {
+    pub id: i64,
+    pub node: NodeId,
+    /// JSON text of the action.
+    pub action: String,
+    pub requested_by: String,
+    /// `queued`, `sent`, `done`, `failed`.
+    pub state: String,
+    pub generation: Option<i64>,
+    pub done_bytes: i64,
+    pub total_bytes: Option<i64>,
+    pub error: Option<String>,
+    pub created_at: Seconds,
+    pub updated_at: Seconds,
+}
+
 /// A requested power or boot operation.
 #[derive(Clone, Debug)]
 pub struct PowerRequestRow {
@@ -313,6 +351,35 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
     /// Stores a new one-time agent token (its SHA-256) for `node`, removing
     /// the node's unused ones.
     async fn mint_agent_token(&self, node: NodeId, token_sha256: &str, now: Seconds, expires_at: Seconds) -> DbResult<()>;
+
+    // --- agents -----------------------------------------------------------
+    /// Consumes a one-time agent token of the node named `node`: `Some` when
+    /// it existed, was unused and unexpired (it is now used).
+    async fn consume_agent_token(&self, token_sha256: &str, node: &str, now: Seconds) -> DbResult<Option<NodeId>>;
+    /// Opens a session: bumps the node's agent generation, replaces its
+    /// sessions, and returns the new generation.
+    async fn open_agent_session(&self, node: NodeId, session_sha256: &str, now: Seconds, expires_at: Seconds) -> DbResult<i64>;
+    async fn agent_session(&self, session_sha256: &str, now: Seconds) -> DbResult<Option<AgentSessionRow>>;
+    /// Stores a report unless a newer generation's is already there
+    /// (`false` then).
+    async fn store_inventory(&self, node: NodeId, generation: i64, report: &str, now: Seconds) -> DbResult<bool>;
+    async fn node_inventory(&self, node: NodeId) -> DbResult<Option<InventoryRow>>;
+    async fn enqueue_agent_command(&self, node: NodeId, action: &str, actor: &str, now: Seconds) -> DbResult<AgentCommandRow>;
+    /// The oldest unfinished command of the node, marked sent to `generation`.
+    async fn next_agent_command(&self, node: NodeId, generation: i64, now: Seconds) -> DbResult<Option<AgentCommandRow>>;
+    /// Progress of a command sent to `generation` (`false`: no such command there).
+    async fn agent_command_progress(
+        &self,
+        id: i64,
+        node: NodeId,
+        generation: i64,
+        done: i64,
+        total: Option<i64>,
+        now: Seconds,
+    ) -> DbResult<bool>;
+    /// Finishes a command sent to `generation` (`false`: no such command there).
+    async fn finish_agent_command(&self, id: i64, node: NodeId, generation: i64, error: Option<&str>, now: Seconds) -> DbResult<bool>;
+    async fn agent_commands(&self, node: NodeId) -> DbResult<Vec<AgentCommandRow>>;
 
     // --- nodes ------------------------------------------------------------
     async fn insert_node(&self, node: &NodeWrite, event: &NewEvent) -> DbResult<NodeRow>;

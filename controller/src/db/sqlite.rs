@@ -231,6 +231,15 @@ impl SqliteStore {
         Ok(leases)
     }
 
+    async fn agent_command(&self, id: i64) -> DbResult<AgentCommandRow> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{AGENT_COMMAND_SELECT} WHERE id = ?")))
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        agent_command_from_row(&row)
+    }
+
     async fn node_rows(&self, rows: Vec<SqliteRow>) -> DbResult<Vec<NodeRow>> {
         let mut nodes = rows.iter().map(node_from_row).collect::<DbResult<Vec<_>>>()?;
         let macs = sqlx::query("SELECT node_id, mac FROM node_macs ORDER BY node_id, position").fetch_all(&self.pool).await.map_err(db)?;
@@ -343,6 +352,25 @@ fn node_from_row(r: &SqliteRow) -> DbResult<NodeRow> {
 
 fn boot_target(s: &str) -> DbResult<BootTarget> {
     BootTarget::parse(s).ok_or_else(|| DbError::Corrupt(format!("node boot target '{s}'")))
+}
+
+const AGENT_COMMAND_SELECT: &str = "SELECT id, node_id, action, requested_by, state, generation, done_bytes, total_bytes, error, created_at, \
+     updated_at FROM agent_commands";
+
+fn agent_command_from_row(r: &SqliteRow) -> DbResult<AgentCommandRow> {
+    Ok(AgentCommandRow {
+        id: r.try_get(0).map_err(db)?,
+        node: NodeId(r.try_get(1).map_err(db)?),
+        action: r.try_get(2).map_err(db)?,
+        requested_by: r.try_get(3).map_err(db)?,
+        state: r.try_get(4).map_err(db)?,
+        generation: r.try_get(5).map_err(db)?,
+        done_bytes: r.try_get(6).map_err(db)?,
+        total_bytes: r.try_get(7).map_err(db)?,
+        error: r.try_get(8).map_err(db)?,
+        created_at: r.try_get(9).map_err(db)?,
+        updated_at: r.try_get(10).map_err(db)?,
+    })
 }
 
 const BOOT_HOST_SELECT: &str = "SELECT m.mac, n.id, n.name, n.ip, n.boot_target FROM node_macs m JOIN nodes n ON n.id = m.node_id";
@@ -742,6 +770,192 @@ impl Datastore for SqliteStore {
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)
+    }
+
+    async fn consume_agent_token(&self, token_sha256: &str, node: &str, now: Seconds) -> DbResult<Option<NodeId>> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(
+            "SELECT t.node_id FROM agent_tokens t JOIN nodes n ON n.id = t.node_id \
+             WHERE t.token_sha256 = ? AND n.name = ? AND t.used_at IS NULL AND t.expires_at > ?",
+        )
+        .bind(token_sha256)
+        .bind(node)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some(row) = row else { return Ok(None) };
+        let id: i64 = row.try_get(0).map_err(db)?;
+        sqlx::query("UPDATE agent_tokens SET used_at = ? WHERE token_sha256 = ?")
+            .bind(now)
+            .bind(token_sha256)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(Some(NodeId(id)))
+    }
+
+    async fn open_agent_session(&self, node: NodeId, session_sha256: &str, now: Seconds, expires_at: Seconds) -> DbResult<i64> {
+        let mut tx = self.begin_write().await?;
+        let generation: i64 =
+            sqlx::query_scalar("UPDATE nodes SET agent_generation = agent_generation + 1 WHERE id = ? RETURNING agent_generation")
+                .bind(node.0)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+        sqlx::query("DELETE FROM agent_sessions WHERE node_id = ?").bind(node.0).execute(&mut *tx).await.map_err(db)?;
+        sqlx::query("INSERT INTO agent_sessions (token_sha256, node_id, generation, created_at, expires_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(session_sha256)
+            .bind(node.0)
+            .bind(generation)
+            .bind(now)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(generation)
+    }
+
+    async fn agent_session(&self, session_sha256: &str, now: Seconds) -> DbResult<Option<AgentSessionRow>> {
+        let row = sqlx::query(
+            "SELECT s.node_id, n.name, s.generation, n.agent_generation FROM agent_sessions s JOIN nodes n ON n.id = s.node_id \
+             WHERE s.token_sha256 = ? AND s.expires_at > ?",
+        )
+        .bind(session_sha256)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.map(|r| {
+            Ok(AgentSessionRow {
+                node: NodeId(r.try_get(0).map_err(db)?),
+                name: r.try_get(1).map_err(db)?,
+                generation: r.try_get(2).map_err(db)?,
+                current_generation: r.try_get(3).map_err(db)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn store_inventory(&self, node: NodeId, generation: i64, report: &str, now: Seconds) -> DbResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO node_inventories (node_id, generation, reported_at, report) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (node_id) DO UPDATE SET generation = excluded.generation, reported_at = excluded.reported_at, report = excluded.report \
+             WHERE excluded.generation >= node_inventories.generation",
+        )
+        .bind(node.0)
+        .bind(generation)
+        .bind(now)
+        .bind(report)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn node_inventory(&self, node: NodeId) -> DbResult<Option<InventoryRow>> {
+        let row = sqlx::query("SELECT generation, reported_at, report FROM node_inventories WHERE node_id = ?")
+            .bind(node.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.map(|r| {
+            Ok(InventoryRow {
+                generation: r.try_get(0).map_err(db)?,
+                reported_at: r.try_get(1).map_err(db)?,
+                report: r.try_get(2).map_err(db)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn enqueue_agent_command(&self, node: NodeId, action: &str, actor: &str, now: Seconds) -> DbResult<AgentCommandRow> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO agent_commands (node_id, action, requested_by, state, created_at, updated_at) VALUES (?, ?, ?, 'queued', ?, ?) RETURNING id",
+        )
+        .bind(node.0)
+        .bind(action)
+        .bind(actor)
+        .bind(now)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        self.agent_command(id).await
+    }
+
+    async fn next_agent_command(&self, node: NodeId, generation: i64, now: Seconds) -> DbResult<Option<AgentCommandRow>> {
+        let mut tx = self.begin_write().await?;
+        let id: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM agent_commands WHERE node_id = ? AND state IN ('queued', 'sent') ORDER BY id LIMIT 1")
+                .bind(node.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+        let Some(id) = id else { return Ok(None) };
+        sqlx::query("UPDATE agent_commands SET state = 'sent', generation = ?, updated_at = ? WHERE id = ?")
+            .bind(generation)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        self.agent_command(id).await.map(Some)
+    }
+
+    async fn agent_command_progress(
+        &self,
+        id: i64,
+        node: NodeId,
+        generation: i64,
+        done: i64,
+        total: Option<i64>,
+        now: Seconds,
+    ) -> DbResult<bool> {
+        let r = sqlx::query(
+            "UPDATE agent_commands SET done_bytes = ?, total_bytes = ?, updated_at = ? \
+             WHERE id = ? AND node_id = ? AND generation = ? AND state = 'sent'",
+        )
+        .bind(done)
+        .bind(total)
+        .bind(now)
+        .bind(id)
+        .bind(node.0)
+        .bind(generation)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn finish_agent_command(&self, id: i64, node: NodeId, generation: i64, error: Option<&str>, now: Seconds) -> DbResult<bool> {
+        let state = if error.is_some() { "failed" } else { "done" };
+        let r = sqlx::query(
+            "UPDATE agent_commands SET state = ?, error = ?, updated_at = ? \
+             WHERE id = ? AND node_id = ? AND generation = ? AND state = 'sent'",
+        )
+        .bind(state)
+        .bind(error)
+        .bind(now)
+        .bind(id)
+        .bind(node.0)
+        .bind(generation)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn agent_commands(&self, node: NodeId) -> DbResult<Vec<AgentCommandRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{AGENT_COMMAND_SELECT} WHERE node_id = ? ORDER BY id")))
+            .bind(node.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(agent_command_from_row).collect()
     }
 
     async fn node_events(&self, id: NodeId) -> DbResult<Vec<NodeEventRow>> {

@@ -20,6 +20,7 @@ use utoipa::OpenApi;
 use crate::app::App;
 
 pub mod accounts;
+pub mod agent;
 pub mod boot;
 pub mod error;
 pub mod extract;
@@ -41,11 +42,13 @@ const IMPORT_BODY_LIMIT: usize = 64 * 1024 * 1024;
     paths(
         health, openapi_json,
         nodes::list, nodes::create, nodes::import, nodes::show, nodes::maintenance, nodes::events, nodes::power, nodes::boot_device, nodes::boot_target, boot::ipxe,
+        agent::register, agent::inventory, agent::command, agent::progress, agent::result,
+        agent::node_inventory, agent::create_command, agent::list_commands,
         leases::create, leases::list, leases::show, leases::extend, leases::end, leases::availability, leases::calendar,
         accounts::create_project, accounts::list_projects, accounts::create_user, accounts::list_users, accounts::me, accounts::create_token,
     ),
     modifiers(&BearerAuth),
-    tags((name = "nodes"), (name = "leases"), (name = "calendar"), (name = "accounts"), (name = "boot"), (name = "meta"))
+    tags((name = "nodes"), (name = "leases"), (name = "calendar"), (name = "accounts"), (name = "boot"), (name = "agent"), (name = "meta"))
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
@@ -76,6 +79,8 @@ pub fn router(app: Arc<App>, metrics: Arc<metrics::Metrics>) -> Router {
         .route("/nodes/{name}/power", post(nodes::power))
         .route("/nodes/{name}/boot-device", axum::routing::put(nodes::boot_device))
         .route("/nodes/{name}/boot-target", axum::routing::put(nodes::boot_target))
+        .route("/nodes/{name}/inventory", get(agent::node_inventory))
+        .route("/nodes/{name}/agent-commands", get(agent::list_commands).post(agent::create_command))
         .route("/leases", get(leases::list).post(leases::create))
         .route("/leases/{id}", get(leases::show).patch(leases::extend).delete(leases::end))
         .route("/availability", get(leases::availability))
@@ -89,6 +94,7 @@ pub fn router(app: Arc<App>, metrics: Arc<metrics::Metrics>) -> Router {
     Router::new()
         .nest(ferrum_api::API_BASE, api)
         .merge(boot)
+        .merge(agent::routes())
         .route("/healthz", get(health))
         .route("/metrics", get(metrics::serve).with_state(metrics.clone()))
         .fallback(not_found)

@@ -117,3 +117,20 @@ pub fn power_operation(r: crate::db::PowerRequestRow, power: Option<String>) -> 
         finished_at: r.finished_at.map(from_seconds),
     }
 }
+
+pub fn agent_command(row: crate::db::AgentCommandRow, node: &str) -> Result<api::AgentCommandView, super::error::ApiError> {
+    let action = serde_json::from_str(&row.action).map_err(|e| crate::app::AppError::Internal(e.into()))?;
+    Ok(api::AgentCommandView {
+        id: row.id,
+        node: node.to_owned(),
+        action,
+        requested_by: row.requested_by,
+        state: row.state,
+        generation: row.generation,
+        done_bytes: u64::try_from(row.done_bytes).unwrap_or(0),
+        total_bytes: row.total_bytes.and_then(|t| u64::try_from(t).ok()),
+        error: row.error,
+        created_at: from_seconds(row.created_at),
+        updated_at: from_seconds(row.updated_at),
+    })
+}

@@ -3,6 +3,7 @@
 pub mod harness;
 
 mod accounts;
+mod agent;
 mod api;
 mod boot;
 pub mod ipmi_sim;
