@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub mod agent;
+pub mod environment;
 pub mod inventory;
 
 /// The base path of every versioned resource.
@@ -185,6 +186,22 @@ pub struct AgentCommandView {
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A MAC address that asked ferrum's DHCP for a boot and is not in the
+/// inventory (`GET /api/v1/boot/unknown-macs`, admin): enrol it with
+/// `ferrum node add ... --mac`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct UnknownMac {
+    pub mac: String,
+    pub interface: String,
+    /// PXE firmware (else a plain DHCP client).
+    pub pxe: bool,
+    /// RFC 4578 client architecture (0 BIOS, 7/9 UEFI x64), when sent.
+    pub arch: Option<u16>,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub requests: u64,
 }
 
 /// A node's BMC, as shown to admins only. The password is never returned.

@@ -76,6 +76,9 @@ pub enum Command {
     /// Reserve nodes: create, list, extend, release and cancel leases
     #[command(subcommand)]
     Lease(LeaseCommand),
+    /// The environment catalog: images to deploy (list, show, add)
+    #[command(subcommand)]
+    Env(EnvCommand),
     /// Find the earliest slots where a request would fit
     Availability(AvailabilityArgs),
     /// Show node reservations as a text Gantt chart
@@ -87,6 +90,29 @@ pub enum Command {
     /// Admin verbs: projects, users and tokens
     #[command(subcommand)]
     Admin(AdminCommand),
+}
+
+// ---------------------------------------------------------------------------
+// env
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// List the environments you can see (newest version first)
+    List,
+    /// Show one environment (its newest version, or --version)
+    Show {
+        /// Environment name
+        name: String,
+        /// A version number
+        #[arg(long)]
+        version: Option<u64>,
+    },
+    /// Add an environment from its YAML descriptor (SPEC §5 fields)
+    Add {
+        /// The descriptor, e.g. tiny.yaml written by `ferrum-images build`
+        file: PathBuf,
+    },
 }
 
 // ---------------------------------------------------------------------------

@@ -39,6 +39,9 @@ pub struct BootConfig {
     /// Directory of the deploy ramdisk served at `/boot/files/`.
     /// Default: `<data_dir>/ramdisk`.
     pub ramdisk_dir: Option<PathBuf>,
+    /// Directory served at `/images/` (environment images named by a
+    /// relative path). Default: `<data_dir>/images`.
+    pub images_dir: Option<PathBuf>,
     /// File names of the ramdisk's kernel and initrd in `ramdisk_dir`.
     pub kernel: String,
     pub initrd: String,
@@ -58,6 +61,7 @@ impl Default for BootConfig {
         BootConfig {
             public_url: None,
             ramdisk_dir: None,
+            images_dir: None,
             kernel: "vmlinuz".into(),
             initrd: "initrd.img".into(),
             cmdline: String::new(),
@@ -227,6 +231,11 @@ impl Config {
         let config: Config = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
         config.boot.validate()?;
         Ok(config)
+    }
+
+    /// Where environment images are served from.
+    pub fn images_dir(&self) -> PathBuf {
+        self.boot.images_dir.clone().unwrap_or_else(|| self.data_dir.join("images"))
     }
 
     /// Where the deploy ramdisk is served from.

@@ -9,6 +9,7 @@
 
 mod admin;
 mod calendar;
+mod env;
 mod lease;
 mod node;
 
@@ -58,6 +59,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Node(cmd) => node::run(&ctx, cmd).await,
         Command::Lease(cmd) => lease::run(&ctx, cmd).await,
+        Command::Env(cmd) => env::run(&ctx, cmd).await,
         Command::Availability(args) => calendar::availability(&ctx, args).await,
         Command::Calendar(args) => calendar::calendar(&ctx, args).await,
         Command::Usage(args) => admin::usage(&ctx, args).await,

@@ -4,7 +4,9 @@
 //! node's boot target, the one-time agent token a ramdisk boot carries, the
 //! admin's boot-target change, and [`BootHosts`], the inventory view the
 //! embedded DHCP service answers from (refreshed from the database by a
-//! loop, so the database stays the one source of truth). Must not: send
+//! loop, so the database stays the one source of truth), which also
+//! remembers the unknown MACs that asked (in memory, bounded) so admins can
+//! enrol them. Must not: send
 //! anything on the network itself (the `ferrum-pxe` services do), or log a
 //! token or a script carrying one.
 
@@ -25,13 +27,32 @@ use crate::model::{BootTarget, MacAddr};
 /// (another process may have written).
 const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
-/// The inventory as the DHCP service sees it: MAC → node name and address.
+/// The inventory as the DHCP service sees it: MAC → node name and address;
+/// and the MACs it saw and did not know, for enrolment.
 #[derive(Debug, Default)]
 pub struct BootHosts {
     hosts: RwLock<Arc<HashMap<Mac, Host>>>,
     /// Poked after every inventory write of this process.
     pub changed: Notify,
+    unknown: std::sync::Mutex<HashMap<Mac, UnknownMac>>,
 }
+
+/// A MAC that asked for a boot and is not in the inventory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownMac {
+    pub mac: Mac,
+    pub interface: String,
+    /// PXE firmware (else a plain DHCP client).
+    pub pxe: bool,
+    /// RFC 4578 architecture, when the client said.
+    pub arch: Option<u16>,
+    pub first_seen: std::time::SystemTime,
+    pub last_seen: std::time::SystemTime,
+    pub requests: u64,
+}
+
+/// Unknown MACs remembered at most (the oldest are forgotten first).
+const UNKNOWN_LIMIT: usize = 1024;
 
 impl Directory for BootHosts {
     fn lookup(&self, mac: Mac) -> Option<Host> {
@@ -40,7 +61,26 @@ impl Directory for BootHosts {
     }
 
     fn unknown(&self, client: &Client, interface: &str) {
-        tracing::debug!(mac = %client.mac, interface, pxe = client.pxe, "boot request from a MAC not in the inventory");
+        let now = std::time::SystemTime::now();
+        let Ok(mut seen) = self.unknown.lock() else { return };
+        if !seen.contains_key(&client.mac) && seen.len() >= UNKNOWN_LIMIT {
+            let oldest = seen.values().min_by_key(|u| u.last_seen).map(|u| u.mac);
+            if let Some(oldest) = oldest {
+                seen.remove(&oldest);
+            }
+        }
+        let entry = seen.entry(client.mac).or_insert_with(|| UnknownMac {
+            mac: client.mac,
+            interface: interface.to_owned(),
+            pxe: client.pxe,
+            arch: client.arch,
+            first_seen: now,
+            last_seen: now,
+            requests: 0,
+        });
+        entry.last_seen = now;
+        entry.requests += 1;
+        entry.interface = interface.to_owned();
     }
 }
 
@@ -58,6 +98,15 @@ impl BootHosts {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The MACs that asked for a boot since this process started and are
+    /// still not in the inventory, most recent first.
+    pub fn unknown_macs(&self) -> Vec<UnknownMac> {
+        let mut list: Vec<UnknownMac> = self.unknown.lock().map(|m| m.values().cloned().collect()).unwrap_or_default();
+        list.retain(|u| self.lookup(u.mac).is_none());
+        list.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(a.mac.cmp(&b.mac)));
+        list
     }
 }
 
@@ -190,6 +239,28 @@ impl App {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_macs_are_remembered_bounded_and_forgotten_once_enrolled() {
+        let hosts = BootHosts::default();
+        let client = |last: u8| Client { mac: Mac([2, 0, 0, 0, 0, last]), pxe: true, ipxe: false, arch: Some(7) };
+        hosts.unknown(&client(1), "br0");
+        hosts.unknown(&client(2), "br0");
+        hosts.unknown(&client(1), "br1");
+        let list = hosts.unknown_macs();
+        assert_eq!(list.len(), 2);
+        let one = list.iter().find(|u| u.mac == client(1).mac).unwrap();
+        assert_eq!((one.requests, one.interface.as_str(), one.arch), (2, "br1", Some(7)));
+        // Enrolled since: no longer listed.
+        hosts.replace(HashMap::from([(client(2).mac, Host { name: "n2".into(), ip: None })]));
+        assert_eq!(hosts.unknown_macs().iter().map(|u| u.mac).collect::<Vec<_>>(), vec![client(1).mac]);
+        // Bounded.
+        for i in 0..(UNKNOWN_LIMIT + 10) {
+            let b = u16::try_from(i).unwrap().to_be_bytes();
+            hosts.unknown(&Client { mac: Mac([2, 1, 0, 0, b[0], b[1]]), pxe: false, ipxe: false, arch: None }, "br0");
+        }
+        assert!(hosts.unknown.lock().unwrap().len() <= UNKNOWN_LIMIT);
+    }
 
     #[test]
     fn scripts() {

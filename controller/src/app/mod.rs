@@ -21,6 +21,7 @@ pub mod agent;
 pub mod boot;
 pub mod cache;
 pub mod conductor;
+pub mod environments;
 pub mod leases;
 pub mod nodes;
 pub mod power;

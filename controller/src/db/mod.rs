@@ -146,6 +146,21 @@ pub struct AgentCommandRow {
     pub updated_at: Seconds,
 }
 
+/// A catalog entry.
+#[derive(Clone, Debug)]
+pub struct EnvironmentRow {
+    pub name: String,
+    pub version: i64,
+    /// JSON text of the descriptor.
+    pub descriptor: String,
+    pub visibility: String,
+    pub owner: UserId,
+    pub owner_name: String,
+    /// The owner's projects (for `project` visibility).
+    pub owner_projects: Vec<String>,
+    pub created_at: Seconds,
+}
+
 /// A requested power or boot operation.
 #[derive(Clone, Debug)]
 pub struct PowerRequestRow {
@@ -380,6 +395,20 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
     /// Finishes a command sent to `generation` (`false`: no such command there).
     async fn finish_agent_command(&self, id: i64, node: NodeId, generation: i64, error: Option<&str>, now: Seconds) -> DbResult<bool>;
     async fn agent_commands(&self, node: NodeId) -> DbResult<Vec<AgentCommandRow>>;
+
+    // --- environments -----------------------------------------------------
+    async fn insert_environment(
+        &self,
+        name: &str,
+        version: i64,
+        descriptor: &str,
+        visibility: &str,
+        owner: UserId,
+        now: Seconds,
+    ) -> DbResult<()>;
+    /// Every version of every environment (the application filters what a
+    /// caller may see).
+    async fn list_environments(&self) -> DbResult<Vec<EnvironmentRow>>;
 
     // --- nodes ------------------------------------------------------------
     async fn insert_node(&self, node: &NodeWrite, event: &NewEvent) -> DbResult<NodeRow>;

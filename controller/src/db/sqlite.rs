@@ -958,6 +958,59 @@ impl Datastore for SqliteStore {
         rows.iter().map(agent_command_from_row).collect()
     }
 
+    async fn insert_environment(
+        &self,
+        name: &str,
+        version: i64,
+        descriptor: &str,
+        visibility: &str,
+        owner: UserId,
+        now: Seconds,
+    ) -> DbResult<()> {
+        sqlx::query("INSERT INTO environments (name, version, descriptor, visibility, owner_id, created_at) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(name)
+            .bind(version)
+            .bind(descriptor)
+            .bind(visibility)
+            .bind(owner.0)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    DbError::AlreadyExists { what: "environment", name: format!("{name} version {version}") }
+                } else {
+                    db(e)
+                }
+            })?;
+        Ok(())
+    }
+
+    async fn list_environments(&self) -> DbResult<Vec<EnvironmentRow>> {
+        let rows = sqlx::query(
+            "SELECT e.name, e.version, e.descriptor, e.visibility, e.owner_id, u.name, e.created_at FROM environments e \
+             JOIN users u ON u.id = e.owner_id ORDER BY e.name, e.version DESC",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let owner: i64 = r.try_get(4).map_err(db)?;
+            out.push(EnvironmentRow {
+                name: r.try_get(0).map_err(db)?,
+                version: r.try_get(1).map_err(db)?,
+                descriptor: r.try_get(2).map_err(db)?,
+                visibility: r.try_get(3).map_err(db)?,
+                owner: UserId(owner),
+                owner_name: r.try_get(5).map_err(db)?,
+                owner_projects: user_projects(&self.pool, owner).await?.into_iter().map(|(_, name)| name).collect(),
+                created_at: r.try_get(6).map_err(db)?,
+            });
+        }
+        Ok(out)
+    }
+
     async fn node_events(&self, id: NodeId) -> DbResult<Vec<NodeEventRow>> {
         let rows = sqlx::query("SELECT at, actor, from_state, to_state, reason FROM node_events WHERE node_id = ? ORDER BY id")
             .bind(id.0)

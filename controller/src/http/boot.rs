@@ -4,7 +4,9 @@
 //! - `GET /boot/ipxe?mac=` → the node's iPXE script (`text/plain`), 404 for
 //!   a MAC the inventory does not know;
 //! - `GET /boot/files/{file}` → the deploy ramdisk's kernel and initrd, with
-//!   HTTP Range and HEAD support.
+//!   HTTP Range and HEAD support;
+//! - `GET /images/{path}` → the images directory (environment images whose
+//!   descriptor names a relative path), with Range support.
 //!
 //! Must not: log a script (a ramdisk script carries a one-time token).
 
@@ -30,7 +32,10 @@ pub struct ScriptQuery {
 
 /// The boot routes, with the ramdisk directory served at `/boot/files`.
 pub fn routes(app: &App) -> Router<Arc<App>> {
-    Router::new().route("/boot/ipxe", get(ipxe)).nest_service("/boot/files", ServeDir::new(app.config.ramdisk_dir()))
+    Router::new()
+        .route("/boot/ipxe", get(ipxe))
+        .nest_service("/boot/files", ServeDir::new(app.config.ramdisk_dir()))
+        .nest_service("/images", ServeDir::new(app.config.images_dir()))
 }
 
 /// The node's iPXE script.
@@ -49,4 +54,30 @@ pub async fn ipxe(State(app): State<Arc<App>>, Params(q): Params<ScriptQuery>) -
             (StatusCode::NOT_FOUND, plain, "#!ipxe\necho ferrum: this MAC address is not in the inventory\nexit 1\n").into_response()
         }
     })
+}
+
+/// MACs that asked for a network boot and are not in the inventory (admin;
+/// remembered by this process since it started, at most 1,024).
+#[utoipa::path(get, path = "/api/v1/boot/unknown-macs", tag = "boot",
+    responses((status = 200, body = Vec<ferrum_api::UnknownMac>), (status = 403, body = ferrum_api::ErrorBody)), security(("bearer" = [])))]
+pub async fn unknown_macs(
+    State(app): State<Arc<App>>,
+    super::extract::Caller(actor): super::extract::Caller,
+) -> ApiResult<axum::Json<Vec<ferrum_api::UnknownMac>>> {
+    actor.require_admin()?;
+    let list = app
+        .boot_hosts
+        .unknown_macs()
+        .into_iter()
+        .map(|u| ferrum_api::UnknownMac {
+            mac: u.mac.to_string(),
+            interface: u.interface,
+            pxe: u.pxe,
+            arch: u.arch,
+            first_seen: u.first_seen.into(),
+            last_seen: u.last_seen.into(),
+            requests: u.requests,
+        })
+        .collect();
+    Ok(axum::Json(list))
 }

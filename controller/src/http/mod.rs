@@ -22,6 +22,7 @@ use crate::app::App;
 pub mod accounts;
 pub mod agent;
 pub mod boot;
+pub mod environments;
 pub mod error;
 pub mod extract;
 pub mod leases;
@@ -41,14 +42,15 @@ const IMPORT_BODY_LIMIT: usize = 64 * 1024 * 1024;
     info(title = "ferrum API", description = "Bare-metal testbed reservations, deployments and inventory.", version = "1"),
     paths(
         health, openapi_json,
-        nodes::list, nodes::create, nodes::import, nodes::show, nodes::maintenance, nodes::events, nodes::power, nodes::boot_device, nodes::boot_target, boot::ipxe,
+        nodes::list, nodes::create, nodes::import, nodes::show, nodes::maintenance, nodes::events, nodes::power, nodes::boot_device, nodes::boot_target, boot::ipxe, boot::unknown_macs,
         agent::register, agent::inventory, agent::command, agent::progress, agent::result,
         agent::node_inventory, agent::create_command, agent::list_commands,
+        environments::list, environments::create, environments::show,
         leases::create, leases::list, leases::show, leases::extend, leases::end, leases::availability, leases::calendar,
         accounts::create_project, accounts::list_projects, accounts::create_user, accounts::list_users, accounts::me, accounts::create_token,
     ),
     modifiers(&BearerAuth),
-    tags((name = "nodes"), (name = "leases"), (name = "calendar"), (name = "accounts"), (name = "boot"), (name = "agent"), (name = "meta"))
+    tags((name = "nodes"), (name = "leases"), (name = "calendar"), (name = "accounts"), (name = "environments"), (name = "boot"), (name = "agent"), (name = "meta"))
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
@@ -89,6 +91,9 @@ pub fn router(app: Arc<App>, metrics: Arc<metrics::Metrics>) -> Router {
         .route("/users", get(accounts::list_users).post(accounts::create_user))
         .route("/users/me", get(accounts::me))
         .route("/users/{name}/tokens", post(accounts::create_token))
+        .route("/boot/unknown-macs", get(boot::unknown_macs))
+        .route("/environments", get(environments::list).post(environments::create))
+        .route("/environments/{name}", get(environments::show))
         .route("/openapi.json", get(openapi_json));
     let boot = boot::routes(&app);
     Router::new()

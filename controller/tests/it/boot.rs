@@ -99,3 +99,12 @@ async fn ramdisk_files_are_served_with_ranges_and_nothing_else() {
         assert_eq!(resp.status(), 404, "{path}");
     }
 }
+
+#[tokio::test]
+async fn unknown_macs_are_for_admins() {
+    let ctx = boot_context().await;
+    let list = ctx.get("/api/v1/boot/unknown-macs", &ctx.admin).await.expect(200);
+    assert_eq!(list, json!([]), "no DHCP service here, nothing seen");
+    let user = ctx.user("bob", "p-boot").await;
+    ctx.get("/api/v1/boot/unknown-macs", &user).await.error(403, "forbidden");
+}

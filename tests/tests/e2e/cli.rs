@@ -82,3 +82,42 @@ fn operator_and_user_session() {
     );
     assert_eq!(out.status.code(), Some(4), "users may not enrol nodes: {}", stderr(&out));
 }
+
+#[test]
+fn environment_descriptors_from_files() {
+    let server = Ferrumd::start();
+    let admin = server.admin_token.clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = dir.path().join("tiny.yaml");
+    std::fs::write(
+        &good,
+        "name: \"tiny\"\nversion: 2026112206\ndescription: \"busybox and dropbear\"\narch: \"x86_64\"\nimage: \"tiny-2026112206.raw.zst\"\n\
+         format: \"raw.zst\"\nsha256: \"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"\nsize: 50331648\n\
+         root_partition: 1\nboot: \"local\"\nvisibility: \"public\"\n",
+    )
+    .expect("write");
+    let out = server.ferrum(&admin, &["env", "add", good.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("added tiny version 2026112206 (public), image "), "{}", stdout(&out));
+    let out = server.ferrum(&admin, &["--json", "env", "list"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json prints the API's JSON");
+    assert_eq!(list[0]["name"], "tiny");
+
+    // A descriptor error names the file and the key; nothing is sent.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, std::fs::read_to_string(&good).expect("read").replace("root_partition: 1\n", "")).expect("write");
+    let out = server.ferrum(&admin, &["env", "add", bad.to_str().expect("utf-8")]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains(bad.to_str().expect("utf-8")) && err.contains("root_partition"), "{err}");
+    // A value the server refuses: exit 2, the field named.
+    let wrong = dir.path().join("wrong.yaml");
+    std::fs::write(
+        &wrong,
+        std::fs::read_to_string(&good).expect("read").replace("version: 2026112206", "version: 1").replace("\"x86_64\"", "\"arm64\""),
+    )
+    .expect("write");
+    let out = server.ferrum(&admin, &["env", "add", wrong.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("arch:"), "{}", stderr(&out));
+}
