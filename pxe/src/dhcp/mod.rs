@@ -54,9 +54,10 @@ impl FromStr for Mac {
 ///
 /// dhcproto 0.15 trusts its input in two places: `Message::chaddr()` slices
 /// with the packet's `hlen` (a remote panic when `hlen > 16`), and some
-/// option decoders `debug_assert!` their length. Both are contained here:
-/// `hlen` is checked before decoding, and any other panic of the decoder
-/// is caught and reported as an undecodable packet.
+/// option decoders `debug_assert!` their length (80, 81, 94, 152 to 155;
+/// the cargo-fuzz target found them). Both are checked here before
+/// decoding; any other panic of the decoder is caught and reported as an
+/// undecodable packet (builds that abort on panic rely on the checks).
 pub fn decode(bytes: &[u8]) -> Result<dhcproto::v4::Message, String> {
     use dhcproto::v4::Decodable as _;
     match bytes.get(2) {
@@ -64,11 +65,41 @@ pub fn decode(bytes: &[u8]) -> Result<dhcproto::v4::Message, String> {
         Some(&hlen) => return Err(format!("hardware address length {hlen} > 16")),
         None => return Err("packet too short".to_owned()),
     }
+    check_option_lengths(bytes)?;
     match std::panic::catch_unwind(|| dhcproto::v4::Message::from_bytes(bytes)) {
         Ok(Ok(m)) => Ok(m),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("malformed options (the decoder gave up)".to_owned()),
     }
+}
+
+/// Refuses options whose length dhcproto asserts (see [`decode`]).
+fn check_option_lengths(bytes: &[u8]) -> Result<(), String> {
+    // Options start after the fixed header (236 bytes) and the magic cookie.
+    let mut i = 240;
+    while let Some(&code) = bytes.get(i) {
+        match code {
+            0 => {
+                i += 1;
+                continue;
+            }
+            255 => break,
+            _ => {}
+        }
+        let Some(&len) = bytes.get(i + 1) else { break };
+        let ok = match code {
+            80 => len == 0,
+            81 => len >= 3,
+            94 => len == 3,
+            152..=155 => len == 4,
+            _ => true,
+        };
+        if !ok {
+            return Err(format!("option {code} has length {len}"));
+        }
+        i += 2 + usize::from(len);
+    }
+    Ok(())
 }
 
 /// What the inventory says about a MAC address.
@@ -127,8 +158,17 @@ mod tests {
         assert_eq!(decode(&packet).unwrap_err(), "hardware address length 200 > 16");
         // Option 81 (client FQDN) of length 1: the decoder subtracts 3 from it.
         packet[2] = 6;
-        packet.extend_from_slice(&[81, 1, 0, 255]);
-        assert!(decode(&packet).is_err());
+        let mut fqdn = packet.clone();
+        fqdn.extend_from_slice(&[53, 1, 1, 81, 1, 0, 255]);
+        assert_eq!(decode(&fqdn).unwrap_err(), "option 81 has length 1");
+        // Option 153 must be 4 bytes long.
+        let mut blq = packet.clone();
+        blq.extend_from_slice(&[0, 153, 2, 0, 0, 255]);
+        assert_eq!(decode(&blq).unwrap_err(), "option 153 has length 2");
+        // A well-formed packet still decodes.
+        let mut fine = packet.clone();
+        fine.extend_from_slice(&[53, 1, 1, 255]);
+        assert!(decode(&fine).is_ok());
         assert!(decode(&[1, 1]).is_err());
     }
 

@@ -213,3 +213,92 @@ fn standalone_ferrum_pxe_answers_from_the_controller_inventory() {
     assert!(got, "udhcpc got no lease for the new node: {text}");
     assert!(text.contains("bound ip=10.79.0.32 host=site-2"), "{text}");
 }
+
+/// The real deploy ramdisk (`ferrum-images build ramdisk-lab`: the Debian
+/// cloud kernel, busybox, the static agent) PXE-boots a QEMU VM through
+/// `ferrumd`; its agent registers with the one-time token and reports an
+/// inventory that says what QEMU was told: 2 vCPUs, 320 MiB, one 1 GiB
+/// virtio disk, the NIC's MAC.
+#[test]
+fn the_ramdisk_agent_reports_what_qemu_was_told() {
+    const VM_MAC: &str = "52:54:00:5e:00:02";
+    let options = ferrum_images::plan::Options::with_default_dirs().expect("HOME is set");
+    let built = ferrum_images::plan::build(&options, &[ferrum_images::plan::Target::RamdiskLab], |_| {}).expect("the lab ramdisk builds");
+    let ramdisk = built.ramdisk_lab.expect("the lab ramdisk");
+    let ramdisk_dir = ramdisk.vmlinuz.parent().expect("a directory").to_owned();
+
+    let work = tempfile::tempdir().unwrap();
+    let ns = Netns::create("fe2e-agent").unwrap();
+    ns.add_bridge("br0", "10.80.0.1/24").unwrap();
+    ns.ip(&["tuntap", "add", "tap0", "mode", "tap"]).unwrap();
+    ns.ip(&["link", "set", "tap0", "master", "br0"]).unwrap();
+    ns.ip(&["link", "set", "tap0", "up"]).unwrap();
+    let config = format!(
+        "[boot]\npublic_url = \"http://10.80.0.1:8750\"\nramdisk_dir = \"{}\"\ncmdline = \"console=ttyS0 panic=-1\"\n\n\
+         [[boot.dhcp]]\ninterface = \"br0\"\nmode = \"full\"\nsubnet = \"10.80.0.0/24\"\n",
+        ramdisk_dir.display()
+    );
+    let ferrumd = Ferrumd::start_with(Some(ns.name()), &config, "10.80.0.1:8750");
+    let admin = ferrumd.admin_token.clone();
+    ok(
+        ferrumd.ferrum(&admin, &["node", "add", "vm-1", "--site", "lab", "--cluster", "vm", "--mac", VM_MAC, "--ip", "10.80.0.21"]),
+        "node add",
+    );
+    ok(ferrumd.ferrum(&admin, &["node", "boot-target", "ramdisk", "vm-1"]), "node boot-target");
+
+    let disk = work.path().join("disk.raw");
+    std::fs::File::create(&disk).unwrap().set_len(1 << 30).unwrap();
+    let serial = work.path().join("serial.log");
+    let qemu = ns
+        .command("qemu-system-x86_64")
+        .args(["-accel", "tcg", "-m", "320", "-smp", "2", "-nodefaults", "-display", "none", "-no-reboot", "-boot", "n"])
+        .args(["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no"])
+        .args(["-device", &format!("virtio-net-pci,netdev=n0,mac={VM_MAC}")])
+        .arg("-drive")
+        .arg(format!("file={},if=none,id=d0,format=raw,cache=unsafe", disk.display()))
+        .args(["-device", "virtio-blk-pci,drive=d0"])
+        .arg("-serial")
+        .arg(format!("file:{}", serial.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("qemu-system-x86_64 starts");
+    let mut qemu = Owned(qemu);
+
+    let started = Instant::now();
+    let inventory: serde_json::Value = loop {
+        let shown = ok(ferrumd.ferrum(&admin, &["--json", "node", "inventory", "vm-1"]), "node inventory");
+        let value: serde_json::Value = serde_json::from_str(&shown).unwrap();
+        if !value["reported"].is_null() {
+            break value;
+        }
+        if let Ok(Some(status)) = qemu.0.try_wait() {
+            panic!(
+                "QEMU exited ({status}) before the agent reported; serial console:\n{}",
+                std::fs::read_to_string(&serial).unwrap_or_default()
+            );
+        }
+        assert!(
+            started.elapsed() < BOOT_DEADLINE,
+            "no inventory within {BOOT_DEADLINE:?}; serial console:\n{}",
+            std::fs::read_to_string(&serial).unwrap_or_default()
+        );
+        std::thread::park_timeout(Duration::from_millis(500));
+    };
+    eprintln!("PXE boot to the agent's inventory: {:.1} s", started.elapsed().as_secs_f64());
+
+    let report = &inventory["reported"]["report"];
+    assert_eq!(inventory["reported"]["generation"], 1);
+    assert_eq!(report["architecture"]["nb_threads"], 2, "{}", report["architecture"]);
+    let mem = report["main_memory"]["mem_total"].as_u64().expect("MemTotal");
+    assert!((200 << 20..=320 << 20).contains(&mem), "MemTotal {mem} for -m 320");
+    let ram = report["main_memory"]["ram_size"].as_u64().expect("ram_size");
+    assert!((300 << 20..=320 << 20).contains(&ram), "ram_size {ram} for -m 320");
+    let disks = report["storage_devices"].as_array().expect("disks");
+    assert_eq!(disks.len(), 1, "{disks:?}");
+    assert_eq!((disks[0]["size"].as_u64(), disks[0]["interface"].as_str()), (Some(1 << 30), Some("VIRTIO")));
+    let macs: Vec<&str> = report["network_adapters"].as_array().expect("NICs").iter().filter_map(|n| n["mac"].as_str()).collect();
+    assert_eq!(macs, [VM_MAC]);
+    assert!(report["gpu_devices"].as_object().is_some_and(serde_json::Map::is_empty), "no GPU in this VM");
+}
