@@ -76,7 +76,7 @@ enum Sent<T> {
 async fn send<T: serde::de::DeserializeOwned>(req: reqwest::RequestBuilder) -> Sent<Option<T>> {
     let resp = match req.send().await {
         Ok(r) => r,
-        Err(e) => return Sent::Retry(error_chain(&e)),
+        Err(e) => return Sent::Retry(error_chain(e)),
     };
     let status = resp.status();
     if status == reqwest::StatusCode::NO_CONTENT {
@@ -85,7 +85,7 @@ async fn send<T: serde::de::DeserializeOwned>(req: reqwest::RequestBuilder) -> S
     if status.is_success() {
         return match resp.json::<T>().await {
             Ok(v) => Sent::Ok(Some(v)),
-            Err(e) => Sent::Retry(error_chain(&e)),
+            Err(e) => Sent::Retry(error_chain(e)),
         };
     }
     let text = resp.text().await.unwrap_or_default();
@@ -97,15 +97,9 @@ async fn send<T: serde::de::DeserializeOwned>(req: reqwest::RequestBuilder) -> S
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+/// An error and its causes on one line.
+fn error_chain(e: impl std::error::Error + Send + Sync + 'static) -> String {
+    format!("{:#}", anyhow::Error::new(e))
 }
 
 /// Retries `f` with backoff (0.5 s doubling to 10 s) until it answers or
@@ -208,7 +202,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         if command.action == AgentAction::Wait {
             continue;
         }
-        info!(command = command.id, action = ?kind(&command.action), "command received");
+        info!(command = command.id, action = command.action.kind(), "command received");
         match execute(&controller, &options, &command).await? {
             Outcome::Continue => {}
             Outcome::Stop => return Ok(()),
@@ -221,18 +215,6 @@ enum Outcome {
     Stop,
 }
 
-fn kind(action: &AgentAction) -> &'static str {
-    match action {
-        AgentAction::Wait => "wait",
-        AgentAction::Inventory => "inventory",
-        AgentAction::WriteImage { .. } => "write_image",
-        AgentAction::InstallKeys { .. } => "install_keys",
-        AgentAction::Wipe { .. } => "wipe",
-        AgentAction::Reboot => "reboot",
-        AgentAction::PowerOff => "power_off",
-    }
-}
-
 async fn execute(controller: &Controller, options: &RunOptions, command: &AgentCommand) -> Result<Outcome, RunError> {
     let id = command.id;
     let error: Option<String> = match &command.action {
@@ -243,7 +225,7 @@ async fn execute(controller: &Controller, options: &RunOptions, command: &AgentC
                 controller.post("inventory", "/agent/v1/inventory", &upload).await?;
                 None
             }
-            Err(e) => Some(error_chain(&e)),
+            Err(e) => Some(error_chain(e)),
         },
         AgentAction::WriteImage { url, format, sha256, size, device } => write(controller, id, url, *format, sha256, *size, device).await,
         AgentAction::InstallKeys { device, root_partition, ssh_keys, hostname } => {
@@ -293,7 +275,7 @@ async fn write(controller: &Controller, id: i64, url: &str, format: ImageFormat,
             info!(device, written = report.written, seconds = report.seconds, "image written");
             None
         }
-        Err(e) => Some(error_chain(&e)),
+        Err(e) => Some(error_chain(e)),
     }
 }
 
@@ -313,7 +295,7 @@ async fn install(device: &str, root_partition: u32, ssh_keys: &[String], hostnam
         KeysRequest { device: PathBuf::from(device), partition: root_partition, holder_keys: keys, controller_key: None, hostname };
     match tokio::task::spawn_blocking(move || keys::install_keys(&request)).await {
         Ok(Ok(_)) => None,
-        Ok(Err(e)) => Some(error_chain(&e)),
+        Ok(Err(e)) => Some(error_chain(e)),
         Err(e) => Some(format!("key installation crashed: {e}")),
     }
 }
@@ -329,7 +311,7 @@ async fn wipe_all(controller: &Controller, id: i64, devices: &[String], secure: 
             };
             match wipe::wipe_device(device, WipeOptions { secure }, &mut progress) {
                 Ok(report) => done_before += report.bytes,
-                Err(e) => return Some(format!("{}: {}", device.display(), error_chain(&e))),
+                Err(e) => return Some(format!("{}: {}", device.display(), error_chain(e))),
             }
         }
         None

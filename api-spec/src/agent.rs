@@ -104,6 +104,21 @@ pub enum AgentAction {
     PowerOff,
 }
 
+impl AgentAction {
+    /// The action's `kind` on the wire (for logs).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AgentAction::Wait => "wait",
+            AgentAction::Inventory => "inventory",
+            AgentAction::WriteImage { .. } => "write_image",
+            AgentAction::InstallKeys { .. } => "install_keys",
+            AgentAction::Wipe { .. } => "wipe",
+            AgentAction::Reboot => "reboot",
+            AgentAction::PowerOff => "power_off",
+        }
+    }
+}
+
 /// `GET /agent/v1/command`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AgentCommand {

@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use ferrum_pxe::config::duration;
+use serde::Deserialize;
 
 /// The whole configuration, with defaults filled in.
 #[derive(Clone, Debug, Deserialize)]
@@ -199,11 +200,6 @@ impl Default for LeaseConfig {
             start_grace: Duration::from_secs(60),
         }
     }
-}
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("'{s}' is not a duration ({e}); use e.g. 30s, 5m, 2h")))
 }
 
 /// A configuration file that could not be used.

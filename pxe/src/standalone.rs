@@ -175,34 +175,8 @@ impl ControllerDirectory {
                     last = Some(count);
                 }
                 Ok(_) => {}
-                Err(e) => warn!(error = %anyhow_chain(&e), "cannot reload the node table; keeping the last one"),
+                Err(e) => warn!(error = %format!("{:#}", anyhow::Error::new(e)), "cannot reload the node table; keeping the last one"),
             }
         }
-    }
-}
-
-fn anyhow_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn example_config_parses() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ferrum-pxe.example.toml");
-        let config = StandaloneConfig::load(&path).expect("the example is valid");
-        assert_eq!(config.controller.refresh, Duration::from_secs(30));
-        assert_eq!(config.http_base(), "http://10.10.0.1:8750");
-        assert_eq!(config.boot.dhcp[0].mode, crate::config::DhcpMode::Proxy);
-        assert!(config.boot.tftp.is_some());
     }
 }

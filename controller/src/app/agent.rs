@@ -112,7 +112,7 @@ impl App {
             let woken = self.agent_wake.notified();
             if let Some(row) = self.store.next_agent_command(s.node, s.generation, self.now()).await? {
                 let action: AgentAction = serde_json::from_str(&row.action).map_err(|e| AppError::Internal(e.into()))?;
-                tracing::info!(node = %s.name, command = row.id, kind = action_kind(&action), "agent command sent");
+                tracing::info!(node = %s.name, command = row.id, kind = action.kind(), "agent command sent");
                 return Ok(AgentCommand { id: row.id, generation: s.generation, action });
             }
             if tokio::time::timeout_at(deadline, woken).await.is_err() {
@@ -184,18 +184,5 @@ impl App {
             _ => None,
         };
         Ok(NodeInventory { reference, reported, differences })
-    }
-}
-
-/// The action's name for logs.
-pub fn action_kind(action: &AgentAction) -> &'static str {
-    match action {
-        AgentAction::Wait => "wait",
-        AgentAction::Inventory => "inventory",
-        AgentAction::WriteImage { .. } => "write_image",
-        AgentAction::InstallKeys { .. } => "install_keys",
-        AgentAction::Wipe { .. } => "wipe",
-        AgentAction::Reboot => "reboot",
-        AgentAction::PowerOff => "power_off",
     }
 }

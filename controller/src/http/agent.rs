@@ -32,9 +32,7 @@ impl FromRequestParts<Arc<App>> for Agent {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let token = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim).filter(|t| !t.is_empty());
-        let Some(token) = token else {
+        let Some(token) = super::extract::bearer(parts) else {
             return Err(ApiError {
                 status: StatusCode::UNAUTHORIZED,
                 code: "unauthorized",

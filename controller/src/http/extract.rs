@@ -101,13 +101,17 @@ where
 #[derive(Debug)]
 pub struct Caller(pub Actor);
 
+/// The token of `Authorization: Bearer <token>`, if there is one.
+pub fn bearer(parts: &Parts) -> Option<&str> {
+    let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim).filter(|t| !t.is_empty())
+}
+
 impl FromRequestParts<Arc<App>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let token = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim).filter(|t| !t.is_empty());
-        let Some(token) = token else {
+        let Some(token) = bearer(parts) else {
             return Err(ApiError {
                 status: StatusCode::UNAUTHORIZED,
                 code: "unauthorized",

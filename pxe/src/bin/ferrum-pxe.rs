@@ -46,7 +46,7 @@ fn main() -> ExitCode {
         Some(path) => match ferrum_pxe::standalone::StandaloneConfig::load(path) {
             Ok(c) => Some(c),
             Err(e) => {
-                eprintln!("ferrum-pxe: {}", chain(&e));
+                eprintln!("ferrum-pxe: {:#}", anyhow::Error::new(e));
                 return ExitCode::from(2);
             }
         },
@@ -95,17 +95,6 @@ async fn run(root: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
             tracing::info!("signal received, stopping");
         })
         .await
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 async fn run_site(config: ferrum_pxe::standalone::StandaloneConfig) -> anyhow::Result<()> {

@@ -60,45 +60,62 @@ fn ok(out: std::process::Output, what: &str) -> String {
     stdout
 }
 
+/// A provisioning network `10.<net>.0.0/24` in a new namespace: a bridge
+/// with a tap for one VM, and `ferrumd` serving DHCP (full mode) and the
+/// ramdisk in `ramdisk_dir` on it.
+fn provisioning_site(prefix: &str, net: u8, ramdisk_dir: &Path) -> (Netns, Ferrumd) {
+    let ns = Netns::create(prefix).unwrap();
+    ns.add_bridge("br0", &format!("10.{net}.0.1/24")).unwrap();
+    ns.ip(&["tuntap", "add", "tap0", "mode", "tap"]).unwrap();
+    ns.ip(&["link", "set", "tap0", "master", "br0"]).unwrap();
+    ns.ip(&["link", "set", "tap0", "up"]).unwrap();
+    let config = format!(
+        "[boot]\npublic_url = \"http://10.{net}.0.1:8750\"\nramdisk_dir = \"{}\"\ncmdline = \"console=ttyS0 panic=-1\"\n\n\
+         [[boot.dhcp]]\ninterface = \"br0\"\nmode = \"full\"\nsubnet = \"10.{net}.0.0/24\"\n",
+        ramdisk_dir.display()
+    );
+    let ferrumd = Ferrumd::start_with(Some(ns.name()), &config, &format!("10.{net}.0.1:8750"));
+    (ns, ferrumd)
+}
+
+/// Enrols `name` with `mac` and `ip`, to boot the ramdisk next.
+fn enrol_for_ramdisk(ferrumd: &Ferrumd, name: &str, mac: &str, ip: &str) {
+    let admin = &ferrumd.admin_token;
+    ok(ferrumd.ferrum(admin, &["node", "add", name, "--site", "lab", "--cluster", "vm", "--mac", mac, "--ip", ip]), "node add");
+    ok(ferrumd.ferrum(admin, &["node", "boot-target", "ramdisk", name]), "node boot-target");
+}
+
+/// A VM on the site's tap, booting from the network (TCG), its serial
+/// console in `serial`; `extra` adds devices.
+fn start_vm(ns: &Netns, mac: &str, memory_mib: u32, cpus: u32, serial: &Path, extra: &[String]) -> Owned {
+    let child = ns
+        .command("qemu-system-x86_64")
+        .args(["-accel", "tcg", "-m", &memory_mib.to_string(), "-smp", &cpus.to_string()])
+        .args(["-nodefaults", "-display", "none", "-no-reboot", "-boot", "n"])
+        .args(["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no"])
+        .args(["-device", &format!("virtio-net-pci,netdev=n0,mac={mac}")])
+        .args(extra)
+        .arg("-serial")
+        .arg(format!("file:{}", serial.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("qemu-system-x86_64 starts");
+    Owned(child)
+}
+
 #[test]
 fn qemu_ipxe_boots_the_ramdisk_through_ferrum_dhcp_and_http() {
     let work = tempfile::tempdir().unwrap();
     let ramdisk_dir = work.path().join("ramdisk");
     ramdisk(&ramdisk_dir);
 
-    let ns = Netns::create("fe2e-pxe").unwrap();
-    ns.add_bridge("br0", "10.78.0.1/24").unwrap();
-    ns.ip(&["tuntap", "add", "tap0", "mode", "tap"]).unwrap();
-    ns.ip(&["link", "set", "tap0", "master", "br0"]).unwrap();
-    ns.ip(&["link", "set", "tap0", "up"]).unwrap();
-
-    let config = format!(
-        "[boot]\npublic_url = \"http://10.78.0.1:8750\"\nramdisk_dir = \"{}\"\ncmdline = \"console=ttyS0 panic=-1\"\n\n\
-         [[boot.dhcp]]\ninterface = \"br0\"\nmode = \"full\"\nsubnet = \"10.78.0.0/24\"\n",
-        ramdisk_dir.display()
-    );
-    let ferrumd = Ferrumd::start_with(Some(ns.name()), &config, "10.78.0.1:8750");
+    let (ns, ferrumd) = provisioning_site("fe2e-pxe", 78, &ramdisk_dir);
     let admin = ferrumd.admin_token.clone();
-    ok(
-        ferrumd.ferrum(&admin, &["node", "add", "pxe-1", "--site", "lab", "--cluster", "vm", "--mac", MAC, "--ip", "10.78.0.21"]),
-        "node add",
-    );
-    ok(ferrumd.ferrum(&admin, &["node", "boot-target", "ramdisk", "pxe-1"]), "node boot-target");
-
+    enrol_for_ramdisk(&ferrumd, "pxe-1", MAC, "10.78.0.21");
     let serial = work.path().join("serial.log");
-    let qemu = ns
-        .command("qemu-system-x86_64")
-        .args(["-accel", "tcg", "-m", "256", "-smp", "1", "-nodefaults", "-display", "none", "-no-reboot", "-boot", "n"])
-        .args(["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no"])
-        .args(["-device", &format!("virtio-net-pci,netdev=n0,mac={MAC}")])
-        .arg("-serial")
-        .arg(format!("file:{}", serial.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("qemu-system-x86_64 starts");
-    let mut qemu = Owned(qemu);
+    let mut qemu = start_vm(&ns, MAC, 256, 1, &serial, &[]);
 
     // Wait for the marker on the serial console (polling the file the VM
     // writes), or for QEMU to end without it.
@@ -228,43 +245,19 @@ fn the_ramdisk_agent_reports_what_qemu_was_told() {
     let ramdisk_dir = ramdisk.vmlinuz.parent().expect("a directory").to_owned();
 
     let work = tempfile::tempdir().unwrap();
-    let ns = Netns::create("fe2e-agent").unwrap();
-    ns.add_bridge("br0", "10.80.0.1/24").unwrap();
-    ns.ip(&["tuntap", "add", "tap0", "mode", "tap"]).unwrap();
-    ns.ip(&["link", "set", "tap0", "master", "br0"]).unwrap();
-    ns.ip(&["link", "set", "tap0", "up"]).unwrap();
-    let config = format!(
-        "[boot]\npublic_url = \"http://10.80.0.1:8750\"\nramdisk_dir = \"{}\"\ncmdline = \"console=ttyS0 panic=-1\"\n\n\
-         [[boot.dhcp]]\ninterface = \"br0\"\nmode = \"full\"\nsubnet = \"10.80.0.0/24\"\n",
-        ramdisk_dir.display()
-    );
-    let ferrumd = Ferrumd::start_with(Some(ns.name()), &config, "10.80.0.1:8750");
+    let (ns, ferrumd) = provisioning_site("fe2e-agent", 80, &ramdisk_dir);
     let admin = ferrumd.admin_token.clone();
-    ok(
-        ferrumd.ferrum(&admin, &["node", "add", "vm-1", "--site", "lab", "--cluster", "vm", "--mac", VM_MAC, "--ip", "10.80.0.21"]),
-        "node add",
-    );
-    ok(ferrumd.ferrum(&admin, &["node", "boot-target", "ramdisk", "vm-1"]), "node boot-target");
-
+    enrol_for_ramdisk(&ferrumd, "vm-1", VM_MAC, "10.80.0.21");
     let disk = work.path().join("disk.raw");
     std::fs::File::create(&disk).unwrap().set_len(1 << 30).unwrap();
     let serial = work.path().join("serial.log");
-    let qemu = ns
-        .command("qemu-system-x86_64")
-        .args(["-accel", "tcg", "-m", "320", "-smp", "2", "-nodefaults", "-display", "none", "-no-reboot", "-boot", "n"])
-        .args(["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no"])
-        .args(["-device", &format!("virtio-net-pci,netdev=n0,mac={VM_MAC}")])
-        .arg("-drive")
-        .arg(format!("file={},if=none,id=d0,format=raw,cache=unsafe", disk.display()))
-        .args(["-device", "virtio-blk-pci,drive=d0"])
-        .arg("-serial")
-        .arg(format!("file:{}", serial.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("qemu-system-x86_64 starts");
-    let mut qemu = Owned(qemu);
+    let drive = [
+        "-drive".to_owned(),
+        format!("file={},if=none,id=d0,format=raw,cache=unsafe", disk.display()),
+        "-device".to_owned(),
+        "virtio-blk-pci,drive=d0".to_owned(),
+    ];
+    let mut qemu = start_vm(&ns, VM_MAC, 320, 2, &serial, &drive);
 
     let started = Instant::now();
     let inventory: serde_json::Value = loop {
