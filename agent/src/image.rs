@@ -944,8 +944,14 @@ fn start_writeback(file: &File, start: u64, end: u64) {
     }
 }
 
+/// Loads a kernel and initrd (open files) with `cmdline` for a later
+/// `reboot(RB_KEXEC)`.
+pub fn load_kexec(kernel: &std::fs::File, initrd: Option<&std::fs::File>, cmdline: &std::ffi::CStr) -> Result<(), nix::errno::Errno> {
+    blkdev::kexec_file_load(kernel, initrd, cmdline)
+}
+
 /// Block-device primitives: sizes, partition-table re-read, discard and
-/// zero-out. The only `unsafe` code of the crate: each call hands the kernel a
+/// zero-out; and loading a kernel for kexec. The only `unsafe` code of the crate: each call hands the kernel a
 /// valid open descriptor and a pointer to a live, correctly typed value.
 #[allow(unsafe_code)]
 pub(crate) mod blkdev {
@@ -1104,6 +1110,30 @@ pub(crate) mod blkdev {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Loads `kernel` (and `initrd`) with `cmdline` for a later
+    /// `reboot(RB_KEXEC)` (kexec_file_load(2)).
+    pub(crate) fn kexec_file_load(kernel: &File, initrd: Option<&File>, cmdline: &std::ffi::CStr) -> Result<(), Errno> {
+        // KEXEC_FILE_NO_INITRAMFS when there is no initrd.
+        let (initrd_fd, flags) = match initrd {
+            Some(f) => (f.as_raw_fd(), 0),
+            None => (-1, 0x4),
+        };
+        // SAFETY: valid descriptors (or -1 with the flag that says so); the
+        // command line pointer and its length (NUL included) describe a live
+        // C string for the duration of the call.
+        let r = unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_kexec_file_load,
+                kernel.as_raw_fd(),
+                initrd_fd,
+                cmdline.to_bytes_with_nul().len(),
+                cmdline.as_ptr(),
+                flags as nix::libc::c_ulong,
+            )
+        };
+        Errno::result(r).map(drop)
     }
 
     /// How a range is to be thrown away.

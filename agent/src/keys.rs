@@ -242,6 +242,14 @@ pub enum KeysError {
         path: String,
     },
     /// Another I/O error while writing.
+    /// A file to read (for kexec) is missing or unreadable.
+    #[error("{partition}: cannot read /{file}")]
+    Read {
+        partition: PathBuf,
+        file: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("{partition}: cannot write {file}")]
     Write {
         /// The partition.
@@ -345,6 +353,43 @@ pub fn install_keys(request: &KeysRequest) -> Result<KeysReport, KeysError> {
         keys: keys.len(),
         hostname: request.hostname.clone(),
     })
+}
+
+/// Reads `files` (paths relative to the file system's root) from partition
+/// `partition` of `device`, mounted read-only for the time of the read.
+pub fn read_files(device: &Path, partition: u32, files: &[&str]) -> Result<Vec<Vec<u8>>, KeysError> {
+    let part = PartitionDevice::open(device, partition)?;
+    let mountpoint = MountPoint::create()?;
+    let mut last = Errno::ENODEV;
+    let mut tried = Vec::new();
+    let mut mount = None;
+    for fstype in std::iter::once("ext4".to_owned()).chain(block_filesystems()) {
+        match Mount::with_type(&part, &mountpoint, &fstype, MsFlags::MS_RDONLY) {
+            Ok(m) => {
+                mount = Some(m);
+                break;
+            }
+            Err(e) => {
+                last = e;
+                tried.push(fstype);
+            }
+        }
+    }
+    let Some(mount) = mount else {
+        return Err(KeysError::NoFilesystem { partition: part.name.clone(), tried: tried.join(", "), source: last });
+    };
+    let mut out = Vec::with_capacity(files.len());
+    for file in files {
+        let path = mount.path().join(file.trim_start_matches('/'));
+        let bytes = fs::read(&path).map_err(|source| KeysError::Read {
+            partition: part.name.clone(),
+            file: file.trim_start_matches('/').to_owned(),
+            source,
+        })?;
+        out.push(bytes);
+    }
+    mount.unmount()?;
+    Ok(out)
 }
 
 /// The block device to mount for a partition.

@@ -232,8 +232,18 @@ async fn execute(controller: &Controller, options: &RunOptions, command: &AgentC
             install(device, *root_partition, ssh_keys, hostname).await
         }
         AgentAction::Wipe { devices, secure } => wipe_all(controller, id, devices, *secure).await,
-        AgentAction::Reboot | AgentAction::PowerOff if !options.power_actions => {
+        AgentAction::Kexec { .. } | AgentAction::Reboot | AgentAction::PowerOff if !options.power_actions => {
             Some("power actions are disabled in this agent (it was started without --power-actions)".into())
+        }
+        AgentAction::Kexec { device, root_partition, kernel, initrd, cmdline } => {
+            match load_kexec(device, *root_partition, kernel, initrd.as_deref(), cmdline).await {
+                Ok(()) => {
+                    controller.result(id, None).await?;
+                    power(&command.action);
+                    return Ok(Outcome::Stop);
+                }
+                Err(e) => Some(e),
+            }
         }
         AgentAction::Reboot | AgentAction::PowerOff => {
             controller.result(id, None).await?;
@@ -324,11 +334,39 @@ async fn wipe_all(controller: &Controller, id: i64, devices: &[String], secure: 
     }
 }
 
-/// Reboots or powers off now (after syncing). Only reached with `power_actions`.
+/// Reads the kernel and initrd from the written system and loads them for
+/// `reboot(RB_KEXEC)`; a failure is the command's named error.
+async fn load_kexec(device: &str, partition: u32, kernel: &str, initrd: Option<&str>, cmdline: &str) -> Result<(), String> {
+    let cmdline = std::ffi::CString::new(cmdline).map_err(|_| "cmdline: contains a NUL byte".to_owned())?;
+    let (device, kernel, initrd) = (PathBuf::from(device), kernel.to_owned(), initrd.map(str::to_owned));
+    let loaded = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let mut names = vec![kernel.as_str()];
+        names.extend(initrd.as_deref());
+        let files = keys::read_files(&device, partition, &names).map_err(error_chain)?;
+        // kexec_file_load takes descriptors: stage the files in the ramdisk's memory.
+        let dir = std::env::temp_dir().join("ferrum-kexec");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut opened = Vec::new();
+        for (name, bytes) in ["kernel", "initrd"].iter().zip(&files) {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+            opened.push(std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?);
+        }
+        image::load_kexec(&opened[0], opened.get(1), &cmdline).map_err(|e| format!("kexec_file_load: {e}"))
+    })
+    .await;
+    loaded.map_err(|e| format!("kexec load crashed: {e}"))?
+}
+
+/// Reboots, kexecs or powers off now (after syncing). Only reached with `power_actions`.
 fn power(action: &AgentAction) {
     use nix::sys::reboot::{RebootMode, reboot};
     nix::unistd::sync();
-    let mode = if *action == AgentAction::PowerOff { RebootMode::RB_POWER_OFF } else { RebootMode::RB_AUTOBOOT };
+    let mode = match action {
+        AgentAction::PowerOff => RebootMode::RB_POWER_OFF,
+        AgentAction::Kexec { .. } => RebootMode::RB_KEXEC,
+        _ => RebootMode::RB_AUTOBOOT,
+    };
     // `reboot` only returns when it failed.
     let Err(e) = reboot(mode);
     warn!(error = %e, "reboot system call failed");

@@ -98,6 +98,20 @@ pub enum AgentAction {
     },
     /// Erase partition tables and signatures (every byte when `secure`).
     Wipe { devices: Vec<String>, secure: bool },
+    /// Load the kernel (and initrd) found in a written system's root
+    /// partition and jump into it, without firmware (environments whose
+    /// `boot` is `kexec`).
+    Kexec {
+        device: String,
+        /// 1-based partition holding `/`.
+        root_partition: u32,
+        /// Path of the kernel inside that file system, e.g. `boot/vmlinuz`.
+        kernel: String,
+        /// Path of the initrd inside it, if any.
+        initrd: Option<String>,
+        /// The kernel command line.
+        cmdline: String,
+    },
     /// Reboot (into whatever the node's boot target says next).
     Reboot,
     /// Power the node off.
@@ -113,6 +127,7 @@ impl AgentAction {
             AgentAction::WriteImage { .. } => "write_image",
             AgentAction::InstallKeys { .. } => "install_keys",
             AgentAction::Wipe { .. } => "wipe",
+            AgentAction::Kexec { .. } => "kexec",
             AgentAction::Reboot => "reboot",
             AgentAction::PowerOff => "power_off",
         }

@@ -235,14 +235,15 @@ fn standalone_ferrum_pxe_answers_from_the_controller_inventory() {
 /// cloud kernel, busybox, the static agent) PXE-boots a QEMU VM through
 /// `ferrumd`; its agent registers with the one-time token and reports an
 /// inventory that says what QEMU was told: 2 vCPUs, 320 MiB, one 1 GiB
-/// virtio disk, the NIC's MAC.
+/// virtio disk, the NIC's MAC. Then it writes an image served by ferrumd
+/// to the disk and kexecs the kernel inside it.
 #[test]
 fn the_ramdisk_agent_reports_what_qemu_was_told() {
     const VM_MAC: &str = "52:54:00:5e:00:02";
     let options = ferrum_images::plan::Options::with_default_dirs().expect("HOME is set");
     let built = ferrum_images::plan::build(&options, &[ferrum_images::plan::Target::RamdiskLab], |_| {}).expect("the lab ramdisk builds");
-    let ramdisk = built.ramdisk_lab.expect("the lab ramdisk");
-    let ramdisk_dir = ramdisk.vmlinuz.parent().expect("a directory").to_owned();
+    let lab = built.ramdisk_lab.expect("the lab ramdisk");
+    let ramdisk_dir = lab.vmlinuz.parent().expect("a directory").to_owned();
 
     let work = tempfile::tempdir().unwrap();
     let (ns, ferrumd) = provisioning_site("fe2e-agent", 80, &ramdisk_dir);
@@ -294,4 +295,66 @@ fn the_ramdisk_agent_reports_what_qemu_was_told() {
     let macs: Vec<&str> = report["network_adapters"].as_array().expect("NICs").iter().filter_map(|n| n["mac"].as_str()).collect();
     assert_eq!(macs, [VM_MAC]);
     assert!(report["gpu_devices"].as_object().is_some_and(serde_json::Map::is_empty), "no GPU in this VM");
+
+    // The agent writes an image served by ferrumd at /images/ (HTTP) to the
+    // VM's disk, then kexecs the kernel and initrd inside it.
+    let boot_files = work.path().join("kexec-files");
+    ramdisk(&boot_files);
+    let images = ferrumd.data_dir.path().join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    let raw = images.join("kexec.raw");
+    ferrum_images::disk::build_bootable(&raw, 64 << 20, "kexec", |root| {
+        let boot = root.path.join("boot");
+        std::fs::create_dir_all(boot.join("extlinux")).unwrap();
+        std::fs::copy(boot_files.join("vmlinuz"), boot.join("vmlinuz")).unwrap();
+        std::fs::copy(boot_files.join("initrd.img"), boot.join("initrd.img")).unwrap();
+        std::fs::write(boot.join("extlinux/extlinux.conf"), "DEFAULT linux\nLABEL linux\n  KERNEL /boot/vmlinuz\n").unwrap();
+        Ok(())
+    })
+    .expect("a bootable test image");
+    let sha = String::from_utf8(std::process::Command::new("sha256sum").arg(&raw).output().unwrap().stdout).unwrap();
+    let write = serde_json::json!({"kind": "write_image", "url": "http://10.80.0.1:8750/images/kexec.raw", "format": "raw",
+        "sha256": sha.split_whitespace().next().unwrap(), "size": 64u64 << 20, "device": "/dev/vda"});
+    let done = agent_command(&ns, &ferrumd, "vm-1", &write);
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["done_bytes"], 64u64 << 20);
+    let kexec = serde_json::json!({"kind": "kexec", "device": "/dev/vda", "root_partition": 1, "kernel": "boot/vmlinuz",
+        "initrd": "boot/initrd.img", "cmdline": "console=ttyS0 panic=-1 ferrum.kexec=yes"});
+    let done = agent_command(&ns, &ferrumd, "vm-1", &kexec);
+    assert_eq!(done["state"], "done", "{done}");
+    let started = Instant::now();
+    let line = loop {
+        let text = std::fs::read_to_string(&serial).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains(MARKER)) {
+            break line.to_owned();
+        }
+        assert!(started.elapsed() < BOOT_DEADLINE, "no {MARKER} after kexec within {BOOT_DEADLINE:?}; serial console:\n{text}");
+        std::thread::park_timeout(Duration::from_millis(200));
+    };
+    assert!(line.contains("ferrum.kexec=yes"), "the kexec'd kernel has the command line it was given: {line}");
+    eprintln!("kexec into the written system: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// Queues `action` for `node`'s agent through the API (curl inside the
+/// namespace) and waits until it has finished; returns the command.
+fn agent_command(ns: &Netns, ferrumd: &Ferrumd, node: &str, action: &serde_json::Value) -> serde_json::Value {
+    let url = format!("{}/api/v1/nodes/{node}/agent-commands", ferrumd.url);
+    let auth = format!("Authorization: Bearer {}", ferrumd.admin_token);
+    let curl = |args: &[&str]| -> serde_json::Value {
+        let out = ns.command("curl").args(["-sS", "--fail-with-body", "-H", &auth]).args(args).output().unwrap();
+        assert!(out.status.success(), "curl {args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let queued = curl(&["-H", "Content-Type: application/json", "-d", &action.to_string(), &url]);
+    let id = queued["id"].as_i64().unwrap();
+    let started = Instant::now();
+    loop {
+        let list = curl(&[&url]);
+        let cmd = list.as_array().unwrap().iter().find(|c| c["id"] == id).cloned().unwrap();
+        if cmd["state"] == "done" || cmd["state"] == "failed" {
+            return cmd;
+        }
+        assert!(started.elapsed() < BOOT_DEADLINE, "command {id} still {} after {BOOT_DEADLINE:?}", cmd["state"]);
+        std::thread::park_timeout(Duration::from_millis(300));
+    }
 }
