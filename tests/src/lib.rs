@@ -137,3 +137,22 @@ pub fn fixtures() -> PathBuf {
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/g5k-reference"),
     }
 }
+
+/// Waits until `check` gives `Ok`, at most `limit`, and returns its value;
+/// on the deadline it fails the test with `what` and the last `Err` (what
+/// was seen). The one condition wait of the process-level tests: the
+/// processes they watch (QEMU's serial console, a controller's state read
+/// through the CLI) expose no event to block on, so the condition is read
+/// again every `PACE`. Justified sleep: it paces a deadline-bounded
+/// condition check; nothing waits a fixed time for something to happen.
+pub fn wait_until<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
+    const PACE: Duration = Duration::from_millis(100);
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(seen) => assert!(std::time::Instant::now() < deadline, "{what}: not within {limit:?}; last seen:\n{seen}"),
+        }
+        std::thread::sleep(PACE);
+    }
+}

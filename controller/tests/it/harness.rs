@@ -26,6 +26,28 @@ pub fn fixtures() -> PathBuf {
     ferrum_controller::reference::fixtures_dir()
 }
 
+/// How long a test waits for the controller's loops to act.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Waits until `check` gives `Ok`, at most `limit`, and returns its value;
+/// on the deadline it fails the test with `what` and the last `Err` (the
+/// state seen). This is the one wait-for-a-condition of these tests: the
+/// controller's loops act asynchronously and expose no event to await, so
+/// the condition is read again at a short interval (an interval timer paces
+/// a bounded condition wait; nothing waits a fixed time for something to
+/// have happened).
+pub async fn wait_until<T>(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> Result<T, String>) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut pace = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        pace.tick().await;
+        match check().await {
+            Ok(value) => return value,
+            Err(seen) => assert!(tokio::time::Instant::now() < deadline, "{what}: not within {limit:?}; last seen: {seen}"),
+        }
+    }
+}
+
 /// A running controller.
 pub struct TestContext {
     pub url: String,
@@ -197,35 +219,27 @@ impl TestContext {
 
     /// Waits (real time, bounded) until the lease is in `state`.
     pub async fn wait_lease_state(&self, id: i64, token: &str, state: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
+        wait_until(&format!("lease {id} reaching {state}"), DEADLINE, async || {
             let lease = self.lease(id, token).await;
-            if lease["state"] == state {
-                return lease;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "lease {id} never reached {state}: {lease}");
-            tokio::time::sleep(Duration::from_millis(20)).await; // polling interval of a deadline wait
-        }
+            if lease["state"] == state { Ok(lease) } else { Err(lease.to_string()) }
+        })
+        .await
     }
 
     /// Waits until `count` nodes are available.
     pub async fn wait_nodes_available(&self, count: usize) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
+        wait_until(&format!("{count} nodes available"), DEADLINE, async || {
             let nodes = self.get("/api/v1/nodes", &self.admin).await.expect(200);
-            let available = nodes.as_array().expect("array").iter().filter(|n| n["state"] == "available").count();
-            if available == count {
-                return;
+            let list = nodes.as_array().expect("array");
+            if list.iter().filter(|n| n["state"] == "available").count() == count {
+                return Ok(());
             }
-            if tokio::time::Instant::now() >= deadline {
-                let states: Vec<String> =
-                    nodes.as_array().expect("array").iter().map(|n| format!("{}={}", n["name"], n["state"])).collect();
-                let first = nodes.as_array().and_then(|a| a.first()).and_then(|n| n["name"].as_str()).unwrap_or_default().to_owned();
-                let events = self.get(&format!("/api/v1/nodes/{first}/events"), &self.admin).await.body;
-                panic!("only {available} of {count} nodes became available: {states:?}; events of {first}: {events}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await; // polling interval of a deadline wait
-        }
+            let states: Vec<String> = list.iter().map(|n| format!("{}={}", n["name"], n["state"])).collect();
+            let first = list.first().and_then(|n| n["name"].as_str()).unwrap_or_default().to_owned();
+            let events = self.get(&format!("/api/v1/nodes/{first}/events"), &self.admin).await.body;
+            Err(format!("{states:?}; events of {first}: {events}"))
+        })
+        .await
     }
 
     pub async fn node_state(&self, name: &str) -> String {

@@ -152,8 +152,10 @@ impl IpmiSim {
             // The receive timeout (100 ms) paces this bounded polling loop.
             match socket.recv(&mut buf) {
                 Ok(n) if n >= 12 && buf[8] == 0x40 => return,
-                // Nobody listens yet: the refusal comes back at once, so
-                // pace the loop with a short pause.
+                // Nobody listens yet: the ICMP refusal comes back at once,
+                // so the receive timeout cannot pace this (synchronous,
+                // deadline-bounded) readiness probe. Justified sleep: a
+                // 20 ms pause between probes, never a wait for an outcome.
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => std::thread::sleep(Duration::from_millis(20)),
                 _ => {}
             }

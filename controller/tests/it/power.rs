@@ -6,7 +6,7 @@ use chrono::Duration;
 use ferrum_controller::model::BmcAddress;
 use serde_json::json;
 
-use super::harness::TestContext;
+use super::harness::{DEADLINE, TestContext, wait_until};
 
 async fn node_with_bmc(ctx: &TestContext, name: &str, mac: &str, bmc: &str) {
     let body = json!({"name": name, "site": "lab", "cluster": "sim", "macs": [mac], "bmc": bmc});
@@ -110,15 +110,12 @@ async fn queued_requests_survive_a_restart() {
     let id = store.enqueue_power(node.id, "on", "admin", 0).await.expect("queued");
     drop(store);
     let ctx = ctx.restart().await;
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     let store = ferrum_controller::db::sqlite::SqliteStore::open(&db).await.expect("open");
-    loop {
-        if store.power_request(id).await.expect("request").state == "done" {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the queued request was never carried out");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await; // polling interval of a deadline wait
-    }
+    wait_until("the queued request carried out", DEADLINE, async || {
+        let state = store.power_request(id).await.expect("request").state;
+        if state == "done" { Ok(()) } else { Err(state) }
+    })
+    .await;
     assert_eq!(bmc.operations(), ["on"]);
     let node = ctx.get("/api/v1/nodes/sim-4", &ctx.admin).await.expect(200);
     assert_eq!(node["power"]["state"], "on");
@@ -140,24 +137,20 @@ async fn the_sweep_records_power_and_finds_silent_bmcs() {
     node_with_bmc(&ctx, "sim-5", "02:00:00:00:05:01", url).await;
     ctx.wait_nodes_available(1).await;
 
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
+    let node = wait_until("the sweep reading the BMC", DEADLINE, async || {
         let node = ctx.get("/api/v1/nodes/sim-5", &ctx.admin).await.expect(200);
-        if node["power"]["source"] == "sync" {
-            assert_eq!(node["power"]["state"], "off");
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the sweep never read the BMC: {node}");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await; // polling interval of a deadline wait
-    }
+        if node["power"]["source"] == "sync" { Ok(node) } else { Err(node.to_string()) }
+    })
+    .await;
+    assert_eq!(node["power"]["state"], "off");
 
     // The BMC stops answering: the next sweep makes the node dead, with the named error.
     bmc.fail_with(Some(PowerError::Unreachable { bmc: endpoint(url), tries: 3 }));
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    while ctx.node_state("sim-5").await != "dead" {
-        assert!(tokio::time::Instant::now() < deadline, "the sweep never noticed the silent BMC");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await; // polling interval of a deadline wait
-    }
+    wait_until("the sweep noticing the silent BMC", DEADLINE, async || {
+        let state = ctx.node_state("sim-5").await;
+        if state == "dead" { Ok(()) } else { Err(state) }
+    })
+    .await;
     let events = ctx.get("/api/v1/nodes/sim-5/events", &ctx.admin).await.expect(200);
     let last = events.as_array().and_then(|e| e.last()).expect("an event").clone();
     assert_eq!((last["actor"].as_str(), last["reason"].as_str()), (Some("system"), Some("no answer from BMC 10.9.0.5:623 after 3 tries")));

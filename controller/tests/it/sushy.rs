@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The user and password the emulator accepts.
 pub const USER: &str = "admin";
@@ -122,20 +122,18 @@ impl Sushy {
     async fn wait_ready(&mut self) {
         let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("client");
         let url = format!("http://127.0.0.1:{}/redfish/v1/", self.port);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        let what = format!("sushy-emulator answering on port {}", self.port);
+        super::harness::wait_until(&what, Duration::from_secs(20), async || {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("sushy-emulator exited early ({status}):\n{}", self.log());
             }
-            if let Ok(response) = client.get(&url).send().await
-                && matches!(response.status().as_u16(), 200 | 401)
-            {
-                return;
+            match client.get(&url).send().await {
+                Ok(response) if matches!(response.status().as_u16(), 200 | 401) => Ok(()),
+                Ok(response) => Err(format!("HTTP {}", response.status())),
+                Err(e) => Err(format!("{e}; log:\n{}", self.log())),
             }
-            assert!(Instant::now() < deadline, "sushy-emulator did not answer on port {} within 20 s:\n{}", self.port, self.log());
-            // Bounded readiness poll (deadline above).
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await;
     }
 
     pub fn port(&self) -> u16 {

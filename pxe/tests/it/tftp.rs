@@ -241,6 +241,8 @@ fn wait_with_deadline(child: &mut std::process::Child, limit: Duration) -> std::
             let _ = child.wait();
             panic!("child did not exit within {limit:?}");
         }
+        // Justified sleep: std has no wait-with-timeout for a child, so
+        // its exit is polled at 20 ms until the deadline above.
         std::thread::sleep(Duration::from_millis(20));
     }
 }

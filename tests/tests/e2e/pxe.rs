@@ -13,7 +13,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use ferrum_lab::netns::Netns;
-use ferrum_tests::Ferrumd;
+use ferrum_tests::{Ferrumd, wait_until};
 
 const MAC: &str = "52:54:00:5e:00:01";
 /// TCG boots of a small kernel take seconds; the deadline is generous for a
@@ -117,20 +117,8 @@ fn qemu_ipxe_boots_the_ramdisk_through_ferrum_dhcp_and_http() {
     let serial = work.path().join("serial.log");
     let mut qemu = start_vm(&ns, MAC, 256, 1, &serial, &[]);
 
-    // Wait for the marker on the serial console (polling the file the VM
-    // writes), or for QEMU to end without it.
     let started = Instant::now();
-    let line = loop {
-        let text = std::fs::read_to_string(&serial).unwrap_or_default();
-        if let Some(line) = text.lines().find(|l| l.contains(MARKER)) {
-            break line.to_owned();
-        }
-        if let Ok(Some(status)) = qemu.0.try_wait() {
-            panic!("QEMU exited ({status}) before the marker; serial console:\n{text}");
-        }
-        assert!(started.elapsed() < BOOT_DEADLINE, "no {MARKER} within {BOOT_DEADLINE:?}; serial console:\n{text}");
-        std::thread::park_timeout(Duration::from_millis(200));
-    };
+    let line = serial_line(&serial, MARKER, &mut qemu);
     eprintln!("PXE boot to the ramdisk's /init: {:.1} s", started.elapsed().as_secs_f64());
 
     // The kernel got the command line ferrum's script generated.
@@ -261,25 +249,17 @@ fn the_ramdisk_agent_reports_what_qemu_was_told() {
     let mut qemu = start_vm(&ns, VM_MAC, 320, 2, &serial, &drive);
 
     let started = Instant::now();
-    let inventory: serde_json::Value = loop {
-        let shown = ok(ferrumd.ferrum(&admin, &["--json", "node", "inventory", "vm-1"]), "node inventory");
-        let value: serde_json::Value = serde_json::from_str(&shown).unwrap();
-        if !value["reported"].is_null() {
-            break value;
-        }
+    let inventory = wait_until("the agent's inventory", BOOT_DEADLINE, || {
         if let Ok(Some(status)) = qemu.0.try_wait() {
             panic!(
                 "QEMU exited ({status}) before the agent reported; serial console:\n{}",
                 std::fs::read_to_string(&serial).unwrap_or_default()
             );
         }
-        assert!(
-            started.elapsed() < BOOT_DEADLINE,
-            "no inventory within {BOOT_DEADLINE:?}; serial console:\n{}",
-            std::fs::read_to_string(&serial).unwrap_or_default()
-        );
-        std::thread::park_timeout(Duration::from_millis(500));
-    };
+        let shown = ok(ferrumd.ferrum(&admin, &["--json", "node", "inventory", "vm-1"]), "node inventory");
+        let value: serde_json::Value = serde_json::from_str(&shown).unwrap();
+        if value["reported"].is_null() { Err(std::fs::read_to_string(&serial).unwrap_or_default()) } else { Ok(value) }
+    });
     eprintln!("PXE boot to the agent's inventory: {:.1} s", started.elapsed().as_secs_f64());
 
     let report = &inventory["reported"]["report"];
@@ -323,14 +303,7 @@ fn the_ramdisk_agent_reports_what_qemu_was_told() {
     let done = agent_command(&ns, &ferrumd, "vm-1", &kexec);
     assert_eq!(done["state"], "done", "{done}");
     let started = Instant::now();
-    let line = loop {
-        let text = std::fs::read_to_string(&serial).unwrap_or_default();
-        if let Some(line) = text.lines().find(|l| l.contains(MARKER)) {
-            break line.to_owned();
-        }
-        assert!(started.elapsed() < BOOT_DEADLINE, "no {MARKER} after kexec within {BOOT_DEADLINE:?}; serial console:\n{text}");
-        std::thread::park_timeout(Duration::from_millis(200));
-    };
+    let line = serial_line(&serial, MARKER, &mut qemu);
     assert!(line.contains("ferrum.kexec=yes"), "the kexec'd kernel has the command line it was given: {line}");
     eprintln!("kexec into the written system: {:.1} s", started.elapsed().as_secs_f64());
 }
@@ -347,14 +320,24 @@ fn agent_command(ns: &Netns, ferrumd: &Ferrumd, node: &str, action: &serde_json:
     };
     let queued = curl(&["-H", "Content-Type: application/json", "-d", &action.to_string(), &url]);
     let id = queued["id"].as_i64().unwrap();
-    let started = Instant::now();
-    loop {
+    wait_until(&format!("command {id} finished"), BOOT_DEADLINE, || {
         let list = curl(&[&url]);
         let cmd = list.as_array().unwrap().iter().find(|c| c["id"] == id).cloned().unwrap();
-        if cmd["state"] == "done" || cmd["state"] == "failed" {
-            return cmd;
+        if cmd["state"] == "done" || cmd["state"] == "failed" { Ok(cmd) } else { Err(cmd.to_string()) }
+    })
+}
+
+/// The first serial console line containing `needle`, waiting until the VM
+/// prints it (or fails the test if QEMU ends first).
+fn serial_line(serial: &Path, needle: &str, qemu: &mut Owned) -> String {
+    wait_until(&format!("{needle:?} on the serial console"), BOOT_DEADLINE, || {
+        let text = std::fs::read_to_string(serial).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains(needle)) {
+            return Ok(line.to_owned());
         }
-        assert!(started.elapsed() < BOOT_DEADLINE, "command {id} still {} after {BOOT_DEADLINE:?}", cmd["state"]);
-        std::thread::park_timeout(Duration::from_millis(300));
-    }
+        if let Ok(Some(status)) = qemu.0.try_wait() {
+            panic!("QEMU exited ({status}) before {needle:?}; serial console:\n{text}");
+        }
+        Err(text)
+    })
 }
