@@ -74,9 +74,21 @@ impl App {
         }
         let text = serde_json::to_string(&d).map_err(|e| AppError::Internal(e.into()))?;
         let version = i64::try_from(d.version).map_err(|_| AppError::bad_request("version: too large"))?;
-        self.store.insert_environment(&d.name, version, &text, visibility_str(d.visibility), actor.user_id, self.now()).await?;
+        let now = self.now();
+        let visibility = visibility_str(d.visibility);
+        self.store.insert_environment(&d.name, version, &text, visibility, actor.user_id, now).await?;
         tracing::info!(environment = %d.name, version = d.version, actor = %actor.name, "environment added");
-        self.get_environment(actor, &d.name, Some(d.version)).await
+        // The view of what was just stored, without reading the catalog back.
+        self.environment_view(EnvironmentRow {
+            name: d.name,
+            version,
+            descriptor: text,
+            visibility: visibility.to_owned(),
+            owner: actor.user_id,
+            owner_name: actor.name.clone(),
+            owner_projects: actor.projects.iter().map(|(_, p)| p.clone()).collect(),
+            created_at: now,
+        })
     }
 
     /// Every environment version `actor` may see, newest version first per name.

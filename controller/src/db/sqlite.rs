@@ -994,6 +994,18 @@ impl Datastore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
+        // Every owner's projects in one query (not one per environment).
+        let memberships = sqlx::query(
+            "SELECT m.user_id, p.name FROM project_members m JOIN projects p ON p.id = m.project_id \
+             WHERE m.user_id IN (SELECT DISTINCT owner_id FROM environments)",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let mut projects: std::collections::HashMap<i64, Vec<String>> = std::collections::HashMap::new();
+        for m in memberships {
+            projects.entry(m.try_get(0).map_err(db)?).or_default().push(m.try_get(1).map_err(db)?);
+        }
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let owner: i64 = r.try_get(4).map_err(db)?;
@@ -1004,7 +1016,7 @@ impl Datastore for SqliteStore {
                 visibility: r.try_get(3).map_err(db)?,
                 owner: UserId(owner),
                 owner_name: r.try_get(5).map_err(db)?,
-                owner_projects: user_projects(&self.pool, owner).await?.into_iter().map(|(_, name)| name).collect(),
+                owner_projects: projects.get(&owner).cloned().unwrap_or_default(),
                 created_at: r.try_get(6).map_err(db)?,
             });
         }

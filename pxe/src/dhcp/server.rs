@@ -154,7 +154,8 @@ async fn serve(
             Destination::Broadcast => SocketAddrV4::new(Ipv4Addr::BROADCAST, 68),
             Destination::Unicast(a) => a,
         };
-        let mac = answer::client(&request).map(|c| c.mac.to_string()).unwrap_or_default();
+        // The reply carries the client's hardware address: no second parse of the request.
+        let mac = <[u8; 6]>::try_from(reply.message.chaddr()).map(|m| Mac(m).to_string()).unwrap_or_default();
         if let Err(e) = socket.send_to(&bytes, to).await {
             warn!(interface = name, mac, %to, error = %e, "cannot send a DHCP reply");
             continue;
