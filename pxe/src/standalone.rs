@@ -180,3 +180,18 @@ impl ControllerDirectory {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ferrum-pxe.example.toml");
+        let config = StandaloneConfig::load(&path).expect("the example is valid");
+        assert_eq!(config.controller.refresh, Duration::from_secs(30));
+        assert_eq!(config.http_base(), "http://10.10.0.1:8750");
+        assert_eq!(config.boot.dhcp[0].mode, crate::config::DhcpMode::Proxy);
+        assert!(config.boot.tftp.is_some());
+    }
+}
