@@ -12,10 +12,13 @@ export DEBIAN_FRONTEND=noninteractive
 #   iPXE: ipxe (undionly.kpxe, ipxe.efi for TFTP), ipxe-qemu (QEMU NIC ROMs)
 #   image building: cpio kmod e2fsprogs fdisk zstd extlinux syslinux-common
 #     dropbear-bin openssh-client debootstrap util-linux
-#   lab: iproute2 socat
+#   image building and the agent's disk tests: mount util-linux (losetup,
+#     wipefs, blkid, blockdev), ca-certificates (copied into the ramdisk)
+#   lab: iproute2 procps (sysctl inside namespaces, kill) socat
+#   sushy-tools' venv: python3-venv
 packages=(openipmi ipmitool atftp tftp-hpa curl busybox-static isc-dhcp-client ipxe ipxe-qemu
     cpio kmod e2fsprogs fdisk zstd extlinux syslinux-common dropbear-bin openssh-client debootstrap
-    util-linux iproute2 socat python3-venv ca-certificates)
+    mount util-linux iproute2 procps socat python3-venv ca-certificates)
 installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
 
 need=()
