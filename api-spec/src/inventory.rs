@@ -209,6 +209,11 @@ pub struct StorageDevice {
     /// `/dev/disk/by-path/...` link to the disk, when udev made one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by_path: Option<String>,
+    /// Extra: the partition table found on the disk (`gpt` or `dos`), absent
+    /// on a blank or wiped disk. Not compared with the reference: a reset
+    /// checks it is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_table: Option<String>,
 }
 
 /// A physical network interface, as in the reference's `network_adapters`.

@@ -26,6 +26,90 @@ pub struct Config {
     pub leases: LeaseConfig,
     pub power: PowerConfig,
     pub boot: BootConfig,
+    pub deploy: DeployConfig,
+    pub reset: ResetConfig,
+}
+
+/// `[deploy]`: how deployments run (SPEC §5). Every phase has a deadline;
+/// past it the node is power-cycled again, up to `attempts` times, then its
+/// deploy fails (the other nodes go on).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeployConfig {
+    /// The controller's own SSH key (ed25519, created on first use),
+    /// installed beside the user's keys to check a deployed node.
+    /// Default: `<data_dir>/ssh/id_ed25519`.
+    pub ssh_key: Option<PathBuf>,
+    /// BMC operations (boot device, power) of one phase. Default `3m`.
+    #[serde(deserialize_with = "duration")]
+    pub power_timeout: Duration,
+    /// Power-on to the ramdisk's agent registered. Default `5m`.
+    #[serde(deserialize_with = "duration")]
+    pub boot_timeout: Duration,
+    /// Writing the image (and each other agent command). Default `30m`.
+    #[serde(deserialize_with = "duration")]
+    pub write_timeout: Duration,
+    /// Reboot into the image to a root SSH login. Default `5m`.
+    #[serde(deserialize_with = "duration")]
+    pub ssh_timeout: Duration,
+    /// Tries per node (a retry power-cycles the node again). Default `2`.
+    pub attempts: u32,
+    /// The command the SSH check runs. Default `uname -a`.
+    pub check_command: String,
+}
+
+impl Default for DeployConfig {
+    fn default() -> Self {
+        DeployConfig {
+            ssh_key: None,
+            power_timeout: Duration::from_secs(180),
+            boot_timeout: Duration::from_secs(300),
+            write_timeout: Duration::from_secs(1800),
+            ssh_timeout: Duration::from_secs(300),
+            attempts: 2,
+            check_command: "uname -a".into(),
+        }
+    }
+}
+
+impl DeployConfig {
+    fn validate(&self) -> Result<(), String> {
+        if !(1..=10).contains(&self.attempts) {
+            return Err("deploy.attempts: from 1 to 10".into());
+        }
+        for (key, d) in [
+            ("deploy.power_timeout", self.power_timeout),
+            ("deploy.boot_timeout", self.boot_timeout),
+            ("deploy.write_timeout", self.write_timeout),
+            ("deploy.ssh_timeout", self.ssh_timeout),
+        ] {
+            if d < Duration::from_secs(5) {
+                return Err(format!("{key}: at least 5s"));
+            }
+        }
+        if self.check_command.trim().is_empty() {
+            return Err("deploy.check_command: empty".into());
+        }
+        Ok(())
+    }
+}
+
+/// `[reset]`: what happens to a node when its lease ends (SPEC §6).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResetConfig {
+    /// Overwrite every byte of the disks instead of only their partition
+    /// tables and signatures (slow). Default `false`.
+    pub secure_wipe: bool,
+    /// Leave a clean node powered off (`true`) or on in the ramdisk
+    /// (`false`). Default `true`.
+    pub power_off: bool,
+}
+
+impl Default for ResetConfig {
+    fn default() -> Self {
+        ResetConfig { secure_wipe: false, power_off: true }
+    }
 }
 
 /// `[boot]`: network boot. Nothing runs unless configured: the HTTP boot
@@ -182,6 +266,8 @@ impl Default for Config {
             leases: LeaseConfig::default(),
             power: PowerConfig::default(),
             boot: BootConfig::default(),
+            deploy: DeployConfig::default(),
+            reset: ResetConfig::default(),
         }
     }
 }
@@ -226,7 +312,13 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config, String> {
         let config: Config = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
         config.boot.validate()?;
+        config.deploy.validate()?;
         Ok(config)
+    }
+
+    /// The controller's SSH key file.
+    pub fn ssh_key_path(&self) -> PathBuf {
+        self.deploy.ssh_key.clone().unwrap_or_else(|| self.data_dir.join("ssh").join("id_ed25519"))
     }
 
     /// Where environment images are served from.

@@ -18,3 +18,4 @@ pub mod model;
 pub mod power;
 pub mod reference;
 pub mod server;
+pub mod ssh;

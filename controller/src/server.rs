@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::app::App;
-use crate::app::conductor::{Conductor, SimConductor};
+use crate::app::conductor::{Conductor, NodeConductor};
 use crate::app::power::{BmcConnector, RealBmcs};
 use crate::clock::Clock;
 use crate::config::Config;
@@ -29,7 +29,7 @@ pub fn admin_token_path(config: &Config) -> PathBuf {
 /// on an empty database, creates the first admin (token in
 /// `DATA_DIR/admin.token`, mode 0600).
 pub async fn open(config: Config, clock: Clock) -> anyhow::Result<Arc<App>> {
-    open_with(config, clock, Arc::new(SimConductor), Arc::new(RealBmcs::default())).await
+    open_with(config, clock, Arc::new(NodeConductor), Arc::new(RealBmcs::default())).await
 }
 
 /// [`open`] with the given hands on nodes (tests inject failing ones and
@@ -64,13 +64,15 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
     let boot_services = start_boot_services(&app, stop_rx.clone())?;
     let clock_loop = tokio::spawn(app.clone().run_clock_loop(stop_rx.clone()));
     let boot_hosts_loop = tokio::spawn(app.clone().run_boot_hosts_loop(stop_rx.clone()));
-    let power_loop = tokio::spawn(app.clone().run_power_loop(stop_rx));
+    let power_loop = tokio::spawn(app.clone().run_power_loop(stop_rx.clone()));
+    let operations_loop = tokio::spawn(app.clone().run_operations_loop(stop_rx));
     let metrics = Arc::new(http::metrics::Metrics::new(app.clone()));
     let router = http::router(app, metrics);
     let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
     stop_tx.send_replace(true);
     clock_loop.await.context("clock loop panicked")?;
     power_loop.await.context("power loop panicked")?;
+    operations_loop.await.context("operations loop panicked")?;
     boot_hosts_loop.await.context("boot hosts loop panicked")?;
     if let Some(task) = boot_services {
         task.await.context("boot services panicked")?.context("boot services failed")?;

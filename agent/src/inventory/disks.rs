@@ -47,6 +47,7 @@ pub(super) fn collect(fs: &Fs) -> Vec<StorageDevice> {
         let firmware_version = fs.read(&format!("{device}/firmware_rev")).or_else(|| fs.read(&format!("{device}/rev")));
         let storage = fs.read(&format!("{block}/queue/rotational")).map(|r| if r == "1" { "HDD" } else { "SSD" }.to_string());
         let interface = fs.canonical(&block).and_then(|path| interface_of(&name, &path, ata)).map(str::to_string);
+        let partition_table = partition_table(fs, &name);
         disks.push(StorageDevice {
             id: format!("disk{}", disks.len()),
             by_id: pick(&by_id, &name, &["wwn-", "nvme-eui.", "nvme-"]).map(|l| format!("/dev/disk/by-id/{l}")),
@@ -59,9 +60,33 @@ pub(super) fn collect(fs: &Fs) -> Vec<StorageDevice> {
             firmware_version,
             storage,
             interface,
+            partition_table,
         });
     }
     disks
+}
+
+/// The partition table at the start of the disk: `gpt` (an `EFI PART`
+/// header in sector 1), `dos` (the 0x55AA boot signature with a non-empty
+/// partition entry), or `None` (blank, wiped, or unreadable: `/dev` is not
+/// there in a test tree). Reads 1 KiB, whatever the disk's size.
+fn partition_table(fs: &Fs, name: &str) -> Option<String> {
+    use std::io::Read;
+    let mut head = [0u8; 1024];
+    let mut file = std::fs::File::open(fs.host_path(&format!("/dev/{name}"))).ok()?;
+    file.read_exact(&mut head).ok()?;
+    table_kind(&head).map(str::to_string)
+}
+
+/// What the first two 512-byte sectors of a disk say.
+fn table_kind(head: &[u8; 1024]) -> Option<&'static str> {
+    if &head[512..520] == b"EFI PART" {
+        return Some("gpt");
+    }
+    let signed = head[510] == 0x55 && head[511] == 0xaa;
+    // Four 16-byte entries from 446; an entry with a type byte is in use.
+    let used = (0..4).any(|i| head[446 + i * 16 + 4] != 0);
+    (signed && used).then_some("dos")
 }
 
 /// (link name, target's kernel name) for every link in a `/dev/disk/by-*`
@@ -118,6 +143,19 @@ pub(super) fn serial_from_vpd80(page: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partition_tables_are_recognised_and_wiped_disks_have_none() {
+        let mut head = [0u8; 1024];
+        assert_eq!(table_kind(&head), None, "a blank disk");
+        head[510] = 0x55;
+        head[511] = 0xaa;
+        assert_eq!(table_kind(&head), None, "a boot signature without partitions");
+        head[446 + 4] = 0x83;
+        assert_eq!(table_kind(&head), Some("dos"));
+        head[512..520].copy_from_slice(b"EFI PART");
+        assert_eq!(table_kind(&head), Some("gpt"));
+    }
 
     #[test]
     fn interfaces_are_guessed_from_sysfs_paths() {

@@ -97,6 +97,7 @@ impl App {
             return Err(stale(upload.generation, caller.0.current_generation));
         }
         tracing::info!(node = %caller.node(), generation = upload.generation, "inventory reported");
+        self.ops_wake.notify_one();
         Ok(())
     }
 
@@ -141,6 +142,7 @@ impl App {
             Some(e) => tracing::warn!(node = %caller.node(), command = id, error = %e, "agent command failed"),
         }
         self.agent_wake.notify_waiters();
+        self.ops_wake.notify_one();
         Ok(())
     }
 

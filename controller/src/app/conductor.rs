@@ -3,12 +3,13 @@
 //!
 //! The clock loop decides *when* a node is enrolled or reset; a
 //! [`Conductor`] carries it out and reports how it went. The power (BMC),
-//! boot-network and agent issues provide the real conductor; until then,
-//! and for fast tests and scale benchmarks beside the real one, the
-//! [`SimConductor`] reports every node clean at once.
+//! real one is [`NodeConductor`] (resets through the operations engine);
+//! for fast tests and scale benchmarks beside it, the [`SimConductor`]
+//! reports every node clean at once.
 
 use async_trait::async_trait;
 
+use super::App;
 use crate::db::NodeRow;
 
 /// How a reset or check went.
@@ -20,14 +21,36 @@ pub enum CheckOutcome {
     Mismatch(String),
     /// The node's BMC did not answer.
     Unreachable(String),
+    /// Still running: ask again at the next pass.
+    InProgress,
 }
 
 #[async_trait]
 pub trait Conductor: Send + Sync + std::fmt::Debug + 'static {
     /// Checks a newly enrolled node (power reachable, inventory read).
-    async fn enroll(&self, node: &NodeRow) -> CheckOutcome;
-    /// Powers off, wipes and checks a node after a lease.
-    async fn reset(&self, node: &NodeRow) -> CheckOutcome;
+    async fn enroll(&self, app: &App, node: &NodeRow) -> CheckOutcome;
+    /// Powers off, wipes and checks a node after a lease. Called at each
+    /// clock-loop pass while the node is `resetting`: starts the reset the
+    /// first time, answers `InProgress` until it is over.
+    async fn reset(&self, app: &App, node: &NodeRow) -> CheckOutcome;
+}
+
+/// The real hands: resets run through the operations engine (BMC power
+/// off, deploy ramdisk, wipe, inventory checked against the reference).
+/// Enrolment accepts the node; the power sweep marks a node whose BMC does
+/// not answer `dead`.
+#[derive(Debug, Default)]
+pub struct NodeConductor;
+
+#[async_trait]
+impl Conductor for NodeConductor {
+    async fn enroll(&self, _app: &App, _node: &NodeRow) -> CheckOutcome {
+        CheckOutcome::Clean
+    }
+
+    async fn reset(&self, app: &App, node: &NodeRow) -> CheckOutcome {
+        app.reset_node(node).await
+    }
 }
 
 /// Simulated hands: every node enrols and resets clean, instantly.
@@ -36,11 +59,11 @@ pub struct SimConductor;
 
 #[async_trait]
 impl Conductor for SimConductor {
-    async fn enroll(&self, _node: &NodeRow) -> CheckOutcome {
+    async fn enroll(&self, _app: &App, _node: &NodeRow) -> CheckOutcome {
         CheckOutcome::Clean
     }
 
-    async fn reset(&self, _node: &NodeRow) -> CheckOutcome {
+    async fn reset(&self, _app: &App, _node: &NodeRow) -> CheckOutcome {
         CheckOutcome::Clean
     }
 }

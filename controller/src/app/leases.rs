@@ -91,18 +91,7 @@ impl App {
             if d.environment.trim().is_empty() {
                 return Err(AppError::bad_request("deploy.environment: name the environment to deploy"));
             }
-            for (i, key) in d.ssh_keys.iter().enumerate() {
-                let mut parts = key.split_whitespace();
-                let kind = parts.next().unwrap_or_default();
-                let ok = (kind.starts_with("ssh-") || kind.starts_with("ecdsa-") || kind.starts_with("sk-"))
-                    && parts.next().is_some()
-                    && key.len() < 16_384;
-                if !ok {
-                    return Err(AppError::bad_request(format!(
-                        "deploy.ssh_keys[{i}]: not an OpenSSH public key (expected 'ssh-ed25519 AAAA... comment')"
-                    )));
-                }
-            }
+            validate_ssh_keys("deploy.ssh_keys", &d.ssh_keys)?;
         }
 
         // When.
@@ -460,6 +449,28 @@ impl App {
         });
         Ok((from, to, out.collect()))
     }
+}
+
+/// Checks that each line is an OpenSSH public key; the error names
+/// `field[i]`.
+pub fn validate_ssh_keys(field: &str, keys: &[String]) -> AppResult<()> {
+    for (i, key) in keys.iter().enumerate() {
+        let mut parts = key.split_whitespace();
+        let kind = parts.next().unwrap_or_default();
+        let ok = (kind.starts_with("ssh-") || kind.starts_with("ecdsa-") || kind.starts_with("sk-"))
+            && parts.next().is_some()
+            && key.len() < 16_384
+            && !key.contains('\n');
+        if !ok {
+            return Err(AppError::bad_request(format!(
+                "{field}[{i}]: not an OpenSSH public key (expected 'ssh-ed25519 AAAA... comment')"
+            )));
+        }
+    }
+    if keys.len() > 64 {
+        return Err(AppError::bad_request(format!("{field}: at most 64 keys")));
+    }
+    Ok(())
 }
 
 /// The candidate set for a request by names.

@@ -24,6 +24,7 @@ pub mod conductor;
 pub mod environments;
 pub mod leases;
 pub mod nodes;
+pub mod operations;
 pub mod power;
 pub mod reconciler;
 
@@ -90,6 +91,12 @@ pub struct App {
     pub boot_hosts: Arc<boot::BootHosts>,
     /// Wakes agents long-polling for a command.
     pub agent_wake: Notify,
+    /// Wakes the operations engine (an agent or a BMC answered).
+    pub ops_wake: Notify,
+    /// Operations being stepped now.
+    pub(crate) in_flight: operations::InFlight,
+    /// The controller's SSH key, loaded on first use.
+    pub(crate) ssh_key: std::sync::OnceLock<Arc<crate::ssh::ControllerKey>>,
 }
 
 impl App {
@@ -110,6 +117,9 @@ impl App {
             power: power::PowerRuntime::new(bmcs),
             boot_hosts: Arc::new(boot::BootHosts::default()),
             agent_wake: Notify::new(),
+            ops_wake: Notify::new(),
+            in_flight: operations::InFlight::default(),
+            ssh_key: std::sync::OnceLock::new(),
         })
     }
 

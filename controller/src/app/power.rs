@@ -258,6 +258,7 @@ impl App {
             }
         }
         self.power.finished.send_modify(|n| *n += 1);
+        self.ops_wake.notify_one();
         Ok(())
     }
 

@@ -133,10 +133,11 @@ impl App {
             }
             let row = self.store.get_node_by_id(n.id).await?;
             let (outcome, ok_input) = match n.state {
-                NodeLifecycle::Resetting => (self.conductor.reset(&row).await, NodeInput::ResetDone),
-                _ => (self.conductor.enroll(&row).await, NodeInput::Enrolled),
+                NodeLifecycle::Resetting => (self.conductor.reset(self, &row).await, NodeInput::ResetDone),
+                _ => (self.conductor.enroll(self, &row).await, NodeInput::Enrolled),
             };
             let (input, reason, lease) = match outcome {
+                CheckOutcome::InProgress => continue,
                 CheckOutcome::Clean => {
                     (ok_input, if ok_input == NodeInput::ResetDone { "reset and checked" } else { "enrolled" }.to_owned(), None)
                 }

@@ -161,6 +161,70 @@ pub struct EnvironmentRow {
     pub created_at: Seconds,
 }
 
+/// A deployment request, as stored.
+#[derive(Clone, Debug)]
+pub struct DeploymentRow {
+    pub id: i64,
+    pub lease: LeaseId,
+    pub environment: String,
+    pub version: i64,
+    /// JSON: the resolved environment and the keys to install.
+    pub spec: String,
+    pub requested_by: String,
+    pub created_at: Seconds,
+}
+
+/// A deployment to insert.
+#[derive(Clone, Debug)]
+pub struct NewDeployment {
+    pub lease: LeaseId,
+    pub environment: String,
+    pub version: i64,
+    pub spec: String,
+    pub requested_by: String,
+    pub created_at: Seconds,
+}
+
+/// One node's deploy or reset, as stored; the operations engine owns its
+/// meaning (phases, data). Times in milliseconds since the epoch.
+#[derive(Clone, Debug)]
+pub struct OperationRow {
+    pub id: i64,
+    pub node: NodeId,
+    pub node_name: String,
+    /// `deploy` or `reset`.
+    pub kind: String,
+    pub deployment: Option<i64>,
+    pub lease: Option<LeaseId>,
+    /// `running`, `done`, `failed`, `cancelled`.
+    pub state: String,
+    pub phase: String,
+    pub attempt: i64,
+    pub phase_started_ms: i64,
+    pub deadline_ms: i64,
+    /// JSON: what the phase waits on.
+    pub data: String,
+    /// JSON: `[[phase, started_ms], ...]`.
+    pub history: String,
+    pub message: Option<String>,
+    /// Reset outcome: `clean`, `mismatch`, `bmc`, `error`.
+    pub outcome: Option<String>,
+    pub controller_ms: i64,
+    pub created_ms: i64,
+    pub finished_ms: Option<i64>,
+}
+
+/// A node operation to insert (running, in its first phase).
+#[derive(Clone, Debug)]
+pub struct NewOperation {
+    pub node: NodeId,
+    pub kind: &'static str,
+    pub lease: Option<LeaseId>,
+    pub phase: &'static str,
+    pub deadline_ms: i64,
+    pub now_ms: i64,
+}
+
 /// A requested power or boot operation.
 #[derive(Clone, Debug)]
 pub struct PowerRequestRow {
@@ -481,6 +545,33 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
     async fn besteffort_overlapping(&self, nodes: &[NodeId], start: Seconds, end: Seconds) -> DbResult<Vec<AllocationRow>>;
     async fn busy_between(&self, from: Seconds, to: Seconds) -> DbResult<Vec<BusyRow>>;
     async fn count_leases_by_state(&self) -> DbResult<Vec<(String, i64)>>;
+
+    // --- deployments and node operations ----------------------------------
+    /// Inserts a deployment and one running operation per node in one
+    /// transaction; `Raced` when a node already has a running operation.
+    async fn insert_deployment(&self, deployment: &NewDeployment, operations: &[NewOperation]) -> DbResult<i64>;
+    async fn deployment(&self, id: i64) -> DbResult<(DeploymentRow, Vec<OperationRow>)>;
+    async fn lease_deployments(&self, lease: LeaseId) -> DbResult<Vec<DeploymentRow>>;
+    /// Active deploy leases that asked for an environment and have no
+    /// deployment yet.
+    async fn deploy_leases_without_deployment(&self) -> DbResult<Vec<LeaseId>>;
+    /// Inserts a running operation; `Raced` when the node already has one.
+    async fn insert_operation(&self, operation: &NewOperation) -> DbResult<i64>;
+    async fn running_operations(&self) -> DbResult<Vec<OperationRow>>;
+    async fn operation(&self, id: i64) -> DbResult<OperationRow>;
+    /// The newest operation of `kind` on `node`.
+    async fn latest_operation(&self, node: NodeId, kind: &str) -> DbResult<Option<OperationRow>>;
+    /// Writes an operation's mutable columns if it is still running in
+    /// `(expected_phase, expected_attempt)` (`false` otherwise).
+    async fn update_operation(&self, row: &OperationRow, expected_phase: &str, expected_attempt: i64) -> DbResult<bool>;
+    /// Fails a node's unfinished agent commands (a new operation starts
+    /// from a clean queue); returns how many.
+    async fn cancel_agent_commands(&self, node: NodeId, reason: &str, now: Seconds) -> DbResult<u64>;
+    async fn agent_command_row(&self, id: i64) -> DbResult<AgentCommandRow>;
+    /// The node's newest agent generation (0 before any registration).
+    async fn agent_generation(&self, node: NodeId) -> DbResult<i64>;
+    async fn set_ssh_host_key(&self, node: NodeId, key: Option<&str>) -> DbResult<()>;
+    async fn ssh_host_key(&self, node: NodeId) -> DbResult<Option<String>>;
 
     // --- power ---------------------------------------------------------------
     async fn enqueue_power(&self, node: NodeId, operation: &str, actor: &str, now: Seconds) -> DbResult<i64>;

@@ -373,6 +373,69 @@ fn agent_command_from_row(r: &SqliteRow) -> DbResult<AgentCommandRow> {
     })
 }
 
+const OPERATION_SELECT: &str = "SELECT o.id, o.node_id, n.name, o.kind, o.deployment_id, o.lease_id, o.state, o.phase, o.attempt, \
+     o.phase_started_ms, o.deadline_ms, o.data, o.history, o.message, o.outcome, o.controller_ms, o.created_ms, o.finished_ms \
+     FROM node_operations o JOIN nodes n ON n.id = o.node_id";
+
+fn operation_from_row(r: &SqliteRow) -> DbResult<OperationRow> {
+    Ok(OperationRow {
+        id: r.try_get(0).map_err(db)?,
+        node: NodeId(r.try_get(1).map_err(db)?),
+        node_name: r.try_get(2).map_err(db)?,
+        kind: r.try_get(3).map_err(db)?,
+        deployment: r.try_get(4).map_err(db)?,
+        lease: r.try_get::<Option<i64>, _>(5).map_err(db)?.map(LeaseId),
+        state: r.try_get(6).map_err(db)?,
+        phase: r.try_get(7).map_err(db)?,
+        attempt: r.try_get(8).map_err(db)?,
+        phase_started_ms: r.try_get(9).map_err(db)?,
+        deadline_ms: r.try_get(10).map_err(db)?,
+        data: r.try_get(11).map_err(db)?,
+        history: r.try_get(12).map_err(db)?,
+        message: r.try_get(13).map_err(db)?,
+        outcome: r.try_get(14).map_err(db)?,
+        controller_ms: r.try_get(15).map_err(db)?,
+        created_ms: r.try_get(16).map_err(db)?,
+        finished_ms: r.try_get(17).map_err(db)?,
+    })
+}
+
+const DEPLOYMENT_SELECT: &str = "SELECT id, lease_id, environment, environment_version, spec, requested_by, created_at FROM deployments";
+
+fn deployment_from_row(r: &SqliteRow) -> DbResult<DeploymentRow> {
+    Ok(DeploymentRow {
+        id: r.try_get(0).map_err(db)?,
+        lease: LeaseId(r.try_get(1).map_err(db)?),
+        environment: r.try_get(2).map_err(db)?,
+        version: r.try_get(3).map_err(db)?,
+        spec: r.try_get(4).map_err(db)?,
+        requested_by: r.try_get(5).map_err(db)?,
+        created_at: r.try_get(6).map_err(db)?,
+    })
+}
+
+/// Inserts a running operation inside `tx`; a second running operation on
+/// the node violates the partial unique index and reads as `Raced`.
+async fn insert_operation_in(tx: &mut Transaction<'static, Sqlite>, op: &NewOperation, deployment: Option<i64>) -> DbResult<i64> {
+    let history = serde_json::json!([[op.phase, op.now_ms]]).to_string();
+    sqlx::query_scalar(
+        "INSERT INTO node_operations (node_id, kind, deployment_id, lease_id, state, phase, attempt, phase_started_ms, deadline_ms, \
+         history, created_ms) VALUES (?, ?, ?, ?, 'running', ?, 1, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(op.node.0)
+    .bind(op.kind)
+    .bind(deployment)
+    .bind(op.lease.map(|l| l.0))
+    .bind(op.phase)
+    .bind(op.now_ms)
+    .bind(op.deadline_ms)
+    .bind(history)
+    .bind(op.now_ms)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(|e| if is_unique_violation(&e) { DbError::Raced { what: "node's running operation" } } else { db(e) })
+}
+
 const BOOT_HOST_SELECT: &str = "SELECT m.mac, n.id, n.name, n.ip, n.boot_target FROM node_macs m JOIN nodes n ON n.id = m.node_id";
 
 fn boot_host_from_row(r: &SqliteRow) -> DbResult<BootHostRow> {
@@ -1267,6 +1330,167 @@ impl Datastore for SqliteStore {
     async fn count_leases_by_state(&self) -> DbResult<Vec<(String, i64)>> {
         let rows = sqlx::query("SELECT state, COUNT(*) FROM leases GROUP BY state").fetch_all(&self.pool).await.map_err(db)?;
         rows.iter().map(|r| Ok((r.try_get(0).map_err(db)?, r.try_get(1).map_err(db)?))).collect()
+    }
+
+    // --- deployments and node operations ----------------------------------
+    async fn insert_deployment(&self, d: &NewDeployment, operations: &[NewOperation]) -> DbResult<i64> {
+        let mut tx = self.begin_write().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO deployments (lease_id, environment, environment_version, spec, requested_by, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(d.lease.0)
+        .bind(&d.environment)
+        .bind(d.version)
+        .bind(&d.spec)
+        .bind(&d.requested_by)
+        .bind(d.created_at)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        for op in operations {
+            insert_operation_in(&mut tx, op, Some(id)).await?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(id)
+    }
+
+    async fn deployment(&self, id: i64) -> DbResult<(DeploymentRow, Vec<OperationRow>)> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{DEPLOYMENT_SELECT} WHERE id = ?")))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| DbError::NotFound { what: "deployment", name: id.to_string() })?;
+        let deployment = deployment_from_row(&row)?;
+        let ops = sqlx::query(sqlx::AssertSqlSafe(format!("{OPERATION_SELECT} WHERE o.deployment_id = ? ORDER BY n.name")))
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok((deployment, ops.iter().map(operation_from_row).collect::<DbResult<_>>()?))
+    }
+
+    async fn lease_deployments(&self, lease: LeaseId) -> DbResult<Vec<DeploymentRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{DEPLOYMENT_SELECT} WHERE lease_id = ? ORDER BY id")))
+            .bind(lease.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(deployment_from_row).collect()
+    }
+
+    async fn deploy_leases_without_deployment(&self) -> DbResult<Vec<LeaseId>> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT l.id FROM leases l WHERE l.state = 'active' AND l.deploy IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM deployments d WHERE d.lease_id = l.id) ORDER BY l.id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(ids.into_iter().map(LeaseId).collect())
+    }
+
+    async fn insert_operation(&self, operation: &NewOperation) -> DbResult<i64> {
+        let mut tx = self.begin_write().await?;
+        let id = insert_operation_in(&mut tx, operation, None).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(id)
+    }
+
+    async fn running_operations(&self) -> DbResult<Vec<OperationRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{OPERATION_SELECT} WHERE o.state = 'running' ORDER BY o.id")))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(operation_from_row).collect()
+    }
+
+    async fn operation(&self, id: i64) -> DbResult<OperationRow> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{OPERATION_SELECT} WHERE o.id = ?")))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| DbError::NotFound { what: "node operation", name: id.to_string() })?;
+        operation_from_row(&row)
+    }
+
+    async fn latest_operation(&self, node: NodeId, kind: &str) -> DbResult<Option<OperationRow>> {
+        let row =
+            sqlx::query(sqlx::AssertSqlSafe(format!("{OPERATION_SELECT} WHERE o.node_id = ? AND o.kind = ? ORDER BY o.id DESC LIMIT 1")))
+                .bind(node.0)
+                .bind(kind)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+        row.as_ref().map(operation_from_row).transpose()
+    }
+
+    async fn update_operation(&self, r: &OperationRow, expected_phase: &str, expected_attempt: i64) -> DbResult<bool> {
+        let done = sqlx::query(
+            "UPDATE node_operations SET state = ?, phase = ?, attempt = ?, phase_started_ms = ?, deadline_ms = ?, data = ?, \
+             history = ?, message = ?, outcome = ?, controller_ms = ?, finished_ms = ? \
+             WHERE id = ? AND state = 'running' AND phase = ? AND attempt = ?",
+        )
+        .bind(&r.state)
+        .bind(&r.phase)
+        .bind(r.attempt)
+        .bind(r.phase_started_ms)
+        .bind(r.deadline_ms)
+        .bind(&r.data)
+        .bind(&r.history)
+        .bind(&r.message)
+        .bind(&r.outcome)
+        .bind(r.controller_ms)
+        .bind(r.finished_ms)
+        .bind(r.id)
+        .bind(expected_phase)
+        .bind(expected_attempt)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn cancel_agent_commands(&self, node: NodeId, reason: &str, now: Seconds) -> DbResult<u64> {
+        let done = sqlx::query(
+            "UPDATE agent_commands SET state = 'failed', error = ?, updated_at = ? WHERE node_id = ? AND state IN ('queued', 'sent')",
+        )
+        .bind(reason)
+        .bind(now)
+        .bind(node.0)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn agent_command_row(&self, id: i64) -> DbResult<AgentCommandRow> {
+        self.agent_command(id).await
+    }
+
+    async fn agent_generation(&self, node: NodeId) -> DbResult<i64> {
+        sqlx::query_scalar("SELECT agent_generation FROM nodes WHERE id = ?")
+            .bind(node.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| DbError::NotFound { what: "node", name: node.0.to_string() })
+    }
+
+    async fn set_ssh_host_key(&self, node: NodeId, key: Option<&str>) -> DbResult<()> {
+        sqlx::query("UPDATE nodes SET ssh_host_key = ? WHERE id = ?").bind(key).bind(node.0).execute(&self.pool).await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn ssh_host_key(&self, node: NodeId) -> DbResult<Option<String>> {
+        let key: Option<Option<String>> = sqlx::query_scalar("SELECT ssh_host_key FROM nodes WHERE id = ?")
+            .bind(node.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(key.flatten())
     }
 
     async fn enqueue_power(&self, node: NodeId, operation: &str, actor: &str, now: Seconds) -> DbResult<i64> {

@@ -22,6 +22,7 @@ use crate::app::App;
 pub mod accounts;
 pub mod agent;
 pub mod boot;
+pub mod deployments;
 pub mod environments;
 pub mod error;
 pub mod extract;
@@ -46,11 +47,12 @@ const IMPORT_BODY_LIMIT: usize = 64 * 1024 * 1024;
         agent::register, agent::inventory, agent::command, agent::progress, agent::result,
         agent::node_inventory, agent::create_command, agent::list_commands,
         environments::list, environments::create, environments::show,
+        deployments::create, deployments::list, deployments::show, deployments::cancel, deployments::node_operations,
         leases::create, leases::list, leases::show, leases::extend, leases::end, leases::availability, leases::calendar,
         accounts::create_project, accounts::list_projects, accounts::create_user, accounts::list_users, accounts::me, accounts::create_token,
     ),
     modifiers(&BearerAuth),
-    tags((name = "nodes"), (name = "leases"), (name = "calendar"), (name = "accounts"), (name = "environments"), (name = "boot"), (name = "agent"), (name = "meta"))
+    tags((name = "nodes"), (name = "leases"), (name = "calendar"), (name = "accounts"), (name = "environments"), (name = "deployments"), (name = "boot"), (name = "agent"), (name = "meta"))
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
@@ -83,8 +85,11 @@ pub fn router(app: Arc<App>, metrics: Arc<metrics::Metrics>) -> Router {
         .route("/nodes/{name}/boot-target", axum::routing::put(nodes::boot_target))
         .route("/nodes/{name}/inventory", get(agent::node_inventory))
         .route("/nodes/{name}/agent-commands", get(agent::list_commands).post(agent::create_command))
+        .route("/nodes/{name}/operations", get(deployments::node_operations))
         .route("/leases", get(leases::list).post(leases::create))
         .route("/leases/{id}", get(leases::show).patch(leases::extend).delete(leases::end))
+        .route("/leases/{id}/deployments", get(deployments::list).post(deployments::create))
+        .route("/deployments/{id}", get(deployments::show).delete(deployments::cancel))
         .route("/availability", get(leases::availability))
         .route("/calendar", get(leases::calendar))
         .route("/projects", get(accounts::list_projects).post(accounts::create_project))

@@ -48,6 +48,9 @@ pub enum NodeInput {
     DeployStarted,
     /// The deployed system answered.
     DeployDone,
+    /// The deployment of the node failed or was cancelled: the lease keeps
+    /// the node (it may deploy again).
+    DeployFailed,
     /// The lease holding the node ended (on time, released or pre-empted).
     LeaseEnded,
     /// The reset after a lease finished and the node matched its reference.
@@ -84,6 +87,8 @@ impl NodeLifecycle {
             (S::Deploying, I::DeployStarted) => S::Deploying,
             (S::Deploying, I::DeployDone) => S::Deployed,
             (S::Deployed, I::DeployDone) => S::Deployed,
+            (S::Deploying, I::DeployFailed) => S::Reserved,
+            (S::Reserved, I::DeployFailed) => S::Reserved,
             (S::Reserved | S::Deploying | S::Deployed, I::LeaseEnded) => S::Resetting,
             (S::Resetting, I::LeaseEnded) => S::Resetting,
             (S::Resetting, I::ResetDone) => S::Available,

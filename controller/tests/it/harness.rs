@@ -284,10 +284,10 @@ impl BrokenNodes {
 
 #[async_trait::async_trait]
 impl Conductor for BrokenNodes {
-    async fn enroll(&self, node: &NodeRow) -> CheckOutcome {
+    async fn enroll(&self, _app: &ferrum_controller::app::App, node: &NodeRow) -> CheckOutcome {
         self.outcome(node)
     }
-    async fn reset(&self, node: &NodeRow) -> CheckOutcome {
+    async fn reset(&self, _app: &ferrum_controller::app::App, node: &NodeRow) -> CheckOutcome {
         self.outcome(node)
     }
 }

@@ -13,5 +13,6 @@ mod nodes;
 mod power;
 mod power_ipmi;
 mod power_redfish;
+pub mod ssh;
 pub mod sushy;
 mod tidy;

@@ -1,0 +1,969 @@
+//! The operations engine: deployments (SPEC §5) and resets (SPEC §6), one
+//! operation per node, carried out phase by phase by a level-triggered
+//! loop.
+//!
+//! Every operation lives in the database (`node_operations`): its phase,
+//! what the phase waits on (power requests, an agent generation, an agent
+//! command) and its deadline. A step reads the operation and the world,
+//! and either waits, moves to the next phase, retries (power-cycles again)
+//! or finishes; it writes with compare-and-swap on (phase, attempt). A
+//! phase's actions run at its first step and are recorded in its data, so
+//! a controller killed at any point resumes each operation where it stood
+//! (at worst repeating one idempotent action), and a phase past its
+//! deadline retries or fails: no node stays in a transitional state.
+//!
+//! Owns: the phases and their order, deadlines, retries, the node
+//! transitions a deploy makes (`deploying` → `deployed`, or back to
+//! `reserved`), and the reset's verdict (clean, mismatch, BMC failure),
+//! which the clock loop turns into the node's state. Acts only through the
+//! power request queue (BMCs), the boot target (iPXE), agent commands and
+//! the SSH check; never talks to a BMC or an agent itself.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ferrum_api::agent::AgentAction;
+use ferrum_api::deployment::{Deployment, DeploymentState, NodeOperation, OperationState, Phase, PhaseTime};
+use ferrum_api::environment::{Environment, EnvironmentBoot};
+use ferrum_api::inventory::InventoryReport;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::accounts::Actor;
+use super::conductor::CheckOutcome;
+use super::{App, AppError, AppResult};
+use crate::db::{DbError, DeploymentRow, NewDeployment, NewOperation, NodeRow, NodeStatus, OperationRow};
+use crate::model::time::from_seconds;
+use crate::model::{BootTarget, LeaseId, LeaseState, NodeInput, NodeLifecycle, ProjectId};
+
+pub const DEPLOY: &str = "deploy";
+pub const RESET: &str = "reset";
+
+/// How often running operations are looked at when nothing woke the loop.
+const TICK: Duration = Duration::from_secs(1);
+/// One SSH attempt (the phase's deadline bounds them all).
+const SSH_ATTEMPT: Duration = Duration::from_secs(10);
+/// A `deploying` node with no running deploy older than this is given back
+/// to its lease (a controller died between the two writes).
+const ORPHAN_GRACE_S: i64 = 60;
+
+/// What a phase waits on; stored as the operation's `data`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct PhaseData {
+    /// The phase's actions ran.
+    #[serde(default)]
+    issued: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    power_requests: Vec<i64>,
+    /// The agent generation before the ramdisk boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    command: Option<i64>,
+    /// Kept across phases: the disk written, the write command (for the
+    /// bytes shown), the reset's verdict, the SSH host key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    device: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    write_command: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    verdict: Option<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fingerprint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
+}
+
+impl PhaseData {
+    /// The data a new phase starts with: what is kept across phases.
+    fn carry(&self) -> PhaseData {
+        PhaseData {
+            device: self.device.clone(),
+            write_command: self.write_command,
+            verdict: self.verdict.clone(),
+            fingerprint: self.fingerprint.clone(),
+            ..PhaseData::default()
+        }
+    }
+}
+
+/// The environment and keys of a deployment; stored as its `spec`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct DeploySpec {
+    environment: Environment,
+    ssh_keys: Vec<String>,
+}
+
+/// What a step decided.
+enum Next {
+    /// Nothing changed outside; store the data (if it changed).
+    Stay(PhaseData),
+    /// Move to the phase.
+    Enter(Phase, PhaseData),
+    /// The phase cannot succeed; retry from the first phase if tries are
+    /// left, else fail with this message.
+    Retry(String),
+    Finish { state: OperationState, message: String, outcome: Option<&'static str> },
+}
+
+fn fail(message: impl Into<String>, outcome: Option<&'static str>) -> Next {
+    Next::Finish { state: OperationState::Failed, message: message.into(), outcome }
+}
+
+/// Operations being stepped right now (a step never overlaps itself).
+#[derive(Debug, Default)]
+pub struct InFlight(Mutex<HashSet<i64>>);
+
+impl InFlight {
+    fn claim(&self, id: i64) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(id)
+    }
+
+    fn release(&self, id: i64) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+    }
+}
+
+fn status_of(node: &NodeRow) -> NodeStatus {
+    NodeStatus { id: node.id, name: node.name.clone(), state: node.state, policy: node.policy, lease: node.lease }
+}
+
+impl App {
+    fn now_ms(&self) -> i64 {
+        self.clock.now().timestamp_millis()
+    }
+
+    fn deadline_of(&self, kind: &str, phase: Phase) -> Duration {
+        let d = &self.config.deploy;
+        match phase {
+            Phase::PowerOff | Phase::BootRamdisk | Phase::Shutdown => d.power_timeout,
+            Phase::WaitAgent => d.boot_timeout,
+            Phase::BootSystem | Phase::SshCheck if kind == DEPLOY => d.ssh_timeout,
+            _ => d.write_timeout,
+        }
+    }
+
+    fn deadline_ms(&self, kind: &str, phase: Phase) -> i64 {
+        self.now_ms() + i64::try_from(self.deadline_of(kind, phase).as_millis()).unwrap_or(i64::MAX / 4)
+    }
+
+    /// The controller's SSH key, loaded (or created) on first use.
+    fn controller_key(&self) -> AppResult<Arc<crate::ssh::ControllerKey>> {
+        if let Some(key) = self.ssh_key.get() {
+            return Ok(key.clone());
+        }
+        let key = crate::ssh::ControllerKey::load_or_create(&self.config.ssh_key_path()).map_err(AppError::Internal)?;
+        let _ = self.ssh_key.set(Arc::new(key));
+        self.ssh_key.get().cloned().ok_or_else(|| AppError::Internal(anyhow::anyhow!("SSH key not set")))
+    }
+
+    /// Runs the operations engine until `shutdown` turns true.
+    pub async fn run_operations_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if let Err(e) = self.operations_pass().await {
+                tracing::error!(error = ?anyhow::Error::from(e), "operations pass failed");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(TICK) => {}
+                () = self.ops_wake.notified() => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+        }
+    }
+
+    /// Starts the deployments that leases asked for, gives back orphaned
+    /// `deploying` nodes, and steps every running operation (each in its
+    /// own task, never two steps of one operation at once).
+    pub async fn operations_pass(self: &Arc<Self>) -> AppResult<()> {
+        for lease in self.store.deploy_leases_without_deployment().await? {
+            if let Err(e) = self.start_lease_deployment(lease).await {
+                tracing::warn!(lease = %lease, error = %e, "the lease's deployment could not start");
+            }
+        }
+        let running = self.store.running_operations().await?;
+        self.give_back_orphans(&running).await?;
+        for op in running {
+            if !self.in_flight.claim(op.id) {
+                continue;
+            }
+            let app = self.clone();
+            tokio::spawn(async move {
+                let id = op.id;
+                let span = tracing::info_span!("operation", id, kind = %op.kind, node = %op.node_name, phase = %op.phase);
+                if let Err(e) = tracing::Instrument::instrument(app.step(op), span).await {
+                    tracing::error!(operation = id, error = ?anyhow::Error::from(e), "operation step failed");
+                }
+                app.in_flight.release(id);
+            });
+        }
+        Ok(())
+    }
+
+    /// `deploying` nodes without a running deploy (the controller stopped
+    /// between moving the node and recording the operation) go back to
+    /// their lease as `reserved`.
+    async fn give_back_orphans(&self, running: &[OperationRow]) -> AppResult<()> {
+        let busy: HashSet<_> = running.iter().map(|o| o.node).collect();
+        let now = self.now();
+        for n in self.store.node_statuses().await? {
+            if n.state != NodeLifecycle::Deploying || busy.contains(&n.id) {
+                continue;
+            }
+            let row = self.store.get_node_by_id(n.id).await?;
+            if now - row.updated_at < ORPHAN_GRACE_S {
+                continue;
+            }
+            self.move_nodes(&[(&n, n.lease)], NodeInput::DeployFailed, "system", "no deployment runs on the node (controller restart)")
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The deployment a deploy lease asked for at creation, started once it
+    /// is active, on behalf of its owner.
+    async fn start_lease_deployment(&self, lease: LeaseId) -> AppResult<i64> {
+        let row = self.store.get_lease(lease).await?;
+        let spec: ferrum_api::DeploySpec =
+            serde_json::from_str(row.deploy.as_deref().unwrap_or("{}")).map_err(|e| AppError::Internal(e.into()))?;
+        let owner = self.store.get_user(&row.owner).await?;
+        let actor = Actor {
+            user_id: owner.id,
+            name: owner.name.clone(),
+            is_admin: owner.is_admin,
+            // Visibility compares project names only.
+            projects: owner.projects.iter().map(|p| (ProjectId(0), p.clone())).collect(),
+        };
+        let id = self.create_deployment(&actor, lease.0, spec).await?.id;
+        tracing::info!(lease = %lease, deployment = id, "deployment started at lease start");
+        Ok(id)
+    }
+
+    /// Deploys an environment on the nodes of a running lease (its holder
+    /// or an admin). Nodes already `deployed` are deployed again; nodes
+    /// that left the lease (suspect, dead) are left out.
+    pub async fn create_deployment(&self, actor: &Actor, lease_id: i64, req: ferrum_api::DeploySpec) -> AppResult<Deployment> {
+        let lease = self.get_lease(actor, lease_id).await?;
+        if lease.state != LeaseState::Active {
+            return Err(AppError::Conflict {
+                message: format!("lease {} is {}; deployments run on active leases", lease.id, lease.state.as_str()),
+                earliest_start: None,
+            });
+        }
+        if req.environment.trim().is_empty() {
+            return Err(AppError::bad_request("environment: name the environment to deploy"));
+        }
+        super::leases::validate_ssh_keys("ssh_keys", &req.ssh_keys)?;
+        let environment = self.get_environment(actor, &req.environment, None).await?;
+        let mut nodes = Vec::new();
+        for (id, name) in &lease.nodes {
+            let node = self.store.get_node_by_id(*id).await?;
+            if node.lease != Some(lease.id) {
+                continue;
+            }
+            match node.state {
+                NodeLifecycle::Reserved | NodeLifecycle::Deployed => nodes.push(node),
+                NodeLifecycle::Deploying => {
+                    return Err(AppError::Conflict {
+                        message: format!("node '{name}' is being deployed; cancel that deployment first"),
+                        earliest_start: None,
+                    });
+                }
+                _ => {}
+            }
+        }
+        if nodes.is_empty() {
+            return Err(AppError::Conflict { message: format!("lease {} holds no node that can be deployed", lease.id), earliest_start: None });
+        }
+        let version = i64::try_from(environment.descriptor.version).unwrap_or(i64::MAX);
+        let spec = DeploySpec { environment, ssh_keys: req.ssh_keys };
+        let text = serde_json::to_string(&spec).map_err(|e| AppError::Internal(e.into()))?;
+        let statuses: Vec<NodeStatus> = nodes.iter().map(status_of).collect();
+        let moves: Vec<_> = statuses.iter().map(|s| (s, Some(lease.id))).collect();
+        let reason = format!("deploying {} for lease {}", spec.environment.descriptor.name, lease.id);
+        self.move_nodes(&moves, NodeInput::DeployStarted, &actor.name, &reason).await?;
+        let now_ms = self.now_ms();
+        let operations: Vec<NewOperation> = nodes
+            .iter()
+            .map(|n| NewOperation {
+                node: n.id,
+                kind: DEPLOY,
+                lease: Some(lease.id),
+                phase: Phase::BootRamdisk.as_str(),
+                deadline_ms: self.deadline_ms(DEPLOY, Phase::BootRamdisk),
+                now_ms,
+            })
+            .collect();
+        let new = NewDeployment {
+            lease: lease.id,
+            environment: spec.environment.descriptor.name.clone(),
+            version,
+            spec: text,
+            requested_by: actor.name.clone(),
+            created_at: self.now(),
+        };
+        let id = match self.store.insert_deployment(&new, &operations).await {
+            Ok(id) => id,
+            Err(e) => {
+                // Give the nodes back: nothing will deploy them.
+                let back: Vec<NodeRow> = futures_nodes(self, &nodes).await?;
+                let statuses: Vec<NodeStatus> = back.iter().map(status_of).collect();
+                let moves: Vec<_> = statuses.iter().map(|s| (s, Some(lease.id))).collect();
+                self.move_nodes(&moves, NodeInput::DeployFailed, "system", "the deployment could not be recorded").await?;
+                return Err(match e {
+                    DbError::Raced { .. } => AppError::Conflict {
+                        message: "a node of the lease is already being deployed or reset; try again when it is done".into(),
+                        earliest_start: None,
+                    },
+                    other => other.into(),
+                });
+            }
+        };
+        tracing::info!(deployment = id, lease = %lease.id, environment = %new.environment, nodes = nodes.len(), actor = %actor.name, "deployment created");
+        self.ops_wake.notify_one();
+        self.power.wake.notify_one();
+        self.deployment_view(id).await
+    }
+
+    /// A deployment, for its lease's holder or an admin.
+    pub async fn get_deployment(&self, actor: &Actor, id: i64) -> AppResult<Deployment> {
+        let (row, _) = self.store.deployment(id).await?;
+        self.get_lease(actor, row.lease.0).await.map_err(|_| AppError::NotFound(format!("deployment '{id}' does not exist")))?;
+        self.deployment_view(id).await
+    }
+
+    /// The deployments of a lease, oldest first.
+    pub async fn lease_deployments(&self, actor: &Actor, lease: i64) -> AppResult<Vec<Deployment>> {
+        let lease = self.get_lease(actor, lease).await?;
+        let mut out = Vec::new();
+        for d in self.store.lease_deployments(lease.id).await? {
+            out.push(self.deployment_view(d.id).await?);
+        }
+        Ok(out)
+    }
+
+    /// Cancels what still runs of a deployment; those nodes go back to the
+    /// lease as `reserved`.
+    pub async fn cancel_deployment(&self, actor: &Actor, id: i64) -> AppResult<Deployment> {
+        let (row, ops) = self.store.deployment(id).await?;
+        self.get_lease(actor, row.lease.0).await.map_err(|_| AppError::NotFound(format!("deployment '{id}' does not exist")))?;
+        for op in ops.into_iter().filter(|o| o.state == "running") {
+            let reason = format!("cancelled by {}", actor.name);
+            self.finish(&op, &PhaseData::default(), OperationState::Cancelled, &reason, None, 0).await?;
+        }
+        self.deployment_view(id).await
+    }
+
+    async fn deployment_view(&self, id: i64) -> AppResult<Deployment> {
+        let (row, ops) = self.store.deployment(id).await?;
+        let mut nodes = Vec::new();
+        for op in &ops {
+            nodes.push(self.operation_view(op).await?);
+        }
+        Ok(deployment_of(&row, nodes))
+    }
+
+    /// One operation as the API shows it.
+    pub async fn operation_view(&self, op: &OperationRow) -> AppResult<NodeOperation> {
+        let data: PhaseData = serde_json::from_str(&op.data).unwrap_or_default();
+        let (mut written, mut total) = (None, None);
+        if let Some(cmd) = data.write_command {
+            let c = self.store.agent_command_row(cmd).await?;
+            written = u64::try_from(c.done_bytes).ok();
+            total = c.total_bytes.and_then(|t| u64::try_from(t).ok());
+        }
+        let now_ms = self.now_ms();
+        let end_ms = op.finished_ms.unwrap_or(now_ms);
+        let history: Vec<(String, i64)> = serde_json::from_str(&op.history).unwrap_or_default();
+        let mut phases = Vec::new();
+        for (i, (phase, at)) in history.iter().enumerate() {
+            let until = history.get(i + 1).map(|(_, t)| *t).unwrap_or(end_ms);
+            if let Some(phase) = Phase::parse(phase) {
+                phases.push(PhaseTime { phase, started_at: ms_time(*at), seconds: (until - at).max(0) as f64 / 1000.0 });
+            }
+        }
+        let state = OperationState::parse(&op.state).unwrap_or(OperationState::Failed);
+        let ssh = if op.kind == DEPLOY && state == OperationState::Done {
+            self.store.get_node_by_id(op.node).await?.ip.map(|ip| format!("root@{ip}"))
+        } else {
+            None
+        };
+        Ok(NodeOperation {
+            node: op.node_name.clone(),
+            kind: op.kind.clone(),
+            state,
+            phase: if state == OperationState::Running { Phase::parse(&op.phase).unwrap_or(Phase::Finished) } else { Phase::Finished },
+            attempt: u32::try_from(op.attempt).unwrap_or(1),
+            phase_seconds: (end_ms - op.phase_started_ms).max(0) as f64 / 1000.0,
+            deadline: ms_time(op.deadline_ms),
+            bytes_written: written,
+            bytes_total: total,
+            message: op.message.clone().or(data.last_error.clone()),
+            host_key: data.fingerprint.clone(),
+            ssh,
+            phases,
+            controller_ms: u64::try_from(op.controller_ms).unwrap_or(0),
+            started_at: ms_time(op.created_ms),
+            finished_at: op.finished_ms.map(ms_time),
+        })
+    }
+
+    /// The latest reset of a node, as the API shows it.
+    pub async fn node_operations(&self, name: &str) -> AppResult<Vec<NodeOperation>> {
+        let node = self.store.get_node(name).await?;
+        let mut out = Vec::new();
+        for kind in [DEPLOY, RESET] {
+            if let Some(op) = self.store.latest_operation(node.id, kind).await? {
+                out.push(self.operation_view(&op).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The reset of a `resetting` node: started on first call, then its
+    /// verdict once done. The clock loop calls this each pass.
+    pub async fn reset_node(&self, node: &NodeRow) -> CheckOutcome {
+        match self.reset_step_outcome(node).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                tracing::error!(node = %node.name, error = ?anyhow::Error::from(e), "reset bookkeeping failed");
+                CheckOutcome::InProgress
+            }
+        }
+    }
+
+    async fn reset_step_outcome(&self, node: &NodeRow) -> AppResult<CheckOutcome> {
+        if node.bmc_url.is_none() {
+            return Ok(CheckOutcome::Mismatch(
+                "the node has no BMC: ferrum cannot power it off, wipe and check it; check it by hand and mark it repaired".into(),
+            ));
+        }
+        let latest = self.store.latest_operation(node.id, RESET).await?;
+        let current = latest.filter(|op| op.state == "running" || (node.lease.is_some() && op.lease == node.lease && op.state != "cancelled"));
+        let Some(op) = current else {
+            let new = NewOperation {
+                node: node.id,
+                kind: RESET,
+                lease: node.lease,
+                phase: Phase::PowerOff.as_str(),
+                deadline_ms: self.deadline_ms(RESET, Phase::PowerOff),
+                now_ms: self.now_ms(),
+            };
+            match self.store.insert_operation(&new).await {
+                Ok(id) => tracing::info!(node = %node.name, operation = id, "reset started"),
+                // A deploy still winding down: its guard cancels it, then the reset starts.
+                Err(DbError::Raced { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            self.ops_wake.notify_one();
+            return Ok(CheckOutcome::InProgress);
+        };
+        Ok(match (op.state.as_str(), op.outcome.as_deref()) {
+            ("running", _) => CheckOutcome::InProgress,
+            ("done", Some("clean")) => CheckOutcome::Clean,
+            ("done", _) => CheckOutcome::Mismatch(op.message.unwrap_or_default()),
+            (_, Some("bmc")) => CheckOutcome::Unreachable(op.message.unwrap_or_default()),
+            _ => CheckOutcome::Mismatch(format!("reset failed: {}", op.message.unwrap_or_default())),
+        })
+    }
+
+    /// One step of an operation.
+    async fn step(&self, op: OperationRow) -> AppResult<()> {
+        let started = Instant::now();
+        let data: PhaseData = serde_json::from_str(&op.data).unwrap_or_default();
+        let Some(phase) = Phase::parse(&op.phase) else {
+            return self.finish(&op, &data, OperationState::Failed, &format!("unknown phase '{}'", op.phase), Some("error"), 0).await;
+        };
+        let node = self.store.get_node_by_id(op.node).await?;
+
+        // A BMC failure of this phase is the named reason, even when the
+        // power loop already moved the node to suspect or dead.
+        if let Some(error) = self.failed_power_request(&data).await? {
+            return self.finish(&op, &data, OperationState::Failed, &error, Some("bmc"), elapsed_ms(started)).await;
+        }
+        let still_ours = match op.kind.as_str() {
+            DEPLOY => node.state == NodeLifecycle::Deploying && node.lease == op.lease,
+            _ => node.state == NodeLifecycle::Resetting,
+        };
+        if !still_ours {
+            let why = format!("the node is now {}", node.state.as_str());
+            return self.finish(&op, &data, OperationState::Cancelled, &why, None, elapsed_ms(started)).await;
+        }
+
+        let mut external = Duration::ZERO;
+        let next = match op.kind.as_str() {
+            DEPLOY => self.deploy_step(&op, &node, phase, data.clone(), &mut external).await?,
+            _ => self.reset_step(&op, &node, phase, data.clone()).await?,
+        };
+        let own_ms = elapsed_ms(started).saturating_sub(i64::try_from(external.as_millis()).unwrap_or(0));
+        let next = match next {
+            Next::Stay(_) if self.now_ms() > op.deadline_ms => {
+                Next::Retry(format!("{} took longer than {}", phase.as_str(), humantime::format_duration(self.deadline_of(&op.kind, phase))))
+            }
+            other => other,
+        };
+        match next {
+            Next::Stay(new) => {
+                let text = serde_json::to_string(&new).map_err(|e| AppError::Internal(e.into()))?;
+                if text != op.data {
+                    let mut row = op.clone();
+                    row.data = text;
+                    row.controller_ms += own_ms;
+                    self.store.update_operation(&row, &op.phase, op.attempt).await?;
+                }
+                Ok(())
+            }
+            Next::Enter(to, new) => self.enter(&op, to, &new, op.attempt, own_ms).await,
+            Next::Retry(why) => {
+                let attempts = i64::from(self.config.deploy.attempts);
+                if op.attempt >= attempts {
+                    let message = format!("gave up after {} attempt(s): {why}", op.attempt);
+                    return self.finish(&op, &data, OperationState::Failed, &message, Some("error"), own_ms).await;
+                }
+                tracing::warn!(node = %op.node_name, attempt = op.attempt, reason = %why, "retrying from a power cycle");
+                let first = if op.kind == DEPLOY { Phase::BootRamdisk } else { Phase::PowerOff };
+                let mut new = data.carry();
+                new.last_error = Some(why);
+                self.enter(&op, first, &new, op.attempt + 1, own_ms).await
+            }
+            Next::Finish { state, message, outcome } => self.finish(&op, &data, state, &message, outcome, own_ms).await,
+        }
+    }
+
+    /// The error of the phase's first failed power request, if any.
+    async fn failed_power_request(&self, data: &PhaseData) -> AppResult<Option<String>> {
+        for id in &data.power_requests {
+            let r = self.store.power_request(*id).await?;
+            if r.state == "failed" {
+                return Ok(Some(r.error.unwrap_or_else(|| format!("power request {id} failed"))));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether every power request of the phase is done.
+    async fn power_done(&self, data: &PhaseData) -> AppResult<bool> {
+        for id in &data.power_requests {
+            if self.store.power_request(*id).await?.state != "done" {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn enqueue_power_ops(&self, node: &NodeRow, ops: &[&str], actor: &str) -> AppResult<Vec<i64>> {
+        let mut ids = Vec::new();
+        for op in ops {
+            ids.push(self.store.enqueue_power(node.id, op, actor, self.now()).await?);
+        }
+        self.power.wake.notify_one();
+        Ok(ids)
+    }
+
+    async fn enqueue_agent(&self, node: &NodeRow, action: &AgentAction, actor: &str) -> AppResult<i64> {
+        let text = serde_json::to_string(action).map_err(|e| AppError::Internal(e.into()))?;
+        let row = self.store.enqueue_agent_command(node.id, &text, actor, self.now()).await?;
+        self.agent_wake.notify_waiters();
+        Ok(row.id)
+    }
+
+    /// Sends the node to the deploy ramdisk: next boot → ramdisk, BMC boot
+    /// device PXE, then `power` (`cycle` or `on`).
+    async fn boot_ramdisk(&self, node: &NodeRow, power: &str, actor: &str, mut data: PhaseData) -> AppResult<Next> {
+        if !data.issued {
+            let stale = self.store.cancel_agent_commands(node.id, "superseded by a new operation", self.now()).await?;
+            if stale > 0 {
+                tracing::info!(node = %node.name, stale, "old agent commands cancelled");
+            }
+            self.store.set_boot_target(node.id, BootTarget::Ramdisk).await?;
+            data.generation = Some(self.store.agent_generation(node.id).await?);
+            data.power_requests = self.enqueue_power_ops(node, &["boot-pxe", power], actor).await?;
+            data.issued = true;
+            return Ok(Next::Stay(data));
+        }
+        if !self.power_done(&data).await? {
+            return Ok(Next::Stay(data));
+        }
+        let mut next = data.carry();
+        next.generation = data.generation;
+        Ok(Next::Enter(Phase::WaitAgent, next))
+    }
+
+    /// Whether the ramdisk's agent (a generation after `data.generation`)
+    /// reported its inventory; the report when it did.
+    async fn fresh_inventory(&self, node: &NodeRow, data: &PhaseData) -> AppResult<Option<InventoryReport>> {
+        let Some(inventory) = self.store.node_inventory(node.id).await? else { return Ok(None) };
+        if inventory.generation <= data.generation.unwrap_or(0) {
+            return Ok(None);
+        }
+        let report: InventoryReport = serde_json::from_str(&inventory.report).map_err(|e| AppError::Internal(e.into()))?;
+        Ok(Some(report))
+    }
+
+    /// Issues an agent command at the phase's first step, then waits for it.
+    /// `Ok(None)` when it is done.
+    async fn agent_phase(&self, node: &NodeRow, action: impl FnOnce() -> AgentAction, actor: &str, data: &mut PhaseData) -> AppResult<Option<Next>> {
+        let Some(id) = data.command.filter(|_| data.issued) else {
+            data.command = Some(self.enqueue_agent(node, &action(), actor).await?);
+            data.issued = true;
+            return Ok(Some(Next::Stay(data.clone())));
+        };
+        let c = self.store.agent_command_row(id).await?;
+        Ok(match c.state.as_str() {
+            "done" => None,
+            "failed" => Some(Next::Retry(format!("the agent's {} failed: {}", kind_of(&c.action), c.error.unwrap_or_default()))),
+            _ => Some(Next::Stay(data.clone())),
+        })
+    }
+
+    async fn deploy_step(&self, op: &OperationRow, node: &NodeRow, phase: Phase, mut data: PhaseData, external: &mut Duration) -> AppResult<Next> {
+        let actor = format!("deployment {}", op.deployment.unwrap_or_default());
+        let spec: DeploySpec = {
+            let (row, _) = self.store.deployment(op.deployment.unwrap_or_default()).await?;
+            serde_json::from_str(&row.spec).map_err(|e| AppError::Internal(e.into()))?
+        };
+        let env = &spec.environment.descriptor;
+        Ok(match phase {
+            Phase::BootRamdisk => self.boot_ramdisk(node, "cycle", &actor, data).await?,
+            Phase::WaitAgent => match self.fresh_inventory(node, &data).await? {
+                None => Next::Stay(data),
+                Some(report) => match report.storage_devices.first() {
+                    None => fail("the node's agent found no disk to write the image to", Some("error")),
+                    Some(disk) => {
+                        let mut next = data.carry();
+                        next.device = Some(format!("/dev/{}", disk.device));
+                        Next::Enter(Phase::WriteImage, next)
+                    }
+                },
+            },
+            Phase::WriteImage => {
+                let device = data.device.clone().unwrap_or_default();
+                let action = || AgentAction::WriteImage {
+                    url: spec.environment.image_url.clone(),
+                    format: env.format,
+                    sha256: env.sha256.clone(),
+                    size: env.size,
+                    device: device.clone(),
+                };
+                let first = !data.issued;
+                let waiting = self.agent_phase(node, action, &actor, &mut data).await?;
+                if first {
+                    data.write_command = data.command;
+                    return Ok(Next::Stay(data));
+                }
+                match waiting {
+                    Some(next) => next,
+                    None => Next::Enter(Phase::InstallKeys, data.carry()),
+                }
+            }
+            Phase::InstallKeys => {
+                let mut keys = spec.ssh_keys.clone();
+                keys.push(self.controller_key()?.public_openssh());
+                let action = || AgentAction::InstallKeys {
+                    device: data.device.clone().unwrap_or_default(),
+                    root_partition: env.root_partition,
+                    ssh_keys: keys,
+                    hostname: node.name.clone(),
+                };
+                match self.agent_phase(node, action, &actor, &mut data.clone()).await? {
+                    Some(Next::Stay(d)) => Next::Stay(d),
+                    Some(other) => other,
+                    None => Next::Enter(Phase::BootSystem, data.carry()),
+                }
+            }
+            Phase::BootSystem => {
+                if !data.issued {
+                    self.store.set_boot_target(node.id, BootTarget::Local).await?;
+                }
+                let device = data.device.clone().unwrap_or_default();
+                let action = || match env.boot {
+                    EnvironmentBoot::Kexec => kexec_action(&device, env.root_partition),
+                    EnvironmentBoot::Local => AgentAction::Reboot,
+                };
+                match self.agent_phase(node, action, &actor, &mut data.clone()).await? {
+                    Some(Next::Stay(d)) => Next::Stay(d),
+                    Some(other) => other,
+                    None => Next::Enter(Phase::SshCheck, data.carry()),
+                }
+            }
+            Phase::SshCheck => {
+                let Some(ip) = node.ip.as_deref() else {
+                    return Ok(fail("the node has no IP address in the inventory: the controller cannot log in", Some("error")));
+                };
+                let addr: SocketAddr = match format!("{ip}:22").parse() {
+                    Ok(a) => a,
+                    Err(_) => return Ok(fail(format!("the node's IP address '{ip}' is not valid"), Some("error"))),
+                };
+                let key = self.controller_key()?;
+                let t = Instant::now();
+                let result = crate::ssh::run_as_root(addr, &key, &self.config.deploy.check_command, SSH_ATTEMPT, None).await;
+                *external += t.elapsed();
+                match result {
+                    Ok(check) if check.exit_status == 0 => {
+                        self.store.set_ssh_host_key(node.id, Some(&check.host_key)).await?;
+                        data.fingerprint = Some(check.fingerprint.clone());
+                        let first_line = check.stdout.lines().next().unwrap_or_default().trim().to_owned();
+                        self.deployed(op, node, &data, &first_line).await?;
+                        return Ok(Next::Finish { state: OperationState::Done, message: first_line, outcome: None });
+                    }
+                    Ok(check) => fail(
+                        format!(
+                            "the check command '{}' exited with {}: {}",
+                            self.config.deploy.check_command,
+                            check.exit_status,
+                            check.stderr.trim()
+                        ),
+                        Some("error"),
+                    ),
+                    Err(e) if e.is_retryable() => {
+                        data.last_error = Some(format!("SSH: {e}"));
+                        Next::Stay(data)
+                    }
+                    Err(e) => fail(format!("root SSH login with the controller's key failed: {e}"), Some("error")),
+                }
+            }
+            other => fail(format!("phase {} is not part of a deploy", other.as_str()), Some("error")),
+        })
+    }
+
+    /// A node's deploy succeeded: it becomes `deployed`.
+    async fn deployed(&self, op: &OperationRow, node: &NodeRow, data: &PhaseData, uname: &str) -> AppResult<()> {
+        let _ = data;
+        let reason = format!("deployed (deployment {}); root SSH check: {uname}", op.deployment.unwrap_or_default());
+        self.move_nodes(&[(&status_of(node), node.lease)], NodeInput::DeployDone, "system", &reason).await?;
+        Ok(())
+    }
+
+    async fn reset_step(&self, op: &OperationRow, node: &NodeRow, phase: Phase, mut data: PhaseData) -> AppResult<Next> {
+        let actor = "reset".to_owned();
+        let _ = op;
+        Ok(match phase {
+            Phase::PowerOff => {
+                if !data.issued {
+                    self.store.cancel_agent_commands(node.id, "superseded by the reset", self.now()).await?;
+                    data.power_requests = self.enqueue_power_ops(node, &["off"], &actor).await?;
+                    data.issued = true;
+                    return Ok(Next::Stay(data));
+                }
+                if self.power_done(&data).await? { Next::Enter(Phase::BootRamdisk, data.carry()) } else { Next::Stay(data) }
+            }
+            Phase::BootRamdisk => self.boot_ramdisk(node, "on", &actor, data).await?,
+            Phase::WaitAgent => match self.fresh_inventory(node, &data).await? {
+                None => Next::Stay(data),
+                Some(report) => {
+                    let mut next = data.carry();
+                    next.device = Some(report.storage_devices.iter().map(|d| format!("/dev/{}", d.device)).collect::<Vec<_>>().join(","));
+                    Next::Enter(Phase::Wipe, next)
+                }
+            },
+            Phase::Wipe => {
+                let devices: Vec<String> =
+                    data.device.clone().unwrap_or_default().split(',').filter(|d| !d.is_empty()).map(str::to_owned).collect();
+                let secure = self.config.reset.secure_wipe;
+                match self.agent_phase(node, || AgentAction::Wipe { devices, secure }, &actor, &mut data.clone()).await? {
+                    Some(Next::Stay(d)) => Next::Stay(d),
+                    Some(other) => other,
+                    None => Next::Enter(Phase::Inventory, data.carry()),
+                }
+            }
+            Phase::Inventory => match self.agent_phase(node, || AgentAction::Inventory, &actor, &mut data.clone()).await? {
+                Some(Next::Stay(d)) => Next::Stay(d),
+                Some(other) => other,
+                None => {
+                    let mut next = data.carry();
+                    next.verdict = Some(self.check_against_reference(node).await?);
+                    Next::Enter(Phase::Shutdown, next)
+                }
+            },
+            Phase::Shutdown => {
+                if !data.issued {
+                    self.store.set_boot_target(node.id, BootTarget::Local).await?;
+                    if self.config.reset.power_off {
+                        data.power_requests = self.enqueue_power_ops(node, &["off"], &actor).await?;
+                    }
+                    data.issued = true;
+                    return Ok(Next::Stay(data));
+                }
+                if !self.power_done(&data).await? {
+                    return Ok(Next::Stay(data));
+                }
+                let (outcome, message) = data.verdict.clone().unwrap_or_else(|| ("clean".into(), String::new()));
+                let outcome = if outcome == "clean" { "clean" } else { "mismatch" };
+                let message = if outcome == "clean" { "reset, wiped and checked".to_owned() } else { message };
+                Next::Finish { state: OperationState::Done, message, outcome: Some(outcome) }
+            }
+            other => fail(format!("phase {} is not part of a reset", other.as_str()), Some("error")),
+        })
+    }
+
+    /// The verdict of a reset's inventory: ("clean", "") or ("mismatch",
+    /// the differences with the reference, and any disk not wiped).
+    async fn check_against_reference(&self, node: &NodeRow) -> AppResult<(String, String)> {
+        let inventory = self.node_inventory(&node.name).await?;
+        let mut problems: Vec<String> = inventory
+            .differences
+            .unwrap_or_default()
+            .iter()
+            .map(|d| format!("{}: reference {}, found {}", d.field, d.expected, d.found))
+            .collect();
+        if let Some((_, report)) = &inventory.reported {
+            for disk in &report.storage_devices {
+                if let Some(table) = &disk.partition_table {
+                    problems.push(format!("disk {} still has a {table} partition table after the wipe", disk.device));
+                }
+            }
+        }
+        Ok(if problems.is_empty() { ("clean".into(), String::new()) } else { ("mismatch".into(), problems.join("; ")) })
+    }
+
+    /// Moves an operation to `to` (a new phase, or the same phase of a new
+    /// attempt).
+    async fn enter(&self, op: &OperationRow, to: Phase, data: &PhaseData, attempt: i64, own_ms: i64) -> AppResult<()> {
+        let now_ms = self.now_ms();
+        let mut history: Vec<(String, i64)> = serde_json::from_str(&op.history).unwrap_or_default();
+        history.push((to.as_str().to_owned(), now_ms));
+        let mut row = op.clone();
+        row.phase = to.as_str().to_owned();
+        row.attempt = attempt;
+        row.phase_started_ms = now_ms;
+        row.deadline_ms = self.deadline_ms(&op.kind, to);
+        row.data = serde_json::to_string(data).map_err(|e| AppError::Internal(e.into()))?;
+        row.history = serde_json::to_string(&history).map_err(|e| AppError::Internal(e.into()))?;
+        row.controller_ms += own_ms;
+        if self.store.update_operation(&row, &op.phase, op.attempt).await? {
+            tracing::info!(node = %op.node_name, kind = %op.kind, phase = to.as_str(), attempt, "operation phase");
+            self.ops_wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Ends an operation. A deploy that did not succeed gives its node back
+    /// to the lease (`reserved`); a reset's end wakes the clock loop, which
+    /// turns the verdict into the node's state.
+    async fn finish(
+        &self,
+        op: &OperationRow,
+        data: &PhaseData,
+        state: OperationState,
+        message: &str,
+        outcome: Option<&'static str>,
+        own_ms: i64,
+    ) -> AppResult<()> {
+        let now_ms = self.now_ms();
+        let mut history: Vec<(String, i64)> = serde_json::from_str(&op.history).unwrap_or_default();
+        history.push((Phase::Finished.as_str().to_owned(), now_ms));
+        let mut row = op.clone();
+        row.state = state.as_str().to_owned();
+        row.data = serde_json::to_string(data).map_err(|e| AppError::Internal(e.into()))?;
+        row.history = serde_json::to_string(&history).map_err(|e| AppError::Internal(e.into()))?;
+        row.message = Some(message.to_owned()).filter(|m| !m.is_empty());
+        row.outcome = outcome.map(str::to_owned);
+        row.controller_ms += own_ms;
+        row.finished_ms = Some(now_ms);
+        if !self.store.update_operation(&row, &op.phase, op.attempt).await? {
+            return Ok(());
+        }
+        match state {
+            OperationState::Done => tracing::info!(node = %op.node_name, kind = %op.kind, message, "operation done"),
+            _ => tracing::warn!(node = %op.node_name, kind = %op.kind, state = state.as_str(), message, "operation ended"),
+        }
+        if op.kind == DEPLOY && state != OperationState::Done {
+            let node = self.store.get_node_by_id(op.node).await?;
+            if node.state == NodeLifecycle::Deploying && node.lease == op.lease {
+                let reason = format!("deployment {} {}: {message}", op.deployment.unwrap_or_default(), state.as_str());
+                self.move_nodes(&[(&status_of(&node), node.lease)], NodeInput::DeployFailed, "system", &reason).await?;
+            }
+        }
+        if op.kind == RESET {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+}
+
+/// Re-reads nodes (after a failed insert, to move them from their current
+/// state).
+async fn futures_nodes(app: &App, nodes: &[NodeRow]) -> AppResult<Vec<NodeRow>> {
+    let mut out = Vec::new();
+    for n in nodes {
+        out.push(app.store.get_node_by_id(n.id).await?);
+    }
+    Ok(out)
+}
+
+fn deployment_of(row: &DeploymentRow, nodes: Vec<NodeOperation>) -> Deployment {
+    Deployment {
+        id: row.id,
+        lease: row.lease.0,
+        environment: row.environment.clone(),
+        version: u64::try_from(row.version).unwrap_or(0),
+        requested_by: row.requested_by.clone(),
+        state: DeploymentState::of(nodes.iter().map(|n| n.state)),
+        created_at: from_seconds(row.created_at),
+        nodes,
+    }
+}
+
+fn ms_time(ms: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn elapsed_ms(since: Instant) -> i64 {
+    i64::try_from(since.elapsed().as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The kexec of a `boot: kexec` environment: the image's
+/// `/boot/vmlinuz` and `/boot/initrd.img` (the Debian symlinks), root on
+/// the written partition, console on the first serial port and the screen.
+fn kexec_action(device: &str, partition: u32) -> AgentAction {
+    // `nvme0n1` → `nvme0n1p1`; `vda` → `vda1`.
+    let separator = if device.ends_with(|c: char| c.is_ascii_digit()) { "p" } else { "" };
+    AgentAction::Kexec {
+        device: device.to_owned(),
+        root_partition: partition,
+        kernel: "boot/vmlinuz".into(),
+        initrd: Some("boot/initrd.img".into()),
+        cmdline: format!("root={device}{separator}{partition} ro console=tty0 console=ttyS0,115200n8"),
+    }
+}
+
+/// The kind of an agent command's stored action, for messages.
+fn kind_of(action: &str) -> String {
+    serde_json::from_str::<AgentAction>(action).map(|a| a.kind().to_owned()).unwrap_or_else(|_| "command".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phase_data_keeps_only_what_crosses_phases() {
+        let data = PhaseData {
+            issued: true,
+            power_requests: vec![1, 2],
+            generation: Some(3),
+            command: Some(4),
+            device: Some("/dev/vda".into()),
+            write_command: Some(5),
+            verdict: None,
+            fingerprint: None,
+            last_error: Some("x".into()),
+        };
+        let next = data.carry();
+        assert!(!next.issued);
+        assert!(next.power_requests.is_empty() && next.command.is_none() && next.generation.is_none());
+        assert_eq!(next.device.as_deref(), Some("/dev/vda"));
+        assert_eq!(next.write_command, Some(5));
+        assert_eq!(next.last_error, None);
+    }
+
+    #[test]
+    fn old_data_still_reads() {
+        let data: PhaseData = serde_json::from_str("{}").expect("empty data");
+        assert!(!data.issued);
+    }
+}
