@@ -79,6 +79,11 @@ pub enum Command {
     /// The environment catalog: images to deploy (list, show, add)
     #[command(subcommand)]
     Env(EnvCommand),
+    /// Deploy an environment on the nodes of an active lease
+    Deploy(DeployArgs),
+    /// Follow or cancel a deployment
+    #[command(subcommand)]
+    Deployment(DeploymentCommand),
     /// Find the earliest slots where a request would fit
     Availability(AvailabilityArgs),
     /// Show node reservations as a text Gantt chart
@@ -90,6 +95,95 @@ pub enum Command {
     /// Admin verbs: projects, users and tokens
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// The virtual lab: QEMU nodes behind emulated BMCs, with their own ferrumd
+    #[command(subcommand)]
+    Lab(LabCommand),
+}
+
+// ---------------------------------------------------------------------------
+// lab
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Start a lab: N QEMU nodes (odd ones behind IPMI, even ones behind
+    /// Redfish) and a ferrumd that serves them, all inside a network
+    /// namespace; writes DIR/lab.env (FERRUM_URL, FERRUM_TOKEN, FERRUM_LAB_NETNS)
+    Up(LabUpArgs),
+    /// Stop the lab in DIR and remove its namespace (logs and disks stay)
+    Down {
+        /// Lab directory
+        #[arg(long, value_name = "DIR", default_value = ferrum_lab::layout::DEFAULT_DIR)]
+        dir: PathBuf,
+    },
+    /// The lab's supervisor (started by `lab up`)
+    #[command(hide = true)]
+    Daemon(LabDaemonArgs),
+    /// ipmi_sim's chassis_control program: forwards to the lab supervisor
+    #[command(hide = true)]
+    BmcHook {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        #[arg(long, value_name = "NAME")]
+        node: String,
+        /// What ipmi_sim passes: `get ITEMS...` or `set ITEM VALUE...`
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+/// What `lab up` and the supervisor share.
+#[derive(Debug, Args)]
+pub struct LabSpecArgs {
+    /// Lab directory
+    #[arg(long, value_name = "DIR", default_value = ferrum_lab::layout::DEFAULT_DIR)]
+    pub dir: PathBuf,
+    /// Number of nodes
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub nodes: u32,
+    /// K in the lab's networks 10.K.0.0/24 (nodes) and 10.K.1.0/24 (to this host); one lab per K
+    #[arg(long, value_name = "K", default_value_t = ferrum_lab::layout::DEFAULT_SUBNET_ID)]
+    pub subnet_id: u8,
+    /// Memory per node in MiB (the deploy ramdisk needs 320)
+    #[arg(long, value_name = "MIB", default_value_t = ferrum_lab::layout::DEFAULT_MEMORY_MIB)]
+    pub memory: u32,
+    /// Images cache built by `ferrum-images build` [default: ~/.cache/ferrum/images]
+    #[arg(long, value_name = "DIR")]
+    pub images: Option<PathBuf>,
+    /// The ferrumd binary [default: the one next to this ferrum]
+    #[arg(long, value_name = "PATH")]
+    pub ferrumd: Option<PathBuf>,
+    /// QEMU accelerator: auto (KVM only when a probe proves it works), tcg or kvm
+    #[arg(long, value_enum, default_value_t = LabAccel::Auto)]
+    pub accel: LabAccel,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LabAccel {
+    Auto,
+    Tcg,
+    Kvm,
+}
+
+#[derive(Debug, Args)]
+pub struct LabUpArgs {
+    #[command(flatten)]
+    pub spec: LabSpecArgs,
+    /// Enrol NODE with a reference claiming 1 GiB more memory than it has
+    #[arg(long, value_name = "NODE")]
+    pub fake_memory: Vec<String>,
+    /// Enrol NODE with a reference claiming a GPU it lacks
+    #[arg(long, value_name = "NODE")]
+    pub fake_gpu: Vec<String>,
+    /// Give ferrum a wrong BMC password for NODE
+    #[arg(long, value_name = "NODE")]
+    pub wrong_bmc_password: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LabDaemonArgs {
+    #[command(flatten)]
+    pub spec: LabSpecArgs,
 }
 
 // ---------------------------------------------------------------------------
@@ -113,6 +207,47 @@ pub enum EnvCommand {
         /// The descriptor, e.g. tiny.yaml written by `ferrum-images build`
         file: PathBuf,
     },
+}
+
+// ---------------------------------------------------------------------------
+// deploy
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    ferrum deploy 42 --env tiny --ssh-key ~/.ssh/id_ed25519.pub --wait\n  \
+    ferrum deployment show 7 --wait")]
+pub struct DeployArgs {
+    /// The lease whose nodes to deploy
+    pub lease: i64,
+    /// Environment name (see `ferrum env list`)
+    #[arg(long = "env", value_name = "NAME")]
+    pub environment: String,
+    /// Public key file(s) to install for root, one key per line (default:
+    /// ~/.ssh/id_ed25519.pub, id_ecdsa.pub or id_rsa.pub, the first found)
+    #[arg(long = "ssh-key", value_name = "FILE")]
+    pub ssh_keys: Vec<PathBuf>,
+    /// Show progress bars and wait until every node is deployed or failed
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeploymentCommand {
+    /// Show a deployment: each node's phase, bytes written, times
+    Show {
+        id: i64,
+        /// Follow it with progress bars until it ends
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List the deployments of a lease
+    List {
+        /// Lease id
+        lease: i64,
+    },
+    /// Cancel what still runs of a deployment
+    Cancel { id: i64 },
 }
 
 // ---------------------------------------------------------------------------
@@ -159,6 +294,11 @@ pub enum NodeCommand {
     },
     /// Show a node's recorded state changes
     Events {
+        /// Node name
+        name: String,
+    },
+    /// Show a node's latest deploy and reset, phase by phase (admin)
+    Operations {
         /// Node name
         name: String,
     },
@@ -596,6 +736,18 @@ mod tests {
     }
 
     #[test]
+    fn the_ipmi_hook_takes_what_ipmi_sim_appends() {
+        for tail in [&["get", "power", "boot"][..], &["set", "power", "1"], &["0x20", "set", "boot", "pxe"]] {
+            let mut line = vec!["ferrum", "lab", "bmc-hook", "--dir", "/tmp/l", "--node", "lab-1"];
+            line.extend_from_slice(tail);
+            let Ok(Cli { command: Command::Lab(LabCommand::BmcHook { args, .. }), .. }) = parse(&line) else {
+                panic!("{line:?} does not parse as the hook");
+            };
+            assert_eq!(args, tail);
+        }
+    }
+
+    #[test]
     fn spec_12_command_lines_parse() {
         let lines: &[&[&str]] = &[
             &["ferrum", "node", "list", "--filter", "gpu_count >= 2", "--json"],
@@ -644,6 +796,9 @@ mod tests {
             &["ferrum", "admin", "user", "add", "alice", "--project", "p", "--email", "a@x"],
             &["ferrum", "usage", "--group-by", "gpu_model", "--from", "2026-01-01T00:00:00Z", "--json"],
             &["ferrum", "--url", "http://h:1", "whoami"],
+            &["ferrum", "lab", "up", "--nodes", "4"],
+            &["ferrum", "lab", "up", "--nodes", "2", "--dir", "/tmp/l", "--subnet-id", "80", "--fake-gpu", "lab-2"],
+            &["ferrum", "lab", "down", "--dir", "/tmp/l"],
         ];
         for line in lines {
             if let Err(err) = parse(line) {

@@ -36,6 +36,7 @@ pub mod exit {
     pub const UNAUTHORISED: u8 = 4;
     pub const NOT_FOUND: u8 = 5;
     pub const UNREACHABLE: u8 = 6;
+    pub const FAILED: u8 = 7;
 }
 
 /// The `Exit codes` section of `ferrum --help`.
@@ -49,7 +50,8 @@ Exit codes:
      or the lease's state forbids the action (e.g. cancel after its start)
   4  not authorised: no token, or the server refused it (401, 403)
   5  not found (404)
-  6  cannot reach the server (check --url / FERRUM_URL and that ferrumd runs)";
+  6  cannot reach the server (check --url / FERRUM_URL and that ferrumd runs)
+  7  a deployment waited for (--wait) ended without every node deployed";
 
 /// The failures that have their own exit code.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +71,9 @@ pub enum CliError {
     /// The CLI itself refuses because of the resource's state.
     #[error("{0}")]
     StateConflict(String),
+    /// What was waited for ended badly (a deployment failed on some node).
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl CliError {
@@ -86,6 +91,7 @@ impl CliError {
             CliError::Unreachable { .. } => exit::UNREACHABLE,
             CliError::NoToken { .. } => exit::UNAUTHORISED,
             CliError::StateConflict(_) => exit::CONFLICT,
+            CliError::Failed(_) => exit::FAILED,
         }
     }
 }

@@ -136,3 +136,33 @@ impl Drop for Netns {
         let _ = ip(&["netns", "delete", &self.name]);
     }
 }
+
+/// Whether a namespace `name` exists.
+pub fn exists(name: &str) -> bool {
+    std::path::Path::new("/run/netns").join(name).exists()
+}
+
+/// Deletes the namespace `name` (for a lab whose supervisor is gone).
+pub fn delete(name: &str) -> Result<(), NetnsError> {
+    ip(&["netns", "delete", name])
+}
+
+impl Netns {
+    /// A veth pair between the root namespace (`root_end`, with
+    /// `root_address`) and this one (`ns_end`, with `ns_address`), both up.
+    /// The pair disappears with the namespace.
+    pub fn add_veth_to_root(&self, root_end: &str, root_address: &str, ns_end: &str, ns_address: &str) -> Result<(), NetnsError> {
+        ip(&["link", "add", root_end, "type", "veth", "peer", "name", ns_end, "netns", &self.name])?;
+        ip(&["addr", "add", root_address, "dev", root_end])?;
+        ip(&["link", "set", root_end, "up"])?;
+        self.ip(&["addr", "add", ns_address, "dev", ns_end])?;
+        self.ip(&["link", "set", ns_end, "up"])
+    }
+
+    /// Adds a tap `name` enslaved to `bridge`, up.
+    pub fn add_tap_to_bridge(&self, name: &str, bridge: &str) -> Result<(), NetnsError> {
+        self.ip(&["tuntap", "add", name, "mode", "tap"])?;
+        self.ip(&["link", "set", name, "master", bridge])?;
+        self.ip(&["link", "set", name, "up"])
+    }
+}

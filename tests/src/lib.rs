@@ -5,6 +5,8 @@
 //! Processes are started by this code and killed by PID when the handle is
 //! dropped; nothing here touches any address but loopback.
 
+pub mod lab;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -17,8 +19,9 @@ use std::time::Duration;
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test>-<hash>
-    let dir = exe.parent().and_then(Path::parent).expect("target profile dir").to_owned();
+    // target/<profile>/deps/<test>-<hash>, or target/<profile>/<bench binary>
+    let parent = exe.parent().expect("target dir");
+    let dir = if parent.ends_with("deps") { parent.parent().expect("target profile dir") } else { parent }.to_owned();
     let path = dir.join(name);
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     if !built.iter().any(|b| b == name) {
@@ -128,6 +131,33 @@ impl Drop for Ferrumd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Builds (once per test process; cached across runs under
+/// `~/.cache/ferrum`) what the virtual lab boots: the deploy ramdisk and
+/// the `tiny` environment. Returns the images directory.
+pub fn lab_images() -> PathBuf {
+    static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(dir) = built.as_ref() {
+        return dir.clone();
+    }
+    use ferrum_images::plan::{self, Options, Target};
+    let options = Options::with_default_dirs().expect("HOME is set");
+    plan::build(&options, &[Target::RamdiskLab, Target::Tiny], |r| {
+        eprintln!("lab images: {} {:?} in {:.1} s", r.step, r.freshness, r.duration.as_secs_f64())
+    })
+    .expect("the lab's images build");
+    *built = Some(options.out.clone());
+    options.out
+}
+
+/// One virtual lab at a time per test process: each lab runs several TCG
+/// virtual machines, and two labs at once on a 2-core machine would only
+/// make both slow.
+pub fn lab_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LAB: Mutex<()> = Mutex::new(());
+    LAB.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The fixture tree of Grid'5000 reference descriptions.

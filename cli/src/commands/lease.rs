@@ -46,7 +46,7 @@ pub async fn run(ctx: &Ctx, cmd: LeaseCommand) -> Result<()> {
 
 /// Reads each `--ssh-key` file: one key per non-empty, non-comment line, so
 /// an `authorized_keys` file works as well as an `id_ed25519.pub`.
-fn read_ssh_keys(paths: &[std::path::PathBuf]) -> Result<Vec<String>> {
+pub(super) fn read_ssh_keys(paths: &[std::path::PathBuf]) -> Result<Vec<String>> {
     let mut keys = Vec::new();
     for path in paths {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read ssh key file {}", path.display()))?;

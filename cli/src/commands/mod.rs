@@ -9,7 +9,9 @@
 
 mod admin;
 mod calendar;
+mod deploy;
 mod env;
+mod lab;
 mod lease;
 mod node;
 
@@ -49,6 +51,11 @@ pub fn out(text: &str) -> Result<()> {
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
+    // The lab needs no server settings: it starts its own ferrumd.
+    let command = match cli.command {
+        Command::Lab(cmd) => return lab::run(cmd).await,
+        command => command,
+    };
     let settings = config::load(cli.global.url, cli.global.token, cli.global.config.as_deref())?;
     let Some(token) = settings.token.clone() else {
         let config = settings.config_path.as_ref().map_or_else(|| "~/.config/ferrum/config.toml".to_owned(), |p| p.display().to_string());
@@ -56,14 +63,17 @@ pub async fn run(cli: Cli) -> Result<()> {
     };
     let client = Client::new(&settings.url, &settings.url_origin.to_string(), token)?;
     let ctx = Ctx { client, settings, json: cli.global.json, table: TableOpts::detect() };
-    match cli.command {
+    match command {
         Command::Node(cmd) => node::run(&ctx, cmd).await,
         Command::Lease(cmd) => lease::run(&ctx, cmd).await,
         Command::Env(cmd) => env::run(&ctx, cmd).await,
+        Command::Deploy(args) => deploy::deploy(&ctx, args).await,
+        Command::Deployment(cmd) => deploy::run(&ctx, cmd).await,
         Command::Availability(args) => calendar::availability(&ctx, args).await,
         Command::Calendar(args) => calendar::calendar(&ctx, args).await,
         Command::Usage(args) => admin::usage(&ctx, args).await,
         Command::Whoami => admin::whoami(&ctx).await,
         Command::Admin(cmd) => admin::run(&ctx, cmd).await,
+        Command::Lab(cmd) => lab::run(cmd).await,
     }
 }

@@ -66,6 +66,11 @@ pub async fn run(ctx: &Ctx, cmd: NodeCommand) -> Result<()> {
             }
             if differences.is_empty() { Ok(()) } else { anyhow::bail!("{name} differs from its reference description") }
         }
+        NodeCommand::Operations { name } => {
+            let answer =
+                ctx.client.get::<Vec<ferrum_api::deployment::NodeOperation>, _>(&["nodes", &name, "operations"], &NoQuery {}).await?;
+            ctx.show(&answer, |ops, _| super::deploy::operations_view(ops))
+        }
         NodeCommand::Events { name } => {
             let answer = ctx.client.get::<Vec<NodeEvent>, _>(&["nodes", &name, "events"], &NoQuery {}).await?;
             ctx.show(&answer, |events, opts| render::node_events_table(events, opts))

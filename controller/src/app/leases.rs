@@ -462,9 +462,7 @@ pub fn validate_ssh_keys(field: &str, keys: &[String]) -> AppResult<()> {
             && key.len() < 16_384
             && !key.contains('\n');
         if !ok {
-            return Err(AppError::bad_request(format!(
-                "{field}[{i}]: not an OpenSSH public key (expected 'ssh-ed25519 AAAA... comment')"
-            )));
+            return Err(AppError::bad_request(format!("{field}[{i}]: not an OpenSSH public key (expected 'ssh-ed25519 AAAA... comment')")));
         }
     }
     if keys.len() > 64 {

@@ -105,11 +105,12 @@ enum Next {
     /// The phase cannot succeed; retry from the first phase if tries are
     /// left, else fail with this message.
     Retry(String),
-    Finish { state: OperationState, message: String, outcome: Option<&'static str> },
+    /// End it; `data` replaces the operation's data when given.
+    Finish { state: OperationState, message: String, outcome: Option<&'static str>, data: Option<PhaseData> },
 }
 
 fn fail(message: impl Into<String>, outcome: Option<&'static str>) -> Next {
-    Next::Finish { state: OperationState::Failed, message: message.into(), outcome }
+    Next::Finish { state: OperationState::Failed, message: message.into(), outcome, data: None }
 }
 
 /// Operations being stepped right now (a step never overlaps itself).
@@ -277,7 +278,10 @@ impl App {
             }
         }
         if nodes.is_empty() {
-            return Err(AppError::Conflict { message: format!("lease {} holds no node that can be deployed", lease.id), earliest_start: None });
+            return Err(AppError::Conflict {
+                message: format!("lease {} holds no node that can be deployed", lease.id),
+                earliest_start: None,
+            });
         }
         let version = i64::try_from(environment.descriptor.version).unwrap_or(i64::MAX);
         let spec = DeploySpec { environment, ssh_keys: req.ssh_keys };
@@ -398,7 +402,7 @@ impl App {
             state,
             phase: if state == OperationState::Running { Phase::parse(&op.phase).unwrap_or(Phase::Finished) } else { Phase::Finished },
             attempt: u32::try_from(op.attempt).unwrap_or(1),
-            phase_seconds: (end_ms - op.phase_started_ms).max(0) as f64 / 1000.0,
+            phase_seconds: if op.finished_ms.is_some() { 0.0 } else { (now_ms - op.phase_started_ms).max(0) as f64 / 1000.0 },
             deadline: ms_time(op.deadline_ms),
             bytes_written: written,
             bytes_total: total,
@@ -443,7 +447,8 @@ impl App {
             ));
         }
         let latest = self.store.latest_operation(node.id, RESET).await?;
-        let current = latest.filter(|op| op.state == "running" || (node.lease.is_some() && op.lease == node.lease && op.state != "cancelled"));
+        let current =
+            latest.filter(|op| op.state == "running" || (node.lease.is_some() && op.lease == node.lease && op.state != "cancelled"));
         let Some(op) = current else {
             let new = NewOperation {
                 node: node.id,
@@ -501,9 +506,11 @@ impl App {
         };
         let own_ms = elapsed_ms(started).saturating_sub(i64::try_from(external.as_millis()).unwrap_or(0));
         let next = match next {
-            Next::Stay(_) if self.now_ms() > op.deadline_ms => {
-                Next::Retry(format!("{} took longer than {}", phase.as_str(), humantime::format_duration(self.deadline_of(&op.kind, phase))))
-            }
+            Next::Stay(_) if self.now_ms() > op.deadline_ms => Next::Retry(format!(
+                "{} took longer than {}",
+                phase.as_str(),
+                humantime::format_duration(self.deadline_of(&op.kind, phase))
+            )),
             other => other,
         };
         match next {
@@ -530,7 +537,9 @@ impl App {
                 new.last_error = Some(why);
                 self.enter(&op, first, &new, op.attempt + 1, own_ms).await
             }
-            Next::Finish { state, message, outcome } => self.finish(&op, &data, state, &message, outcome, own_ms).await,
+            Next::Finish { state, message, outcome, data: new } => {
+                self.finish(&op, new.as_ref().unwrap_or(&data), state, &message, outcome, own_ms).await
+            }
         }
     }
 
@@ -606,7 +615,13 @@ impl App {
 
     /// Issues an agent command at the phase's first step, then waits for it.
     /// `Ok(None)` when it is done.
-    async fn agent_phase(&self, node: &NodeRow, action: impl FnOnce() -> AgentAction, actor: &str, data: &mut PhaseData) -> AppResult<Option<Next>> {
+    async fn agent_phase(
+        &self,
+        node: &NodeRow,
+        action: impl FnOnce() -> AgentAction,
+        actor: &str,
+        data: &mut PhaseData,
+    ) -> AppResult<Option<Next>> {
         let Some(id) = data.command.filter(|_| data.issued) else {
             data.command = Some(self.enqueue_agent(node, &action(), actor).await?);
             data.issued = true;
@@ -620,7 +635,14 @@ impl App {
         })
     }
 
-    async fn deploy_step(&self, op: &OperationRow, node: &NodeRow, phase: Phase, mut data: PhaseData, external: &mut Duration) -> AppResult<Next> {
+    async fn deploy_step(
+        &self,
+        op: &OperationRow,
+        node: &NodeRow,
+        phase: Phase,
+        mut data: PhaseData,
+        external: &mut Duration,
+    ) -> AppResult<Next> {
         let actor = format!("deployment {}", op.deployment.unwrap_or_default());
         let spec: DeploySpec = {
             let (row, _) = self.store.deployment(op.deployment.unwrap_or_default()).await?;
@@ -708,7 +730,7 @@ impl App {
                         data.fingerprint = Some(check.fingerprint.clone());
                         let first_line = check.stdout.lines().next().unwrap_or_default().trim().to_owned();
                         self.deployed(op, node, &data, &first_line).await?;
-                        return Ok(Next::Finish { state: OperationState::Done, message: first_line, outcome: None });
+                        return Ok(Next::Finish { state: OperationState::Done, message: first_line, outcome: None, data: Some(data) });
                     }
                     Ok(check) => fail(
                         format!(
@@ -794,7 +816,7 @@ impl App {
                 let (outcome, message) = data.verdict.clone().unwrap_or_else(|| ("clean".into(), String::new()));
                 let outcome = if outcome == "clean" { "clean" } else { "mismatch" };
                 let message = if outcome == "clean" { "reset, wiped and checked".to_owned() } else { message };
-                Next::Finish { state: OperationState::Done, message, outcome: Some(outcome) }
+                Next::Finish { state: OperationState::Done, message, outcome: Some(outcome), data: None }
             }
             other => fail(format!("phase {} is not part of a reset", other.as_str()), Some("error")),
         })

@@ -1485,11 +1485,8 @@ impl Datastore for SqliteStore {
     }
 
     async fn ssh_host_key(&self, node: NodeId) -> DbResult<Option<String>> {
-        let key: Option<Option<String>> = sqlx::query_scalar("SELECT ssh_host_key FROM nodes WHERE id = ?")
-            .bind(node.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
+        let key: Option<Option<String>> =
+            sqlx::query_scalar("SELECT ssh_host_key FROM nodes WHERE id = ?").bind(node.0).fetch_optional(&self.pool).await.map_err(db)?;
         Ok(key.flatten())
     }
 

@@ -3,4 +3,6 @@
 mod agent;
 mod cli;
 mod concurrency;
+mod deploy;
+mod lab;
 mod pxe;

@@ -1,0 +1,352 @@
+//! The lab's plan and its files: what `ferrum lab up` asks for
+//! ([`LabSpec`]), what each node is (name, MAC, address, BMC), and where
+//! everything lives in the lab directory. Pure: nothing here starts a
+//! process or touches the network.
+//!
+//! Lab directory (default `/tmp/ferrum-lab`):
+//! `lab.pid` (supervisor), `lab.log` (its output), `lab.json` (written when
+//! the lab is ready: [`LabState`]), `lab.sock` (the control socket),
+//! `lab.env` (written by `lab up`: URL and admin token, mode 0600),
+//! `bmc-password` (mode 0600), `pids` (every process the lab started),
+//! `netns` (the namespace and veth names), `ferrumd.toml`, `ferrumd.log`,
+//! `ferrumd.pid`, `ferrumd/` (its data directory), `sushy/` (the launcher),
+//! and `nodes/<name>/` (`disk.qcow2`, `serial.log`, `qemu.log`,
+//! `qmp.sock`, and the BMC's files).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{LabError, Result};
+
+/// The default lab directory.
+pub const DEFAULT_DIR: &str = "/tmp/ferrum-lab";
+/// The default subnet id K: the lab's networks are `10.K.0.0/24` (nodes)
+/// and `10.K.1.0/24` (the veth to the root namespace).
+pub const DEFAULT_SUBNET_ID: u8 = 77;
+/// Default memory per node (MiB); the deploy ramdisk needs at least 320.
+pub const DEFAULT_MEMORY_MIB: u32 = 384;
+/// The smallest memory the deploy ramdisk boots with.
+pub const RAMDISK_MEMORY_MIB: u32 = 320;
+/// Most nodes in one lab (MACs and addresses have room for more; the
+/// machine does not).
+pub const MAX_NODES: u32 = 64;
+/// Disk of every node.
+pub const DISK_BYTES: u64 = 2 << 30;
+/// The port `ferrumd` listens on inside the namespace.
+pub const FERRUMD_PORT: u16 = 8080;
+/// The BMC user.
+pub const BMC_USER: &str = "admin";
+/// Site and cluster the nodes are enrolled in.
+pub const SITE: &str = "lab";
+pub const CLUSTER: &str = "qemu";
+
+/// Which accelerator QEMU uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    /// KVM when a probe proves it works (cached), else TCG.
+    Auto,
+    Tcg,
+    Kvm,
+}
+
+impl Accel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Accel::Auto => "auto",
+            Accel::Tcg => "tcg",
+            Accel::Kvm => "kvm",
+        }
+    }
+}
+
+/// The kind of emulated BMC in front of a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BmcKind {
+    /// OpenIPMI's `ipmi_sim` (odd nodes).
+    Ipmi,
+    /// sushy-tools with ferrum's system driver (even nodes).
+    Redfish,
+}
+
+impl BmcKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BmcKind::Ipmi => "ipmi",
+            BmcKind::Redfish => "redfish",
+        }
+    }
+}
+
+/// Everything the supervisor needs to start a lab.
+#[derive(Clone, Debug)]
+pub struct LabSpec {
+    pub dir: PathBuf,
+    pub nodes: u32,
+    pub subnet_id: u8,
+    pub memory_mib: u32,
+    /// The images cache (`ferrum-images build --out`).
+    pub images: PathBuf,
+    /// The `ferrumd` binary.
+    pub ferrumd: PathBuf,
+    /// The `ferrum` binary (the IPMI hook runs it).
+    pub ferrum: PathBuf,
+    /// `sushy-emulator` of a sushy-tools 2.2.0 venv (its `python3` runs
+    /// the launcher).
+    pub sushy: PathBuf,
+    pub accel: Accel,
+}
+
+impl LabSpec {
+    /// Checks the numbers and paths; errors name the flag.
+    pub fn validate(&self) -> Result<()> {
+        if self.nodes == 0 || self.nodes > MAX_NODES {
+            return Err(LabError::Invalid(format!("--nodes {}: give 1 to {MAX_NODES}", self.nodes)));
+        }
+        if self.subnet_id == 0 || self.subnet_id == 255 {
+            return Err(LabError::Invalid(format!("--subnet-id {}: give 1 to 254", self.subnet_id)));
+        }
+        if self.memory_mib < 128 {
+            return Err(LabError::Invalid(format!("--memory {}: at least 128 MiB (320 for the deploy ramdisk)", self.memory_mib)));
+        }
+        if !self.dir.is_absolute() {
+            return Err(LabError::Invalid(format!("--dir {}: must be an absolute path", self.dir.display())));
+        }
+        // ipmi_sim runs the hook through `sh -c` with the path inside a
+        // double-quoted config string: keep paths free of quotes.
+        for (flag, path) in [("--dir", &self.dir), ("--ferrumd", &self.ferrumd), ("ferrum binary", &self.ferrum)] {
+            let text = path.to_string_lossy();
+            if text.contains(['\'', '"', '\n', '\\']) {
+                return Err(LabError::Invalid(format!("{flag} {text}: quotes and backslashes are not supported in lab paths")));
+            }
+        }
+        // The longest unix socket path must fit sun_path (108 bytes).
+        let longest = self.node_dir(&format!("lab-{}", self.nodes)).join("qmp.sock");
+        if longest.as_os_str().len() > 100 {
+            return Err(LabError::Invalid(format!("--dir {}: too long for the QMP socket paths inside it", self.dir.display())));
+        }
+        Ok(())
+    }
+
+    /// The plan of every node.
+    pub fn node_plans(&self) -> Vec<NodePlan> {
+        (1..=self.nodes).map(|i| NodePlan::new(self.subnet_id, i)).collect()
+    }
+
+    pub fn node_dir(&self, name: &str) -> PathBuf {
+        self.dir.join("nodes").join(name)
+    }
+
+    /// The lab's ramdisk directory in the images cache.
+    pub fn ramdisk_dir(&self) -> PathBuf {
+        self.images.join("ramdisk-lab")
+    }
+
+    /// The environments directory of the images cache (descriptors and
+    /// the images they name by relative path).
+    pub fn environments_dir(&self) -> PathBuf {
+        self.images.join("environments")
+    }
+
+    /// The namespace's name.
+    pub fn netns_name(&self) -> String {
+        netns_name(self.subnet_id)
+    }
+}
+
+/// The namespace of the lab with subnet id `k`.
+pub fn netns_name(k: u8) -> String {
+    format!("ferrum-lab-{k}")
+}
+
+/// The root-namespace end of the lab's veth.
+pub fn veth_root_name(k: u8) -> String {
+    format!("ferrumlab{k}")
+}
+
+/// One node of the lab.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodePlan {
+    pub index: u32,
+    pub name: String,
+    pub mac: String,
+    pub ip: String,
+    pub tap: String,
+    pub bmc: BmcKind,
+    /// UDP (IPMI) or TCP (Redfish) port on the namespace's 127.0.0.1.
+    pub bmc_port: u16,
+    /// Redfish only: the system id (a UUID, so no redirect is involved).
+    pub system_id: Option<String>,
+}
+
+impl NodePlan {
+    pub fn new(k: u8, i: u32) -> NodePlan {
+        let bmc = if i % 2 == 1 { BmcKind::Ipmi } else { BmcKind::Redfish };
+        let port_base: u16 = match bmc {
+            BmcKind::Ipmi => 6230,
+            BmcKind::Redfish => 8000,
+        };
+        NodePlan {
+            index: i,
+            name: format!("lab-{i}"),
+            mac: format!("52:54:00:fe:{k:02x}:{i:02x}"),
+            ip: format!("10.{k}.0.{}", 10 + i),
+            tap: format!("tap{i}"),
+            bmc,
+            bmc_port: port_base + u16::try_from(i).unwrap_or(0),
+            system_id: (bmc == BmcKind::Redfish).then(|| format!("f3e2a000-0000-4000-8000-{k:04x}{i:08x}")),
+        }
+    }
+
+    /// The BMC URL to enrol, with `password`.
+    pub fn bmc_url(&self, password: &str) -> String {
+        match (self.bmc, &self.system_id) {
+            (BmcKind::Redfish, Some(id)) => format!("redfish+http://{BMC_USER}:{password}@127.0.0.1:{}/{id}", self.bmc_port),
+            _ => format!("ipmi://{BMC_USER}:{password}@127.0.0.1:{}", self.bmc_port),
+        }
+    }
+}
+
+/// What `lab.json` says about a ready lab.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LabState {
+    pub dir: PathBuf,
+    pub netns: String,
+    pub subnet_id: u8,
+    /// ferrumd's URL from the root namespace (through the veth).
+    pub url: String,
+    /// ferrumd's URL from the nodes (the bridge).
+    pub node_url: String,
+    pub memory_mib: u32,
+    /// The accelerator QEMU runs with.
+    pub accel: Accel,
+    pub supervisor_pid: u32,
+    pub nodes: Vec<NodePlan>,
+}
+
+/// The files of a lab directory.
+#[derive(Clone, Debug)]
+pub struct LabFiles {
+    pub dir: PathBuf,
+}
+
+impl LabFiles {
+    pub fn new(dir: &Path) -> LabFiles {
+        LabFiles { dir: dir.to_owned() }
+    }
+    pub fn pid(&self) -> PathBuf {
+        self.dir.join("lab.pid")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("lab.log")
+    }
+    pub fn state(&self) -> PathBuf {
+        self.dir.join("lab.json")
+    }
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("lab.sock")
+    }
+    pub fn env(&self) -> PathBuf {
+        self.dir.join("lab.env")
+    }
+    pub fn password(&self) -> PathBuf {
+        self.dir.join("bmc-password")
+    }
+    pub fn pids(&self) -> PathBuf {
+        self.dir.join("pids")
+    }
+    pub fn netns(&self) -> PathBuf {
+        self.dir.join("netns")
+    }
+    pub fn ferrumd_config(&self) -> PathBuf {
+        self.dir.join("ferrumd.toml")
+    }
+    pub fn ferrumd_log(&self) -> PathBuf {
+        self.dir.join("ferrumd.log")
+    }
+    pub fn ferrumd_pid(&self) -> PathBuf {
+        self.dir.join("ferrumd.pid")
+    }
+    pub fn ferrumd_data(&self) -> PathBuf {
+        self.dir.join("ferrumd")
+    }
+    /// The admin token `ferrumd` writes on first start.
+    pub fn admin_token(&self) -> PathBuf {
+        self.ferrumd_data().join("admin.token")
+    }
+
+    /// Reads `lab.json`.
+    pub fn read_state(&self) -> Result<LabState> {
+        let path = self.state();
+        let text = std::fs::read_to_string(&path).map_err(LabError::io("cannot read the lab state", &path))?;
+        serde_json::from_str(&text).map_err(|e| LabError::Invalid(format!("{}: not a lab state ({e})", path.display())))
+    }
+}
+
+/// Writes `text` to `path` with mode 0600 (created or truncated).
+pub fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(LabError::io("cannot write", path))?;
+    // An existing file keeps its mode on open: set it.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(LabError::io("cannot restrict", path))?;
+    file.write_all(text.as_bytes()).map_err(LabError::io("cannot write", path))
+}
+
+/// Writes `text` to `path` through a temporary file and a rename, so a
+/// reader never sees half of it.
+pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).map_err(LabError::io("cannot write", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(LabError::io("cannot rename into place", path))
+}
+
+/// A random password of 16 lowercase hex characters: URL-safe, no quoting
+/// needed anywhere, and within ipmi_sim's 16-byte limit (a longer one
+/// makes every RMCP+ session fail).
+pub fn random_password() -> Result<String> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| LabError::Invalid(format!("no randomness for the BMC password: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_alternate_bmcs_and_have_distinct_addresses() {
+        let a = NodePlan::new(77, 1);
+        let b = NodePlan::new(77, 2);
+        assert_eq!((a.name.as_str(), a.mac.as_str(), a.ip.as_str(), a.bmc), ("lab-1", "52:54:00:fe:4d:01", "10.77.0.11", BmcKind::Ipmi));
+        assert_eq!((b.bmc, b.bmc_port), (BmcKind::Redfish, 8002));
+        assert_eq!(a.bmc_url("pw"), "ipmi://admin:pw@127.0.0.1:6231");
+        assert!(b.bmc_url("pw").starts_with("redfish+http://admin:pw@127.0.0.1:8002/f3e2a000-"), "{}", b.bmc_url("pw"));
+    }
+
+    #[test]
+    fn bad_specs_name_the_flag() {
+        let spec = LabSpec {
+            dir: "/tmp/x".into(),
+            nodes: 0,
+            subnet_id: 77,
+            memory_mib: 384,
+            images: "/i".into(),
+            ferrumd: "/f".into(),
+            ferrum: "/g".into(),
+            sushy: "/s".into(),
+            accel: Accel::Auto,
+        };
+        assert!(spec.validate().unwrap_err().to_string().contains("--nodes 0"));
+        let spec = LabSpec { nodes: 2, dir: "/tmp/it's".into(), ..spec };
+        assert!(spec.validate().unwrap_err().to_string().contains("--dir"));
+    }
+}

@@ -1,0 +1,174 @@
+//! The whole loop on the virtual lab, with every peer real: `ferrum lab up`
+//! (QEMU nodes under TCG behind ipmi_sim and sushy-tools, `ferrumd` with
+//! its DHCP/TFTP/HTTP on the lab's bridge), then reserve → deploy `tiny`
+//! with the user's key → root SSH with that key → release → reset (wipe,
+//! inventory, check) → `available`, driven through the real `ferrum` CLI
+//! from the root namespace. Also: a reference that lies about memory makes
+//! the reset end `suspect`; a BMC that refuses ferrum's password fails that
+//! node's deploy with the named error while the other node deploys; `kill -9` of
+//! `ferrumd` mid-deploy and mid-reset, and the work still ends cleanly.
+//!
+//! Labs run one at a time ([`ferrum_tests::lab_lock`]); every wait is
+//! bounded.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ferrum_tests::lab::{DEPLOY_DEADLINE, Lab, RESET_DEADLINE, text, user_key, wait_deployment};
+use ferrum_tests::{lab_lock, wait_until};
+use serde_json::Value;
+
+fn op_of<'a>(deployment: &'a Value, node: &str) -> &'a Value {
+    deployment["nodes"].as_array().expect("nodes").iter().find(|n| n["node"] == node).expect("node in the deployment")
+}
+
+#[test]
+fn full_loop_reserve_deploy_ssh_release_reset_on_ipmi_and_redfish_nodes() {
+    let _one = lab_lock();
+    let lab = Lab::up(91, 2, &[]);
+    assert_eq!(lab.node("lab-1")["bmc"], "ipmi");
+    assert_eq!(lab.node("lab-2")["bmc"], "redfish");
+    lab.wait_states(&["lab-1", "lab-2"], "available", Duration::from_secs(60));
+    let (key, public) = user_key(lab.dir.path());
+
+    // Reserve with a deploy: the deployment starts on its own at lease start.
+    let started = Instant::now();
+    let public_text = public.to_str().expect("utf-8 path");
+    let lease = lab.json(&["lease", "create", "--count", "2", "--duration", "1h", "--deploy", "tiny", "--ssh-key", public_text]);
+    let lease_id = lease["id"].as_i64().expect("lease id").to_string();
+    let deployment = wait_until("the lease's deployment starts", Duration::from_secs(60), || {
+        let list = lab.json(&["deployment", "list", &lease_id]);
+        list.as_array().and_then(|l| l.first()).and_then(|d| d["id"].as_i64()).ok_or_else(|| list.to_string())
+    });
+    let (ok, done) = wait_deployment(&lab, deployment);
+    assert!(ok, "deployment failed: {done:#}\n{}", lab.logs());
+    eprintln!("reserve → deployed → SSH on 2 nodes: {:.1} s", started.elapsed().as_secs_f64());
+    for name in ["lab-1", "lab-2"] {
+        let op = op_of(&done, name);
+        assert_eq!(op["state"], "done", "{op:#}");
+        assert!(op["message"].as_str().unwrap_or_default().contains("Linux"), "the controller's SSH check ran uname: {op:#}");
+        assert!(op["host_key"].as_str().unwrap_or_default().starts_with("SHA256:"), "{op:#}");
+        assert!(op["bytes_written"].as_u64().unwrap_or(0) > 0, "{op:#}");
+        let phases: Vec<&str> = op["phases"].as_array().expect("phases").iter().filter_map(|p| p["phase"].as_str()).collect();
+        assert_eq!(phases, ["boot_ramdisk", "wait_agent", "write_image", "install_keys", "boot_system", "ssh_check", "finished"]);
+        assert_eq!(lab.node_state(name), "deployed");
+    }
+
+    // The experimenter logs in as root with her own key.
+    for name in ["lab-1", "lab-2"] {
+        let ip = lab.node(name)["ip"].as_str().expect("ip").to_owned();
+        let out = lab.ssh(&ip, &key, "uname -a; id -u; hostname");
+        let said = text(&out);
+        assert!(out.status.success(), "ssh root@{ip}: {said}");
+        assert!(said.contains("Linux") && said.lines().any(|l| l.trim() == "0"), "{said}");
+        assert!(said.contains(name), "the hostname is the node's name: {said}");
+    }
+
+    // Release: every node is reset (wiped, checked) and comes back.
+    let started = Instant::now();
+    let out = lab.ferrum(&["lease", "release", &lease_id]);
+    assert!(out.status.success(), "release: {}", text(&out));
+    lab.wait_states(&["lab-1", "lab-2"], "available", RESET_DEADLINE);
+    eprintln!("release → reset → available on 2 nodes: {:.1} s", started.elapsed().as_secs_f64());
+    for name in ["lab-1", "lab-2"] {
+        // The wipe is verified: the inventory read after it sees a blank disk.
+        let inventory = lab.json(&["node", "inventory", name]);
+        let disks = inventory["reported"]["report"]["storage_devices"].as_array().cloned().unwrap_or_default();
+        assert!(!disks.is_empty(), "{inventory:#}");
+        assert!(disks.iter().all(|d| d.get("partition_table").is_none()), "a partition table survived the wipe: {inventory:#}");
+        let events = lab.events(name);
+        assert!(events.contains("reset and checked"), "{events}");
+    }
+}
+
+#[test]
+fn a_lying_reference_ends_suspect_and_a_refused_bmc_fails_only_its_node() {
+    let _one = lab_lock();
+    let lab = Lab::up(92, 2, &["--fake-memory", "lab-2", "--wrong-bmc-password", "lab-1"]);
+    lab.wait_states(&["lab-1", "lab-2"], "available", Duration::from_secs(60));
+    let (_key, public) = user_key(lab.dir.path());
+    let lease = lab.json(&["lease", "create", "--count", "2", "--duration", "1h"]);
+    let lease_id = lease["id"].as_i64().expect("lease id").to_string();
+    lab.wait_states(&["lab-1", "lab-2"], "reserved", Duration::from_secs(60));
+
+    // ferrum was given a wrong password for lab-1's BMC: nothing has used
+    // it yet (the lab's power sweep runs every 10 minutes).
+    let password = std::fs::read_to_string(lab.dir.path().join("bmc-password")).expect("bmc-password");
+    let out = lab.ferrum(&["--json", "deploy", &lease_id, "--env", "tiny", "--ssh-key", public.to_str().expect("utf-8"), "--wait"]);
+    assert_eq!(out.status.code(), Some(7), "a partial deployment exits 7: {}\n{}", text(&out), lab.logs());
+    let done: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(done["state"], "partial", "{done:#}");
+    let refused = op_of(&done, "lab-1");
+    assert_eq!(refused["state"], "failed", "{refused:#}");
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(message.contains("refused the credentials") && message.contains("127.0.0.1:"), "the error names the BMC: {message}");
+    assert!(!message.contains(password.trim()), "no password in the error");
+    assert_eq!(op_of(&done, "lab-2")["state"], "done", "{done:#}");
+    assert_eq!(lab.node_state("lab-1"), "suspect");
+
+    // At release, lab-2's reset finds less memory than its reference says.
+    let out = lab.ferrum(&["lease", "release", &lease_id]);
+    assert!(out.status.success(), "release: {}", text(&out));
+    lab.wait_states(&["lab-2"], "suspect", RESET_DEADLINE);
+    let events = lab.events("lab-2");
+    assert!(events.contains("main_memory"), "the difference is the reason: {events}");
+}
+
+#[test]
+fn kill_9_of_ferrumd_mid_deploy_and_mid_reset_still_ends_cleanly() {
+    let _one = lab_lock();
+    let lab = Lab::up(93, 1, &[]);
+    lab.wait_states(&["lab-1"], "available", Duration::from_secs(60));
+    let (_key, public) = user_key(lab.dir.path());
+    let lease = lab.json(&["lease", "create", "--count", "1", "--duration", "1h"]);
+    let lease_id = lease["id"].as_i64().expect("lease id").to_string();
+    lab.wait_states(&["lab-1"], "reserved", Duration::from_secs(60));
+    let deployment = lab.json(&["deploy", &lease_id, "--env", "tiny", "--ssh-key", public.to_str().expect("utf-8")]);
+    let id = deployment["id"].as_i64().expect("deployment id");
+
+    // Kill it once the node is in the ramdisk (the agent is at work).
+    let phase = |lab: &Lab| lab.json(&["deployment", "show", &id.to_string()])["nodes"][0]["phase"].as_str().unwrap_or_default().to_owned();
+    wait_until("the deploy reaches the ramdisk", DEPLOY_DEADLINE, || {
+        let p = phase(&lab);
+        if matches!(p.as_str(), "write_image" | "install_keys" | "boot_system" | "ssh_check" | "finished") { Ok(()) } else { Err(p) }
+    });
+    kill_9_and_wait_for_restart(&lab);
+    let (ok, done) = wait_deployment(&lab, id);
+    let state = lab.node_state("lab-1");
+    if ok {
+        assert_eq!(state, "deployed", "{done:#}");
+    } else {
+        // Failing is allowed, cleanly: the node is back with its lease.
+        assert_eq!(op_of(&done, "lab-1")["state"], "failed", "{done:#}");
+        assert_eq!(state, "reserved", "{done:#}");
+    }
+
+    // And once more during the reset.
+    let out = lab.ferrum(&["lease", "release", &lease_id]);
+    assert!(out.status.success(), "release: {}", text(&out));
+    wait_until("the reset reaches the ramdisk", RESET_DEADLINE, || {
+        let ops = lab.json(&["node", "operations", "lab-1"]);
+        let reset = ops.as_array().and_then(|a| a.iter().find(|o| o["kind"] == "reset").cloned()).unwrap_or_default();
+        match reset["phase"].as_str() {
+            Some("wait_agent" | "wipe" | "inventory" | "shutdown" | "finished") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    kill_9_and_wait_for_restart(&lab);
+    lab.wait_states(&["lab-1"], "available", RESET_DEADLINE);
+}
+
+/// `kill -9` of the lab's ferrumd; the lab's supervisor starts it again.
+fn kill_9_and_wait_for_restart(lab: &Lab) {
+    let old = lab.ferrumd_pid().expect("ferrumd.pid");
+    let status = Command::new("kill").args(["-9", &old.to_string()]).status().expect("kill");
+    assert!(status.success());
+    wait_until("ferrumd restarted and serving", Duration::from_secs(60), || {
+        let pid = lab.ferrumd_pid().ok_or("no pid")?;
+        if pid == old {
+            return Err("same pid".into());
+        }
+        let out = lab.ferrum(&["whoami"]);
+        if out.status.success() { Ok(()) } else { Err(text(&out)) }
+    });
+}
