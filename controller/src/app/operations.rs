@@ -864,8 +864,8 @@ impl App {
     }
 
     /// Ends an operation. A deploy that did not succeed gives its node back
-    /// to the lease (`reserved`); a reset's end wakes the clock loop, which
-    /// turns the verdict into the node's state.
+    /// to the lease (`reserved`); the end wakes the clock loop, which turns
+    /// a reset's verdict into the node's state.
     async fn finish(
         &self,
         op: &OperationRow,
@@ -900,9 +900,9 @@ impl App {
                 self.move_nodes(&[(&status_of(&node), node.lease)], NodeInput::DeployFailed, "system", &reason).await?;
             }
         }
-        if op.kind == RESET {
-            self.wake.notify_one();
-        }
+        // The clock loop turns a reset's verdict into the node's state, and
+        // starts a reset that waited for this operation to end.
+        self.wake.notify_one();
         Ok(())
     }
 }

@@ -6,6 +6,7 @@ mod accounts;
 mod agent;
 mod api;
 mod boot;
+mod deployments;
 mod environments;
 pub mod ipmi_sim;
 mod leases;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use ferrum_tests::{binary, wait_until};
+use ferrum_tests::{binary, lab_images, lab_lock, wait_until};
 use serde_json::Value;
 
 /// Not used by the other namespace tests (78-80) nor the default lab (77).
@@ -58,9 +58,8 @@ fn env_file(path: &Path) -> BTreeMap<String, String> {
 
 #[test]
 fn lab_up_gives_bmcs_that_drive_qemu_and_enrolled_nodes_and_down_cleans_up() {
-    let options = ferrum_images::plan::Options::with_default_dirs().expect("HOME is set");
-    let targets = [ferrum_images::plan::Target::RamdiskLab, ferrum_images::plan::Target::Tiny];
-    ferrum_images::plan::build(&options, &targets, |_| {}).expect("the lab ramdisk and tiny build");
+    let _one = lab_lock();
+    let images = lab_images();
 
     let work = tempfile::tempdir().unwrap();
     let lab = Lab { dir: work.path().join("lab") };
@@ -69,7 +68,7 @@ fn lab_up_gives_bmcs_that_drive_qemu_and_enrolled_nodes_and_down_cleans_up() {
         .args(["lab", "up", "--nodes", "2", "--subnet-id", SUBNET_ID, "--dir"])
         .arg(&lab.dir)
         .arg("--images")
-        .arg(&options.out)
+        .arg(&images)
         .arg("--ferrumd")
         .arg(binary("ferrumd"))
         .output()

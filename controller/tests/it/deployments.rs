@@ -1,0 +1,108 @@
+//! Deployments over HTTP against simulated BMCs (the full loop with real
+//! QEMU nodes, BMC emulators and the agent is `tests/tests/e2e/deploy.rs`):
+//! bad requests named and refused with nothing started, who may deploy,
+//! the first phase really driving the BMC (boot device PXE, power cycle)
+//! and the next boot going to the ramdisk, one running deploy per node, and
+//! cancel giving the nodes back to the lease.
+
+use ferrum_controller::model::BmcAddress;
+use serde_json::{Value, json};
+
+use super::harness::{DEADLINE, TestContext, wait_until};
+
+const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@laptop";
+
+fn tiny() -> Value {
+    json!({"name": "tiny", "version": 1, "description": "test image", "image": "tiny.raw.zst", "format": "raw.zst",
+        "sha256": "ab".repeat(32), "size": 50_331_648u64, "root_partition": 1, "visibility": "public"})
+}
+
+#[tokio::test]
+async fn deployments_validate_drive_the_bmc_and_cancel() {
+    let mut config = ferrum_controller::config::Config::default();
+    config.boot.public_url = Some("http://10.10.0.1:8750".into());
+    let ctx = TestContext::empty_configured(config, std::sync::Arc::new(ferrum_controller::app::conductor::SimConductor)).await;
+    let mut bmcs = Vec::new();
+    for i in 1..=2 {
+        let url = format!("ipmi://admin:s3cret@10.9.0.{i}:623");
+        bmcs.push(ctx.bmcs.bmc(&BmcAddress::parse(&url).expect("url").endpoint()));
+        let body = json!({"name": format!("sim-{i}"), "site": "lab", "cluster": "sim", "macs": [format!("02:00:00:00:01:0{i}")],
+            "ip": format!("10.9.1.{i}"), "bmc": url});
+        ctx.post("/api/v1/nodes", &ctx.admin, body).await.expect(201);
+    }
+    ctx.wait_nodes_available(2).await;
+    ctx.post("/api/v1/environments", &ctx.admin, tiny()).await.expect(201);
+    let alice = ctx.user("alice", "p-vision").await;
+    let bob = ctx.user("bob", "p-vision").await;
+
+    // A lease that has not started cannot be deployed.
+    let later = super::harness::at(chrono::Duration::hours(2));
+    let future =
+        ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 1}, "duration": "1h", "start": later})).await.expect(201)["id"]
+            .as_i64()
+            .expect("id");
+    let msg = ctx
+        .post(&format!("/api/v1/leases/{future}/deployments"), &alice, json!({"environment": "tiny", "ssh_keys": [KEY]}))
+        .await
+        .error(409, "conflict");
+    assert!(msg.contains("pending"), "{msg}");
+
+    let lease = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["sim-1", "sim-2"]}, "duration": "1h"})).await.expect(201);
+    let id = lease["id"].as_i64().expect("id");
+    ctx.wait_lease_state(id, &alice, "active").await;
+    let path = format!("/api/v1/leases/{id}/deployments");
+
+    // Bad requests: named, and nothing starts.
+    let msg = ctx.post(&path, &alice, json!({"environment": "tiny", "ssh_keys": ["not a key"]})).await.error(400, "bad_request");
+    assert!(msg.starts_with("ssh_keys[0]:"), "{msg}");
+    let msg = ctx.post(&path, &alice, json!({"environment": " ", "ssh_keys": []})).await.error(400, "bad_request");
+    assert!(msg.starts_with("environment:"), "{msg}");
+    ctx.post(&path, &alice, json!({"environment": "nope", "ssh_keys": [KEY]})).await.error(404, "not_found");
+    let msg = ctx.post(&path, &alice, json!({"environment": "tiny", "ssh_key": [KEY]})).await.error(400, "bad_request");
+    assert!(msg.contains("ssh_key"), "{msg}");
+    ctx.post(&path, &bob, json!({"environment": "tiny", "ssh_keys": [KEY]})).await.error(404, "not_found");
+    assert_eq!(ctx.get(&path, &alice).await.expect(200), json!([]));
+    assert_eq!(ctx.node_state("sim-1").await, "reserved");
+
+    // A deployment: the nodes go deploying, their BMC boots them from PXE
+    // (power cycle) and their next network boot is the deploy ramdisk.
+    let d = ctx.post(&path, &alice, json!({"environment": "tiny", "ssh_keys": [KEY]})).await.expect(201);
+    let deployment = d["id"].as_i64().expect("id");
+    assert_eq!(
+        (d["state"].as_str(), d["environment"].as_str(), d["requested_by"].as_str()),
+        (Some("running"), Some("tiny"), Some("alice"))
+    );
+    assert_eq!(d["nodes"].as_array().map(Vec::len), Some(2));
+    assert_eq!(ctx.node_state("sim-1").await, "deploying");
+    let show = format!("/api/v1/deployments/{deployment}");
+    wait_until("both nodes wait for their agent", DEADLINE, async || {
+        let d = ctx.get(&show, &alice).await.expect(200);
+        let phases: Vec<&str> = d["nodes"].as_array().expect("nodes").iter().filter_map(|n| n["phase"].as_str()).collect();
+        if phases == ["wait_agent", "wait_agent"] { Ok(()) } else { Err(d.to_string()) }
+    })
+    .await;
+    for bmc in &bmcs {
+        assert_eq!(bmc.operations(), ["boot pxe", "cycle"]);
+    }
+    let node = ctx.get("/api/v1/nodes/sim-1", &ctx.admin).await.expect(200);
+    assert_eq!(node["boot_target"], "ramdisk", "{node}");
+    ctx.get(&show, &bob).await.error(404, "not_found");
+
+    // One deploy at a time per node.
+    let msg = ctx.post(&path, &alice, json!({"environment": "tiny", "ssh_keys": [KEY]})).await.error(409, "conflict");
+    assert!(msg.contains("being deployed"), "{msg}");
+
+    // Cancel: the nodes are the lease's again, the deployment says so.
+    let d = ctx.delete(&show, &alice).await.expect(200);
+    assert_eq!(d["state"], "cancelled", "{d}");
+    assert!(d["nodes"].as_array().expect("nodes").iter().all(|n| n["state"] == "cancelled" && n["phase"] == "finished"), "{d}");
+    for name in ["sim-1", "sim-2"] {
+        assert_eq!(ctx.node_state(name).await, "reserved");
+        let events = ctx.get(&format!("/api/v1/nodes/{name}/events"), &ctx.admin).await.expect(200);
+        assert!(events.to_string().contains("cancelled by alice"), "{events}");
+    }
+    let ops = ctx.get("/api/v1/nodes/sim-1/operations", &ctx.admin).await.expect(200);
+    assert_eq!(ops[0]["kind"], "deploy", "{ops}");
+    ctx.get("/api/v1/nodes/sim-1/operations", &alice).await.error(403, "forbidden");
+    assert_eq!(ctx.get(&path, &alice).await.expect(200).as_array().map(Vec::len), Some(1));
+}
