@@ -67,7 +67,8 @@ struct Controller {
 /// What an HTTP exchange with the controller gave.
 enum Sent<T> {
     Ok(T),
-    /// The session is over (401, 409): stop.
+    /// The session is over (401, 409), the request is wrong (400) or its
+    /// object is gone (404): do not retry.
     Ended(reqwest::StatusCode, String),
     /// The network or the controller failed: try again.
     Retry(String),
@@ -90,7 +91,13 @@ async fn send<T: serde::de::DeserializeOwned>(req: reqwest::RequestBuilder) -> S
     }
     let text = resp.text().await.unwrap_or_default();
     let message = serde_json::from_str::<ferrum_api::ErrorBody>(&text).map(|b| b.error.message).unwrap_or(text);
-    if matches!(status, reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::CONFLICT | reqwest::StatusCode::BAD_REQUEST) {
+    if matches!(
+        status,
+        reqwest::StatusCode::UNAUTHORIZED
+            | reqwest::StatusCode::CONFLICT
+            | reqwest::StatusCode::BAD_REQUEST
+            | reqwest::StatusCode::NOT_FOUND
+    ) {
         Sent::Ended(status, message)
     } else {
         Sent::Retry(format!("{status}: {message}"))
@@ -133,7 +140,15 @@ impl Controller {
         with_retry(what, || send::<serde_json::Value>(self.client.post(&url).bearer_auth(&self.session.session).json(body)))
             .await
             .map(|_| ())
-            .map_err(|(status, message)| RunError::SessionEnded { status, message })
+            .or_else(|(status, message)| {
+                if status == reqwest::StatusCode::NOT_FOUND {
+                    // The controller no longer waits for this command (it
+                    // was cancelled or handed to a newer agent): go on.
+                    warn!(what, %message, "the controller dropped this command");
+                    return Ok(());
+                }
+                Err(RunError::SessionEnded { status, message })
+            })
     }
 
     async fn result(&self, id: i64, error: Option<String>) -> Result<(), RunError> {

@@ -156,6 +156,10 @@ pub struct LabSpecArgs {
     /// QEMU accelerator: auto (KVM only when a probe proves it works), tcg or kvm
     #[arg(long, value_enum, default_value_t = LabAccel::Auto)]
     pub accel: LabAccel,
+    /// Environment the lab's ferrumd restores on every node after its reset
+    /// ([reset] default_environment); default: none, disks stay blank
+    #[arg(long, value_name = "NAME")]
+    pub default_env: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -101,14 +101,18 @@ pub struct ResetConfig {
     /// Overwrite every byte of the disks instead of only their partition
     /// tables and signatures (slow). Default `false`.
     pub secure_wipe: bool,
-    /// Leave a clean node powered off (`true`) or on in the ramdisk
-    /// (`false`). Default `true`.
+    /// Leave a clean node powered off (`true`), or on (`false`: in the
+    /// deploy ramdisk, or booting the default environment). Default `true`.
     pub power_off: bool,
+    /// An environment (public, newest version) written back on every clean
+    /// node after the wipe and check, with the controller's key only; the
+    /// node's next boot is its disk. Default: none (disks stay blank).
+    pub default_environment: Option<String>,
 }
 
 impl Default for ResetConfig {
     fn default() -> Self {
-        ResetConfig { secure_wipe: false, power_off: true }
+        ResetConfig { secure_wipe: false, power_off: true, default_environment: None }
     }
 }
 

@@ -97,6 +97,8 @@ pub struct LabSpec {
     /// the launcher).
     pub sushy: PathBuf,
     pub accel: Accel,
+    /// `[reset] default_environment` of the lab's ferrumd.
+    pub default_environment: Option<String>,
 }
 
 impl LabSpec {
@@ -107,6 +109,11 @@ impl LabSpec {
         }
         if self.subnet_id == 0 || self.subnet_id == 255 {
             return Err(LabError::Invalid(format!("--subnet-id {}: give 1 to 254", self.subnet_id)));
+        }
+        if let Some(env) = &self.default_environment
+            && (env.is_empty() || !env.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
+            return Err(LabError::Invalid(format!("--default-env {env}: not an environment name")));
         }
         if self.memory_mib < 128 {
             return Err(LabError::Invalid(format!("--memory {}: at least 128 MiB (320 for the deploy ramdisk)", self.memory_mib)));
@@ -344,6 +351,7 @@ mod tests {
             ferrum: "/g".into(),
             sushy: "/s".into(),
             accel: Accel::Auto,
+            default_environment: None,
         };
         assert!(spec.validate().unwrap_err().to_string().contains("--nodes 0"));
         let spec = LabSpec { nodes: 2, dir: "/tmp/it's".into(), ..spec };

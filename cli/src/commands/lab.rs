@@ -96,6 +96,7 @@ fn spec(args: &LabSpecArgs) -> Result<LabSpec> {
         ferrum,
         sushy,
         accel,
+        default_environment: args.default_env.clone(),
     })
 }
 
@@ -143,6 +144,7 @@ async fn up(args: LabUpArgs) -> Result<()> {
         .arg(&spec.images)
         .arg("--ferrumd")
         .arg(&spec.ferrumd)
+        .args(spec.default_environment.iter().flat_map(|e| ["--default-env", e.as_str()]))
         .env("FERRUM_SUSHY_EMULATOR", &spec.sushy)
         .stdin(Stdio::null())
         .stdout(log)

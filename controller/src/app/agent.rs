@@ -111,6 +111,12 @@ impl App {
         loop {
             // Registered before the check, so an enqueue in between still wakes us.
             let woken = self.agent_wake.notified();
+            // A newer registration (the node rebooted into a new ramdisk)
+            // supersedes this session even while it waits.
+            let current = self.store.agent_generation(s.node).await?;
+            if s.generation < current {
+                return Err(stale(s.generation, current));
+            }
             if let Some(row) = self.store.next_agent_command(s.node, s.generation, self.now()).await? {
                 let action: AgentAction = serde_json::from_str(&row.action).map_err(|e| AppError::Internal(e.into()))?;
                 tracing::info!(node = %s.name, command = row.id, kind = action.kind(), "agent command sent");

@@ -662,38 +662,15 @@ impl App {
                     }
                 },
             },
-            Phase::WriteImage => {
-                let device = data.device.clone().unwrap_or_default();
-                let action = || AgentAction::WriteImage {
-                    url: spec.environment.image_url.clone(),
-                    format: env.format,
-                    sha256: env.sha256.clone(),
-                    size: env.size,
-                    device: device.clone(),
-                };
-                let first = !data.issued;
-                let waiting = self.agent_phase(node, action, &actor, &mut data).await?;
-                if first {
-                    data.write_command = data.command;
-                    return Ok(Next::Stay(data));
-                }
-                match waiting {
-                    Some(next) => next,
-                    None => Next::Enter(Phase::InstallKeys, data.carry()),
-                }
-            }
+            Phase::WriteImage => match self.write_image_phase(node, &spec.environment, &actor, data.clone()).await? {
+                Some(next) => next,
+                None => Next::Enter(Phase::InstallKeys, data.carry()),
+            },
             Phase::InstallKeys => {
                 let mut keys = spec.ssh_keys.clone();
                 keys.push(self.controller_key()?.public_openssh());
-                let action = || AgentAction::InstallKeys {
-                    device: data.device.clone().unwrap_or_default(),
-                    root_partition: env.root_partition,
-                    ssh_keys: keys,
-                    hostname: node.name.clone(),
-                };
-                match self.agent_phase(node, action, &actor, &mut data.clone()).await? {
-                    Some(Next::Stay(d)) => Next::Stay(d),
-                    Some(other) => other,
+                match self.install_keys_phase(node, env, keys, &actor, data.clone()).await? {
+                    Some(next) => next,
                     None => Next::Enter(Phase::BootSystem, data.carry()),
                 }
             }
@@ -752,6 +729,51 @@ impl App {
         })
     }
 
+    /// Writes `env`'s image to the disk chosen at `wait_agent`; `None` once
+    /// written.
+    async fn write_image_phase(&self, node: &NodeRow, env: &Environment, actor: &str, mut data: PhaseData) -> AppResult<Option<Next>> {
+        let d = &env.descriptor;
+        let device = data.device.clone().unwrap_or_default();
+        let action = || AgentAction::WriteImage {
+            url: env.image_url.clone(),
+            format: d.format,
+            sha256: d.sha256.clone(),
+            size: d.size,
+            device: device.clone(),
+        };
+        let first = !data.issued;
+        let waiting = self.agent_phase(node, action, actor, &mut data).await?;
+        if first {
+            // Kept across phases: the bytes written stay visible.
+            data.write_command = data.command;
+            return Ok(Some(Next::Stay(data)));
+        }
+        Ok(waiting)
+    }
+
+    /// Installs `keys` for root and the node's hostname in the written
+    /// system; `None` once done.
+    async fn install_keys_phase(
+        &self,
+        node: &NodeRow,
+        env: &ferrum_api::environment::EnvironmentDescriptor,
+        keys: Vec<String>,
+        actor: &str,
+        mut data: PhaseData,
+    ) -> AppResult<Option<Next>> {
+        let device = data.device.clone().unwrap_or_default();
+        let action =
+            || AgentAction::InstallKeys { device, root_partition: env.root_partition, ssh_keys: keys, hostname: node.name.clone() };
+        self.agent_phase(node, action, actor, &mut data).await
+    }
+
+    /// The environment a reset restores (`[reset] default_environment`).
+    async fn default_environment(&self) -> AppResult<Option<Environment>> {
+        let Some(name) = self.config.reset.default_environment.as_deref() else { return Ok(None) };
+        let system = Actor { user_id: crate::model::UserId(0), name: "system".into(), is_admin: true, projects: Vec::new() };
+        Ok(Some(self.get_environment(&system, name, None).await?))
+    }
+
     /// A node's deploy succeeded: it becomes `deployed`.
     async fn deployed(&self, op: &OperationRow, node: &NodeRow, data: &PhaseData, uname: &str) -> AppResult<()> {
         let _ = data;
@@ -797,15 +819,43 @@ impl App {
                 Some(other) => other,
                 None => {
                     let mut next = data.carry();
-                    next.verdict = Some(self.check_against_reference(node).await?);
-                    Next::Enter(Phase::Shutdown, next)
+                    let verdict = self.check_against_reference(node).await?;
+                    let clean = verdict.0 == "clean";
+                    next.verdict = Some(verdict);
+                    // Restore the default environment on a clean node only.
+                    if clean && self.config.reset.default_environment.is_some() {
+                        next.device = data.device.as_deref().and_then(|d| d.split(',').next()).map(str::to_owned);
+                        Next::Enter(Phase::WriteImage, next)
+                    } else {
+                        Next::Enter(Phase::Shutdown, next)
+                    }
                 }
             },
+            Phase::WriteImage | Phase::InstallKeys => {
+                let Some(env) = self.default_environment().await? else {
+                    return Ok(Next::Enter(Phase::Shutdown, data.carry()));
+                };
+                let waiting = if phase == Phase::WriteImage {
+                    self.write_image_phase(node, &env, &actor, data.clone()).await?
+                } else {
+                    let keys = vec![self.controller_key()?.public_openssh()];
+                    self.install_keys_phase(node, &env.descriptor, keys, &actor, data.clone()).await?
+                };
+                match (waiting, phase) {
+                    (Some(next), _) => next,
+                    (None, Phase::WriteImage) => Next::Enter(Phase::InstallKeys, data.carry()),
+                    (None, _) => Next::Enter(Phase::Shutdown, data.carry()),
+                }
+            }
             Phase::Shutdown => {
                 if !data.issued {
                     self.store.set_boot_target(node.id, BootTarget::Local).await?;
+                    let restored = data.write_command.is_some() && self.config.reset.default_environment.is_some();
                     if self.config.reset.power_off {
                         data.power_requests = self.enqueue_power_ops(node, &["off"], &actor).await?;
+                    } else if restored {
+                        // Boot the restored environment.
+                        data.power_requests = self.enqueue_power_ops(node, &["boot-disk", "cycle"], &actor).await?;
                     }
                     data.issued = true;
                     return Ok(Next::Stay(data));
@@ -815,7 +865,11 @@ impl App {
                 }
                 let (outcome, message) = data.verdict.clone().unwrap_or_else(|| ("clean".into(), String::new()));
                 let outcome = if outcome == "clean" { "clean" } else { "mismatch" };
-                let message = if outcome == "clean" { "reset, wiped and checked".to_owned() } else { message };
+                let message = match (outcome, &self.config.reset.default_environment) {
+                    ("clean", Some(env)) => format!("reset, wiped and checked; {env} restored"),
+                    ("clean", None) => "reset, wiped and checked".to_owned(),
+                    _ => message,
+                };
                 Next::Finish { state: OperationState::Done, message, outcome: Some(outcome), data: None }
             }
             other => fail(format!("phase {} is not part of a reset", other.as_str()), Some("error")),

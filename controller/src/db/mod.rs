@@ -444,7 +444,9 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
     async fn store_inventory(&self, node: NodeId, generation: i64, report: &str, now: Seconds) -> DbResult<bool>;
     async fn node_inventory(&self, node: NodeId) -> DbResult<Option<InventoryRow>>;
     async fn enqueue_agent_command(&self, node: NodeId, action: &str, actor: &str, now: Seconds) -> DbResult<AgentCommandRow>;
-    /// The oldest unfinished command of the node, marked sent to `generation`.
+    /// The oldest unfinished command of the node, marked sent to
+    /// `generation`; `None` when there is none or when `generation` is not
+    /// the node's newest agent (checked in the same transaction).
     async fn next_agent_command(&self, node: NodeId, generation: i64, now: Seconds) -> DbResult<Option<AgentCommandRow>>;
     /// Progress of a command sent to `generation` (`false`: no such command there).
     async fn agent_command_progress(

@@ -951,12 +951,28 @@ impl Datastore for SqliteStore {
 
     async fn next_agent_command(&self, node: NodeId, generation: i64, now: Seconds) -> DbResult<Option<AgentCommandRow>> {
         let mut tx = self.begin_write().await?;
-        let id: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM agent_commands WHERE node_id = ? AND state IN ('queued', 'sent') ORDER BY id LIMIT 1")
-                .bind(node.0)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
+        // Only the node's newest agent takes commands: a long poll of a
+        // superseded agent (its ramdisk rebooted) must not take the command
+        // meant for its successor.
+        let current: Option<i64> = sqlx::query_scalar("SELECT agent_generation FROM nodes WHERE id = ?")
+            .bind(node.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        if current != Some(generation) {
+            return Ok(None);
+        }
+        // A command sent to this generation is sent again (its answer may
+        // have been lost); one sent to an older generation is taken over.
+        let id: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM agent_commands WHERE node_id = ? AND (state = 'queued' OR (state = 'sent' AND generation <= ?)) \
+             ORDER BY id LIMIT 1",
+        )
+        .bind(node.0)
+        .bind(generation)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
         let Some(id) = id else { return Ok(None) };
         sqlx::query("UPDATE agent_commands SET state = 'sent', generation = ?, updated_at = ? WHERE id = ?")
             .bind(generation)

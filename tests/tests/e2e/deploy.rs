@@ -5,8 +5,9 @@
 //! inventory, check) → `available`, driven through the real `ferrum` CLI
 //! from the root namespace. Also: a reference that lies about memory makes
 //! the reset end `suspect`; a BMC that refuses ferrum's password fails that
-//! node's deploy with the named error while the other node deploys; `kill -9` of
-//! `ferrumd` mid-deploy and mid-reset, and the work still ends cleanly.
+//! node's deploy with the named error while the other node deploys;
+//! `kill -9` of `ferrumd` mid-deploy and mid-reset (a reset that restores a
+//! default environment), and the work still ends cleanly.
 //!
 //! Labs run one at a time ([`ferrum_tests::lab_lock`]); every wait is
 //! bounded.
@@ -117,7 +118,8 @@ fn a_lying_reference_ends_suspect_and_a_refused_bmc_fails_only_its_node() {
 #[test]
 fn kill_9_of_ferrumd_mid_deploy_and_mid_reset_still_ends_cleanly() {
     let _one = lab_lock();
-    let lab = Lab::up(93, 1, &[]);
+    // This lab's ferrumd restores `tiny` after every reset.
+    let lab = Lab::up(93, 1, &["--default-env", "tiny"]);
     lab.wait_states(&["lab-1"], "available", Duration::from_secs(60));
     let (_key, public) = user_key(lab.dir.path());
     let lease = lab.json(&["lease", "create", "--count", "1", "--duration", "1h"]);
@@ -150,12 +152,18 @@ fn kill_9_of_ferrumd_mid_deploy_and_mid_reset_still_ends_cleanly() {
         let ops = lab.json(&["node", "operations", "lab-1"]);
         let reset = ops.as_array().and_then(|a| a.iter().find(|o| o["kind"] == "reset").cloned()).unwrap_or_default();
         match reset["phase"].as_str() {
-            Some("wait_agent" | "wipe" | "inventory" | "shutdown" | "finished") => Ok(()),
+            Some("wait_agent" | "wipe" | "inventory" | "write_image" | "install_keys" | "shutdown" | "finished") => Ok(()),
             other => Err(format!("{other:?}")),
         }
     });
     kill_9_and_wait_for_restart(&lab);
     lab.wait_states(&["lab-1"], "available", RESET_DEADLINE);
+    let ops = lab.json(&["node", "operations", "lab-1"]);
+    let reset = ops.as_array().and_then(|a| a.iter().find(|o| o["kind"] == "reset").cloned()).expect("a reset");
+    assert_eq!(reset["state"], "done", "{reset:#}");
+    assert!(reset["message"].as_str().unwrap_or_default().contains("tiny restored"), "{reset:#}");
+    let phases: Vec<&str> = reset["phases"].as_array().expect("phases").iter().filter_map(|p| p["phase"].as_str()).collect();
+    assert!(phases.ends_with(&["wipe", "inventory", "write_image", "install_keys", "shutdown", "finished"]), "{phases:?}");
 }
 
 /// `kill -9` of the lab's ferrumd; the lab's supervisor starts it again.
