@@ -201,15 +201,26 @@ impl App {
         }
     }
 
-    /// Carries out every pending request: concurrently across BMCs, one at
-    /// a time per BMC, in request order.
+    /// Carries out every pending request: concurrently across nodes, in
+    /// request order for each node (a boot device set before a power cycle
+    /// applies to that cycle), one at a time per BMC.
     pub async fn carry_out_requests(self: &Arc<Self>) -> AppResult<usize> {
         let pending = self.store.pending_power_requests().await?;
         let count = pending.len();
-        let mut tasks = tokio::task::JoinSet::new();
+        let mut by_node: HashMap<crate::model::NodeId, Vec<PowerRequestRow>> = HashMap::new();
         for request in pending {
+            by_node.entry(request.node).or_default().push(request);
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (_, mut requests) in by_node {
+            requests.sort_by_key(|r| r.id);
             let app = self.clone();
-            tasks.spawn(async move { app.carry_out(request).await });
+            tasks.spawn(async move {
+                for request in requests {
+                    app.carry_out(request).await?;
+                }
+                Ok::<_, AppError>(())
+            });
         }
         while let Some(done) = tasks.join_next().await {
             match done {
