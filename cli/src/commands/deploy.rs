@@ -78,6 +78,7 @@ async fn follow(ctx: &Ctx, id: i64) -> Result<()> {
     let style = ProgressStyle::with_template("{prefix:>12} {bar:24.cyan/blue} {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
+    let started = std::time::Instant::now();
     let answer = loop {
         let answer = ctx.client.get::<Deployment, _>(&segments, &()).await?;
         for n in &answer.value.nodes {
@@ -92,7 +93,7 @@ async fn follow(ctx: &Ctx, id: i64) -> Result<()> {
             bar.set_position(done);
             bar.set_message(progress_line(n));
             if !terminal && !ctx.json && last_phase.get(&n.node) != Some(&(n.phase, n.state)) {
-                eprintln!("{:>12}  {}", n.node, progress_line(n));
+                eprintln!("{:>7.1}s {:>12}  {}", started.elapsed().as_secs_f64(), n.node, progress_line(n));
             }
             last_phase.insert(n.node.clone(), (n.phase, n.state));
         }

@@ -45,6 +45,8 @@ pub const RESET: &str = "reset";
 const TICK: Duration = Duration::from_secs(1);
 /// One SSH attempt (the phase's deadline bounds them all).
 const SSH_ATTEMPT: Duration = Duration::from_secs(10);
+/// The TCP knock on port 22 before an attempt.
+const SSH_KNOCK: Duration = Duration::from_millis(800);
 /// A `deploying` node with no running deploy older than this is given back
 /// to its lease (a controller died between the two writes).
 const ORPHAN_GRACE_S: i64 = 60;
@@ -699,6 +701,15 @@ impl App {
                 };
                 let key = self.controller_key()?;
                 let t = Instant::now();
+                // A cheap knock first: a SYN sent while the node still boots
+                // is retransmitted only after 1, 3, 7 s; a fresh short
+                // attempt each tick catches sshd as soon as it listens.
+                let knock = tokio::time::timeout(SSH_KNOCK, tokio::net::TcpStream::connect(addr)).await;
+                if !matches!(knock, Ok(Ok(_))) {
+                    *external += t.elapsed();
+                    data.last_error = Some(format!("SSH: {addr} does not answer yet"));
+                    return Ok(Next::Stay(data));
+                }
                 let result = crate::ssh::run_as_root(addr, &key, &self.config.deploy.check_command, SSH_ATTEMPT, None).await;
                 *external += t.elapsed();
                 match result {
