@@ -41,7 +41,9 @@ CREATE TABLE node_operations (
     outcome TEXT,
     controller_ms INTEGER NOT NULL DEFAULT 0,
     created_ms INTEGER NOT NULL,
-    finished_ms INTEGER
+    finished_ms INTEGER,
+    -- Bumped by every write: the compare-and-swap token of the engine.
+    version INTEGER NOT NULL DEFAULT 0
 );
 -- At most one running operation per node: enforced by the database.
 CREATE UNIQUE INDEX node_operations_one_running ON node_operations (node_id) WHERE state = 'running';
@@ -50,3 +52,8 @@ CREATE INDEX node_operations_deployment ON node_operations (deployment_id);
 
 -- The SSH host key the controller saw on a node's deployed system.
 ALTER TABLE nodes ADD COLUMN ssh_host_key TEXT;
+
+-- Set when a node is handed to a lease, cleared by a clean reset: a node
+-- that left a lease another way (its BMC failed, a check failed) is reset
+-- before it is available again, so no tenant's disk reaches the next one.
+ALTER TABLE nodes ADD COLUMN needs_reset INTEGER NOT NULL DEFAULT 0;

@@ -37,15 +37,24 @@ pub trait Conductor: Send + Sync + std::fmt::Debug + 'static {
 
 /// The real hands: resets run through the operations engine (BMC power
 /// off, deploy ramdisk, wipe, inventory checked against the reference).
-/// Enrolment accepts the node; the power sweep marks a node whose BMC does
-/// not answer `dead`.
+/// Enrolment accepts a new node (the power sweep marks one whose BMC does
+/// not answer `dead`), but resets one that left a lease without a clean
+/// reset (its BMC failed, a check failed, an admin repaired it): its disk
+/// may still hold the last tenant's system and keys.
 #[derive(Debug, Default)]
 pub struct NodeConductor;
 
 #[async_trait]
 impl Conductor for NodeConductor {
-    async fn enroll(&self, _app: &App, _node: &NodeRow) -> CheckOutcome {
-        CheckOutcome::Clean
+    async fn enroll(&self, app: &App, node: &NodeRow) -> CheckOutcome {
+        match app.store.needs_reset(node.id).await {
+            Ok(false) => CheckOutcome::Clean,
+            Ok(true) => app.reset_node(node).await,
+            Err(e) => {
+                tracing::error!(node = %node.name, error = ?anyhow::Error::from(e), "enrolment: cannot read the node");
+                CheckOutcome::InProgress
+            }
+        }
     }
 
     async fn reset(&self, app: &App, node: &NodeRow) -> CheckOutcome {

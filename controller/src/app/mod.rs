@@ -95,6 +95,9 @@ pub struct App {
     pub ops_wake: Notify,
     /// Operations being stepped now.
     pub(crate) in_flight: operations::InFlight,
+    /// Serialises deployment creation (a lease's automatic deployment and
+    /// an explicit one must not both take its nodes).
+    pub(crate) deploy_lock: Mutex<()>,
     /// The controller's SSH key, loaded on first use.
     pub(crate) ssh_key: std::sync::OnceLock<Arc<crate::ssh::ControllerKey>>,
 }
@@ -119,6 +122,7 @@ impl App {
             agent_wake: Notify::new(),
             ops_wake: Notify::new(),
             in_flight: operations::InFlight::default(),
+            deploy_lock: Mutex::new(()),
             ssh_key: std::sync::OnceLock::new(),
         })
     }

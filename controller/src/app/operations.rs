@@ -115,11 +115,35 @@ fn fail(message: impl Into<String>, outcome: Option<&'static str>) -> Next {
     Next::Finish { state: OperationState::Failed, message: message.into(), outcome, data: None }
 }
 
-/// Operations being stepped right now (a step never overlaps itself).
+/// An operation claimed by a step task, released on drop.
+struct Claim {
+    app: Arc<App>,
+    id: i64,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.app.in_flight.release(self.id);
+    }
+}
+
+/// Operations being stepped right now (a step never overlaps itself), and
+/// leases whose automatic deployment failed lately.
 #[derive(Debug, Default)]
-pub struct InFlight(Mutex<HashSet<i64>>);
+pub struct InFlight(Mutex<HashSet<i64>>, Mutex<std::collections::HashMap<LeaseId, Instant>>);
 
 impl InFlight {
+    fn failed_lease_recently(&self, lease: LeaseId) -> bool {
+        let failed = self.1.lock().unwrap_or_else(|e| e.into_inner());
+        failed.get(&lease).is_some_and(|at| at.elapsed() < Duration::from_secs(60))
+    }
+
+    fn lease_failed(&self, lease: LeaseId) {
+        let mut failed = self.1.lock().unwrap_or_else(|e| e.into_inner());
+        failed.retain(|_, at| at.elapsed() < Duration::from_secs(3600));
+        failed.insert(lease, Instant::now());
+    }
+
     fn claim(&self, id: i64) -> bool {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(id)
     }
@@ -184,8 +208,15 @@ impl App {
     /// own task, never two steps of one operation at once).
     pub async fn operations_pass(self: &Arc<Self>) -> AppResult<()> {
         for lease in self.store.deploy_leases_without_deployment().await? {
+            // A lease whose deployment cannot start (its environment is
+            // gone, its nodes are unhealthy) is tried again each minute.
+            let recently = self.in_flight.failed_lease_recently(lease);
+            if recently {
+                continue;
+            }
             if let Err(e) = self.start_lease_deployment(lease).await {
-                tracing::warn!(lease = %lease, error = %e, "the lease's deployment could not start");
+                tracing::warn!(lease = %lease, error = %e, "the lease's deployment could not start; trying again in a minute");
+                self.in_flight.lease_failed(lease);
             }
         }
         let running = self.store.running_operations().await?;
@@ -197,11 +228,21 @@ impl App {
             let app = self.clone();
             tokio::spawn(async move {
                 let id = op.id;
+                // Released however the step ends (a panic included).
+                let _claim = Claim { app: app.clone(), id };
+                // Read again now that it is ours: the row listed above may
+                // predate a step that ended since.
+                let op = match app.store.operation(id).await {
+                    Ok(op) if op.state == "running" => op,
+                    Ok(_) => return,
+                    Err(e) => {
+                        return tracing::error!(operation = id, error = ?anyhow::Error::from(AppError::from(e)), "operation unreadable");
+                    }
+                };
                 let span = tracing::info_span!("operation", id, kind = %op.kind, node = %op.node_name, phase = %op.phase);
                 if let Err(e) = tracing::Instrument::instrument(app.step(op), span).await {
                     tracing::error!(operation = id, error = ?anyhow::Error::from(e), "operation step failed");
                 }
-                app.in_flight.release(id);
             });
         }
         Ok(())
@@ -219,6 +260,14 @@ impl App {
             }
             let row = self.store.get_node_by_id(n.id).await?;
             if now - row.updated_at < ORPHAN_GRACE_S {
+                continue;
+            }
+            // The controller stopped between ending the deploy and moving
+            // the node: finish the move the deploy's outcome says.
+            let last = self.store.latest_operation(n.id, DEPLOY).await?.filter(|op| op.lease == n.lease);
+            if last.as_ref().is_some_and(|op| op.state == "done") {
+                self.move_nodes(&[(&n, n.lease)], NodeInput::DeployDone, "system", "deployed (recorded after a controller restart)")
+                    .await?;
                 continue;
             }
             self.move_nodes(&[(&n, n.lease)], NodeInput::DeployFailed, "system", "no deployment runs on the node (controller restart)")
@@ -250,6 +299,9 @@ impl App {
     /// or an admin). Nodes already `deployed` are deployed again; nodes
     /// that left the lease (suspect, dead) are left out.
     pub async fn create_deployment(&self, actor: &Actor, lease_id: i64, req: ferrum_api::DeploySpec) -> AppResult<Deployment> {
+        // One creation at a time: the node states read below stay true
+        // until the nodes are moved and the operations recorded.
+        let _one_at_a_time = self.deploy_lock.lock().await;
         let lease = self.get_lease(actor, lease_id).await?;
         if lease.state != LeaseState::Active {
             return Err(AppError::Conflict {
@@ -357,9 +409,21 @@ impl App {
     pub async fn cancel_deployment(&self, actor: &Actor, id: i64) -> AppResult<Deployment> {
         let (row, ops) = self.store.deployment(id).await?;
         self.get_lease(actor, row.lease.0).await.map_err(|_| AppError::NotFound(format!("deployment '{id}' does not exist")))?;
+        let reason = format!("cancelled by {}", actor.name);
         for op in ops.into_iter().filter(|o| o.state == "running") {
-            let reason = format!("cancelled by {}", actor.name);
-            self.finish(&op, &PhaseData::default(), OperationState::Cancelled, &reason, None, 0).await?;
+            // A step may move the operation on meanwhile: read it again and
+            // retry, a few times.
+            let mut current = op;
+            for _ in 0..10 {
+                let data: PhaseData = serde_json::from_str(&current.data).unwrap_or_default();
+                if self.finish_applied(&current, &data, OperationState::Cancelled, &reason, None, 0).await? {
+                    break;
+                }
+                current = self.store.operation(current.id).await?;
+                if current.state != "running" {
+                    break;
+                }
+            }
         }
         self.deployment_view(id).await
     }
@@ -430,8 +494,9 @@ impl App {
         Ok(out)
     }
 
-    /// The reset of a `resetting` node: started on first call, then its
-    /// verdict once done. The clock loop calls this each pass.
+    /// The reset of a `resetting` node (or of a dirty `enrolling` one):
+    /// started on first call, then its verdict once done. The clock loop
+    /// calls this each pass.
     pub async fn reset_node(&self, node: &NodeRow) -> CheckOutcome {
         match self.reset_step_outcome(node).await {
             Ok(outcome) => outcome,
@@ -449,8 +514,15 @@ impl App {
             ));
         }
         let latest = self.store.latest_operation(node.id, RESET).await?;
-        let current =
-            latest.filter(|op| op.state == "running" || (node.lease.is_some() && op.lease == node.lease && op.state != "cancelled"));
+        // This reset's operation: the running one, or the one that ended
+        // for the node's ending lease (for a node reset without a lease:
+        // one begun since the node became `resetting`).
+        let current = latest.filter(|op| {
+            op.state == "running"
+                || (op.state != "cancelled"
+                    && op.lease == node.lease
+                    && (node.lease.is_some() || op.created_ms >= node.updated_at.saturating_mul(1000)))
+        });
         let Some(op) = current else {
             let new = NewOperation {
                 node: node.id,
@@ -494,7 +566,8 @@ impl App {
         }
         let still_ours = match op.kind.as_str() {
             DEPLOY => node.state == NodeLifecycle::Deploying && node.lease == op.lease,
-            _ => node.state == NodeLifecycle::Resetting,
+            // A reset also runs for a dirty node being enrolled again.
+            _ => matches!(node.state, NodeLifecycle::Resetting | NodeLifecycle::Enrolling),
         };
         if !still_ours {
             let why = format!("the node is now {}", node.state.as_str());
@@ -502,13 +575,26 @@ impl App {
         }
 
         let mut external = Duration::ZERO;
-        let next = match op.kind.as_str() {
-            DEPLOY => self.deploy_step(&op, &node, phase, data.clone(), &mut external).await?,
-            _ => self.reset_step(&op, &node, phase, data.clone()).await?,
+        let stepped = match op.kind.as_str() {
+            DEPLOY => self.deploy_step(&op, &node, phase, data.clone(), &mut external).await,
+            _ => self.reset_step(&op, &node, phase, data.clone()).await,
+        };
+        let next = match stepped {
+            Ok(next) => next,
+            // An error (a database hiccup, a default environment that does
+            // not exist) waits like any other step: the deadline still ends it.
+            Err(e) => {
+                tracing::warn!(node = %op.node_name, error = %e, "operation step failed; trying again");
+                let mut same = data.clone();
+                same.last_error = Some(e.to_string());
+                Next::Stay(same)
+            }
         };
         let own_ms = elapsed_ms(started).saturating_sub(i64::try_from(external.as_millis()).unwrap_or(0));
         let next = match next {
-            Next::Stay(_) if self.now_ms() > op.deadline_ms => Next::Retry(format!(
+            // The step that issues a phase's actions is not judged late: a
+            // controller back from a long stop gives them their chance.
+            Next::Stay(_) if data.issued && self.now_ms() > op.deadline_ms => Next::Retry(format!(
                 "{} took longer than {}",
                 phase.as_str(),
                 humantime::format_duration(self.deadline_of(&op.kind, phase))
@@ -522,7 +608,7 @@ impl App {
                     let mut row = op.clone();
                     row.data = text;
                     row.controller_ms += own_ms;
-                    self.store.update_operation(&row, &op.phase, op.attempt).await?;
+                    self.store.update_operation(&row).await?;
                 }
                 Ok(())
             }
@@ -534,6 +620,7 @@ impl App {
                     return self.finish(&op, &data, OperationState::Failed, &message, Some("error"), own_ms).await;
                 }
                 tracing::warn!(node = %op.node_name, attempt = op.attempt, reason = %why, "retrying from a power cycle");
+                self.abandon_actions(&op, &data).await?;
                 let first = if op.kind == DEPLOY { Phase::BootRamdisk } else { Phase::PowerOff };
                 let mut new = data.carry();
                 new.last_error = Some(why);
@@ -543,6 +630,16 @@ impl App {
                 self.finish(&op, new.as_ref().unwrap_or(&data), state, &message, outcome, own_ms).await
             }
         }
+    }
+
+    /// Drops what a phase queued and that has not run: its power requests
+    /// still queued, the node's unfinished agent commands.
+    async fn abandon_actions(&self, op: &OperationRow, data: &PhaseData) -> AppResult<()> {
+        for id in &data.power_requests {
+            self.store.cancel_power_request(*id, "abandoned: the operation moved on", self.now()).await?;
+        }
+        self.store.cancel_agent_commands(op.node, "abandoned: the operation moved on", self.now()).await?;
+        Ok(())
     }
 
     /// The error of the phase's first failed power request, if any.
@@ -717,7 +814,6 @@ impl App {
                         self.store.set_ssh_host_key(node.id, Some(&check.host_key)).await?;
                         data.fingerprint = Some(check.fingerprint.clone());
                         let first_line = check.stdout.lines().next().unwrap_or_default().trim().to_owned();
-                        self.deployed(op, node, &data, &first_line).await?;
                         return Ok(Next::Finish { state: OperationState::Done, message: first_line, outcome: None, data: Some(data) });
                     }
                     Ok(check) => fail(
@@ -783,14 +879,6 @@ impl App {
         let Some(name) = self.config.reset.default_environment.as_deref() else { return Ok(None) };
         let system = Actor { user_id: crate::model::UserId(0), name: "system".into(), is_admin: true, projects: Vec::new() };
         Ok(Some(self.get_environment(&system, name, None).await?))
-    }
-
-    /// A node's deploy succeeded: it becomes `deployed`.
-    async fn deployed(&self, op: &OperationRow, node: &NodeRow, data: &PhaseData, uname: &str) -> AppResult<()> {
-        let _ = data;
-        let reason = format!("deployed (deployment {}); root SSH check: {uname}", op.deployment.unwrap_or_default());
-        self.move_nodes(&[(&status_of(node), node.lease)], NodeInput::DeployDone, "system", &reason).await?;
-        Ok(())
     }
 
     async fn reset_step(&self, op: &OperationRow, node: &NodeRow, phase: Phase, mut data: PhaseData) -> AppResult<Next> {
@@ -921,7 +1009,7 @@ impl App {
         row.data = serde_json::to_string(data).map_err(|e| AppError::Internal(e.into()))?;
         row.history = serde_json::to_string(&history).map_err(|e| AppError::Internal(e.into()))?;
         row.controller_ms += own_ms;
-        if self.store.update_operation(&row, &op.phase, op.attempt).await? {
+        if self.store.update_operation(&row).await? {
             tracing::info!(node = %op.node_name, kind = %op.kind, phase = to.as_str(), attempt, "operation phase");
             self.ops_wake.notify_one();
         }
@@ -940,6 +1028,20 @@ impl App {
         outcome: Option<&'static str>,
         own_ms: i64,
     ) -> AppResult<()> {
+        self.finish_applied(op, data, state, message, outcome, own_ms).await.map(|_| ())
+    }
+
+    /// [`App::finish`], saying whether it applied (`false`: the operation
+    /// moved on or ended meanwhile).
+    async fn finish_applied(
+        &self,
+        op: &OperationRow,
+        data: &PhaseData,
+        state: OperationState,
+        message: &str,
+        outcome: Option<&'static str>,
+        own_ms: i64,
+    ) -> AppResult<bool> {
         let now_ms = self.now_ms();
         let mut history: Vec<(String, i64)> = serde_json::from_str(&op.history).unwrap_or_default();
         history.push((Phase::Finished.as_str().to_owned(), now_ms));
@@ -951,14 +1053,26 @@ impl App {
         row.outcome = outcome.map(str::to_owned);
         row.controller_ms += own_ms;
         row.finished_ms = Some(now_ms);
-        if !self.store.update_operation(&row, &op.phase, op.attempt).await? {
-            return Ok(());
+        if !self.store.update_operation(&row).await? {
+            return Ok(false);
         }
         match state {
             OperationState::Done => tracing::info!(node = %op.node_name, kind = %op.kind, message, "operation done"),
             _ => tracing::warn!(node = %op.node_name, kind = %op.kind, state = state.as_str(), message, "operation ended"),
         }
+        if op.kind == DEPLOY && state == OperationState::Done {
+            // Recorded after the operation: a crash in between is finished
+            // by `give_back_orphans` from the operation's outcome.
+            let node = self.store.get_node_by_id(op.node).await?;
+            let reason = format!("deployed (deployment {}); root SSH check: {message}", op.deployment.unwrap_or_default());
+            self.move_nodes(&[(&status_of(&node), node.lease)], NodeInput::DeployDone, "system", &reason).await?;
+        }
         if op.kind == DEPLOY && state != OperationState::Done {
+            // Nothing of the abandoned deploy may run later: not a queued
+            // power cycle, not an agent command a later ramdisk would take,
+            // not a ramdisk boot when the holder reboots the node.
+            self.abandon_actions(op, data).await?;
+            self.store.set_boot_target(op.node, BootTarget::Local).await?;
             let node = self.store.get_node_by_id(op.node).await?;
             if node.state == NodeLifecycle::Deploying && node.lease == op.lease {
                 let reason = format!("deployment {} {}: {message}", op.deployment.unwrap_or_default(), state.as_str());
@@ -968,7 +1082,7 @@ impl App {
         // The clock loop turns a reset's verdict into the node's state, and
         // starts a reset that waited for this operation to end.
         self.wake.notify_one();
-        Ok(())
+        Ok(true)
     }
 }
 

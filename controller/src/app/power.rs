@@ -216,8 +216,16 @@ impl App {
             requests.sort_by_key(|r| r.id);
             let app = self.clone();
             tasks.spawn(async move {
+                let mut failed = false;
                 for request in requests {
-                    app.carry_out(request).await?;
+                    if failed {
+                        // A boot device that could not be set must not be
+                        // followed by the power cycle meant to use it.
+                        let why = "skipped: an earlier request for this node failed";
+                        app.store.cancel_power_request(request.id, why, app.now()).await?;
+                        continue;
+                    }
+                    failed = !app.carry_out(request).await?;
                 }
                 Ok::<_, AppError>(())
             });
@@ -232,28 +240,32 @@ impl App {
         Ok(count)
     }
 
-    async fn carry_out(&self, request: PowerRequestRow) -> AppResult<()> {
+    /// Carries out one request; `false` when the BMC (or the node's BMC
+    /// address) failed it now.
+    async fn carry_out(&self, request: PowerRequestRow) -> AppResult<bool> {
         let node = self.store.get_node_by_id(request.node).await?;
         let Some(operation) = PowerOperation::parse(&request.operation) else {
             let now = self.now();
             self.store.finish_power_request(request.id, Some(&format!("unknown operation '{}'", request.operation)), now).await?;
-            return Ok(());
+            return Ok(false);
         };
         let Some(bmc) = node.bmc_url.as_ref().and_then(|s| BmcAddress::parse(&s.0).ok()) else {
             self.store.finish_power_request(request.id, Some("the node has no valid BMC address"), self.now()).await?;
-            return Ok(());
+            return Ok(false);
         };
         let lock = self.power.lock_for(&bmc.endpoint());
         let _one_at_a_time = lock.lock().await;
         // Another task may have finished it while we waited for the lock.
+        // (Or cancelled: that is no failure of this BMC.)
         if matches!(self.store.power_request(request.id).await?.state.as_str(), "done" | "failed") {
-            return Ok(());
+            return Ok(true);
         }
         self.store.set_power_request_running(request.id).await?;
         let span =
             tracing::info_span!("power", node = %node.name, bmc = %bmc.endpoint(), operation = operation.as_str(), request = request.id);
         let outcome = tracing::Instrument::instrument(self.run_operation(&bmc, operation), span).await;
         let now = self.now();
+        let succeeded = outcome.is_ok();
         match outcome {
             Ok(state) => {
                 if let Some(state) = state {
@@ -270,7 +282,7 @@ impl App {
         }
         self.power.finished.send_modify(|n| *n += 1);
         self.ops_wake.notify_one();
-        Ok(())
+        Ok(succeeded)
     }
 
     /// The operation, and the power state it leaves when known.

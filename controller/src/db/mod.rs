@@ -212,6 +212,8 @@ pub struct OperationRow {
     pub controller_ms: i64,
     pub created_ms: i64,
     pub finished_ms: Option<i64>,
+    /// Bumped by every write: the compare-and-swap token.
+    pub version: i64,
 }
 
 /// A node operation to insert (running, in its first phase).
@@ -563,15 +565,17 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
     async fn operation(&self, id: i64) -> DbResult<OperationRow>;
     /// The newest operation of `kind` on `node`.
     async fn latest_operation(&self, node: NodeId, kind: &str) -> DbResult<Option<OperationRow>>;
-    /// Writes an operation's mutable columns if it is still running in
-    /// `(expected_phase, expected_attempt)` (`false` otherwise).
-    async fn update_operation(&self, row: &OperationRow, expected_phase: &str, expected_attempt: i64) -> DbResult<bool>;
+    /// Writes an operation's mutable columns if it is still running at
+    /// `row.version` (`false` otherwise), and bumps the version.
+    async fn update_operation(&self, row: &OperationRow) -> DbResult<bool>;
     /// Fails a node's unfinished agent commands (a new operation starts
     /// from a clean queue); returns how many.
     async fn cancel_agent_commands(&self, node: NodeId, reason: &str, now: Seconds) -> DbResult<u64>;
     async fn agent_command_row(&self, id: i64) -> DbResult<AgentCommandRow>;
     /// The node's newest agent generation (0 before any registration).
     async fn agent_generation(&self, node: NodeId) -> DbResult<i64>;
+    /// Whether the node was handed to a lease and not reset clean since.
+    async fn needs_reset(&self, node: NodeId) -> DbResult<bool>;
     async fn set_ssh_host_key(&self, node: NodeId, key: Option<&str>) -> DbResult<()>;
     async fn ssh_host_key(&self, node: NodeId) -> DbResult<Option<String>>;
 
@@ -583,6 +587,8 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
     async fn pending_power_requests(&self) -> DbResult<Vec<PowerRequestRow>>;
     async fn set_power_request_running(&self, id: i64) -> DbResult<()>;
     async fn finish_power_request(&self, id: i64, error: Option<&str>, now: Seconds) -> DbResult<()>;
+    /// Fails a request that has not started (`false`: it ran or runs).
+    async fn cancel_power_request(&self, id: i64, reason: &str, now: Seconds) -> DbResult<bool>;
     /// Records what a BMC said about a node's power.
     async fn record_power(&self, node: NodeId, state: &str, source: &str, now: Seconds) -> DbResult<()>;
 }

@@ -374,8 +374,8 @@ fn agent_command_from_row(r: &SqliteRow) -> DbResult<AgentCommandRow> {
 }
 
 const OPERATION_SELECT: &str = "SELECT o.id, o.node_id, n.name, o.kind, o.deployment_id, o.lease_id, o.state, o.phase, o.attempt, \
-     o.phase_started_ms, o.deadline_ms, o.data, o.history, o.message, o.outcome, o.controller_ms, o.created_ms, o.finished_ms \
-     FROM node_operations o JOIN nodes n ON n.id = o.node_id";
+     o.phase_started_ms, o.deadline_ms, o.data, o.history, o.message, o.outcome, o.controller_ms, o.created_ms, o.finished_ms, \
+     o.version FROM node_operations o JOIN nodes n ON n.id = o.node_id";
 
 fn operation_from_row(r: &SqliteRow) -> DbResult<OperationRow> {
     Ok(OperationRow {
@@ -397,6 +397,7 @@ fn operation_from_row(r: &SqliteRow) -> DbResult<OperationRow> {
         controller_ms: r.try_get(15).map_err(db)?,
         created_ms: r.try_get(16).map_err(db)?,
         finished_ms: r.try_get(17).map_err(db)?,
+        version: r.try_get(18).map_err(db)?,
     })
 }
 
@@ -779,12 +780,22 @@ impl Datastore for SqliteStore {
         let mut tx = self.begin_write().await?;
         let mut applied = 0;
         for t in transitions {
-            let r = sqlx::query("UPDATE nodes SET state = ?, lease_id = ?, updated_at = ? WHERE id = ? AND state = ?")
-                .bind(t.to.as_str())
-                .bind(t.lease.map(|l| l.0))
-                .bind(t.event.at)
-                .bind(t.node.0)
-                .bind(t.from.as_str())
+            // Handed to a lease: dirty until a reset (or an enrolment,
+            // which resets a dirty node) brings it back to `available`.
+            let needs_reset = match (t.from, t.to) {
+                (_, NodeLifecycle::Reserved | NodeLifecycle::Deploying | NodeLifecycle::Deployed) => Some(true),
+                (NodeLifecycle::Resetting | NodeLifecycle::Enrolling, NodeLifecycle::Available) => Some(false),
+                _ => None,
+            };
+            let r = sqlx::query(
+                "UPDATE nodes SET state = ?, lease_id = ?, updated_at = ?, needs_reset = COALESCE(?, needs_reset) WHERE id = ? AND state = ?",
+            )
+            .bind(t.to.as_str())
+            .bind(t.lease.map(|l| l.0))
+            .bind(t.event.at)
+            .bind(needs_reset)
+            .bind(t.node.0)
+            .bind(t.from.as_str())
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
@@ -1443,11 +1454,11 @@ impl Datastore for SqliteStore {
         row.as_ref().map(operation_from_row).transpose()
     }
 
-    async fn update_operation(&self, r: &OperationRow, expected_phase: &str, expected_attempt: i64) -> DbResult<bool> {
+    async fn update_operation(&self, r: &OperationRow) -> DbResult<bool> {
         let done = sqlx::query(
             "UPDATE node_operations SET state = ?, phase = ?, attempt = ?, phase_started_ms = ?, deadline_ms = ?, data = ?, \
-             history = ?, message = ?, outcome = ?, controller_ms = ?, finished_ms = ? \
-             WHERE id = ? AND state = 'running' AND phase = ? AND attempt = ?",
+             history = ?, message = ?, outcome = ?, controller_ms = ?, finished_ms = ?, version = version + 1 \
+             WHERE id = ? AND state = 'running' AND version = ?",
         )
         .bind(&r.state)
         .bind(&r.phase)
@@ -1461,8 +1472,7 @@ impl Datastore for SqliteStore {
         .bind(r.controller_ms)
         .bind(r.finished_ms)
         .bind(r.id)
-        .bind(expected_phase)
-        .bind(expected_attempt)
+        .bind(r.version)
         .execute(&self.pool)
         .await
         .map_err(db)?;
@@ -1493,6 +1503,12 @@ impl Datastore for SqliteStore {
             .await
             .map_err(db)?
             .ok_or_else(|| DbError::NotFound { what: "node", name: node.0.to_string() })
+    }
+
+    async fn needs_reset(&self, node: NodeId) -> DbResult<bool> {
+        let dirty: Option<bool> =
+            sqlx::query_scalar("SELECT needs_reset FROM nodes WHERE id = ?").bind(node.0).fetch_optional(&self.pool).await.map_err(db)?;
+        Ok(dirty.unwrap_or(false))
     }
 
     async fn set_ssh_host_key(&self, node: NodeId, key: Option<&str>) -> DbResult<()> {
@@ -1540,6 +1556,17 @@ impl Datastore for SqliteStore {
     async fn set_power_request_running(&self, id: i64) -> DbResult<()> {
         sqlx::query("UPDATE power_requests SET state = 'running' WHERE id = ?").bind(id).execute(&self.pool).await.map_err(db)?;
         Ok(())
+    }
+
+    async fn cancel_power_request(&self, id: i64, reason: &str, now: Seconds) -> DbResult<bool> {
+        let done = sqlx::query("UPDATE power_requests SET state = 'failed', error = ?, finished_at = ? WHERE id = ? AND state = 'queued'")
+            .bind(reason)
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn finish_power_request(&self, id: i64, error: Option<&str>, now: Seconds) -> DbResult<()> {

@@ -509,6 +509,9 @@ impl PowerDriver for RedfishDriver {
         }
         let reset = doc.pointer("/Actions/#ComputerSystem.Reset").cloned().unwrap_or(Value::Null);
         let allowed = self.allowed_resets(&reset).await;
+        // Many BMCs refuse a restart of a system that is off; the contract
+        // of a cycle is "on afterwards": from off, that is a power on.
+        let action = if action == PowerAction::Cycle && current == PowerState::Off && exact { PowerAction::On } else { action };
         let reset_type = choose_reset(action, allowed.as_deref())
             .ok_or_else(|| PowerError::Unsupported { bmc: self.endpoint.clone(), what: format!("power action {}", action.as_str()) })?;
         let target = match reset.get("target").and_then(Value::as_str) {

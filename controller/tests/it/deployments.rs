@@ -106,3 +106,60 @@ async fn deployments_validate_drive_the_bmc_and_cancel() {
     ctx.get("/api/v1/nodes/sim-1/operations", &alice).await.error(403, "forbidden");
     assert_eq!(ctx.get(&path, &alice).await.expect(200).as_array().map(Vec::len), Some(1));
 }
+
+/// A node that leaves a lease without a clean reset (its BMC went silent)
+/// is reset when it comes back, never handed out with the last tenant's
+/// disk; a node never leased enrols straight away. `NodeConductor` (the
+/// real hands) with simulated BMCs and no agent: the reset stays at
+/// `wait_agent`, the node stays `enrolling`.
+#[tokio::test]
+async fn a_node_back_from_dead_mid_lease_is_reset_before_anyone_gets_it() {
+    use ferrum_controller::config::{Config, PowerConfig};
+    use ferrum_controller::power::PowerError;
+    let mut config = Config {
+        power: PowerConfig { sync_interval: std::time::Duration::from_millis(100), ..PowerConfig::default() },
+        ..Config::default()
+    };
+    config.boot.public_url = Some("http://10.10.0.1:8750".into());
+    let ctx = TestContext::empty_configured(config, std::sync::Arc::new(ferrum_controller::app::conductor::NodeConductor)).await;
+    let mut bmcs = Vec::new();
+    for i in 1..=2 {
+        let url = format!("ipmi://admin:pw@10.9.2.{i}:623");
+        bmcs.push((ctx.bmcs.bmc(&BmcAddress::parse(&url).expect("url").endpoint()), BmcAddress::parse(&url).expect("url").endpoint()));
+        let body =
+            json!({"name": format!("dirty-{i}"), "site": "lab", "cluster": "sim", "macs": [format!("02:00:00:00:02:0{i}")], "bmc": url});
+        ctx.post("/api/v1/nodes", &ctx.admin, body).await.expect(201);
+    }
+    ctx.wait_nodes_available(2).await;
+    let alice = ctx.user("alice", "p-vision").await;
+    let lease = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["dirty-1"]}, "duration": "1h"})).await.expect(201);
+    ctx.wait_lease_state(lease["id"].as_i64().expect("id"), &alice, "active").await;
+
+    // Its BMC goes silent mid-lease: dead, out of the lease.
+    let (bmc, endpoint) = &bmcs[0];
+    bmc.fail_with(Some(PowerError::Unreachable { bmc: endpoint.clone(), tries: 3 }));
+    wait_until("dirty-1 dead", DEADLINE, async || {
+        let state = ctx.node_state("dirty-1").await;
+        if state == "dead" { Ok(()) } else { Err(state) }
+    })
+    .await;
+
+    // It answers again: enrolling, and a reset runs before it is available.
+    bmc.fail_with(None);
+    let reset = wait_until("a reset of dirty-1", DEADLINE, async || {
+        let ops = ctx.get("/api/v1/nodes/dirty-1/operations", &ctx.admin).await.expect(200);
+        let reset = ops.as_array().and_then(|a| a.iter().find(|o| o["kind"] == "reset").cloned());
+        match reset {
+            Some(r) if r["phase"] == "wait_agent" => Ok(r),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(reset["state"], "running", "{reset}");
+    assert_eq!(ctx.node_state("dirty-1").await, "enrolling", "never available before its reset ends");
+    assert!(bmc.operations().iter().any(|o| o == "off"), "the reset powered it off: {:?}", bmc.operations());
+    // The node never leased was not reset.
+    assert_eq!(ctx.node_state("dirty-2").await, "available");
+    let ops = ctx.get("/api/v1/nodes/dirty-2/operations", &ctx.admin).await.expect(200);
+    assert_eq!(ops, json!([]));
+}
