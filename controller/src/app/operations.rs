@@ -45,6 +45,8 @@ pub const RESET: &str = "reset";
 const TICK: Duration = Duration::from_secs(1);
 /// One SSH attempt (the phase's deadline bounds them all).
 const SSH_ATTEMPT: Duration = Duration::from_secs(10);
+/// Operation steps running at once.
+const MAX_CONCURRENT_STEPS: usize = 32;
 /// The TCP knock on port 22 before an attempt.
 const SSH_KNOCK: Duration = Duration::from_millis(800);
 /// A `deploying` node with no running deploy older than this is given back
@@ -129,8 +131,14 @@ impl Drop for Claim {
 
 /// Operations being stepped right now (a step never overlaps itself), and
 /// leases whose automatic deployment failed lately.
-#[derive(Debug, Default)]
-pub struct InFlight(Mutex<HashSet<i64>>, Mutex<std::collections::HashMap<LeaseId, Instant>>);
+#[derive(Debug)]
+pub struct InFlight(Mutex<HashSet<i64>>, Mutex<std::collections::HashMap<LeaseId, Instant>>, tokio::sync::Semaphore);
+
+impl Default for InFlight {
+    fn default() -> Self {
+        InFlight(Mutex::default(), Mutex::default(), tokio::sync::Semaphore::new(MAX_CONCURRENT_STEPS))
+    }
+}
 
 impl InFlight {
     fn failed_lease_recently(&self, lease: LeaseId) -> bool {
@@ -230,6 +238,9 @@ impl App {
                 let id = op.id;
                 // Released however the step ends (a panic included).
                 let _claim = Claim { app: app.clone(), id };
+                // A bounded number of steps at once (a large deployment
+                // must not open hundreds of database connections).
+                let Ok(_permit) = app.in_flight.2.acquire().await else { return };
                 // Read again now that it is ours: the row listed above may
                 // predate a step that ended since.
                 let op = match app.store.operation(id).await {
@@ -744,8 +755,8 @@ impl App {
     ) -> AppResult<Next> {
         let actor = format!("deployment {}", op.deployment.unwrap_or_default());
         let spec: DeploySpec = {
-            let (row, _) = self.store.deployment(op.deployment.unwrap_or_default()).await?;
-            serde_json::from_str(&row.spec).map_err(|e| AppError::Internal(e.into()))?
+            let text = self.store.deployment_spec(op.deployment.unwrap_or_default()).await?;
+            serde_json::from_str(&text).map_err(|e| AppError::Internal(e.into()))?
         };
         let env = &spec.environment.descriptor;
         Ok(match phase {

@@ -556,6 +556,8 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
     async fn insert_deployment(&self, deployment: &NewDeployment, operations: &[NewOperation]) -> DbResult<i64>;
     async fn deployment(&self, id: i64) -> DbResult<(DeploymentRow, Vec<OperationRow>)>;
     async fn lease_deployments(&self, lease: LeaseId) -> DbResult<Vec<DeploymentRow>>;
+    /// A deployment's spec (JSON), without its operations.
+    async fn deployment_spec(&self, id: i64) -> DbResult<String>;
     /// Active deploy leases that asked for an environment and have no
     /// deployment yet.
     async fn deploy_leases_without_deployment(&self) -> DbResult<Vec<LeaseId>>;

@@ -1407,6 +1407,15 @@ impl Datastore for SqliteStore {
         rows.iter().map(deployment_from_row).collect()
     }
 
+    async fn deployment_spec(&self, id: i64) -> DbResult<String> {
+        sqlx::query_scalar("SELECT spec FROM deployments WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| DbError::NotFound { what: "deployment", name: id.to_string() })
+    }
+
     async fn deploy_leases_without_deployment(&self) -> DbResult<Vec<LeaseId>> {
         let ids: Vec<i64> = sqlx::query_scalar(
             "SELECT l.id FROM leases l WHERE l.state = 'active' AND l.deploy IS NOT NULL \
