@@ -161,10 +161,6 @@ impl InFlight {
     }
 }
 
-fn status_of(node: &NodeRow) -> NodeStatus {
-    NodeStatus { id: node.id, name: node.name.clone(), state: node.state, policy: node.policy, lease: node.lease }
-}
-
 impl App {
     fn now_ms(&self) -> i64 {
         self.clock.now().timestamp_millis()
@@ -351,7 +347,7 @@ impl App {
         let version = i64::try_from(environment.descriptor.version).unwrap_or(i64::MAX);
         let spec = DeploySpec { environment, ssh_keys: req.ssh_keys };
         let text = serde_json::to_string(&spec).map_err(|e| AppError::Internal(e.into()))?;
-        let statuses: Vec<NodeStatus> = nodes.iter().map(status_of).collect();
+        let statuses: Vec<NodeStatus> = nodes.iter().map(NodeRow::status).collect();
         let moves: Vec<_> = statuses.iter().map(|s| (s, Some(lease.id))).collect();
         let reason = format!("deploying {} for lease {}", spec.environment.descriptor.name, lease.id);
         self.move_nodes(&moves, NodeInput::DeployStarted, &actor.name, &reason).await?;
@@ -379,8 +375,8 @@ impl App {
             Ok(id) => id,
             Err(e) => {
                 // Give the nodes back: nothing will deploy them.
-                let back: Vec<NodeRow> = futures_nodes(self, &nodes).await?;
-                let statuses: Vec<NodeStatus> = back.iter().map(status_of).collect();
+                let back: Vec<NodeRow> = reread_nodes(self, &nodes).await?;
+                let statuses: Vec<NodeStatus> = back.iter().map(NodeRow::status).collect();
                 let moves: Vec<_> = statuses.iter().map(|s| (s, Some(lease.id))).collect();
                 self.move_nodes(&moves, NodeInput::DeployFailed, "system", "the deployment could not be recorded").await?;
                 return Err(match e {
@@ -427,7 +423,7 @@ impl App {
             let mut current = op;
             for _ in 0..10 {
                 let data: PhaseData = serde_json::from_str(&current.data).unwrap_or_default();
-                if self.finish_applied(&current, &data, OperationState::Cancelled, &reason, None, 0).await? {
+                if self.finish(&current, &data, OperationState::Cancelled, &reason, None, 0).await? {
                     break;
                 }
                 current = self.store.operation(current.id).await?;
@@ -566,14 +562,17 @@ impl App {
         let started = Instant::now();
         let data: PhaseData = serde_json::from_str(&op.data).unwrap_or_default();
         let Some(phase) = Phase::parse(&op.phase) else {
-            return self.finish(&op, &data, OperationState::Failed, &format!("unknown phase '{}'", op.phase), Some("error"), 0).await;
+            return self
+                .finish(&op, &data, OperationState::Failed, &format!("unknown phase '{}'", op.phase), Some("error"), 0)
+                .await
+                .map(drop);
         };
         let node = self.store.get_node_by_id(op.node).await?;
 
         // A BMC failure of this phase is the named reason, even when the
         // power loop already moved the node to suspect or dead.
         if let Some(error) = self.failed_power_request(&data).await? {
-            return self.finish(&op, &data, OperationState::Failed, &error, Some("bmc"), elapsed_ms(started)).await;
+            return self.finish(&op, &data, OperationState::Failed, &error, Some("bmc"), elapsed_ms(started)).await.map(drop);
         }
         let still_ours = match op.kind.as_str() {
             DEPLOY => node.state == NodeLifecycle::Deploying && node.lease == op.lease,
@@ -582,7 +581,7 @@ impl App {
         };
         if !still_ours {
             let why = format!("the node is now {}", node.state.as_str());
-            return self.finish(&op, &data, OperationState::Cancelled, &why, None, elapsed_ms(started)).await;
+            return self.finish(&op, &data, OperationState::Cancelled, &why, None, elapsed_ms(started)).await.map(drop);
         }
 
         let mut external = Duration::ZERO;
@@ -628,7 +627,7 @@ impl App {
                 let attempts = i64::from(self.config.deploy.attempts);
                 if op.attempt >= attempts {
                     let message = format!("gave up after {} attempt(s): {why}", op.attempt);
-                    return self.finish(&op, &data, OperationState::Failed, &message, Some("error"), own_ms).await;
+                    return self.finish(&op, &data, OperationState::Failed, &message, Some("error"), own_ms).await.map(drop);
                 }
                 tracing::warn!(node = %op.node_name, attempt = op.attempt, reason = %why, "retrying from a power cycle");
                 self.abandon_actions(&op, &data).await?;
@@ -638,7 +637,7 @@ impl App {
                 self.enter(&op, first, &new, op.attempt + 1, own_ms).await
             }
             Next::Finish { state, message, outcome, data: new } => {
-                self.finish(&op, new.as_ref().unwrap_or(&data), state, &message, outcome, own_ms).await
+                self.finish(&op, new.as_ref().unwrap_or(&data), state, &message, outcome, own_ms).await.map(drop)
             }
         }
     }
@@ -1027,24 +1026,11 @@ impl App {
         Ok(())
     }
 
-    /// Ends an operation. A deploy that did not succeed gives its node back
-    /// to the lease (`reserved`); the end wakes the clock loop, which turns
-    /// a reset's verdict into the node's state.
+    /// Ends an operation; `false` when it moved on or ended meanwhile
+    /// (nothing is done then). A deploy that did not succeed gives its node
+    /// back to the lease (`reserved`); the end wakes the clock loop, which
+    /// turns a reset's verdict into the node's state.
     async fn finish(
-        &self,
-        op: &OperationRow,
-        data: &PhaseData,
-        state: OperationState,
-        message: &str,
-        outcome: Option<&'static str>,
-        own_ms: i64,
-    ) -> AppResult<()> {
-        self.finish_applied(op, data, state, message, outcome, own_ms).await.map(|_| ())
-    }
-
-    /// [`App::finish`], saying whether it applied (`false`: the operation
-    /// moved on or ended meanwhile).
-    async fn finish_applied(
         &self,
         op: &OperationRow,
         data: &PhaseData,
@@ -1076,7 +1062,7 @@ impl App {
             // by `give_back_orphans` from the operation's outcome.
             let node = self.store.get_node_by_id(op.node).await?;
             let reason = format!("deployed (deployment {}); root SSH check: {message}", op.deployment.unwrap_or_default());
-            self.move_nodes(&[(&status_of(&node), node.lease)], NodeInput::DeployDone, "system", &reason).await?;
+            self.move_nodes(&[(&node.status(), node.lease)], NodeInput::DeployDone, "system", &reason).await?;
         }
         if op.kind == DEPLOY && state != OperationState::Done {
             // Nothing of the abandoned deploy may run later: not a queued
@@ -1087,7 +1073,7 @@ impl App {
             let node = self.store.get_node_by_id(op.node).await?;
             if node.state == NodeLifecycle::Deploying && node.lease == op.lease {
                 let reason = format!("deployment {} {}: {message}", op.deployment.unwrap_or_default(), state.as_str());
-                self.move_nodes(&[(&status_of(&node), node.lease)], NodeInput::DeployFailed, "system", &reason).await?;
+                self.move_nodes(&[(&node.status(), node.lease)], NodeInput::DeployFailed, "system", &reason).await?;
             }
         }
         // The clock loop turns a reset's verdict into the node's state, and
@@ -1097,9 +1083,9 @@ impl App {
     }
 }
 
-/// Re-reads nodes (after a failed insert, to move them from their current
-/// state).
-async fn futures_nodes(app: &App, nodes: &[NodeRow]) -> AppResult<Vec<NodeRow>> {
+/// The nodes as they are now (after a failed insert, to move them from
+/// their current state).
+async fn reread_nodes(app: &App, nodes: &[NodeRow]) -> AppResult<Vec<NodeRow>> {
     let mut out = Vec::new();
     for n in nodes {
         out.push(app.store.get_node_by_id(n.id).await?);

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 use super::{Actor, App, AppError, AppResult};
-use crate::db::{NodeRow, NodeStatus, PowerRequestRow};
+use crate::db::{NodeRow, PowerRequestRow};
 use crate::model::time::from_seconds;
 use crate::model::{BmcAddress, LeaseState, NodeInput, NodeLifecycle, NodePolicy};
 use crate::power::{BootDevice, PowerAction, PowerDriver, PowerError, PowerState, Reliability};
@@ -345,7 +345,7 @@ impl App {
     /// A BMC failure becomes the node's state, with the error as reason.
     async fn bmc_failed(&self, node: &NodeRow, e: &PowerError) -> AppResult<()> {
         let node = self.store.get_node_by_id(node.id).await?;
-        let status = NodeStatus { id: node.id, name: node.name.clone(), state: node.state, policy: node.policy, lease: node.lease };
+        let status = node.status();
         self.move_nodes(&[(&status, None)], e.node_input(), "system", &e.to_string()).await?;
         Ok(())
     }
@@ -355,7 +355,7 @@ impl App {
         // Read the state now: the row in hand was read before the BMC call.
         let node = self.store.get_node_by_id(node.id).await?;
         if node.state == NodeLifecycle::Dead {
-            let status = NodeStatus { id: node.id, name: node.name.clone(), state: node.state, policy: node.policy, lease: node.lease };
+            let status = node.status();
             self.move_nodes(&[(&status, None)], NodeInput::Repaired, "system", "BMC answers again").await?;
         }
         // Let the clock loop enrol it (and anything else waiting) now.

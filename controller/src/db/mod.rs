@@ -98,6 +98,13 @@ pub struct NodeRow {
     pub updated_at: Seconds,
 }
 
+impl NodeRow {
+    /// The node's lifecycle part.
+    pub fn status(&self) -> NodeStatus {
+        NodeStatus { id: self.id, name: self.name.clone(), state: self.state, policy: self.policy, lease: self.lease }
+    }
+}
+
 /// One MAC address of a node, as the boot services see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BootHostRow {

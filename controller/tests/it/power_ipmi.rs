@@ -253,6 +253,7 @@ fn slow_relay(target: u16, delay: Duration) -> (u16, std::sync::Arc<std::sync::a
                 continue;
             }
             if let Ok(m) = back.recv(&mut buf) {
+                // The same emulated latency, on the answer.
                 std::thread::sleep(delay);
                 let _ = front.send_to(&buf[..m], client);
             }

@@ -100,7 +100,9 @@ impl Drop for Dropbear {
         let Some(mut child) = self.child.take() else { return };
         let pid = child.id();
         // Let the per-connection children end (their clients are gone), so
-        // dropbear reaps them before it dies; bounded.
+        // dropbear reaps them before it dies; bounded. Justified sleep: it
+        // paces a deadline-bounded check in `Drop`, which cannot await and
+        // has no event to block on.
         let children = format!("/proc/{pid}/task/{pid}/children");
         let deadline = Instant::now() + Duration::from_secs(5);
         while std::fs::read_to_string(&children).is_ok_and(|c| !c.trim().is_empty()) && Instant::now() < deadline {

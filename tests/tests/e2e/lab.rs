@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use ferrum_tests::lab::text;
 use ferrum_tests::{binary, lab_images, lab_lock, wait_until};
 use serde_json::Value;
 
@@ -20,10 +21,6 @@ const SUBNET_ID: &str = "86";
 const NETNS: &str = "ferrum-lab-86";
 const BMC_DEADLINE: Duration = Duration::from_secs(15);
 const BOOT_DEADLINE: Duration = Duration::from_secs(120);
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
 
 /// Runs `ferrum lab down` when the test ends, whatever happened.
 struct Lab {
