@@ -19,6 +19,7 @@ pub mod agent;
 pub mod deployment;
 pub mod environment;
 pub mod inventory;
+pub mod usage;
 
 /// The base path of every versioned resource.
 pub const API_BASE: &str = "/api/v1";

@@ -11,6 +11,9 @@ use std::time::Duration;
 use ferrum_pxe::config::duration;
 use serde::Deserialize;
 
+mod policy;
+pub use policy::{ClassRules, PeakHours, PolicyConfig, QuotaPeriod};
+
 /// The whole configuration, with defaults filled in.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -28,6 +31,7 @@ pub struct Config {
     pub boot: BootConfig,
     pub deploy: DeployConfig,
     pub reset: ResetConfig,
+    pub policy: PolicyConfig,
 }
 
 /// `[deploy]`: how deployments run (SPEC §5). Every phase has a deadline;
@@ -272,6 +276,7 @@ impl Default for Config {
             boot: BootConfig::default(),
             deploy: DeployConfig::default(),
             reset: ResetConfig::default(),
+            policy: PolicyConfig::default(),
         }
     }
 }
@@ -317,6 +322,7 @@ impl Config {
         let config: Config = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
         config.boot.validate()?;
         config.deploy.validate()?;
+        config.policy.validate()?;
         Ok(config)
     }
 

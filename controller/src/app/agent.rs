@@ -163,6 +163,8 @@ impl App {
         let text = serde_json::to_string(&action).map_err(|e| AppError::Internal(e.into()))?;
         let row = self.store.enqueue_agent_command(node.id, &text, &actor.name, self.now()).await?;
         self.agent_wake.notify_waiters();
+        self.audit(actor, "node.agent_command", &format!("node/{name}"), serde_json::json!({ "command": row.id, "action": action.kind() }))
+            .await;
         Ok(row)
     }
 

@@ -136,6 +136,10 @@ impl App {
             Count(u32, Option<&'a str>),
             Names(&'a [String]),
         }
+        let project_row = match project.and_then(|id| actor.projects.iter().find(|(p, _)| *p == id)) {
+            Some((_, name)) => Some(self.project_row(name).await?),
+            None => None,
+        };
         let want = match (&selector.names, selector.count, selector.filter.as_deref()) {
             (Some(names), count, None) if !names.is_empty() => {
                 if count.is_some_and(|c| c as usize != names.len()) {
@@ -148,6 +152,26 @@ impl App {
             (None, Some(_), _) => return Err(AppError::bad_request("nodes.count: must be at least 1")),
             _ => return Err(AppError::bad_request("nodes: give count (with an optional filter) or names")),
         };
+
+        // A large lease waits for an admin's approval, and gives them time.
+        let wanted = match want {
+            Want::Count(c, _) => c,
+            Want::Names(names) => u32::try_from(names.len()).unwrap_or(u32::MAX),
+        };
+        let approval = self.approval_reason(actor, project_row.as_ref(), lease_type, wanted, duration);
+        let mut not_before = now;
+        if let Some(reason) = &approval {
+            let notice = i64::try_from(self.config.policy.approval_notice.as_secs()).unwrap_or(i64::MAX / 4);
+            not_before = now.saturating_add(notice);
+            if let Some(start) = fixed_start.filter(|s| *s < not_before) {
+                return Err(AppError::Forbidden(format!(
+                    "policy 'approval': this lease {reason}, and must start at least {} ahead: at {} or later, not {}",
+                    humantime::format_duration(self.config.policy.approval_notice),
+                    from_seconds(not_before).to_rfc3339(),
+                    from_seconds(start).to_rfc3339()
+                )));
+            }
+        }
 
         let mut cache = self.cache.lock().await;
         for _attempt in 0..MAX_ATTEMPTS {
@@ -166,7 +190,17 @@ impl App {
                 }
                 Want::Names(names) => (u32::try_from(names.len()).unwrap_or(u32::MAX), named_candidates(&cache, names, req.exotic)?, None),
             };
-            let planned = plan(&cache, lease_type, count, duration, fixed_start, now, &candidates)?;
+            let planned = plan(&cache, lease_type, count, duration, fixed_start, not_before, &candidates)?;
+            let ask = super::policy::Ask {
+                project: project_row.as_ref(),
+                lease_type,
+                nodes: count,
+                start: planned.start,
+                end: planned.end,
+                exotic: req.exotic,
+                extends_from: None,
+            };
+            self.check_policy(actor, &ask).await?;
             let node_ids: Vec<NodeId> = planned.nodes.iter().map(|&i| cache.node(i).id).collect();
             let preempt = if lease_type == LeaseType::Besteffort {
                 Vec::new()
@@ -177,12 +211,13 @@ impl App {
                 owner_id: actor.user_id,
                 project_id: project,
                 lease_type,
-                state: LeaseState::Pending,
+                state: if approval.is_some() { LeaseState::AwaitingApproval } else { LeaseState::Pending },
                 start: planned.start,
                 end: planned.end,
                 exotic: req.exotic,
                 filter: filter_text,
                 deploy: req.deploy.as_ref().map(|d| serde_json::json!({"environment": d.environment, "ssh_keys": d.ssh_keys}).to_string()),
+                reason: approval.clone(),
                 nodes: node_ids,
                 created_at: now,
             };
@@ -283,6 +318,20 @@ impl App {
                 return Err(AppError::bad_request("end: beyond the calendar's horizon"));
             }
             cache.refresh(self.store.as_ref(), now).await?;
+            let project_row = match &lease.project {
+                Some(name) => Some(self.project_row(name).await?),
+                None => None,
+            };
+            let ask = super::policy::Ask {
+                project: project_row.as_ref(),
+                lease_type: lease.lease_type,
+                nodes: u32::try_from(lease.nodes.len()).unwrap_or(u32::MAX),
+                start: lease.start,
+                end: new_end,
+                exotic: lease.exotic,
+                extends_from: Some(lease.end),
+            };
+            self.check_policy(actor, &ask).await?;
             let indices: Vec<u32> = lease.nodes.iter().filter_map(|(n, _)| cache.index_of(*n)).collect();
             let calendar = if lease.lease_type == LeaseType::Besteffort { &cache.all } else { &cache.normal };
             if !calendar.is_free(&indices, lease.end, new_end) {
@@ -334,11 +383,54 @@ impl App {
     /// Ends a lease now: cancels it if it has not started, releases it
     /// otherwise. Ending an ended lease changes nothing.
     pub async fn end_lease(&self, actor: &Actor, id: i64) -> AppResult<LeaseRow> {
+        self.get_lease(actor, id).await?;
+        let lease = self
+            .change_lease(LeaseId(id), LeaseInput::Released, &|to| {
+                let verb = if to == LeaseState::Cancelled { "cancelled" } else { "released" };
+                format!("{verb} by {}", actor.name)
+            })
+            .await?;
+        tracing::info!(lease = %lease.id, actor = %actor.name, state = lease.state.as_str(), "lease ended by its holder or an admin");
+        Ok(lease)
+    }
+
+    /// Approves or rejects a lease awaiting approval (admin); the reason is
+    /// shown to the requester.
+    pub async fn decide_lease(&self, actor: &Actor, id: i64, approve: bool, reason: Option<&str>) -> AppResult<LeaseRow> {
+        actor.require_admin()?;
+        let reason = reason.map(str::trim).filter(|r| !r.is_empty());
+        if reason.is_some_and(|r| r.len() > 1000) {
+            return Err(AppError::bad_request("reason: at most 1000 characters"));
+        }
+        let (input, verb) = if approve { (LeaseInput::Approved, "approved") } else { (LeaseInput::Rejected, "rejected") };
+        let text = format!("{verb} by {}{}", actor.name, reason.map(|r| format!(": {r}")).unwrap_or_default());
+        let lease = self.change_lease(LeaseId(id), input, &|_| text.clone()).await?;
+        self.audit(
+            actor,
+            if approve { "lease.approve" } else { "lease.reject" },
+            &format!("lease/{id}"),
+            serde_json::json!({ "reason": reason, "owner": lease.owner, "project": lease.project, "nodes": lease.nodes.len(),
+                "start": from_seconds(lease.start).to_rfc3339(), "end": from_seconds(lease.end).to_rfc3339() }),
+        )
+        .await;
+        tracing::info!(lease = %lease.id, actor = %actor.name, "lease {verb}");
+        Ok(lease)
+    }
+
+    /// Rejects a lease still waiting for approval at its start.
+    pub(crate) async fn expire_unapproved(&self, id: LeaseId) -> AppResult<LeaseRow> {
+        self.change_lease(id, LeaseInput::Rejected, &|_| "not approved before its start time; ask again with a later start".into()).await
+    }
+
+    /// Feeds `input` to a lease and applies what it means for the calendar
+    /// (retried when the calendar moves under it). `reason` says why, given
+    /// the new state.
+    async fn change_lease(&self, id: LeaseId, input: LeaseInput, reason: &(dyn Fn(LeaseState) -> String + Sync)) -> AppResult<LeaseRow> {
         let now = self.now();
         let mut cache = self.cache.lock().await;
         for _attempt in 0..MAX_ATTEMPTS {
-            let lease = self.get_lease(actor, id).await?;
-            let (to, action) = lease::next(lease.state, LeaseInput::Released)
+            let lease = self.store.get_lease(id).await?;
+            let (to, action) = lease::next(lease.state, input)
                 .map_err(|e| AppError::Conflict { message: e.to_string(), earliest_start: None })?;
             let change = match action {
                 LeaseAction::AlreadyDone => return Ok(lease),
@@ -348,19 +440,13 @@ impl App {
                 LeaseAction::EndAndReset => AllocationChange::CutAt(now.max(lease.start + 1)),
                 LeaseAction::Record | LeaseAction::TakeNodes => AllocationChange::Keep,
             };
-            let verb = if to == LeaseState::Cancelled { "cancelled" } else { "released" };
             cache.refresh(self.store.as_ref(), now).await?;
-            match self
-                .store
-                .transition_lease(lease.id, lease.state, to, change, Some(&format!("{verb} by {}", actor.name)), cache.generation, now)
-                .await
-            {
+            match self.store.transition_lease(lease.id, lease.state, to, change, Some(&reason(to)), cache.generation, now).await {
                 Ok(generation) => {
                     release_cut(&mut cache, &lease, change, now);
                     cache.generation = generation;
                     drop(cache);
                     self.wake.notify_one();
-                    tracing::info!(lease = %lease.id, actor = %actor.name, "lease {verb}");
                     return Ok(self.store.get_lease(lease.id).await?);
                 }
                 Err(DbError::StaleCalendar | DbError::Raced { .. }) => {

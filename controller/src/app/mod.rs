@@ -18,6 +18,7 @@ use crate::model::time::to_seconds;
 
 pub mod accounts;
 pub mod agent;
+pub mod audit;
 pub mod boot;
 pub mod cache;
 pub mod conductor;
@@ -25,8 +26,10 @@ pub mod environments;
 pub mod leases;
 pub mod nodes;
 pub mod operations;
+pub mod policy;
 pub mod power;
 pub mod reconciler;
+pub mod usage;
 
 pub use accounts::Actor;
 

@@ -149,6 +149,13 @@ impl App {
             reason: "enrolled".into(),
         };
         let row = self.store.insert_node(&write, &event).await?;
+        self.audit(
+            actor,
+            "node.add",
+            &format!("node/{}", row.name),
+            serde_json::json!({ "site": row.site, "cluster": row.cluster, "bmc": row.bmc_url.is_some(), "reference": spec.reference.is_some() }),
+        )
+        .await;
         self.wake.notify_one();
         self.boot_hosts.changed.notify_one();
         Ok(row)
@@ -181,6 +188,7 @@ impl App {
             });
         }
         let outcome = self.store.import_nodes(&writes, self.now(), &actor.name).await?;
+        self.audit(actor, "node.import", "nodes", serde_json::json!({ "nodes": writes.len() })).await;
         self.wake.notify_one();
         self.boot_hosts.changed.notify_one();
         Ok(outcome)
@@ -226,6 +234,8 @@ impl App {
                 reason: reason.to_owned(),
             };
             self.store.set_node_policy(node.id, policy, &event).await?;
+            self.audit(actor, "node.maintenance", &format!("node/{name}"), serde_json::json!({ "maintenance": enabled, "reason": reason }))
+                .await;
         }
         Ok(self.store.get_node(name).await?)
     }

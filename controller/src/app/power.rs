@@ -158,6 +158,10 @@ impl App {
         let mut finished = self.power.finished.subscribe();
         let id = self.store.enqueue_power(row.id, operation.as_str(), &actor.name, self.now()).await?;
         tracing::info!(node = %node, operation = operation.as_str(), actor = %actor.name, request = id, "power request queued");
+        if actor.is_admin {
+            self.audit(actor, "node.power", &format!("node/{node}"), serde_json::json!({ "operation": operation.as_str(), "request": id }))
+                .await;
+        }
         self.power.wake.notify_one();
         let wait = tokio::time::timeout(self.config.power.request_wait, async {
             loop {

@@ -95,6 +95,11 @@ impl App {
         // 1. Leases whose boundary came.
         for l in self.store.leases_needing_action(now).await? {
             let input = match l.state {
+                LeaseState::AwaitingApproval if l.start <= now => {
+                    self.expire_unapproved(l.id).await?;
+                    report.leases_finished += 1;
+                    continue;
+                }
                 LeaseState::Pending if l.start <= now => LeaseInput::StartTimeReached,
                 LeaseState::Starting | LeaseState::Active if l.end <= now => LeaseInput::EndTimeReached,
                 _ => continue,

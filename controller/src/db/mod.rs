@@ -357,6 +357,8 @@ pub struct NewLease {
     pub exotic: bool,
     pub filter: Option<String>,
     pub deploy: Option<String>,
+    /// Why it is in its first state (waiting for approval).
+    pub reason: Option<String>,
     pub nodes: Vec<NodeId>,
     pub created_at: Seconds,
 }
@@ -405,6 +407,62 @@ pub enum AllocationChange {
     CutAt(Seconds),
     /// Remove every row.
     Drop,
+}
+
+/// One entry of the audit log.
+#[derive(Clone, Debug)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at: Seconds,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    /// JSON object.
+    pub detail: String,
+}
+
+/// Which audit entries to read, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub from: Option<Seconds>,
+    pub to: Option<Seconds>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub target: Option<String>,
+    /// Only entries with a smaller id (paging backwards).
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
+/// One usage record: what a lease had of one node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageRecordRow {
+    pub id: i64,
+    pub lease_id: LeaseId,
+    pub node_id: NodeId,
+    pub user: String,
+    pub project: Option<String>,
+    pub node: String,
+    pub site: String,
+    pub cluster: String,
+    pub gpu_model: Option<String>,
+    pub gpu_count: i64,
+    pub lease_type: LeaseType,
+    pub reserved_start: Seconds,
+    pub reserved_end: Seconds,
+    pub start: Seconds,
+    pub end: Seconds,
+    pub recorded_at: Seconds,
+}
+
+/// Which records a usage query reads.
+#[derive(Clone, Debug)]
+pub struct UsageScope {
+    pub from: Seconds,
+    pub to: Seconds,
+    /// Only these projects (`None`: every record, operator leases
+    /// included).
+    pub projects: Option<Vec<String>>,
 }
 
 /// The datastore. One implementation per database backend.
@@ -587,6 +645,26 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
     async fn needs_reset(&self, node: NodeId) -> DbResult<bool>;
     async fn set_ssh_host_key(&self, node: NodeId, key: Option<&str>) -> DbResult<()>;
     async fn ssh_host_key(&self, node: NodeId) -> DbResult<Option<String>>;
+
+    // --- accounting and audit -------------------------------------------------
+    /// Appends one entry to the audit log.
+    async fn insert_audit(&self, at: Seconds, actor: &str, action: &str, target: &str, detail: &str) -> DbResult<()>;
+    async fn audit_log(&self, filter: &AuditFilter) -> DbResult<Vec<AuditRow>>;
+    /// Appends usage records (ids are assigned; the given ones are ignored)
+    /// and adds them to the monthly rollups, in one transaction. The lease
+    /// transitions write their own records; this is for imports and
+    /// benchmarks.
+    async fn insert_usage_records(&self, records: &[UsageRecordRow]) -> DbResult<()>;
+    /// Node-seconds and GPU-seconds per key of `dimension` within the
+    /// scope's window: the records (whole months from the rollups) plus the
+    /// leases running at `now`, counted up to `now`.
+    async fn usage_totals(&self, dimension: crate::model::usage::Dimension, scope: &UsageScope, now: Seconds) -> DbResult<Vec<crate::model::usage::Total>>;
+    /// The records overlapping the scope's window, by id, after `after_id`.
+    async fn usage_records(&self, scope: &UsageScope, after_id: i64, limit: i64) -> DbResult<Vec<UsageRecordRow>>;
+    /// Node-seconds a project holds on the calendar within `[from, to)`
+    /// (leases that hold or held their slot, or wait for approval;
+    /// besteffort leases and `except` excluded): what its quota counts.
+    async fn project_booked_seconds(&self, project: ProjectId, from: Seconds, to: Seconds, except: Option<LeaseId>) -> DbResult<i64>;
 
     // --- power ---------------------------------------------------------------
     async fn enqueue_power(&self, node: NodeId, operation: &str, actor: &str, now: Seconds) -> DbResult<i64>;

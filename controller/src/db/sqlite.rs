@@ -16,6 +16,8 @@ use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 use super::*;
 use crate::model::lease;
 
+mod usage;
+
 /// The embedded SQLite store.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
@@ -171,6 +173,14 @@ impl SqliteStore {
             .map_err(db)?;
         if updated.rows_affected() == 0 {
             return Err(DbError::Raced { what: "lease" });
+        }
+        let was_running = matches!(from, LeaseState::Starting | LeaseState::Active);
+        if from == LeaseState::Pending && to == LeaseState::Starting {
+            sqlx::query("UPDATE leases SET started_at = ? WHERE id = ?").bind(now).bind(id.0).execute(&mut **tx).await.map_err(db)?;
+        } else if was_running && matches!(to, LeaseState::Ending | LeaseState::Failed) {
+            // Its user's use ends now: account for it before the cut.
+            usage::record_lease_usage(tx, id, now).await?;
+            sqlx::query("UPDATE leases SET ended_at = ? WHERE id = ?").bind(now).bind(id.0).execute(&mut **tx).await.map_err(db)?;
         }
         match change {
             AllocationChange::Keep => {}
@@ -1168,8 +1178,8 @@ impl Datastore for SqliteStore {
             Self::apply_lease_transition(&mut tx, p.lease, p.from, p.to, p.change, Some(&p.reason), lease.created_at).await?;
         }
         let id: i64 = sqlx::query_scalar(
-            r#"INSERT INTO leases (owner_id, project_id, lease_type, state, start, "end", exotic, filter, deploy, created_at, updated_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"#,
+            r#"INSERT INTO leases (owner_id, project_id, lease_type, state, start, "end", exotic, filter, deploy, reason, created_at, updated_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"#,
         )
         .bind(lease.owner_id.0)
         .bind(lease.project_id.map(|p| p.0))
@@ -1180,6 +1190,7 @@ impl Datastore for SqliteStore {
         .bind(lease.exotic)
         .bind(&lease.filter)
         .bind(&lease.deploy)
+        .bind(&lease.reason)
         .bind(lease.created_at)
         .bind(lease.created_at)
         .fetch_one(&mut *tx)
@@ -1275,7 +1286,7 @@ impl Datastore for SqliteStore {
 
     async fn leases_needing_action(&self, now: Seconds) -> DbResult<Vec<LeaseRow>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            r#"{LEASE_SELECT} WHERE (l.state = 'pending' AND l.start <= ?1) OR l.state IN ('starting', 'ending')
+            r#"{LEASE_SELECT} WHERE (l.state IN ('pending', 'awaiting_approval') AND l.start <= ?1) OR l.state IN ('starting', 'ending')
                OR (l.state = 'active' AND l."end" <= ?1) ORDER BY l.start, l.id"#
         )))
         .bind(now)
@@ -1300,7 +1311,7 @@ impl Datastore for SqliteStore {
     async fn next_lease_event(&self, now: Seconds) -> DbResult<Option<Seconds>> {
         sqlx::query_scalar(
             r#"SELECT MIN(t) FROM (
-                 SELECT MIN(start) AS t FROM leases WHERE state = 'pending' AND start > ?1
+                 SELECT MIN(start) AS t FROM leases WHERE state IN ('pending', 'awaiting_approval') AND start > ?1
                  UNION ALL
                  SELECT MIN("end") AS t FROM leases WHERE state IN ('starting', 'active') AND "end" > ?1)"#,
         )
@@ -1588,6 +1599,37 @@ impl Datastore for SqliteStore {
             .await
             .map_err(db)?;
         Ok(())
+    }
+
+    async fn insert_audit(&self, at: Seconds, actor: &str, action: &str, target: &str, detail: &str) -> DbResult<()> {
+        usage::insert_audit(&self.pool, at, actor, action, target, detail).await
+    }
+
+    async fn audit_log(&self, filter: &AuditFilter) -> DbResult<Vec<AuditRow>> {
+        usage::audit_log(&self.pool, filter).await
+    }
+
+    async fn insert_usage_records(&self, records: &[UsageRecordRow]) -> DbResult<()> {
+        let mut tx = self.begin_write().await?;
+        usage::insert_records(&mut tx, records).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn usage_totals(
+        &self,
+        dimension: crate::model::usage::Dimension,
+        scope: &UsageScope,
+        now: Seconds,
+    ) -> DbResult<Vec<crate::model::usage::Total>> {
+        usage::totals(&self.pool, dimension, scope, now).await
+    }
+
+    async fn usage_records(&self, scope: &UsageScope, after_id: i64, limit: i64) -> DbResult<Vec<UsageRecordRow>> {
+        usage::records(&self.pool, scope, after_id, limit).await
+    }
+
+    async fn project_booked_seconds(&self, project: ProjectId, from: Seconds, to: Seconds, except: Option<LeaseId>) -> DbResult<i64> {
+        usage::booked_seconds(&self.pool, project, from, to, except).await
     }
 
     async fn record_power(&self, node: NodeId, state: &str, source: &str, now: Seconds) -> DbResult<()> {

@@ -49,6 +49,34 @@ pub async fn show(State(app): State<Arc<App>>, Caller(actor): Caller, PathParam(
     Ok(Json(views::lease(app.get_lease(&actor, id).await?)))
 }
 
+/// Approve a lease awaiting approval (admin): it becomes `pending` and
+/// starts on time.
+#[utoipa::path(post, path = "/api/v1/leases/{id}/approve", tag = "leases", params(("id" = i64, Path)), request_body = api::usage::LeaseDecision,
+    responses((status = 200, body = api::Lease), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn approve(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    PathParam(id): PathParam<i64>,
+    Body(req): Body<api::usage::LeaseDecision>,
+) -> ApiResult<Json<api::Lease>> {
+    Ok(Json(views::lease(app.decide_lease(&actor, id, true, req.reason.as_deref()).await?)))
+}
+
+/// Reject a lease awaiting approval (admin): its tentative slot is freed;
+/// the reason is shown to the requester.
+#[utoipa::path(post, path = "/api/v1/leases/{id}/reject", tag = "leases", params(("id" = i64, Path)), request_body = api::usage::LeaseDecision,
+    responses((status = 200, body = api::Lease), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn reject(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    PathParam(id): PathParam<i64>,
+    Body(req): Body<api::usage::LeaseDecision>,
+) -> ApiResult<Json<api::Lease>> {
+    Ok(Json(views::lease(app.decide_lease(&actor, id, false, req.reason.as_deref()).await?)))
+}
+
 /// Extend a lease (move its end later) when its nodes are free.
 #[utoipa::path(patch, path = "/api/v1/leases/{id}", tag = "leases", params(("id" = i64, Path)), request_body = api::LeasePatch,
     responses((status = 200, body = api::Lease), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),

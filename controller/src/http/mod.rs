@@ -29,6 +29,7 @@ pub mod extract;
 pub mod leases;
 pub mod metrics;
 pub mod nodes;
+pub mod usage;
 pub mod views;
 
 use error::ApiError;
@@ -48,11 +49,12 @@ const IMPORT_BODY_LIMIT: usize = 64 * 1024 * 1024;
         agent::node_inventory, agent::create_command, agent::list_commands,
         environments::list, environments::create, environments::show,
         deployments::create, deployments::list, deployments::show, deployments::cancel, deployments::node_operations,
-        leases::create, leases::list, leases::show, leases::extend, leases::end, leases::availability, leases::calendar,
+        leases::create, leases::list, leases::show, leases::extend, leases::end, leases::approve, leases::reject, leases::availability, leases::calendar,
+        usage::report, usage::records, usage::audit,
         accounts::create_project, accounts::list_projects, accounts::create_user, accounts::list_users, accounts::me, accounts::create_token,
     ),
     modifiers(&BearerAuth),
-    tags((name = "nodes"), (name = "leases"), (name = "calendar"), (name = "accounts"), (name = "environments"), (name = "deployments"), (name = "boot"), (name = "agent"), (name = "meta"))
+    tags((name = "nodes"), (name = "leases"), (name = "calendar"), (name = "accounts"), (name = "environments"), (name = "usage"), (name = "deployments"), (name = "boot"), (name = "agent"), (name = "meta"))
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
@@ -88,6 +90,8 @@ pub fn router(app: Arc<App>, metrics: Arc<metrics::Metrics>) -> Router {
         .route("/nodes/{name}/operations", get(deployments::node_operations))
         .route("/leases", get(leases::list).post(leases::create))
         .route("/leases/{id}", get(leases::show).patch(leases::extend).delete(leases::end))
+        .route("/leases/{id}/approve", post(leases::approve))
+        .route("/leases/{id}/reject", post(leases::reject))
         .route("/leases/{id}/deployments", get(deployments::list).post(deployments::create))
         .route("/deployments/{id}", get(deployments::show).delete(deployments::cancel))
         .route("/availability", get(leases::availability))
@@ -99,6 +103,9 @@ pub fn router(app: Arc<App>, metrics: Arc<metrics::Metrics>) -> Router {
         .route("/boot/unknown-macs", get(boot::unknown_macs))
         .route("/environments", get(environments::list).post(environments::create))
         .route("/environments/{name}", get(environments::show))
+        .route("/usage", get(usage::report))
+        .route("/usage/records", get(usage::records))
+        .route("/audit", get(usage::audit))
         .route("/openapi.json", get(openapi_json));
     let boot = boot::routes(&app);
     Router::new()

@@ -13,6 +13,7 @@ pub mod mac;
 pub mod node;
 pub mod properties;
 pub mod time;
+pub mod usage;
 
 pub use bmc::BmcAddress;
 pub use ids::{LeaseId, NodeId, ProjectId, UserId};

@@ -136,6 +136,7 @@ async fn the_database_refuses_double_booking() {
         exotic: false,
         filter: None,
         deploy: None,
+        reason: None,
         nodes,
         created_at: 0,
     };

@@ -11,6 +11,7 @@ mod environments;
 pub mod ipmi_sim;
 mod leases;
 mod nodes;
+mod policy;
 mod power;
 mod power_ipmi;
 mod power_redfish;
