@@ -186,6 +186,12 @@ impl Client {
         self.execute(Method::GET, &url, self.http.get(url.clone()).query(query)).await
     }
 
+    /// A GET whose answer is not JSON (CSV exports): its text.
+    pub async fn get_text<Q: Serialize + ?Sized>(&self, segments: &[&str], query: &Q) -> Result<String> {
+        let url = self.endpoint(segments);
+        self.execute_text(self.http.get(url).query(query)).await
+    }
+
     pub async fn post<T: DeserializeOwned, B: Serialize + ?Sized>(&self, segments: &[&str], body: &B) -> Result<Answer<T>> {
         let url = self.endpoint(segments);
         self.execute(Method::POST, &url, self.http.post(url.clone()).json(body)).await
@@ -217,15 +223,21 @@ impl Client {
 
     async fn execute<T: DeserializeOwned>(&self, method: Method, url: &Url, request: RequestBuilder) -> Result<Answer<T>> {
         let what = format!("{method} {}", url.path());
+        let raw = self.execute_text(request).await?;
+        let value = serde_json::from_str(&raw)
+            .with_context(|| format!("unexpected answer from the server to {what} (is it the same ferrum version?)"))?;
+        Ok(Answer { value, raw })
+    }
+
+    /// Sends a request; the answer's text, or the error it carries.
+    async fn execute_text(&self, request: RequestBuilder) -> Result<String> {
         let response = request.bearer_auth(&self.token).send().await.map_err(|err| self.transport_error(&err))?;
         let status = response.status();
         let raw = response.text().await.map_err(|err| self.transport_error(&err))?;
         if !status.is_success() {
             return Err(CliError::Api { status, detail: error_detail(status, &raw) }.into());
         }
-        let value = serde_json::from_str(&raw)
-            .with_context(|| format!("unexpected answer from the server to {what} (is it the same ferrum version?)"))?;
-        Ok(Answer { value, raw })
+        Ok(raw)
     }
 
     fn transport_error(&self, err: &reqwest::Error) -> CliError {

@@ -908,3 +908,71 @@ mod tests {
         assert_eq!(pretty_json(&sorted), format!("{}\n", serde_json::to_string_pretty(&reparsed).expect("serialise")));
     }
 }
+
+fn hours_cell(hours: f64) -> Cell {
+    Cell::new(format!("{hours:.1}")).set_alignment(CellAlignment::Right)
+}
+
+/// `ferrum usage`.
+pub fn usage_table(report: &ferrum_api::usage::UsageReport, opts: TableOpts) -> String {
+    use ferrum_api::usage::UsageGroupBy;
+    let key = match report.group_by {
+        UsageGroupBy::User => "USER",
+        UsageGroupBy::Project => "PROJECT",
+        UsageGroupBy::Cluster => "CLUSTER",
+        UsageGroupBy::GpuModel => "GPU MODEL",
+    };
+    let mut text = format!("usage from {} to {}\n", format_time(report.from), format_time(report.to));
+    if report.rows.is_empty() {
+        text.push_str("no usage in this period\n");
+        return text;
+    }
+    let mut t = table(opts, &[key, "NODE-HOURS", "GPU-HOURS"]);
+    for r in report.rows.iter().chain(std::iter::once(&report.total)) {
+        t.add_row(vec![Cell::new(&r.key), hours_cell(r.node_hours), hours_cell(r.gpu_hours)]);
+    }
+    keep_whole(&mut t, &[1, 2]);
+    text.push_str(&finish(t));
+    text
+}
+
+/// `ferrum usage --records`.
+pub fn usage_records_table(records: &[ferrum_api::usage::UsageRecord], opts: TableOpts) -> String {
+    if records.is_empty() {
+        return "no usage records in this period\n".to_owned();
+    }
+    let mut t = table(opts, &["LEASE", "USER", "PROJECT", "NODE", "GPU", "START", "END", "NODE-HOURS"]);
+    for r in records {
+        t.add_row(vec![
+            Cell::new(r.lease),
+            Cell::new(&r.user),
+            Cell::new(r.project.as_deref().unwrap_or("(operator)")),
+            Cell::new(&r.node),
+            Cell::new(r.gpu_model.as_ref().map_or_else(|| "-".to_owned(), |m| format!("{}x {m}", r.gpu_count))),
+            Cell::new(format_time(r.start)),
+            Cell::new(format_time(r.end)),
+            hours_cell(r.node_hours),
+        ]);
+    }
+    keep_whole(&mut t, &[0, 5, 6, 7]);
+    finish(t)
+}
+
+/// `ferrum admin audit`.
+pub fn audit_table(entries: &[ferrum_api::usage::AuditEntry], opts: TableOpts) -> String {
+    if entries.is_empty() {
+        return "no audit entries\n".to_owned();
+    }
+    let mut t = table(opts, &["TIME", "ACTOR", "ACTION", "TARGET", "DETAIL"]);
+    for e in entries {
+        t.add_row(vec![
+            Cell::new(format_time(e.at)),
+            Cell::new(&e.actor),
+            Cell::new(&e.action),
+            Cell::new(&e.target),
+            Cell::new(one_line(&e.detail)),
+        ]);
+    }
+    keep_whole(&mut t, &[0, 2]);
+    finish(t)
+}

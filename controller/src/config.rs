@@ -385,6 +385,28 @@ mod tests {
         assert_eq!(c.log.format, d.log.format);
         assert_eq!(c.power.sync_interval, d.power.sync_interval);
         assert_eq!(c.power.attempts, d.power.attempts);
+        assert_eq!(c.policy.approval_threshold_node_hours, d.policy.approval_threshold_node_hours);
+        assert_eq!(c.policy.approval_notice, d.policy.approval_notice);
+        assert_eq!(c.policy.quota_period, d.policy.quota_period);
+        assert_eq!(c.policy.timezone, d.policy.timezone);
+    }
+
+    #[test]
+    fn example_policy_classes_parse_when_uncommented() {
+        let text = include_str!("../ferrumd.example.toml");
+        let policy = &text[text.find("[policy]").expect("a [policy] section")..];
+        let uncommented: String = policy
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if rest.starts_with('[') || rest.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')) => rest,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = Config::parse(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+        assert_eq!(c.policy.default_class.as_deref(), Some("research"));
+        assert_eq!(c.policy.classes["student"].peak_max_nodes, Some(2));
+        assert!(c.policy.peak.is_some());
     }
 
     #[test]
