@@ -606,6 +606,38 @@ pub struct UsageArgs {
     /// End of the period, RFC 3339
     #[arg(long, value_name = "T", value_parser = parse_time)]
     pub to: Option<DateTime<Utc>>,
+    /// Only this project (users: one of their own)
+    #[arg(long, value_name = "P")]
+    pub project: Option<String>,
+    /// List the usage records (one per lease and node) instead of sums
+    #[arg(long, conflicts_with = "group_by")]
+    pub records: bool,
+    /// Print CSV (for spreadsheets and billing)
+    #[arg(long)]
+    pub csv: bool,
+}
+
+/// `ferrum admin audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only this actor's actions
+    #[arg(long, value_name = "USER")]
+    pub actor: Option<String>,
+    /// Only this action (e.g. lease.approve, project.update, node.power)
+    #[arg(long, value_name = "A")]
+    pub action: Option<String>,
+    /// Only this target (e.g. lease/12, node/chifflot-3, project/p-vision)
+    #[arg(long, value_name = "T")]
+    pub target: Option<String>,
+    /// Entries from this time, RFC 3339
+    #[arg(long, value_name = "T", value_parser = parse_time)]
+    pub from: Option<DateTime<Utc>>,
+    /// Entries before this time, RFC 3339
+    #[arg(long, value_name = "T", value_parser = parse_time)]
+    pub to: Option<DateTime<Utc>>,
+    /// How many entries, newest first
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+    pub limit: i64,
 }
 
 /// `--group-by` values of `ferrum usage`.
@@ -616,17 +648,6 @@ pub enum UsageGroup {
     Cluster,
     #[value(name = "gpu_model")]
     GpuModel,
-}
-
-impl UsageGroup {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UsageGroup::User => "user",
-            UsageGroup::Project => "project",
-            UsageGroup::Cluster => "cluster",
-            UsageGroup::GpuModel => "gpu_model",
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -644,6 +665,8 @@ pub enum AdminCommand {
     /// Create API tokens
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Show admin actions (approvals, quota changes, maintenance, power, ...)
+    Audit(AuditArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -799,6 +822,8 @@ mod tests {
             &["ferrum", "admin", "project", "add", "p", "--quota-node-hours", "100", "--class", "student"],
             &["ferrum", "admin", "user", "add", "alice", "--project", "p", "--email", "a@x"],
             &["ferrum", "usage", "--group-by", "gpu_model", "--from", "2026-01-01T00:00:00Z", "--json"],
+            &["ferrum", "usage", "--records", "--csv", "--project", "p-vision"],
+            &["ferrum", "admin", "audit", "--action", "lease.approve", "--limit", "10"],
             &["ferrum", "--url", "http://h:1", "whoami"],
             &["ferrum", "lab", "up", "--nodes", "4"],
             &["ferrum", "lab", "up", "--nodes", "2", "--dir", "/tmp/l", "--subnet-id", "80", "--fake-gpu", "lab-2"],

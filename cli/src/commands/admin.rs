@@ -1,17 +1,13 @@
-//! `ferrum admin ...` (projects, users, tokens), `ferrum whoami` and
-//! `ferrum usage`.
+//! `ferrum admin ...` (projects, users, tokens) and `ferrum whoami`.
 //!
 //! The only place the CLI prints a token: right after the server created
 //! it, as the last line of output, because it cannot be shown again.
 
 use anyhow::Result;
-use chrono::{DateTime, Utc};
 use ferrum_api::{Project, ProjectCreate, Role, TokenCreated, User, UserCreate, UserCreated};
-use serde::Serialize;
-use serde_json::Value;
 
-use super::{Ctx, out};
-use crate::args::{AdminCommand, ProjectCommand, TokenCommand, UsageArgs, UserCommand};
+use super::Ctx;
+use crate::args::{AdminCommand, ProjectCommand, TokenCommand, UserCommand};
 use crate::client::NoQuery;
 use crate::render;
 
@@ -42,6 +38,7 @@ pub async fn run(ctx: &Ctx, cmd: AdminCommand) -> Result<()> {
             let answer = ctx.client.post::<TokenCreated, _>(&["users", &user, "tokens"], &NoQuery {}).await?;
             ctx.show(&answer, |created, _| token_lines(&created.user, &created.token))
         }
+        AdminCommand::Audit(args) => super::usage::audit(ctx, args).await,
     }
 }
 
@@ -67,20 +64,3 @@ pub async fn whoami(ctx: &Ctx) -> Result<()> {
     ctx.show(&answer, |user, opts| render::user_detail(user, &extra, opts))
 }
 
-// TODO: move to ferrum-api with the usage issue
-/// Query of `GET /api/v1/usage`.
-#[derive(Debug, Serialize)]
-struct UsageQuery {
-    group_by: Option<&'static str>,
-    from: Option<DateTime<Utc>>,
-    to: Option<DateTime<Utc>>,
-}
-
-pub async fn usage(ctx: &Ctx, args: UsageArgs) -> Result<()> {
-    let query = UsageQuery { group_by: args.group_by.map(|g| g.as_str()), from: args.from, to: args.to };
-    let answer = ctx.client.get::<Value, _>(&["usage"], &query).await?;
-    if ctx.json {
-        return out(&render::pretty_json(&answer.raw));
-    }
-    out(&render::generic(&answer.value, ctx.table))
-}

@@ -3,7 +3,6 @@
 
 use anyhow::{Context, Result};
 use ferrum_api::{DeploySpec, Lease, LeaseCreate, LeaseListQuery, LeasePatch, LeaseState, LeaseType, NodeSelector};
-use serde::Serialize;
 use serde_json::Value;
 
 use super::{Ctx, out};
@@ -162,16 +161,9 @@ async fn cancel(ctx: &Ctx, id: i64) -> Result<()> {
     }
 }
 
-// TODO: move to ferrum-api with the approval issue
-/// Body of `POST /api/v1/leases/{id}/approve|reject`.
-#[derive(Debug, Serialize)]
-struct DecisionRequest {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
-}
 
 async fn decide(ctx: &Ctx, verb: &str, args: LeaseDecisionArgs) -> Result<()> {
-    let body = DecisionRequest { reason: args.reason };
+    let body = ferrum_api::usage::LeaseDecision { reason: args.reason };
     let answer = ctx.client.post::<Value, _>(&["leases", &args.id.to_string(), verb], &body).await?;
     if ctx.json {
         return out(&render::pretty_json(&answer.raw));

@@ -14,6 +14,7 @@ mod env;
 mod lab;
 mod lease;
 mod node;
+mod usage;
 
 use std::io::Write;
 
@@ -71,7 +72,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Deployment(cmd) => deploy::run(&ctx, cmd).await,
         Command::Availability(args) => calendar::availability(&ctx, args).await,
         Command::Calendar(args) => calendar::calendar(&ctx, args).await,
-        Command::Usage(args) => admin::usage(&ctx, args).await,
+        Command::Usage(args) => usage::usage(&ctx, args).await,
         Command::Whoami => admin::whoami(&ctx).await,
         Command::Admin(cmd) => admin::run(&ctx, cmd).await,
         Command::Lab(cmd) => lab::run(cmd).await,

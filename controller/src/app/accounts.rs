@@ -88,7 +88,21 @@ impl App {
         if quota.is_some_and(|q| q < 0) {
             return Err(AppError::bad_request("quota_node_hours must be zero or more"));
         }
+        self.validate_class(class)?;
         Ok(self.store.create_project(name, class, quota, self.now()).await?)
+    }
+
+    /// A project's class must be one of `[policy.classes]` when any is
+    /// configured (a typo would silently escape the class's limits).
+    pub fn validate_class(&self, class: Option<&str>) -> AppResult<()> {
+        let classes = &self.config.policy.classes;
+        match class {
+            Some(c) if !classes.is_empty() && !classes.contains_key(c) => Err(AppError::bad_request(format!(
+                "class: '{c}' is not a configured policy class ({})",
+                classes.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+            ))),
+            _ => Ok(()),
+        }
     }
 
     pub async fn list_projects(&self, actor: &Actor) -> AppResult<Vec<ProjectRow>> {

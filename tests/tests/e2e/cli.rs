@@ -121,3 +121,54 @@ fn environment_descriptors_from_files() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("arch:"), "{}", stderr(&out));
 }
+
+#[test]
+fn policy_approval_usage_and_audit_from_the_cli() {
+    let config = "[policy]\napproval_threshold_node_hours = 10\napproval_notice = \"1h\"\n[policy.classes.student]\nmax_nodes = 2\n";
+    let server = Ferrumd::start_with(None, config, "127.0.0.1:0");
+    let admin = server.admin_token.clone();
+    let fixtures = ferrum_tests::fixtures();
+    assert!(server.ferrum(&admin, &["node", "import", fixtures.to_str().expect("utf-8")]).status.success());
+    let out = server.ferrum(&admin, &["admin", "project", "add", "p-class", "--quota-node-hours", "100", "--class", "student"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = server.ferrum(&admin, &["admin", "project", "add", "p-typo", "--class", "studnet"]);
+    assert_eq!(out.status.code(), Some(2), "an unknown class is refused: {}", stderr(&out));
+    assert!(stderr(&out).contains("'studnet' is not a configured policy class (student)"), "{}", stderr(&out));
+    let out = server.ferrum(&admin, &["admin", "user", "add", "sam", "--project", "p-class"]);
+    let sam = stdout(&out).lines().last().expect("token").trim().to_owned();
+
+    // A policy refusal is "not allowed" (exit 4) and names the rule.
+    let start = (chrono::Utc::now() + chrono::Duration::hours(3)).format("%Y-%m-%dT%H:00:00Z").to_string();
+    let out = server.ferrum(&sam, &["lease", "create", "--count", "3", "--duration", "1h", "--start", &start]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("policy 'max_nodes'"), "{}", stderr(&out));
+
+    // 2 nodes x 6h = 12 node-hours > 10: waits for an admin.
+    let out = server.ferrum(&sam, &["--json", "lease", "create", "--count", "2", "--duration", "6h", "--start", &start]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lease: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(lease["state"], "awaiting_approval");
+    let id = lease["id"].as_i64().expect("id").to_string();
+    let out = server.ferrum(&sam, &["lease", "approve", &id]);
+    assert_eq!(out.status.code(), Some(4), "users approve nothing: {}", stderr(&out));
+    let out = server.ferrum(&admin, &["--json", "lease", "approve", &id, "--reason", "fine"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let approved: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!((approved["state"].as_str(), approved["reason"].as_str()), (Some("pending"), Some("approved by admin: fine")));
+
+    // Usage: a table for people, CSV and JSON for scripts; nothing ran yet.
+    let out = server.ferrum(&sam, &["usage", "--group-by", "user"]);
+    assert!(out.status.success() && stdout(&out).contains("no usage in this period"), "{}{}", stdout(&out), stderr(&out));
+    let out = server.ferrum(&admin, &["--json", "usage", "--group-by", "gpu_model"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!((report["group_by"].as_str(), report["total"]["node_hours"].as_f64()), (Some("gpu_model"), Some(0.0)));
+    let out = server.ferrum(&sam, &["usage", "--project", "p-other"]);
+    assert_eq!(out.status.code(), Some(4), "another project's usage is refused: {}", stderr(&out));
+
+    // The approval is in the audit log, for admins.
+    let out = server.ferrum(&admin, &["admin", "audit", "--action", "lease.approve"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&format!("lease/{id}")) && stdout(&out).contains("fine"), "{}", stdout(&out));
+    let out = server.ferrum(&sam, &["admin", "audit"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+}
