@@ -167,3 +167,22 @@ pub struct AuditEntry {
     #[schema(value_type = Object)]
     pub detail: serde_json::Value,
 }
+
+/// Answer of `GET /api/v1/projects/{name}/quota`: the project's quota in
+/// the current period and what its leases hold of it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct QuotaStatus {
+    pub project: String,
+    /// `month` or `year` (UTC calendar periods).
+    pub period: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// None: the project has no quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_node_hours: Option<i64>,
+    /// Node-hours its leases hold on the calendar in the period (past,
+    /// running, booked and awaiting approval; besteffort excluded).
+    pub booked_node_hours: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_node_hours: Option<f64>,
+}

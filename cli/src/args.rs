@@ -90,6 +90,12 @@ pub enum Command {
     Calendar(CalendarArgs),
     /// Show usage accounting (node-hours) per user, project or hardware
     Usage(UsageArgs),
+    /// Show your projects' quota this period and what is left of it
+    Quota {
+        /// Only this project [default: every project of yours]
+        #[arg(value_name = "PROJECT")]
+        project: Option<String>,
+    },
     /// Show who the token belongs to and which server answers
     Whoami,
     /// Admin verbs: projects, users and tokens
@@ -824,6 +830,7 @@ mod tests {
             &["ferrum", "usage", "--group-by", "gpu_model", "--from", "2026-01-01T00:00:00Z", "--json"],
             &["ferrum", "usage", "--records", "--csv", "--project", "p-vision"],
             &["ferrum", "admin", "audit", "--action", "lease.approve", "--limit", "10"],
+            &["ferrum", "quota", "p-vision"],
             &["ferrum", "--url", "http://h:1", "whoami"],
             &["ferrum", "lab", "up", "--nodes", "4"],
             &["ferrum", "lab", "up", "--nodes", "2", "--dir", "/tmp/l", "--subnet-id", "80", "--fake-gpu", "lab-2"],

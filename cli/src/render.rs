@@ -976,3 +976,22 @@ pub fn audit_table(entries: &[ferrum_api::usage::AuditEntry], opts: TableOpts) -
     keep_whole(&mut t, &[0, 2]);
     finish(t)
 }
+
+/// `ferrum quota`.
+pub fn quota_table(quotas: &[ferrum_api::usage::QuotaStatus], opts: TableOpts) -> String {
+    if quotas.is_empty() {
+        return "you belong to no project\n".to_owned();
+    }
+    let mut t = table(opts, &["PROJECT", "PERIOD", "QUOTA", "BOOKED", "LEFT"]);
+    for q in quotas {
+        t.add_row(vec![
+            Cell::new(&q.project),
+            Cell::new(format!("{} from {}", q.period, format_time(q.from))),
+            Cell::new(q.quota_node_hours.map_or_else(|| "none".to_owned(), |n| format!("{n} node-hours"))),
+            hours_cell(q.booked_node_hours),
+            q.left_node_hours.map_or_else(|| Cell::new("-"), hours_cell),
+        ]);
+    }
+    keep_whole(&mut t, &[1, 3, 4]);
+    finish(t)
+}

@@ -73,6 +73,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Availability(args) => calendar::availability(&ctx, args).await,
         Command::Calendar(args) => calendar::calendar(&ctx, args).await,
         Command::Usage(args) => usage::usage(&ctx, args).await,
+        Command::Quota { project } => usage::quota(&ctx, project).await,
         Command::Whoami => admin::whoami(&ctx).await,
         Command::Admin(cmd) => admin::run(&ctx, cmd).await,
         Command::Lab(cmd) => lab::run(cmd).await,

@@ -3,10 +3,12 @@
 //! and `ferrum admin audit`.
 
 use anyhow::Result;
-use ferrum_api::usage::{AuditEntry, AuditQuery, ExportFormat, UsageGroupBy, UsageQuery, UsageRecord, UsageRecordsQuery, UsageReport};
+use ferrum_api::User;
+use ferrum_api::usage::{AuditEntry, AuditQuery, ExportFormat, QuotaStatus, UsageGroupBy, UsageQuery, UsageRecord, UsageRecordsQuery, UsageReport};
 
 use super::{Ctx, out};
 use crate::args::{AuditArgs, UsageArgs, UsageGroup};
+use crate::client::NoQuery;
 use crate::render;
 
 /// Records fetched per request when listing them all.
@@ -80,4 +82,20 @@ pub async fn audit(ctx: &Ctx, args: AuditArgs) -> Result<()> {
     };
     let answer = ctx.client.get::<Vec<AuditEntry>, _>(&["audit"], &query).await?;
     ctx.show(&answer, |entries, opts| render::audit_table(entries, opts))
+}
+
+/// `ferrum quota [PROJECT]`: one project, or each of the caller's.
+pub async fn quota(ctx: &Ctx, project: Option<String>) -> Result<()> {
+    let projects = match project {
+        Some(p) => vec![p],
+        None => ctx.client.get::<User, _>(&["users", "me"], &NoQuery {}).await?.value.projects,
+    };
+    let mut all = Vec::with_capacity(projects.len());
+    for p in &projects {
+        all.push(ctx.client.get::<QuotaStatus, _>(&["projects", p, "quota"], &NoQuery {}).await?.value);
+    }
+    if ctx.json {
+        return out(&format!("{}\n", serde_json::to_string_pretty(&all)?));
+    }
+    out(&render::quota_table(&all, ctx.table))
 }

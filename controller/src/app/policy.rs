@@ -88,7 +88,31 @@ pub(crate) fn first_peak_overlap(policy: &PolicyConfig, peak: &PeakHours, start:
     None
 }
 
+/// A project's quota in the period holding `now`.
+#[derive(Clone, Debug)]
+pub struct QuotaState {
+    pub project: String,
+    pub period: QuotaPeriod,
+    pub from: Seconds,
+    pub to: Seconds,
+    pub quota_node_hours: Option<i64>,
+    pub booked_seconds: i64,
+}
+
 impl App {
+    /// A project's quota and what its leases hold of it this period
+    /// (admins and the project's members).
+    pub async fn project_quota(&self, actor: &Actor, name: &str) -> AppResult<QuotaState> {
+        if !actor.is_admin && !actor.projects.iter().any(|(_, n)| n == name) {
+            return Err(AppError::Forbidden(format!("you are not a member of project '{name}'")));
+        }
+        let project = self.project_row(name).await?;
+        let period = self.config.policy.quota_period;
+        let (from, to, _) = quota_period(period, self.now());
+        let booked_seconds = self.store.project_booked_seconds(project.id, from, to, None).await?;
+        Ok(QuotaState { project: project.name, period, from, to, quota_node_hours: project.quota_node_hours, booked_seconds })
+    }
+
     /// The project's row.
     pub(crate) async fn project_row(&self, name: &str) -> AppResult<ProjectRow> {
         self.store

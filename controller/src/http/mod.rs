@@ -50,7 +50,7 @@ const IMPORT_BODY_LIMIT: usize = 64 * 1024 * 1024;
         environments::list, environments::create, environments::show,
         deployments::create, deployments::list, deployments::show, deployments::cancel, deployments::node_operations,
         leases::create, leases::list, leases::show, leases::extend, leases::end, leases::approve, leases::reject, leases::availability, leases::calendar,
-        usage::report, usage::records, usage::audit,
+        usage::report, usage::records, usage::audit, usage::quota,
         accounts::create_project, accounts::list_projects, accounts::create_user, accounts::list_users, accounts::me, accounts::create_token,
     ),
     modifiers(&BearerAuth),
@@ -106,6 +106,7 @@ pub fn router(app: Arc<App>, metrics: Arc<metrics::Metrics>) -> Router {
         .route("/usage", get(usage::report))
         .route("/usage/records", get(usage::records))
         .route("/audit", get(usage::audit))
+        .route("/projects/{name}/quota", get(usage::quota))
         .route("/openapi.json", get(openapi_json));
     let boot = boot::routes(&app);
     Router::new()

@@ -11,7 +11,7 @@ use ferrum_api::ErrorBody;
 use ferrum_api::usage as api;
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{Caller, Params};
+use super::extract::{Caller, Params, PathParam};
 use crate::app::{App, AppError};
 use crate::db::AuditFilter;
 use crate::model::time::{from_seconds, to_seconds};
@@ -137,4 +137,23 @@ pub async fn audit(State(app): State<Arc<App>>, Caller(actor): Caller, Params(q)
             })
             .collect(),
     ))
+}
+
+/// A project's quota this period and what its leases hold of it (admins
+/// and members).
+#[utoipa::path(get, path = "/api/v1/projects/{name}/quota", tag = "usage", params(("name" = String, Path)),
+    responses((status = 200, body = api::QuotaStatus), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn quota(State(app): State<Arc<App>>, Caller(actor): Caller, PathParam(name): PathParam<String>) -> ApiResult<Json<api::QuotaStatus>> {
+    let q = app.project_quota(&actor, &name).await?;
+    let booked = hours(q.booked_seconds);
+    Ok(Json(api::QuotaStatus {
+        project: q.project,
+        period: q.period.as_str().to_owned(),
+        from: from_seconds(q.from),
+        to: from_seconds(q.to),
+        quota_node_hours: q.quota_node_hours,
+        booked_node_hours: booked,
+        left_node_hours: q.quota_node_hours.map(|quota| (quota as f64 - booked).max(0.0)),
+    }))
 }

@@ -61,6 +61,13 @@ async fn quota_refusals_name_the_rule_and_the_numbers() {
     assert_eq!(msg, "policy 'quota': project 'p-small' has 0 of 10 node-hours left this month (2026-11); this extension needs 2");
     let unchanged = ctx.lease(id(&second), &alice).await;
     assert_eq!(unchanged["end"], z(Duration::hours(9)), "a refused extension changes nothing");
+    let quota = ctx.get("/api/v1/projects/p-small/quota", &alice).await.expect(200);
+    assert_eq!(
+        (quota["period"].as_str(), quota["booked_node_hours"].as_f64(), quota["left_node_hours"].as_f64(), quota["from"].as_str()),
+        (Some("month"), Some(10.0), Some(0.0), Some("2026-11-01T00:00:00Z"))
+    );
+    let bob = ctx.user("bob", "p-bob").await;
+    ctx.get("/api/v1/projects/p-small/quota", &bob).await.error(403, "forbidden");
 
     // Besteffort leases count against no quota.
     ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 1}, "duration": "4h", "type": "besteffort"})).await.expect(201);

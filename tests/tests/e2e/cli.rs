@@ -165,6 +165,10 @@ fn policy_approval_usage_and_audit_from_the_cli() {
     let out = server.ferrum(&sam, &["usage", "--project", "p-other"]);
     assert_eq!(out.status.code(), Some(4), "another project's usage is refused: {}", stderr(&out));
 
+    let out = server.ferrum(&sam, &["quota"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("p-class") && stdout(&out).contains("100 node-hours"), "{}", stdout(&out));
+
     // The approval is in the audit log, for admins.
     let out = server.ferrum(&admin, &["admin", "audit", "--action", "lease.approve"]);
     assert!(out.status.success(), "{}", stderr(&out));
