@@ -675,6 +675,93 @@ pub fn pretty_json(raw: &str) -> String {
     out
 }
 
+fn hours_cell(hours: f64) -> Cell {
+    Cell::new(format!("{hours:.1}")).set_alignment(CellAlignment::Right)
+}
+
+/// `ferrum usage`.
+pub fn usage_table(report: &ferrum_api::usage::UsageReport, opts: TableOpts) -> String {
+    use ferrum_api::usage::UsageGroupBy;
+    let key = match report.group_by {
+        UsageGroupBy::User => "USER",
+        UsageGroupBy::Project => "PROJECT",
+        UsageGroupBy::Cluster => "CLUSTER",
+        UsageGroupBy::GpuModel => "GPU MODEL",
+    };
+    let mut text = format!("usage from {} to {}\n", format_time(report.from), format_time(report.to));
+    if report.rows.is_empty() {
+        text.push_str("no usage in this period\n");
+        return text;
+    }
+    let mut t = table(opts, &[key, "NODE-HOURS", "GPU-HOURS"]);
+    for r in report.rows.iter().chain(std::iter::once(&report.total)) {
+        t.add_row(vec![Cell::new(&r.key), hours_cell(r.node_hours), hours_cell(r.gpu_hours)]);
+    }
+    keep_whole(&mut t, &[1, 2]);
+    text.push_str(&finish(t));
+    text
+}
+
+/// `ferrum usage --records`.
+pub fn usage_records_table(records: &[ferrum_api::usage::UsageRecord], opts: TableOpts) -> String {
+    if records.is_empty() {
+        return "no usage records in this period\n".to_owned();
+    }
+    let mut t = table(opts, &["LEASE", "USER", "PROJECT", "NODE", "GPU", "START", "END", "NODE-HOURS"]);
+    for r in records {
+        t.add_row(vec![
+            Cell::new(r.lease),
+            Cell::new(&r.user),
+            Cell::new(r.project.as_deref().unwrap_or("(operator)")),
+            Cell::new(&r.node),
+            Cell::new(r.gpu_model.as_ref().map_or_else(|| "-".to_owned(), |m| format!("{}x {m}", r.gpu_count))),
+            Cell::new(format_time(r.start)),
+            Cell::new(format_time(r.end)),
+            hours_cell(r.node_hours),
+        ]);
+    }
+    keep_whole(&mut t, &[0, 5, 6, 7]);
+    finish(t)
+}
+
+/// `ferrum admin audit`.
+pub fn audit_table(entries: &[ferrum_api::usage::AuditEntry], opts: TableOpts) -> String {
+    if entries.is_empty() {
+        return "no audit entries\n".to_owned();
+    }
+    let mut t = table(opts, &["TIME", "ACTOR", "ACTION", "TARGET", "DETAIL"]);
+    for e in entries {
+        t.add_row(vec![
+            Cell::new(format_time(e.at)),
+            Cell::new(&e.actor),
+            Cell::new(&e.action),
+            Cell::new(&e.target),
+            Cell::new(one_line(&e.detail)),
+        ]);
+    }
+    keep_whole(&mut t, &[0, 2]);
+    finish(t)
+}
+
+/// `ferrum quota`.
+pub fn quota_table(quotas: &[ferrum_api::usage::QuotaStatus], opts: TableOpts) -> String {
+    if quotas.is_empty() {
+        return "you belong to no project\n".to_owned();
+    }
+    let mut t = table(opts, &["PROJECT", "PERIOD", "QUOTA", "BOOKED", "LEFT"]);
+    for q in quotas {
+        t.add_row(vec![
+            Cell::new(&q.project),
+            Cell::new(format!("{} from {}", q.period, format_time(q.from))),
+            Cell::new(q.quota_node_hours.map_or_else(|| "none".to_owned(), |n| format!("{n} node-hours"))),
+            hours_cell(q.booked_node_hours),
+            q.left_node_hours.map_or_else(|| Cell::new("-"), hours_cell),
+        ]);
+    }
+    keep_whole(&mut t, &[1, 3, 4]);
+    finish(t)
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::{DateTime, TimeZone, Utc};
@@ -897,6 +984,43 @@ mod tests {
     }
 
     #[test]
+    fn usage_audit_and_quota_tables() {
+        use ferrum_api::usage::{AuditEntry, QuotaStatus, UsageGroupBy, UsageReport, UsageRow};
+        let row = |key: &str, n: i64, g: i64| UsageRow {
+            key: key.into(),
+            node_hours: n as f64 / 3600.0,
+            gpu_hours: g as f64 / 3600.0,
+            node_seconds: n,
+            gpu_seconds: g,
+        };
+        let report = UsageReport {
+            from: at(1, 0),
+            to: at(23, 8),
+            group_by: UsageGroupBy::Project,
+            rows: vec![row("(operator)", 7200, 0), row("p-vision", 576_000, 2_304_000)],
+            total: row("total", 583_200, 2_304_000),
+        };
+        let audit = vec![AuditEntry {
+            id: 3,
+            at: at(22, 10),
+            actor: "admin".into(),
+            action: "lease.approve".into(),
+            target: "lease/12".into(),
+            detail: json!({"reason": "ok for the paper"}),
+        }];
+        let quota = vec![QuotaStatus {
+            project: "p-vision".into(),
+            period: "month".into(),
+            from: at(1, 0),
+            to: at(30, 0),
+            quota_node_hours: Some(500),
+            booked_node_hours: 380.0,
+            left_node_hours: Some(120.0),
+        }];
+        insta::assert_snapshot!(format!("{}\n{}\n{}", usage_table(&report, OPTS), audit_table(&audit, OPTS), quota_table(&quota, OPTS)));
+    }
+
+    #[test]
     fn pretty_json_keeps_key_order_and_values() {
         let raw = r#"{"name":"n1","a":[],"b":{},"c":[1,{"z":"x, y: {z}","y":null}],"esc":"q\"uo\\te"}"#;
         let pretty = pretty_json(raw);
@@ -909,89 +1033,3 @@ mod tests {
     }
 }
 
-fn hours_cell(hours: f64) -> Cell {
-    Cell::new(format!("{hours:.1}")).set_alignment(CellAlignment::Right)
-}
-
-/// `ferrum usage`.
-pub fn usage_table(report: &ferrum_api::usage::UsageReport, opts: TableOpts) -> String {
-    use ferrum_api::usage::UsageGroupBy;
-    let key = match report.group_by {
-        UsageGroupBy::User => "USER",
-        UsageGroupBy::Project => "PROJECT",
-        UsageGroupBy::Cluster => "CLUSTER",
-        UsageGroupBy::GpuModel => "GPU MODEL",
-    };
-    let mut text = format!("usage from {} to {}\n", format_time(report.from), format_time(report.to));
-    if report.rows.is_empty() {
-        text.push_str("no usage in this period\n");
-        return text;
-    }
-    let mut t = table(opts, &[key, "NODE-HOURS", "GPU-HOURS"]);
-    for r in report.rows.iter().chain(std::iter::once(&report.total)) {
-        t.add_row(vec![Cell::new(&r.key), hours_cell(r.node_hours), hours_cell(r.gpu_hours)]);
-    }
-    keep_whole(&mut t, &[1, 2]);
-    text.push_str(&finish(t));
-    text
-}
-
-/// `ferrum usage --records`.
-pub fn usage_records_table(records: &[ferrum_api::usage::UsageRecord], opts: TableOpts) -> String {
-    if records.is_empty() {
-        return "no usage records in this period\n".to_owned();
-    }
-    let mut t = table(opts, &["LEASE", "USER", "PROJECT", "NODE", "GPU", "START", "END", "NODE-HOURS"]);
-    for r in records {
-        t.add_row(vec![
-            Cell::new(r.lease),
-            Cell::new(&r.user),
-            Cell::new(r.project.as_deref().unwrap_or("(operator)")),
-            Cell::new(&r.node),
-            Cell::new(r.gpu_model.as_ref().map_or_else(|| "-".to_owned(), |m| format!("{}x {m}", r.gpu_count))),
-            Cell::new(format_time(r.start)),
-            Cell::new(format_time(r.end)),
-            hours_cell(r.node_hours),
-        ]);
-    }
-    keep_whole(&mut t, &[0, 5, 6, 7]);
-    finish(t)
-}
-
-/// `ferrum admin audit`.
-pub fn audit_table(entries: &[ferrum_api::usage::AuditEntry], opts: TableOpts) -> String {
-    if entries.is_empty() {
-        return "no audit entries\n".to_owned();
-    }
-    let mut t = table(opts, &["TIME", "ACTOR", "ACTION", "TARGET", "DETAIL"]);
-    for e in entries {
-        t.add_row(vec![
-            Cell::new(format_time(e.at)),
-            Cell::new(&e.actor),
-            Cell::new(&e.action),
-            Cell::new(&e.target),
-            Cell::new(one_line(&e.detail)),
-        ]);
-    }
-    keep_whole(&mut t, &[0, 2]);
-    finish(t)
-}
-
-/// `ferrum quota`.
-pub fn quota_table(quotas: &[ferrum_api::usage::QuotaStatus], opts: TableOpts) -> String {
-    if quotas.is_empty() {
-        return "you belong to no project\n".to_owned();
-    }
-    let mut t = table(opts, &["PROJECT", "PERIOD", "QUOTA", "BOOKED", "LEFT"]);
-    for q in quotas {
-        t.add_row(vec![
-            Cell::new(&q.project),
-            Cell::new(format!("{} from {}", q.period, format_time(q.from))),
-            Cell::new(q.quota_node_hours.map_or_else(|| "none".to_owned(), |n| format!("{n} node-hours"))),
-            hours_cell(q.booked_node_hours),
-            q.left_node_hours.map_or_else(|| Cell::new("-"), hours_cell),
-        ]);
-    }
-    keep_whole(&mut t, &[1, 3, 4]);
-    finish(t)
-}

@@ -368,6 +368,10 @@ impl App {
                     cache.generation = generation;
                     drop(cache);
                     self.wake.notify_one();
+                    if lease.owner_id != actor.user_id {
+                        let detail = serde_json::json!({ "owner": lease.owner, "from": from_seconds(lease.end).to_rfc3339(), "to": from_seconds(new_end).to_rfc3339() });
+                        self.audit(actor, "lease.extend", &format!("lease/{id}"), detail).await;
+                    }
                     return Ok(self.store.get_lease(lease.id).await?);
                 }
                 Err(DbError::StaleCalendar | DbError::DoubleBooked | DbError::Raced { .. }) => {
@@ -391,6 +395,10 @@ impl App {
             })
             .await?;
         tracing::info!(lease = %lease.id, actor = %actor.name, state = lease.state.as_str(), "lease ended by its holder or an admin");
+        if lease.owner_id != actor.user_id {
+            self.audit(actor, "lease.end", &format!("lease/{id}"), serde_json::json!({ "owner": lease.owner, "state": lease.state.as_str() }))
+                .await;
+        }
         Ok(lease)
     }
 
