@@ -34,9 +34,11 @@ fn shown_key(dimension: Dimension, key: String) -> String {
     }
 }
 
-/// Serialises rows as CSV (header from the field names).
-fn csv_response<T: serde::Serialize>(rows: &[T], file: &str) -> ApiResult<Response> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
+/// Serialises rows as CSV under `header` (the rows' field names, written
+/// even when there is no row).
+fn csv_response<T: serde::Serialize>(header: &[&str], rows: &[T], file: &str) -> ApiResult<Response> {
+    let mut writer = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
+    writer.write_record(header).map_err(|e| ApiError::from(AppError::Internal(anyhow::anyhow!("csv: {e}"))))?;
     for r in rows {
         writer.serialize(r).map_err(|e| ApiError::from(AppError::Internal(anyhow::anyhow!("csv: {e}"))))?;
     }
@@ -65,7 +67,7 @@ pub async fn report(State(app): State<Arc<App>>, Caller(actor): Caller, Params(q
         })
         .collect();
     if q.format == Some(api::ExportFormat::Csv) {
-        return csv_response(&rows, "usage.csv");
+        return csv_response(&["key", "node_hours", "gpu_hours", "node_seconds", "gpu_seconds"], &rows, "usage.csv");
     }
     let group_by = q.group_by.unwrap_or(api::UsageGroupBy::Project);
     Ok(Json(api::UsageReport {
@@ -106,7 +108,11 @@ pub async fn records(State(app): State<Arc<App>>, Caller(actor): Caller, Params(
         })
         .collect();
     if q.format == Some(api::ExportFormat::Csv) {
-        return csv_response(&records, "usage-records.csv");
+        let header = [
+            "id", "lease", "user", "project", "node", "site", "cluster", "gpu_model", "gpu_count", "lease_type", "reserved_start",
+            "reserved_end", "start", "end", "node_hours",
+        ];
+        return csv_response(&header, &records, "usage-records.csv");
     }
     Ok(Json(records).into_response())
 }

@@ -240,7 +240,7 @@ async fn usage_equals_hand_computed_node_hours() {
     assert_eq!(by_key(&clusters), vec![("chifflot".into(), 4 * H, 8 * H)]);
     let model = ctx.get("/api/v1/nodes/chifflot-1", &ctx.admin).await.expect(200)["properties"]["gpu_model"].as_str().expect("gpu_model").to_owned();
     let models = ctx.get(&format!("/api/v1/usage?{window}&group_by=gpu_model"), &ctx.admin).await.expect(200);
-    assert_eq!(by_key(&models), vec![(model, 4 * H, 8 * H)]);
+    assert_eq!(by_key(&models), vec![(model.clone(), 4 * H, 8 * H)]);
     // A window cutting the first hour in half.
     let half = ctx.get(&format!("/api/v1/usage?from={}&to={}", z(Duration::minutes(30)), z(Duration::hours(1))), &ctx.admin).await.expect(200);
     assert_eq!(by_key(&half), vec![("p-other".into(), H / 2, H), ("p-vision".into(), H, 2 * H)]);
@@ -276,6 +276,16 @@ async fn usage_equals_hand_computed_node_hours() {
     assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
     let text = csv.text().await.expect("body");
     assert_eq!(text, "key,node_hours,gpu_hours,node_seconds,gpu_seconds\np-other,1.0,2.0,3600,7200\np-vision,3.0,6.0,10800,21600\n");
+    let csv = ctx.client.get(format!("{}/api/v1/usage/records?{window}&format=csv", ctx.url)).bearer_auth(&ctx.admin).send().await.expect("csv");
+    let text = csv.text().await.expect("body");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    assert_eq!(lines[0], "id,lease,user,project,node,site,cluster,gpu_model,gpu_count,lease_type,reserved_start,reserved_end,start,end,node_hours");
+    assert!(lines[1].ends_with(&format!(",{model},2,default,{s0},{s2},{s0},{s1},1.0")), "{}", lines[1]);
+    // An empty period still has the header.
+    let empty = ctx.client.get(format!("{}/api/v1/usage?from=2020-01-01T00:00:00Z&to=2020-02-01T00:00:00Z&format=csv", ctx.url));
+    let text = empty.bearer_auth(&ctx.admin).send().await.expect("csv").text().await.expect("body");
+    assert_eq!(text, "key,node_hours,gpu_hours,node_seconds,gpu_seconds\n");
     // Bad input names the field.
     let msg = ctx.get("/api/v1/usage?group_by=colour", &ctx.admin).await.error(400, "bad_request");
     assert!(msg.contains("group_by"), "{msg}");
