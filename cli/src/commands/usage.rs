@@ -12,7 +12,7 @@ use crate::client::NoQuery;
 use crate::render;
 
 /// Records fetched per request when listing them all.
-const PAGE: i64 = 10_000;
+const PAGE: usize = 10_000;
 
 pub async fn usage(ctx: &Ctx, args: UsageArgs) -> Result<()> {
     let format = args.csv.then_some(ExportFormat::Csv);
@@ -35,7 +35,7 @@ pub async fn usage(ctx: &Ctx, args: UsageArgs) -> Result<()> {
 
 /// Every record of the period, page after page (`after` the last id).
 async fn records(ctx: &Ctx, args: &UsageArgs, format: Option<ExportFormat>) -> Result<()> {
-    let mut query = UsageRecordsQuery { from: args.from, to: args.to, project: args.project.clone(), after: None, limit: Some(PAGE), format };
+    let mut query = UsageRecordsQuery { from: args.from, to: args.to, project: args.project.clone(), after: None, limit: i64::try_from(PAGE).ok(), format };
     if args.csv {
         let mut csv = String::new();
         loop {
@@ -48,7 +48,7 @@ async fn records(ctx: &Ctx, args: &UsageArgs, format: Option<ExportFormat>) -> R
             csv.push_str(rows);
             // The first column is the record's id.
             let last_id = rows.lines().last().and_then(|l| l.split(',').next()).and_then(|id| id.parse().ok());
-            if (rows.lines().count() as i64) < PAGE || last_id.is_none() {
+            if rows.lines().count() < PAGE || last_id.is_none() {
                 return out(&csv);
             }
             query.after = last_id;
@@ -57,7 +57,7 @@ async fn records(ctx: &Ctx, args: &UsageArgs, format: Option<ExportFormat>) -> R
     let mut all: Vec<UsageRecord> = Vec::new();
     loop {
         let page = ctx.client.get::<Vec<UsageRecord>, _>(&["usage", "records"], &query).await?.value;
-        let full = page.len() as i64 == PAGE;
+        let full = page.len() == PAGE;
         query.after = page.last().map(|r| r.id);
         all.extend(page);
         if !full {
