@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub mod accounts;
 pub mod agent;
 pub mod deployment;
 pub mod environment;
@@ -694,6 +695,9 @@ pub struct Project {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota_node_hours: Option<i64>,
     pub members: Vec<String>,
+    /// The member who may add and remove members.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 

@@ -68,7 +68,9 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
     let operations_loop = tokio::spawn(app.clone().run_operations_loop(stop_rx));
     let metrics = Arc::new(http::metrics::Metrics::new(app.clone()));
     let router = http::router(app, metrics);
-    let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+    // The client address feeds the rate limit of account requests.
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
     stop_tx.send_replace(true);
     clock_loop.await.context("clock loop panicked")?;
     power_loop.await.context("power loop panicked")?;

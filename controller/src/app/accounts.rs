@@ -89,7 +89,9 @@ impl App {
             return Err(AppError::bad_request("quota_node_hours must be zero or more"));
         }
         self.validate_class(class)?;
-        Ok(self.store.create_project(name, class, quota, self.now()).await?)
+        let row = self.store.create_project(name, class, quota, self.now()).await?;
+        self.audit(actor, "project.create", &format!("project/{name}"), serde_json::json!({ "class": class, "quota_node_hours": quota })).await;
+        Ok(row)
     }
 
     /// A project's class must be one of `[policy.classes]` when any is
@@ -134,6 +136,7 @@ impl App {
             }
             other => other.into(),
         })?;
+        self.audit(actor, "user.create", &format!("user/{name}"), serde_json::json!({ "admin": is_admin, "projects": projects })).await;
         Ok((user, token))
     }
 
@@ -154,6 +157,9 @@ impl App {
         let row = self.store.get_user(user).await?;
         let token = new_token()?;
         self.store.add_token(row.id, &token_hash(&token), self.now()).await?;
+        if actor.name != user {
+            self.audit(actor, "token.create", &format!("user/{user}"), serde_json::Value::Null).await;
+        }
         Ok(token)
     }
 }

@@ -16,6 +16,7 @@ use crate::db::{Datastore, DbError};
 use crate::model::Seconds;
 use crate::model::time::to_seconds;
 
+pub mod account_requests;
 pub mod accounts;
 pub mod agent;
 pub mod audit;
@@ -46,6 +47,9 @@ pub enum AppError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// Too many requests from one client, or in all.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// The request conflicts with the calendar or the resource's state.
     #[error("{message}")]
     Conflict { message: String, earliest_start: Option<Seconds> },
@@ -103,6 +107,8 @@ pub struct App {
     pub(crate) deploy_lock: Mutex<()>,
     /// The controller's SSH key, loaded on first use.
     pub(crate) ssh_key: std::sync::OnceLock<Arc<crate::ssh::ControllerKey>>,
+    /// Account requests per client address (they need no token).
+    pub(crate) account_requests_limit: account_requests::RequestLimiter,
 }
 
 impl App {
@@ -127,6 +133,7 @@ impl App {
             in_flight: operations::InFlight::default(),
             deploy_lock: Mutex::new(()),
             ssh_key: std::sync::OnceLock::new(),
+            account_requests_limit: account_requests::limiter(),
         })
     }
 

@@ -70,6 +70,8 @@ pub struct ProjectRow {
     pub class: Option<String>,
     pub quota_node_hours: Option<i64>,
     pub members: Vec<String>,
+    /// The member who may add and remove members.
+    pub manager: Option<String>,
     pub created_at: Seconds,
 }
 
@@ -409,6 +411,58 @@ pub enum AllocationChange {
     Drop,
 }
 
+/// A request for an account.
+#[derive(Clone, Debug)]
+pub struct AccountRequestRow {
+    pub id: i64,
+    pub name: String,
+    pub email: String,
+    pub affiliation: String,
+    pub project: String,
+    pub project_class: Option<String>,
+    pub motivation: String,
+    pub source: String,
+    /// `pending`, `approved` or `rejected`.
+    pub state: String,
+    pub reason: Option<String>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<Seconds>,
+    pub created_at: Seconds,
+}
+
+/// A request to insert.
+#[derive(Clone, Debug)]
+pub struct NewAccountRequest {
+    pub name: String,
+    pub email: String,
+    pub affiliation: String,
+    pub project: String,
+    pub project_class: Option<String>,
+    pub motivation: String,
+    pub source: String,
+    pub created_at: Seconds,
+}
+
+/// What approving a request creates.
+#[derive(Clone, Debug)]
+pub struct Approval {
+    pub decided_by: String,
+    pub reason: Option<String>,
+    /// Class and quota of the project, if approval creates it.
+    pub project_class: Option<String>,
+    pub quota_node_hours: Option<i64>,
+    pub token_sha256: String,
+    pub at: Seconds,
+}
+
+/// A change to a project: `None` leaves a field, `Some(None)` clears it.
+#[derive(Clone, Debug, Default)]
+pub struct ProjectChange {
+    pub class: Option<Option<String>>,
+    pub quota_node_hours: Option<Option<i64>>,
+    pub manager: Option<Option<String>>,
+}
+
 /// One entry of the audit log.
 #[derive(Clone, Debug)]
 pub struct AuditRow {
@@ -645,6 +699,21 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
     async fn needs_reset(&self, node: NodeId) -> DbResult<bool>;
     async fn set_ssh_host_key(&self, node: NodeId, key: Option<&str>) -> DbResult<()>;
     async fn ssh_host_key(&self, node: NodeId) -> DbResult<Option<String>>;
+
+    // --- account requests and projects --------------------------------------
+    /// Stores a pending request; `AlreadyExists` when the login is taken
+    /// or already asked for.
+    async fn insert_account_request(&self, request: &NewAccountRequest) -> DbResult<AccountRequestRow>;
+    async fn count_pending_account_requests(&self) -> DbResult<i64>;
+    async fn account_requests(&self, state: Option<&str>) -> DbResult<Vec<AccountRequestRow>>;
+    async fn account_request(&self, id: i64) -> DbResult<AccountRequestRow>;
+    /// In one transaction: the request moves from pending to approved, the
+    /// project is created if it does not exist (the requester as manager),
+    /// the user is created in it with a first token.
+    async fn approve_account_request(&self, id: i64, approval: &Approval) -> DbResult<(AccountRequestRow, UserRow)>;
+    async fn reject_account_request(&self, id: i64, decided_by: &str, reason: &str, at: Seconds) -> DbResult<AccountRequestRow>;
+    async fn update_project(&self, name: &str, change: &ProjectChange) -> DbResult<ProjectRow>;
+    async fn set_project_member(&self, project: &str, user: &str, member: bool) -> DbResult<ProjectRow>;
 
     // --- accounting and audit -------------------------------------------------
     /// Appends one entry to the audit log.

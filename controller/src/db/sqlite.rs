@@ -16,6 +16,7 @@ use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 use super::*;
 use crate::model::lease;
 
+mod accounts;
 mod usage;
 
 /// The embedded SQLite store.
@@ -505,12 +506,16 @@ impl Datastore for SqliteStore {
             class: class.map(str::to_owned),
             quota_node_hours: quota,
             members: Vec::new(),
+            manager: None,
             created_at: now,
         })
     }
 
     async fn list_projects(&self) -> DbResult<Vec<ProjectRow>> {
-        let rows = sqlx::query("SELECT id, name, class, quota_node_hours, created_at FROM projects ORDER BY name")
+        let rows = sqlx::query(
+            "SELECT p.id, p.name, p.class, p.quota_node_hours, p.created_at, u.name FROM projects p \
+             LEFT JOIN users u ON u.id = p.manager_id ORDER BY p.name",
+        )
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
@@ -527,6 +532,7 @@ impl Datastore for SqliteStore {
                     class: r.try_get(2).map_err(db)?,
                     quota_node_hours: r.try_get(3).map_err(db)?,
                     members: Vec::new(),
+                    manager: r.try_get(5).map_err(db)?,
                     created_at: r.try_get(4).map_err(db)?,
                 })
             })
@@ -1599,6 +1605,48 @@ impl Datastore for SqliteStore {
             .await
             .map_err(db)?;
         Ok(())
+    }
+
+    async fn insert_account_request(&self, request: &NewAccountRequest) -> DbResult<AccountRequestRow> {
+        accounts::insert_request(&self.pool, request).await
+    }
+
+    async fn count_pending_account_requests(&self) -> DbResult<i64> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM account_requests WHERE state = 'pending'").fetch_one(&self.pool).await.map_err(db)
+    }
+
+    async fn account_requests(&self, state: Option<&str>) -> DbResult<Vec<AccountRequestRow>> {
+        accounts::requests(&self.pool, state).await
+    }
+
+    async fn account_request(&self, id: i64) -> DbResult<AccountRequestRow> {
+        accounts::request(&self.pool, id).await
+    }
+
+    async fn approve_account_request(&self, id: i64, approval: &Approval) -> DbResult<(AccountRequestRow, UserRow)> {
+        let mut tx = self.begin_write().await?;
+        let user_id = accounts::approve_in(&mut tx, id, approval).await?;
+        tx.commit().await.map_err(db)?;
+        let request = accounts::request(&self.pool, id).await?;
+        let user = self.get_user(&request.name).await?;
+        debug_assert_eq!(user.id.0, user_id);
+        Ok((request, user))
+    }
+
+    async fn reject_account_request(&self, id: i64, decided_by: &str, reason: &str, at: Seconds) -> DbResult<AccountRequestRow> {
+        accounts::reject(&self.pool, id, decided_by, reason, at).await
+    }
+
+    async fn update_project(&self, name: &str, change: &ProjectChange) -> DbResult<ProjectRow> {
+        let mut tx = self.begin_write().await?;
+        accounts::update_project_in(&mut tx, name, change).await?;
+        tx.commit().await.map_err(db)?;
+        self.list_projects().await?.into_iter().find(|p| p.name == name).ok_or_else(|| DbError::NotFound { what: "project", name: name.into() })
+    }
+
+    async fn set_project_member(&self, project: &str, user: &str, member: bool) -> DbResult<ProjectRow> {
+        accounts::set_member(&self.pool, project, user, member).await?;
+        self.list_projects().await?.into_iter().find(|p| p.name == project).ok_or_else(|| DbError::NotFound { what: "project", name: project.into() })
     }
 
     async fn insert_audit(&self, at: Seconds, actor: &str, action: &str, target: &str, detail: &str) -> DbResult<()> {

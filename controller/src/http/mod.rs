@@ -19,6 +19,7 @@ use utoipa::OpenApi;
 
 use crate::app::App;
 
+pub mod account_requests;
 pub mod accounts;
 pub mod agent;
 pub mod boot;
@@ -51,6 +52,8 @@ const IMPORT_BODY_LIMIT: usize = 64 * 1024 * 1024;
         deployments::create, deployments::list, deployments::show, deployments::cancel, deployments::node_operations,
         leases::create, leases::list, leases::show, leases::extend, leases::end, leases::approve, leases::reject, leases::availability, leases::calendar,
         usage::report, usage::records, usage::audit, usage::quota,
+        account_requests::create, account_requests::list, account_requests::show, account_requests::approve, account_requests::reject,
+        account_requests::update_project, account_requests::add_member, account_requests::remove_member,
         accounts::create_project, accounts::list_projects, accounts::create_user, accounts::list_users, accounts::me, accounts::create_token,
     ),
     modifiers(&BearerAuth),
@@ -107,6 +110,13 @@ pub fn router(app: Arc<App>, metrics: Arc<metrics::Metrics>) -> Router {
         .route("/usage/records", get(usage::records))
         .route("/audit", get(usage::audit))
         .route("/projects/{name}/quota", get(usage::quota))
+        .route("/projects/{name}", axum::routing::patch(account_requests::update_project))
+        .route("/projects/{name}/members", post(account_requests::add_member))
+        .route("/projects/{name}/members/{user}", axum::routing::delete(account_requests::remove_member))
+        .route("/account-requests", get(account_requests::list).post(account_requests::create))
+        .route("/account-requests/{id}", get(account_requests::show))
+        .route("/account-requests/{id}/approve", post(account_requests::approve))
+        .route("/account-requests/{id}/reject", post(account_requests::reject))
         .route("/openapi.json", get(openapi_json));
     let boot = boot::routes(&app);
     Router::new()

@@ -90,6 +90,7 @@ pub fn project(p: ProjectRow) -> api::Project {
         class: p.class,
         quota_node_hours: p.quota_node_hours,
         members: p.members,
+        manager: p.manager,
         created_at: from_seconds(p.created_at),
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod harness;
 
+mod account_requests;
 mod accounts;
 mod agent;
 mod api;

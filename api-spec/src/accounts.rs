@@ -1,0 +1,138 @@
+//! Account requests (no token needed to ask) and project administration.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+use crate::User;
+
+/// Body of `POST /api/v1/account-requests` (no token).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountRequestCreate {
+    /// The login asked for: letters, digits, `-`, `_`, `.`.
+    pub name: String,
+    pub email: String,
+    /// University, laboratory or company.
+    pub affiliation: String,
+    /// An existing project to join, or a new one to create.
+    pub project: String,
+    /// For a new project: the policy class asked for (`student`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// What the account is for (20 to 4000 characters).
+    pub motivation: String,
+}
+
+/// Answer of `POST /api/v1/account-requests`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct AccountRequestAccepted {
+    pub id: i64,
+    pub state: AccountRequestState,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountRequestState {
+    Pending,
+    Approved,
+    Rejected,
+}
+
+impl AccountRequestState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountRequestState::Pending => "pending",
+            AccountRequestState::Approved => "approved",
+            AccountRequestState::Rejected => "rejected",
+        }
+    }
+}
+
+/// An account request as admins see it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct AccountRequest {
+    pub id: i64,
+    pub name: String,
+    pub email: String,
+    pub affiliation: String,
+    pub project: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_class: Option<String>,
+    pub motivation: String,
+    pub state: AccountRequestState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<DateTime<Utc>>,
+    /// The client address it came from.
+    pub source: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Query of `GET /api/v1/account-requests`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AccountRequestListQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<AccountRequestState>,
+}
+
+/// Body of `POST /api/v1/account-requests/{id}/approve`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountRequestApprove {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// For a new project: its class (default: the one asked for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_class: Option<String>,
+    /// For a new project: its quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_node_hours: Option<i64>,
+}
+
+/// Body of `POST /api/v1/account-requests/{id}/reject`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountRequestReject {
+    /// Shown to the requester.
+    pub reason: String,
+}
+
+/// Answer of an approval: the new user and their first token, shown once.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct AccountRequestApproved {
+    pub request: AccountRequest,
+    pub user: User,
+    pub token: String,
+}
+
+/// `null` and absent differ: `Some(None)` clears, `None` leaves.
+fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Body of `PATCH /api/v1/projects/{name}` (admin): absent fields stay,
+/// `null` clears.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectPatch {
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    pub class: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    pub quota_node_hours: Option<Option<i64>>,
+    /// A user, who becomes a member if not one already.
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    pub manager: Option<Option<String>>,
+}
+
+/// Body of `POST /api/v1/projects/{name}/members`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberAdd {
+    pub user: String,
+}

@@ -1,0 +1,217 @@
+//! Account requests and project administration: students and start-ups
+//! ask for an account without a token (validated, rate-limited per client
+//! address and capped in all); an admin approves (the user is created, with
+//! their project if it is new, and a first token shown once) or rejects
+//! with a reason. Projects have members and a manager who may add and
+//! remove them; class, quota and manager changes are admin actions.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use super::accounts::{new_token, token_hash, validate_name};
+use super::{Actor, App, AppError, AppResult};
+use crate::db::{AccountRequestRow, Approval, DbError, NewAccountRequest, ProjectChange, ProjectRow, UserRow};
+
+/// Requests one client address may send per hour.
+const PER_ADDRESS_PER_HOUR: u32 = 5;
+/// Pending requests kept at most; beyond, new ones wait for decisions.
+const MAX_PENDING: i64 = 1000;
+
+pub(crate) type RequestLimiter = DefaultKeyedRateLimiter<IpAddr>;
+
+pub(crate) fn limiter() -> RequestLimiter {
+    RateLimiter::keyed(Quota::per_hour(NonZeroU32::new(PER_ADDRESS_PER_HOUR).unwrap_or(NonZeroU32::MIN)))
+}
+
+/// What someone asks for.
+#[derive(Clone, Debug)]
+pub struct AccountAsk {
+    pub name: String,
+    pub email: String,
+    pub affiliation: String,
+    pub project: String,
+    pub class: Option<String>,
+    pub motivation: String,
+}
+
+/// An e-mail address as far as a form can tell: one `@`, a local part, a
+/// domain with a dot, no spaces.
+fn validate_email(email: &str) -> AppResult<()> {
+    let ok = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && !domain.contains('@') && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+        });
+    if ok { Ok(()) } else { Err(AppError::bad_request(format!("email: '{email}' is not an e-mail address"))) }
+}
+
+fn validate_text(field: &str, text: &str, min: usize, max: usize) -> AppResult<()> {
+    let n = text.trim().chars().count();
+    if n < min || n > max || text.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(AppError::bad_request(format!("{field}: {min} to {max} characters of text")));
+    }
+    Ok(())
+}
+
+impl App {
+    /// Stores a request from `source` (no token needed).
+    pub async fn request_account(&self, source: IpAddr, ask: AccountAsk) -> AppResult<AccountRequestRow> {
+        validate_name("user", &ask.name).map_err(|e| AppError::bad_request(format!("name: {e}")))?;
+        validate_email(&ask.email)?;
+        validate_text("affiliation", &ask.affiliation, 1, 200)?;
+        validate_name("project", &ask.project).map_err(|e| AppError::bad_request(format!("project: {e}")))?;
+        validate_text("motivation", &ask.motivation, 20, 4000)?;
+        self.validate_class(ask.class.as_deref())?;
+        if self.account_requests_limit.check_key(&source).is_err() {
+            return Err(AppError::TooManyRequests(format!(
+                "at most {PER_ADDRESS_PER_HOUR} account requests per hour from one address; try again later"
+            )));
+        }
+        if self.store.count_pending_account_requests().await? >= MAX_PENDING {
+            return Err(AppError::TooManyRequests("too many account requests wait for a decision; try again later".into()));
+        }
+        let row = self
+            .store
+            .insert_account_request(&NewAccountRequest {
+                name: ask.name,
+                email: ask.email,
+                affiliation: ask.affiliation.trim().to_owned(),
+                project: ask.project,
+                project_class: ask.class,
+                motivation: ask.motivation.trim().to_owned(),
+                source: source.to_string(),
+                created_at: self.now(),
+            })
+            .await
+            .map_err(|e| match e {
+                DbError::AlreadyExists { what: "user", name } => {
+                    AppError::Conflict { message: format!("name: '{name}' is taken; choose another login"), earliest_start: None }
+                }
+                other => other.into(),
+            })?;
+        tracing::info!(request = row.id, name = %row.name, project = %row.project, "account requested");
+        Ok(row)
+    }
+
+    pub async fn account_requests(&self, actor: &Actor, state: Option<&str>) -> AppResult<Vec<AccountRequestRow>> {
+        actor.require_admin()?;
+        Ok(self.store.account_requests(state).await?)
+    }
+
+    pub async fn account_request(&self, actor: &Actor, id: i64) -> AppResult<AccountRequestRow> {
+        actor.require_admin()?;
+        Ok(self.store.account_request(id).await?)
+    }
+
+    /// Approves a request: creates the user (and the project if new, with
+    /// the requester as manager) and returns their first token.
+    pub async fn approve_account_request(
+        &self,
+        actor: &Actor,
+        id: i64,
+        reason: Option<&str>,
+        class: Option<&str>,
+        quota: Option<i64>,
+    ) -> AppResult<(AccountRequestRow, UserRow, String)> {
+        actor.require_admin()?;
+        if quota.is_some_and(|q| q < 0) {
+            return Err(AppError::bad_request("quota_node_hours: zero or more"));
+        }
+        let request = self.store.account_request(id).await?;
+        let class = class.map(str::to_owned).or(request.project_class.clone());
+        self.validate_class(class.as_deref())?;
+        let token = new_token()?;
+        let approval = Approval {
+            decided_by: actor.name.clone(),
+            reason: reason.map(str::to_owned),
+            project_class: class,
+            quota_node_hours: quota,
+            token_sha256: token_hash(&token),
+            at: self.now(),
+        };
+        let (request, user) = self.store.approve_account_request(id, &approval).await.map_err(decided)?;
+        self.audit(
+            actor,
+            "account_request.approve",
+            &format!("account-request/{id}"),
+            serde_json::json!({ "user": user.name, "project": request.project, "reason": reason }),
+        )
+        .await;
+        Ok((request, user, token))
+    }
+
+    pub async fn reject_account_request(&self, actor: &Actor, id: i64, reason: &str) -> AppResult<AccountRequestRow> {
+        actor.require_admin()?;
+        validate_text("reason", reason, 1, 1000)?;
+        let row = self.store.reject_account_request(id, &actor.name, reason.trim(), self.now()).await.map_err(decided)?;
+        self.audit(actor, "account_request.reject", &format!("account-request/{id}"), serde_json::json!({ "name": row.name, "reason": reason }))
+            .await;
+        Ok(row)
+    }
+
+    /// Changes a project's class, quota or manager (admin).
+    pub async fn update_project(&self, actor: &Actor, name: &str, change: ProjectChange) -> AppResult<ProjectRow> {
+        actor.require_admin()?;
+        if let Some(Some(class)) = &change.class {
+            self.validate_class(Some(class))?;
+        }
+        if let Some(Some(q)) = change.quota_node_hours
+            && q < 0
+        {
+            return Err(AppError::bad_request("quota_node_hours: zero or more"));
+        }
+        let before = self.project_row(name).await?;
+        let after = self.store.update_project(name, &change).await?;
+        self.audit(
+            actor,
+            "project.update",
+            &format!("project/{name}"),
+            serde_json::json!({
+                "from": { "class": before.class, "quota_node_hours": before.quota_node_hours, "manager": before.manager },
+                "to": { "class": after.class, "quota_node_hours": after.quota_node_hours, "manager": after.manager },
+            }),
+        )
+        .await;
+        Ok(after)
+    }
+
+    /// Adds or removes a member (admins, and the project's manager).
+    pub async fn set_project_member(&self, actor: &Actor, project: &str, user: &str, member: bool) -> AppResult<ProjectRow> {
+        let row = self.project_row(project).await?;
+        if !actor.is_admin && row.manager.as_deref() != Some(actor.name.as_str()) {
+            return Err(AppError::Forbidden(format!("members of project '{project}' are managed by admins and its manager")));
+        }
+        let after = self.store.set_project_member(project, user, member).await?;
+        let action = if member { "project.member_add" } else { "project.member_remove" };
+        self.audit(actor, action, &format!("project/{project}"), serde_json::json!({ "user": user })).await;
+        Ok(after)
+    }
+}
+
+/// A decision on a request decided already is a conflict.
+fn decided(e: DbError) -> AppError {
+    match e {
+        DbError::Raced { .. } => AppError::Conflict { message: "this account request was already decided".into(), earliest_start: None },
+        DbError::AlreadyExists { what: "user", name } => {
+            AppError::Conflict { message: format!("user '{name}' exists already; reject this request", ), earliest_start: None }
+        }
+        other => other.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        for ok in ["a@b.fr", "first.last+tag@lab.example.org"] {
+            assert!(validate_email(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a", "a@b", "@b.fr", "a@@b.fr", "a b@c.fr", "a@.fr", "a@fr.", &format!("{}@b.fr", "x".repeat(260))] {
+            assert!(validate_email(bad).is_err(), "{bad}");
+        }
+    }
+}

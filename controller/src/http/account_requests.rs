@@ -1,0 +1,156 @@
+//! Handlers of `/api/v1/account-requests` and of project administration
+//! (`PATCH /api/v1/projects/{name}`, members).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use ferrum_api::accounts as api;
+use ferrum_api::{ErrorBody, Project};
+
+use super::error::ApiResult;
+use super::extract::{Body, Caller, Params, PathParam};
+use super::views;
+use crate::app::App;
+use crate::app::account_requests::AccountAsk;
+use crate::db::{AccountRequestRow, ProjectChange};
+use crate::model::time::from_seconds;
+
+fn request_view(r: AccountRequestRow) -> api::AccountRequest {
+    let state = match r.state.as_str() {
+        "approved" => api::AccountRequestState::Approved,
+        "rejected" => api::AccountRequestState::Rejected,
+        _ => api::AccountRequestState::Pending,
+    };
+    api::AccountRequest {
+        id: r.id,
+        name: r.name,
+        email: r.email,
+        affiliation: r.affiliation,
+        project: r.project,
+        project_class: r.project_class,
+        motivation: r.motivation,
+        state,
+        reason: r.reason,
+        decided_by: r.decided_by,
+        decided_at: r.decided_at.map(from_seconds),
+        source: r.source,
+        created_at: from_seconds(r.created_at),
+    }
+}
+
+/// Ask for an account (no token needed; at most 5 per hour from one
+/// address). An admin decides.
+#[utoipa::path(post, path = "/api/v1/account-requests", tag = "accounts", request_body = api::AccountRequestCreate,
+    responses((status = 202, body = api::AccountRequestAccepted), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 429, body = ErrorBody)))]
+pub async fn create(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Body(req): Body<api::AccountRequestCreate>,
+) -> ApiResult<(StatusCode, Json<api::AccountRequestAccepted>)> {
+    let ask = AccountAsk {
+        name: req.name,
+        email: req.email,
+        affiliation: req.affiliation,
+        project: req.project,
+        class: req.class,
+        motivation: req.motivation,
+    };
+    let row = app.request_account(peer.ip(), ask).await?;
+    let message = format!("request {} for '{}' is waiting for an admin's decision", row.id, row.name);
+    Ok((StatusCode::ACCEPTED, Json(api::AccountRequestAccepted { id: row.id, state: api::AccountRequestState::Pending, message })))
+}
+
+/// Account requests, oldest first (admin).
+#[utoipa::path(get, path = "/api/v1/account-requests", tag = "accounts", params(api::AccountRequestListQuery),
+    responses((status = 200, body = Vec<api::AccountRequest>), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn list(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    Params(q): Params<api::AccountRequestListQuery>,
+) -> ApiResult<Json<Vec<api::AccountRequest>>> {
+    let rows = app.account_requests(&actor, q.state.map(api::AccountRequestState::as_str)).await?;
+    Ok(Json(rows.into_iter().map(request_view).collect()))
+}
+
+/// One account request (admin).
+#[utoipa::path(get, path = "/api/v1/account-requests/{id}", tag = "accounts", params(("id" = i64, Path)),
+    responses((status = 200, body = api::AccountRequest), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn show(State(app): State<Arc<App>>, Caller(actor): Caller, PathParam(id): PathParam<i64>) -> ApiResult<Json<api::AccountRequest>> {
+    Ok(Json(request_view(app.account_request(&actor, id).await?)))
+}
+
+/// Approve: creates the user (and the project if new, the requester as its
+/// manager); the answer holds their first token, shown once (admin).
+#[utoipa::path(post, path = "/api/v1/account-requests/{id}/approve", tag = "accounts", params(("id" = i64, Path)),
+    request_body = api::AccountRequestApprove,
+    responses((status = 201, body = api::AccountRequestApproved), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn approve(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    PathParam(id): PathParam<i64>,
+    Body(req): Body<api::AccountRequestApprove>,
+) -> ApiResult<(StatusCode, Json<api::AccountRequestApproved>)> {
+    let (request, user, token) =
+        app.approve_account_request(&actor, id, req.reason.as_deref(), req.project_class.as_deref(), req.quota_node_hours).await?;
+    Ok((StatusCode::CREATED, Json(api::AccountRequestApproved { request: request_view(request), user: views::user(user), token })))
+}
+
+/// Reject, with a reason (admin).
+#[utoipa::path(post, path = "/api/v1/account-requests/{id}/reject", tag = "accounts", params(("id" = i64, Path)),
+    request_body = api::AccountRequestReject,
+    responses((status = 200, body = api::AccountRequest), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn reject(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    PathParam(id): PathParam<i64>,
+    Body(req): Body<api::AccountRequestReject>,
+) -> ApiResult<Json<api::AccountRequest>> {
+    Ok(Json(request_view(app.reject_account_request(&actor, id, &req.reason).await?)))
+}
+
+/// Change a project's class, quota or manager (admin; absent fields stay,
+/// `null` clears).
+#[utoipa::path(patch, path = "/api/v1/projects/{name}", tag = "accounts", params(("name" = String, Path)), request_body = api::ProjectPatch,
+    responses((status = 200, body = Project), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn update_project(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    PathParam(name): PathParam<String>,
+    Body(req): Body<api::ProjectPatch>,
+) -> ApiResult<Json<Project>> {
+    let change = ProjectChange { class: req.class, quota_node_hours: req.quota_node_hours, manager: req.manager };
+    Ok(Json(views::project(app.update_project(&actor, &name, change).await?)))
+}
+
+/// Add a member (admins and the project's manager).
+#[utoipa::path(post, path = "/api/v1/projects/{name}/members", tag = "accounts", params(("name" = String, Path)), request_body = api::MemberAdd,
+    responses((status = 200, body = Project), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn add_member(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    PathParam(name): PathParam<String>,
+    Body(req): Body<api::MemberAdd>,
+) -> ApiResult<Json<Project>> {
+    Ok(Json(views::project(app.set_project_member(&actor, &name, &req.user, true).await?)))
+}
+
+/// Remove a member (admins and the project's manager).
+#[utoipa::path(delete, path = "/api/v1/projects/{name}/members/{user}", tag = "accounts", params(("name" = String, Path), ("user" = String, Path)),
+    responses((status = 200, body = Project), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn remove_member(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    PathParam((name, user)): PathParam<(String, String)>,
+) -> ApiResult<Json<Project>> {
+    Ok(Json(views::project(app.set_project_member(&actor, &name, &user, false).await?)))
+}
