@@ -98,7 +98,10 @@ pub enum Command {
     },
     /// Show who the token belongs to and which server answers
     Whoami,
-    /// Admin verbs: projects, users and tokens
+    /// Ask for an account (no token needed); an admin decides
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Admin verbs: projects, users, tokens, account requests, audit log
     #[command(subcommand)]
     Admin(AdminCommand),
     /// The virtual lab: QEMU nodes behind emulated BMCs, with their own ferrumd
@@ -673,6 +676,82 @@ pub enum AdminCommand {
     Token(TokenCommand),
     /// Show admin actions (approvals, quota changes, maintenance, power, ...)
     Audit(AuditArgs),
+    /// Account requests: list (the default), show, approve, reject
+    Requests {
+        #[command(subcommand)]
+        command: Option<RequestsCommand>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Ask for an account; prints the request's id
+    Request(AccountRequestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AccountRequestArgs {
+    /// The login you would like
+    #[arg(long, value_name = "LOGIN")]
+    pub name: String,
+    #[arg(long, value_name = "E")]
+    pub email: String,
+    /// University, laboratory or company
+    #[arg(long, value_name = "A")]
+    pub affiliation: String,
+    /// A project to join, or a new one to create
+    #[arg(long, value_name = "P")]
+    pub project: String,
+    /// For a new project: its policy class (student, research, industry, ...)
+    #[arg(long, value_name = "C")]
+    pub class: Option<String>,
+    /// What the account is for (20 characters or more)
+    #[arg(long, value_name = "TEXT")]
+    pub motivation: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RequestsCommand {
+    /// List account requests
+    List {
+        /// Only requests in this state
+        #[arg(long, value_enum, value_name = "S")]
+        state: Option<RequestState>,
+    },
+    /// Show one request
+    Show {
+        #[arg(value_name = "ID")]
+        id: i64,
+    },
+    /// Approve: creates the user (and the project if new); prints their token as the last line
+    Approve {
+        #[arg(value_name = "ID")]
+        id: i64,
+        /// Kept with the decision
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+        /// Class of the new project [default: the one asked for]
+        #[arg(long, value_name = "C")]
+        class: Option<String>,
+        /// Quota of the new project, in node-hours per period
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(0..))]
+        quota_node_hours: Option<i64>,
+    },
+    /// Reject, saying why
+    Reject {
+        #[arg(value_name = "ID")]
+        id: i64,
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
+}
+
+/// States of an account request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RequestState {
+    Pending,
+    Approved,
+    Rejected,
 }
 
 #[derive(Debug, Subcommand)]
@@ -690,6 +769,35 @@ pub enum ProjectCommand {
     },
     /// List projects
     List,
+    /// Change a project's quota, class or manager
+    #[command(group(ArgGroup::new("change").required(true).multiple(true).args(["quota_node_hours", "no_quota", "class", "manager"])))]
+    Set {
+        /// Project name
+        name: String,
+        /// Quota in node-hours per accounting period
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(0..), conflicts_with = "no_quota")]
+        quota_node_hours: Option<i64>,
+        /// Remove the quota
+        #[arg(long)]
+        no_quota: bool,
+        /// Policy class
+        #[arg(long, value_name = "C")]
+        class: Option<String>,
+        /// The member who may add and remove members
+        #[arg(long, value_name = "USER")]
+        manager: Option<String>,
+    },
+    /// Add or remove members (admins and the project's manager)
+    #[command(subcommand)]
+    Member(MemberCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemberCommand {
+    /// Add a user to a project
+    Add { project: String, user: String },
+    /// Remove a user from a project
+    Remove { project: String, user: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -831,6 +939,13 @@ mod tests {
             &["ferrum", "usage", "--records", "--csv", "--project", "p-vision"],
             &["ferrum", "admin", "audit", "--action", "lease.approve", "--limit", "10"],
             &["ferrum", "quota", "p-vision"],
+            &["ferrum", "account", "request", "--name", "lea", "--email", "l@u.fr", "--affiliation", "U", "--project", "p", "--motivation", "a thesis"],
+            &["ferrum", "admin", "requests"],
+            &["ferrum", "admin", "requests", "list", "--state", "pending"],
+            &["ferrum", "admin", "requests", "approve", "3", "--class", "student", "--quota-node-hours", "100"],
+            &["ferrum", "admin", "requests", "reject", "3", "--reason", "no"],
+            &["ferrum", "admin", "project", "set", "p", "--no-quota", "--manager", "lea"],
+            &["ferrum", "admin", "project", "member", "add", "p", "tom"],
             &["ferrum", "--url", "http://h:1", "whoami"],
             &["ferrum", "lab", "up", "--nodes", "4"],
             &["ferrum", "lab", "up", "--nodes", "2", "--dir", "/tmp/l", "--subnet-id", "80", "--fake-gpu", "lab-2"],

@@ -363,6 +363,7 @@ pub fn project_detail(project: &Project, opts: TableOpts) -> String {
             ("class", Cell::new(project.class.as_deref().unwrap_or("-"))),
             ("quota", Cell::new(project.quota_node_hours.map_or_else(|| "none".to_owned(), |q| format!("{q} node-hours")))),
             ("members", Cell::new(if project.members.is_empty() { "-".to_owned() } else { project.members.join(", ") })),
+            ("manager", Cell::new(project.manager.as_deref().unwrap_or("-"))),
             ("created", Cell::new(format_time(project.created_at))),
         ],
     )
@@ -675,6 +676,53 @@ pub fn pretty_json(raw: &str) -> String {
     out
 }
 
+/// `ferrum admin requests`.
+pub fn account_requests_table(requests: &[ferrum_api::accounts::AccountRequest], opts: TableOpts) -> String {
+    if requests.is_empty() {
+        return "no account requests\n".to_owned();
+    }
+    let mut t = table(opts, &["ID", "NAME", "EMAIL", "AFFILIATION", "PROJECT", "STATE", "ASKED"]);
+    for r in requests {
+        t.add_row(vec![
+            Cell::new(r.id),
+            Cell::new(&r.name),
+            Cell::new(&r.email),
+            Cell::new(&r.affiliation),
+            Cell::new(match &r.project_class {
+                Some(class) => format!("{} ({class})", r.project),
+                None => r.project.clone(),
+            }),
+            Cell::new(r.state.as_str()),
+            Cell::new(format_time(r.created_at)),
+        ]);
+    }
+    keep_whole(&mut t, &[0, 5, 6]);
+    finish(t)
+}
+
+/// `ferrum admin requests show|reject`.
+pub fn account_request_detail(r: &ferrum_api::accounts::AccountRequest, opts: TableOpts) -> String {
+    let mut rows = vec![
+        ("request", Cell::new(r.id)),
+        ("name", Cell::new(&r.name)),
+        ("email", Cell::new(&r.email)),
+        ("affiliation", Cell::new(&r.affiliation)),
+        ("project", Cell::new(&r.project)),
+        ("class", Cell::new(r.project_class.as_deref().unwrap_or("-"))),
+        ("motivation", Cell::new(&r.motivation)),
+        ("state", Cell::new(r.state.as_str())),
+        ("from", Cell::new(&r.source)),
+        ("asked", Cell::new(format_time(r.created_at))),
+    ];
+    if let (Some(by), Some(at)) = (&r.decided_by, r.decided_at) {
+        rows.push(("decided", Cell::new(format!("by {by} at {}", format_time(at)))));
+    }
+    if let Some(reason) = &r.reason {
+        rows.push(("reason", Cell::new(reason)));
+    }
+    detail(opts, rows)
+}
+
 fn hours_cell(hours: f64) -> Cell {
     Cell::new(format!("{hours:.1}")).set_alignment(CellAlignment::Right)
 }
@@ -892,6 +940,7 @@ mod tests {
     #[test]
     fn accounts_tables() {
         let project = Project {
+            manager: Some("alice".into()),
             name: "p-vision".to_owned(),
             class: Some("research".to_owned()),
             quota_node_hours: Some(10_000),

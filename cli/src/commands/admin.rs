@@ -7,7 +7,12 @@ use anyhow::Result;
 use ferrum_api::{Project, ProjectCreate, Role, TokenCreated, User, UserCreate, UserCreated};
 
 use super::Ctx;
-use crate::args::{AdminCommand, ProjectCommand, TokenCommand, UserCommand};
+use ferrum_api::accounts::{
+    AccountRequest, AccountRequestAccepted, AccountRequestApprove, AccountRequestApproved, AccountRequestCreate, AccountRequestListQuery,
+    AccountRequestReject, AccountRequestState, MemberAdd, ProjectPatch,
+};
+
+use crate::args::{AccountRequestArgs, AdminCommand, MemberCommand, ProjectCommand, RequestState, RequestsCommand, TokenCommand, UserCommand};
 use crate::client::NoQuery;
 use crate::render;
 
@@ -39,7 +44,72 @@ pub async fn run(ctx: &Ctx, cmd: AdminCommand) -> Result<()> {
             ctx.show(&answer, |created, _| token_lines(&created.user, &created.token))
         }
         AdminCommand::Audit(args) => super::usage::audit(ctx, args).await,
+        AdminCommand::Project(ProjectCommand::Set { name, quota_node_hours, no_quota, class, manager }) => {
+            let body = ProjectPatch {
+                class: class.map(Some),
+                quota_node_hours: if no_quota { Some(None) } else { quota_node_hours.map(Some) },
+                manager: manager.map(Some),
+            };
+            let answer = ctx.client.patch::<Project, _>(&["projects", &name], &body).await?;
+            ctx.show(&answer, render::project_detail)
+        }
+        AdminCommand::Project(ProjectCommand::Member(MemberCommand::Add { project, user })) => {
+            let answer = ctx.client.post::<Project, _>(&["projects", &project, "members"], &MemberAdd { user }).await?;
+            ctx.show(&answer, render::project_detail)
+        }
+        AdminCommand::Project(ProjectCommand::Member(MemberCommand::Remove { project, user })) => {
+            let answer = ctx.client.delete::<Project>(&["projects", &project, "members", &user]).await?;
+            ctx.show(&answer, render::project_detail)
+        }
+        AdminCommand::Requests { command } => requests(ctx, command.unwrap_or(RequestsCommand::List { state: None })).await,
     }
+}
+
+/// `ferrum admin requests ...`.
+async fn requests(ctx: &Ctx, cmd: RequestsCommand) -> Result<()> {
+    match cmd {
+        RequestsCommand::List { state } => {
+            let state = state.map(|s| match s {
+                RequestState::Pending => AccountRequestState::Pending,
+                RequestState::Approved => AccountRequestState::Approved,
+                RequestState::Rejected => AccountRequestState::Rejected,
+            });
+            let answer = ctx.client.get::<Vec<AccountRequest>, _>(&["account-requests"], &AccountRequestListQuery { state }).await?;
+            ctx.show(&answer, |requests, opts| render::account_requests_table(requests, opts))
+        }
+        RequestsCommand::Show { id } => {
+            let answer = ctx.client.get::<AccountRequest, _>(&["account-requests", &id.to_string()], &NoQuery {}).await?;
+            ctx.show(&answer, render::account_request_detail)
+        }
+        RequestsCommand::Approve { id, reason, class, quota_node_hours } => {
+            let body = AccountRequestApprove { reason, project_class: class, quota_node_hours };
+            let answer = ctx.client.post::<AccountRequestApproved, _>(&["account-requests", &id.to_string(), "approve"], &body).await?;
+            ctx.show(&answer, |approved, opts| {
+                format!("{}\n{}", render::user_detail(&approved.user, &[], opts), token_lines(&approved.user.name, &approved.token))
+            })
+        }
+        RequestsCommand::Reject { id, reason } => {
+            let body = AccountRequestReject { reason };
+            let answer = ctx.client.post::<AccountRequest, _>(&["account-requests", &id.to_string(), "reject"], &body).await?;
+            ctx.show(&answer, render::account_request_detail)
+        }
+    }
+}
+
+/// `ferrum account request ...`: needs no token.
+pub async fn request_account(ctx: &Ctx, args: AccountRequestArgs) -> Result<()> {
+    let body = AccountRequestCreate {
+        name: args.name,
+        email: args.email,
+        affiliation: args.affiliation,
+        project: args.project,
+        class: args.class,
+        motivation: args.motivation,
+    };
+    let answer = ctx.client.post::<AccountRequestAccepted, _>(&["account-requests"], &body).await?;
+    ctx.show(&answer, |accepted, _| {
+        format!("{}\nAn admin will approve or reject it; they will send you your API token.\n", accepted.message)
+    })
 }
 
 /// A new token, as the last line so scripts can take it with `tail -n 1`.

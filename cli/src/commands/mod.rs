@@ -18,7 +18,7 @@ mod usage;
 
 use std::io::Write;
 
-use crate::args::{Cli, Command};
+use crate::args::{AccountCommand, Cli, Command};
 use crate::client::{Answer, CliError, Client};
 use crate::config::{self, Settings};
 use crate::render::{self, TableOpts};
@@ -58,6 +58,12 @@ pub async fn run(cli: Cli) -> Result<()> {
         command => command,
     };
     let settings = config::load(cli.global.url, cli.global.token, cli.global.config.as_deref())?;
+    // Asking for an account is what people without a token do.
+    if let Command::Account(AccountCommand::Request(args)) = command {
+        let client = Client::new(&settings.url, &settings.url_origin.to_string(), settings.token.clone().unwrap_or_default())?;
+        let ctx = Ctx { client, settings, json: cli.global.json, table: TableOpts::detect() };
+        return admin::request_account(&ctx, args).await;
+    }
     let Some(token) = settings.token.clone() else {
         let config = settings.config_path.as_ref().map_or_else(|| "~/.config/ferrum/config.toml".to_owned(), |p| p.display().to_string());
         return Err(CliError::NoToken { config }.into());
@@ -76,6 +82,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Quota { project } => usage::quota(&ctx, project).await,
         Command::Whoami => admin::whoami(&ctx).await,
         Command::Admin(cmd) => admin::run(&ctx, cmd).await,
+        Command::Account(AccountCommand::Request(args)) => admin::request_account(&ctx, args).await,
         Command::Lab(cmd) => lab::run(cmd).await,
     }
 }

@@ -175,4 +175,24 @@ fn policy_approval_usage_and_audit_from_the_cli() {
     assert!(stdout(&out).contains(&format!("lease/{id}")) && stdout(&out).contains("fine"), "{}", stdout(&out));
     let out = server.ferrum(&sam, &["admin", "audit"]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+
+    // A student asks for an account without a token; an admin approves;
+    // the token printed last works.
+    let ask = [
+        "account", "request", "--name", "lea", "--email", "lea@univ-lille.fr", "--affiliation", "Université de Lille", "--project",
+        "p-thesis", "--class", "student", "--motivation", "Master's thesis on GPU scheduling",
+    ];
+    let out = server.ferrum("", &ask);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out).split_whitespace().nth(1).expect("request id").to_owned();
+    let out = server.ferrum(&admin, &["admin", "requests"]);
+    assert!(stdout(&out).contains("lea@univ-lille.fr") && stdout(&out).contains("pending"), "{}", stdout(&out));
+    let out = server.ferrum(&admin, &["admin", "requests", "approve", &id, "--quota-node-hours", "50"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lea = stdout(&out).lines().last().expect("token is the last line").trim().to_owned();
+    let out = server.ferrum(&lea, &["--json", "whoami"]);
+    let me: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!((me["name"].as_str(), me["projects"].clone()), (Some("lea"), serde_json::json!(["p-thesis"])));
+    let out = server.ferrum(&admin, &["admin", "project", "set", "p-thesis", "--no-quota"]);
+    assert!(out.status.success() && stdout(&out).contains("lea"), "the manager shows: {}{}", stdout(&out), stderr(&out));
 }
