@@ -1081,4 +1081,3 @@ mod tests {
         assert_eq!(pretty_json(&sorted), format!("{}\n", serde_json::to_string_pretty(&reparsed).expect("serialise")));
     }
 }
-

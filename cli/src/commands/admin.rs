@@ -12,7 +12,9 @@ use ferrum_api::accounts::{
     AccountRequestReject, AccountRequestState, MemberAdd, ProjectPatch,
 };
 
-use crate::args::{AccountRequestArgs, AdminCommand, MemberCommand, ProjectCommand, RequestState, RequestsCommand, TokenCommand, UserCommand};
+use crate::args::{
+    AccountRequestArgs, AdminCommand, MemberCommand, ProjectCommand, RequestState, RequestsCommand, TokenCommand, UserCommand,
+};
 use crate::client::NoQuery;
 use crate::render;
 
@@ -133,4 +135,3 @@ pub async fn whoami(ctx: &Ctx) -> Result<()> {
     }
     ctx.show(&answer, |user, opts| render::user_detail(user, &extra, opts))
 }
-

@@ -161,7 +161,6 @@ async fn cancel(ctx: &Ctx, id: i64) -> Result<()> {
     }
 }
 
-
 async fn decide(ctx: &Ctx, verb: &str, args: LeaseDecisionArgs) -> Result<()> {
     let body = ferrum_api::usage::LeaseDecision { reason: args.reason };
     let answer = ctx.client.post::<Value, _>(&["leases", &args.id.to_string(), verb], &body).await?;

@@ -4,7 +4,9 @@
 
 use anyhow::Result;
 use ferrum_api::User;
-use ferrum_api::usage::{AuditEntry, AuditQuery, ExportFormat, QuotaStatus, UsageGroupBy, UsageQuery, UsageRecord, UsageRecordsQuery, UsageReport};
+use ferrum_api::usage::{
+    AuditEntry, AuditQuery, ExportFormat, QuotaStatus, UsageGroupBy, UsageQuery, UsageRecord, UsageRecordsQuery, UsageReport,
+};
 
 use super::{Ctx, out};
 use crate::args::{AuditArgs, UsageArgs, UsageGroup};
@@ -35,7 +37,14 @@ pub async fn usage(ctx: &Ctx, args: UsageArgs) -> Result<()> {
 
 /// Every record of the period, page after page (`after` the last id).
 async fn records(ctx: &Ctx, args: &UsageArgs, format: Option<ExportFormat>) -> Result<()> {
-    let mut query = UsageRecordsQuery { from: args.from, to: args.to, project: args.project.clone(), after: None, limit: i64::try_from(PAGE).ok(), format };
+    let mut query = UsageRecordsQuery {
+        from: args.from,
+        to: args.to,
+        project: args.project.clone(),
+        after: None,
+        limit: i64::try_from(PAGE).ok(),
+        format,
+    };
     if args.csv {
         let mut csv = String::new();
         loop {

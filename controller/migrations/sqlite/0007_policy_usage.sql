@@ -32,7 +32,9 @@ CREATE TABLE usage_records (
     recorded_at INTEGER NOT NULL,
     CHECK (start <= "end")
 );
-CREATE INDEX usage_records_start ON usage_records (start);
+-- Covers the usage query's read of partial months (start range, clipped
+-- by end, grouped by any dimension) without touching the table.
+CREATE INDEX usage_records_start ON usage_records (start, "end", gpu_count, project_name, user_name, cluster, gpu_model);
 CREATE INDEX usage_records_lease ON usage_records (lease_id);
 
 CREATE TRIGGER usage_records_no_update BEFORE UPDATE ON usage_records

@@ -146,8 +146,13 @@ impl App {
         actor.require_admin()?;
         validate_text("reason", reason, 1, 1000)?;
         let row = self.store.reject_account_request(id, &actor.name, reason.trim(), self.now()).await.map_err(decided)?;
-        self.audit(actor, "account_request.reject", &format!("account-request/{id}"), serde_json::json!({ "name": row.name, "reason": reason }))
-            .await;
+        self.audit(
+            actor,
+            "account_request.reject",
+            &format!("account-request/{id}"),
+            serde_json::json!({ "name": row.name, "reason": reason }),
+        )
+        .await;
         Ok(row)
     }
 
@@ -195,7 +200,7 @@ fn decided(e: DbError) -> AppError {
     match e {
         DbError::Raced { .. } => AppError::Conflict { message: "this account request was already decided".into(), earliest_start: None },
         DbError::AlreadyExists { what: "user", name } => {
-            AppError::Conflict { message: format!("user '{name}' exists already; reject this request", ), earliest_start: None }
+            AppError::Conflict { message: format!("user '{name}' exists already; reject this request",), earliest_start: None }
         }
         other => other.into(),
     }

@@ -90,7 +90,8 @@ impl App {
         }
         self.validate_class(class)?;
         let row = self.store.create_project(name, class, quota, self.now()).await?;
-        self.audit(actor, "project.create", &format!("project/{name}"), serde_json::json!({ "class": class, "quota_node_hours": quota })).await;
+        self.audit(actor, "project.create", &format!("project/{name}"), serde_json::json!({ "class": class, "quota_node_hours": quota }))
+            .await;
         Ok(row)
     }
 

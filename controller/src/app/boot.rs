@@ -195,8 +195,13 @@ impl App {
         if node.boot_target != target {
             self.store.set_boot_target(node.id, target).await?;
             tracing::info!(node = %name, target = target.as_str(), actor = %actor.name, "boot target set");
-            self.audit(actor, "node.boot_target", &format!("node/{name}"), serde_json::json!({ "from": node.boot_target.as_str(), "to": target.as_str() }))
-                .await;
+            self.audit(
+                actor,
+                "node.boot_target",
+                &format!("node/{name}"),
+                serde_json::json!({ "from": node.boot_target.as_str(), "to": target.as_str() }),
+            )
+            .await;
         }
         Ok(self.store.get_node(name).await?)
     }

@@ -396,8 +396,13 @@ impl App {
             .await?;
         tracing::info!(lease = %lease.id, actor = %actor.name, state = lease.state.as_str(), "lease ended by its holder or an admin");
         if lease.owner_id != actor.user_id {
-            self.audit(actor, "lease.end", &format!("lease/{id}"), serde_json::json!({ "owner": lease.owner, "state": lease.state.as_str() }))
-                .await;
+            self.audit(
+                actor,
+                "lease.end",
+                &format!("lease/{id}"),
+                serde_json::json!({ "owner": lease.owner, "state": lease.state.as_str() }),
+            )
+            .await;
         }
         Ok(lease)
     }
@@ -438,8 +443,8 @@ impl App {
         let mut cache = self.cache.lock().await;
         for _attempt in 0..MAX_ATTEMPTS {
             let lease = self.store.get_lease(id).await?;
-            let (to, action) = lease::next(lease.state, input)
-                .map_err(|e| AppError::Conflict { message: e.to_string(), earliest_start: None })?;
+            let (to, action) =
+                lease::next(lease.state, input).map_err(|e| AppError::Conflict { message: e.to_string(), earliest_start: None })?;
             let change = match action {
                 LeaseAction::AlreadyDone => return Ok(lease),
                 LeaseAction::DropAllocation => AllocationChange::Drop,

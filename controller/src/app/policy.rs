@@ -167,7 +167,10 @@ impl App {
             if let Some(max) = rules.max_nodes
                 && ask.nodes > max
             {
-                return Err(refuse("max_nodes", format!("leases of class '{class}' hold at most {max} node(s); this one asks for {}", ask.nodes)));
+                return Err(refuse(
+                    "max_nodes",
+                    format!("leases of class '{class}' hold at most {max} node(s); this one asks for {}", ask.nodes),
+                ));
             }
             if ask.exotic && rules.exotic == Some(false) {
                 return Err(refuse(

@@ -38,7 +38,9 @@ impl App {
             (None, true) => None,
             (Some(p), false) => {
                 if !actor.projects.iter().any(|(_, n)| n == p) {
-                    return Err(AppError::Forbidden(format!("you are not a member of project '{p}'; you may read your own projects' usage only")));
+                    return Err(AppError::Forbidden(format!(
+                        "you are not a member of project '{p}'; you may read your own projects' usage only"
+                    )));
                 }
                 Some(vec![p.to_owned()])
             }

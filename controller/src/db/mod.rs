@@ -727,7 +727,12 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
     /// Node-seconds and GPU-seconds per key of `dimension` within the
     /// scope's window: the records (whole months from the rollups) plus the
     /// leases running at `now`, counted up to `now`.
-    async fn usage_totals(&self, dimension: crate::model::usage::Dimension, scope: &UsageScope, now: Seconds) -> DbResult<Vec<crate::model::usage::Total>>;
+    async fn usage_totals(
+        &self,
+        dimension: crate::model::usage::Dimension,
+        scope: &UsageScope,
+        now: Seconds,
+    ) -> DbResult<Vec<crate::model::usage::Total>>;
     /// The records overlapping the scope's window, by id, after `after_id`.
     async fn usage_records(&self, scope: &UsageScope, after_id: i64, limit: i64) -> DbResult<Vec<UsageRecordRow>>;
     /// Node-seconds a project holds on the calendar within `[from, to)`

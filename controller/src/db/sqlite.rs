@@ -516,9 +516,9 @@ impl Datastore for SqliteStore {
             "SELECT p.id, p.name, p.class, p.quota_node_hours, p.created_at, u.name FROM projects p \
              LEFT JOIN users u ON u.id = p.manager_id ORDER BY p.name",
         )
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
         let members = sqlx::query("SELECT m.project_id, u.name FROM project_members m JOIN users u ON u.id = m.user_id ORDER BY u.name")
             .fetch_all(&self.pool)
             .await
@@ -1641,12 +1641,20 @@ impl Datastore for SqliteStore {
         let mut tx = self.begin_write().await?;
         accounts::update_project_in(&mut tx, name, change).await?;
         tx.commit().await.map_err(db)?;
-        self.list_projects().await?.into_iter().find(|p| p.name == name).ok_or_else(|| DbError::NotFound { what: "project", name: name.into() })
+        self.list_projects()
+            .await?
+            .into_iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| DbError::NotFound { what: "project", name: name.into() })
     }
 
     async fn set_project_member(&self, project: &str, user: &str, member: bool) -> DbResult<ProjectRow> {
         accounts::set_member(&self.pool, project, user, member).await?;
-        self.list_projects().await?.into_iter().find(|p| p.name == project).ok_or_else(|| DbError::NotFound { what: "project", name: project.into() })
+        self.list_projects()
+            .await?
+            .into_iter()
+            .find(|p| p.name == project)
+            .ok_or_else(|| DbError::NotFound { what: "project", name: project.into() })
     }
 
     async fn insert_audit(&self, at: Seconds, actor: &str, action: &str, target: &str, detail: &str) -> DbResult<()> {

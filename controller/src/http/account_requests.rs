@@ -80,7 +80,11 @@ pub async fn list(
 #[utoipa::path(get, path = "/api/v1/account-requests/{id}", tag = "accounts", params(("id" = i64, Path)),
     responses((status = 200, body = api::AccountRequest), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn show(State(app): State<Arc<App>>, Caller(actor): Caller, PathParam(id): PathParam<i64>) -> ApiResult<Json<api::AccountRequest>> {
+pub async fn show(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    PathParam(id): PathParam<i64>,
+) -> ApiResult<Json<api::AccountRequest>> {
     Ok(Json(request_view(app.account_request(&actor, id).await?)))
 }
 

@@ -44,7 +44,10 @@ fn csv_response<T: serde::Serialize>(header: &[&str], rows: &[T], file: &str) ->
     }
     let body = writer.into_inner().map_err(|e| ApiError::from(AppError::Internal(anyhow::anyhow!("csv: {e}"))))?;
     Ok((
-        [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{file}\""))],
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{file}\"")),
+        ],
         body,
     )
         .into_response())
@@ -109,8 +112,21 @@ pub async fn records(State(app): State<Arc<App>>, Caller(actor): Caller, Params(
         .collect();
     if q.format == Some(api::ExportFormat::Csv) {
         let header = [
-            "id", "lease", "user", "project", "node", "site", "cluster", "gpu_model", "gpu_count", "lease_type", "reserved_start",
-            "reserved_end", "start", "end", "node_hours",
+            "id",
+            "lease",
+            "user",
+            "project",
+            "node",
+            "site",
+            "cluster",
+            "gpu_model",
+            "gpu_count",
+            "lease_type",
+            "reserved_start",
+            "reserved_end",
+            "start",
+            "end",
+            "node_hours",
         ];
         return csv_response(&header, &records, "usage-records.csv");
     }
@@ -120,7 +136,11 @@ pub async fn records(State(app): State<Arc<App>>, Caller(actor): Caller, Params(
 /// Admin actions, newest first (admin).
 #[utoipa::path(get, path = "/api/v1/audit", tag = "usage", params(api::AuditQuery),
     responses((status = 200, body = Vec<api::AuditEntry>), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn audit(State(app): State<Arc<App>>, Caller(actor): Caller, Params(q): Params<api::AuditQuery>) -> ApiResult<Json<Vec<api::AuditEntry>>> {
+pub async fn audit(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    Params(q): Params<api::AuditQuery>,
+) -> ApiResult<Json<Vec<api::AuditEntry>>> {
     let filter = AuditFilter {
         from: q.from.map(to_seconds),
         to: q.to.map(to_seconds),
@@ -150,7 +170,11 @@ pub async fn audit(State(app): State<Arc<App>>, Caller(actor): Caller, Params(q)
 #[utoipa::path(get, path = "/api/v1/projects/{name}/quota", tag = "usage", params(("name" = String, Path)),
     responses((status = 200, body = api::QuotaStatus), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn quota(State(app): State<Arc<App>>, Caller(actor): Caller, PathParam(name): PathParam<String>) -> ApiResult<Json<api::QuotaStatus>> {
+pub async fn quota(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    PathParam(name): PathParam<String>,
+) -> ApiResult<Json<api::QuotaStatus>> {
     let q = app.project_quota(&actor, &name).await?;
     let booked = hours(q.booked_seconds);
     Ok(Json(api::QuotaStatus {

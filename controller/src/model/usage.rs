@@ -106,9 +106,7 @@ pub fn rollup<'a>(records: impl IntoIterator<Item = RecordUse<'a>>) -> BTreeMap<
                     Dimension::Cluster => r.cluster,
                     Dimension::GpuModel => r.gpu_model.unwrap_or_default(),
                 };
-                let sum = sums
-                    .entry(RollupKey { dimension, period, project: project.to_owned(), key: key.to_owned() })
-                    .or_default();
+                let sum = sums.entry(RollupKey { dimension, period, project: project.to_owned(), key: key.to_owned() }).or_default();
                 sum.0 += seconds;
                 sum.1 += seconds * r.gpu_count.max(0);
             }
@@ -166,7 +164,10 @@ mod tests {
     fn windows() {
         let p = plan_window(t("2026-01-15T00:00:00Z"), t("2026-04-02T00:00:00Z"));
         assert_eq!(p.months, Some((t("2026-02-01T00:00:00Z"), t("2026-04-01T00:00:00Z"))));
-        assert_eq!(p.raw, vec![(t("2026-01-15T00:00:00Z"), t("2026-02-01T00:00:00Z")), (t("2026-04-01T00:00:00Z"), t("2026-04-02T00:00:00Z"))]);
+        assert_eq!(
+            p.raw,
+            vec![(t("2026-01-15T00:00:00Z"), t("2026-02-01T00:00:00Z")), (t("2026-04-01T00:00:00Z"), t("2026-04-02T00:00:00Z"))]
+        );
         let aligned = plan_window(t("2026-01-01T00:00:00Z"), t("2026-03-01T00:00:00Z"));
         assert_eq!(aligned.months, Some((t("2026-01-01T00:00:00Z"), t("2026-03-01T00:00:00Z"))));
         assert!(aligned.raw.is_empty());

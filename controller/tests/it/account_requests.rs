@@ -24,7 +24,11 @@ async fn anonymous(ctx: &TestContext, body: &Value) -> (u16, Value) {
 
 async fn with_classes() -> TestContext {
     let policy = PolicyConfig { classes: [("student".to_owned(), ClassRules::default())].into(), ..PolicyConfig::default() };
-    TestContext::empty_configured(Config { policy, ..Config::default() }, std::sync::Arc::new(ferrum_controller::app::conductor::SimConductor)).await
+    TestContext::empty_configured(
+        Config { policy, ..Config::default() },
+        std::sync::Arc::new(ferrum_controller::app::conductor::SimConductor),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -58,7 +62,10 @@ async fn request_approval_and_the_new_token_works() {
     // and the quota the admin gave.
     let projects = ctx.get("/api/v1/projects", &token).await.expect(200);
     assert_eq!(projects[0]["name"], "p-thesis");
-    assert_eq!((projects[0]["manager"].as_str(), projects[0]["class"].as_str(), projects[0]["quota_node_hours"].as_i64()), (Some("lea"), Some("student"), Some(200)));
+    assert_eq!(
+        (projects[0]["manager"].as_str(), projects[0]["class"].as_str(), projects[0]["quota_node_hours"].as_i64()),
+        (Some("lea"), Some("student"), Some(200))
+    );
     ctx.post(&format!("/api/v1/account-requests/{id}/approve"), &ctx.admin, json!({})).await.error(409, "conflict");
 
     // The token books nodes in the new project.
@@ -126,8 +133,14 @@ async fn rejection_keeps_the_reason_and_creates_nobody() {
     let id = accepted["id"].as_i64().expect("id");
     let msg = ctx.post(&format!("/api/v1/account-requests/{id}/reject"), &ctx.admin, json!({"reason": ""})).await.error(400, "bad_request");
     assert!(msg.starts_with("reason:"), "{msg}");
-    let rejected = ctx.post(&format!("/api/v1/account-requests/{id}/reject"), &ctx.admin, json!({"reason": "no affiliation we know"})).await.expect(200);
-    assert_eq!((rejected["state"].as_str(), rejected["reason"].as_str(), rejected["decided_by"].as_str()), (Some("rejected"), Some("no affiliation we know"), Some("admin")));
+    let rejected = ctx
+        .post(&format!("/api/v1/account-requests/{id}/reject"), &ctx.admin, json!({"reason": "no affiliation we know"}))
+        .await
+        .expect(200);
+    assert_eq!(
+        (rejected["state"].as_str(), rejected["reason"].as_str(), rejected["decided_by"].as_str()),
+        (Some("rejected"), Some("no affiliation we know"), Some("admin"))
+    );
     let users = ctx.get("/api/v1/users", &ctx.admin).await.expect(200);
     assert!(users.as_array().expect("users").iter().all(|u| u["name"] != "mallory"), "{users}");
     ctx.post(&format!("/api/v1/account-requests/{id}/approve"), &ctx.admin, json!({})).await.error(409, "conflict");
@@ -141,11 +154,18 @@ async fn managers_add_members_and_admins_change_quotas() {
     ctx.user("ana", "p-other").await;
     // Only admins change a project.
     ctx.patch("/api/v1/projects/p-team", &lea, json!({"manager": "lea"})).await.error(403, "forbidden");
-    let p = ctx.patch("/api/v1/projects/p-team", &ctx.admin, json!({"manager": "lea", "quota_node_hours": 300, "class": "student"})).await.expect(200);
+    let p = ctx
+        .patch("/api/v1/projects/p-team", &ctx.admin, json!({"manager": "lea", "quota_node_hours": 300, "class": "student"}))
+        .await
+        .expect(200);
     assert_eq!((p["manager"].as_str(), p["quota_node_hours"].as_i64()), (Some("lea"), Some(300)));
     ctx.patch("/api/v1/projects/p-team", &ctx.admin, json!({"class": "professor"})).await.error(400, "bad_request");
     let cleared = ctx.patch("/api/v1/projects/p-team", &ctx.admin, json!({"quota_node_hours": null})).await.expect(200);
-    assert_eq!((cleared["quota_node_hours"].clone(), cleared["class"].as_str()), (Value::Null, Some("student")), "null clears, absent stays");
+    assert_eq!(
+        (cleared["quota_node_hours"].clone(), cleared["class"].as_str()),
+        (Value::Null, Some("student")),
+        "null clears, absent stays"
+    );
 
     // The manager adds and removes members; a plain member cannot.
     ctx.post("/api/v1/projects/p-team/members", &tom, json!({"user": "ana"})).await.error(403, "forbidden");
@@ -158,5 +178,8 @@ async fn managers_add_members_and_admins_change_quotas() {
     let actions: Vec<&str> = audit.as_array().expect("entries").iter().filter_map(|e| e["action"].as_str()).collect();
     assert_eq!(actions, ["project.member_remove", "project.member_add", "project.update", "project.update", "project.create"]);
     let quota_change = &audit[3]["detail"];
-    assert_eq!((quota_change["from"]["quota_node_hours"].clone(), quota_change["to"]["quota_node_hours"].as_i64()), (Value::Null, Some(300)));
+    assert_eq!(
+        (quota_change["from"]["quota_node_hours"].clone(), quota_change["to"]["quota_node_hours"].as_i64()),
+        (Value::Null, Some(300))
+    );
 }

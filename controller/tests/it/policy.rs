@@ -42,9 +42,11 @@ async fn quota_refusals_name_the_rule_and_the_numbers() {
     let alice = member(&ctx, "alice", "p-small", None, Some(10)).await;
 
     // 2 nodes for 3h now: 6 of 10 node-hours.
-    let first = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["chifflot-1", "chifflot-2"]}, "duration": "3h"})).await.expect(201);
+    let first =
+        ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["chifflot-1", "chifflot-2"]}, "duration": "3h"})).await.expect(201);
     ctx.wait_lease_state(id(&first), &alice, "active").await;
-    let refused = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 2}, "start": at(Duration::hours(5)), "duration": "3h"})).await;
+    let refused =
+        ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 2}, "start": at(Duration::hours(5)), "duration": "3h"})).await;
     let msg = refused.error(403, "forbidden");
     assert_eq!(msg, "policy 'quota': project 'p-small' has 4 of 10 node-hours left this month (2026-11); this lease needs 6");
 
@@ -57,7 +59,10 @@ async fn quota_refusals_name_the_rule_and_the_numbers() {
         .expect(201);
     // 2 + 6 = 8: an extension by 1h (2 node-hours) fits, one more does not.
     ctx.patch(&format!("/api/v1/leases/{}", id(&second)), &alice, json!({"end": at(Duration::hours(9))})).await.expect(200);
-    let msg = ctx.patch(&format!("/api/v1/leases/{}", id(&second)), &alice, json!({"end": at(Duration::hours(10))})).await.error(403, "forbidden");
+    let msg = ctx
+        .patch(&format!("/api/v1/leases/{}", id(&second)), &alice, json!({"end": at(Duration::hours(10))}))
+        .await
+        .error(403, "forbidden");
     assert_eq!(msg, "policy 'quota': project 'p-small' has 0 of 10 node-hours left this month (2026-11); this extension needs 2");
     let unchanged = ctx.lease(id(&second), &alice).await;
     assert_eq!(unchanged["end"], z(Duration::hours(9)), "a refused extension changes nothing");
@@ -86,7 +91,12 @@ async fn class_limits_exotic_hardware_and_peak_hours() {
         }),
         classes: [(
             "student".to_owned(),
-            ClassRules { max_duration: Some(StdDuration::from_secs(2 * 3600)), max_nodes: Some(3), exotic: Some(false), peak_max_nodes: Some(1) },
+            ClassRules {
+                max_duration: Some(StdDuration::from_secs(2 * 3600)),
+                max_nodes: Some(3),
+                exotic: Some(false),
+                peak_max_nodes: Some(1),
+            },
         )]
         .into(),
         ..PolicyConfig::default()
@@ -94,9 +104,18 @@ async fn class_limits_exotic_hardware_and_peak_hours() {
     let ctx = with_policy(policy).await;
     let sam = member(&ctx, "sam", "p-students", Some("student"), None).await;
     let cases = [
-        (json!({"nodes": {"count": 4}, "start": at(Duration::hours(12)), "duration": "1h"}), "policy 'max_nodes': leases of class 'student' hold at most 3 node(s); this one asks for 4"),
-        (json!({"nodes": {"count": 1}, "start": at(Duration::hours(12)), "duration": "3h"}), "policy 'max_duration': leases of class 'student' last at most 2h; this one would last 3h"),
-        (json!({"nodes": {"count": 1, "filter": "accel_type = 'fpga'"}, "exotic": true, "start": at(Duration::hours(12)), "duration": "1h"}), "policy 'exotic': project 'p-students' (class 'student') may not use exotic (prototype) hardware"),
+        (
+            json!({"nodes": {"count": 4}, "start": at(Duration::hours(12)), "duration": "1h"}),
+            "policy 'max_nodes': leases of class 'student' hold at most 3 node(s); this one asks for 4",
+        ),
+        (
+            json!({"nodes": {"count": 1}, "start": at(Duration::hours(12)), "duration": "3h"}),
+            "policy 'max_duration': leases of class 'student' last at most 2h; this one would last 3h",
+        ),
+        (
+            json!({"nodes": {"count": 1, "filter": "accel_type = 'fpga'"}, "exotic": true, "start": at(Duration::hours(12)), "duration": "1h"}),
+            "policy 'exotic': project 'p-students' (class 'student') may not use exotic (prototype) hardware",
+        ),
     ];
     for (body, expected) in cases {
         assert_eq!(ctx.post("/api/v1/leases", &sam, body.clone()).await.error(403, "forbidden"), expected, "{body}");
@@ -128,13 +147,19 @@ async fn large_leases_wait_for_approval_then_run() {
     assert!(msg.starts_with("policy 'approval': this lease waits for an admin's approval: 12 node-hours is above the approval threshold of 10 node-hours, and must start at least 1h ahead"), "{msg}");
 
     let big = ctx
-        .post("/api/v1/leases", &alice, json!({"nodes": {"names": ["chifflot-1", "chifflot-2"]}, "start": at(Duration::hours(2)), "duration": "6h"}))
+        .post(
+            "/api/v1/leases",
+            &alice,
+            json!({"nodes": {"names": ["chifflot-1", "chifflot-2"]}, "start": at(Duration::hours(2)), "duration": "6h"}),
+        )
         .await
         .expect(201);
     assert_eq!(big["state"], "awaiting_approval");
     assert!(big["reason"].as_str().is_some_and(|r| r.contains("12 node-hours")), "{big}");
     // Its slot is held tentatively.
-    let taken = ctx.post("/api/v1/leases", &bob, json!({"nodes": {"names": ["chifflot-1"]}, "start": at(Duration::hours(3)), "duration": "1h"})).await;
+    let taken = ctx
+        .post("/api/v1/leases", &bob, json!({"nodes": {"names": ["chifflot-1"]}, "start": at(Duration::hours(3)), "duration": "1h"}))
+        .await;
     assert_eq!(taken.status, 409, "{:?}", taken.body);
     // An as-soon-as-possible large request is placed after the notice.
     let asap = ctx.post("/api/v1/leases", &bob, json!({"nodes": {"count": 3}, "duration": "4h"})).await.expect(201);
@@ -144,7 +169,8 @@ async fn large_leases_wait_for_approval_then_run() {
     for token in [&alice, &bob] {
         ctx.post(&format!("/api/v1/leases/{}/approve", id(&big)), token, json!({})).await.error(403, "forbidden");
     }
-    let approved = ctx.post(&format!("/api/v1/leases/{}/approve", id(&big)), &ctx.admin, json!({"reason": "ok for the paper"})).await.expect(200);
+    let approved =
+        ctx.post(&format!("/api/v1/leases/{}/approve", id(&big)), &ctx.admin, json!({"reason": "ok for the paper"})).await.expect(200);
     assert_eq!(approved["state"], "pending");
     let seen = ctx.lease(id(&big), &alice).await;
     assert_eq!(seen["reason"], "approved by admin: ok for the paper", "the requester sees the decision");
@@ -175,20 +201,37 @@ async fn a_rejected_request_frees_only_what_it_held() {
         .await
         .expect(201);
     let big = ctx
-        .post("/api/v1/leases", &alice, json!({"nodes": {"names": ["chifflot-1", "chifflot-2"]}, "start": at(Duration::hours(2)), "duration": "6h"}))
+        .post(
+            "/api/v1/leases",
+            &alice,
+            json!({"nodes": {"names": ["chifflot-1", "chifflot-2"]}, "start": at(Duration::hours(2)), "duration": "6h"}),
+        )
         .await
         .expect(201);
     assert_eq!(big["state"], "awaiting_approval");
-    let rejected = ctx.post(&format!("/api/v1/leases/{}/reject", id(&big)), &ctx.admin, json!({"reason": "too big for a student"})).await.expect(200);
-    assert_eq!((rejected["state"].as_str(), rejected["reason"].as_str()), (Some("rejected"), Some("rejected by admin: too big for a student")));
+    let rejected =
+        ctx.post(&format!("/api/v1/leases/{}/reject", id(&big)), &ctx.admin, json!({"reason": "too big for a student"})).await.expect(200);
+    assert_eq!(
+        (rejected["state"].as_str(), rejected["reason"].as_str()),
+        (Some("rejected"), Some("rejected by admin: too big for a student"))
+    );
     ctx.post(&format!("/api/v1/leases/{}/approve", id(&big)), &ctx.admin, json!({})).await.error(409, "conflict");
     // The other lease is as it was; the rejected slot is free again.
     let other = ctx.lease(id(&small), &bob).await;
-    assert_eq!((other["state"].as_str(), other["start"].as_str(), other["nodes"].clone()), (Some("pending"), Some(z(Duration::hours(2)).as_str()), json!(["chifflot-3"])));
-    ctx.post("/api/v1/leases", &bob, json!({"nodes": {"names": ["chifflot-1", "chifflot-3"]}, "start": at(Duration::hours(4)), "duration": "1h"}))
+    assert_eq!(
+        (other["state"].as_str(), other["start"].as_str(), other["nodes"].clone()),
+        (Some("pending"), Some(z(Duration::hours(2)).as_str()), json!(["chifflot-3"]))
+    );
+    ctx.post(
+        "/api/v1/leases",
+        &bob,
+        json!({"nodes": {"names": ["chifflot-1", "chifflot-3"]}, "start": at(Duration::hours(4)), "duration": "1h"}),
+    )
+    .await
+    .expect(201);
+    ctx.post("/api/v1/leases", &bob, json!({"nodes": {"names": ["chifflot-3"]}, "start": at(Duration::hours(2)), "duration": "1h"}))
         .await
-        .expect(201);
-    ctx.post("/api/v1/leases", &bob, json!({"nodes": {"names": ["chifflot-3"]}, "start": at(Duration::hours(2)), "duration": "1h"})).await.error(409, "conflict");
+        .error(409, "conflict");
 }
 
 /// node-seconds per key of a usage report.
@@ -197,7 +240,9 @@ fn by_key(report: &Value) -> Vec<(String, i64, i64)> {
         .as_array()
         .expect("rows")
         .iter()
-        .map(|r| (r["key"].as_str().expect("key").to_owned(), r["node_seconds"].as_i64().expect("n"), r["gpu_seconds"].as_i64().expect("g")))
+        .map(|r| {
+            (r["key"].as_str().expect("key").to_owned(), r["node_seconds"].as_i64().expect("n"), r["gpu_seconds"].as_i64().expect("g"))
+        })
         .collect()
 }
 
@@ -209,8 +254,12 @@ async fn usage_equals_hand_computed_node_hours() {
     const H: i64 = 3600;
 
     // t0: alice takes chifflot-1,2 for 2h; bob takes chifflot-3 besteffort.
-    let l1 = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["chifflot-1", "chifflot-2"]}, "duration": "2h"})).await.expect(201);
-    let l2 = ctx.post("/api/v1/leases", &bob, json!({"nodes": {"names": ["chifflot-3"]}, "duration": "10h", "type": "besteffort"})).await.expect(201);
+    let l1 =
+        ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["chifflot-1", "chifflot-2"]}, "duration": "2h"})).await.expect(201);
+    let l2 = ctx
+        .post("/api/v1/leases", &bob, json!({"nodes": {"names": ["chifflot-3"]}, "duration": "10h", "type": "besteffort"}))
+        .await
+        .expect(201);
     ctx.wait_lease_state(id(&l1), &alice, "active").await;
     ctx.wait_lease_state(id(&l2), &bob, "active").await;
 
@@ -238,11 +287,15 @@ async fn usage_equals_hand_computed_node_hours() {
     assert_eq!(by_key(&users), vec![("alice".into(), 3 * H, 6 * H), ("bob".into(), H, 2 * H)]);
     let clusters = ctx.get(&format!("/api/v1/usage?{window}&group_by=cluster"), &ctx.admin).await.expect(200);
     assert_eq!(by_key(&clusters), vec![("chifflot".into(), 4 * H, 8 * H)]);
-    let model = ctx.get("/api/v1/nodes/chifflot-1", &ctx.admin).await.expect(200)["properties"]["gpu_model"].as_str().expect("gpu_model").to_owned();
+    let model = ctx.get("/api/v1/nodes/chifflot-1", &ctx.admin).await.expect(200)["properties"]["gpu_model"]
+        .as_str()
+        .expect("gpu_model")
+        .to_owned();
     let models = ctx.get(&format!("/api/v1/usage?{window}&group_by=gpu_model"), &ctx.admin).await.expect(200);
     assert_eq!(by_key(&models), vec![(model.clone(), 4 * H, 8 * H)]);
     // A window cutting the first hour in half.
-    let half = ctx.get(&format!("/api/v1/usage?from={}&to={}", z(Duration::minutes(30)), z(Duration::hours(1))), &ctx.admin).await.expect(200);
+    let half =
+        ctx.get(&format!("/api/v1/usage?from={}&to={}", z(Duration::minutes(30)), z(Duration::hours(1))), &ctx.admin).await.expect(200);
     assert_eq!(by_key(&half), vec![("p-other".into(), H / 2, H), ("p-vision".into(), H, 2 * H)]);
 
     // Users read their own projects' usage only.
@@ -258,7 +311,14 @@ async fn usage_equals_hand_computed_node_hours() {
         .as_array()
         .expect("records")
         .iter()
-        .map(|r| (r["lease"].as_i64().expect("lease"), r["node"].as_str().expect("node").into(), r["start"].as_str().expect("s").into(), r["end"].as_str().expect("e").into()))
+        .map(|r| {
+            (
+                r["lease"].as_i64().expect("lease"),
+                r["node"].as_str().expect("node").into(),
+                r["start"].as_str().expect("s").into(),
+                r["end"].as_str().expect("e").into(),
+            )
+        })
         .collect();
     let (s0, s1, s2) = (z(Duration::zero()), z(Duration::hours(1)), z(Duration::hours(2)));
     assert_eq!(
@@ -276,11 +336,15 @@ async fn usage_equals_hand_computed_node_hours() {
     assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
     let text = csv.text().await.expect("body");
     assert_eq!(text, "key,node_hours,gpu_hours,node_seconds,gpu_seconds\np-other,1.0,2.0,3600,7200\np-vision,3.0,6.0,10800,21600\n");
-    let csv = ctx.client.get(format!("{}/api/v1/usage/records?{window}&format=csv", ctx.url)).bearer_auth(&ctx.admin).send().await.expect("csv");
+    let csv =
+        ctx.client.get(format!("{}/api/v1/usage/records?{window}&format=csv", ctx.url)).bearer_auth(&ctx.admin).send().await.expect("csv");
     let text = csv.text().await.expect("body");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 5, "{text}");
-    assert_eq!(lines[0], "id,lease,user,project,node,site,cluster,gpu_model,gpu_count,lease_type,reserved_start,reserved_end,start,end,node_hours");
+    assert_eq!(
+        lines[0],
+        "id,lease,user,project,node,site,cluster,gpu_model,gpu_count,lease_type,reserved_start,reserved_end,start,end,node_hours"
+    );
     assert!(lines[1].ends_with(&format!(",{model},2,default,{s0},{s2},{s0},{s1},1.0")), "{}", lines[1]);
     // An empty period still has the header.
     let empty = ctx.client.get(format!("{}/api/v1/usage?from=2020-01-01T00:00:00Z&to=2020-02-01T00:00:00Z&format=csv", ctx.url));

@@ -179,8 +179,20 @@ fn policy_approval_usage_and_audit_from_the_cli() {
     // A student asks for an account without a token; an admin approves;
     // the token printed last works.
     let ask = [
-        "account", "request", "--name", "lea", "--email", "lea@univ-lille.fr", "--affiliation", "Université de Lille", "--project",
-        "p-thesis", "--class", "student", "--motivation", "Master's thesis on GPU scheduling",
+        "account",
+        "request",
+        "--name",
+        "lea",
+        "--email",
+        "lea@univ-lille.fr",
+        "--affiliation",
+        "Université de Lille",
+        "--project",
+        "p-thesis",
+        "--class",
+        "student",
+        "--motivation",
+        "Master's thesis on GPU scheduling",
     ];
     let out = server.ferrum("", &ask);
     assert!(out.status.success(), "{}", stderr(&out));

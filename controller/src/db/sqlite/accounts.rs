@@ -29,7 +29,8 @@ fn request_from_row(r: &SqliteRow) -> DbResult<AccountRequestRow> {
 }
 
 pub(super) async fn insert_request(pool: &SqlitePool, r: &NewAccountRequest) -> DbResult<AccountRequestRow> {
-    let taken: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE name = ?").bind(&r.name).fetch_optional(pool).await.map_err(db)?;
+    let taken: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM users WHERE name = ?").bind(&r.name).fetch_optional(pool).await.map_err(db)?;
     if taken.is_some() {
         return Err(DbError::AlreadyExists { what: "user", name: r.name.clone() });
     }
@@ -73,18 +74,27 @@ pub(super) async fn request(pool: &SqlitePool, id: i64) -> DbResult<AccountReque
 }
 
 /// Marks a pending request decided (compare-and-swap on `pending`).
-async fn decide_in(tx: &mut Transaction<'static, Sqlite>, id: i64, state: &str, by: &str, reason: Option<&str>, at: Seconds) -> DbResult<()> {
-    let done = sqlx::query("UPDATE account_requests SET state = ?, decided_by = ?, reason = ?, decided_at = ? WHERE id = ? AND state = 'pending'")
-        .bind(state)
-        .bind(by)
-        .bind(reason)
-        .bind(at)
-        .bind(id)
-        .execute(&mut **tx)
-        .await
-        .map_err(db)?;
+async fn decide_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: i64,
+    state: &str,
+    by: &str,
+    reason: Option<&str>,
+    at: Seconds,
+) -> DbResult<()> {
+    let done =
+        sqlx::query("UPDATE account_requests SET state = ?, decided_by = ?, reason = ?, decided_at = ? WHERE id = ? AND state = 'pending'")
+            .bind(state)
+            .bind(by)
+            .bind(reason)
+            .bind(at)
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
     if done.rows_affected() == 0 {
-        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM account_requests WHERE id = ?").bind(id).fetch_optional(&mut **tx).await.map_err(db)?;
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM account_requests WHERE id = ?").bind(id).fetch_optional(&mut **tx).await.map_err(db)?;
         return Err(match exists {
             Some(_) => DbError::Raced { what: "account request (already decided)" },
             None => DbError::NotFound { what: "account request", name: id.to_string() },
@@ -106,7 +116,8 @@ pub(super) async fn approve_in(tx: &mut Transaction<'static, Sqlite>, id: i64, a
         .fetch_one(&mut **tx)
         .await
         .map_err(|e| if is_unique_violation(&e) { DbError::AlreadyExists { what: "user", name: r.name.clone() } } else { db(e) })?;
-    let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM projects WHERE name = ?").bind(&r.project).fetch_optional(&mut **tx).await.map_err(db)?;
+    let existing: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM projects WHERE name = ?").bind(&r.project).fetch_optional(&mut **tx).await.map_err(db)?;
     let project = match existing {
         Some(p) => p,
         None => sqlx::query_scalar(
@@ -121,7 +132,12 @@ pub(super) async fn approve_in(tx: &mut Transaction<'static, Sqlite>, id: i64, a
         .await
         .map_err(db)?,
     };
-    sqlx::query("INSERT INTO project_members (project_id, user_id) VALUES (?, ?)").bind(project).bind(user).execute(&mut **tx).await.map_err(db)?;
+    sqlx::query("INSERT INTO project_members (project_id, user_id) VALUES (?, ?)")
+        .bind(project)
+        .bind(user)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
     sqlx::query("INSERT INTO api_tokens (user_id, token_sha256, created_at) VALUES (?, ?, ?)")
         .bind(user)
         .bind(&a.token_sha256)
@@ -194,7 +210,12 @@ pub(super) async fn set_member(pool: &SqlitePool, project: &str, user: &str, mem
     sqlx::query(sql).bind(p).bind(u).execute(pool).await.map_err(db)?;
     if !member {
         // A manager who leaves stops managing.
-        sqlx::query("UPDATE projects SET manager_id = NULL WHERE id = ? AND manager_id = ?").bind(p).bind(u).execute(pool).await.map_err(db)?;
+        sqlx::query("UPDATE projects SET manager_id = NULL WHERE id = ? AND manager_id = ?")
+            .bind(p)
+            .bind(u)
+            .execute(pool)
+            .await
+            .map_err(db)?;
     }
     Ok(())
 }

@@ -246,7 +246,13 @@ pub(super) async fn records(pool: &SqlitePool, scope: &UsageScope, after_id: i64
     rows.iter().map(record_from_row).collect()
 }
 
-pub(super) async fn booked_seconds(pool: &SqlitePool, project: ProjectId, from: Seconds, to: Seconds, except: Option<LeaseId>) -> DbResult<i64> {
+pub(super) async fn booked_seconds(
+    pool: &SqlitePool,
+    project: ProjectId,
+    from: Seconds,
+    to: Seconds,
+    except: Option<LeaseId>,
+) -> DbResult<i64> {
     sqlx::query_scalar(
         r#"SELECT COALESCE(SUM(MIN(ln."end", ?3) - MAX(ln.start, ?2)), 0) FROM lease_nodes ln JOIN leases l ON l.id = ln.lease_id
            WHERE l.project_id = ?1 AND l.lease_type != 'besteffort' AND ln."end" > ?2 AND ln.start < ?3 AND l.id != COALESCE(?4, -1)"#,
