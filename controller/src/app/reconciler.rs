@@ -96,8 +96,13 @@ impl App {
         for l in self.store.leases_needing_action(now).await? {
             let input = match l.state {
                 LeaseState::AwaitingApproval if l.start <= now => {
-                    self.expire_unapproved(l.id).await?;
-                    report.leases_finished += 1;
+                    // An admin deciding at the same moment wins; the next
+                    // pass sees the lease in its new state.
+                    match self.expire_unapproved(l.id).await {
+                        Ok(_) => report.leases_finished += 1,
+                        Err(super::AppError::Conflict { message, .. }) => tracing::info!(lease = %l.id, %message, "lease decided meanwhile"),
+                        Err(e) => return Err(e),
+                    }
                     continue;
                 }
                 LeaseState::Pending if l.start <= now => LeaseInput::StartTimeReached,
