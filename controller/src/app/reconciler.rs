@@ -100,7 +100,9 @@ impl App {
                     // pass sees the lease in its new state.
                     match self.expire_unapproved(l.id).await {
                         Ok(_) => report.leases_finished += 1,
-                        Err(super::AppError::Conflict { message, .. }) => tracing::info!(lease = %l.id, %message, "lease decided meanwhile"),
+                        Err(super::AppError::Conflict { message, .. }) => {
+                            tracing::info!(lease = %l.id, %message, "lease decided meanwhile")
+                        }
                         Err(e) => return Err(e),
                     }
                     continue;
