@@ -8,6 +8,7 @@
 #     image's qemu-utils: LAB-NOTES §1) with the iPXE ROMs of ipxe-qemu
 #   - image building: cpio, kmod, e2fsprogs, fdisk, dosfstools, zstd,
 #     extlinux/syslinux, dropbear, openssh-client, debootstrap
+#   - PostgreSQL 15's server binaries (throw-away clusters on loopback)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -21,3 +22,8 @@ fi
 export FERRUM_SUSHY_EMULATOR="$venv/bin/sushy-emulator"
 
 cargo test --workspace --locked "$@"
+
+# The controller's integration suite again, on PostgreSQL: every test on a
+# fresh database of a throw-away cluster (controller/tests/it/harness.rs).
+echo "== the controller's integration suite on PostgreSQL"
+FERRUM_TEST_DATABASE=postgres cargo test -p ferrum-controller --test test_all --locked "$@"

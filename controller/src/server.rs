@@ -16,8 +16,6 @@ use crate::app::conductor::{Conductor, NodeConductor};
 use crate::app::power::{BmcConnector, RealBmcs};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::db::Datastore;
-use crate::db::sqlite::SqliteStore;
 use crate::http;
 
 /// The path of the first admin's token inside the data directory.
@@ -42,19 +40,25 @@ pub async fn open_with(
 ) -> anyhow::Result<Arc<App>> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let url = config.database_url();
-    let store: Arc<dyn Datastore> = if url.starts_with("sqlite:") {
-        Arc::new(SqliteStore::open(&url).await.with_context(|| format!("cannot open database {url}"))?)
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        anyhow::bail!("PostgreSQL is not supported by this build yet; use a sqlite:// URL (or none, for SQLite in the data directory)");
-    } else {
-        anyhow::bail!("database URL must start with sqlite:// (or postgres:// once supported)");
-    };
+    let store = crate::db::open(&url).await.with_context(|| format!("cannot open database {}", redact_url(&url)))?;
     let app = App::new(store, clock, config, conductor, bmcs);
     let token_path = admin_token_path(&app.config);
     if app.bootstrap_admin(&token_path).await? {
         tracing::info!(path = %token_path.display(), "first start: created user 'admin'; its API token is in this file (mode 0600)");
     }
     Ok(app)
+}
+
+/// A database URL without its password, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("<redacted>"));
+            u.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) => "<unparsable database URL>".to_owned(),
+    }
 }
 
 /// Serves the API on `listener` and runs the clock loop until `shutdown`

@@ -26,6 +26,7 @@ pub mod error;
 pub mod ferrumd;
 pub mod layout;
 pub mod netns;
+pub mod postgres;
 pub mod procs;
 pub mod qmp;
 pub mod reference;

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 
 use crate::model::{BootTarget, LeaseId, LeaseState, LeaseType, NodeId, NodeLifecycle, NodePolicy, ProjectId, Seconds, UserId};
 
+pub mod postgres;
 pub mod sqlite;
 
 /// Errors of the datastore. `Display` never repeats the source.
@@ -39,9 +40,23 @@ pub enum DbError {
     Sqlx(#[source] sqlx::Error),
     #[error("database migration failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error("database URL must start with sqlite:// or postgres://")]
+    UnknownBackend,
 }
 
 pub type DbResult<T> = Result<T, DbError>;
+
+/// Opens the store a database URL names (`sqlite://PATH`, `sqlite::memory:`
+/// or `postgres://...`) and runs its migrations.
+pub async fn open(url: &str) -> DbResult<std::sync::Arc<dyn Datastore>> {
+    if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(postgres::PgStore::open(url).await?))
+    } else {
+        Err(DbError::UnknownBackend)
+    }
+}
 
 /// Who is calling, as the store knows them (from a token).
 #[derive(Clone, Debug)]

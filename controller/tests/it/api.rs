@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::harness::TestContext;
+use super::harness::{TestContext, fresh_database};
 
 #[tokio::test]
 async fn malformed_bodies_are_400_naming_the_problem() {
@@ -90,14 +90,13 @@ fn openapi_document_is_current() {
 #[tokio::test]
 async fn migrations_run_on_an_empty_database() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("empty.db").display());
-    let store = ferrum_controller::db::sqlite::SqliteStore::open(&url).await.expect("migrations run on an empty database");
-    use ferrum_controller::db::Datastore;
+    let url = fresh_database(dir.path());
+    let store = ferrum_controller::db::open(&url).await.expect("migrations run on an empty database");
     assert_eq!(store.count_users().await.expect("query"), 0);
     assert_eq!(store.calendar_generation().await.expect("query"), 0);
     // Opening again (migrations already applied) is a no-op.
     drop(store);
-    ferrum_controller::db::sqlite::SqliteStore::open(&url).await.expect("re-open");
+    ferrum_controller::db::open(&url).await.expect("re-open");
 }
 
 /// The database refuses overlapping allocations by itself, whatever the
@@ -108,9 +107,7 @@ async fn the_database_refuses_double_booking() {
     use ferrum_controller::db::{DbError, NewLease, NodeWrite};
     use ferrum_controller::model::{LeaseState, LeaseType};
     let dir = tempfile::tempdir().expect("tempdir");
-    let store =
-        ferrum_controller::db::sqlite::SqliteStore::open(&format!("sqlite://{}", dir.path().join("t.db").display())).await.expect("open");
-    use ferrum_controller::db::Datastore;
+    let store = ferrum_controller::db::open(&fresh_database(dir.path())).await.expect("open");
     let node = |name: &str, mac: &str| NodeWrite {
         name: name.into(),
         site: "s".into(),

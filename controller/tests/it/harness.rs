@@ -48,6 +48,26 @@ pub async fn wait_until<T>(what: &str, limit: Duration, mut check: impl AsyncFnM
     }
 }
 
+/// The database a test's controller runs on: SQLite in its data directory
+/// (the default), or, with `FERRUM_TEST_DATABASE=postgres`, a fresh
+/// database on a throw-away PostgreSQL cluster started once for the test
+/// binary (and stopped when it exits). `scripts/test.sh` runs this suite
+/// both ways.
+pub fn fresh_database(dir: &std::path::Path) -> String {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static CLUSTER: OnceLock<ferrum_lab::postgres::Postgres> = OnceLock::new();
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    match std::env::var("FERRUM_TEST_DATABASE").as_deref() {
+        Err(_) | Ok("" | "sqlite") => format!("sqlite://{}", dir.join("ferrum.db").display()),
+        Ok("postgres") => {
+            let cluster = CLUSTER.get_or_init(|| ferrum_lab::postgres::Postgres::start().expect("throw-away PostgreSQL starts"));
+            cluster.create_database(&format!("t{}", NEXT.fetch_add(1, Ordering::Relaxed))).expect("test database created")
+        }
+        Ok(other) => panic!("FERRUM_TEST_DATABASE={other}: expected sqlite or postgres"),
+    }
+}
+
 /// A running controller.
 pub struct TestContext {
     pub url: String,
@@ -57,6 +77,8 @@ pub struct TestContext {
     pub dir: tempfile::TempDir,
     /// The simulated BMCs the controller's power loop talks to.
     pub bmcs: Arc<SimBmcs>,
+    /// The database URL the controller runs on.
+    pub database: String,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -121,7 +143,8 @@ impl TestContext {
         bmcs: Arc<SimBmcs>,
         config: Config,
     ) -> TestContext {
-        let config = Config { data_dir: dir.path().to_owned(), ..config };
+        let database = config.database.clone().unwrap_or_else(|| fresh_database(dir.path()));
+        let config = Config { data_dir: dir.path().to_owned(), database: Some(database.clone()), ..config };
         let app = server::open_with(config, clock, conductor, bmcs.clone()).await.expect("controller opens");
         let admin = std::fs::read_to_string(dir.path().join("admin.token")).expect("admin.token written").trim().to_owned();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
@@ -130,7 +153,7 @@ impl TestContext {
         let task = tokio::spawn(server::serve(app, listener, async move {
             let _ = stopped.await;
         }));
-        TestContext { url, admin, clock: handle, client: reqwest::Client::new(), dir, bmcs, stop: Some(stop), task: Some(task) }
+        TestContext { url, admin, clock: handle, client: reqwest::Client::new(), dir, bmcs, database, stop: Some(stop), task: Some(task) }
     }
 
     /// Stops the controller and starts a new one on the same database and
@@ -139,10 +162,15 @@ impl TestContext {
         self.shutdown().await;
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
         let handle = self.clock.clone();
-        let restarted =
-            Self::start_in(dir, Clock::Manual(handle.clone()), handle, Arc::new(SimConductor), self.bmcs.clone(), Config::default()).await;
+        let config = Config { database: Some(self.database.clone()), ..Config::default() };
+        let restarted = Self::start_in(dir, Clock::Manual(handle.clone()), handle, Arc::new(SimConductor), self.bmcs.clone(), config).await;
         assert_eq!(restarted.admin, self.admin, "the admin token survives a restart");
         restarted
+    }
+
+    /// A second handle on the controller's database.
+    pub async fn store(&self) -> Arc<dyn ferrum_controller::db::Datastore> {
+        ferrum_controller::db::open(&self.database).await.expect("the test database opens")
     }
 
     pub async fn shutdown(&mut self) {

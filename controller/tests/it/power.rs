@@ -95,7 +95,6 @@ async fn a_bmc_that_does_not_answer_makes_the_node_dead_until_it_answers_again()
 
 #[tokio::test]
 async fn queued_requests_survive_a_restart() {
-    use ferrum_controller::db::Datastore;
     let ctx = TestContext::empty().await;
     let url = "ipmi://admin:pw@10.9.0.4:623";
     let bmc = ctx.bmcs.bmc(&endpoint(url));
@@ -104,13 +103,12 @@ async fn queued_requests_survive_a_restart() {
     ctx.shutdown().await;
     // A request queued while no controller runs (as if it died right after
     // accepting it) is carried out by the next one.
-    let db = format!("sqlite://{}", ctx.dir.path().join("ferrum.db").display());
-    let store = ferrum_controller::db::sqlite::SqliteStore::open(&db).await.expect("open");
+    let store = ctx.store().await;
     let node = store.get_node("sim-4").await.expect("node");
     let id = store.enqueue_power(node.id, "on", "admin", 0).await.expect("queued");
     drop(store);
     let ctx = ctx.restart().await;
-    let store = ferrum_controller::db::sqlite::SqliteStore::open(&db).await.expect("open");
+    let store = ctx.store().await;
     wait_until("the queued request carried out", DEADLINE, async || {
         let state = store.power_request(id).await.expect("request").state;
         if state == "done" { Ok(()) } else { Err(state) }
