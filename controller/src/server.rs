@@ -61,24 +61,24 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// Serves the API on `listener` and runs the clock loop until `shutdown`
-/// resolves; then stops both and returns.
+/// Serves the API on `listener` and, while this replica leads, runs the
+/// background loops (clock, power, operations), until `shutdown` resolves;
+/// then stops everything and returns.
 pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let boot_services = start_boot_services(&app, stop_rx.clone())?;
-    let clock_loop = tokio::spawn(app.clone().run_clock_loop(stop_rx.clone()));
     let boot_hosts_loop = tokio::spawn(app.clone().run_boot_hosts_loop(stop_rx.clone()));
-    let power_loop = tokio::spawn(app.clone().run_power_loop(stop_rx.clone()));
-    let operations_loop = tokio::spawn(app.clone().run_operations_loop(stop_rx));
+    let changes = tokio::spawn(app.clone().run_change_listener(stop_rx.clone()));
+    // The clock, power and operations loops run while this replica leads.
+    let background = tokio::spawn(app.clone().run_background(stop_rx));
     let metrics = Arc::new(http::metrics::Metrics::new(app.clone()));
     let router = http::router(app, metrics);
     // The client address feeds the rate limit of account requests.
     let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
     stop_tx.send_replace(true);
-    clock_loop.await.context("clock loop panicked")?;
-    power_loop.await.context("power loop panicked")?;
-    operations_loop.await.context("operations loop panicked")?;
+    background.await.context("background loops panicked")?;
+    changes.await.context("change listener panicked")?;
     boot_hosts_loop.await.context("boot hosts loop panicked")?;
     if let Some(task) = boot_services {
         task.await.context("boot services panicked")?.context("boot services failed")?;

@@ -30,6 +30,7 @@ pub mod operations;
 pub mod policy;
 pub mod power;
 pub mod reconciler;
+pub mod replica;
 pub mod usage;
 
 pub use accounts::Actor;
@@ -109,6 +110,8 @@ pub struct App {
     pub(crate) ssh_key: std::sync::OnceLock<Arc<crate::ssh::ControllerKey>>,
     /// Account requests per client address (they need no token).
     pub(crate) account_requests_limit: account_requests::RequestLimiter,
+    /// Whether this replica runs the background loops now (`replica`).
+    pub(crate) leading: std::sync::atomic::AtomicBool,
 }
 
 impl App {
@@ -134,6 +137,7 @@ impl App {
             deploy_lock: Mutex::new(()),
             ssh_key: std::sync::OnceLock::new(),
             account_requests_limit: account_requests::limiter(),
+            leading: std::sync::atomic::AtomicBool::new(false),
         })
     }
 

@@ -534,9 +534,27 @@ pub struct UsageScope {
     pub projects: Option<Vec<String>>,
 }
 
+/// The right to run the background loops (clock, power, operations): held
+/// by exactly one replica at a time.
+#[async_trait]
+pub trait Leadership: Send {
+    /// Whether it is still held (PostgreSQL: the connection holding the
+    /// advisory lock still answers). `false` means: stop the loops now.
+    async fn holds(&mut self) -> bool;
+}
+
 /// The datastore. One implementation per database backend.
 #[async_trait]
 pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
+    // --- replicas -----------------------------------------------------------
+    /// Tries to become the replica that runs the background loops; `None`
+    /// while another replica holds it.
+    async fn try_lead(&self) -> DbResult<Option<Box<dyn Leadership>>>;
+    /// Names of the tables other processes changed, as they commit
+    /// (PostgreSQL: LISTEN/NOTIFY), so that this replica's loops and long
+    /// polls wake up; `None` for a store only one process writes.
+    async fn listen_changes(&self) -> DbResult<Option<tokio::sync::mpsc::Receiver<String>>>;
+
     // --- accounts -------------------------------------------------------
     async fn count_users(&self) -> DbResult<i64>;
     async fn create_project(&self, name: &str, class: Option<&str>, quota: Option<i64>, now: Seconds) -> DbResult<ProjectRow>;

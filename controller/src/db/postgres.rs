@@ -29,6 +29,44 @@ mod usage;
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
+    /// For the connections that are not the pool's: the leader's lock and
+    /// the change listener.
+    options: PgConnectOptions,
+}
+
+/// The advisory lock whose holder runs the background loops ("ferrum" in
+/// ASCII).
+const LEADER_LOCK: i64 = 0x6665_7272_756d;
+
+/// How long the leader waits for its lock connection to answer before it
+/// considers leadership lost.
+const LEADER_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The channel the change triggers notify (migration 0002).
+const CHANGES_CHANNEL: &str = "ferrum_changes";
+
+/// Leadership held through a session advisory lock on a connection of its
+/// own: if this process dies, its connection closes and PostgreSQL releases
+/// the lock at once; if the network fails, the server's TCP keepalives
+/// (set short on this session) release it within about 15 s, while this
+/// side stops leading as soon as a check fails (before another replica can
+/// take over).
+struct AdvisoryLeadership {
+    conn: Option<PgConnection>,
+}
+
+#[async_trait]
+impl Leadership for AdvisoryLeadership {
+    async fn holds(&mut self) -> bool {
+        let Some(conn) = self.conn.as_mut() else { return false };
+        let alive = tokio::time::timeout(LEADER_CHECK_TIMEOUT, sqlx::query_scalar!(r#"SELECT 1 AS "one!""#).fetch_one(&mut *conn)).await;
+        if matches!(alive, Ok(Ok(1))) {
+            return true;
+        }
+        // Whatever happened, this connection no longer proves anything.
+        self.conn = None;
+        false
+    }
 }
 
 /// SQLSTATE of an exclusion constraint violation.
@@ -352,11 +390,11 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(DbError::Sqlx)?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await.map_err(DbError::Migrate)?;
-        Ok(PgStore { pool })
+        Ok(PgStore { pool, options })
     }
 
     /// The connection pool (for the leader election, which holds one
@@ -616,6 +654,52 @@ async fn insert_operation_in(tx: &mut PgConnection, op: &NewOperation, deploymen
 
 #[async_trait]
 impl Datastore for PgStore {
+    async fn try_lead(&self) -> DbResult<Option<Box<dyn Leadership>>> {
+        use sqlx::Connection;
+        let mut conn = PgConnection::connect_with(&self.options).await.map_err(db)?;
+        // The server notices a vanished leader host within about 15 s.
+        sqlx::query!("SET tcp_keepalives_idle = 5").execute(&mut conn).await.map_err(db)?;
+        sqlx::query!("SET tcp_keepalives_interval = 2").execute(&mut conn).await.map_err(db)?;
+        sqlx::query!("SET tcp_keepalives_count = 5").execute(&mut conn).await.map_err(db)?;
+        let got =
+            sqlx::query_scalar!(r#"SELECT pg_try_advisory_lock($1) AS "got!""#, LEADER_LOCK).fetch_one(&mut conn).await.map_err(db)?;
+        if got {
+            Ok(Some(Box::new(AdvisoryLeadership { conn: Some(conn) })))
+        } else {
+            let _ = conn.close().await;
+            Ok(None)
+        }
+    }
+
+    async fn listen_changes(&self) -> DbResult<Option<tokio::sync::mpsc::Receiver<String>>> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await.map_err(db)?;
+        listener.listen(CHANGES_CHANNEL).await.map_err(db)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(async move {
+            loop {
+                // `recv` reconnects by itself after a lost connection
+                // (notifications sent meanwhile are lost: the loops' own
+                // ticks cover them).
+                match listener.recv().await {
+                    Ok(n) => {
+                        // A full channel already holds a wake-up.
+                        if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) = tx.try_send(n.payload().to_owned()) {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "change listener: connection lost");
+                        if tx.is_closed() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        Ok(Some(rx))
+    }
+
     async fn count_users(&self) -> DbResult<i64> {
         sqlx::query_scalar!(r#"SELECT COUNT(*) AS "n!" FROM users"#).fetch_one(&self.pool).await.map_err(db)
     }

@@ -482,8 +482,26 @@ async fn user_projects(pool: &SqlitePool, user: i64) -> DbResult<Vec<(ProjectId,
     rows.iter().map(|r| Ok((ProjectId(r.try_get(0).map_err(db)?), r.try_get(1).map_err(db)?))).collect()
 }
 
+/// SQLite is one process's database: that process always leads.
+struct SoleProcess;
+
+#[async_trait]
+impl Leadership for SoleProcess {
+    async fn holds(&mut self) -> bool {
+        true
+    }
+}
+
 #[async_trait]
 impl Datastore for SqliteStore {
+    async fn try_lead(&self) -> DbResult<Option<Box<dyn Leadership>>> {
+        Ok(Some(Box::new(SoleProcess)))
+    }
+
+    async fn listen_changes(&self) -> DbResult<Option<tokio::sync::mpsc::Receiver<String>>> {
+        Ok(None)
+    }
+
     async fn count_users(&self) -> DbResult<i64> {
         sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await.map_err(db)
     }

@@ -76,6 +76,10 @@ pub async fn serve(State(metrics): State<Arc<Metrics>>) -> Result<Response, ApiE
     }
     registry.register("nodes", "Nodes by state", nodes);
 
+    let leader = Gauge::<i64>::default();
+    leader.set(i64::from(metrics.app.is_leader()));
+    registry.register("leader", "1 when this replica runs the background loops (clock, power, operations)", leader);
+
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).map_err(|_| ApiError::bad_request("cannot encode metrics"))?;
     Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response())
