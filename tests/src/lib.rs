@@ -60,6 +60,18 @@ impl Ferrumd {
     /// `config` as the file's text, inside `netns` when given (the process
     /// is `ip netns exec`, which becomes ferrumd: same PID).
     pub fn start_with(netns: Option<&str>, config: &str, listen: &str) -> Ferrumd {
+        Ferrumd::spawn(netns, config, listen, &[])
+    }
+
+    /// Starts one replica on the shared database `database`
+    /// (`ferrumd --database URL --listen 127.0.0.1:0`). The first replica
+    /// on an empty database creates the admin; later ones have no
+    /// `admin.token` (their `admin_token` is empty).
+    pub fn start_replica(database: &str) -> Ferrumd {
+        Ferrumd::spawn(None, "", "127.0.0.1:0", &["--database", database])
+    }
+
+    fn spawn(netns: Option<&str>, config: &str, listen: &str, extra: &[&str]) -> Ferrumd {
         let data_dir = tempfile::tempdir().expect("tempdir");
         let config_path = data_dir.path().join("ferrumd.toml");
         std::fs::write(&config_path, config).expect("config written");
@@ -76,6 +88,7 @@ impl Ferrumd {
             .arg(&config_path)
             .args(["--listen", listen, "--data-dir"])
             .arg(data_dir.path())
+            .args(extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
@@ -99,7 +112,12 @@ impl Ferrumd {
                 panic!("ferrumd did not report its address within 60 s");
             }
         };
-        let admin_token = std::fs::read_to_string(data_dir.path().join("admin.token")).expect("admin.token").trim().to_owned();
+        let token_file = data_dir.path().join("admin.token");
+        let admin_token = match std::fs::read_to_string(&token_file) {
+            Ok(token) => token.trim().to_owned(),
+            Err(_) if !extra.is_empty() => String::new(),
+            Err(e) => panic!("{}: {e}", token_file.display()),
+        };
         Ferrumd { child, url: format!("http://{addr}"), admin_token, data_dir, netns: netns.map(str::to_owned) }
     }
 

@@ -6,3 +6,4 @@ mod concurrency;
 mod deploy;
 mod lab;
 mod pxe;
+mod replicas;
