@@ -89,7 +89,7 @@ impl Ferrumd {
             .args(["--listen", listen, "--data-dir"])
             .arg(data_dir.path())
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", std::env::var("FERRUM_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -98,7 +98,12 @@ impl Ferrumd {
         let stdout = child.stdout.take().expect("stdout piped");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
+            // FERRUM_TEST_LOG set: the controller's log goes on to stderr.
+            let echo = std::env::var_os("FERRUM_TEST_LOG").is_some();
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if echo {
+                    eprintln!("{line}");
+                }
                 if let Some(addr) = line.split("addr=").nth(1) {
                     let _ = tx.send(addr.split_whitespace().next().unwrap_or_default().to_owned());
                 }

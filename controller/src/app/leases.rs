@@ -235,7 +235,10 @@ impl App {
                     tracing::info!(lease = %row.id, owner = %actor.name, nodes = row.nodes.len(), start = row.start, end = row.end, "lease created");
                     return Ok(row);
                 }
-                Err(DbError::StaleCalendar | DbError::DoubleBooked | DbError::Raced { .. }) => {
+                Err(e @ (DbError::StaleCalendar | DbError::DoubleBooked | DbError::Raced { .. })) => {
+                    // Another writer (another replica) moved the calendar
+                    // since the cache was read: read it again and re-plan.
+                    tracing::debug!(error = %e, attempt = _attempt, "lease insertion raced; planning again");
                     cache.invalidate();
                     continue;
                 }
