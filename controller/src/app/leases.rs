@@ -174,6 +174,8 @@ impl App {
         }
 
         let mut cache = self.cache.lock().await;
+        // Other replicas' planners wait (PostgreSQL; see `planning_lock`).
+        let _planning = self.store.planning_lock().await?;
         for _attempt in 0..MAX_ATTEMPTS {
             cache.refresh(self.store.as_ref(), now).await?;
             let (count, candidates, filter_text) = match want {
@@ -303,6 +305,8 @@ impl App {
         let now = self.now();
         let horizon = i64::try_from(self.config.leases.max_horizon.as_secs()).unwrap_or(i64::MAX / 4);
         let mut cache = self.cache.lock().await;
+        // Other replicas' planners wait (PostgreSQL; see `planning_lock`).
+        let _planning = self.store.planning_lock().await?;
         for _attempt in 0..MAX_ATTEMPTS {
             let lease = self.get_lease(actor, id).await?;
             if !lease::holds_slot(lease.state) {
@@ -444,6 +448,8 @@ impl App {
     async fn change_lease(&self, id: LeaseId, input: LeaseInput, reason: &(dyn Fn(LeaseState) -> String + Sync)) -> AppResult<LeaseRow> {
         let now = self.now();
         let mut cache = self.cache.lock().await;
+        // Other replicas' planners wait (PostgreSQL; see `planning_lock`).
+        let _planning = self.store.planning_lock().await?;
         for _attempt in 0..MAX_ATTEMPTS {
             let lease = self.store.get_lease(id).await?;
             let (to, action) =

@@ -543,6 +543,17 @@ pub trait Leadership: Send {
     async fn holds(&mut self) -> bool;
 }
 
+/// Held while a replica plans a calendar change and writes it; dropping it
+/// lets the next planner in (PostgreSQL: a transaction holding an advisory
+/// transaction lock, rolled back on drop).
+pub struct PlanningLock(pub Box<dyn Send>);
+
+impl std::fmt::Debug for PlanningLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PlanningLock")
+    }
+}
+
 /// The datastore. One implementation per database backend.
 #[async_trait]
 pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
@@ -554,6 +565,13 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
     /// (PostgreSQL: LISTEN/NOTIFY), so that this replica's loops and long
     /// polls wake up; `None` for a store only one process writes.
     async fn listen_changes(&self) -> DbResult<Option<tokio::sync::mpsc::Receiver<String>>>;
+    /// Serialises calendar planning across replicas: a replica that plans
+    /// on its cache and then writes can always lose the race to another
+    /// replica's write (the write is then refused as stale and planned
+    /// again); under load that retry can lose every time. Planners holding
+    /// this lock never race each other. `None` where one process writes
+    /// (its in-process calendar lock suffices).
+    async fn planning_lock(&self) -> DbResult<Option<PlanningLock>>;
 
     // --- accounts -------------------------------------------------------
     async fn count_users(&self) -> DbResult<i64>;

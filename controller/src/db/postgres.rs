@@ -38,6 +38,9 @@ pub struct PgStore {
 /// ASCII).
 const LEADER_LOCK: i64 = 0x6665_7272_756d;
 
+/// The advisory lock calendar planners take (`planning_lock`).
+const PLANNING_LOCK: i64 = LEADER_LOCK + 1;
+
 /// How long the leader waits for its lock connection to answer before it
 /// considers leadership lost.
 const LEADER_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
@@ -669,6 +672,12 @@ impl Datastore for PgStore {
             let _ = conn.close().await;
             Ok(None)
         }
+    }
+
+    async fn planning_lock(&self) -> DbResult<Option<PlanningLock>> {
+        let mut tx = self.begin().await?;
+        sqlx::query!("SELECT pg_advisory_xact_lock($1)", PLANNING_LOCK).execute(&mut *tx).await.map_err(db)?;
+        Ok(Some(PlanningLock(Box::new(tx))))
     }
 
     async fn listen_changes(&self) -> DbResult<Option<tokio::sync::mpsc::Receiver<String>>> {

@@ -502,6 +502,10 @@ impl Datastore for SqliteStore {
         Ok(None)
     }
 
+    async fn planning_lock(&self) -> DbResult<Option<PlanningLock>> {
+        Ok(None)
+    }
+
     async fn count_users(&self) -> DbResult<i64> {
         sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await.map_err(db)
     }
