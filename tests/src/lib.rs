@@ -156,6 +156,46 @@ impl Drop for Ferrumd {
     }
 }
 
+/// Sends `count` copies of the lease request `body` at once, the i-th to
+/// `targets[i % len]` (a server URL and a token), and checks the answers of
+/// a race for one slot starting at `start` for `hours`: exactly one 201,
+/// every other a 409 whose `earliest_start` is the slot's end. Returns
+/// (won, lost).
+pub async fn race_for_one_slot(
+    targets: &[(String, String)],
+    body: &serde_json::Value,
+    count: usize,
+    start: &str,
+    hours: i64,
+) -> (usize, usize) {
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for i in 0..count {
+        let (url, token) = targets[i % targets.len()].clone();
+        let (client, body) = (client.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let resp = client.post(format!("{url}/api/v1/leases")).bearer_auth(token).json(&body).send().await.expect("request");
+            let status = resp.status().as_u16();
+            (status, resp.json::<serde_json::Value>().await.expect("json answer"))
+        }));
+    }
+    let expected_earliest = chrono::DateTime::parse_from_rfc3339(start).expect("start") + chrono::Duration::hours(hours);
+    let (mut won, mut lost) = (0, 0);
+    for t in tasks {
+        let (status, body) = t.await.expect("task");
+        match status {
+            201 => won += 1,
+            409 => {
+                lost += 1;
+                let earliest = body["error"]["earliest_start"].as_str().expect("409 carries earliest_start");
+                assert_eq!(chrono::DateTime::parse_from_rfc3339(earliest).expect("rfc3339"), expected_earliest, "{body}");
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    (won, lost)
+}
+
 /// Builds (once per test process; cached across runs under
 /// `~/.cache/ferrum`) what the virtual lab boots: the deploy ramdisk and
 /// the `tiny` environment. Returns the images directory.

@@ -46,6 +46,30 @@ pub enum DbError {
 
 pub type DbResult<T> = Result<T, DbError>;
 
+/// A JSON object stored as text, or `Corrupt` naming `what`.
+pub(crate) fn json_map(text: &str, what: &str) -> DbResult<serde_json::Map<String, serde_json::Value>> {
+    match serde_json::from_str(text) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        _ => Err(DbError::Corrupt(format!("{what} is not a JSON object"))),
+    }
+}
+
+/// A JSON object as stored text.
+pub(crate) fn to_json(m: &serde_json::Map<String, serde_json::Value>) -> String {
+    serde_json::Value::Object(m.clone()).to_string()
+}
+
+/// What a node transition does to the node's "needs a reset" mark: handed
+/// to a lease, it is dirty until a reset (or an enrolment, which resets a
+/// dirty node) brings it back to `available`; `None` leaves the mark.
+pub(crate) fn needs_reset_after(from: NodeLifecycle, to: NodeLifecycle) -> Option<bool> {
+    match (from, to) {
+        (_, NodeLifecycle::Reserved | NodeLifecycle::Deploying | NodeLifecycle::Deployed) => Some(true),
+        (NodeLifecycle::Resetting | NodeLifecycle::Enrolling, NodeLifecycle::Available) => Some(false),
+        _ => None,
+    }
+}
+
 /// Opens the store a database URL names (`sqlite://PATH`, `sqlite::memory:`
 /// or `postgres://...`) and runs its migrations.
 pub async fn open(url: &str) -> DbResult<std::sync::Arc<dyn Datastore>> {

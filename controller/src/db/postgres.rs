@@ -86,17 +86,6 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error().is_some_and(|d| d.is_unique_violation())
 }
 
-fn json_map(text: &str, what: &str) -> DbResult<serde_json::Map<String, serde_json::Value>> {
-    match serde_json::from_str(text) {
-        Ok(serde_json::Value::Object(m)) => Ok(m),
-        _ => Err(DbError::Corrupt(format!("{what} is not a JSON object"))),
-    }
-}
-
-fn to_json(m: &serde_json::Map<String, serde_json::Value>) -> String {
-    serde_json::Value::Object(m.clone()).to_string()
-}
-
 /// The effective properties: the reference's, overridden by the admins'.
 fn merged(reference: &serde_json::Map<String, serde_json::Value>, admin: &serde_json::Map<String, serde_json::Value>) -> String {
     let mut all = reference.clone();
@@ -1293,13 +1282,7 @@ impl Datastore for PgStore {
         let mut tx = self.begin().await?;
         let mut applied = 0;
         for t in transitions {
-            // Handed to a lease: dirty until a reset (or an enrolment,
-            // which resets a dirty node) brings it back to `available`.
-            let needs_reset = match (t.from, t.to) {
-                (_, NodeLifecycle::Reserved | NodeLifecycle::Deploying | NodeLifecycle::Deployed) => Some(true),
-                (NodeLifecycle::Resetting | NodeLifecycle::Enrolling, NodeLifecycle::Available) => Some(false),
-                _ => None,
-            };
+            let needs_reset = needs_reset_after(t.from, t.to);
             let r = sqlx::query!(
                 "UPDATE nodes SET state = $1, lease_id = $2, updated_at = $3, needs_reset = COALESCE($4, needs_reset) \
                  WHERE id = $5 AND state = $6",

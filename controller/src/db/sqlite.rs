@@ -49,17 +49,6 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error().is_some_and(|d| d.is_unique_violation())
 }
 
-fn json_map(text: &str, what: &str) -> DbResult<serde_json::Map<String, serde_json::Value>> {
-    match serde_json::from_str(text) {
-        Ok(serde_json::Value::Object(m)) => Ok(m),
-        _ => Err(DbError::Corrupt(format!("{what} is not a JSON object"))),
-    }
-}
-
-fn to_json(m: &serde_json::Map<String, serde_json::Value>) -> String {
-    serde_json::Value::Object(m.clone()).to_string()
-}
-
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://PATH` or
     /// `sqlite::memory:`) and runs the migrations.
@@ -818,13 +807,7 @@ impl Datastore for SqliteStore {
         let mut tx = self.begin_write().await?;
         let mut applied = 0;
         for t in transitions {
-            // Handed to a lease: dirty until a reset (or an enrolment,
-            // which resets a dirty node) brings it back to `available`.
-            let needs_reset = match (t.from, t.to) {
-                (_, NodeLifecycle::Reserved | NodeLifecycle::Deploying | NodeLifecycle::Deployed) => Some(true),
-                (NodeLifecycle::Resetting | NodeLifecycle::Enrolling, NodeLifecycle::Available) => Some(false),
-                _ => None,
-            };
+            let needs_reset = needs_reset_after(t.from, t.to);
             let r = sqlx::query(
                 "UPDATE nodes SET state = ?, lease_id = ?, updated_at = ?, needs_reset = COALESCE(?, needs_reset) WHERE id = ? AND state = ?",
             )

@@ -36,30 +36,8 @@ async fn hundred_concurrent_conflicting_requests_exactly_one_wins() {
 
     let start = (Utc::now() + Duration::hours(2)).format("%Y-%m-%dT%H:00:00Z").to_string();
     let body = json!({"nodes": {"names": ["chifflot-7", "chifflot-8"]}, "start": start, "duration": "3h"});
-    let mut tasks = Vec::new();
-    for i in 0..100 {
-        let (client, url, token, body) = (client.clone(), server.url.clone(), tokens[i % tokens.len()].clone(), body.clone());
-        tasks.push(tokio::spawn(async move {
-            let resp = client.post(format!("{url}/api/v1/leases")).bearer_auth(token).json(&body).send().await.expect("request");
-            let status = resp.status().as_u16();
-            (status, resp.json::<serde_json::Value>().await.expect("json answer"))
-        }));
-    }
-    let mut won = 0;
-    let mut lost = 0;
-    let expected_earliest = (chrono::DateTime::parse_from_rfc3339(&start).expect("start") + Duration::hours(3)).with_timezone(&Utc);
-    for t in tasks {
-        let (status, body) = t.await.expect("task");
-        match status {
-            201 => won += 1,
-            409 => {
-                lost += 1;
-                let earliest = body["error"]["earliest_start"].as_str().expect("409 carries earliest_start");
-                assert_eq!(chrono::DateTime::parse_from_rfc3339(earliest).expect("rfc3339"), expected_earliest, "{body}");
-            }
-            other => panic!("unexpected {other}: {body}"),
-        }
-    }
+    let targets: Vec<(String, String)> = tokens.iter().map(|t| (server.url.clone(), t.clone())).collect();
+    let (won, lost) = ferrum_tests::race_for_one_slot(&targets, &body, 100, &start, 3).await;
     assert_eq!((won, lost), (1, 99));
 
     // The database agrees: one lease on those nodes.

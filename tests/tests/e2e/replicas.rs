@@ -84,30 +84,9 @@ async fn hundred_conflicting_requests_over_three_replicas_exactly_one_wins() {
 
     let start = (Utc::now() + chrono::Duration::hours(2)).format("%Y-%m-%dT%H:00:00Z").to_string();
     let body = json!({"nodes": {"names": ["chifflot-7", "chifflot-8"]}, "start": start, "duration": "3h"});
-    let mut tasks = Vec::new();
-    for i in 0..100 {
-        let url = replicas.ferrumd[i % 3].url.clone();
-        let (client, token, body) = (client.clone(), tokens[i % tokens.len()].clone(), body.clone());
-        tasks.push(tokio::spawn(async move {
-            let resp = client.post(format!("{url}/api/v1/leases")).bearer_auth(token).json(&body).send().await.expect("request");
-            let status = resp.status().as_u16();
-            (status, resp.json::<Value>().await.expect("json answer"))
-        }));
-    }
-    let expected_earliest = chrono::DateTime::parse_from_rfc3339(&start).expect("start") + chrono::Duration::hours(3);
-    let (mut won, mut lost) = (0, 0);
-    for t in tasks {
-        let (status, body) = t.await.expect("task");
-        match status {
-            201 => won += 1,
-            409 => {
-                lost += 1;
-                let earliest = body["error"]["earliest_start"].as_str().expect("409 carries earliest_start");
-                assert_eq!(chrono::DateTime::parse_from_rfc3339(earliest).expect("rfc3339"), expected_earliest, "{body}");
-            }
-            other => panic!("unexpected {other}: {body}"),
-        }
-    }
+    // Request i goes to replica i mod 3 with token i mod 4.
+    let targets: Vec<(String, String)> = (0..12).map(|i| (replicas.ferrumd[i % 3].url.clone(), tokens[i % tokens.len()].clone())).collect();
+    let (won, lost) = ferrum_tests::race_for_one_slot(&targets, &body, 100, &start, 3).await;
     assert_eq!((won, lost), (1, 99));
 
     // Every replica reads the same calendar: one lease on those nodes.
