@@ -64,10 +64,15 @@ pub fn validate_name(what: &str, name: &str) -> AppResult<()> {
 impl App {
     /// Resolves a bearer token to its user.
     pub async fn authenticate(&self, token: &str) -> AppResult<Actor> {
-        match self.store.actor_by_token(&token_hash(token)).await? {
-            Some(actor) => Ok(actor.into()),
-            None => Err(AppError::Unauthenticated),
-        }
+        let generation = self.store.read_generation();
+        let hash = token_hash(token);
+        let read = async {
+            match self.store.actor_by_token(&hash).await? {
+                Some(actor) => Ok(actor),
+                None => Err(AppError::Unauthenticated),
+            }
+        };
+        Ok(ActorRow::clone(&*self.reads.tokens.get_or_read(generation, &hash, read).await?).into())
     }
 
     /// On an empty database, creates the user `admin` and writes its token

@@ -286,8 +286,12 @@ impl App {
         Ok(out)
     }
 
+    /// One lease, if `actor` may see it (from the read cache while nothing
+    /// was committed since it was read).
     pub async fn get_lease(&self, actor: &Actor, id: i64) -> AppResult<LeaseRow> {
-        visible(actor, self.store.get_lease(LeaseId(id)).await.map_err(not_found_as_404)?)
+        let generation = self.store.read_generation();
+        let row = self.reads.leases.get_or_read(generation, &id, self.store.get_lease(LeaseId(id))).await.map_err(not_found_as_404)?;
+        visible(actor, LeaseRow::clone(&row))
     }
 
     pub async fn list_leases(&self, actor: &Actor, state: Option<LeaseState>, all: bool) -> AppResult<Vec<LeaseRow>> {

@@ -29,6 +29,7 @@ pub mod nodes;
 pub mod operations;
 pub mod policy;
 pub mod power;
+pub(crate) mod reads;
 pub mod reconciler;
 pub mod replica;
 pub mod usage;
@@ -112,6 +113,8 @@ pub struct App {
     pub(crate) account_requests_limit: account_requests::RequestLimiter,
     /// Whether this replica runs the background loops now (`replica`).
     pub(crate) leading: std::sync::atomic::AtomicBool,
+    /// Cached answers of the hottest reads (SQLite only; see `reads`).
+    pub(crate) reads: reads::Reads,
 }
 
 impl App {
@@ -138,6 +141,7 @@ impl App {
             ssh_key: std::sync::OnceLock::new(),
             account_requests_limit: account_requests::limiter(),
             leading: std::sync::atomic::AtomicBool::new(false),
+            reads: reads::Reads::default(),
         })
     }
 

@@ -596,6 +596,13 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
     /// this lock never race each other. `None` where one process writes
     /// (its in-process calendar lock suffices).
     async fn planning_lock(&self) -> DbResult<Option<PlanningLock>>;
+    /// A number that moves after every commit this process can see, or
+    /// `None` where the store cannot tell (PostgreSQL: other replicas commit
+    /// too). The read caches (`app::reads`) keep an answer only while this
+    /// is `Some` and has not moved since before the answer was read.
+    fn read_generation(&self) -> Option<u64> {
+        None
+    }
 
     // --- accounts -------------------------------------------------------
     async fn count_users(&self) -> DbResult<i64>;

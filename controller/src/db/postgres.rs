@@ -840,16 +840,24 @@ impl Datastore for PgStore {
     }
 
     async fn actor_by_token(&self, token_sha256: &str) -> DbResult<Option<ActorRow>> {
+        // Every request asks this: one round trip for the user and their
+        // projects.
         let row = sqlx::query!(
-            "SELECT u.id, u.name, u.role FROM api_tokens t JOIN users u ON u.id = t.user_id \
-             WHERE t.token_sha256 = $1 AND t.revoked_at IS NULL",
+            r#"SELECT u.id, u.name, u.role,
+                 ARRAY(SELECT p.id FROM project_members m JOIN projects p ON p.id = m.project_id
+                       WHERE m.user_id = u.id ORDER BY p.name) AS "project_ids!",
+                 ARRAY(SELECT p.name FROM project_members m JOIN projects p ON p.id = m.project_id
+                       WHERE m.user_id = u.id ORDER BY p.name) AS "project_names!"
+               FROM api_tokens t JOIN users u ON u.id = t.user_id
+               WHERE t.token_sha256 = $1 AND t.revoked_at IS NULL"#,
             token_sha256
         )
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
         let Some(r) = row else { return Ok(None) };
-        Ok(Some(ActorRow { user_id: UserId(r.id), name: r.name, is_admin: r.role == "admin", projects: self.user_projects(r.id).await? }))
+        let projects = r.project_ids.into_iter().map(ProjectId).zip(r.project_names).collect();
+        Ok(Some(ActorRow { user_id: UserId(r.id), name: r.name, is_admin: r.role == "admin", projects }))
     }
 
     async fn boot_hosts(&self) -> DbResult<Vec<BootHostRow>> {

@@ -17,6 +17,7 @@ use super::*;
 use crate::model::lease;
 
 mod accounts;
+mod commits;
 mod usage;
 
 /// The embedded SQLite store.
@@ -64,7 +65,12 @@ impl SqliteStore {
             // not inside whichever request's commit crosses the threshold:
             // an inline checkpoint of a large database cost commits 50-130 ms.
             .pragma("wal_autocheckpoint", "0");
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(DbError::Sqlx)?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .after_connect(|conn, _| Box::pin(commits::register(conn)))
+            .connect_with(options)
+            .await
+            .map_err(DbError::Sqlx)?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(DbError::Migrate)?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(checkpoint_loop(pool.clone(), stopped));
@@ -460,6 +466,19 @@ fn allocation_from_row(r: &SqliteRow) -> DbResult<AllocationRow> {
     })
 }
 
+/// The one row of an `INSERT ... RETURNING` run outside a transaction with
+/// `fetch_all`. Not `fetch_one`: sqlx stops at the first row and resets the
+/// statement, which commits, but SQLite calls the post-commit hook that
+/// moves the read generation (`commits`) only at that connection's next
+/// statement; run to its end, the statement commits and counts at once.
+/// (Inside a transaction the `COMMIT` counts: `fetch_one` is fine there.)
+fn only_row<T>(mut rows: Vec<T>) -> Result<T, sqlx::Error> {
+    match (rows.pop(), rows.is_empty()) {
+        (Some(row), true) => Ok(row),
+        _ => Err(sqlx::Error::RowNotFound),
+    }
+}
+
 async fn user_projects(pool: &SqlitePool, user: i64) -> DbResult<Vec<(ProjectId, String)>> {
     let rows = sqlx::query(
         "SELECT p.id, p.name FROM project_members m JOIN projects p ON p.id = m.project_id WHERE m.user_id = ? ORDER BY p.name",
@@ -491,6 +510,11 @@ impl Datastore for SqliteStore {
         Ok(None)
     }
 
+    fn read_generation(&self) -> Option<u64> {
+        // One process writes an SQLite database: every commit is counted.
+        Some(commits::count())
+    }
+
     async fn planning_lock(&self) -> DbResult<Option<PlanningLock>> {
         Ok(None)
     }
@@ -506,8 +530,9 @@ impl Datastore for SqliteStore {
                 .bind(class)
                 .bind(quota)
                 .bind(now)
-                .fetch_one(&self.pool)
+                .fetch_all(&self.pool)
                 .await
+                .and_then(only_row)
                 .map_err(
                     |e| if is_unique_violation(&e) { DbError::AlreadyExists { what: "project", name: name.to_owned() } } else { db(e) },
                 )?;
@@ -975,8 +1000,9 @@ impl Datastore for SqliteStore {
         .bind(actor)
         .bind(now)
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_all(&self.pool)
         .await
+        .and_then(only_row)
         .map_err(db)?;
         self.agent_command(id).await
     }
@@ -1561,8 +1587,9 @@ impl Datastore for SqliteStore {
         .bind(operation)
         .bind(actor)
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_all(&self.pool)
         .await
+        .and_then(only_row)
         .map_err(db)
     }
 

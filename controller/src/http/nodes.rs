@@ -4,16 +4,18 @@
 use std::sync::Arc;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use ferrum_api as api;
 use ferrum_api::ErrorBody;
 
 use super::error::ApiResult;
 use super::extract::{Body, Caller, Params, PathParam};
 use super::views;
-use crate::app::App;
 use crate::app::nodes::{NodeSpec, ReferenceUpload};
+use crate::app::{App, AppError};
 
 /// List nodes, optionally selected by an OAR property filter.
 #[utoipa::path(get, path = "/api/v1/nodes", tag = "nodes", params(api::NodeListQuery),
@@ -69,8 +71,18 @@ pub async fn import(
 #[utoipa::path(get, path = "/api/v1/nodes/{name}", tag = "nodes", params(("name" = String, Path)),
     responses((status = 200, body = api::Node), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn show(State(app): State<Arc<App>>, Caller(actor): Caller, PathParam(name): PathParam<String>) -> ApiResult<Json<api::Node>> {
-    Ok(Json(views::node_detail(app.get_node(&name).await?, actor.is_admin)))
+pub async fn show(State(app): State<Arc<App>>, Caller(actor): Caller, PathParam(name): PathParam<String>) -> ApiResult<Response> {
+    // The rendered answer is kept while nothing is committed (`app::reads`):
+    // a node's reference description is large, and read far more often
+    // than it changes.
+    let generation = app.store.read_generation();
+    let key = (name, actor.is_admin);
+    let render = async {
+        let view = views::node_detail(app.get_node(&key.0).await?, key.1);
+        serde_json::to_vec(&view).map(Bytes::from).map_err(|e| AppError::Internal(e.into()))
+    };
+    let body = app.reads.node_views.get_or_read(generation, &key, render).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], Bytes::clone(&body)).into_response())
 }
 
 /// Put a node in maintenance or back in service (admin).

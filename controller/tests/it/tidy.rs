@@ -33,3 +33,29 @@ fn every_module_opens_with_a_doc_comment() {
         .collect();
     assert!(missing.is_empty(), "modules without a //! comment: {missing:?}");
 }
+
+/// The SQLite store's read generation moves when SQLite calls its
+/// post-commit hook, which a `... RETURNING` statement run outside a
+/// transaction with `fetch_one`/`fetch_optional` delays until the
+/// connection's next statement (see `db::sqlite::only_row`): such
+/// statements use `fetch_all`, or run inside a transaction.
+#[test]
+fn sqlite_autocommit_writes_run_to_their_end() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/db");
+    let mut files = vec![root.join("sqlite.rs")];
+    rust_files(&root.join("sqlite"), &mut files);
+    let mut offending = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("read source");
+        for chunk in text.split(".await") {
+            let Some(start) = chunk.rfind("sqlx::query") else { continue };
+            let call = &chunk[start..];
+            let early_stop = ["fetch_one(", "fetch_optional("].iter().find_map(|f| call.find(f).map(|i| &call[i + f.len()..]));
+            if call.contains("RETURNING") && early_stop.is_some_and(|arg| !arg.trim_start().starts_with("&mut")) {
+                offending.push(format!("{}: {}", file.display(), call.lines().next().unwrap_or_default()));
+            }
+        }
+    }
+    assert!(files.len() >= 3, "found only {files:?}");
+    assert!(offending.is_empty(), "autocommit RETURNING statements stopped at their first row: {offending:#?}");
+}

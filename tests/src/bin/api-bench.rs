@@ -4,17 +4,16 @@
 //! Each setup is real `ferrumd` processes (release build when this binary
 //! is) on a fresh database: SQLite in its data directory, or one database
 //! of a throw-away PostgreSQL cluster shared by the replicas. The fixture
-//! nodes are imported and one user is created. Then, for SECONDS (default
-//! 5) after a one-second warm-up each, the load generator (in this
-//! process: 64 connections, requests spread round-robin over the
-//! replicas) runs:
+//! nodes are imported and one user is created. Then the load generator,
+//! `wrk` (Debian package `wrk`; 64 connections, its threads spread over the
+//! replicas), runs a one-second warm-up and SECONDS (default 5) of:
 //! - node reads: `GET /api/v1/nodes/{name}` over every node, as the user
 //!   (token check, node with its properties, MACs and whole reference
 //!   description);
 //! - lease reads: `GET /api/v1/leases/{id}` (token check, lease with its
 //!   nodes);
 //! - lease creations: `POST /api/v1/leases`, one node for one hour, each
-//!   request a free slot (node i mod N, hour i div N), so every answer
+//!   request a free slot (node k mod N, hour k div N), so every answer
 //!   should be 201: the whole placement path (calendar cache, policy,
 //!   database transaction with the overlap rule).
 //!
@@ -24,9 +23,8 @@
 //! the whole machine. Non-2xx answers are counted and reported, never
 //! hidden in the rate.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::io::Write;
+use std::process::Command;
 
 use ferrum_lab::postgres::Postgres;
 use ferrum_tests::Ferrumd;
@@ -51,12 +49,6 @@ fn postgres(count: usize, name: &'static str) -> Setup {
     Setup { name, replicas, _postgres: Some(pg) }
 }
 
-#[derive(Default)]
-struct Counts {
-    ok: AtomicU64,
-    failed: AtomicU64,
-}
-
 struct Outcome {
     per_second: f64,
     failed: u64,
@@ -64,52 +56,83 @@ struct Outcome {
     p99_ms: f64,
 }
 
-/// Runs `request(i)` from CONNECTIONS tasks for `warmup + seconds`,
-/// counting what completes after the warm-up.
-async fn load<F, Fut>(seconds: u64, request: F) -> Outcome
-where
-    F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = bool> + Send,
-{
-    let request = Arc::new(request);
-    let counts = Arc::new(Counts::default());
-    let next = Arc::new(AtomicU64::new(0));
-    let warm_until = Instant::now() + Duration::from_secs(1);
-    let stop_at = warm_until + Duration::from_secs(seconds);
-    let mut tasks = Vec::new();
-    for _ in 0..CONNECTIONS {
-        let (request, counts, next) = (request.clone(), counts.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            loop {
-                let t = Instant::now();
-                if t >= stop_at {
-                    return latencies;
-                }
-                let ok = request(next.fetch_add(1, Ordering::Relaxed)).await;
-                if t >= warm_until {
-                    latencies.push(t.elapsed());
-                    if ok { &counts.ok } else { &counts.failed }.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }));
-    }
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await.expect("load task"));
-    }
-    latencies.sort();
-    let pct = |p: f64| latencies.get(((latencies.len().max(1) - 1) as f64 * p) as usize).map_or(0.0, |d| d.as_secs_f64() * 1e3);
-    Outcome {
-        per_second: counts.ok.load(Ordering::Relaxed) as f64 / seconds as f64,
-        failed: counts.failed.load(Ordering::Relaxed),
-        p50_ms: pct(0.5),
-        p99_ms: pct(0.99),
-    }
+/// The part of every wrk script that spreads wrk's threads over the
+/// replicas, numbers each thread's requests `k = id, id + threads, ...`
+/// (so `request_for(k)` never repeats across threads), and prints one
+/// machine-readable line at the end.
+const WRK_COMMON: &str = r#"
+local made = 0
+function setup(thread)
+  local t = targets[(made % #targets) + 1]
+  thread.addr = wrk.lookup(t[1], t[2])[1]
+  thread:set("id", made)
+  made = made + 1
+end
+function init(args)
+  k = id
+end
+function request()
+  local this = k
+  k = k + threads
+  return request_for(this)
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("FERRUM_BENCH %d %d %d %d %d %d\n", summary.requests, summary.duration,
+    e.status, e.connect + e.read + e.write + e.timeout, latency:percentile(50), latency:percentile(99)))
+end
+"#;
+
+/// Runs wrk for a one-second warm-up (with `warmup_script`) and then for
+/// `seconds` (with `script`): each script defines `request_for(k)`.
+fn wrk(urls: &[String], token: &str, seconds: u64, warmup_script: &str, script: &str) -> Outcome {
+    let threads = urls.len().max(2);
+    let targets = urls
+        .iter()
+        .map(|u| {
+            let (host, port) = u.trim_start_matches("http://").rsplit_once(':').expect("host:port");
+            format!("{{\"{host}\", \"{port}\"}}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let run = |seconds: u64, body: &str| {
+        let mut file = tempfile::NamedTempFile::new().expect("script file");
+        write!(
+            file,
+            "targets = {{{targets}}}\nthreads = {threads}\nwrk.headers[\"Authorization\"] = \"Bearer {token}\"\n\
+             wrk.headers[\"Content-Type\"] = \"application/json\"\n{body}\n{WRK_COMMON}"
+        )
+        .expect("write script");
+        let out = Command::new("wrk")
+            .args(["-t", &threads.to_string(), "-c", &CONNECTIONS.to_string(), "-d", &format!("{seconds}s"), "-s"])
+            .arg(file.path())
+            .arg(&urls[0])
+            .output()
+            .expect("wrk (apt-get install wrk)");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "wrk: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+        let line = stdout.lines().find_map(|l| l.strip_prefix("FERRUM_BENCH ")).unwrap_or_else(|| panic!("wrk said: {stdout}"));
+        let f: Vec<u64> = line.split_whitespace().map(|v| v.parse().expect("number")).collect();
+        let (requests, duration_us, status_errors, socket_errors, p50_us, p99_us) = (f[0], f[1], f[2], f[3], f[4], f[5]);
+        let failed = status_errors + socket_errors;
+        Outcome {
+            per_second: requests.saturating_sub(status_errors) as f64 / (duration_us as f64 / 1e6),
+            failed,
+            p50_ms: p50_us as f64 / 1e3,
+            p99_ms: p99_us as f64 / 1e3,
+        }
+    };
+    run(1, warmup_script);
+    run(seconds, script)
+}
+
+/// A Lua list of strings.
+fn lua_strings(items: &[String]) -> String {
+    items.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ")
 }
 
 async fn measure(setup: &Setup, seconds: u64) -> [Outcome; 3] {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(CONNECTIONS).build().expect("HTTP client");
+    let client = reqwest::Client::new();
     let first = &setup.replicas[0];
     let admin = first.admin_token.clone();
     let out = first.ferrum(&admin, &["node", "import", ferrum_tests::fixtures().to_str().expect("utf-8 path")]);
@@ -135,7 +158,7 @@ async fn measure(setup: &Setup, seconds: u64) -> [Outcome; 3] {
         .filter(|n| n["properties"]["exotic"] != true)
         .map(|n| n["name"].as_str().expect("name").to_owned())
         .collect();
-    let urls: Arc<Vec<String>> = Arc::new(setup.replicas.iter().map(|r| r.url.clone()).collect());
+    let urls: Vec<String> = setup.replicas.iter().map(|r| r.url.clone()).collect();
     // One lease to read, before the creations' slots.
     let lease: Value = client
         .post(format!("{}/api/v1/leases", first.url))
@@ -149,53 +172,30 @@ async fn measure(setup: &Setup, seconds: u64) -> [Outcome; 3] {
         .expect("json");
     let lease_id = lease["id"].as_i64().unwrap_or_else(|| panic!("lease: {lease}"));
 
-    let read = |paths: Arc<Vec<String>>| {
-        let (client, token, urls) = (client.clone(), token.clone(), urls.clone());
-        load(seconds, move |i| {
-            let (client, token, urls, paths) = (client.clone(), token.clone(), urls.clone(), paths.clone());
-            async move {
-                let url = &urls[i as usize % urls.len()];
-                let path = &paths[i as usize % paths.len()];
-                match client.get(format!("{url}{path}")).bearer_auth(&token).send().await {
-                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                    Err(_) => false,
-                }
-            }
-        })
+    let node_reads = format!(
+        "local paths = {{{}}}\nfunction request_for(k) return wrk.format(\"GET\", paths[(k % #paths) + 1]) end",
+        lua_strings(&nodes.iter().map(|n| format!("/api/v1/nodes/{n}")).collect::<Vec<_>>())
+    );
+    let lease_reads = format!("function request_for(k) return wrk.format(\"GET\", \"/api/v1/leases/{lease_id}\") end");
+    // Creation k: node k mod N, the hour k div N after `base`: every
+    // request a free slot, so every answer should be 201. The warm-up's
+    // slots lie 200 days later, clear of the measured run's.
+    let creations = |base: i64| {
+        format!(
+            "local nodes = {{{}}}\nlocal base = {base}\nfunction request_for(k)\n  \
+             local start = os.date(\"!%Y-%m-%dT%H:%M:%SZ\", base + math.floor(k / #nodes) * 3600)\n  \
+             local body = string.format('{{\"nodes\": {{\"names\": [\"%s\"]}}, \"start\": \"%s\", \"duration\": \"1h\"}}', nodes[(k % #nodes) + 1], start)\n  \
+             return wrk.format(\"POST\", \"/api/v1/leases\", nil, body)\nend",
+            lua_strings(&nodes)
+        )
     };
-    let node_reads = read(Arc::new(nodes.iter().map(|n| format!("/api/v1/nodes/{n}")).collect())).await;
-    let lease_reads = read(Arc::new(vec![format!("/api/v1/leases/{lease_id}")])).await;
-    let creations = {
-        let (client, token, urls, nodes) = (client.clone(), token.clone(), urls.clone(), Arc::new(nodes));
-        let base = chrono::Utc::now() + chrono::Duration::days(1);
-        let base = base.timestamp() - base.timestamp() % 3600;
-        load(seconds, move |i| {
-            let (client, token, urls, nodes) = (client.clone(), token.clone(), urls.clone(), nodes.clone());
-            async move {
-                let url = &urls[i as usize % urls.len()];
-                let n = nodes.len() as u64;
-                let start =
-                    chrono::DateTime::from_timestamp(base + i64::try_from(i / n).unwrap_or(i64::MAX / 7200) * 3600, 0).expect("time");
-                let body = json!({
-                    "nodes": {"names": [nodes[(i % n) as usize]]},
-                    "start": start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    "duration": "1h",
-                });
-                match client.post(format!("{url}/api/v1/leases")).bearer_auth(&token).json(&body).send().await {
-                    Ok(r) if r.status().as_u16() == 201 => r.bytes().await.is_ok(),
-                    Ok(r) => {
-                        if std::env::var_os("FERRUM_BENCH_VERBOSE").is_some() {
-                            eprintln!("{}: {}", r.status(), r.text().await.unwrap_or_default());
-                        }
-                        false
-                    }
-                    Err(_) => false,
-                }
-            }
-        })
-        .await
-    };
-    [node_reads, lease_reads, creations]
+    let day = chrono::Utc::now() + chrono::Duration::days(1);
+    let base = day.timestamp() - day.timestamp() % 3600;
+    [
+        wrk(&urls, &token, seconds, &node_reads, &node_reads),
+        wrk(&urls, &token, seconds, &lease_reads, &lease_reads),
+        wrk(&urls, &token, seconds, &creations(base + 200 * 86_400), &creations(base)),
+    ]
 }
 
 fn main() {

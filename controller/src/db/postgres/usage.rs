@@ -110,6 +110,7 @@ pub(super) async fn record_lease_usage(tx: &mut PgConnection, lease: LeaseId, no
                       LEFT JOIN projects p ON p.id = l.project_id JOIN nodes n ON n.id = ln.node_id AND n.lease_id = l.id
                  WHERE l.id = $2) AS used
            WHERE start < $1
+           ORDER BY node_id
            RETURNING id, lease_id, node_id, user_name, project_name, node_name, site, cluster, gpu_model, gpu_count, lease_type,
                      reserved_start, reserved_end, start, "end", recorded_at"#,
         now,

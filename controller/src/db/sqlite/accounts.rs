@@ -46,8 +46,9 @@ pub(super) async fn insert_request(pool: &SqlitePool, r: &NewAccountRequest) -> 
     .bind(&r.motivation)
     .bind(&r.source)
     .bind(r.created_at)
-    .fetch_one(pool)
+    .fetch_all(pool)
     .await
+    .and_then(super::only_row)
     .map_err(|e| {
         if is_unique_violation(&e) { DbError::AlreadyExists { what: "pending account request for", name: r.name.clone() } } else { db(e) }
     })?;

@@ -101,7 +101,7 @@ async fn add_to_rollups(tx: &mut Transaction<'static, Sqlite>, records: &[UsageR
 /// allocation is cut).
 pub(super) async fn record_lease_usage(tx: &mut Transaction<'static, Sqlite>, lease: LeaseId, now: Seconds) -> DbResult<()> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO usage_records ({RECORD_COLUMNS}) SELECT {RECORD_COLUMNS} FROM ({}) WHERE start < ?1 RETURNING *",
+        "INSERT INTO usage_records ({RECORD_COLUMNS}) SELECT {RECORD_COLUMNS} FROM ({}) WHERE start < ?1 ORDER BY node_id RETURNING *",
         lease_use("?1", "?2")
     )))
     .bind(now)
