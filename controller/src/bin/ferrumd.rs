@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use ferrum_controller::clock::Clock;
 use ferrum_controller::config::{Config, LogFormat};
 use ferrum_controller::server;
@@ -32,11 +32,36 @@ struct Args {
     /// Database URL [default: sqlite://DATA_DIR/ferrum.db].
     #[arg(long, value_name = "URL")]
     database: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Copies a one-machine ferrum's SQLite database into a fresh
+    /// PostgreSQL database (every table, ids kept), then exits. Stop the
+    /// ferrumd serving from the SQLite file first.
+    CopyDatabase {
+        /// The SQLite database, e.g. sqlite:///var/lib/ferrum/ferrum.db.
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// The PostgreSQL database, empty (never served from).
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(Command::CopyDatabase { from, to }) = &args.command {
+        let report = ferrum_controller::db::copy::sqlite_to_postgres(from, to).await?;
+        for (table, rows) in &report.tables {
+            println!("{table}: {rows} rows");
+        }
+        println!("copied {} tables into {}", report.tables.len(), server::redact_url(to));
+        return Ok(());
+    }
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),

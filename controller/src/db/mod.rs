@@ -15,6 +15,7 @@ use async_trait::async_trait;
 
 use crate::model::{BootTarget, LeaseId, LeaseState, LeaseType, NodeId, NodeLifecycle, NodePolicy, ProjectId, Seconds, UserId};
 
+pub mod copy;
 pub mod postgres;
 pub mod sqlite;
 

@@ -77,6 +77,11 @@ impl SqliteStore {
         Ok(SqliteStore { pool, _checkpoints: std::sync::Arc::new(StopOnDrop(stop)) })
     }
 
+    /// The connection pool (for `copy`, which reads every table).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     async fn begin_write(&self) -> DbResult<Transaction<'static, Sqlite>> {
         self.pool.begin_with(BEGIN_WRITE).await.map_err(db)
     }

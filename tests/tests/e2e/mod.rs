@@ -3,6 +3,7 @@
 mod agent;
 mod cli;
 mod concurrency;
+mod copy;
 mod deploy;
 mod lab;
 mod pxe;

@@ -1,0 +1,135 @@
+//! `ferrumd copy-database`: a ferrum that ran on SQLite moves to
+//! PostgreSQL with everything it knew, and goes on from there.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ferrum_lab::postgres::Postgres;
+use ferrum_tests::{Ferrumd, binary};
+use serde_json::{Value, json};
+
+async fn get(client: &reqwest::Client, server: &str, token: &str, path: &str) -> Value {
+    let resp = client.get(format!("{server}{path}")).bearer_auth(token).send().await.expect("request");
+    assert_eq!(resp.status().as_u16(), 200, "{path}");
+    resp.json().await.expect("json")
+}
+
+/// What the admin sees, which the copy must keep whole.
+const VIEWS: [&str; 7] = [
+    "/api/v1/nodes",
+    "/api/v1/leases?all=true",
+    "/api/v1/users",
+    "/api/v1/projects",
+    "/api/v1/usage/records",
+    "/api/v1/audit",
+    "/api/v1/nodes/chifflot-1/events",
+];
+
+fn copy_database(from: &str, to: &str) -> std::process::Output {
+    Command::new(binary("ferrumd")).args(["copy-database", "--from", from, "--to", to]).output().expect("ferrumd runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_ferrum_moves_to_postgresql_with_everything_it_knew() {
+    let client = reqwest::Client::new();
+    let mut old = Ferrumd::start();
+    let admin = old.admin_token.clone();
+    let out = old.ferrum(&admin, &["node", "import", ferrum_tests::fixtures().to_str().expect("utf-8 path")]);
+    assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+    let post =
+        |path: &str, token: &str, body: Value| client.post(format!("{}{path}", old.url)).bearer_auth(token.to_owned()).json(&body).send();
+    assert_eq!(post("/api/v1/projects", &admin, json!({"name": "p-move"})).await.expect("project").status().as_u16(), 201);
+    let user: Value =
+        post("/api/v1/users", &admin, json!({"name": "mover", "projects": ["p-move"]})).await.expect("user").json().await.expect("json");
+    let token = user["token"].as_str().expect("token").to_owned();
+
+    // A lease that ran and was released (usage records, node events), and
+    // one still ahead; the clock loop enrols the imported nodes first.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let node = get(&client, &old.url, &token, "/api/v1/nodes/chifflot-1").await;
+        if node["state"] == "available" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "chifflot-1 never became available: {}", node["state"]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ran: Value = post("/api/v1/leases", &token, json!({"nodes": {"names": ["chifflot-1"]}, "duration": "1h"}))
+        .await
+        .expect("lease")
+        .json()
+        .await
+        .expect("json");
+    let ran_path = format!("/api/v1/leases/{}", ran["id"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let lease = get(&client, &old.url, &token, &ran_path).await;
+        if lease["state"] == "active" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the lease never ran: {lease}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Usage is counted in whole seconds: release it once a second of use
+    // has passed (a zero-length use leaves no record).
+    let start_of_use = chrono::DateTime::parse_from_rfc3339(ran["start"].as_str().expect("start")).expect("rfc3339");
+    while chrono::Utc::now() < start_of_use + chrono::Duration::seconds(2) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let released = client.delete(format!("{}{ran_path}", old.url)).bearer_auth(&token).send().await.expect("release");
+    assert_eq!(released.status().as_u16(), 200);
+    let start = (chrono::Utc::now() + chrono::Duration::days(1)).format("%Y-%m-%dT%H:00:00Z").to_string();
+    let ahead: Value = post("/api/v1/leases", &token, json!({"nodes": {"names": ["chifflot-2"]}, "start": start, "duration": "2h"}))
+        .await
+        .expect("lease")
+        .json()
+        .await
+        .expect("json");
+    let mut before = Vec::new();
+    for view in VIEWS {
+        before.push(get(&client, &old.url, &admin, view).await);
+    }
+    assert_eq!(before[4].as_array().map(Vec::len), Some(1), "one usage record: {}", before[4]);
+
+    // Stop it, copy its file into a fresh PostgreSQL database.
+    old.child.kill().expect("kill");
+    old.child.wait().expect("reaped");
+    let postgres = Postgres::start().expect("throw-away PostgreSQL");
+    let url = postgres.create_database("moved").expect("database");
+    let sqlite = format!("sqlite://{}", old.data_dir.path().join("ferrum.db").display());
+    let out = copy_database(&sqlite, &url);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "copy: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.lines().any(|l| l == "leases: 2 rows"), "{stdout}");
+
+    // The same answers from a ferrumd on PostgreSQL, to the same tokens.
+    let new = Ferrumd::start_replica(&url);
+    assert!(new.admin_token.is_empty(), "no new admin on a copied database");
+    for (view, was) in VIEWS.iter().zip(&before) {
+        assert_eq!(&get(&client, &new.url, &admin, view).await, was, "{view}");
+    }
+    assert_eq!(get(&client, &new.url, &token, &format!("/api/v1/leases/{}", ahead["id"])).await["state"], ahead["state"]);
+    // New ids follow the copied ones.
+    let next: Value = client
+        .post(format!("{}/api/v1/leases", new.url))
+        .bearer_auth(&token)
+        .json(&json!({"nodes": {"names": ["chifflot-3"]}, "start": start, "duration": "1h"}))
+        .send()
+        .await
+        .expect("lease")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(next["id"].as_i64(), ahead["id"].as_i64().map(|id| id + 1), "{next}");
+
+    // A database that already holds data is refused, and left as it was.
+    let again = copy_database(&sqlite, &url);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success() && stderr.contains("already holds data"), "{stderr}");
+    // A source that does not exist is refused, not created empty.
+    let missing = copy_database("sqlite:///nonexistent/ferrum.db", &url);
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success() && stderr.contains("/nonexistent/ferrum.db"), "{stderr}");
+    assert_eq!(get(&client, &new.url, &admin, "/api/v1/leases?all=true").await.as_array().map(Vec::len), Some(3));
+    drop(new);
+}
