@@ -156,6 +156,14 @@ impl Drop for Ferrumd {
     }
 }
 
+/// POSTs `body` as JSON to `url` with `token`; returns the status and the
+/// JSON answer.
+pub async fn post_json(client: &reqwest::Client, url: &str, token: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let resp = client.post(url).bearer_auth(token).json(body).send().await.unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or_else(|e| panic!("POST {url}: answer is not JSON: {e}")))
+}
+
 /// Sends `count` copies of the lease request `body` at once, the i-th to
 /// `targets[i % len]` (a server URL and a token), and checks the answers of
 /// a race for one slot starting at `start` for `hours`: exactly one 201,

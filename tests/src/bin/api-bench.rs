@@ -160,16 +160,14 @@ async fn measure(setup: &Setup, seconds: u64) -> [Outcome; 3] {
         .collect();
     let urls: Vec<String> = setup.replicas.iter().map(|r| r.url.clone()).collect();
     // One lease to read, before the creations' slots.
-    let lease: Value = client
-        .post(format!("{}/api/v1/leases", first.url))
-        .bearer_auth(&token)
-        .json(&json!({"nodes": {"count": 1}, "start": (chrono::Utc::now() + chrono::Duration::hours(3)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "duration": "1h"}))
-        .send()
-        .await
-        .expect("lease")
-        .json()
-        .await
-        .expect("json");
+    let start = (chrono::Utc::now() + chrono::Duration::hours(3)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (_, lease) = ferrum_tests::post_json(
+        &client,
+        &format!("{}/api/v1/leases", first.url),
+        &token,
+        &json!({"nodes": {"count": 1}, "start": start, "duration": "1h"}),
+    )
+    .await;
     let lease_id = lease["id"].as_i64().unwrap_or_else(|| panic!("lease: {lease}"));
 
     let node_reads = format!(

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ferrum_lab::postgres::Postgres;
-use ferrum_tests::{Ferrumd, binary};
+use ferrum_tests::{Ferrumd, binary, post_json};
 use serde_json::{Value, json};
 
 async fn get(client: &reqwest::Client, server: &str, token: &str, path: &str) -> Value {
@@ -110,16 +110,14 @@ async fn a_sqlite_ferrum_moves_to_postgresql_with_everything_it_knew() {
     }
     assert_eq!(get(&client, &new.url, &token, &format!("/api/v1/leases/{}", ahead["id"])).await["state"], ahead["state"]);
     // New ids follow the copied ones.
-    let next: Value = client
-        .post(format!("{}/api/v1/leases", new.url))
-        .bearer_auth(&token)
-        .json(&json!({"nodes": {"names": ["chifflot-3"]}, "start": start, "duration": "1h"}))
-        .send()
-        .await
-        .expect("lease")
-        .json()
-        .await
-        .expect("json");
+    let (status, next) = post_json(
+        &client,
+        &format!("{}/api/v1/leases", new.url),
+        &token,
+        &json!({"nodes": {"names": ["chifflot-3"]}, "start": start, "duration": "1h"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{next}");
     assert_eq!(next["id"].as_i64(), ahead["id"].as_i64().map(|id| id + 1), "{next}");
 
     // A database that already holds data is refused, and left as it was.
