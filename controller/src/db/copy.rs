@@ -22,6 +22,9 @@ use super::postgres::PgStore;
 use super::sqlite::SqliteStore;
 use crate::server::redact_url;
 
+/// Source rows read at a time.
+const PAGE: usize = 5000;
+
 /// Rows copied, per table, in the order they were copied.
 #[derive(Debug, Default)]
 pub struct CopyReport {
@@ -105,29 +108,54 @@ pub async fn sqlite_to_postgres(from: &str, to: &str) -> anyhow::Result<CopyRepo
     for table in &tables {
         let columns = columns(&mut tx, table).await?;
         let names = columns.iter().map(|c| format!("\"{}\"", c.name)).collect::<Vec<_>>().join(", ");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {names} FROM \"{table}\"")))
-            .fetch_all(&mut *snapshot)
-            .await
-            .map_err(|e| anyhow::anyhow!("source table {table}: {e}"))?;
         if table == "meta" {
             sqlx::query("DELETE FROM meta").execute(&mut *tx).await?;
         }
         let casts = columns.iter().enumerate().map(|(i, c)| format!("CAST(${} AS {})", i + 1, c.pg_type)).collect::<Vec<_>>().join(", ");
         let insert = format!("INSERT INTO \"{table}\" ({names}) VALUES ({casts})");
-        for row in &rows {
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(insert.clone()));
-            for (i, c) in columns.iter().enumerate() {
-                let bad = |e: sqlx::Error| anyhow::anyhow!("source {table}.{}: {e}", c.name);
-                query = match c.kind {
-                    Kind::Integer => query.bind(row.try_get::<Option<i64>, _>(i).map_err(bad)?),
-                    Kind::Boolean => query.bind(row.try_get::<Option<bool>, _>(i).map_err(bad)?),
-                    Kind::Real => query.bind(row.try_get::<Option<f64>, _>(i).map_err(bad)?),
-                    Kind::Text => query.bind(row.try_get::<Option<String>, _>(i).map_err(bad)?),
-                };
+        // Pages of rows in rowid order (keyset), so that a large table
+        // (a million usage records) never sits whole in memory. A table
+        // without rowids (the monthly rollups, small) is read whole.
+        let without_rowid: bool = sqlx::query_scalar("SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?")
+            .bind(table)
+            .fetch_one(&mut *snapshot)
+            .await
+            .map_err(|e| anyhow::anyhow!("source table {table}: {e}"))?;
+        let page = if without_rowid {
+            format!("SELECT NULL, {names} FROM \"{table}\"")
+        } else {
+            format!("SELECT rowid, {names} FROM \"{table}\" WHERE rowid > ? ORDER BY rowid LIMIT {PAGE}")
+        };
+        let (mut after, mut copied) = (i64::MIN, 0u64);
+        loop {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(page.clone()));
+            if !without_rowid {
+                query = query.bind(after);
             }
-            query.execute(&mut *tx).await.map_err(|e| anyhow::anyhow!("target table {table}: {e}"))?;
+            let rows = query.fetch_all(&mut *snapshot).await.map_err(|e| anyhow::anyhow!("source table {table}: {e}"))?;
+            let Some(last) = rows.last() else { break };
+            if !without_rowid {
+                after = last.try_get(0)?;
+            }
+            for row in &rows {
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(insert.clone()));
+                for (i, c) in columns.iter().enumerate() {
+                    let bad = |e: sqlx::Error| anyhow::anyhow!("source {table}.{}: {e}", c.name);
+                    query = match c.kind {
+                        Kind::Integer => query.bind(row.try_get::<Option<i64>, _>(i + 1).map_err(bad)?),
+                        Kind::Boolean => query.bind(row.try_get::<Option<bool>, _>(i + 1).map_err(bad)?),
+                        Kind::Real => query.bind(row.try_get::<Option<f64>, _>(i + 1).map_err(bad)?),
+                        Kind::Text => query.bind(row.try_get::<Option<String>, _>(i + 1).map_err(bad)?),
+                    };
+                }
+                query.execute(&mut *tx).await.map_err(|e| anyhow::anyhow!("target table {table}: {e}"))?;
+            }
+            copied += rows.len() as u64;
+            if without_rowid {
+                break;
+            }
         }
-        report.tables.push((table.clone(), rows.len() as u64));
+        report.tables.push((table.clone(), copied));
     }
     // Ids handed out from now on follow the copied ones.
     let identities: Vec<(String, String)> = sqlx::query_as(

@@ -14,7 +14,8 @@ async fn get(client: &reqwest::Client, server: &str, token: &str, path: &str) ->
     resp.json().await.expect("json")
 }
 
-/// What the admin sees, which the copy must keep whole.
+/// What the admin sees, which the copy must keep whole (and the usage of
+/// this month and the next, whole months: read from the monthly rollups).
 const VIEWS: [&str; 7] = [
     "/api/v1/nodes",
     "/api/v1/leases?all=true",
@@ -85,10 +86,15 @@ async fn a_sqlite_ferrum_moves_to_postgresql_with_everything_it_knew() {
         .json()
         .await
         .expect("json");
+    let month = chrono::Utc::now().format("%Y-%m-01T00:00:00Z").to_string();
+    let in_two_months = (chrono::Utc::now() + chrono::Duration::days(62)).format("%Y-%m-01T00:00:00Z").to_string();
+    let rollups = format!("/api/v1/usage?group_by=project&from={month}&to={in_two_months}");
+    let views: Vec<&str> = VIEWS.iter().copied().chain([rollups.as_str()]).collect();
     let mut before = Vec::new();
-    for view in VIEWS {
+    for view in &views {
         before.push(get(&client, &old.url, &admin, view).await);
     }
+    assert!(before[7].to_string().contains("p-move"), "the month's usage counts the lease: {}", before[7]);
     assert_eq!(before[4].as_array().map(Vec::len), Some(1), "one usage record: {}", before[4]);
 
     // Stop it, copy its file into a fresh PostgreSQL database.
@@ -105,7 +111,7 @@ async fn a_sqlite_ferrum_moves_to_postgresql_with_everything_it_knew() {
     // The same answers from a ferrumd on PostgreSQL, to the same tokens.
     let new = Ferrumd::start_replica(&url);
     assert!(new.admin_token.is_empty(), "no new admin on a copied database");
-    for (view, was) in VIEWS.iter().zip(&before) {
+    for (view, was) in views.iter().zip(&before) {
         assert_eq!(&get(&client, &new.url, &admin, view).await, was, "{view}");
     }
     assert_eq!(get(&client, &new.url, &token, &format!("/api/v1/leases/{}", ahead["id"])).await["state"], ahead["state"]);
