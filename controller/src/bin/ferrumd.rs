@@ -48,14 +48,17 @@ enum Command {
         /// The PostgreSQL database, empty (never served from).
         #[arg(long, value_name = "URL")]
         to: String,
+        /// Rows read from SQLite at a time (memory against round trips).
+        #[arg(long, value_name = "N", default_value_t = ferrum_controller::db::copy::DEFAULT_BATCH_ROWS)]
+        batch_rows: u32,
     },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if let Some(Command::CopyDatabase { from, to }) = &args.command {
-        let report = ferrum_controller::db::copy::sqlite_to_postgres(from, to).await?;
+    if let Some(Command::CopyDatabase { from, to, batch_rows }) = &args.command {
+        let report = ferrum_controller::db::copy::sqlite_to_postgres(from, to, *batch_rows).await?;
         for (table, rows) in &report.tables {
             println!("{table}: {rows} rows");
         }

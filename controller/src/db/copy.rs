@@ -22,8 +22,8 @@ use super::postgres::PgStore;
 use super::sqlite::SqliteStore;
 use crate::server::redact_url;
 
-/// Source rows read at a time.
-const PAGE: usize = 5000;
+/// Source rows read at a time, by default.
+pub const DEFAULT_BATCH_ROWS: u32 = 5000;
 
 /// Rows copied, per table, in the order they were copied.
 #[derive(Debug, Default)]
@@ -59,8 +59,9 @@ fn kind(pg_type: &str) -> Option<Kind> {
 }
 
 /// Copies every table of the SQLite database at `from` into the empty
-/// PostgreSQL database at `to`.
-pub async fn sqlite_to_postgres(from: &str, to: &str) -> anyhow::Result<CopyReport> {
+/// PostgreSQL database at `to`, reading `batch_rows` rows at a time.
+pub async fn sqlite_to_postgres(from: &str, to: &str, batch_rows: u32) -> anyhow::Result<CopyReport> {
+    anyhow::ensure!(batch_rows > 0, "--batch-rows must be at least 1");
     anyhow::ensure!(from.starts_with("sqlite:"), "--from must be an SQLite URL (sqlite://PATH), not '{}'", redact_url(from));
     anyhow::ensure!(
         to.starts_with("postgres://") || to.starts_with("postgresql://"),
@@ -124,7 +125,7 @@ pub async fn sqlite_to_postgres(from: &str, to: &str) -> anyhow::Result<CopyRepo
         let page = if without_rowid {
             format!("SELECT NULL, {names} FROM \"{table}\"")
         } else {
-            format!("SELECT rowid, {names} FROM \"{table}\" WHERE rowid > ? ORDER BY rowid LIMIT {PAGE}")
+            format!("SELECT rowid, {names} FROM \"{table}\" WHERE rowid > ? ORDER BY rowid LIMIT {batch_rows}")
         };
         let (mut after, mut copied) = (i64::MIN, 0u64);
         loop {

@@ -14,6 +14,19 @@ async fn get(client: &reqwest::Client, server: &str, token: &str, path: &str) ->
     resp.json().await.expect("json")
 }
 
+/// Waits (60 s at most) until `path` answers with `state`.
+async fn wait_for_state(client: &reqwest::Client, server: &str, token: &str, path: &str, state: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen = get(client, server, token, path).await;
+        if seen["state"] == state {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{path} never became {state}: {seen}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// What the admin sees, which the copy must keep whole (and the usage of
 /// this month and the next, whole months: read from the monthly rollups).
 const VIEWS: [&str; 7] = [
@@ -26,8 +39,10 @@ const VIEWS: [&str; 7] = [
     "/api/v1/nodes/chifflot-1/events",
 ];
 
+/// `ferrumd copy-database`, 3 rows at a time: every table of more than 3
+/// rows is read in several batches.
 fn copy_database(from: &str, to: &str) -> std::process::Output {
-    Command::new(binary("ferrumd")).args(["copy-database", "--from", from, "--to", to]).output().expect("ferrumd runs")
+    Command::new(binary("ferrumd")).args(["copy-database", "--from", from, "--to", to, "--batch-rows", "3"]).output().expect("ferrumd runs")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,15 +61,7 @@ async fn a_sqlite_ferrum_moves_to_postgresql_with_everything_it_knew() {
 
     // A lease that ran and was released (usage records, node events), and
     // one still ahead; the clock loop enrols the imported nodes first.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let node = get(&client, &old.url, &token, "/api/v1/nodes/chifflot-1").await;
-        if node["state"] == "available" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "chifflot-1 never became available: {}", node["state"]);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_state(&client, &old.url, &token, "/api/v1/nodes/chifflot-1", "available").await;
     let ran: Value = post("/api/v1/leases", &token, json!({"nodes": {"names": ["chifflot-1"]}, "duration": "1h"}))
         .await
         .expect("lease")
@@ -62,15 +69,7 @@ async fn a_sqlite_ferrum_moves_to_postgresql_with_everything_it_knew() {
         .await
         .expect("json");
     let ran_path = format!("/api/v1/leases/{}", ran["id"]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let lease = get(&client, &old.url, &token, &ran_path).await;
-        if lease["state"] == "active" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the lease never ran: {lease}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_state(&client, &old.url, &token, &ran_path, "active").await;
     // Usage is counted in whole seconds: release it once a second of use
     // has passed (a zero-length use leaves no record).
     let start_of_use = chrono::DateTime::parse_from_rfc3339(ran["start"].as_str().expect("start")).expect("rfc3339");
@@ -86,6 +85,10 @@ async fn a_sqlite_ferrum_moves_to_postgresql_with_everything_it_knew() {
         .json()
         .await
         .expect("json");
+    // Copy a settled database: the released node's reset over (these
+    // nodes have no BMC, so the reset cannot power-cycle it: it ends
+    // `suspect`, for an admin to look at).
+    wait_for_state(&client, &old.url, &admin, "/api/v1/nodes/chifflot-1", "suspect").await;
     let month = chrono::Utc::now().format("%Y-%m-01T00:00:00Z").to_string();
     let in_two_months = (chrono::Utc::now() + chrono::Duration::days(62)).format("%Y-%m-01T00:00:00Z").to_string();
     let rollups = format!("/api/v1/usage?group_by=project&from={month}&to={in_two_months}");
