@@ -220,16 +220,18 @@ impl App {
             requests.sort_by_key(|r| r.id);
             let app = self.clone();
             tasks.spawn(async move {
-                let mut failed = false;
+                let mut failed: Option<String> = None;
                 for request in requests {
-                    if failed {
+                    if let Some(cause) = &failed {
                         // A boot device that could not be set must not be
-                        // followed by the power cycle meant to use it.
-                        let why = "skipped: an earlier request for this node failed";
-                        app.store.cancel_power_request(request.id, why, app.now()).await?;
+                        // followed by the power cycle meant to use it. The
+                        // cause goes along: whoever waits on this request
+                        // (an operation) names the BMC's real answer.
+                        let why = format!("skipped: an earlier request for this node failed: {cause}");
+                        app.store.cancel_power_request(request.id, &why, app.now()).await?;
                         continue;
                     }
-                    failed = !app.carry_out(request).await?;
+                    failed = app.carry_out(request).await?;
                 }
                 Ok::<_, AppError>(())
             });
@@ -244,49 +246,52 @@ impl App {
         Ok(count)
     }
 
-    /// Carries out one request; `false` when the BMC (or the node's BMC
+    /// Carries out one request; the error when the BMC (or the node's BMC
     /// address) failed it now.
-    async fn carry_out(&self, request: PowerRequestRow) -> AppResult<bool> {
+    async fn carry_out(&self, request: PowerRequestRow) -> AppResult<Option<String>> {
         let node = self.store.get_node_by_id(request.node).await?;
         let Some(operation) = PowerOperation::parse(&request.operation) else {
-            let now = self.now();
-            self.store.finish_power_request(request.id, Some(&format!("unknown operation '{}'", request.operation)), now).await?;
-            return Ok(false);
+            let error = format!("unknown operation '{}'", request.operation);
+            self.store.finish_power_request(request.id, Some(&error), self.now()).await?;
+            return Ok(Some(error));
         };
         let Some(bmc) = node.bmc_url.as_ref().and_then(|s| BmcAddress::parse(&s.0).ok()) else {
-            self.store.finish_power_request(request.id, Some("the node has no valid BMC address"), self.now()).await?;
-            return Ok(false);
+            let error = "the node has no valid BMC address";
+            self.store.finish_power_request(request.id, Some(error), self.now()).await?;
+            return Ok(Some(error.to_owned()));
         };
         let lock = self.power.lock_for(&bmc.endpoint());
         let _one_at_a_time = lock.lock().await;
         // Another task may have finished it while we waited for the lock.
         // (Or cancelled: that is no failure of this BMC.)
         if matches!(self.store.power_request(request.id).await?.state.as_str(), "done" | "failed") {
-            return Ok(true);
+            return Ok(None);
         }
         self.store.set_power_request_running(request.id).await?;
         let span =
             tracing::info_span!("power", node = %node.name, bmc = %bmc.endpoint(), operation = operation.as_str(), request = request.id);
         let outcome = tracing::Instrument::instrument(self.run_operation(&bmc, operation), span).await;
         let now = self.now();
-        let succeeded = outcome.is_ok();
-        match outcome {
+        let failure = match outcome {
             Ok(state) => {
                 if let Some(state) = state {
                     self.store.record_power(node.id, state.as_str(), "request", now).await?;
                 }
                 self.store.finish_power_request(request.id, None, now).await?;
                 self.bmc_answered(&node).await?;
+                None
             }
             Err(e) => {
                 tracing::warn!(node = %node.name, error = %e, "power request failed");
-                self.store.finish_power_request(request.id, Some(&e.to_string()), now).await?;
+                let error = e.to_string();
+                self.store.finish_power_request(request.id, Some(&error), now).await?;
                 self.bmc_failed(&node, &e).await?;
+                Some(error)
             }
-        }
+        };
         self.power.finished.send_modify(|n| *n += 1);
         self.ops_wake.notify_one();
-        Ok(succeeded)
+        Ok(failure)
     }
 
     /// The operation, and the power state it leaves when known.

@@ -119,6 +119,39 @@ async fn queued_requests_survive_a_restart() {
     assert_eq!(node["power"]["state"], "on");
 }
 
+/// A boot device that could not be set is not followed by the cycle meant
+/// to use it, and the cycle's refusal names the BMC's real answer (an
+/// operation waiting on the cycle reports that).
+#[tokio::test]
+async fn a_failed_request_skips_the_next_ones_of_its_node_and_says_why() {
+    use ferrum_controller::power::PowerError;
+    let ctx = TestContext::empty().await;
+    let url = "ipmi://admin:pw@10.9.0.6:623";
+    let bmc = ctx.bmcs.bmc(&endpoint(url));
+    node_with_bmc(&ctx, "sim-6", "02:00:00:00:06:01", url).await;
+    let mut ctx = ctx;
+    ctx.shutdown().await;
+    // Both queued at once (while no controller runs), then carried out in
+    // one pass by the next controller.
+    let store = ctx.store().await;
+    let node = store.get_node("sim-6").await.expect("node");
+    let boot = store.enqueue_power(node.id, "boot-pxe", "admin", 0).await.expect("queued");
+    let cycle = store.enqueue_power(node.id, "cycle", "admin", 0).await.expect("queued");
+    drop(store);
+    bmc.fail_with(Some(PowerError::Unreachable { bmc: endpoint(url), tries: 1 }));
+    let ctx = ctx.restart().await;
+    let store = ctx.store().await;
+    let skipped = wait_until("the cycle settled", DEADLINE, async || {
+        let r = store.power_request(cycle).await.expect("request");
+        if r.state == "failed" { Ok(r) } else { Err(r.state) }
+    })
+    .await;
+    let cause = store.power_request(boot).await.expect("request").error.expect("the boot request failed");
+    assert_eq!(cause, "no answer from BMC 10.9.0.6:623 after 1 tries");
+    assert_eq!(skipped.error.as_deref(), Some(format!("skipped: an earlier request for this node failed: {cause}").as_str()));
+    assert!(bmc.operations().is_empty(), "nothing reached the BMC: {:?}", bmc.operations());
+}
+
 #[tokio::test]
 async fn the_sweep_records_power_and_finds_silent_bmcs() {
     use ferrum_controller::app::conductor::SimConductor;

@@ -102,7 +102,11 @@ fn a_lying_reference_ends_suspect_and_a_refused_bmc_fails_only_its_node() {
     let refused = op_of(&done, "lab-1");
     assert_eq!(refused["state"], "failed", "{refused:#}");
     let message = refused["message"].as_str().unwrap_or_default();
-    assert!(message.contains("refused the credentials") && message.contains("127.0.0.1:"), "the error names the BMC: {message}");
+    assert!(
+        message.contains("refused the credentials") && message.contains("127.0.0.1:"),
+        "the error names the BMC: {message}\n{done:#}\n{}",
+        lab.logs()
+    );
     assert!(!message.contains(password.trim()), "no password in the error");
     assert_eq!(op_of(&done, "lab-2")["state"], "done", "{done:#}");
     assert_eq!(lab.node_state("lab-1"), "suspect");
