@@ -673,7 +673,15 @@ impl App {
         Ok(true)
     }
 
+    /// Queues a phase's power sequence. Requests of the node still queued
+    /// are dropped first: they would run ahead of the sequence, and a
+    /// failing one would make it skipped. (A step that failed after
+    /// queueing, and so queues again, leaves such requests behind.)
     async fn enqueue_power_ops(&self, node: &NodeRow, ops: &[&str], actor: &str) -> AppResult<Vec<i64>> {
+        let dropped = self.store.cancel_queued_power(node.id, "superseded by an operation's power sequence", self.now()).await?;
+        if dropped > 0 {
+            tracing::info!(node = %node.name, dropped, "queued power requests superseded");
+        }
         let mut ids = Vec::new();
         for op in ops {
             ids.push(self.store.enqueue_power(node.id, op, actor, self.now()).await?);

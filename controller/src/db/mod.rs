@@ -833,6 +833,8 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
     async fn finish_power_request(&self, id: i64, error: Option<&str>, now: Seconds) -> DbResult<()>;
     /// Fails a request that has not started (`false`: it ran or runs).
     async fn cancel_power_request(&self, id: i64, reason: &str, now: Seconds) -> DbResult<bool>;
+    /// Fails every request of `node` that has not started; how many.
+    async fn cancel_queued_power(&self, node: NodeId, reason: &str, now: Seconds) -> DbResult<u64>;
     /// Records what a BMC said about a node's power.
     async fn record_power(&self, node: NodeId, state: &str, source: &str, now: Seconds) -> DbResult<()>;
 }

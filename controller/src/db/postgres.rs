@@ -1938,6 +1938,19 @@ impl Datastore for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn cancel_queued_power(&self, node: NodeId, reason: &str, now: Seconds) -> DbResult<u64> {
+        let done = sqlx::query!(
+            "UPDATE power_requests SET state = 'failed', error = $1, finished_at = $2 WHERE node_id = $3 AND state = 'queued'",
+            reason,
+            now,
+            node.0
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected())
+    }
+
     async fn record_power(&self, node: NodeId, state: &str, source: &str, now: Seconds) -> DbResult<()> {
         sqlx::query!(
             "UPDATE nodes SET power_state = $1, power_source = $2, power_observed_at = $3 WHERE id = $4",

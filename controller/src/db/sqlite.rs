@@ -1632,6 +1632,18 @@ impl Datastore for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn cancel_queued_power(&self, node: NodeId, reason: &str, now: Seconds) -> DbResult<u64> {
+        let done =
+            sqlx::query("UPDATE power_requests SET state = 'failed', error = ?, finished_at = ? WHERE node_id = ? AND state = 'queued'")
+                .bind(reason)
+                .bind(now)
+                .bind(node.0)
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+        Ok(done.rows_affected())
+    }
+
     async fn finish_power_request(&self, id: i64, error: Option<&str>, now: Seconds) -> DbResult<()> {
         sqlx::query("UPDATE power_requests SET state = ?, error = ?, finished_at = ? WHERE id = ?")
             .bind(if error.is_some() { "failed" } else { "done" })

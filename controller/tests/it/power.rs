@@ -152,6 +152,30 @@ async fn a_failed_request_skips_the_next_ones_of_its_node_and_says_why() {
     assert!(bmc.operations().is_empty(), "nothing reached the BMC: {:?}", bmc.operations());
 }
 
+/// An operation's power sequence drops what was still queued for its node
+/// (the store's part: only that node's requests, only those not started).
+#[tokio::test]
+async fn queued_requests_of_one_node_can_be_superseded() {
+    let ctx = TestContext::empty().await;
+    node_with_bmc(&ctx, "sim-7", "02:00:00:00:07:01", "ipmi://admin:pw@10.9.0.7:623").await;
+    node_with_bmc(&ctx, "sim-8", "02:00:00:00:08:01", "ipmi://admin:pw@10.9.0.8:623").await;
+    let mut ctx = ctx;
+    ctx.shutdown().await;
+    let store = ctx.store().await;
+    let (seven, eight) = (store.get_node("sim-7").await.expect("node").id, store.get_node("sim-8").await.expect("node").id);
+    let started = store.enqueue_power(seven, "boot-pxe", "admin", 0).await.expect("queued");
+    store.set_power_request_running(started).await.expect("running");
+    let stale = store.enqueue_power(seven, "cycle", "admin", 0).await.expect("queued");
+    let other = store.enqueue_power(eight, "on", "admin", 0).await.expect("queued");
+    assert_eq!(store.cancel_queued_power(seven, "superseded", 1).await.expect("cancelled"), 1);
+    let mut seen = Vec::new();
+    for id in [started, stale, other] {
+        let r = store.power_request(id).await.expect("request");
+        seen.push((r.state, r.error));
+    }
+    assert_eq!(seen, [("running".to_owned(), None), ("failed".to_owned(), Some("superseded".to_owned())), ("queued".to_owned(), None)]);
+}
+
 #[tokio::test]
 async fn the_sweep_records_power_and_finds_silent_bmcs() {
     use ferrum_controller::app::conductor::SimConductor;
