@@ -156,6 +156,12 @@ impl Drop for Ferrumd {
     }
 }
 
+/// Runs a future to completion from a synchronous `wait_until` check
+/// inside a multi-threaded tokio test.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
+
 /// POSTs `body` as JSON to `url` with `token`; returns the status and the
 /// JSON answer.
 pub async fn post_json(client: &reqwest::Client, url: &str, token: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {

@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use sqlx::Row;
+use sqlx::sqlite::SqliteConnectOptions;
 
 use super::postgres::PgStore;
 use super::sqlite::SqliteStore;
@@ -70,9 +71,9 @@ pub async fn sqlite_to_postgres(from: &str, to: &str, batch_rows: u32) -> anyhow
     );
     // Opening would create a missing file: a mistyped path must not copy
     // an empty database.
-    let path = from.trim_start_matches("sqlite:").trim_start_matches("//");
-    let path = path.split('?').next().unwrap_or_default();
-    anyhow::ensure!(std::path::Path::new(path).is_file(), "--from: no SQLite database at {path}");
+    let options: SqliteConnectOptions = from.parse().map_err(|e| anyhow::anyhow!("--from {from}: {e}"))?;
+    let path = options.get_filename();
+    anyhow::ensure!(path.is_file(), "--from: no SQLite database at {}", path.display());
     let source = SqliteStore::open(from).await.map_err(|e| anyhow::anyhow!("source {}: {e}", redact_url(from)))?;
     let target = PgStore::open(to).await.map_err(|e| anyhow::anyhow!("target {}: {e}", redact_url(to)))?;
     let pg = target.pool();

@@ -2,8 +2,11 @@
 //! are tested against ipmi_sim and sushy-tools in their own modules):
 //! authorisation, the durable queue, BMC failures as node states.
 
+use std::sync::Arc;
+
 use chrono::Duration;
 use ferrum_controller::model::BmcAddress;
+use ferrum_controller::power::sim::SimBmc;
 use serde_json::json;
 
 use super::harness::{DEADLINE, TestContext, wait_until};
@@ -93,24 +96,34 @@ async fn a_bmc_that_does_not_answer_makes_the_node_dead_until_it_answers_again()
     ctx.wait_nodes_available(1).await;
 }
 
+/// A controller with the simulated node `name` behind `url`, stopped, and
+/// `ops` queued for that node meanwhile (as if the controller had died
+/// right after accepting them): the stopped context, the node's BMC and
+/// the requests' ids.
+async fn stopped_with_queued(name: &str, mac: &str, url: &str, ops: &[&str]) -> (TestContext, Arc<SimBmc>, Vec<i64>) {
+    let mut ctx = TestContext::empty().await;
+    // The BMC exists from the start: the power loop may sweep it at any time.
+    let bmc = ctx.bmcs.bmc(&endpoint(url));
+    node_with_bmc(&ctx, name, mac, url).await;
+    ctx.shutdown().await;
+    let store = ctx.store().await;
+    let node = store.get_node(name).await.expect("node").id;
+    let mut ids = Vec::new();
+    for op in ops {
+        ids.push(store.enqueue_power(node, op, "admin", 0).await.expect("queued"));
+    }
+    (ctx, bmc, ids)
+}
+
 #[tokio::test]
 async fn queued_requests_survive_a_restart() {
-    let ctx = TestContext::empty().await;
     let url = "ipmi://admin:pw@10.9.0.4:623";
-    let bmc = ctx.bmcs.bmc(&endpoint(url));
-    node_with_bmc(&ctx, "sim-4", "02:00:00:00:04:01", url).await;
-    let mut ctx = ctx;
-    ctx.shutdown().await;
-    // A request queued while no controller runs (as if it died right after
-    // accepting it) is carried out by the next one.
-    let store = ctx.store().await;
-    let node = store.get_node("sim-4").await.expect("node");
-    let id = store.enqueue_power(node.id, "on", "admin", 0).await.expect("queued");
-    drop(store);
+    let (ctx, bmc, ids) = stopped_with_queued("sim-4", "02:00:00:00:04:01", url, &["on"]).await;
+    // The next controller carries out what was queued.
     let ctx = ctx.restart().await;
     let store = ctx.store().await;
     wait_until("the queued request carried out", DEADLINE, async || {
-        let state = store.power_request(id).await.expect("request").state;
+        let state = store.power_request(ids[0]).await.expect("request").state;
         if state == "done" { Ok(()) } else { Err(state) }
     })
     .await;
@@ -125,19 +138,11 @@ async fn queued_requests_survive_a_restart() {
 #[tokio::test]
 async fn a_failed_request_skips_the_next_ones_of_its_node_and_says_why() {
     use ferrum_controller::power::PowerError;
-    let ctx = TestContext::empty().await;
     let url = "ipmi://admin:pw@10.9.0.6:623";
-    let bmc = ctx.bmcs.bmc(&endpoint(url));
-    node_with_bmc(&ctx, "sim-6", "02:00:00:00:06:01", url).await;
-    let mut ctx = ctx;
-    ctx.shutdown().await;
-    // Both queued at once (while no controller runs), then carried out in
-    // one pass by the next controller.
-    let store = ctx.store().await;
-    let node = store.get_node("sim-6").await.expect("node");
-    let boot = store.enqueue_power(node.id, "boot-pxe", "admin", 0).await.expect("queued");
-    let cycle = store.enqueue_power(node.id, "cycle", "admin", 0).await.expect("queued");
-    drop(store);
+    // Both queued at once, then carried out in one pass by the next
+    // controller, against a BMC that does not answer.
+    let (ctx, bmc, ids) = stopped_with_queued("sim-6", "02:00:00:00:06:01", url, &["boot-pxe", "cycle"]).await;
+    let (boot, cycle) = (ids[0], ids[1]);
     bmc.fail_with(Some(PowerError::Unreachable { bmc: endpoint(url), tries: 1 }));
     let ctx = ctx.restart().await;
     let store = ctx.store().await;

@@ -2,10 +2,10 @@
 //! PostgreSQL with everything it knew, and goes on from there.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ferrum_lab::postgres::Postgres;
-use ferrum_tests::{Ferrumd, binary, post_json};
+use ferrum_tests::{Ferrumd, binary, block_on, post_json, wait_until};
 use serde_json::{Value, json};
 
 async fn get(client: &reqwest::Client, server: &str, token: &str, path: &str) -> Value {
@@ -15,16 +15,11 @@ async fn get(client: &reqwest::Client, server: &str, token: &str, path: &str) ->
 }
 
 /// Waits (60 s at most) until `path` answers with `state`.
-async fn wait_for_state(client: &reqwest::Client, server: &str, token: &str, path: &str, state: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let seen = get(client, server, token, path).await;
-        if seen["state"] == state {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{path} never became {state}: {seen}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+fn wait_for_state(client: &reqwest::Client, server: &str, token: &str, path: &str, state: &str) {
+    wait_until(&format!("{path} {state}"), Duration::from_secs(60), || {
+        let seen = block_on(get(client, server, token, path));
+        if seen["state"] == state { Ok(()) } else { Err(seen["state"].to_string()) }
+    });
 }
 
 /// What the admin sees, which the copy must keep whole (and the usage of
@@ -61,7 +56,7 @@ async fn a_sqlite_ferrum_moves_to_postgresql_with_everything_it_knew() {
 
     // A lease that ran and was released (usage records, node events), and
     // one still ahead; the clock loop enrols the imported nodes first.
-    wait_for_state(&client, &old.url, &token, "/api/v1/nodes/chifflot-1", "available").await;
+    wait_for_state(&client, &old.url, &token, "/api/v1/nodes/chifflot-1", "available");
     let ran: Value = post("/api/v1/leases", &token, json!({"nodes": {"names": ["chifflot-1"]}, "duration": "1h"}))
         .await
         .expect("lease")
@@ -69,13 +64,13 @@ async fn a_sqlite_ferrum_moves_to_postgresql_with_everything_it_knew() {
         .await
         .expect("json");
     let ran_path = format!("/api/v1/leases/{}", ran["id"]);
-    wait_for_state(&client, &old.url, &token, &ran_path, "active").await;
-    // Usage is counted in whole seconds: release it once a second of use
-    // has passed (a zero-length use leaves no record).
-    let start_of_use = chrono::DateTime::parse_from_rfc3339(ran["start"].as_str().expect("start")).expect("rfc3339");
-    while chrono::Utc::now() < start_of_use + chrono::Duration::seconds(2) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_state(&client, &old.url, &token, &ran_path, "active");
+    // Usage is counted in whole seconds (a zero-length use leaves no
+    // record): release it once the usage report counts some.
+    wait_until("a second of use", Duration::from_secs(60), || {
+        let usage = block_on(get(&client, &old.url, &admin, "/api/v1/usage?group_by=project"));
+        if usage["total"]["node_seconds"].as_i64() > Some(0) { Ok(()) } else { Err(usage.to_string()) }
+    });
     let released = client.delete(format!("{}{ran_path}", old.url)).bearer_auth(&token).send().await.expect("release");
     assert_eq!(released.status().as_u16(), 200);
     let start = (chrono::Utc::now() + chrono::Duration::days(1)).format("%Y-%m-%dT%H:00:00Z").to_string();
@@ -88,7 +83,7 @@ async fn a_sqlite_ferrum_moves_to_postgresql_with_everything_it_knew() {
     // Copy a settled database: the released node's reset over (these
     // nodes have no BMC, so the reset cannot power-cycle it: it ends
     // `suspect`, for an admin to look at).
-    wait_for_state(&client, &old.url, &admin, "/api/v1/nodes/chifflot-1", "suspect").await;
+    wait_for_state(&client, &old.url, &admin, "/api/v1/nodes/chifflot-1", "suspect");
     let month = chrono::Utc::now().format("%Y-%m-01T00:00:00Z").to_string();
     let in_two_months = (chrono::Utc::now() + chrono::Duration::days(62)).format("%Y-%m-01T00:00:00Z").to_string();
     let rollups = format!("/api/v1/usage?group_by=project&from={month}&to={in_two_months}");

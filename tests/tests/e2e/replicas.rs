@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use ferrum_lab::postgres::Postgres;
-use ferrum_tests::{Ferrumd, wait_until};
+use ferrum_tests::{Ferrumd, block_on, wait_until};
 use serde_json::{Value, json};
 
 /// Replicas first: they stop before the database does.
@@ -110,14 +110,14 @@ async fn killing_the_leader_hands_the_loops_to_another_replica() {
     let client = reqwest::Client::new();
     let all = [0, 1, 2];
     let leader = wait_until("one replica leads", Duration::from_secs(20), || {
-        let leaders = futures_block(replicas.leaders(&client, &all));
+        let leaders = block_on(replicas.leaders(&client, &all));
         if leaders.len() == 1 { Ok(leaders[0]) } else { Err(format!("leaders: {leaders:?}")) }
     });
     let tokens = replicas.populate(&client, 1).await;
     let survivor = replicas.ferrumd[(leader + 1) % 3].url.clone();
     // The leader's clock loop enrols the imported nodes.
     wait_until("chifflot-1 available", Duration::from_secs(30), || {
-        let node: Value = futures_block(async {
+        let node: Value = block_on(async {
             client.get(format!("{survivor}/api/v1/nodes/chifflot-1")).bearer_auth(&tokens[0]).send().await?.json().await
         })
         .map_err(|e| e.to_string())?;
@@ -138,7 +138,7 @@ async fn killing_the_leader_hands_the_loops_to_another_replica() {
     replicas.ferrumd[leader].child.wait().expect("reaped");
     let alive: Vec<usize> = all.iter().copied().filter(|&i| i != leader).collect();
     let new_leader = wait_until("another replica leads", Duration::from_secs(10), || {
-        let leaders = futures_block(replicas.leaders(&client, &alive));
+        let leaders = block_on(replicas.leaders(&client, &alive));
         if leaders.len() == 1 { Ok(leaders[0]) } else { Err(format!("leaders: {leaders:?}")) }
     });
     assert_ne!(new_leader, leader);
@@ -149,7 +149,7 @@ async fn killing_the_leader_hands_the_loops_to_another_replica() {
         let (client, token) = (client.clone(), tokens[0].clone());
         move || -> Result<String, String> {
             let lease: Value =
-                futures_block(async { client.get(format!("{url}/api/v1/leases/{id}")).bearer_auth(&token).send().await?.json().await })
+                block_on(async { client.get(format!("{url}/api/v1/leases/{id}")).bearer_auth(&token).send().await?.json().await })
                     .map_err(|e| e.to_string())?;
             Ok(lease["state"].as_str().unwrap_or_default().to_owned())
         }
@@ -165,10 +165,4 @@ async fn killing_the_leader_hands_the_loops_to_another_replica() {
         s if s == "ending" || s == "finished" => Ok(()),
         s => Err(s),
     });
-}
-
-/// Runs a future to completion from the synchronous `wait_until` check
-/// (the test runtime is multi-threaded).
-fn futures_block<F: std::future::Future>(f: F) -> F::Output {
-    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
