@@ -272,20 +272,23 @@ impl App {
             tracing::info_span!("power", node = %node.name, bmc = %bmc.endpoint(), operation = operation.as_str(), request = request.id);
         let outcome = tracing::Instrument::instrument(self.run_operation(&bmc, operation), span).await;
         let now = self.now();
+        // What the answer says of the node is written before the request
+        // is finished: whoever waits on the request (an API call, an
+        // operation) then reads a node that already shows it.
         let failure = match outcome {
             Ok(state) => {
                 if let Some(state) = state {
                     self.store.record_power(node.id, state.as_str(), "request", now).await?;
                 }
-                self.store.finish_power_request(request.id, None, now).await?;
                 self.bmc_answered(&node).await?;
+                self.store.finish_power_request(request.id, None, now).await?;
                 None
             }
             Err(e) => {
                 tracing::warn!(node = %node.name, error = %e, "power request failed");
                 let error = e.to_string();
-                self.store.finish_power_request(request.id, Some(&error), now).await?;
                 self.bmc_failed(&node, &e).await?;
+                self.store.finish_power_request(request.id, Some(&error), now).await?;
                 Some(error)
             }
         };
