@@ -43,7 +43,7 @@ fn main() -> anyhow::Result<()> {
         let db = tempfile::tempdir()?;
         let (f, a) = rt.block_on(async {
             let url = format!("sqlite://{}", db.path().join("bench.db").display());
-            let store = Arc::new(SqliteStore::open(&url).await?);
+            let store = Arc::new(SqliteStore::open(&url, ferrum_controller::db::SecretKey::generate()?).await?);
             let app = App::new(
                 store,
                 Clock::System,

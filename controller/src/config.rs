@@ -25,6 +25,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Database URL. Default: SQLite at `<data_dir>/ferrum.db`.
     pub database: Option<String>,
+    /// The key file that encrypts BMC credentials in the database (mode
+    /// 0600, created on first start). Replicas share one. Default:
+    /// `<data_dir>/secret.key`.
+    pub secrets_key_file: Option<PathBuf>,
     pub log: LogConfig,
     pub leases: LeaseConfig,
     pub power: PowerConfig,
@@ -270,6 +274,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8750)),
             data_dir: PathBuf::from("ferrum-data"),
             database: None,
+            secrets_key_file: None,
             log: LogConfig::default(),
             leases: LeaseConfig::default(),
             power: PowerConfig::default(),
@@ -341,6 +346,11 @@ impl Config {
         self.boot.ramdisk_dir.clone().unwrap_or_else(|| self.data_dir.join("ramdisk"))
     }
 
+    /// The key file of secrets at rest.
+    pub fn secrets_key_path(&self) -> PathBuf {
+        self.secrets_key_file.clone().unwrap_or_else(|| self.data_dir.join("secret.key"))
+    }
+
     /// The database URL: the configured one or SQLite in the data directory.
     pub fn database_url(&self) -> String {
         self.database.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("ferrum.db").display()))
@@ -381,6 +391,7 @@ mod tests {
         let d = Config::default();
         assert_eq!(c.listen, d.listen);
         assert_eq!(c.data_dir, d.data_dir);
+        assert_eq!(c.secrets_key_path(), d.secrets_key_path());
         assert_eq!(c.leases.max_horizon, d.leases.max_horizon);
         assert_eq!(c.log.format, d.log.format);
         assert_eq!(c.power.sync_interval, d.power.sync_interval);

@@ -17,5 +17,6 @@ pub mod http;
 pub mod model;
 pub mod power;
 pub mod reference;
+pub mod secrets;
 pub mod server;
 pub mod ssh;

@@ -4,7 +4,7 @@
 //! go through here (tests bind port 0 and pass a manual clock).
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -16,16 +16,19 @@ use crate::app::conductor::{Conductor, NodeConductor};
 use crate::app::power::{BmcConnector, RealBmcs};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::http;
+use crate::db::{DbError, SecretKey};
+use crate::{http, secrets};
 
 /// The path of the first admin's token inside the data directory.
 pub fn admin_token_path(config: &Config) -> PathBuf {
     config.data_dir.join("admin.token")
 }
 
-/// Opens the datastore named by the configuration, runs its migrations and,
-/// on an empty database, creates the first admin (token in
-/// `DATA_DIR/admin.token`, mode 0600).
+/// Opens the datastore named by the configuration with the secrets key
+/// (see [`open_secrets_key`]), runs its migrations and, on an empty
+/// database, creates the first admin (token in `DATA_DIR/admin.token`,
+/// mode 0600). The data directory is created 0700 and the SQLite database
+/// 0600; wider modes found at start are warned about.
 pub async fn open(config: Config, clock: Clock) -> anyhow::Result<Arc<App>> {
     open_with(config, clock, Arc::new(NodeConductor), Arc::new(RealBmcs::default())).await
 }
@@ -38,15 +41,79 @@ pub async fn open_with(
     conductor: Arc<dyn Conductor>,
     bmcs: Arc<dyn BmcConnector>,
 ) -> anyhow::Result<Arc<App>> {
-    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    secrets::create_private_dir(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let url = config.database_url();
-    let store = crate::db::open(&url).await.with_context(|| format!("cannot open database {}", redact_url(&url)))?;
+    let key_path = config.secrets_key_path();
+    let (key, created) = open_secrets_key(&key_path, &url).await?;
+    let store = match crate::db::open(&url, key).await {
+        Ok(store) => store,
+        Err(DbError::KeyMismatch { stored, given }) => {
+            if created {
+                // Made for a database that turned out to have a key: useless.
+                let _ = std::fs::remove_file(&key_path);
+            }
+            anyhow::bail!(
+                "the secrets key file {} (fingerprint {given}) is not the key of database {}, whose BMC credentials are encrypted \
+                 with the key of fingerprint {stored}: start with that key file (replicas of one database, and a restored backup, \
+                 use the key file of the ferrumd that wrote it; set secrets_key_file to its path)",
+                key_path.display(),
+                redact_url(&url)
+            );
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot open database {}", redact_url(&url)))),
+    };
+    if created {
+        tracing::info!(path = %key_path.display(), "created the key that encrypts BMC credentials in the database (mode 0600); back it up, apart from the database backups");
+    }
+    warn_if_exposed(&config, &url);
     let app = App::new(store, clock, config, conductor, bmcs);
     let token_path = admin_token_path(&app.config);
     if app.bootstrap_admin(&token_path).await? {
         tracing::info!(path = %token_path.display(), "first start: created user 'admin'; its API token is in this file (mode 0600)");
     }
     Ok(app)
+}
+
+/// The key that seals the BMC credentials of the database at `url`: the
+/// key file at `path`, or a new one created there (returned `true`) when
+/// there is none and the database has no key yet. A database that records
+/// a key while the file is missing is refused: a new key could not open
+/// its credentials (a replica or a restore without the key file).
+pub async fn open_secrets_key(path: &Path, url: &str) -> anyhow::Result<(SecretKey, bool)> {
+    if !path.exists() {
+        let fresh_sqlite = crate::db::sqlite::file_of_url(url).is_some_and(|file| !file.exists());
+        let recorded = if fresh_sqlite || url.starts_with("sqlite::memory:") {
+            None
+        } else {
+            crate::db::recorded_key_fingerprint(url).await.with_context(|| format!("cannot open database {}", redact_url(url)))?
+        };
+        if let Some(fingerprint) = recorded {
+            anyhow::bail!(
+                "no secrets key file at {}, but database {} holds BMC credentials encrypted with the key of fingerprint {fingerprint}: \
+                 copy that key file there (mode 0600; from the ferrumd that wrote the database, or from where you keep it apart \
+                 from backups), or set secrets_key_file to its path",
+                path.display(),
+                redact_url(url)
+            );
+        }
+    }
+    SecretKey::load_or_create(path).map_err(anyhow::Error::new)
+}
+
+/// Warns about what holds secrets with modes wider than the ones it is
+/// created with (an older ferrumd's files, an operator's copy).
+fn warn_if_exposed(config: &Config, url: &str) {
+    secrets::warn_if_wider(&config.data_dir, 0o700);
+    secrets::warn_if_wider(&config.secrets_key_path(), 0o600);
+    secrets::warn_if_wider(&admin_token_path(config), 0o600);
+    if let Some(db) = crate::db::sqlite::file_of_url(url) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = db.clone().into_os_string();
+            path.push(suffix);
+            secrets::warn_if_wider(Path::new(&path), 0o600);
+        }
+    }
 }
 
 /// A database URL without its password, for messages and logs.

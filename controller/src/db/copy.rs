@@ -13,6 +13,12 @@
 //! same, so nothing written after the copy is left behind); the target is
 //! written in one transaction, so a failed copy leaves it empty. The target
 //! must hold no data yet (a fresh database, never served from).
+//!
+//! Secrets travel as they are stored: BMC credentials sealed with the
+//! SQLite `ferrumd`'s key, and that key's fingerprint in `meta`; the copy
+//! never sees the key nor a password. The PostgreSQL `ferrumd` must be
+//! given the same key file (`secrets_key_file`); another key is refused at
+//! start.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -30,6 +36,9 @@ pub const DEFAULT_BATCH_ROWS: u32 = 5000;
 #[derive(Debug, Default)]
 pub struct CopyReport {
     pub tables: Vec<(String, u64)>,
+    /// The fingerprint of the key that sealed the copied secrets (`None`:
+    /// the source was never opened by a `ferrumd` with a key).
+    pub key_fingerprint: Option<String>,
 }
 
 /// One column of the target, and how its values travel.
@@ -74,9 +83,10 @@ pub async fn sqlite_to_postgres(from: &str, to: &str, batch_rows: u32) -> anyhow
     let options: SqliteConnectOptions = from.parse().map_err(|e| anyhow::anyhow!("--from {from}: {e}"))?;
     let path = options.get_filename();
     anyhow::ensure!(path.is_file(), "--from: no SQLite database at {}", path.display());
-    let source = SqliteStore::open(from).await.map_err(|e| anyhow::anyhow!("source {}: {e}", redact_url(from)))?;
-    let target = PgStore::open(to).await.map_err(|e| anyhow::anyhow!("target {}: {e}", redact_url(to)))?;
-    let pg = target.pool();
+    let source = SqliteStore::migrated_pool(from).await.map_err(|e| anyhow::anyhow!("source {}: {e}", redact_url(from)))?;
+    let target_options = to.parse().map_err(|e| anyhow::anyhow!("--to {}: {e}", redact_url(to)))?;
+    let target = PgStore::migrated_pool(&target_options).await.map_err(|e| anyhow::anyhow!("target {}: {e}", redact_url(to)))?;
+    let pg = &target;
 
     let tables = tables_in_order(pg).await?;
     let mut held = Vec::new();
@@ -99,12 +109,12 @@ pub async fn sqlite_to_postgres(from: &str, to: &str, batch_rows: u32) -> anyhow
     let source_tables: Vec<String> = sqlx::query_scalar(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations'",
     )
-    .fetch_all(source.pool())
+    .fetch_all(&source)
     .await?;
     let unknown: Vec<&String> = source_tables.iter().filter(|t| !tables.contains(t)).collect();
     anyhow::ensure!(unknown.is_empty(), "the source has tables the target lacks: {unknown:?}");
 
-    let mut snapshot = source.pool().begin().await?;
+    let mut snapshot = source.begin().await?;
     let mut tx = pg.begin().await?;
     let mut report = CopyReport::default();
     for table in &tables {
@@ -173,6 +183,8 @@ pub async fn sqlite_to_postgres(from: &str, to: &str, batch_rows: u32) -> anyhow
         .execute(&mut *tx)
         .await?;
     }
+    report.key_fingerprint =
+        sqlx::query_scalar::<_, Option<String>>("SELECT key_fingerprint FROM meta WHERE id = 1").fetch_one(&mut *snapshot).await?;
     tx.commit().await?;
     snapshot.rollback().await?;
     Ok(report)

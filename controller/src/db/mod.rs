@@ -15,6 +15,8 @@ use async_trait::async_trait;
 
 use crate::model::{BootTarget, LeaseId, LeaseState, LeaseType, NodeId, NodeLifecycle, NodePolicy, ProjectId, Seconds, UserId};
 
+pub use crate::secrets::SecretKey;
+
 pub mod copy;
 pub mod postgres;
 pub mod sqlite;
@@ -43,6 +45,17 @@ pub enum DbError {
     Migrate(#[source] sqlx::migrate::MigrateError),
     #[error("database URL must start with sqlite:// or postgres://")]
     UnknownBackend,
+    /// The database's secrets were sealed with another key than the one
+    /// given (fingerprints, never keys).
+    #[error("the database's BMC credentials are encrypted with the key of fingerprint {stored}, not with this key ({given})")]
+    KeyMismatch { stored: String, given: String },
+    /// A sealed value that does not open (altered, or moved to another row).
+    #[error("the BMC credentials of node '{node}' cannot be decrypted")]
+    Unseal {
+        node: String,
+        #[source]
+        source: crate::secrets::SecretsError,
+    },
 }
 
 pub type DbResult<T> = Result<T, DbError>;
@@ -72,14 +85,62 @@ pub(crate) fn needs_reset_after(from: NodeLifecycle, to: NodeLifecycle) -> Optio
 }
 
 /// Opens the store a database URL names (`sqlite://PATH`, `sqlite::memory:`
-/// or `postgres://...`) and runs its migrations.
-pub async fn open(url: &str) -> DbResult<std::sync::Arc<dyn Datastore>> {
+/// or `postgres://...`), runs its migrations and adopts `key` for the
+/// secrets it holds (see [`SecretKey`]): a database that has no key yet
+/// records its fingerprint; one sealed with another key is refused
+/// ([`DbError::KeyMismatch`]); plaintext BMC credentials (left by a
+/// `ferrumd` older than encryption at rest) are sealed now.
+pub async fn open(url: &str, key: SecretKey) -> DbResult<std::sync::Arc<dyn Datastore>> {
     if url.starts_with("sqlite:") {
-        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
+        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url, key).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(std::sync::Arc::new(postgres::PgStore::open(url).await?))
+        Ok(std::sync::Arc::new(postgres::PgStore::open(url, key).await?))
     } else {
         Err(DbError::UnknownBackend)
+    }
+}
+
+/// The key fingerprint a database records, without opening it as a store
+/// (no migrations run): `None` for a database no keyed `ferrumd` opened
+/// yet, or one older than encryption at rest.
+pub async fn recorded_key_fingerprint(url: &str) -> DbResult<Option<String>> {
+    if url.starts_with("sqlite:") {
+        sqlite::recorded_key_fingerprint(url).await
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        postgres::recorded_key_fingerprint(url).await
+    } else {
+        Err(DbError::UnknownBackend)
+    }
+}
+
+/// What the associated data of a node's sealed BMC URL names: its column
+/// and the node's name (immutable), so a value copied to another node's
+/// row does not open.
+fn bmc_context(node: &str) -> String {
+    format!("nodes.bmc_url:{node}")
+}
+
+/// A node's BMC URL as stored: sealed with `key`.
+pub(crate) fn seal_bmc(key: &SecretKey, node: &str, url: &Secret) -> DbResult<String> {
+    key.seal(&bmc_context(node), &url.0).map_err(|source| DbError::Unseal { node: node.to_owned(), source })
+}
+
+/// Opens the BMC URL of a node row read from the database.
+pub(crate) fn open_bmc(key: &SecretKey, node: &mut NodeRow) -> DbResult<()> {
+    if let Some(stored) = node.bmc_url.take() {
+        let url = key.open(&bmc_context(&node.name), &stored.0).map_err(|source| DbError::Unseal { node: node.name.clone(), source })?;
+        node.bmc_url = Some(Secret(url));
+    }
+    Ok(())
+}
+
+/// Refuses a database whose recorded fingerprint is another key's.
+pub(crate) fn check_fingerprint(stored: Option<&str>, key: &SecretKey) -> DbResult<()> {
+    match stored {
+        Some(stored) if stored != key.fingerprint() => {
+            Err(DbError::KeyMismatch { stored: stored.to_owned(), given: key.fingerprint().to_owned() })
+        }
+        _ => Ok(()),
     }
 }
 

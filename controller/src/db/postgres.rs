@@ -32,6 +32,8 @@ pub struct PgStore {
     /// For the connections that are not the pool's: the leader's lock and
     /// the change listener.
     options: PgConnectOptions,
+    /// Seals and opens the BMC credentials.
+    key: std::sync::Arc<SecretKey>,
 }
 
 /// The advisory lock whose holder runs the background loops ("ferrum" in
@@ -117,6 +119,47 @@ fn node_policy(s: &str) -> DbResult<NodePolicy> {
 
 fn boot_target(s: &str) -> DbResult<BootTarget> {
     BootTarget::parse(s).ok_or_else(|| DbError::Corrupt(format!("node boot target '{s}'")))
+}
+
+/// See `sqlite::adopt_key`; the `meta` row is locked, so replicas
+/// starting together agree on one key.
+async fn adopt_key(pool: &PgPool, key: &SecretKey) -> DbResult<usize> {
+    let mut tx = pool.begin().await.map_err(db)?;
+    let stored = sqlx::query_scalar!("SELECT key_fingerprint FROM meta WHERE id = 1 FOR UPDATE").fetch_one(&mut *tx).await.map_err(db)?;
+    check_fingerprint(stored.as_deref(), key)?;
+    if stored.is_none() {
+        sqlx::query!("UPDATE meta SET key_fingerprint = $1 WHERE id = 1", key.fingerprint()).execute(&mut *tx).await.map_err(db)?;
+    }
+    let rows = sqlx::query!(r#"SELECT id, name, bmc_url AS "bmc_url!" FROM nodes WHERE bmc_url IS NOT NULL"#)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+    let mut sealed = 0;
+    for row in rows.into_iter().filter(|r| !crate::secrets::is_sealed(&r.bmc_url)) {
+        let value = seal_bmc(key, &row.name, &Secret(row.bmc_url))?;
+        sqlx::query!("UPDATE nodes SET bmc_url = $1 WHERE id = $2", value, row.id).execute(&mut *tx).await.map_err(db)?;
+        sealed += 1;
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(sealed)
+}
+
+/// See [`super::recorded_key_fingerprint`]: no migrations run.
+pub(crate) async fn recorded_key_fingerprint(url: &str) -> DbResult<Option<String>> {
+    let options: PgConnectOptions = url.parse().map_err(DbError::Sqlx)?;
+    let mut conn = sqlx::ConnectOptions::connect(&options).await.map_err(DbError::Sqlx)?;
+    // Unchecked: the column may not exist yet (a database of an older ferrumd).
+    let has_column: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.columns \
+         WHERE table_schema = current_schema() AND table_name = 'meta' AND column_name = 'key_fingerprint')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .map_err(db)?;
+    if !has_column {
+        return Ok(None);
+    }
+    sqlx::query_scalar("SELECT key_fingerprint FROM meta WHERE id = 1").fetch_optional(&mut conn).await.map_err(db).map(Option::flatten)
 }
 
 // --- raw rows, as the checked queries return them --------------------------
@@ -377,8 +420,23 @@ impl RawAllocation {
 impl PgStore {
     /// Connects to the database at `url` (`postgres://...`) and runs the
     /// migrations (serialised across replicas by sqlx's advisory lock).
-    pub async fn open(url: &str) -> DbResult<Self> {
+    pub async fn open(url: &str, key: SecretKey) -> DbResult<Self> {
         let options: PgConnectOptions = url.parse().map_err(DbError::Sqlx)?;
+        let pool = Self::migrated_pool(&options).await?;
+        let sealed = adopt_key(&pool, &key).await?;
+        if sealed > 0 {
+            tracing::info!(
+                nodes = sealed,
+                "encrypted the BMC credentials an older ferrumd stored in clear (old row versions stay in the table files until \
+                 `VACUUM FULL nodes`)"
+            );
+        }
+        Ok(PgStore { pool, options, key: std::sync::Arc::new(key) })
+    }
+
+    /// A pool on the database, with the migrations run; no key adopted
+    /// (`copy` moves sealed values as they are).
+    pub(crate) async fn migrated_pool(options: &PgConnectOptions) -> DbResult<PgPool> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
@@ -386,7 +444,7 @@ impl PgStore {
             .await
             .map_err(DbError::Sqlx)?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await.map_err(DbError::Migrate)?;
-        Ok(PgStore { pool, options })
+        Ok(pool)
     }
 
     /// The connection pool (for the leader election, which holds one
@@ -430,7 +488,8 @@ impl PgStore {
         Ok(())
     }
 
-    async fn insert_node_in(tx: &mut PgConnection, node: &NodeWrite, event: &NewEvent) -> DbResult<NodeId> {
+    async fn insert_node_in(tx: &mut PgConnection, key: &SecretKey, node: &NodeWrite, event: &NewEvent) -> DbResult<NodeId> {
+        let bmc_url = node.bmc_url.as_ref().map(|url| seal_bmc(key, &node.name, url)).transpose()?;
         let id = sqlx::query_scalar!(
             "INSERT INTO nodes (name, site, cluster, ip, bmc_url, state, policy, properties, admin_properties, reference, \
              reference_sha256, created_at, updated_at) \
@@ -439,7 +498,7 @@ impl PgStore {
             node.site,
             node.cluster,
             node.ip,
-            node.bmc_url.as_ref().map(|s| s.0.as_str()),
+            bmc_url,
             merged(&node.properties, &node.admin_properties),
             to_json(&node.admin_properties),
             node.reference,
@@ -578,6 +637,9 @@ impl PgStore {
 
     async fn nodes_with_macs(&self, raw: Vec<RawNode>) -> DbResult<Vec<NodeRow>> {
         let mut nodes = raw.into_iter().map(RawNode::into_row).collect::<DbResult<Vec<_>>>()?;
+        for node in &mut nodes {
+            open_bmc(&self.key, node)?;
+        }
         let macs = sqlx::query!("SELECT node_id, mac FROM node_macs ORDER BY node_id, position").fetch_all(&self.pool).await.map_err(db)?;
         let index: std::collections::HashMap<i64, usize> = nodes.iter().enumerate().map(|(i, n)| (n.id.0, i)).collect();
         for r in macs {
@@ -1154,7 +1216,7 @@ impl Datastore for PgStore {
 
     async fn insert_node(&self, node: &NodeWrite, event: &NewEvent) -> DbResult<NodeRow> {
         let mut tx = self.begin().await?;
-        Self::insert_node_in(&mut tx, node, event).await?;
+        Self::insert_node_in(&mut tx, &self.key, node, event).await?;
         tx.commit().await.map_err(db)?;
         self.get_node(&node.name).await
     }
@@ -1181,7 +1243,7 @@ impl Datastore for PgStore {
                         to_shown: "enrolling".into(),
                         reason: "imported from a reference description".into(),
                     };
-                    Self::insert_node_in(&mut tx, node, &event).await?;
+                    Self::insert_node_in(&mut tx, &self.key, node, &event).await?;
                     outcome.added.push(node.name.clone());
                 }
                 Some(r) => {
@@ -1265,6 +1327,7 @@ impl Datastore for PgStore {
         .map_err(db)?
         .ok_or_else(|| DbError::NotFound { what: "node", name: name.to_owned() })?;
         let mut node = raw.into_row()?;
+        open_bmc(&self.key, &mut node)?;
         node.macs = sqlx::query_scalar!("SELECT mac FROM node_macs WHERE node_id = $1 ORDER BY position", node.id.0)
             .fetch_all(&self.pool)
             .await

@@ -24,6 +24,8 @@ mod usage;
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Seals and opens the BMC credentials.
+    key: std::sync::Arc<SecretKey>,
     /// Stops the checkpoint task when the last clone of the store goes.
     _checkpoints: std::sync::Arc<StopOnDrop>,
 }
@@ -50,13 +52,95 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error().is_some_and(|d| d.is_unique_violation())
 }
 
+/// The database file of `options`, `None` in memory.
+fn file_of(options: &SqliteConnectOptions) -> Option<std::path::PathBuf> {
+    let path = options.get_filename();
+    (!path.as_os_str().is_empty() && path != std::path::Path::new(":memory:")).then(|| path.to_owned())
+}
+
+/// The database file a `sqlite://` URL names (`None` in memory, or not an
+/// SQLite URL).
+pub fn file_of_url(url: &str) -> Option<std::path::PathBuf> {
+    file_of(&SqliteConnectOptions::from_str(url).ok()?)
+}
+
+/// Creates an empty file at `path`, mode 0600, unless one exists.
+fn create_private_file(path: &std::path::Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    // An existing file is kept as it is; any other failure (a missing
+    // directory) is SQLite's to report when it opens the path.
+    let _ = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+}
+
+/// Records `key`'s fingerprint in a database that has none, refuses one
+/// sealed with another key, and seals plaintext BMC URLs (left by a
+/// ferrumd older than encryption at rest); returns how many it sealed.
+async fn adopt_key(pool: &SqlitePool, key: &SecretKey) -> DbResult<usize> {
+    let mut tx = pool.begin_with(BEGIN_WRITE).await.map_err(db)?;
+    let stored: Option<String> = sqlx::query_scalar("SELECT key_fingerprint FROM meta WHERE id = 1").fetch_one(&mut *tx).await.map_err(db)?;
+    check_fingerprint(stored.as_deref(), key)?;
+    if stored.is_none() {
+        sqlx::query("UPDATE meta SET key_fingerprint = ? WHERE id = 1").bind(key.fingerprint()).execute(&mut *tx).await.map_err(db)?;
+    }
+    let rows: Vec<(i64, String, String)> =
+        sqlx::query_as("SELECT id, name, bmc_url FROM nodes WHERE bmc_url IS NOT NULL").fetch_all(&mut *tx).await.map_err(db)?;
+    let mut sealed = 0;
+    for (id, name, url) in rows.into_iter().filter(|(_, _, url)| !crate::secrets::is_sealed(url)) {
+        let value = seal_bmc(key, &name, &Secret(url))?;
+        sqlx::query("UPDATE nodes SET bmc_url = ? WHERE id = ?").bind(value).bind(id).execute(&mut *tx).await.map_err(db)?;
+        sealed += 1;
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(sealed)
+}
+
+/// See [`super::recorded_key_fingerprint`]: read-only, no migrations.
+pub(crate) async fn recorded_key_fingerprint(url: &str) -> DbResult<Option<String>> {
+    let options = SqliteConnectOptions::from_str(url).map_err(DbError::Sqlx)?.read_only(true);
+    let mut conn = sqlx::ConnectOptions::connect(&options).await.map_err(DbError::Sqlx)?;
+    let has_column: bool = sqlx::query_scalar("SELECT COUNT(*) > 0 FROM pragma_table_info('meta') WHERE name = 'key_fingerprint'")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(db)?;
+    if !has_column {
+        return Ok(None);
+    }
+    sqlx::query_scalar("SELECT key_fingerprint FROM meta WHERE id = 1").fetch_optional(&mut conn).await.map_err(db).map(Option::flatten)
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://PATH` or
-    /// `sqlite::memory:`) and runs the migrations.
-    pub async fn open(url: &str) -> DbResult<Self> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(DbError::Sqlx)?
+    /// `sqlite::memory:`), runs the migrations and adopts `key` (see
+    /// [`super::open`]).
+    pub async fn open(url: &str, key: SecretKey) -> DbResult<Self> {
+        let pool = Self::migrated_pool(url).await?;
+        let sealed = adopt_key(&pool, &key).await?;
+        if sealed > 0 {
+            // The plaintext is gone from the rows; rewrite the file and
+            // empty the WAL so no old page keeps it either.
+            sqlx::query("VACUUM").execute(&pool).await.map_err(db)?;
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&pool).await.map_err(db)?;
+            tracing::info!(nodes = sealed, "encrypted the BMC credentials an older ferrumd stored in clear");
+        }
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(checkpoint_loop(pool.clone(), stopped));
+        Ok(SqliteStore { pool, key: std::sync::Arc::new(key), _checkpoints: std::sync::Arc::new(StopOnDrop(stop)) })
+    }
+
+    /// A pool on the database at `url`, created if missing (mode 0600: it
+    /// holds token hashes and sealed credentials; SQLite gives its `-wal`
+    /// and `-shm` files the same mode), with the migrations run; no key
+    /// adopted (`copy` moves sealed values as they are).
+    pub(crate) async fn migrated_pool(url: &str) -> DbResult<SqlitePool> {
+        let options = SqliteConnectOptions::from_str(url).map_err(DbError::Sqlx)?;
+        if let Some(path) = file_of(&options) {
+            create_private_file(&path);
+        }
+        let options = options
             .create_if_missing(true)
+            // Deleted and overwritten content is zeroed, not left in free
+            // pages (old token hashes, replaced credentials).
+            .pragma("secure_delete", "on")
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
@@ -72,9 +156,7 @@ impl SqliteStore {
             .await
             .map_err(DbError::Sqlx)?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(DbError::Migrate)?;
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        tokio::spawn(checkpoint_loop(pool.clone(), stopped));
-        Ok(SqliteStore { pool, _checkpoints: std::sync::Arc::new(StopOnDrop(stop)) })
+        Ok(pool)
     }
 
     /// The connection pool (for `copy`, which reads every table).
@@ -112,7 +194,8 @@ impl SqliteStore {
 
     /// Inserts a new node (state `enrolling`, in service), its MACs and its
     /// first event.
-    async fn insert_node_in(tx: &mut Transaction<'static, Sqlite>, node: &NodeWrite, event: &NewEvent) -> DbResult<NodeId> {
+    async fn insert_node_in(tx: &mut Transaction<'static, Sqlite>, key: &SecretKey, node: &NodeWrite, event: &NewEvent) -> DbResult<NodeId> {
+        let bmc_url = node.bmc_url.as_ref().map(|url| seal_bmc(key, &node.name, url)).transpose()?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO nodes (name, site, cluster, ip, bmc_url, state, policy, properties, admin_properties, reference, reference_sha256, created_at, updated_at) \
              VALUES (?, ?, ?, ?, ?, 'enrolling', 'in_service', json_patch(?, ?), ?, ?, ?, ?, ?) RETURNING id",
@@ -121,7 +204,7 @@ impl SqliteStore {
         .bind(&node.site)
         .bind(&node.cluster)
         .bind(&node.ip)
-        .bind(node.bmc_url.as_ref().map(|s| s.0.as_str()))
+        .bind(bmc_url)
         .bind(to_json(&node.properties))
         .bind(to_json(&node.admin_properties))
         .bind(to_json(&node.admin_properties))
@@ -253,6 +336,9 @@ impl SqliteStore {
 
     async fn node_rows(&self, rows: Vec<SqliteRow>) -> DbResult<Vec<NodeRow>> {
         let mut nodes = rows.iter().map(node_from_row).collect::<DbResult<Vec<_>>>()?;
+        for node in &mut nodes {
+            open_bmc(&self.key, node)?;
+        }
         let macs = sqlx::query("SELECT node_id, mac FROM node_macs ORDER BY node_id, position").fetch_all(&self.pool).await.map_err(db)?;
         let index: std::collections::HashMap<i64, usize> = nodes.iter().enumerate().map(|(i, n)| (n.id.0, i)).collect();
         for r in macs {
@@ -698,7 +784,7 @@ impl Datastore for SqliteStore {
 
     async fn insert_node(&self, node: &NodeWrite, event: &NewEvent) -> DbResult<NodeRow> {
         let mut tx = self.begin_write().await?;
-        Self::insert_node_in(&mut tx, node, event).await?;
+        Self::insert_node_in(&mut tx, &self.key, node, event).await?;
         tx.commit().await.map_err(db)?;
         self.get_node(&node.name).await
     }
@@ -725,7 +811,7 @@ impl Datastore for SqliteStore {
                         to_shown: "enrolling".into(),
                         reason: "imported from a reference description".into(),
                     };
-                    Self::insert_node_in(&mut tx, node, &event).await?;
+                    Self::insert_node_in(&mut tx, &self.key, node, &event).await?;
                     outcome.added.push(node.name.clone());
                 }
                 Some(r) => {
@@ -808,6 +894,7 @@ impl Datastore for SqliteStore {
             .map_err(db)?
             .ok_or_else(|| DbError::NotFound { what: "node", name: name.to_owned() })?;
         let mut node = node_from_row(&row)?;
+        open_bmc(&self.key, &mut node)?;
         node.macs = sqlx::query_scalar("SELECT mac FROM node_macs WHERE node_id = ? ORDER BY position")
             .bind(node.id.0)
             .fetch_all(&self.pool)

@@ -91,12 +91,13 @@ fn openapi_document_is_current() {
 async fn migrations_run_on_an_empty_database() {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = fresh_database(dir.path());
-    let store = ferrum_controller::db::open(&url).await.expect("migrations run on an empty database");
+    let key = ferrum_controller::db::SecretKey::generate().expect("key");
+    let store = ferrum_controller::db::open(&url, key.clone()).await.expect("migrations run on an empty database");
     assert_eq!(store.count_users().await.expect("query"), 0);
     assert_eq!(store.calendar_generation().await.expect("query"), 0);
     // Opening again (migrations already applied) is a no-op.
     drop(store);
-    ferrum_controller::db::open(&url).await.expect("re-open");
+    ferrum_controller::db::open(&url, key).await.expect("re-open");
 }
 
 /// The database refuses overlapping allocations by itself, whatever the
@@ -107,7 +108,8 @@ async fn the_database_refuses_double_booking() {
     use ferrum_controller::db::{DbError, NewLease, NodeWrite};
     use ferrum_controller::model::{LeaseState, LeaseType};
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = ferrum_controller::db::open(&fresh_database(dir.path())).await.expect("open");
+    let key = ferrum_controller::db::SecretKey::generate().expect("key");
+    let store = ferrum_controller::db::open(&fresh_database(dir.path()), key).await.expect("open");
     let node = |name: &str, mac: &str| NodeWrite {
         name: name.into(),
         site: "s".into(),

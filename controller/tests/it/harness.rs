@@ -168,9 +168,10 @@ impl TestContext {
         restarted
     }
 
-    /// A second handle on the controller's database.
+    /// A second handle on the controller's database (with its secrets key).
     pub async fn store(&self) -> Arc<dyn ferrum_controller::db::Datastore> {
-        ferrum_controller::db::open(&self.database).await.expect("the test database opens")
+        let key = ferrum_controller::db::SecretKey::load(&self.dir.path().join("secret.key")).expect("the controller's secrets key");
+        ferrum_controller::db::open(&self.database, key).await.expect("the test database opens")
     }
 
     pub async fn shutdown(&mut self) {

@@ -50,7 +50,7 @@ pub(super) async fn register(conn: &mut SqliteConnection) -> sqlx::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use crate::db::Datastore;
+    use crate::db::{Datastore, SecretKey};
     use crate::db::sqlite::SqliteStore;
 
     /// Every commit, whether of a transaction or of a lone statement, moves
@@ -58,7 +58,9 @@ mod tests {
     #[tokio::test]
     async fn commits_move_the_count_and_reads_do_not() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("t.db").display())).await.expect("open");
+        let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("t.db").display()), SecretKey::generate().expect("key"))
+            .await
+            .expect("open");
         let before = store.read_generation().expect("SQLite tells");
         // A lone `INSERT ... RETURNING`, run to its end (`only_row`): the
         // count has moved when the call returns.
