@@ -173,8 +173,10 @@ impl SecretKey {
         }
         let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| SecretsError::MalformedValue)?;
-        let plain =
-            self.cipher.decrypt(&Nonce::from(nonce), Payload { msg: ciphertext, aad: context.as_bytes() }).map_err(|_| SecretsError::Unseal)?;
+        let plain = self
+            .cipher
+            .decrypt(&Nonce::from(nonce), Payload { msg: ciphertext, aad: context.as_bytes() })
+            .map_err(|_| SecretsError::Unseal)?;
         String::from_utf8(plain).map_err(|_| SecretsError::MalformedValue)
     }
 }

@@ -41,8 +41,7 @@ pub async fn open_with(
     conductor: Arc<dyn Conductor>,
     bmcs: Arc<dyn BmcConnector>,
 ) -> anyhow::Result<Arc<App>> {
-    secrets::create_private_dir(&config.data_dir)
-        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    secrets::create_private_dir(&config.data_dir).with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let url = config.database_url();
     let key_path = config.secrets_key_path();
     let (key, created) = open_secrets_key(&key_path, &url).await?;

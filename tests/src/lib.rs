@@ -66,9 +66,19 @@ impl Ferrumd {
     /// Starts one replica on the shared database `database`
     /// (`ferrumd --database URL --listen 127.0.0.1:0`). The first replica
     /// on an empty database creates the admin; later ones have no
-    /// `admin.token` (their `admin_token` is empty).
+    /// `admin.token` (their `admin_token` is empty). Replicas share one
+    /// secrets key file (one per test process; created by the first).
     pub fn start_replica(database: &str) -> Ferrumd {
-        Ferrumd::spawn(None, "", "127.0.0.1:0", &["--database", database])
+        static KEYS: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+        let keys = KEYS.get_or_init(|| tempfile::tempdir().expect("tempdir"));
+        Ferrumd::start_keyed(database, &keys.path().join("replicas.key"))
+    }
+
+    /// Starts `ferrumd` on `database` with the secrets key file `key`
+    /// (`secrets_key_file`), like [`Ferrumd::start_replica`].
+    pub fn start_keyed(database: &str, key: &Path) -> Ferrumd {
+        let config = format!("secrets_key_file = {:?}\n", key.display().to_string());
+        Ferrumd::spawn(None, &config, "127.0.0.1:0", &["--database", database])
     }
 
     fn spawn(netns: Option<&str>, config: &str, listen: &str, extra: &[&str]) -> Ferrumd {

@@ -17,20 +17,21 @@ use tracing_subscriber::EnvFilter;
     version,
     about,
     after_help = "Every option has a default; see ferrumd.example.toml. Flags override the config file.\n\
-On first start with an empty database, ferrumd creates the user 'admin' and writes its API token to DATA_DIR/admin.token (mode 0600)."
+On first start with an empty database, ferrumd creates the user 'admin' and writes its API token to DATA_DIR/admin.token (mode 0600).\n\
+BMC credentials are encrypted in the database with the key in DATA_DIR/secret.key (created on first start; secrets_key_file in the config file): back it up apart from the database."
 )]
 struct Args {
     /// TOML configuration file.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
     /// Address to serve the API on [default: 127.0.0.1:8750].
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Option<SocketAddr>,
     /// State directory [default: ferrum-data].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     data_dir: Option<PathBuf>,
     /// Database URL [default: sqlite://DATA_DIR/ferrum.db].
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", global = true)]
     database: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
@@ -52,6 +53,15 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = ferrum_controller::db::copy::DEFAULT_BATCH_ROWS)]
         batch_rows: u32,
     },
+    /// Writes a consistent copy of the SQLite database (the configured
+    /// one) to a new file, mode 0600, while ferrumd may keep running; then
+    /// says which key file the backup needs. For PostgreSQL it writes
+    /// nothing and prints the pg_dump command to run instead.
+    Backup {
+        /// The backup file to create (never overwritten).
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -63,6 +73,12 @@ async fn main() -> anyhow::Result<()> {
             println!("{table}: {rows} rows");
         }
         println!("copied {} tables into {}", report.tables.len(), server::redact_url(to));
+        if let Some(fingerprint) = &report.key_fingerprint {
+            println!(
+                "BMC credentials were copied encrypted: start the PostgreSQL ferrumd with the secrets key file of the SQLite one \
+                 (fingerprint {fingerprint}; secrets_key_file in its config file)"
+            );
+        }
         return Ok(());
     }
     let mut config = match &args.config {
@@ -77,6 +93,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(db) = args.database {
         config.database = Some(db);
+    }
+    if let Some(Command::Backup { to }) = &args.command {
+        return backup(&config, to).await;
     }
     let filter =
         EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&config.log.level)).context("log.level is not a valid filter")?;
@@ -93,6 +112,47 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(addr = %addr, "ferrumd serving");
     tracing::info!("reach it with: export FERRUM_URL=http://{addr} FERRUM_TOKEN=$(cat {}); ferrum whoami", token_path.display());
     server::serve(app, listener, shutdown_signal()).await
+}
+
+/// `ferrumd backup --to FILE`: the copy, then where its key is.
+async fn backup(config: &Config, to: &std::path::Path) -> anyhow::Result<()> {
+    use ferrum_controller::db::SecretKey;
+    use ferrum_controller::db::backup::Backup;
+    let url = config.database_url();
+    let key_path = config.secrets_key_path();
+    let fingerprint = match ferrum_controller::db::backup::backup(&url, to).await? {
+        Backup::Written { path, key_fingerprint } => {
+            println!("backup of {} written to {} (mode 0600)", server::redact_url(&url), path.display());
+            println!("restore: put it at DATA_DIR/ferrum.db (mode 0600) of a stopped or new ferrumd, with the key file below");
+            key_fingerprint
+        }
+        Backup::PgDump { command, key_fingerprint } => {
+            println!("ferrumd does not dump PostgreSQL itself (nothing was written); run PostgreSQL's own tool, with the password:");
+            println!("  {command}");
+            println!("restore into a new, empty database with: pg_restore --dbname=NEW_DATABASE_URL {}", to.display());
+            key_fingerprint
+        }
+    };
+    match fingerprint {
+        None => println!("no BMC credentials are encrypted in it yet (no ferrumd with a secrets key has opened this database)"),
+        Some(fingerprint) => {
+            println!(
+                "the BMC credentials in it are encrypted with the secrets key {fingerprint}, which is NOT in the backup: the backup is \
+                 useless without that key file"
+            );
+            match SecretKey::load(&key_path) {
+                Ok(key) if key.fingerprint() == fingerprint => println!("that key is in {}", key_path.display()),
+                Ok(key) => println!(
+                    "WARNING: the key file {} is another key ({}): find the key of this database",
+                    key_path.display(),
+                    key.fingerprint()
+                ),
+                Err(e) => println!("WARNING: {e}: find the key of this database"),
+            }
+            println!("keep a copy of the key file, but not beside the backup: whoever holds both holds the BMC passwords");
+        }
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -17,6 +17,7 @@ use crate::model::{BootTarget, LeaseId, LeaseState, LeaseType, NodeId, NodeLifec
 
 pub use crate::secrets::SecretKey;
 
+pub mod backup;
 pub mod copy;
 pub mod postgres;
 pub mod sqlite;

@@ -61,6 +61,10 @@ fn file_of(options: &SqliteConnectOptions) -> Option<std::path::PathBuf> {
 /// The database file a `sqlite://` URL names (`None` in memory, or not an
 /// SQLite URL).
 pub fn file_of_url(url: &str) -> Option<std::path::PathBuf> {
+    // sqlx would take any other URL for a file name.
+    if !url.starts_with("sqlite:") {
+        return None;
+    }
     file_of(&SqliteConnectOptions::from_str(url).ok()?)
 }
 
@@ -77,7 +81,8 @@ fn create_private_file(path: &std::path::Path) {
 /// ferrumd older than encryption at rest); returns how many it sealed.
 async fn adopt_key(pool: &SqlitePool, key: &SecretKey) -> DbResult<usize> {
     let mut tx = pool.begin_with(BEGIN_WRITE).await.map_err(db)?;
-    let stored: Option<String> = sqlx::query_scalar("SELECT key_fingerprint FROM meta WHERE id = 1").fetch_one(&mut *tx).await.map_err(db)?;
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT key_fingerprint FROM meta WHERE id = 1").fetch_one(&mut *tx).await.map_err(db)?;
     check_fingerprint(stored.as_deref(), key)?;
     if stored.is_none() {
         sqlx::query("UPDATE meta SET key_fingerprint = ? WHERE id = 1").bind(key.fingerprint()).execute(&mut *tx).await.map_err(db)?;
@@ -194,7 +199,12 @@ impl SqliteStore {
 
     /// Inserts a new node (state `enrolling`, in service), its MACs and its
     /// first event.
-    async fn insert_node_in(tx: &mut Transaction<'static, Sqlite>, key: &SecretKey, node: &NodeWrite, event: &NewEvent) -> DbResult<NodeId> {
+    async fn insert_node_in(
+        tx: &mut Transaction<'static, Sqlite>,
+        key: &SecretKey,
+        node: &NodeWrite,
+        event: &NewEvent,
+    ) -> DbResult<NodeId> {
         let bmc_url = node.bmc_url.as_ref().map(|url| seal_bmc(key, &node.name, url)).transpose()?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO nodes (name, site, cluster, ip, bmc_url, state, policy, properties, admin_properties, reference, reference_sha256, created_at, updated_at) \

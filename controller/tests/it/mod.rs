@@ -17,6 +17,7 @@ mod power;
 mod power_ipmi;
 mod power_redfish;
 mod reads;
+mod secrets;
 pub mod ssh;
 pub mod sushy;
 mod tidy;

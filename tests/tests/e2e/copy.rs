@@ -135,3 +135,58 @@ async fn a_sqlite_ferrum_moves_to_postgresql_with_everything_it_knew() {
     assert_eq!(get(&client, &new.url, &admin, "/api/v1/leases?all=true").await.as_array().map(Vec::len), Some(3));
     drop(new);
 }
+
+/// The BMC credentials travel encrypted, with the key's fingerprint: the
+/// PostgreSQL `ferrumd` with the SQLite one's key file reads them; one with
+/// another key refuses to start, naming its key file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_copy_carries_the_bmc_credentials_for_the_same_key() {
+    let client = reqwest::Client::new();
+    let mut old = Ferrumd::start();
+    let admin = old.admin_token.clone();
+    let password = "Copy-bmc-pw-7";
+    let node = json!({"name": "bmc-1", "site": "lab", "cluster": "sim", "macs": ["02:00:00:00:81:01"],
+        "bmc": format!("ipmi://operator:{password}@127.0.0.1:9")});
+    let (status, body) = post_json(&client, &format!("{}/api/v1/nodes", old.url), &admin, &node).await;
+    assert_eq!(status, 201, "{body}");
+    old.child.kill().expect("kill");
+    old.child.wait().expect("reaped");
+    let file = old.data_dir.path().join("ferrum.db");
+    let bytes = std::fs::read(&file).expect("database file");
+    assert!(!bytes.windows(password.len()).any(|w| w == password.as_bytes()), "the SQLite file holds the BMC password in clear");
+
+    let postgres = Postgres::start().expect("throw-away PostgreSQL");
+    let url = postgres.create_database("moved_bmc").expect("database");
+    let out = copy_database(&format!("sqlite://{}", file.display()), &url);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("start the PostgreSQL ferrumd with the secrets key file"), "copy: {stdout}");
+
+    // Another key: refused before serving, naming the key file.
+    let keys = tempfile::tempdir().expect("tempdir");
+    let other = keys.path().join("other.key");
+    let refused = ferrumd_exits(&url, &other);
+    assert!(refused.contains(&other.display().to_string()) && refused.contains("is not the key of database"), "{refused}");
+
+    // The same key: the admin sees the same BMC.
+    let new = Ferrumd::start_keyed(&url, &old.data_dir.path().join("secret.key"));
+    let seen = get(&client, &new.url, &admin, "/api/v1/nodes/bmc-1").await;
+    assert_eq!((seen["bmc"]["username"].as_str(), seen["bmc"]["host"].as_str()), (Some("operator"), Some("127.0.0.1")), "{seen}");
+    assert!(!seen.to_string().contains(password));
+}
+
+/// Runs `ferrumd --database URL` with the key file `key` (created if
+/// missing) expecting it to refuse to start; returns what it said.
+fn ferrumd_exits(database: &str, key: &std::path::Path) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("ferrumd.toml");
+    std::fs::write(&config, format!("secrets_key_file = {:?}\n", key.display().to_string())).expect("config");
+    let out = Command::new(binary("ferrumd"))
+        .arg("--config")
+        .arg(&config)
+        .args(["--listen", "127.0.0.1:0", "--database", database, "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("ferrumd runs");
+    assert!(!out.status.success(), "ferrumd started: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

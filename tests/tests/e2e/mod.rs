@@ -1,6 +1,7 @@
 //! Process-level tests, one module per concern.
 
 mod agent;
+mod backup;
 mod cli;
 mod concurrency;
 mod copy;
