@@ -284,13 +284,15 @@ impl App {
     }
 
     /// Revokes one of `user`'s tokens: it stops working at once.
-    pub async fn revoke_token(&self, actor: &Actor, user: &str, id: i64) -> AppResult<()> {
+    pub async fn revoke_token(&self, actor: &Actor, user: &str, id: i64) -> AppResult<TokenRow> {
         let row = self.own_or_admin(actor, user, "revoke").await?;
+        let missing = || AppError::NotFound(format!("user '{user}' has no token {id} (or it is revoked already)"));
+        let token = self.store.list_tokens(row.id).await?.into_iter().find(|t| t.id == id).ok_or_else(missing)?;
         if !self.store.revoke_token(row.id, id, self.now()).await? {
-            return Err(AppError::NotFound(format!("user '{user}' has no token {id} (or it is revoked already)")));
+            return Err(missing());
         }
-        self.audit(actor, "token.revoke", &format!("user/{user}"), serde_json::json!({ "id": id })).await;
-        Ok(())
+        self.audit(actor, "token.revoke", &format!("user/{user}"), serde_json::json!({ "id": id, "name": token.name })).await;
+        Ok(token)
     }
 
     /// Disables a user (admin): their tokens stop working at once and their

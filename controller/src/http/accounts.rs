@@ -119,15 +119,16 @@ pub async fn list_tokens(
 /// Revoke a token: it stops working at once (the user themselves, or an
 /// admin).
 #[utoipa::path(delete, path = "/api/v1/users/{name}/tokens/{id}", tag = "accounts", params(("name" = String, Path), ("id" = i64, Path)),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = api::Token, description = "The token revoked"), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn revoke_token(
     State(app): State<Arc<App>>,
     Caller(actor): Caller,
     PathParam((name, id)): PathParam<(String, i64)>,
-) -> ApiResult<StatusCode> {
-    app.revoke_token(&actor, &name, id).await?;
-    Ok(StatusCode::NO_CONTENT)
+) -> ApiResult<Json<api::Token>> {
+    let token = app.revoke_token(&actor, &name, id).await?;
+    Ok(Json(token_view(token, app.now())))
 }
 
 /// Disable a user (admin): their tokens stop working at once and their
