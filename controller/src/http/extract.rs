@@ -11,7 +11,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use crate::app::{Actor, App, AppError};
+use crate::app::{Actor, App};
 
 /// A JSON body.
 #[derive(Debug)]
@@ -144,7 +144,7 @@ impl FromRequestParts<Arc<App>> for Caller {
                 earliest_start: None,
             });
         };
-        let who = app.authenticate(token).await.map_err(|e: AppError| ApiError::from(e))?;
+        let who = app.authenticate(token).await.map_err(ApiError::from)?;
         if who.read_only && !matches!(parts.method, Method::GET | Method::HEAD) {
             return Err(ApiError {
                 status: StatusCode::FORBIDDEN,
