@@ -149,7 +149,7 @@ async fn live_tokens_per_user_are_capped() {
     let ctx = TestContext::empty_configured(config, std::sync::Arc::new(ferrum_controller::app::conductor::SimConductor)).await;
     let alice = ctx.user("alice", "p-vision").await;
     // No body at all, as before tokens had options.
-    let first = ctx.request(reqwest::Method::POST, "/api/v1/users/alice/tokens", Some(&alice), None).await.expect(201);
+    let first = ctx.request(reqwest::Method::POST, "/api/v1/users/alice/tokens", Some(alice.as_str()), None).await.expect(201);
     ctx.post("/api/v1/users/alice/tokens", &alice, json!({"expires_in": "1h"})).await.expect(201);
     let refused = ctx.post("/api/v1/users/alice/tokens", &alice, json!({})).await.error(409, "conflict");
     assert!(refused.contains("3 live tokens") && refused.contains("max_tokens_per_user"), "{refused}");
