@@ -95,7 +95,13 @@ impl App {
         actor.require_admin()?;
         let rows = self.store.account_requests(state).await?;
         let clashes = Clashes::read(self).await?;
-        Ok(rows.into_iter().map(|r| { let clash = clashes.of(&r); (r, clash) }).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let clash = clashes.of(&r);
+                (r, clash)
+            })
+            .collect())
     }
 
     pub async fn account_request(&self, actor: &Actor, id: i64) -> AppResult<(AccountRequestRow, Option<String>)> {

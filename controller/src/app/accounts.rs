@@ -256,7 +256,8 @@ impl App {
         }
         let token = new_token()?;
         let cap = i64::from(self.config.accounts.max_tokens_per_user);
-        let new = NewToken { sha256: token_hash(&token), name: ask.name.map(|n| n.trim().to_owned()), expires_at, read_only: ask.read_only };
+        let new =
+            NewToken { sha256: token_hash(&token), name: ask.name.map(|n| n.trim().to_owned()), expires_at, read_only: ask.read_only };
         let Some(created) = self.store.add_token(row.id, &new, now, cap).await? else {
             return Err(AppError::Conflict {
                 message: format!(
@@ -307,7 +308,10 @@ impl App {
         let users = self.store.list_users().await?;
         let target = users.iter().find(|u| u.name == name).ok_or_else(|| AppError::NotFound(format!("user '{name}' does not exist")))?;
         if target.is_admin && target.disabled.is_none() && users.iter().filter(|u| u.is_admin && u.disabled.is_none()).count() <= 1 {
-            return Err(AppError::Conflict { message: format!("'{name}' is the last admin; they cannot be disabled"), earliest_start: None });
+            return Err(AppError::Conflict {
+                message: format!("'{name}' is the last admin; they cannot be disabled"),
+                earliest_start: None,
+            });
         }
         let reason = reason.trim();
         let user = self.store.set_user_disabled(name, Some(&Disabled { at: self.now(), reason: reason.to_owned() })).await?;

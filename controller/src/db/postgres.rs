@@ -795,7 +795,15 @@ impl Datastore for PgStore {
         let mut projects = projects.to_vec();
         projects.sort();
         projects.dedup();
-        Ok(UserRow { id: UserId(id), name: name.to_owned(), is_admin, email: email.map(str::to_owned), projects, created_at: now, disabled: None })
+        Ok(UserRow {
+            id: UserId(id),
+            name: name.to_owned(),
+            is_admin,
+            email: email.map(str::to_owned),
+            projects,
+            created_at: now,
+            disabled: None,
+        })
     }
 
     async fn list_users(&self) -> DbResult<Vec<UserRow>> {
@@ -884,15 +892,11 @@ impl Datastore for PgStore {
     }
 
     async fn revoke_token(&self, user: UserId, id: i64, now: Seconds) -> DbResult<bool> {
-        let done = sqlx::query!(
-            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
-            now,
-            id,
-            user.0
-        )
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
+        let done =
+            sqlx::query!("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL", now, id, user.0)
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
         Ok(done.rows_affected() == 1)
     }
 

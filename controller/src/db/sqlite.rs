@@ -648,7 +648,15 @@ impl Datastore for SqliteStore {
         let mut projects = projects.to_vec();
         projects.sort();
         projects.dedup();
-        Ok(UserRow { id: UserId(id), name: name.to_owned(), is_admin, email: email.map(str::to_owned), projects, created_at: now, disabled: None })
+        Ok(UserRow {
+            id: UserId(id),
+            name: name.to_owned(),
+            is_admin,
+            email: email.map(str::to_owned),
+            projects,
+            created_at: now,
+            disabled: None,
+        })
     }
 
     async fn list_users(&self) -> DbResult<Vec<UserRow>> {

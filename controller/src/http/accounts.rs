@@ -76,7 +76,7 @@ fn token_view(t: TokenRow, now: Seconds) -> api::Token {
 /// optionally named, expiring or read-only; the secret is shown once. A
 /// user holds at most `[accounts] max_tokens_per_user` live tokens (409).
 #[utoipa::path(post, path = "/api/v1/users/{name}/tokens", tag = "accounts", params(("name" = String, Path)),
-    request_body(content = api::TokenCreate, description = "Optional: no body gives an unnamed full token that never expires"),
+    request_body(content = Option<api::TokenCreate>, description = "Optional: no body gives an unnamed full token that never expires"),
     responses((status = 201, body = api::TokenCreated), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]

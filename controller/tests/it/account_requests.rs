@@ -103,7 +103,6 @@ async fn bad_requests_name_the_field_and_store_nothing() {
     assert_eq!(anonymous(&ctx, &unknown).await.0, 400);
     let all = ctx.get("/api/v1/account-requests", &ctx.admin).await.expect(200);
     assert_eq!(all, json!([]), "nothing stored");
-
 }
 
 /// The answer without its id: what an outsider learns.

@@ -170,7 +170,11 @@ async fn disabled_users_tokens_stop_and_their_leases_are_released() {
     let running = running["id"].as_i64().expect("id");
     ctx.wait_lease_state(running, &alice, "active").await;
     let later = ctx
-        .post("/api/v1/leases", &alice, json!({"nodes": {"count": 1}, "start": super::harness::at(chrono::Duration::days(1)), "duration": "1h"}))
+        .post(
+            "/api/v1/leases",
+            &alice,
+            json!({"nodes": {"count": 1}, "start": super::harness::at(chrono::Duration::days(1)), "duration": "1h"}),
+        )
         .await
         .expect(201);
     // Read once: the token is in the read cache now.
