@@ -985,8 +985,18 @@ mod tests {
             email: Some("alice@example.org".to_owned()),
             projects: vec!["p-vision".to_owned()],
             created_at: at(1, 9),
+            disabled_at: None,
+            disabled_reason: None,
         };
-        let admin = User { name: "root".to_owned(), role: Role::Admin, email: None, projects: vec![], created_at: at(1, 7) };
+        let admin = User {
+            name: "root".to_owned(),
+            role: Role::Admin,
+            email: None,
+            projects: vec![],
+            created_at: at(1, 7),
+            disabled_at: None,
+            disabled_reason: None,
+        };
         let text = format!(
             "{}\n{}\n{}",
             projects_table(&[project], OPTS),
