@@ -11,16 +11,23 @@ use crate::User;
 #[serde(deny_unknown_fields)]
 pub struct AccountRequestCreate {
     /// The login asked for: letters, digits, `-`, `_`, `.`.
+    #[schema(min_length = 1, max_length = 64)]
     pub name: String,
+    #[schema(min_length = 3, max_length = 254)]
     pub email: String,
     /// University, laboratory or company.
+    #[schema(min_length = 1, max_length = 200)]
     pub affiliation: String,
     /// An existing project to join, or a new one to create.
+    #[schema(min_length = 1, max_length = 64)]
     pub project: String,
     /// For a new project: the policy class asked for (`student`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 64)]
     pub class: Option<String>,
-    /// What the account is for (20 to 4000 characters).
+    /// What the account is for (20 to 4000 characters; line feeds allowed,
+    /// no other control or bidirectional formatting characters).
+    #[schema(min_length = 20, max_length = 4000)]
     pub motivation: String,
 }
 
@@ -71,6 +78,10 @@ pub struct AccountRequest {
     /// The client address it came from.
     pub source: String,
     pub created_at: DateTime<Utc>,
+    /// Why a pending request cannot be approved as it is: its login is a
+    /// user's, or another pending request's (regardless of case).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clash: Option<String>,
 }
 
 /// Query of `GET /api/v1/account-requests`.
@@ -86,9 +97,11 @@ pub struct AccountRequestListQuery {
 #[serde(deny_unknown_fields)]
 pub struct AccountRequestApprove {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 1000)]
     pub reason: Option<String>,
     /// For a new project: its class (default: the one asked for).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 64)]
     pub project_class: Option<String>,
     /// For a new project: its quota.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -100,6 +113,7 @@ pub struct AccountRequestApprove {
 #[serde(deny_unknown_fields)]
 pub struct AccountRequestReject {
     /// Shown to the requester.
+    #[schema(min_length = 1, max_length = 1000)]
     pub reason: String,
 }
 

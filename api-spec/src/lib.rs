@@ -721,20 +721,50 @@ pub struct User {
     pub email: Option<String>,
     pub projects: Vec<String>,
     pub created_at: DateTime<Utc>,
+    /// Set while an admin has disabled the user: their tokens do not work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_at: Option<DateTime<Utc>>,
+    /// The admin's reason for disabling the user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
 }
 
 /// Body of `POST /api/v1/users` (admin).
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserCreate {
+    /// Letters, digits, `-`, `_`, `.`; unique regardless of case.
+    #[schema(min_length = 1, max_length = 64)]
     pub name: String,
     #[serde(default)]
     pub role: Role,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 254)]
     pub email: Option<String>,
     /// Projects the user belongs to (they must exist).
     #[serde(default)]
     pub projects: Vec<String>,
+}
+
+/// Body of `POST /api/v1/users/{name}/tokens`; every field is optional
+/// (no body at all: an unnamed full token that never expires).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenCreate {
+    /// What the token is for (`laptop`, `ci`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 64)]
+    pub name: Option<String>,
+    /// Lifetime from now: `30d`, `12h`, `1h 30m`; or give `expires_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 64)]
+    pub expires_in: Option<String>,
+    /// When the token stops working.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The token may only read (`GET`); anything else answers 403.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// A new API token, shown once.
@@ -743,6 +773,40 @@ pub struct TokenCreated {
     pub user: String,
     /// The secret; ferrum keeps only its hash and cannot show it again.
     pub token: String,
+    /// The token's id (to revoke it).
+    #[serde(default)]
+    pub id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// An API token as `GET /api/v1/users/{name}/tokens` shows it: never its
+/// secret.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Token {
+    pub id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Past its expiry: it no longer works (and no longer counts towards
+    /// the cap), but stays listed until revoked.
+    pub expired: bool,
+    pub read_only: bool,
+}
+
+/// Body of `POST /api/v1/users/{name}/disable` (admin).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserDisable {
+    /// Why; kept with the user and written on the leases it ends.
+    #[schema(min_length = 1, max_length = 1000)]
+    pub reason: String,
 }
 
 /// Answer of `POST /api/v1/users`: the user and a first token.

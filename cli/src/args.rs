@@ -98,6 +98,9 @@ pub enum Command {
     },
     /// Show who the token belongs to and which server answers
     Whoami,
+    /// Your API tokens: list, create (named, expiring, read-only), revoke
+    #[command(subcommand)]
+    Token(MyTokenCommand),
     /// Ask for an account (no token needed); an admin decides
     #[command(subcommand)]
     Account(AccountCommand),
@@ -668,7 +671,7 @@ pub enum AdminCommand {
     /// Create and list projects
     #[command(subcommand)]
     Project(ProjectCommand),
-    /// Create and list users
+    /// Create, list, disable and enable users
     #[command(subcommand)]
     User(UserCommand),
     /// Create API tokens
@@ -818,6 +821,43 @@ pub enum UserCommand {
     },
     /// List users
     List,
+    /// Disable a user: their tokens stop working and their leases end, with the reason
+    Disable {
+        /// User name
+        name: String,
+        /// Why (kept with the user and written on the leases it ends)
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
+    /// Enable a disabled user again
+    Enable {
+        /// User name
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MyTokenCommand {
+    /// List your tokens (never their secrets)
+    List,
+    /// Create a token; prints it as the last line
+    Create {
+        /// What the token is for (laptop, ci, ...)
+        #[arg(long, value_name = "N")]
+        name: Option<String>,
+        /// Lifetime: 30d, 12h, 1h 30m [default: never expires]
+        #[arg(long, value_name = "DURATION")]
+        expires: Option<String>,
+        /// The token may only read (GET)
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// Revoke one of your tokens: it stops working at once
+    Revoke {
+        /// Token id (see `ferrum token list`)
+        #[arg(value_name = "ID")]
+        id: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -370,10 +370,36 @@ pub fn project_detail(project: &Project, opts: TableOpts) -> String {
 }
 
 fn role_text(user: &User) -> &'static str {
-    match user.role {
-        ferrum_api::Role::User => "user",
-        ferrum_api::Role::Admin => "admin",
+    match (user.role, user.disabled_at.is_some()) {
+        (ferrum_api::Role::User, false) => "user",
+        (ferrum_api::Role::Admin, false) => "admin",
+        (ferrum_api::Role::User, true) => "user (disabled)",
+        (ferrum_api::Role::Admin, true) => "admin (disabled)",
     }
+}
+
+/// `ferrum token list`.
+pub fn tokens_table(tokens: &[ferrum_api::Token], opts: TableOpts) -> String {
+    if tokens.is_empty() {
+        return "no tokens\n".to_owned();
+    }
+    let mut t = table(opts, &["ID", "NAME", "ACCESS", "CREATED", "EXPIRES"]);
+    for k in tokens {
+        let expires = match k.expires_at {
+            Some(at) if k.expired => format!("{} (expired)", format_time(at)),
+            Some(at) => format_time(at),
+            None => "never".to_owned(),
+        };
+        t.add_row(vec![
+            Cell::new(k.id),
+            Cell::new(k.name.as_deref().unwrap_or("-")),
+            Cell::new(if k.read_only { "read-only" } else { "full" }),
+            Cell::new(format_time(k.created_at)),
+            Cell::new(expires),
+        ]);
+    }
+    keep_whole(&mut t, &[0, 2, 3, 4]);
+    finish(t)
 }
 
 /// `ferrum admin user list`.
@@ -405,6 +431,9 @@ pub fn user_detail(user: &User, extra: &[(&str, String)], opts: TableOpts) -> St
         ("projects", Cell::new(if user.projects.is_empty() { "-".to_owned() } else { user.projects.join(", ") })),
         ("created", Cell::new(format_time(user.created_at))),
     ];
+    if let Some(at) = user.disabled_at {
+        rows.push(("disabled", Cell::new(format!("{} ({})", format_time(at), user.disabled_reason.as_deref().unwrap_or("-")))));
+    }
     rows.extend(extra.iter().map(|(k, v)| (*k, Cell::new(v))));
     detail(opts, rows)
 }
@@ -692,7 +721,7 @@ pub fn account_requests_table(requests: &[ferrum_api::accounts::AccountRequest],
                 Some(class) => format!("{} ({class})", r.project),
                 None => r.project.clone(),
             }),
-            Cell::new(r.state.as_str()),
+            Cell::new(if r.clash.is_some() { format!("{} (clash)", r.state.as_str()) } else { r.state.as_str().to_owned() }),
             Cell::new(format_time(r.created_at)),
         ]);
     }
@@ -716,6 +745,9 @@ pub fn account_request_detail(r: &ferrum_api::accounts::AccountRequest, opts: Ta
     ];
     if let (Some(by), Some(at)) = (&r.decided_by, r.decided_at) {
         rows.push(("decided", Cell::new(format!("by {by} at {}", format_time(at)))));
+    }
+    if let Some(clash) = &r.clash {
+        rows.push(("clash", Cell::new(clash)));
     }
     if let Some(reason) = &r.reason {
         rows.push(("reason", Cell::new(reason)));
@@ -953,8 +985,18 @@ mod tests {
             email: Some("alice@example.org".to_owned()),
             projects: vec!["p-vision".to_owned()],
             created_at: at(1, 9),
+            disabled_at: None,
+            disabled_reason: None,
         };
-        let admin = User { name: "root".to_owned(), role: Role::Admin, email: None, projects: vec![], created_at: at(1, 7) };
+        let admin = User {
+            name: "root".to_owned(),
+            role: Role::Admin,
+            email: None,
+            projects: vec![],
+            created_at: at(1, 7),
+            disabled_at: None,
+            disabled_reason: None,
+        };
         let text = format!(
             "{}\n{}\n{}",
             projects_table(&[project], OPTS),

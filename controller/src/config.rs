@@ -36,6 +36,22 @@ pub struct Config {
     pub deploy: DeployConfig,
     pub reset: ResetConfig,
     pub policy: PolicyConfig,
+    pub accounts: AccountsConfig,
+}
+
+/// `[accounts]`: API tokens.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountsConfig {
+    /// Live tokens (not revoked, not expired) one user may hold; creating
+    /// one more is refused (409). Default 20, at least 1.
+    pub max_tokens_per_user: u32,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        AccountsConfig { max_tokens_per_user: 20 }
+    }
 }
 
 /// `[deploy]`: how deployments run (SPEC §5). Every phase has a deadline;
@@ -282,6 +298,7 @@ impl Default for Config {
             deploy: DeployConfig::default(),
             reset: ResetConfig::default(),
             policy: PolicyConfig::default(),
+            accounts: AccountsConfig::default(),
         }
     }
 }
@@ -328,6 +345,9 @@ impl Config {
         config.boot.validate()?;
         config.deploy.validate()?;
         config.policy.validate()?;
+        if config.accounts.max_tokens_per_user == 0 {
+            return Err("accounts.max_tokens_per_user: must be at least 1".into());
+        }
         Ok(config)
     }
 

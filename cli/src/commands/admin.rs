@@ -4,7 +4,7 @@
 //! it, as the last line of output, because it cannot be shown again.
 
 use anyhow::Result;
-use ferrum_api::{Project, ProjectCreate, Role, TokenCreated, User, UserCreate, UserCreated};
+use ferrum_api::{Project, ProjectCreate, Role, Token, TokenCreate, TokenCreated, User, UserCreate, UserCreated, UserDisable};
 
 use super::Ctx;
 use ferrum_api::accounts::{
@@ -13,7 +13,8 @@ use ferrum_api::accounts::{
 };
 
 use crate::args::{
-    AccountRequestArgs, AdminCommand, MemberCommand, ProjectCommand, RequestState, RequestsCommand, TokenCommand, UserCommand,
+    AccountRequestArgs, AdminCommand, MemberCommand, MyTokenCommand, ProjectCommand, RequestState, RequestsCommand, TokenCommand,
+    UserCommand,
 };
 use crate::client::NoQuery;
 use crate::render;
@@ -40,6 +41,14 @@ pub async fn run(ctx: &Ctx, cmd: AdminCommand) -> Result<()> {
         AdminCommand::User(UserCommand::List) => {
             let answer = ctx.client.get::<Vec<User>, _>(&["users"], &NoQuery {}).await?;
             ctx.show(&answer, |users, opts| render::users_table(users, opts))
+        }
+        AdminCommand::User(UserCommand::Disable { name, reason }) => {
+            let answer = ctx.client.post::<User, _>(&["users", &name, "disable"], &UserDisable { reason }).await?;
+            ctx.show(&answer, |user, opts| render::user_detail(user, &[], opts))
+        }
+        AdminCommand::User(UserCommand::Enable { name }) => {
+            let answer = ctx.client.post::<User, _>(&["users", &name, "enable"], &NoQuery {}).await?;
+            ctx.show(&answer, |user, opts| render::user_detail(user, &[], opts))
         }
         AdminCommand::Token(TokenCommand::Create { user }) => {
             let answer = ctx.client.post::<TokenCreated, _>(&["users", &user, "tokens"], &NoQuery {}).await?;
@@ -117,6 +126,30 @@ pub async fn request_account(ctx: &Ctx, args: AccountRequestArgs) -> Result<()> 
 /// A new token, as the last line so scripts can take it with `tail -n 1`.
 fn token_lines(user: &str, token: &str) -> String {
     format!("API token for {user} (shown once; ferrum keeps only its hash):\n{token}\n")
+}
+
+/// `ferrum token ...`: the caller's own tokens.
+pub async fn my_tokens(ctx: &Ctx, cmd: MyTokenCommand) -> Result<()> {
+    let me = ctx.client.get::<User, _>(&["users", "me"], &NoQuery {}).await?.value.name;
+    match cmd {
+        MyTokenCommand::List => {
+            let answer = ctx.client.get::<Vec<Token>, _>(&["users", &me, "tokens"], &NoQuery {}).await?;
+            ctx.show(&answer, |tokens, opts| render::tokens_table(tokens, opts))
+        }
+        MyTokenCommand::Create { name, expires, read_only } => {
+            let body = TokenCreate { name, expires_in: expires, expires_at: None, read_only };
+            let answer = ctx.client.post::<TokenCreated, _>(&["users", &me, "tokens"], &body).await?;
+            ctx.show(&answer, |created, _| {
+                let expires = created.expires_at.map_or_else(|| "never".to_owned(), |t| t.to_rfc3339());
+                let kind = if created.read_only { "read-only" } else { "full" };
+                format!("token {} ({kind}, expires: {expires})\n{}", created.id, token_lines(&created.user, &created.token))
+            })
+        }
+        MyTokenCommand::Revoke { id } => {
+            let answer = ctx.client.delete::<Token>(&["users", &me, "tokens", &id.to_string()]).await?;
+            ctx.show(&answer, |t, _| format!("token {} revoked\n", t.id))
+        }
+    }
 }
 
 pub async fn whoami(ctx: &Ctx) -> Result<()> {

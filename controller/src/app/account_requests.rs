@@ -10,7 +10,7 @@ use std::num::NonZeroU32;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use super::accounts::{new_token, token_hash, validate_name};
+use super::accounts::{new_token, token_hash, validate_name, validate_text};
 use super::{Actor, App, AppError, AppResult};
 use crate::db::{AccountRequestRow, Approval, DbError, NewAccountRequest, ProjectChange, ProjectRow, UserRow};
 
@@ -44,15 +44,10 @@ fn validate_email(email: &str) -> AppResult<()> {
         && email.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty() && !domain.contains('@') && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
         });
-    if ok { Ok(()) } else { Err(AppError::bad_request(format!("email: '{email}' is not an e-mail address"))) }
-}
-
-fn validate_text(field: &str, text: &str, min: usize, max: usize) -> AppResult<()> {
-    let n = text.trim().chars().count();
-    if n < min || n > max || text.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(AppError::bad_request(format!("{field}: {min} to {max} characters of text")));
+    if !ok {
+        return Err(AppError::bad_request(format!("email: '{email}' is not an e-mail address")));
     }
-    Ok(())
+    validate_text("email", email, 3, 254, false)
 }
 
 impl App {
@@ -60,9 +55,12 @@ impl App {
     pub async fn request_account(&self, source: IpAddr, ask: AccountAsk) -> AppResult<AccountRequestRow> {
         validate_name("user", &ask.name).map_err(|e| AppError::bad_request(format!("name: {e}")))?;
         validate_email(&ask.email)?;
-        validate_text("affiliation", &ask.affiliation, 1, 200)?;
+        validate_text("affiliation", &ask.affiliation, 1, 200, false)?;
         validate_name("project", &ask.project).map_err(|e| AppError::bad_request(format!("project: {e}")))?;
-        validate_text("motivation", &ask.motivation, 20, 4000)?;
+        validate_text("motivation", &ask.motivation, 20, 4000, true)?;
+        if let Some(class) = &ask.class {
+            validate_text("class", class, 1, 64, false)?;
+        }
         self.validate_class(ask.class.as_deref())?;
         if self.account_requests_limit.check_key(&source).is_err() {
             return Err(AppError::TooManyRequests(format!(
@@ -72,6 +70,8 @@ impl App {
         if self.store.count_pending_account_requests().await? >= MAX_PENDING {
             return Err(AppError::TooManyRequests("too many account requests wait for a decision; try again later".into()));
         }
+        // Stored even when the login is taken or asked for already: the answer
+        // must not tell which logins exist. The admin sees the clash.
         let row = self
             .store
             .insert_account_request(&NewAccountRequest {
@@ -84,25 +84,31 @@ impl App {
                 source: source.to_string(),
                 created_at: self.now(),
             })
-            .await
-            .map_err(|e| match e {
-                DbError::AlreadyExists { what: "user", name } => {
-                    AppError::Conflict { message: format!("name: '{name}' is taken; choose another login"), earliest_start: None }
-                }
-                other => other.into(),
-            })?;
+            .await?;
         tracing::info!(request = row.id, name = %row.name, project = %row.project, "account requested");
         Ok(row)
     }
 
-    pub async fn account_requests(&self, actor: &Actor, state: Option<&str>) -> AppResult<Vec<AccountRequestRow>> {
+    /// Requests, each pending one with its clash if any (the login is a
+    /// user's, or another pending request's, regardless of case).
+    pub async fn account_requests(&self, actor: &Actor, state: Option<&str>) -> AppResult<Vec<(AccountRequestRow, Option<String>)>> {
         actor.require_admin()?;
-        Ok(self.store.account_requests(state).await?)
+        let rows = self.store.account_requests(state).await?;
+        let clashes = Clashes::read(self).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let clash = clashes.of(&r);
+                (r, clash)
+            })
+            .collect())
     }
 
-    pub async fn account_request(&self, actor: &Actor, id: i64) -> AppResult<AccountRequestRow> {
+    pub async fn account_request(&self, actor: &Actor, id: i64) -> AppResult<(AccountRequestRow, Option<String>)> {
         actor.require_admin()?;
-        Ok(self.store.account_request(id).await?)
+        let row = self.store.account_request(id).await?;
+        let clash = Clashes::read(self).await?.of(&row);
+        Ok((row, clash))
     }
 
     /// Approves a request: creates the user (and the project if new, with
@@ -119,7 +125,24 @@ impl App {
         if quota.is_some_and(|q| q < 0) {
             return Err(AppError::bad_request("quota_node_hours: zero or more"));
         }
+        if let Some(reason) = reason {
+            validate_text("reason", reason, 1, 1000, false)?;
+        }
+        if let Some(class) = class {
+            validate_text("project_class", class, 1, 64, false)?;
+        }
         let request = self.store.account_request(id).await?;
+        if request.state == "pending"
+            && let Some(taken) = self.user_named_alike(&request.name).await?
+        {
+            return Err(AppError::Conflict {
+                message: format!(
+                    "login '{}' clashes with existing user '{taken}' (user names are unique regardless of case); reject this request",
+                    request.name
+                ),
+                earliest_start: None,
+            });
+        }
         let class = class.map(str::to_owned).or(request.project_class.clone());
         self.validate_class(class.as_deref())?;
         let token = new_token()?;
@@ -144,7 +167,7 @@ impl App {
 
     pub async fn reject_account_request(&self, actor: &Actor, id: i64, reason: &str) -> AppResult<AccountRequestRow> {
         actor.require_admin()?;
-        validate_text("reason", reason, 1, 1000)?;
+        validate_text("reason", reason, 1, 1000, false)?;
         let row = self.store.reject_account_request(id, &actor.name, reason.trim(), self.now()).await.map_err(decided)?;
         self.audit(
             actor,
@@ -195,13 +218,42 @@ impl App {
     }
 }
 
+/// What pending requests clash with: users' and pending requests' logins,
+/// case-folded.
+struct Clashes {
+    users: std::collections::HashMap<String, String>,
+    pending: Vec<(i64, String)>,
+}
+
+impl Clashes {
+    async fn read(app: &App) -> AppResult<Clashes> {
+        let users = app.store.list_users().await?.into_iter().map(|u| (u.name.to_lowercase(), u.name)).collect();
+        let pending = app.store.account_requests(Some("pending")).await?.into_iter().map(|r| (r.id, r.name.to_lowercase())).collect();
+        Ok(Clashes { users, pending })
+    }
+
+    /// Why `r` cannot be approved as it is, if it is pending.
+    fn of(&self, r: &AccountRequestRow) -> Option<String> {
+        if r.state != "pending" {
+            return None;
+        }
+        let folded = r.name.to_lowercase();
+        if let Some(user) = self.users.get(&folded) {
+            return Some(format!("login taken by user '{user}'"));
+        }
+        let others: Vec<String> = self.pending.iter().filter(|(id, n)| *id != r.id && *n == folded).map(|(id, _)| id.to_string()).collect();
+        (!others.is_empty()).then(|| format!("login also asked for by pending request {}", others.join(", ")))
+    }
+}
+
 /// A decision on a request decided already is a conflict.
 fn decided(e: DbError) -> AppError {
     match e {
         DbError::Raced { .. } => AppError::Conflict { message: "this account request was already decided".into(), earliest_start: None },
-        DbError::AlreadyExists { what: "user", name } => {
-            AppError::Conflict { message: format!("user '{name}' exists already; reject this request",), earliest_start: None }
-        }
+        DbError::AlreadyExists { what: "user", name } => AppError::Conflict {
+            message: format!("user '{name}' exists already (user names are unique regardless of case); reject this request"),
+            earliest_start: None,
+        },
         other => other.into(),
     }
 }

@@ -441,6 +441,17 @@ impl App {
         Ok(lease)
     }
 
+    /// Ends a lease now for a reason of the system's or an admin's (a
+    /// disabled user's leases): cancelled if it has not started, released
+    /// otherwise, through the same transition as `end_lease`.
+    pub(crate) async fn end_lease_with_reason(&self, id: LeaseId, reason: &str) -> AppResult<LeaseRow> {
+        self.change_lease(id, LeaseInput::Released, &|to| {
+            let verb = if to == LeaseState::Cancelled { "cancelled" } else { "released" };
+            format!("{verb}: {reason}")
+        })
+        .await
+    }
+
     /// Rejects a lease still waiting for approval at its start.
     pub(crate) async fn expire_unapproved(&self, id: LeaseId) -> AppResult<LeaseRow> {
         self.change_lease(id, LeaseInput::Rejected, &|_| "not approved before its start time; ask again with a later start".into()).await

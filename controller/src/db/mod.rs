@@ -153,6 +153,10 @@ pub struct ActorRow {
     pub is_admin: bool,
     /// Project ids and names the user belongs to.
     pub projects: Vec<(ProjectId, String)>,
+    /// The token's own id, expiry and whether it may only read.
+    pub token_id: i64,
+    pub expires_at: Option<Seconds>,
+    pub read_only: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -163,6 +167,34 @@ pub struct UserRow {
     pub email: Option<String>,
     pub projects: Vec<String>,
     pub created_at: Seconds,
+    /// Set while an admin has disabled the user.
+    pub disabled: Option<Disabled>,
+}
+
+/// Why and when an admin disabled a user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Disabled {
+    pub at: Seconds,
+    pub reason: String,
+}
+
+/// An API token as its owner sees it (never its secret).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRow {
+    pub id: i64,
+    pub name: Option<String>,
+    pub created_at: Seconds,
+    pub expires_at: Option<Seconds>,
+    pub read_only: bool,
+}
+
+/// A token to store (its SHA-256, never the secret).
+#[derive(Clone, Debug)]
+pub struct NewToken {
+    pub sha256: String,
+    pub name: Option<String>,
+    pub expires_at: Option<Seconds>,
+    pub read_only: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -684,8 +716,21 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
     ) -> DbResult<UserRow>;
     async fn list_users(&self) -> DbResult<Vec<UserRow>>;
     async fn get_user(&self, name: &str) -> DbResult<UserRow>;
-    async fn add_token(&self, user: UserId, token_sha256: &str, now: Seconds) -> DbResult<()>;
+    /// Adds a token unless the user holds `max_live` live tokens already
+    /// (not revoked, not expired at `now`): then `None`. Counted and written
+    /// in one transaction, the user's row locked, so two creations cannot
+    /// both pass the cap.
+    async fn add_token(&self, user: UserId, token: &NewToken, now: Seconds, max_live: i64) -> DbResult<Option<TokenRow>>;
+    /// The user's tokens not revoked (expired ones included), oldest first.
+    async fn list_tokens(&self, user: UserId) -> DbResult<Vec<TokenRow>>;
+    /// Revokes one of the user's tokens; `false` when the user has no such
+    /// token not yet revoked.
+    async fn revoke_token(&self, user: UserId, id: i64, now: Seconds) -> DbResult<bool>;
+    /// The user of a token not revoked, unless the user is disabled
+    /// (expiry is the caller's to check: the answer may be cached).
     async fn actor_by_token(&self, token_sha256: &str) -> DbResult<Option<ActorRow>>;
+    /// Disables a user (`Some`) or enables them again (`None`).
+    async fn set_user_disabled(&self, name: &str, disabled: Option<&Disabled>) -> DbResult<UserRow>;
 
     // --- network boot -----------------------------------------------------
     /// Every MAC of every node, with what the boot services need.

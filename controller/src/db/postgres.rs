@@ -857,12 +857,22 @@ impl Datastore for PgStore {
         let mut projects = projects.to_vec();
         projects.sort();
         projects.dedup();
-        Ok(UserRow { id: UserId(id), name: name.to_owned(), is_admin, email: email.map(str::to_owned), projects, created_at: now })
+        Ok(UserRow {
+            id: UserId(id),
+            name: name.to_owned(),
+            is_admin,
+            email: email.map(str::to_owned),
+            projects,
+            created_at: now,
+            disabled: None,
+        })
     }
 
     async fn list_users(&self) -> DbResult<Vec<UserRow>> {
-        let rows =
-            sqlx::query!("SELECT id, name, role, email, created_at FROM users ORDER BY name").fetch_all(&self.pool).await.map_err(db)?;
+        let rows = sqlx::query!("SELECT id, name, role, email, created_at, disabled_at, disabled_reason FROM users ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
         let mut users = Vec::with_capacity(rows.len());
         for r in rows {
             users.push(UserRow {
@@ -872,13 +882,14 @@ impl Datastore for PgStore {
                 email: r.email,
                 projects: self.user_projects(r.id).await?.into_iter().map(|(_, n)| n).collect(),
                 created_at: r.created_at,
+                disabled: r.disabled_at.map(|at| Disabled { at, reason: r.disabled_reason.unwrap_or_default() }),
             });
         }
         Ok(users)
     }
 
     async fn get_user(&self, name: &str) -> DbResult<UserRow> {
-        let r = sqlx::query!("SELECT id, name, role, email, created_at FROM users WHERE name = $1", name)
+        let r = sqlx::query!("SELECT id, name, role, email, created_at, disabled_at, disabled_reason FROM users WHERE name = $1", name)
             .fetch_optional(&self.pool)
             .await
             .map_err(db)?
@@ -890,28 +901,78 @@ impl Datastore for PgStore {
             email: r.email,
             projects: self.user_projects(r.id).await?.into_iter().map(|(_, n)| n).collect(),
             created_at: r.created_at,
+            disabled: r.disabled_at.map(|at| Disabled { at, reason: r.disabled_reason.unwrap_or_default() }),
         })
     }
 
-    async fn add_token(&self, user: UserId, token_sha256: &str, now: Seconds) -> DbResult<()> {
-        sqlx::query!("INSERT INTO api_tokens (user_id, token_sha256, created_at) VALUES ($1, $2, $3)", user.0, token_sha256, now)
-            .execute(&self.pool)
+    async fn add_token(&self, user: UserId, token: &NewToken, now: Seconds, max_live: i64) -> DbResult<Option<TokenRow>> {
+        let mut tx = self.begin().await?;
+        // The user's row locked: creations for one user take turns, so the
+        // count holds until the insert.
+        sqlx::query_scalar!("SELECT id FROM users WHERE id = $1 FOR UPDATE", user.0)
+            .fetch_optional(&mut *tx)
             .await
-            .map_err(db)?;
-        Ok(())
+            .map_err(db)?
+            .ok_or_else(|| DbError::NotFound { what: "user", name: user.0.to_string() })?;
+        let live = sqlx::query_scalar!(
+            r#"SELECT COUNT(*) AS "n!" FROM api_tokens WHERE user_id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)"#,
+            user.0,
+            now
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        if live >= max_live {
+            return Ok(None);
+        }
+        let id = sqlx::query_scalar!(
+            "INSERT INTO api_tokens (user_id, token_sha256, created_at, name, expires_at, read_only) VALUES ($1, $2, $3, $4, $5, $6) \
+             RETURNING id",
+            user.0,
+            token.sha256,
+            now,
+            token.name,
+            token.expires_at,
+            token.read_only
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(Some(TokenRow { id, name: token.name.clone(), created_at: now, expires_at: token.expires_at, read_only: token.read_only }))
+    }
+
+    async fn list_tokens(&self, user: UserId) -> DbResult<Vec<TokenRow>> {
+        sqlx::query_as!(
+            TokenRow,
+            "SELECT id, name, created_at, expires_at, read_only FROM api_tokens WHERE user_id = $1 AND revoked_at IS NULL ORDER BY id",
+            user.0
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)
+    }
+
+    async fn revoke_token(&self, user: UserId, id: i64, now: Seconds) -> DbResult<bool> {
+        let done =
+            sqlx::query!("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL", now, id, user.0)
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn actor_by_token(&self, token_sha256: &str) -> DbResult<Option<ActorRow>> {
         // Every request asks this: one round trip for the user and their
         // projects.
         let row = sqlx::query!(
-            r#"SELECT u.id, u.name, u.role,
+            r#"SELECT u.id, u.name, u.role, t.id AS token_id, t.expires_at, t.read_only,
                  ARRAY(SELECT p.id FROM project_members m JOIN projects p ON p.id = m.project_id
                        WHERE m.user_id = u.id ORDER BY p.name) AS "project_ids!",
                  ARRAY(SELECT p.name FROM project_members m JOIN projects p ON p.id = m.project_id
                        WHERE m.user_id = u.id ORDER BY p.name) AS "project_names!"
                FROM api_tokens t JOIN users u ON u.id = t.user_id
-               WHERE t.token_sha256 = $1 AND t.revoked_at IS NULL"#,
+               WHERE t.token_sha256 = $1 AND t.revoked_at IS NULL AND u.disabled_at IS NULL"#,
             token_sha256
         )
         .fetch_optional(&self.pool)
@@ -919,7 +980,31 @@ impl Datastore for PgStore {
         .map_err(db)?;
         let Some(r) = row else { return Ok(None) };
         let projects = r.project_ids.into_iter().map(ProjectId).zip(r.project_names).collect();
-        Ok(Some(ActorRow { user_id: UserId(r.id), name: r.name, is_admin: r.role == "admin", projects }))
+        Ok(Some(ActorRow {
+            user_id: UserId(r.id),
+            name: r.name,
+            is_admin: r.role == "admin",
+            projects,
+            token_id: r.token_id,
+            expires_at: r.expires_at,
+            read_only: r.read_only,
+        }))
+    }
+
+    async fn set_user_disabled(&self, name: &str, disabled: Option<&Disabled>) -> DbResult<UserRow> {
+        let done = sqlx::query!(
+            "UPDATE users SET disabled_at = $1, disabled_reason = $2 WHERE name = $3",
+            disabled.map(|d| d.at),
+            disabled.map(|d| d.reason.as_str()),
+            name
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        if done.rows_affected() == 0 {
+            return Err(DbError::NotFound { what: "user", name: name.to_owned() });
+        }
+        self.get_user(name).await
     }
 
     async fn boot_hosts(&self) -> DbResult<Vec<BootHostRow>> {

@@ -591,6 +591,27 @@ async fn user_projects(pool: &SqlitePool, user: i64) -> DbResult<Vec<(ProjectId,
     rows.iter().map(|r| Ok((ProjectId(r.try_get(0).map_err(db)?), r.try_get(1).map_err(db)?))).collect()
 }
 
+const USER_SELECT: &str = "SELECT id, name, role, email, created_at, disabled_at, disabled_reason FROM users";
+
+impl SqliteStore {
+    /// A user from a row of `USER_SELECT`, with their projects.
+    async fn user_from_row(&self, r: &SqliteRow) -> DbResult<UserRow> {
+        let id: i64 = r.try_get(0).map_err(db)?;
+        let role: String = r.try_get(2).map_err(db)?;
+        let disabled_at: Option<Seconds> = r.try_get(5).map_err(db)?;
+        let reason: Option<String> = r.try_get(6).map_err(db)?;
+        Ok(UserRow {
+            id: UserId(id),
+            name: r.try_get(1).map_err(db)?,
+            is_admin: role == "admin",
+            email: r.try_get(3).map_err(db)?,
+            projects: user_projects(&self.pool, id).await?.into_iter().map(|(_, n)| n).collect(),
+            created_at: r.try_get(4).map_err(db)?,
+            disabled: disabled_at.map(|at| Disabled { at, reason: reason.unwrap_or_default() }),
+        })
+    }
+}
+
 /// SQLite is one process's database: that process always leads.
 struct SoleProcess;
 
@@ -723,64 +744,107 @@ impl Datastore for SqliteStore {
         let mut projects = projects.to_vec();
         projects.sort();
         projects.dedup();
-        Ok(UserRow { id: UserId(id), name: name.to_owned(), is_admin, email: email.map(str::to_owned), projects, created_at: now })
+        Ok(UserRow {
+            id: UserId(id),
+            name: name.to_owned(),
+            is_admin,
+            email: email.map(str::to_owned),
+            projects,
+            created_at: now,
+            disabled: None,
+        })
     }
 
     async fn list_users(&self) -> DbResult<Vec<UserRow>> {
-        let rows =
-            sqlx::query("SELECT id, name, role, email, created_at FROM users ORDER BY name").fetch_all(&self.pool).await.map_err(db)?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{USER_SELECT} ORDER BY name"))).fetch_all(&self.pool).await.map_err(db)?;
         let mut users = Vec::with_capacity(rows.len());
         for r in rows {
-            let id: i64 = r.try_get(0).map_err(db)?;
-            let role: String = r.try_get(2).map_err(db)?;
-            users.push(UserRow {
-                id: UserId(id),
-                name: r.try_get(1).map_err(db)?,
-                is_admin: role == "admin",
-                email: r.try_get(3).map_err(db)?,
-                projects: user_projects(&self.pool, id).await?.into_iter().map(|(_, n)| n).collect(),
-                created_at: r.try_get(4).map_err(db)?,
-            });
+            users.push(self.user_from_row(&r).await?);
         }
         Ok(users)
     }
 
     async fn get_user(&self, name: &str) -> DbResult<UserRow> {
-        let r = sqlx::query("SELECT id, name, role, email, created_at FROM users WHERE name = ?")
+        let r = sqlx::query(sqlx::AssertSqlSafe(format!("{USER_SELECT} WHERE name = ?")))
             .bind(name)
             .fetch_optional(&self.pool)
             .await
             .map_err(db)?
             .ok_or_else(|| DbError::NotFound { what: "user", name: name.to_owned() })?;
-        let id: i64 = r.try_get(0).map_err(db)?;
-        let role: String = r.try_get(2).map_err(db)?;
-        Ok(UserRow {
-            id: UserId(id),
-            name: r.try_get(1).map_err(db)?,
-            is_admin: role == "admin",
-            email: r.try_get(3).map_err(db)?,
-            projects: user_projects(&self.pool, id).await?.into_iter().map(|(_, n)| n).collect(),
-            created_at: r.try_get(4).map_err(db)?,
-        })
+        self.user_from_row(&r).await
     }
 
-    async fn add_token(&self, user: UserId, token_sha256: &str, now: Seconds) -> DbResult<()> {
-        sqlx::query("INSERT INTO api_tokens (user_id, token_sha256, created_at) VALUES (?, ?, ?)")
-            .bind(user.0)
-            .bind(token_sha256)
+    async fn add_token(&self, user: UserId, token: &NewToken, now: Seconds, max_live: i64) -> DbResult<Option<TokenRow>> {
+        // `BEGIN IMMEDIATE`: writers take turns, so the count holds until the insert.
+        let mut tx = self.begin_write().await?;
+        let live: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM api_tokens WHERE user_id = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
+        )
+        .bind(user.0)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        if live >= max_live {
+            return Ok(None);
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO api_tokens (user_id, token_sha256, created_at, name, expires_at, read_only) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(user.0)
+        .bind(&token.sha256)
+        .bind(now)
+        .bind(&token.name)
+        .bind(token.expires_at)
+        .bind(token.read_only)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(Some(TokenRow { id, name: token.name.clone(), created_at: now, expires_at: token.expires_at, read_only: token.read_only }))
+    }
+
+    async fn list_tokens(&self, user: UserId) -> DbResult<Vec<TokenRow>> {
+        let rows = sqlx::query(
+            "SELECT id, name, created_at, expires_at, read_only FROM api_tokens WHERE user_id = ? AND revoked_at IS NULL ORDER BY id",
+        )
+        .bind(user.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(TokenRow {
+                    id: r.try_get(0).map_err(db)?,
+                    name: r.try_get(1).map_err(db)?,
+                    created_at: r.try_get(2).map_err(db)?,
+                    expires_at: r.try_get(3).map_err(db)?,
+                    read_only: r.try_get(4).map_err(db)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke_token(&self, user: UserId, id: i64, now: Seconds) -> DbResult<bool> {
+        let done = sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL")
             .bind(now)
+            .bind(id)
+            .bind(user.0)
             .execute(&self.pool)
             .await
             .map_err(db)?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn actor_by_token(&self, token_sha256: &str) -> DbResult<Option<ActorRow>> {
-        let row = sqlx::query("SELECT u.id, u.name, u.role FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_sha256 = ? AND t.revoked_at IS NULL")
-            .bind(token_sha256)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
+        let row = sqlx::query(
+            "SELECT u.id, u.name, u.role, t.id, t.expires_at, t.read_only FROM api_tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.token_sha256 = ? AND t.revoked_at IS NULL AND u.disabled_at IS NULL",
+        )
+        .bind(token_sha256)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
         let Some(r) = row else { return Ok(None) };
         let id: i64 = r.try_get(0).map_err(db)?;
         let role: String = r.try_get(2).map_err(db)?;
@@ -789,7 +853,24 @@ impl Datastore for SqliteStore {
             name: r.try_get(1).map_err(db)?,
             is_admin: role == "admin",
             projects: user_projects(&self.pool, id).await?,
+            token_id: r.try_get(3).map_err(db)?,
+            expires_at: r.try_get(4).map_err(db)?,
+            read_only: r.try_get(5).map_err(db)?,
         }))
+    }
+
+    async fn set_user_disabled(&self, name: &str, disabled: Option<&Disabled>) -> DbResult<UserRow> {
+        let done = sqlx::query("UPDATE users SET disabled_at = ?, disabled_reason = ? WHERE name = ?")
+            .bind(disabled.map(|d| d.at))
+            .bind(disabled.map(|d| d.reason.as_str()))
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        if done.rows_affected() == 0 {
+            return Err(DbError::NotFound { what: "user", name: name.to_owned() });
+        }
+        self.get_user(name).await
     }
 
     async fn insert_node(&self, node: &NodeWrite, event: &NewEvent) -> DbResult<NodeRow> {

@@ -18,7 +18,7 @@ use crate::app::account_requests::AccountAsk;
 use crate::db::{AccountRequestRow, ProjectChange};
 use crate::model::time::from_seconds;
 
-fn request_view(r: AccountRequestRow) -> api::AccountRequest {
+fn request_view(r: AccountRequestRow, clash: Option<String>) -> api::AccountRequest {
     let state = match r.state.as_str() {
         "approved" => api::AccountRequestState::Approved,
         "rejected" => api::AccountRequestState::Rejected,
@@ -38,14 +38,15 @@ fn request_view(r: AccountRequestRow) -> api::AccountRequest {
         decided_at: r.decided_at.map(from_seconds),
         source: r.source,
         created_at: from_seconds(r.created_at),
+        clash,
     }
 }
 
 /// Ask for an account (no token needed; at most 5 per hour from one
-/// address). An admin decides.
+/// address). An admin decides. The answer is the same whether the login
+/// is taken or not (the admin sees the clash).
 #[utoipa::path(post, path = "/api/v1/account-requests", tag = "accounts", request_body = api::AccountRequestCreate,
-    responses((status = 202, body = api::AccountRequestAccepted), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 429, body = ErrorBody)))]
+    responses((status = 202, body = api::AccountRequestAccepted), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn create(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -73,7 +74,7 @@ pub async fn list(
     Params(q): Params<api::AccountRequestListQuery>,
 ) -> ApiResult<Json<Vec<api::AccountRequest>>> {
     let rows = app.account_requests(&actor, q.state.map(api::AccountRequestState::as_str)).await?;
-    Ok(Json(rows.into_iter().map(request_view).collect()))
+    Ok(Json(rows.into_iter().map(|(r, clash)| request_view(r, clash)).collect()))
 }
 
 /// One account request (admin).
@@ -85,7 +86,8 @@ pub async fn show(
     Caller(actor): Caller,
     PathParam(id): PathParam<i64>,
 ) -> ApiResult<Json<api::AccountRequest>> {
-    Ok(Json(request_view(app.account_request(&actor, id).await?)))
+    let (row, clash) = app.account_request(&actor, id).await?;
+    Ok(Json(request_view(row, clash)))
 }
 
 /// Approve: creates the user (and the project if new, the requester as its
@@ -103,7 +105,7 @@ pub async fn approve(
 ) -> ApiResult<(StatusCode, Json<api::AccountRequestApproved>)> {
     let (request, user, token) =
         app.approve_account_request(&actor, id, req.reason.as_deref(), req.project_class.as_deref(), req.quota_node_hours).await?;
-    Ok((StatusCode::CREATED, Json(api::AccountRequestApproved { request: request_view(request), user: views::user(user), token })))
+    Ok((StatusCode::CREATED, Json(api::AccountRequestApproved { request: request_view(request, None), user: views::user(user), token })))
 }
 
 /// Reject, with a reason (admin).
@@ -118,7 +120,7 @@ pub async fn reject(
     PathParam(id): PathParam<i64>,
     Body(req): Body<api::AccountRequestReject>,
 ) -> ApiResult<Json<api::AccountRequest>> {
-    Ok(Json(request_view(app.reject_account_request(&actor, id, &req.reason).await?)))
+    Ok(Json(request_view(app.reject_account_request(&actor, id, &req.reason).await?, None)))
 }
 
 /// Change a project's class, quota or manager (admin; absent fields stay,

@@ -9,9 +9,13 @@ use ferrum_api as api;
 use ferrum_api::ErrorBody;
 
 use super::error::ApiResult;
-use super::extract::{Body, Caller, PathParam};
+use super::extract::{Body, Caller, OptionalBody, PathParam};
 use super::views;
 use crate::app::App;
+use crate::app::accounts::TokenAsk;
+use crate::db::TokenRow;
+use crate::model::Seconds;
+use crate::model::time::{from_seconds, to_seconds};
 
 /// Create a project (admin).
 #[utoipa::path(post, path = "/api/v1/projects", tag = "accounts", request_body = api::ProjectCreate,
@@ -57,14 +61,103 @@ pub async fn me(State(app): State<Arc<App>>, Caller(actor): Caller) -> ApiResult
     Ok(Json(views::user(app.me(&actor).await?)))
 }
 
-/// A new API token for a user (admins for anyone, users for themselves).
+fn token_view(t: TokenRow, now: Seconds) -> api::Token {
+    api::Token {
+        id: t.id,
+        name: t.name,
+        created_at: from_seconds(t.created_at),
+        expires_at: t.expires_at.map(from_seconds),
+        expired: t.expires_at.is_some_and(|at| at <= now),
+        read_only: t.read_only,
+    }
+}
+
+/// A new API token for a user (admins for anyone, users for themselves),
+/// optionally named, expiring or read-only; the secret is shown once. A
+/// user holds at most `[accounts] max_tokens_per_user` live tokens (409).
 #[utoipa::path(post, path = "/api/v1/users/{name}/tokens", tag = "accounts", params(("name" = String, Path)),
-    responses((status = 201, body = api::TokenCreated), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+    request_body(content = Option<api::TokenCreate>, description = "Optional: no body gives an unnamed full token that never expires"),
+    responses((status = 201, body = api::TokenCreated), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn create_token(
     State(app): State<Arc<App>>,
     Caller(actor): Caller,
     PathParam(name): PathParam<String>,
+    OptionalBody(req): OptionalBody<api::TokenCreate>,
 ) -> ApiResult<(StatusCode, Json<api::TokenCreated>)> {
-    let token = app.create_token(&actor, &name).await?;
-    Ok((StatusCode::CREATED, Json(api::TokenCreated { user: name, token })))
+    let ask = TokenAsk { name: req.name, expires_in: req.expires_in, expires_at: req.expires_at.map(to_seconds), read_only: req.read_only };
+    let (row, token) = app.create_token(&actor, &name, ask).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(api::TokenCreated {
+            user: name,
+            token,
+            id: row.id,
+            name: row.name,
+            expires_at: row.expires_at.map(from_seconds),
+            read_only: row.read_only,
+        }),
+    ))
+}
+
+/// A user's tokens not revoked, oldest first, never their secrets (the
+/// user themselves, or an admin).
+#[utoipa::path(get, path = "/api/v1/users/{name}/tokens", tag = "accounts", params(("name" = String, Path)),
+    responses((status = 200, body = Vec<api::Token>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_tokens(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    PathParam(name): PathParam<String>,
+) -> ApiResult<Json<Vec<api::Token>>> {
+    let now = app.now();
+    Ok(Json(app.list_tokens(&actor, &name).await?.into_iter().map(|t| token_view(t, now)).collect()))
+}
+
+/// Revoke a token: it stops working at once (the user themselves, or an
+/// admin).
+#[utoipa::path(delete, path = "/api/v1/users/{name}/tokens/{id}", tag = "accounts", params(("name" = String, Path), ("id" = i64, Path)),
+    responses((status = 200, body = api::Token, description = "The token revoked"), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn revoke_token(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    PathParam((name, id)): PathParam<(String, i64)>,
+) -> ApiResult<Json<api::Token>> {
+    let token = app.revoke_token(&actor, &name, id).await?;
+    Ok(Json(token_view(token, app.now())))
+}
+
+/// Disable a user (admin): their tokens stop working at once and their
+/// leases end (running ones released, later ones cancelled) with the
+/// reason. Not oneself, not the last admin.
+#[utoipa::path(post, path = "/api/v1/users/{name}/disable", tag = "accounts", params(("name" = String, Path)),
+    request_body = api::UserDisable,
+    responses((status = 200, body = api::User), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn disable_user(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    PathParam(name): PathParam<String>,
+    Body(req): Body<api::UserDisable>,
+) -> ApiResult<Json<api::User>> {
+    Ok(Json(views::user(app.disable_user(&actor, &name, &req.reason).await?)))
+}
+
+/// Enable a disabled user again (admin): their tokens not revoked or
+/// expired work again; ended leases stay ended.
+#[utoipa::path(post, path = "/api/v1/users/{name}/enable", tag = "accounts", params(("name" = String, Path)),
+    responses((status = 200, body = api::User), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn enable_user(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    PathParam(name): PathParam<String>,
+) -> ApiResult<Json<api::User>> {
+    Ok(Json(views::user(app.enable_user(&actor, &name).await?)))
 }

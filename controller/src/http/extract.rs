@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use crate::app::{Actor, App, AppError};
+use crate::app::{Actor, App};
 
 /// A JSON body.
 #[derive(Debug)]
@@ -97,7 +97,32 @@ where
     }
 }
 
-/// The caller, from `Authorization: Bearer <token>`.
+/// A JSON body that may be left out (no body, or an empty one): then
+/// `T::default()`. For endpoints that took no body before.
+#[derive(Debug)]
+pub struct OptionalBody<T>(pub T);
+
+impl<T, S> FromRequest<S> for OptionalBody<T>
+where
+    T: DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let empty = req.headers().get(axum::http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0")
+            || (req.headers().get(axum::http::header::CONTENT_TYPE).is_none()
+                && req.headers().get(axum::http::header::TRANSFER_ENCODING).is_none()
+                && req.headers().get(axum::http::header::CONTENT_LENGTH).is_none());
+        if empty {
+            return Ok(OptionalBody(T::default()));
+        }
+        Body::<T>::from_request(req, state).await.map(|Body(v)| OptionalBody(v))
+    }
+}
+
+/// The caller, from `Authorization: Bearer <token>`. A read-only token is
+/// refused (403) on every method but `GET` and `HEAD`.
 #[derive(Debug)]
 pub struct Caller(pub Actor);
 
@@ -119,6 +144,15 @@ impl FromRequestParts<Arc<App>> for Caller {
                 earliest_start: None,
             });
         };
-        app.authenticate(token).await.map(Caller).map_err(|e: AppError| e.into())
+        let who = app.authenticate(token).await.map_err(ApiError::from)?;
+        if who.read_only && !matches!(parts.method, Method::GET | Method::HEAD) {
+            return Err(ApiError {
+                status: StatusCode::FORBIDDEN,
+                code: "forbidden",
+                message: format!("this token is read-only: it may only read (GET), not {}; use a full token", parts.method),
+                earliest_start: None,
+            });
+        }
+        Ok(Caller(who.actor))
     }
 }

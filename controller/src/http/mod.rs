@@ -55,6 +55,7 @@ const IMPORT_BODY_LIMIT: usize = 64 * 1024 * 1024;
         account_requests::create, account_requests::list, account_requests::show, account_requests::approve, account_requests::reject,
         account_requests::update_project, account_requests::add_member, account_requests::remove_member,
         accounts::create_project, accounts::list_projects, accounts::create_user, accounts::list_users, accounts::me, accounts::create_token,
+        accounts::list_tokens, accounts::revoke_token, accounts::disable_user, accounts::enable_user,
     ),
     modifiers(&BearerAuth),
     tags((name = "nodes"), (name = "leases"), (name = "calendar"), (name = "accounts"), (name = "environments"), (name = "usage"), (name = "deployments"), (name = "boot"), (name = "agent"), (name = "meta"))
@@ -102,7 +103,10 @@ pub fn router(app: Arc<App>, metrics: Arc<metrics::Metrics>) -> Router {
         .route("/projects", get(accounts::list_projects).post(accounts::create_project))
         .route("/users", get(accounts::list_users).post(accounts::create_user))
         .route("/users/me", get(accounts::me))
-        .route("/users/{name}/tokens", post(accounts::create_token))
+        .route("/users/{name}/tokens", get(accounts::list_tokens).post(accounts::create_token))
+        .route("/users/{name}/tokens/{id}", axum::routing::delete(accounts::revoke_token))
+        .route("/users/{name}/disable", post(accounts::disable_user))
+        .route("/users/{name}/enable", post(accounts::enable_user))
         .route("/boot/unknown-macs", get(boot::unknown_macs))
         .route("/environments", get(environments::list).post(environments::create))
         .route("/environments/{name}", get(environments::show))

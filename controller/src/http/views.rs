@@ -102,6 +102,8 @@ pub fn user(u: UserRow) -> api::User {
         email: u.email,
         projects: u.projects,
         created_at: from_seconds(u.created_at),
+        disabled_at: u.disabled.as_ref().map(|d| from_seconds(d.at)),
+        disabled_reason: u.disabled.map(|d| d.reason),
     }
 }
 

@@ -103,13 +103,75 @@ async fn bad_requests_name_the_field_and_store_nothing() {
     assert_eq!(anonymous(&ctx, &unknown).await.0, 400);
     let all = ctx.get("/api/v1/account-requests", &ctx.admin).await.expect(200);
     assert_eq!(all, json!([]), "nothing stored");
+}
 
-    // A taken login or a second pending request for one login: 409.
+/// The answer without its id: what an outsider learns.
+fn without_id(mut answer: Value) -> Value {
+    answer["id"] = Value::Null;
+    answer["message"] = Value::String(answer["message"].as_str().unwrap_or_default().split(" for ").nth(1).unwrap_or_default().into());
+    answer
+}
+
+#[tokio::test]
+async fn the_answer_does_not_tell_which_logins_exist_the_admin_sees_the_clash() {
+    let ctx = with_classes().await;
     ctx.user("bob", "p-other").await;
-    let (status, answer) = anonymous(&ctx, &ask("bob", "p-thesis")).await;
-    assert_eq!(status, 409, "{answer}");
-    assert_eq!(anonymous(&ctx, &ask("lea", "p-thesis")).await.0, 202);
-    assert_eq!(anonymous(&ctx, &ask("lea", "p-thesis")).await.0, 409);
+    // A free login, a taken one, the same in capitals, a second pending
+    // request for one login: one answer.
+    let (free_status, free) = anonymous(&ctx, &ask("lea", "p-thesis")).await;
+    assert_eq!(free_status, 202, "{free}");
+    for login in ["bob", "BOB", "lea"] {
+        let (status, answer) = anonymous(&ctx, &ask(login, "p-thesis")).await;
+        assert_eq!(status, 202, "{login}: {answer}");
+        let mut expected = without_id(free.clone());
+        expected["message"] = Value::String(format!("'{login}' is waiting"));
+        assert_eq!(without_id(answer), expected, "{login}");
+    }
+
+    let listed = ctx.get("/api/v1/account-requests", &ctx.admin).await.expect(200);
+    let clashes: Vec<_> = listed.as_array().expect("array").iter().map(|r| (r["name"].clone(), r["clash"].clone())).collect();
+    assert_eq!(clashes[0], (json!("lea"), json!(format!("login also asked for by pending request {}", listed[3]["id"]))));
+    assert_eq!(clashes[1], (json!("bob"), json!("login taken by user 'bob'")));
+    assert_eq!(clashes[2], (json!("BOB"), json!("login taken by user 'bob'")));
+
+    // Approving a clashing request fails clearly; nothing is created.
+    let id = listed[2]["id"].as_i64().expect("id");
+    let why = ctx.post(&format!("/api/v1/account-requests/{id}/approve"), &ctx.admin, json!({})).await.error(409, "conflict");
+    assert!(why.contains("clashes with existing user 'bob'"), "{why}");
+    assert_eq!(ctx.get(&format!("/api/v1/account-requests/{id}"), &ctx.admin).await.expect(200)["state"], "pending");
+    // Of two requests for one login, the first approved wins.
+    ctx.post(&format!("/api/v1/account-requests/{}/approve", listed[0]["id"]), &ctx.admin, json!({})).await.expect(201);
+    ctx.post(&format!("/api/v1/account-requests/{}/approve", listed[3]["id"]), &ctx.admin, json!({})).await.error(409, "conflict");
+}
+
+#[tokio::test]
+async fn control_and_bidi_characters_are_refused_in_every_text_field() {
+    let ctx = with_classes().await;
+    for field in ["email", "affiliation", "class", "motivation"] {
+        for bad in ["\u{202E}", "\u{2066}", "\u{200B}", "\u{7}"] {
+            let mut body = ask("lea", "p-thesis");
+            let text = body[field].as_str().expect("text").to_owned();
+            body[field] = json!(format!("{}{bad}{}", &text[..2], &text[2..]));
+            let (status, answer) = anonymous(&ctx, &body).await;
+            assert_eq!(status, 400, "{field} {bad:?}: {answer}");
+            let message = answer["error"]["message"].as_str().expect("message");
+            assert!(message.starts_with(&format!("{field}:")), "{field}: {message}");
+        }
+    }
+    let mut long = ask("lea", "p-thesis");
+    long["affiliation"] = json!("x".repeat(201));
+    assert_eq!(anonymous(&ctx, &long).await.0, 400);
+    // Line feeds stay allowed in the motivation.
+    let mut body = ask("lea", "p-thesis");
+    body["motivation"] = json!("First paragraph about the thesis.\nSecond paragraph.");
+    assert_eq!(anonymous(&ctx, &body).await.0, 202);
+    assert_eq!(ctx.get("/api/v1/account-requests", &ctx.admin).await.expect(200).as_array().map(Vec::len), Some(1));
+    let id = ctx.get("/api/v1/account-requests", &ctx.admin).await.expect(200)[0]["id"].as_i64().expect("id");
+    let bad = ctx
+        .post(&format!("/api/v1/account-requests/{id}/reject"), &ctx.admin, json!({"reason": "no\u{202E}"}))
+        .await
+        .error(400, "bad_request");
+    assert!(bad.starts_with("reason:"), "{bad}");
 }
 
 #[tokio::test]

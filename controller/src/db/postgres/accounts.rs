@@ -7,10 +7,8 @@ use crate::db::{AccountRequestRow, Approval, DbError, DbResult, NewAccountReques
 use crate::model::Seconds;
 
 pub(super) async fn insert_request(pool: &PgPool, r: &NewAccountRequest) -> DbResult<AccountRequestRow> {
-    let taken = sqlx::query_scalar!("SELECT id FROM users WHERE name = $1", r.name).fetch_optional(pool).await.map_err(db)?;
-    if taken.is_some() {
-        return Err(DbError::AlreadyExists { what: "user", name: r.name.clone() });
-    }
+    // A login taken or asked for already is stored all the same: the
+    // public answer must not tell (the admin sees the clash).
     let id = sqlx::query_scalar!(
         "INSERT INTO account_requests (name, email, affiliation, project, project_class, motivation, source, state, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8) RETURNING id",
@@ -25,9 +23,7 @@ pub(super) async fn insert_request(pool: &PgPool, r: &NewAccountRequest) -> DbRe
     )
     .fetch_one(pool)
     .await
-    .map_err(|e| {
-        if is_unique_violation(&e) { DbError::AlreadyExists { what: "pending account request for", name: r.name.clone() } } else { db(e) }
-    })?;
+    .map_err(db)?;
     request(pool, id).await
 }
 

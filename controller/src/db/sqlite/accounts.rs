@@ -29,11 +29,8 @@ fn request_from_row(r: &SqliteRow) -> DbResult<AccountRequestRow> {
 }
 
 pub(super) async fn insert_request(pool: &SqlitePool, r: &NewAccountRequest) -> DbResult<AccountRequestRow> {
-    let taken: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM users WHERE name = ?").bind(&r.name).fetch_optional(pool).await.map_err(db)?;
-    if taken.is_some() {
-        return Err(DbError::AlreadyExists { what: "user", name: r.name.clone() });
-    }
+    // A login taken or asked for already is stored all the same: the
+    // public answer must not tell (the admin sees the clash).
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO account_requests (name, email, affiliation, project, project_class, motivation, source, state, created_at) \
          VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?) RETURNING id",
@@ -49,9 +46,7 @@ pub(super) async fn insert_request(pool: &SqlitePool, r: &NewAccountRequest) -> 
     .fetch_all(pool)
     .await
     .and_then(super::only_row)
-    .map_err(|e| {
-        if is_unique_violation(&e) { DbError::AlreadyExists { what: "pending account request for", name: r.name.clone() } } else { db(e) }
-    })?;
+    .map_err(db)?;
     request(pool, id).await
 }
 
