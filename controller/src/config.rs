@@ -128,7 +128,9 @@ impl ResetConfig {
     pub fn default_environment_pin(&self) -> Result<Option<EnvironmentPin>, String> {
         let Some(text) = self.default_environment.as_deref() else { return Ok(None) };
         let bad = || {
-            format!("reset.default_environment: '{text}' must be \"id:N\", \"NAME\" or \"OWNER/NAME\" (names: lowercase letters, digits, '.', '_', '-')")
+            format!(
+                "reset.default_environment: '{text}' must be \"id:N\", \"NAME\" or \"OWNER/NAME\" (names: lowercase letters, digits, '.', '_', '-')"
+            )
         };
         if let Some(id) = text.strip_prefix("id:") {
             return id.parse::<i64>().ok().filter(|id| *id > 0).map(|id| Some(EnvironmentPin::Id(id))).ok_or_else(bad);

@@ -61,7 +61,9 @@ async fn check_reset_environment(app: &App) -> anyhow::Result<()> {
             environment = %env.descriptor.name, version = env.descriptor.version, id = env.id, owner = %env.owner,
             "resets restore this default environment"
         ),
-        Err(e) => tracing::warn!(error = %e, "reset.default_environment does not resolve (among admin-owned environments): resets will not restore it"),
+        Err(e) => {
+            tracing::warn!(error = %e, "reset.default_environment does not resolve (among admin-owned environments): resets will not restore it")
+        }
     }
     Ok(())
 }

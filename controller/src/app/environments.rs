@@ -270,10 +270,7 @@ fn pick(rows: Vec<EnvironmentRow>, lookup: Lookup<'_>, owner: Option<&str>, name
     owners.dedup();
     if owners.len() > 1 {
         return Err(AppError::Conflict {
-            message: format!(
-                "environment {what} is published by several owners ({}); name one as OWNER/{name}",
-                owners.join(", ")
-            ),
+            message: format!("environment {what} is published by several owners ({}); name one as OWNER/{name}", owners.join(", ")),
             earliest_start: None,
         });
     }
@@ -285,10 +282,7 @@ fn shares_project(actor: &Actor, r: &EnvironmentRow) -> bool {
 }
 
 fn visible(actor: &Actor, r: &EnvironmentRow) -> bool {
-    actor.is_admin
-        || r.visibility == "public"
-        || r.owner == actor.user_id
-        || (r.visibility == "project" && shares_project(actor, r))
+    actor.is_admin || r.visibility == "public" || r.owner == actor.user_id || (r.visibility == "project" && shares_project(actor, r))
 }
 
 #[cfg(test)]
@@ -343,13 +337,8 @@ mod tests {
     fn resolution_never_takes_another_users_private_version() {
         let (admin, alice, bob) = ((1, "admin", true), (2, "alice", false), (3, "bob", false));
         // Newest version first, as the store lists them.
-        let catalog = || {
-            vec![
-                row(30, bob, 4, "project", &["p-vision"]),
-                row(20, alice, 3, "user", &["p-vision"]),
-                row(10, admin, 1, "public", &[]),
-            ]
-        };
+        let catalog =
+            || vec![row(30, bob, 4, "project", &["p-vision"]), row(20, alice, 3, "user", &["p-vision"]), row(10, admin, 1, "public", &[])];
         let id = |lookup, owner: Option<&str>| pick(catalog(), lookup, owner, "tiny", None).map(|r| r.id).map_err(|e| e.to_string());
         let root = actor(1, "admin", true, &[]);
         let alice_actor = actor(2, "alice", false, &["p-vision"]);

@@ -95,10 +95,7 @@ impl App {
             // Checked now, for the lease's owner, rather than found missing
             // when the lease starts (it is resolved again then).
             if d.environment.len() > super::environments::MAX_REFERENCE {
-                return Err(AppError::bad_request(format!(
-                    "deploy.environment: at most {} bytes",
-                    super::environments::MAX_REFERENCE
-                )));
+                return Err(AppError::bad_request(format!("deploy.environment: at most {} bytes", super::environments::MAX_REFERENCE)));
             }
             if let Err(e) = self.get_environment(actor, &d.environment, None, None).await {
                 return Err(match e {

@@ -1118,11 +1118,11 @@ impl Datastore for SqliteStore {
             "INSERT INTO environments (name, version, descriptor, visibility, owner_id, created_at) VALUES (?, ?, ?, ?, ?, ?) \
              RETURNING id",
         )
-            .bind(name)
-            .bind(version)
-            .bind(descriptor)
-            .bind(visibility)
-            .bind(owner.0)
+        .bind(name)
+        .bind(version)
+        .bind(descriptor)
+        .bind(visibility)
+        .bind(owner.0)
         .bind(now)
         .fetch_one(&self.pool)
         .await

@@ -167,6 +167,7 @@ async fn a_node_back_from_dead_mid_lease_is_reset_before_anyone_gets_it() {
 /// One simulated node `name` (BMC at `10.9.<subnet>.1`), available.
 async fn one_node(ctx: &TestContext, name: &str, subnet: u8) {
     let url = format!("ipmi://admin:pw@10.9.{subnet}.1:623");
+    ctx.bmcs.bmc(&BmcAddress::parse(&url).expect("url").endpoint());
     let body = json!({"name": name, "site": "lab", "cluster": "sim", "macs": [format!("02:00:00:00:{subnet:02x}:01")],
         "ip": format!("10.9.{subnet}.2"), "bmc": url});
     ctx.post("/api/v1/nodes", &ctx.admin, body).await.expect(201);
@@ -203,7 +204,13 @@ async fn an_admins_deploy_never_takes_a_users_version_and_records_what_it_used()
         .await
         .expect(201);
     let used = |d: &Value| {
-        (d["environment"].clone(), d["version"].clone(), d["environment_owner"].clone(), d["environment_id"].clone(), d["image_sha256"].clone())
+        (
+            d["environment"].clone(),
+            d["version"].clone(),
+            d["environment_owner"].clone(),
+            d["environment_id"].clone(),
+            d["image_sha256"].clone(),
+        )
     };
     let expected = (json!("tiny"), json!(1), json!("admin"), public["id"].clone(), json!("ab".repeat(32)));
     assert_eq!(used(&d), expected, "{d}");
