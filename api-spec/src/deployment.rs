@@ -205,8 +205,20 @@ pub struct NodeOperation {
 pub struct Deployment {
     pub id: i64,
     pub lease: i64,
+    /// The environment's name, as resolved when the deployment was created.
     pub environment: String,
     pub version: u64,
+    /// Exactly what was deployed: the catalog entry's id and owner, and the
+    /// image's sha256 (absent when the deployment could not start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_sha256: Option<String>,
+    /// Why the deployment could not start (its nodes were left as they were).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub requested_by: String,
     pub state: DeploymentState,
     pub created_at: DateTime<Utc>,

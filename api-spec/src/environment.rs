@@ -37,25 +37,33 @@ pub enum Visibility {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnvironmentDescriptor {
-    /// `[a-z0-9][a-z0-9._-]*`, e.g. `debian12-min`.
+    /// `[a-z0-9][a-z0-9._-]*`, e.g. `debian12-min`. Names are per owner:
+    /// two users may each have a `debian12-min`.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[a-z0-9][a-z0-9._-]*$")]
     pub name: String,
     /// A number that grows with each build (ferrum's stock images use
     /// `YYYYMMDDHH`, like Grid'5000's environment versions).
     pub version: u64,
+    /// Free text, no control characters except newline and tab.
     #[serde(default)]
+    #[schema(max_length = 1000)]
     pub description: String,
     /// `x86_64`.
     #[serde(default = "x86_64")]
+    #[schema(max_length = 16)]
     pub arch: String,
     /// The image: an `http(s)://` URL, or a path relative to the
     /// controller's images directory (served at `/images/`).
+    #[schema(min_length = 1, max_length = 2048)]
     pub image: String,
     pub format: ImageFormat,
     /// sha256 of the image file as published (the `.zst` for `raw.zst`).
+    #[schema(min_length = 64, max_length = 64, pattern = "^[0-9a-f]{64}$")]
     pub sha256: String,
     /// Bytes once decoded: what is written to the disk.
     pub size: u64,
     /// The partition holding `/` (1-based).
+    #[schema(minimum = 1, maximum = 128)]
     pub root_partition: u32,
     #[serde(default)]
     pub boot: EnvironmentBoot,
@@ -70,6 +78,11 @@ fn x86_64() -> String {
 /// A catalog entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Environment {
+    /// The catalog's number for this owner, name and version (what a
+    /// deployment records, and what `[reset] default_environment = "id:N"`
+    /// pins).
+    #[serde(default)]
+    pub id: i64,
     #[serde(flatten)]
     pub descriptor: EnvironmentDescriptor,
     /// The URL agents fetch the image from.
@@ -78,10 +91,15 @@ pub struct Environment {
     pub created_at: DateTime<Utc>,
 }
 
-/// `GET /api/v1/environments/{name}?version=`.
+/// `GET /api/v1/environments/{name}?owner=&version=`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct EnvironmentQuery {
-    /// A version; default: the newest one you can see.
+    /// Whose environment; default: yours if you have one of this name,
+    /// else the public one, else the one shared with your project. The
+    /// name may also be written `OWNER/NAME` (`%2F` in the path).
+    #[param(max_length = 64)]
+    pub owner: Option<String>,
+    /// A version; default: the newest one.
     pub version: Option<u64>,
 }

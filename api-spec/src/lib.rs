@@ -496,6 +496,9 @@ pub struct NodeSelector {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeploySpec {
+    /// `NAME` (yours, else the public one, else the one shared with your
+    /// project) or `OWNER/NAME`.
+    #[schema(min_length = 1, max_length = 200)]
     pub environment: String,
     #[serde(default)]
     pub ssh_keys: Vec<String>,

@@ -128,10 +128,48 @@ pub struct ResetConfig {
     /// Leave a clean node powered off (`true`), or on (`false`: in the
     /// deploy ramdisk, or booting the default environment). Default `true`.
     pub power_off: bool,
-    /// An environment (public, newest version) written back on every clean
-    /// node after the wipe and check, with the controller's key only; the
-    /// node's next boot is its disk. Default: none (disks stay blank).
+    /// An environment written back on every clean node after the wipe and
+    /// check, with the controller's key only; the node's next boot is its
+    /// disk. Pinned: `"id:N"` (an admin-owned catalog entry), or `"NAME"` /
+    /// `"OWNER/NAME"`: the newest public version published by an admin
+    /// (never a user's). Default: none (disks stay blank).
     pub default_environment: Option<String>,
+}
+
+/// What `[reset] default_environment` pins.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EnvironmentPin {
+    Id(i64),
+    Name { owner: Option<String>, name: String },
+}
+
+impl ResetConfig {
+    /// The parsed `default_environment`; the error names the key.
+    pub fn default_environment_pin(&self) -> Result<Option<EnvironmentPin>, String> {
+        let Some(text) = self.default_environment.as_deref() else { return Ok(None) };
+        let bad = || {
+            format!(
+                "reset.default_environment: '{text}' must be \"id:N\", \"NAME\" or \"OWNER/NAME\" (names: lowercase letters, digits, '.', '_', '-')"
+            )
+        };
+        if let Some(id) = text.strip_prefix("id:") {
+            return id.parse::<i64>().ok().filter(|id| *id > 0).map(|id| Some(EnvironmentPin::Id(id))).ok_or_else(bad);
+        }
+        let (owner, name) = match text.split_once('/') {
+            Some((owner, name)) => (Some(owner), name),
+            None => (None, text),
+        };
+        let word = |w: &str| {
+            !w.is_empty()
+                && w.len() <= 64
+                && w.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+        };
+        let login = |w: &str| !w.is_empty() && w.len() <= 64 && !w.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !word(name) || owner.is_some_and(|o| !login(o)) {
+            return Err(bad());
+        }
+        Ok(Some(EnvironmentPin::Name { owner: owner.map(str::to_owned), name: name.to_owned() }))
+    }
 }
 
 impl Default for ResetConfig {
@@ -344,6 +382,7 @@ impl Config {
         let config: Config = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
         config.boot.validate()?;
         config.deploy.validate()?;
+        config.reset.default_environment_pin()?;
         config.policy.validate()?;
         if config.accounts.max_tokens_per_user == 0 {
             return Err("accounts.max_tokens_per_user: must be at least 1".into());

@@ -71,6 +71,7 @@ pub async fn open_with(
     if app.bootstrap_admin(&token_path).await? {
         tracing::info!(path = %token_path.display(), "first start: created user 'admin'; its API token is in this file (mode 0600)");
     }
+    check_reset_environment(&app).await?;
     Ok(app)
 }
 
@@ -113,6 +114,24 @@ fn warn_if_exposed(config: &Config, url: &str) {
             secrets::warn_if_wider(Path::new(&path), 0o600);
         }
     }
+}
+
+/// `[reset] default_environment`: a malformed value stops the start; one
+/// the catalog cannot resolve yet (an empty catalog at first start) is a
+/// warning, and resets restore nothing until it resolves.
+async fn check_reset_environment(app: &App) -> anyhow::Result<()> {
+    app.config.reset.default_environment_pin().map_err(anyhow::Error::msg)?;
+    match app.reset_environment().await {
+        Ok(None) => {}
+        Ok(Some(env)) => tracing::info!(
+            environment = %env.descriptor.name, version = env.descriptor.version, id = env.id, owner = %env.owner,
+            "resets restore this default environment"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "reset.default_environment does not resolve (among admin-owned environments): resets will not restore it")
+        }
+    }
+    Ok(())
 }
 
 /// A database URL without its password, for messages and logs.

@@ -21,7 +21,12 @@ pub async fn run(ctx: &Ctx, cmd: EnvCommand) -> Result<()> {
             ctx.show(&answer, |envs, opts| render::generic(&Value::Array(envs.iter().map(row).collect()), opts))
         }
         EnvCommand::Show { name, version } => {
-            let answer = ctx.client.get::<Environment, _>(&["environments", &name], &EnvironmentQuery { version }).await?;
+            // `OWNER/NAME` names another owner's environment.
+            let (owner, name) = match name.split_once('/') {
+                Some((owner, name)) => (Some(owner.to_owned()), name.to_owned()),
+                None => (None, name),
+            };
+            let answer = ctx.client.get::<Environment, _>(&["environments", &name], &EnvironmentQuery { owner, version }).await?;
             ctx.show(&answer, |env, opts| render::generic(&serde_json::to_value(env).unwrap_or(Value::Null), opts))
         }
         EnvCommand::Add { file } => {

@@ -92,6 +92,19 @@ impl App {
                 return Err(AppError::bad_request("deploy.environment: name the environment to deploy"));
             }
             validate_ssh_keys("deploy.ssh_keys", &d.ssh_keys)?;
+            // Checked now, for the lease's owner, rather than found missing
+            // when the lease starts (it is resolved again then).
+            if d.environment.len() > super::environments::MAX_REFERENCE {
+                return Err(AppError::bad_request(format!("deploy.environment: at most {} bytes", super::environments::MAX_REFERENCE)));
+            }
+            if let Err(e) = self.get_environment(actor, &d.environment, None, None).await {
+                return Err(match e {
+                    AppError::NotFound(m) | AppError::Conflict { message: m, .. } | AppError::BadRequest { message: m, .. } => {
+                        AppError::bad_request(format!("deploy.environment: {m}"))
+                    }
+                    other => other,
+                });
+            }
         }
 
         // When.

@@ -78,6 +78,13 @@ struct PhaseData {
     fingerprint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     last_error: Option<String>,
+    /// A reset: the default environment it restores, resolved once (by
+    /// id: a version published meanwhile does not change it mid-way), or
+    /// why none is restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    environment: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    not_restored: Option<String>,
 }
 
 impl PhaseData {
@@ -88,6 +95,8 @@ impl PhaseData {
             write_command: self.write_command,
             verdict: self.verdict.clone(),
             fingerprint: self.fingerprint.clone(),
+            environment: self.environment,
+            not_restored: self.not_restored.clone(),
             ..PhaseData::default()
         }
     }
@@ -297,7 +306,32 @@ impl App {
             // Visibility compares project names only.
             projects: owner.projects.iter().map(|p| (ProjectId(0), p.clone())).collect(),
         };
-        let id = self.create_deployment(&actor, lease.0, spec).await?.id;
+        // The environment was checked at the lease's creation; if its owner
+        // can no longer resolve it, the deployment fails now with the
+        // reason, once (not a retry each minute that no one sees).
+        let environment = match self.get_environment(&actor, &spec.environment, None, None).await {
+            Ok(environment) => environment,
+            Err(e @ (AppError::NotFound(_) | AppError::Conflict { .. } | AppError::BadRequest { .. })) => {
+                let error = format!("deploy.environment: {e}");
+                let new = NewDeployment {
+                    lease,
+                    environment: spec.environment.chars().take(super::environments::MAX_REFERENCE).collect(),
+                    version: 0,
+                    environment_id: None,
+                    environment_owner: None,
+                    image_sha256: None,
+                    error: Some(error.clone()),
+                    spec: row.deploy.clone().unwrap_or_default(),
+                    requested_by: actor.name.clone(),
+                    created_at: self.now(),
+                };
+                let id = self.store.insert_deployment(&new, &[]).await?;
+                tracing::warn!(lease = %lease, deployment = id, error, "the lease's deployment could not start");
+                return Ok(id);
+            }
+            Err(e) => return Err(e),
+        };
+        let id = self.deploy_environment(&actor, lease.0, environment, spec.ssh_keys).await?.id;
         tracing::info!(lease = %lease, deployment = id, "deployment started at lease start");
         Ok(id)
     }
@@ -306,9 +340,6 @@ impl App {
     /// or an admin). Nodes already `deployed` are deployed again; nodes
     /// that left the lease (suspect, dead) are left out.
     pub async fn create_deployment(&self, actor: &Actor, lease_id: i64, req: ferrum_api::DeploySpec) -> AppResult<Deployment> {
-        // One creation at a time: the node states read below stay true
-        // until the nodes are moved and the operations recorded.
-        let _one_at_a_time = self.deploy_lock.lock().await;
         let lease = self.get_lease(actor, lease_id).await?;
         if lease.state != LeaseState::Active {
             return Err(AppError::Conflict {
@@ -319,8 +350,32 @@ impl App {
         if req.environment.trim().is_empty() {
             return Err(AppError::bad_request("environment: name the environment to deploy"));
         }
+        if req.environment.len() > super::environments::MAX_REFERENCE {
+            return Err(AppError::bad_request(format!("environment: at most {} bytes", super::environments::MAX_REFERENCE)));
+        }
         super::leases::validate_ssh_keys("ssh_keys", &req.ssh_keys)?;
-        let environment = self.get_environment(actor, &req.environment, None).await?;
+        let environment = self.get_environment(actor, &req.environment, None, None).await?;
+        self.deploy_environment(actor, lease_id, environment, req.ssh_keys).await
+    }
+
+    /// Deploys a resolved environment (see [`App::create_deployment`]).
+    async fn deploy_environment(
+        &self,
+        actor: &Actor,
+        lease_id: i64,
+        environment: Environment,
+        ssh_keys: Vec<String>,
+    ) -> AppResult<Deployment> {
+        // One creation at a time: the node states read below stay true
+        // until the nodes are moved and the operations recorded.
+        let _one_at_a_time = self.deploy_lock.lock().await;
+        let lease = self.get_lease(actor, lease_id).await?;
+        if lease.state != LeaseState::Active {
+            return Err(AppError::Conflict {
+                message: format!("lease {} is {}; deployments run on active leases", lease.id, lease.state.as_str()),
+                earliest_start: None,
+            });
+        }
         let mut nodes = Vec::new();
         for (id, name) in &lease.nodes {
             let node = self.store.get_node_by_id(*id).await?;
@@ -345,7 +400,7 @@ impl App {
             });
         }
         let version = i64::try_from(environment.descriptor.version).unwrap_or(i64::MAX);
-        let spec = DeploySpec { environment, ssh_keys: req.ssh_keys };
+        let spec = DeploySpec { environment, ssh_keys };
         let text = serde_json::to_string(&spec).map_err(|e| AppError::Internal(e.into()))?;
         let statuses: Vec<NodeStatus> = nodes.iter().map(NodeRow::status).collect();
         let moves: Vec<_> = statuses.iter().map(|s| (s, Some(lease.id))).collect();
@@ -367,6 +422,10 @@ impl App {
             lease: lease.id,
             environment: spec.environment.descriptor.name.clone(),
             version,
+            environment_id: Some(spec.environment.id),
+            environment_owner: Some(spec.environment.owner.clone()),
+            image_sha256: Some(spec.environment.descriptor.sha256.clone()),
+            error: None,
             spec: text,
             requested_by: actor.name.clone(),
             created_at: self.now(),
@@ -892,13 +951,6 @@ impl App {
         self.agent_phase(node, action, actor, &mut data).await
     }
 
-    /// The environment a reset restores (`[reset] default_environment`).
-    async fn default_environment(&self) -> AppResult<Option<Environment>> {
-        let Some(name) = self.config.reset.default_environment.as_deref() else { return Ok(None) };
-        let system = Actor { user_id: crate::model::UserId(0), name: "system".into(), is_admin: true, projects: Vec::new() };
-        Ok(Some(self.get_environment(&system, name, None).await?))
-    }
-
     async fn reset_step(&self, op: &OperationRow, node: &NodeRow, phase: Phase, mut data: PhaseData) -> AppResult<Next> {
         let actor = "reset".to_owned();
         let _ = op;
@@ -939,18 +991,32 @@ impl App {
                     let verdict = self.check_against_reference(node).await?;
                     let clean = verdict.0 == "clean";
                     next.verdict = Some(verdict);
-                    // Restore the default environment on a clean node only.
-                    if clean && self.config.reset.default_environment.is_some() {
-                        next.device = data.device.as_deref().and_then(|d| d.split(',').next()).map(str::to_owned);
-                        Next::Enter(Phase::WriteImage, next)
-                    } else {
-                        Next::Enter(Phase::Shutdown, next)
+                    // Restore the default environment on a clean node only,
+                    // resolved among admin-owned environments only.
+                    let restore = if clean { self.reset_environment().await } else { Ok(None) };
+                    match restore {
+                        Ok(Some(env)) => {
+                            next.environment = Some(env.id);
+                            next.device = data.device.as_deref().and_then(|d| d.split(',').next()).map(str::to_owned);
+                            Next::Enter(Phase::WriteImage, next)
+                        }
+                        Ok(None) => Next::Enter(Phase::Shutdown, next),
+                        Err(e) => {
+                            tracing::warn!(node = %node.name, error = %e, "reset: the default environment is not restored");
+                            next.not_restored = Some(e.to_string());
+                            Next::Enter(Phase::Shutdown, next)
+                        }
                     }
                 }
             },
             Phase::WriteImage | Phase::InstallKeys => {
-                let Some(env) = self.default_environment().await? else {
+                let Some(id) = data.environment else {
                     return Ok(Next::Enter(Phase::Shutdown, data.carry()));
+                };
+                let env = match self.admin_environment(id).await {
+                    Ok(env) => env,
+                    Err(e @ AppError::NotFound(_)) => return Ok(fail(format!("default environment: {e}"), Some("error"))),
+                    Err(e) => return Err(e),
                 };
                 let waiting = if phase == Phase::WriteImage {
                     self.write_image_phase(node, &env, &actor, data.clone()).await?
@@ -967,7 +1033,7 @@ impl App {
             Phase::Shutdown => {
                 if !data.issued {
                     self.store.set_boot_target(node.id, BootTarget::Local).await?;
-                    let restored = data.write_command.is_some() && self.config.reset.default_environment.is_some();
+                    let restored = data.write_command.is_some() && data.environment.is_some();
                     if self.config.reset.power_off {
                         data.power_requests = self.enqueue_power_ops(node, &["off"], &actor).await?;
                     } else if restored {
@@ -982,9 +1048,12 @@ impl App {
                 }
                 let (outcome, message) = data.verdict.clone().unwrap_or_else(|| ("clean".into(), String::new()));
                 let outcome = if outcome == "clean" { "clean" } else { "mismatch" };
-                let message = match (outcome, &self.config.reset.default_environment) {
-                    ("clean", Some(env)) => format!("reset, wiped and checked; {env} restored"),
-                    ("clean", None) => "reset, wiped and checked".to_owned(),
+                let message = match (outcome, &self.config.reset.default_environment, &data.not_restored) {
+                    ("clean", _, Some(why)) => format!("reset, wiped and checked; default environment not restored: {why}"),
+                    ("clean", Some(env), None) => {
+                        format!("reset, wiped and checked; {env} restored (environment {})", data.environment.unwrap_or_default())
+                    }
+                    ("clean", None, None) => "reset, wiped and checked".to_owned(),
                     _ => message,
                 };
                 Next::Finish { state: OperationState::Done, message, outcome: Some(outcome), data: None }
@@ -1107,8 +1176,13 @@ fn deployment_of(row: &DeploymentRow, nodes: Vec<NodeOperation>) -> Deployment {
         lease: row.lease.0,
         environment: row.environment.clone(),
         version: u64::try_from(row.version).unwrap_or(0),
+        environment_id: row.environment_id,
+        environment_owner: row.environment_owner.clone(),
+        image_sha256: row.image_sha256.clone(),
+        error: row.error.clone(),
         requested_by: row.requested_by.clone(),
-        state: DeploymentState::of(nodes.iter().map(|n| n.state)),
+        // A deployment that could not start has no node and failed.
+        state: if row.error.is_some() { DeploymentState::Failed } else { DeploymentState::of(nodes.iter().map(|n| n.state)) },
         created_at: from_seconds(row.created_at),
         nodes,
     }
@@ -1158,8 +1232,11 @@ mod tests {
             verdict: None,
             fingerprint: None,
             last_error: Some("x".into()),
+            environment: Some(6),
+            not_restored: None,
         };
         let next = data.carry();
+        assert_eq!(next.environment, Some(6), "a reset restores the environment it resolved first");
         assert!(!next.issued);
         assert!(next.power_requests.is_empty() && next.command.is_none() && next.generation.is_none());
         assert_eq!(next.device.as_deref(), Some("/dev/vda"));

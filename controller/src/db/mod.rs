@@ -292,6 +292,7 @@ pub struct AgentCommandRow {
 /// A catalog entry.
 #[derive(Clone, Debug)]
 pub struct EnvironmentRow {
+    pub id: i64,
     pub name: String,
     pub version: i64,
     /// JSON text of the descriptor.
@@ -299,6 +300,9 @@ pub struct EnvironmentRow {
     pub visibility: String,
     pub owner: UserId,
     pub owner_name: String,
+    /// Whether the owner is an admin now (system lookups take only
+    /// admin-owned public environments).
+    pub owner_is_admin: bool,
     /// The owner's projects (for `project` visibility).
     pub owner_projects: Vec<String>,
     pub created_at: Seconds,
@@ -311,6 +315,12 @@ pub struct DeploymentRow {
     pub lease: LeaseId,
     pub environment: String,
     pub version: i64,
+    /// The catalog entry deployed, its owner, and the image's sha256.
+    pub environment_id: Option<i64>,
+    pub environment_owner: Option<String>,
+    pub image_sha256: Option<String>,
+    /// Why it could not start (then it has no operation).
+    pub error: Option<String>,
     /// JSON: the resolved environment and the keys to install.
     pub spec: String,
     pub requested_by: String,
@@ -323,6 +333,10 @@ pub struct NewDeployment {
     pub lease: LeaseId,
     pub environment: String,
     pub version: i64,
+    pub environment_id: Option<i64>,
+    pub environment_owner: Option<String>,
+    pub image_sha256: Option<String>,
+    pub error: Option<String>,
     pub spec: String,
     pub requested_by: String,
     pub created_at: Seconds,
@@ -782,7 +796,7 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
         visibility: &str,
         owner: UserId,
         now: Seconds,
-    ) -> DbResult<()>;
+    ) -> DbResult<i64>;
     /// Every version of every environment (the application filters what a
     /// caller may see).
     async fn list_environments(&self) -> DbResult<Vec<EnvironmentRow>>;

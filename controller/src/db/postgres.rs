@@ -333,6 +333,10 @@ struct RawDeployment {
     spec: String,
     requested_by: String,
     created_at: i64,
+    environment_id: Option<i64>,
+    environment_owner: Option<String>,
+    image_sha256: Option<String>,
+    error: Option<String>,
 }
 
 impl From<RawDeployment> for DeploymentRow {
@@ -345,6 +349,10 @@ impl From<RawDeployment> for DeploymentRow {
             spec: r.spec,
             requested_by: r.requested_by,
             created_at: r.created_at,
+            environment_id: r.environment_id,
+            environment_owner: r.environment_owner,
+            image_sha256: r.image_sha256,
+            error: r.error,
         }
     }
 }
@@ -1243,9 +1251,10 @@ impl Datastore for PgStore {
         visibility: &str,
         owner: UserId,
         now: Seconds,
-    ) -> DbResult<()> {
-        sqlx::query!(
-            "INSERT INTO environments (name, version, descriptor, visibility, owner_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    ) -> DbResult<i64> {
+        sqlx::query_scalar!(
+            "INSERT INTO environments (name, version, descriptor, visibility, owner_id, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             RETURNING id",
             name,
             version,
             descriptor,
@@ -1253,22 +1262,23 @@ impl Datastore for PgStore {
             owner.0,
             now
         )
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await
         .map_err(|e| {
+            // Names are per owner: the clash is with one of the owner's own.
             if is_unique_violation(&e) {
                 DbError::AlreadyExists { what: "environment", name: format!("{name} version {version}") }
             } else {
                 db(e)
             }
-        })?;
-        Ok(())
+        })
     }
 
     async fn list_environments(&self) -> DbResult<Vec<EnvironmentRow>> {
         let rows = sqlx::query!(
-            "SELECT e.name, e.version, e.descriptor, e.visibility, e.owner_id, u.name AS owner_name, e.created_at FROM environments e \
-             JOIN users u ON u.id = e.owner_id ORDER BY e.name, e.version DESC"
+            r#"SELECT e.id, e.name, e.version, e.descriptor, e.visibility, e.owner_id, u.name AS owner_name, e.created_at,
+                      u.role = 'admin' AS "owner_is_admin!"
+               FROM environments e JOIN users u ON u.id = e.owner_id ORDER BY e.name, e.version DESC, e.id DESC"#
         )
         .fetch_all(&self.pool)
         .await
@@ -1287,6 +1297,8 @@ impl Datastore for PgStore {
         Ok(rows
             .into_iter()
             .map(|r| EnvironmentRow {
+                id: r.id,
+                owner_is_admin: r.owner_is_admin,
                 owner_projects: projects.get(&r.owner_id).cloned().unwrap_or_default(),
                 name: r.name,
                 version: r.version,
@@ -1709,14 +1721,18 @@ impl Datastore for PgStore {
     async fn insert_deployment(&self, d: &NewDeployment, operations: &[NewOperation]) -> DbResult<i64> {
         let mut tx = self.begin().await?;
         let id = sqlx::query_scalar!(
-            "INSERT INTO deployments (lease_id, environment, environment_version, spec, requested_by, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            "INSERT INTO deployments (lease_id, environment, environment_version, spec, requested_by, created_at, \
+             environment_id, environment_owner, image_sha256, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
             d.lease.0,
             d.environment,
             d.version,
             d.spec,
             d.requested_by,
-            d.created_at
+            d.created_at,
+            d.environment_id,
+            d.environment_owner,
+            d.image_sha256,
+            d.error
         )
         .fetch_one(&mut *tx)
         .await
@@ -1731,7 +1747,8 @@ impl Datastore for PgStore {
     async fn deployment(&self, id: i64) -> DbResult<(DeploymentRow, Vec<OperationRow>)> {
         let row = sqlx::query_as!(
             RawDeployment,
-            "SELECT id, lease_id, environment, environment_version, spec, requested_by, created_at FROM deployments WHERE id = $1",
+            "SELECT id, lease_id, environment, environment_version, spec, requested_by, created_at, \
+             environment_id, environment_owner, image_sha256, error FROM deployments WHERE id = $1",
             id
         )
         .fetch_optional(&self.pool)
@@ -1744,7 +1761,8 @@ impl Datastore for PgStore {
     async fn lease_deployments(&self, lease: LeaseId) -> DbResult<Vec<DeploymentRow>> {
         let rows = sqlx::query_as!(
             RawDeployment,
-            "SELECT id, lease_id, environment, environment_version, spec, requested_by, created_at FROM deployments \
+            "SELECT id, lease_id, environment, environment_version, spec, requested_by, created_at, \
+             environment_id, environment_owner, image_sha256, error FROM deployments \
              WHERE lease_id = $1 ORDER BY id",
             lease.0
         )

@@ -508,7 +508,8 @@ fn operation_from_row(r: &SqliteRow) -> DbResult<OperationRow> {
     })
 }
 
-const DEPLOYMENT_SELECT: &str = "SELECT id, lease_id, environment, environment_version, spec, requested_by, created_at FROM deployments";
+const DEPLOYMENT_SELECT: &str = "SELECT id, lease_id, environment, environment_version, spec, requested_by, created_at, \
+     environment_id, environment_owner, image_sha256, error FROM deployments";
 
 fn deployment_from_row(r: &SqliteRow) -> DbResult<DeploymentRow> {
     Ok(DeploymentRow {
@@ -519,6 +520,10 @@ fn deployment_from_row(r: &SqliteRow) -> DbResult<DeploymentRow> {
         spec: r.try_get(4).map_err(db)?,
         requested_by: r.try_get(5).map_err(db)?,
         created_at: r.try_get(6).map_err(db)?,
+        environment_id: r.try_get(7).map_err(db)?,
+        environment_owner: r.try_get(8).map_err(db)?,
+        image_sha256: r.try_get(9).map_err(db)?,
+        error: r.try_get(10).map_err(db)?,
     })
 }
 
@@ -1286,30 +1291,33 @@ impl Datastore for SqliteStore {
         visibility: &str,
         owner: UserId,
         now: Seconds,
-    ) -> DbResult<()> {
-        sqlx::query("INSERT INTO environments (name, version, descriptor, visibility, owner_id, created_at) VALUES (?, ?, ?, ?, ?, ?)")
-            .bind(name)
-            .bind(version)
-            .bind(descriptor)
-            .bind(visibility)
-            .bind(owner.0)
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    DbError::AlreadyExists { what: "environment", name: format!("{name} version {version}") }
-                } else {
-                    db(e)
-                }
-            })?;
-        Ok(())
+    ) -> DbResult<i64> {
+        sqlx::query_scalar(
+            "INSERT INTO environments (name, version, descriptor, visibility, owner_id, created_at) VALUES (?, ?, ?, ?, ?, ?) \
+             RETURNING id",
+        )
+        .bind(name)
+        .bind(version)
+        .bind(descriptor)
+        .bind(visibility)
+        .bind(owner.0)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| {
+            // Names are per owner: the clash is with one of the owner's own.
+            if is_unique_violation(&e) {
+                DbError::AlreadyExists { what: "environment", name: format!("{name} version {version}") }
+            } else {
+                db(e)
+            }
+        })
     }
 
     async fn list_environments(&self) -> DbResult<Vec<EnvironmentRow>> {
         let rows = sqlx::query(
-            "SELECT e.name, e.version, e.descriptor, e.visibility, e.owner_id, u.name, e.created_at FROM environments e \
-             JOIN users u ON u.id = e.owner_id ORDER BY e.name, e.version DESC",
+            "SELECT e.name, e.version, e.descriptor, e.visibility, e.owner_id, u.name, e.created_at, e.id, u.role = 'admin' \
+             FROM environments e JOIN users u ON u.id = e.owner_id ORDER BY e.name, e.version DESC, e.id DESC",
         )
         .fetch_all(&self.pool)
         .await
@@ -1330,6 +1338,8 @@ impl Datastore for SqliteStore {
         for r in rows {
             let owner: i64 = r.try_get(4).map_err(db)?;
             out.push(EnvironmentRow {
+                id: r.try_get(7).map_err(db)?,
+                owner_is_admin: r.try_get(8).map_err(db)?,
                 name: r.try_get(0).map_err(db)?,
                 version: r.try_get(1).map_err(db)?,
                 descriptor: r.try_get(2).map_err(db)?,
@@ -1594,8 +1604,8 @@ impl Datastore for SqliteStore {
     async fn insert_deployment(&self, d: &NewDeployment, operations: &[NewOperation]) -> DbResult<i64> {
         let mut tx = self.begin_write().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO deployments (lease_id, environment, environment_version, spec, requested_by, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO deployments (lease_id, environment, environment_version, spec, requested_by, created_at, \
+             environment_id, environment_owner, image_sha256, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(d.lease.0)
         .bind(&d.environment)
@@ -1603,6 +1613,10 @@ impl Datastore for SqliteStore {
         .bind(&d.spec)
         .bind(&d.requested_by)
         .bind(d.created_at)
+        .bind(d.environment_id)
+        .bind(&d.environment_owner)
+        .bind(&d.image_sha256)
+        .bind(&d.error)
         .fetch_one(&mut *tx)
         .await
         .map_err(db)?;

@@ -32,14 +32,19 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(app.add_environment(&actor, d).await?)))
 }
 
-/// One environment: its newest version you can see, or `?version=`.
+/// One environment: `NAME` resolves to your own, else the public one, else
+/// the one shared with your projects (never another user's private one);
+/// `?owner=` (or `OWNER%2FNAME`) names the owner; newest version unless
+/// `?version=`.
 #[utoipa::path(get, path = "/api/v1/environments/{name}", tag = "environments", params(("name" = String, Path), EnvironmentQuery),
-    responses((status = 200, body = Environment), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, body = Environment), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "the name is published by several owners: name one", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn show(
     State(app): State<Arc<App>>,
     Caller(actor): Caller,
     PathParam(name): PathParam<String>,
     Params(q): Params<EnvironmentQuery>,
 ) -> ApiResult<Json<Environment>> {
-    Ok(Json(app.get_environment(&actor, &name, q.version).await?))
+    Ok(Json(app.get_environment(&actor, &name, q.owner.as_deref(), q.version).await?))
 }

@@ -163,3 +163,109 @@ async fn a_node_back_from_dead_mid_lease_is_reset_before_anyone_gets_it() {
     let ops = ctx.get("/api/v1/nodes/dirty-2/operations", &ctx.admin).await.expect(200);
     assert_eq!(ops, json!([]));
 }
+
+/// One simulated node `name` (BMC at `10.9.<subnet>.1`), available.
+async fn one_node(ctx: &TestContext, name: &str, subnet: u8) {
+    let url = format!("ipmi://admin:pw@10.9.{subnet}.1:623");
+    ctx.bmcs.bmc(&BmcAddress::parse(&url).expect("url").endpoint());
+    let body = json!({"name": name, "site": "lab", "cluster": "sim", "macs": [format!("02:00:00:00:{subnet:02x}:01")],
+        "ip": format!("10.9.{subnet}.2"), "bmc": url});
+    ctx.post("/api/v1/nodes", &ctx.admin, body).await.expect(201);
+    ctx.wait_nodes_available(1).await;
+}
+
+fn sim_context_config() -> ferrum_controller::config::Config {
+    let mut config = ferrum_controller::config::Config::default();
+    config.boot.public_url = Some("http://10.10.0.1:8750".into());
+    config
+}
+
+/// Issue 17, finding 1: a user's newer version of a public name does not
+/// reach an admin's deploy; the deployment records the exact catalog entry
+/// (id, owner, version) and the image's sha256.
+#[tokio::test]
+async fn an_admins_deploy_never_takes_a_users_version_and_records_what_it_used() {
+    let ctx =
+        TestContext::empty_configured(sim_context_config(), std::sync::Arc::new(ferrum_controller::app::conductor::SimConductor)).await;
+    one_node(&ctx, "sim-h", 5).await;
+    let public = ctx.post("/api/v1/environments", &ctx.admin, tiny()).await.expect(201);
+    let alice = ctx.user("alice", "p-vision").await;
+    let mut hijack = tiny();
+    hijack["version"] = json!(2);
+    hijack["visibility"] = json!("user");
+    hijack["sha256"] = json!("cd".repeat(32));
+    ctx.post("/api/v1/environments", &alice, hijack).await.expect(201);
+
+    let lease = ctx.post("/api/v1/leases", &ctx.admin, json!({"nodes": {"names": ["sim-h"]}, "duration": "1h"})).await.expect(201);
+    let id = lease["id"].as_i64().expect("id");
+    ctx.wait_lease_state(id, &ctx.admin, "active").await;
+    let d = ctx
+        .post(&format!("/api/v1/leases/{id}/deployments"), &ctx.admin, json!({"environment": "tiny", "ssh_keys": [KEY]}))
+        .await
+        .expect(201);
+    let used = |d: &Value| {
+        (
+            d["environment"].clone(),
+            d["version"].clone(),
+            d["environment_owner"].clone(),
+            d["environment_id"].clone(),
+            d["image_sha256"].clone(),
+        )
+    };
+    let expected = (json!("tiny"), json!(1), json!("admin"), public["id"].clone(), json!("ab".repeat(32)));
+    assert_eq!(used(&d), expected, "{d}");
+    let shown = ctx.get(&format!("/api/v1/deployments/{}", d["id"]), &ctx.admin).await.expect(200);
+    assert_eq!(used(&shown), expected, "{shown}");
+}
+
+/// Issue 17, finding 7: a deploy lease's environment is checked at
+/// creation (a 400 naming the field, nothing said of others' environments);
+/// one that no longer resolves when the lease starts fails the deployment
+/// once, with the reason, and the node stays the lease's.
+#[tokio::test]
+async fn a_deploy_leases_environment_is_checked_at_creation_and_a_vanished_one_fails_with_the_reason() {
+    let ctx =
+        TestContext::empty_configured(sim_context_config(), std::sync::Arc::new(ferrum_controller::app::conductor::SimConductor)).await;
+    one_node(&ctx, "sim-l", 6).await;
+    let alice = ctx.user("alice", "p-vision").await;
+    let bob = ctx.user("bob", "p-vision").await;
+    let carol = ctx.user("carol", "p-vision").await;
+    let dave = ctx.user("dave", "p-other").await;
+    let mut shared = tiny();
+    shared["name"] = json!("cuda");
+    shared["visibility"] = json!("project");
+    ctx.post("/api/v1/environments", &bob, shared.clone()).await.expect(201);
+    let mut private = tiny();
+    private["name"] = json!("secret");
+    private["visibility"] = json!("user");
+    ctx.post("/api/v1/environments", &dave, private).await.expect(201);
+
+    for env in ["secret", "nope"] {
+        let body = json!({"nodes": {"count": 1}, "duration": "1h", "deploy": {"environment": env, "ssh_keys": [KEY]}});
+        let msg = ctx.post("/api/v1/leases", &alice, body).await.error(400, "bad_request");
+        assert!(msg.starts_with("deploy.environment:"), "{msg}");
+        assert!(!msg.contains("dave"), "{msg}");
+    }
+    assert_eq!(ctx.get("/api/v1/leases", &alice).await.expect(200), json!([]));
+
+    // Visible at creation; by the start, a second project peer published a
+    // `cuda` too: the name no longer says which.
+    let body = json!({"nodes": {"count": 1}, "duration": "1h", "start": super::harness::at(chrono::Duration::hours(1)),
+        "deploy": {"environment": "cuda", "ssh_keys": [KEY]}});
+    let id = ctx.post("/api/v1/leases", &alice, body).await.expect(201)["id"].as_i64().expect("id");
+    ctx.post("/api/v1/environments", &carol, shared).await.expect(201);
+    ctx.advance(chrono::Duration::minutes(61));
+    ctx.wait_lease_state(id, &alice, "active").await;
+    let failed = wait_until("the lease's deployment failed", DEADLINE, async || {
+        let list = ctx.get(&format!("/api/v1/leases/{id}/deployments"), &alice).await.expect(200);
+        match list.as_array().map(Vec::as_slice) {
+            Some([d]) if d["state"] == "failed" => Ok(d.clone()),
+            _ => Err(list.to_string()),
+        }
+    })
+    .await;
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("deploy.environment:") && error.contains("several owners"), "{failed}");
+    assert_eq!(failed["nodes"], json!([]), "{failed}");
+    assert_eq!(ctx.node_state("sim-l").await, "reserved");
+}
