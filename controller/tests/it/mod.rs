@@ -20,3 +20,4 @@ mod reads;
 pub mod ssh;
 pub mod sushy;
 mod tidy;
+mod validation;
