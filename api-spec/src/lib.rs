@@ -20,6 +20,7 @@ pub mod agent;
 pub mod deployment;
 pub mod environment;
 pub mod inventory;
+pub mod limits;
 pub mod usage;
 
 /// The base path of every versioned resource.
@@ -329,15 +330,22 @@ pub struct PowerOperation {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeCreate {
+    #[schema(max_length = 64, pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
     pub name: String,
+    #[schema(max_length = 64, pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
     pub site: String,
+    #[schema(max_length = 64, pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
     pub cluster: String,
-    /// Boot NIC MAC address(es).
+    /// Boot NIC MAC address(es): unicast, not all-zero.
+    #[schema(min_items = 1, max_items = 32)]
     pub macs: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 45)]
     pub ip: Option<String>,
-    /// `ipmi://user:pass@host:port` or `redfish://user:pass@host:port/<system-id>`.
+    /// `ipmi://user:pass@host:port` or `redfish://user:pass@host:port/<system-id>`;
+    /// the host is a DNS name or an IP address, the port 1 to 65535.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1024, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
     pub bmc: Option<String>,
     /// Admin-set properties; they override those of the reference.
     #[serde(default)]
@@ -384,6 +392,7 @@ pub struct MaintenanceRequest {
     /// `true` puts the node in maintenance, `false` returns it to service.
     pub enabled: bool,
     /// Why; recorded in the node's events.
+    #[schema(min_length = 1, max_length = 1000, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
     pub reason: String,
 }
 
@@ -404,6 +413,7 @@ pub struct NodeEvent {
 pub struct NodeListQuery {
     /// OAR property filter, e.g. `gpu_count >= 2 AND NOT exotic`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(max_length = 4096, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
     pub filter: Option<String>,
 }
 
@@ -487,8 +497,10 @@ pub struct NodeSelector {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 4096, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
     pub filter: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 10000)]
     pub names: Option<Vec<String>>,
 }
 
@@ -498,9 +510,11 @@ pub struct NodeSelector {
 pub struct DeploySpec {
     /// `NAME` (yours, else the public one, else the one shared with your
     /// project) or `OWNER/NAME`.
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(min_length = 1, max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
     pub environment: String,
+    /// OpenSSH public keys, one line each (at most 16,383 characters).
     #[serde(default)]
+    #[schema(max_items = 64)]
     pub ssh_keys: Vec<String>,
 }
 
@@ -511,13 +525,16 @@ pub struct LeaseCreate {
     /// May be omitted when the caller belongs to exactly one project. An
     /// admin's lease without a project is an operator lease.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 64)]
     pub project: Option<String>,
     pub nodes: NodeSelector,
     /// Omitted: as soon as possible.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start: Option<DateTime<Utc>>,
-    /// `4h`, `90m`, `1h 30m`, `2d`; give either this or `end`.
+    /// `4h`, `90m`, `1h 30m`, `2d`; give either this or `end`. The lease
+    /// must end within the reservation horizon (`[leases] max_horizon`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 64, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
     pub duration: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end: Option<DateTime<Utc>>,
@@ -588,8 +605,11 @@ pub struct LeaseListQuery {
 pub struct AvailabilityQuery {
     pub count: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(max_length = 4096, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
     pub filter: Option<String>,
-    /// `4h`, `90m`, ...
+    /// `4h`, `90m`, ...; `from` plus this must end within the reservation
+    /// horizon, and only slots that end within it are offered.
+    #[param(max_length = 64, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
     pub duration: String,
     /// Earliest start to consider; default now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -627,6 +647,7 @@ pub struct CalendarQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(max_length = 4096, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
     pub filter: Option<String>,
 }
 
@@ -710,6 +731,7 @@ pub struct Project {
 pub struct ProjectCreate {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 64, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
     pub class: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota_node_hours: Option<i64>,

@@ -129,6 +129,7 @@ pub struct UsageRecord {
 pub struct LeaseDecision {
     /// Shown to the requester in the lease's reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1000, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
     pub reason: Option<String>,
 }
 

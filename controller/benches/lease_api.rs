@@ -130,7 +130,7 @@ fn main() -> anyhow::Result<()> {
         let actor = Actor::from(actor_row);
         // Warm the cache (first load of 10,000 nodes and every allocation).
         let t = Instant::now();
-        app.availability(&api::AvailabilityQuery { count: 1, duration: "1h".into(), ..Default::default() })
+        app.availability(&actor, &api::AvailabilityQuery { count: 1, duration: "1h".into(), ..Default::default() })
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         println!("cache load (nodes + allocations from the database): {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
@@ -154,7 +154,7 @@ fn main() -> anyhow::Result<()> {
             cancel.push(t.elapsed());
             let q = api::AvailabilityQuery { count, filter, duration: format!("{hours}h"), limit: Some(1), ..Default::default() };
             let t = Instant::now();
-            app.availability(&q).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            app.availability(&actor, &q).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             avail.push(t.elapsed());
         }
         println!("\n{n_nodes} nodes, {n_leases} existing leases, {ops} operations each (SQLite, WAL, synchronous=NORMAL)");

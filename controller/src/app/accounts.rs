@@ -162,6 +162,9 @@ impl App {
     /// A project's class must be one of `[policy.classes]` when any is
     /// configured (a typo would silently escape the class's limits).
     pub fn validate_class(&self, class: Option<&str>) -> AppResult<()> {
+        if let Some(c) = class {
+            super::one_line("class", c, ferrum_api::limits::NAME)?;
+        }
         let classes = &self.config.policy.classes;
         match class {
             Some(c) if !classes.is_empty() && !classes.contains_key(c) => Err(AppError::bad_request(format!(

@@ -24,7 +24,7 @@ pub const MAX_DESCRIPTION: usize = 1000;
 /// The longest image URL or path, in bytes.
 pub const MAX_IMAGE: usize = 2048;
 /// The longest environment reference (`OWNER/NAME`) a request may name.
-pub const MAX_REFERENCE: usize = 200;
+pub const MAX_REFERENCE: usize = ferrum_api::limits::ENVIRONMENT;
 
 /// Checks what the types cannot; the error names the field.
 pub fn validate(d: &EnvironmentDescriptor) -> AppResult<()> {

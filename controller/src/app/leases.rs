@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use ferrum_api as api;
+use ferrum_api::limits;
 
 use super::{Actor, App, AppError, AppResult};
 use crate::calendar::{NodeSet, Query};
@@ -52,6 +53,57 @@ struct Planned {
     nodes: Vec<u32>,
 }
 
+/// How far ahead the calendar is open: a lease may end at most
+/// `[leases] max_horizon` after now. This is the one rule creation (before
+/// and after placement), extension and availability ask, so availability
+/// never offers a slot that creation refuses.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Horizon {
+    /// The latest end the calendar takes.
+    pub last_end: Seconds,
+    span: std::time::Duration,
+}
+
+impl Horizon {
+    pub(crate) fn new(now: Seconds, span: std::time::Duration) -> Horizon {
+        let secs = i64::try_from(span.as_secs()).unwrap_or(i64::MAX / 4);
+        Horizon { last_end: now.saturating_add(secs), span }
+    }
+
+    pub(crate) fn admits(&self, end: Seconds) -> bool {
+        end <= self.last_end
+    }
+
+    /// `Ok` when a lease ending at `end` is within the horizon; the error
+    /// names `field`.
+    pub(crate) fn check(&self, field: &str, end: Seconds) -> AppResult<()> {
+        if self.admits(end) {
+            return Ok(());
+        }
+        Err(AppError::bad_request(format!(
+            "{field}: the lease would end more than {} ahead (after {}); the calendar is open that far only",
+            humantime::format_duration(self.span),
+            from_seconds(self.last_end).to_rfc3339()
+        )))
+    }
+
+    /// `Ok` when a placement found as soon as possible still ends within
+    /// the horizon (the nodes are busy until too late otherwise).
+    fn check_placed(&self, planned: &Planned) -> AppResult<()> {
+        if self.admits(planned.end) {
+            return Ok(());
+        }
+        Err(AppError::Conflict {
+            message: format!(
+                "the earliest placement would end at {}, beyond the calendar's horizon ({} ahead); ask for fewer nodes or a shorter lease",
+                from_seconds(planned.end).to_rfc3339(),
+                humantime::format_duration(self.span)
+            ),
+            earliest_start: None,
+        })
+    }
+}
+
 impl App {
     fn resolve_project(&self, actor: &Actor, project: Option<&str>) -> AppResult<Option<ProjectId>> {
         match project {
@@ -79,8 +131,14 @@ impl App {
         }
     }
 
+    /// The reservation horizon seen from `now`.
+    pub(crate) fn horizon(&self, now: Seconds) -> Horizon {
+        Horizon::new(now, self.config.leases.max_horizon)
+    }
+
     /// Creates a lease: validates, places it on the calendar and commits it.
     pub async fn create_lease(&self, actor: &Actor, req: api::LeaseCreate) -> AppResult<LeaseRow> {
+        check_lease_texts(&req)?;
         let now = self.now();
         let project = self.resolve_project(actor, req.project.as_deref())?;
         let lease_type = req.lease_type.unwrap_or(if req.deploy.is_some() { LeaseType::Deploy } else { LeaseType::Default });
@@ -109,7 +167,7 @@ impl App {
 
         // When.
         let grace = i64::try_from(self.config.leases.start_grace.as_secs()).unwrap_or(60);
-        let horizon = i64::try_from(self.config.leases.max_horizon.as_secs()).unwrap_or(i64::MAX / 4);
+        let horizon = self.horizon(now);
         let fixed_start = match req.start {
             Some(t) => {
                 let s = to_seconds(t);
@@ -133,12 +191,7 @@ impl App {
             (Some(_), Some(_)) => return Err(AppError::bad_request("give either duration or end, not both")),
             (None, None) => return Err(AppError::bad_request("duration: say how long (e.g. 4h), or give an end")),
         };
-        if fixed_start.unwrap_or(now).saturating_add(duration) > now.saturating_add(horizon) {
-            return Err(AppError::bad_request(format!(
-                "the lease would end more than {} ahead; the calendar is open that far only",
-                humantime::format_duration(self.config.leases.max_horizon)
-            )));
-        }
+        horizon.check(if req.end.is_some() { "end" } else { "duration" }, fixed_start.unwrap_or(now).saturating_add(duration))?;
         if lease_type == LeaseType::Besteffort && fixed_start.is_some_and(|s| s > now) {
             return Err(AppError::bad_request("start: besteffort leases start as soon as nodes are idle; omit start"));
         }
@@ -206,6 +259,7 @@ impl App {
                 Want::Names(names) => (u32::try_from(names.len()).unwrap_or(u32::MAX), named_candidates(&cache, names, req.exotic)?, None),
             };
             let planned = plan(&cache, lease_type, count, duration, fixed_start, not_before, &candidates)?;
+            horizon.check_placed(&planned)?;
             let ask = super::policy::Ask {
                 project: project_row.as_ref(),
                 lease_type,
@@ -320,7 +374,7 @@ impl App {
     /// Moves a lease's end later, if its nodes are free until then.
     pub async fn extend_lease(&self, actor: &Actor, id: i64, new_end: Seconds) -> AppResult<LeaseRow> {
         let now = self.now();
-        let horizon = i64::try_from(self.config.leases.max_horizon.as_secs()).unwrap_or(i64::MAX / 4);
+        let horizon = self.horizon(now);
         let mut cache = self.cache.lock().await;
         // Other replicas' planners wait (PostgreSQL; see `planning_lock`).
         let _planning = self.store.planning_lock().await?;
@@ -338,9 +392,7 @@ impl App {
                     from_seconds(lease.end).to_rfc3339()
                 )));
             }
-            if new_end > now.saturating_add(horizon) {
-                return Err(AppError::bad_request("end: beyond the calendar's horizon"));
-            }
+            horizon.check("end", new_end)?;
             cache.refresh(self.store.as_ref(), now).await?;
             let project_row = match &lease.project {
                 Some(name) => Some(self.project_row(name).await?),
@@ -435,10 +487,10 @@ impl App {
     /// shown to the requester.
     pub async fn decide_lease(&self, actor: &Actor, id: i64, approve: bool, reason: Option<&str>) -> AppResult<LeaseRow> {
         actor.require_admin()?;
-        let reason = reason.map(str::trim).filter(|r| !r.is_empty());
-        if reason.is_some_and(|r| r.len() > 1000) {
-            return Err(AppError::bad_request("reason: at most 1000 characters"));
+        if let Some(r) = reason {
+            super::one_line("reason", r, limits::REASON)?;
         }
+        let reason = reason.map(str::trim).filter(|r| !r.is_empty());
         let (input, verb) = if approve { (LeaseInput::Approved, "approved") } else { (LeaseInput::Rejected, "rejected") };
         let text = format!("{verb} by {}{}", actor.name, reason.map(|r| format!(": {r}")).unwrap_or_default());
         let lease = self.change_lease(LeaseId(id), input, &|_| text.clone()).await?;
@@ -512,18 +564,44 @@ impl App {
     /// The earliest slots for `count` nodes matching `filter` for
     /// `duration`: the first one, then each next one starting after the
     /// previous one ends.
-    pub async fn availability(&self, q: &api::AvailabilityQuery) -> AppResult<Vec<(Seconds, Seconds, Vec<String>)>> {
+    ///
+    /// Only slots that creation would accept from this caller are offered:
+    /// the same horizon, the same approval notice for a lease large enough
+    /// to wait for an admin, and, for a caller with one project (the
+    /// project creation picks when none is named), the same policy check.
+    /// A caller with several projects names one at creation; its class
+    /// rules may still refuse a slot offered here.
+    pub async fn availability(&self, actor: &Actor, q: &api::AvailabilityQuery) -> AppResult<Vec<(Seconds, Seconds, Vec<String>)>> {
         let now = self.now();
         if q.count == 0 {
             return Err(AppError::bad_request("count: must be at least 1"));
+        }
+        super::one_line("duration", &q.duration, limits::DURATION)?;
+        if let Some(f) = &q.filter {
+            super::one_line("filter", f, limits::FILTER)?;
         }
         let duration = parse_duration("duration", &q.duration)?;
         let limit = q.limit.unwrap_or(3);
         if !(1..=20).contains(&limit) {
             return Err(AppError::bad_request("limit: must be between 1 and 20"));
         }
-        let from = q.from.map(to_seconds).unwrap_or(now).max(now);
+        let mut from = q.from.map(to_seconds).unwrap_or(now).max(now);
+        // The same rule as creation: a request that cannot end before the
+        // horizon is refused alike, and a slot ending past it is not offered.
+        let horizon = self.horizon(now);
+        horizon.check("duration", from.saturating_add(duration))?;
         let exotic = q.exotic.unwrap_or(false);
+        // Whether a lease waits for approval does not depend on which of
+        // the caller's projects it is for; the class rules do.
+        let first_project = match actor.projects.first() {
+            Some((_, name)) => Some(self.project_row(name).await?),
+            None => None,
+        };
+        let project_row = first_project.as_ref().filter(|_| actor.projects.len() == 1);
+        if self.approval_reason(actor, first_project.as_ref(), LeaseType::Default, q.count, duration).is_some() {
+            let notice = i64::try_from(self.config.policy.approval_notice.as_secs()).unwrap_or(i64::MAX / 4);
+            from = from.max(now.saturating_add(notice));
+        }
         let mut cache = self.cache.lock().await;
         cache.refresh(self.store.as_ref(), now).await?;
         let filter = q
@@ -543,13 +621,36 @@ impl App {
             }
         }
         let mut slots = Vec::new();
+        let mut refused = None;
         let mut not_before = from;
         for _ in 0..limit {
             let planned = plan(&cache, LeaseType::Default, q.count, duration, None, not_before, &candidates)?;
+            if !horizon.admits(planned.end) {
+                break;
+            }
             not_before = planned.end;
+            if project_row.is_some() {
+                let ask = super::policy::Ask {
+                    project: project_row,
+                    lease_type: LeaseType::Default,
+                    nodes: q.count,
+                    start: planned.start,
+                    end: planned.end,
+                    exotic,
+                    extends_from: None,
+                };
+                if let Err(e) = self.check_policy(actor, &ask).await {
+                    refused.get_or_insert(e);
+                    continue;
+                }
+            }
             slots.push((planned.start, planned.end, planned.nodes.iter().map(|&i| cache.node(i).name.clone()).collect()));
         }
-        Ok(slots)
+        match refused {
+            // Say why nothing is offered when the policy is the reason.
+            Some(e) if slots.is_empty() => Err(e),
+            _ => Ok(slots),
+        }
     }
 
     /// Busy intervals per node between `from` and `to` (for Gantt charts).
@@ -587,22 +688,47 @@ impl App {
     }
 }
 
+/// The free texts of a lease request: lengths, and one line each (see
+/// [`limits`]); errors name the field.
+fn check_lease_texts(req: &api::LeaseCreate) -> AppResult<()> {
+    let one_line = super::one_line;
+    if let Some(p) = &req.project {
+        one_line("project", p, limits::NAME)?;
+    }
+    if let Some(d) = &req.duration {
+        one_line("duration", d, limits::DURATION)?;
+    }
+    if let Some(f) = &req.nodes.filter {
+        one_line("nodes.filter", f, limits::FILTER)?;
+    }
+    if let Some(names) = &req.nodes.names {
+        if names.len() > limits::NODE_NAMES {
+            return Err(AppError::bad_request(format!("nodes.names: at most {} nodes", limits::NODE_NAMES)));
+        }
+        for (i, name) in names.iter().enumerate() {
+            one_line(&format!("nodes.names[{i}]"), name, limits::NAME)?;
+        }
+    }
+    if let Some(d) = &req.deploy {
+        one_line("deploy.environment", &d.environment, limits::ENVIRONMENT)?;
+    }
+    Ok(())
+}
+
 /// Checks that each line is an OpenSSH public key; the error names
 /// `field[i]`.
 pub fn validate_ssh_keys(field: &str, keys: &[String]) -> AppResult<()> {
+    if keys.len() > limits::SSH_KEYS {
+        return Err(AppError::bad_request(format!("{field}: at most {} keys", limits::SSH_KEYS)));
+    }
     for (i, key) in keys.iter().enumerate() {
+        super::one_line(&format!("{field}[{i}]"), key, limits::SSH_KEY)?;
         let mut parts = key.split_whitespace();
         let kind = parts.next().unwrap_or_default();
-        let ok = (kind.starts_with("ssh-") || kind.starts_with("ecdsa-") || kind.starts_with("sk-"))
-            && parts.next().is_some()
-            && key.len() < 16_384
-            && !key.contains('\n');
+        let ok = (kind.starts_with("ssh-") || kind.starts_with("ecdsa-") || kind.starts_with("sk-")) && parts.next().is_some();
         if !ok {
             return Err(AppError::bad_request(format!("{field}[{i}]: not an OpenSSH public key (expected 'ssh-ed25519 AAAA... comment')")));
         }
-    }
-    if keys.len() > 64 {
-        return Err(AppError::bad_request(format!("{field}: at most 64 keys")));
     }
     Ok(())
 }

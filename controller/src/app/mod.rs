@@ -65,6 +65,15 @@ impl AppError {
     }
 }
 
+/// A one-line free text of at most `max` characters (see
+/// [`ferrum_api::limits`]); the error names `field`.
+pub(crate) fn one_line(field: &str, text: &str, max: usize) -> AppResult<()> {
+    match ferrum_api::limits::one_line_error(text, max) {
+        Some(why) => Err(AppError::bad_request(format!("{field}: {why}"))),
+        None => Ok(()),
+    }
+}
+
 impl From<DbError> for AppError {
     fn from(e: DbError) -> Self {
         match e {

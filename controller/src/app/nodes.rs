@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
+use ferrum_api::limits;
 use sha2::{Digest, Sha256};
 
 use super::{Actor, App, AppError, AppResult};
@@ -44,6 +45,8 @@ pub struct NodeDetail {
 }
 
 fn validate_node_name(what: &str, name: &str) -> AppResult<()> {
+    // The length first: the name check's message quotes the name.
+    super::one_line(if what == "node" { "name" } else { what }, name, limits::NAME)?;
     super::accounts::validate_name(what, name)
 }
 
@@ -51,10 +54,12 @@ fn parse_macs(macs: &[String]) -> AppResult<Vec<String>> {
     if macs.is_empty() {
         return Err(AppError::bad_request("macs: give at least one boot NIC MAC address"));
     }
+    if macs.len() > MAX_MACS {
+        return Err(AppError::bad_request(format!("macs: at most {MAX_MACS} boot NICs")));
+    }
     let mut out = Vec::with_capacity(macs.len());
-    for mac in macs {
-        let parsed: MacAddr = mac.parse().map_err(|e| AppError::bad_request(format!("macs: {e}")))?;
-        out.push(parsed.to_string());
+    for (i, mac) in macs.iter().enumerate() {
+        out.push(boot_mac(mac).map_err(|e| AppError::bad_request(format!("macs[{i}]: {e}")))?);
     }
     let unique: BTreeSet<&String> = out.iter().collect();
     if unique.len() != out.len() {
@@ -63,20 +68,40 @@ fn parse_macs(macs: &[String]) -> AppResult<Vec<String>> {
     Ok(out)
 }
 
+/// A node has at most this many boot NICs.
+const MAX_MACS: usize = 32;
+
+/// A boot NIC's MAC address, normalised: well formed, unicast and not
+/// all-zero (a group or zero address would match no NIC, or every one).
+fn boot_mac(text: &str) -> Result<String, String> {
+    let mac: MacAddr = text.parse().map_err(|e| format!("{e}"))?;
+    mac.check_unicast().map_err(|why| format!("'{mac}' {why}"))?;
+    Ok(mac.to_string())
+}
+
 fn parse_ip(ip: Option<&str>) -> AppResult<Option<String>> {
-    ip.map(|ip| ip.parse::<IpAddr>().map(|a| a.to_string()).map_err(|_| AppError::bad_request(format!("ip: '{ip}' is not an IP address"))))
-        .transpose()
+    let Some(ip) = ip else { return Ok(None) };
+    super::one_line("ip", ip, limits::IP)?;
+    ip.parse::<IpAddr>().map(|a| Some(a.to_string())).map_err(|_| AppError::bad_request(format!("ip: '{ip}' is not an IP address")))
 }
 
 fn props_to_json(props: &Properties) -> serde_json::Map<String, serde_json::Value> {
     props.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(serde_json::Value::Null))).collect()
 }
 
+/// A node has at most this many admin-set properties.
+const MAX_ADMIN_PROPERTIES: usize = 256;
+
 /// Admin-set properties: scalar values under identifier-like names.
 fn validate_admin_properties(props: &serde_json::Map<String, serde_json::Value>) -> AppResult<()> {
+    if props.len() > MAX_ADMIN_PROPERTIES {
+        return Err(AppError::bad_request(format!("properties: at most {MAX_ADMIN_PROPERTIES}")));
+    }
     for (k, v) in props {
+        if k.len() > 64 {
+            return Err(AppError::bad_request("properties: property names are at most 64 characters"));
+        }
         let name_ok = !k.is_empty()
-            && k.len() <= 64
             && k.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
             && k.chars().next().is_some_and(|c| c.is_ascii_lowercase());
         if !name_ok {
@@ -89,6 +114,9 @@ fn validate_admin_properties(props: &serde_json::Map<String, serde_json::Value>)
         }
         if !(v.is_boolean() || v.is_string() || v.is_number()) {
             return Err(AppError::bad_request(format!("properties.{k}: must be a string, a number or a boolean")));
+        }
+        if let Some(text) = v.as_str() {
+            super::one_line(&format!("properties.{k}"), text, limits::PROPERTY_VALUE)?;
         }
     }
     Ok(())
@@ -116,6 +144,9 @@ impl App {
         validate_node_name("cluster", &spec.cluster)?;
         let macs = parse_macs(&spec.macs)?;
         let ip = parse_ip(spec.ip.as_deref())?;
+        if let Some(b) = &spec.bmc {
+            super::one_line("bmc", b, limits::BMC_URL)?;
+        }
         let bmc = spec.bmc.as_deref().map(|b| BmcAddress::parse(b).map_err(|e| AppError::bad_request(format!("bmc: {e}")))).transpose()?;
         validate_admin_properties(&spec.properties)?;
         let (properties, reference, sha) = match &spec.reference {
@@ -171,6 +202,9 @@ impl App {
             let d = reference::flatten(&u.site, &u.cluster, &u.description)
                 .map_err(|e| AppError::bad_request(format!("nodes[{i}] ({}/{}): {e}", u.site, u.cluster)))?;
             validate_node_name("node", &d.name).map_err(|e| AppError::bad_request(format!("nodes[{i}]: {e}")))?;
+            for mac in &d.macs {
+                boot_mac(mac).map_err(|e| AppError::bad_request(format!("nodes[{i}] ({}): boot MAC {e}", d.name)))?;
+            }
             if !seen.insert(d.name.clone()) {
                 return Err(AppError::bad_request(format!("nodes[{i}]: node '{}' appears twice in the import", d.name)));
             }
@@ -198,6 +232,7 @@ impl App {
     pub async fn list_nodes(&self, filter: Option<&str>) -> AppResult<Vec<NodeRow>> {
         let rows = self.store.list_nodes().await?;
         let Some(source) = filter.filter(|f| !f.trim().is_empty()) else { return Ok(rows) };
+        super::one_line("filter", source, limits::FILTER)?;
         let parsed: Vec<Properties> = rows.iter().map(|r| super::cache::to_properties(&r.properties)).collect();
         let known: BTreeSet<&str> =
             properties::STANDARD.iter().map(|(n, _)| *n).chain(parsed.iter().flat_map(|p| p.keys().map(String::as_str))).collect();
@@ -217,6 +252,7 @@ impl App {
     /// Puts a node in maintenance or back in service (admin).
     pub async fn set_maintenance(&self, actor: &Actor, name: &str, enabled: bool, reason: &str) -> AppResult<NodeRow> {
         actor.require_admin()?;
+        super::one_line("reason", reason, limits::REASON)?;
         if reason.trim().is_empty() {
             return Err(AppError::bad_request("reason: say why (it is recorded in the node's events)"));
         }

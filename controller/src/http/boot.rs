@@ -51,7 +51,8 @@ pub async fn ipxe(State(app): State<Arc<App>>, Params(q): Params<ScriptQuery>) -
         }
         None => {
             tracing::info!(mac = %q.mac, "iPXE script asked for a MAC not in the inventory");
-            (StatusCode::NOT_FOUND, plain, "#!ipxe\necho ferrum: this MAC address is not in the inventory\nexit 1\n").into_response()
+            // Firmware runs this script: it stays iPXE, not JSON.
+            (StatusCode::NOT_FOUND, plain, axum::Extension(super::limits::KeepBody), "#!ipxe\necho ferrum: this MAC address is not in the inventory\nexit 1\n").into_response()
         }
     })
 }

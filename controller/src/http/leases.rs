@@ -104,10 +104,10 @@ pub async fn end(State(app): State<Arc<App>>, Caller(actor): Caller, PathParam(i
     responses((status = 200, body = api::Availability), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn availability(
     State(app): State<Arc<App>>,
-    Caller(_actor): Caller,
+    Caller(actor): Caller,
     Params(q): Params<api::AvailabilityQuery>,
 ) -> ApiResult<Json<api::Availability>> {
-    let slots = app.availability(&q).await?;
+    let slots = app.availability(&actor, &q).await?;
     Ok(Json(api::Availability {
         slots: slots
             .into_iter()

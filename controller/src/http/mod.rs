@@ -28,6 +28,7 @@ pub mod environments;
 pub mod error;
 pub mod extract;
 pub mod leases;
+pub mod limits;
 pub mod metrics;
 pub mod nodes;
 pub mod usage;
@@ -123,7 +124,7 @@ pub fn router(app: Arc<App>, metrics: Arc<metrics::Metrics>) -> Router {
         .route("/account-requests/{id}/reject", post(account_requests::reject))
         .route("/openapi.json", get(openapi_json));
     let boot = boot::routes(&app);
-    Router::new()
+    let routes = Router::new()
         .nest(ferrum_api::API_BASE, api)
         .merge(boot)
         .merge(agent::routes())
@@ -131,8 +132,9 @@ pub fn router(app: Arc<App>, metrics: Arc<metrics::Metrics>) -> Router {
         .route("/metrics", get(metrics::serve).with_state(metrics.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(metrics, track))
-        .with_state(app)
+        .layer(middleware::from_fn_with_state(metrics, track));
+    // Every error JSON, and the URI and header limits (see `limits`).
+    limits::harden(routes).with_state(app)
 }
 
 /// Liveness: 200 once the server serves.

@@ -71,6 +71,10 @@ pub enum BmcParseError {
     Scheme(String),
     #[error("BMC address has no host")]
     NoHost,
+    #[error("BMC address host is neither a DNS name (letters, digits, '-' and '.') nor an IP address")]
+    BadHost,
+    #[error("BMC address port must be between 1 and 65535")]
+    PortZero,
     #[error("BMC address has no user name (expected {0}://user:pass@host...)")]
     NoUser(&'static str),
     #[error("BMC address has no password (expected {0}://user:pass@host...)")]
@@ -97,6 +101,12 @@ impl BmcAddress {
             other => return Err(BmcParseError::Scheme(other.to_owned())),
         };
         let host = url.host_str().filter(|h| !h.is_empty()).ok_or(BmcParseError::NoHost)?;
+        if !valid_host(host) {
+            return Err(BmcParseError::BadHost);
+        }
+        if url.port() == Some(0) {
+            return Err(BmcParseError::PortZero);
+        }
         let username = percent_decode(url.username());
         if username.is_empty() {
             return Err(BmcParseError::NoUser(driver.as_str()));
@@ -189,6 +199,28 @@ impl BmcAddress {
     }
 }
 
+/// An IP address (IPv6 in brackets, as URLs write it) or a DNS host name:
+/// dot-separated labels of 1 to 63 letters, digits and inner hyphens, 253
+/// characters at most. `ipmi://` and `redfish://` are not special schemes
+/// for the URL parser, which keeps their host as written, percent escapes
+/// (`h%00`) included: this is the check that refuses them.
+fn valid_host(host: &str) -> bool {
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return v6.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    if host.parse::<std::net::Ipv4Addr>().is_ok() {
+        return true;
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
 fn bracket_ipv6(host: &str) -> String {
     if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_owned() }
 }
@@ -271,6 +303,29 @@ mod tests {
         ] {
             assert!(BmcAddress::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn host_and_port_are_checked() {
+        for ok in ["ipmi://a:pw@10.0.0.5:623", "ipmi://a:pw@[::1]:623", "ipmi://a:pw@bmc-1.rack.example.:623", "redfish://a:pw@h:65535/s"] {
+            assert!(BmcAddress::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "ipmi://a:pw@h%00",
+            "ipmi://a:pw@h%0a.example",
+            "ipmi://a:pw@h_1",
+            "ipmi://a:pw@-h",
+            "ipmi://a:pw@a..b",
+            "redfish://a:pw@h%20x/s",
+            "redfish+http://a:pw@[zz]/s",
+        ] {
+            assert!(matches!(BmcAddress::parse(bad), Err(BmcParseError::BadHost | BmcParseError::NotAUrl)), "{bad}: {:?}", BmcAddress::parse(bad));
+        }
+        assert_eq!(BmcAddress::parse("ipmi://a:pw@h%00"), Err(BmcParseError::BadHost));
+        let long = format!("ipmi://a:pw@{}", vec!["a".repeat(63); 5].join("."));
+        assert_eq!(BmcAddress::parse(&long), Err(BmcParseError::BadHost));
+        assert_eq!(BmcAddress::parse("ipmi://a:pw@h:0"), Err(BmcParseError::PortZero));
+        assert_eq!(BmcAddress::parse("redfish://a:pw@h:0/s"), Err(BmcParseError::PortZero));
     }
 
     #[test]

@@ -46,6 +46,20 @@ impl MacAddr {
     pub fn octets(&self) -> [u8; 6] {
         self.0
     }
+
+    /// Whether a NIC can carry this address: not all-zero, not broadcast,
+    /// not a group (multicast) address. `Err` says why, for messages.
+    pub fn check_unicast(&self) -> Result<(), &'static str> {
+        if self.0 == [0; 6] {
+            Err("is the all-zero address, which no NIC carries")
+        } else if self.0 == [0xff; 6] {
+            Err("is the broadcast address, which no NIC carries")
+        } else if self.0[0] & 1 == 1 {
+            Err("is a multicast address (the I/G bit of its first octet is set), which no NIC carries")
+        } else {
+            Ok(())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -57,6 +71,23 @@ mod tests {
         let mac: MacAddr = "3C-FD-FE-C1-70-90".parse().expect("valid");
         assert_eq!(mac.to_string(), "3c:fd:fe:c1:70:90");
         assert_eq!("3c:fd:fe:c1:70:90".parse::<MacAddr>(), Ok(mac));
+    }
+
+    #[test]
+    fn only_unicast_non_zero_addresses_are_assignable() {
+        for ok in ["3c:fd:fe:c1:70:90", "02:00:00:00:00:01", "fe:ff:ff:ff:ff:ff"] {
+            assert_eq!(ok.parse::<MacAddr>().expect(ok).check_unicast(), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("00:00:00:00:00:00", "all-zero"),
+            ("ff:ff:ff:ff:ff:ff", "broadcast"),
+            ("01:00:5e:00:00:01", "multicast"),
+            ("33:33:00:00:00:01", "multicast"),
+            ("03:00:00:00:00:00", "multicast"),
+        ] {
+            let err = bad.parse::<MacAddr>().expect(bad).check_unicast().expect_err(bad);
+            assert!(err.contains(why), "{bad}: {err}");
+        }
     }
 
     #[test]

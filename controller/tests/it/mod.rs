@@ -21,3 +21,4 @@ mod secrets;
 pub mod ssh;
 pub mod sushy;
 mod tidy;
+mod validation;

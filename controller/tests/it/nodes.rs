@@ -82,7 +82,7 @@ async fn enrolment_refuses_bad_input_by_field() {
     let ctx = TestContext::empty().await;
     let base = json!({"name": "n1", "site": "s", "cluster": "c", "macs": ["02:00:00:00:00:01"]});
     let cases = [
-        (json!({"macs": ["zz:00:00:00:00:01"]}), "macs: 'zz:00:00:00:00:01' is not a MAC address"),
+        (json!({"macs": ["zz:00:00:00:00:01"]}), "macs[0]: 'zz:00:00:00:00:01' is not a MAC address"),
         (json!({"macs": []}), "macs: give at least one"),
         (json!({"ip": "10.0.0.300"}), "ip: '10.0.0.300' is not an IP address"),
         (json!({"bmc": "ipmi://admin@10.0.0.5"}), "bmc: BMC address has no password"),
