@@ -75,6 +75,7 @@ pub struct AccountRequest {
 
 /// Query of `GET /api/v1/account-requests`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AccountRequestListQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -80,6 +80,7 @@ pub struct Environment {
 
 /// `GET /api/v1/environments/{name}?version=`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EnvironmentQuery {
     /// A version; default: the newest one you can see.

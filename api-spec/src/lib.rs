@@ -400,6 +400,7 @@ pub struct NodeEvent {
 
 /// Query of `GET /api/v1/nodes`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct NodeListQuery {
     /// OAR property filter, e.g. `gpu_count >= 2 AND NOT exotic`.
@@ -565,6 +566,7 @@ pub struct LeasePatch {
 
 /// Query of `GET /api/v1/leases`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LeaseListQuery {
     /// Only leases in this state.
@@ -581,6 +583,7 @@ pub struct LeaseListQuery {
 
 /// Query of `GET /api/v1/availability`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AvailabilityQuery {
     pub count: u32,
@@ -615,6 +618,7 @@ pub struct Availability {
 
 /// Query of `GET /api/v1/calendar`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CalendarQuery {
     /// Default: now.

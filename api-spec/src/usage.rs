@@ -36,6 +36,7 @@ pub enum ExportFormat {
 
 /// Query of `GET /api/v1/usage`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UsageQuery {
     /// Start of the period; default: the first second of this month (UTC).
@@ -81,6 +82,7 @@ pub struct UsageReport {
 
 /// Query of `GET /api/v1/usage/records`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UsageRecordsQuery {
     /// Records overlapping `[from, to)`; defaults as for `/usage`.
@@ -134,6 +136,7 @@ pub struct LeaseDecision {
 
 /// Query of `GET /api/v1/audit` (admin).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
