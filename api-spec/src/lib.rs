@@ -497,6 +497,7 @@ pub struct NodeSelector {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeploySpec {
+    #[schema(min_length = 1)]
     pub environment: String,
     #[serde(default)]
     pub ssh_keys: Vec<String>,
@@ -586,6 +587,7 @@ pub struct LeaseListQuery {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AvailabilityQuery {
+    #[param(minimum = 1)]
     pub count: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<String>,
@@ -598,6 +600,7 @@ pub struct AvailabilityQuery {
     pub exotic: Option<bool>,
     /// How many distinct start times to return (1..=20, default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 20)]
     pub limit: Option<u32>,
 }
 
@@ -709,10 +712,12 @@ pub struct Project {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectCreate {
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
     pub quota_node_hours: Option<i64>,
 }
 

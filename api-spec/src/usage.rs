@@ -97,6 +97,7 @@ pub struct UsageRecordsQuery {
     pub after: Option<i64>,
     /// 1 to 100000, default 1000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 100_000)]
     pub limit: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<ExportFormat>,
@@ -156,6 +157,7 @@ pub struct AuditQuery {
     pub before: Option<i64>,
     /// 1 to 10000, default 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 10_000)]
     pub limit: Option<i64>,
 }
 

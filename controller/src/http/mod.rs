@@ -57,7 +57,7 @@ const IMPORT_BODY_LIMIT: usize = 64 * 1024 * 1024;
         accounts::create_project, accounts::list_projects, accounts::create_user, accounts::list_users, accounts::me, accounts::create_token,
     ),
     components(schemas(ferrum_api::ErrorBody, ferrum_api::usage::ExportFormat)),
-    modifiers(&BearerAuth, &CommonResponses),
+    modifiers(&BearerAuth, &CommonResponses, &ClosedVariants),
     tags((name = "nodes"), (name = "leases"), (name = "calendar"), (name = "accounts"), (name = "environments"), (name = "usage"), (name = "deployments"), (name = "boot"), (name = "agent"), (name = "meta"))
 )]
 #[derive(Debug)]
@@ -122,6 +122,28 @@ impl utoipa::Modify for CommonResponses {
                         let reason =
                             status.parse::<u16>().ok().and_then(|s| StatusCode::from_u16(s).ok()).and_then(|s| s.canonical_reason());
                         response.description = reason.unwrap_or("answer").to_owned();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The variants of an internally tagged enum that refuses unknown fields
+/// (`#[serde(tag, deny_unknown_fields)]`) are closed objects, which utoipa
+/// does not say by itself.
+struct ClosedVariants;
+
+impl utoipa::Modify for ClosedVariants {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{AdditionalProperties, Schema};
+        let Some(components) = openapi.components.as_mut() else { return };
+        for name in ["AgentAction"] {
+            if let Some(RefOr::T(Schema::OneOf(one_of))) = components.schemas.get_mut(name) {
+                for variant in &mut one_of.items {
+                    if let RefOr::T(Schema::Object(object)) = variant {
+                        object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
                     }
                 }
             }
