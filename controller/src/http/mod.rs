@@ -129,9 +129,10 @@ impl utoipa::Modify for CommonResponses {
     }
 }
 
-/// The variants of an internally tagged enum that refuses unknown fields
-/// (`#[serde(tag, deny_unknown_fields)]`) are closed objects, which utoipa
-/// does not say by itself.
+/// The variants with fields of an internally tagged enum that refuses
+/// unknown fields (`#[serde(tag, deny_unknown_fields)]`) are closed
+/// objects, which utoipa does not say by itself. Unit variants (only the
+/// tag) stay open: serde's `deny_unknown_fields` does not reach them.
 struct ClosedVariants;
 
 impl utoipa::Modify for ClosedVariants {
@@ -142,7 +143,9 @@ impl utoipa::Modify for ClosedVariants {
         for name in ["AgentAction"] {
             if let Some(RefOr::T(Schema::OneOf(one_of))) = components.schemas.get_mut(name) {
                 for variant in &mut one_of.items {
-                    if let RefOr::T(Schema::Object(object)) = variant {
+                    if let RefOr::T(Schema::Object(object)) = variant
+                        && object.properties.len() > 1
+                    {
                         object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
                     }
                 }

@@ -35,6 +35,14 @@ async fn malformed_bodies_are_400_naming_the_problem() {
         .await
         .error(400, "bad_request");
     assert!(msg.contains("start"), "{msg}");
+    // A body is an object: serde alone would take the fields in order.
+    let msg = ctx.post("/api/v1/leases", &alice, json!([{"count": 1}, "1h"])).await.error(400, "bad_request");
+    assert_eq!(msg, "the request body must be a JSON object");
+    // An integral number is an integer (JSON Schema's rule); a fraction is not.
+    let msg = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 1.5}, "duration": "1h"})).await.error(400, "bad_request");
+    assert!(msg.contains("nodes.count"), "{msg}");
+    let lease = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 1.0}, "duration": "1h"})).await.expect(201);
+    assert_eq!(lease["nodes"].as_array().map(Vec::len), Some(1), "{lease}");
     let msg = ctx.get("/api/v1/leases/abc", &alice).await.error(400, "bad_request");
     assert!(msg.contains("invalid path"), "{msg}");
     let msg = ctx.get("/api/v1/availability?count=x&duration=1h", &alice).await.error(400, "bad_request");
