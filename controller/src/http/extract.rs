@@ -49,7 +49,7 @@ fn integral_numbers_as_integers(value: &mut serde_json::Value) {
             let f = n.as_f64().unwrap_or(f64::NAN);
             // The i64 range; the cast is exact inside it.
             #[allow(clippy::cast_possible_truncation)]
-            if f.fract() == 0.0 && f >= -9_223_372_036_854_775_808.0 && f < 9_223_372_036_854_775_808.0 {
+            if f.fract() == 0.0 && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f) {
                 *value = Value::from(f as i64);
             }
         }
