@@ -9,6 +9,8 @@
 #   - image building: cpio, kmod, e2fsprogs, fdisk, dosfstools, zstd,
 #     extlinux/syslinux, dropbear, openssh-client, debootstrap
 #   - PostgreSQL 15's server binaries (throw-away clusters on loopback)
+#   - the API contract checks (scripts/schemathesis.sh): schemathesis and
+#     openapi-spec-validator, pinned, in a venv under ~/.cache/ferrum
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -27,3 +29,9 @@ cargo test --workspace --locked "$@"
 # fresh database of a throw-away cluster (controller/tests/it/harness.rs).
 echo "== the controller's integration suite on PostgreSQL"
 FERRUM_TEST_DATABASE=postgres cargo test -p ferrum-controller --test test_all --locked "$@"
+
+# The API contract checks: the OpenAPI document is valid, and a live
+# ferrumd (in a loopback-only network namespace) answers what it says,
+# with an admin's and a user's token (README "API contract checks").
+echo "== API contract checks (openapi-spec-validator, schemathesis)"
+scripts/schemathesis.sh

@@ -91,6 +91,7 @@ pub enum AgentAction {
     InstallKeys {
         device: String,
         /// 1-based partition holding `/`.
+        #[schema(format = Int64, minimum = 0, maximum = 4_294_967_295_u64)]
         root_partition: u32,
         /// authorized_keys lines: the lease holder's, plus the controller's own.
         ssh_keys: Vec<String>,
@@ -104,6 +105,7 @@ pub enum AgentAction {
     Kexec {
         device: String,
         /// 1-based partition holding `/`.
+        #[schema(format = Int64, minimum = 0, maximum = 4_294_967_295_u64)]
         root_partition: u32,
         /// Path of the kernel inside that file system, e.g. `boot/vmlinuz`.
         kernel: String,

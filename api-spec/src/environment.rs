@@ -93,6 +93,7 @@ pub struct Environment {
 
 /// `GET /api/v1/environments/{name}?owner=&version=`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EnvironmentQuery {
     /// Whose environment; default: yours if you have one of this name,

@@ -409,6 +409,7 @@ pub struct NodeEvent {
 
 /// Query of `GET /api/v1/nodes`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct NodeListQuery {
     /// OAR property filter, e.g. `gpu_count >= 2 AND NOT exotic`.
@@ -585,6 +586,7 @@ pub struct LeasePatch {
 
 /// Query of `GET /api/v1/leases`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LeaseListQuery {
     /// Only leases in this state.
@@ -601,8 +603,10 @@ pub struct LeaseListQuery {
 
 /// Query of `GET /api/v1/availability`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AvailabilityQuery {
+    #[param(minimum = 1)]
     pub count: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[param(max_length = 4096, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
@@ -618,6 +622,7 @@ pub struct AvailabilityQuery {
     pub exotic: Option<bool>,
     /// How many distinct start times to return (1..=20, default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 20)]
     pub limit: Option<u32>,
 }
 
@@ -638,6 +643,7 @@ pub struct Availability {
 
 /// Query of `GET /api/v1/calendar`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CalendarQuery {
     /// Default: now.
@@ -729,11 +735,13 @@ pub struct Project {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectCreate {
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(max_length = 64, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
     pub class: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
     pub quota_node_hours: Option<i64>,
 }
 

@@ -36,6 +36,7 @@ pub enum ExportFormat {
 
 /// Query of `GET /api/v1/usage`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UsageQuery {
     /// Start of the period; default: the first second of this month (UTC).
@@ -81,6 +82,7 @@ pub struct UsageReport {
 
 /// Query of `GET /api/v1/usage/records`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UsageRecordsQuery {
     /// Records overlapping `[from, to)`; defaults as for `/usage`.
@@ -95,6 +97,7 @@ pub struct UsageRecordsQuery {
     pub after: Option<i64>,
     /// 1 to 100000, default 1000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 100_000)]
     pub limit: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<ExportFormat>,
@@ -135,6 +138,7 @@ pub struct LeaseDecision {
 
 /// Query of `GET /api/v1/audit` (admin).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -154,6 +158,7 @@ pub struct AuditQuery {
     pub before: Option<i64>,
     /// 1 to 10000, default 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 10_000)]
     pub limit: Option<i64>,
 }
 

@@ -45,7 +45,7 @@ fn request_view(r: AccountRequestRow, clash: Option<String>) -> api::AccountRequ
 /// Ask for an account (no token needed; at most 5 per hour from one
 /// address). An admin decides. The answer is the same whether the login
 /// is taken or not (the admin sees the clash).
-#[utoipa::path(post, path = "/api/v1/account-requests", tag = "accounts", request_body = api::AccountRequestCreate,
+#[utoipa::path(post, path = "/api/v1/account-requests", operation_id = "account_requests_create", tag = "accounts", request_body = api::AccountRequestCreate,
     responses((status = 202, body = api::AccountRequestAccepted), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn create(
     State(app): State<Arc<App>>,
@@ -66,7 +66,7 @@ pub async fn create(
 }
 
 /// Account requests, oldest first (admin).
-#[utoipa::path(get, path = "/api/v1/account-requests", tag = "accounts", params(api::AccountRequestListQuery),
+#[utoipa::path(get, path = "/api/v1/account-requests", operation_id = "account_requests_list", tag = "accounts", params(api::AccountRequestListQuery),
     responses((status = 200, body = Vec<api::AccountRequest>), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     State(app): State<Arc<App>>,
@@ -78,7 +78,7 @@ pub async fn list(
 }
 
 /// One account request (admin).
-#[utoipa::path(get, path = "/api/v1/account-requests/{id}", tag = "accounts", params(("id" = i64, Path)),
+#[utoipa::path(get, path = "/api/v1/account-requests/{id}", operation_id = "account_requests_show", tag = "accounts", params(("id" = i64, Path)),
     responses((status = 200, body = api::AccountRequest), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn show(
@@ -92,7 +92,7 @@ pub async fn show(
 
 /// Approve: creates the user (and the project if new, the requester as its
 /// manager); the answer holds their first token, shown once (admin).
-#[utoipa::path(post, path = "/api/v1/account-requests/{id}/approve", tag = "accounts", params(("id" = i64, Path)),
+#[utoipa::path(post, path = "/api/v1/account-requests/{id}/approve", operation_id = "account_requests_approve", tag = "accounts", params(("id" = i64, Path)),
     request_body = api::AccountRequestApprove,
     responses((status = 201, body = api::AccountRequestApproved), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)),
@@ -109,7 +109,7 @@ pub async fn approve(
 }
 
 /// Reject, with a reason (admin).
-#[utoipa::path(post, path = "/api/v1/account-requests/{id}/reject", tag = "accounts", params(("id" = i64, Path)),
+#[utoipa::path(post, path = "/api/v1/account-requests/{id}/reject", operation_id = "account_requests_reject", tag = "accounts", params(("id" = i64, Path)),
     request_body = api::AccountRequestReject,
     responses((status = 200, body = api::AccountRequest), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
@@ -125,7 +125,7 @@ pub async fn reject(
 
 /// Change a project's class, quota or manager (admin; absent fields stay,
 /// `null` clears).
-#[utoipa::path(patch, path = "/api/v1/projects/{name}", tag = "accounts", params(("name" = String, Path)), request_body = api::ProjectPatch,
+#[utoipa::path(patch, path = "/api/v1/projects/{name}", operation_id = "projects_update", tag = "accounts", params(("name" = String, Path)), request_body = api::ProjectPatch,
     responses((status = 200, body = Project), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn update_project(
@@ -139,7 +139,7 @@ pub async fn update_project(
 }
 
 /// Add a member (admins and the project's manager).
-#[utoipa::path(post, path = "/api/v1/projects/{name}/members", tag = "accounts", params(("name" = String, Path)), request_body = api::MemberAdd,
+#[utoipa::path(post, path = "/api/v1/projects/{name}/members", operation_id = "projects_members_add", tag = "accounts", params(("name" = String, Path)), request_body = api::MemberAdd,
     responses((status = 200, body = Project), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn add_member(
     State(app): State<Arc<App>>,
@@ -151,7 +151,7 @@ pub async fn add_member(
 }
 
 /// Remove a member (admins and the project's manager).
-#[utoipa::path(delete, path = "/api/v1/projects/{name}/members/{user}", tag = "accounts", params(("name" = String, Path), ("user" = String, Path)),
+#[utoipa::path(delete, path = "/api/v1/projects/{name}/members/{user}", operation_id = "projects_members_remove", tag = "accounts", params(("name" = String, Path), ("user" = String, Path)),
     responses((status = 200, body = Project), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn remove_member(
     State(app): State<Arc<App>>,

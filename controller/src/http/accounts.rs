@@ -18,7 +18,7 @@ use crate::model::Seconds;
 use crate::model::time::{from_seconds, to_seconds};
 
 /// Create a project (admin).
-#[utoipa::path(post, path = "/api/v1/projects", tag = "accounts", request_body = api::ProjectCreate,
+#[utoipa::path(post, path = "/api/v1/projects", operation_id = "projects_create", tag = "accounts", request_body = api::ProjectCreate,
     responses((status = 201, body = api::Project), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create_project(
@@ -31,13 +31,13 @@ pub async fn create_project(
 }
 
 /// Projects (the caller's own, all for admins).
-#[utoipa::path(get, path = "/api/v1/projects", tag = "accounts", responses((status = 200, body = Vec<api::Project>)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/projects", operation_id = "projects_list", tag = "accounts", responses((status = 200, body = Vec<api::Project>)), security(("bearer" = [])))]
 pub async fn list_projects(State(app): State<Arc<App>>, Caller(actor): Caller) -> ApiResult<Json<Vec<api::Project>>> {
     Ok(Json(app.list_projects(&actor).await?.into_iter().map(views::project).collect()))
 }
 
 /// Create a user with a first API token, shown once (admin).
-#[utoipa::path(post, path = "/api/v1/users", tag = "accounts", request_body = api::UserCreate,
+#[utoipa::path(post, path = "/api/v1/users", operation_id = "users_create", tag = "accounts", request_body = api::UserCreate,
     responses((status = 201, body = api::UserCreated), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create_user(
@@ -50,13 +50,13 @@ pub async fn create_user(
 }
 
 /// Every user (admin).
-#[utoipa::path(get, path = "/api/v1/users", tag = "accounts", responses((status = 200, body = Vec<api::User>), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/users", operation_id = "users_list", tag = "accounts", responses((status = 200, body = Vec<api::User>), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list_users(State(app): State<Arc<App>>, Caller(actor): Caller) -> ApiResult<Json<Vec<api::User>>> {
     Ok(Json(app.list_users(&actor).await?.into_iter().map(views::user).collect()))
 }
 
 /// The caller.
-#[utoipa::path(get, path = "/api/v1/users/me", tag = "accounts", responses((status = 200, body = api::User), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/users/me", operation_id = "users_me", tag = "accounts", responses((status = 200, body = api::User), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn me(State(app): State<Arc<App>>, Caller(actor): Caller) -> ApiResult<Json<api::User>> {
     Ok(Json(views::user(app.me(&actor).await?)))
 }
@@ -75,7 +75,7 @@ fn token_view(t: TokenRow, now: Seconds) -> api::Token {
 /// A new API token for a user (admins for anyone, users for themselves),
 /// optionally named, expiring or read-only; the secret is shown once. A
 /// user holds at most `[accounts] max_tokens_per_user` live tokens (409).
-#[utoipa::path(post, path = "/api/v1/users/{name}/tokens", tag = "accounts", params(("name" = String, Path)),
+#[utoipa::path(post, path = "/api/v1/users/{name}/tokens", operation_id = "users_tokens_create", tag = "accounts", params(("name" = String, Path)),
     request_body(content = Option<api::TokenCreate>, description = "Optional: no body gives an unnamed full token that never expires"),
     responses((status = 201, body = api::TokenCreated), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
@@ -103,7 +103,7 @@ pub async fn create_token(
 
 /// A user's tokens not revoked, oldest first, never their secrets (the
 /// user themselves, or an admin).
-#[utoipa::path(get, path = "/api/v1/users/{name}/tokens", tag = "accounts", params(("name" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/users/{name}/tokens", operation_id = "users_tokens_list", tag = "accounts", params(("name" = String, Path)),
     responses((status = 200, body = Vec<api::Token>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -118,7 +118,7 @@ pub async fn list_tokens(
 
 /// Revoke a token: it stops working at once (the user themselves, or an
 /// admin).
-#[utoipa::path(delete, path = "/api/v1/users/{name}/tokens/{id}", tag = "accounts", params(("name" = String, Path), ("id" = i64, Path)),
+#[utoipa::path(delete, path = "/api/v1/users/{name}/tokens/{id}", operation_id = "users_tokens_revoke", tag = "accounts", params(("name" = String, Path), ("id" = i64, Path)),
     responses((status = 200, body = api::Token, description = "The token revoked"), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -134,7 +134,7 @@ pub async fn revoke_token(
 /// Disable a user (admin): their tokens stop working at once and their
 /// leases end (running ones released, later ones cancelled) with the
 /// reason. Not oneself, not the last admin.
-#[utoipa::path(post, path = "/api/v1/users/{name}/disable", tag = "accounts", params(("name" = String, Path)),
+#[utoipa::path(post, path = "/api/v1/users/{name}/disable", operation_id = "users_disable", tag = "accounts", params(("name" = String, Path)),
     request_body = api::UserDisable,
     responses((status = 200, body = api::User), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
@@ -150,7 +150,7 @@ pub async fn disable_user(
 
 /// Enable a disabled user again (admin): their tokens not revoked or
 /// expired work again; ended leases stay ended.
-#[utoipa::path(post, path = "/api/v1/users/{name}/enable", tag = "accounts", params(("name" = String, Path)),
+#[utoipa::path(post, path = "/api/v1/users/{name}/enable", operation_id = "users_enable", tag = "accounts", params(("name" = String, Path)),
     responses((status = 200, body = api::User), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]

@@ -55,14 +55,14 @@ pub fn routes() -> axum::Router<Arc<App>> {
 }
 
 /// An agent registers with the one-time token of its kernel command line.
-#[utoipa::path(post, path = "/agent/v1/register", tag = "agent", request_body = AgentRegister,
+#[utoipa::path(post, path = "/agent/v1/register", operation_id = "agent_register", tag = "agent", request_body = AgentRegister,
     responses((status = 200, body = AgentSession), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn register(State(app): State<Arc<App>>, Body(req): Body<AgentRegister>) -> ApiResult<Json<AgentSession>> {
     Ok(Json(app.agent_register(req).await?))
 }
 
 /// The agent's hardware inventory.
-#[utoipa::path(post, path = "/agent/v1/inventory", tag = "agent", request_body = InventoryUpload,
+#[utoipa::path(post, path = "/agent/v1/inventory", operation_id = "agent_inventory", tag = "agent", request_body = InventoryUpload,
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, description = "stale generation", body = ErrorBody)))]
 pub async fn inventory(State(app): State<Arc<App>>, Agent(agent): Agent, Body(upload): Body<InventoryUpload>) -> ApiResult<StatusCode> {
     app.agent_inventory(&agent, upload).await?;
@@ -78,14 +78,14 @@ pub struct WaitQuery {
 }
 
 /// The next command (`wait` when there is none after `wait_ms`).
-#[utoipa::path(get, path = "/agent/v1/command", tag = "agent", params(("wait_ms" = Option<u64>, Query)),
+#[utoipa::path(get, path = "/agent/v1/command", operation_id = "agent_command", tag = "agent", params(("wait_ms" = Option<u64>, Query)),
     responses((status = 200, body = AgentCommand), (status = 401, body = ErrorBody), (status = 409, description = "stale generation", body = ErrorBody)))]
 pub async fn command(State(app): State<Arc<App>>, Agent(agent): Agent, Params(q): Params<WaitQuery>) -> ApiResult<Json<AgentCommand>> {
     Ok(Json(app.agent_next_command(&agent, Duration::from_millis(q.wait_ms)).await?))
 }
 
 /// Progress of a command (bytes written or erased).
-#[utoipa::path(post, path = "/agent/v1/commands/{id}/progress", tag = "agent", params(("id" = i64, Path)), request_body = CommandProgress,
+#[utoipa::path(post, path = "/agent/v1/commands/{id}/progress", operation_id = "agent_progress", tag = "agent", params(("id" = i64, Path)), request_body = CommandProgress,
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn progress(
     State(app): State<Arc<App>>,
@@ -98,7 +98,7 @@ pub async fn progress(
 }
 
 /// The outcome of a command.
-#[utoipa::path(post, path = "/agent/v1/commands/{id}/result", tag = "agent", params(("id" = i64, Path)), request_body = CommandResult,
+#[utoipa::path(post, path = "/agent/v1/commands/{id}/result", operation_id = "agent_result", tag = "agent", params(("id" = i64, Path)), request_body = CommandResult,
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn result(
     State(app): State<Arc<App>>,
@@ -112,7 +112,7 @@ pub async fn result(
 
 /// The node's reference description beside its agent's latest report, and
 /// their differences.
-#[utoipa::path(get, path = "/api/v1/nodes/{name}/inventory", tag = "nodes", params(("name" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/nodes/{name}/inventory", operation_id = "nodes_inventory", tag = "nodes", params(("name" = String, Path)),
     responses((status = 200, body = api::NodeInventory), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn node_inventory(
     State(app): State<Arc<App>>,
@@ -133,7 +133,7 @@ pub async fn node_inventory(
 }
 
 /// Queue a command for the node's agent (admin).
-#[utoipa::path(post, path = "/api/v1/nodes/{name}/agent-commands", tag = "nodes", params(("name" = String, Path)), request_body = AgentAction,
+#[utoipa::path(post, path = "/api/v1/nodes/{name}/agent-commands", operation_id = "nodes_agent_commands_create", tag = "nodes", params(("name" = String, Path)), request_body = AgentAction,
     responses((status = 201, body = api::AgentCommandView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create_command(
@@ -147,7 +147,7 @@ pub async fn create_command(
 }
 
 /// The node's agent commands, oldest first (admin).
-#[utoipa::path(get, path = "/api/v1/nodes/{name}/agent-commands", tag = "nodes", params(("name" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/nodes/{name}/agent-commands", operation_id = "nodes_agent_commands_list", tag = "nodes", params(("name" = String, Path)),
     responses((status = 200, body = Vec<api::AgentCommandView>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_commands(

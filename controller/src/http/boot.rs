@@ -39,7 +39,7 @@ pub fn routes(app: &App) -> Router<Arc<App>> {
 }
 
 /// The node's iPXE script.
-#[utoipa::path(get, path = "/boot/ipxe", tag = "boot", params(("mac" = String, Query, description = "the booting NIC's MAC address")),
+#[utoipa::path(get, path = "/boot/ipxe", operation_id = "boot_ipxe", tag = "boot", params(("mac" = String, Query, description = "the booting NIC's MAC address")),
     responses((status = 200, description = "iPXE script", content_type = "text/plain"), (status = 400, body = ferrum_api::ErrorBody),
         (status = 404, description = "MAC not in the inventory", content_type = "text/plain")))]
 pub async fn ipxe(State(app): State<Arc<App>>, Params(q): Params<ScriptQuery>) -> ApiResult<Response> {
@@ -59,7 +59,7 @@ pub async fn ipxe(State(app): State<Arc<App>>, Params(q): Params<ScriptQuery>) -
 
 /// MACs that asked for a network boot and are not in the inventory (admin;
 /// remembered by this process since it started, at most 1,024).
-#[utoipa::path(get, path = "/api/v1/boot/unknown-macs", tag = "boot",
+#[utoipa::path(get, path = "/api/v1/boot/unknown-macs", operation_id = "boot_unknown_macs", tag = "boot",
     responses((status = 200, body = Vec<ferrum_api::UnknownMac>), (status = 403, body = ferrum_api::ErrorBody)), security(("bearer" = [])))]
 pub async fn unknown_macs(
     State(app): State<Arc<App>>,

@@ -19,7 +19,7 @@ use crate::app::App;
 /// written, boots it, and is `deployed` once the controller logged in as
 /// root over SSH. Answers at once; follow progress with
 /// `GET /api/v1/deployments/{id}`.
-#[utoipa::path(post, path = "/api/v1/leases/{id}/deployments", tag = "deployments", params(("id" = i64, Path)),
+#[utoipa::path(post, path = "/api/v1/leases/{id}/deployments", operation_id = "deployments_create", tag = "deployments", params(("id" = i64, Path)),
     request_body = api::DeploySpec,
     responses((status = 201, body = Deployment), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "the lease is not active, or a node is already being deployed", body = ErrorBody)),
@@ -34,28 +34,28 @@ pub async fn create(
 }
 
 /// The deployments of a lease, oldest first.
-#[utoipa::path(get, path = "/api/v1/leases/{id}/deployments", tag = "deployments", params(("id" = i64, Path)),
+#[utoipa::path(get, path = "/api/v1/leases/{id}/deployments", operation_id = "deployments_list", tag = "deployments", params(("id" = i64, Path)),
     responses((status = 200, body = Vec<Deployment>), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(State(app): State<Arc<App>>, Caller(actor): Caller, PathParam(id): PathParam<i64>) -> ApiResult<Json<Vec<Deployment>>> {
     Ok(Json(app.lease_deployments(&actor, id).await?))
 }
 
 /// One deployment, with each node's phase, bytes written and phase times.
-#[utoipa::path(get, path = "/api/v1/deployments/{id}", tag = "deployments", params(("id" = i64, Path)),
+#[utoipa::path(get, path = "/api/v1/deployments/{id}", operation_id = "deployments_show", tag = "deployments", params(("id" = i64, Path)),
     responses((status = 200, body = Deployment), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn show(State(app): State<Arc<App>>, Caller(actor): Caller, PathParam(id): PathParam<i64>) -> ApiResult<Json<Deployment>> {
     Ok(Json(app.get_deployment(&actor, id).await?))
 }
 
 /// Cancel what still runs of a deployment; those nodes go back to the lease.
-#[utoipa::path(delete, path = "/api/v1/deployments/{id}", tag = "deployments", params(("id" = i64, Path)),
+#[utoipa::path(delete, path = "/api/v1/deployments/{id}", operation_id = "deployments_cancel", tag = "deployments", params(("id" = i64, Path)),
     responses((status = 200, body = Deployment), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn cancel(State(app): State<Arc<App>>, Caller(actor): Caller, PathParam(id): PathParam<i64>) -> ApiResult<Json<Deployment>> {
     Ok(Json(app.cancel_deployment(&actor, id).await?))
 }
 
 /// A node's latest deploy and latest reset (admins).
-#[utoipa::path(get, path = "/api/v1/nodes/{name}/operations", tag = "nodes", params(("name" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/nodes/{name}/operations", operation_id = "nodes_operations", tag = "nodes", params(("name" = String, Path)),
     responses((status = 200, body = Vec<NodeOperation>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn node_operations(

@@ -13,7 +13,10 @@ use serde::de::DeserializeOwned;
 use super::error::ApiError;
 use crate::app::{Actor, App};
 
-/// A JSON body.
+/// A JSON body: an object (every request body of the API is one; serde
+/// alone would also take an array of the fields in order). A number with
+/// no fractional part is an integer, as JSON Schema says (`5.0` where an
+/// integer is expected is taken as `5`).
 #[derive(Debug)]
 pub struct Body<T>(pub T);
 
@@ -25,10 +28,34 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Body(v)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        let mut value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(v)) => v,
+            Err(rejection) => return Err(json_rejection(rejection)),
+        };
+        if !value.is_object() {
+            return Err(ApiError::bad_request("the request body must be a JSON object"));
         }
+        integral_numbers_as_integers(&mut value);
+        // Through axum's own decoding, whose errors name the field.
+        let bytes = serde_json::to_vec(&value).map_err(|e| ApiError::bad_request(format!("cannot read request body: {e}")))?;
+        axum::Json::<T>::from_bytes(&bytes).map(|axum::Json(v)| Body(v)).map_err(json_rejection)
+    }
+}
+
+fn integral_numbers_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            // The i64 range; the cast is exact inside it.
+            #[allow(clippy::cast_possible_truncation)]
+            if f.fract() == 0.0 && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f) {
+                *value = Value::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_numbers_as_integers),
+        Value::Object(map) => map.values_mut().for_each(integral_numbers_as_integers),
+        _ => {}
     }
 }
 

@@ -17,7 +17,7 @@ use crate::model::time::{from_seconds, to_seconds};
 
 /// Reserve nodes: by count and filter or by names, at a start time or as
 /// soon as possible.
-#[utoipa::path(post, path = "/api/v1/leases", tag = "leases", request_body = api::LeaseCreate,
+#[utoipa::path(post, path = "/api/v1/leases", operation_id = "leases_create", tag = "leases", request_body = api::LeaseCreate,
     responses((status = 201, body = api::Lease), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, description = "the slot is taken; `error.earliest_start` says when it would fit", body = ErrorBody)),
     security(("bearer" = [])))]
@@ -31,7 +31,7 @@ pub async fn create(
 }
 
 /// The caller's leases (all leases for admins), newest first.
-#[utoipa::path(get, path = "/api/v1/leases", tag = "leases", params(api::LeaseListQuery),
+#[utoipa::path(get, path = "/api/v1/leases", operation_id = "leases_list", tag = "leases", params(api::LeaseListQuery),
     responses((status = 200, body = Vec<api::Lease>)), security(("bearer" = [])))]
 pub async fn list(
     State(app): State<Arc<App>>,
@@ -43,7 +43,7 @@ pub async fn list(
 }
 
 /// One lease.
-#[utoipa::path(get, path = "/api/v1/leases/{id}", tag = "leases", params(("id" = i64, Path)),
+#[utoipa::path(get, path = "/api/v1/leases/{id}", operation_id = "leases_show", tag = "leases", params(("id" = i64, Path)),
     responses((status = 200, body = api::Lease), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn show(State(app): State<Arc<App>>, Caller(actor): Caller, PathParam(id): PathParam<i64>) -> ApiResult<Json<api::Lease>> {
     Ok(Json(views::lease(app.get_lease(&actor, id).await?)))
@@ -51,7 +51,7 @@ pub async fn show(State(app): State<Arc<App>>, Caller(actor): Caller, PathParam(
 
 /// Approve a lease awaiting approval (admin): it becomes `pending` and
 /// starts on time.
-#[utoipa::path(post, path = "/api/v1/leases/{id}/approve", tag = "leases", params(("id" = i64, Path)), request_body = api::usage::LeaseDecision,
+#[utoipa::path(post, path = "/api/v1/leases/{id}/approve", operation_id = "leases_approve", tag = "leases", params(("id" = i64, Path)), request_body = api::usage::LeaseDecision,
     responses((status = 200, body = api::Lease), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn approve(
@@ -65,7 +65,7 @@ pub async fn approve(
 
 /// Reject a lease awaiting approval (admin): its tentative slot is freed;
 /// the reason is shown to the requester.
-#[utoipa::path(post, path = "/api/v1/leases/{id}/reject", tag = "leases", params(("id" = i64, Path)), request_body = api::usage::LeaseDecision,
+#[utoipa::path(post, path = "/api/v1/leases/{id}/reject", operation_id = "leases_reject", tag = "leases", params(("id" = i64, Path)), request_body = api::usage::LeaseDecision,
     responses((status = 200, body = api::Lease), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn reject(
@@ -78,7 +78,7 @@ pub async fn reject(
 }
 
 /// Extend a lease (move its end later) when its nodes are free.
-#[utoipa::path(patch, path = "/api/v1/leases/{id}", tag = "leases", params(("id" = i64, Path)), request_body = api::LeasePatch,
+#[utoipa::path(patch, path = "/api/v1/leases/{id}", operation_id = "leases_extend", tag = "leases", params(("id" = i64, Path)), request_body = api::LeasePatch,
     responses((status = 200, body = api::Lease), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn extend(
@@ -91,7 +91,7 @@ pub async fn extend(
 }
 
 /// End a lease now: cancelled if it had not started, released otherwise.
-#[utoipa::path(delete, path = "/api/v1/leases/{id}", tag = "leases", params(("id" = i64, Path)),
+#[utoipa::path(delete, path = "/api/v1/leases/{id}", operation_id = "leases_end", tag = "leases", params(("id" = i64, Path)),
     responses((status = 200, body = api::Lease), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn end(State(app): State<Arc<App>>, Caller(actor): Caller, PathParam(id): PathParam<i64>) -> ApiResult<Json<api::Lease>> {
     Ok(Json(views::lease(app.end_lease(&actor, id).await?)))
@@ -100,7 +100,7 @@ pub async fn end(State(app): State<Arc<App>>, Caller(actor): Caller, PathParam(i
 /// Earliest slots for `count` nodes matching `filter` for `duration`
 /// (OAR-style first fit): the first one, then each next one after the
 /// previous one ends.
-#[utoipa::path(get, path = "/api/v1/availability", tag = "calendar", params(api::AvailabilityQuery),
+#[utoipa::path(get, path = "/api/v1/availability", operation_id = "availability", tag = "calendar", params(api::AvailabilityQuery),
     responses((status = 200, body = api::Availability), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn availability(
     State(app): State<Arc<App>>,
@@ -117,7 +117,7 @@ pub async fn availability(
 }
 
 /// Busy intervals per node (for Gantt charts).
-#[utoipa::path(get, path = "/api/v1/calendar", tag = "calendar", params(api::CalendarQuery),
+#[utoipa::path(get, path = "/api/v1/calendar", operation_id = "calendar", tag = "calendar", params(api::CalendarQuery),
     responses((status = 200, body = api::Calendar), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn calendar(
     State(app): State<Arc<App>>,

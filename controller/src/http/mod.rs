@@ -58,7 +58,8 @@ const IMPORT_BODY_LIMIT: usize = 64 * 1024 * 1024;
         accounts::create_project, accounts::list_projects, accounts::create_user, accounts::list_users, accounts::me, accounts::create_token,
         accounts::list_tokens, accounts::revoke_token, accounts::disable_user, accounts::enable_user,
     ),
-    modifiers(&BearerAuth),
+    components(schemas(ferrum_api::ErrorBody, ferrum_api::usage::ExportFormat)),
+    modifiers(&BearerAuth, &CommonResponses, &ClosedVariants),
     tags((name = "nodes"), (name = "leases"), (name = "calendar"), (name = "accounts"), (name = "environments"), (name = "usage"), (name = "deployments"), (name = "boot"), (name = "agent"), (name = "meta"))
 )]
 #[derive(Debug)]
@@ -71,6 +72,87 @@ impl utoipa::Modify for BearerAuth {
         use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// The answers that the extractors and the router give for every operation
+/// of a kind, added where an annotation does not say them already: 401
+/// (`Caller`) where a token is taken, 400 (`PathParam`, `Params`, `Body`)
+/// where a parameter or a body is read, 404 where a path names a resource,
+/// 413 where a body is read. Responses left without a description get the
+/// status's reason phrase (a description is required by OpenAPI).
+struct CommonResponses;
+
+impl utoipa::Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
+        let error = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content("application/json", Content::new(Some(Ref::from_schema_name("ErrorBody"))))
+                    .build(),
+            )
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let names_a_resource = path.contains('{');
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for op in operations.into_iter().flatten() {
+                let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+                let has_params = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+                let has_body = op.request_body.is_some();
+                let responses = &mut op.responses.responses;
+                let mut add = |status: &str, description: &str| {
+                    responses.entry(status.to_owned()).or_insert_with(|| error(description));
+                };
+                if secured {
+                    add("401", "no token, or an unknown, expired or revoked one");
+                }
+                if has_params || has_body {
+                    add("400", "a malformed parameter or body; the message names it");
+                }
+                if names_a_resource {
+                    add("404", "no such resource, or one the caller may not see");
+                }
+                if has_body {
+                    add("413", "request body too large");
+                }
+                for (status, response) in responses.iter_mut() {
+                    if let RefOr::T(response) = response
+                        && response.description.is_empty()
+                    {
+                        let reason =
+                            status.parse::<u16>().ok().and_then(|s| StatusCode::from_u16(s).ok()).and_then(|s| s.canonical_reason());
+                        response.description = reason.unwrap_or("answer").to_owned();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The variants with fields of an internally tagged enum that refuses
+/// unknown fields (`#[serde(tag, deny_unknown_fields)]`) are closed
+/// objects, which utoipa does not say by itself. Unit variants (only the
+/// tag) stay open: serde's `deny_unknown_fields` does not reach them.
+struct ClosedVariants;
+
+impl utoipa::Modify for ClosedVariants {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{AdditionalProperties, Schema};
+        let Some(components) = openapi.components.as_mut() else { return };
+        for name in ["AgentAction"] {
+            if let Some(RefOr::T(Schema::OneOf(one_of))) = components.schemas.get_mut(name) {
+                for variant in &mut one_of.items {
+                    if let RefOr::T(Schema::Object(object)) = variant
+                        && object.properties.len() > 1
+                    {
+                        object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -138,13 +220,13 @@ pub fn router(app: Arc<App>, metrics: Arc<metrics::Metrics>) -> Router {
 }
 
 /// Liveness: 200 once the server serves.
-#[utoipa::path(get, path = "/healthz", tag = "meta", responses((status = 200, body = ferrum_api::Health)))]
+#[utoipa::path(get, path = "/healthz", operation_id = "health", tag = "meta", responses((status = 200, body = ferrum_api::Health)))]
 pub async fn health() -> Json<ferrum_api::Health> {
     Json(ferrum_api::Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
 }
 
 /// This API's OpenAPI document.
-#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta", responses((status = 200, description = "OpenAPI 3.1 document")))]
+#[utoipa::path(get, path = "/api/v1/openapi.json", operation_id = "openapi", tag = "meta", responses((status = 200, description = "OpenAPI 3.1 document")))]
 pub async fn openapi_json() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], ApiDoc::openapi().to_json().unwrap_or_default()).into_response()
 }

@@ -18,7 +18,7 @@ use crate::app::nodes::{NodeSpec, ReferenceUpload};
 use crate::app::{App, AppError};
 
 /// List nodes, optionally selected by an OAR property filter.
-#[utoipa::path(get, path = "/api/v1/nodes", tag = "nodes", params(api::NodeListQuery),
+#[utoipa::path(get, path = "/api/v1/nodes", operation_id = "nodes_list", tag = "nodes", params(api::NodeListQuery),
     responses((status = 200, body = Vec<api::Node>), (status = 400, description = "bad filter", body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
@@ -31,7 +31,7 @@ pub async fn list(
 }
 
 /// Enrol a node (admin).
-#[utoipa::path(post, path = "/api/v1/nodes", tag = "nodes", request_body = api::NodeCreate,
+#[utoipa::path(post, path = "/api/v1/nodes", operation_id = "nodes_create", tag = "nodes", request_body = api::NodeCreate,
     responses((status = 201, body = api::Node), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, description = "name or MAC taken", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(
@@ -54,7 +54,7 @@ pub async fn create(
 }
 
 /// Import Grid'5000 Reference API node descriptions (admin). Idempotent.
-#[utoipa::path(post, path = "/api/v1/nodes/import", tag = "nodes", request_body = api::NodeImport,
+#[utoipa::path(post, path = "/api/v1/nodes/import", operation_id = "nodes_import", tag = "nodes", request_body = api::NodeImport,
     responses((status = 200, body = api::ImportReport), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn import(
@@ -68,7 +68,7 @@ pub async fn import(
 }
 
 /// One node, with its reference description.
-#[utoipa::path(get, path = "/api/v1/nodes/{name}", tag = "nodes", params(("name" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/nodes/{name}", operation_id = "nodes_show", tag = "nodes", params(("name" = String, Path)),
     responses((status = 200, body = api::Node), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn show(State(app): State<Arc<App>>, Caller(actor): Caller, PathParam(name): PathParam<String>) -> ApiResult<Response> {
@@ -86,7 +86,7 @@ pub async fn show(State(app): State<Arc<App>>, Caller(actor): Caller, PathParam(
 }
 
 /// Put a node in maintenance or back in service (admin).
-#[utoipa::path(post, path = "/api/v1/nodes/{name}/maintenance", tag = "nodes", params(("name" = String, Path)), request_body = api::MaintenanceRequest,
+#[utoipa::path(post, path = "/api/v1/nodes/{name}/maintenance", operation_id = "nodes_maintenance", tag = "nodes", params(("name" = String, Path)), request_body = api::MaintenanceRequest,
     responses((status = 200, body = api::Node), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn maintenance(
@@ -100,7 +100,7 @@ pub async fn maintenance(
 }
 
 /// A node's recorded state changes, oldest first.
-#[utoipa::path(get, path = "/api/v1/nodes/{name}/events", tag = "nodes", params(("name" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/nodes/{name}/events", operation_id = "nodes_events", tag = "nodes", params(("name" = String, Path)),
     responses((status = 200, body = Vec<api::NodeEvent>), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn events(
@@ -127,7 +127,7 @@ fn power_answer(app_row: crate::db::PowerRequestRow, node_power: Option<String>)
 /// Power a node on, off, soft-off, cycle it, or read its power state now
 /// (admins, and the holder of the node's running lease). 502 names the BMC
 /// error; 202 means the operation goes on in the background.
-#[utoipa::path(post, path = "/api/v1/nodes/{name}/power", tag = "nodes", params(("name" = String, Path)), request_body = api::PowerRequest,
+#[utoipa::path(post, path = "/api/v1/nodes/{name}/power", operation_id = "nodes_power", tag = "nodes", params(("name" = String, Path)), request_body = api::PowerRequest,
     responses((status = 200, body = api::PowerOperation), (status = 202, body = api::PowerOperation), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, description = "no BMC", body = ErrorBody), (status = 502, description = "the BMC failed", body = ErrorBody)),
     security(("bearer" = [])))]
@@ -152,7 +152,7 @@ pub async fn power(
 }
 
 /// Set the device a node boots from next time (once).
-#[utoipa::path(put, path = "/api/v1/nodes/{name}/boot-device", tag = "nodes", params(("name" = String, Path)), request_body = api::BootDeviceRequest,
+#[utoipa::path(put, path = "/api/v1/nodes/{name}/boot-device", operation_id = "nodes_boot_device", tag = "nodes", params(("name" = String, Path)), request_body = api::BootDeviceRequest,
     responses((status = 200, body = api::PowerOperation), (status = 202, body = api::PowerOperation), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, description = "no BMC", body = ErrorBody), (status = 502, description = "the BMC failed", body = ErrorBody)),
     security(("bearer" = [])))]
@@ -173,7 +173,7 @@ pub async fn boot_device(
 
 /// Set what a node boots next over the network (admin): `ramdisk` (ferrum's
 /// deploy ramdisk) or `local` (its disk).
-#[utoipa::path(put, path = "/api/v1/nodes/{name}/boot-target", tag = "nodes", params(("name" = String, Path)), request_body = api::BootTargetRequest,
+#[utoipa::path(put, path = "/api/v1/nodes/{name}/boot-target", operation_id = "nodes_boot_target", tag = "nodes", params(("name" = String, Path)), request_body = api::BootTargetRequest,
     responses((status = 200, body = api::Node), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn boot_target(

@@ -55,8 +55,8 @@ fn csv_response<T: serde::Serialize>(header: &[&str], rows: &[T], file: &str) ->
 
 /// Node-hours and GPU-hours per user, project, cluster or GPU model over a
 /// period (users: their own projects only). `format=csv` exports the rows.
-#[utoipa::path(get, path = "/api/v1/usage", tag = "usage", params(api::UsageQuery),
-    responses((status = 200, body = api::UsageReport), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
+#[utoipa::path(get, path = "/api/v1/usage", operation_id = "usage_report", tag = "usage", params(api::UsageQuery),
+    responses((status = 200, description = "the report (`format=csv`: as CSV)", content((api::UsageReport = "application/json"), (String = "text/csv"))), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn report(State(app): State<Arc<App>>, Caller(actor): Caller, Params(q): Params<api::UsageQuery>) -> ApiResult<Response> {
     let (scope, dimension, totals) = app.usage_report(&actor, &q).await?;
@@ -85,8 +85,8 @@ pub async fn report(State(app): State<Arc<App>>, Caller(actor): Caller, Params(q
 
 /// The usage records overlapping a period, oldest id first (`after` pages
 /// on); `format=csv` exports them.
-#[utoipa::path(get, path = "/api/v1/usage/records", tag = "usage", params(api::UsageRecordsQuery),
-    responses((status = 200, body = Vec<api::UsageRecord>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
+#[utoipa::path(get, path = "/api/v1/usage/records", operation_id = "usage_records", tag = "usage", params(api::UsageRecordsQuery),
+    responses((status = 200, description = "the records (`format=csv`: as CSV)", content((Vec<api::UsageRecord> = "application/json"), (String = "text/csv"))), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn records(State(app): State<Arc<App>>, Caller(actor): Caller, Params(q): Params<api::UsageRecordsQuery>) -> ApiResult<Response> {
     let (_, rows) = app.usage_records(&actor, &q).await?;
@@ -134,7 +134,7 @@ pub async fn records(State(app): State<Arc<App>>, Caller(actor): Caller, Params(
 }
 
 /// Admin actions, newest first (admin).
-#[utoipa::path(get, path = "/api/v1/audit", tag = "usage", params(api::AuditQuery),
+#[utoipa::path(get, path = "/api/v1/audit", operation_id = "audit_list", tag = "usage", params(api::AuditQuery),
     responses((status = 200, body = Vec<api::AuditEntry>), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn audit(
     State(app): State<Arc<App>>,
@@ -167,7 +167,7 @@ pub async fn audit(
 
 /// A project's quota this period and what its leases hold of it (admins
 /// and members).
-#[utoipa::path(get, path = "/api/v1/projects/{name}/quota", tag = "usage", params(("name" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/projects/{name}/quota", operation_id = "projects_quota", tag = "usage", params(("name" = String, Path)),
     responses((status = 200, body = api::QuotaStatus), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn quota(

@@ -35,6 +35,14 @@ async fn malformed_bodies_are_400_naming_the_problem() {
         .await
         .error(400, "bad_request");
     assert!(msg.contains("start"), "{msg}");
+    // A body is an object: serde alone would take the fields in order.
+    let msg = ctx.post("/api/v1/leases", &alice, json!([{"count": 1}, "1h"])).await.error(400, "bad_request");
+    assert_eq!(msg, "the request body must be a JSON object");
+    // An integral number is an integer (JSON Schema's rule); a fraction is not.
+    let msg = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 1.5}, "duration": "1h"})).await.error(400, "bad_request");
+    assert!(msg.contains("nodes.count"), "{msg}");
+    let lease = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 1.0}, "duration": "1h"})).await.expect(201);
+    assert_eq!(lease["nodes"].as_array().map(Vec::len), Some(1), "{lease}");
     let msg = ctx.get("/api/v1/leases/abc", &alice).await.error(400, "bad_request");
     assert!(msg.contains("invalid path"), "{msg}");
     let msg = ctx.get("/api/v1/availability?count=x&duration=1h", &alice).await.error(400, "bad_request");
@@ -85,6 +93,73 @@ fn openapi_document_is_current() {
     }
     let committed = std::fs::read_to_string(path).unwrap_or_default();
     assert!(committed == generated, "api-spec/openapi.yaml is stale: run FERRUM_UPDATE_OPENAPI=1 cargo test -p ferrum-controller openapi");
+}
+
+/// The document is exact enough for clients and generators: every
+/// operation has its own operationId, every `$ref` points at something,
+/// path parameters are exactly the template's `{names}` (query parameters
+/// are not declared `in: path`), and every operation that takes a token
+/// documents 401.
+#[test]
+fn openapi_document_is_consistent() {
+    let doc = serde_json::to_value(<ferrum_controller::http::ApiDoc as utoipa::OpenApi>::openapi()).expect("document as JSON");
+    let mut problems = Vec::new();
+
+    let mut refs = Vec::new();
+    collect_refs(&doc, &mut refs);
+    for r in refs {
+        let pointer = r.strip_prefix('#').unwrap_or(&r);
+        if !r.starts_with("#/") || doc.pointer(pointer).is_none() {
+            problems.push(format!("$ref {r} points nowhere"));
+        }
+    }
+
+    let mut ids = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        let template: std::collections::BTreeSet<&str> =
+            path.split('{').skip(1).filter_map(|s| s.split_once('}')).map(|(name, _)| name).collect();
+        for (method, op) in item.as_object().expect("path item") {
+            let at = format!("{} {path}", method.to_uppercase());
+            match op["operationId"].as_str() {
+                Some(id) => ids.entry(id.to_owned()).or_default().push(at.clone()),
+                None => problems.push(format!("{at}: no operationId")),
+            }
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            let in_path: std::collections::BTreeSet<&str> =
+                params.iter().filter(|p| p["in"] == "path").filter_map(|p| p["name"].as_str()).collect();
+            if in_path != template {
+                problems.push(format!("{at}: path parameters {in_path:?}, the template has {template:?}"));
+            }
+            let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+            if secured && op["responses"]["401"].is_null() {
+                problems.push(format!("{at}: takes a token but does not document 401"));
+            }
+            for (status, response) in op["responses"].as_object().expect("responses") {
+                if response["description"].as_str().is_none_or(str::is_empty) {
+                    problems.push(format!("{at}: response {status} has no description"));
+                }
+            }
+        }
+    }
+    for (id, ops) in ids {
+        if ops.len() > 1 {
+            problems.push(format!("operationId {id} is used by {}", ops.join(", ")));
+        }
+    }
+    assert!(problems.is_empty(), "the OpenAPI document is inconsistent:\n{}", problems.join("\n"));
+}
+
+fn collect_refs(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(r) = map.get("$ref").and_then(|r| r.as_str()) {
+                out.push(r.to_owned());
+            }
+            map.values().for_each(|v| collect_refs(v, out));
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
+        _ => {}
+    }
 }
 
 #[tokio::test]
