@@ -21,9 +21,10 @@ use crate::model::time::from_seconds;
 
 /// The longest description, in characters.
 pub const MAX_DESCRIPTION: usize = 1000;
-/// The longest image URL or path, in bytes.
+/// The longest image URL or path, in characters.
 pub const MAX_IMAGE: usize = 2048;
-/// The longest environment reference (`OWNER/NAME`) a request may name.
+/// The longest environment reference (`OWNER/NAME`) a request may name,
+/// in characters.
 pub const MAX_REFERENCE: usize = ferrum_api::limits::ENVIRONMENT;
 
 /// Checks what the types cannot; the error names the field.
@@ -55,8 +56,8 @@ pub fn validate(d: &EnvironmentDescriptor) -> AppResult<()> {
     if image.is_empty() {
         return bad("image", "empty".into());
     }
-    if d.image.len() > MAX_IMAGE {
-        return bad("image", format!("at most {MAX_IMAGE} bytes"));
+    if d.image.chars().count() > MAX_IMAGE {
+        return bad("image", format!("at most {MAX_IMAGE} characters"));
     }
     if d.image.chars().any(|c| c.is_control() || is_bidi_control(c)) {
         return bad("image", "control characters are not allowed".into());

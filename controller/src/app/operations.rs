@@ -350,8 +350,8 @@ impl App {
         if req.environment.trim().is_empty() {
             return Err(AppError::bad_request("environment: name the environment to deploy"));
         }
-        if req.environment.len() > super::environments::MAX_REFERENCE {
-            return Err(AppError::bad_request(format!("environment: at most {} bytes", super::environments::MAX_REFERENCE)));
+        if req.environment.chars().count() > super::environments::MAX_REFERENCE {
+            return Err(AppError::bad_request(format!("environment: at most {} characters", super::environments::MAX_REFERENCE)));
         }
         super::leases::validate_ssh_keys("ssh_keys", &req.ssh_keys)?;
         let environment = self.get_environment(actor, &req.environment, None, None).await?;

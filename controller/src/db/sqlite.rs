@@ -1302,8 +1302,10 @@ impl Datastore for SqliteStore {
         .bind(visibility)
         .bind(owner.0)
         .bind(now)
-        .fetch_one(&self.pool)
+        // Run to its end: see `only_row`.
+        .fetch_all(&self.pool)
         .await
+        .and_then(only_row)
         .map_err(|e| {
             // Names are per owner: the clash is with one of the owner's own.
             if is_unique_violation(&e) {

@@ -302,6 +302,10 @@ async fn lease_requests_are_validated_by_field() {
 async fn deploy_leases_keep_their_environment_and_keys() {
     let ctx = TestContext::with_fixtures().await;
     let alice = ctx.user("alice", "p-vision").await;
+    // The environment must exist when the lease is created (issue 17).
+    let env = json!({"name": "debian12-min", "version": 1, "image": "debian12-min.raw.zst", "format": "raw.zst",
+        "sha256": "ab".repeat(32), "size": 1_073_741_824u64, "root_partition": 1, "visibility": "public"});
+    ctx.post("/api/v1/environments", &ctx.admin, env).await.expect(201);
     let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBbQ1H5s1e4lqQxQ2b3vJ9Zq0Kq3dY1YzZxvN0z1w3qG alice@laptop";
     let l = ctx
         .post(
