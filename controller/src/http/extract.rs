@@ -124,8 +124,8 @@ where
     }
 }
 
-/// A JSON body that may be left out (no body, or an empty one): then
-/// `T::default()`. For endpoints that took no body before.
+/// A JSON body that may be left out (no body, an empty one or `null`):
+/// then `T::default()`. For endpoints that took no body before.
 #[derive(Debug)]
 pub struct OptionalBody<T>(pub T);
 
@@ -144,7 +144,8 @@ where
         if empty {
             return Ok(OptionalBody(T::default()));
         }
-        Body::<T>::from_request(req, state).await.map(|Body(v)| OptionalBody(v))
+        // `null` is the same as no body.
+        Body::<Option<T>>::from_request(req, state).await.map(|Body(v)| OptionalBody(v.unwrap_or_default()))
     }
 }
 
