@@ -42,7 +42,9 @@ pub fn one_line_error(text: &str, max: usize) -> Option<String> {
     if let Some(e) = length_error(text, max) {
         return Some(e);
     }
-    text.chars().find(|c| forbidden_in_line(*c)).map(|c| format!("must be one line without control characters (found U+{:04X})", u32::from(c)))
+    text.chars()
+        .find(|c| forbidden_in_line(*c))
+        .map(|c| format!("must be one line without control characters (found U+{:04X})", u32::from(c)))
 }
 
 /// Why `text` is longer than `max` characters, or `None`.

@@ -347,6 +347,7 @@ impl App {
                 earliest_start: None,
             });
         }
+        super::one_line("environment", &req.environment, ferrum_api::limits::ENVIRONMENT)?;
         if req.environment.trim().is_empty() {
             return Err(AppError::bad_request("environment: name the environment to deploy"));
         }

@@ -52,7 +52,13 @@ pub async fn ipxe(State(app): State<Arc<App>>, Params(q): Params<ScriptQuery>) -
         None => {
             tracing::info!(mac = %q.mac, "iPXE script asked for a MAC not in the inventory");
             // Firmware runs this script: it stays iPXE, not JSON.
-            (StatusCode::NOT_FOUND, plain, axum::Extension(super::limits::KeepBody), "#!ipxe\necho ferrum: this MAC address is not in the inventory\nexit 1\n").into_response()
+            (
+                StatusCode::NOT_FOUND,
+                plain,
+                axum::Extension(super::limits::KeepBody),
+                "#!ipxe\necho ferrum: this MAC address is not in the inventory\nexit 1\n",
+            )
+                .into_response()
         }
     })
 }

@@ -82,7 +82,9 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let response = next.run(req).await;
     let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) || is_json(response.headers()) || response.extensions().get::<KeepBody>().is_some()
+    if !(status.is_client_error() || status.is_server_error())
+        || is_json(response.headers())
+        || response.extensions().get::<KeepBody>().is_some()
     {
         return response;
     }
@@ -127,7 +129,9 @@ mod tests {
 
     #[test]
     fn json_content_types() {
-        for (ct, json) in [("application/json", true), ("Application/JSON; charset=utf-8", true), ("text/plain", false), ("application/jsonx", false)] {
+        for (ct, json) in
+            [("application/json", true), ("Application/JSON; charset=utf-8", true), ("text/plain", false), ("application/jsonx", false)]
+        {
             let mut h = HeaderMap::new();
             h.insert(header::CONTENT_TYPE, ct.parse().expect("value"));
             assert_eq!(is_json(&h), json, "{ct}");

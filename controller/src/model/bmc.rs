@@ -319,7 +319,11 @@ mod tests {
             "redfish://a:pw@h%20x/s",
             "redfish+http://a:pw@[zz]/s",
         ] {
-            assert!(matches!(BmcAddress::parse(bad), Err(BmcParseError::BadHost | BmcParseError::NotAUrl)), "{bad}: {:?}", BmcAddress::parse(bad));
+            assert!(
+                matches!(BmcAddress::parse(bad), Err(BmcParseError::BadHost | BmcParseError::NotAUrl)),
+                "{bad}: {:?}",
+                BmcAddress::parse(bad)
+            );
         }
         assert_eq!(BmcAddress::parse("ipmi://a:pw@h%00"), Err(BmcParseError::BadHost));
         let long = format!("ipmi://a:pw@{}", vec!["a".repeat(63); 5].join("."));

@@ -93,7 +93,12 @@ async fn free_texts_are_bounded_and_one_line() {
             json!({"nodes": {"count": 1}, "duration": "1h", "deploy": {"environment": "debian12", "ssh_keys": [format!("ssh-ed25519 {}", long(20_000))]}}),
             "deploy.ssh_keys[0]: at most 16383",
         ),
-        ("/api/v1/nodes", "admin", json!({"name": long(100), "site": "s", "cluster": "c", "macs": ["02:00:00:00:00:03"]}), "name: at most 64"),
+        (
+            "/api/v1/nodes",
+            "admin",
+            json!({"name": long(100), "site": "s", "cluster": "c", "macs": ["02:00:00:00:00:03"]}),
+            "name: at most 64",
+        ),
         (
             "/api/v1/nodes",
             "admin",
