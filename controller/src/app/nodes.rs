@@ -43,6 +43,17 @@ pub struct NodeDetail {
     pub reference: Option<serde_json::Value>,
 }
 
+/// A node's events, for `GET /nodes/{name}/events`.
+#[derive(Clone, Debug)]
+pub struct NodeEvents {
+    pub events: Vec<NodeEventRow>,
+    /// The node (its BMC and reference name addresses no user may read).
+    pub node: NodeDetail,
+    /// When the caller held the node: `(start, end)` of each of his leases
+    /// on it (empty for admins, who see everything).
+    pub held: Vec<(crate::model::time::Seconds, crate::model::time::Seconds)>,
+}
+
 fn validate_node_name(what: &str, name: &str) -> AppResult<()> {
     super::accounts::validate_name(what, name)
 }
@@ -240,9 +251,19 @@ impl App {
         Ok(self.store.get_node(name).await?)
     }
 
-    pub async fn node_events(&self, name: &str) -> AppResult<Vec<NodeEventRow>> {
-        let node = self.store.get_node(name).await?;
-        Ok(self.store.node_events(node.id).await?)
+    /// A node's events with what `http::views` needs to decide what the
+    /// caller may see of them (the node's BMC and reference, the caller's
+    /// leases on it).
+    pub async fn node_events(&self, actor: &Actor, name: &str) -> AppResult<NodeEvents> {
+        let detail = self.get_node(name).await?;
+        let events = self.store.node_events(detail.row.id).await?;
+        let held = if actor.is_admin {
+            Vec::new()
+        } else {
+            let leases = self.store.list_leases(Some(actor.user_id), true).await?;
+            leases.iter().filter(|l| l.nodes.iter().any(|(id, _)| *id == detail.row.id)).map(|l| (l.start, l.end)).collect()
+        };
+        Ok(NodeEvents { events, node: detail, held })
     }
 
     /// Applies `input` to each node through [`NodeLifecycle::next`] and
