@@ -52,6 +52,11 @@ pub struct NodeEvents {
     /// When the caller held the node: `(start, end)` of each of his leases
     /// on it (empty for admins, who see everything).
     pub held: Vec<(crate::model::time::Seconds, crate::model::time::Seconds)>,
+    /// The admins' names (their events show as `admin`; empty for admins).
+    pub admins: Vec<String>,
+    /// The names of the other users and of the projects the caller is not
+    /// in, which a reason shown to him must not carry (empty for admins).
+    pub names: Vec<String>,
 }
 
 fn validate_node_name(what: &str, name: &str) -> AppResult<()> {
@@ -257,13 +262,23 @@ impl App {
     pub async fn node_events(&self, actor: &Actor, name: &str) -> AppResult<NodeEvents> {
         let detail = self.get_node(name).await?;
         let events = self.store.node_events(detail.row.id).await?;
-        let held = if actor.is_admin {
-            Vec::new()
-        } else {
-            let leases = self.store.list_leases(Some(actor.user_id), true).await?;
-            leases.iter().filter(|l| l.nodes.iter().any(|(id, _)| *id == detail.row.id)).map(|l| (l.start, l.end)).collect()
-        };
-        Ok(NodeEvents { events, node: detail, held })
+        let mut seen = NodeEvents { events, node: detail, held: Vec::new(), admins: Vec::new(), names: Vec::new() };
+        if actor.is_admin {
+            return Ok(seen);
+        }
+        let leases = self.store.list_leases(Some(actor.user_id), true).await?;
+        seen.held = leases.iter().filter(|l| l.nodes.iter().any(|(id, _)| *id == seen.node.row.id)).map(|l| (l.start, l.end)).collect();
+        for user in self.store.list_users().await? {
+            if user.is_admin {
+                seen.admins.push(user.name.clone());
+            }
+            if user.name != actor.name {
+                seen.names.push(user.name);
+            }
+        }
+        let own_projects: Vec<&str> = actor.projects.iter().map(|(_, name)| name.as_str()).collect();
+        seen.names.extend(self.store.list_projects().await?.into_iter().map(|p| p.name).filter(|p| !own_projects.contains(&p.as_str())));
+        Ok(seen)
     }
 
     /// Applies `input` to each node through [`NodeLifecycle::next`] and

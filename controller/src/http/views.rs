@@ -14,10 +14,12 @@
 //!   ([`busy`]). Project peers are other users here: they share their
 //!   project's description, members and usage, not each other's leases.
 //! - Node events ([`node_events`]): everyone sees when a node changed and
-//!   from which state to which; a user sees the actor when it is himself or
-//!   the system (others are "another user"), and the reason when he caused
-//!   the event or it happened while he held the node (with the BMC's
-//!   addresses taken out); other reasons are for admins.
+//!   from which state to which. A user sees the actor when it is himself or
+//!   the system; an admin shows as "admin", anyone else as "another user".
+//!   He sees the reason when he caused the event, when it happened while he
+//!   held the node, and for an admin's maintenance or retirement (a note
+//!   for users), with the BMC's addresses and other users' and projects'
+//!   names taken out; other reasons are for admins.
 //!
 //! Must not: read the database or decide access (404/403): the
 //! application layer does; this only shapes what an allowed read shows.
@@ -37,6 +39,12 @@ pub const ANOTHER_USER: &str = "another user";
 
 /// The actor of the controller's own loops.
 pub const SYSTEM_ACTOR: &str = "system";
+
+/// The actor shown to non-admins for an event an admin caused.
+pub const ADMIN_ACTOR: &str = "admin";
+
+/// What stands for another user's or project's name taken out of a reason.
+pub const NAME_REDACTED: &str = "<name>";
 
 /// The reason shown to non-admins in place of one that is not theirs.
 pub const HIDDEN_REASON: &str = "(shown to admins only)";
@@ -130,23 +138,71 @@ fn without_bmc(text: &str, bmc_names: &[String]) -> String {
     bmc_names.iter().fold(text.to_owned(), |t, name| t.replace(name.as_str(), BMC_REDACTED))
 }
 
+/// `text` without the whole words of `names` (a name's characters are
+/// letters, digits, `-`, `_` and `.`; a word ends where they do).
+fn without_names(text: &str, names: &[String]) -> String {
+    let is_name_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    let mut out = text.to_owned();
+    for name in names.iter().filter(|n| !n.is_empty()) {
+        let mut kept = String::with_capacity(out.len());
+        let mut rest = out.as_str();
+        while let Some(at) = rest.find(name.as_str()) {
+            let end = at + name.len();
+            let before = rest[..at].chars().next_back().is_some_and(is_name_char);
+            let after = rest[end..].chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+            kept.push_str(&rest[..at]);
+            kept.push_str(if before || after { name.as_str() } else { NAME_REDACTED });
+            rest = &rest[end..];
+        }
+        kept.push_str(rest);
+        out = kept;
+    }
+    out
+}
+
 /// A node's events as `viewer` may see them (see the module's rules).
 pub fn node_events(events: NodeEvents, viewer: &Actor) -> Vec<api::NodeEvent> {
     let bmc = if viewer.is_admin { Vec::new() } else { bmc_names(&events.node) };
-    events.events.into_iter().map(|e| node_event(e, viewer, &events.held, &bmc)).collect()
+    let seen = EventSight { viewer, held: &events.held, admins: &events.admins, names: &events.names, bmc: &bmc };
+    events.events.into_iter().map(|e| seen.event(e)).collect()
 }
 
-fn node_event(e: NodeEventRow, viewer: &Actor, held: &[(i64, i64)], bmc: &[String]) -> api::NodeEvent {
-    let (actor, reason) = if viewer.is_admin {
-        (e.actor, e.reason)
-    } else {
-        let own = e.actor == viewer.name;
-        let while_held = held.iter().any(|&(start, end)| (start..=end).contains(&e.at));
-        let actor = if own || e.actor == SYSTEM_ACTOR { e.actor } else { ANOTHER_USER.to_owned() };
-        let reason = if own || while_held { without_bmc(&e.reason, bmc) } else { HIDDEN_REASON.to_owned() };
-        (actor, reason)
-    };
-    api::NodeEvent { at: from_seconds(e.at), actor, from: parse_shown(&e.from), to: parse_shown(&e.to), reason }
+/// What a non-admin's view of one event depends on.
+struct EventSight<'a> {
+    viewer: &'a Actor,
+    held: &'a [(i64, i64)],
+    admins: &'a [String],
+    names: &'a [String],
+    bmc: &'a [String],
+}
+
+impl EventSight<'_> {
+    fn event(&self, e: NodeEventRow) -> api::NodeEvent {
+        let (from, to) = (parse_shown(&e.from), parse_shown(&e.to));
+        let (actor, reason) = if self.viewer.is_admin {
+            (e.actor, e.reason)
+        } else {
+            let own = e.actor == self.viewer.name;
+            let by_admin = self.admins.contains(&e.actor);
+            let while_held = self.held.iter().any(|&(start, end)| (start..=end).contains(&e.at));
+            let policy = [api::NodeState::Maintenance, api::NodeState::Retired];
+            let note = by_admin && (policy.contains(&from) || policy.contains(&to));
+            let actor = if own || e.actor == SYSTEM_ACTOR {
+                e.actor
+            } else if by_admin {
+                ADMIN_ACTOR.to_owned()
+            } else {
+                ANOTHER_USER.to_owned()
+            };
+            let reason = if own || while_held || note {
+                without_names(&without_bmc(&e.reason, self.bmc), self.names)
+            } else {
+                HIDDEN_REASON.to_owned()
+            };
+            (actor, reason)
+        };
+        api::NodeEvent { at: from_seconds(e.at), actor, from, to, reason }
+    }
 }
 
 /// A node's reference beside its agent's report, as `is_admin` may see it

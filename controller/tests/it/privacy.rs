@@ -352,7 +352,8 @@ async fn every_route_with_every_identity() {
 }
 
 /// What a user sees of a node's events: his own in full, the system's
-/// actor, others as "another user" with the reason hidden; admins all.
+/// actor, an admin's maintenance note without names and BMC, others as
+/// "another user" with the reason hidden; admins all.
 #[tokio::test]
 async fn node_events_show_others_redacted() {
     let (ctx, world) = seed().await;
@@ -373,6 +374,11 @@ async fn node_events_show_others_redacted() {
         match actor.as_str() {
             ALICE => assert_eq!((seen_actor, seen_reason), (actor, reason), "her own events in full"),
             "system" => assert_eq!(seen_actor, "system"),
+            // The admin's maintenance note, without bob's name and the BMC.
+            "admin" if reason.contains(BOB) => {
+                assert_eq!((seen_actor.as_str(), seen_reason.as_str()), ("admin", "told <name>: BMC <bmc> flaky"))
+            }
+            "admin" => assert_eq!(seen_actor, "admin"),
             _ => assert_eq!((seen_actor.as_str(), seen_reason.as_str()), ("another user", "(shown to admins only)")),
         }
     }
