@@ -656,12 +656,10 @@ impl App {
         }
     }
 
-    /// Busy intervals per node between `from` and `to` (for Gantt charts).
-    /// Lease ids and owners show for the caller's own leases only (all for
-    /// admins).
+    /// Busy intervals per node between `from` and `to` (for Gantt charts);
+    /// `http::views::busy` decides what a caller sees of each.
     pub async fn calendar_view(
         &self,
-        actor: &Actor,
         from: Option<Seconds>,
         to: Option<Seconds>,
         filter: Option<&str>,
@@ -676,11 +674,7 @@ impl App {
         }
         let nodes = self.list_nodes(filter).await?;
         let mut busy: BTreeMap<NodeId, Vec<BusyRow>> = BTreeMap::new();
-        for mut row in self.store.busy_between(from, to).await? {
-            if !actor.is_admin && row.owner_id != actor.user_id {
-                row.owner.clear();
-                row.lease = LeaseId(-1);
-            }
+        for row in self.store.busy_between(from, to).await? {
             busy.entry(row.node).or_default().push(row);
         }
         let out = nodes.into_iter().map(|n| {

@@ -44,6 +44,22 @@ pub struct NodeDetail {
     pub reference: Option<serde_json::Value>,
 }
 
+/// A node's events, for `GET /nodes/{name}/events`.
+#[derive(Clone, Debug)]
+pub struct NodeEvents {
+    pub events: Vec<NodeEventRow>,
+    /// The node (its BMC and reference name addresses no user may read).
+    pub node: NodeDetail,
+    /// When the caller held the node: `(start, end)` of each of his leases
+    /// on it (empty for admins, who see everything).
+    pub held: Vec<(crate::model::time::Seconds, crate::model::time::Seconds)>,
+    /// The admins' names (their events show as `admin`; empty for admins).
+    pub admins: Vec<String>,
+    /// The names of the other users and of the projects the caller is not
+    /// in, which a reason shown to him must not carry (empty for admins).
+    pub names: Vec<String>,
+}
+
 fn validate_node_name(what: &str, name: &str) -> AppResult<()> {
     // The length first: the name check's message quotes the name.
     super::one_line(if what == "node" { "name" } else { what }, name, limits::NAME)?;
@@ -276,9 +292,29 @@ impl App {
         Ok(self.store.get_node(name).await?)
     }
 
-    pub async fn node_events(&self, name: &str) -> AppResult<Vec<NodeEventRow>> {
-        let node = self.store.get_node(name).await?;
-        Ok(self.store.node_events(node.id).await?)
+    /// A node's events with what `http::views` needs to decide what the
+    /// caller may see of them (the node's BMC and reference, the caller's
+    /// leases on it).
+    pub async fn node_events(&self, actor: &Actor, name: &str) -> AppResult<NodeEvents> {
+        let detail = self.get_node(name).await?;
+        let events = self.store.node_events(detail.row.id).await?;
+        let mut seen = NodeEvents { events, node: detail, held: Vec::new(), admins: Vec::new(), names: Vec::new() };
+        if actor.is_admin {
+            return Ok(seen);
+        }
+        let leases = self.store.list_leases(Some(actor.user_id), true).await?;
+        seen.held = leases.iter().filter(|l| l.nodes.iter().any(|(id, _)| *id == seen.node.row.id)).map(|l| (l.start, l.end)).collect();
+        for user in self.store.list_users().await? {
+            if user.is_admin {
+                seen.admins.push(user.name.clone());
+            }
+            if user.name != actor.name {
+                seen.names.push(user.name);
+            }
+        }
+        let own_projects: Vec<&str> = actor.projects.iter().map(|(_, name)| name.as_str()).collect();
+        seen.names.extend(self.store.list_projects().await?.into_iter().map(|p| p.name).filter(|p| !own_projects.contains(&p.as_str())));
+        Ok(seen)
     }
 
     /// Applies `input` to each node through [`NodeLifecycle::next`] and

@@ -116,20 +116,11 @@ pub async fn result(
     responses((status = 200, body = api::NodeInventory), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn node_inventory(
     State(app): State<Arc<App>>,
-    Caller(_actor): Caller,
+    Caller(actor): Caller,
     PathParam(name): PathParam<String>,
 ) -> ApiResult<Json<api::NodeInventory>> {
     let inv = app.node_inventory(&name).await?;
-    Ok(Json(api::NodeInventory {
-        node: name,
-        reference: inv.reference,
-        reported: inv.reported.map(|(row, report)| api::ReportedInventory {
-            generation: row.generation,
-            reported_at: crate::model::time::from_seconds(row.reported_at),
-            report,
-        }),
-        differences: inv.differences,
-    }))
+    Ok(Json(views::node_inventory(name, inv, actor.is_admin)))
 }
 
 /// Queue a command for the node's agent (admin).

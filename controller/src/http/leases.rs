@@ -124,7 +124,7 @@ pub async fn calendar(
     Caller(actor): Caller,
     Params(q): Params<api::CalendarQuery>,
 ) -> ApiResult<Json<api::Calendar>> {
-    let (from, to, nodes) = app.calendar_view(&actor, q.from.map(to_seconds), q.to.map(to_seconds), q.filter.as_deref()).await?;
+    let (from, to, nodes) = app.calendar_view(q.from.map(to_seconds), q.to.map(to_seconds), q.filter.as_deref()).await?;
     Ok(Json(api::Calendar {
         from: from_seconds(from),
         to: from_seconds(to),
@@ -133,7 +133,7 @@ pub async fn calendar(
             .map(|(n, busy)| api::NodeCalendar {
                 state: crate::model::node::shown_state(n.state, n.policy),
                 node: n.name,
-                busy: busy.into_iter().map(|b| views::busy(b, actor.user_id)).collect(),
+                busy: busy.into_iter().map(|b| views::busy(b, &actor)).collect(),
             })
             .collect(),
     }))

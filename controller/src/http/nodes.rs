@@ -105,10 +105,10 @@ pub async fn maintenance(
     security(("bearer" = [])))]
 pub async fn events(
     State(app): State<Arc<App>>,
-    Caller(_actor): Caller,
+    Caller(actor): Caller,
     PathParam(name): PathParam<String>,
 ) -> ApiResult<Json<Vec<api::NodeEvent>>> {
-    Ok(Json(app.node_events(&name).await?.into_iter().map(views::node_event).collect()))
+    Ok(Json(views::node_events(app.node_events(&actor, &name).await?, &actor)))
 }
 
 fn power_answer(app_row: crate::db::PowerRequestRow, node_power: Option<String>) -> ApiResult<(StatusCode, Json<api::PowerOperation>)> {

@@ -1,14 +1,56 @@
-//! Conversions from domain rows to API views. The only place that decides
-//! what a caller may see of a row: BMC details for admins only (never the
-//! password), lease ids and owners of others' leases never.
+//! Conversions from domain rows to API views, and the API's privacy rules,
+//! written once: every handler that answers a row goes through here, and
+//! nothing else decides what a caller may see of it.
+//!
+//! The rules (README "Who sees what"; SPEC §9: a user sees and acts only
+//! on their own leases, node BMC data is admin-only):
+//! - Admins see everything but secrets (BMC passwords and tokens are never
+//!   shown; a token is answered once, when it is made).
+//! - A node's BMC (the enrolled address, and the management adapters of its
+//!   reference description) is admin-only: [`node`], [`node_inventory`].
+//! - Other users' names, projects and lease ids are admin-only: a user
+//!   sees his own leases (the application layer answers 404 for others'),
+//!   and in the calendar others' intervals without owner or lease id
+//!   ([`busy`]). Project peers are other users here: they share their
+//!   project's description, members and usage, not each other's leases.
+//! - Node events ([`node_events`]): everyone sees when a node changed and
+//!   from which state to which. A user sees the actor when it is himself or
+//!   the system; an admin shows as "admin", anyone else as "another user".
+//!   He sees the reason when he caused the event, when it happened while he
+//!   held the node, and for an admin's maintenance or retirement (a note
+//!   for users), with the BMC's addresses and other users' and projects'
+//!   names taken out; other reasons are for admins.
+//!
+//! Must not: read the database or decide access (404/403): the
+//! application layer does; this only shapes what an allowed read shows.
 
 use ferrum_api as api;
 
-use crate::app::nodes::NodeDetail;
+use crate::app::Actor;
+use crate::app::agent::NodeInventory;
+use crate::app::nodes::{NodeDetail, NodeEvents};
 use crate::db::{BusyRow, LeaseRow, NodeEventRow, NodeRow, ProjectRow, UserRow};
 use crate::model::BmcAddress;
 use crate::model::node::shown_state;
 use crate::model::time::from_seconds;
+
+/// The actor shown to non-admins for an event another user caused.
+pub const ANOTHER_USER: &str = "another user";
+
+/// The actor of the controller's own loops.
+pub const SYSTEM_ACTOR: &str = "system";
+
+/// The actor shown to non-admins for an event an admin caused.
+pub const ADMIN_ACTOR: &str = "admin";
+
+/// What stands for another user's or project's name taken out of a reason.
+pub const NAME_REDACTED: &str = "<name>";
+
+/// The reason shown to non-admins in place of one that is not theirs.
+pub const HIDDEN_REASON: &str = "(shown to admins only)";
+
+/// What stands for a BMC address taken out of a text shown to non-admins.
+pub const BMC_REDACTED: &str = "<bmc>";
 
 pub fn node(row: NodeRow, reference: Option<serde_json::Value>, is_admin: bool) -> api::Node {
     let bmc = if is_admin {
@@ -34,7 +76,7 @@ pub fn node(row: NodeRow, reference: Option<serde_json::Value>, is_admin: bool) 
         bmc,
         boot_target: row.boot_target.into(),
         power: row.power.map(|(state, at, source)| api::PowerReading { state, observed_at: from_seconds(at), source }),
-        reference,
+        reference: reference.map(|r| reference_view(r, is_admin)),
         created_at: from_seconds(row.created_at),
         updated_at: from_seconds(row.updated_at),
     }
@@ -48,8 +90,135 @@ fn parse_shown(s: &str) -> api::NodeState {
     api::NodeState::ALL.into_iter().find(|st| st.as_str() == s).unwrap_or(api::NodeState::Enrolling)
 }
 
-pub fn node_event(e: NodeEventRow) -> api::NodeEvent {
-    api::NodeEvent { at: from_seconds(e.at), actor: e.actor, from: parse_shown(&e.from), to: parse_shown(&e.to), reason: e.reason }
+/// A reference description as `is_admin` may see it: for others, without
+/// its BMC (management network adapters, a `bmc` entry).
+fn reference_view(mut reference: serde_json::Value, is_admin: bool) -> serde_json::Value {
+    if !is_admin {
+        if let Some(adapters) = reference.get_mut("network_adapters").and_then(serde_json::Value::as_array_mut) {
+            adapters.retain(|a| !is_management_adapter(a));
+        }
+        if let Some(map) = reference.as_object_mut() {
+            map.remove("bmc");
+        }
+    }
+    reference
+}
+
+/// A reference network adapter that is a BMC's: `management: true`, or a
+/// device or name that says `bmc`.
+fn is_management_adapter(adapter: &serde_json::Value) -> bool {
+    let says_bmc = |key: &str| adapter.get(key).and_then(serde_json::Value::as_str).is_some_and(|v| v.to_ascii_lowercase().contains("bmc"));
+    adapter.get("management").and_then(serde_json::Value::as_bool).unwrap_or(false) || says_bmc("device") || says_bmc("name")
+}
+
+/// The texts that name a node's BMC: its enrolled `host:port` and host, and
+/// the addresses of its reference's management adapters. Longest first, so
+/// that `host:port` goes before `host`.
+fn bmc_names(node: &NodeDetail) -> Vec<String> {
+    let mut names = Vec::new();
+    if let Some(bmc) = node.row.bmc_url.as_ref().and_then(|s| BmcAddress::parse(&s.0).ok()) {
+        names.push(format!("{}:{}", bmc.host, bmc.port));
+        names.push(bmc.host.clone());
+    }
+    let adapters = node.reference.as_ref().and_then(|r| r.get("network_adapters")).and_then(serde_json::Value::as_array);
+    for adapter in adapters.into_iter().flatten().filter(|a| is_management_adapter(a)) {
+        for key in ["ip", "ip6", "network_address"] {
+            if let Some(v) = adapter.get(key).and_then(serde_json::Value::as_str) {
+                names.push(v.to_owned());
+            }
+        }
+    }
+    names.retain(|n| !n.is_empty());
+    names.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    names
+}
+
+/// `text` with every BMC name replaced by [`BMC_REDACTED`].
+fn without_bmc(text: &str, bmc_names: &[String]) -> String {
+    bmc_names.iter().fold(text.to_owned(), |t, name| t.replace(name.as_str(), BMC_REDACTED))
+}
+
+/// `text` without the whole words of `names` (a name's characters are
+/// letters, digits, `-`, `_` and `.`; a word ends where they do).
+fn without_names(text: &str, names: &[String]) -> String {
+    let is_name_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    let mut out = text.to_owned();
+    for name in names.iter().filter(|n| !n.is_empty()) {
+        let mut kept = String::with_capacity(out.len());
+        let mut rest = out.as_str();
+        while let Some(at) = rest.find(name.as_str()) {
+            let end = at + name.len();
+            let before = rest[..at].chars().next_back().is_some_and(is_name_char);
+            let after = rest[end..].chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+            kept.push_str(&rest[..at]);
+            kept.push_str(if before || after { name.as_str() } else { NAME_REDACTED });
+            rest = &rest[end..];
+        }
+        kept.push_str(rest);
+        out = kept;
+    }
+    out
+}
+
+/// A node's events as `viewer` may see them (see the module's rules).
+pub fn node_events(events: NodeEvents, viewer: &Actor) -> Vec<api::NodeEvent> {
+    let bmc = if viewer.is_admin { Vec::new() } else { bmc_names(&events.node) };
+    let seen = EventSight { viewer, held: &events.held, admins: &events.admins, names: &events.names, bmc: &bmc };
+    events.events.into_iter().map(|e| seen.event(e)).collect()
+}
+
+/// What a non-admin's view of one event depends on.
+struct EventSight<'a> {
+    viewer: &'a Actor,
+    held: &'a [(i64, i64)],
+    admins: &'a [String],
+    names: &'a [String],
+    bmc: &'a [String],
+}
+
+impl EventSight<'_> {
+    fn event(&self, e: NodeEventRow) -> api::NodeEvent {
+        let (from, to) = (parse_shown(&e.from), parse_shown(&e.to));
+        let (actor, reason) = if self.viewer.is_admin {
+            (e.actor, e.reason)
+        } else {
+            let own = e.actor == self.viewer.name;
+            let by_admin = self.admins.contains(&e.actor);
+            let while_held = self.held.iter().any(|&(start, end)| (start..=end).contains(&e.at));
+            let policy = [api::NodeState::Maintenance, api::NodeState::Retired];
+            let note = by_admin && (policy.contains(&from) || policy.contains(&to));
+            let actor = if own || e.actor == SYSTEM_ACTOR {
+                e.actor
+            } else if by_admin {
+                ADMIN_ACTOR.to_owned()
+            } else {
+                ANOTHER_USER.to_owned()
+            };
+            let reason = if own || while_held || note {
+                without_names(&without_bmc(&e.reason, self.bmc), self.names)
+            } else {
+                HIDDEN_REASON.to_owned()
+            };
+            (actor, reason)
+        };
+        api::NodeEvent { at: from_seconds(e.at), actor, from, to, reason }
+    }
+}
+
+/// A node's reference beside its agent's report, as `is_admin` may see it
+/// (the reference without its BMC for others; the report and the
+/// differences never name a BMC: the agent cannot see it).
+pub fn node_inventory(node: String, inv: NodeInventory, is_admin: bool) -> api::NodeInventory {
+    api::NodeInventory {
+        node,
+        reference: inv.reference.map(|r| reference_view(r, is_admin)),
+        reported: inv.reported.map(|(row, report)| api::ReportedInventory {
+            generation: row.generation,
+            reported_at: from_seconds(row.reported_at),
+            report,
+        }),
+        differences: inv.differences,
+    }
 }
 
 pub fn lease(l: LeaseRow) -> api::Lease {
@@ -70,9 +239,11 @@ pub fn lease(l: LeaseRow) -> api::Lease {
     }
 }
 
-pub fn busy(b: BusyRow, caller: crate::model::UserId) -> api::BusyInterval {
-    let visible = b.lease.0 >= 0;
-    let mine = b.owner_id == caller;
+/// A busy interval of the calendar: its lease id and owner only for the
+/// owner and admins.
+pub fn busy(b: BusyRow, viewer: &Actor) -> api::BusyInterval {
+    let mine = b.owner_id == viewer.user_id;
+    let visible = mine || viewer.is_admin;
     api::BusyInterval {
         start: from_seconds(b.start),
         end: from_seconds(b.end),

@@ -16,6 +16,7 @@ mod policy;
 mod power;
 mod power_ipmi;
 mod power_redfish;
+mod privacy;
 mod reads;
 mod secrets;
 pub mod ssh;
