@@ -86,6 +86,7 @@ fn rows() -> Vec<Row> {
         shared(get("/api/v1/projects", "/api/v1/projects", [401, 200, 200, 200, 200])),
         get("/api/v1/users", "/api/v1/users", [401, 403, 403, 403, 200]),
         get("/api/v1/users/me", "/api/v1/users/me", [401, 200, 200, 200, 200]),
+        get("/api/v1/users/{name}/tokens", "/api/v1/users/{alice}/tokens", [401, 200, 403, 403, 200]),
         get("/api/v1/environments", "/api/v1/environments", [401, 200, 200, 200, 200]),
         get("/api/v1/environments/{name}", "/api/v1/environments/tiny", [401, 200, 200, 200, 200]),
         shared(get("/api/v1/usage", "/api/v1/usage?group_by=user&from=2026-11-01T00:00:00Z", [401, 200, 200, 200, 200])),
@@ -121,6 +122,7 @@ fn rows() -> Vec<Row> {
         row("DELETE", "/api/v1/projects/{name}/members/{user}", "/api/v1/projects/{beta}/members/{bob}", None, [401, 403, 403, 403, 200]),
         row("POST", "/api/v1/users", "/api/v1/users", empty(), [401, 400, 400, 400, 400]),
         row("POST", "/api/v1/users/{name}/tokens", "/api/v1/users/{alice}/tokens", None, [401, 201, 403, 403, 201]),
+        row("DELETE", "/api/v1/users/{name}/tokens/{id}", "/api/v1/users/{alice}/tokens/999999", None, [401, 404, 403, 403, 404]),
         row("POST", "/api/v1/environments", "/api/v1/environments", empty(), [401, 400, 400, 400, 400]),
         row("POST", "/api/v1/account-requests", "/api/v1/account-requests", empty(), [400, 400, 400, 400, 400]),
         row(
@@ -137,6 +139,9 @@ fn rows() -> Vec<Row> {
             reason(),
             [401, 403, 403, 403, 409],
         ),
+        // Dave exists once his account request is approved (above).
+        row("POST", "/api/v1/users/{name}/disable", "/api/v1/users/{dave}/disable", reason(), [401, 403, 403, 403, 200]),
+        row("POST", "/api/v1/users/{name}/enable", "/api/v1/users/{dave}/enable", None, [401, 403, 403, 403, 200]),
         // The agent protocol and the boot service (no API token; their own
         // credentials are tested in agent.rs and boot.rs).
         row("POST", "/agent/v1/register", "/agent/v1/register", empty(), [400, 400, 400, 400, 400]),
@@ -264,6 +269,7 @@ async fn seed() -> (TestContext, World) {
         ("beta", BETA.to_owned()),
         ("alice", ALICE.to_owned()),
         ("bob", BOB.to_owned()),
+        ("dave", DAVE.to_owned()),
     ];
     let world = World { tokens: [None, Some(alice), Some(bob), Some(carol), Some(admin)], places };
     (ctx, world)
