@@ -217,9 +217,10 @@ impl App {
     /// only to an agent (its session bearer) whose queued or running
     /// `write_image` command names it.
     pub async fn image_access(&self, path: &str, session: Option<&str>) -> AppResult<()> {
-        let public = self.store.list_environments().await?.into_iter().filter(|r| r.visibility == "public").any(|r| {
-            serde_json::from_str::<ferrum_api::environment::EnvironmentDescriptor>(&r.descriptor).is_ok_and(|d| d.image == path)
-        });
+        let public =
+            self.store.list_environments().await?.into_iter().filter(|r| r.visibility == "public").any(|r| {
+                serde_json::from_str::<ferrum_api::environment::EnvironmentDescriptor>(&r.descriptor).is_ok_and(|d| d.image == path)
+            });
         if public {
             return Ok(());
         }

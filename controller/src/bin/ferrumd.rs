@@ -96,8 +96,7 @@ async fn main() -> anyhow::Result<()> {
     // `addr=` as the last address line.
     let mut boot = Vec::with_capacity(boot_listen.len());
     for addr in boot_listen {
-        let listener =
-            tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (boot.listen)"))?;
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (boot.listen)"))?;
         let boot_addr = listener.local_addr()?;
         tracing::info!(boot_addr = %boot_addr, "boot and agent endpoints serving (/boot/, /images/, /agent/v1/)");
         boot.push(listener);

@@ -100,10 +100,15 @@ async fn registration_generations_and_the_inventory_check() {
         204
     );
     let result = json!({"generation": 2, "error": null});
-    assert_eq!(ctx.boot_request(reqwest::Method::POST, &format!("/agent/v1/commands/{id}/result"), Some(&s2), Some(&result)).await.status, 204);
+    assert_eq!(
+        ctx.boot_request(reqwest::Method::POST, &format!("/agent/v1/commands/{id}/result"), Some(&s2), Some(&result)).await.status,
+        204
+    );
     let list = ctx.get(&format!("/api/v1/nodes/{node}/agent-commands"), &ctx.admin).await.expect(200);
     assert_eq!((list[0]["state"].as_str(), list[0]["done_bytes"].as_i64()), (Some("done"), Some(10)));
     // A finished command is finished: a second result is not accepted.
-    ctx.boot_request(reqwest::Method::POST, &format!("/agent/v1/commands/{id}/result"), Some(&s2), Some(&result)).await.error(404, "not_found");
+    ctx.boot_request(reqwest::Method::POST, &format!("/agent/v1/commands/{id}/result"), Some(&s2), Some(&result))
+        .await
+        .error(404, "not_found");
     assert!(!list.to_string().contains(&s2) && !list.to_string().contains(&token2), "tokens never appear in answers");
 }

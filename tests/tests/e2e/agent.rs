@@ -67,8 +67,7 @@ fn sha256_of(path: &Path) -> String {
 async fn agent_registers_reports_and_carries_out_commands() {
     // The public URL only goes into scripts; the agent is given the real one
     // (the boot listener's: the API listener serves no boot or agent endpoint).
-    let server =
-        Ferrumd::start_with(None, "[boot]\nlisten = [\"127.0.0.1:0\"]\npublic_url = \"http://192.0.2.1:8751\"\n", "127.0.0.1:0");
+    let server = Ferrumd::start_with(None, "[boot]\nlisten = [\"127.0.0.1:0\"]\npublic_url = \"http://192.0.2.1:8751\"\n", "127.0.0.1:0");
     let boot_url = server.boot_url.clone().expect("ferrumd logged its boot listener (boot_addr=)");
     let admin = server.admin_token.clone();
     let api = Api { client: reqwest::Client::new(), url: server.url.clone(), token: admin.clone() };
