@@ -192,6 +192,20 @@ pub struct WriteOptions {
     pub read_timeout: Duration,
     /// Minimum interval between two progress reports.
     pub progress_interval: Duration,
+    /// Sent as `Authorization: Bearer` with an HTTP(S) fetch: the agent's
+    /// session, for an image under the controller's own `/images/` (a
+    /// private environment's image is served only to the agent writing it).
+    pub bearer: Option<Bearer>,
+}
+
+/// A bearer token that `Debug` never shows.
+#[derive(Clone)]
+pub struct Bearer(pub String);
+
+impl fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Bearer(<redacted>)")
+    }
 }
 
 impl Default for WriteOptions {
@@ -201,6 +215,7 @@ impl Default for WriteOptions {
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
             progress_interval: PROGRESS_INTERVAL,
+            bearer: None,
         }
     }
 }
@@ -664,8 +679,11 @@ async fn open_source(spec: &ImageSpec, options: &WriteOptions) -> Result<Opened,
                     .map_err(ImageError::HttpClient)?,
             };
             let name = url.to_string();
-            let mut response =
-                client.get(url.clone()).send().await.map_err(|source| ImageError::Unreachable { url: name.clone(), source })?;
+            let mut request = client.get(url.clone());
+            if let Some(Bearer(token)) = &options.bearer {
+                request = request.bearer_auth(token);
+            }
+            let mut response = request.send().await.map_err(|source| ImageError::Unreachable { url: name.clone(), source })?;
             let status = response.status();
             if !status.is_success() {
                 return Err(ImageError::HttpStatus { url: name, status });

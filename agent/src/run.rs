@@ -289,7 +289,10 @@ async fn write(controller: &Controller, id: i64, url: &str, format: ImageFormat,
     };
     let spec = ImageSpec { source, format, sha256: Some(sha256), size: Some(size) };
     let (tx, reporter) = controller.progress_reporter(id);
-    let result = image::write_image(&spec, &PathBuf::from(device), &WriteOptions::default(), |p| {
+    // The session goes only to the controller's own images, never elsewhere.
+    let own = url.starts_with(&format!("{}/", controller.base.trim_end_matches('/')));
+    let options = WriteOptions { bearer: own.then(|| image::Bearer(controller.session.session.clone())), ..WriteOptions::default() };
+    let result = image::write_image(&spec, &PathBuf::from(device), &options, |p| {
         let _ = tx.send(Some((p.written, p.expected)));
     })
     .await;

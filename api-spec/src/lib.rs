@@ -208,6 +208,26 @@ pub struct UnknownMac {
     pub requests: u64,
 }
 
+/// One MAC of the boot services' table (`GET /api/v1/boot/hosts`, a
+/// boot-service token or an admin's): what `ferrum-pxe` needs to answer
+/// DHCP, nothing more.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BootHost {
+    /// Lowercase, colon-separated.
+    pub mac: String,
+    /// The node's name.
+    pub name: String,
+    /// The node's inventory IPv4 address, if any.
+    pub ip: Option<String>,
+}
+
+/// A new boot-service token (`POST /api/v1/boot/tokens`, admin), shown
+/// once: it reads `GET /api/v1/boot/hosts` and nothing else.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct BootTokenCreated {
+    pub token: String,
+}
+
 /// A node's BMC, as shown to admins only. The password is never returned.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct BmcView {

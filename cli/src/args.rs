@@ -677,6 +677,9 @@ pub enum AdminCommand {
     /// Create API tokens
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Create a boot-service token for ferrum-pxe (it reads the MAC table
+    /// and nothing else); prints it as the last line
+    BootToken,
     /// Show admin actions (approvals, quota changes, maintenance, power, ...)
     Audit(AuditArgs),
     /// Account requests: list (the default), show, approve, reject

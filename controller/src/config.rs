@@ -179,12 +179,17 @@ impl Default for ResetConfig {
 }
 
 /// `[boot]`: network boot. Nothing runs unless configured: the HTTP boot
-/// endpoints are always served, DHCP and TFTP only for the interfaces and
-/// addresses listed.
+/// and agent endpoints only on the `listen` addresses (never on the API's),
+/// DHCP and TFTP only for the interfaces and addresses listed.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BootConfig {
-    /// The URL nodes reach this controller at (iPXE scripts, kernel,
+    /// Where the boot and agent endpoints (`/boot/`, `/images/`,
+    /// `/agent/v1/`) are served: addresses on the provisioning network,
+    /// e.g. `["10.10.0.1:8751"]`. Default: none (no network boot). Required
+    /// when DHCP is configured.
+    pub listen: Vec<SocketAddr>,
+    /// The URL nodes reach the boot listener at (iPXE scripts, kernel,
     /// initrd, images, the agent's API). Required when DHCP is configured.
     pub public_url: Option<String>,
     /// Directory of the deploy ramdisk served at `/boot/files/`.
@@ -210,6 +215,7 @@ pub struct BootConfig {
 impl Default for BootConfig {
     fn default() -> Self {
         BootConfig {
+            listen: Vec::new(),
             public_url: None,
             ramdisk_dir: None,
             images_dir: None,
@@ -239,6 +245,14 @@ impl BootConfig {
             }
         } else if !self.dhcp.is_empty() {
             return Err("boot.public_url: required when boot.dhcp is configured (the URL nodes reach this controller at)".into());
+        }
+        if !self.dhcp.is_empty() && self.listen.is_empty() {
+            return Err("boot.listen: required when boot.dhcp is configured (the provisioning-network addresses the boot and agent endpoints are served at, e.g. [\"10.10.0.1:8751\"])".into());
+        }
+        for (i, addr) in self.listen.iter().enumerate() {
+            if self.listen[..i].contains(addr) {
+                return Err(format!("boot.listen: {addr} is listed twice"));
+            }
         }
         for (key, name) in [("boot.kernel", &self.kernel), ("boot.initrd", &self.initrd)] {
             if name.is_empty() || name.contains('/') || name.contains(char::is_whitespace) {
@@ -425,13 +439,18 @@ mod tests {
         let dhcp = "[[boot.dhcp]]\ninterface = \"br0\"\nmode = \"full\"\nsubnet = \"10.0.0.0/24\"\n";
         let e = Config::parse(dhcp).unwrap_err();
         assert!(e.starts_with("boot.public_url: required when boot.dhcp is configured"), "{e}");
-        let ok = Config::parse(&format!("[boot]\npublic_url = \"http://10.0.0.1:8750\"\n{dhcp}")).unwrap();
+        let e = Config::parse(&format!("[boot]\npublic_url = \"http://10.0.0.1:8751\"\n{dhcp}")).unwrap_err();
+        assert!(e.starts_with("boot.listen: required when boot.dhcp is configured"), "{e}");
+        let ok = Config::parse(&format!("[boot]\nlisten = [\"10.0.0.1:8751\"]\npublic_url = \"http://10.0.0.1:8751\"\n{dhcp}")).unwrap();
         assert_eq!(ok.boot.network().dhcp.len(), 1);
+        assert_eq!(ok.boot.listen, vec![SocketAddr::from(([10, 0, 0, 1], 8751))]);
+        let e = Config::parse("[boot]\nlisten = [\"10.0.0.1:8751\", \"10.0.0.1:8751\"]\n").unwrap_err();
+        assert!(e.starts_with("boot.listen: 10.0.0.1:8751 is listed twice"), "{e}");
         let e = Config::parse("[boot]\npublic_url = \"10.0.0.1\"\n").unwrap_err();
         assert!(e.starts_with("boot.public_url: '10.0.0.1' is not a URL"), "{e}");
         let e = Config::parse("[boot]\nkernel = \"../vmlinuz\"\n").unwrap_err();
         assert!(e.starts_with("boot.kernel: '../vmlinuz' must be a plain file name"), "{e}");
-        let e = Config::parse(&format!("[boot]\npublic_url = \"http://h\"\n{dhcp}{dhcp}")).unwrap_err();
+        let e = Config::parse(&format!("[boot]\nlisten = [\"10.0.0.1:8751\"]\npublic_url = \"http://h\"\n{dhcp}{dhcp}")).unwrap_err();
         assert!(e.contains("interface \"br0\" is listed twice"), "{e}");
     }
 

@@ -148,15 +148,42 @@ pub fn redact_url(url: &str) -> String {
 
 /// Serves the API on `listener` and, while this replica leads, runs the
 /// background loops (clock, power, operations), until `shutdown` resolves;
-/// then stops everything and returns.
+/// then stops everything and returns. No boot listener: see
+/// [`serve_with_boot`].
 pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    serve_with_boot(app, listener, Vec::new(), shutdown).await
+}
+
+/// [`serve`], plus the boot and agent endpoints (`/boot/`, `/images/`,
+/// `/agent/v1/`) on each of `boot` (the `[boot] listen` addresses, on the
+/// provisioning network), never on the API's `listener`.
+pub async fn serve_with_boot(
+    app: Arc<App>,
+    listener: TcpListener,
+    boot: Vec<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let boot_services = start_boot_services(&app, stop_rx.clone())?;
     let boot_hosts_loop = tokio::spawn(app.clone().run_boot_hosts_loop(stop_rx.clone()));
     let changes = tokio::spawn(app.clone().run_change_listener(stop_rx.clone()));
+    let metrics = Arc::new(http::metrics::Metrics::new(app.clone()));
+    let boot_servers: Vec<_> = boot
+        .into_iter()
+        .map(|listener| {
+            let service = http::boot_router(app.clone(), metrics.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|stopped| *stopped).await;
+                    })
+                    .await
+            })
+        })
+        .collect();
     // The clock, power and operations loops run while this replica leads.
     let background = tokio::spawn(app.clone().run_background(stop_rx));
-    let metrics = Arc::new(http::metrics::Metrics::new(app.clone()));
     let router = http::router(app, metrics);
     // The client address feeds the rate limit of account requests.
     let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -165,6 +192,9 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
     background.await.context("background loops panicked")?;
     changes.await.context("change listener panicked")?;
     boot_hosts_loop.await.context("boot hosts loop panicked")?;
+    for server in boot_servers {
+        server.await.context("boot listener panicked")?.context("boot listener failed")?;
+    }
     if let Some(task) = boot_services {
         task.await.context("boot services panicked")?.context("boot services failed")?;
     }
@@ -179,7 +209,7 @@ fn start_boot_services(
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<anyhow::Result<()>>>> {
     let boot = &app.config.boot;
-    tracing::info!(dir = %app.config.ramdisk_dir().display(), "HTTP boot: /boot/ipxe?mac= scripts, deploy ramdisk at /boot/files/");
+    tracing::info!(dir = %app.config.ramdisk_dir().display(), "HTTP boot (boot listeners only): /boot/ipxe?mac= scripts, deploy ramdisk at /boot/files/");
     let network = boot.network();
     if network.is_empty() {
         tracing::info!("boot network services: none configured (no [[boot.dhcp]], no [boot.tftp])");

@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::error::{LabError, Result};
-use crate::layout::{FERRUMD_PORT, LabFiles, LabSpec};
+use crate::layout::{BOOT_PORT, FERRUMD_PORT, LabFiles, LabSpec};
 use crate::netns::Netns;
 use crate::procs;
 
@@ -25,7 +25,8 @@ pub fn config(spec: &LabSpec) -> String {
     let k = spec.subnet_id;
     let mut text = format!(
         "# Written by `ferrum lab up`; rewritten at every start of the lab.\n\n\
-         [boot]\npublic_url = \"http://10.{k}.0.1:{FERRUMD_PORT}\"\n\
+         [boot]\n# The boot and agent endpoints, on the provisioning bridge only (the API\n         # stays on its own port).\nlisten = [\"10.{k}.0.1:{BOOT_PORT}\"]\n\
+         public_url = \"http://10.{k}.0.1:{BOOT_PORT}\"\n\
          ramdisk_dir = \"{ramdisk}\"\nimages_dir = \"{images}\"\n\
          cmdline = \"console=ttyS0 panic=-1\"\n\n\
          [[boot.dhcp]]\ninterface = \"br0\"\nmode = \"full\"\nsubnet = \"10.{k}.0.0/24\"\n\n\

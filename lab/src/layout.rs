@@ -33,8 +33,11 @@ pub const RAMDISK_MEMORY_MIB: u32 = 320;
 pub const MAX_NODES: u32 = 64;
 /// Disk of every node.
 pub const DISK_BYTES: u64 = 2 << 30;
-/// The port `ferrumd` listens on inside the namespace.
+/// The port `ferrumd`'s API listens on inside the namespace.
 pub const FERRUMD_PORT: u16 = 8080;
+/// The port of `ferrumd`'s boot listener (`[boot] listen`: iPXE scripts,
+/// ramdisk, images, the agent protocol), on the bridge's address only.
+pub const BOOT_PORT: u16 = 8081;
 /// The BMC user.
 pub const BMC_USER: &str = "admin";
 /// Site and cluster the nodes are enrolled in.
@@ -224,7 +227,7 @@ pub struct LabState {
     pub subnet_id: u8,
     /// ferrumd's URL from the root namespace (through the veth).
     pub url: String,
-    /// ferrumd's URL from the nodes (the bridge).
+    /// ferrumd's boot listener, as the nodes reach it (the bridge).
     pub node_url: String,
     pub memory_mib: u32,
     /// The accelerator QEMU runs with.

@@ -255,7 +255,7 @@ fn start(spec: &LabSpec, files: &LabFiles, lab: &mut Lab) -> Result<LabState> {
         netns: ns_name,
         subnet_id: k,
         url,
-        node_url: format!("http://10.{k}.0.1:{FERRUMD_PORT}"),
+        node_url: format!("http://10.{k}.0.1:{}", layout::BOOT_PORT),
         memory_mib: spec.memory_mib,
         accel,
         supervisor_pid: std::process::id(),

@@ -3,7 +3,8 @@
 //!
 //! Owns: the standalone configuration (`[controller]` and `[boot]`) and
 //! [`ControllerDirectory`], a copy of the inventory's MAC → node table
-//! refreshed from the controller's API (`GET /api/v1/nodes`), so the
+//! refreshed from the controller's API (`GET /api/v1/boot/hosts`, with a
+//! boot-service token: `ferrum admin boot-token`), so the
 //! database stays the one source of truth. Must not: keep any inventory of
 //! its own, or answer from a table it failed to load (an empty table
 //! answers nobody).
@@ -36,8 +37,9 @@ pub struct StandaloneConfig {
 pub struct ControllerSource {
     /// The controller's URL as this service reaches it.
     pub url: String,
-    /// A file holding an API token (any user's: node lists are not
-    /// admin-only). Kept out of the config file so the file can be shared.
+    /// A file holding a boot-service token (`ferrum admin boot-token`: it
+    /// reads the MAC → node table and nothing else; a user's token is
+    /// refused). Kept out of the config file so the file can be shared.
     pub token_file: PathBuf,
     /// How often the node table is reloaded.
     #[serde(default = "default_refresh", deserialize_with = "duration")]
@@ -48,8 +50,9 @@ pub struct ControllerSource {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StandaloneBoot {
-    /// The URL nodes reach the controller's HTTP boot endpoints at.
-    /// Default: `controller.url`.
+    /// The URL nodes reach the controller's HTTP boot endpoints at (its
+    /// `[boot] listen`, on the provisioning network: the API listener does
+    /// not serve them). Default: `controller.url`.
     #[serde(default)]
     pub public_url: Option<String>,
     #[serde(default)]
@@ -137,20 +140,18 @@ impl ControllerDirectory {
     pub async fn load(&self, client: &reqwest::Client, source: &ControllerSource) -> Result<usize, LoadError> {
         let token =
             std::fs::read_to_string(&source.token_file).map_err(|e| LoadError::Token { path: source.token_file.clone(), source: e })?;
-        let url = format!("{}/api/v1/nodes", source.url.trim_end_matches('/'));
+        let url = format!("{}/api/v1/boot/hosts", source.url.trim_end_matches('/'));
         let resp =
             client.get(&url).bearer_auth(token.trim()).send().await.map_err(|e| LoadError::Request { url: url.clone(), source: e })?;
         if !resp.status().is_success() {
             return Err(LoadError::Status { url, status: resp.status() });
         }
-        let nodes: Vec<ferrum_api::Node> = resp.json().await.map_err(|e| LoadError::Request { url, source: e })?;
+        let table: Vec<ferrum_api::BootHost> = resp.json().await.map_err(|e| LoadError::Request { url, source: e })?;
         let mut hosts = HashMap::new();
-        for node in nodes {
-            let ip = node.ip.as_deref().and_then(|ip| ip.parse::<Ipv4Addr>().ok());
-            for mac in &node.macs {
-                if let Ok(mac) = mac.parse::<Mac>() {
-                    hosts.insert(mac, Host { name: node.name.clone(), ip });
-                }
+        for entry in table {
+            let ip = entry.ip.as_deref().and_then(|ip| ip.parse::<Ipv4Addr>().ok());
+            if let Ok(mac) = entry.mac.parse::<Mac>() {
+                hosts.insert(mac, Host { name: entry.name, ip });
             }
         }
         let count = hosts.len();
@@ -190,7 +191,7 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ferrum-pxe.example.toml");
         let config = StandaloneConfig::load(&path).expect("the example is valid");
         assert_eq!(config.controller.refresh, Duration::from_secs(30));
-        assert_eq!(config.http_base(), "http://10.10.0.1:8750");
+        assert_eq!(config.http_base(), "http://10.10.0.1:8751");
         assert_eq!(config.boot.dhcp[0].mode, crate::config::DhcpMode::Proxy);
         assert!(config.boot.tftp.is_some());
     }

@@ -42,7 +42,11 @@ pub fn binary(name: &str) -> PathBuf {
 #[derive(Debug)]
 pub struct Ferrumd {
     pub child: Child,
+    /// The API listener.
     pub url: String,
+    /// The first boot listener (`[boot] listen`: `/boot/`, `/images/`,
+    /// `/agent/v1/`), when the configuration names one.
+    pub boot_url: Option<String>,
     pub admin_token: String,
     pub data_dir: tempfile::TempDir,
     /// The network namespace it runs in (`ip netns exec`), if any.
@@ -110,17 +114,24 @@ impl Ferrumd {
         std::thread::spawn(move || {
             // FERRUM_TEST_LOG set: the controller's log goes on to stderr.
             let echo = std::env::var_os("FERRUM_TEST_LOG").is_some();
+            // ferrumd logs its boot listeners (`boot_addr=`) before the API's
+            // `addr=`: the API line closes the list.
+            let mut boot = Vec::new();
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if echo {
                     eprintln!("{line}");
                 }
-                if let Some(addr) = line.split("addr=").nth(1) {
-                    let _ = tx.send(addr.split_whitespace().next().unwrap_or_default().to_owned());
+                for field in line.split_whitespace() {
+                    if let Some(addr) = field.strip_prefix("boot_addr=") {
+                        boot.push(addr.to_owned());
+                    } else if let Some(addr) = field.strip_prefix("addr=") {
+                        let _ = tx.send((addr.to_owned(), std::mem::take(&mut boot)));
+                    }
                 }
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(addr) => addr,
+        let (addr, boot) = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(found) => found,
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -133,7 +144,8 @@ impl Ferrumd {
             Err(_) if !extra.is_empty() => String::new(),
             Err(e) => panic!("{}: {e}", token_file.display()),
         };
-        Ferrumd { child, url: format!("http://{addr}"), admin_token, data_dir, netns: netns.map(str::to_owned) }
+        let boot_url = boot.first().map(|a| format!("http://{a}"));
+        Ferrumd { child, url: format!("http://{addr}"), boot_url, admin_token, data_dir, netns: netns.map(str::to_owned) }
     }
 
     /// Runs `ferrum ARGS` against this server with `token` (inside its

@@ -54,6 +54,12 @@ pub async fn run(ctx: &Ctx, cmd: AdminCommand) -> Result<()> {
             let answer = ctx.client.post::<TokenCreated, _>(&["users", &user, "tokens"], &NoQuery {}).await?;
             ctx.show(&answer, |created, _| token_lines(&created.user, &created.token))
         }
+        AdminCommand::BootToken => {
+            let answer = ctx.client.post::<ferrum_api::BootTokenCreated, _>(&["boot", "tokens"], &NoQuery {}).await?;
+            ctx.show(&answer, |created, _| {
+                format!("boot-service token for ferrum-pxe (shown once; put it in its [controller] token_file):\n{}", created.token)
+            })
+        }
         AdminCommand::Audit(args) => super::usage::audit(ctx, args).await,
         AdminCommand::Project(ProjectCommand::Set { name, quota_node_hours, no_quota, class, manager }) => {
             let body = ProjectPatch {

@@ -33,6 +33,10 @@ impl AgentCaller {
     pub fn node(&self) -> &str {
         &self.0.name
     }
+
+    pub fn row(&self) -> &AgentSessionRow {
+        &self.0
+    }
 }
 
 /// A node's inventory as the API shows it.
@@ -52,8 +56,9 @@ fn stale(generation: i64, current: i64) -> AppError {
 }
 
 impl App {
-    /// A ramdisk's agent registers with its one-time token.
-    pub async fn agent_register(&self, req: AgentRegister) -> AppResult<AgentSession> {
+    /// A ramdisk's agent registers with its one-time token, from the
+    /// address the token is bound to (the one that fetched its script).
+    pub async fn agent_register(&self, req: AgentRegister, peer: std::net::IpAddr) -> AppResult<AgentSession> {
         if req.protocol != AGENT_PROTOCOL {
             return Err(AppError::bad_request(format!(
                 "protocol: this controller speaks agent protocol {AGENT_PROTOCOL}, the agent {}",
@@ -61,8 +66,9 @@ impl App {
             )));
         }
         let now = self.now();
-        let Some(node) = self.store.consume_agent_token(&token_hash(&req.token), &req.node, now).await? else {
-            tracing::warn!(node = %req.node, "agent registration refused: unknown, used or expired token");
+        let peer = peer.to_canonical().to_string();
+        let Some(node) = self.store.consume_agent_token(&token_hash(&req.token), &req.node, &peer, now).await? else {
+            tracing::warn!(node = %req.node, %peer, "agent registration refused: unknown, used or expired token, or another address than the one it was given to");
             return Err(AppError::Unauthenticated);
         };
         let session = format!("fagent_{}", super::accounts::new_token()?.trim_start_matches("ferrum_"));

@@ -1,7 +1,10 @@
 //! Network boot, the controller's side: what each node boots next.
 //!
 //! Owns: the per-MAC iPXE script (`GET /boot/ipxe?mac=`) generated from the
-//! node's boot target, the one-time agent token a ramdisk boot carries, the
+//! node's boot target and answered only to the node's inventory address,
+//! the one-time agent token a ramdisk boot carries (bound to the address
+//! that fetched it), who may fetch which image under `/images/`,
+//! boot-service tokens (`ferrum-pxe`'s read of the MAC table), the
 //! admin's boot-target change, and [`BootHosts`], the inventory view the
 //! embedded DHCP service answers from (refreshed from the database by a
 //! loop, so the database stays the one source of truth), which also
@@ -11,7 +14,7 @@
 //! token or a script carrying one.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -20,8 +23,13 @@ use tokio::sync::{Notify, watch};
 
 use super::accounts::{Actor, new_token, token_hash};
 use super::{App, AppError, AppResult};
-use crate::db::NodeRow;
+use crate::db::{BootHostRow, NodeRow};
 use crate::model::{BootTarget, MacAddr};
+
+/// Unused one-time agent tokens kept per node, the newest: fetching a
+/// script again (iPXE retrying, or anyone asking from the node's address)
+/// never voids a token minted moments ago, and a node's table stays small.
+pub const LIVE_AGENT_TOKENS: u32 = 4;
 
 /// How often the DHCP view is reloaded even when nothing said it changed
 /// (another process may have written).
@@ -158,14 +166,27 @@ pub struct BootScript {
 }
 
 impl App {
-    /// The iPXE script of the node owning `mac`, or `None` for a MAC the
-    /// inventory does not know. A ramdisk boot mints a new one-time agent
-    /// token (and forgets the node's unused ones).
-    pub async fn boot_script(&self, mac: &str) -> AppResult<Option<BootScript>> {
+    /// The iPXE script of the node owning `mac`, as asked from `peer`, or
+    /// `None` for a MAC the inventory does not know. A node with an
+    /// inventory IP gets its script only at that address (MACs are public:
+    /// they identify, they do not authenticate). A ramdisk boot mints a new
+    /// one-time agent token bound to `peer`; the node's other recent unused
+    /// tokens stay valid (at most [`LIVE_AGENT_TOKENS`]).
+    pub async fn boot_script(&self, mac: &str, peer: IpAddr) -> AppResult<Option<BootScript>> {
         let mac: MacAddr = mac.parse().map_err(|e| AppError::bad_request(format!("mac: {e}")))?;
         let Some(host) = self.store.boot_host(&mac.to_string()).await? else {
             return Ok(None);
         };
+        let peer = peer.to_canonical();
+        if let Some(ip) = host.ip.as_deref().and_then(|ip| ip.parse::<IpAddr>().ok())
+            && ip.to_canonical() != peer
+        {
+            tracing::warn!(node = %host.name, %mac, %peer, "iPXE script refused: asked from another address than the node's");
+            return Err(AppError::Forbidden(format!(
+                "the boot script of node {} is served only to the node's inventory address, not to {peer}",
+                host.name
+            )));
+        }
         let script = match host.boot_target {
             BootTarget::Local => local_script(&host.name),
             BootTarget::Ramdisk => {
@@ -179,13 +200,70 @@ impl App {
                 let token = new_token()?;
                 let now = self.now();
                 let ttl = i64::try_from(boot.agent_token_ttl.as_secs()).unwrap_or(i64::MAX);
-                self.store.mint_agent_token(host.node, &token_hash(&token), now, now.saturating_add(ttl)).await?;
+                self.store
+                    .mint_agent_token(host.node, &token_hash(&token), &peer.to_string(), LIVE_AGENT_TOKENS, now, now.saturating_add(ttl))
+                    .await?;
                 let inputs =
                     ScriptInputs { base: base.trim_end_matches('/'), kernel: &boot.kernel, initrd: &boot.initrd, cmdline: &boot.cmdline };
                 ramdisk_script(&host.name, &inputs, &token)
             }
         };
         Ok(Some(BootScript { node: host.name, target: host.boot_target, script }))
+    }
+
+    /// Whether the file `path` of the images directory (relative, as in
+    /// `/images/{path}`) may be served to this request: the image of a
+    /// public environment to anyone on the provisioning network, any other
+    /// only to an agent (its session bearer) whose queued or running
+    /// `write_image` command names it.
+    pub async fn image_access(&self, path: &str, session: Option<&str>) -> AppResult<()> {
+        let public =
+            self.store.list_environments().await?.into_iter().filter(|r| r.visibility == "public").any(|r| {
+                serde_json::from_str::<ferrum_api::environment::EnvironmentDescriptor>(&r.descriptor).is_ok_and(|d| d.image == path)
+            });
+        if public {
+            return Ok(());
+        }
+        let Some(session) = session else {
+            return Err(AppError::Forbidden(format!(
+                "image {path}: not a public environment's; only an agent whose current command writes it may fetch it"
+            )));
+        };
+        let caller = self.agent_caller(session).await?;
+        let s = caller.row();
+        let current = self.store.agent_generation(s.node).await?;
+        let named = s.generation >= current
+            && self.store.agent_commands(s.node).await?.into_iter().filter(|c| c.state == "queued" || c.state == "sent").any(|c| {
+                matches!(serde_json::from_str::<ferrum_api::agent::AgentAction>(&c.action),
+                    Ok(ferrum_api::agent::AgentAction::WriteImage { url, .. })
+                        if url.split_once("/images/").is_some_and(|(_, rest)| rest == path))
+            });
+        if named {
+            return Ok(());
+        }
+        tracing::warn!(node = %s.name, image = %path, "image refused: no current write command of this agent names it");
+        Err(AppError::Forbidden(format!("image {path}: no current write command of this agent names it")))
+    }
+
+    /// Mints a boot-service token (admin): it reads the MAC → node table
+    /// (`GET /api/v1/boot/hosts`, for `ferrum-pxe`) and nothing else.
+    /// Returned once, stored hashed.
+    pub async fn create_boot_token(&self, actor: &Actor) -> AppResult<String> {
+        actor.require_admin()?;
+        let token = format!("fboot_{}", new_token()?.trim_start_matches("ferrum_"));
+        self.store.add_boot_token(&token_hash(&token), &actor.name, self.now()).await?;
+        tracing::info!(actor = %actor.name, "boot-service token created");
+        self.audit(actor, "boot.token", "boot", serde_json::json!({})).await;
+        Ok(token)
+    }
+
+    /// The MAC → node table for the boot services, to a boot-service token
+    /// or an admin's API token.
+    pub async fn boot_host_table(&self, token: &str) -> AppResult<Vec<BootHostRow>> {
+        if !self.store.is_boot_token(&token_hash(token)).await? {
+            self.authenticate(token).await?.actor.require_admin()?;
+        }
+        Ok(self.store.boot_hosts().await?)
     }
 
     /// Sets what a node boots next over the network (admin).

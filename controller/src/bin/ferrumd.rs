@@ -105,13 +105,26 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let listen = config.listen;
+    if config.boot.listen.contains(&listen) {
+        anyhow::bail!("boot.listen: {listen} is the API's listen address; the boot and agent endpoints need their own");
+    }
+    let boot_listen = config.boot.listen.clone();
     let token_path = server::admin_token_path(&config);
     let app = server::open(config, Clock::System).await?;
+    // The boot listeners are bound and logged first: tests read the API's
+    // `addr=` as the last address line.
+    let mut boot = Vec::with_capacity(boot_listen.len());
+    for addr in boot_listen {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (boot.listen)"))?;
+        let boot_addr = listener.local_addr()?;
+        tracing::info!(boot_addr = %boot_addr, "boot and agent endpoints serving (/boot/, /images/, /agent/v1/)");
+        boot.push(listener);
+    }
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
     tracing::info!(addr = %addr, "ferrumd serving");
     tracing::info!("reach it with: export FERRUM_URL=http://{addr} FERRUM_TOKEN=$(cat {}); ferrum whoami", token_path.display());
-    server::serve(app, listener, shutdown_signal()).await
+    server::serve_with_boot(app, listener, boot, shutdown_signal()).await
 }
 
 /// `ferrumd backup --to FILE`: the copy, then where its key is.

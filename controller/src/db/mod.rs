@@ -752,14 +752,29 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
     /// The node owning `mac` (lowercase, colon-separated), if any.
     async fn boot_host(&self, mac: &str) -> DbResult<Option<BootHostRow>>;
     async fn set_boot_target(&self, node: NodeId, target: BootTarget) -> DbResult<()>;
-    /// Stores a new one-time agent token (its SHA-256) for `node`, removing
-    /// the node's unused ones.
-    async fn mint_agent_token(&self, node: NodeId, token_sha256: &str, now: Seconds, expires_at: Seconds) -> DbResult<()>;
+    /// Stores a new one-time agent token (its SHA-256) for `node`, bound to
+    /// the address `bound_ip` (registration must come from it); drops the
+    /// node's expired tokens and its unused ones beyond the newest `keep`
+    /// (a token an agent registered with is used, so never dropped here).
+    async fn mint_agent_token(
+        &self,
+        node: NodeId,
+        token_sha256: &str,
+        bound_ip: &str,
+        keep: u32,
+        now: Seconds,
+        expires_at: Seconds,
+    ) -> DbResult<()>;
+    /// Stores a boot-service token's SHA-256 (`ferrum admin boot-token`).
+    async fn add_boot_token(&self, token_sha256: &str, created_by: &str, now: Seconds) -> DbResult<()>;
+    /// Whether `token_sha256` is a boot-service token's.
+    async fn is_boot_token(&self, token_sha256: &str) -> DbResult<bool>;
 
     // --- agents -----------------------------------------------------------
     /// Consumes a one-time agent token of the node named `node`: `Some` when
-    /// it existed, was unused and unexpired (it is now used).
-    async fn consume_agent_token(&self, token_sha256: &str, node: &str, now: Seconds) -> DbResult<Option<NodeId>>;
+    /// it existed, was bound to `peer_ip`, unused and unexpired (it is now
+    /// used).
+    async fn consume_agent_token(&self, token_sha256: &str, node: &str, peer_ip: &str, now: Seconds) -> DbResult<Option<NodeId>>;
     /// Opens a session: bumps the node's agent generation, replaces its
     /// sessions, and returns the new generation.
     async fn open_agent_session(&self, node: NodeId, session_sha256: &str, now: Seconds, expires_at: Seconds) -> DbResult<i64>;

@@ -1044,15 +1044,37 @@ impl Datastore for PgStore {
         Ok(())
     }
 
-    async fn mint_agent_token(&self, node: NodeId, token_sha256: &str, now: Seconds, expires_at: Seconds) -> DbResult<()> {
+    async fn mint_agent_token(
+        &self,
+        node: NodeId,
+        token_sha256: &str,
+        bound_ip: &str,
+        keep: u32,
+        now: Seconds,
+        expires_at: Seconds,
+    ) -> DbResult<()> {
         let mut tx = self.begin().await?;
-        sqlx::query!("DELETE FROM agent_tokens WHERE node_id = $1 AND used_at IS NULL", node.0).execute(&mut *tx).await.map_err(db)?;
         sqlx::query!(
-            "INSERT INTO agent_tokens (token_sha256, node_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO agent_tokens (token_sha256, node_id, created_at, expires_at, bound_ip) VALUES ($1, $2, $3, $4, $5)",
             token_sha256,
             node.0,
             now,
-            expires_at
+            expires_at,
+            bound_ip
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query!("DELETE FROM agent_tokens WHERE node_id = $1 AND expires_at <= $2", node.0, now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query!(
+            "DELETE FROM agent_tokens WHERE node_id = $1 AND used_at IS NULL AND token_sha256 NOT IN \
+             (SELECT token_sha256 FROM agent_tokens WHERE node_id = $1 AND used_at IS NULL \
+              ORDER BY created_at DESC, token_sha256 DESC LIMIT $2)",
+            node.0,
+            i64::from(keep)
         )
         .execute(&mut *tx)
         .await
@@ -1060,15 +1082,32 @@ impl Datastore for PgStore {
         tx.commit().await.map_err(db)
     }
 
-    async fn consume_agent_token(&self, token_sha256: &str, node: &str, now: Seconds) -> DbResult<Option<NodeId>> {
+    async fn add_boot_token(&self, token_sha256: &str, created_by: &str, now: Seconds) -> DbResult<()> {
+        sqlx::query!("INSERT INTO boot_tokens (token_sha256, created_by, created_at) VALUES ($1, $2, $3)", token_sha256, created_by, now)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn is_boot_token(&self, token_sha256: &str) -> DbResult<bool> {
+        let found = sqlx::query_scalar!("SELECT 1 AS \"one!\" FROM boot_tokens WHERE token_sha256 = $1", token_sha256)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(found.is_some())
+    }
+
+    async fn consume_agent_token(&self, token_sha256: &str, node: &str, peer_ip: &str, now: Seconds) -> DbResult<Option<NodeId>> {
         // One statement: two replicas cannot both consume it.
         let id = sqlx::query_scalar!(
             "UPDATE agent_tokens t SET used_at = $3 FROM nodes n \
-             WHERE n.id = t.node_id AND t.token_sha256 = $1 AND n.name = $2 AND t.used_at IS NULL AND t.expires_at > $3 \
+             WHERE n.id = t.node_id AND t.token_sha256 = $1 AND n.name = $2 AND t.bound_ip = $4 AND t.used_at IS NULL AND t.expires_at > $3 \
              RETURNING t.node_id",
             token_sha256,
             node,
-            now
+            now,
+            peer_ip
         )
         .fetch_optional(&self.pool)
         .await

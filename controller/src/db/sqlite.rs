@@ -1066,28 +1066,74 @@ impl Datastore for SqliteStore {
         Ok(())
     }
 
-    async fn mint_agent_token(&self, node: NodeId, token_sha256: &str, now: Seconds, expires_at: Seconds) -> DbResult<()> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        sqlx::query("DELETE FROM agent_tokens WHERE node_id = ? AND used_at IS NULL").bind(node.0).execute(&mut *tx).await.map_err(db)?;
-        sqlx::query("INSERT INTO agent_tokens (token_sha256, node_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+    async fn mint_agent_token(
+        &self,
+        node: NodeId,
+        token_sha256: &str,
+        bound_ip: &str,
+        keep: u32,
+        now: Seconds,
+        expires_at: Seconds,
+    ) -> DbResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("INSERT INTO agent_tokens (token_sha256, node_id, created_at, expires_at, bound_ip) VALUES (?, ?, ?, ?, ?)")
             .bind(token_sha256)
             .bind(node.0)
             .bind(now)
             .bind(expires_at)
+            .bind(bound_ip)
             .execute(&mut *tx)
             .await
             .map_err(db)?;
+        sqlx::query("DELETE FROM agent_tokens WHERE node_id = ? AND expires_at <= ?")
+            .bind(node.0)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query(
+            "DELETE FROM agent_tokens WHERE node_id = ? AND used_at IS NULL AND token_sha256 NOT IN \
+             (SELECT token_sha256 FROM agent_tokens WHERE node_id = ? AND used_at IS NULL \
+              ORDER BY created_at DESC, rowid DESC LIMIT ?)",
+        )
+        .bind(node.0)
+        .bind(node.0)
+        .bind(i64::from(keep))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
         tx.commit().await.map_err(db)
     }
 
-    async fn consume_agent_token(&self, token_sha256: &str, node: &str, now: Seconds) -> DbResult<Option<NodeId>> {
+    async fn add_boot_token(&self, token_sha256: &str, created_by: &str, now: Seconds) -> DbResult<()> {
+        sqlx::query("INSERT INTO boot_tokens (token_sha256, created_by, created_at) VALUES (?, ?, ?)")
+            .bind(token_sha256)
+            .bind(created_by)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn is_boot_token(&self, token_sha256: &str) -> DbResult<bool> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM boot_tokens WHERE token_sha256 = ?")
+            .bind(token_sha256)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(found.is_some())
+    }
+
+    async fn consume_agent_token(&self, token_sha256: &str, node: &str, peer_ip: &str, now: Seconds) -> DbResult<Option<NodeId>> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "SELECT t.node_id FROM agent_tokens t JOIN nodes n ON n.id = t.node_id \
-             WHERE t.token_sha256 = ? AND n.name = ? AND t.used_at IS NULL AND t.expires_at > ?",
+             WHERE t.token_sha256 = ? AND n.name = ? AND t.bound_ip = ? AND t.used_at IS NULL AND t.expires_at > ?",
         )
         .bind(token_sha256)
         .bind(node)
+        .bind(peer_ip)
         .bind(now)
         .fetch_optional(&mut *tx)
         .await

@@ -1,5 +1,5 @@
-//! The agent protocol's endpoints (`/agent/v1`, see `ferrum_api::agent`)
-//! and the admin views of inventories and agent commands under
+//! The agent protocol's endpoints (`/agent/v1`, see `ferrum_api::agent`;
+//! served on the boot listener only) and the admin views of inventories and agent commands under
 //! `/api/v1/nodes/{name}/...`.
 //!
 //! Agents authenticate with the session token their registration returned
@@ -54,11 +54,16 @@ pub fn routes() -> axum::Router<Arc<App>> {
         .route("/agent/v1/commands/{id}/result", post(result))
 }
 
-/// An agent registers with the one-time token of its kernel command line.
+/// An agent registers with the one-time token of its kernel command line,
+/// from the address that fetched the script carrying it.
 #[utoipa::path(post, path = "/agent/v1/register", operation_id = "agent_register", tag = "agent", request_body = AgentRegister,
     responses((status = 200, body = AgentSession), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-pub async fn register(State(app): State<Arc<App>>, Body(req): Body<AgentRegister>) -> ApiResult<Json<AgentSession>> {
-    Ok(Json(app.agent_register(req).await?))
+pub async fn register(
+    State(app): State<Arc<App>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    Body(req): Body<AgentRegister>,
+) -> ApiResult<Json<AgentSession>> {
+    Ok(Json(app.agent_register(req, peer.ip()).await?))
 }
 
 /// The agent's hardware inventory.

@@ -46,8 +46,7 @@ const IMPORT_BODY_LIMIT: usize = 64 * 1024 * 1024;
     info(title = "ferrum API", description = "Bare-metal testbed reservations, deployments and inventory.", version = "1"),
     paths(
         health, openapi_json,
-        nodes::list, nodes::create, nodes::import, nodes::show, nodes::maintenance, nodes::events, nodes::power, nodes::boot_device, nodes::boot_target, boot::ipxe, boot::unknown_macs,
-        agent::register, agent::inventory, agent::command, agent::progress, agent::result,
+        nodes::list, nodes::create, nodes::import, nodes::show, nodes::maintenance, nodes::events, nodes::power, nodes::boot_device, nodes::boot_target, boot::unknown_macs, boot::hosts, boot::create_token,
         agent::node_inventory, agent::create_command, agent::list_commands,
         environments::list, environments::create, environments::show,
         deployments::create, deployments::list, deployments::show, deployments::cancel, deployments::node_operations,
@@ -161,7 +160,8 @@ pub fn openapi_yaml() -> String {
     ApiDoc::openapi().to_yaml().unwrap_or_default()
 }
 
-/// The router of the whole HTTP API.
+/// The router of the whole HTTP API (the public listener). The boot and
+/// agent endpoints are not here: they are [`boot_router`]'s.
 pub fn router(app: Arc<App>, metrics: Arc<metrics::Metrics>) -> Router {
     let api = Router::new()
         .route("/nodes", get(nodes::list).post(nodes::create))
@@ -191,6 +191,8 @@ pub fn router(app: Arc<App>, metrics: Arc<metrics::Metrics>) -> Router {
         .route("/users/{name}/disable", post(accounts::disable_user))
         .route("/users/{name}/enable", post(accounts::enable_user))
         .route("/boot/unknown-macs", get(boot::unknown_macs))
+        .route("/boot/hosts", get(boot::hosts))
+        .route("/boot/tokens", post(boot::create_token))
         .route("/environments", get(environments::list).post(environments::create))
         .route("/environments/{name}", get(environments::show))
         .route("/usage", get(usage::report))
@@ -205,11 +207,8 @@ pub fn router(app: Arc<App>, metrics: Arc<metrics::Metrics>) -> Router {
         .route("/account-requests/{id}/approve", post(account_requests::approve))
         .route("/account-requests/{id}/reject", post(account_requests::reject))
         .route("/openapi.json", get(openapi_json));
-    let boot = boot::routes(&app);
     let routes = Router::new()
         .nest(ferrum_api::API_BASE, api)
-        .merge(boot)
-        .merge(agent::routes())
         .route("/healthz", get(health))
         .route("/metrics", get(metrics::serve).with_state(metrics.clone()))
         .fallback(not_found)
@@ -217,6 +216,31 @@ pub fn router(app: Arc<App>, metrics: Arc<metrics::Metrics>) -> Router {
         .layer(middleware::from_fn_with_state(metrics, track));
     // Every error JSON, and the URI and header limits (see `limits`).
     limits::harden(routes).with_state(app)
+}
+
+/// The router of the boot listener(s) (`[boot] listen`, the provisioning
+/// network): iPXE scripts, the ramdisk files, images, the agent protocol,
+/// and `/healthz`. Nothing of `/api/v1`.
+pub fn boot_router(app: Arc<App>, metrics: Arc<metrics::Metrics>) -> Router {
+    let routes = Router::new()
+        .merge(boot::routes(&app))
+        .merge(agent::routes())
+        .route("/healthz", get(health))
+        .fallback(not_found_boot)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(metrics, track));
+    // The same limits and JSON errors as the API's (the iPXE script of an
+    // unknown MAC keeps its text: `KeepBody`).
+    limits::harden(routes).with_state(app)
+}
+
+async fn not_found_boot(uri: axum::http::Uri) -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "not_found",
+        message: format!("no endpoint at {} (this is the boot listener: /boot/, /images/, /agent/v1/)", uri.path()),
+        earliest_start: None,
+    }
 }
 
 /// Liveness: 200 once the server serves.

@@ -70,7 +70,10 @@ pub fn fresh_database(dir: &std::path::Path) -> String {
 
 /// A running controller.
 pub struct TestContext {
+    /// The API listener.
     pub url: String,
+    /// The boot listener (`/boot/`, `/images/`, `/agent/v1/`), on loopback.
+    pub boot_url: String,
     pub admin: String,
     pub clock: Arc<ManualClock>,
     pub client: reqwest::Client,
@@ -149,11 +152,24 @@ impl TestContext {
         let admin = std::fs::read_to_string(dir.path().join("admin.token")).expect("admin.token written").trim().to_owned();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let url = format!("http://{}", listener.local_addr().expect("local addr"));
+        let boot = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let boot_url = format!("http://{}", boot.local_addr().expect("local addr"));
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::serve(app, listener, async move {
+        let task = tokio::spawn(server::serve_with_boot(app, listener, vec![boot], async move {
             let _ = stopped.await;
         }));
-        TestContext { url, admin, clock: handle, client: reqwest::Client::new(), dir, bmcs, database, stop: Some(stop), task: Some(task) }
+        TestContext {
+            url,
+            boot_url,
+            admin,
+            clock: handle,
+            client: reqwest::Client::new(),
+            dir,
+            bmcs,
+            database,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     /// Stops the controller and starts a new one on the same database and
@@ -184,7 +200,16 @@ impl TestContext {
     }
 
     pub async fn request(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<&Value>) -> Answer {
-        let mut req = self.client.request(method, format!("{}{path}", self.url));
+        self.request_to(&self.url, method, path, token, body).await
+    }
+
+    /// A request to the boot listener (`/boot/`, `/images/`, `/agent/v1/`).
+    pub async fn boot_request(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<&Value>) -> Answer {
+        self.request_to(&self.boot_url, method, path, token, body).await
+    }
+
+    async fn request_to(&self, base: &str, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<&Value>) -> Answer {
+        let mut req = self.client.request(method, format!("{base}{path}"));
         if let Some(token) = token {
             req = req.bearer_auth(token);
         }

@@ -65,22 +65,26 @@ fn sha256_of(path: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_registers_reports_and_carries_out_commands() {
-    // The public URL only goes into scripts; the agent is given the real one.
-    let server = Ferrumd::start_with(None, "[boot]\npublic_url = \"http://192.0.2.1:8750\"\n", "127.0.0.1:0");
+    // The public URL only goes into scripts; the agent is given the real one
+    // (the boot listener's: the API listener serves no boot or agent endpoint).
+    let server = Ferrumd::start_with(None, "[boot]\nlisten = [\"127.0.0.1:0\"]\npublic_url = \"http://192.0.2.1:8751\"\n", "127.0.0.1:0");
+    let boot_url = server.boot_url.clone().expect("ferrumd logged its boot listener (boot_addr=)");
     let admin = server.admin_token.clone();
     let api = Api { client: reqwest::Client::new(), url: server.url.clone(), token: admin.clone() };
     let (status, _) = api.post("/api/v1/nodes", &json!({"name": "agent-1", "site": "lab", "cluster": "host", "macs": [MAC]})).await;
     assert_eq!(status, 201);
     let out = server.ferrum(&admin, &["node", "boot-target", "ramdisk", "agent-1"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let script = api.client.get(format!("{}/boot/ipxe?mac={MAC}", server.url)).send().await.unwrap().text().await.unwrap();
+    let on_api = api.client.get(format!("{}/boot/ipxe?mac={MAC}", server.url)).send().await.unwrap();
+    assert_eq!(on_api.status().as_u16(), 404, "no boot script on the API listener");
+    let script = api.client.get(format!("{boot_url}/boot/ipxe?mac={MAC}")).send().await.unwrap().text().await.unwrap();
     let token = script.split("ferrum.token=").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
 
     let work = tempfile::tempdir().unwrap();
     let token_file = work.path().join("token");
     std::fs::write(&token_file, &token).unwrap();
     let agent = Command::new(ferrum_tests::binary("ferrum-agent"))
-        .args(["run", "--url", &server.url, "--node", "agent-1", "--token-file"])
+        .args(["run", "--url", &boot_url, "--node", "agent-1", "--token-file"])
         .arg(&token_file)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -112,8 +116,10 @@ async fn agent_registers_reports_and_carries_out_commands() {
 
     // The token was one-time.
     let again = json!({"token": token, "node": "agent-1", "protocol": 1, "agent_version": "test"});
-    let resp = api.client.post(format!("{}/agent/v1/register", server.url)).json(&again).send().await.unwrap();
+    let resp = api.client.post(format!("{boot_url}/agent/v1/register")).json(&again).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 401);
+    let resp = api.client.post(format!("{}/agent/v1/register", server.url)).json(&again).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 404, "no agent endpoint on the API listener");
 
     // An image written to a file standing for the disk: byte-identical, with progress.
     let raw = work.path().join("image.raw");

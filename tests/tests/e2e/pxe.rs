@@ -70,7 +70,7 @@ fn provisioning_site(prefix: &str, net: u8, ramdisk_dir: &Path) -> (Netns, Ferru
     ns.ip(&["link", "set", "tap0", "master", "br0"]).unwrap();
     ns.ip(&["link", "set", "tap0", "up"]).unwrap();
     let config = format!(
-        "[boot]\npublic_url = \"http://10.{net}.0.1:8750\"\nramdisk_dir = \"{}\"\ncmdline = \"console=ttyS0 panic=-1\"\n\n\
+        "[boot]\nlisten = [\"10.{net}.0.1:8751\"]\npublic_url = \"http://10.{net}.0.1:8751\"\nramdisk_dir = \"{}\"\ncmdline = \"console=ttyS0 panic=-1\"\n\n\
          [[boot.dhcp]]\ninterface = \"br0\"\nmode = \"full\"\nsubnet = \"10.{net}.0.0/24\"\n",
         ramdisk_dir.display()
     );
@@ -122,7 +122,7 @@ fn qemu_ipxe_boots_the_ramdisk_through_ferrum_dhcp_and_http() {
     eprintln!("PXE boot to the ramdisk's /init: {:.1} s", started.elapsed().as_secs_f64());
 
     // The kernel got the command line ferrum's script generated.
-    assert!(line.contains("ferrum.url=http://10.78.0.1:8750"), "{line}");
+    assert!(line.contains("ferrum.url=http://10.78.0.1:8751"), "{line}");
     assert!(line.contains("ferrum.node=pxe-1"), "{line}");
     assert!(line.contains("ferrum.token=ferrum_"), "{line}");
     assert!(line.contains("console=ttyS0"), "{line}");
@@ -135,8 +135,8 @@ fn qemu_ipxe_boots_the_ramdisk_through_ferrum_dhcp_and_http() {
 }
 
 /// `ferrum-pxe --config` as a separate per-site service: its DHCP answers
-/// from the node table it loads from the controller with a plain user's
-/// token, and busybox `udhcpc` on a client namespace gets the inventory
+/// from the node table it loads from the controller with a boot-service
+/// token (a user's is refused), and busybox `udhcpc` on a client namespace gets the inventory
 /// address; a MAC enrolled later is answered after the next refresh.
 #[test]
 fn standalone_ferrum_pxe_answers_from_the_controller_inventory() {
@@ -162,8 +162,6 @@ fn standalone_ferrum_pxe_answers_from_the_controller_inventory() {
     ok(ferrumd.ferrum(&admin, &["admin", "project", "add", "p-infra"]), "project add");
     let created = ok(ferrumd.ferrum(&admin, &["admin", "user", "add", "pxe-site", "--project", "p-infra"]), "user add");
     let token_file = work.path().join("pxe.token");
-    std::fs::write(&token_file, created.lines().last().unwrap().trim()).unwrap();
-
     let config = work.path().join("ferrum-pxe.toml");
     std::fs::write(
         &config,
@@ -174,16 +172,38 @@ fn standalone_ferrum_pxe_answers_from_the_controller_inventory() {
         ),
     )
     .unwrap();
-    let pxe = site
-        .command(ferrum_tests::binary("ferrum-pxe").to_str().unwrap())
-        .arg("--config")
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ferrum-pxe starts");
-    let _pxe = Owned(pxe);
+    let start_pxe = |log: &Path| {
+        let log = std::fs::File::create(log).unwrap();
+        let pxe = site
+            .command(ferrum_tests::binary("ferrum-pxe").to_str().unwrap())
+            .arg("--config")
+            .arg(&config)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("ferrum-pxe starts");
+        Owned(pxe)
+    };
+
+    // A user's token does not load the node table (the MAC table is the
+    // boot services', not every user's).
+    std::fs::write(&token_file, created.lines().last().unwrap().trim()).unwrap();
+    let user_log = work.path().join("pxe-user.log");
+    let refused = start_pxe(&user_log);
+    wait_until("ferrum-pxe says the user token is refused", Duration::from_secs(20), || {
+        let text = std::fs::read_to_string(&user_log).unwrap_or_default();
+        if text.contains("/api/v1/boot/hosts answered 403") { Ok(()) } else { Err(text) }
+    });
+    drop(refused);
+
+    // An admin's boot-service token does.
+    let minted = ok(ferrumd.ferrum(&admin, &["admin", "boot-token"]), "admin boot-token");
+    let boot_token = minted.lines().last().unwrap().trim().to_owned();
+    assert!(boot_token.starts_with("fboot_"), "{minted}");
+    std::fs::write(&token_file, &boot_token).unwrap();
+    let _pxe = start_pxe(&work.path().join("pxe.log"));
 
     let lease = |end: &str| {
         let out = work.path().join(format!("{end}.lease"));
@@ -293,7 +313,9 @@ fn the_ramdisk_agent_reports_what_qemu_was_told() {
     })
     .expect("a bootable test image");
     let sha = String::from_utf8(std::process::Command::new("sha256sum").arg(&raw).output().unwrap().stdout).unwrap();
-    let write = serde_json::json!({"kind": "write_image", "url": "http://10.80.0.1:8750/images/kexec.raw", "format": "raw",
+    // kexec.raw is no public environment's: ferrumd serves it only to the
+    // agent whose write command names it (the agent sends its session).
+    let write = serde_json::json!({"kind": "write_image", "url": "http://10.80.0.1:8751/images/kexec.raw", "format": "raw",
         "sha256": sha.split_whitespace().next().unwrap(), "size": 64u64 << 20, "device": "/dev/vda"});
     let done = agent_command(&ns, &ferrumd, "vm-1", &write);
     assert_eq!(done["state"], "done", "{done}");
