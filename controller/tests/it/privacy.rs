@@ -142,20 +142,31 @@ fn rows() -> Vec<Row> {
         // Dave exists once his account request is approved (above).
         row("POST", "/api/v1/users/{name}/disable", "/api/v1/users/{dave}/disable", reason(), [401, 403, 403, 403, 200]),
         row("POST", "/api/v1/users/{name}/enable", "/api/v1/users/{dave}/enable", None, [401, 403, 403, 403, 200]),
-        // The agent protocol and the boot service (no API token; their own
-        // credentials are tested in agent.rs and boot.rs).
-        row("POST", "/agent/v1/register", "/agent/v1/register", empty(), [400, 400, 400, 400, 400]),
-        row("POST", "/agent/v1/inventory", "/agent/v1/inventory", empty(), [401, 401, 401, 401, 401]),
-        get("/agent/v1/command", "/agent/v1/command", [401, 401, 401, 401, 401]),
-        row("POST", "/agent/v1/commands/{id}/progress", "/agent/v1/commands/1/progress", empty(), [401, 401, 401, 401, 401]),
-        row("POST", "/agent/v1/commands/{id}/result", "/agent/v1/commands/1/result", empty(), [401, 401, 401, 401, 401]),
-        get("/boot/ipxe", "/boot/ipxe?mac=02:00:00:00:01:02", [200, 200, 200, 200, 200]),
+        // The boot-service table (`ferrum-pxe`) and its tokens.
+        get("/api/v1/boot/hosts", "/api/v1/boot/hosts", [401, 403, 403, 403, 200]),
+        row("POST", "/api/v1/boot/tokens", "/api/v1/boot/tokens", None, [401, 403, 403, 403, 201]),
     ]
 }
 
 /// Routes served beside the OpenAPI document's (not in it).
 fn undocumented_rows() -> Vec<Row> {
-    vec![row("GET", "/metrics", "/metrics", None, [200, 200, 200, 200, 200])]
+    let empty = || Some(json!({}));
+    let nowhere = [404; 5];
+    vec![
+        row("GET", "/metrics", "/metrics", None, [200, 200, 200, 200, 200]),
+        // The agent protocol and the boot service live on the boot listener
+        // only (README "The provisioning network"): the API port has none
+        // of them, whoever asks (their own credentials are tested in
+        // agent.rs and boot.rs).
+        row("POST", "/agent/v1/register", "/agent/v1/register", empty(), nowhere),
+        row("POST", "/agent/v1/inventory", "/agent/v1/inventory", empty(), nowhere),
+        row("GET", "/agent/v1/command", "/agent/v1/command", None, nowhere),
+        row("POST", "/agent/v1/commands/{id}/progress", "/agent/v1/commands/1/progress", empty(), nowhere),
+        row("POST", "/agent/v1/commands/{id}/result", "/agent/v1/commands/1/result", empty(), nowhere),
+        row("GET", "/boot/ipxe", "/boot/ipxe?mac=02:00:00:00:01:02", None, nowhere),
+        row("GET", "/boot/files/{file}", "/boot/files/vmlinuz", None, nowhere),
+        row("GET", "/images/{path}", "/images/tiny.raw.zst", None, nowhere),
+    ]
 }
 
 /// The seeded world: ids and tokens the rows and checks name.

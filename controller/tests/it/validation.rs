@@ -193,22 +193,31 @@ async fn json_error(resp: reqwest::Response, status: u16, code: &str) -> Value {
 #[tokio::test]
 async fn static_routes_answer_json_errors() {
     let ctx = TestContext::empty().await;
-    let images = ctx.dir.path().join("images");
-    std::fs::create_dir_all(&images).expect("images dir");
-    std::fs::write(images.join("small.img"), b"0123456789").expect("image written");
-    let url = |path: &str| format!("{}{path}", ctx.url);
+    let ramdisk = ctx.dir.path().join("ramdisk");
+    std::fs::create_dir_all(&ramdisk).expect("ramdisk dir");
+    std::fs::write(ramdisk.join("small.img"), b"0123456789").expect("file written");
+    // Served on the boot listener.
+    let url = |path: &str| format!("{}{path}", ctx.boot_url);
 
-    for path in ["/boot/files/missing", "/images/missing.img", "/images/../admin.token"] {
+    for path in ["/boot/files/missing", "/boot/files/../admin.token"] {
         json_error(ctx.client.get(url(path)).send().await.expect("sent"), 404, "not_found").await;
     }
-    let resp = ctx.client.post(url("/images/small.img")).send().await.expect("sent");
+    // An image no public environment names, asked without an agent session:
+    // refused before the directory is looked at (whether it exists or not).
+    for path in ["/images/missing.img", "/images/../admin.token"] {
+        let resp = ctx.client.get(url(path)).send().await.expect("sent");
+        let status = resp.status().as_u16();
+        assert!(status == 403 || status == 404, "{path}: {status}");
+        json_error(resp, status, if status == 403 { "forbidden" } else { "not_found" }).await;
+    }
+    let resp = ctx.client.post(url("/boot/files/small.img")).send().await.expect("sent");
     assert!(resp.headers().contains_key("allow"), "Allow is kept");
     json_error(resp, 405, "method_not_allowed").await;
-    let resp = ctx.client.get(url("/images/small.img")).header("Range", "bytes=100-200").send().await.expect("sent");
+    let resp = ctx.client.get(url("/boot/files/small.img")).header("Range", "bytes=100-200").send().await.expect("sent");
     assert_eq!(resp.headers()["content-range"], "bytes */10", "Content-Range is kept");
     json_error(resp, 416, "range_not_satisfiable").await;
     // What is served stays as it was.
-    let resp = ctx.client.get(url("/images/small.img")).header("Range", "bytes=2-4").send().await.expect("sent");
+    let resp = ctx.client.get(url("/boot/files/small.img")).header("Range", "bytes=2-4").send().await.expect("sent");
     assert_eq!(resp.status(), 206);
     assert_eq!(resp.bytes().await.expect("body").as_ref(), b"234");
     // Firmware's answer for an unknown MAC stays an iPXE script.
