@@ -50,6 +50,9 @@ async fn a_backup_restores_with_its_key_and_only_with_it() {
     assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("exists"));
     let nodes_before = get(&client, &server.url, &admin, "/api/v1/nodes/bk-1").await;
     let projects_before = get(&client, &server.url, &admin, "/api/v1/projects").await;
+    // The key, kept apart from the backup (the data directory goes with the server).
+    let kept_key = out_dir.path().join("kept.key");
+    std::fs::copy(&key, &kept_key).expect("key kept");
     drop(server);
 
     // Restored into a new data directory, without the key: refused,
@@ -68,7 +71,7 @@ async fn a_backup_restores_with_its_key_and_only_with_it() {
     assert!(!wrong.status.success() && said.contains("is not the key of database"), "{said}");
 
     // With the key: the same data, and the BMC credentials decrypt.
-    std::fs::copy(&key, &new_key).expect("key restored");
+    std::fs::copy(&kept_key, &new_key).expect("key restored");
     let new = Ferrumd::start_keyed(&format!("sqlite://{}", restored.path().join("ferrum.db").display()), &new_key);
     assert_eq!(get(&client, &new.url, &admin, "/api/v1/projects").await, projects_before);
     let node = get(&client, &new.url, &admin, "/api/v1/nodes/bk-1").await;

@@ -164,6 +164,8 @@ async fn the_copy_carries_the_bmc_credentials_for_the_same_key() {
     // Another key: refused before serving, naming the key file.
     let keys = tempfile::tempdir().expect("tempdir");
     let other = keys.path().join("other.key");
+    std::fs::write(&other, format!("{}\n", "cd".repeat(32))).expect("another key");
+    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
     let refused = ferrumd_exits(&url, &other);
     assert!(refused.contains(&other.display().to_string()) && refused.contains("is not the key of database"), "{refused}");
 
@@ -174,8 +176,8 @@ async fn the_copy_carries_the_bmc_credentials_for_the_same_key() {
     assert!(!seen.to_string().contains(password));
 }
 
-/// Runs `ferrumd --database URL` with the key file `key` (created if
-/// missing) expecting it to refuse to start; returns what it said.
+/// Runs `ferrumd --database URL` with the key file `key`, expecting it to
+/// refuse to start; returns what it said.
 fn ferrumd_exits(database: &str, key: &std::path::Path) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("ferrumd.toml");
