@@ -175,6 +175,7 @@ async fn fetching_the_script_again_keeps_recent_tokens_and_registration_is_bound
     let ctx = boot_context().await;
     ctx.put("/api/v1/nodes/boot-1/boot-target", &ctx.admin, json!({"target": "ramdisk"})).await.expect(200);
     let (_, first) = script(&ctx, MAC).await;
+    ctx.advance(chrono::Duration::seconds(1));
     let (_, second) = script(&ctx, MAC).await;
     let (t1, t2) = (token_of(&first).to_owned(), token_of(&second).to_owned());
 
@@ -186,7 +187,9 @@ async fn fetching_the_script_again_keeps_recent_tokens_and_registration_is_bound
     assert_eq!(status, 200, "{body}");
     let session = body["session"].as_str().expect("a session").to_owned();
     // Fetching scripts again does not end the session of an agent at work.
+    // (A second apart: within one second the oldest is not defined.)
     for _ in 0..6 {
+        ctx.advance(chrono::Duration::seconds(1));
         assert_eq!(script(&ctx, MAC).await.0, 200);
     }
     let idle = ctx.boot_request(reqwest::Method::GET, "/agent/v1/command?wait_ms=0", Some(&session), None).await.expect(200);
