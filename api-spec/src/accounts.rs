@@ -13,7 +13,12 @@ pub struct AccountRequestCreate {
     /// The login asked for: letters, digits, `-`, `_`, `.`.
     #[schema(min_length = 1, max_length = 64)]
     pub name: String,
-    #[schema(min_length = 3, max_length = 254)]
+    /// `local@domain.tld`, no spaces.
+    #[schema(
+        min_length = 3,
+        max_length = 254,
+        pattern = r"^[^@\s\u0000-\u001f\u007f-\u009f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]+@[^@\s\u0000-\u001f\u007f-\u009f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff.][^@\s\u0000-\u001f\u007f-\u009f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]*\.[^@\s\u0000-\u001f\u007f-\u009f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]*[^@\s\u0000-\u001f\u007f-\u009f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff.]$"
+    )]
     pub email: String,
     /// University, laboratory or company.
     #[schema(min_length = 1, max_length = 200)]
@@ -106,6 +111,7 @@ pub struct AccountRequestApprove {
     pub project_class: Option<String>,
     /// For a new project: its quota.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
     pub quota_node_hours: Option<i64>,
 }
 

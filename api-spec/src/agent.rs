@@ -83,6 +83,7 @@ pub enum AgentAction {
         /// sha256 of the file as published.
         sha256: String,
         /// Bytes once decoded (checked against the disk before writing).
+        #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_u64)]
         size: u64,
         /// The disk, e.g. `/dev/vda`.
         device: String,

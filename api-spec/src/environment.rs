@@ -43,14 +43,15 @@ pub struct EnvironmentDescriptor {
     pub name: String,
     /// A number that grows with each build (ferrum's stock images use
     /// `YYYYMMDDHH`, like Grid'5000's environment versions).
+    #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_u64)]
     pub version: u64,
     /// Free text, no control characters except newline and tab.
     #[serde(default)]
-    #[schema(max_length = 1000)]
+    #[schema(max_length = 1000, pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*$")]
     pub description: String,
     /// `x86_64`.
     #[serde(default = "x86_64")]
-    #[schema(max_length = 16)]
+    #[schema(pattern = "^x86_64$")]
     pub arch: String,
     /// The image: an `http(s)://` URL, or a path relative to the
     /// controller's images directory (served at `/images/`).
@@ -61,6 +62,7 @@ pub struct EnvironmentDescriptor {
     #[schema(min_length = 64, max_length = 64, pattern = "^[0-9a-f]{64}$")]
     pub sha256: String,
     /// Bytes once decoded: what is written to the disk.
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_u64)]
     pub size: u64,
     /// The partition holding `/` (1-based).
     #[schema(minimum = 1, maximum = 128)]

@@ -787,12 +787,17 @@ pub struct User {
 #[serde(deny_unknown_fields)]
 pub struct UserCreate {
     /// Letters, digits, `-`, `_`, `.`; unique regardless of case.
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub name: String,
     #[serde(default)]
     pub role: Role,
+    /// `local@domain.tld`: no spaces, control or formatting characters (the
+    /// rule of account requests).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 254)]
+    #[schema(
+        max_length = 254,
+        pattern = r"^[^@\s\u0000-\u001f\u007f-\u009f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]+@[^@\s\u0000-\u001f\u007f-\u009f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff.][^@\s\u0000-\u001f\u007f-\u009f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]*\.[^@\s\u0000-\u001f\u007f-\u009f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]*[^@\s\u0000-\u001f\u007f-\u009f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff.]$"
+    )]
     pub email: Option<String>,
     /// Projects the user belongs to (they must exist).
     #[serde(default)]

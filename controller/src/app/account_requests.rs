@@ -38,7 +38,7 @@ pub struct AccountAsk {
 
 /// An e-mail address as far as a form can tell: one `@`, a local part, a
 /// domain with a dot, no spaces.
-fn validate_email(email: &str) -> AppResult<()> {
+pub(crate) fn validate_email(email: &str) -> AppResult<()> {
     let ok = email.len() <= 254
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
         && email.split_once('@').is_some_and(|(local, domain)| {
@@ -211,7 +211,14 @@ impl App {
         if !actor.is_admin && row.manager.as_deref() != Some(actor.name.as_str()) {
             return Err(AppError::Forbidden(format!("members of project '{project}' are managed by admins and its manager")));
         }
-        let after = self.store.set_project_member(project, user, member).await?;
+        // The project is the path's resource (404 above); a user the body
+        // names who does not exist is a bad body, named by its field.
+        let after = match self.store.set_project_member(project, user, member).await {
+            Err(crate::db::DbError::NotFound { what: "user", .. }) if member => {
+                return Err(AppError::bad_request(format!("user: no user '{user}'")));
+            }
+            other => other?,
+        };
         let action = if member { "project.member_add" } else { "project.member_remove" };
         self.audit(actor, action, &format!("project/{project}"), serde_json::json!({ "user": user })).await;
         Ok(after)

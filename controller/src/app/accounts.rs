@@ -194,11 +194,8 @@ impl App {
     ) -> AppResult<(UserRow, String)> {
         actor.require_admin()?;
         validate_name("user", name)?;
-        if let Some(email) = email.filter(|e| !e.contains('@') || e.len() > 254) {
-            return Err(AppError::bad_request(format!("email '{email}' is not an e-mail address")));
-        }
         if let Some(email) = email {
-            validate_text("email", email, 3, 254, false)?;
+            super::account_requests::validate_email(email)?;
         }
         if let Some(taken) = self.user_named_alike(name).await? {
             return Err(name_taken(name, &taken));

@@ -165,6 +165,11 @@ impl App {
         if action == AgentAction::Wait {
             return Err(AppError::bad_request("kind: 'wait' is the agent's idle answer, not a command"));
         }
+        if let AgentAction::WriteImage { size, .. } = &action
+            && (*size == 0 || i64::try_from(*size).is_err())
+        {
+            return Err(AppError::bad_request("size: the decoded size in bytes, from 1 to 2^63-1"));
+        }
         let node = self.store.get_node(name).await?;
         let text = serde_json::to_string(&action).map_err(|e| AppError::Internal(e.into()))?;
         let row = self.store.enqueue_agent_command(node.id, &text, &actor.name, self.now()).await?;

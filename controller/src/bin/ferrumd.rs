@@ -105,7 +105,8 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let listen = config.listen;
-    if config.boot.listen.contains(&listen) {
+    // Port 0 asks the kernel for a free port: two such addresses never clash.
+    if listen.port() != 0 && config.boot.listen.contains(&listen) {
         anyhow::bail!("boot.listen: {listen} is the API's listen address; the boot and agent endpoints need their own");
     }
     let boot_listen = config.boot.listen.clone();

@@ -28,18 +28,25 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let mut value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
-            Ok(axum::Json(v)) => v,
-            Err(rejection) => return Err(json_rejection(rejection)),
-        };
-        if !value.is_object() {
-            return Err(ApiError::bad_request("the request body must be a JSON object"));
-        }
-        integral_numbers_as_integers(&mut value);
-        // Through axum's own decoding, whose errors name the field.
-        let bytes = serde_json::to_vec(&value).map_err(|e| ApiError::bad_request(format!("cannot read request body: {e}")))?;
-        axum::Json::<T>::from_bytes(&bytes).map(|axum::Json(v)| Body(v)).map_err(json_rejection)
+        decode_object(json_value(req, state).await?).map(Body)
     }
+}
+
+/// The body as JSON, whatever its shape.
+async fn json_value<S: Send + Sync>(req: Request, state: &S) -> Result<serde_json::Value, ApiError> {
+    axum::Json::<serde_json::Value>::from_request(req, state).await.map(|axum::Json(v)| v).map_err(json_rejection)
+}
+
+/// A JSON object decoded as `T` (integral numbers read as integers, as
+/// JSON Schema says), through axum's own decoding, whose errors name the
+/// field.
+fn decode_object<T: DeserializeOwned>(mut value: serde_json::Value) -> Result<T, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::bad_request("the request body must be a JSON object"));
+    }
+    integral_numbers_as_integers(&mut value);
+    let bytes = serde_json::to_vec(&value).map_err(|e| ApiError::bad_request(format!("cannot read request body: {e}")))?;
+    axum::Json::<T>::from_bytes(&bytes).map(|axum::Json(v)| v).map_err(json_rejection)
 }
 
 fn integral_numbers_as_integers(value: &mut serde_json::Value) {
@@ -145,7 +152,10 @@ where
             return Ok(OptionalBody(T::default()));
         }
         // `null` is the same as no body.
-        Body::<Option<T>>::from_request(req, state).await.map(|Body(v)| OptionalBody(v.unwrap_or_default()))
+        match json_value(req, state).await? {
+            serde_json::Value::Null => Ok(OptionalBody(T::default())),
+            value => decode_object(value).map(OptionalBody),
+        }
     }
 }
 

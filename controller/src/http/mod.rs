@@ -134,6 +134,7 @@ impl utoipa::Modify for CommonResponses {
 /// unknown fields (`#[serde(tag, deny_unknown_fields)]`) are closed
 /// objects, which utoipa does not say by itself. Unit variants (only the
 /// tag) stay open: serde's `deny_unknown_fields` does not reach them.
+/// And a closed type flattened into another is open there.
 struct ClosedVariants;
 
 impl utoipa::Modify for ClosedVariants {
@@ -148,6 +149,35 @@ impl utoipa::Modify for ClosedVariants {
                         && object.properties.len() > 1
                     {
                         object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+                    }
+                }
+            }
+        }
+        // A closed type (`deny_unknown_fields`) flattened into another
+        // (`Environment` holds an `EnvironmentDescriptor`) is open there:
+        // under `allOf`, its `additionalProperties: false` would refuse the
+        // outer type's own fields. Such an item is inlined without it.
+        let closed: std::collections::BTreeMap<String, Schema> = components
+            .schemas
+            .iter()
+            .filter_map(|(name, schema)| match schema {
+                RefOr::T(Schema::Object(o))
+                    if matches!(o.additional_properties.as_deref(), Some(AdditionalProperties::FreeForm(false))) =>
+                {
+                    let mut open = o.clone();
+                    open.additional_properties = None;
+                    Some((format!("#/components/schemas/{name}"), Schema::Object(open)))
+                }
+                _ => None,
+            })
+            .collect();
+        for schema in components.schemas.values_mut() {
+            if let RefOr::T(Schema::AllOf(all_of)) = schema {
+                for item in &mut all_of.items {
+                    if let RefOr::Ref(r) = item
+                        && let Some(open) = closed.get(&r.ref_location)
+                    {
+                        *item = RefOr::T(open.clone());
                     }
                 }
             }

@@ -107,7 +107,9 @@ async fn a_sqlite_ferrum_moves_to_postgresql_with_everything_it_knew() {
     assert!(stdout.lines().any(|l| l == "leases: 2 rows"), "{stdout}");
 
     // The same answers from a ferrumd on PostgreSQL, to the same tokens.
-    let new = Ferrumd::start_replica(&url);
+    // With the SQLite ferrumd's secrets key: the copy carries the sealed
+    // BMC credentials as they are.
+    let new = Ferrumd::start_keyed(&url, &old.data_dir.path().join("secret.key"));
     assert!(new.admin_token.is_empty(), "no new admin on a copied database");
     for (view, was) in views.iter().zip(&before) {
         assert_eq!(&get(&client, &new.url, &admin, view).await, was, "{view}");
