@@ -69,6 +69,8 @@ until [ -s "$work/data/admin.token" ] && in_ns curl -fsS -o /dev/null "$url/heal
         cat "$work/ferrumd.log" >&2
         exit 1
     fi
+    # Paces a readiness probe bounded by the deadline above (ferrumd
+    # announces its readiness only by answering).
     sleep 0.2
 done
 admin=$(cat "$work/data/admin.token")

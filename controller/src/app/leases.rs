@@ -152,12 +152,7 @@ impl App {
             validate_ssh_keys("deploy.ssh_keys", &d.ssh_keys)?;
             // Checked now, for the lease's owner, rather than found missing
             // when the lease starts (it is resolved again then).
-            if d.environment.chars().count() > super::environments::MAX_REFERENCE {
-                return Err(AppError::bad_request(format!(
-                    "deploy.environment: at most {} characters",
-                    super::environments::MAX_REFERENCE
-                )));
-            }
+            // (Its length was checked with the other texts above.)
             if let Err(e) = self.get_environment(actor, &d.environment, None, None).await {
                 return Err(match e {
                     AppError::NotFound(m) | AppError::Conflict { message: m, .. } | AppError::BadRequest { message: m, .. } => {

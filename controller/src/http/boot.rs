@@ -119,19 +119,13 @@ pub async fn create_token(
 #[utoipa::path(get, path = "/api/v1/boot/hosts", operation_id = "boot_hosts_list", tag = "boot",
     responses((status = 200, body = Vec<ferrum_api::BootHost>), (status = 401, body = ferrum_api::ErrorBody), (status = 403, body = ferrum_api::ErrorBody)),
     security(("bearer" = [])))]
-pub async fn hosts(State(app): State<Arc<App>>, headers: axum::http::HeaderMap) -> ApiResult<axum::Json<Vec<ferrum_api::BootHost>>> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            code: "unauthorized",
-            message: "missing token: send 'Authorization: Bearer <boot-service token>'".into(),
-            earliest_start: None,
-        })?;
+pub async fn hosts(State(app): State<Arc<App>>, parts: axum::http::request::Parts) -> ApiResult<axum::Json<Vec<ferrum_api::BootHost>>> {
+    let token = super::extract::bearer(&parts).ok_or_else(|| ApiError {
+        status: StatusCode::UNAUTHORIZED,
+        code: "unauthorized",
+        message: "missing token: send 'Authorization: Bearer <boot-service token>'".into(),
+        earliest_start: None,
+    })?;
     let rows = app.boot_host_table(token).await?;
     Ok(axum::Json(rows.into_iter().map(|r| ferrum_api::BootHost { mac: r.mac, name: r.name, ip: r.ip }).collect()))
 }
