@@ -19,6 +19,8 @@
 # DEMO_KEEP=1 keeps the lab running at the end (stop it with
 # `ferrum lab down --dir $DEMO_DIR`).
 set -euo pipefail
+# shellcheck source=scripts/root.sh
+. "$(dirname "$0")/root.sh"
 
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -31,10 +33,6 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
-if [ "$(id -u)" != 0 ]; then
-    echo "the lab needs root (network namespaces, taps, QEMU): run it with sudo" >&2
-    exit 1
-fi
 
 t0=$(now)
 step "set-up: packages, ferrum, images"

@@ -4,6 +4,8 @@
 # downloaded here; kernels for the ramdisk and images come from Debian's
 # archive through `ferrum-images build`, never installed on the host.
 set -euo pipefail
+# shellcheck source=scripts/root.sh
+. "$(dirname "$0")/root.sh"
 export DEBIAN_FRONTEND=noninteractive
 
 # Debian 12 (bookworm) packages:

@@ -12,6 +12,8 @@
 #   - the API contract checks (scripts/schemathesis.sh): schemathesis and
 #     openapi-spec-validator, pinned, in a venv under ~/.cache/ferrum
 set -euo pipefail
+# shellcheck source=scripts/root.sh
+. "$(dirname "$0")/root.sh"
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 
