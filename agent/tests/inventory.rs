@@ -1,6 +1,6 @@
 //! `ferrum-agent inventory` end to end: the real binary on this machine, on
 //! a fake sysfs/procfs tree (snapshot of the report), and the check
-//! ([`ferrum_api::inventory::compare`]) against the Grid'5000 reference
+//! ([`ferrum_check::compare`]) against the Grid'5000 reference
 //! fixtures.
 
 use std::collections::BTreeMap;
@@ -9,8 +9,9 @@ use std::process::{Command, Output};
 
 use ferrum_api::inventory::{
     Architecture, GpuDevice, InventoryReport, MainMemory, MemorySource, NetworkAdapter, PciIdsOrigin, PciIdsSource, Processor,
-    StorageDevice, Tolerances, compare,
+    StorageDevice,
 };
+use ferrum_check::{Tolerances, compare};
 use serde_json::Value;
 use tempfile::TempDir;
 

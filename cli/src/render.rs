@@ -1049,7 +1049,7 @@ mod tests {
             "pci_ids_source": {"origin": "embedded"}
         }))
         .unwrap();
-        let differences = ferrum_api::inventory::compare(&reference, &report, &ferrum_api::inventory::Tolerances::default());
+        let differences = ferrum_check::compare(&reference, &report, &ferrum_check::Tolerances::default());
         let inv = ferrum_api::NodeInventory {
             node: "chifflot-1".into(),
             reference: Some(reference),

@@ -19,7 +19,7 @@
 //! file that cannot be read or is not a pci.ids file).
 //!
 //! This module reports; it must not judge. Comparing with a reference is
-//! [`ferrum_api::inventory::compare`].
+//! `ferrum_check::compare`.
 //!
 //! GPUs are found on the PCI bus and named with pci.ids; NVML is not used
 //! and there is no `nvml` feature (memory size, compute capability and

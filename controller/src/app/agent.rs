@@ -14,7 +14,8 @@ use std::time::Duration;
 use ferrum_api::agent::{
     AGENT_PROTOCOL, AgentAction, AgentCommand, AgentRegister, AgentSession, CommandProgress, CommandResult, InventoryUpload,
 };
-use ferrum_api::inventory::{Difference, InventoryReport, Tolerances, compare};
+use ferrum_api::inventory::{Difference, InventoryReport};
+use ferrum_check::{Tolerances, compare};
 
 use super::accounts::{Actor, token_hash};
 use super::{App, AppError, AppResult};

@@ -22,7 +22,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn every_module_opens_with_a_doc_comment() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut files = Vec::new();
-    for krate in ["controller", "api-spec", "cli", "agent", "pxe", "tests"] {
+    for krate in ["controller", "api-spec", "check", "cli", "agent", "pxe", "tests"] {
         rust_files(&root.join(krate), &mut files);
     }
     assert!(files.len() > 30, "found only {} files", files.len());
@@ -58,4 +58,33 @@ fn sqlite_autocommit_writes_run_to_their_end() {
     }
     assert!(files.len() >= 3, "found only {files:?}");
     assert!(offending.is_empty(), "autocommit RETURNING statements stopped at their first row: {offending:#?}");
+}
+
+/// The workspace denies `unsafe_code` (one lint table, in the root
+/// Cargo.toml); the two places that need it (the agent's block-device and
+/// kexec calls, the SQLite WAL hook) allow it, each named in ARCHITECTURE.md
+/// ("Rules"). A new `allow` must be added here and there, on purpose.
+#[test]
+fn unsafe_code_is_allowed_only_where_the_map_says() {
+    const ALLOWED: [&str; 2] = ["agent/src/image.rs", "controller/src/db/sqlite/commits.rs"];
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = Vec::new();
+    for krate in ["controller", "api-spec", "check", "cli", "agent", "pxe", "images", "lab", "tests"] {
+        rust_files(&root.join(krate), &mut files);
+    }
+    // Split so that this file does not name itself.
+    let needle = ["allow(", "unsafe_code)"].concat();
+    let mut found: Vec<String> = files
+        .iter()
+        .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains(&needle)))
+        .map(|p| p.strip_prefix(&root).unwrap_or(p).display().to_string())
+        .collect();
+    found.sort();
+    assert_eq!(found, ALLOWED, "files that allow unsafe code");
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("the workspace manifest");
+    assert!(manifest.contains("unsafe_code = \"deny\""), "the workspace denies unsafe code");
+    for krate in ["controller", "api-spec", "check", "cli", "agent", "pxe", "images", "lab", "tests"] {
+        let manifest = std::fs::read_to_string(root.join(krate).join("Cargo.toml")).expect("a crate manifest");
+        assert!(manifest.contains("[lints]\nworkspace = true"), "{krate} takes the workspace's lints, not a copy");
+    }
 }
