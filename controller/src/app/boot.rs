@@ -233,7 +233,7 @@ impl App {
         let s = caller.row();
         let current = self.store.agent_generation(s.node).await?;
         let named = s.generation >= current
-            && self.store.agent_commands(s.node).await?.into_iter().filter(|c| c.state == "queued" || c.state == "sent").any(|c| {
+            && self.store.agent_commands(s.node).await?.into_iter().filter(|c| c.state.is_unfinished()).any(|c| {
                 matches!(serde_json::from_str::<ferrum_api::agent::AgentAction>(&c.action),
                     Ok(ferrum_api::agent::AgentAction::WriteImage { url, .. })
                         if url.split_once("/images/").is_some_and(|(_, rest)| rest == path))

@@ -464,7 +464,7 @@ impl App {
         self.get_lease(actor, id).await?;
         let lease = self
             .change_lease(LeaseId(id), LeaseInput::Released, &|to| {
-                let verb = if to == LeaseState::Cancelled { "cancelled" } else { "released" };
+                let verb = if to == LeaseState::Cancelled { "cancelled" } else { "released" }; // tidy:not-a-state
                 format!("{verb} by {}", actor.name)
             })
             .await?;
@@ -489,7 +489,7 @@ impl App {
             super::one_line("reason", r, limits::REASON)?;
         }
         let reason = reason.map(str::trim).filter(|r| !r.is_empty());
-        let (input, verb) = if approve { (LeaseInput::Approved, "approved") } else { (LeaseInput::Rejected, "rejected") };
+        let (input, verb) = if approve { (LeaseInput::Approved, "approved") } else { (LeaseInput::Rejected, "rejected") }; // tidy:not-a-state
         let text = format!("{verb} by {}{}", actor.name, reason.map(|r| format!(": {r}")).unwrap_or_default());
         let lease = self.change_lease(LeaseId(id), input, &|_| text.clone()).await?;
         self.audit(
@@ -509,7 +509,7 @@ impl App {
     /// otherwise, through the same transition as `end_lease`.
     pub(crate) async fn end_lease_with_reason(&self, id: LeaseId, reason: &str) -> AppResult<LeaseRow> {
         self.change_lease(id, LeaseInput::Released, &|to| {
-            let verb = if to == LeaseState::Cancelled { "cancelled" } else { "released" };
+            let verb = if to == LeaseState::Cancelled { "cancelled" } else { "released" }; // tidy:not-a-state
             format!("{verb}: {reason}")
         })
         .await

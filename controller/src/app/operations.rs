@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferrum_api::agent::AgentAction;
-use ferrum_api::deployment::{Deployment, DeploymentState, NodeOperation, OperationState, Phase, PhaseTime};
+use ferrum_api::deployment::{self as api, Deployment, DeploymentState, NodeOperation, PhaseTime};
 use ferrum_api::environment::{Environment, EnvironmentBoot};
 use ferrum_api::inventory::InventoryReport;
 use serde::{Deserialize, Serialize};
@@ -36,10 +36,11 @@ use super::conductor::CheckOutcome;
 use super::{App, AppError, AppResult};
 use crate::db::{DbError, DeploymentRow, NewDeployment, NewOperation, NodeRow, NodeStatus, OperationRow};
 use crate::model::time::from_seconds;
-use crate::model::{BootTarget, LeaseId, LeaseState, NodeInput, NodeLifecycle, ProjectId};
-
-pub const DEPLOY: &str = "deploy";
-pub const RESET: &str = "reset";
+use crate::model::{
+    AgentCommandState, BootTarget, LeaseId, LeaseState, NodeInput, NodeLifecycle, OperationInput, OperationKind, OperationState, Phase,
+    PowerOperation, PowerRequestState, ProjectId, ResetOutcome,
+};
+use crate::power::{BootDevice, PowerAction};
 
 /// How often running operations are looked at when nothing woke the loop.
 const TICK: Duration = Duration::from_secs(1);
@@ -73,7 +74,7 @@ struct PhaseData {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     write_command: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    verdict: Option<(String, String)>,
+    verdict: Option<(ResetOutcome, String)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     fingerprint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,6 +89,13 @@ struct PhaseData {
 }
 
 impl PhaseData {
+    /// The stored data of an operation. Data that does not read is an
+    /// error naming the problem, never empty data: an operation that
+    /// forgot what it issued could wait on nothing, or issue it twice.
+    fn of(op: &OperationRow) -> Result<PhaseData, String> {
+        serde_json::from_str(&op.data).map_err(|e| format!("the operation's phase data cannot be read ({e})"))
+    }
+
     /// The data a new phase starts with: what is kept across phases.
     fn carry(&self) -> PhaseData {
         PhaseData {
@@ -119,11 +127,11 @@ enum Next {
     /// left, else fail with this message.
     Retry(String),
     /// End it; `data` replaces the operation's data when given.
-    Finish { state: OperationState, message: String, outcome: Option<&'static str>, data: Option<PhaseData> },
+    Finish { end: OperationInput, message: String, outcome: Option<ResetOutcome>, data: Option<PhaseData> },
 }
 
-fn fail(message: impl Into<String>, outcome: Option<&'static str>) -> Next {
-    Next::Finish { state: OperationState::Failed, message: message.into(), outcome, data: None }
+fn fail(message: impl Into<String>, outcome: Option<ResetOutcome>) -> Next {
+    Next::Finish { end: OperationInput::Failed, message: message.into(), outcome, data: None }
 }
 
 /// An operation claimed by a step task, released on drop.
@@ -175,17 +183,17 @@ impl App {
         self.clock.now().timestamp_millis()
     }
 
-    fn deadline_of(&self, kind: &str, phase: Phase) -> Duration {
+    fn deadline_of(&self, kind: OperationKind, phase: Phase) -> Duration {
         let d = &self.config.deploy;
         match phase {
             Phase::PowerOff | Phase::BootRamdisk | Phase::Shutdown => d.power_timeout,
             Phase::WaitAgent => d.boot_timeout,
-            Phase::BootSystem | Phase::SshCheck if kind == DEPLOY => d.ssh_timeout,
+            Phase::BootSystem | Phase::SshCheck if kind == OperationKind::Deploy => d.ssh_timeout,
             _ => d.write_timeout,
         }
     }
 
-    fn deadline_ms(&self, kind: &str, phase: Phase) -> i64 {
+    fn deadline_ms(&self, kind: OperationKind, phase: Phase) -> i64 {
         self.now_ms() + i64::try_from(self.deadline_of(kind, phase).as_millis()).unwrap_or(i64::MAX / 4)
     }
 
@@ -249,7 +257,7 @@ impl App {
                 // Read again now that it is ours: the row listed above may
                 // predate a step that ended since.
                 let op = match app.store.operation(id).await {
-                    Ok(op) if op.state == "running" => op,
+                    Ok(op) if op.state == OperationState::Running => op,
                     Ok(_) => return,
                     Err(e) => {
                         return tracing::error!(operation = id, error = ?anyhow::Error::from(AppError::from(e)), "operation unreadable");
@@ -280,8 +288,8 @@ impl App {
             }
             // The controller stopped between ending the deploy and moving
             // the node: finish the move the deploy's outcome says.
-            let last = self.store.latest_operation(n.id, DEPLOY).await?.filter(|op| op.lease == n.lease);
-            if last.as_ref().is_some_and(|op| op.state == "done") {
+            let last = self.store.latest_operation(n.id, OperationKind::Deploy).await?.filter(|op| op.lease == n.lease);
+            if last.as_ref().is_some_and(|op| op.state == OperationState::Done) {
                 self.move_nodes(&[(&n, n.lease)], NodeInput::DeployDone, "system", "deployed (recorded after a controller restart)")
                     .await?;
                 continue;
@@ -412,10 +420,10 @@ impl App {
             .iter()
             .map(|n| NewOperation {
                 node: n.id,
-                kind: DEPLOY,
+                kind: OperationKind::Deploy,
                 lease: Some(lease.id),
-                phase: Phase::BootRamdisk.as_str(),
-                deadline_ms: self.deadline_ms(DEPLOY, Phase::BootRamdisk),
+                phase: Phase::BootRamdisk,
+                deadline_ms: self.deadline_ms(OperationKind::Deploy, Phase::BootRamdisk),
                 now_ms,
             })
             .collect();
@@ -477,17 +485,22 @@ impl App {
         let (row, ops) = self.store.deployment(id).await?;
         self.get_lease(actor, row.lease.0).await.map_err(|_| AppError::NotFound(format!("deployment '{id}' does not exist")))?;
         let reason = format!("cancelled by {}", actor.name);
-        for op in ops.into_iter().filter(|o| o.state == "running") {
+        for op in ops.into_iter().filter(|o| o.state == OperationState::Running) {
             // A step may move the operation on meanwhile: read it again and
             // retry, a few times.
             let mut current = op;
             for _ in 0..10 {
-                let data: PhaseData = serde_json::from_str(&current.data).unwrap_or_default();
-                if self.finish(&current, &data, OperationState::Cancelled, &reason, None, 0).await? {
+                // Data that does not read is named in the message and
+                // left for empty data (see `PhaseData::of`).
+                let (data, message) = match PhaseData::of(&current) {
+                    Ok(data) => (data, reason.clone()),
+                    Err(problem) => (PhaseData::default(), format!("{reason}; {problem}")),
+                };
+                if self.finish(&current, &data, OperationInput::Cancelled, &message, None, 0).await? {
                     break;
                 }
                 current = self.store.operation(current.id).await?;
-                if current.state != "running" {
+                if current.state != OperationState::Running {
                     break;
                 }
             }
@@ -506,7 +519,7 @@ impl App {
 
     /// One operation as the API shows it.
     pub async fn operation_view(&self, op: &OperationRow) -> AppResult<NodeOperation> {
-        let data: PhaseData = serde_json::from_str(&op.data).unwrap_or_default();
+        let data = PhaseData::of(op).map_err(|problem| AppError::Internal(anyhow::anyhow!("operation {}: {problem}", op.id)))?;
         let (mut written, mut total) = (None, None);
         if let Some(cmd) = data.write_command {
             let c = self.store.agent_command_row(cmd).await?;
@@ -519,21 +532,21 @@ impl App {
         let mut phases = Vec::new();
         for (i, (phase, at)) in history.iter().enumerate() {
             let until = history.get(i + 1).map(|(_, t)| *t).unwrap_or(end_ms);
-            if let Some(phase) = Phase::parse(phase) {
+            if let Some(phase) = api::Phase::parse(phase) {
                 phases.push(PhaseTime { phase, started_at: ms_time(*at), seconds: (until - at).max(0) as f64 / 1000.0 });
             }
         }
-        let state = OperationState::parse(&op.state).unwrap_or(OperationState::Failed);
-        let ssh = if op.kind == DEPLOY && state == OperationState::Done {
+        let state = op.state;
+        let ssh = if op.kind == OperationKind::Deploy && state == OperationState::Done {
             self.store.get_node_by_id(op.node).await?.ip.map(|ip| format!("root@{ip}"))
         } else {
             None
         };
         Ok(NodeOperation {
             node: op.node_name.clone(),
-            kind: op.kind.clone(),
-            state,
-            phase: if state == OperationState::Running { Phase::parse(&op.phase).unwrap_or(Phase::Finished) } else { Phase::Finished },
+            kind: op.kind.as_str().to_owned(),
+            state: state.into(),
+            phase: if state == OperationState::Running { op.phase.into() } else { api::Phase::Finished },
             attempt: u32::try_from(op.attempt).unwrap_or(1),
             phase_seconds: if op.finished_ms.is_some() { 0.0 } else { (now_ms - op.phase_started_ms).max(0) as f64 / 1000.0 },
             deadline: ms_time(op.deadline_ms),
@@ -553,7 +566,7 @@ impl App {
     pub async fn node_operations(&self, name: &str) -> AppResult<Vec<NodeOperation>> {
         let node = self.store.get_node(name).await?;
         let mut out = Vec::new();
-        for kind in [DEPLOY, RESET] {
+        for kind in [OperationKind::Deploy, OperationKind::Reset] {
             if let Some(op) = self.store.latest_operation(node.id, kind).await? {
                 out.push(self.operation_view(&op).await?);
             }
@@ -580,23 +593,23 @@ impl App {
                 "the node has no BMC: ferrum cannot power it off, wipe and check it; check it by hand and mark it repaired".into(),
             ));
         }
-        let latest = self.store.latest_operation(node.id, RESET).await?;
+        let latest = self.store.latest_operation(node.id, OperationKind::Reset).await?;
         // This reset's operation: the running one, or the one that ended
         // for the node's ending lease (for a node reset without a lease:
         // one begun since the node became `resetting`).
         let current = latest.filter(|op| {
-            op.state == "running"
-                || (op.state != "cancelled"
+            op.state == OperationState::Running
+                || (op.state != OperationState::Cancelled
                     && op.lease == node.lease
                     && (node.lease.is_some() || op.created_ms >= node.updated_at.saturating_mul(1000)))
         });
         let Some(op) = current else {
             let new = NewOperation {
                 node: node.id,
-                kind: RESET,
+                kind: OperationKind::Reset,
                 lease: node.lease,
-                phase: Phase::PowerOff.as_str(),
-                deadline_ms: self.deadline_ms(RESET, Phase::PowerOff),
+                phase: Phase::PowerOff,
+                deadline_ms: self.deadline_ms(OperationKind::Reset, Phase::PowerOff),
                 now_ms: self.now_ms(),
             };
             match self.store.insert_operation(&new).await {
@@ -608,11 +621,11 @@ impl App {
             self.ops_wake.notify_one();
             return Ok(CheckOutcome::InProgress);
         };
-        Ok(match (op.state.as_str(), op.outcome.as_deref()) {
-            ("running", _) => CheckOutcome::InProgress,
-            ("done", Some("clean")) => CheckOutcome::Clean,
-            ("done", _) => CheckOutcome::Mismatch(op.message.unwrap_or_default()),
-            (_, Some("bmc")) => CheckOutcome::Unreachable(op.message.unwrap_or_default()),
+        Ok(match (op.state, op.outcome) {
+            (OperationState::Running, _) => CheckOutcome::InProgress,
+            (OperationState::Done, Some(ResetOutcome::Clean)) => CheckOutcome::Clean,
+            (OperationState::Done, _) => CheckOutcome::Mismatch(op.message.unwrap_or_default()),
+            (_, Some(ResetOutcome::Bmc)) => CheckOutcome::Unreachable(op.message.unwrap_or_default()),
             _ => CheckOutcome::Mismatch(format!("reset failed: {}", op.message.unwrap_or_default())),
         })
     }
@@ -620,34 +633,40 @@ impl App {
     /// One step of an operation.
     async fn step(&self, op: OperationRow) -> AppResult<()> {
         let started = Instant::now();
-        let data: PhaseData = serde_json::from_str(&op.data).unwrap_or_default();
-        let Some(phase) = Phase::parse(&op.phase) else {
-            return self
-                .finish(&op, &data, OperationState::Failed, &format!("unknown phase '{}'", op.phase), Some("error"), 0)
-                .await
-                .map(drop);
+        let data = match PhaseData::of(&op) {
+            Ok(data) => data,
+            // Nothing can say what the phase issued or waits on: the
+            // operation fails (a deploy's node goes back to its lease, a
+            // reset's to an operator), naming the problem.
+            Err(problem) => {
+                return self
+                    .finish(&op, &PhaseData::default(), OperationInput::Failed, &problem, Some(ResetOutcome::Error), 0)
+                    .await
+                    .map(drop);
+            }
         };
+        let phase = op.phase;
         let node = self.store.get_node_by_id(op.node).await?;
 
         // A BMC failure of this phase is the named reason, even when the
         // power loop already moved the node to suspect or dead.
         if let Some(error) = self.failed_power_request(&data).await? {
-            return self.finish(&op, &data, OperationState::Failed, &error, Some("bmc"), elapsed_ms(started)).await.map(drop);
+            return self.finish(&op, &data, OperationInput::Failed, &error, Some(ResetOutcome::Bmc), elapsed_ms(started)).await.map(drop);
         }
-        let still_ours = match op.kind.as_str() {
-            DEPLOY => node.state == NodeLifecycle::Deploying && node.lease == op.lease,
+        let still_ours = match op.kind {
+            OperationKind::Deploy => node.state == NodeLifecycle::Deploying && node.lease == op.lease,
             // A reset also runs for a dirty node being enrolled again.
-            _ => matches!(node.state, NodeLifecycle::Resetting | NodeLifecycle::Enrolling),
+            OperationKind::Reset => matches!(node.state, NodeLifecycle::Resetting | NodeLifecycle::Enrolling),
         };
         if !still_ours {
             let why = format!("the node is now {}", node.state.as_str());
-            return self.finish(&op, &data, OperationState::Cancelled, &why, None, elapsed_ms(started)).await.map(drop);
+            return self.finish(&op, &data, OperationInput::Cancelled, &why, None, elapsed_ms(started)).await.map(drop);
         }
 
         let mut external = Duration::ZERO;
-        let stepped = match op.kind.as_str() {
-            DEPLOY => self.deploy_step(&op, &node, phase, data.clone(), &mut external).await,
-            _ => self.reset_step(&op, &node, phase, data.clone()).await,
+        let stepped = match op.kind {
+            OperationKind::Deploy => self.deploy_step(&op, &node, phase, data.clone(), &mut external).await,
+            OperationKind::Reset => self.reset_step(&op, &node, phase, data.clone()).await,
         };
         let next = match stepped {
             Ok(next) => next,
@@ -664,11 +683,9 @@ impl App {
         let next = match next {
             // The step that issues a phase's actions is not judged late: a
             // controller back from a long stop gives them their chance.
-            Next::Stay(_) if data.issued && self.now_ms() > op.deadline_ms => Next::Retry(format!(
-                "{} took longer than {}",
-                phase.as_str(),
-                humantime::format_duration(self.deadline_of(&op.kind, phase))
-            )),
+            Next::Stay(_) if data.issued && self.now_ms() > op.deadline_ms => {
+                Next::Retry(format!("{} took longer than {}", phase.as_str(), humantime::format_duration(self.deadline_of(op.kind, phase))))
+            }
             other => other,
         };
         match next {
@@ -687,17 +704,20 @@ impl App {
                 let attempts = i64::from(self.config.deploy.attempts);
                 if op.attempt >= attempts {
                     let message = format!("gave up after {} attempt(s): {why}", op.attempt);
-                    return self.finish(&op, &data, OperationState::Failed, &message, Some("error"), own_ms).await.map(drop);
+                    return self.finish(&op, &data, OperationInput::Failed, &message, Some(ResetOutcome::Error), own_ms).await.map(drop);
                 }
                 tracing::warn!(node = %op.node_name, attempt = op.attempt, reason = %why, "retrying from a power cycle");
                 self.abandon_actions(&op, &data).await?;
-                let first = if op.kind == DEPLOY { Phase::BootRamdisk } else { Phase::PowerOff };
+                let first = match op.kind {
+                    OperationKind::Deploy => Phase::BootRamdisk,
+                    OperationKind::Reset => Phase::PowerOff,
+                };
                 let mut new = data.carry();
                 new.last_error = Some(why);
                 self.enter(&op, first, &new, op.attempt + 1, own_ms).await
             }
-            Next::Finish { state, message, outcome, data: new } => {
-                self.finish(&op, new.as_ref().unwrap_or(&data), state, &message, outcome, own_ms).await.map(drop)
+            Next::Finish { end, message, outcome, data: new } => {
+                self.finish(&op, new.as_ref().unwrap_or(&data), end, &message, outcome, own_ms).await.map(drop)
             }
         }
     }
@@ -716,7 +736,7 @@ impl App {
     async fn failed_power_request(&self, data: &PhaseData) -> AppResult<Option<String>> {
         for id in &data.power_requests {
             let r = self.store.power_request(*id).await?;
-            if r.state == "failed" {
+            if r.state == PowerRequestState::Failed {
                 return Ok(Some(r.error.unwrap_or_else(|| format!("power request {id} failed"))));
             }
         }
@@ -726,7 +746,7 @@ impl App {
     /// Whether every power request of the phase is done.
     async fn power_done(&self, data: &PhaseData) -> AppResult<bool> {
         for id in &data.power_requests {
-            if self.store.power_request(*id).await?.state != "done" {
+            if self.store.power_request(*id).await?.state != PowerRequestState::Done {
                 return Ok(false);
             }
         }
@@ -737,14 +757,14 @@ impl App {
     /// are dropped first: they would run ahead of the sequence, and a
     /// failing one would make it skipped. (A step that failed after
     /// queueing, and so queues again, leaves such requests behind.)
-    async fn enqueue_power_ops(&self, node: &NodeRow, ops: &[&str], actor: &str) -> AppResult<Vec<i64>> {
+    async fn enqueue_power_ops(&self, node: &NodeRow, ops: &[PowerOperation], actor: &str) -> AppResult<Vec<i64>> {
         let dropped = self.store.cancel_queued_power(node.id, "superseded by an operation's power sequence", self.now()).await?;
         if dropped > 0 {
             tracing::info!(node = %node.name, dropped, "queued power requests superseded");
         }
         let mut ids = Vec::new();
         for op in ops {
-            ids.push(self.store.enqueue_power(node.id, op, actor, self.now()).await?);
+            ids.push(self.store.enqueue_power(node.id, *op, actor, self.now()).await?);
         }
         self.power.wake.notify_one();
         Ok(ids)
@@ -759,7 +779,7 @@ impl App {
 
     /// Sends the node to the deploy ramdisk: next boot → ramdisk, BMC boot
     /// device PXE, then `power` (`cycle` or `on`).
-    async fn boot_ramdisk(&self, node: &NodeRow, power: &str, actor: &str, mut data: PhaseData) -> AppResult<Next> {
+    async fn boot_ramdisk(&self, node: &NodeRow, power: PowerAction, actor: &str, mut data: PhaseData) -> AppResult<Next> {
         if !data.issued {
             let stale = self.store.cancel_agent_commands(node.id, "superseded by a new operation", self.now()).await?;
             if stale > 0 {
@@ -767,7 +787,8 @@ impl App {
             }
             self.store.set_boot_target(node.id, BootTarget::Ramdisk).await?;
             data.generation = Some(self.store.agent_generation(node.id).await?);
-            data.power_requests = self.enqueue_power_ops(node, &["boot-pxe", power], actor).await?;
+            data.power_requests =
+                self.enqueue_power_ops(node, &[PowerOperation::Boot(BootDevice::Pxe), PowerOperation::Power(power)], actor).await?;
             data.issued = true;
             return Ok(Next::Stay(data));
         }
@@ -805,10 +826,12 @@ impl App {
             return Ok(Some(Next::Stay(data.clone())));
         };
         let c = self.store.agent_command_row(id).await?;
-        Ok(match c.state.as_str() {
-            "done" => None,
-            "failed" => Some(Next::Retry(format!("the agent's {} failed: {}", kind_of(&c.action), c.error.unwrap_or_default()))),
-            _ => Some(Next::Stay(data.clone())),
+        Ok(match c.state {
+            AgentCommandState::Done => None,
+            AgentCommandState::Failed => {
+                Some(Next::Retry(format!("the agent's {} failed: {}", kind_of(&c.action), c.error.unwrap_or_default())))
+            }
+            AgentCommandState::Queued | AgentCommandState::Sent => Some(Next::Stay(data.clone())),
         })
     }
 
@@ -827,11 +850,11 @@ impl App {
         };
         let env = &spec.environment.descriptor;
         Ok(match phase {
-            Phase::BootRamdisk => self.boot_ramdisk(node, "cycle", &actor, data).await?,
+            Phase::BootRamdisk => self.boot_ramdisk(node, PowerAction::Cycle, &actor, data).await?,
             Phase::WaitAgent => match self.fresh_inventory(node, &data).await? {
                 None => Next::Stay(data),
                 Some(report) => match report.storage_devices.first() {
-                    None => fail("the node's agent found no disk to write the image to", Some("error")),
+                    None => fail("the node's agent found no disk to write the image to", Some(ResetOutcome::Error)),
                     Some(disk) => {
                         let mut next = data.carry();
                         next.device = Some(format!("/dev/{}", disk.device));
@@ -868,11 +891,14 @@ impl App {
             }
             Phase::SshCheck => {
                 let Some(ip) = node.ip.as_deref() else {
-                    return Ok(fail("the node has no IP address in the inventory: the controller cannot log in", Some("error")));
+                    return Ok(fail(
+                        "the node has no IP address in the inventory: the controller cannot log in",
+                        Some(ResetOutcome::Error),
+                    ));
                 };
                 let addr: SocketAddr = match format!("{ip}:22").parse() {
                     Ok(a) => a,
-                    Err(_) => return Ok(fail(format!("the node's IP address '{ip}' is not valid"), Some("error"))),
+                    Err(_) => return Ok(fail(format!("the node's IP address '{ip}' is not valid"), Some(ResetOutcome::Error))),
                 };
                 let key = self.controller_key()?;
                 let t = Instant::now();
@@ -892,7 +918,7 @@ impl App {
                         self.store.set_ssh_host_key(node.id, Some(&check.host_key)).await?;
                         data.fingerprint = Some(check.fingerprint.clone());
                         let first_line = check.stdout.lines().next().unwrap_or_default().trim().to_owned();
-                        return Ok(Next::Finish { state: OperationState::Done, message: first_line, outcome: None, data: Some(data) });
+                        return Ok(Next::Finish { end: OperationInput::Succeeded, message: first_line, outcome: None, data: Some(data) });
                     }
                     Ok(check) => fail(
                         format!(
@@ -901,16 +927,16 @@ impl App {
                             check.exit_status,
                             check.stderr.trim()
                         ),
-                        Some("error"),
+                        Some(ResetOutcome::Error),
                     ),
                     Err(e) if e.is_retryable() => {
                         data.last_error = Some(format!("SSH: {e}"));
                         Next::Stay(data)
                     }
-                    Err(e) => fail(format!("root SSH login with the controller's key failed: {e}"), Some("error")),
+                    Err(e) => fail(format!("root SSH login with the controller's key failed: {e}"), Some(ResetOutcome::Error)),
                 }
             }
-            other => fail(format!("phase {} is not part of a deploy", other.as_str()), Some("error")),
+            other => fail(format!("phase {} is not part of a deploy", other.as_str()), Some(ResetOutcome::Error)),
         })
     }
 
@@ -959,13 +985,13 @@ impl App {
             Phase::PowerOff => {
                 if !data.issued {
                     self.store.cancel_agent_commands(node.id, "superseded by the reset", self.now()).await?;
-                    data.power_requests = self.enqueue_power_ops(node, &["off"], &actor).await?;
+                    data.power_requests = self.enqueue_power_ops(node, &[PowerOperation::Power(PowerAction::Off)], &actor).await?;
                     data.issued = true;
                     return Ok(Next::Stay(data));
                 }
                 if self.power_done(&data).await? { Next::Enter(Phase::BootRamdisk, data.carry()) } else { Next::Stay(data) }
             }
-            Phase::BootRamdisk => self.boot_ramdisk(node, "on", &actor, data).await?,
+            Phase::BootRamdisk => self.boot_ramdisk(node, PowerAction::On, &actor, data).await?,
             Phase::WaitAgent => match self.fresh_inventory(node, &data).await? {
                 None => Next::Stay(data),
                 Some(report) => {
@@ -990,7 +1016,7 @@ impl App {
                 None => {
                     let mut next = data.carry();
                     let verdict = self.check_against_reference(node).await?;
-                    let clean = verdict.0 == "clean";
+                    let clean = verdict.0 == ResetOutcome::Clean;
                     next.verdict = Some(verdict);
                     // Restore the default environment on a clean node only,
                     // resolved among admin-owned environments only.
@@ -1016,7 +1042,7 @@ impl App {
                 };
                 let env = match self.admin_environment(id).await {
                     Ok(env) => env,
-                    Err(e @ AppError::NotFound(_)) => return Ok(fail(format!("default environment: {e}"), Some("error"))),
+                    Err(e @ AppError::NotFound(_)) => return Ok(fail(format!("default environment: {e}"), Some(ResetOutcome::Error))),
                     Err(e) => return Err(e),
                 };
                 let waiting = if phase == Phase::WriteImage {
@@ -1036,10 +1062,11 @@ impl App {
                     self.store.set_boot_target(node.id, BootTarget::Local).await?;
                     let restored = data.write_command.is_some() && data.environment.is_some();
                     if self.config.reset.power_off {
-                        data.power_requests = self.enqueue_power_ops(node, &["off"], &actor).await?;
+                        data.power_requests = self.enqueue_power_ops(node, &[PowerOperation::Power(PowerAction::Off)], &actor).await?;
                     } else if restored {
                         // Boot the restored environment.
-                        data.power_requests = self.enqueue_power_ops(node, &["boot-disk", "cycle"], &actor).await?;
+                        let boot = [PowerOperation::Boot(BootDevice::Disk), PowerOperation::Power(PowerAction::Cycle)];
+                        data.power_requests = self.enqueue_power_ops(node, &boot, &actor).await?;
                     }
                     data.issued = true;
                     return Ok(Next::Stay(data));
@@ -1047,25 +1074,25 @@ impl App {
                 if !self.power_done(&data).await? {
                     return Ok(Next::Stay(data));
                 }
-                let (outcome, message) = data.verdict.clone().unwrap_or_else(|| ("clean".into(), String::new()));
-                let outcome = if outcome == "clean" { "clean" } else { "mismatch" };
+                let (outcome, message) = data.verdict.clone().unwrap_or((ResetOutcome::Clean, String::new()));
+                let outcome = if outcome == ResetOutcome::Clean { ResetOutcome::Clean } else { ResetOutcome::Mismatch };
                 let message = match (outcome, &self.config.reset.default_environment, &data.not_restored) {
-                    ("clean", _, Some(why)) => format!("reset, wiped and checked; default environment not restored: {why}"),
-                    ("clean", Some(env), None) => {
+                    (ResetOutcome::Clean, _, Some(why)) => format!("reset, wiped and checked; default environment not restored: {why}"),
+                    (ResetOutcome::Clean, Some(env), None) => {
                         format!("reset, wiped and checked; {env} restored (environment {})", data.environment.unwrap_or_default())
                     }
-                    ("clean", None, None) => "reset, wiped and checked".to_owned(),
+                    (ResetOutcome::Clean, None, None) => "reset, wiped and checked".to_owned(),
                     _ => message,
                 };
-                Next::Finish { state: OperationState::Done, message, outcome: Some(outcome), data: None }
+                Next::Finish { end: OperationInput::Succeeded, message, outcome: Some(outcome), data: None }
             }
-            other => fail(format!("phase {} is not part of a reset", other.as_str()), Some("error")),
+            other => fail(format!("phase {} is not part of a reset", other.as_str()), Some(ResetOutcome::Error)),
         })
     }
 
-    /// The verdict of a reset's inventory: ("clean", "") or ("mismatch",
-    /// the differences with the reference, and any disk not wiped).
-    async fn check_against_reference(&self, node: &NodeRow) -> AppResult<(String, String)> {
+    /// The verdict of a reset's inventory: (clean, "") or (mismatch, the
+    /// differences with the reference, and any disk not wiped).
+    async fn check_against_reference(&self, node: &NodeRow) -> AppResult<(ResetOutcome, String)> {
         let inventory = self.node_inventory(&node.name).await?;
         let mut problems: Vec<String> = inventory
             .differences
@@ -1080,7 +1107,7 @@ impl App {
                 }
             }
         }
-        Ok(if problems.is_empty() { ("clean".into(), String::new()) } else { ("mismatch".into(), problems.join("; ")) })
+        Ok(if problems.is_empty() { (ResetOutcome::Clean, String::new()) } else { (ResetOutcome::Mismatch, problems.join("; ")) })
     }
 
     /// Moves an operation to `to` (a new phase, or the same phase of a new
@@ -1090,10 +1117,10 @@ impl App {
         let mut history: Vec<(String, i64)> = serde_json::from_str(&op.history).unwrap_or_default();
         history.push((to.as_str().to_owned(), now_ms));
         let mut row = op.clone();
-        row.phase = to.as_str().to_owned();
+        row.phase = to;
         row.attempt = attempt;
         row.phase_started_ms = now_ms;
-        row.deadline_ms = self.deadline_ms(&op.kind, to);
+        row.deadline_ms = self.deadline_ms(op.kind, to);
         row.data = serde_json::to_string(data).map_err(|e| AppError::Internal(e.into()))?;
         row.history = serde_json::to_string(&history).map_err(|e| AppError::Internal(e.into()))?;
         row.controller_ms += own_ms;
@@ -1112,20 +1139,21 @@ impl App {
         &self,
         op: &OperationRow,
         data: &PhaseData,
-        state: OperationState,
+        end: OperationInput,
         message: &str,
-        outcome: Option<&'static str>,
+        outcome: Option<ResetOutcome>,
         own_ms: i64,
     ) -> AppResult<bool> {
         let now_ms = self.now_ms();
+        let state = op.state.next(end).map_err(|e| AppError::Internal(e.into()))?;
         let mut history: Vec<(String, i64)> = serde_json::from_str(&op.history).unwrap_or_default();
-        history.push((Phase::Finished.as_str().to_owned(), now_ms));
+        history.push((api::Phase::Finished.as_str().to_owned(), now_ms));
         let mut row = op.clone();
-        row.state = state.as_str().to_owned();
+        row.state = state;
         row.data = serde_json::to_string(data).map_err(|e| AppError::Internal(e.into()))?;
         row.history = serde_json::to_string(&history).map_err(|e| AppError::Internal(e.into()))?;
         row.message = Some(message.to_owned()).filter(|m| !m.is_empty());
-        row.outcome = outcome.map(str::to_owned);
+        row.outcome = outcome;
         row.controller_ms += own_ms;
         row.finished_ms = Some(now_ms);
         if !self.store.update_operation(&row).await? {
@@ -1135,14 +1163,14 @@ impl App {
             OperationState::Done => tracing::info!(node = %op.node_name, kind = %op.kind, message, "operation done"),
             _ => tracing::warn!(node = %op.node_name, kind = %op.kind, state = state.as_str(), message, "operation ended"),
         }
-        if op.kind == DEPLOY && state == OperationState::Done {
+        if op.kind == OperationKind::Deploy && state == OperationState::Done {
             // Recorded after the operation: a crash in between is finished
             // by `give_back_orphans` from the operation's outcome.
             let node = self.store.get_node_by_id(op.node).await?;
             let reason = format!("deployed (deployment {}); root SSH check: {message}", op.deployment.unwrap_or_default());
             self.move_nodes(&[(&node.status(), node.lease)], NodeInput::DeployDone, "system", &reason).await?;
         }
-        if op.kind == DEPLOY && state != OperationState::Done {
+        if op.kind == OperationKind::Deploy && state != OperationState::Done {
             // Nothing of the abandoned deploy may run later: not a queued
             // power cycle, not an agent command a later ramdisk would take,
             // not a ramdisk boot when the holder reboots the node.

@@ -19,7 +19,7 @@ use super::{Actor, App, AppError, AppResult};
 use crate::db::{NodeRow, PowerRequestRow};
 use crate::model::time::from_seconds;
 use crate::model::{BmcAddress, LeaseState, NodeInput, NodeLifecycle, NodePolicy};
-use crate::power::{BootDevice, PowerAction, PowerDriver, PowerError, PowerState, Reliability};
+use crate::power::{PowerAction, PowerDriver, PowerError, PowerState, Reliability};
 
 /// Makes a driver for a BMC address.
 pub trait BmcConnector: Send + Sync + std::fmt::Debug {
@@ -73,33 +73,7 @@ impl BmcConnector for SimBmcs {
     }
 }
 
-/// The operations a request may ask for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PowerOperation {
-    Power(PowerAction),
-    Status,
-    Boot(BootDevice),
-}
-
-impl PowerOperation {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PowerOperation::Power(a) => a.as_str(),
-            PowerOperation::Status => "status",
-            PowerOperation::Boot(BootDevice::Pxe) => "boot-pxe",
-            PowerOperation::Boot(BootDevice::Disk) => "boot-disk",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "status" => Some(PowerOperation::Status),
-            "boot-pxe" => Some(PowerOperation::Boot(BootDevice::Pxe)),
-            "boot-disk" => Some(PowerOperation::Boot(BootDevice::Disk)),
-            other => PowerAction::parse(other).map(PowerOperation::Power),
-        }
-    }
-}
+pub use crate::model::PowerOperation;
 
 /// Shared state of the power loop.
 #[derive(Debug)]
@@ -156,7 +130,7 @@ impl App {
             return Err(AppError::Conflict { message: format!("node '{node}' has no BMC; enrol it with --bmc"), earliest_start: None });
         }
         let mut finished = self.power.finished.subscribe();
-        let id = self.store.enqueue_power(row.id, operation.as_str(), &actor.name, self.now()).await?;
+        let id = self.store.enqueue_power(row.id, operation, &actor.name, self.now()).await?;
         tracing::info!(node = %node, operation = operation.as_str(), actor = %actor.name, request = id, "power request queued");
         if actor.is_admin {
             self.audit(actor, "node.power", &format!("node/{node}"), serde_json::json!({ "operation": operation.as_str(), "request": id }))
@@ -166,7 +140,7 @@ impl App {
         let wait = tokio::time::timeout(self.config.power.request_wait, async {
             loop {
                 let r = self.store.power_request(id).await?;
-                if matches!(r.state.as_str(), "done" | "failed") {
+                if r.state.is_finished() {
                     return Ok::<_, AppError>(r);
                 }
                 if finished.changed().await.is_err() {
@@ -250,11 +224,7 @@ impl App {
     /// address) failed it now.
     async fn carry_out(&self, request: PowerRequestRow) -> AppResult<Option<String>> {
         let node = self.store.get_node_by_id(request.node).await?;
-        let Some(operation) = PowerOperation::parse(&request.operation) else {
-            let error = format!("unknown operation '{}'", request.operation);
-            self.store.finish_power_request(request.id, Some(&error), self.now()).await?;
-            return Ok(Some(error));
-        };
+        let operation = request.operation;
         let Some(bmc) = node.bmc_url.as_ref().and_then(|s| BmcAddress::parse(&s.0).ok()) else {
             let error = "the node has no valid BMC address";
             self.store.finish_power_request(request.id, Some(error), self.now()).await?;
@@ -264,7 +234,7 @@ impl App {
         let _one_at_a_time = lock.lock().await;
         // Another task may have finished it while we waited for the lock.
         // (Or cancelled: that is no failure of this BMC.)
-        if matches!(self.store.power_request(request.id).await?.state.as_str(), "done" | "failed") {
+        if self.store.power_request(request.id).await?.state.is_finished() {
             return Ok(None);
         }
         self.store.set_power_request_running(request.id).await?;

@@ -13,7 +13,10 @@
 
 use async_trait::async_trait;
 
-use crate::model::{BootTarget, LeaseId, LeaseState, LeaseType, NodeId, NodeLifecycle, NodePolicy, ProjectId, Seconds, UserId};
+use crate::model::{
+    AgentCommandInput, AgentCommandState, BootTarget, LeaseId, LeaseState, LeaseType, NodeId, NodeLifecycle, NodePolicy, OperationKind,
+    OperationState, Phase, PowerInput, PowerOperation, PowerRequestState, ProjectId, ResetOutcome, Seconds, UserId,
+};
 
 pub use crate::secrets::SecretKey;
 
@@ -40,6 +43,9 @@ pub enum DbError {
     Raced { what: &'static str },
     #[error("row holds an invalid value: {0}")]
     Corrupt(String),
+    /// A state change the model's transition function refuses.
+    #[error("refused state change: {0}")]
+    Transition(String),
     #[error("database error")]
     Sqlx(#[source] sqlx::Error),
     #[error("database migration failed")]
@@ -60,6 +66,55 @@ pub enum DbError {
 }
 
 pub type DbResult<T> = Result<T, DbError>;
+
+/// A stored name of one of the model's enums, or `Corrupt` naming it: an
+/// unknown state is never read as a default.
+pub(crate) fn parse_name<T: std::str::FromStr<Err = crate::model::operation::UnknownName>>(text: &str) -> DbResult<T> {
+    text.parse().map_err(|e: crate::model::operation::UnknownName| DbError::Corrupt(e.to_string()))
+}
+
+// The states the stores write for power requests and agent commands, as
+// the model's transition functions decide them: the stores bind these (and
+// the `from` their compare-and-swap expects), never a name of their own.
+
+fn refused(e: impl std::fmt::Display) -> DbError {
+    DbError::Transition(e.to_string())
+}
+
+/// A power request the power loop takes.
+pub(crate) fn started_power() -> DbResult<PowerRequestState> {
+    PowerRequestState::Queued.next(PowerInput::Started).map_err(refused)
+}
+
+/// A power request that ended (it ran, or failed before it could).
+pub(crate) fn finished_power(error: Option<&str>) -> DbResult<PowerRequestState> {
+    let input = if error.is_some() { PowerInput::Failed } else { PowerInput::Succeeded };
+    PowerRequestState::Running.next(input).map_err(refused)
+}
+
+/// A queued power request dropped before it ran: (from, to).
+pub(crate) fn dropped_power() -> DbResult<(PowerRequestState, PowerRequestState)> {
+    let from = PowerRequestState::Queued;
+    Ok((from, from.next(PowerInput::Dropped).map_err(refused)?))
+}
+
+/// A queued (or unanswered) agent command handed to an agent.
+pub(crate) fn handed_command() -> DbResult<AgentCommandState> {
+    AgentCommandState::Queued.next(AgentCommandInput::Handed).map_err(refused)
+}
+
+/// A sent agent command its agent answered: (from, to).
+pub(crate) fn answered_command(error: Option<&str>) -> DbResult<(AgentCommandState, AgentCommandState)> {
+    let from = AgentCommandState::Sent;
+    let input = if error.is_some() { AgentCommandInput::Failed } else { AgentCommandInput::Succeeded };
+    Ok((from, from.next(input).map_err(refused)?))
+}
+
+/// An unfinished agent command a new operation drops (from any of
+/// `AgentCommandState::UNFINISHED`).
+pub(crate) fn cancelled_command() -> DbResult<AgentCommandState> {
+    AgentCommandState::Queued.next(AgentCommandInput::Cancelled).map_err(refused)
+}
 
 /// A JSON object stored as text, or `Corrupt` naming `what`.
 pub(crate) fn json_map(text: &str, what: &str) -> DbResult<serde_json::Map<String, serde_json::Value>> {
@@ -279,8 +334,8 @@ pub struct AgentCommandRow {
     /// JSON text of the action.
     pub action: String,
     pub requested_by: String,
-    /// `queued`, `sent`, `done`, `failed`.
-    pub state: String,
+    /// Changed only as `AgentCommandState::next` decides.
+    pub state: AgentCommandState,
     pub generation: Option<i64>,
     pub done_bytes: i64,
     pub total_bytes: Option<i64>,
@@ -349,13 +404,13 @@ pub struct OperationRow {
     pub id: i64,
     pub node: NodeId,
     pub node_name: String,
-    /// `deploy` or `reset`.
-    pub kind: String,
+    pub kind: OperationKind,
     pub deployment: Option<i64>,
     pub lease: Option<LeaseId>,
-    /// `running`, `done`, `failed`, `cancelled`.
-    pub state: String,
-    pub phase: String,
+    /// Changed only as `OperationState::next` decides.
+    pub state: OperationState,
+    /// The phase running, or the last one of an ended operation.
+    pub phase: Phase,
     pub attempt: i64,
     pub phase_started_ms: i64,
     pub deadline_ms: i64,
@@ -364,8 +419,8 @@ pub struct OperationRow {
     /// JSON: `[[phase, started_ms], ...]`.
     pub history: String,
     pub message: Option<String>,
-    /// Reset outcome: `clean`, `mismatch`, `bmc`, `error`.
-    pub outcome: Option<String>,
+    /// A reset's verdict, once it ended.
+    pub outcome: Option<ResetOutcome>,
     pub controller_ms: i64,
     pub created_ms: i64,
     pub finished_ms: Option<i64>,
@@ -377,9 +432,9 @@ pub struct OperationRow {
 #[derive(Clone, Debug)]
 pub struct NewOperation {
     pub node: NodeId,
-    pub kind: &'static str,
+    pub kind: OperationKind,
     pub lease: Option<LeaseId>,
-    pub phase: &'static str,
+    pub phase: Phase,
     pub deadline_ms: i64,
     pub now_ms: i64,
 }
@@ -390,12 +445,11 @@ pub struct PowerRequestRow {
     pub id: i64,
     pub node: NodeId,
     pub node_name: String,
-    /// `on`, `off`, `soft-off`, `cycle`, `status`, `boot-pxe`, `boot-disk`.
-    pub operation: String,
+    pub operation: PowerOperation,
     pub requested_by: String,
     pub requested_at: Seconds,
-    /// `queued`, `running`, `done`, `failed`.
-    pub state: String,
+    /// Changed only as `PowerRequestState::next` decides.
+    pub state: PowerRequestState,
     pub finished_at: Option<Seconds>,
     pub error: Option<String>,
 }
@@ -904,7 +958,7 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
     async fn running_operations(&self) -> DbResult<Vec<OperationRow>>;
     async fn operation(&self, id: i64) -> DbResult<OperationRow>;
     /// The newest operation of `kind` on `node`.
-    async fn latest_operation(&self, node: NodeId, kind: &str) -> DbResult<Option<OperationRow>>;
+    async fn latest_operation(&self, node: NodeId, kind: OperationKind) -> DbResult<Option<OperationRow>>;
     /// Writes an operation's mutable columns if it is still running at
     /// `row.version` (`false` otherwise), and bumps the version.
     async fn update_operation(&self, row: &OperationRow) -> DbResult<bool>;
@@ -960,7 +1014,7 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
     async fn project_booked_seconds(&self, project: ProjectId, from: Seconds, to: Seconds, except: Option<LeaseId>) -> DbResult<i64>;
 
     // --- power ---------------------------------------------------------------
-    async fn enqueue_power(&self, node: NodeId, operation: &str, actor: &str, now: Seconds) -> DbResult<i64>;
+    async fn enqueue_power(&self, node: NodeId, operation: PowerOperation, actor: &str, now: Seconds) -> DbResult<i64>;
     async fn power_request(&self, id: i64) -> DbResult<PowerRequestRow>;
     /// Requests not finished (queued, or running when a controller died),
     /// oldest first.

@@ -20,7 +20,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use super::*;
-use crate::model::lease;
+use crate::model::{AgentCommandState, OperationKind, OperationState, PowerOperation, PowerRequestState, ResetOutcome, lease};
 
 mod accounts;
 mod usage;
@@ -99,6 +99,12 @@ fn merged(reference: &serde_json::Map<String, serde_json::Value>, admin: &serde_
 
 fn position(i: usize) -> i64 {
     i64::try_from(i).unwrap_or(i64::MAX)
+}
+
+/// A set of stored names as one `TEXT[]` parameter (`= ANY($n)`), so no
+/// state is ever written into a query's text.
+fn names<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    names.into_iter().map(str::to_owned).collect()
 }
 
 fn lease_type(s: &str) -> DbResult<LeaseType> {
@@ -259,21 +265,23 @@ struct RawCommand {
     updated_at: i64,
 }
 
-impl From<RawCommand> for AgentCommandRow {
-    fn from(r: RawCommand) -> Self {
-        AgentCommandRow {
+impl TryFrom<RawCommand> for AgentCommandRow {
+    type Error = DbError;
+
+    fn try_from(r: RawCommand) -> DbResult<Self> {
+        Ok(AgentCommandRow {
             id: r.id,
             node: NodeId(r.node_id),
             action: r.action,
             requested_by: r.requested_by,
-            state: r.state,
+            state: parse_name(&r.state)?,
             generation: r.generation,
             done_bytes: r.done_bytes,
             total_bytes: r.total_bytes,
             error: r.error,
             created_at: r.created_at,
             updated_at: r.updated_at,
-        }
+        })
     }
 }
 
@@ -299,29 +307,31 @@ struct RawOperation {
     version: i64,
 }
 
-impl From<RawOperation> for OperationRow {
-    fn from(r: RawOperation) -> Self {
-        OperationRow {
+impl TryFrom<RawOperation> for OperationRow {
+    type Error = DbError;
+
+    fn try_from(r: RawOperation) -> DbResult<Self> {
+        Ok(OperationRow {
             id: r.id,
             node: NodeId(r.node_id),
             node_name: r.node_name,
-            kind: r.kind,
+            kind: parse_name(&r.kind)?,
             deployment: r.deployment_id,
             lease: r.lease_id.map(LeaseId),
-            state: r.state,
-            phase: r.phase,
+            state: parse_name(&r.state)?,
+            phase: parse_name(&r.phase)?,
             attempt: r.attempt,
             phase_started_ms: r.phase_started_ms,
             deadline_ms: r.deadline_ms,
             data: r.data,
             history: r.history,
             message: r.message,
-            outcome: r.outcome,
+            outcome: r.outcome.as_deref().map(parse_name).transpose()?,
             controller_ms: r.controller_ms,
             created_ms: r.created_ms,
             finished_ms: r.finished_ms,
             version: r.version,
-        }
+        })
     }
 }
 
@@ -369,19 +379,21 @@ struct RawPower {
     error: Option<String>,
 }
 
-impl From<RawPower> for PowerRequestRow {
-    fn from(r: RawPower) -> Self {
-        PowerRequestRow {
+impl TryFrom<RawPower> for PowerRequestRow {
+    type Error = DbError;
+
+    fn try_from(r: RawPower) -> DbResult<Self> {
+        Ok(PowerRequestRow {
             id: r.id,
             node: NodeId(r.node_id),
             node_name: r.node_name,
-            operation: r.operation,
+            operation: parse_name(&r.operation)?,
             requested_by: r.requested_by,
             requested_at: r.requested_at,
-            state: r.state,
+            state: parse_name(&r.state)?,
             finished_at: r.finished_at,
             error: r.error,
-        }
+        })
     }
 }
 
@@ -640,7 +652,7 @@ impl PgStore {
         .await
         .map_err(db)?
         .ok_or_else(|| DbError::NotFound { what: "agent command", name: id.to_string() })?;
-        Ok(r.into())
+        r.try_into()
     }
 
     async fn nodes_with_macs(&self, raw: Vec<RawNode>) -> DbResult<Vec<NodeRow>> {
@@ -681,7 +693,7 @@ impl PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        rows.into_iter().map(TryInto::try_into).collect()
     }
 
     async fn project_by_name(&self, name: &str) -> DbResult<ProjectRow> {
@@ -696,15 +708,16 @@ impl PgStore {
 /// Inserts a running operation inside `tx`; a second running operation on
 /// the node violates the partial unique index and reads as `Raced`.
 async fn insert_operation_in(tx: &mut PgConnection, op: &NewOperation, deployment: Option<i64>) -> DbResult<i64> {
-    let history = serde_json::json!([[op.phase, op.now_ms]]).to_string();
+    let history = serde_json::json!([[op.phase.as_str(), op.now_ms]]).to_string();
     sqlx::query_scalar!(
         "INSERT INTO node_operations (node_id, kind, deployment_id, lease_id, state, phase, attempt, phase_started_ms, deadline_ms, \
-         history, created_ms) VALUES ($1, $2, $3, $4, 'running', $5, 1, $6, $7, $8, $6) RETURNING id",
+         history, created_ms) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $7) RETURNING id",
         op.node.0,
-        op.kind,
+        op.kind.as_str(),
         deployment,
         op.lease.map(|l| l.0),
-        op.phase,
+        OperationState::Running.as_str(),
+        op.phase.as_str(),
         op.now_ms,
         op.deadline_ms,
         history
@@ -1185,10 +1198,11 @@ impl Datastore for PgStore {
     async fn enqueue_agent_command(&self, node: NodeId, action: &str, actor: &str, now: Seconds) -> DbResult<AgentCommandRow> {
         let id = sqlx::query_scalar!(
             "INSERT INTO agent_commands (node_id, action, requested_by, state, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'queued', $4, $4) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
             node.0,
             action,
             actor,
+            AgentCommandState::Queued.as_str(),
             now
         )
         .fetch_one(&self.pool)
@@ -1209,19 +1223,27 @@ impl Datastore for PgStore {
             return Ok(None);
         }
         let id = sqlx::query_scalar!(
-            "SELECT id FROM agent_commands WHERE node_id = $1 AND (state = 'queued' OR (state = 'sent' AND generation <= $2)) \
+            "SELECT id FROM agent_commands WHERE node_id = $1 AND (state = $2 OR (state = $3 AND generation <= $4)) \
              ORDER BY id LIMIT 1",
             node.0,
+            AgentCommandState::Queued.as_str(),
+            AgentCommandState::Sent.as_str(),
             generation
         )
         .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;
         let Some(id) = id else { return Ok(None) };
-        sqlx::query!("UPDATE agent_commands SET state = 'sent', generation = $1, updated_at = $2 WHERE id = $3", generation, now, id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        sqlx::query!(
+            "UPDATE agent_commands SET state = $1, generation = $2, updated_at = $3 WHERE id = $4",
+            handed_command()?.as_str(),
+            generation,
+            now,
+            id
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
         tx.commit().await.map_err(db)?;
         self.agent_command(id).await.map(Some)
     }
@@ -1237,13 +1259,14 @@ impl Datastore for PgStore {
     ) -> DbResult<bool> {
         let r = sqlx::query!(
             "UPDATE agent_commands SET done_bytes = $1, total_bytes = $2, updated_at = $3 \
-             WHERE id = $4 AND node_id = $5 AND generation = $6 AND state = 'sent'",
+             WHERE id = $4 AND node_id = $5 AND generation = $6 AND state = $7",
             done,
             total,
             now,
             id,
             node.0,
-            generation
+            generation,
+            AgentCommandState::Sent.as_str()
         )
         .execute(&self.pool)
         .await
@@ -1252,16 +1275,17 @@ impl Datastore for PgStore {
     }
 
     async fn finish_agent_command(&self, id: i64, node: NodeId, generation: i64, error: Option<&str>, now: Seconds) -> DbResult<bool> {
-        let state = if error.is_some() { "failed" } else { "done" };
+        let (from, to) = answered_command(error)?;
         let r = sqlx::query!(
             "UPDATE agent_commands SET state = $1, error = $2, updated_at = $3 \
-             WHERE id = $4 AND node_id = $5 AND generation = $6 AND state = 'sent'",
-            state,
+             WHERE id = $4 AND node_id = $5 AND generation = $6 AND state = $7",
+            to.as_str(),
             error,
             now,
             id,
             node.0,
-            generation
+            generation,
+            from.as_str()
         )
         .execute(&self.pool)
         .await
@@ -1279,7 +1303,7 @@ impl Datastore for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        rows.into_iter().map(TryInto::try_into).collect()
     }
 
     async fn insert_environment(
@@ -1614,9 +1638,10 @@ impl Datastore for PgStore {
                       l.filter, l.deploy, l.reason, l.created_at
                FROM leases l JOIN users u ON u.id = l.owner_id LEFT JOIN projects p ON p.id = l.project_id
                WHERE ($1::bigint IS NULL OR l.owner_id = $1)
-                 AND ($2 OR l.state NOT IN ('finished', 'cancelled', 'rejected', 'failed')) ORDER BY l.id DESC"#,
+                 AND ($2 OR l.state <> ALL($3)) ORDER BY l.id DESC"#,
             owner.map(|o| o.0),
-            include_over
+            include_over,
+            &names(lease::TERMINAL.map(LeaseState::as_str))
         )
         .fetch_all(&mut *conn)
         .await
@@ -1674,9 +1699,12 @@ impl Datastore for PgStore {
             r#"SELECT l.id, l.owner_id, u.name AS owner, p.name AS "project?", l.lease_type, l.state, l.start, l."end", l.exotic,
                       l.filter, l.deploy, l.reason, l.created_at
                FROM leases l JOIN users u ON u.id = l.owner_id LEFT JOIN projects p ON p.id = l.project_id
-               WHERE (l.state IN ('pending', 'awaiting_approval') AND l.start <= $1) OR l.state IN ('starting', 'ending')
-                  OR (l.state = 'active' AND l."end" <= $1) ORDER BY l.start, l.id"#,
-            now
+               WHERE (l.state = ANY($2) AND l.start <= $1) OR l.state = ANY($3)
+                  OR (l.state = $4 AND l."end" <= $1) ORDER BY l.start, l.id"#,
+            now,
+            &names(lease::WAITING.map(LeaseState::as_str)),
+            &names(lease::MOVING.map(LeaseState::as_str)),
+            LeaseState::Active.as_str()
         )
         .fetch_all(&mut *conn)
         .await
@@ -1687,8 +1715,9 @@ impl Datastore for PgStore {
     async fn held_nodes(&self, now: Seconds) -> DbResult<Vec<(NodeId, LeaseId)>> {
         let rows = sqlx::query!(
             r#"SELECT ln.node_id, ln.lease_id FROM lease_nodes ln JOIN leases l ON l.id = ln.lease_id
-               WHERE l.state IN ('starting', 'active') AND ln.start <= $1 AND ln."end" > $1"#,
-            now
+               WHERE l.state = ANY($2) AND ln.start <= $1 AND ln."end" > $1"#,
+            now,
+            &names(lease::RUNNING.map(LeaseState::as_str))
         )
         .fetch_all(&self.pool)
         .await
@@ -1699,10 +1728,12 @@ impl Datastore for PgStore {
     async fn next_lease_event(&self, now: Seconds) -> DbResult<Option<Seconds>> {
         sqlx::query_scalar!(
             r#"SELECT MIN(t) FROM (
-                 SELECT MIN(start) AS t FROM leases WHERE state IN ('pending', 'awaiting_approval') AND start > $1
+                 SELECT MIN(start) AS t FROM leases WHERE state = ANY($2) AND start > $1
                  UNION ALL
-                 SELECT MIN("end") AS t FROM leases WHERE state IN ('starting', 'active') AND "end" > $1) AS events"#,
-            now
+                 SELECT MIN("end") AS t FROM leases WHERE state = ANY($3) AND "end" > $1) AS events"#,
+            now,
+            &names(lease::WAITING.map(LeaseState::as_str)),
+            &names(lease::RUNNING.map(LeaseState::as_str))
         )
         .fetch_one(&self.pool)
         .await
@@ -1821,8 +1852,9 @@ impl Datastore for PgStore {
 
     async fn deploy_leases_without_deployment(&self) -> DbResult<Vec<LeaseId>> {
         let ids = sqlx::query_scalar!(
-            "SELECT l.id FROM leases l WHERE l.state = 'active' AND l.deploy IS NOT NULL \
-             AND NOT EXISTS (SELECT 1 FROM deployments d WHERE d.lease_id = l.id) ORDER BY l.id"
+            "SELECT l.id FROM leases l WHERE l.state = $1 AND l.deploy IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM deployments d WHERE d.lease_id = l.id) ORDER BY l.id",
+            LeaseState::Active.as_str()
         )
         .fetch_all(&self.pool)
         .await
@@ -1841,12 +1873,13 @@ impl Datastore for PgStore {
             r#"SELECT o.id, o.node_id, n.name AS node_name, o.kind, o.deployment_id, o.lease_id, o.state, o.phase, o.attempt,
                       o.phase_started_ms, o.deadline_ms, o.data, o.history, o.message, o.outcome, o.controller_ms, o.created_ms,
                       o.finished_ms, o.version
-               FROM node_operations o JOIN nodes n ON n.id = o.node_id WHERE o.state = 'running' ORDER BY o.id"#
+               FROM node_operations o JOIN nodes n ON n.id = o.node_id WHERE o.state = $1 ORDER BY o.id"#,
+            OperationState::Running.as_str()
         )
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        rows.into_iter().map(TryInto::try_into).collect()
     }
 
     async fn operation(&self, id: i64) -> DbResult<OperationRow> {
@@ -1862,10 +1895,10 @@ impl Datastore for PgStore {
         .await
         .map_err(db)?
         .ok_or_else(|| DbError::NotFound { what: "node operation", name: id.to_string() })?;
-        Ok(row.into())
+        row.try_into()
     }
 
-    async fn latest_operation(&self, node: NodeId, kind: &str) -> DbResult<Option<OperationRow>> {
+    async fn latest_operation(&self, node: NodeId, kind: OperationKind) -> DbResult<Option<OperationRow>> {
         let row = sqlx::query_as!(
             RawOperation,
             r#"SELECT o.id, o.node_id, n.name AS node_name, o.kind, o.deployment_id, o.lease_id, o.state, o.phase, o.attempt,
@@ -1874,31 +1907,32 @@ impl Datastore for PgStore {
                FROM node_operations o JOIN nodes n ON n.id = o.node_id WHERE o.node_id = $1 AND o.kind = $2
                ORDER BY o.id DESC LIMIT 1"#,
             node.0,
-            kind
+            kind.as_str()
         )
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
-        Ok(row.map(Into::into))
+        row.map(TryInto::try_into).transpose()
     }
 
     async fn update_operation(&self, r: &OperationRow) -> DbResult<bool> {
         let done = sqlx::query!(
             "UPDATE node_operations SET state = $1, phase = $2, attempt = $3, phase_started_ms = $4, deadline_ms = $5, data = $6, \
              history = $7, message = $8, outcome = $9, controller_ms = $10, finished_ms = $11, version = version + 1 \
-             WHERE id = $12 AND state = 'running' AND version = $13",
-            r.state,
-            r.phase,
+             WHERE id = $12 AND state = $13 AND version = $14",
+            r.state.as_str(),
+            r.phase.as_str(),
             r.attempt,
             r.phase_started_ms,
             r.deadline_ms,
             r.data,
             r.history,
             r.message,
-            r.outcome,
+            r.outcome.map(ResetOutcome::as_str),
             r.controller_ms,
             r.finished_ms,
             r.id,
+            OperationState::Running.as_str(),
             r.version
         )
         .execute(&self.pool)
@@ -1909,10 +1943,12 @@ impl Datastore for PgStore {
 
     async fn cancel_agent_commands(&self, node: NodeId, reason: &str, now: Seconds) -> DbResult<u64> {
         let done = sqlx::query!(
-            "UPDATE agent_commands SET state = 'failed', error = $1, updated_at = $2 WHERE node_id = $3 AND state IN ('queued', 'sent')",
+            "UPDATE agent_commands SET state = $1, error = $2, updated_at = $3 WHERE node_id = $4 AND state = ANY($5)",
+            cancelled_command()?.as_str(),
             reason,
             now,
-            node.0
+            node.0,
+            &names(AgentCommandState::UNFINISHED.map(AgentCommandState::as_str))
         )
         .execute(&self.pool)
         .await
@@ -2071,14 +2107,15 @@ impl Datastore for PgStore {
         .map_err(db)
     }
 
-    async fn enqueue_power(&self, node: NodeId, operation: &str, actor: &str, now: Seconds) -> DbResult<i64> {
+    async fn enqueue_power(&self, node: NodeId, operation: PowerOperation, actor: &str, now: Seconds) -> DbResult<i64> {
         sqlx::query_scalar!(
-            "INSERT INTO power_requests (node_id, operation, requested_by, requested_at, state) VALUES ($1, $2, $3, $4, 'queued') \
+            "INSERT INTO power_requests (node_id, operation, requested_by, requested_at, state) VALUES ($1, $2, $3, $4, $5) \
              RETURNING id",
             node.0,
-            operation,
+            operation.as_str(),
             actor,
-            now
+            now,
+            PowerRequestState::Queued.as_str()
         )
         .fetch_one(&self.pool)
         .await
@@ -2096,30 +2133,34 @@ impl Datastore for PgStore {
         .await
         .map_err(db)?
         .ok_or_else(|| DbError::NotFound { what: "power request", name: id.to_string() })?;
-        Ok(row.into())
+        row.try_into()
     }
 
     async fn pending_power_requests(&self) -> DbResult<Vec<PowerRequestRow>> {
         let rows = sqlx::query_as!(
             RawPower,
             r#"SELECT p.id, p.node_id, n.name AS node_name, p.operation, p.requested_by, p.requested_at, p.state, p.finished_at, p.error
-               FROM power_requests p JOIN nodes n ON n.id = p.node_id WHERE p.state IN ('queued', 'running') ORDER BY p.id"#
+               FROM power_requests p JOIN nodes n ON n.id = p.node_id WHERE p.state = ANY($1) ORDER BY p.id"#,
+            &names(PowerRequestState::PENDING.map(PowerRequestState::as_str))
         )
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        rows.into_iter().map(TryInto::try_into).collect()
     }
 
     async fn set_power_request_running(&self, id: i64) -> DbResult<()> {
-        sqlx::query!("UPDATE power_requests SET state = 'running' WHERE id = $1", id).execute(&self.pool).await.map_err(db)?;
+        sqlx::query!("UPDATE power_requests SET state = $1 WHERE id = $2", started_power()?.as_str(), id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
         Ok(())
     }
 
     async fn finish_power_request(&self, id: i64, error: Option<&str>, now: Seconds) -> DbResult<()> {
         sqlx::query!(
             "UPDATE power_requests SET state = $1, error = $2, finished_at = $3 WHERE id = $4",
-            if error.is_some() { "failed" } else { "done" },
+            finished_power(error)?.as_str(),
             error,
             now,
             id
@@ -2131,11 +2172,14 @@ impl Datastore for PgStore {
     }
 
     async fn cancel_power_request(&self, id: i64, reason: &str, now: Seconds) -> DbResult<bool> {
+        let (from, to) = dropped_power()?;
         let done = sqlx::query!(
-            "UPDATE power_requests SET state = 'failed', error = $1, finished_at = $2 WHERE id = $3 AND state = 'queued'",
+            "UPDATE power_requests SET state = $1, error = $2, finished_at = $3 WHERE id = $4 AND state = $5",
+            to.as_str(),
             reason,
             now,
-            id
+            id,
+            from.as_str()
         )
         .execute(&self.pool)
         .await
@@ -2144,11 +2188,14 @@ impl Datastore for PgStore {
     }
 
     async fn cancel_queued_power(&self, node: NodeId, reason: &str, now: Seconds) -> DbResult<u64> {
+        let (from, to) = dropped_power()?;
         let done = sqlx::query!(
-            "UPDATE power_requests SET state = 'failed', error = $1, finished_at = $2 WHERE node_id = $3 AND state = 'queued'",
+            "UPDATE power_requests SET state = $1, error = $2, finished_at = $3 WHERE node_id = $4 AND state = $5",
+            to.as_str(),
             reason,
             now,
-            node.0
+            node.0,
+            from.as_str()
         )
         .execute(&self.pool)
         .await

@@ -14,10 +14,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use super::*;
-use crate::model::lease;
+use crate::model::{OperationKind, OperationState, PowerOperation, PowerRequestState, lease};
+use names::name_set;
 
 mod accounts;
 mod commits;
+mod names;
 mod usage;
 
 /// The embedded SQLite store.
@@ -391,10 +393,10 @@ fn power_from_row(r: &SqliteRow) -> DbResult<PowerRequestRow> {
         id: r.try_get(0).map_err(db)?,
         node: NodeId(r.try_get(1).map_err(db)?),
         node_name: r.try_get(2).map_err(db)?,
-        operation: r.try_get(3).map_err(db)?,
+        operation: parse_name(&r.try_get::<String, _>(3).map_err(db)?)?,
         requested_by: r.try_get(4).map_err(db)?,
         requested_at: r.try_get(5).map_err(db)?,
-        state: r.try_get(6).map_err(db)?,
+        state: parse_name(&r.try_get::<String, _>(6).map_err(db)?)?,
         finished_at: r.try_get(7).map_err(db)?,
         error: r.try_get(8).map_err(db)?,
     })
@@ -470,7 +472,7 @@ fn agent_command_from_row(r: &SqliteRow) -> DbResult<AgentCommandRow> {
         node: NodeId(r.try_get(1).map_err(db)?),
         action: r.try_get(2).map_err(db)?,
         requested_by: r.try_get(3).map_err(db)?,
-        state: r.try_get(4).map_err(db)?,
+        state: parse_name(&r.try_get::<String, _>(4).map_err(db)?)?,
         generation: r.try_get(5).map_err(db)?,
         done_bytes: r.try_get(6).map_err(db)?,
         total_bytes: r.try_get(7).map_err(db)?,
@@ -489,18 +491,18 @@ fn operation_from_row(r: &SqliteRow) -> DbResult<OperationRow> {
         id: r.try_get(0).map_err(db)?,
         node: NodeId(r.try_get(1).map_err(db)?),
         node_name: r.try_get(2).map_err(db)?,
-        kind: r.try_get(3).map_err(db)?,
+        kind: parse_name(&r.try_get::<String, _>(3).map_err(db)?)?,
         deployment: r.try_get(4).map_err(db)?,
         lease: r.try_get::<Option<i64>, _>(5).map_err(db)?.map(LeaseId),
-        state: r.try_get(6).map_err(db)?,
-        phase: r.try_get(7).map_err(db)?,
+        state: parse_name(&r.try_get::<String, _>(6).map_err(db)?)?,
+        phase: parse_name(&r.try_get::<String, _>(7).map_err(db)?)?,
         attempt: r.try_get(8).map_err(db)?,
         phase_started_ms: r.try_get(9).map_err(db)?,
         deadline_ms: r.try_get(10).map_err(db)?,
         data: r.try_get(11).map_err(db)?,
         history: r.try_get(12).map_err(db)?,
         message: r.try_get(13).map_err(db)?,
-        outcome: r.try_get(14).map_err(db)?,
+        outcome: r.try_get::<Option<String>, _>(14).map_err(db)?.as_deref().map(parse_name).transpose()?,
         controller_ms: r.try_get(15).map_err(db)?,
         created_ms: r.try_get(16).map_err(db)?,
         finished_ms: r.try_get(17).map_err(db)?,
@@ -530,15 +532,16 @@ fn deployment_from_row(r: &SqliteRow) -> DbResult<DeploymentRow> {
 /// Inserts a running operation inside `tx`; a second running operation on
 /// the node violates the partial unique index and reads as `Raced`.
 async fn insert_operation_in(tx: &mut Transaction<'static, Sqlite>, op: &NewOperation, deployment: Option<i64>) -> DbResult<i64> {
-    let history = serde_json::json!([[op.phase, op.now_ms]]).to_string();
+    let history = serde_json::json!([[op.phase.as_str(), op.now_ms]]).to_string();
     sqlx::query_scalar(
         "INSERT INTO node_operations (node_id, kind, deployment_id, lease_id, state, phase, attempt, phase_started_ms, deadline_ms, \
-         history, created_ms) VALUES (?, ?, ?, ?, 'running', ?, 1, ?, ?, ?, ?) RETURNING id",
+         history, created_ms) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?) RETURNING id",
     )
     .bind(op.node.0)
     .bind(op.kind)
     .bind(deployment)
     .bind(op.lease.map(|l| l.0))
+    .bind(OperationState::Running)
     .bind(op.phase)
     .bind(op.now_ms)
     .bind(op.deadline_ms)
@@ -1227,11 +1230,12 @@ impl Datastore for SqliteStore {
 
     async fn enqueue_agent_command(&self, node: NodeId, action: &str, actor: &str, now: Seconds) -> DbResult<AgentCommandRow> {
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO agent_commands (node_id, action, requested_by, state, created_at, updated_at) VALUES (?, ?, ?, 'queued', ?, ?) RETURNING id",
+            "INSERT INTO agent_commands (node_id, action, requested_by, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(node.0)
         .bind(action)
         .bind(actor)
+        .bind(AgentCommandState::Queued)
         .bind(now)
         .bind(now)
         .fetch_all(&self.pool)
@@ -1257,16 +1261,19 @@ impl Datastore for SqliteStore {
         // A command sent to this generation is sent again (its answer may
         // have been lost); one sent to an older generation is taken over.
         let id: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM agent_commands WHERE node_id = ? AND (state = 'queued' OR (state = 'sent' AND generation <= ?)) \
+            "SELECT id FROM agent_commands WHERE node_id = ? AND (state = ? OR (state = ? AND generation <= ?)) \
              ORDER BY id LIMIT 1",
         )
         .bind(node.0)
+        .bind(AgentCommandState::Queued)
+        .bind(AgentCommandState::Sent)
         .bind(generation)
         .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;
         let Some(id) = id else { return Ok(None) };
-        sqlx::query("UPDATE agent_commands SET state = 'sent', generation = ?, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE agent_commands SET state = ?, generation = ?, updated_at = ? WHERE id = ?")
+            .bind(handed_command()?)
             .bind(generation)
             .bind(now)
             .bind(id)
@@ -1288,7 +1295,7 @@ impl Datastore for SqliteStore {
     ) -> DbResult<bool> {
         let r = sqlx::query(
             "UPDATE agent_commands SET done_bytes = ?, total_bytes = ?, updated_at = ? \
-             WHERE id = ? AND node_id = ? AND generation = ? AND state = 'sent'",
+             WHERE id = ? AND node_id = ? AND generation = ? AND state = ?",
         )
         .bind(done)
         .bind(total)
@@ -1296,6 +1303,7 @@ impl Datastore for SqliteStore {
         .bind(id)
         .bind(node.0)
         .bind(generation)
+        .bind(AgentCommandState::Sent)
         .execute(&self.pool)
         .await
         .map_err(db)?;
@@ -1303,17 +1311,18 @@ impl Datastore for SqliteStore {
     }
 
     async fn finish_agent_command(&self, id: i64, node: NodeId, generation: i64, error: Option<&str>, now: Seconds) -> DbResult<bool> {
-        let state = if error.is_some() { "failed" } else { "done" };
+        let (from, to) = answered_command(error)?;
         let r = sqlx::query(
             "UPDATE agent_commands SET state = ?, error = ?, updated_at = ? \
-             WHERE id = ? AND node_id = ? AND generation = ? AND state = 'sent'",
+             WHERE id = ? AND node_id = ? AND generation = ? AND state = ?",
         )
-        .bind(state)
+        .bind(to)
         .bind(error)
         .bind(now)
         .bind(id)
         .bind(node.0)
         .bind(generation)
+        .bind(from)
         .execute(&self.pool)
         .await
         .map_err(db)?;
@@ -1506,10 +1515,11 @@ impl Datastore for SqliteStore {
     async fn list_leases(&self, owner: Option<UserId>, include_over: bool) -> DbResult<Vec<LeaseRow>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{LEASE_SELECT} WHERE (?1 IS NULL OR l.owner_id = ?1) \
-             AND (?2 OR l.state NOT IN ('finished', 'cancelled', 'rejected', 'failed')) ORDER BY l.id DESC"
+             AND (?2 OR l.state NOT IN (SELECT value FROM json_each(?3))) ORDER BY l.id DESC"
         )))
         .bind(owner.map(|o| o.0))
         .bind(include_over)
+        .bind(name_set(lease::TERMINAL.map(LeaseState::as_str)))
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
@@ -1564,10 +1574,13 @@ impl Datastore for SqliteStore {
 
     async fn leases_needing_action(&self, now: Seconds) -> DbResult<Vec<LeaseRow>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            r#"{LEASE_SELECT} WHERE (l.state IN ('pending', 'awaiting_approval') AND l.start <= ?1) OR l.state IN ('starting', 'ending')
-               OR (l.state = 'active' AND l."end" <= ?1) ORDER BY l.start, l.id"#
+            r#"{LEASE_SELECT} WHERE (l.state IN (SELECT value FROM json_each(?2)) AND l.start <= ?1)
+               OR l.state IN (SELECT value FROM json_each(?3)) OR (l.state = ?4 AND l."end" <= ?1) ORDER BY l.start, l.id"#
         )))
         .bind(now)
+        .bind(name_set(lease::WAITING.map(LeaseState::as_str)))
+        .bind(name_set(lease::MOVING.map(LeaseState::as_str)))
+        .bind(LeaseState::Active.as_str())
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
@@ -1577,9 +1590,10 @@ impl Datastore for SqliteStore {
     async fn held_nodes(&self, now: Seconds) -> DbResult<Vec<(NodeId, LeaseId)>> {
         let rows = sqlx::query(
             r#"SELECT ln.node_id, ln.lease_id FROM lease_nodes ln JOIN leases l ON l.id = ln.lease_id
-               WHERE l.state IN ('starting', 'active') AND ln.start <= ?1 AND ln."end" > ?1"#,
+               WHERE l.state IN (SELECT value FROM json_each(?2)) AND ln.start <= ?1 AND ln."end" > ?1"#,
         )
         .bind(now)
+        .bind(name_set(lease::RUNNING.map(LeaseState::as_str)))
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
@@ -1589,11 +1603,13 @@ impl Datastore for SqliteStore {
     async fn next_lease_event(&self, now: Seconds) -> DbResult<Option<Seconds>> {
         sqlx::query_scalar(
             r#"SELECT MIN(t) FROM (
-                 SELECT MIN(start) AS t FROM leases WHERE state IN ('pending', 'awaiting_approval') AND start > ?1
+                 SELECT MIN(start) AS t FROM leases WHERE state IN (SELECT value FROM json_each(?2)) AND start > ?1
                  UNION ALL
-                 SELECT MIN("end") AS t FROM leases WHERE state IN ('starting', 'active') AND "end" > ?1)"#,
+                 SELECT MIN("end") AS t FROM leases WHERE state IN (SELECT value FROM json_each(?3)) AND "end" > ?1)"#,
         )
         .bind(now)
+        .bind(name_set(lease::WAITING.map(LeaseState::as_str)))
+        .bind(name_set(lease::RUNNING.map(LeaseState::as_str)))
         .fetch_one(&self.pool)
         .await
         .map_err(db)
@@ -1711,9 +1727,10 @@ impl Datastore for SqliteStore {
 
     async fn deploy_leases_without_deployment(&self) -> DbResult<Vec<LeaseId>> {
         let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT l.id FROM leases l WHERE l.state = 'active' AND l.deploy IS NOT NULL \
+            "SELECT l.id FROM leases l WHERE l.state = ? AND l.deploy IS NOT NULL \
              AND NOT EXISTS (SELECT 1 FROM deployments d WHERE d.lease_id = l.id) ORDER BY l.id",
         )
+        .bind(LeaseState::Active.as_str())
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
@@ -1728,7 +1745,8 @@ impl Datastore for SqliteStore {
     }
 
     async fn running_operations(&self) -> DbResult<Vec<OperationRow>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{OPERATION_SELECT} WHERE o.state = 'running' ORDER BY o.id")))
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{OPERATION_SELECT} WHERE o.state = ? ORDER BY o.id")))
+            .bind(OperationState::Running)
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
@@ -1745,7 +1763,7 @@ impl Datastore for SqliteStore {
         operation_from_row(&row)
     }
 
-    async fn latest_operation(&self, node: NodeId, kind: &str) -> DbResult<Option<OperationRow>> {
+    async fn latest_operation(&self, node: NodeId, kind: OperationKind) -> DbResult<Option<OperationRow>> {
         let row =
             sqlx::query(sqlx::AssertSqlSafe(format!("{OPERATION_SELECT} WHERE o.node_id = ? AND o.kind = ? ORDER BY o.id DESC LIMIT 1")))
                 .bind(node.0)
@@ -1760,20 +1778,21 @@ impl Datastore for SqliteStore {
         let done = sqlx::query(
             "UPDATE node_operations SET state = ?, phase = ?, attempt = ?, phase_started_ms = ?, deadline_ms = ?, data = ?, \
              history = ?, message = ?, outcome = ?, controller_ms = ?, finished_ms = ?, version = version + 1 \
-             WHERE id = ? AND state = 'running' AND version = ?",
+             WHERE id = ? AND state = ? AND version = ?",
         )
-        .bind(&r.state)
-        .bind(&r.phase)
+        .bind(r.state)
+        .bind(r.phase)
         .bind(r.attempt)
         .bind(r.phase_started_ms)
         .bind(r.deadline_ms)
         .bind(&r.data)
         .bind(&r.history)
         .bind(&r.message)
-        .bind(&r.outcome)
+        .bind(r.outcome)
         .bind(r.controller_ms)
         .bind(r.finished_ms)
         .bind(r.id)
+        .bind(OperationState::Running)
         .bind(r.version)
         .execute(&self.pool)
         .await
@@ -1783,11 +1802,14 @@ impl Datastore for SqliteStore {
 
     async fn cancel_agent_commands(&self, node: NodeId, reason: &str, now: Seconds) -> DbResult<u64> {
         let done = sqlx::query(
-            "UPDATE agent_commands SET state = 'failed', error = ?, updated_at = ? WHERE node_id = ? AND state IN ('queued', 'sent')",
+            "UPDATE agent_commands SET state = ?, error = ?, updated_at = ? \
+             WHERE node_id = ? AND state IN (SELECT value FROM json_each(?))",
         )
+        .bind(cancelled_command()?)
         .bind(reason)
         .bind(now)
         .bind(node.0)
+        .bind(name_set(AgentCommandState::UNFINISHED.map(AgentCommandState::as_str)))
         .execute(&self.pool)
         .await
         .map_err(db)?;
@@ -1824,14 +1846,15 @@ impl Datastore for SqliteStore {
         Ok(key.flatten())
     }
 
-    async fn enqueue_power(&self, node: NodeId, operation: &str, actor: &str, now: Seconds) -> DbResult<i64> {
+    async fn enqueue_power(&self, node: NodeId, operation: PowerOperation, actor: &str, now: Seconds) -> DbResult<i64> {
         sqlx::query_scalar(
-            "INSERT INTO power_requests (node_id, operation, requested_by, requested_at, state) VALUES (?, ?, ?, ?, 'queued') RETURNING id",
+            "INSERT INTO power_requests (node_id, operation, requested_by, requested_at, state) VALUES (?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(node.0)
         .bind(operation)
         .bind(actor)
         .bind(now)
+        .bind(PowerRequestState::Queued)
         .fetch_all(&self.pool)
         .await
         .and_then(only_row)
@@ -1849,23 +1872,33 @@ impl Datastore for SqliteStore {
     }
 
     async fn pending_power_requests(&self) -> DbResult<Vec<PowerRequestRow>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{POWER_SELECT} WHERE p.state IN ('queued', 'running') ORDER BY p.id")))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
+        let rows =
+            sqlx::query(sqlx::AssertSqlSafe(format!("{POWER_SELECT} WHERE p.state IN (SELECT value FROM json_each(?)) ORDER BY p.id")))
+                .bind(name_set(PowerRequestState::PENDING.map(PowerRequestState::as_str)))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
         rows.iter().map(power_from_row).collect()
     }
 
     async fn set_power_request_running(&self, id: i64) -> DbResult<()> {
-        sqlx::query("UPDATE power_requests SET state = 'running' WHERE id = ?").bind(id).execute(&self.pool).await.map_err(db)?;
+        sqlx::query("UPDATE power_requests SET state = ? WHERE id = ?")
+            .bind(started_power()?)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
         Ok(())
     }
 
     async fn cancel_power_request(&self, id: i64, reason: &str, now: Seconds) -> DbResult<bool> {
-        let done = sqlx::query("UPDATE power_requests SET state = 'failed', error = ?, finished_at = ? WHERE id = ? AND state = 'queued'")
+        let (from, to) = dropped_power()?;
+        let done = sqlx::query("UPDATE power_requests SET state = ?, error = ?, finished_at = ? WHERE id = ? AND state = ?")
+            .bind(to)
             .bind(reason)
             .bind(now)
             .bind(id)
+            .bind(from)
             .execute(&self.pool)
             .await
             .map_err(db)?;
@@ -1873,20 +1906,22 @@ impl Datastore for SqliteStore {
     }
 
     async fn cancel_queued_power(&self, node: NodeId, reason: &str, now: Seconds) -> DbResult<u64> {
-        let done =
-            sqlx::query("UPDATE power_requests SET state = 'failed', error = ?, finished_at = ? WHERE node_id = ? AND state = 'queued'")
-                .bind(reason)
-                .bind(now)
-                .bind(node.0)
-                .execute(&self.pool)
-                .await
-                .map_err(db)?;
+        let (from, to) = dropped_power()?;
+        let done = sqlx::query("UPDATE power_requests SET state = ?, error = ?, finished_at = ? WHERE node_id = ? AND state = ?")
+            .bind(to)
+            .bind(reason)
+            .bind(now)
+            .bind(node.0)
+            .bind(from)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
         Ok(done.rows_affected())
     }
 
     async fn finish_power_request(&self, id: i64, error: Option<&str>, now: Seconds) -> DbResult<()> {
         sqlx::query("UPDATE power_requests SET state = ?, error = ?, finished_at = ? WHERE id = ?")
-            .bind(if error.is_some() { "failed" } else { "done" })
+            .bind(finished_power(error)?)
             .bind(error)
             .bind(now)
             .bind(id)

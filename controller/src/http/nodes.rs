@@ -16,6 +16,7 @@ use super::extract::{Body, Caller, Params, PathParam};
 use super::views;
 use crate::app::nodes::{NodeSpec, ReferenceUpload};
 use crate::app::{App, AppError};
+use crate::model::PowerRequestState;
 
 /// List nodes, optionally selected by an OAR property filter.
 #[utoipa::path(get, path = "/api/v1/nodes", operation_id = "nodes_list", tag = "nodes", params(api::NodeListQuery),
@@ -112,15 +113,15 @@ pub async fn events(
 }
 
 fn power_answer(app_row: crate::db::PowerRequestRow, node_power: Option<String>) -> ApiResult<(StatusCode, Json<api::PowerOperation>)> {
-    match app_row.state.as_str() {
-        "done" => Ok((StatusCode::OK, Json(views::power_operation(app_row, node_power)))),
-        "failed" => Err(super::error::ApiError {
+    match app_row.state {
+        PowerRequestState::Done => Ok((StatusCode::OK, Json(views::power_operation(app_row, node_power)))),
+        PowerRequestState::Failed => Err(super::error::ApiError {
             status: StatusCode::BAD_GATEWAY,
             code: "bmc_error",
             message: app_row.error.unwrap_or_else(|| "the BMC operation failed".into()),
             earliest_start: None,
         }),
-        _ => Ok((StatusCode::ACCEPTED, Json(views::power_operation(app_row, None)))),
+        PowerRequestState::Queued | PowerRequestState::Running => Ok((StatusCode::ACCEPTED, Json(views::power_operation(app_row, None)))),
     }
 }
 
@@ -147,7 +148,7 @@ pub async fn power(
         api::PowerActionName::Status => PowerOperation::Status,
     };
     let row = app.request_power(&actor, &name, op).await?;
-    let power = if row.state == "done" { app.get_node(&name).await?.row.power.map(|(s, _, _)| s) } else { None };
+    let power = if row.state == PowerRequestState::Done { app.get_node(&name).await?.row.power.map(|(s, _, _)| s) } else { None };
     power_answer(row, power)
 }
 

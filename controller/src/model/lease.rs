@@ -97,9 +97,21 @@ pub fn holds_slot(state: LeaseState) -> bool {
     matches!(state, LeaseState::Pending | LeaseState::Starting | LeaseState::Active)
 }
 
+/// Over for good (what the API's `include_over` adds).
+pub const TERMINAL: [LeaseState; 4] = [LeaseState::Finished, LeaseState::Cancelled, LeaseState::Rejected, LeaseState::Failed];
+
+/// Waiting for their start time (approved or not).
+pub const WAITING: [LeaseState; 2] = [LeaseState::Pending, LeaseState::AwaitingApproval];
+
+/// Holding their nodes: started and not ending.
+pub const RUNNING: [LeaseState; 2] = [LeaseState::Starting, LeaseState::Active];
+
+/// Half-way through a move the clock loop completes.
+pub const MOVING: [LeaseState; 2] = [LeaseState::Starting, LeaseState::Ending];
+
 /// Whether the lease is over for good.
 pub fn is_terminal(state: LeaseState) -> bool {
-    matches!(state, LeaseState::Finished | LeaseState::Cancelled | LeaseState::Rejected | LeaseState::Failed)
+    TERMINAL.contains(&state)
 }
 
 pub fn parse_state(s: &str) -> Option<LeaseState> {

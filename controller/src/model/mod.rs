@@ -1,24 +1,31 @@
 //! Domain types of the controller: typed ids, validated values (MAC
-//! addresses, BMC addresses, time ranges) and the node and lease lifecycles
-//! with the one function each that decides their transitions.
+//! addresses, BMC addresses, time ranges) and the lifecycles of nodes,
+//! leases, node operations, power requests and agent commands, with the one
+//! function each that decides their transitions.
 //!
 //! Values here are validated once, when built, and trusted afterwards. This
 //! module knows nothing of HTTP, SQL or BMC protocols; the API and the
 //! datastore convert to and from these types explicitly.
 
+pub mod agent_command;
 pub mod bmc;
 pub mod ids;
 pub mod lease;
 pub mod mac;
 pub mod node;
+pub mod operation;
+pub mod power;
 pub mod properties;
 pub mod time;
 pub mod usage;
 
+pub use agent_command::{AgentCommandInput, AgentCommandState};
 pub use bmc::BmcAddress;
 pub use ids::{LeaseId, NodeId, ProjectId, UserId};
 pub use lease::{LeaseInput, LeaseState, LeaseType};
 pub use mac::MacAddr;
 pub use node::{BootTarget, NodeInput, NodeLifecycle, NodePolicy};
+pub use operation::{OperationInput, OperationKind, OperationState, Phase, ResetOutcome};
+pub use power::{PowerInput, PowerOperation, PowerRequestState};
 pub use properties::{PropValue, Properties};
 pub use time::{Seconds, TimeRange};

@@ -110,7 +110,7 @@ async fn stopped_with_queued(name: &str, mac: &str, url: &str, ops: &[&str]) -> 
     let node = store.get_node(name).await.expect("node").id;
     let mut ids = Vec::new();
     for op in ops {
-        ids.push(store.enqueue_power(node, op, "admin", 0).await.expect("queued"));
+        ids.push(store.enqueue_power(node, op.parse().expect("operation"), "admin", 0).await.expect("queued"));
     }
     (ctx, bmc, ids)
 }
@@ -124,7 +124,7 @@ async fn queued_requests_survive_a_restart() {
     let store = ctx.store().await;
     wait_until("the queued request carried out", DEADLINE, async || {
         let state = store.power_request(ids[0]).await.expect("request").state;
-        if state == "done" { Ok(()) } else { Err(state) }
+        if state.as_str() == "done" { Ok(()) } else { Err(state.as_str().to_owned()) }
     })
     .await;
     assert_eq!(bmc.operations(), ["on"]);
@@ -148,7 +148,7 @@ async fn a_failed_request_skips_the_next_ones_of_its_node_and_says_why() {
     let store = ctx.store().await;
     let skipped = wait_until("the cycle settled", DEADLINE, async || {
         let r = store.power_request(cycle).await.expect("request");
-        if r.state == "failed" { Ok(r) } else { Err(r.state) }
+        if r.state.as_str() == "failed" { Ok(r) } else { Err(r.state.as_str().to_owned()) }
     })
     .await;
     let cause = store.power_request(boot).await.expect("request").error.expect("the boot request failed");
@@ -168,15 +168,15 @@ async fn queued_requests_of_one_node_can_be_superseded() {
     ctx.shutdown().await;
     let store = ctx.store().await;
     let (seven, eight) = (store.get_node("sim-7").await.expect("node").id, store.get_node("sim-8").await.expect("node").id);
-    let started = store.enqueue_power(seven, "boot-pxe", "admin", 0).await.expect("queued");
+    let started = store.enqueue_power(seven, "boot-pxe".parse().expect("operation"), "admin", 0).await.expect("queued");
     store.set_power_request_running(started).await.expect("running");
-    let stale = store.enqueue_power(seven, "cycle", "admin", 0).await.expect("queued");
-    let other = store.enqueue_power(eight, "on", "admin", 0).await.expect("queued");
+    let stale = store.enqueue_power(seven, "cycle".parse().expect("operation"), "admin", 0).await.expect("queued");
+    let other = store.enqueue_power(eight, "on".parse().expect("operation"), "admin", 0).await.expect("queued");
     assert_eq!(store.cancel_queued_power(seven, "superseded", 1).await.expect("cancelled"), 1);
     let mut seen = Vec::new();
     for id in [started, stale, other] {
         let r = store.power_request(id).await.expect("request");
-        seen.push((r.state, r.error));
+        seen.push((r.state.as_str().to_owned(), r.error));
     }
     assert_eq!(seen, [("running".to_owned(), None), ("failed".to_owned(), Some("superseded".to_owned())), ("queued".to_owned(), None)]);
 }

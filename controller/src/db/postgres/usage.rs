@@ -221,7 +221,7 @@ pub(super) async fn totals(pool: &PgPool, dimension: Dimension, scope: &UsageSco
                         GREATEST(GREATEST(ln.start, COALESCE(l.started_at, ln.start)), LEAST($3, ln."end")) AS "end"
                  FROM lease_nodes ln JOIN leases l ON l.id = ln.lease_id JOIN users u ON u.id = l.owner_id
                       LEFT JOIN projects p ON p.id = l.project_id JOIN nodes n ON n.id = ln.node_id AND n.lease_id = l.id
-                 WHERE l.state IN ('starting', 'active') AND l.started_at IS NOT NULL)
+                 WHERE l.state = ANY($6) AND l.started_at IS NOT NULL)
                SELECT CASE $5 WHEN 'user' THEN user_name WHEN 'project' THEN COALESCE(project_name, '')
                                  WHEN 'cluster' THEN cluster ELSE COALESCE(gpu_model, '') END AS "key!",
                       SUM(LEAST("end", $2) - GREATEST(start, $1))::bigint AS "node!",
@@ -233,7 +233,8 @@ pub(super) async fn totals(pool: &PgPool, dimension: Dimension, scope: &UsageSco
             live_to,
             now,
             projects,
-            dim
+            dim,
+            &super::names(crate::model::lease::RUNNING.map(crate::model::LeaseState::as_str))
         )
         .fetch_all(pool)
         .await

@@ -20,9 +20,10 @@ const RECORD_COLUMNS: &str = r#"lease_id, node_id, user_name, project_name, node
 /// What a lease has of each node it holds now, shaped like a usage record:
 /// from its start (or its actual start) to `?1` (now), or its end if
 /// earlier. Only nodes the lease really took (`nodes.lease_id`) count.
-/// `lease` selects one lease, or every running lease when NULL; both
-/// arguments are SQL parameters (`?1`).
-fn lease_use(now: &str, lease: &str) -> String {
+/// `lease` selects one lease, or every running lease when NULL (`running`:
+/// the set of running lease states, bound with [`running_states`]); all
+/// three arguments are SQL parameters (`?1`).
+fn lease_use(now: &str, lease: &str, running: &str) -> String {
     format!(
         r#"SELECT l.id AS lease_id, n.id AS node_id, u.name AS user_name, p.name AS project_name, n.name AS node_name,
     n.site AS site, n.cluster AS cluster, CAST(json_extract(n.properties, '$.gpu_model') AS TEXT) AS gpu_model,
@@ -33,8 +34,13 @@ fn lease_use(now: &str, lease: &str) -> String {
     {now} AS recorded_at
 FROM lease_nodes ln JOIN leases l ON l.id = ln.lease_id JOIN users u ON u.id = l.owner_id
     LEFT JOIN projects p ON p.id = l.project_id JOIN nodes n ON n.id = ln.node_id AND n.lease_id = l.id
-WHERE ({lease} IS NOT NULL AND l.id = {lease}) OR ({lease} IS NULL AND l.state IN ('starting', 'active') AND l.started_at IS NOT NULL)"#
+WHERE ({lease} IS NOT NULL AND l.id = {lease}) OR ({lease} IS NULL AND l.state IN (SELECT value FROM json_each({running})) AND l.started_at IS NOT NULL)"#
     )
+}
+
+/// The `running` parameter of [`lease_use`].
+fn running_states() -> String {
+    super::name_set(lease::RUNNING.map(crate::model::LeaseState::as_str))
 }
 
 fn record_from_row(r: &SqliteRow) -> DbResult<UsageRecordRow> {
@@ -102,10 +108,11 @@ async fn add_to_rollups(tx: &mut Transaction<'static, Sqlite>, records: &[UsageR
 pub(super) async fn record_lease_usage(tx: &mut Transaction<'static, Sqlite>, lease: LeaseId, now: Seconds) -> DbResult<()> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO usage_records ({RECORD_COLUMNS}) SELECT {RECORD_COLUMNS} FROM ({}) WHERE start < ?1 ORDER BY node_id RETURNING *",
-        lease_use("?1", "?2")
+        lease_use("?1", "?2", "?3")
     )))
     .bind(now)
     .bind(lease.0)
+    .bind(running_states())
     .fetch_all(&mut **tx)
     .await
     .map_err(db)?;
@@ -212,7 +219,7 @@ pub(super) async fn totals(pool: &SqlitePool, dimension: Dimension, scope: &Usag
     // Leases running now, up to now.
     let live_to = scope.to.min(now);
     if scope.from < live_to {
-        let sql = format!("WITH live AS ({}) {}", lease_use("?5", "?6"), clipped("live"));
+        let sql = format!("WITH live AS ({}) {}", lease_use("?5", "?6", "?7"), clipped("live"));
         add(sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(scope.from)
             .bind(live_to)
@@ -220,6 +227,7 @@ pub(super) async fn totals(pool: &SqlitePool, dimension: Dimension, scope: &Usag
             .bind(&projects)
             .bind(now)
             .bind(Option::<i64>::None)
+            .bind(running_states())
             .fetch_all(pool)
             .await
             .map_err(db)?)?;
