@@ -141,7 +141,8 @@ impl App {
         check_lease_texts(&req)?;
         let now = self.now();
         let project = self.resolve_project(actor, req.project.as_deref())?;
-        let lease_type = req.lease_type.unwrap_or(if req.deploy.is_some() { LeaseType::Deploy } else { LeaseType::Default });
+        let lease_type =
+            req.lease_type.map(LeaseType::from).unwrap_or(if req.deploy.is_some() { LeaseType::Deploy } else { LeaseType::Default });
         if let Some(d) = &req.deploy {
             if lease_type != LeaseType::Deploy {
                 return Err(AppError::bad_request("deploy: only a lease of type 'deploy' deploys an environment"));

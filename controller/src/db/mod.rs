@@ -69,8 +69,8 @@ pub type DbResult<T> = Result<T, DbError>;
 
 /// A stored name of one of the model's enums, or `Corrupt` naming it: an
 /// unknown state is never read as a default.
-pub(crate) fn parse_name<T: std::str::FromStr<Err = crate::model::operation::UnknownName>>(text: &str) -> DbResult<T> {
-    text.parse().map_err(|e: crate::model::operation::UnknownName| DbError::Corrupt(e.to_string()))
+pub(crate) fn parse_name<T: std::str::FromStr<Err = crate::model::names::UnknownName>>(text: &str) -> DbResult<T> {
+    text.parse().map_err(|e: crate::model::names::UnknownName| DbError::Corrupt(e.to_string()))
 }
 
 // The states the stores write for power requests and agent commands, as

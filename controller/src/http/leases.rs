@@ -38,7 +38,7 @@ pub async fn list(
     Caller(actor): Caller,
     Params(q): Params<api::LeaseListQuery>,
 ) -> ApiResult<Json<Vec<api::Lease>>> {
-    let rows = app.list_leases(&actor, q.state, q.all.unwrap_or(false)).await?;
+    let rows = app.list_leases(&actor, q.state.map(Into::into), q.all.unwrap_or(false)).await?;
     Ok(Json(rows.into_iter().map(views::lease).collect()))
 }
 

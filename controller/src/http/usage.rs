@@ -102,7 +102,7 @@ pub async fn records(State(app): State<Arc<App>>, Caller(actor): Caller, Params(
             cluster: r.cluster,
             gpu_model: r.gpu_model,
             gpu_count: r.gpu_count,
-            lease_type: r.lease_type,
+            lease_type: r.lease_type.into(),
             reserved_start: from_seconds(r.reserved_start),
             reserved_end: from_seconds(r.reserved_end),
             start: from_seconds(r.start),

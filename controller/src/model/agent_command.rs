@@ -7,7 +7,7 @@
 //! a new operation fails the node's unfinished ones. The datastore writes
 //! the states `next` gives.
 
-use super::operation::named;
+use super::names::named;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AgentCommandState {

@@ -3,10 +3,81 @@
 
 use ferrum_api as api;
 
-pub use api::LeaseType;
+use super::names::named;
 
-/// Lease states; the API enum is the same set.
-pub type LeaseState = api::LeaseState;
+/// Where a lease stands (SPEC §4). The API's enum is the same set today,
+/// converted at the edge (`From`) so the two may part ways.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LeaseState {
+    /// Larger than the approval threshold: waits for an admin.
+    AwaitingApproval,
+    /// Placed on the calendar, not started.
+    Pending,
+    /// Its start time came: taking (and deploying) its nodes.
+    Starting,
+    /// Its nodes are the holder's.
+    Active,
+    /// Over: its nodes are being reset.
+    Ending,
+    /// Over, nodes reset.
+    Finished,
+    /// Refused by an admin.
+    Rejected,
+    /// Released before it started, or pre-empted before it ran.
+    Cancelled,
+    /// Could not be carried out.
+    Failed,
+}
+
+named!(LeaseState, "lease state", [
+    AwaitingApproval => "awaiting_approval",
+    Pending => "pending",
+    Starting => "starting",
+    Active => "active",
+    Ending => "ending",
+    Finished => "finished",
+    Rejected => "rejected",
+    Cancelled => "cancelled",
+    Failed => "failed",
+]);
+
+/// What a lease is for (SPEC §4, OAR's job types).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum LeaseType {
+    /// Nodes with the default environment.
+    #[default]
+    Default,
+    /// Nodes on which the holder deploys their own image with root access.
+    Deploy,
+    /// Idle nodes, pre-empted when a normal lease needs them.
+    Besteffort,
+}
+
+named!(LeaseType, "lease type", [Default => "default", Deploy => "deploy", Besteffort => "besteffort"]);
+
+/// Both ways between a domain enum and the API's one of the same variants.
+macro_rules! same_variants {
+    ($domain:ident, $api:path, [$($variant:ident),+ $(,)?]) => {
+        impl From<$domain> for $api {
+            fn from(value: $domain) -> Self {
+                match value {
+                    $($domain::$variant => <$api>::$variant),+
+                }
+            }
+        }
+
+        impl From<$api> for $domain {
+            fn from(value: $api) -> Self {
+                match value {
+                    $(<$api>::$variant => $domain::$variant),+
+                }
+            }
+        }
+    };
+}
+
+same_variants!(LeaseState, api::LeaseState, [AwaitingApproval, Pending, Starting, Active, Ending, Finished, Rejected, Cancelled, Failed]);
+same_variants!(LeaseType, api::LeaseType, [Default, Deploy, Besteffort]);
 
 /// Something that happened to a lease.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,11 +186,11 @@ pub fn is_terminal(state: LeaseState) -> bool {
 }
 
 pub fn parse_state(s: &str) -> Option<LeaseState> {
-    LeaseState::ALL.into_iter().find(|st| st.as_str() == s)
+    s.parse().ok()
 }
 
 pub fn parse_type(s: &str) -> Option<LeaseType> {
-    [LeaseType::Default, LeaseType::Deploy, LeaseType::Besteffort].into_iter().find(|t| t.as_str() == s)
+    s.parse().ok()
 }
 
 #[cfg(test)]
@@ -154,7 +225,7 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for s in LeaseState::ALL {
+        for &s in LeaseState::ALL {
             assert_eq!(parse_state(s.as_str()), Some(s));
         }
     }

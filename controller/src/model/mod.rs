@@ -12,6 +12,7 @@ pub mod bmc;
 pub mod ids;
 pub mod lease;
 pub mod mac;
+pub mod names;
 pub mod node;
 pub mod operation;
 pub mod power;

@@ -10,48 +10,7 @@
 
 use ferrum_api::deployment as api;
 
-/// An unknown stored name of one of this module's enums.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown {what} '{name}'")]
-pub struct UnknownName {
-    pub what: &'static str,
-    pub name: String,
-}
-
-/// Declares `as_str`, `ALL` and `FromStr` for a field-less enum from one
-/// table of (variant, stored name): the one place each name is written.
-macro_rules! named {
-    ($ty:ident, $what:literal, [$($variant:ident => $name:literal),+ $(,)?]) => {
-        impl $ty {
-            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
-
-            /// The stored name.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($ty::$variant => $name),+
-                }
-            }
-        }
-
-        impl std::str::FromStr for $ty {
-            type Err = $crate::model::operation::UnknownName;
-
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                match s {
-                    $($name => Ok($ty::$variant),)+
-                    _ => Err($crate::model::operation::UnknownName { what: $what, name: s.to_owned() }),
-                }
-            }
-        }
-
-        impl std::fmt::Display for $ty {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-pub(crate) use named;
+use super::names::named;
 
 /// What an operation does to its node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

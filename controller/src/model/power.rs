@@ -8,7 +8,7 @@
 
 use std::str::FromStr;
 
-use super::operation::{UnknownName, named};
+use super::names::{UnknownName, named};
 use crate::power::{BootDevice, PowerAction};
 
 /// The operations a request may ask for.

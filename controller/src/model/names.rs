@@ -1,0 +1,47 @@
+//! Stored names of the model's field-less enums (states, kinds, outcomes):
+//! [`named!`] declares them from one table per enum, the one place each name
+//! is written; reading an unknown name back is an [`UnknownName`] error (a
+//! corrupt row), never a default.
+
+/// An unknown stored name of one of the model's enums.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} '{name}'")]
+pub struct UnknownName {
+    pub what: &'static str,
+    pub name: String,
+}
+
+/// Declares `as_str`, `ALL` and `FromStr` for a field-less enum from one
+/// table of (variant, stored name): the one place each name is written.
+macro_rules! named {
+    ($ty:ident, $what:literal, [$($variant:ident => $name:literal),+ $(,)?]) => {
+        impl $ty {
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+
+            /// The stored name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name),+
+                }
+            }
+        }
+
+        impl std::str::FromStr for $ty {
+            type Err = $crate::model::names::UnknownName;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($name => Ok($ty::$variant),)+
+                    _ => Err($crate::model::names::UnknownName { what: $what, name: s.to_owned() }),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use named;
