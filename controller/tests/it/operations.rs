@@ -4,10 +4,11 @@
 //! an SSH server for the check) on the real hands (`NodeConductor`).
 //! Covered: a deploy to the SSH check; resets and their verdicts (clean →
 //! `available`; hardware that no longer matches the reference, or a
-//! partition table left by the wipe → `suspect`); a failed write retried
-//! from a power cycle; a silent agent past its deadline on the controller's
-//! clock, retried, then failed after `deploy.attempts`; partial success;
-//! cancel; a reset superseding a running deploy. The QEMU end-to-end test
+//! partition table left by the wipe → `suspect`; the default environment
+//! restored on a clean node and booted); a failed write retried from a
+//! power cycle; deadlines on the controller's clock (a silent agent retried
+//! then failed after `deploy.attempts`, an SSH check never answered then
+//! retried); partial success; cancel; a reset superseding a running deploy. The QEMU end-to-end test
 //! (`tests/tests/e2e/deploy.rs`) stays the check against the real peers.
 
 use ferrum_controller::config::Config;
@@ -384,4 +385,38 @@ async fn an_ssh_check_that_never_answers_runs_into_its_deadline_and_the_retry_su
     wait_node_state(&ctx, "sim-h", "deployed").await;
     assert_eq!(node.noted("agent: reboot"), ["agent: reboot claimed done, nothing done", "agent: reboot done"]);
     assert_eq!(node.noted("system: up"), ["system: up as sim-h"]);
+}
+
+/// `[reset] default_environment` with `power_off = false`: a clean node
+/// gets the default environment back, with the controller's key only, and
+/// is left running it.
+#[tokio::test]
+async fn a_reset_restores_the_default_environment_and_boots_it() {
+    let mut config = Config::default();
+    config.reset.default_environment = Some("sim".into());
+    config.reset.power_off = false;
+    let (ctx, nodes, alice, sha256) = lab(config, &["sim-e"]).await;
+    let node = &nodes[0];
+    let lease = lease(&ctx, &alice, &nodes).await;
+    ctx.delete(&format!("/api/v1/leases/{lease}"), &alice).await.expect(200);
+
+    wait_node_state(&ctx, "sim-e", "available").await;
+    let reset = wait_operation(&ctx, "sim-e", "reset", "the reset done", |o| o["state"] == "done").await;
+    let environment = ctx.get("/api/v1/environments/sim", &ctx.admin).await.expect(200);
+    assert_eq!(reset["message"], format!("reset, wiped and checked; sim restored (environment {})", environment["id"]), "{reset}");
+    assert_eq!(
+        phases(&reset),
+        ["power_off", "boot_ramdisk", "wait_agent", "wipe", "inventory", "write_image", "install_keys", "shutdown", "finished"]
+    );
+    let (written, keys) = node.written().expect("the default environment on the disk");
+    assert_eq!(written, sha256);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(keys[0].contains("ferrum-controller"), "{keys:?}");
+    // Its next boot is its disk, and it is running the restored system.
+    assert_eq!(node.bmc().operations(), ["off", "boot pxe", "on", "boot disk", "cycle"]);
+    wait_until("the restored system up", DEADLINE, async || {
+        let up = node.noted("system: up");
+        if up == ["system: up as sim-e"] { Ok(()) } else { Err(format!("{:?}", node.journal())) }
+    })
+    .await;
 }
