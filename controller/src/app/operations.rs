@@ -680,10 +680,12 @@ impl App {
             }
         };
         let own_ms = elapsed_ms(started).saturating_sub(i64::try_from(external.as_millis()).unwrap_or(0));
+        // The phases that only wait (for the agent, for SSH) issue nothing.
+        let judged = data.issued || matches!(phase, Phase::WaitAgent | Phase::SshCheck);
         let next = match next {
             // The step that issues a phase's actions is not judged late: a
             // controller back from a long stop gives them their chance.
-            Next::Stay(_) if data.issued && self.now_ms() > op.deadline_ms => {
+            Next::Stay(_) if judged && self.now_ms() > op.deadline_ms => {
                 Next::Retry(format!("{} took longer than {}", phase.as_str(), humantime::format_duration(self.deadline_of(op.kind, phase))))
             }
             other => other,

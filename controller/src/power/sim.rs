@@ -4,6 +4,7 @@
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use tokio::sync::watch;
 
 use super::{BootDevice, PowerAction, PowerDriver, PowerError, PowerState};
 
@@ -12,6 +13,9 @@ use super::{BootDevice, PowerAction, PowerDriver, PowerError, PowerState};
 pub struct SimBmc {
     pub name: String,
     state: Mutex<SimState>,
+    /// The number of operations carried out, for observers (a simulated
+    /// node that boots when its BMC powers it on).
+    carried_out: watch::Sender<usize>,
 }
 
 #[derive(Debug)]
@@ -27,6 +31,7 @@ impl SimBmc {
         SimBmc {
             name: name.to_owned(),
             state: Mutex::new(SimState { power: PowerState::Off, next_boot: None, failure: None, operations: Vec::new() }),
+            carried_out: watch::channel(0).0,
         }
     }
 
@@ -46,6 +51,16 @@ impl SimBmc {
     /// The operations carried out, in order (`on`, `boot pxe`, ...).
     pub fn operations(&self) -> Vec<String> {
         self.with(|s| s.operations.clone())
+    }
+
+    /// Changes each time an operation is carried out (to the number of
+    /// them so far): what a simulated node watches to boot.
+    pub fn watch(&self) -> watch::Receiver<usize> {
+        self.carried_out.subscribe()
+    }
+
+    fn announce(&self) {
+        self.carried_out.send_replace(self.with(|s| s.operations.len()));
     }
 }
 
@@ -77,7 +92,9 @@ impl PowerDriver for SimBmc {
             }
             s.operations.push(action.as_str().to_owned());
             Ok(())
-        })
+        })?;
+        self.announce();
+        Ok(())
     }
 
     async fn set_boot_device(&self, device: BootDevice) -> Result<(), PowerError> {
@@ -88,7 +105,9 @@ impl PowerDriver for SimBmc {
             s.next_boot = Some(device);
             s.operations.push(format!("boot {}", device.as_str()));
             Ok(())
-        })
+        })?;
+        self.announce();
+        Ok(())
     }
 }
 
@@ -100,11 +119,13 @@ mod tests {
     #[tokio::test]
     async fn sim_follows_operations_and_fails_on_demand() {
         let bmc = SimBmc::new("127.0.0.1:623");
+        let carried_out = bmc.watch();
         bmc.set_boot_device(BootDevice::Pxe).await.expect("boot");
         bmc.power(PowerAction::Cycle).await.expect("cycle");
         assert_eq!(bmc.power_state().await, Ok(PowerState::On));
         assert_eq!(bmc.next_boot(), None, "a boot consumes the one-time device");
         assert_eq!(bmc.operations(), ["boot pxe", "cycle"]);
+        assert_eq!(*carried_out.borrow(), 2, "observers see each operation");
         bmc.fail_with(Some(PowerError::Unreachable { bmc: bmc.bmc(), tries: 3 }));
         let err = bmc.power(PowerAction::Off).await.expect_err("unreachable");
         assert_eq!(err.to_string(), "no answer from BMC 127.0.0.1:623 after 3 tries");

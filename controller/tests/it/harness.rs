@@ -130,6 +130,19 @@ impl TestContext {
         Self::start_in(dir, clock, handle, conductor, Arc::new(SimBmcs::default()), config).await
     }
 
+    /// A controller with the real hands (`NodeConductor`: resets run
+    /// through the operations engine) and `config`, whose deploy ramdisk
+    /// reaches it at its own boot listener (`boot.public_url`): the
+    /// controller of simulated nodes (`sim_agent::SimNode`).
+    pub async fn with_sim_nodes(mut config: Config) -> TestContext {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (clock, handle) = Clock::manual(t0());
+        let boot = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        config.boot.public_url = Some(format!("http://{}", boot.local_addr().expect("local addr")));
+        let conductor = Arc::new(ferrum_controller::app::conductor::NodeConductor);
+        Self::start_bound(dir, clock, handle, conductor, Arc::new(SimBmcs::default()), config, boot).await
+    }
+
     /// A controller with the fixture tree imported and its nodes available.
     pub async fn with_fixtures() -> TestContext {
         let ctx = Self::empty().await;
@@ -146,13 +159,26 @@ impl TestContext {
         bmcs: Arc<SimBmcs>,
         config: Config,
     ) -> TestContext {
+        let boot = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        Self::start_bound(dir, clock, handle, conductor, bmcs, config, boot).await
+    }
+
+    /// Starts the controller with `boot` as its boot listener.
+    async fn start_bound(
+        dir: tempfile::TempDir,
+        clock: Clock,
+        handle: Arc<ManualClock>,
+        conductor: Arc<dyn Conductor>,
+        bmcs: Arc<SimBmcs>,
+        config: Config,
+        boot: tokio::net::TcpListener,
+    ) -> TestContext {
         let database = config.database.clone().unwrap_or_else(|| fresh_database(dir.path()));
         let config = Config { data_dir: dir.path().to_owned(), database: Some(database.clone()), ..config };
         let app = server::open_with(config, clock, conductor, bmcs.clone()).await.expect("controller opens");
         let admin = std::fs::read_to_string(dir.path().join("admin.token")).expect("admin.token written").trim().to_owned();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let url = format!("http://{}", listener.local_addr().expect("local addr"));
-        let boot = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let boot_url = format!("http://{}", boot.local_addr().expect("local addr"));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server::serve_with_boot(app, listener, vec![boot], async move {
