@@ -8,6 +8,7 @@
 
 pub mod bmc;
 pub mod ids;
+pub mod import;
 pub mod lease;
 pub mod mac;
 pub mod node;
