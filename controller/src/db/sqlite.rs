@@ -1958,7 +1958,9 @@ impl Datastore for SqliteStore {
     }
 
     async fn set_project_member(&self, project: &str, user: &str, member: bool) -> DbResult<ProjectRow> {
-        accounts::set_member(&self.pool, project, user, member).await?;
+        let mut tx = self.begin_write().await?;
+        accounts::set_member_in(&mut tx, project, user, member).await?;
+        tx.commit().await.map_err(db)?;
         self.list_projects()
             .await?
             .into_iter()

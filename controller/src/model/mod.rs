@@ -12,6 +12,7 @@ pub mod import;
 pub mod lease;
 pub mod mac;
 pub mod node;
+pub mod project;
 pub mod properties;
 pub mod time;
 pub mod usage;
