@@ -21,7 +21,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use super::*;
 use crate::model::import::{ImportAction, import_action};
-use crate::model::{lease, properties};
+use crate::model::{lease, properties, tokens};
 
 mod accounts;
 mod usage;
@@ -936,15 +936,11 @@ impl Datastore for PgStore {
             .await
             .map_err(db)?
             .ok_or_else(|| DbError::NotFound { what: "user", name: user.0.to_string() })?;
-        let live = sqlx::query_scalar!(
-            r#"SELECT COUNT(*) AS "n!" FROM api_tokens WHERE user_id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)"#,
-            user.0,
-            now
-        )
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
-        if live >= max_live {
+        let expiries = sqlx::query_scalar!("SELECT expires_at FROM api_tokens WHERE user_id = $1 AND revoked_at IS NULL", user.0)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        if !tokens::may_add_token(expiries, now, max_live) {
             return Ok(None);
         }
         let id = sqlx::query_scalar!(
@@ -1079,20 +1075,22 @@ impl Datastore for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        sqlx::query!("DELETE FROM agent_tokens WHERE node_id = $1 AND expires_at <= $2", node.0, now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        sqlx::query!(
-            "DELETE FROM agent_tokens WHERE node_id = $1 AND used_at IS NULL AND token_sha256 NOT IN \
-             (SELECT token_sha256 FROM agent_tokens WHERE node_id = $1 AND used_at IS NULL \
-              ORDER BY created_at DESC, token_sha256 DESC LIMIT $2)",
-            node.0,
-            i64::from(keep)
+        let rows = sqlx::query!(
+            r#"SELECT token_sha256, created_at, expires_at, used_at IS NOT NULL AS "used!" FROM agent_tokens WHERE node_id = $1"#,
+            node.0
         )
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await
         .map_err(db)?;
+        let stored: Vec<tokens::AgentToken<'_>> = rows
+            .iter()
+            .map(|r| tokens::AgentToken { sha256: &r.token_sha256, created_at: r.created_at, expires_at: r.expires_at, used: r.used })
+            .collect();
+        let displaced: Vec<String> =
+            tokens::displaced_agent_tokens(&stored, token_sha256, keep, now).into_iter().map(str::to_owned).collect();
+        if !displaced.is_empty() {
+            sqlx::query!("DELETE FROM agent_tokens WHERE token_sha256 = ANY($1)", &displaced).execute(&mut *tx).await.map_err(db)?;
+        }
         tx.commit().await.map_err(db)
     }
 

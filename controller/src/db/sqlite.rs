@@ -15,7 +15,7 @@ use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use super::*;
 use crate::model::import::{ImportAction, import_action};
-use crate::model::{lease, properties};
+use crate::model::{lease, properties, tokens};
 
 mod accounts;
 mod commits;
@@ -821,15 +821,13 @@ impl Datastore for SqliteStore {
     async fn add_token(&self, user: UserId, token: &NewToken, now: Seconds, max_live: i64) -> DbResult<Option<TokenRow>> {
         // `BEGIN IMMEDIATE`: writers take turns, so the count holds until the insert.
         let mut tx = self.begin_write().await?;
-        let live: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM api_tokens WHERE user_id = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
-        )
-        .bind(user.0)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
-        if live >= max_live {
+        let expiries: Vec<Option<Seconds>> =
+            sqlx::query_scalar("SELECT expires_at FROM api_tokens WHERE user_id = ? AND revoked_at IS NULL")
+                .bind(user.0)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?;
+        if !tokens::may_add_token(expiries, now, max_live) {
             return Ok(None);
         }
         let id: i64 = sqlx::query_scalar(
@@ -1105,23 +1103,30 @@ impl Datastore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        sqlx::query("DELETE FROM agent_tokens WHERE node_id = ? AND expires_at <= ?")
+        let rows = sqlx::query("SELECT token_sha256, created_at, expires_at, used_at IS NOT NULL FROM agent_tokens WHERE node_id = ?")
             .bind(node.0)
-            .bind(now)
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await
             .map_err(db)?;
-        sqlx::query(
-            "DELETE FROM agent_tokens WHERE node_id = ? AND used_at IS NULL AND token_sha256 NOT IN \
-             (SELECT token_sha256 FROM agent_tokens WHERE node_id = ? AND used_at IS NULL \
-              ORDER BY created_at DESC, rowid DESC LIMIT ?)",
-        )
-        .bind(node.0)
-        .bind(node.0)
-        .bind(i64::from(keep))
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        let stored = rows
+            .iter()
+            .map(|r| {
+                Ok(tokens::AgentToken {
+                    sha256: r.try_get(0).map_err(db)?,
+                    created_at: r.try_get(1).map_err(db)?,
+                    expires_at: r.try_get(2).map_err(db)?,
+                    used: r.try_get(3).map_err(db)?,
+                })
+            })
+            .collect::<DbResult<Vec<_>>>()?;
+        let displaced = tokens::displaced_agent_tokens(&stored, token_sha256, keep, now);
+        if !displaced.is_empty() {
+            sqlx::query("DELETE FROM agent_tokens WHERE token_sha256 IN (SELECT value FROM json_each(?))")
+                .bind(serde_json::Value::from(displaced).to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
         tx.commit().await.map_err(db)
     }
 

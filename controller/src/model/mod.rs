@@ -15,6 +15,7 @@ pub mod node;
 pub mod project;
 pub mod properties;
 pub mod time;
+pub mod tokens;
 pub mod usage;
 
 pub use bmc::BmcAddress;
