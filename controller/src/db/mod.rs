@@ -443,14 +443,18 @@ pub struct NodeWrite {
 impl NodeWrite {
     /// The facts an import compares with the stored node's.
     pub fn imported_facts(&self) -> crate::model::import::ImportedFacts<'_> {
-        crate::model::import::ImportedFacts {
-            site: &self.site,
-            cluster: &self.cluster,
-            ip: self.ip.as_deref(),
-            reference_sha256: self.reference_sha256.as_deref(),
-            macs: &self.macs,
-        }
+        import_facts(&self.site, &self.cluster, self.ip.as_deref(), self.reference_sha256.as_deref(), &self.macs)
     }
+}
+
+fn import_facts<'a>(
+    site: &'a str,
+    cluster: &'a str,
+    ip: Option<&'a str>,
+    reference_sha256: Option<&'a str>,
+    macs: &'a [String],
+) -> crate::model::import::ImportedFacts<'a> {
+    crate::model::import::ImportedFacts { site, cluster, ip, reference_sha256, macs }
 }
 
 /// A stored node as a reference import reads it.
@@ -466,14 +470,9 @@ pub(crate) struct ImportedNodeRow {
 }
 
 impl ImportedNodeRow {
+    /// The facts an import compares with the imported node's.
     pub fn facts(&self) -> crate::model::import::ImportedFacts<'_> {
-        crate::model::import::ImportedFacts {
-            site: &self.site,
-            cluster: &self.cluster,
-            ip: self.ip.as_deref(),
-            reference_sha256: self.reference_sha256.as_deref(),
-            macs: &self.macs,
-        }
+        import_facts(&self.site, &self.cluster, self.ip.as_deref(), self.reference_sha256.as_deref(), &self.macs)
     }
 }
 
