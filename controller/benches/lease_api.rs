@@ -21,7 +21,7 @@ use ferrum_controller::calendar::{Calendar, NodeSet, Query};
 use ferrum_controller::clock::Clock;
 use ferrum_controller::config::Config;
 use ferrum_controller::db::sqlite::SqliteStore;
-use ferrum_controller::db::{Datastore, NewLease, NodeWrite};
+use ferrum_controller::db::{Datastore, NewEvent, NewLease, NodeWrite};
 use ferrum_controller::model::{LeaseState, LeaseType};
 
 fn env(name: &str, default: usize) -> usize {
@@ -78,7 +78,14 @@ fn main() -> anyhow::Result<()> {
                 }
             })
             .collect();
-        store.import_nodes(&writes, now, "bench").await?;
+        let added = NewEvent {
+            at: now,
+            actor: "bench".into(),
+            from_shown: "enrolling".into(),
+            to_shown: "enrolling".into(),
+            reason: "imported from a reference description".into(),
+        };
+        store.import_nodes(&writes, &added).await?;
         let nodes = store.list_nodes().await?;
         let ids: Vec<_> = {
             let mut ids: Vec<_> = nodes.iter().map(|n| n.id).collect();

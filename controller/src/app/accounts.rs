@@ -128,7 +128,7 @@ impl App {
         };
         let row = ActorRow::clone(&*self.reads.tokens.get_or_read(generation, &hash, read).await?);
         // Expiry is checked here, not in the store: a cached answer outlives it.
-        if row.expires_at.is_some_and(|at| at <= self.now()) {
+        if !crate::model::tokens::is_live(row.expires_at, self.now()) {
             return Err(AppError::Unauthenticated);
         }
         Ok(Authenticated { token_id: row.token_id, read_only: row.read_only, actor: row.into() })

@@ -237,7 +237,14 @@ impl App {
                 reference_sha256: Some(reference_sha256(&u.description)),
             });
         }
-        let outcome = self.store.import_nodes(&writes, self.now(), &actor.name).await?;
+        let added = NewEvent {
+            at: self.now(),
+            actor: actor.name.clone(),
+            from_shown: "enrolling".into(),
+            to_shown: "enrolling".into(),
+            reason: "imported from a reference description".into(),
+        };
+        let outcome = self.store.import_nodes(&writes, &added).await?;
         self.audit(actor, "node.import", "nodes", serde_json::json!({ "nodes": writes.len() })).await;
         self.wake.notify_one();
         self.boot_hosts.changed.notify_one();

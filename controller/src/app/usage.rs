@@ -1,7 +1,9 @@
 //! Usage accounting as callers see it: who may read which projects' usage,
-//! the default period, and the grouping. Records are written by the store
-//! when a lease stops holding its nodes for its user; see
-//! `db::sqlite::usage` and `model::usage`.
+//! the default period, the grouping, and how a window's totals are put
+//! together from the store's sums (whole months from the rollups, partial
+//! months from the records, running leases up to now). Records are written
+//! by the store when a lease stops holding its nodes for its user; the
+//! rules are `model::usage`.
 
 use ferrum_api as api;
 
@@ -61,8 +63,33 @@ impl App {
         if scope.projects.as_ref().is_some_and(Vec::is_empty) {
             return Ok((scope, dimension, Vec::new()));
         }
-        let totals = self.store.usage_totals(dimension, &scope, self.now()).await?;
+        let totals = self.usage_totals(dimension, &scope).await?;
         Ok((scope, dimension, totals))
+    }
+
+    /// Node-seconds and GPU-seconds per key of `dimension` within the
+    /// scope's window: the records (whole months from the rollups, the rest
+    /// clipped) plus the leases running now, counted up to now.
+    async fn usage_totals(&self, dimension: Dimension, scope: &UsageScope) -> AppResult<Vec<Total>> {
+        let now = self.now();
+        let projects = scope.projects.as_deref();
+        let mut totals = usage::Totals::default();
+        let plan = usage::plan_window(scope.from, scope.to);
+        if let Some(months) = plan.months {
+            self.store.usage_rollup_sums(dimension, months, projects).await?.into_iter().for_each(|t| totals.add(t));
+        }
+        for stretch in plan.raw {
+            self.store.usage_record_sums(dimension, stretch, projects).await?.into_iter().for_each(|t| totals.add(t));
+        }
+        let live = (scope.from, scope.to.min(now));
+        if live.0 < live.1 {
+            for holding in self.store.running_holdings().await? {
+                if let Some(r) = holding.record_at(now).filter(|r| usage::in_projects(projects, r.project.as_deref())) {
+                    totals.add_clipped(dimension, &r.as_use(), live);
+                }
+            }
+        }
+        Ok(totals.into_vec())
     }
 
     /// The usage records of a period, by id.

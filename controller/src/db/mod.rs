@@ -5,7 +5,10 @@
 //! The store persists and reads rows; it does not decide. State transitions
 //! are decided by `model` (the application layer asks, then writes them
 //! here with compare-and-swap on the previous state), placement is decided
-//! by `calendar`, and authorisation by `app`. The store's own rule is the
+//! by `calendar`, and authorisation by `app`. The rules a store applies
+//! while writing (what a lease's end records in usage, how an allocation is
+//! cut, what counts as an import change, effective properties) are pure
+//! functions of `model`, called by both stores. The store's own rule is the
 //! last line of defence: the database refuses two overlapping allocations of
 //! one node (SQLite: triggers + `BEGIN IMMEDIATE`).
 //!
@@ -491,6 +494,42 @@ pub struct NodeWrite {
     pub reference_sha256: Option<String>,
 }
 
+impl NodeWrite {
+    /// The facts an import compares with the stored node's.
+    pub fn imported_facts(&self) -> crate::model::import::ImportedFacts<'_> {
+        import_facts(&self.site, &self.cluster, self.ip.as_deref(), self.reference_sha256.as_deref(), &self.macs)
+    }
+}
+
+fn import_facts<'a>(
+    site: &'a str,
+    cluster: &'a str,
+    ip: Option<&'a str>,
+    reference_sha256: Option<&'a str>,
+    macs: &'a [String],
+) -> crate::model::import::ImportedFacts<'a> {
+    crate::model::import::ImportedFacts { site, cluster, ip, reference_sha256, macs }
+}
+
+/// A stored node as a reference import reads it.
+#[derive(Clone, Debug)]
+pub(crate) struct ImportedNodeRow {
+    pub id: NodeId,
+    pub site: String,
+    pub cluster: String,
+    pub ip: Option<String>,
+    pub reference_sha256: Option<String>,
+    pub macs: Vec<String>,
+    pub admin_properties: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ImportedNodeRow {
+    /// The facts an import compares with the imported node's.
+    pub fn facts(&self) -> crate::model::import::ImportedFacts<'_> {
+        import_facts(&self.site, &self.cluster, self.ip.as_deref(), self.reference_sha256.as_deref(), &self.macs)
+    }
+}
+
 /// What an import did, by node name.
 #[derive(Clone, Debug, Default)]
 pub struct ImportOutcome {
@@ -711,6 +750,77 @@ pub struct UsageRecordRow {
     pub recorded_at: Seconds,
 }
 
+/// A node a lease took (`nodes.lease_id`), with what a usage record keeps
+/// of it: the row both stores read to record a lease's use when it ends,
+/// and to count a running lease's use.
+#[derive(Clone, Debug)]
+pub struct HoldingRow {
+    pub lease_id: LeaseId,
+    pub node_id: NodeId,
+    pub user: String,
+    pub project: Option<String>,
+    pub node: String,
+    pub site: String,
+    pub cluster: String,
+    /// The node's `gpu_model` and `gpu_count` properties, when set.
+    pub gpu_model: Option<serde_json::Value>,
+    pub gpu_count: Option<serde_json::Value>,
+    pub lease_type: LeaseType,
+    pub reserved_start: Seconds,
+    pub reserved_end: Seconds,
+    pub started_at: Option<Seconds>,
+}
+
+impl HoldingRow {
+    /// The usage record of this holding at `now` (id 0: not stored yet),
+    /// or `None` when its use has not begun. The rules are
+    /// [`usage::used_span`](crate::model::usage::used_span) and
+    /// [`usage::node_gpus`](crate::model::usage::node_gpus).
+    pub fn record_at(&self, now: Seconds) -> Option<UsageRecordRow> {
+        let (start, end) = crate::model::usage::used_span((self.reserved_start, self.reserved_end), self.started_at, now)?;
+        let (gpu_model, gpu_count) = crate::model::usage::node_gpus(self.gpu_model.as_ref(), self.gpu_count.as_ref());
+        Some(UsageRecordRow {
+            id: 0,
+            lease_id: self.lease_id,
+            node_id: self.node_id,
+            user: self.user.clone(),
+            project: self.project.clone(),
+            node: self.node.clone(),
+            site: self.site.clone(),
+            cluster: self.cluster.clone(),
+            gpu_model,
+            gpu_count,
+            lease_type: self.lease_type,
+            reserved_start: self.reserved_start,
+            reserved_end: self.reserved_end,
+            start,
+            end,
+            recorded_at: now,
+        })
+    }
+}
+
+/// A JSON value stored as text (a property read with SQLite's `->` or
+/// PostgreSQL's `->`), or `Corrupt` naming `what`.
+pub(crate) fn json_value(text: Option<&str>, what: &str) -> DbResult<Option<serde_json::Value>> {
+    text.map(|t| serde_json::from_str(t).map_err(|_| DbError::Corrupt(format!("{what} is not JSON")))).transpose()
+}
+
+impl UsageRecordRow {
+    /// What the record counts in usage sums and rollups.
+    pub fn as_use(&self) -> crate::model::usage::RecordUse<'_> {
+        crate::model::usage::RecordUse {
+            user: &self.user,
+            project: self.project.as_deref(),
+            cluster: &self.cluster,
+            gpu_model: self.gpu_model.as_deref(),
+            gpu_count: self.gpu_count,
+            start: self.start,
+            end: self.end,
+        }
+    }
+}
+
 /// Which records a usage query reads.
 #[derive(Clone, Debug)]
 pub struct UsageScope {
@@ -872,9 +982,11 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
 
     // --- nodes ------------------------------------------------------------
     async fn insert_node(&self, node: &NodeWrite, event: &NewEvent) -> DbResult<NodeRow>;
-    /// Adds or updates many nodes in one transaction. A node is `changed`
-    /// when its reference, site, cluster, ip or MACs differ.
-    async fn import_nodes(&self, nodes: &[NodeWrite], now: Seconds, actor: &str) -> DbResult<ImportOutcome>;
+    /// Adds or updates many nodes in one transaction, as
+    /// [`import_action`](crate::model::import::import_action) decides; a
+    /// node added is recorded with the event `added`, whose time is also
+    /// the updated nodes'.
+    async fn import_nodes(&self, nodes: &[NodeWrite], added: &NewEvent) -> DbResult<ImportOutcome>;
     async fn list_nodes(&self) -> DbResult<Vec<NodeRow>>;
     /// Every node's lifecycle state, without properties.
     async fn node_statuses(&self) -> DbResult<Vec<NodeStatus>>;
@@ -997,15 +1109,26 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
     /// transitions write their own records; this is for imports and
     /// benchmarks.
     async fn insert_usage_records(&self, records: &[UsageRecordRow]) -> DbResult<()>;
-    /// Node-seconds and GPU-seconds per key of `dimension` within the
-    /// scope's window: the records (whole months from the rollups) plus the
-    /// leases running at `now`, counted up to `now`.
-    async fn usage_totals(
+    /// Node-seconds and GPU-seconds per key of `dimension` in the rollups
+    /// of the months `[months.0, months.1)`, of the scope's projects.
+    async fn usage_rollup_sums(
         &self,
         dimension: crate::model::usage::Dimension,
-        scope: &UsageScope,
-        now: Seconds,
+        months: (Seconds, Seconds),
+        projects: Option<&[String]>,
     ) -> DbResult<Vec<crate::model::usage::Total>>;
+    /// Node-seconds and GPU-seconds per key of `dimension` of the records
+    /// of the scope's projects, each clipped to `stretch` (summed by the
+    /// database over its covering index; the clip is `usage::clipped`).
+    async fn usage_record_sums(
+        &self,
+        dimension: crate::model::usage::Dimension,
+        stretch: (Seconds, Seconds),
+        projects: Option<&[String]>,
+    ) -> DbResult<Vec<crate::model::usage::Total>>;
+    /// The nodes running leases (`starting`, `active`) hold now, as usage
+    /// sees them.
+    async fn running_holdings(&self) -> DbResult<Vec<HoldingRow>>;
     /// The records overlapping the scope's window, by id, after `after_id`.
     async fn usage_records(&self, scope: &UsageScope, after_id: i64, limit: i64) -> DbResult<Vec<UsageRecordRow>>;
     /// Node-seconds a project holds on the calendar within `[from, to)`

@@ -20,7 +20,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use super::*;
-use crate::model::{AgentCommandState, OperationKind, OperationState, PowerOperation, PowerRequestState, ResetOutcome, lease};
+use crate::model::import::{ImportAction, import_action};
+use crate::model::{AgentCommandState, OperationKind, OperationState, PowerOperation, PowerRequestState, ResetOutcome, lease, properties, tokens};
 
 mod accounts;
 mod usage;
@@ -86,15 +87,6 @@ fn db(e: sqlx::Error) -> DbError {
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error().is_some_and(|d| d.is_unique_violation())
-}
-
-/// The effective properties: the reference's, overridden by the admins'.
-fn merged(reference: &serde_json::Map<String, serde_json::Value>, admin: &serde_json::Map<String, serde_json::Value>) -> String {
-    let mut all = reference.clone();
-    for (k, v) in admin {
-        all.insert(k.clone(), v.clone());
-    }
-    to_json(&all)
 }
 
 fn position(i: usize) -> i64 {
@@ -519,7 +511,7 @@ impl PgStore {
             node.cluster,
             node.ip,
             bmc_url,
-            merged(&node.properties, &node.admin_properties),
+            to_json(&properties::effective(&node.properties, &node.admin_properties)),
             to_json(&node.admin_properties),
             node.reference,
             node.reference_sha256,
@@ -570,30 +562,52 @@ impl PgStore {
         if updated.rows_affected() == 0 {
             return Err(DbError::Raced { what: "lease" });
         }
-        let was_running = matches!(from, LeaseState::Starting | LeaseState::Active);
-        if from == LeaseState::Pending && to == LeaseState::Starting {
-            sqlx::query!("UPDATE leases SET started_at = $1 WHERE id = $2", now, id.0).execute(&mut *tx).await.map_err(db)?;
-        } else if was_running && matches!(to, LeaseState::Ending | LeaseState::Failed) {
-            // Its user's use ends now: account for it before the cut.
-            usage::record_lease_usage(tx, id, now).await?;
-            sqlx::query!("UPDATE leases SET ended_at = $1 WHERE id = $2", now, id.0).execute(&mut *tx).await.map_err(db)?;
+        match lease::use_change(from, to) {
+            lease::UseChange::None => {}
+            lease::UseChange::Begins => {
+                sqlx::query!("UPDATE leases SET started_at = $1 WHERE id = $2", now, id.0).execute(&mut *tx).await.map_err(db)?;
+            }
+            lease::UseChange::Ends => {
+                // Account for its use before the cut.
+                usage::record_lease_usage(tx, id, now).await?;
+                sqlx::query!("UPDATE leases SET ended_at = $1 WHERE id = $2", now, id.0).execute(&mut *tx).await.map_err(db)?;
+            }
         }
         match change {
             AllocationChange::Keep => {}
             AllocationChange::Drop => {
                 sqlx::query!("DELETE FROM lease_nodes WHERE lease_id = $1", id.0).execute(&mut *tx).await.map_err(db)?;
             }
-            AllocationChange::CutAt(t) => {
-                sqlx::query!("DELETE FROM lease_nodes WHERE lease_id = $1 AND start >= $2", id.0, t).execute(&mut *tx).await.map_err(db)?;
-                sqlx::query!(r#"UPDATE lease_nodes SET "end" = $1 WHERE lease_id = $2 AND "end" > $1"#, t, id.0)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                sqlx::query!(r#"UPDATE leases SET "end" = $1 WHERE id = $2 AND "end" > $1 AND start < $1"#, t, id.0)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-            }
+            AllocationChange::CutAt(t) => Self::cut_allocation(tx, id, t).await?,
+        }
+        Ok(())
+    }
+
+    /// Writes what [`lease::cut_at`] decides for the lease's rows at `t`.
+    async fn cut_allocation(tx: &mut PgConnection, id: LeaseId, t: Seconds) -> DbResult<()> {
+        let span = sqlx::query!(r#"SELECT start, "end" FROM leases WHERE id = $1"#, id.0).fetch_one(&mut *tx).await.map_err(db)?;
+        let rows = sqlx::query!(r#"SELECT node_id, start, "end" FROM lease_nodes WHERE lease_id = $1"#, id.0)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        let rows: Vec<lease::Allocation> =
+            rows.into_iter().map(|r| lease::Allocation { node: NodeId(r.node_id), start: r.start, end: r.end }).collect();
+        let cut = lease::cut_at((span.start, span.end), &rows, t);
+        let ids = |nodes: &[NodeId]| nodes.iter().map(|n| n.0).collect::<Vec<_>>();
+        if !cut.removed.is_empty() {
+            sqlx::query!("DELETE FROM lease_nodes WHERE lease_id = $1 AND node_id = ANY($2)", id.0, &ids(&cut.removed))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        if !cut.shortened.is_empty() {
+            sqlx::query!(r#"UPDATE lease_nodes SET "end" = $1 WHERE lease_id = $2 AND node_id = ANY($3)"#, t, id.0, &ids(&cut.shortened))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        if let Some(end) = cut.lease_end {
+            sqlx::query!(r#"UPDATE leases SET "end" = $1 WHERE id = $2"#, end, id.0).execute(&mut *tx).await.map_err(db)?;
         }
         Ok(())
     }
@@ -935,15 +949,11 @@ impl Datastore for PgStore {
             .await
             .map_err(db)?
             .ok_or_else(|| DbError::NotFound { what: "user", name: user.0.to_string() })?;
-        let live = sqlx::query_scalar!(
-            r#"SELECT COUNT(*) AS "n!" FROM api_tokens WHERE user_id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)"#,
-            user.0,
-            now
-        )
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
-        if live >= max_live {
+        let expiries = sqlx::query_scalar!("SELECT expires_at FROM api_tokens WHERE user_id = $1 AND revoked_at IS NULL", user.0)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        if !tokens::may_add_token(expiries, now, max_live) {
             return Ok(None);
         }
         let id = sqlx::query_scalar!(
@@ -1078,20 +1088,22 @@ impl Datastore for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        sqlx::query!("DELETE FROM agent_tokens WHERE node_id = $1 AND expires_at <= $2", node.0, now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        sqlx::query!(
-            "DELETE FROM agent_tokens WHERE node_id = $1 AND used_at IS NULL AND token_sha256 NOT IN \
-             (SELECT token_sha256 FROM agent_tokens WHERE node_id = $1 AND used_at IS NULL \
-              ORDER BY created_at DESC, token_sha256 DESC LIMIT $2)",
-            node.0,
-            i64::from(keep)
+        let rows = sqlx::query!(
+            r#"SELECT token_sha256, created_at, expires_at, used_at IS NOT NULL AS "used!" FROM agent_tokens WHERE node_id = $1"#,
+            node.0
         )
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await
         .map_err(db)?;
+        let stored: Vec<tokens::AgentToken<'_>> = rows
+            .iter()
+            .map(|r| tokens::AgentToken { sha256: &r.token_sha256, created_at: r.created_at, expires_at: r.expires_at, used: r.used })
+            .collect();
+        let displaced: Vec<String> =
+            tokens::displaced_agent_tokens(&stored, token_sha256, keep, now).into_iter().map(str::to_owned).collect();
+        if !displaced.is_empty() {
+            sqlx::query!("DELETE FROM agent_tokens WHERE token_sha256 = ANY($1)", &displaced).execute(&mut *tx).await.map_err(db)?;
+        }
         tx.commit().await.map_err(db)
     }
 
@@ -1381,59 +1393,55 @@ impl Datastore for PgStore {
         self.get_node(&node.name).await
     }
 
-    async fn import_nodes(&self, nodes: &[NodeWrite], now: Seconds, actor: &str) -> DbResult<ImportOutcome> {
+    async fn import_nodes(&self, nodes: &[NodeWrite], added: &NewEvent) -> DbResult<ImportOutcome> {
         let mut tx = self.begin().await?;
         let mut outcome = ImportOutcome::default();
         for node in nodes {
-            let existing = sqlx::query!(
+            let stored = sqlx::query!(
                 r#"SELECT n.id, n.site, n.cluster, n.ip, n.reference_sha256, n.admin_properties,
-                          (SELECT string_agg(mac, ',' ORDER BY position) FROM node_macs WHERE node_id = n.id) AS "macs?"
+                          ARRAY(SELECT mac FROM node_macs WHERE node_id = n.id ORDER BY position) AS "macs!"
                    FROM nodes n WHERE n.name = $1 FOR UPDATE"#,
                 node.name
             )
             .fetch_optional(&mut *tx)
             .await
-            .map_err(db)?;
-            match existing {
-                None => {
-                    let event = NewEvent {
-                        at: now,
-                        actor: actor.to_owned(),
-                        from_shown: "enrolling".into(),
-                        to_shown: "enrolling".into(),
-                        reason: "imported from a reference description".into(),
-                    };
-                    Self::insert_node_in(&mut tx, &self.key, node, &event).await?;
+            .map_err(db)?
+            .map(|r| {
+                Ok::<_, DbError>(ImportedNodeRow {
+                    id: NodeId(r.id),
+                    site: r.site,
+                    cluster: r.cluster,
+                    ip: r.ip,
+                    reference_sha256: r.reference_sha256,
+                    macs: r.macs,
+                    admin_properties: json_map(&r.admin_properties, "node admin properties")?,
+                })
+            })
+            .transpose()?;
+            match (import_action(stored.as_ref().map(ImportedNodeRow::facts).as_ref(), &node.imported_facts()), stored) {
+                (ImportAction::Add, _) | (_, None) => {
+                    Self::insert_node_in(&mut tx, &self.key, node, added).await?;
                     outcome.added.push(node.name.clone());
                 }
-                Some(r) => {
-                    let same = r.site == node.site
-                        && r.cluster == node.cluster
-                        && r.ip == node.ip
-                        && r.reference_sha256 == node.reference_sha256
-                        && r.macs.unwrap_or_default() == node.macs.join(",");
-                    if same {
-                        outcome.unchanged.push(node.name.clone());
-                        continue;
-                    }
-                    let admin = json_map(&r.admin_properties, "node admin properties")?;
+                (ImportAction::Unchanged, Some(_)) => outcome.unchanged.push(node.name.clone()),
+                (ImportAction::Update, Some(stored)) => {
                     sqlx::query!(
                         "UPDATE nodes SET site = $1, cluster = $2, ip = $3, properties = $4, reference = $5, reference_sha256 = $6, \
                          updated_at = $7 WHERE id = $8",
                         node.site,
                         node.cluster,
                         node.ip,
-                        merged(&node.properties, &admin),
+                        to_json(&properties::effective(&node.properties, &stored.admin_properties)),
                         node.reference,
                         node.reference_sha256,
-                        now,
-                        r.id
+                        added.at,
+                        stored.id.0
                     )
                     .execute(&mut *tx)
                     .await
                     .map_err(db)?;
-                    sqlx::query!("DELETE FROM node_macs WHERE node_id = $1", r.id).execute(&mut *tx).await.map_err(db)?;
-                    Self::insert_macs(&mut tx, NodeId(r.id), &node.macs).await?;
+                    sqlx::query!("DELETE FROM node_macs WHERE node_id = $1", stored.id.0).execute(&mut *tx).await.map_err(db)?;
+                    Self::insert_macs(&mut tx, stored.id, &node.macs).await?;
                     outcome.changed.push(node.name.clone());
                 }
             }
@@ -2078,13 +2086,26 @@ impl Datastore for PgStore {
         tx.commit().await.map_err(db)
     }
 
-    async fn usage_totals(
+    async fn usage_rollup_sums(
         &self,
         dimension: crate::model::usage::Dimension,
-        scope: &UsageScope,
-        now: Seconds,
+        months: (Seconds, Seconds),
+        projects: Option<&[String]>,
     ) -> DbResult<Vec<crate::model::usage::Total>> {
-        usage::totals(&self.pool, dimension, scope, now).await
+        usage::rollup_sums(&self.pool, dimension, months, projects).await
+    }
+
+    async fn usage_record_sums(
+        &self,
+        dimension: crate::model::usage::Dimension,
+        stretch: (Seconds, Seconds),
+        projects: Option<&[String]>,
+    ) -> DbResult<Vec<crate::model::usage::Total>> {
+        usage::record_sums(&self.pool, dimension, stretch, projects).await
+    }
+
+    async fn running_holdings(&self) -> DbResult<Vec<HoldingRow>> {
+        usage::running_holdings(&self.pool).await
     }
 
     async fn usage_records(&self, scope: &UsageScope, after_id: i64, limit: i64) -> DbResult<Vec<UsageRecordRow>> {

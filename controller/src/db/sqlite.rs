@@ -14,7 +14,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use super::*;
-use crate::model::{OperationKind, OperationState, PowerOperation, PowerRequestState, lease};
+use crate::model::import::{ImportAction, import_action};
+use crate::model::{OperationKind, OperationState, PowerOperation, PowerRequestState, lease, properties, tokens};
 use names::name_set;
 
 mod accounts;
@@ -210,15 +211,14 @@ impl SqliteStore {
         let bmc_url = node.bmc_url.as_ref().map(|url| seal_bmc(key, &node.name, url)).transpose()?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO nodes (name, site, cluster, ip, bmc_url, state, policy, properties, admin_properties, reference, reference_sha256, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, 'enrolling', 'in_service', json_patch(?, ?), ?, ?, ?, ?, ?) RETURNING id",
+             VALUES (?, ?, ?, ?, ?, 'enrolling', 'in_service', ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(&node.name)
         .bind(&node.site)
         .bind(&node.cluster)
         .bind(&node.ip)
         .bind(bmc_url)
-        .bind(to_json(&node.properties))
-        .bind(to_json(&node.admin_properties))
+        .bind(to_json(&properties::effective(&node.properties, &node.admin_properties)))
         .bind(to_json(&node.admin_properties))
         .bind(&node.reference)
         .bind(&node.reference_sha256)
@@ -270,42 +270,67 @@ impl SqliteStore {
         if updated.rows_affected() == 0 {
             return Err(DbError::Raced { what: "lease" });
         }
-        let was_running = matches!(from, LeaseState::Starting | LeaseState::Active);
-        if from == LeaseState::Pending && to == LeaseState::Starting {
-            sqlx::query("UPDATE leases SET started_at = ? WHERE id = ?").bind(now).bind(id.0).execute(&mut **tx).await.map_err(db)?;
-        } else if was_running && matches!(to, LeaseState::Ending | LeaseState::Failed) {
-            // Its user's use ends now: account for it before the cut.
-            usage::record_lease_usage(tx, id, now).await?;
-            sqlx::query("UPDATE leases SET ended_at = ? WHERE id = ?").bind(now).bind(id.0).execute(&mut **tx).await.map_err(db)?;
+        match lease::use_change(from, to) {
+            lease::UseChange::None => {}
+            lease::UseChange::Begins => {
+                sqlx::query("UPDATE leases SET started_at = ? WHERE id = ?").bind(now).bind(id.0).execute(&mut **tx).await.map_err(db)?;
+            }
+            lease::UseChange::Ends => {
+                // Account for its use before the cut.
+                usage::record_lease_usage(tx, id, now).await?;
+                sqlx::query("UPDATE leases SET ended_at = ? WHERE id = ?").bind(now).bind(id.0).execute(&mut **tx).await.map_err(db)?;
+            }
         }
         match change {
             AllocationChange::Keep => {}
             AllocationChange::Drop => {
                 sqlx::query("DELETE FROM lease_nodes WHERE lease_id = ?").bind(id.0).execute(&mut **tx).await.map_err(db)?;
             }
-            AllocationChange::CutAt(t) => {
-                sqlx::query("DELETE FROM lease_nodes WHERE lease_id = ? AND start >= ?")
-                    .bind(id.0)
-                    .bind(t)
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(db)?;
-                sqlx::query(r#"UPDATE lease_nodes SET "end" = ? WHERE lease_id = ? AND "end" > ?"#)
-                    .bind(t)
-                    .bind(id.0)
-                    .bind(t)
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(db)?;
-                sqlx::query(r#"UPDATE leases SET "end" = ? WHERE id = ? AND "end" > ? AND start < ?"#)
-                    .bind(t)
-                    .bind(id.0)
-                    .bind(t)
-                    .bind(t)
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(db)?;
-            }
+            AllocationChange::CutAt(t) => Self::cut_allocation(tx, id, t).await?,
+        }
+        Ok(())
+    }
+
+    /// Writes what [`lease::cut_at`] decides for the lease's rows at `t`.
+    async fn cut_allocation(tx: &mut Transaction<'static, Sqlite>, id: LeaseId, t: Seconds) -> DbResult<()> {
+        let span: (Seconds, Seconds) =
+            sqlx::query_as(r#"SELECT start, "end" FROM leases WHERE id = ?"#).bind(id.0).fetch_one(&mut **tx).await.map_err(db)?;
+        let rows = sqlx::query(r#"SELECT node_id, start, "end" FROM lease_nodes WHERE lease_id = ?"#)
+            .bind(id.0)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db)?;
+        let rows = rows
+            .iter()
+            .map(|r| {
+                Ok(lease::Allocation {
+                    node: NodeId(r.try_get(0).map_err(db)?),
+                    start: r.try_get(1).map_err(db)?,
+                    end: r.try_get(2).map_err(db)?,
+                })
+            })
+            .collect::<DbResult<Vec<_>>>()?;
+        let cut = lease::cut_at(span, &rows, t);
+        let ids = |nodes: &[NodeId]| serde_json::Value::from(nodes.iter().map(|n| n.0).collect::<Vec<_>>()).to_string();
+        if !cut.removed.is_empty() {
+            sqlx::query("DELETE FROM lease_nodes WHERE lease_id = ? AND node_id IN (SELECT value FROM json_each(?))")
+                .bind(id.0)
+                .bind(ids(&cut.removed))
+                .execute(&mut **tx)
+                .await
+                .map_err(db)?;
+        }
+        if !cut.shortened.is_empty() {
+            sqlx::query(r#"UPDATE lease_nodes SET "end" = ? WHERE lease_id = ? AND node_id IN (SELECT value FROM json_each(?))"#)
+                .bind(t)
+                .bind(id.0)
+                .bind(ids(&cut.shortened))
+                .execute(&mut **tx)
+                .await
+                .map_err(db)?;
+        }
+        if let Some(end) = cut.lease_end {
+            sqlx::query(r#"UPDATE leases SET "end" = ? WHERE id = ?"#).bind(end).bind(id.0).execute(&mut **tx).await.map_err(db)?;
         }
         Ok(())
     }
@@ -456,6 +481,20 @@ fn node_from_row(r: &SqliteRow) -> DbResult<NodeRow> {
         boot_target: boot_target(&r.try_get::<String, _>(15).map_err(db)?)?,
         created_at: r.try_get(9).map_err(db)?,
         updated_at: r.try_get(10).map_err(db)?,
+    })
+}
+
+fn imported_node_from_row(r: &SqliteRow) -> DbResult<ImportedNodeRow> {
+    let admin: String = r.try_get(5).map_err(db)?;
+    let macs: String = r.try_get(6).map_err(db)?;
+    Ok(ImportedNodeRow {
+        id: NodeId(r.try_get(0).map_err(db)?),
+        site: r.try_get(1).map_err(db)?,
+        cluster: r.try_get(2).map_err(db)?,
+        ip: r.try_get(3).map_err(db)?,
+        reference_sha256: r.try_get(4).map_err(db)?,
+        macs: serde_json::from_str(&macs).map_err(|_| DbError::Corrupt("node MACs".into()))?,
+        admin_properties: json_map(&admin, "node admin properties")?,
     })
 }
 
@@ -785,15 +824,13 @@ impl Datastore for SqliteStore {
     async fn add_token(&self, user: UserId, token: &NewToken, now: Seconds, max_live: i64) -> DbResult<Option<TokenRow>> {
         // `BEGIN IMMEDIATE`: writers take turns, so the count holds until the insert.
         let mut tx = self.begin_write().await?;
-        let live: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM api_tokens WHERE user_id = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
-        )
-        .bind(user.0)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
-        if live >= max_live {
+        let expiries: Vec<Option<Seconds>> =
+            sqlx::query_scalar("SELECT expires_at FROM api_tokens WHERE user_id = ? AND revoked_at IS NULL")
+                .bind(user.0)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?;
+        if !tokens::may_add_token(expiries, now, max_live) {
             return Ok(None);
         }
         let id: i64 = sqlx::query_scalar(
@@ -888,63 +925,44 @@ impl Datastore for SqliteStore {
         self.get_node(&node.name).await
     }
 
-    async fn import_nodes(&self, nodes: &[NodeWrite], now: Seconds, actor: &str) -> DbResult<ImportOutcome> {
+    async fn import_nodes(&self, nodes: &[NodeWrite], added: &NewEvent) -> DbResult<ImportOutcome> {
         let mut tx = self.begin_write().await?;
         let mut outcome = ImportOutcome::default();
         for node in nodes {
-            let existing = sqlx::query(
-                "SELECT n.id, n.site, n.cluster, n.ip, n.reference_sha256, \
-                 (SELECT group_concat(mac, ',') FROM (SELECT mac FROM node_macs WHERE node_id = n.id ORDER BY position)) \
+            let stored = sqlx::query(
+                "SELECT n.id, n.site, n.cluster, n.ip, n.reference_sha256, n.admin_properties, \
+                 (SELECT json_group_array(mac) FROM (SELECT mac FROM node_macs WHERE node_id = n.id ORDER BY position)) \
                  FROM nodes n WHERE n.name = ?",
             )
             .bind(&node.name)
             .fetch_optional(&mut *tx)
             .await
-            .map_err(db)?;
-            match existing {
-                None => {
-                    let event = NewEvent {
-                        at: now,
-                        actor: actor.to_owned(),
-                        from_shown: "enrolling".into(),
-                        to_shown: "enrolling".into(),
-                        reason: "imported from a reference description".into(),
-                    };
-                    Self::insert_node_in(&mut tx, &self.key, node, &event).await?;
+            .map_err(db)?
+            .map(|r| imported_node_from_row(&r))
+            .transpose()?;
+            match (import_action(stored.as_ref().map(ImportedNodeRow::facts).as_ref(), &node.imported_facts()), stored) {
+                (ImportAction::Add, _) | (_, None) => {
+                    Self::insert_node_in(&mut tx, &self.key, node, added).await?;
                     outcome.added.push(node.name.clone());
                 }
-                Some(r) => {
-                    let id: i64 = r.try_get(0).map_err(db)?;
-                    let site: String = r.try_get(1).map_err(db)?;
-                    let cluster: String = r.try_get(2).map_err(db)?;
-                    let ip: Option<String> = r.try_get(3).map_err(db)?;
-                    let sha: Option<String> = r.try_get(4).map_err(db)?;
-                    let macs: Option<String> = r.try_get(5).map_err(db)?;
-                    let same = site == node.site
-                        && cluster == node.cluster
-                        && ip == node.ip
-                        && sha == node.reference_sha256
-                        && macs.unwrap_or_default() == node.macs.join(",");
-                    if same {
-                        outcome.unchanged.push(node.name.clone());
-                        continue;
-                    }
+                (ImportAction::Unchanged, Some(_)) => outcome.unchanged.push(node.name.clone()),
+                (ImportAction::Update, Some(stored)) => {
                     sqlx::query(
-                        "UPDATE nodes SET site = ?, cluster = ?, ip = ?, properties = json_patch(?, admin_properties), reference = ?, reference_sha256 = ?, updated_at = ? WHERE id = ?",
+                        "UPDATE nodes SET site = ?, cluster = ?, ip = ?, properties = ?, reference = ?, reference_sha256 = ?, updated_at = ? WHERE id = ?",
                     )
                     .bind(&node.site)
                     .bind(&node.cluster)
                     .bind(&node.ip)
-                    .bind(to_json(&node.properties))
+                    .bind(to_json(&properties::effective(&node.properties, &stored.admin_properties)))
                     .bind(&node.reference)
                     .bind(&node.reference_sha256)
-                    .bind(now)
-                    .bind(id)
+                    .bind(added.at)
+                    .bind(stored.id.0)
                     .execute(&mut *tx)
                     .await
                     .map_err(db)?;
-                    sqlx::query("DELETE FROM node_macs WHERE node_id = ?").bind(id).execute(&mut *tx).await.map_err(db)?;
-                    Self::insert_macs(&mut tx, NodeId(id), &node.macs).await?;
+                    sqlx::query("DELETE FROM node_macs WHERE node_id = ?").bind(stored.id.0).execute(&mut *tx).await.map_err(db)?;
+                    Self::insert_macs(&mut tx, stored.id, &node.macs).await?;
                     outcome.changed.push(node.name.clone());
                 }
             }
@@ -1088,23 +1106,30 @@ impl Datastore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        sqlx::query("DELETE FROM agent_tokens WHERE node_id = ? AND expires_at <= ?")
+        let rows = sqlx::query("SELECT token_sha256, created_at, expires_at, used_at IS NOT NULL FROM agent_tokens WHERE node_id = ?")
             .bind(node.0)
-            .bind(now)
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await
             .map_err(db)?;
-        sqlx::query(
-            "DELETE FROM agent_tokens WHERE node_id = ? AND used_at IS NULL AND token_sha256 NOT IN \
-             (SELECT token_sha256 FROM agent_tokens WHERE node_id = ? AND used_at IS NULL \
-              ORDER BY created_at DESC, rowid DESC LIMIT ?)",
-        )
-        .bind(node.0)
-        .bind(node.0)
-        .bind(i64::from(keep))
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        let stored = rows
+            .iter()
+            .map(|r| {
+                Ok(tokens::AgentToken {
+                    sha256: r.try_get(0).map_err(db)?,
+                    created_at: r.try_get(1).map_err(db)?,
+                    expires_at: r.try_get(2).map_err(db)?,
+                    used: r.try_get(3).map_err(db)?,
+                })
+            })
+            .collect::<DbResult<Vec<_>>>()?;
+        let displaced = tokens::displaced_agent_tokens(&stored, token_sha256, keep, now);
+        if !displaced.is_empty() {
+            sqlx::query("DELETE FROM agent_tokens WHERE token_sha256 IN (SELECT value FROM json_each(?))")
+                .bind(serde_json::Value::from(displaced).to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
         tx.commit().await.map_err(db)
     }
 
@@ -1973,7 +1998,9 @@ impl Datastore for SqliteStore {
     }
 
     async fn set_project_member(&self, project: &str, user: &str, member: bool) -> DbResult<ProjectRow> {
-        accounts::set_member(&self.pool, project, user, member).await?;
+        let mut tx = self.begin_write().await?;
+        accounts::set_member_in(&mut tx, project, user, member).await?;
+        tx.commit().await.map_err(db)?;
         self.list_projects()
             .await?
             .into_iter()
@@ -1995,13 +2022,26 @@ impl Datastore for SqliteStore {
         tx.commit().await.map_err(db)
     }
 
-    async fn usage_totals(
+    async fn usage_rollup_sums(
         &self,
         dimension: crate::model::usage::Dimension,
-        scope: &UsageScope,
-        now: Seconds,
+        months: (Seconds, Seconds),
+        projects: Option<&[String]>,
     ) -> DbResult<Vec<crate::model::usage::Total>> {
-        usage::totals(&self.pool, dimension, scope, now).await
+        usage::rollup_sums(&self.pool, dimension, months, projects).await
+    }
+
+    async fn usage_record_sums(
+        &self,
+        dimension: crate::model::usage::Dimension,
+        stretch: (Seconds, Seconds),
+        projects: Option<&[String]>,
+    ) -> DbResult<Vec<crate::model::usage::Total>> {
+        usage::record_sums(&self.pool, dimension, stretch, projects).await
+    }
+
+    async fn running_holdings(&self) -> DbResult<Vec<HoldingRow>> {
+        usage::running_holdings(&self.pool).await
     }
 
     async fn usage_records(&self, scope: &UsageScope, after_id: i64, limit: i64) -> DbResult<Vec<UsageRecordRow>> {

@@ -1,9 +1,12 @@
 //! The lease lifecycle (SPEC §4) and [`LeaseState::next`], the one function
-//! that decides its transitions.
+//! that decides its transitions; [`use_change`], when a transition starts
+//! or ends the holder's use of the nodes; and [`cut_at`], what ending a
+//! lease early does to its allocation rows.
 
 use ferrum_api as api;
 
 use super::names::named;
+use super::{NodeId, Seconds};
 
 /// Where a lease stands (SPEC §4). The API's enum is the same set today,
 /// converted at the edge (`From`) so the two may part ways.
@@ -193,9 +196,131 @@ pub fn parse_type(s: &str) -> Option<LeaseType> {
     s.parse().ok()
 }
 
+/// What a lease's state change does to its holder's use of the nodes,
+/// besides the state: the store writes it in the same transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UseChange {
+    /// Nothing besides the state.
+    None,
+    /// The lease starts: its actual start (`started_at`) is now.
+    Begins,
+    /// A running lease stops using its nodes: its usage records are
+    /// written (before its allocation is cut) and `ended_at` is now.
+    Ends,
+}
+
+/// What the transition `from` → `to` does to the holder's use: a pending
+/// lease that starts begins it; a running one (`starting`, `active`) that
+/// moves to `ending` or `failed` ends it.
+pub fn use_change(from: LeaseState, to: LeaseState) -> UseChange {
+    match (from, to) {
+        (LeaseState::Pending, LeaseState::Starting) => UseChange::Begins,
+        (LeaseState::Starting | LeaseState::Active, LeaseState::Ending | LeaseState::Failed) => UseChange::Ends,
+        _ => UseChange::None,
+    }
+}
+
+/// One allocation row of a lease: a node held over `[start, end)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Allocation {
+    pub node: NodeId,
+    pub start: Seconds,
+    pub end: Seconds,
+}
+
+/// What cutting a lease's allocation at a time writes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cut {
+    /// Rows that start at or after the cut: they go.
+    pub removed: Vec<NodeId>,
+    /// Rows that start before the cut and end after it: they end at it.
+    pub shortened: Vec<NodeId>,
+    /// The lease's new end, when the cut falls strictly inside it.
+    pub lease_end: Option<Seconds>,
+}
+
+/// Cuts a lease spanning `lease` (start, end), whose allocation is `rows`,
+/// at `t`: from `t` on it holds nothing. Rows already over by `t` stay as
+/// they are (they are the record of what it held).
+pub fn cut_at(lease: (Seconds, Seconds), rows: &[Allocation], t: Seconds) -> Cut {
+    let mut cut = Cut::default();
+    for r in rows {
+        if r.start >= t {
+            cut.removed.push(r.node);
+        } else if r.end > t {
+            cut.shortened.push(r.node);
+        }
+    }
+    cut.lease_end = (lease.0 < t && t < lease.1).then_some(t);
+    cut
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn use_begins_at_the_start_and_ends_once_when_a_running_lease_stops() {
+        use LeaseState as S;
+        for &from in LeaseState::ALL {
+            for &to in LeaseState::ALL {
+                let expected = match (from, to) {
+                    (S::Pending, S::Starting) => UseChange::Begins,
+                    (S::Starting | S::Active, S::Ending | S::Failed) => UseChange::Ends,
+                    _ => UseChange::None,
+                };
+                assert_eq!(use_change(from, to), expected, "{from:?} -> {to:?}");
+            }
+        }
+        // Every transition `next` makes that ends a running lease's use.
+        for from in [S::Starting, S::Active] {
+            for input in [LeaseInput::EndTimeReached, LeaseInput::Released, LeaseInput::Preempted, LeaseInput::Failed] {
+                let (to, _) = next(from, input).expect("valid");
+                assert_eq!(use_change(from, to), UseChange::Ends, "{from:?} {input:?}");
+            }
+        }
+        // A lease already ending, or one that never started, records nothing.
+        assert_eq!(use_change(S::Ending, S::Finished), UseChange::None);
+        assert_eq!(use_change(S::Pending, S::Failed), UseChange::None);
+        assert_eq!(use_change(S::Pending, S::Cancelled), UseChange::None);
+    }
+
+    fn row(node: i64, start: Seconds, end: Seconds) -> Allocation {
+        Allocation { node: NodeId(node), start, end }
+    }
+
+    #[test]
+    fn cut_inside_shortens_rows_and_lease() {
+        let cut = cut_at((100, 500), &[row(1, 100, 500), row(2, 100, 500)], 300);
+        assert_eq!(cut, Cut { removed: vec![], shortened: vec![NodeId(1), NodeId(2)], lease_end: Some(300) });
+    }
+
+    #[test]
+    fn cut_before_the_start_removes_everything_and_keeps_the_lease_end() {
+        let cut = cut_at((100, 500), &[row(1, 100, 500)], 50);
+        assert_eq!(cut, Cut { removed: vec![NodeId(1)], shortened: vec![], lease_end: None });
+    }
+
+    #[test]
+    fn cut_at_the_edges() {
+        // At the start: a row starting exactly then goes; the lease's end stays.
+        assert_eq!(cut_at((100, 500), &[row(1, 100, 500)], 100), Cut { removed: vec![NodeId(1)], ..Cut::default() });
+        // At the end: nothing runs past it, nothing changes.
+        assert_eq!(cut_at((100, 500), &[row(1, 100, 500)], 500), Cut::default());
+        // After the end: nothing changes.
+        assert_eq!(cut_at((100, 500), &[row(1, 100, 500)], 900), Cut::default());
+        // One second in: the shortest row left.
+        assert_eq!(cut_at((100, 500), &[row(1, 100, 500)], 101).shortened, vec![NodeId(1)]);
+    }
+
+    #[test]
+    fn cut_treats_each_row_on_its_own() {
+        // Rows that differ from the lease (an earlier cut, an extension).
+        let rows = [row(1, 100, 200), row(2, 100, 400), row(3, 350, 500)];
+        let cut = cut_at((100, 500), &rows, 300);
+        assert_eq!(cut, Cut { removed: vec![NodeId(3)], shortened: vec![NodeId(2)], lease_end: Some(300) });
+        assert_eq!(cut_at((100, 500), &[], 300), Cut { lease_end: Some(300), ..Cut::default() });
+    }
 
     #[test]
     fn normal_life() {

@@ -10,14 +10,17 @@
 pub mod agent_command;
 pub mod bmc;
 pub mod ids;
+pub mod import;
 pub mod lease;
 pub mod mac;
 pub mod names;
 pub mod node;
 pub mod operation;
 pub mod power;
+pub mod project;
 pub mod properties;
 pub mod time;
+pub mod tokens;
 pub mod usage;
 
 pub use agent_command::{AgentCommandInput, AgentCommandState};

@@ -111,3 +111,39 @@ pub fn with_standard_defaults(mut props: Properties) -> Properties {
 pub fn is_standard(name: &str) -> bool {
     STANDARD.iter().any(|(n, _)| *n == name)
 }
+
+/// The properties a node has: those of its reference description (or the
+/// defaults), overridden one by one by those an admin set.
+pub fn effective(
+    reference: &serde_json::Map<String, serde_json::Value>,
+    admin: &serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut all = reference.clone();
+    all.extend(admin.iter().map(|(k, v)| (k.clone(), v.clone())));
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn map(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn admin_properties_override_the_reference_ones() {
+        let reference = map(json!({"gpu_count": 2, "cpu_arch": "x86_64", "exotic": false}));
+        let admin = map(json!({"exotic": true, "rack": "r12"}));
+        assert_eq!(effective(&reference, &admin), map(json!({"gpu_count": 2, "cpu_arch": "x86_64", "exotic": true, "rack": "r12"})));
+    }
+
+    #[test]
+    fn no_admin_properties_leave_the_reference_ones() {
+        let reference = map(json!({"gpu_count": 2}));
+        assert_eq!(effective(&reference, &serde_json::Map::new()), reference);
+        assert_eq!(effective(&serde_json::Map::new(), &reference), reference);
+    }
+}

@@ -244,4 +244,12 @@ async fn managers_add_members_and_admins_change_quotas() {
         (quota_change["from"]["quota_node_hours"].clone(), quota_change["to"]["quota_node_hours"].as_i64()),
         (Value::Null, Some(300))
     );
+
+    // A manager is a member: naming one who is not adds them; a manager
+    // who leaves stops managing.
+    ctx.user("max", "p-other").await;
+    let p = ctx.patch("/api/v1/projects/p-team", &ctx.admin, json!({"manager": "max"})).await.expect(200);
+    assert_eq!((p["manager"].as_str(), p["members"].clone()), (Some("max"), json!(["ana", "lea", "max"])));
+    let p = ctx.delete("/api/v1/projects/p-team/members/max", &ctx.admin).await.expect(200);
+    assert_eq!((p["manager"].clone(), p["members"].clone()), (Value::Null, json!(["ana", "lea"])));
 }

@@ -180,7 +180,7 @@ async fn migrations_run_on_an_empty_database() {
 /// another lease on one node are both refused.
 #[tokio::test]
 async fn the_database_refuses_double_booking() {
-    use ferrum_controller::db::{DbError, NewLease, NodeWrite};
+    use ferrum_controller::db::{DbError, NewEvent, NewLease, NodeWrite};
     use ferrum_controller::model::{LeaseState, LeaseType};
     let dir = tempfile::tempdir().expect("tempdir");
     let key = ferrum_controller::db::SecretKey::generate().expect("key");
@@ -197,7 +197,9 @@ async fn the_database_refuses_double_booking() {
         reference: None,
         reference_sha256: None,
     };
-    store.import_nodes(&[node("n1", "02:00:00:00:00:01"), node("n2", "02:00:00:00:00:02")], 0, "test").await.expect("import");
+    let added =
+        NewEvent { at: 0, actor: "test".into(), from_shown: "enrolling".into(), to_shown: "enrolling".into(), reason: "test".into() };
+    store.import_nodes(&[node("n1", "02:00:00:00:00:01"), node("n2", "02:00:00:00:00:02")], &added).await.expect("import");
     let ids: Vec<_> = store.list_nodes().await.expect("nodes").iter().map(|n| n.id).collect();
     let user = store.create_user("u", false, None, &[], "h", 0).await.expect("user");
     let lease = |nodes: Vec<_>, start, end| NewLease {

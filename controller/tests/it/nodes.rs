@@ -31,6 +31,25 @@ async fn import_is_idempotent_and_reports_changes() {
 }
 
 #[tokio::test]
+async fn a_reimport_keeps_the_admins_properties_over_the_references() {
+    let ctx = TestContext::empty().await;
+    let mut nodes = ferrum_controller::reference::read_tree(&super::harness::fixtures()).expect("fixtures");
+    let servan = nodes.iter_mut().find(|n| n.name == "servan-1").expect("servan-1");
+    let body = json!({"name": "servan-1", "site": servan.site, "cluster": servan.cluster, "macs": ["02:00:00:00:00:01"],
+        "reference": servan.reference, "properties": {"exotic": false, "rack": "r12"}});
+    let created = ctx.post("/api/v1/nodes", &ctx.admin, body).await.expect(201);
+    assert_eq!((created["properties"]["exotic"].clone(), created["properties"]["rack"].clone()), (json!(false), json!("r12")));
+
+    servan.reference["main_memory"]["ram_size"] = json!(274877906944_u64);
+    let upload = json!({"nodes": [{"site": servan.site, "cluster": servan.cluster, "description": servan.reference}]});
+    let report = ctx.post("/api/v1/nodes/import", &ctx.admin, upload).await.expect(200);
+    assert_eq!(report["changed"], json!(["servan-1"]));
+    let node = ctx.get("/api/v1/nodes/servan-1", &ctx.admin).await.expect(200);
+    assert_eq!(node["properties"]["memnode"], json!(262144), "the reference's properties are updated");
+    assert_eq!((node["properties"]["exotic"].clone(), node["properties"]["rack"].clone()), (json!(false), json!("r12")));
+}
+
+#[tokio::test]
 async fn filters_select_nodes_by_oar_properties() {
     let ctx = TestContext::with_fixtures().await;
     let gpu = ctx.get("/api/v1/nodes?filter=gpu_count%20%3E%3D%202%20AND%20NOT%20exotic", &ctx.admin).await.expect(200);

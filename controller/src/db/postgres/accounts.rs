@@ -1,10 +1,12 @@
-//! PostgreSQL side of account requests and project membership.
+//! PostgreSQL side of account requests and project membership (its rules:
+//! [`crate::model::project`]).
 
 use sqlx::{PgConnection, PgPool};
 
 use super::{db, is_unique_violation};
 use crate::db::{AccountRequestRow, Approval, DbError, DbResult, NewAccountRequest, ProjectChange};
-use crate::model::Seconds;
+use crate::model::project::{self, MembershipWrites};
+use crate::model::{Seconds, UserId};
 
 pub(super) async fn insert_request(pool: &PgPool, r: &NewAccountRequest) -> DbResult<AccountRequestRow> {
     // A login taken or asked for already is stored all the same: the
@@ -144,32 +146,38 @@ pub(super) async fn update_project_in(tx: &mut PgConnection, name: &str, c: &Pro
     }
     if let Some(manager) = &c.manager {
         let manager = match manager {
-            Some(m) => Some(user_id(tx, m).await?),
+            Some(m) => Some(UserId(user_id(tx, m).await?)),
             None => None,
         };
-        sqlx::query!("UPDATE projects SET manager_id = $1 WHERE id = $2", manager, id).execute(&mut *tx).await.map_err(db)?;
-        if let Some(m) = manager {
-            sqlx::query!("INSERT INTO project_members (project_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", id, m)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
+        write_membership(tx, id, project::set_manager(manager)).await?;
     }
     Ok(())
 }
 
 pub(super) async fn set_member_in(tx: &mut PgConnection, project: &str, user: &str, member: bool) -> DbResult<()> {
+    // `project_id` locks the project's row: the manager read holds until the writes.
     let p = project_id(tx, project).await?;
     let u = user_id(tx, user).await?;
-    if member {
-        sqlx::query!("INSERT INTO project_members (project_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", p, u)
+    let manager = sqlx::query_scalar!("SELECT manager_id FROM projects WHERE id = $1", p).fetch_one(&mut *tx).await.map_err(db)?;
+    write_membership(tx, p, project::set_member(manager.map(UserId), UserId(u), member)).await
+}
+
+/// Writes what a [`project`] membership rule returned.
+async fn write_membership(tx: &mut PgConnection, project: i64, w: MembershipWrites) -> DbResult<()> {
+    if let Some(manager) = w.manager {
+        sqlx::query!("UPDATE projects SET manager_id = $1 WHERE id = $2", manager.map(|m| m.0), project)
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-    } else {
-        sqlx::query!("DELETE FROM project_members WHERE project_id = $1 AND user_id = $2", p, u).execute(&mut *tx).await.map_err(db)?;
-        // A manager who leaves stops managing.
-        sqlx::query!("UPDATE projects SET manager_id = NULL WHERE id = $1 AND manager_id = $2", p, u)
+    }
+    if let Some(user) = w.join {
+        sqlx::query!("INSERT INTO project_members (project_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", project, user.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+    }
+    if let Some(user) = w.leave {
+        sqlx::query!("DELETE FROM project_members WHERE project_id = $1 AND user_id = $2", project, user.0)
             .execute(&mut *tx)
             .await
             .map_err(db)?;

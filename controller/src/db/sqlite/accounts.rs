@@ -1,11 +1,13 @@
-//! SQLite side of account requests and project membership.
+//! SQLite side of account requests and project membership (its rules:
+//! [`crate::model::project`]).
 
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use super::{db, is_unique_violation};
 use crate::db::{AccountRequestRow, Approval, DbError, DbResult, NewAccountRequest, ProjectChange};
-use crate::model::Seconds;
+use crate::model::project::{self, MembershipWrites};
+use crate::model::{Seconds, UserId};
 
 const REQUEST_SELECT: &str = "SELECT id, name, email, affiliation, project, project_class, motivation, source, state, reason, \
      decided_by, decided_at, created_at FROM account_requests";
@@ -180,36 +182,44 @@ pub(super) async fn update_project_in(tx: &mut Transaction<'static, Sqlite>, nam
     }
     if let Some(manager) = &c.manager {
         let manager = match manager {
-            Some(m) => Some(user_id(&mut **tx, m).await?),
+            Some(m) => Some(UserId(user_id(&mut **tx, m).await?)),
             None => None,
         };
-        sqlx::query("UPDATE projects SET manager_id = ? WHERE id = ?").bind(manager).bind(id).execute(&mut **tx).await.map_err(db)?;
-        if let Some(m) = manager {
-            sqlx::query("INSERT OR IGNORE INTO project_members (project_id, user_id) VALUES (?, ?)")
-                .bind(id)
-                .bind(m)
-                .execute(&mut **tx)
-                .await
-                .map_err(db)?;
-        }
+        write_membership(tx, id, project::set_manager(manager)).await?;
     }
     Ok(())
 }
 
-pub(super) async fn set_member(pool: &SqlitePool, project: &str, user: &str, member: bool) -> DbResult<()> {
-    let (p, u) = (project_id(pool, project).await?, user_id(pool, user).await?);
-    let sql = if member {
-        "INSERT OR IGNORE INTO project_members (project_id, user_id) VALUES (?, ?)"
-    } else {
-        "DELETE FROM project_members WHERE project_id = ? AND user_id = ?"
-    };
-    sqlx::query(sql).bind(p).bind(u).execute(pool).await.map_err(db)?;
-    if !member {
-        // A manager who leaves stops managing.
-        sqlx::query("UPDATE projects SET manager_id = NULL WHERE id = ? AND manager_id = ?")
-            .bind(p)
-            .bind(u)
-            .execute(pool)
+pub(super) async fn set_member_in(tx: &mut Transaction<'static, Sqlite>, project: &str, user: &str, member: bool) -> DbResult<()> {
+    let (p, u) = (project_id(&mut **tx, project).await?, user_id(&mut **tx, user).await?);
+    let manager: Option<i64> =
+        sqlx::query_scalar("SELECT manager_id FROM projects WHERE id = ?").bind(p).fetch_one(&mut **tx).await.map_err(db)?;
+    write_membership(tx, p, project::set_member(manager.map(UserId), UserId(u), member)).await
+}
+
+/// Writes what a [`project`] membership rule returned.
+async fn write_membership(tx: &mut Transaction<'static, Sqlite>, project: i64, w: MembershipWrites) -> DbResult<()> {
+    if let Some(manager) = w.manager {
+        sqlx::query("UPDATE projects SET manager_id = ? WHERE id = ?")
+            .bind(manager.map(|m| m.0))
+            .bind(project)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+    }
+    if let Some(user) = w.join {
+        sqlx::query("INSERT OR IGNORE INTO project_members (project_id, user_id) VALUES (?, ?)")
+            .bind(project)
+            .bind(user.0)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+    }
+    if let Some(user) = w.leave {
+        sqlx::query("DELETE FROM project_members WHERE project_id = ? AND user_id = ?")
+            .bind(project)
+            .bind(user.0)
+            .execute(&mut **tx)
             .await
             .map_err(db)?;
     }

@@ -1,41 +1,61 @@
-//! SQLite side of usage accounting and the audit log: writing usage records
-//! with their monthly rollups, the usage queries, and the quota's count of
-//! booked node-seconds. The arithmetic lives in [`crate::model::usage`].
-
-use std::collections::BTreeMap;
+//! SQLite side of usage accounting and the audit log: reading what leases
+//! hold, writing usage records with their monthly rollups, the usage
+//! queries, and the quota's count of booked node-seconds. The rules (what
+//! a lease's use is, the months, the sums) live in [`crate::model::usage`].
 
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use super::db;
-use crate::db::{AuditFilter, AuditRow, DbError, DbResult, UsageRecordRow, UsageScope};
+use crate::db::{AuditFilter, AuditRow, DbError, DbResult, HoldingRow, UsageRecordRow, UsageScope, json_value};
 use crate::model::lease;
-use crate::model::usage::{self, Dimension, RecordUse, Total};
+use crate::model::usage::{self, Dimension, Total};
 use crate::model::{LeaseId, NodeId, ProjectId, Seconds};
 
 /// The columns of a usage record, in `usage_records`' order after `id`.
 const RECORD_COLUMNS: &str = r#"lease_id, node_id, user_name, project_name, node_name, site, cluster, gpu_model, gpu_count, lease_type,
     reserved_start, reserved_end, start, "end", recorded_at"#;
 
-/// What a lease has of each node it holds now, shaped like a usage record:
-/// from its start (or its actual start) to `?1` (now), or its end if
-/// earlier. Only nodes the lease really took (`nodes.lease_id`) count.
-/// `lease` selects one lease, or every running lease when NULL (`running`:
-/// the set of running lease states, bound with [`running_states`]); all
-/// three arguments are SQL parameters (`?1`).
-fn lease_use(now: &str, lease: &str, running: &str) -> String {
-    format!(
-        r#"SELECT l.id AS lease_id, n.id AS node_id, u.name AS user_name, p.name AS project_name, n.name AS node_name,
-    n.site AS site, n.cluster AS cluster, CAST(json_extract(n.properties, '$.gpu_model') AS TEXT) AS gpu_model,
-    COALESCE(CAST(json_extract(n.properties, '$.gpu_count') AS INTEGER), 0) AS gpu_count, l.lease_type AS lease_type,
-    ln.start AS reserved_start, ln."end" AS reserved_end,
-    MAX(ln.start, COALESCE(l.started_at, ln.start)) AS start,
-    MAX(MAX(ln.start, COALESCE(l.started_at, ln.start)), MIN({now}, ln."end")) AS "end",
-    {now} AS recorded_at
+/// The nodes leases took (`nodes.lease_id`), with what a usage record
+/// keeps of them: `?1` selects one lease, or every running lease when NULL
+/// (`?2`: the running lease states, bound with [`running_states`]).
+const HOLDINGS: &str = r#"SELECT l.id AS lease_id, n.id AS node_id, u.name AS user_name, p.name AS project_name, n.name AS node_name,
+    n.site AS site, n.cluster AS cluster, n.properties -> '$.gpu_model' AS gpu_model, n.properties -> '$.gpu_count' AS gpu_count,
+    l.lease_type AS lease_type, ln.start AS reserved_start, ln."end" AS reserved_end, l.started_at AS started_at
 FROM lease_nodes ln JOIN leases l ON l.id = ln.lease_id JOIN users u ON u.id = l.owner_id
     LEFT JOIN projects p ON p.id = l.project_id JOIN nodes n ON n.id = ln.node_id AND n.lease_id = l.id
-WHERE ({lease} IS NOT NULL AND l.id = {lease}) OR ({lease} IS NULL AND l.state IN (SELECT value FROM json_each({running})) AND l.started_at IS NOT NULL)"#
-    )
+WHERE (?1 IS NOT NULL AND l.id = ?1) OR (?1 IS NULL AND l.state IN (SELECT value FROM json_each(?2)) AND l.started_at IS NOT NULL)
+ORDER BY l.id, n.id"#;
+
+async fn holdings<'e, E>(executor: E, lease: Option<LeaseId>) -> DbResult<Vec<HoldingRow>>
+where
+    E: sqlx::Executor<'e, Database = Sqlite>,
+{
+    let rows = sqlx::query(HOLDINGS).bind(lease.map(|l| l.0)).bind(running_states()).fetch_all(executor).await.map_err(db)?;
+    rows.iter()
+        .map(|r| {
+            let lease_type: String = r.try_get("lease_type").map_err(db)?;
+            Ok(HoldingRow {
+                lease_id: LeaseId(r.try_get("lease_id").map_err(db)?),
+                node_id: NodeId(r.try_get("node_id").map_err(db)?),
+                user: r.try_get("user_name").map_err(db)?,
+                project: r.try_get("project_name").map_err(db)?,
+                node: r.try_get("node_name").map_err(db)?,
+                site: r.try_get("site").map_err(db)?,
+                cluster: r.try_get("cluster").map_err(db)?,
+                gpu_model: json_value(r.try_get("gpu_model").map_err(db)?, "node property gpu_model")?,
+                gpu_count: json_value(r.try_get("gpu_count").map_err(db)?, "node property gpu_count")?,
+                lease_type: lease::parse_type(&lease_type).ok_or_else(|| DbError::Corrupt(format!("lease type '{lease_type}'")))?,
+                reserved_start: r.try_get("reserved_start").map_err(db)?,
+                reserved_end: r.try_get("reserved_end").map_err(db)?,
+                started_at: r.try_get("started_at").map_err(db)?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn running_holdings(pool: &SqlitePool) -> DbResult<Vec<HoldingRow>> {
+    holdings(pool, None).await
 }
 
 /// The `running` parameter of [`lease_use`].
@@ -67,15 +87,7 @@ fn record_from_row(r: &SqliteRow) -> DbResult<UsageRecordRow> {
 
 /// Adds records to the monthly rollups and the longest-record bound.
 async fn add_to_rollups(tx: &mut Transaction<'static, Sqlite>, records: &[UsageRecordRow]) -> DbResult<()> {
-    let sums = usage::rollup(records.iter().map(|r| RecordUse {
-        user: &r.user,
-        project: r.project.as_deref(),
-        cluster: &r.cluster,
-        gpu_model: r.gpu_model.as_deref(),
-        gpu_count: r.gpu_count,
-        start: r.start,
-        end: r.end,
-    }));
+    let sums = usage::rollup(records.iter().map(UsageRecordRow::as_use));
     for (k, (node_seconds, gpu_seconds)) in sums {
         sqlx::query(
             "INSERT INTO usage_rollups (dimension, period, project, key, node_seconds, gpu_seconds) VALUES (?, ?, ?, ?, ?, ?) \
@@ -104,20 +116,11 @@ async fn add_to_rollups(tx: &mut Transaction<'static, Sqlite>, records: &[UsageR
 
 /// Writes the usage records of a lease that stops holding its nodes for
 /// its user now (inside the transition's transaction, before its
-/// allocation is cut).
+/// allocation is cut): what [`HoldingRow::record_at`] says of each node it
+/// took.
 pub(super) async fn record_lease_usage(tx: &mut Transaction<'static, Sqlite>, lease: LeaseId, now: Seconds) -> DbResult<()> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO usage_records ({RECORD_COLUMNS}) SELECT {RECORD_COLUMNS} FROM ({}) WHERE start < ?1 ORDER BY node_id RETURNING *",
-        lease_use("?1", "?2", "?3")
-    )))
-    .bind(now)
-    .bind(lease.0)
-    .bind(running_states())
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(db)?;
-    let records = rows.iter().map(record_from_row).collect::<DbResult<Vec<_>>>()?;
-    add_to_rollups(tx, &records).await
+    let records: Vec<UsageRecordRow> = holdings(&mut **tx, Some(lease)).await?.iter().filter_map(|h| h.record_at(now)).collect();
+    insert_records(tx, &records).await
 }
 
 pub(super) async fn insert_records(tx: &mut Transaction<'static, Sqlite>, records: &[UsageRecordRow]) -> DbResult<()> {
@@ -157,82 +160,62 @@ fn key_column(dimension: Dimension) -> &'static str {
     }
 }
 
-/// The scope's projects as a JSON array for `json_each`, or NULL.
-fn projects_param(scope: &UsageScope) -> Option<String> {
-    scope.projects.as_ref().map(|p| serde_json::Value::from(p.clone()).to_string())
+/// The projects as a JSON array for `json_each`, or NULL.
+fn projects_param(projects: Option<&[String]>) -> Option<String> {
+    projects.map(|p| serde_json::Value::from(p.to_vec()).to_string())
 }
 
 async fn longest_record(pool: &SqlitePool) -> DbResult<Seconds> {
     sqlx::query_scalar("SELECT usage_max_seconds FROM meta WHERE id = 1").fetch_one(pool).await.map_err(db)
 }
 
-pub(super) async fn totals(pool: &SqlitePool, dimension: Dimension, scope: &UsageScope, now: Seconds) -> DbResult<Vec<Total>> {
-    let mut sums: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-    let mut add = |rows: Vec<SqliteRow>| -> DbResult<()> {
-        for r in rows {
-            let sum = sums.entry(r.try_get(0).map_err(db)?).or_default();
-            sum.0 += r.try_get::<i64, _>(1).map_err(db)?;
-            sum.1 += r.try_get::<i64, _>(2).map_err(db)?;
-        }
-        Ok(())
-    };
-    let projects = projects_param(scope);
-    let plan = usage::plan_window(scope.from, scope.to);
-    if let Some((m0, m1)) = plan.months {
-        add(sqlx::query(
-            "SELECT key, SUM(node_seconds), SUM(gpu_seconds) FROM usage_rollups \
-             WHERE dimension = ?1 AND period >= ?2 AND period < ?3 AND (?4 IS NULL OR project IN (SELECT value FROM json_each(?4))) \
-             GROUP BY key",
-        )
-        .bind(dimension.as_str())
-        .bind(m0)
-        .bind(m1)
-        .bind(&projects)
-        .fetch_all(pool)
-        .await
-        .map_err(db)?)?;
-    }
-    let key = key_column(dimension);
-    // Clipped sums over record-shaped rows (?1 = stretch start, ?2 = its
-    // end, ?3 = earliest start to read, ?4 = projects).
-    let clipped = |source: &str| {
-        format!(
-            r#"SELECT {key}, SUM(MIN("end", ?2) - MAX(start, ?1)), SUM((MIN("end", ?2) - MAX(start, ?1)) * gpu_count) FROM {source}
-               WHERE start >= ?3 AND start < ?2 AND "end" > ?1
-                 AND (?4 IS NULL OR COALESCE(project_name, '') IN (SELECT value FROM json_each(?4)))
-               GROUP BY 1"#
-        )
-    };
-    if !plan.raw.is_empty() {
-        let longest = longest_record(pool).await?;
-        for (a, b) in &plan.raw {
-            add(sqlx::query(sqlx::AssertSqlSafe(clipped("usage_records")))
-                .bind(a)
-                .bind(b)
-                .bind(a.saturating_sub(longest))
-                .bind(&projects)
-                .fetch_all(pool)
-                .await
-                .map_err(db)?)?;
-        }
-    }
-    // Leases running now, up to now.
-    let live_to = scope.to.min(now);
-    if scope.from < live_to {
-        let sql = format!("WITH live AS ({}) {}", lease_use("?5", "?6", "?7"), clipped("live"));
-        add(sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(scope.from)
-            .bind(live_to)
-            .bind(i64::MIN)
-            .bind(&projects)
-            .bind(now)
-            .bind(Option::<i64>::None)
-            .bind(running_states())
-            .fetch_all(pool)
-            .await
-            .map_err(db)?)?;
-    }
-    Ok(sums.into_iter().map(|(key, (node_seconds, gpu_seconds))| Total { key, node_seconds, gpu_seconds }).collect())
+pub(super) async fn rollup_sums(
+    pool: &SqlitePool,
+    dimension: Dimension,
+    months: (Seconds, Seconds),
+    projects: Option<&[String]>,
+) -> DbResult<Vec<Total>> {
+    let rows = sqlx::query(
+        "SELECT key, SUM(node_seconds), SUM(gpu_seconds) FROM usage_rollups \
+         WHERE dimension = ?1 AND period >= ?2 AND period < ?3 AND (?4 IS NULL OR project IN (SELECT value FROM json_each(?4))) \
+         GROUP BY key",
+    )
+    .bind(dimension.as_str())
+    .bind(months.0)
+    .bind(months.1)
+    .bind(projects_param(projects))
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    rows.iter().map(total_from_row).collect()
+}
+
+pub(super) async fn record_sums(
+    pool: &SqlitePool,
+    dimension: Dimension,
+    stretch: (Seconds, Seconds),
+    projects: Option<&[String]>,
+) -> DbResult<Vec<Total>> {
+    let longest = longest_record(pool).await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        r#"SELECT {}, SUM(MIN("end", ?2) - MAX(start, ?1)), SUM((MIN("end", ?2) - MAX(start, ?1)) * gpu_count) FROM usage_records
+           WHERE start >= ?3 AND start < ?2 AND "end" > ?1
+             AND (?4 IS NULL OR COALESCE(project_name, '') IN (SELECT value FROM json_each(?4)))
+           GROUP BY 1"#,
+        key_column(dimension)
+    )))
+    .bind(stretch.0)
+    .bind(stretch.1)
+    .bind(stretch.0.saturating_sub(longest))
+    .bind(projects_param(projects))
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    rows.iter().map(total_from_row).collect()
+}
+
+fn total_from_row(r: &SqliteRow) -> DbResult<Total> {
+    Ok(Total { key: r.try_get(0).map_err(db)?, node_seconds: r.try_get(1).map_err(db)?, gpu_seconds: r.try_get(2).map_err(db)? })
 }
 
 pub(super) async fn records(pool: &SqlitePool, scope: &UsageScope, after_id: i64, limit: i64) -> DbResult<Vec<UsageRecordRow>> {
@@ -246,7 +229,7 @@ pub(super) async fn records(pool: &SqlitePool, scope: &UsageScope, after_id: i64
     .bind(scope.to)
     .bind(scope.from)
     .bind(after_id)
-    .bind(projects_param(scope))
+    .bind(projects_param(scope.projects.as_deref()))
     .bind(limit)
     .fetch_all(pool)
     .await
