@@ -33,7 +33,7 @@ out="$PWD/controller/.sqlx"
 rm -rf "$out"
 mkdir -p "$out"
 # The macros describe their queries again only when the crate is compiled again.
-touch controller/src/db/postgres.rs
+touch controller/src/db/postgres/mod.rs
 SQLX_OFFLINE=false SQLX_OFFLINE_DIR="$out" DATABASE_URL="$url" cargo check -p ferrum-controller --lib --locked --quiet
 if [ "$mode" = --check ]; then
     if ! diff -r -q controller/.sqlx "$out"; then

@@ -56,7 +56,7 @@ fn main() -> anyhow::Result<()> {
 
     rt.block_on(async {
         let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-        let store = Arc::new(SqliteStore::open(&url, ferrum_controller::db::SecretKey::generate()?).await?);
+        let store: Arc<dyn Datastore> = Arc::new(SqliteStore::open(&url, ferrum_controller::db::SecretKey::generate()?).await?);
         let t = Instant::now();
         let clusters = ["alpha", "bravo", "charlie", "delta"];
         let writes: Vec<NodeWrite> = (0..n_nodes)

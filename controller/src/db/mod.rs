@@ -851,17 +851,59 @@ impl std::fmt::Debug for PlanningLock {
     }
 }
 
-/// The datastore. One implementation per database backend.
+/// The datastore: every part below, implemented by each database backend
+/// (SQLite, PostgreSQL); the application holds it as `Arc<dyn Datastore>`.
+///
+/// The store is cut by resource: one trait per part, each implemented by
+/// every backend in its own module (`db/sqlite/<part>.rs`,
+/// `db/postgres/<part>.rs`). Rules that are not SQL live above the stores
+/// (`model/`), written once.
+pub trait Datastore:
+    ReplicaStore
+    + AccountStore
+    + NodeStore
+    + LeaseStore
+    + OperationStore
+    + PowerStore
+    + AgentStore
+    + UsageStore
+    + EnvironmentStore
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> Datastore for T where
+    T: ReplicaStore
+        + AccountStore
+        + NodeStore
+        + LeaseStore
+        + OperationStore
+        + PowerStore
+        + AgentStore
+        + UsageStore
+        + EnvironmentStore
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// What replicas share: leadership, change notifications, the planners' lock, the read generation.
 #[async_trait]
-pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
-    // --- replicas -----------------------------------------------------------
+pub trait ReplicaStore: Send + Sync {
     /// Tries to become the replica that runs the background loops; `None`
     /// while another replica holds it.
     async fn try_lead(&self) -> DbResult<Option<Box<dyn Leadership>>>;
+
     /// Names of the tables other processes changed, as they commit
     /// (PostgreSQL: LISTEN/NOTIFY), so that this replica's loops and long
     /// polls wake up; `None` for a store only one process writes.
     async fn listen_changes(&self) -> DbResult<Option<tokio::sync::mpsc::Receiver<String>>>;
+
     /// Serialises calendar planning across replicas: a replica that plans
     /// on its cache and then writes can always lose the race to another
     /// replica's write (the write is then refused as stale and planned
@@ -869,6 +911,7 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
     /// this lock never race each other. `None` where one process writes
     /// (its in-process calendar lock suffices).
     async fn planning_lock(&self) -> DbResult<Option<PlanningLock>>;
+
     /// A number that moves after every commit this process can see, or
     /// `None` where the store cannot tell (PostgreSQL: other replicas commit
     /// too). The read caches (`app::reads`) keep an answer only while this
@@ -876,11 +919,17 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
     fn read_generation(&self) -> Option<u64> {
         None
     }
+}
 
-    // --- accounts -------------------------------------------------------
+/// Users, tokens, projects, account requests and the audit log.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
     async fn count_users(&self) -> DbResult<i64>;
+
     async fn create_project(&self, name: &str, class: Option<&str>, quota: Option<i64>, now: Seconds) -> DbResult<ProjectRow>;
+
     async fn list_projects(&self) -> DbResult<Vec<ProjectRow>>;
+
     /// Creates a user in the named projects (which must exist) with a first
     /// token (its SHA-256).
     async fn create_user(
@@ -892,130 +941,118 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
         token_sha256: &str,
         now: Seconds,
     ) -> DbResult<UserRow>;
+
     async fn list_users(&self) -> DbResult<Vec<UserRow>>;
+
     async fn get_user(&self, name: &str) -> DbResult<UserRow>;
+
     /// Adds a token unless the user holds `max_live` live tokens already
     /// (not revoked, not expired at `now`): then `None`. Counted and written
     /// in one transaction, the user's row locked, so two creations cannot
     /// both pass the cap.
     async fn add_token(&self, user: UserId, token: &NewToken, now: Seconds, max_live: i64) -> DbResult<Option<TokenRow>>;
+
     /// The user's tokens not revoked (expired ones included), oldest first.
     async fn list_tokens(&self, user: UserId) -> DbResult<Vec<TokenRow>>;
+
     /// Revokes one of the user's tokens; `false` when the user has no such
     /// token not yet revoked.
     async fn revoke_token(&self, user: UserId, id: i64, now: Seconds) -> DbResult<bool>;
+
     /// The user of a token not revoked, unless the user is disabled
     /// (expiry is the caller's to check: the answer may be cached).
     async fn actor_by_token(&self, token_sha256: &str) -> DbResult<Option<ActorRow>>;
+
     /// Disables a user (`Some`) or enables them again (`None`).
     async fn set_user_disabled(&self, name: &str, disabled: Option<&Disabled>) -> DbResult<UserRow>;
 
-    // --- network boot -----------------------------------------------------
-    /// Every MAC of every node, with what the boot services need.
-    async fn boot_hosts(&self) -> DbResult<Vec<BootHostRow>>;
-    /// The node owning `mac` (lowercase, colon-separated), if any.
-    async fn boot_host(&self, mac: &str) -> DbResult<Option<BootHostRow>>;
-    async fn set_boot_target(&self, node: NodeId, target: BootTarget) -> DbResult<()>;
-    /// Stores a new one-time agent token (its SHA-256) for `node`, bound to
-    /// the address `bound_ip` (registration must come from it); drops the
-    /// node's expired tokens and its unused ones beyond the newest `keep`
-    /// (a token an agent registered with is used, so never dropped here).
-    async fn mint_agent_token(
-        &self,
-        node: NodeId,
-        token_sha256: &str,
-        bound_ip: &str,
-        keep: u32,
-        now: Seconds,
-        expires_at: Seconds,
-    ) -> DbResult<()>;
-    /// Stores a boot-service token's SHA-256 (`ferrum admin boot-token`).
-    async fn add_boot_token(&self, token_sha256: &str, created_by: &str, now: Seconds) -> DbResult<()>;
-    /// Whether `token_sha256` is a boot-service token's.
-    async fn is_boot_token(&self, token_sha256: &str) -> DbResult<bool>;
+    /// Stores a pending request; `AlreadyExists` when the login is taken
+    /// or already asked for.
+    async fn insert_account_request(&self, request: &NewAccountRequest) -> DbResult<AccountRequestRow>;
 
-    // --- agents -----------------------------------------------------------
-    /// Consumes a one-time agent token of the node named `node`: `Some` when
-    /// it existed, was bound to `peer_ip`, unused and unexpired (it is now
-    /// used).
-    async fn consume_agent_token(&self, token_sha256: &str, node: &str, peer_ip: &str, now: Seconds) -> DbResult<Option<NodeId>>;
-    /// Opens a session: bumps the node's agent generation, replaces its
-    /// sessions, and returns the new generation.
-    async fn open_agent_session(&self, node: NodeId, session_sha256: &str, now: Seconds, expires_at: Seconds) -> DbResult<i64>;
-    async fn agent_session(&self, session_sha256: &str, now: Seconds) -> DbResult<Option<AgentSessionRow>>;
-    /// Stores a report unless a newer generation's is already there
-    /// (`false` then).
-    async fn store_inventory(&self, node: NodeId, generation: i64, report: &str, now: Seconds) -> DbResult<bool>;
-    async fn node_inventory(&self, node: NodeId) -> DbResult<Option<InventoryRow>>;
-    async fn enqueue_agent_command(&self, node: NodeId, action: &str, actor: &str, now: Seconds) -> DbResult<AgentCommandRow>;
-    /// The oldest unfinished command of the node, marked sent to
-    /// `generation`; `None` when there is none or when `generation` is not
-    /// the node's newest agent (checked in the same transaction).
-    async fn next_agent_command(&self, node: NodeId, generation: i64, now: Seconds) -> DbResult<Option<AgentCommandRow>>;
-    /// Progress of a command sent to `generation` (`false`: no such command there).
-    async fn agent_command_progress(
-        &self,
-        id: i64,
-        node: NodeId,
-        generation: i64,
-        done: i64,
-        total: Option<i64>,
-        now: Seconds,
-    ) -> DbResult<bool>;
-    /// Finishes a command sent to `generation` (`false`: no such command there).
-    async fn finish_agent_command(&self, id: i64, node: NodeId, generation: i64, error: Option<&str>, now: Seconds) -> DbResult<bool>;
-    async fn agent_commands(&self, node: NodeId) -> DbResult<Vec<AgentCommandRow>>;
+    async fn count_pending_account_requests(&self) -> DbResult<i64>;
 
-    // --- environments -----------------------------------------------------
-    async fn insert_environment(
-        &self,
-        name: &str,
-        version: i64,
-        descriptor: &str,
-        visibility: &str,
-        owner: UserId,
-        now: Seconds,
-    ) -> DbResult<i64>;
-    /// Every version of every environment (the application filters what a
-    /// caller may see).
-    async fn list_environments(&self) -> DbResult<Vec<EnvironmentRow>>;
+    async fn account_requests(&self, state: Option<&str>) -> DbResult<Vec<AccountRequestRow>>;
 
-    // --- nodes ------------------------------------------------------------
+    async fn account_request(&self, id: i64) -> DbResult<AccountRequestRow>;
+
+    /// In one transaction: the request moves from pending to approved, the
+    /// project is created if it does not exist (the requester as manager),
+    /// the user is created in it with a first token.
+    async fn approve_account_request(&self, id: i64, approval: &Approval) -> DbResult<(AccountRequestRow, UserRow)>;
+
+    async fn reject_account_request(&self, id: i64, decided_by: &str, reason: &str, at: Seconds) -> DbResult<AccountRequestRow>;
+
+    async fn update_project(&self, name: &str, change: &ProjectChange) -> DbResult<ProjectRow>;
+
+    async fn set_project_member(&self, project: &str, user: &str, member: bool) -> DbResult<ProjectRow>;
+
+    /// Appends one entry to the audit log.
+    async fn insert_audit(&self, at: Seconds, actor: &str, action: &str, target: &str, detail: &str) -> DbResult<()>;
+
+    async fn audit_log(&self, filter: &AuditFilter) -> DbResult<Vec<AuditRow>>;
+}
+
+/// The inventory: nodes, their import, policy, transitions and events.
+#[async_trait]
+pub trait NodeStore: Send + Sync {
     async fn insert_node(&self, node: &NodeWrite, event: &NewEvent) -> DbResult<NodeRow>;
+
     /// Adds or updates many nodes in one transaction, as
     /// [`import_action`](crate::model::import::import_action) decides; a
     /// node added is recorded with the event `added`, whose time is also
     /// the updated nodes'.
     async fn import_nodes(&self, nodes: &[NodeWrite], added: &NewEvent) -> DbResult<ImportOutcome>;
+
     async fn list_nodes(&self) -> DbResult<Vec<NodeRow>>;
+
     /// Every node's lifecycle state, without properties.
     async fn node_statuses(&self) -> DbResult<Vec<NodeStatus>>;
+
     async fn get_node_by_id(&self, id: NodeId) -> DbResult<NodeRow>;
+
     async fn get_node(&self, name: &str) -> DbResult<NodeRow>;
+
     async fn node_reference(&self, id: NodeId) -> DbResult<Option<String>>;
+
     async fn set_node_policy(&self, id: NodeId, policy: NodePolicy, event: &NewEvent) -> DbResult<()>;
+
     /// Applies node transitions (compare-and-swap each); returns how many
     /// applied. A node whose state moved on is skipped, not an error.
     async fn transition_nodes(&self, transitions: &[NodeTransition]) -> DbResult<usize>;
+
     async fn node_events(&self, id: NodeId) -> DbResult<Vec<NodeEventRow>>;
+
     async fn count_nodes_by_state(&self) -> DbResult<Vec<(String, String, i64)>>;
+
+    /// Whether the node was handed to a lease and not reset clean since.
+    async fn needs_reset(&self, node: NodeId) -> DbResult<bool>;
+}
+
+/// Leases and the calendar: allocations, generations, transitions.
+#[async_trait]
+pub trait LeaseStore: Send + Sync {
     /// (calendar generation, nodes generation), read together. The nodes
     /// generation moves when what placement reads of a node changes.
     async fn generations(&self) -> DbResult<(i64, i64)>;
 
-    // --- leases and the calendar -----------------------------------------
     async fn calendar_generation(&self) -> DbResult<i64>;
+
     /// Every allocation row ending after `after`, with the generation they
     /// were read at (one snapshot).
     async fn allocations_after(&self, after: Seconds) -> DbResult<(i64, Vec<AllocationRow>)>;
+
     /// Inserts a lease and its allocation, first applying `preempt`, if the
     /// calendar is still at `expected_generation`. Returns the lease and the
     /// new generation.
     async fn insert_lease(&self, lease: &NewLease, preempt: &[Preemption], expected_generation: i64) -> DbResult<(LeaseRow, i64)>;
+
     async fn get_lease(&self, id: LeaseId) -> DbResult<LeaseRow>;
+
     /// Leases, newest first; `owner` limits to one user's, `include_over`
     /// adds terminal ones.
     async fn list_leases(&self, owner: Option<UserId>, include_over: bool) -> DbResult<Vec<LeaseRow>>;
+
     /// Moves a lease's end (extension) if the calendar is still at
     /// `expected_generation`.
     async fn set_lease_end(
@@ -1026,6 +1063,7 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
         expected_generation: i64,
         now: Seconds,
     ) -> DbResult<i64>;
+
     /// Compare-and-swap of a lease's state, with the allocation change the
     /// transition implies. Returns the new calendar generation.
     /// `expected_generation` is checked when the change touches the
@@ -1041,74 +1079,180 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
         expected_generation: i64,
         now: Seconds,
     ) -> DbResult<i64>;
+
     /// Leases the clock loop must look at: pending ones due by `now`,
     /// active ones past their end, and every starting or ending one.
     async fn leases_needing_action(&self, now: Seconds) -> DbResult<Vec<LeaseRow>>;
+
     /// (node, lease) pairs: the starting or active lease holding each node
     /// at `now`.
     async fn held_nodes(&self, now: Seconds) -> DbResult<Vec<(NodeId, LeaseId)>>;
+
     /// The next time after `now` at which a lease starts or ends.
     async fn next_lease_event(&self, now: Seconds) -> DbResult<Option<Seconds>>;
+
     /// Besteffort allocations on these nodes that overlap `[start, end)`.
     async fn besteffort_overlapping(&self, nodes: &[NodeId], start: Seconds, end: Seconds) -> DbResult<Vec<AllocationRow>>;
-    async fn busy_between(&self, from: Seconds, to: Seconds) -> DbResult<Vec<BusyRow>>;
-    async fn count_leases_by_state(&self) -> DbResult<Vec<(String, i64)>>;
 
-    // --- deployments and node operations ----------------------------------
+    async fn busy_between(&self, from: Seconds, to: Seconds) -> DbResult<Vec<BusyRow>>;
+
+    async fn count_leases_by_state(&self) -> DbResult<Vec<(String, i64)>>;
+}
+
+/// Deployments and node operations (the operations engine's rows), and the SSH host keys they
+/// record.
+#[async_trait]
+pub trait OperationStore: Send + Sync {
     /// Inserts a deployment and one running operation per node in one
     /// transaction; `Raced` when a node already has a running operation.
     async fn insert_deployment(&self, deployment: &NewDeployment, operations: &[NewOperation]) -> DbResult<i64>;
+
     async fn deployment(&self, id: i64) -> DbResult<(DeploymentRow, Vec<OperationRow>)>;
+
     async fn lease_deployments(&self, lease: LeaseId) -> DbResult<Vec<DeploymentRow>>;
+
     /// A deployment's spec (JSON), without its operations.
     async fn deployment_spec(&self, id: i64) -> DbResult<String>;
+
     /// Active deploy leases that asked for an environment and have no
     /// deployment yet.
     async fn deploy_leases_without_deployment(&self) -> DbResult<Vec<LeaseId>>;
+
     /// Inserts a running operation; `Raced` when the node already has one.
     async fn insert_operation(&self, operation: &NewOperation) -> DbResult<i64>;
+
     async fn running_operations(&self) -> DbResult<Vec<OperationRow>>;
+
     async fn operation(&self, id: i64) -> DbResult<OperationRow>;
+
     /// The newest operation of `kind` on `node`.
     async fn latest_operation(&self, node: NodeId, kind: OperationKind) -> DbResult<Option<OperationRow>>;
+
     /// Writes an operation's mutable columns if it is still running at
     /// `row.version` (`false` otherwise), and bumps the version.
     async fn update_operation(&self, row: &OperationRow) -> DbResult<bool>;
+
+    async fn set_ssh_host_key(&self, node: NodeId, key: Option<&str>) -> DbResult<()>;
+
+    async fn ssh_host_key(&self, node: NodeId) -> DbResult<Option<String>>;
+}
+
+/// The power request queue and the power states BMCs reported.
+#[async_trait]
+pub trait PowerStore: Send + Sync {
+    async fn enqueue_power(&self, node: NodeId, operation: PowerOperation, actor: &str, now: Seconds) -> DbResult<i64>;
+
+    async fn power_request(&self, id: i64) -> DbResult<PowerRequestRow>;
+
+    /// Requests not finished (queued, or running when a controller died),
+    /// oldest first.
+    async fn pending_power_requests(&self) -> DbResult<Vec<PowerRequestRow>>;
+
+    async fn set_power_request_running(&self, id: i64) -> DbResult<()>;
+
+    async fn finish_power_request(&self, id: i64, error: Option<&str>, now: Seconds) -> DbResult<()>;
+
+    /// Fails a request that has not started (`false`: it ran or runs).
+    async fn cancel_power_request(&self, id: i64, reason: &str, now: Seconds) -> DbResult<bool>;
+
+    /// Fails every request of `node` that has not started; how many.
+    async fn cancel_queued_power(&self, node: NodeId, reason: &str, now: Seconds) -> DbResult<u64>;
+
+    /// Records what a BMC said about a node's power.
+    async fn record_power(&self, node: NodeId, state: &str, source: &str, now: Seconds) -> DbResult<()>;
+}
+
+/// The boot network's view (hosts, boot targets, boot-service tokens) and the agent protocol: one-
+/// time tokens, sessions, inventories, commands.
+#[async_trait]
+pub trait AgentStore: Send + Sync {
+    /// Every MAC of every node, with what the boot services need.
+    async fn boot_hosts(&self) -> DbResult<Vec<BootHostRow>>;
+
+    /// The node owning `mac` (lowercase, colon-separated), if any.
+    async fn boot_host(&self, mac: &str) -> DbResult<Option<BootHostRow>>;
+
+    async fn set_boot_target(&self, node: NodeId, target: BootTarget) -> DbResult<()>;
+
+    /// Stores a new one-time agent token (its SHA-256) for `node`, bound to
+    /// the address `bound_ip` (registration must come from it); drops the
+    /// node's expired tokens and its unused ones beyond the newest `keep`
+    /// (a token an agent registered with is used, so never dropped here).
+    async fn mint_agent_token(
+        &self,
+        node: NodeId,
+        token_sha256: &str,
+        bound_ip: &str,
+        keep: u32,
+        now: Seconds,
+        expires_at: Seconds,
+    ) -> DbResult<()>;
+
+    /// Stores a boot-service token's SHA-256 (`ferrum admin boot-token`).
+    async fn add_boot_token(&self, token_sha256: &str, created_by: &str, now: Seconds) -> DbResult<()>;
+
+    /// Whether `token_sha256` is a boot-service token's.
+    async fn is_boot_token(&self, token_sha256: &str) -> DbResult<bool>;
+
+    /// Consumes a one-time agent token of the node named `node`: `Some` when
+    /// it existed, was bound to `peer_ip`, unused and unexpired (it is now
+    /// used).
+    async fn consume_agent_token(&self, token_sha256: &str, node: &str, peer_ip: &str, now: Seconds) -> DbResult<Option<NodeId>>;
+
+    /// Opens a session: bumps the node's agent generation, replaces its
+    /// sessions, and returns the new generation.
+    async fn open_agent_session(&self, node: NodeId, session_sha256: &str, now: Seconds, expires_at: Seconds) -> DbResult<i64>;
+
+    async fn agent_session(&self, session_sha256: &str, now: Seconds) -> DbResult<Option<AgentSessionRow>>;
+
+    /// Stores a report unless a newer generation's is already there
+    /// (`false` then).
+    async fn store_inventory(&self, node: NodeId, generation: i64, report: &str, now: Seconds) -> DbResult<bool>;
+
+    async fn node_inventory(&self, node: NodeId) -> DbResult<Option<InventoryRow>>;
+
+    async fn enqueue_agent_command(&self, node: NodeId, action: &str, actor: &str, now: Seconds) -> DbResult<AgentCommandRow>;
+
+    /// The oldest unfinished command of the node, marked sent to
+    /// `generation`; `None` when there is none or when `generation` is not
+    /// the node's newest agent (checked in the same transaction).
+    async fn next_agent_command(&self, node: NodeId, generation: i64, now: Seconds) -> DbResult<Option<AgentCommandRow>>;
+
+    /// Progress of a command sent to `generation` (`false`: no such command there).
+    async fn agent_command_progress(
+        &self,
+        id: i64,
+        node: NodeId,
+        generation: i64,
+        done: i64,
+        total: Option<i64>,
+        now: Seconds,
+    ) -> DbResult<bool>;
+
+    /// Finishes a command sent to `generation` (`false`: no such command there).
+    async fn finish_agent_command(&self, id: i64, node: NodeId, generation: i64, error: Option<&str>, now: Seconds) -> DbResult<bool>;
+
+    async fn agent_commands(&self, node: NodeId) -> DbResult<Vec<AgentCommandRow>>;
+
     /// Fails a node's unfinished agent commands (a new operation starts
     /// from a clean queue); returns how many.
     async fn cancel_agent_commands(&self, node: NodeId, reason: &str, now: Seconds) -> DbResult<u64>;
+
     async fn agent_command_row(&self, id: i64) -> DbResult<AgentCommandRow>;
+
     /// The node's newest agent generation (0 before any registration).
     async fn agent_generation(&self, node: NodeId) -> DbResult<i64>;
-    /// Whether the node was handed to a lease and not reset clean since.
-    async fn needs_reset(&self, node: NodeId) -> DbResult<bool>;
-    async fn set_ssh_host_key(&self, node: NodeId, key: Option<&str>) -> DbResult<()>;
-    async fn ssh_host_key(&self, node: NodeId) -> DbResult<Option<String>>;
+}
 
-    // --- account requests and projects --------------------------------------
-    /// Stores a pending request; `AlreadyExists` when the login is taken
-    /// or already asked for.
-    async fn insert_account_request(&self, request: &NewAccountRequest) -> DbResult<AccountRequestRow>;
-    async fn count_pending_account_requests(&self) -> DbResult<i64>;
-    async fn account_requests(&self, state: Option<&str>) -> DbResult<Vec<AccountRequestRow>>;
-    async fn account_request(&self, id: i64) -> DbResult<AccountRequestRow>;
-    /// In one transaction: the request moves from pending to approved, the
-    /// project is created if it does not exist (the requester as manager),
-    /// the user is created in it with a first token.
-    async fn approve_account_request(&self, id: i64, approval: &Approval) -> DbResult<(AccountRequestRow, UserRow)>;
-    async fn reject_account_request(&self, id: i64, decided_by: &str, reason: &str, at: Seconds) -> DbResult<AccountRequestRow>;
-    async fn update_project(&self, name: &str, change: &ProjectChange) -> DbResult<ProjectRow>;
-    async fn set_project_member(&self, project: &str, user: &str, member: bool) -> DbResult<ProjectRow>;
-
-    // --- accounting and audit -------------------------------------------------
-    /// Appends one entry to the audit log.
-    async fn insert_audit(&self, at: Seconds, actor: &str, action: &str, target: &str, detail: &str) -> DbResult<()>;
-    async fn audit_log(&self, filter: &AuditFilter) -> DbResult<Vec<AuditRow>>;
+/// Usage records and their totals, and the quota's count of booked node-seconds.
+#[async_trait]
+pub trait UsageStore: Send + Sync {
     /// Appends usage records (ids are assigned; the given ones are ignored)
     /// and adds them to the monthly rollups, in one transaction. The lease
     /// transitions write their own records; this is for imports and
     /// benchmarks.
     async fn insert_usage_records(&self, records: &[UsageRecordRow]) -> DbResult<()>;
+
     /// Node-seconds and GPU-seconds per key of `dimension` in the rollups
     /// of the months `[months.0, months.1)`, of the scope's projects.
     async fn usage_rollup_sums(
@@ -1117,6 +1261,7 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
         months: (Seconds, Seconds),
         projects: Option<&[String]>,
     ) -> DbResult<Vec<crate::model::usage::Total>>;
+
     /// Node-seconds and GPU-seconds per key of `dimension` of the records
     /// of the scope's projects, each clipped to `stretch` (summed by the
     /// database over its covering index; the clip is `usage::clipped`).
@@ -1126,28 +1271,34 @@ pub trait Datastore: Send + Sync + std::fmt::Debug + 'static {
         stretch: (Seconds, Seconds),
         projects: Option<&[String]>,
     ) -> DbResult<Vec<crate::model::usage::Total>>;
+
     /// The nodes running leases (`starting`, `active`) hold now, as usage
     /// sees them.
     async fn running_holdings(&self) -> DbResult<Vec<HoldingRow>>;
+
     /// The records overlapping the scope's window, by id, after `after_id`.
     async fn usage_records(&self, scope: &UsageScope, after_id: i64, limit: i64) -> DbResult<Vec<UsageRecordRow>>;
+
     /// Node-seconds a project holds on the calendar within `[from, to)`
     /// (leases that hold or held their slot, or wait for approval;
     /// besteffort leases and `except` excluded): what its quota counts.
     async fn project_booked_seconds(&self, project: ProjectId, from: Seconds, to: Seconds, except: Option<LeaseId>) -> DbResult<i64>;
+}
 
-    // --- power ---------------------------------------------------------------
-    async fn enqueue_power(&self, node: NodeId, operation: PowerOperation, actor: &str, now: Seconds) -> DbResult<i64>;
-    async fn power_request(&self, id: i64) -> DbResult<PowerRequestRow>;
-    /// Requests not finished (queued, or running when a controller died),
-    /// oldest first.
-    async fn pending_power_requests(&self) -> DbResult<Vec<PowerRequestRow>>;
-    async fn set_power_request_running(&self, id: i64) -> DbResult<()>;
-    async fn finish_power_request(&self, id: i64, error: Option<&str>, now: Seconds) -> DbResult<()>;
-    /// Fails a request that has not started (`false`: it ran or runs).
-    async fn cancel_power_request(&self, id: i64, reason: &str, now: Seconds) -> DbResult<bool>;
-    /// Fails every request of `node` that has not started; how many.
-    async fn cancel_queued_power(&self, node: NodeId, reason: &str, now: Seconds) -> DbResult<u64>;
-    /// Records what a BMC said about a node's power.
-    async fn record_power(&self, node: NodeId, state: &str, source: &str, now: Seconds) -> DbResult<()>;
+/// The environment catalog.
+#[async_trait]
+pub trait EnvironmentStore: Send + Sync {
+    async fn insert_environment(
+        &self,
+        name: &str,
+        version: i64,
+        descriptor: &str,
+        visibility: &str,
+        owner: UserId,
+        now: Seconds,
+    ) -> DbResult<i64>;
+
+    /// Every version of every environment (the application filters what a
+    /// caller may see).
+    async fn list_environments(&self) -> DbResult<Vec<EnvironmentRow>>;
 }

@@ -1,6 +1,7 @@
 //! PostgreSQL side of account requests and project membership (its rules:
 //! [`crate::model::project`]).
 
+use super::*;
 use sqlx::{PgConnection, PgPool};
 
 use super::{db, is_unique_violation};
@@ -183,4 +184,337 @@ async fn write_membership(tx: &mut PgConnection, project: i64, w: MembershipWrit
             .map_err(db)?;
     }
     Ok(())
+}
+
+#[async_trait]
+impl AccountStore for PgStore {
+    async fn count_users(&self) -> DbResult<i64> {
+        sqlx::query_scalar!(r#"SELECT COUNT(*) AS "n!" FROM users"#).fetch_one(&self.pool).await.map_err(db)
+    }
+
+    async fn create_project(&self, name: &str, class: Option<&str>, quota: Option<i64>, now: Seconds) -> DbResult<ProjectRow> {
+        let id = sqlx::query_scalar!(
+            "INSERT INTO projects (name, class, quota_node_hours, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+            name,
+            class,
+            quota,
+            now
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| if is_unique_violation(&e) { DbError::AlreadyExists { what: "project", name: name.to_owned() } } else { db(e) })?;
+        Ok(ProjectRow {
+            id: ProjectId(id),
+            name: name.to_owned(),
+            class: class.map(str::to_owned),
+            quota_node_hours: quota,
+            members: Vec::new(),
+            manager: None,
+            created_at: now,
+        })
+    }
+
+    async fn list_projects(&self) -> DbResult<Vec<ProjectRow>> {
+        let rows = sqlx::query!(
+            r#"SELECT p.id, p.name, p.class, p.quota_node_hours, p.created_at, u.name AS "manager?" FROM projects p
+               LEFT JOIN users u ON u.id = p.manager_id ORDER BY p.name"#
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let members = sqlx::query!("SELECT m.project_id, u.name FROM project_members m JOIN users u ON u.id = m.user_id ORDER BY u.name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        let mut projects: Vec<ProjectRow> = rows
+            .into_iter()
+            .map(|r| ProjectRow {
+                id: ProjectId(r.id),
+                name: r.name,
+                class: r.class,
+                quota_node_hours: r.quota_node_hours,
+                members: Vec::new(),
+                manager: r.manager,
+                created_at: r.created_at,
+            })
+            .collect();
+        for m in members {
+            if let Some(p) = projects.iter_mut().find(|p| p.id.0 == m.project_id) {
+                p.members.push(m.name);
+            }
+        }
+        Ok(projects)
+    }
+
+    async fn create_user(
+        &self,
+        name: &str,
+        is_admin: bool,
+        email: Option<&str>,
+        projects: &[String],
+        token_sha256: &str,
+        now: Seconds,
+    ) -> DbResult<UserRow> {
+        let mut tx = self.begin().await?;
+        let id = sqlx::query_scalar!(
+            "INSERT INTO users (name, role, email, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+            name,
+            if is_admin { "admin" } else { "user" },
+            email,
+            now
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| if is_unique_violation(&e) { DbError::AlreadyExists { what: "user", name: name.to_owned() } } else { db(e) })?;
+        for project in projects {
+            let pid = sqlx::query_scalar!("SELECT id FROM projects WHERE name = $1", project)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?
+                .ok_or_else(|| DbError::NotFound { what: "project", name: project.clone() })?;
+            sqlx::query!("INSERT INTO project_members (project_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", pid, id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        sqlx::query!("INSERT INTO api_tokens (user_id, token_sha256, created_at) VALUES ($1, $2, $3)", id, token_sha256, now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        let mut projects = projects.to_vec();
+        projects.sort();
+        projects.dedup();
+        Ok(UserRow {
+            id: UserId(id),
+            name: name.to_owned(),
+            is_admin,
+            email: email.map(str::to_owned),
+            projects,
+            created_at: now,
+            disabled: None,
+        })
+    }
+
+    async fn list_users(&self) -> DbResult<Vec<UserRow>> {
+        let rows = sqlx::query!("SELECT id, name, role, email, created_at, disabled_at, disabled_reason FROM users ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        let mut users = Vec::with_capacity(rows.len());
+        for r in rows {
+            users.push(UserRow {
+                id: UserId(r.id),
+                name: r.name,
+                is_admin: r.role == "admin",
+                email: r.email,
+                projects: self.user_projects(r.id).await?.into_iter().map(|(_, n)| n).collect(),
+                created_at: r.created_at,
+                disabled: r.disabled_at.map(|at| Disabled { at, reason: r.disabled_reason.unwrap_or_default() }),
+            });
+        }
+        Ok(users)
+    }
+
+    async fn get_user(&self, name: &str) -> DbResult<UserRow> {
+        let r = sqlx::query!("SELECT id, name, role, email, created_at, disabled_at, disabled_reason FROM users WHERE name = $1", name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| DbError::NotFound { what: "user", name: name.to_owned() })?;
+        Ok(UserRow {
+            id: UserId(r.id),
+            name: r.name,
+            is_admin: r.role == "admin",
+            email: r.email,
+            projects: self.user_projects(r.id).await?.into_iter().map(|(_, n)| n).collect(),
+            created_at: r.created_at,
+            disabled: r.disabled_at.map(|at| Disabled { at, reason: r.disabled_reason.unwrap_or_default() }),
+        })
+    }
+
+    async fn add_token(&self, user: UserId, token: &NewToken, now: Seconds, max_live: i64) -> DbResult<Option<TokenRow>> {
+        let mut tx = self.begin().await?;
+        // The user's row locked: creations for one user take turns, so the
+        // count holds until the insert.
+        sqlx::query_scalar!("SELECT id FROM users WHERE id = $1 FOR UPDATE", user.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| DbError::NotFound { what: "user", name: user.0.to_string() })?;
+        let expiries = sqlx::query_scalar!("SELECT expires_at FROM api_tokens WHERE user_id = $1 AND revoked_at IS NULL", user.0)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        if !tokens::may_add_token(expiries, now, max_live) {
+            return Ok(None);
+        }
+        let id = sqlx::query_scalar!(
+            "INSERT INTO api_tokens (user_id, token_sha256, created_at, name, expires_at, read_only) VALUES ($1, $2, $3, $4, $5, $6) \
+             RETURNING id",
+            user.0,
+            token.sha256,
+            now,
+            token.name,
+            token.expires_at,
+            token.read_only
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(Some(TokenRow { id, name: token.name.clone(), created_at: now, expires_at: token.expires_at, read_only: token.read_only }))
+    }
+
+    async fn list_tokens(&self, user: UserId) -> DbResult<Vec<TokenRow>> {
+        sqlx::query_as!(
+            TokenRow,
+            "SELECT id, name, created_at, expires_at, read_only FROM api_tokens WHERE user_id = $1 AND revoked_at IS NULL ORDER BY id",
+            user.0
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)
+    }
+
+    async fn revoke_token(&self, user: UserId, id: i64, now: Seconds) -> DbResult<bool> {
+        let done =
+            sqlx::query!("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL", now, id, user.0)
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn actor_by_token(&self, token_sha256: &str) -> DbResult<Option<ActorRow>> {
+        // Every request asks this: one round trip for the user and their
+        // projects.
+        let row = sqlx::query!(
+            r#"SELECT u.id, u.name, u.role, t.id AS token_id, t.expires_at, t.read_only,
+                 ARRAY(SELECT p.id FROM project_members m JOIN projects p ON p.id = m.project_id
+                       WHERE m.user_id = u.id ORDER BY p.name) AS "project_ids!",
+                 ARRAY(SELECT p.name FROM project_members m JOIN projects p ON p.id = m.project_id
+                       WHERE m.user_id = u.id ORDER BY p.name) AS "project_names!"
+               FROM api_tokens t JOIN users u ON u.id = t.user_id
+               WHERE t.token_sha256 = $1 AND t.revoked_at IS NULL AND u.disabled_at IS NULL"#,
+            token_sha256
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        let Some(r) = row else { return Ok(None) };
+        let projects = r.project_ids.into_iter().map(ProjectId).zip(r.project_names).collect();
+        Ok(Some(ActorRow {
+            user_id: UserId(r.id),
+            name: r.name,
+            is_admin: r.role == "admin",
+            projects,
+            token_id: r.token_id,
+            expires_at: r.expires_at,
+            read_only: r.read_only,
+        }))
+    }
+
+    async fn set_user_disabled(&self, name: &str, disabled: Option<&Disabled>) -> DbResult<UserRow> {
+        let done = sqlx::query!(
+            "UPDATE users SET disabled_at = $1, disabled_reason = $2 WHERE name = $3",
+            disabled.map(|d| d.at),
+            disabled.map(|d| d.reason.as_str()),
+            name
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        if done.rows_affected() == 0 {
+            return Err(DbError::NotFound { what: "user", name: name.to_owned() });
+        }
+        self.get_user(name).await
+    }
+
+    async fn insert_account_request(&self, request: &NewAccountRequest) -> DbResult<AccountRequestRow> {
+        insert_request(&self.pool, request).await
+    }
+
+    async fn count_pending_account_requests(&self) -> DbResult<i64> {
+        sqlx::query_scalar!(r#"SELECT COUNT(*) AS "n!" FROM account_requests WHERE state = 'pending'"#)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)
+    }
+
+    async fn account_requests(&self, state: Option<&str>) -> DbResult<Vec<AccountRequestRow>> {
+        requests(&self.pool, state).await
+    }
+
+    async fn account_request(&self, id: i64) -> DbResult<AccountRequestRow> {
+        request(&self.pool, id).await
+    }
+
+    async fn approve_account_request(&self, id: i64, approval: &Approval) -> DbResult<(AccountRequestRow, UserRow)> {
+        let mut tx = self.begin().await?;
+        approve_in(&mut tx, id, approval).await?;
+        tx.commit().await.map_err(db)?;
+        let request = request(&self.pool, id).await?;
+        let user = self.get_user(&request.name).await?;
+        Ok((request, user))
+    }
+
+    async fn reject_account_request(&self, id: i64, decided_by: &str, reason: &str, at: Seconds) -> DbResult<AccountRequestRow> {
+        let mut tx = self.begin().await?;
+        decide_in(&mut tx, id, "rejected", decided_by, Some(reason), at).await?;
+        tx.commit().await.map_err(db)?;
+        request(&self.pool, id).await
+    }
+
+    async fn update_project(&self, name: &str, change: &ProjectChange) -> DbResult<ProjectRow> {
+        let mut tx = self.begin().await?;
+        update_project_in(&mut tx, name, change).await?;
+        tx.commit().await.map_err(db)?;
+        self.project_by_name(name).await
+    }
+
+    async fn set_project_member(&self, project: &str, user: &str, member: bool) -> DbResult<ProjectRow> {
+        let mut tx = self.begin().await?;
+        set_member_in(&mut tx, project, user, member).await?;
+        tx.commit().await.map_err(db)?;
+        self.project_by_name(project).await
+    }
+
+    async fn insert_audit(&self, at: Seconds, actor: &str, action: &str, target: &str, detail: &str) -> DbResult<()> {
+        sqlx::query!(
+            "INSERT INTO audit_log (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)",
+            at,
+            actor,
+            action,
+            target,
+            detail
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn audit_log(&self, f: &AuditFilter) -> DbResult<Vec<AuditRow>> {
+        let rows = sqlx::query!(
+            "SELECT id, at, actor, action, target, detail FROM audit_log \
+             WHERE ($1::bigint IS NULL OR at >= $1) AND ($2::bigint IS NULL OR at < $2) AND ($3::text IS NULL OR actor = $3) \
+               AND ($4::text IS NULL OR action = $4) AND ($5::text IS NULL OR target = $5) AND ($6::bigint IS NULL OR id < $6) \
+             ORDER BY id DESC LIMIT $7",
+            f.from,
+            f.to,
+            f.actor,
+            f.action,
+            f.target,
+            f.before_id,
+            f.limit
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| AuditRow { id: r.id, at: r.at, actor: r.actor, action: r.action, target: r.target, detail: r.detail })
+            .collect())
+    }
 }

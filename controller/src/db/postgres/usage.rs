@@ -3,6 +3,7 @@
 //! rules (what a lease's use is, the months, the sums) live in
 //! [`crate::model::usage`]; the queries mirror the SQLite store's.
 
+use super::*;
 use sqlx::{PgConnection, PgPool};
 
 use super::{db, lease_type};
@@ -257,4 +258,55 @@ pub(super) async fn records(pool: &PgPool, scope: &UsageScope, after_id: i64, li
     .await
     .map_err(db)?;
     rows.into_iter().map(RawRecord::into_row).collect()
+}
+
+#[async_trait]
+impl UsageStore for PgStore {
+    async fn insert_usage_records(&self, records: &[UsageRecordRow]) -> DbResult<()> {
+        let mut tx = self.begin().await?;
+        insert_records(&mut tx, records).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn usage_rollup_sums(
+        &self,
+        dimension: crate::model::usage::Dimension,
+        months: (Seconds, Seconds),
+        projects: Option<&[String]>,
+    ) -> DbResult<Vec<crate::model::usage::Total>> {
+        rollup_sums(&self.pool, dimension, months, projects).await
+    }
+
+    async fn usage_record_sums(
+        &self,
+        dimension: crate::model::usage::Dimension,
+        stretch: (Seconds, Seconds),
+        projects: Option<&[String]>,
+    ) -> DbResult<Vec<crate::model::usage::Total>> {
+        record_sums(&self.pool, dimension, stretch, projects).await
+    }
+
+    async fn running_holdings(&self) -> DbResult<Vec<HoldingRow>> {
+        running_holdings(&self.pool).await
+    }
+
+    async fn usage_records(&self, scope: &UsageScope, after_id: i64, limit: i64) -> DbResult<Vec<UsageRecordRow>> {
+        records(&self.pool, scope, after_id, limit).await
+    }
+
+    async fn project_booked_seconds(&self, project: ProjectId, from: Seconds, to: Seconds, except: Option<LeaseId>) -> DbResult<i64> {
+        sqlx::query_scalar!(
+            r#"SELECT COALESCE(SUM(LEAST(ln."end", $3) - GREATEST(ln.start, $2)), 0)::bigint AS "seconds!"
+               FROM lease_nodes ln JOIN leases l ON l.id = ln.lease_id
+               WHERE l.project_id = $1 AND l.lease_type <> 'besteffort' AND ln."end" > $2 AND ln.start < $3
+                 AND l.id <> COALESCE($4::bigint, -1)"#,
+            project.0,
+            from,
+            to,
+            except.map(|l| l.0)
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)
+    }
 }

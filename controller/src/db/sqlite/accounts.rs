@@ -1,6 +1,7 @@
 //! SQLite side of account requests and project membership (its rules:
 //! [`crate::model::project`]).
 
+use super::*;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
@@ -224,4 +225,297 @@ async fn write_membership(tx: &mut Transaction<'static, Sqlite>, project: i64, w
             .map_err(db)?;
     }
     Ok(())
+}
+
+#[async_trait]
+impl AccountStore for SqliteStore {
+    async fn count_users(&self) -> DbResult<i64> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await.map_err(db)
+    }
+
+    async fn create_project(&self, name: &str, class: Option<&str>, quota: Option<i64>, now: Seconds) -> DbResult<ProjectRow> {
+        let id: i64 =
+            sqlx::query_scalar("INSERT INTO projects (name, class, quota_node_hours, created_at) VALUES (?, ?, ?, ?) RETURNING id")
+                .bind(name)
+                .bind(class)
+                .bind(quota)
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await
+                .and_then(only_row)
+                .map_err(
+                    |e| if is_unique_violation(&e) { DbError::AlreadyExists { what: "project", name: name.to_owned() } } else { db(e) },
+                )?;
+        Ok(ProjectRow {
+            id: ProjectId(id),
+            name: name.to_owned(),
+            class: class.map(str::to_owned),
+            quota_node_hours: quota,
+            members: Vec::new(),
+            manager: None,
+            created_at: now,
+        })
+    }
+
+    async fn list_projects(&self) -> DbResult<Vec<ProjectRow>> {
+        let rows = sqlx::query(
+            "SELECT p.id, p.name, p.class, p.quota_node_hours, p.created_at, u.name FROM projects p \
+             LEFT JOIN users u ON u.id = p.manager_id ORDER BY p.name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let members = sqlx::query("SELECT m.project_id, u.name FROM project_members m JOIN users u ON u.id = m.user_id ORDER BY u.name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        let mut projects = rows
+            .iter()
+            .map(|r| {
+                Ok(ProjectRow {
+                    id: ProjectId(r.try_get(0).map_err(db)?),
+                    name: r.try_get(1).map_err(db)?,
+                    class: r.try_get(2).map_err(db)?,
+                    quota_node_hours: r.try_get(3).map_err(db)?,
+                    members: Vec::new(),
+                    manager: r.try_get(5).map_err(db)?,
+                    created_at: r.try_get(4).map_err(db)?,
+                })
+            })
+            .collect::<DbResult<Vec<_>>>()?;
+        for r in members {
+            let pid: i64 = r.try_get(0).map_err(db)?;
+            if let Some(p) = projects.iter_mut().find(|p| p.id.0 == pid) {
+                p.members.push(r.try_get(1).map_err(db)?);
+            }
+        }
+        Ok(projects)
+    }
+
+    async fn create_user(
+        &self,
+        name: &str,
+        is_admin: bool,
+        email: Option<&str>,
+        projects: &[String],
+        token_sha256: &str,
+        now: Seconds,
+    ) -> DbResult<UserRow> {
+        let mut tx = self.begin_write().await?;
+        let id: i64 = sqlx::query_scalar("INSERT INTO users (name, role, email, created_at) VALUES (?, ?, ?, ?) RETURNING id")
+            .bind(name)
+            .bind(if is_admin { "admin" } else { "user" })
+            .bind(email)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| if is_unique_violation(&e) { DbError::AlreadyExists { what: "user", name: name.to_owned() } } else { db(e) })?;
+        for project in projects {
+            let pid: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM projects WHERE name = ?").bind(project).fetch_optional(&mut *tx).await.map_err(db)?;
+            let pid = pid.ok_or_else(|| DbError::NotFound { what: "project", name: project.clone() })?;
+            sqlx::query("INSERT OR IGNORE INTO project_members (project_id, user_id) VALUES (?, ?)")
+                .bind(pid)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        sqlx::query("INSERT INTO api_tokens (user_id, token_sha256, created_at) VALUES (?, ?, ?)")
+            .bind(id)
+            .bind(token_sha256)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        let mut projects = projects.to_vec();
+        projects.sort();
+        projects.dedup();
+        Ok(UserRow {
+            id: UserId(id),
+            name: name.to_owned(),
+            is_admin,
+            email: email.map(str::to_owned),
+            projects,
+            created_at: now,
+            disabled: None,
+        })
+    }
+
+    async fn list_users(&self) -> DbResult<Vec<UserRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{USER_SELECT} ORDER BY name"))).fetch_all(&self.pool).await.map_err(db)?;
+        let mut users = Vec::with_capacity(rows.len());
+        for r in rows {
+            users.push(self.user_from_row(&r).await?);
+        }
+        Ok(users)
+    }
+
+    async fn get_user(&self, name: &str) -> DbResult<UserRow> {
+        let r = sqlx::query(sqlx::AssertSqlSafe(format!("{USER_SELECT} WHERE name = ?")))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| DbError::NotFound { what: "user", name: name.to_owned() })?;
+        self.user_from_row(&r).await
+    }
+
+    async fn add_token(&self, user: UserId, token: &NewToken, now: Seconds, max_live: i64) -> DbResult<Option<TokenRow>> {
+        // `BEGIN IMMEDIATE`: writers take turns, so the count holds until the insert.
+        let mut tx = self.begin_write().await?;
+        let expiries: Vec<Option<Seconds>> =
+            sqlx::query_scalar("SELECT expires_at FROM api_tokens WHERE user_id = ? AND revoked_at IS NULL")
+                .bind(user.0)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?;
+        if !tokens::may_add_token(expiries, now, max_live) {
+            return Ok(None);
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO api_tokens (user_id, token_sha256, created_at, name, expires_at, read_only) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(user.0)
+        .bind(&token.sha256)
+        .bind(now)
+        .bind(&token.name)
+        .bind(token.expires_at)
+        .bind(token.read_only)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(Some(TokenRow { id, name: token.name.clone(), created_at: now, expires_at: token.expires_at, read_only: token.read_only }))
+    }
+
+    async fn list_tokens(&self, user: UserId) -> DbResult<Vec<TokenRow>> {
+        let rows = sqlx::query(
+            "SELECT id, name, created_at, expires_at, read_only FROM api_tokens WHERE user_id = ? AND revoked_at IS NULL ORDER BY id",
+        )
+        .bind(user.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(TokenRow {
+                    id: r.try_get(0).map_err(db)?,
+                    name: r.try_get(1).map_err(db)?,
+                    created_at: r.try_get(2).map_err(db)?,
+                    expires_at: r.try_get(3).map_err(db)?,
+                    read_only: r.try_get(4).map_err(db)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke_token(&self, user: UserId, id: i64, now: Seconds) -> DbResult<bool> {
+        let done = sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .bind(user.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn actor_by_token(&self, token_sha256: &str) -> DbResult<Option<ActorRow>> {
+        let row = sqlx::query(
+            "SELECT u.id, u.name, u.role, t.id, t.expires_at, t.read_only FROM api_tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.token_sha256 = ? AND t.revoked_at IS NULL AND u.disabled_at IS NULL",
+        )
+        .bind(token_sha256)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        let Some(r) = row else { return Ok(None) };
+        let id: i64 = r.try_get(0).map_err(db)?;
+        let role: String = r.try_get(2).map_err(db)?;
+        Ok(Some(ActorRow {
+            user_id: UserId(id),
+            name: r.try_get(1).map_err(db)?,
+            is_admin: role == "admin",
+            projects: user_projects(&self.pool, id).await?,
+            token_id: r.try_get(3).map_err(db)?,
+            expires_at: r.try_get(4).map_err(db)?,
+            read_only: r.try_get(5).map_err(db)?,
+        }))
+    }
+
+    async fn set_user_disabled(&self, name: &str, disabled: Option<&Disabled>) -> DbResult<UserRow> {
+        let done = sqlx::query("UPDATE users SET disabled_at = ?, disabled_reason = ? WHERE name = ?")
+            .bind(disabled.map(|d| d.at))
+            .bind(disabled.map(|d| d.reason.as_str()))
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        if done.rows_affected() == 0 {
+            return Err(DbError::NotFound { what: "user", name: name.to_owned() });
+        }
+        self.get_user(name).await
+    }
+
+    async fn insert_account_request(&self, request: &NewAccountRequest) -> DbResult<AccountRequestRow> {
+        insert_request(&self.pool, request).await
+    }
+
+    async fn count_pending_account_requests(&self) -> DbResult<i64> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM account_requests WHERE state = 'pending'").fetch_one(&self.pool).await.map_err(db)
+    }
+
+    async fn account_requests(&self, state: Option<&str>) -> DbResult<Vec<AccountRequestRow>> {
+        requests(&self.pool, state).await
+    }
+
+    async fn account_request(&self, id: i64) -> DbResult<AccountRequestRow> {
+        request(&self.pool, id).await
+    }
+
+    async fn approve_account_request(&self, id: i64, approval: &Approval) -> DbResult<(AccountRequestRow, UserRow)> {
+        let mut tx = self.begin_write().await?;
+        let user_id = approve_in(&mut tx, id, approval).await?;
+        tx.commit().await.map_err(db)?;
+        let request = request(&self.pool, id).await?;
+        let user = self.get_user(&request.name).await?;
+        debug_assert_eq!(user.id.0, user_id);
+        Ok((request, user))
+    }
+
+    async fn reject_account_request(&self, id: i64, decided_by: &str, reason: &str, at: Seconds) -> DbResult<AccountRequestRow> {
+        reject(&self.pool, id, decided_by, reason, at).await
+    }
+
+    async fn update_project(&self, name: &str, change: &ProjectChange) -> DbResult<ProjectRow> {
+        let mut tx = self.begin_write().await?;
+        update_project_in(&mut tx, name, change).await?;
+        tx.commit().await.map_err(db)?;
+        self.list_projects()
+            .await?
+            .into_iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| DbError::NotFound { what: "project", name: name.into() })
+    }
+
+    async fn set_project_member(&self, project: &str, user: &str, member: bool) -> DbResult<ProjectRow> {
+        let mut tx = self.begin_write().await?;
+        set_member_in(&mut tx, project, user, member).await?;
+        tx.commit().await.map_err(db)?;
+        self.list_projects()
+            .await?
+            .into_iter()
+            .find(|p| p.name == project)
+            .ok_or_else(|| DbError::NotFound { what: "project", name: project.into() })
+    }
+
+    async fn insert_audit(&self, at: Seconds, actor: &str, action: &str, target: &str, detail: &str) -> DbResult<()> {
+        usage::insert_audit(&self.pool, at, actor, action, target, detail).await
+    }
+
+    async fn audit_log(&self, filter: &AuditFilter) -> DbResult<Vec<AuditRow>> {
+        usage::audit_log(&self.pool, filter).await
+    }
 }

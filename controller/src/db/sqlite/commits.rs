@@ -51,7 +51,7 @@ pub(super) async fn register(conn: &mut SqliteConnection) -> sqlx::Result<()> {
 #[cfg(test)]
 mod tests {
     use crate::db::sqlite::SqliteStore;
-    use crate::db::{Datastore, SecretKey};
+    use crate::db::{AccountStore, ReplicaStore, SecretKey};
 
     /// Every commit, whether of a transaction or of a lone statement, moves
     /// the count; a read does not.

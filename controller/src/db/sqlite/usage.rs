@@ -3,6 +3,7 @@
 //! queries, and the quota's count of booked node-seconds. The rules (what
 //! a lease's use is, the months, the sums) live in [`crate::model::usage`].
 
+use super::*;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
@@ -299,4 +300,43 @@ pub(super) async fn audit_log(pool: &SqlitePool, f: &AuditFilter) -> DbResult<Ve
             })
         })
         .collect()
+}
+
+#[async_trait]
+impl UsageStore for SqliteStore {
+    async fn insert_usage_records(&self, records: &[UsageRecordRow]) -> DbResult<()> {
+        let mut tx = self.begin_write().await?;
+        insert_records(&mut tx, records).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn usage_rollup_sums(
+        &self,
+        dimension: crate::model::usage::Dimension,
+        months: (Seconds, Seconds),
+        projects: Option<&[String]>,
+    ) -> DbResult<Vec<crate::model::usage::Total>> {
+        rollup_sums(&self.pool, dimension, months, projects).await
+    }
+
+    async fn usage_record_sums(
+        &self,
+        dimension: crate::model::usage::Dimension,
+        stretch: (Seconds, Seconds),
+        projects: Option<&[String]>,
+    ) -> DbResult<Vec<crate::model::usage::Total>> {
+        record_sums(&self.pool, dimension, stretch, projects).await
+    }
+
+    async fn running_holdings(&self) -> DbResult<Vec<HoldingRow>> {
+        running_holdings(&self.pool).await
+    }
+
+    async fn usage_records(&self, scope: &UsageScope, after_id: i64, limit: i64) -> DbResult<Vec<UsageRecordRow>> {
+        records(&self.pool, scope, after_id, limit).await
+    }
+
+    async fn project_booked_seconds(&self, project: ProjectId, from: Seconds, to: Seconds, except: Option<LeaseId>) -> DbResult<i64> {
+        booked_seconds(&self.pool, project, from, to, except).await
+    }
 }

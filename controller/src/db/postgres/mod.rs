@@ -1,0 +1,751 @@
+//! The PostgreSQL datastore: the backend of a production service, with
+//! several `ferrumd` replicas on one database.
+//!
+//! Every query is checked at build time against the schema of
+//! `migrations/postgres` (`sqlx::query!` and friends; the offline data lives
+//! in `controller/.sqlx`, refreshed by `scripts/sqlx-prepare.sh`). The
+//! database keeps the rules even when several replicas write at once:
+//! - no double booking: the exclusion constraint `lease_nodes_no_overlap`
+//!   (SQLSTATE 23P01 → [`DbError::DoubleBooked`]);
+//! - calendar writers (lease insertion, extension, state changes that move
+//!   allocations) lock the `meta` row (`SELECT ... FOR UPDATE`) before they
+//!   compare the calendar generation, so they are serialised like SQLite's
+//!   `BEGIN IMMEDIATE` writers and a stale plan is always seen;
+//! - every other read-then-write is one statement or a compare-and-swap.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+
+use super::*;
+use crate::model::import::{ImportAction, import_action};
+use crate::model::{
+    AgentCommandState, OperationKind, OperationState, PowerOperation, PowerRequestState, ResetOutcome, lease, properties, tokens,
+};
+
+mod accounts;
+mod agents;
+mod environments;
+mod leases;
+mod nodes;
+mod operations;
+mod power;
+mod replicas;
+mod usage;
+
+/// The PostgreSQL store.
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+    /// For the connections that are not the pool's: the leader's lock and
+    /// the change listener.
+    options: PgConnectOptions,
+    /// Seals and opens the BMC credentials.
+    key: std::sync::Arc<SecretKey>,
+}
+
+/// The advisory lock whose holder runs the background loops ("ferrum" in
+/// ASCII).
+const LEADER_LOCK: i64 = 0x6665_7272_756d;
+
+/// The advisory lock calendar planners take (`planning_lock`).
+const PLANNING_LOCK: i64 = LEADER_LOCK + 1;
+
+/// How long the leader waits for its lock connection to answer before it
+/// considers leadership lost.
+const LEADER_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The channel the change triggers notify (migration 0002).
+const CHANGES_CHANNEL: &str = "ferrum_changes";
+
+/// Leadership held through a session advisory lock on a connection of its
+/// own: if this process dies, its connection closes and PostgreSQL releases
+/// the lock at once; if the network fails, the server's TCP keepalives
+/// (set short on this session) release it within about 15 s, while this
+/// side stops leading as soon as a check fails (before another replica can
+/// take over).
+struct AdvisoryLeadership {
+    conn: Option<PgConnection>,
+}
+
+#[async_trait]
+impl Leadership for AdvisoryLeadership {
+    async fn holds(&mut self) -> bool {
+        let Some(conn) = self.conn.as_mut() else { return false };
+        let alive = tokio::time::timeout(LEADER_CHECK_TIMEOUT, sqlx::query_scalar!(r#"SELECT 1 AS "one!""#).fetch_one(&mut *conn)).await;
+        if matches!(alive, Ok(Ok(1))) {
+            return true;
+        }
+        // Whatever happened, this connection no longer proves anything.
+        self.conn = None;
+        false
+    }
+}
+
+/// SQLSTATE of an exclusion constraint violation.
+const EXCLUSION_VIOLATION: &str = "23P01";
+
+fn db(e: sqlx::Error) -> DbError {
+    if e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == EXCLUSION_VIOLATION) {
+        return DbError::DoubleBooked;
+    }
+    DbError::Sqlx(e)
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error().is_some_and(|d| d.is_unique_violation())
+}
+
+fn position(i: usize) -> i64 {
+    i64::try_from(i).unwrap_or(i64::MAX)
+}
+
+/// A set of stored names as one `TEXT[]` parameter (`= ANY($n)`), so no
+/// state is ever written into a query's text.
+fn names<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    names.into_iter().map(str::to_owned).collect()
+}
+
+fn lease_type(s: &str) -> DbResult<LeaseType> {
+    lease::parse_type(s).ok_or_else(|| DbError::Corrupt(format!("lease type '{s}'")))
+}
+
+fn lease_state(s: &str) -> DbResult<LeaseState> {
+    lease::parse_state(s).ok_or_else(|| DbError::Corrupt(format!("lease state '{s}'")))
+}
+
+fn node_state(s: &str) -> DbResult<NodeLifecycle> {
+    NodeLifecycle::parse(s).ok_or_else(|| DbError::Corrupt(format!("node state '{s}'")))
+}
+
+fn node_policy(s: &str) -> DbResult<NodePolicy> {
+    NodePolicy::parse(s).ok_or_else(|| DbError::Corrupt(format!("node policy '{s}'")))
+}
+
+fn boot_target(s: &str) -> DbResult<BootTarget> {
+    BootTarget::parse(s).ok_or_else(|| DbError::Corrupt(format!("node boot target '{s}'")))
+}
+
+/// See `sqlite::adopt_key`; the `meta` row is locked, so replicas
+/// starting together agree on one key.
+async fn adopt_key(pool: &PgPool, key: &SecretKey) -> DbResult<usize> {
+    let mut tx = pool.begin().await.map_err(db)?;
+    let stored = sqlx::query_scalar!("SELECT key_fingerprint FROM meta WHERE id = 1 FOR UPDATE").fetch_one(&mut *tx).await.map_err(db)?;
+    check_fingerprint(stored.as_deref(), key)?;
+    if stored.is_none() {
+        sqlx::query!("UPDATE meta SET key_fingerprint = $1 WHERE id = 1", key.fingerprint()).execute(&mut *tx).await.map_err(db)?;
+    }
+    let rows = sqlx::query!(r#"SELECT id, name, bmc_url AS "bmc_url!" FROM nodes WHERE bmc_url IS NOT NULL"#)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+    let mut sealed = 0;
+    for row in rows.into_iter().filter(|r| !crate::secrets::is_sealed(&r.bmc_url)) {
+        let value = seal_bmc(key, &row.name, &Secret(row.bmc_url))?;
+        sqlx::query!("UPDATE nodes SET bmc_url = $1 WHERE id = $2", value, row.id).execute(&mut *tx).await.map_err(db)?;
+        sealed += 1;
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(sealed)
+}
+
+/// See [`super::recorded_key_fingerprint`]: no migrations run.
+pub(crate) async fn recorded_key_fingerprint(url: &str) -> DbResult<Option<String>> {
+    let options: PgConnectOptions = url.parse().map_err(DbError::Sqlx)?;
+    let mut conn = sqlx::ConnectOptions::connect(&options).await.map_err(DbError::Sqlx)?;
+    // Unchecked: the column may not exist yet (a database of an older ferrumd).
+    let has_column: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.columns \
+         WHERE table_schema = current_schema() AND table_name = 'meta' AND column_name = 'key_fingerprint')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .map_err(db)?;
+    if !has_column {
+        return Ok(None);
+    }
+    sqlx::query_scalar("SELECT key_fingerprint FROM meta WHERE id = 1").fetch_optional(&mut conn).await.map_err(db).map(Option::flatten)
+}
+
+// --- raw rows, as the checked queries return them --------------------------
+
+struct RawNode {
+    id: i64,
+    name: String,
+    site: String,
+    cluster: String,
+    ip: Option<String>,
+    bmc_url: Option<String>,
+    state: String,
+    policy: String,
+    properties: String,
+    created_at: i64,
+    updated_at: i64,
+    lease_id: Option<i64>,
+    power_state: Option<String>,
+    power_observed_at: Option<i64>,
+    power_source: Option<String>,
+    boot_target: String,
+}
+
+impl RawNode {
+    fn into_row(self) -> DbResult<NodeRow> {
+        Ok(NodeRow {
+            id: NodeId(self.id),
+            name: self.name,
+            site: self.site,
+            cluster: self.cluster,
+            ip: self.ip,
+            bmc_url: self.bmc_url.map(Secret),
+            state: node_state(&self.state)?,
+            policy: node_policy(&self.policy)?,
+            lease: self.lease_id.map(LeaseId),
+            properties: json_map(&self.properties, "node properties")?,
+            macs: Vec::new(),
+            power: match (self.power_state, self.power_observed_at) {
+                (Some(state), Some(at)) => Some((state, at, self.power_source.unwrap_or_default())),
+                _ => None,
+            },
+            boot_target: boot_target(&self.boot_target)?,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+struct RawLease {
+    id: i64,
+    owner_id: i64,
+    owner: String,
+    project: Option<String>,
+    lease_type: String,
+    state: String,
+    start: i64,
+    end: i64,
+    exotic: bool,
+    filter: Option<String>,
+    deploy: Option<String>,
+    reason: Option<String>,
+    created_at: i64,
+}
+
+impl RawLease {
+    fn into_row(self) -> DbResult<LeaseRow> {
+        Ok(LeaseRow {
+            id: LeaseId(self.id),
+            owner_id: UserId(self.owner_id),
+            owner: self.owner,
+            project: self.project,
+            lease_type: lease_type(&self.lease_type)?,
+            state: lease_state(&self.state)?,
+            start: self.start,
+            end: self.end,
+            exotic: self.exotic,
+            filter: self.filter,
+            deploy: self.deploy,
+            reason: self.reason,
+            created_at: self.created_at,
+            nodes: Vec::new(),
+        })
+    }
+}
+
+struct RawCommand {
+    id: i64,
+    node_id: i64,
+    action: String,
+    requested_by: String,
+    state: String,
+    generation: Option<i64>,
+    done_bytes: i64,
+    total_bytes: Option<i64>,
+    error: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<RawCommand> for AgentCommandRow {
+    type Error = DbError;
+
+    fn try_from(r: RawCommand) -> DbResult<Self> {
+        Ok(AgentCommandRow {
+            id: r.id,
+            node: NodeId(r.node_id),
+            action: r.action,
+            requested_by: r.requested_by,
+            state: parse_name(&r.state)?,
+            generation: r.generation,
+            done_bytes: r.done_bytes,
+            total_bytes: r.total_bytes,
+            error: r.error,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+struct RawOperation {
+    id: i64,
+    node_id: i64,
+    node_name: String,
+    kind: String,
+    deployment_id: Option<i64>,
+    lease_id: Option<i64>,
+    state: String,
+    phase: String,
+    attempt: i64,
+    phase_started_ms: i64,
+    deadline_ms: i64,
+    data: String,
+    history: String,
+    message: Option<String>,
+    outcome: Option<String>,
+    controller_ms: i64,
+    created_ms: i64,
+    finished_ms: Option<i64>,
+    version: i64,
+}
+
+impl TryFrom<RawOperation> for OperationRow {
+    type Error = DbError;
+
+    fn try_from(r: RawOperation) -> DbResult<Self> {
+        Ok(OperationRow {
+            id: r.id,
+            node: NodeId(r.node_id),
+            node_name: r.node_name,
+            kind: parse_name(&r.kind)?,
+            deployment: r.deployment_id,
+            lease: r.lease_id.map(LeaseId),
+            state: parse_name(&r.state)?,
+            phase: parse_name(&r.phase)?,
+            attempt: r.attempt,
+            phase_started_ms: r.phase_started_ms,
+            deadline_ms: r.deadline_ms,
+            data: r.data,
+            history: r.history,
+            message: r.message,
+            outcome: r.outcome.as_deref().map(parse_name).transpose()?,
+            controller_ms: r.controller_ms,
+            created_ms: r.created_ms,
+            finished_ms: r.finished_ms,
+            version: r.version,
+        })
+    }
+}
+
+struct RawDeployment {
+    id: i64,
+    lease_id: i64,
+    environment: String,
+    environment_version: i64,
+    spec: String,
+    requested_by: String,
+    created_at: i64,
+    environment_id: Option<i64>,
+    environment_owner: Option<String>,
+    image_sha256: Option<String>,
+    error: Option<String>,
+}
+
+impl From<RawDeployment> for DeploymentRow {
+    fn from(r: RawDeployment) -> Self {
+        DeploymentRow {
+            id: r.id,
+            lease: LeaseId(r.lease_id),
+            environment: r.environment,
+            version: r.environment_version,
+            spec: r.spec,
+            requested_by: r.requested_by,
+            created_at: r.created_at,
+            environment_id: r.environment_id,
+            environment_owner: r.environment_owner,
+            image_sha256: r.image_sha256,
+            error: r.error,
+        }
+    }
+}
+
+struct RawPower {
+    id: i64,
+    node_id: i64,
+    node_name: String,
+    operation: String,
+    requested_by: String,
+    requested_at: i64,
+    state: String,
+    finished_at: Option<i64>,
+    error: Option<String>,
+}
+
+impl TryFrom<RawPower> for PowerRequestRow {
+    type Error = DbError;
+
+    fn try_from(r: RawPower) -> DbResult<Self> {
+        Ok(PowerRequestRow {
+            id: r.id,
+            node: NodeId(r.node_id),
+            node_name: r.node_name,
+            operation: parse_name(&r.operation)?,
+            requested_by: r.requested_by,
+            requested_at: r.requested_at,
+            state: parse_name(&r.state)?,
+            finished_at: r.finished_at,
+            error: r.error,
+        })
+    }
+}
+
+struct RawBootHost {
+    mac: String,
+    node_id: i64,
+    name: String,
+    ip: Option<String>,
+    boot_target: String,
+}
+
+impl RawBootHost {
+    fn into_row(self) -> DbResult<BootHostRow> {
+        Ok(BootHostRow {
+            mac: self.mac,
+            node: NodeId(self.node_id),
+            name: self.name,
+            ip: self.ip,
+            boot_target: boot_target(&self.boot_target)?,
+        })
+    }
+}
+
+struct RawAllocation {
+    lease_id: i64,
+    node_id: i64,
+    start: i64,
+    end: i64,
+    lease_type: String,
+}
+
+impl RawAllocation {
+    fn into_row(self) -> DbResult<AllocationRow> {
+        Ok(AllocationRow {
+            lease: LeaseId(self.lease_id),
+            node: NodeId(self.node_id),
+            start: self.start,
+            end: self.end,
+            lease_type: lease_type(&self.lease_type)?,
+        })
+    }
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://...`) and runs the
+    /// migrations (serialised across replicas by sqlx's advisory lock).
+    pub async fn open(url: &str, key: SecretKey) -> DbResult<Self> {
+        let options: PgConnectOptions = url.parse().map_err(DbError::Sqlx)?;
+        let pool = Self::migrated_pool(&options).await?;
+        let sealed = adopt_key(&pool, &key).await?;
+        if sealed > 0 {
+            tracing::info!(
+                nodes = sealed,
+                "encrypted the BMC credentials an older ferrumd stored in clear (old row versions stay in the table files until \
+                 `VACUUM FULL nodes`)"
+            );
+        }
+        Ok(PgStore { pool, options, key: std::sync::Arc::new(key) })
+    }
+
+    /// A pool on the database, with the migrations run; no key adopted
+    /// (`copy` moves sealed values as they are).
+    pub(crate) async fn migrated_pool(options: &PgConnectOptions) -> DbResult<PgPool> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await
+            .map_err(DbError::Sqlx)?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await.map_err(DbError::Migrate)?;
+        Ok(pool)
+    }
+
+    /// The connection pool (for the leader election, which holds one
+    /// connection of its own).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn begin(&self) -> DbResult<Transaction<'static, Postgres>> {
+        self.pool.begin().await.map_err(db)
+    }
+
+    /// Locks the calendar (the `meta` row) for this transaction and checks
+    /// that it is still at `expected`.
+    async fn lock_calendar(tx: &mut PgConnection, expected: Option<i64>) -> DbResult<()> {
+        let generation =
+            sqlx::query_scalar!("SELECT calendar_generation FROM meta WHERE id = 1 FOR UPDATE").fetch_one(&mut *tx).await.map_err(db)?;
+        match expected {
+            Some(e) if e != generation => Err(DbError::StaleCalendar),
+            _ => Ok(()),
+        }
+    }
+
+    async fn generation_in(tx: &mut PgConnection) -> DbResult<i64> {
+        sqlx::query_scalar!("SELECT calendar_generation FROM meta WHERE id = 1").fetch_one(&mut *tx).await.map_err(db)
+    }
+
+    async fn insert_event(tx: &mut PgConnection, node: NodeId, e: &NewEvent) -> DbResult<()> {
+        sqlx::query!(
+            "INSERT INTO node_events (node_id, at, actor, from_state, to_state, reason) VALUES ($1, $2, $3, $4, $5, $6)",
+            node.0,
+            e.at,
+            e.actor,
+            e.from_shown,
+            e.to_shown,
+            e.reason
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn insert_node_in(tx: &mut PgConnection, key: &SecretKey, node: &NodeWrite, event: &NewEvent) -> DbResult<NodeId> {
+        let bmc_url = node.bmc_url.as_ref().map(|url| seal_bmc(key, &node.name, url)).transpose()?;
+        let id = sqlx::query_scalar!(
+            "INSERT INTO nodes (name, site, cluster, ip, bmc_url, state, policy, properties, admin_properties, reference, \
+             reference_sha256, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, 'enrolling', 'in_service', $6, $7, $8, $9, $10, $10) RETURNING id",
+            node.name,
+            node.site,
+            node.cluster,
+            node.ip,
+            bmc_url,
+            to_json(&properties::effective(&node.properties, &node.admin_properties)),
+            to_json(&node.admin_properties),
+            node.reference,
+            node.reference_sha256,
+            event.at
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| if is_unique_violation(&e) { DbError::AlreadyExists { what: "node", name: node.name.clone() } } else { db(e) })?;
+        Self::insert_macs(tx, NodeId(id), &node.macs).await?;
+        Self::insert_event(tx, NodeId(id), event).await?;
+        Ok(NodeId(id))
+    }
+
+    async fn insert_macs(tx: &mut PgConnection, node: NodeId, macs: &[String]) -> DbResult<()> {
+        for (i, mac) in macs.iter().enumerate() {
+            sqlx::query!("INSERT INTO node_macs (mac, node_id, position) VALUES ($1, $2, $3)", mac, node.0, position(i))
+                .execute(&mut *tx)
+                .await
+                .map_err(
+                    |e| {
+                        if is_unique_violation(&e) { DbError::AlreadyExists { what: "MAC address", name: mac.clone() } } else { db(e) }
+                    },
+                )?;
+        }
+        Ok(())
+    }
+
+    async fn apply_lease_transition(
+        tx: &mut PgConnection,
+        id: LeaseId,
+        from: LeaseState,
+        to: LeaseState,
+        change: AllocationChange,
+        reason: Option<&str>,
+        now: Seconds,
+    ) -> DbResult<()> {
+        let updated = sqlx::query!(
+            "UPDATE leases SET state = $1, reason = COALESCE($2, reason), updated_at = $3 WHERE id = $4 AND state = $5",
+            to.as_str(),
+            reason,
+            now,
+            id.0,
+            from.as_str()
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if updated.rows_affected() == 0 {
+            return Err(DbError::Raced { what: "lease" });
+        }
+        match lease::use_change(from, to) {
+            lease::UseChange::None => {}
+            lease::UseChange::Begins => {
+                sqlx::query!("UPDATE leases SET started_at = $1 WHERE id = $2", now, id.0).execute(&mut *tx).await.map_err(db)?;
+            }
+            lease::UseChange::Ends => {
+                // Account for its use before the cut.
+                usage::record_lease_usage(tx, id, now).await?;
+                sqlx::query!("UPDATE leases SET ended_at = $1 WHERE id = $2", now, id.0).execute(&mut *tx).await.map_err(db)?;
+            }
+        }
+        match change {
+            AllocationChange::Keep => {}
+            AllocationChange::Drop => {
+                sqlx::query!("DELETE FROM lease_nodes WHERE lease_id = $1", id.0).execute(&mut *tx).await.map_err(db)?;
+            }
+            AllocationChange::CutAt(t) => Self::cut_allocation(tx, id, t).await?,
+        }
+        Ok(())
+    }
+
+    /// Writes what [`lease::cut_at`] decides for the lease's rows at `t`.
+    async fn cut_allocation(tx: &mut PgConnection, id: LeaseId, t: Seconds) -> DbResult<()> {
+        let span = sqlx::query!(r#"SELECT start, "end" FROM leases WHERE id = $1"#, id.0).fetch_one(&mut *tx).await.map_err(db)?;
+        let rows = sqlx::query!(r#"SELECT node_id, start, "end" FROM lease_nodes WHERE lease_id = $1"#, id.0)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        let rows: Vec<lease::Allocation> =
+            rows.into_iter().map(|r| lease::Allocation { node: NodeId(r.node_id), start: r.start, end: r.end }).collect();
+        let cut = lease::cut_at((span.start, span.end), &rows, t);
+        let ids = |nodes: &[NodeId]| nodes.iter().map(|n| n.0).collect::<Vec<_>>();
+        if !cut.removed.is_empty() {
+            sqlx::query!("DELETE FROM lease_nodes WHERE lease_id = $1 AND node_id = ANY($2)", id.0, &ids(&cut.removed))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        if !cut.shortened.is_empty() {
+            sqlx::query!(r#"UPDATE lease_nodes SET "end" = $1 WHERE lease_id = $2 AND node_id = ANY($3)"#, t, id.0, &ids(&cut.shortened))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        if let Some(end) = cut.lease_end {
+            sqlx::query!(r#"UPDATE leases SET "end" = $1 WHERE id = $2"#, end, id.0).execute(&mut *tx).await.map_err(db)?;
+        }
+        Ok(())
+    }
+
+    /// Fills in the allocated nodes of `leases`.
+    async fn with_nodes(conn: &mut PgConnection, raw: Vec<RawLease>) -> DbResult<Vec<LeaseRow>> {
+        let mut leases = raw.into_iter().map(RawLease::into_row).collect::<DbResult<Vec<_>>>()?;
+        if leases.is_empty() {
+            return Ok(leases);
+        }
+        let ids: Vec<i64> = leases.iter().map(|l| l.id.0).collect();
+        let rows = sqlx::query!(
+            "SELECT ln.lease_id, ln.node_id, n.name FROM lease_nodes ln JOIN nodes n ON n.id = ln.node_id \
+             WHERE ln.lease_id = ANY($1) ORDER BY ln.lease_id, ln.position",
+            &ids
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?;
+        let index: std::collections::HashMap<i64, usize> = leases.iter().enumerate().map(|(i, l)| (l.id.0, i)).collect();
+        for r in rows {
+            if let Some(&i) = index.get(&r.lease_id) {
+                leases[i].nodes.push((NodeId(r.node_id), r.name));
+            }
+        }
+        Ok(leases)
+    }
+
+    async fn lease_in(conn: &mut PgConnection, id: LeaseId) -> DbResult<LeaseRow> {
+        let raw = sqlx::query_as!(
+            RawLease,
+            r#"SELECT l.id, l.owner_id, u.name AS owner, p.name AS "project?", l.lease_type, l.state, l.start, l."end", l.exotic,
+                      l.filter, l.deploy, l.reason, l.created_at
+               FROM leases l JOIN users u ON u.id = l.owner_id LEFT JOIN projects p ON p.id = l.project_id WHERE l.id = $1"#,
+            id.0
+        )
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| DbError::NotFound { what: "lease", name: id.to_string() })?;
+        Self::with_nodes(conn, vec![raw]).await?.pop().ok_or_else(|| DbError::NotFound { what: "lease", name: id.to_string() })
+    }
+
+    async fn conn(&self) -> DbResult<sqlx::pool::PoolConnection<Postgres>> {
+        self.pool.acquire().await.map_err(db)
+    }
+
+    async fn agent_command(&self, id: i64) -> DbResult<AgentCommandRow> {
+        let r = sqlx::query_as!(
+            RawCommand,
+            "SELECT id, node_id, action, requested_by, state, generation, done_bytes, total_bytes, error, created_at, updated_at \
+             FROM agent_commands WHERE id = $1",
+            id
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| DbError::NotFound { what: "agent command", name: id.to_string() })?;
+        r.try_into()
+    }
+
+    async fn nodes_with_macs(&self, raw: Vec<RawNode>) -> DbResult<Vec<NodeRow>> {
+        let mut nodes = raw.into_iter().map(RawNode::into_row).collect::<DbResult<Vec<_>>>()?;
+        for node in &mut nodes {
+            open_bmc(&self.key, node)?;
+        }
+        let macs = sqlx::query!("SELECT node_id, mac FROM node_macs ORDER BY node_id, position").fetch_all(&self.pool).await.map_err(db)?;
+        let index: std::collections::HashMap<i64, usize> = nodes.iter().enumerate().map(|(i, n)| (n.id.0, i)).collect();
+        for r in macs {
+            if let Some(&i) = index.get(&r.node_id) {
+                nodes[i].macs.push(r.mac);
+            }
+        }
+        Ok(nodes)
+    }
+
+    async fn user_projects(&self, user: i64) -> DbResult<Vec<(ProjectId, String)>> {
+        let rows = sqlx::query!(
+            "SELECT p.id, p.name FROM project_members m JOIN projects p ON p.id = m.project_id WHERE m.user_id = $1 ORDER BY p.name",
+            user
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows.into_iter().map(|r| (ProjectId(r.id), r.name)).collect())
+    }
+
+    async fn operations_of_deployment(&self, deployment: i64) -> DbResult<Vec<OperationRow>> {
+        let rows = sqlx::query_as!(
+            RawOperation,
+            r#"SELECT o.id, o.node_id, n.name AS node_name, o.kind, o.deployment_id, o.lease_id, o.state, o.phase, o.attempt,
+                      o.phase_started_ms, o.deadline_ms, o.data, o.history, o.message, o.outcome, o.controller_ms, o.created_ms,
+                      o.finished_ms, o.version
+               FROM node_operations o JOIN nodes n ON n.id = o.node_id WHERE o.deployment_id = $1 ORDER BY n.name"#,
+            deployment
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn project_by_name(&self, name: &str) -> DbResult<ProjectRow> {
+        self.list_projects()
+            .await?
+            .into_iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| DbError::NotFound { what: "project", name: name.into() })
+    }
+}
+
+/// Inserts a running operation inside `tx`; a second running operation on
+/// the node violates the partial unique index and reads as `Raced`.
+async fn insert_operation_in(tx: &mut PgConnection, op: &NewOperation, deployment: Option<i64>) -> DbResult<i64> {
+    let history = serde_json::json!([[op.phase.as_str(), op.now_ms]]).to_string();
+    sqlx::query_scalar!(
+        "INSERT INTO node_operations (node_id, kind, deployment_id, lease_id, state, phase, attempt, phase_started_ms, deadline_ms, \
+         history, created_ms) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $7) RETURNING id",
+        op.node.0,
+        op.kind.as_str(),
+        deployment,
+        op.lease.map(|l| l.0),
+        OperationState::Running.as_str(),
+        op.phase.as_str(),
+        op.now_ms,
+        op.deadline_ms,
+        history
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|e| if is_unique_violation(&e) { DbError::Raced { what: "node's running operation" } } else { db(e) })
+}

@@ -1,0 +1,171 @@
+//! The PostgreSQL store: deployments and node operations (the operations engine's rows), and the
+//! SSH host keys they record.
+
+use super::*;
+
+#[async_trait]
+impl OperationStore for PgStore {
+    async fn insert_deployment(&self, d: &NewDeployment, operations: &[NewOperation]) -> DbResult<i64> {
+        let mut tx = self.begin().await?;
+        let id = sqlx::query_scalar!(
+            "INSERT INTO deployments (lease_id, environment, environment_version, spec, requested_by, created_at, \
+             environment_id, environment_owner, image_sha256, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+            d.lease.0,
+            d.environment,
+            d.version,
+            d.spec,
+            d.requested_by,
+            d.created_at,
+            d.environment_id,
+            d.environment_owner,
+            d.image_sha256,
+            d.error
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        for op in operations {
+            insert_operation_in(&mut tx, op, Some(id)).await?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(id)
+    }
+
+    async fn deployment(&self, id: i64) -> DbResult<(DeploymentRow, Vec<OperationRow>)> {
+        let row = sqlx::query_as!(
+            RawDeployment,
+            "SELECT id, lease_id, environment, environment_version, spec, requested_by, created_at, \
+             environment_id, environment_owner, image_sha256, error FROM deployments WHERE id = $1",
+            id
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| DbError::NotFound { what: "deployment", name: id.to_string() })?;
+        Ok((row.into(), self.operations_of_deployment(id).await?))
+    }
+
+    async fn lease_deployments(&self, lease: LeaseId) -> DbResult<Vec<DeploymentRow>> {
+        let rows = sqlx::query_as!(
+            RawDeployment,
+            "SELECT id, lease_id, environment, environment_version, spec, requested_by, created_at, \
+             environment_id, environment_owner, image_sha256, error FROM deployments \
+             WHERE lease_id = $1 ORDER BY id",
+            lease.0
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn deployment_spec(&self, id: i64) -> DbResult<String> {
+        sqlx::query_scalar!("SELECT spec FROM deployments WHERE id = $1", id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| DbError::NotFound { what: "deployment", name: id.to_string() })
+    }
+
+    async fn deploy_leases_without_deployment(&self) -> DbResult<Vec<LeaseId>> {
+        let ids = sqlx::query_scalar!(
+            "SELECT l.id FROM leases l WHERE l.state = $1 AND l.deploy IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM deployments d WHERE d.lease_id = l.id) ORDER BY l.id",
+            LeaseState::Active.as_str()
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(ids.into_iter().map(LeaseId).collect())
+    }
+
+    async fn insert_operation(&self, operation: &NewOperation) -> DbResult<i64> {
+        let mut conn = self.conn().await?;
+        insert_operation_in(&mut conn, operation, None).await
+    }
+
+    async fn running_operations(&self) -> DbResult<Vec<OperationRow>> {
+        let rows = sqlx::query_as!(
+            RawOperation,
+            r#"SELECT o.id, o.node_id, n.name AS node_name, o.kind, o.deployment_id, o.lease_id, o.state, o.phase, o.attempt,
+                      o.phase_started_ms, o.deadline_ms, o.data, o.history, o.message, o.outcome, o.controller_ms, o.created_ms,
+                      o.finished_ms, o.version
+               FROM node_operations o JOIN nodes n ON n.id = o.node_id WHERE o.state = $1 ORDER BY o.id"#,
+            OperationState::Running.as_str()
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn operation(&self, id: i64) -> DbResult<OperationRow> {
+        let row = sqlx::query_as!(
+            RawOperation,
+            r#"SELECT o.id, o.node_id, n.name AS node_name, o.kind, o.deployment_id, o.lease_id, o.state, o.phase, o.attempt,
+                      o.phase_started_ms, o.deadline_ms, o.data, o.history, o.message, o.outcome, o.controller_ms, o.created_ms,
+                      o.finished_ms, o.version
+               FROM node_operations o JOIN nodes n ON n.id = o.node_id WHERE o.id = $1"#,
+            id
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| DbError::NotFound { what: "node operation", name: id.to_string() })?;
+        row.try_into()
+    }
+
+    async fn latest_operation(&self, node: NodeId, kind: OperationKind) -> DbResult<Option<OperationRow>> {
+        let row = sqlx::query_as!(
+            RawOperation,
+            r#"SELECT o.id, o.node_id, n.name AS node_name, o.kind, o.deployment_id, o.lease_id, o.state, o.phase, o.attempt,
+                      o.phase_started_ms, o.deadline_ms, o.data, o.history, o.message, o.outcome, o.controller_ms, o.created_ms,
+                      o.finished_ms, o.version
+               FROM node_operations o JOIN nodes n ON n.id = o.node_id WHERE o.node_id = $1 AND o.kind = $2
+               ORDER BY o.id DESC LIMIT 1"#,
+            node.0,
+            kind.as_str()
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn update_operation(&self, r: &OperationRow) -> DbResult<bool> {
+        let done = sqlx::query!(
+            "UPDATE node_operations SET state = $1, phase = $2, attempt = $3, phase_started_ms = $4, deadline_ms = $5, data = $6, \
+             history = $7, message = $8, outcome = $9, controller_ms = $10, finished_ms = $11, version = version + 1 \
+             WHERE id = $12 AND state = $13 AND version = $14",
+            r.state.as_str(),
+            r.phase.as_str(),
+            r.attempt,
+            r.phase_started_ms,
+            r.deadline_ms,
+            r.data,
+            r.history,
+            r.message,
+            r.outcome.map(ResetOutcome::as_str),
+            r.controller_ms,
+            r.finished_ms,
+            r.id,
+            OperationState::Running.as_str(),
+            r.version
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_ssh_host_key(&self, node: NodeId, key: Option<&str>) -> DbResult<()> {
+        sqlx::query!("UPDATE nodes SET ssh_host_key = $1 WHERE id = $2", key, node.0).execute(&self.pool).await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn ssh_host_key(&self, node: NodeId) -> DbResult<Option<String>> {
+        let key =
+            sqlx::query_scalar!("SELECT ssh_host_key FROM nodes WHERE id = $1", node.0).fetch_optional(&self.pool).await.map_err(db)?;
+        Ok(key.flatten())
+    }
+}

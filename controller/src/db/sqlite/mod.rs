@@ -1,0 +1,677 @@
+//! The SQLite datastore (the default, embedded backend).
+//!
+//! Writers that read then write (`insert_lease`, extensions, imports) run in
+//! `BEGIN IMMEDIATE` transactions, so SQLite serialises them; the overlap
+//! triggers of the schema refuse double booking even if application code
+//! were wrong. Queries are runtime-checked (`sqlx::query`); the schema comes
+//! only from `migrations/sqlite`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+
+use super::*;
+use crate::model::import::{ImportAction, import_action};
+use crate::model::{OperationKind, OperationState, PowerOperation, PowerRequestState, lease, properties, tokens};
+use names::name_set;
+
+mod accounts;
+mod agents;
+mod commits;
+mod environments;
+mod leases;
+mod names;
+mod nodes;
+mod operations;
+mod power;
+mod replicas;
+mod usage;
+
+/// The embedded SQLite store.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    /// Seals and opens the BMC credentials.
+    key: std::sync::Arc<SecretKey>,
+    /// Stops the checkpoint task when the last clone of the store goes.
+    _checkpoints: std::sync::Arc<StopOnDrop>,
+}
+
+#[derive(Debug)]
+struct StopOnDrop(tokio::sync::watch::Sender<bool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.send_replace(true);
+    }
+}
+
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
+fn db(e: sqlx::Error) -> DbError {
+    if e.as_database_error().is_some_and(|d| d.message().contains("ferrum: double booking")) {
+        return DbError::DoubleBooked;
+    }
+    DbError::Sqlx(e)
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error().is_some_and(|d| d.is_unique_violation())
+}
+
+/// The database file of `options`, `None` in memory.
+fn file_of(options: &SqliteConnectOptions) -> Option<std::path::PathBuf> {
+    let path = options.get_filename();
+    (!path.as_os_str().is_empty() && path != std::path::Path::new(":memory:")).then(|| path.to_owned())
+}
+
+/// The database file a `sqlite://` URL names (`None` in memory, or not an
+/// SQLite URL).
+pub fn file_of_url(url: &str) -> Option<std::path::PathBuf> {
+    // sqlx would take any other URL for a file name.
+    if !url.starts_with("sqlite:") {
+        return None;
+    }
+    file_of(&SqliteConnectOptions::from_str(url).ok()?)
+}
+
+/// Creates an empty file at `path`, mode 0600, unless one exists.
+fn create_private_file(path: &std::path::Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    // An existing file is kept as it is; any other failure (a missing
+    // directory) is SQLite's to report when it opens the path.
+    let _ = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+}
+
+/// Records `key`'s fingerprint in a database that has none, refuses one
+/// sealed with another key, and seals plaintext BMC URLs (left by a
+/// ferrumd older than encryption at rest); returns how many it sealed.
+async fn adopt_key(pool: &SqlitePool, key: &SecretKey) -> DbResult<usize> {
+    let mut tx = pool.begin_with(BEGIN_WRITE).await.map_err(db)?;
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT key_fingerprint FROM meta WHERE id = 1").fetch_one(&mut *tx).await.map_err(db)?;
+    check_fingerprint(stored.as_deref(), key)?;
+    if stored.is_none() {
+        sqlx::query("UPDATE meta SET key_fingerprint = ? WHERE id = 1").bind(key.fingerprint()).execute(&mut *tx).await.map_err(db)?;
+    }
+    let rows: Vec<(i64, String, String)> =
+        sqlx::query_as("SELECT id, name, bmc_url FROM nodes WHERE bmc_url IS NOT NULL").fetch_all(&mut *tx).await.map_err(db)?;
+    let mut sealed = 0;
+    for (id, name, url) in rows.into_iter().filter(|(_, _, url)| !crate::secrets::is_sealed(url)) {
+        let value = seal_bmc(key, &name, &Secret(url))?;
+        sqlx::query("UPDATE nodes SET bmc_url = ? WHERE id = ?").bind(value).bind(id).execute(&mut *tx).await.map_err(db)?;
+        sealed += 1;
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(sealed)
+}
+
+/// See [`super::recorded_key_fingerprint`]: read-only, no migrations.
+pub(crate) async fn recorded_key_fingerprint(url: &str) -> DbResult<Option<String>> {
+    let options = SqliteConnectOptions::from_str(url).map_err(DbError::Sqlx)?.read_only(true);
+    let mut conn = sqlx::ConnectOptions::connect(&options).await.map_err(DbError::Sqlx)?;
+    let has_column: bool = sqlx::query_scalar("SELECT COUNT(*) > 0 FROM pragma_table_info('meta') WHERE name = 'key_fingerprint'")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(db)?;
+    if !has_column {
+        return Ok(None);
+    }
+    sqlx::query_scalar("SELECT key_fingerprint FROM meta WHERE id = 1").fetch_optional(&mut conn).await.map_err(db).map(Option::flatten)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` (`sqlite://PATH` or
+    /// `sqlite::memory:`), runs the migrations and adopts `key` (see
+    /// [`super::open`]).
+    pub async fn open(url: &str, key: SecretKey) -> DbResult<Self> {
+        let pool = Self::migrated_pool(url).await?;
+        let sealed = adopt_key(&pool, &key).await?;
+        if sealed > 0 {
+            // The plaintext is gone from the rows; rewrite the file and
+            // empty the WAL so no old page keeps it either.
+            sqlx::query("VACUUM").execute(&pool).await.map_err(db)?;
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&pool).await.map_err(db)?;
+            tracing::info!(nodes = sealed, "encrypted the BMC credentials an older ferrumd stored in clear");
+        }
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(checkpoint_loop(pool.clone(), stopped));
+        Ok(SqliteStore { pool, key: std::sync::Arc::new(key), _checkpoints: std::sync::Arc::new(StopOnDrop(stop)) })
+    }
+
+    /// A pool on the database at `url`, created if missing (mode 0600: it
+    /// holds token hashes and sealed credentials; SQLite gives its `-wal`
+    /// and `-shm` files the same mode), with the migrations run; no key
+    /// adopted (`copy` moves sealed values as they are).
+    pub(crate) async fn migrated_pool(url: &str) -> DbResult<SqlitePool> {
+        let options = SqliteConnectOptions::from_str(url).map_err(DbError::Sqlx)?;
+        if let Some(path) = file_of(&options) {
+            create_private_file(&path);
+        }
+        let options = options
+            .create_if_missing(true)
+            // Deleted and overwritten content is zeroed, not left in free
+            // pages (old token hashes, replaced credentials).
+            .pragma("secure_delete", "on")
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30))
+            // Checkpoints run in a background task (see `checkpoint_loop`),
+            // not inside whichever request's commit crosses the threshold:
+            // an inline checkpoint of a large database cost commits 50-130 ms.
+            .pragma("wal_autocheckpoint", "0");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .after_connect(|conn, _| Box::pin(commits::register(conn)))
+            .connect_with(options)
+            .await
+            .map_err(DbError::Sqlx)?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(DbError::Migrate)?;
+        Ok(pool)
+    }
+
+    /// The connection pool (for `copy`, which reads every table).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn begin_write(&self) -> DbResult<Transaction<'static, Sqlite>> {
+        self.pool.begin_with(BEGIN_WRITE).await.map_err(db)
+    }
+
+    async fn check_generation(tx: &mut Transaction<'static, Sqlite>, expected: i64) -> DbResult<()> {
+        let generation: i64 =
+            sqlx::query_scalar("SELECT calendar_generation FROM meta WHERE id = 1").fetch_one(&mut **tx).await.map_err(db)?;
+        if generation == expected { Ok(()) } else { Err(DbError::StaleCalendar) }
+    }
+
+    async fn generation_in(tx: &mut Transaction<'static, Sqlite>) -> DbResult<i64> {
+        sqlx::query_scalar("SELECT calendar_generation FROM meta WHERE id = 1").fetch_one(&mut **tx).await.map_err(db)
+    }
+
+    async fn insert_event(tx: &mut Transaction<'static, Sqlite>, node: NodeId, e: &NewEvent) -> DbResult<()> {
+        sqlx::query("INSERT INTO node_events (node_id, at, actor, from_state, to_state, reason) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(node.0)
+            .bind(e.at)
+            .bind(&e.actor)
+            .bind(&e.from_shown)
+            .bind(&e.to_shown)
+            .bind(&e.reason)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// Inserts a new node (state `enrolling`, in service), its MACs and its
+    /// first event.
+    async fn insert_node_in(
+        tx: &mut Transaction<'static, Sqlite>,
+        key: &SecretKey,
+        node: &NodeWrite,
+        event: &NewEvent,
+    ) -> DbResult<NodeId> {
+        let bmc_url = node.bmc_url.as_ref().map(|url| seal_bmc(key, &node.name, url)).transpose()?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO nodes (name, site, cluster, ip, bmc_url, state, policy, properties, admin_properties, reference, reference_sha256, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, 'enrolling', 'in_service', ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&node.name)
+        .bind(&node.site)
+        .bind(&node.cluster)
+        .bind(&node.ip)
+        .bind(bmc_url)
+        .bind(to_json(&properties::effective(&node.properties, &node.admin_properties)))
+        .bind(to_json(&node.admin_properties))
+        .bind(&node.reference)
+        .bind(&node.reference_sha256)
+        .bind(event.at)
+        .bind(event.at)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(|e| if is_unique_violation(&e) { DbError::AlreadyExists { what: "node", name: node.name.clone() } } else { db(e) })?;
+        Self::insert_macs(tx, NodeId(id), &node.macs).await?;
+        Self::insert_event(tx, NodeId(id), event).await?;
+        Ok(NodeId(id))
+    }
+
+    async fn insert_macs(tx: &mut Transaction<'static, Sqlite>, node: NodeId, macs: &[String]) -> DbResult<()> {
+        for (position, mac) in macs.iter().enumerate() {
+            sqlx::query("INSERT INTO node_macs (mac, node_id, position) VALUES (?, ?, ?)")
+                .bind(mac)
+                .bind(node.0)
+                .bind(i64::try_from(position).unwrap_or(i64::MAX))
+                .execute(&mut **tx)
+                .await
+                .map_err(
+                    |e| {
+                        if is_unique_violation(&e) { DbError::AlreadyExists { what: "MAC address", name: mac.clone() } } else { db(e) }
+                    },
+                )?;
+        }
+        Ok(())
+    }
+
+    async fn apply_lease_transition(
+        tx: &mut Transaction<'static, Sqlite>,
+        id: LeaseId,
+        from: LeaseState,
+        to: LeaseState,
+        change: AllocationChange,
+        reason: Option<&str>,
+        now: Seconds,
+    ) -> DbResult<()> {
+        let updated = sqlx::query("UPDATE leases SET state = ?, reason = COALESCE(?, reason), updated_at = ? WHERE id = ? AND state = ?")
+            .bind(to.as_str())
+            .bind(reason)
+            .bind(now)
+            .bind(id.0)
+            .bind(from.as_str())
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+        if updated.rows_affected() == 0 {
+            return Err(DbError::Raced { what: "lease" });
+        }
+        match lease::use_change(from, to) {
+            lease::UseChange::None => {}
+            lease::UseChange::Begins => {
+                sqlx::query("UPDATE leases SET started_at = ? WHERE id = ?").bind(now).bind(id.0).execute(&mut **tx).await.map_err(db)?;
+            }
+            lease::UseChange::Ends => {
+                // Account for its use before the cut.
+                usage::record_lease_usage(tx, id, now).await?;
+                sqlx::query("UPDATE leases SET ended_at = ? WHERE id = ?").bind(now).bind(id.0).execute(&mut **tx).await.map_err(db)?;
+            }
+        }
+        match change {
+            AllocationChange::Keep => {}
+            AllocationChange::Drop => {
+                sqlx::query("DELETE FROM lease_nodes WHERE lease_id = ?").bind(id.0).execute(&mut **tx).await.map_err(db)?;
+            }
+            AllocationChange::CutAt(t) => Self::cut_allocation(tx, id, t).await?,
+        }
+        Ok(())
+    }
+
+    /// Writes what [`lease::cut_at`] decides for the lease's rows at `t`.
+    async fn cut_allocation(tx: &mut Transaction<'static, Sqlite>, id: LeaseId, t: Seconds) -> DbResult<()> {
+        let span: (Seconds, Seconds) =
+            sqlx::query_as(r#"SELECT start, "end" FROM leases WHERE id = ?"#).bind(id.0).fetch_one(&mut **tx).await.map_err(db)?;
+        let rows = sqlx::query(r#"SELECT node_id, start, "end" FROM lease_nodes WHERE lease_id = ?"#)
+            .bind(id.0)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db)?;
+        let rows = rows
+            .iter()
+            .map(|r| {
+                Ok(lease::Allocation {
+                    node: NodeId(r.try_get(0).map_err(db)?),
+                    start: r.try_get(1).map_err(db)?,
+                    end: r.try_get(2).map_err(db)?,
+                })
+            })
+            .collect::<DbResult<Vec<_>>>()?;
+        let cut = lease::cut_at(span, &rows, t);
+        let ids = |nodes: &[NodeId]| serde_json::Value::from(nodes.iter().map(|n| n.0).collect::<Vec<_>>()).to_string();
+        if !cut.removed.is_empty() {
+            sqlx::query("DELETE FROM lease_nodes WHERE lease_id = ? AND node_id IN (SELECT value FROM json_each(?))")
+                .bind(id.0)
+                .bind(ids(&cut.removed))
+                .execute(&mut **tx)
+                .await
+                .map_err(db)?;
+        }
+        if !cut.shortened.is_empty() {
+            sqlx::query(r#"UPDATE lease_nodes SET "end" = ? WHERE lease_id = ? AND node_id IN (SELECT value FROM json_each(?))"#)
+                .bind(t)
+                .bind(id.0)
+                .bind(ids(&cut.shortened))
+                .execute(&mut **tx)
+                .await
+                .map_err(db)?;
+        }
+        if let Some(end) = cut.lease_end {
+            sqlx::query(r#"UPDATE leases SET "end" = ? WHERE id = ?"#).bind(end).bind(id.0).execute(&mut **tx).await.map_err(db)?;
+        }
+        Ok(())
+    }
+
+    async fn lease_rows<'e, E>(executor: E, rows: Vec<SqliteRow>) -> DbResult<Vec<LeaseRow>>
+    where
+        E: sqlx::Executor<'e, Database = Sqlite>,
+    {
+        let mut leases = rows.iter().map(lease_from_row).collect::<DbResult<Vec<_>>>()?;
+        if leases.is_empty() {
+            return Ok(leases);
+        }
+        let ids = serde_json::Value::from(leases.iter().map(|l| l.id.0).collect::<Vec<_>>()).to_string();
+        let node_rows = sqlx::query(
+            "SELECT ln.lease_id, ln.node_id, n.name FROM lease_nodes ln JOIN nodes n ON n.id = ln.node_id \
+             WHERE ln.lease_id IN (SELECT value FROM json_each(?)) ORDER BY ln.lease_id, ln.position",
+        )
+        .bind(ids)
+        .fetch_all(executor)
+        .await
+        .map_err(db)?;
+        let index: std::collections::HashMap<i64, usize> = leases.iter().enumerate().map(|(i, l)| (l.id.0, i)).collect();
+        for r in node_rows {
+            let lease_id: i64 = r.try_get(0).map_err(db)?;
+            if let Some(&i) = index.get(&lease_id) {
+                leases[i].nodes.push((NodeId(r.try_get(1).map_err(db)?), r.try_get(2).map_err(db)?));
+            }
+        }
+        Ok(leases)
+    }
+
+    async fn agent_command(&self, id: i64) -> DbResult<AgentCommandRow> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{AGENT_COMMAND_SELECT} WHERE id = ?")))
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        agent_command_from_row(&row)
+    }
+
+    async fn node_rows(&self, rows: Vec<SqliteRow>) -> DbResult<Vec<NodeRow>> {
+        let mut nodes = rows.iter().map(node_from_row).collect::<DbResult<Vec<_>>>()?;
+        for node in &mut nodes {
+            open_bmc(&self.key, node)?;
+        }
+        let macs = sqlx::query("SELECT node_id, mac FROM node_macs ORDER BY node_id, position").fetch_all(&self.pool).await.map_err(db)?;
+        let index: std::collections::HashMap<i64, usize> = nodes.iter().enumerate().map(|(i, n)| (n.id.0, i)).collect();
+        for r in macs {
+            let node_id: i64 = r.try_get(0).map_err(db)?;
+            if let Some(&i) = index.get(&node_id) {
+                nodes[i].macs.push(r.try_get(1).map_err(db)?);
+            }
+        }
+        Ok(nodes)
+    }
+}
+
+/// Copies the write-ahead log into the database file every second, without
+/// waiting for readers or writers (`PASSIVE`), until the store is dropped;
+/// then closes the pool.
+async fn checkpoint_loop(pool: SqlitePool, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => break,
+        }
+        if *stop.borrow() {
+            break;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+    }
+    let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&pool).await;
+    pool.close().await;
+}
+
+const POWER_SELECT: &str = "SELECT p.id, p.node_id, n.name, p.operation, p.requested_by, p.requested_at, p.state, p.finished_at, p.error \
+     FROM power_requests p JOIN nodes n ON n.id = p.node_id";
+
+fn power_from_row(r: &SqliteRow) -> DbResult<PowerRequestRow> {
+    Ok(PowerRequestRow {
+        id: r.try_get(0).map_err(db)?,
+        node: NodeId(r.try_get(1).map_err(db)?),
+        node_name: r.try_get(2).map_err(db)?,
+        operation: parse_name(&r.try_get::<String, _>(3).map_err(db)?)?,
+        requested_by: r.try_get(4).map_err(db)?,
+        requested_at: r.try_get(5).map_err(db)?,
+        state: parse_name(&r.try_get::<String, _>(6).map_err(db)?)?,
+        finished_at: r.try_get(7).map_err(db)?,
+        error: r.try_get(8).map_err(db)?,
+    })
+}
+
+const LEASE_SELECT: &str = r#"SELECT l.id, l.owner_id, u.name, p.name, l.lease_type, l.state, l.start, l."end", l.exotic, l.filter, l.deploy, l.reason, l.created_at
+FROM leases l JOIN users u ON u.id = l.owner_id LEFT JOIN projects p ON p.id = l.project_id"#;
+
+fn lease_from_row(r: &SqliteRow) -> DbResult<LeaseRow> {
+    let lease_type: String = r.try_get(4).map_err(db)?;
+    let state: String = r.try_get(5).map_err(db)?;
+    Ok(LeaseRow {
+        id: LeaseId(r.try_get(0).map_err(db)?),
+        owner_id: UserId(r.try_get(1).map_err(db)?),
+        owner: r.try_get(2).map_err(db)?,
+        project: r.try_get(3).map_err(db)?,
+        lease_type: lease::parse_type(&lease_type).ok_or_else(|| DbError::Corrupt(format!("lease type '{lease_type}'")))?,
+        state: lease::parse_state(&state).ok_or_else(|| DbError::Corrupt(format!("lease state '{state}'")))?,
+        start: r.try_get(6).map_err(db)?,
+        end: r.try_get(7).map_err(db)?,
+        exotic: r.try_get(8).map_err(db)?,
+        filter: r.try_get(9).map_err(db)?,
+        deploy: r.try_get(10).map_err(db)?,
+        reason: r.try_get(11).map_err(db)?,
+        created_at: r.try_get(12).map_err(db)?,
+        nodes: Vec::new(),
+    })
+}
+
+const NODE_SELECT: &str = "SELECT id, name, site, cluster, ip, bmc_url, state, policy, properties, created_at, updated_at, lease_id, \
+     power_state, power_observed_at, power_source, boot_target FROM nodes";
+
+fn node_from_row(r: &SqliteRow) -> DbResult<NodeRow> {
+    let state: String = r.try_get(6).map_err(db)?;
+    let policy: String = r.try_get(7).map_err(db)?;
+    let properties: String = r.try_get(8).map_err(db)?;
+    Ok(NodeRow {
+        id: NodeId(r.try_get(0).map_err(db)?),
+        name: r.try_get(1).map_err(db)?,
+        site: r.try_get(2).map_err(db)?,
+        cluster: r.try_get(3).map_err(db)?,
+        ip: r.try_get(4).map_err(db)?,
+        bmc_url: r.try_get::<Option<String>, _>(5).map_err(db)?.map(Secret),
+        state: NodeLifecycle::parse(&state).ok_or_else(|| DbError::Corrupt(format!("node state '{state}'")))?,
+        policy: NodePolicy::parse(&policy).ok_or_else(|| DbError::Corrupt(format!("node policy '{policy}'")))?,
+        lease: r.try_get::<Option<i64>, _>(11).map_err(db)?.map(LeaseId),
+        properties: json_map(&properties, "node properties")?,
+        macs: Vec::new(),
+        power: match (
+            r.try_get::<Option<String>, _>(12).map_err(db)?,
+            r.try_get::<Option<i64>, _>(13).map_err(db)?,
+            r.try_get::<Option<String>, _>(14).map_err(db)?,
+        ) {
+            (Some(state), Some(at), source) => Some((state, at, source.unwrap_or_default())),
+            _ => None,
+        },
+        boot_target: boot_target(&r.try_get::<String, _>(15).map_err(db)?)?,
+        created_at: r.try_get(9).map_err(db)?,
+        updated_at: r.try_get(10).map_err(db)?,
+    })
+}
+
+fn imported_node_from_row(r: &SqliteRow) -> DbResult<ImportedNodeRow> {
+    let admin: String = r.try_get(5).map_err(db)?;
+    let macs: String = r.try_get(6).map_err(db)?;
+    Ok(ImportedNodeRow {
+        id: NodeId(r.try_get(0).map_err(db)?),
+        site: r.try_get(1).map_err(db)?,
+        cluster: r.try_get(2).map_err(db)?,
+        ip: r.try_get(3).map_err(db)?,
+        reference_sha256: r.try_get(4).map_err(db)?,
+        macs: serde_json::from_str(&macs).map_err(|_| DbError::Corrupt("node MACs".into()))?,
+        admin_properties: json_map(&admin, "node admin properties")?,
+    })
+}
+
+fn boot_target(s: &str) -> DbResult<BootTarget> {
+    BootTarget::parse(s).ok_or_else(|| DbError::Corrupt(format!("node boot target '{s}'")))
+}
+
+const AGENT_COMMAND_SELECT: &str = "SELECT id, node_id, action, requested_by, state, generation, done_bytes, total_bytes, error, created_at, \
+     updated_at FROM agent_commands";
+
+fn agent_command_from_row(r: &SqliteRow) -> DbResult<AgentCommandRow> {
+    Ok(AgentCommandRow {
+        id: r.try_get(0).map_err(db)?,
+        node: NodeId(r.try_get(1).map_err(db)?),
+        action: r.try_get(2).map_err(db)?,
+        requested_by: r.try_get(3).map_err(db)?,
+        state: parse_name(&r.try_get::<String, _>(4).map_err(db)?)?,
+        generation: r.try_get(5).map_err(db)?,
+        done_bytes: r.try_get(6).map_err(db)?,
+        total_bytes: r.try_get(7).map_err(db)?,
+        error: r.try_get(8).map_err(db)?,
+        created_at: r.try_get(9).map_err(db)?,
+        updated_at: r.try_get(10).map_err(db)?,
+    })
+}
+
+const OPERATION_SELECT: &str = "SELECT o.id, o.node_id, n.name, o.kind, o.deployment_id, o.lease_id, o.state, o.phase, o.attempt, \
+     o.phase_started_ms, o.deadline_ms, o.data, o.history, o.message, o.outcome, o.controller_ms, o.created_ms, o.finished_ms, \
+     o.version FROM node_operations o JOIN nodes n ON n.id = o.node_id";
+
+fn operation_from_row(r: &SqliteRow) -> DbResult<OperationRow> {
+    Ok(OperationRow {
+        id: r.try_get(0).map_err(db)?,
+        node: NodeId(r.try_get(1).map_err(db)?),
+        node_name: r.try_get(2).map_err(db)?,
+        kind: parse_name(&r.try_get::<String, _>(3).map_err(db)?)?,
+        deployment: r.try_get(4).map_err(db)?,
+        lease: r.try_get::<Option<i64>, _>(5).map_err(db)?.map(LeaseId),
+        state: parse_name(&r.try_get::<String, _>(6).map_err(db)?)?,
+        phase: parse_name(&r.try_get::<String, _>(7).map_err(db)?)?,
+        attempt: r.try_get(8).map_err(db)?,
+        phase_started_ms: r.try_get(9).map_err(db)?,
+        deadline_ms: r.try_get(10).map_err(db)?,
+        data: r.try_get(11).map_err(db)?,
+        history: r.try_get(12).map_err(db)?,
+        message: r.try_get(13).map_err(db)?,
+        outcome: r.try_get::<Option<String>, _>(14).map_err(db)?.as_deref().map(parse_name).transpose()?,
+        controller_ms: r.try_get(15).map_err(db)?,
+        created_ms: r.try_get(16).map_err(db)?,
+        finished_ms: r.try_get(17).map_err(db)?,
+        version: r.try_get(18).map_err(db)?,
+    })
+}
+
+const DEPLOYMENT_SELECT: &str = "SELECT id, lease_id, environment, environment_version, spec, requested_by, created_at, \
+     environment_id, environment_owner, image_sha256, error FROM deployments";
+
+fn deployment_from_row(r: &SqliteRow) -> DbResult<DeploymentRow> {
+    Ok(DeploymentRow {
+        id: r.try_get(0).map_err(db)?,
+        lease: LeaseId(r.try_get(1).map_err(db)?),
+        environment: r.try_get(2).map_err(db)?,
+        version: r.try_get(3).map_err(db)?,
+        spec: r.try_get(4).map_err(db)?,
+        requested_by: r.try_get(5).map_err(db)?,
+        created_at: r.try_get(6).map_err(db)?,
+        environment_id: r.try_get(7).map_err(db)?,
+        environment_owner: r.try_get(8).map_err(db)?,
+        image_sha256: r.try_get(9).map_err(db)?,
+        error: r.try_get(10).map_err(db)?,
+    })
+}
+
+/// Inserts a running operation inside `tx`; a second running operation on
+/// the node violates the partial unique index and reads as `Raced`.
+async fn insert_operation_in(tx: &mut Transaction<'static, Sqlite>, op: &NewOperation, deployment: Option<i64>) -> DbResult<i64> {
+    let history = serde_json::json!([[op.phase.as_str(), op.now_ms]]).to_string();
+    sqlx::query_scalar(
+        "INSERT INTO node_operations (node_id, kind, deployment_id, lease_id, state, phase, attempt, phase_started_ms, deadline_ms, \
+         history, created_ms) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(op.node.0)
+    .bind(op.kind)
+    .bind(deployment)
+    .bind(op.lease.map(|l| l.0))
+    .bind(OperationState::Running)
+    .bind(op.phase)
+    .bind(op.now_ms)
+    .bind(op.deadline_ms)
+    .bind(history)
+    .bind(op.now_ms)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(|e| if is_unique_violation(&e) { DbError::Raced { what: "node's running operation" } } else { db(e) })
+}
+
+const BOOT_HOST_SELECT: &str = "SELECT m.mac, n.id, n.name, n.ip, n.boot_target FROM node_macs m JOIN nodes n ON n.id = m.node_id";
+
+fn boot_host_from_row(r: &SqliteRow) -> DbResult<BootHostRow> {
+    Ok(BootHostRow {
+        mac: r.try_get(0).map_err(db)?,
+        node: NodeId(r.try_get(1).map_err(db)?),
+        name: r.try_get(2).map_err(db)?,
+        ip: r.try_get(3).map_err(db)?,
+        boot_target: boot_target(&r.try_get::<String, _>(4).map_err(db)?)?,
+    })
+}
+
+fn allocation_from_row(r: &SqliteRow) -> DbResult<AllocationRow> {
+    let lease_type: String = r.try_get(4).map_err(db)?;
+    Ok(AllocationRow {
+        lease: LeaseId(r.try_get(0).map_err(db)?),
+        node: NodeId(r.try_get(1).map_err(db)?),
+        start: r.try_get(2).map_err(db)?,
+        end: r.try_get(3).map_err(db)?,
+        lease_type: lease::parse_type(&lease_type).ok_or_else(|| DbError::Corrupt(format!("lease type '{lease_type}'")))?,
+    })
+}
+
+/// The one row of an `INSERT ... RETURNING` run outside a transaction with
+/// `fetch_all`. Not `fetch_one`: sqlx stops at the first row and resets the
+/// statement, which commits, but SQLite calls the post-commit hook that
+/// moves the read generation (`commits`) only at that connection's next
+/// statement; run to its end, the statement commits and counts at once.
+/// (Inside a transaction the `COMMIT` counts: `fetch_one` is fine there.)
+fn only_row<T>(mut rows: Vec<T>) -> Result<T, sqlx::Error> {
+    match (rows.pop(), rows.is_empty()) {
+        (Some(row), true) => Ok(row),
+        _ => Err(sqlx::Error::RowNotFound),
+    }
+}
+
+async fn user_projects(pool: &SqlitePool, user: i64) -> DbResult<Vec<(ProjectId, String)>> {
+    let rows = sqlx::query(
+        "SELECT p.id, p.name FROM project_members m JOIN projects p ON p.id = m.project_id WHERE m.user_id = ? ORDER BY p.name",
+    )
+    .bind(user)
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    rows.iter().map(|r| Ok((ProjectId(r.try_get(0).map_err(db)?), r.try_get(1).map_err(db)?))).collect()
+}
+
+const USER_SELECT: &str = "SELECT id, name, role, email, created_at, disabled_at, disabled_reason FROM users";
+
+impl SqliteStore {
+    /// A user from a row of `USER_SELECT`, with their projects.
+    async fn user_from_row(&self, r: &SqliteRow) -> DbResult<UserRow> {
+        let id: i64 = r.try_get(0).map_err(db)?;
+        let role: String = r.try_get(2).map_err(db)?;
+        let disabled_at: Option<Seconds> = r.try_get(5).map_err(db)?;
+        let reason: Option<String> = r.try_get(6).map_err(db)?;
+        Ok(UserRow {
+            id: UserId(id),
+            name: r.try_get(1).map_err(db)?,
+            is_admin: role == "admin",
+            email: r.try_get(3).map_err(db)?,
+            projects: user_projects(&self.pool, id).await?.into_iter().map(|(_, n)| n).collect(),
+            created_at: r.try_get(4).map_err(db)?,
+            disabled: disabled_at.map(|at| Disabled { at, reason: reason.unwrap_or_default() }),
+        })
+    }
+}
+
+/// SQLite is one process's database: that process always leads.
+struct SoleProcess;
+
+#[async_trait]
+impl Leadership for SoleProcess {
+    async fn holds(&mut self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,103 @@
+//! The SQLite store: the power request queue and the power states BMCs reported.
+
+use super::*;
+
+#[async_trait]
+impl PowerStore for SqliteStore {
+    async fn enqueue_power(&self, node: NodeId, operation: PowerOperation, actor: &str, now: Seconds) -> DbResult<i64> {
+        sqlx::query_scalar(
+            "INSERT INTO power_requests (node_id, operation, requested_by, requested_at, state) VALUES (?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(node.0)
+        .bind(operation)
+        .bind(actor)
+        .bind(now)
+        .bind(PowerRequestState::Queued)
+        .fetch_all(&self.pool)
+        .await
+        .and_then(only_row)
+        .map_err(db)
+    }
+
+    async fn power_request(&self, id: i64) -> DbResult<PowerRequestRow> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{POWER_SELECT} WHERE p.id = ?")))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| DbError::NotFound { what: "power request", name: id.to_string() })?;
+        power_from_row(&row)
+    }
+
+    async fn pending_power_requests(&self) -> DbResult<Vec<PowerRequestRow>> {
+        let rows =
+            sqlx::query(sqlx::AssertSqlSafe(format!("{POWER_SELECT} WHERE p.state IN (SELECT value FROM json_each(?)) ORDER BY p.id")))
+                .bind(name_set(PowerRequestState::PENDING.map(PowerRequestState::as_str)))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+        rows.iter().map(power_from_row).collect()
+    }
+
+    async fn set_power_request_running(&self, id: i64) -> DbResult<()> {
+        sqlx::query("UPDATE power_requests SET state = ? WHERE id = ?")
+            .bind(started_power()?)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn cancel_power_request(&self, id: i64, reason: &str, now: Seconds) -> DbResult<bool> {
+        let (from, to) = dropped_power()?;
+        let done = sqlx::query("UPDATE power_requests SET state = ?, error = ?, finished_at = ? WHERE id = ? AND state = ?")
+            .bind(to)
+            .bind(reason)
+            .bind(now)
+            .bind(id)
+            .bind(from)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn cancel_queued_power(&self, node: NodeId, reason: &str, now: Seconds) -> DbResult<u64> {
+        let (from, to) = dropped_power()?;
+        let done = sqlx::query("UPDATE power_requests SET state = ?, error = ?, finished_at = ? WHERE node_id = ? AND state = ?")
+            .bind(to)
+            .bind(reason)
+            .bind(now)
+            .bind(node.0)
+            .bind(from)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn finish_power_request(&self, id: i64, error: Option<&str>, now: Seconds) -> DbResult<()> {
+        sqlx::query("UPDATE power_requests SET state = ?, error = ?, finished_at = ? WHERE id = ?")
+            .bind(finished_power(error)?)
+            .bind(error)
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn record_power(&self, node: NodeId, state: &str, source: &str, now: Seconds) -> DbResult<()> {
+        sqlx::query("UPDATE nodes SET power_state = ?, power_source = ?, power_observed_at = ? WHERE id = ?")
+            .bind(state)
+            .bind(source)
+            .bind(now)
+            .bind(node.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+}
