@@ -13,6 +13,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use super::accounts::{new_token, token_hash, validate_name, validate_text};
 use super::{Actor, App, AppError, AppResult};
 use crate::db::{AccountRequestRow, Approval, DbError, NewAccountRequest, ProjectChange, ProjectRow, UserRow};
+use crate::model::AccountRequestState;
 
 /// Requests one client address may send per hour.
 const PER_ADDRESS_PER_HOUR: u32 = 5;
@@ -91,7 +92,11 @@ impl App {
 
     /// Requests, each pending one with its clash if any (the login is a
     /// user's, or another pending request's, regardless of case).
-    pub async fn account_requests(&self, actor: &Actor, state: Option<&str>) -> AppResult<Vec<(AccountRequestRow, Option<String>)>> {
+    pub async fn account_requests(
+        &self,
+        actor: &Actor,
+        state: Option<AccountRequestState>,
+    ) -> AppResult<Vec<(AccountRequestRow, Option<String>)>> {
         actor.require_admin()?;
         let rows = self.store.account_requests(state).await?;
         let clashes = Clashes::read(self).await?;
@@ -132,7 +137,7 @@ impl App {
             validate_text("project_class", class, 1, 64, false)?;
         }
         let request = self.store.account_request(id).await?;
-        if request.state == "pending"
+        if request.state == AccountRequestState::Pending
             && let Some(taken) = self.user_named_alike(&request.name).await?
         {
             return Err(AppError::Conflict {
@@ -235,13 +240,19 @@ struct Clashes {
 impl Clashes {
     async fn read(app: &App) -> AppResult<Clashes> {
         let users = app.store.list_users().await?.into_iter().map(|u| (u.name.to_lowercase(), u.name)).collect();
-        let pending = app.store.account_requests(Some("pending")).await?.into_iter().map(|r| (r.id, r.name.to_lowercase())).collect();
+        let pending = app
+            .store
+            .account_requests(Some(AccountRequestState::Pending))
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r.name.to_lowercase()))
+            .collect();
         Ok(Clashes { users, pending })
     }
 
     /// Why `r` cannot be approved as it is, if it is pending.
     fn of(&self, r: &AccountRequestRow) -> Option<String> {
-        if r.state != "pending" {
+        if r.state != AccountRequestState::Pending {
             return None;
         }
         let folded = r.name.to_lowercase();

@@ -17,8 +17,9 @@
 use async_trait::async_trait;
 
 use crate::model::{
-    AgentCommandInput, AgentCommandState, BootTarget, LeaseId, LeaseState, LeaseType, NodeId, NodeLifecycle, NodePolicy, OperationKind,
-    OperationState, Phase, PowerInput, PowerOperation, PowerRequestState, ProjectId, ResetOutcome, Seconds, UserId,
+    AccountRequestInput, AccountRequestState, AgentCommandInput, AgentCommandState, BootTarget, LeaseId, LeaseState, LeaseType, NodeId,
+    NodeLifecycle, NodePolicy, OperationKind, OperationState, Phase, PowerInput, PowerOperation, PowerRequestState, ProjectId,
+    ResetOutcome, Seconds, UserId,
 };
 
 pub use crate::secrets::SecretKey;
@@ -99,6 +100,12 @@ pub(crate) fn finished_power(error: Option<&str>) -> DbResult<PowerRequestState>
 pub(crate) fn dropped_power() -> DbResult<(PowerRequestState, PowerRequestState)> {
     let from = PowerRequestState::Queued;
     Ok((from, from.next(PowerInput::Dropped).map_err(refused)?))
+}
+
+/// A pending account request an admin decided: (from, to).
+pub(crate) fn decided_request(input: AccountRequestInput) -> DbResult<(AccountRequestState, AccountRequestState)> {
+    let from = AccountRequestState::Pending;
+    Ok((from, from.next(input).map_err(refused)?))
 }
 
 /// A queued (or unanswered) agent command handed to an agent.
@@ -663,8 +670,7 @@ pub struct AccountRequestRow {
     pub project_class: Option<String>,
     pub motivation: String,
     pub source: String,
-    /// `pending`, `approved` or `rejected`.
-    pub state: String,
+    pub state: AccountRequestState,
     pub reason: Option<String>,
     pub decided_by: Option<String>,
     pub decided_at: Option<Seconds>,
@@ -972,7 +978,7 @@ pub trait AccountStore: Send + Sync {
 
     async fn count_pending_account_requests(&self) -> DbResult<i64>;
 
-    async fn account_requests(&self, state: Option<&str>) -> DbResult<Vec<AccountRequestRow>>;
+    async fn account_requests(&self, state: Option<AccountRequestState>) -> DbResult<Vec<AccountRequestRow>>;
 
     async fn account_request(&self, id: i64) -> DbResult<AccountRequestRow>;
 

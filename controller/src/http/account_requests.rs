@@ -19,11 +19,7 @@ use crate::db::{AccountRequestRow, ProjectChange};
 use crate::model::time::from_seconds;
 
 fn request_view(r: AccountRequestRow, clash: Option<String>) -> api::AccountRequest {
-    let state = match r.state.as_str() {
-        "approved" => api::AccountRequestState::Approved,
-        "rejected" => api::AccountRequestState::Rejected,
-        _ => api::AccountRequestState::Pending,
-    };
+    let state = r.state.into();
     api::AccountRequest {
         id: r.id,
         name: r.name,
@@ -73,7 +69,7 @@ pub async fn list(
     Caller(actor): Caller,
     Params(q): Params<api::AccountRequestListQuery>,
 ) -> ApiResult<Json<Vec<api::AccountRequest>>> {
-    let rows = app.account_requests(&actor, q.state.map(api::AccountRequestState::as_str)).await?;
+    let rows = app.account_requests(&actor, q.state.map(Into::into)).await?;
     Ok(Json(rows.into_iter().map(|(r, clash)| request_view(r, clash)).collect()))
 }
 

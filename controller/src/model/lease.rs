@@ -5,7 +5,7 @@
 
 use ferrum_api as api;
 
-use super::names::named;
+use super::names::{named, same_variants};
 use super::{NodeId, Seconds};
 
 /// Where a lease stands (SPEC §4). The API's enum is the same set today,
@@ -57,27 +57,6 @@ pub enum LeaseType {
 }
 
 named!(LeaseType, "lease type", [Default => "default", Deploy => "deploy", Besteffort => "besteffort"]);
-
-/// Both ways between a domain enum and the API's one of the same variants.
-macro_rules! same_variants {
-    ($domain:ident, $api:path, [$($variant:ident),+ $(,)?]) => {
-        impl From<$domain> for $api {
-            fn from(value: $domain) -> Self {
-                match value {
-                    $($domain::$variant => <$api>::$variant),+
-                }
-            }
-        }
-
-        impl From<$api> for $domain {
-            fn from(value: $api) -> Self {
-                match value {
-                    $(<$api>::$variant => $domain::$variant),+
-                }
-            }
-        }
-    };
-}
 
 same_variants!(LeaseState, api::LeaseState, [AwaitingApproval, Pending, Starting, Active, Ending, Finished, Rejected, Cancelled, Failed]);
 same_variants!(LeaseType, api::LeaseType, [Default, Deploy, Besteffort]);

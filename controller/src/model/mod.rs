@@ -7,6 +7,7 @@
 //! module knows nothing of HTTP, SQL or BMC protocols; the API and the
 //! datastore convert to and from these types explicitly.
 
+pub mod account_request;
 pub mod agent_command;
 pub mod bmc;
 pub mod ids;
@@ -23,6 +24,7 @@ pub mod time;
 pub mod tokens;
 pub mod usage;
 
+pub use account_request::{AccountRequestInput, AccountRequestState};
 pub use agent_command::{AgentCommandInput, AgentCommandState};
 pub use bmc::BmcAddress;
 pub use ids::{LeaseId, NodeId, ProjectId, UserId};

@@ -1,7 +1,8 @@
 //! Stored names of the model's field-less enums (states, kinds, outcomes):
 //! [`named!`] declares them from one table per enum, the one place each name
 //! is written; reading an unknown name back is an [`UnknownName`] error (a
-//! corrupt row), never a default.
+//! corrupt row), never a default. [`same_variants!`] converts both ways
+//! between such an enum and the API's of the same variants, at the edge.
 
 /// An unknown stored name of one of the model's enums.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,3 +46,25 @@ macro_rules! named {
     };
 }
 pub(crate) use named;
+
+/// Both ways between a domain enum and the API's one of the same variants.
+macro_rules! same_variants {
+    ($domain:ident, $api:path, [$($variant:ident),+ $(,)?]) => {
+        impl From<$domain> for $api {
+            fn from(value: $domain) -> Self {
+                match value {
+                    $($domain::$variant => <$api>::$variant),+
+                }
+            }
+        }
+
+        impl From<$api> for $domain {
+            fn from(value: $api) -> Self {
+                match value {
+                    $(<$api>::$variant => $domain::$variant),+
+                }
+            }
+        }
+    };
+}
+pub(crate) use same_variants;

@@ -9,12 +9,52 @@ use crate::db::{AccountRequestRow, Approval, DbError, DbResult, NewAccountReques
 use crate::model::project::{self, MembershipWrites};
 use crate::model::{Seconds, UserId};
 
+/// An account request as the checked queries return it (its state as
+/// stored, read with `parse_name`).
+struct RawRequest {
+    id: i64,
+    name: String,
+    email: String,
+    affiliation: String,
+    project: String,
+    project_class: Option<String>,
+    motivation: String,
+    source: String,
+    state: String,
+    reason: Option<String>,
+    decided_by: Option<String>,
+    decided_at: Option<Seconds>,
+    created_at: Seconds,
+}
+
+impl TryFrom<RawRequest> for AccountRequestRow {
+    type Error = DbError;
+
+    fn try_from(r: RawRequest) -> DbResult<AccountRequestRow> {
+        Ok(AccountRequestRow {
+            id: r.id,
+            name: r.name,
+            email: r.email,
+            affiliation: r.affiliation,
+            project: r.project,
+            project_class: r.project_class,
+            motivation: r.motivation,
+            source: r.source,
+            state: parse_name(&r.state)?,
+            reason: r.reason,
+            decided_by: r.decided_by,
+            decided_at: r.decided_at,
+            created_at: r.created_at,
+        })
+    }
+}
+
 pub(super) async fn insert_request(pool: &PgPool, r: &NewAccountRequest) -> DbResult<AccountRequestRow> {
     // A login taken or asked for already is stored all the same: the
     // public answer must not tell (the admin sees the clash).
     let id = sqlx::query_scalar!(
         "INSERT INTO account_requests (name, email, affiliation, project, project_class, motivation, source, state, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8) RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
         r.name,
         r.email,
         r.affiliation,
@@ -22,6 +62,7 @@ pub(super) async fn insert_request(pool: &PgPool, r: &NewAccountRequest) -> DbRe
         r.project_class,
         r.motivation,
         r.source,
+        AccountRequestState::Pending.as_str(),
         r.created_at
     )
     .fetch_one(pool)
@@ -30,16 +71,17 @@ pub(super) async fn insert_request(pool: &PgPool, r: &NewAccountRequest) -> DbRe
     request(pool, id).await
 }
 
-pub(super) async fn requests(pool: &PgPool, state: Option<&str>) -> DbResult<Vec<AccountRequestRow>> {
-    sqlx::query_as!(
-        AccountRequestRow,
+pub(super) async fn requests(pool: &PgPool, state: Option<AccountRequestState>) -> DbResult<Vec<AccountRequestRow>> {
+    let rows = sqlx::query_as!(
+        RawRequest,
         "SELECT id, name, email, affiliation, project, project_class, motivation, source, state, reason, decided_by, decided_at, \
          created_at FROM account_requests WHERE ($1::text IS NULL OR state = $1) ORDER BY id",
-        state
+        state.map(AccountRequestState::as_str)
     )
     .fetch_all(pool)
     .await
-    .map_err(db)
+    .map_err(db)?;
+    rows.into_iter().map(AccountRequestRow::try_from).collect()
 }
 
 pub(super) async fn request(pool: &PgPool, id: i64) -> DbResult<AccountRequestRow> {
@@ -48,7 +90,7 @@ pub(super) async fn request(pool: &PgPool, id: i64) -> DbResult<AccountRequestRo
 
 async fn request_in(conn: &mut PgConnection, id: i64) -> DbResult<AccountRequestRow> {
     sqlx::query_as!(
-        AccountRequestRow,
+        RawRequest,
         "SELECT id, name, email, affiliation, project, project_class, motivation, source, state, reason, decided_by, decided_at, \
          created_at FROM account_requests WHERE id = $1",
         id
@@ -56,18 +98,28 @@ async fn request_in(conn: &mut PgConnection, id: i64) -> DbResult<AccountRequest
     .fetch_optional(conn)
     .await
     .map_err(db)?
-    .ok_or_else(|| DbError::NotFound { what: "account request", name: id.to_string() })
+    .ok_or_else(|| DbError::NotFound { what: "account request", name: id.to_string() })?
+    .try_into()
 }
 
 /// Marks a pending request decided (compare-and-swap on `pending`).
-pub(super) async fn decide_in(tx: &mut PgConnection, id: i64, state: &str, by: &str, reason: Option<&str>, at: Seconds) -> DbResult<()> {
+pub(super) async fn decide_in(
+    tx: &mut PgConnection,
+    id: i64,
+    input: AccountRequestInput,
+    by: &str,
+    reason: Option<&str>,
+    at: Seconds,
+) -> DbResult<()> {
+    let (from, to) = decided_request(input)?;
     let done = sqlx::query!(
-        "UPDATE account_requests SET state = $1, decided_by = $2, reason = $3, decided_at = $4 WHERE id = $5 AND state = 'pending'",
-        state,
+        "UPDATE account_requests SET state = $1, decided_by = $2, reason = $3, decided_at = $4 WHERE id = $5 AND state = $6",
+        to.as_str(),
         by,
         reason,
         at,
-        id
+        id,
+        from.as_str()
     )
     .execute(&mut *tx)
     .await
@@ -84,7 +136,7 @@ pub(super) async fn decide_in(tx: &mut PgConnection, id: i64, state: &str, by: &
 
 /// Approves a request: the user, its project if new, its first token.
 pub(super) async fn approve_in(tx: &mut PgConnection, id: i64, a: &Approval) -> DbResult<i64> {
-    decide_in(tx, id, "approved", &a.decided_by, a.reason.as_deref(), a.at).await?;
+    decide_in(tx, id, AccountRequestInput::Approve, &a.decided_by, a.reason.as_deref(), a.at).await?;
     let r = request_in(tx, id).await?;
     let user = sqlx::query_scalar!(
         "INSERT INTO users (name, role, email, created_at) VALUES ($1, 'user', $2, $3) RETURNING id",
@@ -436,13 +488,13 @@ impl AccountStore for PgStore {
     }
 
     async fn count_pending_account_requests(&self) -> DbResult<i64> {
-        sqlx::query_scalar!(r#"SELECT COUNT(*) AS "n!" FROM account_requests WHERE state = 'pending'"#)
+        sqlx::query_scalar!(r#"SELECT COUNT(*) AS "n!" FROM account_requests WHERE state = $1"#, AccountRequestState::Pending.as_str())
             .fetch_one(&self.pool)
             .await
             .map_err(db)
     }
 
-    async fn account_requests(&self, state: Option<&str>) -> DbResult<Vec<AccountRequestRow>> {
+    async fn account_requests(&self, state: Option<AccountRequestState>) -> DbResult<Vec<AccountRequestRow>> {
         requests(&self.pool, state).await
     }
 
@@ -461,7 +513,7 @@ impl AccountStore for PgStore {
 
     async fn reject_account_request(&self, id: i64, decided_by: &str, reason: &str, at: Seconds) -> DbResult<AccountRequestRow> {
         let mut tx = self.begin().await?;
-        decide_in(&mut tx, id, "rejected", decided_by, Some(reason), at).await?;
+        decide_in(&mut tx, id, AccountRequestInput::Reject, decided_by, Some(reason), at).await?;
         tx.commit().await.map_err(db)?;
         request(&self.pool, id).await
     }

@@ -23,7 +23,7 @@ fn request_from_row(r: &SqliteRow) -> DbResult<AccountRequestRow> {
         project_class: r.try_get(5).map_err(db)?,
         motivation: r.try_get(6).map_err(db)?,
         source: r.try_get(7).map_err(db)?,
-        state: r.try_get(8).map_err(db)?,
+        state: parse_name(&r.try_get::<String, _>(8).map_err(db)?)?,
         reason: r.try_get(9).map_err(db)?,
         decided_by: r.try_get(10).map_err(db)?,
         decided_at: r.try_get(11).map_err(db)?,
@@ -36,7 +36,7 @@ pub(super) async fn insert_request(pool: &SqlitePool, r: &NewAccountRequest) -> 
     // public answer must not tell (the admin sees the clash).
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO account_requests (name, email, affiliation, project, project_class, motivation, source, state, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?) RETURNING id",
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
     )
     .bind(&r.name)
     .bind(&r.email)
@@ -45,6 +45,7 @@ pub(super) async fn insert_request(pool: &SqlitePool, r: &NewAccountRequest) -> 
     .bind(&r.project_class)
     .bind(&r.motivation)
     .bind(&r.source)
+    .bind(AccountRequestState::Pending)
     .bind(r.created_at)
     .fetch_all(pool)
     .await
@@ -53,7 +54,7 @@ pub(super) async fn insert_request(pool: &SqlitePool, r: &NewAccountRequest) -> 
     request(pool, id).await
 }
 
-pub(super) async fn requests(pool: &SqlitePool, state: Option<&str>) -> DbResult<Vec<AccountRequestRow>> {
+pub(super) async fn requests(pool: &SqlitePool, state: Option<AccountRequestState>) -> DbResult<Vec<AccountRequestRow>> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{REQUEST_SELECT} WHERE (?1 IS NULL OR state = ?1) ORDER BY id")))
         .bind(state)
         .fetch_all(pool)
@@ -76,21 +77,22 @@ pub(super) async fn request(pool: &SqlitePool, id: i64) -> DbResult<AccountReque
 async fn decide_in(
     tx: &mut Transaction<'static, Sqlite>,
     id: i64,
-    state: &str,
+    input: AccountRequestInput,
     by: &str,
     reason: Option<&str>,
     at: Seconds,
 ) -> DbResult<()> {
-    let done =
-        sqlx::query("UPDATE account_requests SET state = ?, decided_by = ?, reason = ?, decided_at = ? WHERE id = ? AND state = 'pending'")
-            .bind(state)
-            .bind(by)
-            .bind(reason)
-            .bind(at)
-            .bind(id)
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?;
+    let (from, to) = decided_request(input)?;
+    let done = sqlx::query("UPDATE account_requests SET state = ?, decided_by = ?, reason = ?, decided_at = ? WHERE id = ? AND state = ?")
+        .bind(to)
+        .bind(by)
+        .bind(reason)
+        .bind(at)
+        .bind(id)
+        .bind(from)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
     if done.rows_affected() == 0 {
         let exists: Option<i64> =
             sqlx::query_scalar("SELECT id FROM account_requests WHERE id = ?").bind(id).fetch_optional(&mut **tx).await.map_err(db)?;
@@ -105,7 +107,7 @@ async fn decide_in(
 /// Approves a request: the user, its project if new, its first token.
 /// Returns the new user's id.
 pub(super) async fn approve_in(tx: &mut Transaction<'static, Sqlite>, id: i64, a: &Approval) -> DbResult<i64> {
-    decide_in(tx, id, "approved", &a.decided_by, a.reason.as_deref(), a.at).await?;
+    decide_in(tx, id, AccountRequestInput::Approve, &a.decided_by, a.reason.as_deref(), a.at).await?;
     let row = sqlx::query(sqlx::AssertSqlSafe(format!("{REQUEST_SELECT} WHERE id = ?"))).bind(id).fetch_one(&mut **tx).await.map_err(db)?;
     let r = request_from_row(&row)?;
     let user: i64 = sqlx::query_scalar("INSERT INTO users (name, role, email, created_at) VALUES (?, 'user', ?, ?) RETURNING id")
@@ -150,7 +152,7 @@ pub(super) async fn approve_in(tx: &mut Transaction<'static, Sqlite>, id: i64, a
 
 pub(super) async fn reject(pool: &SqlitePool, id: i64, by: &str, reason: &str, at: Seconds) -> DbResult<AccountRequestRow> {
     let mut tx = pool.begin().await.map_err(db)?;
-    decide_in(&mut tx, id, "rejected", by, Some(reason), at).await?;
+    decide_in(&mut tx, id, AccountRequestInput::Reject, by, Some(reason), at).await?;
     tx.commit().await.map_err(db)?;
     request(pool, id).await
 }
@@ -464,10 +466,14 @@ impl AccountStore for SqliteStore {
     }
 
     async fn count_pending_account_requests(&self) -> DbResult<i64> {
-        sqlx::query_scalar("SELECT COUNT(*) FROM account_requests WHERE state = 'pending'").fetch_one(&self.pool).await.map_err(db)
+        sqlx::query_scalar("SELECT COUNT(*) FROM account_requests WHERE state = ?")
+            .bind(AccountRequestState::Pending)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)
     }
 
-    async fn account_requests(&self, state: Option<&str>) -> DbResult<Vec<AccountRequestRow>> {
+    async fn account_requests(&self, state: Option<AccountRequestState>) -> DbResult<Vec<AccountRequestRow>> {
         requests(&self.pool, state).await
     }
 

@@ -11,7 +11,9 @@ use sqlx::error::BoxDynError;
 use sqlx::sqlite::{SqliteArgumentsBuffer, SqliteTypeInfo};
 use sqlx::{Encode, Sqlite, Type};
 
-use crate::model::{AgentCommandState, OperationKind, OperationState, Phase, PowerOperation, PowerRequestState, ResetOutcome};
+use crate::model::{
+    AccountRequestState, AgentCommandState, OperationKind, OperationState, Phase, PowerOperation, PowerRequestState, ResetOutcome,
+};
 
 /// `Type` and `Encode` as the enum's stored name (TEXT).
 macro_rules! bind_as_name {
@@ -30,7 +32,16 @@ macro_rules! bind_as_name {
     )+};
 }
 
-bind_as_name!(OperationKind, OperationState, Phase, ResetOutcome, PowerOperation, PowerRequestState, AgentCommandState);
+bind_as_name!(
+    AccountRequestState,
+    OperationKind,
+    OperationState,
+    Phase,
+    ResetOutcome,
+    PowerOperation,
+    PowerRequestState,
+    AgentCommandState
+);
 
 /// A set of stored names as one parameter, for `json_each(?)`.
 pub(super) fn name_set<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
