@@ -12,6 +12,16 @@
 //! (at worst repeating one idempotent action), and a phase past its
 //! deadline retries or fails: no node stays in a transitional state.
 //!
+//! Each kind's phases are one table, in order (`DEPLOY`, `RESET`): what a
+//! phase does and waits on, its deadline, whether it only waits (judged
+//! late from its first step); a reset's restore of its default
+//! environment is the rows marked `restore`. A step says only that its
+//! phase is done (`Next::Advance`, or `Next::Restore`); the table names the
+//! next. A phase's data is what it waits on (`Waiting`, which each phase
+//! starts afresh) and what the operation carries to its end (`Carried`),
+//! stored side by side as one JSON object; data that does not read fails
+//! the operation, it is never read as empty.
+//!
 //! Owns: the phases and their order, deadlines, retries, the node
 //! transitions a deploy makes (`deploying` → `deployed`, or back to
 //! `reserved`), and the reset's verdict (clean, mismatch, BMC failure),
@@ -54,31 +64,165 @@ const SSH_KNOCK: Duration = Duration::from_millis(800);
 /// to its lease (a controller died between the two writes).
 const ORPHAN_GRACE_S: i64 = 60;
 
-/// What a phase waits on; stored as the operation's `data`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+/// The deploy's phases, in order (SPEC §5). Its last phase finishes it
+/// (node `deployed`); a retry starts again from its first.
+const DEPLOY: &[PhaseSpec] = &[
+    PhaseSpec::acts(Phase::BootRamdisk, Deadline::Power, "boot target ramdisk; BMC: boot device PXE, power cycle"),
+    PhaseSpec::waits(Phase::WaitAgent, Deadline::Boot, "a newer agent generation reports its inventory; its first disk is written"),
+    PhaseSpec::acts(Phase::WriteImage, Deadline::Write, "agent: write the environment's image to that disk"),
+    PhaseSpec::acts(Phase::InstallKeys, Deadline::Write, "agent: root's keys (the user's and the controller's), the hostname"),
+    PhaseSpec::acts(Phase::BootSystem, Deadline::Ssh, "boot target local; agent: reboot, or kexec the written system"),
+    PhaseSpec::waits(Phase::SshCheck, Deadline::Ssh, "root SSH login with the controller's key runs the check; host key kept"),
+];
+
+/// The reset's phases, in order (SPEC §6). Its last phase finishes it with
+/// its verdict; a retry starts again from its first.
+const RESET: &[PhaseSpec] = &[
+    PhaseSpec::acts(Phase::PowerOff, Deadline::Power, "agent commands dropped; BMC: power off"),
+    PhaseSpec::acts(Phase::BootRamdisk, Deadline::Power, "boot target ramdisk; BMC: boot device PXE, power on"),
+    PhaseSpec::waits(Phase::WaitAgent, Deadline::Boot, "a newer agent generation reports its inventory; all its disks are wiped"),
+    PhaseSpec::acts(Phase::Wipe, Deadline::Write, "agent: wipe the disks (`reset.secure_wipe`)"),
+    PhaseSpec::acts(Phase::Inventory, Deadline::Write, "agent: inventory; the verdict; a clean node restores `reset.default_environment`"),
+    PhaseSpec::acts(Phase::WriteImage, Deadline::Write, "agent: write the default environment to the first disk").restore(),
+    PhaseSpec::acts(Phase::InstallKeys, Deadline::Write, "agent: the controller's key, the hostname").restore(),
+    PhaseSpec::acts(Phase::Shutdown, Deadline::Power, "boot target local; BMC: power off (`reset.power_off`), else boot a restored disk"),
+];
+
+/// A reset's last power sequence (`shutdown`): the node off when
+/// `reset.power_off`, else the restored system booted, else none (the node
+/// stays in the ramdisk).
+fn shutdown_power(power_off: bool, restored: bool) -> &'static [PowerOperation] {
+    const OFF: &[PowerOperation] = &[PowerOperation::Power(PowerAction::Off)];
+    const BOOT_DISK: &[PowerOperation] = &[PowerOperation::Boot(BootDevice::Disk), PowerOperation::Power(PowerAction::Cycle)];
+    match (power_off, restored) {
+        (true, _) => OFF,
+        (false, true) => BOOT_DISK,
+        (false, false) => &[],
+    }
+}
+
+/// One phase of a sequence: what it does and waits on (for a reader and
+/// the log; [`App::deploy_step`] and [`App::reset_step`] do it), its
+/// deadline, and how its lateness is judged.
+#[derive(Debug)]
+struct PhaseSpec {
+    phase: Phase,
+    deadline: Deadline,
+    /// It issues nothing, only waits (for the agent, for SSH): it is judged
+    /// against its deadline from its first step. A phase that issues
+    /// actions is judged only once they ran, so a controller back from a
+    /// long stop gives them their chance.
+    only_waits: bool,
+    /// Part of a reset's restore of its default environment: entered only
+    /// when the phase before it says so ([`Next::Restore`]).
+    restore: bool,
+    does: &'static str,
+}
+
+impl PhaseSpec {
+    const fn acts(phase: Phase, deadline: Deadline, does: &'static str) -> PhaseSpec {
+        PhaseSpec { phase, deadline, only_waits: false, restore: false, does }
+    }
+
+    const fn waits(phase: Phase, deadline: Deadline, does: &'static str) -> PhaseSpec {
+        PhaseSpec { phase, deadline, only_waits: true, restore: false, does }
+    }
+
+    const fn restore(self) -> PhaseSpec {
+        PhaseSpec { restore: true, ..self }
+    }
+}
+
+/// Which `[deploy]` timeout bounds a phase.
+#[derive(Clone, Copy, Debug)]
+enum Deadline {
+    /// `power_timeout`: the BMC runs the phase's power requests.
+    Power,
+    /// `boot_timeout`: the node boots the ramdisk and its agent reports.
+    Boot,
+    /// `write_timeout`: an agent command (write, keys, wipe, inventory).
+    Write,
+    /// `ssh_timeout`: the written system boots and answers SSH.
+    Ssh,
+}
+
+/// The phases of a kind of operation, in order.
+fn sequence(kind: OperationKind) -> &'static [PhaseSpec] {
+    match kind {
+        OperationKind::Deploy => DEPLOY,
+        OperationKind::Reset => RESET,
+    }
+}
+
+/// The phase an operation (and each of its retries) starts with.
+fn first_phase(kind: OperationKind) -> &'static PhaseSpec {
+    &sequence(kind)[0]
+}
+
+/// `phase` in its kind's sequence; `None` when the kind has no such phase.
+fn spec_of(kind: OperationKind, phase: Phase) -> Option<&'static PhaseSpec> {
+    sequence(kind).iter().find(|s| s.phase == phase)
+}
+
+/// The phase after `phase` in its kind's sequence (past the restore
+/// phases unless `restore`); `None` after the last.
+fn phase_after(kind: OperationKind, phase: Phase, restore: bool) -> Option<&'static PhaseSpec> {
+    let table = sequence(kind);
+    let at = table.iter().position(|s| s.phase == phase)?;
+    table[at + 1..].iter().find(|s| restore || !s.restore)
+}
+
+/// A phase's data, stored as the operation's `data`: one JSON object with
+/// the fields of both parts side by side (the names they always had). A
+/// missing field is its empty value (the stored form leaves them out); a
+/// field that does not read is an error (see [`PhaseData::of`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 struct PhaseData {
+    #[serde(flatten)]
+    waiting: Waiting,
+    #[serde(flatten)]
+    carried: Carried,
+}
+
+/// What the current phase issued and waits on; a new phase starts with
+/// none of it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Waiting {
     /// The phase's actions ran.
     #[serde(default)]
     issued: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     power_requests: Vec<i64>,
-    /// The agent generation before the ramdisk boot.
+    /// The agent generation before the ramdisk boot (`boot_ramdisk` hands
+    /// it to `wait_agent`, which waits for a newer one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     command: Option<i64>,
-    /// Kept across phases: the disk written, the write command (for the
-    /// bytes shown), the reset's verdict, the SSH host key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    device: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    write_command: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    verdict: Option<(ResetOutcome, String)>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    fingerprint: Option<String>,
+    /// Why the phase has not moved on yet (a step that failed, SSH that
+    /// does not answer), or why its attempt began (a retry); shown while
+    /// the phase runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     last_error: Option<String>,
+}
+
+/// What the operation learnt and keeps to its end, across phases and
+/// retries.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Carried {
+    /// The disk written (a deploy, a reset's restore), or the disks wiped
+    /// (a reset, comma-separated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    device: Option<String>,
+    /// The write's agent command (for the bytes shown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    write_command: Option<i64>,
+    /// A reset's verdict, from its inventory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    verdict: Option<(ResetOutcome, String)>,
+    /// The SSH host key's fingerprint (a deploy's check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fingerprint: Option<String>,
     /// A reset: the default environment it restores, resolved once (by
     /// id: a version published meanwhile does not change it mid-way), or
     /// why none is restored.
@@ -96,17 +240,9 @@ impl PhaseData {
         serde_json::from_str(&op.data).map_err(|e| format!("the operation's phase data cannot be read ({e})"))
     }
 
-    /// The data a new phase starts with: what is kept across phases.
+    /// The data a new phase starts with: what is carried, nothing waited on.
     fn carry(&self) -> PhaseData {
-        PhaseData {
-            device: self.device.clone(),
-            write_command: self.write_command,
-            verdict: self.verdict.clone(),
-            fingerprint: self.fingerprint.clone(),
-            environment: self.environment,
-            not_restored: self.not_restored.clone(),
-            ..PhaseData::default()
-        }
+        PhaseData { waiting: Waiting::default(), carried: self.carried.clone() }
     }
 }
 
@@ -121,8 +257,11 @@ struct DeploySpec {
 enum Next {
     /// Nothing changed outside; store the data (if it changed).
     Stay(PhaseData),
-    /// Move to the phase.
-    Enter(Phase, PhaseData),
+    /// The phase is done: on to the next phase of its sequence.
+    Advance(PhaseData),
+    /// The phase is done and a reset restores its default environment: on
+    /// to the next phase, the restore's phases included.
+    Restore(PhaseData),
     /// The phase cannot succeed; retry from the first phase if tries are
     /// left, else fail with this message.
     Retry(String),
@@ -183,18 +322,18 @@ impl App {
         self.clock.now().timestamp_millis()
     }
 
-    fn deadline_of(&self, kind: OperationKind, phase: Phase) -> Duration {
+    fn deadline_of(&self, spec: &PhaseSpec) -> Duration {
         let d = &self.config.deploy;
-        match phase {
-            Phase::PowerOff | Phase::BootRamdisk | Phase::Shutdown => d.power_timeout,
-            Phase::WaitAgent => d.boot_timeout,
-            Phase::BootSystem | Phase::SshCheck if kind == OperationKind::Deploy => d.ssh_timeout,
-            _ => d.write_timeout,
+        match spec.deadline {
+            Deadline::Power => d.power_timeout,
+            Deadline::Boot => d.boot_timeout,
+            Deadline::Write => d.write_timeout,
+            Deadline::Ssh => d.ssh_timeout,
         }
     }
 
-    fn deadline_ms(&self, kind: OperationKind, phase: Phase) -> i64 {
-        self.now_ms() + i64::try_from(self.deadline_of(kind, phase).as_millis()).unwrap_or(i64::MAX / 4)
+    fn deadline_ms(&self, spec: &PhaseSpec) -> i64 {
+        self.now_ms() + i64::try_from(self.deadline_of(spec).as_millis()).unwrap_or(i64::MAX / 4)
     }
 
     /// The controller's SSH key, loaded (or created) on first use.
@@ -422,8 +561,8 @@ impl App {
                 node: n.id,
                 kind: OperationKind::Deploy,
                 lease: Some(lease.id),
-                phase: Phase::BootRamdisk,
-                deadline_ms: self.deadline_ms(OperationKind::Deploy, Phase::BootRamdisk),
+                phase: first_phase(OperationKind::Deploy).phase,
+                deadline_ms: self.deadline_ms(first_phase(OperationKind::Deploy)),
                 now_ms,
             })
             .collect();
@@ -521,7 +660,7 @@ impl App {
     pub async fn operation_view(&self, op: &OperationRow) -> AppResult<NodeOperation> {
         let data = PhaseData::of(op).map_err(|problem| AppError::Internal(anyhow::anyhow!("operation {}: {problem}", op.id)))?;
         let (mut written, mut total) = (None, None);
-        if let Some(cmd) = data.write_command {
+        if let Some(cmd) = data.carried.write_command {
             let c = self.store.agent_command_row(cmd).await?;
             written = u64::try_from(c.done_bytes).ok();
             total = c.total_bytes.and_then(|t| u64::try_from(t).ok());
@@ -552,8 +691,8 @@ impl App {
             deadline: ms_time(op.deadline_ms),
             bytes_written: written,
             bytes_total: total,
-            message: op.message.clone().or(data.last_error.clone()),
-            host_key: data.fingerprint.clone(),
+            message: op.message.clone().or(data.waiting.last_error.clone()),
+            host_key: data.carried.fingerprint.clone(),
             ssh,
             phases,
             controller_ms: u64::try_from(op.controller_ms).unwrap_or(0),
@@ -608,8 +747,8 @@ impl App {
                 node: node.id,
                 kind: OperationKind::Reset,
                 lease: node.lease,
-                phase: Phase::PowerOff,
-                deadline_ms: self.deadline_ms(OperationKind::Reset, Phase::PowerOff),
+                phase: first_phase(OperationKind::Reset).phase,
+                deadline_ms: self.deadline_ms(first_phase(OperationKind::Reset)),
                 now_ms: self.now_ms(),
             };
             match self.store.insert_operation(&new).await {
@@ -663,6 +802,13 @@ impl App {
             return self.finish(&op, &data, OperationInput::Cancelled, &why, None, elapsed_ms(started)).await.map(drop);
         }
 
+        let Some(spec) = spec_of(op.kind, phase) else {
+            let message = format!("phase {} is not part of a {}", phase.as_str(), op.kind);
+            return self
+                .finish(&op, &data, OperationInput::Failed, &message, Some(ResetOutcome::Error), elapsed_ms(started))
+                .await
+                .map(drop);
+        };
         let mut external = Duration::ZERO;
         let stepped = match op.kind {
             OperationKind::Deploy => self.deploy_step(&op, &node, phase, data.clone(), &mut external).await,
@@ -675,18 +821,17 @@ impl App {
             Err(e) => {
                 tracing::warn!(node = %op.node_name, error = %e, "operation step failed; trying again");
                 let mut same = data.clone();
-                same.last_error = Some(e.to_string());
+                same.waiting.last_error = Some(e.to_string());
                 Next::Stay(same)
             }
         };
         let own_ms = elapsed_ms(started).saturating_sub(i64::try_from(external.as_millis()).unwrap_or(0));
-        // The phases that only wait (for the agent, for SSH) issue nothing.
-        let judged = data.issued || matches!(phase, Phase::WaitAgent | Phase::SshCheck);
+        // The step that issues a phase's actions is not judged late: a
+        // controller back from a long stop gives them their chance.
+        let judged = data.waiting.issued || spec.only_waits;
         let next = match next {
-            // The step that issues a phase's actions is not judged late: a
-            // controller back from a long stop gives them their chance.
             Next::Stay(_) if judged && self.now_ms() > op.deadline_ms => {
-                Next::Retry(format!("{} took longer than {}", phase.as_str(), humantime::format_duration(self.deadline_of(op.kind, phase))))
+                Next::Retry(format!("{} took longer than {}", phase.as_str(), humantime::format_duration(self.deadline_of(spec))))
             }
             other => other,
         };
@@ -701,7 +846,8 @@ impl App {
                 }
                 Ok(())
             }
-            Next::Enter(to, new) => self.enter(&op, to, &new, op.attempt, own_ms).await,
+            Next::Advance(new) => self.advance(&op, &new, false, own_ms).await,
+            Next::Restore(new) => self.advance(&op, &new, true, own_ms).await,
             Next::Retry(why) => {
                 let attempts = i64::from(self.config.deploy.attempts);
                 if op.attempt >= attempts {
@@ -710,13 +856,9 @@ impl App {
                 }
                 tracing::warn!(node = %op.node_name, attempt = op.attempt, reason = %why, "retrying from a power cycle");
                 self.abandon_actions(&op, &data).await?;
-                let first = match op.kind {
-                    OperationKind::Deploy => Phase::BootRamdisk,
-                    OperationKind::Reset => Phase::PowerOff,
-                };
                 let mut new = data.carry();
-                new.last_error = Some(why);
-                self.enter(&op, first, &new, op.attempt + 1, own_ms).await
+                new.waiting.last_error = Some(why);
+                self.enter(&op, first_phase(op.kind), &new, op.attempt + 1, own_ms).await
             }
             Next::Finish { end, message, outcome, data: new } => {
                 self.finish(&op, new.as_ref().unwrap_or(&data), end, &message, outcome, own_ms).await.map(drop)
@@ -727,7 +869,7 @@ impl App {
     /// Drops what a phase queued and that has not run: its power requests
     /// still queued, the node's unfinished agent commands.
     async fn abandon_actions(&self, op: &OperationRow, data: &PhaseData) -> AppResult<()> {
-        for id in &data.power_requests {
+        for id in &data.waiting.power_requests {
             self.store.cancel_power_request(*id, "abandoned: the operation moved on", self.now()).await?;
         }
         self.store.cancel_agent_commands(op.node, "abandoned: the operation moved on", self.now()).await?;
@@ -736,7 +878,7 @@ impl App {
 
     /// The error of the phase's first failed power request, if any.
     async fn failed_power_request(&self, data: &PhaseData) -> AppResult<Option<String>> {
-        for id in &data.power_requests {
+        for id in &data.waiting.power_requests {
             let r = self.store.power_request(*id).await?;
             if r.state == PowerRequestState::Failed {
                 return Ok(Some(r.error.unwrap_or_else(|| format!("power request {id} failed"))));
@@ -747,7 +889,7 @@ impl App {
 
     /// Whether every power request of the phase is done.
     async fn power_done(&self, data: &PhaseData) -> AppResult<bool> {
-        for id in &data.power_requests {
+        for id in &data.waiting.power_requests {
             if self.store.power_request(*id).await?.state != PowerRequestState::Done {
                 return Ok(false);
             }
@@ -782,31 +924,32 @@ impl App {
     /// Sends the node to the deploy ramdisk: next boot → ramdisk, BMC boot
     /// device PXE, then `power` (`cycle` or `on`).
     async fn boot_ramdisk(&self, node: &NodeRow, power: PowerAction, actor: &str, mut data: PhaseData) -> AppResult<Next> {
-        if !data.issued {
+        if !data.waiting.issued {
             let stale = self.store.cancel_agent_commands(node.id, "superseded by a new operation", self.now()).await?;
             if stale > 0 {
                 tracing::info!(node = %node.name, stale, "old agent commands cancelled");
             }
             self.store.set_boot_target(node.id, BootTarget::Ramdisk).await?;
-            data.generation = Some(self.store.agent_generation(node.id).await?);
-            data.power_requests =
+            data.waiting.generation = Some(self.store.agent_generation(node.id).await?);
+            data.waiting.power_requests =
                 self.enqueue_power_ops(node, &[PowerOperation::Boot(BootDevice::Pxe), PowerOperation::Power(power)], actor).await?;
-            data.issued = true;
+            data.waiting.issued = true;
             return Ok(Next::Stay(data));
         }
         if !self.power_done(&data).await? {
             return Ok(Next::Stay(data));
         }
-        let mut next = data.carry();
-        next.generation = data.generation;
-        Ok(Next::Enter(Phase::WaitAgent, next))
+        // Handed on: the next phase waits for a newer agent generation.
+        let waiting = Waiting { generation: data.waiting.generation, ..Waiting::default() };
+        Ok(Next::Advance(PhaseData { waiting, carried: data.carried }))
     }
 
-    /// Whether the ramdisk's agent (a generation after `data.generation`)
-    /// reported its inventory; the report when it did.
+    /// Whether the ramdisk's agent (a generation after the one
+    /// `boot_ramdisk` handed on) reported its inventory; the report when it
+    /// did.
     async fn fresh_inventory(&self, node: &NodeRow, data: &PhaseData) -> AppResult<Option<InventoryReport>> {
         let Some(inventory) = self.store.node_inventory(node.id).await? else { return Ok(None) };
-        if inventory.generation <= data.generation.unwrap_or(0) {
+        if inventory.generation <= data.waiting.generation.unwrap_or(0) {
             return Ok(None);
         }
         let report: InventoryReport = serde_json::from_str(&inventory.report).map_err(|e| AppError::Internal(e.into()))?;
@@ -822,9 +965,9 @@ impl App {
         actor: &str,
         data: &mut PhaseData,
     ) -> AppResult<Option<Next>> {
-        let Some(id) = data.command.filter(|_| data.issued) else {
-            data.command = Some(self.enqueue_agent(node, &action(), actor).await?);
-            data.issued = true;
+        let Some(id) = data.waiting.command.filter(|_| data.waiting.issued) else {
+            data.waiting.command = Some(self.enqueue_agent(node, &action(), actor).await?);
+            data.waiting.issued = true;
             return Ok(Some(Next::Stay(data.clone())));
         };
         let c = self.store.agent_command_row(id).await?;
@@ -859,28 +1002,28 @@ impl App {
                     None => fail("the node's agent found no disk to write the image to", Some(ResetOutcome::Error)),
                     Some(disk) => {
                         let mut next = data.carry();
-                        next.device = Some(format!("/dev/{}", disk.device));
-                        Next::Enter(Phase::WriteImage, next)
+                        next.carried.device = Some(format!("/dev/{}", disk.device));
+                        Next::Advance(next)
                     }
                 },
             },
             Phase::WriteImage => match self.write_image_phase(node, &spec.environment, &actor, data.clone()).await? {
                 Some(next) => next,
-                None => Next::Enter(Phase::InstallKeys, data.carry()),
+                None => Next::Advance(data.carry()),
             },
             Phase::InstallKeys => {
                 let mut keys = spec.ssh_keys.clone();
                 keys.push(self.controller_key()?.public_openssh());
                 match self.install_keys_phase(node, env, keys, &actor, data.clone()).await? {
                     Some(next) => next,
-                    None => Next::Enter(Phase::BootSystem, data.carry()),
+                    None => Next::Advance(data.carry()),
                 }
             }
             Phase::BootSystem => {
-                if !data.issued {
+                if !data.waiting.issued {
                     self.store.set_boot_target(node.id, BootTarget::Local).await?;
                 }
-                let device = data.device.clone().unwrap_or_default();
+                let device = data.carried.device.clone().unwrap_or_default();
                 let action = || match env.boot {
                     EnvironmentBoot::Kexec => kexec_action(&device, env.root_partition),
                     EnvironmentBoot::Local => AgentAction::Reboot,
@@ -888,7 +1031,7 @@ impl App {
                 match self.agent_phase(node, action, &actor, &mut data.clone()).await? {
                     Some(Next::Stay(d)) => Next::Stay(d),
                     Some(other) => other,
-                    None => Next::Enter(Phase::SshCheck, data.carry()),
+                    None => Next::Advance(data.carry()),
                 }
             }
             Phase::SshCheck => {
@@ -910,7 +1053,7 @@ impl App {
                 let knock = tokio::time::timeout(SSH_KNOCK, tokio::net::TcpStream::connect(addr)).await;
                 if !matches!(knock, Ok(Ok(_))) {
                     *external += t.elapsed();
-                    data.last_error = Some(format!("SSH: {addr} does not answer yet"));
+                    data.waiting.last_error = Some(format!("SSH: {addr} does not answer yet"));
                     return Ok(Next::Stay(data));
                 }
                 let result = crate::ssh::run_as_root(addr, &key, &self.config.deploy.check_command, SSH_ATTEMPT, None).await;
@@ -918,7 +1061,7 @@ impl App {
                 match result {
                     Ok(check) if check.exit_status == 0 => {
                         self.store.set_ssh_host_key(node.id, Some(&check.host_key)).await?;
-                        data.fingerprint = Some(check.fingerprint.clone());
+                        data.carried.fingerprint = Some(check.fingerprint.clone());
                         let first_line = check.stdout.lines().next().unwrap_or_default().trim().to_owned();
                         return Ok(Next::Finish { end: OperationInput::Succeeded, message: first_line, outcome: None, data: Some(data) });
                     }
@@ -932,7 +1075,7 @@ impl App {
                         Some(ResetOutcome::Error),
                     ),
                     Err(e) if e.is_retryable() => {
-                        data.last_error = Some(format!("SSH: {e}"));
+                        data.waiting.last_error = Some(format!("SSH: {e}"));
                         Next::Stay(data)
                     }
                     Err(e) => fail(format!("root SSH login with the controller's key failed: {e}"), Some(ResetOutcome::Error)),
@@ -946,7 +1089,7 @@ impl App {
     /// written.
     async fn write_image_phase(&self, node: &NodeRow, env: &Environment, actor: &str, mut data: PhaseData) -> AppResult<Option<Next>> {
         let d = &env.descriptor;
-        let device = data.device.clone().unwrap_or_default();
+        let device = data.carried.device.clone().unwrap_or_default();
         let action = || AgentAction::WriteImage {
             url: env.image_url.clone(),
             format: d.format,
@@ -954,11 +1097,11 @@ impl App {
             size: d.size,
             device: device.clone(),
         };
-        let first = !data.issued;
+        let first = !data.waiting.issued;
         let waiting = self.agent_phase(node, action, actor, &mut data).await?;
         if first {
             // Kept across phases: the bytes written stay visible.
-            data.write_command = data.command;
+            data.carried.write_command = data.waiting.command;
             return Ok(Some(Next::Stay(data)));
         }
         Ok(waiting)
@@ -974,7 +1117,7 @@ impl App {
         actor: &str,
         mut data: PhaseData,
     ) -> AppResult<Option<Next>> {
-        let device = data.device.clone().unwrap_or_default();
+        let device = data.carried.device.clone().unwrap_or_default();
         let action =
             || AgentAction::InstallKeys { device, root_partition: env.root_partition, ssh_keys: keys, hostname: node.name.clone() };
         self.agent_phase(node, action, actor, &mut data).await
@@ -985,31 +1128,32 @@ impl App {
         let _ = op;
         Ok(match phase {
             Phase::PowerOff => {
-                if !data.issued {
+                if !data.waiting.issued {
                     self.store.cancel_agent_commands(node.id, "superseded by the reset", self.now()).await?;
-                    data.power_requests = self.enqueue_power_ops(node, &[PowerOperation::Power(PowerAction::Off)], &actor).await?;
-                    data.issued = true;
+                    data.waiting.power_requests = self.enqueue_power_ops(node, &[PowerOperation::Power(PowerAction::Off)], &actor).await?;
+                    data.waiting.issued = true;
                     return Ok(Next::Stay(data));
                 }
-                if self.power_done(&data).await? { Next::Enter(Phase::BootRamdisk, data.carry()) } else { Next::Stay(data) }
+                if self.power_done(&data).await? { Next::Advance(data.carry()) } else { Next::Stay(data) }
             }
             Phase::BootRamdisk => self.boot_ramdisk(node, PowerAction::On, &actor, data).await?,
             Phase::WaitAgent => match self.fresh_inventory(node, &data).await? {
                 None => Next::Stay(data),
                 Some(report) => {
                     let mut next = data.carry();
-                    next.device = Some(report.storage_devices.iter().map(|d| format!("/dev/{}", d.device)).collect::<Vec<_>>().join(","));
-                    Next::Enter(Phase::Wipe, next)
+                    next.carried.device =
+                        Some(report.storage_devices.iter().map(|d| format!("/dev/{}", d.device)).collect::<Vec<_>>().join(","));
+                    Next::Advance(next)
                 }
             },
             Phase::Wipe => {
                 let devices: Vec<String> =
-                    data.device.clone().unwrap_or_default().split(',').filter(|d| !d.is_empty()).map(str::to_owned).collect();
+                    data.carried.device.clone().unwrap_or_default().split(',').filter(|d| !d.is_empty()).map(str::to_owned).collect();
                 let secure = self.config.reset.secure_wipe;
                 match self.agent_phase(node, || AgentAction::Wipe { devices, secure }, &actor, &mut data.clone()).await? {
                     Some(Next::Stay(d)) => Next::Stay(d),
                     Some(other) => other,
-                    None => Next::Enter(Phase::Inventory, data.carry()),
+                    None => Next::Advance(data.carry()),
                 }
             }
             Phase::Inventory => match self.agent_phase(node, || AgentAction::Inventory, &actor, &mut data.clone()).await? {
@@ -1019,28 +1163,29 @@ impl App {
                     let mut next = data.carry();
                     let verdict = self.check_against_reference(node).await?;
                     let clean = verdict.0 == ResetOutcome::Clean;
-                    next.verdict = Some(verdict);
+                    next.carried.verdict = Some(verdict);
                     // Restore the default environment on a clean node only,
                     // resolved among admin-owned environments only.
                     let restore = if clean { self.reset_environment().await } else { Ok(None) };
                     match restore {
                         Ok(Some(env)) => {
-                            next.environment = Some(env.id);
-                            next.device = data.device.as_deref().and_then(|d| d.split(',').next()).map(str::to_owned);
-                            Next::Enter(Phase::WriteImage, next)
+                            next.carried.environment = Some(env.id);
+                            next.carried.device = data.carried.device.as_deref().and_then(|d| d.split(',').next()).map(str::to_owned);
+                            Next::Restore(next)
                         }
-                        Ok(None) => Next::Enter(Phase::Shutdown, next),
+                        Ok(None) => Next::Advance(next),
                         Err(e) => {
                             tracing::warn!(node = %node.name, error = %e, "reset: the default environment is not restored");
-                            next.not_restored = Some(e.to_string());
-                            Next::Enter(Phase::Shutdown, next)
+                            next.carried.not_restored = Some(e.to_string());
+                            Next::Advance(next)
                         }
                     }
                 }
             },
             Phase::WriteImage | Phase::InstallKeys => {
-                let Some(id) = data.environment else {
-                    return Ok(Next::Enter(Phase::Shutdown, data.carry()));
+                let Some(id) = data.carried.environment else {
+                    // Nothing to restore: past the restore's phases.
+                    return Ok(Next::Advance(data.carry()));
                 };
                 let env = match self.admin_environment(id).await {
                     Ok(env) => env,
@@ -1055,33 +1200,30 @@ impl App {
                 };
                 match (waiting, phase) {
                     (Some(next), _) => next,
-                    (None, Phase::WriteImage) => Next::Enter(Phase::InstallKeys, data.carry()),
-                    (None, _) => Next::Enter(Phase::Shutdown, data.carry()),
+                    (None, Phase::WriteImage) => Next::Restore(data.carry()),
+                    (None, _) => Next::Advance(data.carry()),
                 }
             }
             Phase::Shutdown => {
-                if !data.issued {
+                if !data.waiting.issued {
                     self.store.set_boot_target(node.id, BootTarget::Local).await?;
-                    let restored = data.write_command.is_some() && data.environment.is_some();
-                    if self.config.reset.power_off {
-                        data.power_requests = self.enqueue_power_ops(node, &[PowerOperation::Power(PowerAction::Off)], &actor).await?;
-                    } else if restored {
-                        // Boot the restored environment.
-                        let boot = [PowerOperation::Boot(BootDevice::Disk), PowerOperation::Power(PowerAction::Cycle)];
-                        data.power_requests = self.enqueue_power_ops(node, &boot, &actor).await?;
+                    let restored = data.carried.write_command.is_some() && data.carried.environment.is_some();
+                    let power = shutdown_power(self.config.reset.power_off, restored);
+                    if !power.is_empty() {
+                        data.waiting.power_requests = self.enqueue_power_ops(node, power, &actor).await?;
                     }
-                    data.issued = true;
+                    data.waiting.issued = true;
                     return Ok(Next::Stay(data));
                 }
                 if !self.power_done(&data).await? {
                     return Ok(Next::Stay(data));
                 }
-                let (outcome, message) = data.verdict.clone().unwrap_or((ResetOutcome::Clean, String::new()));
+                let (outcome, message) = data.carried.verdict.clone().unwrap_or((ResetOutcome::Clean, String::new()));
                 let outcome = if outcome == ResetOutcome::Clean { ResetOutcome::Clean } else { ResetOutcome::Mismatch };
-                let message = match (outcome, &self.config.reset.default_environment, &data.not_restored) {
+                let message = match (outcome, &self.config.reset.default_environment, &data.carried.not_restored) {
                     (ResetOutcome::Clean, _, Some(why)) => format!("reset, wiped and checked; default environment not restored: {why}"),
                     (ResetOutcome::Clean, Some(env), None) => {
-                        format!("reset, wiped and checked; {env} restored (environment {})", data.environment.unwrap_or_default())
+                        format!("reset, wiped and checked; {env} restored (environment {})", data.carried.environment.unwrap_or_default())
                     }
                     (ResetOutcome::Clean, None, None) => "reset, wiped and checked".to_owned(),
                     _ => message,
@@ -1112,22 +1254,35 @@ impl App {
         Ok(if problems.is_empty() { (ResetOutcome::Clean, String::new()) } else { (ResetOutcome::Mismatch, problems.join("; ")) })
     }
 
-    /// Moves an operation to `to` (a new phase, or the same phase of a new
-    /// attempt).
-    async fn enter(&self, op: &OperationRow, to: Phase, data: &PhaseData, attempt: i64, own_ms: i64) -> AppResult<()> {
+    /// Moves an operation from its phase to the next one of its sequence
+    /// (through the restore's phases when `restore`).
+    async fn advance(&self, op: &OperationRow, data: &PhaseData, restore: bool, own_ms: i64) -> AppResult<()> {
+        match phase_after(op.kind, op.phase, restore) {
+            Some(to) => self.enter(op, to, data, op.attempt, own_ms).await,
+            // The last phase of a sequence finishes its operation itself.
+            None => {
+                let message = format!("phase {} is the last of a {}: nothing follows it", op.phase.as_str(), op.kind);
+                self.finish(op, data, OperationInput::Failed, &message, Some(ResetOutcome::Error), own_ms).await.map(drop)
+            }
+        }
+    }
+
+    /// Moves an operation to `to` (the next phase, or the first phase of a
+    /// new attempt).
+    async fn enter(&self, op: &OperationRow, to: &PhaseSpec, data: &PhaseData, attempt: i64, own_ms: i64) -> AppResult<()> {
         let now_ms = self.now_ms();
         let mut history: Vec<(String, i64)> = serde_json::from_str(&op.history).unwrap_or_default();
-        history.push((to.as_str().to_owned(), now_ms));
+        history.push((to.phase.as_str().to_owned(), now_ms));
         let mut row = op.clone();
-        row.phase = to;
+        row.phase = to.phase;
         row.attempt = attempt;
         row.phase_started_ms = now_ms;
-        row.deadline_ms = self.deadline_ms(op.kind, to);
+        row.deadline_ms = self.deadline_ms(to);
         row.data = serde_json::to_string(data).map_err(|e| AppError::Internal(e.into()))?;
         row.history = serde_json::to_string(&history).map_err(|e| AppError::Internal(e.into()))?;
         row.controller_ms += own_ms;
         if self.store.update_operation(&row).await? {
-            tracing::info!(node = %op.node_name, kind = %op.kind, phase = to.as_str(), attempt, "operation phase");
+            tracing::info!(node = %op.node_name, kind = %op.kind, phase = to.phase.as_str(), attempt, does = to.does, "operation phase");
             self.ops_wake.notify_one();
         }
         Ok(())
@@ -1251,33 +1406,143 @@ fn kind_of(action: &str) -> String {
 mod tests {
     use super::*;
 
+    fn phases(kind: OperationKind, restore: bool) -> Vec<Phase> {
+        let mut out = vec![first_phase(kind).phase];
+        while let Some(next) = phase_after(kind, out[out.len() - 1], restore) {
+            out.push(next.phase);
+        }
+        out
+    }
+
+    #[test]
+    fn the_tables_give_each_sequence_in_order() {
+        use Phase as P;
+        let deploy = [P::BootRamdisk, P::WaitAgent, P::WriteImage, P::InstallKeys, P::BootSystem, P::SshCheck];
+        assert_eq!(phases(OperationKind::Deploy, false), deploy);
+        assert_eq!(phases(OperationKind::Deploy, true), deploy, "a deploy has no optional phase");
+        assert_eq!(phases(OperationKind::Reset, false), [P::PowerOff, P::BootRamdisk, P::WaitAgent, P::Wipe, P::Inventory, P::Shutdown]);
+        assert_eq!(
+            phases(OperationKind::Reset, true),
+            [P::PowerOff, P::BootRamdisk, P::WaitAgent, P::Wipe, P::Inventory, P::WriteImage, P::InstallKeys, P::Shutdown]
+        );
+        // Once in the restore, a restore phase that finds nothing to
+        // restore goes past the rest of it.
+        assert_eq!(phase_after(OperationKind::Reset, P::WriteImage, false).map(|s| s.phase), Some(P::Shutdown));
+        assert!(spec_of(OperationKind::Reset, P::SshCheck).is_none() && spec_of(OperationKind::Deploy, P::Wipe).is_none());
+        for kind in OperationKind::ALL {
+            let table = sequence(*kind);
+            let distinct: HashSet<Phase> = table.iter().map(|s| s.phase).collect();
+            assert_eq!(distinct.len(), table.len(), "{kind}: a phase appears once");
+            assert!(!table[0].restore && !table[table.len() - 1].restore, "{kind}: the first and last phases always run");
+        }
+    }
+
+    #[test]
+    fn a_reset_ends_powered_off_or_booting_what_it_restored() {
+        use PowerOperation::{Boot, Power};
+        assert_eq!(shutdown_power(true, true), [Power(PowerAction::Off)]);
+        assert_eq!(shutdown_power(true, false), [Power(PowerAction::Off)]);
+        assert_eq!(shutdown_power(false, true), [Boot(BootDevice::Disk), Power(PowerAction::Cycle)]);
+        assert!(shutdown_power(false, false).is_empty());
+    }
+
+    #[test]
+    fn only_the_phases_that_wait_are_judged_from_their_first_step() {
+        for kind in OperationKind::ALL {
+            for spec in sequence(*kind) {
+                assert_eq!(spec.only_waits, matches!(spec.phase, Phase::WaitAgent | Phase::SshCheck), "{kind} {}", spec.phase);
+            }
+        }
+    }
+
+    #[test]
+    fn each_phase_has_its_timeout() {
+        let deadline = |kind, phase| spec_of(kind, phase).map(|s| s.deadline);
+        use OperationKind::{Deploy, Reset};
+        assert!(matches!(deadline(Deploy, Phase::BootRamdisk), Some(Deadline::Power)));
+        assert!(matches!(deadline(Deploy, Phase::WaitAgent), Some(Deadline::Boot)));
+        assert!(matches!(deadline(Deploy, Phase::WriteImage), Some(Deadline::Write)));
+        assert!(matches!(deadline(Deploy, Phase::InstallKeys), Some(Deadline::Write)));
+        assert!(matches!(deadline(Deploy, Phase::BootSystem), Some(Deadline::Ssh)));
+        assert!(matches!(deadline(Deploy, Phase::SshCheck), Some(Deadline::Ssh)));
+        assert!(matches!(deadline(Reset, Phase::PowerOff), Some(Deadline::Power)));
+        assert!(matches!(deadline(Reset, Phase::BootRamdisk), Some(Deadline::Power)));
+        assert!(matches!(deadline(Reset, Phase::WaitAgent), Some(Deadline::Boot)));
+        assert!(matches!(deadline(Reset, Phase::Wipe), Some(Deadline::Write)));
+        assert!(matches!(deadline(Reset, Phase::Inventory), Some(Deadline::Write)));
+        assert!(matches!(deadline(Reset, Phase::WriteImage), Some(Deadline::Write)));
+        assert!(matches!(deadline(Reset, Phase::InstallKeys), Some(Deadline::Write)));
+        assert!(matches!(deadline(Reset, Phase::Shutdown), Some(Deadline::Power)));
+    }
+
+    fn full() -> PhaseData {
+        PhaseData {
+            waiting: Waiting {
+                issued: true,
+                power_requests: vec![1, 2],
+                generation: Some(3),
+                command: Some(4),
+                last_error: Some("x".into()),
+            },
+            carried: Carried {
+                device: Some("/dev/vda".into()),
+                write_command: Some(5),
+                verdict: Some((ResetOutcome::Mismatch, "cpu".into())),
+                fingerprint: Some("SHA256:f".into()),
+                environment: Some(6),
+                not_restored: Some("gone".into()),
+            },
+        }
+    }
+
     #[test]
     fn phase_data_keeps_only_what_crosses_phases() {
-        let data = PhaseData {
-            issued: true,
-            power_requests: vec![1, 2],
-            generation: Some(3),
-            command: Some(4),
-            device: Some("/dev/vda".into()),
-            write_command: Some(5),
-            verdict: None,
-            fingerprint: None,
-            last_error: Some("x".into()),
-            environment: Some(6),
-            not_restored: None,
-        };
+        let data = full();
         let next = data.carry();
-        assert_eq!(next.environment, Some(6), "a reset restores the environment it resolved first");
-        assert!(!next.issued);
-        assert!(next.power_requests.is_empty() && next.command.is_none() && next.generation.is_none());
-        assert_eq!(next.device.as_deref(), Some("/dev/vda"));
-        assert_eq!(next.write_command, Some(5));
-        assert_eq!(next.last_error, None);
+        assert_eq!(next.carried.environment, Some(6), "a reset restores the environment it resolved first");
+        assert_eq!(next.carried, data.carried);
+        assert_eq!(next.waiting, Waiting::default());
+        assert!(!next.waiting.issued);
+        assert!(next.waiting.power_requests.is_empty() && next.waiting.command.is_none() && next.waiting.generation.is_none());
+        assert_eq!(next.carried.device.as_deref(), Some("/dev/vda"));
+        assert_eq!(next.carried.write_command, Some(5));
+        assert_eq!(next.waiting.last_error, None);
     }
 
     #[test]
     fn old_data_still_reads() {
         let data: PhaseData = serde_json::from_str("{}").expect("empty data");
-        assert!(!data.issued);
+        assert!(!data.waiting.issued);
+        // The stored form, as the bag of options before the split wrote it
+        // (its field order): a running operation resumes after an upgrade.
+        let stored = r#"{"issued":true,"power_requests":[1,2],"generation":3,"command":4,"device":"/dev/vda","write_command":5,"verdict":["OUTCOME","cpu"],"fingerprint":"SHA256:f","last_error":"x","environment":6,"not_restored":"gone"}"#;
+        // (The outcome's stored name is written once, in its enum.)
+        let stored = &stored.replace("OUTCOME", ResetOutcome::Mismatch.as_str());
+        let data: PhaseData = serde_json::from_str(stored).expect("stored data");
+        assert_eq!(data, full());
+        // And the same names are written.
+        let written: serde_json::Value = serde_json::to_value(&data).expect("serialises");
+        assert_eq!(written, serde_json::from_str::<serde_json::Value>(stored).expect("json"));
+        assert_eq!(serde_json::to_string(&PhaseData::default()).expect("serialises"), r#"{"issued":false}"#);
+        let waiting = r#"{"issued":true,"power_requests":[7]}"#;
+        assert_eq!(serde_json::to_string(&serde_json::from_str::<PhaseData>(waiting).expect("reads")).expect("serialises"), waiting);
+    }
+
+    #[test]
+    fn phase_data_that_does_not_read_is_an_error() {
+        for bad in [
+            r#"{"issued":"yes"}"#,
+            r#"{"issued":null}"#,
+            r#"{"power_requests":[1,"2"]}"#,
+            r#"{"generation":"3"}"#,
+            r#"{"device":7}"#,
+            r#"{"verdict":["fine",""]}"#,
+            r#"{"environment":[6]}"#,
+            "[]",
+            "null",
+            "",
+        ] {
+            assert!(serde_json::from_str::<PhaseData>(bad).is_err(), "{bad} must not read");
+        }
     }
 }
