@@ -236,6 +236,17 @@ pub struct UserRow {
     pub disabled: Option<Disabled>,
 }
 
+impl UserRow {
+    /// The row of a user a store just created: its projects in the order
+    /// and form a read answers (sorted, once each), enabled.
+    pub(crate) fn created(id: UserId, name: &str, is_admin: bool, email: Option<&str>, projects: &[String], now: Seconds) -> UserRow {
+        let mut projects = projects.to_vec();
+        projects.sort();
+        projects.dedup();
+        UserRow { id, name: name.to_owned(), is_admin, email: email.map(str::to_owned), projects, created_at: now, disabled: None }
+    }
+}
+
 /// Why and when an admin disabled a user.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Disabled {

@@ -334,18 +334,7 @@ impl AccountStore for PgStore {
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
-        let mut projects = projects.to_vec();
-        projects.sort();
-        projects.dedup();
-        Ok(UserRow {
-            id: UserId(id),
-            name: name.to_owned(),
-            is_admin,
-            email: email.map(str::to_owned),
-            projects,
-            created_at: now,
-            disabled: None,
-        })
+        Ok(UserRow::created(UserId(id), name, is_admin, email, projects, now))
     }
 
     async fn list_users(&self) -> DbResult<Vec<UserRow>> {
