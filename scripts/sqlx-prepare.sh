@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Refreshes controller/.sqlx, the offline data of the PostgreSQL store's
+# Refreshes store-postgres/.sqlx, the offline data of the PostgreSQL store's
 # checked queries (sqlx::query! and friends), from a throw-away PostgreSQL
-# cluster on loopback with the schema of controller/migrations/postgres.
+# cluster on loopback with the schema of store-postgres/migrations.
 # Run it after changing a query or a PostgreSQL migration, and commit the
 # result. With --check it changes nothing and fails when the committed
 # data is not what the queries and the schema give now (CI runs that).
@@ -24,23 +24,23 @@ trap cleanup EXIT
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 "${as_pg[@]}" "$bin/pg_ctl" -D "$dir/data" -o "-h 127.0.0.1 -p $port -k $dir -F" -l "$dir/server.log" -w start >/dev/null
 url="postgres://ferrum@127.0.0.1:$port/postgres"
-for migration in controller/migrations/postgres/*.sql; do
+for migration in store-postgres/migrations/*.sql; do
     psql -q -v ON_ERROR_STOP=1 "$url" -f "$migration" >/dev/null
 done
 
-out="$PWD/controller/.sqlx"
+out="$PWD/store-postgres/.sqlx"
 [ "$mode" = --check ] && out="$dir/sqlx"
 rm -rf "$out"
 mkdir -p "$out"
 # The macros describe their queries again only when the crate is compiled again.
-touch controller/src/db/postgres/mod.rs
-SQLX_OFFLINE=false SQLX_OFFLINE_DIR="$out" DATABASE_URL="$url" cargo check -p ferrum-controller --lib --locked --quiet
+touch store-postgres/src/lib.rs
+SQLX_OFFLINE=false SQLX_OFFLINE_DIR="$out" DATABASE_URL="$url" cargo check -p ferrum-store-postgres --lib --locked --quiet
 if [ "$mode" = --check ]; then
-    if ! diff -r -q controller/.sqlx "$out"; then
-        echo "controller/.sqlx is stale: run scripts/sqlx-prepare.sh and commit controller/.sqlx" >&2
+    if ! diff -r -q store-postgres/.sqlx "$out"; then
+        echo "store-postgres/.sqlx is stale: run scripts/sqlx-prepare.sh and commit store-postgres/.sqlx" >&2
         exit 1
     fi
-    echo "controller/.sqlx is current ($(ls "$out" | wc -l) queries)"
+    echo "store-postgres/.sqlx is current ($(ls "$out" | wc -l) queries)"
 else
-    echo "wrote $(ls "$out" | wc -l) queries to controller/.sqlx"
+    echo "wrote $(ls "$out" | wc -l) queries to store-postgres/.sqlx"
 fi

@@ -14,6 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::model::NodeInput;
+pub use crate::model::power::{BootDevice, PowerAction};
 
 pub mod ipmi;
 pub mod redfish;
@@ -32,53 +33,6 @@ impl PowerState {
             PowerState::On => "on",
             PowerState::Off => "off",
         }
-    }
-}
-
-/// A power operation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PowerAction {
-    On,
-    /// Hard power off.
-    Off,
-    /// ACPI soft off (the OS shuts down).
-    SoftOff,
-    /// Power cycle / reset: the node restarts (and is on afterwards).
-    Cycle,
-}
-
-impl PowerAction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PowerAction::On => "on",
-            PowerAction::Off => "off",
-            PowerAction::SoftOff => "soft-off",
-            PowerAction::Cycle => "cycle",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [PowerAction::On, PowerAction::Off, PowerAction::SoftOff, PowerAction::Cycle].into_iter().find(|a| a.as_str() == s)
-    }
-}
-
-/// One-time boot device (applies to the next boot only).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BootDevice {
-    Pxe,
-    Disk,
-}
-
-impl BootDevice {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BootDevice::Pxe => "pxe",
-            BootDevice::Disk => "disk",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [BootDevice::Pxe, BootDevice::Disk].into_iter().find(|d| d.as_str() == s)
     }
 }
 

@@ -4,7 +4,7 @@
 //! `BEGIN IMMEDIATE` transactions, so SQLite serialises them; the overlap
 //! triggers of the schema refuse double booking even if application code
 //! were wrong. Queries are runtime-checked (`sqlx::query`); the schema comes
-//! only from `migrations/sqlite`.
+//! only from `migrations/` (this crate's).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -13,9 +13,12 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
-use super::*;
-use crate::model::import::{ImportAction, import_action};
-use crate::model::{OperationKind, OperationState, PowerOperation, PowerRequestState, lease, properties, tokens};
+use ferrum_model::import::{ImportAction, import_action};
+use ferrum_model::{
+    AccountRequestInput, AccountRequestState, AgentCommandState, BootTarget, LeaseId, LeaseState, NodeId, NodeLifecycle, NodePolicy,
+    OperationKind, OperationState, PowerOperation, PowerRequestState, ProjectId, ResetOutcome, Seconds, UserId, lease, properties, tokens,
+};
+use ferrum_store::*;
 use names::name_set;
 
 mod accounts;
@@ -100,7 +103,7 @@ async fn adopt_key(pool: &SqlitePool, key: &SecretKey) -> DbResult<usize> {
     let rows: Vec<(i64, String, String)> =
         sqlx::query_as("SELECT id, name, bmc_url FROM nodes WHERE bmc_url IS NOT NULL").fetch_all(&mut *tx).await.map_err(db)?;
     let mut sealed = 0;
-    for (id, name, url) in rows.into_iter().filter(|(_, _, url)| !crate::secrets::is_sealed(url)) {
+    for (id, name, url) in rows.into_iter().filter(|(_, _, url)| !ferrum_store::secrets::is_sealed(url)) {
         let value = seal_bmc(key, &name, &Secret(url))?;
         sqlx::query("UPDATE nodes SET bmc_url = ? WHERE id = ?").bind(value).bind(id).execute(&mut *tx).await.map_err(db)?;
         sealed += 1;
@@ -109,8 +112,8 @@ async fn adopt_key(pool: &SqlitePool, key: &SecretKey) -> DbResult<usize> {
     Ok(sealed)
 }
 
-/// See [`super::recorded_key_fingerprint`]: read-only, no migrations.
-pub(crate) async fn recorded_key_fingerprint(url: &str) -> DbResult<Option<String>> {
+/// See `db::recorded_key_fingerprint` (the controller's): read-only, no migrations.
+pub async fn recorded_key_fingerprint(url: &str) -> DbResult<Option<String>> {
     let options = SqliteConnectOptions::from_str(url).map_err(DbError::Sqlx)?.read_only(true);
     let mut conn = sqlx::ConnectOptions::connect(&options).await.map_err(DbError::Sqlx)?;
     let has_column: bool = sqlx::query_scalar("SELECT COUNT(*) > 0 FROM pragma_table_info('meta') WHERE name = 'key_fingerprint'")
@@ -126,7 +129,7 @@ pub(crate) async fn recorded_key_fingerprint(url: &str) -> DbResult<Option<Strin
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://PATH` or
     /// `sqlite::memory:`), runs the migrations and adopts `key` (see
-    /// [`super::open`]).
+    /// `db::open`).
     pub async fn open(url: &str, key: SecretKey) -> DbResult<Self> {
         let pool = Self::migrated_pool(url).await?;
         let sealed = adopt_key(&pool, &key).await?;
@@ -146,7 +149,7 @@ impl SqliteStore {
     /// holds token hashes and sealed credentials; SQLite gives its `-wal`
     /// and `-shm` files the same mode), with the migrations run; no key
     /// adopted (`copy` moves sealed values as they are).
-    pub(crate) async fn migrated_pool(url: &str) -> DbResult<SqlitePool> {
+    pub async fn migrated_pool(url: &str) -> DbResult<SqlitePool> {
         let options = SqliteConnectOptions::from_str(url).map_err(DbError::Sqlx)?;
         if let Some(path) = file_of(&options) {
             create_private_file(&path);
@@ -170,7 +173,7 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(DbError::Sqlx)?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(DbError::Migrate)?;
+        sqlx::migrate!("./migrations").run(&pool).await.map_err(DbError::Migrate)?;
         Ok(pool)
     }
 
@@ -584,11 +587,11 @@ async fn insert_operation_in(tx: &mut Transaction<'static, Sqlite>, op: &NewOper
          history, created_ms) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?) RETURNING id",
     )
     .bind(op.node.0)
-    .bind(op.kind)
+    .bind(op.kind.as_str())
     .bind(deployment)
     .bind(op.lease.map(|l| l.0))
-    .bind(OperationState::Running)
-    .bind(op.phase)
+    .bind(OperationState::Running.as_str())
+    .bind(op.phase.as_str())
     .bind(op.now_ms)
     .bind(op.deadline_ms)
     .bind(history)

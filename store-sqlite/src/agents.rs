@@ -202,7 +202,7 @@ impl AgentStore for SqliteStore {
         .bind(node.0)
         .bind(action)
         .bind(actor)
-        .bind(AgentCommandState::Queued)
+        .bind(AgentCommandState::Queued.as_str())
         .bind(now)
         .bind(now)
         .fetch_all(&self.pool)
@@ -232,15 +232,15 @@ impl AgentStore for SqliteStore {
              ORDER BY id LIMIT 1",
         )
         .bind(node.0)
-        .bind(AgentCommandState::Queued)
-        .bind(AgentCommandState::Sent)
+        .bind(AgentCommandState::Queued.as_str())
+        .bind(AgentCommandState::Sent.as_str())
         .bind(generation)
         .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;
         let Some(id) = id else { return Ok(None) };
         sqlx::query("UPDATE agent_commands SET state = ?, generation = ?, updated_at = ? WHERE id = ?")
-            .bind(handed_command()?)
+            .bind(handed_command()?.as_str())
             .bind(generation)
             .bind(now)
             .bind(id)
@@ -270,7 +270,7 @@ impl AgentStore for SqliteStore {
         .bind(id)
         .bind(node.0)
         .bind(generation)
-        .bind(AgentCommandState::Sent)
+        .bind(AgentCommandState::Sent.as_str())
         .execute(&self.pool)
         .await
         .map_err(db)?;
@@ -283,13 +283,13 @@ impl AgentStore for SqliteStore {
             "UPDATE agent_commands SET state = ?, error = ?, updated_at = ? \
              WHERE id = ? AND node_id = ? AND generation = ? AND state = ?",
         )
-        .bind(to)
+        .bind(to.as_str())
         .bind(error)
         .bind(now)
         .bind(id)
         .bind(node.0)
         .bind(generation)
-        .bind(from)
+        .bind(from.as_str())
         .execute(&self.pool)
         .await
         .map_err(db)?;
@@ -310,7 +310,7 @@ impl AgentStore for SqliteStore {
             "UPDATE agent_commands SET state = ?, error = ?, updated_at = ? \
              WHERE node_id = ? AND state IN (SELECT value FROM json_each(?))",
         )
-        .bind(cancelled_command()?)
+        .bind(cancelled_command()?.as_str())
         .bind(reason)
         .bind(now)
         .bind(node.0)

@@ -1,15 +1,15 @@
 //! PostgreSQL side of usage accounting: reading what leases hold, writing
 //! usage records with their monthly rollups, and the usage queries. The
 //! rules (what a lease's use is, the months, the sums) live in
-//! [`crate::model::usage`]; the queries mirror the SQLite store's.
+//! [`ferrum_model::usage`]; the queries mirror the SQLite store's.
 
 use super::*;
 use sqlx::{PgConnection, PgPool};
 
 use super::{db, lease_type};
-use crate::db::{DbResult, HoldingRow, UsageRecordRow, UsageScope, json_value};
-use crate::model::usage::{self, Dimension, Total};
-use crate::model::{LeaseId, NodeId, Seconds};
+use ferrum_model::usage::{self, Dimension, Total};
+use ferrum_model::{LeaseId, NodeId, Seconds};
+use ferrum_store::{DbResult, HoldingRow, UsageRecordRow, UsageScope, json_value};
 
 struct RawRecord {
     id: i64,
@@ -105,7 +105,7 @@ async fn holdings(conn: &mut PgConnection, lease: Option<LeaseId>) -> DbResult<V
               OR ($1::bigint IS NULL AND l.state = ANY($2) AND l.started_at IS NOT NULL)
            ORDER BY l.id, n.id"#,
         lease.map(|l| l.0),
-        &super::names(crate::model::lease::RUNNING.map(crate::model::LeaseState::as_str))
+        &super::names(ferrum_model::lease::RUNNING.map(ferrum_model::LeaseState::as_str))
     )
     .fetch_all(&mut *conn)
     .await
@@ -270,19 +270,19 @@ impl UsageStore for PgStore {
 
     async fn usage_rollup_sums(
         &self,
-        dimension: crate::model::usage::Dimension,
+        dimension: ferrum_model::usage::Dimension,
         months: (Seconds, Seconds),
         projects: Option<&[String]>,
-    ) -> DbResult<Vec<crate::model::usage::Total>> {
+    ) -> DbResult<Vec<ferrum_model::usage::Total>> {
         rollup_sums(&self.pool, dimension, months, projects).await
     }
 
     async fn usage_record_sums(
         &self,
-        dimension: crate::model::usage::Dimension,
+        dimension: ferrum_model::usage::Dimension,
         stretch: (Seconds, Seconds),
         projects: Option<&[String]>,
-    ) -> DbResult<Vec<crate::model::usage::Total>> {
+    ) -> DbResult<Vec<ferrum_model::usage::Total>> {
         record_sums(&self.pool, dimension, stretch, projects).await
     }
 

@@ -1,13 +1,13 @@
 //! PostgreSQL side of account requests and project membership (its rules:
-//! [`crate::model::project`]).
+//! [`ferrum_model::project`]).
 
 use super::*;
 use sqlx::{PgConnection, PgPool};
 
 use super::{db, is_unique_violation};
-use crate::db::{AccountRequestRow, Approval, DbError, DbResult, NewAccountRequest, ProjectChange};
-use crate::model::project::{self, MembershipWrites};
-use crate::model::{Seconds, UserId};
+use ferrum_model::project::{self, MembershipWrites};
+use ferrum_model::{Seconds, UserId};
+use ferrum_store::{AccountRequestRow, Approval, DbError, DbResult, NewAccountRequest, ProjectChange};
 
 /// An account request as the checked queries return it (its state as
 /// stored, read with `parse_name`).

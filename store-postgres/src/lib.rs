@@ -1,9 +1,9 @@
 //! The PostgreSQL datastore: the backend of a production service, with
 //! several `ferrumd` replicas on one database.
 //!
-//! Every query is checked at build time against the schema of
-//! `migrations/postgres` (`sqlx::query!` and friends; the offline data lives
-//! in `controller/.sqlx`, refreshed by `scripts/sqlx-prepare.sh`). The
+//! Every query is checked at build time against the schema of this crate's
+//! `migrations/` (`sqlx::query!` and friends; the offline data lives in
+//! `store-postgres/.sqlx`, refreshed by `scripts/sqlx-prepare.sh`). The
 //! database keeps the rules even when several replicas write at once:
 //! - no double booking: the exclusion constraint `lease_nodes_no_overlap`
 //!   (SQLSTATE 23P01 → [`DbError::DoubleBooked`]);
@@ -19,11 +19,13 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
-use super::*;
-use crate::model::import::{ImportAction, import_action};
-use crate::model::{
-    AgentCommandState, OperationKind, OperationState, PowerOperation, PowerRequestState, ResetOutcome, lease, properties, tokens,
+use ferrum_model::import::{ImportAction, import_action};
+use ferrum_model::{
+    AccountRequestInput, AccountRequestState, AgentCommandState, BootTarget, LeaseId, LeaseState, LeaseType, NodeId, NodeLifecycle,
+    NodePolicy, OperationKind, OperationState, PowerOperation, PowerRequestState, ProjectId, ResetOutcome, Seconds, UserId, lease,
+    properties, tokens,
 };
+use ferrum_store::*;
 
 mod accounts;
 mod agents;
@@ -142,7 +144,7 @@ async fn adopt_key(pool: &PgPool, key: &SecretKey) -> DbResult<usize> {
         .await
         .map_err(db)?;
     let mut sealed = 0;
-    for row in rows.into_iter().filter(|r| !crate::secrets::is_sealed(&r.bmc_url)) {
+    for row in rows.into_iter().filter(|r| !ferrum_store::secrets::is_sealed(&r.bmc_url)) {
         let value = seal_bmc(key, &row.name, &Secret(row.bmc_url))?;
         sqlx::query!("UPDATE nodes SET bmc_url = $1 WHERE id = $2", value, row.id).execute(&mut *tx).await.map_err(db)?;
         sealed += 1;
@@ -151,8 +153,8 @@ async fn adopt_key(pool: &PgPool, key: &SecretKey) -> DbResult<usize> {
     Ok(sealed)
 }
 
-/// See [`super::recorded_key_fingerprint`]: no migrations run.
-pub(crate) async fn recorded_key_fingerprint(url: &str) -> DbResult<Option<String>> {
+/// See `db::recorded_key_fingerprint` (the controller's): no migrations run.
+pub async fn recorded_key_fingerprint(url: &str) -> DbResult<Option<String>> {
     let options: PgConnectOptions = url.parse().map_err(DbError::Sqlx)?;
     let mut conn = sqlx::ConnectOptions::connect(&options).await.map_err(DbError::Sqlx)?;
     // Unchecked: the column may not exist yet (a database of an older ferrumd).
@@ -457,14 +459,14 @@ impl PgStore {
 
     /// A pool on the database, with the migrations run; no key adopted
     /// (`copy` moves sealed values as they are).
-    pub(crate) async fn migrated_pool(options: &PgConnectOptions) -> DbResult<PgPool> {
+    pub async fn migrated_pool(options: &PgConnectOptions) -> DbResult<PgPool> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.clone())
             .await
             .map_err(DbError::Sqlx)?;
-        sqlx::migrate!("./migrations/postgres").run(&pool).await.map_err(DbError::Migrate)?;
+        sqlx::migrate!("./migrations").run(&pool).await.map_err(DbError::Migrate)?;
         Ok(pool)
     }
 

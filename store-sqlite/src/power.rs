@@ -9,10 +9,10 @@ impl PowerStore for SqliteStore {
             "INSERT INTO power_requests (node_id, operation, requested_by, requested_at, state) VALUES (?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(node.0)
-        .bind(operation)
+        .bind(operation.as_str())
         .bind(actor)
         .bind(now)
-        .bind(PowerRequestState::Queued)
+        .bind(PowerRequestState::Queued.as_str())
         .fetch_all(&self.pool)
         .await
         .and_then(only_row)
@@ -41,7 +41,7 @@ impl PowerStore for SqliteStore {
 
     async fn set_power_request_running(&self, id: i64) -> DbResult<()> {
         sqlx::query("UPDATE power_requests SET state = ? WHERE id = ?")
-            .bind(started_power()?)
+            .bind(started_power()?.as_str())
             .bind(id)
             .execute(&self.pool)
             .await
@@ -52,11 +52,11 @@ impl PowerStore for SqliteStore {
     async fn cancel_power_request(&self, id: i64, reason: &str, now: Seconds) -> DbResult<bool> {
         let (from, to) = dropped_power()?;
         let done = sqlx::query("UPDATE power_requests SET state = ?, error = ?, finished_at = ? WHERE id = ? AND state = ?")
-            .bind(to)
+            .bind(to.as_str())
             .bind(reason)
             .bind(now)
             .bind(id)
-            .bind(from)
+            .bind(from.as_str())
             .execute(&self.pool)
             .await
             .map_err(db)?;
@@ -66,11 +66,11 @@ impl PowerStore for SqliteStore {
     async fn cancel_queued_power(&self, node: NodeId, reason: &str, now: Seconds) -> DbResult<u64> {
         let (from, to) = dropped_power()?;
         let done = sqlx::query("UPDATE power_requests SET state = ?, error = ?, finished_at = ? WHERE node_id = ? AND state = ?")
-            .bind(to)
+            .bind(to.as_str())
             .bind(reason)
             .bind(now)
             .bind(node.0)
-            .bind(from)
+            .bind(from.as_str())
             .execute(&self.pool)
             .await
             .map_err(db)?;
@@ -79,7 +79,7 @@ impl PowerStore for SqliteStore {
 
     async fn finish_power_request(&self, id: i64, error: Option<&str>, now: Seconds) -> DbResult<()> {
         sqlx::query("UPDATE power_requests SET state = ?, error = ?, finished_at = ? WHERE id = ?")
-            .bind(finished_power(error)?)
+            .bind(finished_power(error)?.as_str())
             .bind(error)
             .bind(now)
             .bind(id)

@@ -28,12 +28,12 @@ macro_rules! named {
         }
 
         impl std::str::FromStr for $ty {
-            type Err = $crate::model::names::UnknownName;
+            type Err = $crate::names::UnknownName;
 
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 match s {
                     $($name => Ok($ty::$variant),)+
-                    _ => Err($crate::model::names::UnknownName { what: $what, name: s.to_owned() }),
+                    _ => Err($crate::names::UnknownName { what: $what, name: s.to_owned() }),
                 }
             }
         }

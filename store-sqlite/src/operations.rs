@@ -86,7 +86,7 @@ impl OperationStore for SqliteStore {
 
     async fn running_operations(&self) -> DbResult<Vec<OperationRow>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{OPERATION_SELECT} WHERE o.state = ? ORDER BY o.id")))
-            .bind(OperationState::Running)
+            .bind(OperationState::Running.as_str())
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
@@ -107,7 +107,7 @@ impl OperationStore for SqliteStore {
         let row =
             sqlx::query(sqlx::AssertSqlSafe(format!("{OPERATION_SELECT} WHERE o.node_id = ? AND o.kind = ? ORDER BY o.id DESC LIMIT 1")))
                 .bind(node.0)
-                .bind(kind)
+                .bind(kind.as_str())
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(db)?;
@@ -120,19 +120,19 @@ impl OperationStore for SqliteStore {
              history = ?, message = ?, outcome = ?, controller_ms = ?, finished_ms = ?, version = version + 1 \
              WHERE id = ? AND state = ? AND version = ?",
         )
-        .bind(r.state)
-        .bind(r.phase)
+        .bind(r.state.as_str())
+        .bind(r.phase.as_str())
         .bind(r.attempt)
         .bind(r.phase_started_ms)
         .bind(r.deadline_ms)
         .bind(&r.data)
         .bind(&r.history)
         .bind(&r.message)
-        .bind(r.outcome)
+        .bind(r.outcome.map(ResetOutcome::as_str))
         .bind(r.controller_ms)
         .bind(r.finished_ms)
         .bind(r.id)
-        .bind(OperationState::Running)
+        .bind(OperationState::Running.as_str())
         .bind(r.version)
         .execute(&self.pool)
         .await

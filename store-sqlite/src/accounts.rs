@@ -1,14 +1,14 @@
 //! SQLite side of account requests and project membership (its rules:
-//! [`crate::model::project`]).
+//! [`ferrum_model::project`]).
 
 use super::*;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use super::{db, is_unique_violation};
-use crate::db::{AccountRequestRow, Approval, DbError, DbResult, NewAccountRequest, ProjectChange};
-use crate::model::project::{self, MembershipWrites};
-use crate::model::{Seconds, UserId};
+use ferrum_model::project::{self, MembershipWrites};
+use ferrum_model::{Seconds, UserId};
+use ferrum_store::{AccountRequestRow, Approval, DbError, DbResult, NewAccountRequest, ProjectChange};
 
 const REQUEST_SELECT: &str = "SELECT id, name, email, affiliation, project, project_class, motivation, source, state, reason, \
      decided_by, decided_at, created_at FROM account_requests";
@@ -45,7 +45,7 @@ pub(super) async fn insert_request(pool: &SqlitePool, r: &NewAccountRequest) -> 
     .bind(&r.project_class)
     .bind(&r.motivation)
     .bind(&r.source)
-    .bind(AccountRequestState::Pending)
+    .bind(AccountRequestState::Pending.as_str())
     .bind(r.created_at)
     .fetch_all(pool)
     .await
@@ -56,7 +56,7 @@ pub(super) async fn insert_request(pool: &SqlitePool, r: &NewAccountRequest) -> 
 
 pub(super) async fn requests(pool: &SqlitePool, state: Option<AccountRequestState>) -> DbResult<Vec<AccountRequestRow>> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{REQUEST_SELECT} WHERE (?1 IS NULL OR state = ?1) ORDER BY id")))
-        .bind(state)
+        .bind(state.map(AccountRequestState::as_str))
         .fetch_all(pool)
         .await
         .map_err(db)?;
@@ -84,12 +84,12 @@ async fn decide_in(
 ) -> DbResult<()> {
     let (from, to) = decided_request(input)?;
     let done = sqlx::query("UPDATE account_requests SET state = ?, decided_by = ?, reason = ?, decided_at = ? WHERE id = ? AND state = ?")
-        .bind(to)
+        .bind(to.as_str())
         .bind(by)
         .bind(reason)
         .bind(at)
         .bind(id)
-        .bind(from)
+        .bind(from.as_str())
         .execute(&mut **tx)
         .await
         .map_err(db)?;
@@ -456,7 +456,7 @@ impl AccountStore for SqliteStore {
 
     async fn count_pending_account_requests(&self) -> DbResult<i64> {
         sqlx::query_scalar("SELECT COUNT(*) FROM account_requests WHERE state = ?")
-            .bind(AccountRequestState::Pending)
+            .bind(AccountRequestState::Pending.as_str())
             .fetch_one(&self.pool)
             .await
             .map_err(db)

@@ -5,11 +5,60 @@
 //! A request is queued (a row, so a restarted controller carries it out),
 //! runs, and ends done or failed; one dropped before it ran ends failed
 //! with the reason. The datastore writes the states `next` gives.
+//!
+//! [`PowerAction`] and [`BootDevice`] are the power drivers' vocabulary too
+//! (the controller's `power` re-exports them).
 
 use std::str::FromStr;
 
 use super::names::{UnknownName, named};
-use crate::power::{BootDevice, PowerAction};
+
+/// A power operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerAction {
+    On,
+    /// Hard power off.
+    Off,
+    /// ACPI soft off (the OS shuts down).
+    SoftOff,
+    /// Power cycle / reset: the node restarts (and is on afterwards).
+    Cycle,
+}
+
+impl PowerAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PowerAction::On => "on",
+            PowerAction::Off => "off",
+            PowerAction::SoftOff => "soft-off",
+            PowerAction::Cycle => "cycle",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [PowerAction::On, PowerAction::Off, PowerAction::SoftOff, PowerAction::Cycle].into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+/// One-time boot device (applies to the next boot only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootDevice {
+    Pxe,
+    Disk,
+}
+
+impl BootDevice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BootDevice::Pxe => "pxe",
+            BootDevice::Disk => "disk",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [BootDevice::Pxe, BootDevice::Disk].into_iter().find(|d| d.as_str() == s)
+    }
+}
 
 /// The operations a request may ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

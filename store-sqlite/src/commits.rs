@@ -50,8 +50,8 @@ pub(super) async fn register(conn: &mut SqliteConnection) -> sqlx::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use crate::db::sqlite::SqliteStore;
-    use crate::db::{AccountStore, ReplicaStore, SecretKey};
+    use crate::SqliteStore;
+    use ferrum_store::{AccountStore, ReplicaStore, SecretKey};
 
     /// Every commit, whether of a transaction or of a lone statement, moves
     /// the count; a read does not.

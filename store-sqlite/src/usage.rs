@@ -1,17 +1,17 @@
 //! SQLite side of usage accounting and the audit log: reading what leases
 //! hold, writing usage records with their monthly rollups, the usage
 //! queries, and the quota's count of booked node-seconds. The rules (what
-//! a lease's use is, the months, the sums) live in [`crate::model::usage`].
+//! a lease's use is, the months, the sums) live in [`ferrum_model::usage`].
 
 use super::*;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use super::db;
-use crate::db::{AuditFilter, AuditRow, DbError, DbResult, HoldingRow, UsageRecordRow, UsageScope, json_value};
-use crate::model::lease;
-use crate::model::usage::{self, Dimension, Total};
-use crate::model::{LeaseId, NodeId, ProjectId, Seconds};
+use ferrum_model::lease;
+use ferrum_model::usage::{self, Dimension, Total};
+use ferrum_model::{LeaseId, NodeId, ProjectId, Seconds};
+use ferrum_store::{AuditFilter, AuditRow, DbError, DbResult, HoldingRow, UsageRecordRow, UsageScope, json_value};
 
 /// The columns of a usage record, in `usage_records`' order after `id`.
 const RECORD_COLUMNS: &str = r#"lease_id, node_id, user_name, project_name, node_name, site, cluster, gpu_model, gpu_count, lease_type,
@@ -61,7 +61,7 @@ pub(super) async fn running_holdings(pool: &SqlitePool) -> DbResult<Vec<HoldingR
 
 /// The `running` parameter of [`lease_use`].
 fn running_states() -> String {
-    super::name_set(lease::RUNNING.map(crate::model::LeaseState::as_str))
+    super::name_set(lease::RUNNING.map(ferrum_model::LeaseState::as_str))
 }
 
 fn record_from_row(r: &SqliteRow) -> DbResult<UsageRecordRow> {
@@ -312,19 +312,19 @@ impl UsageStore for SqliteStore {
 
     async fn usage_rollup_sums(
         &self,
-        dimension: crate::model::usage::Dimension,
+        dimension: ferrum_model::usage::Dimension,
         months: (Seconds, Seconds),
         projects: Option<&[String]>,
-    ) -> DbResult<Vec<crate::model::usage::Total>> {
+    ) -> DbResult<Vec<ferrum_model::usage::Total>> {
         rollup_sums(&self.pool, dimension, months, projects).await
     }
 
     async fn usage_record_sums(
         &self,
-        dimension: crate::model::usage::Dimension,
+        dimension: ferrum_model::usage::Dimension,
         stretch: (Seconds, Seconds),
         projects: Option<&[String]>,
-    ) -> DbResult<Vec<crate::model::usage::Total>> {
+    ) -> DbResult<Vec<ferrum_model::usage::Total>> {
         record_sums(&self.pool, dimension, stretch, projects).await
     }
 

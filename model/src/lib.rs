@@ -1,7 +1,8 @@
-//! Domain types of the controller: typed ids, validated values (MAC
-//! addresses, BMC addresses, time ranges) and the lifecycles of nodes,
-//! leases, node operations, power requests and agent commands, with the one
-//! function each that decides their transitions.
+//! Domain types of ferrum's controller (crate `ferrum-model`, the
+//! controller's `model`): typed ids, validated values (MAC addresses, BMC
+//! addresses, time ranges) and the lifecycles of nodes, leases, node
+//! operations, power requests and agent commands, with the one function
+//! each that decides their transitions.
 //!
 //! Values here are validated once, when built, and trusted afterwards. This
 //! module knows nothing of HTTP, SQL or BMC protocols; the API and the

@@ -1,6 +1,0 @@
-//! Rebuilds the controller when a migration is added or changed: the
-//! migrations are embedded at compile time by `sqlx::migrate!`.
-
-fn main() {
-    println!("cargo:rerun-if-changed=migrations");
-}
