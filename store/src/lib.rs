@@ -843,9 +843,9 @@ impl std::fmt::Debug for PlanningLock {
 /// (SQLite, PostgreSQL); the application holds it as `Arc<dyn Datastore>`.
 ///
 /// The store is cut by resource: one trait per part, each implemented by
-/// every backend in its own module (`db/sqlite/<part>.rs`,
-/// `db/postgres/<part>.rs`). Rules that are not SQL live above the stores
-/// (`model/`), written once.
+/// every backend in its own module (`store-sqlite/src/<part>.rs`,
+/// `store-postgres/src/<part>.rs`). Rules that are not SQL live above the
+/// stores (`ferrum-model`), written once.
 pub trait Datastore:
     ReplicaStore
     + AccountStore
