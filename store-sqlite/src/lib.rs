@@ -3,8 +3,44 @@
 //! Writers that read then write (`insert_lease`, extensions, imports) run in
 //! `BEGIN IMMEDIATE` transactions, so SQLite serialises them; the overlap
 //! triggers of the schema refuse double booking even if application code
-//! were wrong. Queries are runtime-checked (`sqlx::query`); the schema comes
-//! only from `migrations/` (this crate's).
+//! were wrong. The schema comes only from `migrations/` (this crate's).
+//!
+//! # Checked queries
+//!
+//! Queries move, one part at a time, to sqlx's checked macros (`query!`,
+//! `query_as!`, `query_scalar!`), checked at build time against the offline
+//! data in `store-sqlite/.sqlx` (no database needed to build;
+//! `scripts/sqlx-prepare.sh` describes them against a throw-away file with
+//! `migrations/` applied). The parts converted so far: `environments`,
+//! `power`, `replicas`; the tidy test `sqlite_queries_are_checked_at_build_time`
+//! lists the rest, which still use runtime queries and positional reads.
+//! The pattern (as `ferrum-store-postgres` does it):
+//! - Rows decode into structs with named fields: `query!`'s anonymous
+//!   record, or `query_as!(RawX, ...)` into a `RawX` of this module with a
+//!   `TryFrom<RawX>` (or `into_row`) to the store's row; a column is named by
+//!   the query (`n.name AS node_name`), never read by position. Model enums
+//!   bind as `.as_str()` and read back with `parse_name` (an unknown name is
+//!   `DbError::Corrupt`). A query shared by several functions is written out
+//!   in each: the macros take a string literal, not a `const`.
+//! - Nullability is inferred from SQLite's bytecode (`EXPLAIN`), not from
+//!   the declarations alone: a column of a table read through a join is
+//!   `NOT NULL` as declared (inner joins; a `LEFT JOIN`'s columns come out
+//!   nullable), an expression over `NOT NULL` columns (`u.role = 'admin'`)
+//!   is not null, but what SQLite cannot follow is "unknown", which the
+//!   macros read as nullable (`Option<_>`). Above all, `RETURNING` columns
+//!   are always unknown: write `RETURNING id AS "id!"`. `"col!"` forces non-null,
+//!   `"col?"` forces nullable, and is never needed just to make the
+//!   types line up with an `Option` the schema allows.
+//! - Types are SQLite's storage classes: `INTEGER` is `i64`, `TEXT` is
+//!   `String`; a boolean expression is an `INTEGER` and needs
+//!   `AS "owner_is_admin: bool"`.
+//! - Parameters are not typed by SQLite: the macros check only how many
+//!   there are, and each argument must encode as an SQLite value. A set
+//!   binds as one JSON array text (`IN (SELECT value FROM json_each(?))`,
+//!   `names::name_set`) exactly as before.
+//! - An autocommit `INSERT ... RETURNING` still runs with `fetch_all` and
+//!   [`only_row`] (the WAL hook fires only when a statement steps to its
+//!   end; the tidy test `sqlite_autocommit_writes_run_to_their_end`).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -420,21 +456,35 @@ async fn checkpoint_loop(pool: SqlitePool, mut stop: tokio::sync::watch::Receive
     pool.close().await;
 }
 
-const POWER_SELECT: &str = "SELECT p.id, p.node_id, n.name, p.operation, p.requested_by, p.requested_at, p.state, p.finished_at, p.error \
-     FROM power_requests p JOIN nodes n ON n.id = p.node_id";
+/// A power request as its queries select it (`n.name AS node_name`).
+struct RawPower {
+    id: i64,
+    node_id: i64,
+    node_name: String,
+    operation: String,
+    requested_by: String,
+    requested_at: i64,
+    state: String,
+    finished_at: Option<i64>,
+    error: Option<String>,
+}
 
-fn power_from_row(r: &SqliteRow) -> DbResult<PowerRequestRow> {
-    Ok(PowerRequestRow {
-        id: r.try_get(0).map_err(db)?,
-        node: NodeId(r.try_get(1).map_err(db)?),
-        node_name: r.try_get(2).map_err(db)?,
-        operation: parse_name(&r.try_get::<String, _>(3).map_err(db)?)?,
-        requested_by: r.try_get(4).map_err(db)?,
-        requested_at: r.try_get(5).map_err(db)?,
-        state: parse_name(&r.try_get::<String, _>(6).map_err(db)?)?,
-        finished_at: r.try_get(7).map_err(db)?,
-        error: r.try_get(8).map_err(db)?,
-    })
+impl TryFrom<RawPower> for PowerRequestRow {
+    type Error = DbError;
+
+    fn try_from(r: RawPower) -> DbResult<Self> {
+        Ok(PowerRequestRow {
+            id: r.id,
+            node: NodeId(r.node_id),
+            node_name: r.node_name,
+            operation: parse_name(&r.operation)?,
+            requested_by: r.requested_by,
+            requested_at: r.requested_at,
+            state: parse_name(&r.state)?,
+            finished_at: r.finished_at,
+            error: r.error,
+        })
+    }
 }
 
 const LEASE_SELECT: &str = r#"SELECT l.id, l.owner_id, u.name, p.name, l.lease_type, l.state, l.start, l."end", l.exotic, l.filter, l.deploy, l.reason, l.created_at
