@@ -11,36 +11,47 @@
 //! `query_as!`, `query_scalar!`), checked at build time against the offline
 //! data in `store-sqlite/.sqlx` (no database needed to build;
 //! `scripts/sqlx-prepare.sh` describes them against a throw-away file with
-//! `migrations/` applied). The parts converted so far: `environments`,
-//! `power`, `replicas`; the tidy test `sqlite_queries_are_checked_at_build_time`
-//! lists the rest, which still use runtime queries and positional reads.
-//! The pattern (as `ferrum-store-postgres` does it):
+//! `migrations/` applied, and CI checks the data is current). Converted so
+//! far: `environments`, `operations`, `power`, `replicas`; the tidy test
+//! `sqlite_queries_are_checked_at_build_time` lists the files that still
+//! use runtime queries or positional reads, and fails for a converted one
+//! that regresses. The pattern (the one `ferrum-store-postgres` follows):
 //! - Rows decode into structs with named fields: `query!`'s anonymous
 //!   record, or `query_as!(RawX, ...)` into a `RawX` of this module with a
-//!   `TryFrom<RawX>` (or `into_row`) to the store's row; a column is named by
-//!   the query (`n.name AS node_name`), never read by position. Model enums
-//!   bind as `.as_str()` and read back with `parse_name` (an unknown name is
-//!   `DbError::Corrupt`). A query shared by several functions is written out
-//!   in each: the macros take a string literal, not a `const`.
-//! - Nullability is inferred from SQLite's bytecode (`EXPLAIN`), not from
-//!   the declarations alone: a column of a table read through a join is
-//!   `NOT NULL` as declared (inner joins; a `LEFT JOIN`'s columns come out
-//!   nullable), an expression over `NOT NULL` columns (`u.role = 'admin'`)
-//!   is not null, but what SQLite cannot follow is "unknown", which the
-//!   macros read as nullable (`Option<_>`). Above all, `RETURNING` columns
-//!   are always unknown: write `RETURNING id AS "id!"`. `"col!"` forces non-null,
-//!   `"col?"` forces nullable, and is never needed just to make the
-//!   types line up with an `Option` the schema allows.
+//!   `TryFrom<RawX>` (or `From`) to the store's row; the query names each
+//!   column (`n.name AS node_name`), nothing is read by position. Model
+//!   enums bind as `.as_str()` and read back with `parse_name` (an unknown
+//!   name is `DbError::Corrupt`). The macros take a string literal, not a
+//!   `const`: a select shared by several functions is written out in each
+//!   (the `RawX` keeps them in step: a missing column fails the build).
+//! - Nullability comes from SQLite's query plan (`EXPLAIN`), mostly as
+//!   declared: a `NOT NULL` column is non-null through an inner join, nullable
+//!   through a `LEFT JOIN`; `COUNT(*)`, comparisons of `NOT NULL` columns
+//!   and `COALESCE(x, 0)` are non-null; `MAX(..)` and a scalar subquery are
+//!   nullable. What the plan does not show is "unknown", which the macros
+//!   read as nullable (`Option<_>`): above all the new rowid of an
+//!   `INSERT ... RETURNING id` (its other columns, and the columns of an
+//!   `UPDATE`'s or `DELETE`'s `RETURNING`, follow the schema). So an
+//!   insert returns `RETURNING id AS "id!"` (`"col!"`: non-null). `"col?"`
+//!   forces nullable, for a column the plan calls non-null that can be
+//!   null; none needed so far.
 //! - Types are SQLite's storage classes: `INTEGER` is `i64`, `TEXT` is
-//!   `String`; a boolean expression is an `INTEGER` and needs
-//!   `AS "owner_is_admin: bool"`.
+//!   `String`. A boolean expression (`u.role = 'admin'`, `COUNT(*) > 0`) is
+//!   an `INTEGER`: `AS "owner_is_admin: bool"`. A bare parameter selected
+//!   back (`SELECT ? AS x`) has type `NULL` and fails to build without
+//!   `AS "x: i64"`.
 //! - Parameters are not typed by SQLite: the macros check only how many
-//!   there are, and each argument must encode as an SQLite value. A set
-//!   binds as one JSON array text (`IN (SELECT value FROM json_each(?))`,
-//!   `names::name_set`) exactly as before.
+//!   there are, and that each argument encodes as an SQLite value. A set
+//!   binds as one JSON array text, as before (`IN (SELECT value FROM
+//!   json_each(?))` with `names::name_set`); the columns selected beside it
+//!   are inferred as usual.
 //! - An autocommit `INSERT ... RETURNING` still runs with `fetch_all` and
-//!   [`only_row`] (the WAL hook fires only when a statement steps to its
-//!   end; the tidy test `sqlite_autocommit_writes_run_to_their_end`).
+//!   `only_row` (the WAL hook fires only when a statement steps to its
+//!   end; see the tidy test `sqlite_autocommit_writes_run_to_their_end`);
+//!   inside a transaction `fetch_one` is fine.
+//! - A changed query or migration needs `scripts/sqlx-prepare.sh` and the
+//!   new `.sqlx` committed: the build fails on a query it has no data for,
+//!   and `--check` in CI on data a migration made stale.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -581,71 +592,108 @@ fn agent_command_from_row(r: &SqliteRow) -> DbResult<AgentCommandRow> {
     })
 }
 
-const OPERATION_SELECT: &str = "SELECT o.id, o.node_id, n.name, o.kind, o.deployment_id, o.lease_id, o.state, o.phase, o.attempt, \
-     o.phase_started_ms, o.deadline_ms, o.data, o.history, o.message, o.outcome, o.controller_ms, o.created_ms, o.finished_ms, \
-     o.version FROM node_operations o JOIN nodes n ON n.id = o.node_id";
-
-fn operation_from_row(r: &SqliteRow) -> DbResult<OperationRow> {
-    Ok(OperationRow {
-        id: r.try_get(0).map_err(db)?,
-        node: NodeId(r.try_get(1).map_err(db)?),
-        node_name: r.try_get(2).map_err(db)?,
-        kind: parse_name(&r.try_get::<String, _>(3).map_err(db)?)?,
-        deployment: r.try_get(4).map_err(db)?,
-        lease: r.try_get::<Option<i64>, _>(5).map_err(db)?.map(LeaseId),
-        state: parse_name(&r.try_get::<String, _>(6).map_err(db)?)?,
-        phase: parse_name(&r.try_get::<String, _>(7).map_err(db)?)?,
-        attempt: r.try_get(8).map_err(db)?,
-        phase_started_ms: r.try_get(9).map_err(db)?,
-        deadline_ms: r.try_get(10).map_err(db)?,
-        data: r.try_get(11).map_err(db)?,
-        history: r.try_get(12).map_err(db)?,
-        message: r.try_get(13).map_err(db)?,
-        outcome: r.try_get::<Option<String>, _>(14).map_err(db)?.as_deref().map(parse_name).transpose()?,
-        controller_ms: r.try_get(15).map_err(db)?,
-        created_ms: r.try_get(16).map_err(db)?,
-        finished_ms: r.try_get(17).map_err(db)?,
-        version: r.try_get(18).map_err(db)?,
-    })
+/// A node operation as its queries select it (`n.name AS node_name`).
+struct RawOperation {
+    id: i64,
+    node_id: i64,
+    node_name: String,
+    kind: String,
+    deployment_id: Option<i64>,
+    lease_id: Option<i64>,
+    state: String,
+    phase: String,
+    attempt: i64,
+    phase_started_ms: i64,
+    deadline_ms: i64,
+    data: String,
+    history: String,
+    message: Option<String>,
+    outcome: Option<String>,
+    controller_ms: i64,
+    created_ms: i64,
+    finished_ms: Option<i64>,
+    version: i64,
 }
 
-const DEPLOYMENT_SELECT: &str = "SELECT id, lease_id, environment, environment_version, spec, requested_by, created_at, \
-     environment_id, environment_owner, image_sha256, error FROM deployments";
+impl TryFrom<RawOperation> for OperationRow {
+    type Error = DbError;
 
-fn deployment_from_row(r: &SqliteRow) -> DbResult<DeploymentRow> {
-    Ok(DeploymentRow {
-        id: r.try_get(0).map_err(db)?,
-        lease: LeaseId(r.try_get(1).map_err(db)?),
-        environment: r.try_get(2).map_err(db)?,
-        version: r.try_get(3).map_err(db)?,
-        spec: r.try_get(4).map_err(db)?,
-        requested_by: r.try_get(5).map_err(db)?,
-        created_at: r.try_get(6).map_err(db)?,
-        environment_id: r.try_get(7).map_err(db)?,
-        environment_owner: r.try_get(8).map_err(db)?,
-        image_sha256: r.try_get(9).map_err(db)?,
-        error: r.try_get(10).map_err(db)?,
-    })
+    fn try_from(r: RawOperation) -> DbResult<Self> {
+        Ok(OperationRow {
+            id: r.id,
+            node: NodeId(r.node_id),
+            node_name: r.node_name,
+            kind: parse_name(&r.kind)?,
+            deployment: r.deployment_id,
+            lease: r.lease_id.map(LeaseId),
+            state: parse_name(&r.state)?,
+            phase: parse_name(&r.phase)?,
+            attempt: r.attempt,
+            phase_started_ms: r.phase_started_ms,
+            deadline_ms: r.deadline_ms,
+            data: r.data,
+            history: r.history,
+            message: r.message,
+            outcome: r.outcome.as_deref().map(parse_name).transpose()?,
+            controller_ms: r.controller_ms,
+            created_ms: r.created_ms,
+            finished_ms: r.finished_ms,
+            version: r.version,
+        })
+    }
+}
+
+struct RawDeployment {
+    id: i64,
+    lease_id: i64,
+    environment: String,
+    environment_version: i64,
+    spec: String,
+    requested_by: String,
+    created_at: i64,
+    environment_id: Option<i64>,
+    environment_owner: Option<String>,
+    image_sha256: Option<String>,
+    error: Option<String>,
+}
+
+impl From<RawDeployment> for DeploymentRow {
+    fn from(r: RawDeployment) -> Self {
+        DeploymentRow {
+            id: r.id,
+            lease: LeaseId(r.lease_id),
+            environment: r.environment,
+            version: r.environment_version,
+            spec: r.spec,
+            requested_by: r.requested_by,
+            created_at: r.created_at,
+            environment_id: r.environment_id,
+            environment_owner: r.environment_owner,
+            image_sha256: r.image_sha256,
+            error: r.error,
+        }
+    }
 }
 
 /// Inserts a running operation inside `tx`; a second running operation on
 /// the node violates the partial unique index and reads as `Raced`.
 async fn insert_operation_in(tx: &mut Transaction<'static, Sqlite>, op: &NewOperation, deployment: Option<i64>) -> DbResult<i64> {
     let history = serde_json::json!([[op.phase.as_str(), op.now_ms]]).to_string();
-    sqlx::query_scalar(
-        "INSERT INTO node_operations (node_id, kind, deployment_id, lease_id, state, phase, attempt, phase_started_ms, deadline_ms, \
-         history, created_ms) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?) RETURNING id",
+    sqlx::query_scalar!(
+        r#"INSERT INTO node_operations (node_id, kind, deployment_id, lease_id, state, phase, attempt, phase_started_ms, deadline_ms,
+                                        history, created_ms)
+           VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?) RETURNING id AS "id!""#,
+        op.node.0,
+        op.kind.as_str(),
+        deployment,
+        op.lease.map(|l| l.0),
+        OperationState::Running.as_str(),
+        op.phase.as_str(),
+        op.now_ms,
+        op.deadline_ms,
+        history,
+        op.now_ms
     )
-    .bind(op.node.0)
-    .bind(op.kind.as_str())
-    .bind(deployment)
-    .bind(op.lease.map(|l| l.0))
-    .bind(OperationState::Running.as_str())
-    .bind(op.phase.as_str())
-    .bind(op.now_ms)
-    .bind(op.deadline_ms)
-    .bind(history)
-    .bind(op.now_ms)
     .fetch_one(&mut **tx)
     .await
     .map_err(|e| if is_unique_violation(&e) { DbError::Raced { what: "node's running operation" } } else { db(e) })
