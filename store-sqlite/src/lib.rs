@@ -12,7 +12,7 @@
 //! data in `store-sqlite/.sqlx` (no database needed to build;
 //! `scripts/sqlx-prepare.sh` describes them against a throw-away file with
 //! `migrations/` applied, and CI checks the data is current). Converted so
-//! far: `environments`, `operations`, `power`, `replicas`; the tidy test
+//! far: `agents`, `environments`, `operations`, `power`, `replicas`; the tidy test
 //! `sqlite_queries_are_checked_at_build_time` lists the files that still
 //! use runtime queries or positional reads, and fails for a converted one
 //! that regresses. The pattern (the one `ferrum-store-postgres` follows):
@@ -35,6 +35,13 @@
 //!   insert returns `RETURNING id AS "id!"` (`"col!"`: non-null). `"col?"`
 //!   forces nullable, for a column the plan calls non-null that can be
 //!   null; none needed so far.
+//! - A column read as non-null is decoded without a NULL check: SQLite's
+//!   decoders read a NULL as `""` or `0`, with no error (`try_get` refused
+//!   it). So `"col!"` only where NULL cannot be stored; where the schema
+//!   allows it, read the `Option` and make `None` a `DbError::Corrupt`.
+//!   Beware a `TEXT PRIMARY KEY` without `NOT NULL`: SQLite allows NULL in
+//!   any primary key but an `INTEGER` one, and the macros say so
+//!   (`node_macs.mac`, `agent_tokens.token_sha256`: `Option<String>`).
 //! - Types are SQLite's storage classes: `INTEGER` is `i64`, `TEXT` is
 //!   `String`. A boolean expression (`u.role = 'admin'`, `COUNT(*) > 0`) is
 //!   an `INTEGER`: `AS "owner_is_admin: bool"`. A bare parameter selected
@@ -420,12 +427,16 @@ impl SqliteStore {
     }
 
     async fn agent_command(&self, id: i64) -> DbResult<AgentCommandRow> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{AGENT_COMMAND_SELECT} WHERE id = ?")))
-            .bind(id)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db)?;
-        agent_command_from_row(&row)
+        let row = sqlx::query_as!(
+            RawCommand,
+            "SELECT id, node_id, action, requested_by, state, generation, done_bytes, total_bytes, error, created_at, updated_at \
+             FROM agent_commands WHERE id = ?",
+            id
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        row.try_into()
     }
 
     async fn node_rows(&self, rows: Vec<SqliteRow>) -> DbResult<Vec<NodeRow>> {
@@ -573,23 +584,39 @@ fn boot_target(s: &str) -> DbResult<BootTarget> {
     BootTarget::parse(s).ok_or_else(|| DbError::Corrupt(format!("node boot target '{s}'")))
 }
 
-const AGENT_COMMAND_SELECT: &str = "SELECT id, node_id, action, requested_by, state, generation, done_bytes, total_bytes, error, created_at, \
-     updated_at FROM agent_commands";
+/// An agent command as its queries select it.
+struct RawCommand {
+    id: i64,
+    node_id: i64,
+    action: String,
+    requested_by: String,
+    state: String,
+    generation: Option<i64>,
+    done_bytes: i64,
+    total_bytes: Option<i64>,
+    error: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
 
-fn agent_command_from_row(r: &SqliteRow) -> DbResult<AgentCommandRow> {
-    Ok(AgentCommandRow {
-        id: r.try_get(0).map_err(db)?,
-        node: NodeId(r.try_get(1).map_err(db)?),
-        action: r.try_get(2).map_err(db)?,
-        requested_by: r.try_get(3).map_err(db)?,
-        state: parse_name(&r.try_get::<String, _>(4).map_err(db)?)?,
-        generation: r.try_get(5).map_err(db)?,
-        done_bytes: r.try_get(6).map_err(db)?,
-        total_bytes: r.try_get(7).map_err(db)?,
-        error: r.try_get(8).map_err(db)?,
-        created_at: r.try_get(9).map_err(db)?,
-        updated_at: r.try_get(10).map_err(db)?,
-    })
+impl TryFrom<RawCommand> for AgentCommandRow {
+    type Error = DbError;
+
+    fn try_from(r: RawCommand) -> DbResult<Self> {
+        Ok(AgentCommandRow {
+            id: r.id,
+            node: NodeId(r.node_id),
+            action: r.action,
+            requested_by: r.requested_by,
+            state: parse_name(&r.state)?,
+            generation: r.generation,
+            done_bytes: r.done_bytes,
+            total_bytes: r.total_bytes,
+            error: r.error,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
 }
 
 /// A node operation as its queries select it (`n.name AS node_name`).
@@ -699,16 +726,26 @@ async fn insert_operation_in(tx: &mut Transaction<'static, Sqlite>, op: &NewOper
     .map_err(|e| if is_unique_violation(&e) { DbError::Raced { what: "node's running operation" } } else { db(e) })
 }
 
-const BOOT_HOST_SELECT: &str = "SELECT m.mac, n.id, n.name, n.ip, n.boot_target FROM node_macs m JOIN nodes n ON n.id = m.node_id";
+/// A boot host as its queries select it (`n.id AS node_id`).
+struct RawBootHost {
+    /// A `TEXT PRIMARY KEY`, nullable to SQLite.
+    mac: Option<String>,
+    node_id: i64,
+    name: String,
+    ip: Option<String>,
+    boot_target: String,
+}
 
-fn boot_host_from_row(r: &SqliteRow) -> DbResult<BootHostRow> {
-    Ok(BootHostRow {
-        mac: r.try_get(0).map_err(db)?,
-        node: NodeId(r.try_get(1).map_err(db)?),
-        name: r.try_get(2).map_err(db)?,
-        ip: r.try_get(3).map_err(db)?,
-        boot_target: boot_target(&r.try_get::<String, _>(4).map_err(db)?)?,
-    })
+impl RawBootHost {
+    fn into_row(self) -> DbResult<BootHostRow> {
+        Ok(BootHostRow {
+            mac: self.mac.ok_or_else(|| DbError::Corrupt(format!("a MAC of node '{}' is NULL", self.name)))?,
+            node: NodeId(self.node_id),
+            name: self.name,
+            ip: self.ip,
+            boot_target: boot_target(&self.boot_target)?,
+        })
+    }
 }
 
 fn allocation_from_row(r: &SqliteRow) -> DbResult<AllocationRow> {
