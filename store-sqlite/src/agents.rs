@@ -8,7 +8,7 @@ impl AgentStore for SqliteStore {
     async fn boot_hosts(&self) -> DbResult<Vec<BootHostRow>> {
         let rows = sqlx::query_as!(
             RawBootHost,
-            r#"SELECT m.mac, n.id AS node_id, n.name, n.ip, n.boot_target FROM node_macs m JOIN nodes n ON n.id = m.node_id"#
+            "SELECT m.mac, n.id AS node_id, n.name, n.ip, n.boot_target FROM node_macs m JOIN nodes n ON n.id = m.node_id"
         )
         .fetch_all(&self.pool)
         .await
@@ -193,7 +193,7 @@ impl AgentStore for SqliteStore {
     async fn enqueue_agent_command(&self, node: NodeId, action: &str, actor: &str, now: Seconds) -> DbResult<AgentCommandRow> {
         let id: i64 = sqlx::query_scalar!(
             r#"INSERT INTO agent_commands (node_id, action, requested_by, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
-           RETURNING id AS "id!""#,
+               RETURNING id AS "id!""#,
             node.0,
             action,
             actor,
@@ -201,6 +201,7 @@ impl AgentStore for SqliteStore {
             now,
             now
         )
+        // Run to its end: see `only_row`.
         .fetch_all(&self.pool)
         .await
         .and_then(only_row)

@@ -12,10 +12,10 @@
 //! data in `store-sqlite/.sqlx` (no database needed to build;
 //! `scripts/sqlx-prepare.sh` describes them against a throw-away file with
 //! `migrations/` applied, and CI checks the data is current). Converted so
-//! far: `agents`, `environments`, `operations`, `power`, `replicas`; the tidy test
-//! `sqlite_queries_are_checked_at_build_time` lists the files that still
-//! use runtime queries or positional reads, and fails for a converted one
-//! that regresses. The pattern (the one `ferrum-store-postgres` follows):
+//! far: `agents`, `environments`, `nodes`, `operations`, `power`,
+//! `replicas`; the tidy test `sqlite_queries_are_checked_at_build_time`
+//! lists the files that still use runtime queries or positional reads, and
+//! fails for a converted one that regresses. The pattern (the one `ferrum-store-postgres` follows):
 //! - Rows decode into structs with named fields: `query!`'s anonymous
 //!   record, or `query_as!(RawX, ...)` into a `RawX` of this module with a
 //!   `TryFrom<RawX>` (or `From`) to the store's row; the query names each
@@ -439,17 +439,17 @@ impl SqliteStore {
         row.try_into()
     }
 
-    async fn node_rows(&self, rows: Vec<SqliteRow>) -> DbResult<Vec<NodeRow>> {
-        let mut nodes = rows.iter().map(node_from_row).collect::<DbResult<Vec<_>>>()?;
+    async fn node_rows(&self, rows: Vec<RawNode>) -> DbResult<Vec<NodeRow>> {
+        let mut nodes = rows.into_iter().map(RawNode::into_row).collect::<DbResult<Vec<_>>>()?;
         for node in &mut nodes {
             open_bmc(&self.key, node)?;
         }
-        let macs = sqlx::query("SELECT node_id, mac FROM node_macs ORDER BY node_id, position").fetch_all(&self.pool).await.map_err(db)?;
+        let macs = sqlx::query!("SELECT node_id, mac FROM node_macs ORDER BY node_id, position").fetch_all(&self.pool).await.map_err(db)?;
         let index: std::collections::HashMap<i64, usize> = nodes.iter().enumerate().map(|(i, n)| (n.id.0, i)).collect();
         for r in macs {
-            let node_id: i64 = r.try_get(0).map_err(db)?;
-            if let Some(&i) = index.get(&node_id) {
-                nodes[i].macs.push(r.try_get(1).map_err(db)?);
+            if let Some(&i) = index.get(&r.node_id) {
+                let mac = stored_mac(r.mac, &nodes[i].name)?;
+                nodes[i].macs.push(mac);
             }
         }
         Ok(nodes)
@@ -533,51 +533,63 @@ fn lease_from_row(r: &SqliteRow) -> DbResult<LeaseRow> {
     })
 }
 
-const NODE_SELECT: &str = "SELECT id, name, site, cluster, ip, bmc_url, state, policy, properties, created_at, updated_at, lease_id, \
-     power_state, power_observed_at, power_source, boot_target FROM nodes";
-
-fn node_from_row(r: &SqliteRow) -> DbResult<NodeRow> {
-    let state: String = r.try_get(6).map_err(db)?;
-    let policy: String = r.try_get(7).map_err(db)?;
-    let properties: String = r.try_get(8).map_err(db)?;
-    Ok(NodeRow {
-        id: NodeId(r.try_get(0).map_err(db)?),
-        name: r.try_get(1).map_err(db)?,
-        site: r.try_get(2).map_err(db)?,
-        cluster: r.try_get(3).map_err(db)?,
-        ip: r.try_get(4).map_err(db)?,
-        bmc_url: r.try_get::<Option<String>, _>(5).map_err(db)?.map(Secret),
-        state: NodeLifecycle::parse(&state).ok_or_else(|| DbError::Corrupt(format!("node state '{state}'")))?,
-        policy: NodePolicy::parse(&policy).ok_or_else(|| DbError::Corrupt(format!("node policy '{policy}'")))?,
-        lease: r.try_get::<Option<i64>, _>(11).map_err(db)?.map(LeaseId),
-        properties: json_map(&properties, "node properties")?,
-        macs: Vec::new(),
-        power: match (
-            r.try_get::<Option<String>, _>(12).map_err(db)?,
-            r.try_get::<Option<i64>, _>(13).map_err(db)?,
-            r.try_get::<Option<String>, _>(14).map_err(db)?,
-        ) {
-            (Some(state), Some(at), source) => Some((state, at, source.unwrap_or_default())),
-            _ => None,
-        },
-        boot_target: boot_target(&r.try_get::<String, _>(15).map_err(db)?)?,
-        created_at: r.try_get(9).map_err(db)?,
-        updated_at: r.try_get(10).map_err(db)?,
-    })
+/// A node as its queries select it.
+struct RawNode {
+    id: i64,
+    name: String,
+    site: String,
+    cluster: String,
+    ip: Option<String>,
+    bmc_url: Option<String>,
+    state: String,
+    policy: String,
+    properties: String,
+    created_at: i64,
+    updated_at: i64,
+    lease_id: Option<i64>,
+    power_state: Option<String>,
+    power_observed_at: Option<i64>,
+    power_source: Option<String>,
+    boot_target: String,
 }
 
-fn imported_node_from_row(r: &SqliteRow) -> DbResult<ImportedNodeRow> {
-    let admin: String = r.try_get(5).map_err(db)?;
-    let macs: String = r.try_get(6).map_err(db)?;
-    Ok(ImportedNodeRow {
-        id: NodeId(r.try_get(0).map_err(db)?),
-        site: r.try_get(1).map_err(db)?,
-        cluster: r.try_get(2).map_err(db)?,
-        ip: r.try_get(3).map_err(db)?,
-        reference_sha256: r.try_get(4).map_err(db)?,
-        macs: serde_json::from_str(&macs).map_err(|_| DbError::Corrupt("node MACs".into()))?,
-        admin_properties: json_map(&admin, "node admin properties")?,
-    })
+impl RawNode {
+    fn into_row(self) -> DbResult<NodeRow> {
+        Ok(NodeRow {
+            id: NodeId(self.id),
+            name: self.name,
+            site: self.site,
+            cluster: self.cluster,
+            ip: self.ip,
+            bmc_url: self.bmc_url.map(Secret),
+            state: node_state(&self.state)?,
+            policy: node_policy(&self.policy)?,
+            lease: self.lease_id.map(LeaseId),
+            properties: json_map(&self.properties, "node properties")?,
+            macs: Vec::new(),
+            power: match (self.power_state, self.power_observed_at) {
+                (Some(state), Some(at)) => Some((state, at, self.power_source.unwrap_or_default())),
+                _ => None,
+            },
+            boot_target: boot_target(&self.boot_target)?,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+fn node_state(s: &str) -> DbResult<NodeLifecycle> {
+    NodeLifecycle::parse(s).ok_or_else(|| DbError::Corrupt(format!("node state '{s}'")))
+}
+
+fn node_policy(s: &str) -> DbResult<NodePolicy> {
+    NodePolicy::parse(s).ok_or_else(|| DbError::Corrupt(format!("node policy '{s}'")))
+}
+
+/// A MAC as `node_macs` stores it: its `TEXT PRIMARY KEY` is nullable to
+/// SQLite, a NULL there is corrupt.
+fn stored_mac(mac: Option<String>, node: &str) -> DbResult<String> {
+    mac.ok_or_else(|| DbError::Corrupt(format!("a MAC of node '{node}' is NULL")))
 }
 
 fn boot_target(s: &str) -> DbResult<BootTarget> {
@@ -739,7 +751,7 @@ struct RawBootHost {
 impl RawBootHost {
     fn into_row(self) -> DbResult<BootHostRow> {
         Ok(BootHostRow {
-            mac: self.mac.ok_or_else(|| DbError::Corrupt(format!("a MAC of node '{}' is NULL", self.name)))?,
+            mac: stored_mac(self.mac, &self.name)?,
             node: NodeId(self.node_id),
             name: self.name,
             ip: self.ip,

@@ -15,16 +15,27 @@ impl NodeStore for SqliteStore {
         let mut tx = self.begin_write().await?;
         let mut outcome = ImportOutcome::default();
         for node in nodes {
-            let stored = sqlx::query(
-                "SELECT n.id, n.site, n.cluster, n.ip, n.reference_sha256, n.admin_properties, \
-                 (SELECT json_group_array(mac) FROM (SELECT mac FROM node_macs WHERE node_id = n.id ORDER BY position)) \
-                 FROM nodes n WHERE n.name = ?",
+            let stored = sqlx::query!(
+                r#"SELECT n.id, n.site, n.cluster, n.ip, n.reference_sha256, n.admin_properties,
+                          (SELECT json_group_array(mac) FROM (SELECT mac FROM node_macs WHERE node_id = n.id ORDER BY position))
+                            AS "macs!"
+                   FROM nodes n WHERE n.name = ?"#,
+                node.name
             )
-            .bind(&node.name)
             .fetch_optional(&mut *tx)
             .await
             .map_err(db)?
-            .map(|r| imported_node_from_row(&r))
+            .map(|r| {
+                Ok::<_, DbError>(ImportedNodeRow {
+                    id: NodeId(r.id),
+                    site: r.site,
+                    cluster: r.cluster,
+                    ip: r.ip,
+                    reference_sha256: r.reference_sha256,
+                    macs: serde_json::from_str(&r.macs).map_err(|_| DbError::Corrupt("node MACs".into()))?,
+                    admin_properties: json_map(&r.admin_properties, "node admin properties")?,
+                })
+            })
             .transpose()?;
             match (import_action(stored.as_ref().map(ImportedNodeRow::facts).as_ref(), &node.imported_facts()), stored) {
                 (ImportAction::Add, _) | (_, None) => {
@@ -33,21 +44,21 @@ impl NodeStore for SqliteStore {
                 }
                 (ImportAction::Unchanged, Some(_)) => outcome.unchanged.push(node.name.clone()),
                 (ImportAction::Update, Some(stored)) => {
-                    sqlx::query(
-                        "UPDATE nodes SET site = ?, cluster = ?, ip = ?, properties = ?, reference = ?, reference_sha256 = ?, updated_at = ? WHERE id = ?",
-                    )
-                    .bind(&node.site)
-                    .bind(&node.cluster)
-                    .bind(&node.ip)
-                    .bind(to_json(&properties::effective(&node.properties, &stored.admin_properties)))
-                    .bind(&node.reference)
-                    .bind(&node.reference_sha256)
-                    .bind(added.at)
-                    .bind(stored.id.0)
+                    sqlx::query!(
+"UPDATE nodes SET site = ?, cluster = ?, ip = ?, properties = ?, reference = ?, reference_sha256 = ?, updated_at = ? WHERE id = ?",
+&node.site,
+&node.cluster,
+&node.ip,
+to_json(&properties::effective(&node.properties, &stored.admin_properties)),
+&node.reference,
+&node.reference_sha256,
+added.at,
+stored.id.0
+)
                     .execute(&mut *tx)
                     .await
                     .map_err(db)?;
-                    sqlx::query("DELETE FROM node_macs WHERE node_id = ?").bind(stored.id.0).execute(&mut *tx).await.map_err(db)?;
+                    sqlx::query!("DELETE FROM node_macs WHERE node_id = ?", stored.id.0).execute(&mut *tx).await.map_err(db)?;
                     Self::insert_macs(&mut tx, stored.id, &node.macs).await?;
                     outcome.changed.push(node.name.clone());
                 }
@@ -58,26 +69,28 @@ impl NodeStore for SqliteStore {
     }
 
     async fn list_nodes(&self) -> DbResult<Vec<NodeRow>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{NODE_SELECT} ORDER BY site, cluster, id")))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
+        let rows = sqlx::query_as!(
+            RawNode,
+            "SELECT id, name, site, cluster, ip, bmc_url, state, policy, properties, created_at, updated_at, lease_id, \
+             power_state, power_observed_at, power_source, boot_target FROM nodes ORDER BY site, cluster, id"
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
         self.node_rows(rows).await
     }
 
     async fn node_statuses(&self) -> DbResult<Vec<NodeStatus>> {
         let rows =
-            sqlx::query("SELECT id, name, state, policy, lease_id FROM nodes ORDER BY id").fetch_all(&self.pool).await.map_err(db)?;
-        rows.iter()
+            sqlx::query!("SELECT id, name, state, policy, lease_id FROM nodes ORDER BY id").fetch_all(&self.pool).await.map_err(db)?;
+        rows.into_iter()
             .map(|r| {
-                let state: String = r.try_get(2).map_err(db)?;
-                let policy: String = r.try_get(3).map_err(db)?;
                 Ok(NodeStatus {
-                    id: NodeId(r.try_get(0).map_err(db)?),
-                    name: r.try_get(1).map_err(db)?,
-                    state: NodeLifecycle::parse(&state).ok_or_else(|| DbError::Corrupt(format!("node state '{state}'")))?,
-                    policy: NodePolicy::parse(&policy).ok_or_else(|| DbError::Corrupt(format!("node policy '{policy}'")))?,
-                    lease: r.try_get::<Option<i64>, _>(4).map_err(db)?.map(LeaseId),
+                    id: NodeId(r.id),
+                    name: r.name,
+                    state: node_state(&r.state)?,
+                    policy: node_policy(&r.policy)?,
+                    lease: r.lease_id.map(LeaseId),
                 })
             })
             .collect()
@@ -85,37 +98,38 @@ impl NodeStore for SqliteStore {
 
     async fn get_node_by_id(&self, id: NodeId) -> DbResult<NodeRow> {
         let name: Option<String> =
-            sqlx::query_scalar("SELECT name FROM nodes WHERE id = ?").bind(id.0).fetch_optional(&self.pool).await.map_err(db)?;
+            sqlx::query_scalar!("SELECT name FROM nodes WHERE id = ?", id.0).fetch_optional(&self.pool).await.map_err(db)?;
         self.get_node(&name.ok_or_else(|| DbError::NotFound { what: "node", name: id.to_string() })?).await
     }
 
     async fn get_node(&self, name: &str) -> DbResult<NodeRow> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{NODE_SELECT} WHERE name = ?")))
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| DbError::NotFound { what: "node", name: name.to_owned() })?;
-        let mut node = node_from_row(&row)?;
+        let row = sqlx::query_as!(
+            RawNode,
+            "SELECT id, name, site, cluster, ip, bmc_url, state, policy, properties, created_at, updated_at, lease_id, \
+             power_state, power_observed_at, power_source, boot_target FROM nodes WHERE name = ?",
+            name
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| DbError::NotFound { what: "node", name: name.to_owned() })?;
+        let mut node = row.into_row()?;
         open_bmc(&self.key, &mut node)?;
-        node.macs = sqlx::query_scalar("SELECT mac FROM node_macs WHERE node_id = ? ORDER BY position")
-            .bind(node.id.0)
+        let macs = sqlx::query_scalar!("SELECT mac FROM node_macs WHERE node_id = ? ORDER BY position", node.id.0)
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
+        node.macs = macs.into_iter().map(|mac| stored_mac(mac, &node.name)).collect::<DbResult<_>>()?;
         Ok(node)
     }
 
     async fn node_reference(&self, id: NodeId) -> DbResult<Option<String>> {
-        sqlx::query_scalar("SELECT reference FROM nodes WHERE id = ?").bind(id.0).fetch_one(&self.pool).await.map_err(db)
+        sqlx::query_scalar!("SELECT reference FROM nodes WHERE id = ?", id.0).fetch_one(&self.pool).await.map_err(db)
     }
 
     async fn set_node_policy(&self, id: NodeId, policy: NodePolicy, event: &NewEvent) -> DbResult<()> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("UPDATE nodes SET policy = ?, updated_at = ? WHERE id = ?")
-            .bind(policy.as_str())
-            .bind(event.at)
-            .bind(id.0)
+        sqlx::query!("UPDATE nodes SET policy = ?, updated_at = ? WHERE id = ?", policy.as_str(), event.at, id.0)
             .execute(&mut *tx)
             .await
             .map_err(db)?;
@@ -128,15 +142,15 @@ impl NodeStore for SqliteStore {
         let mut applied = 0;
         for t in transitions {
             let needs_reset = needs_reset_after(t.from, t.to);
-            let r = sqlx::query(
-                "UPDATE nodes SET state = ?, lease_id = ?, updated_at = ?, needs_reset = COALESCE(?, needs_reset) WHERE id = ? AND state = ?",
-            )
-            .bind(t.to.as_str())
-            .bind(t.lease.map(|l| l.0))
-            .bind(t.event.at)
-            .bind(needs_reset)
-            .bind(t.node.0)
-            .bind(t.from.as_str())
+            let r = sqlx::query!(
+"UPDATE nodes SET state = ?, lease_id = ?, updated_at = ?, needs_reset = COALESCE(?, needs_reset) WHERE id = ? AND state = ?",
+t.to.as_str(),
+t.lease.map(|l| l.0),
+t.event.at,
+needs_reset,
+t.node.0,
+t.from.as_str()
+)
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
@@ -150,33 +164,29 @@ impl NodeStore for SqliteStore {
     }
 
     async fn node_events(&self, id: NodeId) -> DbResult<Vec<NodeEventRow>> {
-        let rows = sqlx::query("SELECT at, actor, from_state, to_state, reason FROM node_events WHERE node_id = ? ORDER BY id")
-            .bind(id.0)
+        let rows = sqlx::query!("SELECT at, actor, from_state, to_state, reason FROM node_events WHERE node_id = ? ORDER BY id", id.0)
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                Ok(NodeEventRow {
-                    at: r.try_get(0).map_err(db)?,
-                    actor: r.try_get(1).map_err(db)?,
-                    from: r.try_get(2).map_err(db)?,
-                    to: r.try_get(3).map_err(db)?,
-                    reason: r.try_get(4).map_err(db)?,
-                })
-            })
-            .collect()
+        Ok(rows
+            .into_iter()
+            .map(|r| NodeEventRow { at: r.at, actor: r.actor, from: r.from_state, to: r.to_state, reason: r.reason })
+            .collect())
     }
 
     async fn count_nodes_by_state(&self) -> DbResult<Vec<(String, String, i64)>> {
-        let rows =
-            sqlx::query("SELECT state, policy, COUNT(*) FROM nodes GROUP BY state, policy").fetch_all(&self.pool).await.map_err(db)?;
-        rows.iter().map(|r| Ok((r.try_get(0).map_err(db)?, r.try_get(1).map_err(db)?, r.try_get(2).map_err(db)?))).collect()
+        let rows = sqlx::query!("SELECT state, policy, COUNT(*) AS count FROM nodes GROUP BY state, policy")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(rows.into_iter().map(|r| (r.state, r.policy, r.count)).collect())
     }
 
     async fn needs_reset(&self, node: NodeId) -> DbResult<bool> {
-        let dirty: Option<bool> =
-            sqlx::query_scalar("SELECT needs_reset FROM nodes WHERE id = ?").bind(node.0).fetch_optional(&self.pool).await.map_err(db)?;
+        let dirty: Option<bool> = sqlx::query_scalar!(r#"SELECT needs_reset AS "needs_reset: bool" FROM nodes WHERE id = ?"#, node.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
         Ok(dirty.unwrap_or(false))
     }
 }
