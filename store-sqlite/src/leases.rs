@@ -6,25 +6,24 @@ use super::*;
 impl LeaseStore for SqliteStore {
     async fn generations(&self) -> DbResult<(i64, i64)> {
         let r =
-            sqlx::query("SELECT calendar_generation, nodes_generation FROM meta WHERE id = 1").fetch_one(&self.pool).await.map_err(db)?;
-        Ok((r.try_get(0).map_err(db)?, r.try_get(1).map_err(db)?))
+            sqlx::query!("SELECT calendar_generation, nodes_generation FROM meta WHERE id = 1").fetch_one(&self.pool).await.map_err(db)?;
+        Ok((r.calendar_generation, r.nodes_generation))
     }
 
     async fn calendar_generation(&self) -> DbResult<i64> {
-        sqlx::query_scalar("SELECT calendar_generation FROM meta WHERE id = 1").fetch_one(&self.pool).await.map_err(db)
+        sqlx::query_scalar!("SELECT calendar_generation FROM meta WHERE id = 1").fetch_one(&self.pool).await.map_err(db)
     }
 
     async fn allocations_after(&self, after: Seconds) -> DbResult<(i64, Vec<AllocationRow>)> {
         // A read transaction gives one snapshot for the rows and the generation.
         let mut tx = self.pool.begin().await.map_err(db)?;
         let generation = Self::generation_in(&mut tx).await?;
-        let rows = sqlx::query(r#"SELECT ln.lease_id, ln.node_id, ln.start, ln."end", l.lease_type FROM lease_nodes ln JOIN leases l ON l.id = ln.lease_id WHERE ln."end" > ?"#)
-            .bind(after)
+        let rows = sqlx::query_as!(RawAllocation, r#"SELECT ln.lease_id, ln.node_id, ln.start, ln."end", l.lease_type FROM lease_nodes ln JOIN leases l ON l.id = ln.lease_id WHERE ln."end" > ?"#, after)
             .fetch_all(&mut *tx)
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
-        Ok((generation, rows.iter().map(allocation_from_row).collect::<DbResult<Vec<_>>>()?))
+        Ok((generation, rows.into_iter().map(RawAllocation::into_row).collect::<DbResult<Vec<_>>>()?))
     }
 
     async fn insert_lease(&self, lease: &NewLease, preempt: &[Preemption], expected_generation: i64) -> DbResult<(LeaseRow, i64)> {
@@ -33,39 +32,50 @@ impl LeaseStore for SqliteStore {
         for p in preempt {
             Self::apply_lease_transition(&mut tx, p.lease, p.from, p.to, p.change, Some(&p.reason), lease.created_at).await?;
         }
-        let id: i64 = sqlx::query_scalar(
-            r#"INSERT INTO leases (owner_id, project_id, lease_type, state, start, "end", exotic, filter, deploy, reason, created_at, updated_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"#,
-        )
-        .bind(lease.owner_id.0)
-        .bind(lease.project_id.map(|p| p.0))
-        .bind(lease.lease_type.as_str())
-        .bind(lease.state.as_str())
-        .bind(lease.start)
-        .bind(lease.end)
-        .bind(lease.exotic)
-        .bind(&lease.filter)
-        .bind(&lease.deploy)
-        .bind(&lease.reason)
-        .bind(lease.created_at)
-        .bind(lease.created_at)
+        let id: i64 = sqlx::query_scalar!(
+r#"INSERT INTO leases (owner_id, project_id, lease_type, state, start, "end", exotic, filter, deploy, reason, created_at, updated_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id AS "id!""#,
+lease.owner_id.0,
+lease.project_id.map(|p| p.0),
+lease.lease_type.as_str(),
+lease.state.as_str(),
+lease.start,
+lease.end,
+lease.exotic,
+&lease.filter,
+&lease.deploy,
+&lease.reason,
+lease.created_at,
+lease.created_at
+)
         .fetch_one(&mut *tx)
         .await
         .map_err(db)?;
         for (position, node) in lease.nodes.iter().enumerate() {
-            sqlx::query(r#"INSERT INTO lease_nodes (lease_id, node_id, position, start, "end") VALUES (?, ?, ?, ?, ?)"#)
-                .bind(id)
-                .bind(node.0)
-                .bind(i64::try_from(position).unwrap_or(i64::MAX))
-                .bind(lease.start)
-                .bind(lease.end)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+            sqlx::query!(
+                r#"INSERT INTO lease_nodes (lease_id, node_id, position, start, "end") VALUES (?, ?, ?, ?, ?)"#,
+                id,
+                node.0,
+                i64::try_from(position).unwrap_or(i64::MAX),
+                lease.start,
+                lease.end
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         }
         let generation = Self::generation_in(&mut tx).await?;
-        let rows =
-            sqlx::query(sqlx::AssertSqlSafe(format!("{LEASE_SELECT} WHERE l.id = ?"))).bind(id).fetch_all(&mut *tx).await.map_err(db)?;
+        let rows = sqlx::query_as!(
+            RawLease,
+            r#"SELECT l.id, l.owner_id, u.name AS owner, p.name AS project, l.lease_type, l.state, l.start, l."end",
+                      l.exotic AS "exotic: bool", l.filter, l.deploy, l.reason, l.created_at
+               FROM leases l JOIN users u ON u.id = l.owner_id LEFT JOIN projects p ON p.id = l.project_id
+               WHERE l.id = ?"#,
+            id
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
         let mut leases = Self::lease_rows(&mut *tx, rows).await?;
         tx.commit().await.map_err(db)?;
         let row = leases.pop().ok_or_else(|| DbError::Corrupt("inserted lease vanished".into()))?;
@@ -73,22 +83,31 @@ impl LeaseStore for SqliteStore {
     }
 
     async fn get_lease(&self, id: LeaseId) -> DbResult<LeaseRow> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{LEASE_SELECT} WHERE l.id = ?")))
-            .bind(id.0)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
+        let rows = sqlx::query_as!(
+            RawLease,
+            r#"SELECT l.id, l.owner_id, u.name AS owner, p.name AS project, l.lease_type, l.state, l.start, l."end",
+                      l.exotic AS "exotic: bool", l.filter, l.deploy, l.reason, l.created_at
+               FROM leases l JOIN users u ON u.id = l.owner_id LEFT JOIN projects p ON p.id = l.project_id
+               WHERE l.id = ?"#,
+            id.0
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
         Self::lease_rows(&self.pool, rows).await?.pop().ok_or_else(|| DbError::NotFound { what: "lease", name: id.to_string() })
     }
 
     async fn list_leases(&self, owner: Option<UserId>, include_over: bool) -> DbResult<Vec<LeaseRow>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{LEASE_SELECT} WHERE (?1 IS NULL OR l.owner_id = ?1) \
-             AND (?2 OR l.state NOT IN (SELECT value FROM json_each(?3))) ORDER BY l.id DESC"
-        )))
-        .bind(owner.map(|o| o.0))
-        .bind(include_over)
-        .bind(name_set(lease::TERMINAL.map(LeaseState::as_str)))
+        let rows = sqlx::query_as!(
+            RawLease,
+            r#"SELECT l.id, l.owner_id, u.name AS owner, p.name AS project, l.lease_type, l.state, l.start, l."end",
+                      l.exotic AS "exotic: bool", l.filter, l.deploy, l.reason, l.created_at
+               FROM leases l JOIN users u ON u.id = l.owner_id LEFT JOIN projects p ON p.id = l.project_id
+               WHERE (?1 IS NULL OR l.owner_id = ?1) AND (?2 OR l.state NOT IN (SELECT value FROM json_each(?3))) ORDER BY l.id DESC"#,
+            owner.map(|o| o.0),
+            include_over,
+            name_set(lease::TERMINAL.map(LeaseState::as_str))
+        )
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
@@ -108,14 +127,8 @@ impl LeaseStore for SqliteStore {
         for p in preempt {
             Self::apply_lease_transition(&mut tx, p.lease, p.from, p.to, p.change, Some(&p.reason), now).await?;
         }
-        sqlx::query(r#"UPDATE lease_nodes SET "end" = ? WHERE lease_id = ?"#).bind(end).bind(id.0).execute(&mut *tx).await.map_err(db)?;
-        sqlx::query(r#"UPDATE leases SET "end" = ?, updated_at = ? WHERE id = ?"#)
-            .bind(end)
-            .bind(now)
-            .bind(id.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        sqlx::query!(r#"UPDATE lease_nodes SET "end" = ? WHERE lease_id = ?"#, end, id.0).execute(&mut *tx).await.map_err(db)?;
+        sqlx::query!(r#"UPDATE leases SET "end" = ?, updated_at = ? WHERE id = ?"#, end, now, id.0).execute(&mut *tx).await.map_err(db)?;
         let generation = Self::generation_in(&mut tx).await?;
         tx.commit().await.map_err(db)?;
         Ok(generation)
@@ -142,14 +155,18 @@ impl LeaseStore for SqliteStore {
     }
 
     async fn leases_needing_action(&self, now: Seconds) -> DbResult<Vec<LeaseRow>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            r#"{LEASE_SELECT} WHERE (l.state IN (SELECT value FROM json_each(?2)) AND l.start <= ?1)
-               OR l.state IN (SELECT value FROM json_each(?3)) OR (l.state = ?4 AND l."end" <= ?1) ORDER BY l.start, l.id"#
-        )))
-        .bind(now)
-        .bind(name_set(lease::WAITING.map(LeaseState::as_str)))
-        .bind(name_set(lease::MOVING.map(LeaseState::as_str)))
-        .bind(LeaseState::Active.as_str())
+        let rows = sqlx::query_as!(
+            RawLease,
+            r#"SELECT l.id, l.owner_id, u.name AS owner, p.name AS project, l.lease_type, l.state, l.start, l."end",
+                      l.exotic AS "exotic: bool", l.filter, l.deploy, l.reason, l.created_at
+               FROM leases l JOIN users u ON u.id = l.owner_id LEFT JOIN projects p ON p.id = l.project_id
+               WHERE (l.state IN (SELECT value FROM json_each(?2)) AND l.start <= ?1)
+                  OR l.state IN (SELECT value FROM json_each(?3)) OR (l.state = ?4 AND l."end" <= ?1) ORDER BY l.start, l.id"#,
+            now,
+            name_set(lease::WAITING.map(LeaseState::as_str)),
+            name_set(lease::MOVING.map(LeaseState::as_str)),
+            LeaseState::Active.as_str()
+        )
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
@@ -157,28 +174,28 @@ impl LeaseStore for SqliteStore {
     }
 
     async fn held_nodes(&self, now: Seconds) -> DbResult<Vec<(NodeId, LeaseId)>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query!(
             r#"SELECT ln.node_id, ln.lease_id FROM lease_nodes ln JOIN leases l ON l.id = ln.lease_id
                WHERE l.state IN (SELECT value FROM json_each(?2)) AND ln.start <= ?1 AND ln."end" > ?1"#,
+            now,
+            name_set(lease::RUNNING.map(LeaseState::as_str))
         )
-        .bind(now)
-        .bind(name_set(lease::RUNNING.map(LeaseState::as_str)))
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        rows.iter().map(|r| Ok((NodeId(r.try_get(0).map_err(db)?), LeaseId(r.try_get(1).map_err(db)?)))).collect()
+        Ok(rows.into_iter().map(|r| (NodeId(r.node_id), LeaseId(r.lease_id))).collect())
     }
 
     async fn next_lease_event(&self, now: Seconds) -> DbResult<Option<Seconds>> {
-        sqlx::query_scalar(
-            r#"SELECT MIN(t) FROM (
+        sqlx::query_scalar!(
+            r#"SELECT MIN(t) AS t FROM (
                  SELECT MIN(start) AS t FROM leases WHERE state IN (SELECT value FROM json_each(?2)) AND start > ?1
                  UNION ALL
                  SELECT MIN("end") AS t FROM leases WHERE state IN (SELECT value FROM json_each(?3)) AND "end" > ?1)"#,
+            now,
+            name_set(lease::WAITING.map(LeaseState::as_str)),
+            name_set(lease::RUNNING.map(LeaseState::as_str))
         )
-        .bind(now)
-        .bind(name_set(lease::WAITING.map(LeaseState::as_str)))
-        .bind(name_set(lease::RUNNING.map(LeaseState::as_str)))
         .fetch_one(&self.pool)
         .await
         .map_err(db)
@@ -186,50 +203,49 @@ impl LeaseStore for SqliteStore {
 
     async fn besteffort_overlapping(&self, nodes: &[NodeId], start: Seconds, end: Seconds) -> DbResult<Vec<AllocationRow>> {
         let ids = serde_json::Value::from(nodes.iter().map(|n| n.0).collect::<Vec<_>>()).to_string();
-        let rows = sqlx::query(
+        let rows = sqlx::query_as!(
+            RawAllocation,
             r#"SELECT ln.lease_id, ln.node_id, ln.start, ln."end", l.lease_type FROM lease_nodes ln JOIN leases l ON l.id = ln.lease_id
                WHERE l.lease_type = 'besteffort' AND ln.node_id IN (SELECT value FROM json_each(?)) AND ln."end" > ? AND ln.start < ?"#,
+            ids,
+            start,
+            end
         )
-        .bind(ids)
-        .bind(start)
-        .bind(end)
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        rows.iter().map(allocation_from_row).collect()
+        rows.into_iter().map(RawAllocation::into_row).collect()
     }
 
     async fn busy_between(&self, from: Seconds, to: Seconds) -> DbResult<Vec<BusyRow>> {
-        let rows = sqlx::query(
-            r#"SELECT ln.node_id, ln.lease_id, l.owner_id, u.name, l.lease_type, l.state, ln.start, ln."end"
+        let rows = sqlx::query!(
+            r#"SELECT ln.node_id, ln.lease_id, l.owner_id, u.name AS owner, l.lease_type, l.state, ln.start, ln."end"
                FROM lease_nodes ln JOIN leases l ON l.id = ln.lease_id JOIN users u ON u.id = l.owner_id
                WHERE ln."end" > ? AND ln.start < ? ORDER BY ln.node_id, ln.start"#,
+            from,
+            to
         )
-        .bind(from)
-        .bind(to)
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        rows.iter()
+        rows.into_iter()
             .map(|r| {
-                let lease_type: String = r.try_get(4).map_err(db)?;
-                let state: String = r.try_get(5).map_err(db)?;
                 Ok(BusyRow {
-                    node: NodeId(r.try_get(0).map_err(db)?),
-                    lease: LeaseId(r.try_get(1).map_err(db)?),
-                    owner_id: UserId(r.try_get(2).map_err(db)?),
-                    owner: r.try_get(3).map_err(db)?,
-                    lease_type: lease::parse_type(&lease_type).ok_or_else(|| DbError::Corrupt(format!("lease type '{lease_type}'")))?,
-                    state: lease::parse_state(&state).ok_or_else(|| DbError::Corrupt(format!("lease state '{state}'")))?,
-                    start: r.try_get(6).map_err(db)?,
-                    end: r.try_get(7).map_err(db)?,
+                    node: NodeId(r.node_id),
+                    lease: LeaseId(r.lease_id),
+                    owner_id: UserId(r.owner_id),
+                    owner: r.owner,
+                    lease_type: lease_type(&r.lease_type)?,
+                    state: lease_state(&r.state)?,
+                    start: r.start,
+                    end: r.end,
                 })
             })
             .collect()
     }
 
     async fn count_leases_by_state(&self) -> DbResult<Vec<(String, i64)>> {
-        let rows = sqlx::query("SELECT state, COUNT(*) FROM leases GROUP BY state").fetch_all(&self.pool).await.map_err(db)?;
-        rows.iter().map(|r| Ok((r.try_get(0).map_err(db)?, r.try_get(1).map_err(db)?))).collect()
+        let rows = sqlx::query!("SELECT state, COUNT(*) AS count FROM leases GROUP BY state").fetch_all(&self.pool).await.map_err(db)?;
+        Ok(rows.into_iter().map(|r| (r.state, r.count)).collect())
     }
 }

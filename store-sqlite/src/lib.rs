@@ -12,7 +12,7 @@
 //! data in `store-sqlite/.sqlx` (no database needed to build;
 //! `scripts/sqlx-prepare.sh` describes them against a throw-away file with
 //! `migrations/` applied, and CI checks the data is current). Converted so
-//! far: `agents`, `environments`, `nodes`, `operations`, `power`,
+//! far: `agents`, `environments`, `leases`, `nodes`, `operations`, `power`,
 //! `replicas`; the tidy test `sqlite_queries_are_checked_at_build_time`
 //! lists the files that still use runtime queries or positional reads, and
 //! fails for a converted one that regresses. The pattern (the one `ferrum-store-postgres` follows):
@@ -69,8 +69,9 @@ use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use ferrum_model::import::{ImportAction, import_action};
 use ferrum_model::{
-    AccountRequestInput, AccountRequestState, AgentCommandState, BootTarget, LeaseId, LeaseState, NodeId, NodeLifecycle, NodePolicy,
-    OperationKind, OperationState, PowerOperation, PowerRequestState, ProjectId, ResetOutcome, Seconds, UserId, lease, properties, tokens,
+    AccountRequestInput, AccountRequestState, AgentCommandState, BootTarget, LeaseId, LeaseState, LeaseType, NodeId, NodeLifecycle,
+    NodePolicy, OperationKind, OperationState, PowerOperation, PowerRequestState, ProjectId, ResetOutcome, Seconds, UserId, lease,
+    properties, tokens,
 };
 use ferrum_store::*;
 use names::name_set;
@@ -399,28 +400,27 @@ impl SqliteStore {
         Ok(())
     }
 
-    async fn lease_rows<'e, E>(executor: E, rows: Vec<SqliteRow>) -> DbResult<Vec<LeaseRow>>
+    async fn lease_rows<'e, E>(executor: E, rows: Vec<RawLease>) -> DbResult<Vec<LeaseRow>>
     where
         E: sqlx::Executor<'e, Database = Sqlite>,
     {
-        let mut leases = rows.iter().map(lease_from_row).collect::<DbResult<Vec<_>>>()?;
+        let mut leases = rows.into_iter().map(RawLease::into_row).collect::<DbResult<Vec<_>>>()?;
         if leases.is_empty() {
             return Ok(leases);
         }
         let ids = serde_json::Value::from(leases.iter().map(|l| l.id.0).collect::<Vec<_>>()).to_string();
-        let node_rows = sqlx::query(
+        let node_rows = sqlx::query!(
             "SELECT ln.lease_id, ln.node_id, n.name FROM lease_nodes ln JOIN nodes n ON n.id = ln.node_id \
              WHERE ln.lease_id IN (SELECT value FROM json_each(?)) ORDER BY ln.lease_id, ln.position",
+            ids
         )
-        .bind(ids)
         .fetch_all(executor)
         .await
         .map_err(db)?;
         let index: std::collections::HashMap<i64, usize> = leases.iter().enumerate().map(|(i, l)| (l.id.0, i)).collect();
         for r in node_rows {
-            let lease_id: i64 = r.try_get(0).map_err(db)?;
-            if let Some(&i) = index.get(&lease_id) {
-                leases[i].nodes.push((NodeId(r.try_get(1).map_err(db)?), r.try_get(2).map_err(db)?));
+            if let Some(&i) = index.get(&r.lease_id) {
+                leases[i].nodes.push((NodeId(r.node_id), r.name));
             }
         }
         Ok(leases)
@@ -509,28 +509,51 @@ impl TryFrom<RawPower> for PowerRequestRow {
     }
 }
 
-const LEASE_SELECT: &str = r#"SELECT l.id, l.owner_id, u.name, p.name, l.lease_type, l.state, l.start, l."end", l.exotic, l.filter, l.deploy, l.reason, l.created_at
-FROM leases l JOIN users u ON u.id = l.owner_id LEFT JOIN projects p ON p.id = l.project_id"#;
+/// A lease as its queries select it (`u.name AS owner`, `p.name AS
+/// project`, `l.exotic AS "exotic: bool"`), without its nodes.
+struct RawLease {
+    id: i64,
+    owner_id: i64,
+    owner: String,
+    project: Option<String>,
+    lease_type: String,
+    state: String,
+    start: i64,
+    end: i64,
+    exotic: bool,
+    filter: Option<String>,
+    deploy: Option<String>,
+    reason: Option<String>,
+    created_at: i64,
+}
 
-fn lease_from_row(r: &SqliteRow) -> DbResult<LeaseRow> {
-    let lease_type: String = r.try_get(4).map_err(db)?;
-    let state: String = r.try_get(5).map_err(db)?;
-    Ok(LeaseRow {
-        id: LeaseId(r.try_get(0).map_err(db)?),
-        owner_id: UserId(r.try_get(1).map_err(db)?),
-        owner: r.try_get(2).map_err(db)?,
-        project: r.try_get(3).map_err(db)?,
-        lease_type: lease::parse_type(&lease_type).ok_or_else(|| DbError::Corrupt(format!("lease type '{lease_type}'")))?,
-        state: lease::parse_state(&state).ok_or_else(|| DbError::Corrupt(format!("lease state '{state}'")))?,
-        start: r.try_get(6).map_err(db)?,
-        end: r.try_get(7).map_err(db)?,
-        exotic: r.try_get(8).map_err(db)?,
-        filter: r.try_get(9).map_err(db)?,
-        deploy: r.try_get(10).map_err(db)?,
-        reason: r.try_get(11).map_err(db)?,
-        created_at: r.try_get(12).map_err(db)?,
-        nodes: Vec::new(),
-    })
+impl RawLease {
+    fn into_row(self) -> DbResult<LeaseRow> {
+        Ok(LeaseRow {
+            id: LeaseId(self.id),
+            owner_id: UserId(self.owner_id),
+            owner: self.owner,
+            project: self.project,
+            lease_type: lease_type(&self.lease_type)?,
+            state: lease_state(&self.state)?,
+            start: self.start,
+            end: self.end,
+            exotic: self.exotic,
+            filter: self.filter,
+            deploy: self.deploy,
+            reason: self.reason,
+            created_at: self.created_at,
+            nodes: Vec::new(),
+        })
+    }
+}
+
+fn lease_type(s: &str) -> DbResult<LeaseType> {
+    lease::parse_type(s).ok_or_else(|| DbError::Corrupt(format!("lease type '{s}'")))
+}
+
+fn lease_state(s: &str) -> DbResult<LeaseState> {
+    lease::parse_state(s).ok_or_else(|| DbError::Corrupt(format!("lease state '{s}'")))
 }
 
 /// A node as its queries select it.
@@ -760,15 +783,25 @@ impl RawBootHost {
     }
 }
 
-fn allocation_from_row(r: &SqliteRow) -> DbResult<AllocationRow> {
-    let lease_type: String = r.try_get(4).map_err(db)?;
-    Ok(AllocationRow {
-        lease: LeaseId(r.try_get(0).map_err(db)?),
-        node: NodeId(r.try_get(1).map_err(db)?),
-        start: r.try_get(2).map_err(db)?,
-        end: r.try_get(3).map_err(db)?,
-        lease_type: lease::parse_type(&lease_type).ok_or_else(|| DbError::Corrupt(format!("lease type '{lease_type}'")))?,
-    })
+/// An allocation as its queries select it.
+struct RawAllocation {
+    lease_id: i64,
+    node_id: i64,
+    start: i64,
+    end: i64,
+    lease_type: String,
+}
+
+impl RawAllocation {
+    fn into_row(self) -> DbResult<AllocationRow> {
+        Ok(AllocationRow {
+            lease: LeaseId(self.lease_id),
+            node: NodeId(self.node_id),
+            start: self.start,
+            end: self.end,
+            lease_type: lease_type(&self.lease_type)?,
+        })
+    }
 }
 
 /// The one row of an `INSERT ... RETURNING` run outside a transaction with
