@@ -13,28 +13,29 @@
 //! `scripts/sqlx-prepare.sh` describes them against a throw-away file with
 //! `migrations/` applied, and CI checks the data is current). Converted so
 //! far: `agents`, `environments`, `leases`, `nodes`, `operations`, `power`,
-//! `replicas`; the tidy test `sqlite_queries_are_checked_at_build_time`
-//! lists the files that still use runtime queries or positional reads, and
-//! fails for a converted one that regresses. The pattern (the one `ferrum-store-postgres` follows):
-//! - Rows decode into structs with named fields: `query!`'s anonymous
-//!   record, or `query_as!(RawX, ...)` into a `RawX` of this module with a
+//! `replicas`; the tidy test `sqlite_queries_are_checked_at_build_time` lists
+//! the files that still use runtime queries or positional reads, and fails
+//! for a converted one that regresses. The pattern (the one
+//! `ferrum-store-postgres` follows):
+//! - Rows decode into structs with named fields: `query!`'s anonymous record,
+//!   or `query_as!(RawX, ...)` into a `RawX` of this module with a
 //!   `TryFrom<RawX>` (or `From`) to the store's row; the query names each
-//!   column (`n.name AS node_name`), nothing is read by position. Model
-//!   enums bind as `.as_str()` and read back with `parse_name` (an unknown
-//!   name is `DbError::Corrupt`). The macros take a string literal, not a
-//!   `const`: a select shared by several functions is written out in each
-//!   (the `RawX` keeps them in step: a missing column fails the build).
+//!   column (`n.name AS node_name`), nothing is read by position. Model enums
+//!   bind as `.as_str()` and read back with `parse_name` (an unknown name is
+//!   `DbError::Corrupt`). The macros take a string literal, not a `const`: a
+//!   select shared by several functions is written out in each (the `RawX`
+//!   keeps them in step: a missing column fails the build).
 //! - Nullability comes from SQLite's query plan (`EXPLAIN`), mostly as
-//!   declared: a `NOT NULL` column is non-null through an inner join, nullable
-//!   through a `LEFT JOIN`; `COUNT(*)`, comparisons of `NOT NULL` columns
-//!   and `COALESCE(x, 0)` are non-null; `MAX(..)` and a scalar subquery are
-//!   nullable. What the plan does not show is "unknown", which the macros
-//!   read as nullable (`Option<_>`): above all the new rowid of an
+//!   declared: a `NOT NULL` column is non-null through an inner join,
+//!   nullable through a `LEFT JOIN`; `COUNT(*)`, comparisons of `NOT NULL`
+//!   columns and `COALESCE(x, 0)` are non-null; `MAX(..)` and a scalar
+//!   subquery are nullable. What the plan does not show is "unknown", which
+//!   the macros read as nullable (`Option<_>`): above all the new rowid of an
 //!   `INSERT ... RETURNING id` (its other columns, and the columns of an
-//!   `UPDATE`'s or `DELETE`'s `RETURNING`, follow the schema). So an
-//!   insert returns `RETURNING id AS "id!"` (`"col!"`: non-null). `"col?"`
-//!   forces nullable, for a column the plan calls non-null that can be
-//!   null; none needed so far.
+//!   `UPDATE`'s or `DELETE`'s `RETURNING`, follow the schema). So an insert
+//!   returns `RETURNING id AS "id!"` (`"col!"`: non-null). `"col?"` forces
+//!   nullable, for a column the plan calls non-null that can be null; none
+//!   needed so far.
 //! - A column read as non-null is decoded without a NULL check: SQLite's
 //!   decoders read a NULL as `""` or `0`, with no error (`try_get` refused
 //!   it). So `"col!"` only where NULL cannot be stored; where the schema
@@ -43,22 +44,26 @@
 //!   any primary key but an `INTEGER` one, and the macros say so
 //!   (`node_macs.mac`, `agent_tokens.token_sha256`: `Option<String>`).
 //! - Types are SQLite's storage classes: `INTEGER` is `i64`, `TEXT` is
-//!   `String`. A boolean expression (`u.role = 'admin'`, `COUNT(*) > 0`) is
-//!   an `INTEGER`: `AS "owner_is_admin: bool"`. A bare parameter selected
-//!   back (`SELECT ? AS x`) has type `NULL` and fails to build without
+//!   `String`; a field is named after the column or its alias (`l."end"` is
+//!   `end`; give an aggregate one: `COUNT(*) AS count`). A boolean expression
+//!   (`u.role = 'admin'`, `COUNT(*) > 0`) is an `INTEGER`: name it
+//!   `"owner_is_admin: bool"`. A bare parameter selected back
+//!   (`SELECT ? AS x`) has type `NULL` and fails to build without
 //!   `AS "x: i64"`.
-//! - Parameters are not typed by SQLite: the macros check only how many
-//!   there are, and that each argument encodes as an SQLite value. A set
-//!   binds as one JSON array text, as before (`IN (SELECT value FROM
-//!   json_each(?))` with `names::name_set`); the columns selected beside it
-//!   are inferred as usual.
+//! - Parameters are not typed by SQLite: the macros check only how many there
+//!   are, and that each argument encodes as an SQLite value. Numbered
+//!   parameters count by their highest number: `?1` used twice takes one
+//!   argument (`list_leases`, `leases_needing_action`). A set binds as one
+//!   JSON array text, as before (`IN (SELECT value FROM json_each(?))` with
+//!   `names::name_set`); the columns selected beside it are inferred as
+//!   usual.
 //! - An autocommit `INSERT ... RETURNING` still runs with `fetch_all` and
-//!   `only_row` (the WAL hook fires only when a statement steps to its
-//!   end; see the tidy test `sqlite_autocommit_writes_run_to_their_end`);
-//!   inside a transaction `fetch_one` is fine.
-//! - A changed query or migration needs `scripts/sqlx-prepare.sh` and the
-//!   new `.sqlx` committed: the build fails on a query it has no data for,
-//!   and `--check` in CI on data a migration made stale.
+//!   `only_row` (the WAL hook fires only when a statement steps to its end;
+//!   see the tidy test `sqlite_autocommit_writes_run_to_their_end`); inside a
+//!   transaction `fetch_one` is fine.
+//! - A changed query or migration needs `scripts/sqlx-prepare.sh` and the new
+//!   `.sqlx` committed: the build fails on a query it has no data for, and
+//!   `--check` in CI on data a migration made stale.
 
 use std::str::FromStr;
 use std::time::Duration;
