@@ -1,5 +1,5 @@
 //! The model's states as SQLite parameters: each enum binds as its stored
-//! name (`.bind(OperationState::Running.as_str())`), and a set of states
+//! name (`OperationState::Running.as_str()`), and a set of states
 //! binds as one JSON array that SQL reads with
 //! `IN (SELECT value FROM json_each(?))`, so no state is ever written into a
 //! query's text.
