@@ -21,9 +21,8 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use ferrum_model::import::{ImportAction, import_action};
 use ferrum_model::{
-    AccountRequestInput, AccountRequestState, AgentCommandState, BootTarget, LeaseId, LeaseState, LeaseType, NodeId, NodeLifecycle,
-    NodePolicy, OperationKind, OperationState, PowerOperation, PowerRequestState, ProjectId, ResetOutcome, Seconds, UserId, lease,
-    properties, tokens,
+    AccountRequestInput, AccountRequestState, AgentCommandState, BootTarget, LeaseId, LeaseState, NodeId, NodePolicy, OperationKind,
+    OperationState, PowerOperation, PowerRequestState, ProjectId, ResetOutcome, Seconds, UserId, lease, properties, tokens,
 };
 use ferrum_store::*;
 
@@ -110,26 +109,6 @@ fn names<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     names.into_iter().map(str::to_owned).collect()
 }
 
-fn lease_type(s: &str) -> DbResult<LeaseType> {
-    lease::parse_type(s).ok_or_else(|| DbError::Corrupt(format!("lease type '{s}'")))
-}
-
-fn lease_state(s: &str) -> DbResult<LeaseState> {
-    lease::parse_state(s).ok_or_else(|| DbError::Corrupt(format!("lease state '{s}'")))
-}
-
-fn node_state(s: &str) -> DbResult<NodeLifecycle> {
-    NodeLifecycle::parse(s).ok_or_else(|| DbError::Corrupt(format!("node state '{s}'")))
-}
-
-fn node_policy(s: &str) -> DbResult<NodePolicy> {
-    NodePolicy::parse(s).ok_or_else(|| DbError::Corrupt(format!("node policy '{s}'")))
-}
-
-fn boot_target(s: &str) -> DbResult<BootTarget> {
-    BootTarget::parse(s).ok_or_else(|| DbError::Corrupt(format!("node boot target '{s}'")))
-}
-
 /// See `sqlite::adopt_key`; the `meta` row is locked, so replicas
 /// starting together agree on one key.
 async fn adopt_key(pool: &PgPool, key: &SecretKey) -> DbResult<usize> {
@@ -173,233 +152,6 @@ pub async fn recorded_key_fingerprint(url: &str) -> DbResult<Option<String>> {
 
 // --- raw rows, as the checked queries return them --------------------------
 
-struct RawNode {
-    id: i64,
-    name: String,
-    site: String,
-    cluster: String,
-    ip: Option<String>,
-    bmc_url: Option<String>,
-    state: String,
-    policy: String,
-    properties: String,
-    created_at: i64,
-    updated_at: i64,
-    lease_id: Option<i64>,
-    power_state: Option<String>,
-    power_observed_at: Option<i64>,
-    power_source: Option<String>,
-    boot_target: String,
-}
-
-impl RawNode {
-    fn into_row(self) -> DbResult<NodeRow> {
-        Ok(NodeRow {
-            id: NodeId(self.id),
-            name: self.name,
-            site: self.site,
-            cluster: self.cluster,
-            ip: self.ip,
-            bmc_url: self.bmc_url.map(Secret),
-            state: node_state(&self.state)?,
-            policy: node_policy(&self.policy)?,
-            lease: self.lease_id.map(LeaseId),
-            properties: json_map(&self.properties, "node properties")?,
-            macs: Vec::new(),
-            power: match (self.power_state, self.power_observed_at) {
-                (Some(state), Some(at)) => Some((state, at, self.power_source.unwrap_or_default())),
-                _ => None,
-            },
-            boot_target: boot_target(&self.boot_target)?,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-        })
-    }
-}
-
-struct RawLease {
-    id: i64,
-    owner_id: i64,
-    owner: String,
-    project: Option<String>,
-    lease_type: String,
-    state: String,
-    start: i64,
-    end: i64,
-    exotic: bool,
-    filter: Option<String>,
-    deploy: Option<String>,
-    reason: Option<String>,
-    created_at: i64,
-}
-
-impl RawLease {
-    fn into_row(self) -> DbResult<LeaseRow> {
-        Ok(LeaseRow {
-            id: LeaseId(self.id),
-            owner_id: UserId(self.owner_id),
-            owner: self.owner,
-            project: self.project,
-            lease_type: lease_type(&self.lease_type)?,
-            state: lease_state(&self.state)?,
-            start: self.start,
-            end: self.end,
-            exotic: self.exotic,
-            filter: self.filter,
-            deploy: self.deploy,
-            reason: self.reason,
-            created_at: self.created_at,
-            nodes: Vec::new(),
-        })
-    }
-}
-
-struct RawCommand {
-    id: i64,
-    node_id: i64,
-    action: String,
-    requested_by: String,
-    state: String,
-    generation: Option<i64>,
-    done_bytes: i64,
-    total_bytes: Option<i64>,
-    error: Option<String>,
-    created_at: i64,
-    updated_at: i64,
-}
-
-impl TryFrom<RawCommand> for AgentCommandRow {
-    type Error = DbError;
-
-    fn try_from(r: RawCommand) -> DbResult<Self> {
-        Ok(AgentCommandRow {
-            id: r.id,
-            node: NodeId(r.node_id),
-            action: r.action,
-            requested_by: r.requested_by,
-            state: parse_name(&r.state)?,
-            generation: r.generation,
-            done_bytes: r.done_bytes,
-            total_bytes: r.total_bytes,
-            error: r.error,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-        })
-    }
-}
-
-struct RawOperation {
-    id: i64,
-    node_id: i64,
-    node_name: String,
-    kind: String,
-    deployment_id: Option<i64>,
-    lease_id: Option<i64>,
-    state: String,
-    phase: String,
-    attempt: i64,
-    phase_started_ms: i64,
-    deadline_ms: i64,
-    data: String,
-    history: String,
-    message: Option<String>,
-    outcome: Option<String>,
-    controller_ms: i64,
-    created_ms: i64,
-    finished_ms: Option<i64>,
-    version: i64,
-}
-
-impl TryFrom<RawOperation> for OperationRow {
-    type Error = DbError;
-
-    fn try_from(r: RawOperation) -> DbResult<Self> {
-        Ok(OperationRow {
-            id: r.id,
-            node: NodeId(r.node_id),
-            node_name: r.node_name,
-            kind: parse_name(&r.kind)?,
-            deployment: r.deployment_id,
-            lease: r.lease_id.map(LeaseId),
-            state: parse_name(&r.state)?,
-            phase: parse_name(&r.phase)?,
-            attempt: r.attempt,
-            phase_started_ms: r.phase_started_ms,
-            deadline_ms: r.deadline_ms,
-            data: r.data,
-            history: r.history,
-            message: r.message,
-            outcome: r.outcome.as_deref().map(parse_name).transpose()?,
-            controller_ms: r.controller_ms,
-            created_ms: r.created_ms,
-            finished_ms: r.finished_ms,
-            version: r.version,
-        })
-    }
-}
-
-struct RawDeployment {
-    id: i64,
-    lease_id: i64,
-    environment: String,
-    environment_version: i64,
-    spec: String,
-    requested_by: String,
-    created_at: i64,
-    environment_id: Option<i64>,
-    environment_owner: Option<String>,
-    image_sha256: Option<String>,
-    error: Option<String>,
-}
-
-impl From<RawDeployment> for DeploymentRow {
-    fn from(r: RawDeployment) -> Self {
-        DeploymentRow {
-            id: r.id,
-            lease: LeaseId(r.lease_id),
-            environment: r.environment,
-            version: r.environment_version,
-            spec: r.spec,
-            requested_by: r.requested_by,
-            created_at: r.created_at,
-            environment_id: r.environment_id,
-            environment_owner: r.environment_owner,
-            image_sha256: r.image_sha256,
-            error: r.error,
-        }
-    }
-}
-
-struct RawPower {
-    id: i64,
-    node_id: i64,
-    node_name: String,
-    operation: String,
-    requested_by: String,
-    requested_at: i64,
-    state: String,
-    finished_at: Option<i64>,
-    error: Option<String>,
-}
-
-impl TryFrom<RawPower> for PowerRequestRow {
-    type Error = DbError;
-
-    fn try_from(r: RawPower) -> DbResult<Self> {
-        Ok(PowerRequestRow {
-            id: r.id,
-            node: NodeId(r.node_id),
-            node_name: r.node_name,
-            operation: parse_name(&r.operation)?,
-            requested_by: r.requested_by,
-            requested_at: r.requested_at,
-            state: parse_name(&r.state)?,
-            finished_at: r.finished_at,
-            error: r.error,
-        })
-    }
-}
-
 struct RawBootHost {
     mac: String,
     node_id: i64,
@@ -416,26 +168,6 @@ impl RawBootHost {
             name: self.name,
             ip: self.ip,
             boot_target: boot_target(&self.boot_target)?,
-        })
-    }
-}
-
-struct RawAllocation {
-    lease_id: i64,
-    node_id: i64,
-    start: i64,
-    end: i64,
-    lease_type: String,
-}
-
-impl RawAllocation {
-    fn into_row(self) -> DbResult<AllocationRow> {
-        Ok(AllocationRow {
-            lease: LeaseId(self.lease_id),
-            node: NodeId(self.node_id),
-            start: self.start,
-            end: self.end,
-            lease_type: lease_type(&self.lease_type)?,
         })
     }
 }

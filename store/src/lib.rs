@@ -27,7 +27,10 @@ use ferrum_model::{
 
 pub use secrets::SecretKey;
 
+pub mod raw;
 pub mod secrets;
+
+pub use raw::*;
 
 /// Errors of the datastore. `Display` never repeats the source.
 #[derive(Debug, thiserror::Error)]

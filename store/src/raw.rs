@@ -1,0 +1,297 @@
+//! Rows as both stores' checked queries select them (`sqlx::query_as!`
+//! into these structs, in `ferrum-store-sqlite` and
+//! `ferrum-store-postgres`), and their conversion into the store's rows:
+//! written once, so a column is added in one place for both backends.
+//! Stored names of the model's enums are read with `parse_name` (an
+//! unknown one is a corrupt row).
+
+use super::*;
+
+// Stored names read back (a wrong one is a corrupt row).
+
+pub fn lease_type(s: &str) -> DbResult<LeaseType> {
+    ferrum_model::lease::parse_type(s).ok_or_else(|| DbError::Corrupt(format!("lease type '{s}'")))
+}
+
+pub fn lease_state(s: &str) -> DbResult<LeaseState> {
+    ferrum_model::lease::parse_state(s).ok_or_else(|| DbError::Corrupt(format!("lease state '{s}'")))
+}
+
+pub fn node_state(s: &str) -> DbResult<NodeLifecycle> {
+    NodeLifecycle::parse(s).ok_or_else(|| DbError::Corrupt(format!("node state '{s}'")))
+}
+
+pub fn node_policy(s: &str) -> DbResult<NodePolicy> {
+    NodePolicy::parse(s).ok_or_else(|| DbError::Corrupt(format!("node policy '{s}'")))
+}
+
+pub fn boot_target(s: &str) -> DbResult<BootTarget> {
+    BootTarget::parse(s).ok_or_else(|| DbError::Corrupt(format!("node boot target '{s}'")))
+}
+
+/// An agent command as its queries select it.
+#[derive(Debug)]
+pub struct RawCommand {
+    pub id: i64,
+    pub node_id: i64,
+    pub action: String,
+    pub requested_by: String,
+    pub state: String,
+    pub generation: Option<i64>,
+    pub done_bytes: i64,
+    pub total_bytes: Option<i64>,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl TryFrom<RawCommand> for AgentCommandRow {
+    type Error = DbError;
+
+    fn try_from(r: RawCommand) -> DbResult<Self> {
+        Ok(AgentCommandRow {
+            id: r.id,
+            node: NodeId(r.node_id),
+            action: r.action,
+            requested_by: r.requested_by,
+            state: parse_name(&r.state)?,
+            generation: r.generation,
+            done_bytes: r.done_bytes,
+            total_bytes: r.total_bytes,
+            error: r.error,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+/// A power request as its queries select it (`n.name AS node_name`).
+#[derive(Debug)]
+pub struct RawPower {
+    pub id: i64,
+    pub node_id: i64,
+    pub node_name: String,
+    pub operation: String,
+    pub requested_by: String,
+    pub requested_at: i64,
+    pub state: String,
+    pub finished_at: Option<i64>,
+    pub error: Option<String>,
+}
+
+impl TryFrom<RawPower> for PowerRequestRow {
+    type Error = DbError;
+
+    fn try_from(r: RawPower) -> DbResult<Self> {
+        Ok(PowerRequestRow {
+            id: r.id,
+            node: NodeId(r.node_id),
+            node_name: r.node_name,
+            operation: parse_name(&r.operation)?,
+            requested_by: r.requested_by,
+            requested_at: r.requested_at,
+            state: parse_name(&r.state)?,
+            finished_at: r.finished_at,
+            error: r.error,
+        })
+    }
+}
+
+/// A node operation as its queries select it (`n.name AS node_name`).
+#[derive(Debug)]
+pub struct RawOperation {
+    pub id: i64,
+    pub node_id: i64,
+    pub node_name: String,
+    pub kind: String,
+    pub deployment_id: Option<i64>,
+    pub lease_id: Option<i64>,
+    pub state: String,
+    pub phase: String,
+    pub attempt: i64,
+    pub phase_started_ms: i64,
+    pub deadline_ms: i64,
+    pub data: String,
+    pub history: String,
+    pub message: Option<String>,
+    pub outcome: Option<String>,
+    pub controller_ms: i64,
+    pub created_ms: i64,
+    pub finished_ms: Option<i64>,
+    pub version: i64,
+}
+
+impl TryFrom<RawOperation> for OperationRow {
+    type Error = DbError;
+
+    fn try_from(r: RawOperation) -> DbResult<Self> {
+        Ok(OperationRow {
+            id: r.id,
+            node: NodeId(r.node_id),
+            node_name: r.node_name,
+            kind: parse_name(&r.kind)?,
+            deployment: r.deployment_id,
+            lease: r.lease_id.map(LeaseId),
+            state: parse_name(&r.state)?,
+            phase: parse_name(&r.phase)?,
+            attempt: r.attempt,
+            phase_started_ms: r.phase_started_ms,
+            deadline_ms: r.deadline_ms,
+            data: r.data,
+            history: r.history,
+            message: r.message,
+            outcome: r.outcome.as_deref().map(parse_name).transpose()?,
+            controller_ms: r.controller_ms,
+            created_ms: r.created_ms,
+            finished_ms: r.finished_ms,
+            version: r.version,
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct RawDeployment {
+    pub id: i64,
+    pub lease_id: i64,
+    pub environment: String,
+    pub environment_version: i64,
+    pub spec: String,
+    pub requested_by: String,
+    pub created_at: i64,
+    pub environment_id: Option<i64>,
+    pub environment_owner: Option<String>,
+    pub image_sha256: Option<String>,
+    pub error: Option<String>,
+}
+
+impl From<RawDeployment> for DeploymentRow {
+    fn from(r: RawDeployment) -> Self {
+        DeploymentRow {
+            id: r.id,
+            lease: LeaseId(r.lease_id),
+            environment: r.environment,
+            version: r.environment_version,
+            spec: r.spec,
+            requested_by: r.requested_by,
+            created_at: r.created_at,
+            environment_id: r.environment_id,
+            environment_owner: r.environment_owner,
+            image_sha256: r.image_sha256,
+            error: r.error,
+        }
+    }
+}
+
+/// A lease as its queries select it (`u.name AS owner`, `p.name AS
+/// project`, `l.exotic AS "exotic: bool"`), without its nodes.
+#[derive(Debug)]
+pub struct RawLease {
+    pub id: i64,
+    pub owner_id: i64,
+    pub owner: String,
+    pub project: Option<String>,
+    pub lease_type: String,
+    pub state: String,
+    pub start: i64,
+    pub end: i64,
+    pub exotic: bool,
+    pub filter: Option<String>,
+    pub deploy: Option<String>,
+    pub reason: Option<String>,
+    pub created_at: i64,
+}
+
+impl RawLease {
+    pub fn into_row(self) -> DbResult<LeaseRow> {
+        Ok(LeaseRow {
+            id: LeaseId(self.id),
+            owner_id: UserId(self.owner_id),
+            owner: self.owner,
+            project: self.project,
+            lease_type: lease_type(&self.lease_type)?,
+            state: lease_state(&self.state)?,
+            start: self.start,
+            end: self.end,
+            exotic: self.exotic,
+            filter: self.filter,
+            deploy: self.deploy,
+            reason: self.reason,
+            created_at: self.created_at,
+            nodes: Vec::new(),
+        })
+    }
+}
+
+/// A node as its queries select it.
+impl std::fmt::Debug for RawNode {
+    /// The sealed BMC URL stays out of logs, like the opened one does.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawNode").field("id", &self.id).field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+pub struct RawNode {
+    pub id: i64,
+    pub name: String,
+    pub site: String,
+    pub cluster: String,
+    pub ip: Option<String>,
+    pub bmc_url: Option<String>,
+    pub state: String,
+    pub policy: String,
+    pub properties: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub lease_id: Option<i64>,
+    pub power_state: Option<String>,
+    pub power_observed_at: Option<i64>,
+    pub power_source: Option<String>,
+    pub boot_target: String,
+}
+
+impl RawNode {
+    pub fn into_row(self) -> DbResult<NodeRow> {
+        Ok(NodeRow {
+            id: NodeId(self.id),
+            name: self.name,
+            site: self.site,
+            cluster: self.cluster,
+            ip: self.ip,
+            bmc_url: self.bmc_url.map(Secret),
+            state: node_state(&self.state)?,
+            policy: node_policy(&self.policy)?,
+            lease: self.lease_id.map(LeaseId),
+            properties: json_map(&self.properties, "node properties")?,
+            macs: Vec::new(),
+            power: match (self.power_state, self.power_observed_at) {
+                (Some(state), Some(at)) => Some((state, at, self.power_source.unwrap_or_default())),
+                _ => None,
+            },
+            boot_target: boot_target(&self.boot_target)?,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// An allocation as its queries select it.
+#[derive(Debug)]
+pub struct RawAllocation {
+    pub lease_id: i64,
+    pub node_id: i64,
+    pub start: i64,
+    pub end: i64,
+    pub lease_type: String,
+}
+
+impl RawAllocation {
+    pub fn into_row(self) -> DbResult<AllocationRow> {
+        Ok(AllocationRow {
+            lease: LeaseId(self.lease_id),
+            node: NodeId(self.node_id),
+            start: self.start,
+            end: self.end,
+            lease_type: lease_type(&self.lease_type)?,
+        })
+    }
+}
