@@ -6,88 +6,10 @@
 use super::*;
 use sqlx::{PgConnection, PgPool};
 
-use super::{db, lease_type};
+use super::db;
 use ferrum_model::usage::{self, Dimension, Total};
-use ferrum_model::{LeaseId, NodeId, Seconds};
-use ferrum_store::{DbResult, HoldingRow, UsageRecordRow, UsageScope, json_value};
-
-struct RawRecord {
-    id: i64,
-    lease_id: i64,
-    node_id: i64,
-    user_name: String,
-    project_name: Option<String>,
-    node_name: String,
-    site: String,
-    cluster: String,
-    gpu_model: Option<String>,
-    gpu_count: i64,
-    lease_type: String,
-    reserved_start: i64,
-    reserved_end: i64,
-    start: i64,
-    end: i64,
-    recorded_at: i64,
-}
-
-impl RawRecord {
-    fn into_row(self) -> DbResult<UsageRecordRow> {
-        Ok(UsageRecordRow {
-            id: self.id,
-            lease_id: LeaseId(self.lease_id),
-            node_id: NodeId(self.node_id),
-            user: self.user_name,
-            project: self.project_name,
-            node: self.node_name,
-            site: self.site,
-            cluster: self.cluster,
-            gpu_model: self.gpu_model,
-            gpu_count: self.gpu_count,
-            lease_type: lease_type(&self.lease_type)?,
-            reserved_start: self.reserved_start,
-            reserved_end: self.reserved_end,
-            start: self.start,
-            end: self.end,
-            recorded_at: self.recorded_at,
-        })
-    }
-}
-
-struct RawHolding {
-    lease_id: i64,
-    node_id: i64,
-    user_name: String,
-    project_name: Option<String>,
-    node_name: String,
-    site: String,
-    cluster: String,
-    gpu_model: Option<String>,
-    gpu_count: Option<String>,
-    lease_type: String,
-    reserved_start: i64,
-    reserved_end: i64,
-    started_at: Option<i64>,
-}
-
-impl RawHolding {
-    fn into_row(self) -> DbResult<HoldingRow> {
-        Ok(HoldingRow {
-            lease_id: LeaseId(self.lease_id),
-            node_id: NodeId(self.node_id),
-            user: self.user_name,
-            project: self.project_name,
-            node: self.node_name,
-            site: self.site,
-            cluster: self.cluster,
-            gpu_model: json_value(self.gpu_model.as_deref(), "node property gpu_model")?,
-            gpu_count: json_value(self.gpu_count.as_deref(), "node property gpu_count")?,
-            lease_type: lease_type(&self.lease_type)?,
-            reserved_start: self.reserved_start,
-            reserved_end: self.reserved_end,
-            started_at: self.started_at,
-        })
-    }
-}
+use ferrum_model::{LeaseId, Seconds};
+use ferrum_store::{DbResult, HoldingRow, RawHolding, RawRecord, UsageRecordRow, UsageScope};
 
 /// The nodes leases took (`nodes.lease_id`), with what a usage record
 /// keeps of them: one lease, or every running lease (`lease::RUNNING`)

@@ -153,18 +153,20 @@ fn create_private_file(path: &std::path::Path) {
 /// ferrumd older than encryption at rest); returns how many it sealed.
 async fn adopt_key(pool: &SqlitePool, key: &SecretKey) -> DbResult<usize> {
     let mut tx = pool.begin_with(BEGIN_WRITE).await.map_err(db)?;
-    let stored: Option<String> =
-        sqlx::query_scalar("SELECT key_fingerprint FROM meta WHERE id = 1").fetch_one(&mut *tx).await.map_err(db)?;
+    let stored = sqlx::query_scalar!("SELECT key_fingerprint FROM meta WHERE id = 1").fetch_one(&mut *tx).await.map_err(db)?;
     check_fingerprint(stored.as_deref(), key)?;
     if stored.is_none() {
-        sqlx::query("UPDATE meta SET key_fingerprint = ? WHERE id = 1").bind(key.fingerprint()).execute(&mut *tx).await.map_err(db)?;
+        let fingerprint = key.fingerprint();
+        sqlx::query!("UPDATE meta SET key_fingerprint = ? WHERE id = 1", fingerprint).execute(&mut *tx).await.map_err(db)?;
     }
-    let rows: Vec<(i64, String, String)> =
-        sqlx::query_as("SELECT id, name, bmc_url FROM nodes WHERE bmc_url IS NOT NULL").fetch_all(&mut *tx).await.map_err(db)?;
+    let rows = sqlx::query!(r#"SELECT id, name, bmc_url AS "bmc_url!" FROM nodes WHERE bmc_url IS NOT NULL"#)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
     let mut sealed = 0;
-    for (id, name, url) in rows.into_iter().filter(|(_, _, url)| !ferrum_store::secrets::is_sealed(url)) {
-        let value = seal_bmc(key, &name, &Secret(url))?;
-        sqlx::query("UPDATE nodes SET bmc_url = ? WHERE id = ?").bind(value).bind(id).execute(&mut *tx).await.map_err(db)?;
+    for row in rows.into_iter().filter(|r| !ferrum_store::secrets::is_sealed(&r.bmc_url)) {
+        let value = seal_bmc(key, &row.name, &Secret(row.bmc_url))?;
+        sqlx::query!("UPDATE nodes SET bmc_url = ? WHERE id = ?", value, row.id).execute(&mut *tx).await.map_err(db)?;
         sealed += 1;
     }
     tx.commit().await.map_err(db)?;
@@ -175,14 +177,16 @@ async fn adopt_key(pool: &SqlitePool, key: &SecretKey) -> DbResult<usize> {
 pub async fn recorded_key_fingerprint(url: &str) -> DbResult<Option<String>> {
     let options = SqliteConnectOptions::from_str(url).map_err(DbError::Sqlx)?.read_only(true);
     let mut conn = sqlx::ConnectOptions::connect(&options).await.map_err(DbError::Sqlx)?;
-    let has_column: bool = sqlx::query_scalar("SELECT COUNT(*) > 0 FROM pragma_table_info('meta') WHERE name = 'key_fingerprint'")
-        .fetch_one(&mut conn)
-        .await
-        .map_err(db)?;
+    // A database of an older ferrumd may not have the column yet.
+    let has_column =
+        sqlx::query_scalar!(r#"SELECT COUNT(*) > 0 AS "has: bool" FROM pragma_table_info('meta') WHERE name = 'key_fingerprint'"#)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(db)?;
     if !has_column {
         return Ok(None);
     }
-    sqlx::query_scalar("SELECT key_fingerprint FROM meta WHERE id = 1").fetch_optional(&mut conn).await.map_err(db).map(Option::flatten)
+    sqlx::query_scalar!("SELECT key_fingerprint FROM meta WHERE id = 1").fetch_optional(&mut conn).await.map_err(db).map(Option::flatten)
 }
 
 impl SqliteStore {
@@ -195,8 +199,8 @@ impl SqliteStore {
         if sealed > 0 {
             // The plaintext is gone from the rows; rewrite the file and
             // empty the WAL so no old page keeps it either.
-            sqlx::query("VACUUM").execute(&pool).await.map_err(db)?;
-            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&pool).await.map_err(db)?;
+            sqlx::raw_sql("VACUUM").execute(&pool).await.map_err(db)?;
+            sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)").execute(&pool).await.map_err(db)?;
             tracing::info!(nodes = sealed, "encrypted the BMC credentials an older ferrumd stored in clear");
         }
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -246,26 +250,27 @@ impl SqliteStore {
     }
 
     async fn check_generation(tx: &mut Transaction<'static, Sqlite>, expected: i64) -> DbResult<()> {
-        let generation: i64 =
-            sqlx::query_scalar("SELECT calendar_generation FROM meta WHERE id = 1").fetch_one(&mut **tx).await.map_err(db)?;
+        let generation = Self::generation_in(tx).await?;
         if generation == expected { Ok(()) } else { Err(DbError::StaleCalendar) }
     }
 
     async fn generation_in(tx: &mut Transaction<'static, Sqlite>) -> DbResult<i64> {
-        sqlx::query_scalar("SELECT calendar_generation FROM meta WHERE id = 1").fetch_one(&mut **tx).await.map_err(db)
+        sqlx::query_scalar!("SELECT calendar_generation FROM meta WHERE id = 1").fetch_one(&mut **tx).await.map_err(db)
     }
 
     async fn insert_event(tx: &mut Transaction<'static, Sqlite>, node: NodeId, e: &NewEvent) -> DbResult<()> {
-        sqlx::query("INSERT INTO node_events (node_id, at, actor, from_state, to_state, reason) VALUES (?, ?, ?, ?, ?, ?)")
-            .bind(node.0)
-            .bind(e.at)
-            .bind(&e.actor)
-            .bind(&e.from_shown)
-            .bind(&e.to_shown)
-            .bind(&e.reason)
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?;
+        sqlx::query!(
+            "INSERT INTO node_events (node_id, at, actor, from_state, to_state, reason) VALUES (?, ?, ?, ?, ?, ?)",
+            node.0,
+            e.at,
+            e.actor,
+            e.from_shown,
+            e.to_shown,
+            e.reason
+        )
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
         Ok(())
     }
 
@@ -278,21 +283,23 @@ impl SqliteStore {
         event: &NewEvent,
     ) -> DbResult<NodeId> {
         let bmc_url = node.bmc_url.as_ref().map(|url| seal_bmc(key, &node.name, url)).transpose()?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO nodes (name, site, cluster, ip, bmc_url, state, policy, properties, admin_properties, reference, reference_sha256, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, 'enrolling', 'in_service', ?, ?, ?, ?, ?, ?) RETURNING id",
+        let properties = to_json(&properties::effective(&node.properties, &node.admin_properties));
+        let admin_properties = to_json(&node.admin_properties);
+        let id = sqlx::query_scalar!(
+            r#"INSERT INTO nodes (name, site, cluster, ip, bmc_url, state, policy, properties, admin_properties, reference,
+                                  reference_sha256, created_at, updated_at)
+               VALUES (?1, ?2, ?3, ?4, ?5, 'enrolling', 'in_service', ?6, ?7, ?8, ?9, ?10, ?10) RETURNING id AS "id!""#,
+            node.name,
+            node.site,
+            node.cluster,
+            node.ip,
+            bmc_url,
+            properties,
+            admin_properties,
+            node.reference,
+            node.reference_sha256,
+            event.at
         )
-        .bind(&node.name)
-        .bind(&node.site)
-        .bind(&node.cluster)
-        .bind(&node.ip)
-        .bind(bmc_url)
-        .bind(to_json(&properties::effective(&node.properties, &node.admin_properties)))
-        .bind(to_json(&node.admin_properties))
-        .bind(&node.reference)
-        .bind(&node.reference_sha256)
-        .bind(event.at)
-        .bind(event.at)
         .fetch_one(&mut **tx)
         .await
         .map_err(|e| if is_unique_violation(&e) { DbError::AlreadyExists { what: "node", name: node.name.clone() } } else { db(e) })?;
@@ -303,10 +310,8 @@ impl SqliteStore {
 
     async fn insert_macs(tx: &mut Transaction<'static, Sqlite>, node: NodeId, macs: &[String]) -> DbResult<()> {
         for (position, mac) in macs.iter().enumerate() {
-            sqlx::query("INSERT INTO node_macs (mac, node_id, position) VALUES (?, ?, ?)")
-                .bind(mac)
-                .bind(node.0)
-                .bind(i64::try_from(position).unwrap_or(i64::MAX))
+            let position = i64::try_from(position).unwrap_or(i64::MAX);
+            sqlx::query!("INSERT INTO node_macs (mac, node_id, position) VALUES (?, ?, ?)", mac, node.0, position)
                 .execute(&mut **tx)
                 .await
                 .map_err(
@@ -327,33 +332,35 @@ impl SqliteStore {
         reason: Option<&str>,
         now: Seconds,
     ) -> DbResult<()> {
-        let updated = sqlx::query("UPDATE leases SET state = ?, reason = COALESCE(?, reason), updated_at = ? WHERE id = ? AND state = ?")
-            .bind(to.as_str())
-            .bind(reason)
-            .bind(now)
-            .bind(id.0)
-            .bind(from.as_str())
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?;
+        let updated = sqlx::query!(
+            "UPDATE leases SET state = ?, reason = COALESCE(?, reason), updated_at = ? WHERE id = ? AND state = ?",
+            to.as_str(),
+            reason,
+            now,
+            id.0,
+            from.as_str()
+        )
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
         if updated.rows_affected() == 0 {
             return Err(DbError::Raced { what: "lease" });
         }
         match lease::use_change(from, to) {
             lease::UseChange::None => {}
             lease::UseChange::Begins => {
-                sqlx::query("UPDATE leases SET started_at = ? WHERE id = ?").bind(now).bind(id.0).execute(&mut **tx).await.map_err(db)?;
+                sqlx::query!("UPDATE leases SET started_at = ? WHERE id = ?", now, id.0).execute(&mut **tx).await.map_err(db)?;
             }
             lease::UseChange::Ends => {
                 // Account for its use before the cut.
                 usage::record_lease_usage(tx, id, now).await?;
-                sqlx::query("UPDATE leases SET ended_at = ? WHERE id = ?").bind(now).bind(id.0).execute(&mut **tx).await.map_err(db)?;
+                sqlx::query!("UPDATE leases SET ended_at = ? WHERE id = ?", now, id.0).execute(&mut **tx).await.map_err(db)?;
             }
         }
         match change {
             AllocationChange::Keep => {}
             AllocationChange::Drop => {
-                sqlx::query("DELETE FROM lease_nodes WHERE lease_id = ?").bind(id.0).execute(&mut **tx).await.map_err(db)?;
+                sqlx::query!("DELETE FROM lease_nodes WHERE lease_id = ?", id.0).execute(&mut **tx).await.map_err(db)?;
             }
             AllocationChange::CutAt(t) => Self::cut_allocation(tx, id, t).await?,
         }
@@ -362,44 +369,36 @@ impl SqliteStore {
 
     /// Writes what [`lease::cut_at`] decides for the lease's rows at `t`.
     async fn cut_allocation(tx: &mut Transaction<'static, Sqlite>, id: LeaseId, t: Seconds) -> DbResult<()> {
-        let span: (Seconds, Seconds) =
-            sqlx::query_as(r#"SELECT start, "end" FROM leases WHERE id = ?"#).bind(id.0).fetch_one(&mut **tx).await.map_err(db)?;
-        let rows = sqlx::query(r#"SELECT node_id, start, "end" FROM lease_nodes WHERE lease_id = ?"#)
-            .bind(id.0)
+        let span = sqlx::query!(r#"SELECT start, "end" FROM leases WHERE id = ?"#, id.0).fetch_one(&mut **tx).await.map_err(db)?;
+        let rows = sqlx::query!(r#"SELECT node_id, start, "end" FROM lease_nodes WHERE lease_id = ?"#, id.0)
             .fetch_all(&mut **tx)
             .await
             .map_err(db)?;
-        let rows = rows
-            .iter()
-            .map(|r| {
-                Ok(lease::Allocation {
-                    node: NodeId(r.try_get(0).map_err(db)?),
-                    start: r.try_get(1).map_err(db)?,
-                    end: r.try_get(2).map_err(db)?,
-                })
-            })
-            .collect::<DbResult<Vec<_>>>()?;
-        let cut = lease::cut_at(span, &rows, t);
+        let rows: Vec<lease::Allocation> =
+            rows.into_iter().map(|r| lease::Allocation { node: NodeId(r.node_id), start: r.start, end: r.end }).collect();
+        let cut = lease::cut_at((span.start, span.end), &rows, t);
         let ids = |nodes: &[NodeId]| serde_json::Value::from(nodes.iter().map(|n| n.0).collect::<Vec<_>>()).to_string();
         if !cut.removed.is_empty() {
-            sqlx::query("DELETE FROM lease_nodes WHERE lease_id = ? AND node_id IN (SELECT value FROM json_each(?))")
-                .bind(id.0)
-                .bind(ids(&cut.removed))
+            let removed = ids(&cut.removed);
+            sqlx::query!("DELETE FROM lease_nodes WHERE lease_id = ? AND node_id IN (SELECT value FROM json_each(?))", id.0, removed)
                 .execute(&mut **tx)
                 .await
                 .map_err(db)?;
         }
         if !cut.shortened.is_empty() {
-            sqlx::query(r#"UPDATE lease_nodes SET "end" = ? WHERE lease_id = ? AND node_id IN (SELECT value FROM json_each(?))"#)
-                .bind(t)
-                .bind(id.0)
-                .bind(ids(&cut.shortened))
-                .execute(&mut **tx)
-                .await
-                .map_err(db)?;
+            let shortened = ids(&cut.shortened);
+            sqlx::query!(
+                r#"UPDATE lease_nodes SET "end" = ? WHERE lease_id = ? AND node_id IN (SELECT value FROM json_each(?))"#,
+                t,
+                id.0,
+                shortened
+            )
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
         }
         if let Some(end) = cut.lease_end {
-            sqlx::query(r#"UPDATE leases SET "end" = ? WHERE id = ?"#).bind(end).bind(id.0).execute(&mut **tx).await.map_err(db)?;
+            sqlx::query!(r#"UPDATE leases SET "end" = ? WHERE id = ?"#, end, id.0).execute(&mut **tx).await.map_err(db)?;
         }
         Ok(())
     }
@@ -474,11 +473,11 @@ async fn checkpoint_loop(pool: SqlitePool, mut stop: tokio::sync::watch::Receive
         if *stop.borrow() {
             break;
         }
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+        if let Err(e) = sqlx::raw_sql("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
             tracing::warn!(error = %e, "WAL checkpoint failed");
         }
     }
-    let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&pool).await;
+    let _ = sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)").execute(&pool).await;
     pool.close().await;
 }
 

@@ -222,7 +222,6 @@ impl RawLease {
     }
 }
 
-/// A node as its queries select it.
 impl std::fmt::Debug for RawNode {
     /// The sealed BMC URL stays out of logs, like the opened one does.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -230,6 +229,7 @@ impl std::fmt::Debug for RawNode {
     }
 }
 
+/// A node as its queries select it.
 pub struct RawNode {
     pub id: i64,
     pub name: String,
@@ -292,6 +292,90 @@ impl RawAllocation {
             start: self.start,
             end: self.end,
             lease_type: lease_type(&self.lease_type)?,
+        })
+    }
+}
+
+/// A usage record as its queries select it (every column of
+/// `usage_records`).
+#[derive(Debug)]
+pub struct RawRecord {
+    pub id: i64,
+    pub lease_id: i64,
+    pub node_id: i64,
+    pub user_name: String,
+    pub project_name: Option<String>,
+    pub node_name: String,
+    pub site: String,
+    pub cluster: String,
+    pub gpu_model: Option<String>,
+    pub gpu_count: i64,
+    pub lease_type: String,
+    pub reserved_start: i64,
+    pub reserved_end: i64,
+    pub start: i64,
+    pub end: i64,
+    pub recorded_at: i64,
+}
+
+impl RawRecord {
+    pub fn into_row(self) -> DbResult<UsageRecordRow> {
+        Ok(UsageRecordRow {
+            id: self.id,
+            lease_id: LeaseId(self.lease_id),
+            node_id: NodeId(self.node_id),
+            user: self.user_name,
+            project: self.project_name,
+            node: self.node_name,
+            site: self.site,
+            cluster: self.cluster,
+            gpu_model: self.gpu_model,
+            gpu_count: self.gpu_count,
+            lease_type: lease_type(&self.lease_type)?,
+            reserved_start: self.reserved_start,
+            reserved_end: self.reserved_end,
+            start: self.start,
+            end: self.end,
+            recorded_at: self.recorded_at,
+        })
+    }
+}
+
+/// A node a lease holds, as the holdings query selects it: the GPU model
+/// and count are the node properties' JSON texts.
+#[derive(Debug)]
+pub struct RawHolding {
+    pub lease_id: i64,
+    pub node_id: i64,
+    pub user_name: String,
+    pub project_name: Option<String>,
+    pub node_name: String,
+    pub site: String,
+    pub cluster: String,
+    pub gpu_model: Option<String>,
+    pub gpu_count: Option<String>,
+    pub lease_type: String,
+    pub reserved_start: i64,
+    pub reserved_end: i64,
+    pub started_at: Option<i64>,
+}
+
+impl RawHolding {
+    pub fn into_row(self) -> DbResult<HoldingRow> {
+        Ok(HoldingRow {
+            lease_id: LeaseId(self.lease_id),
+            node_id: NodeId(self.node_id),
+            user: self.user_name,
+            project: self.project_name,
+            node: self.node_name,
+            site: self.site,
+            cluster: self.cluster,
+            gpu_model: json_value(self.gpu_model.as_deref(), "node property gpu_model")?,
+            gpu_count: json_value(self.gpu_count.as_deref(), "node property gpu_count")?,
+            lease_type: lease_type(&self.lease_type)?,
+            reserved_start: self.reserved_start,
+            reserved_end: self.reserved_end,
+            started_at: self.started_at,
         })
     }
 }

@@ -69,7 +69,7 @@ fn sqlite_autocommit_writes_run_to_their_end() {
 #[test]
 fn sqlite_queries_are_checked_at_build_time() {
     // Files not yet converted (under store-sqlite/src/).
-    const NOT_YET_CHECKED: &[&str] = &["accounts.rs", "lib.rs", "usage.rs"];
+    const NOT_YET_CHECKED: &[&str] = &["accounts.rs", "lib.rs"];
     const RUNTIME: &[&str] = &[
         "sqlx::query(",
         "sqlx::query::<",
@@ -80,7 +80,6 @@ fn sqlite_queries_are_checked_at_build_time() {
         "sqlx::query_with(",
         "sqlx::query_as_with(",
         "sqlx::query_scalar_with(",
-        "sqlx::raw_sql(",
         "AssertSqlSafe",
         "try_get(",
         "try_get::<",
@@ -101,7 +100,7 @@ fn sqlite_queries_are_checked_at_build_time() {
         let uses: Vec<String> = text
             .lines()
             .enumerate()
-            .filter(|(_, line)| RUNTIME.iter().any(|r| line.contains(r)))
+            .filter(|(_, line)| RUNTIME.iter().any(|r| line.contains(r)) || unchecked_raw_sql(line))
             .map(|(n, line)| format!("store-sqlite/src/{relative}:{}: {}", n + 1, line.trim()))
             .collect();
         match (NOT_YET_CHECKED.contains(&relative.as_str()), uses.is_empty()) {
@@ -116,6 +115,28 @@ fn sqlite_queries_are_checked_at_build_time() {
          run scripts/sqlx-prepare.sh): {regressed:#?}"
     );
     assert!(converted.is_empty(), "converted, take them off NOT_YET_CHECKED: {converted:?}");
+}
+
+/// `sqlx::raw_sql` is left for the maintenance statements the macros cannot
+/// describe (`PRAGMA wal_checkpoint` answers columns of no type): a literal
+/// `PRAGMA` or `VACUUM`, which binds nothing and whose rows are not read.
+/// Any other use is a runtime query.
+fn unchecked_raw_sql(line: &str) -> bool {
+    line.split("sqlx::raw_sql(").skip(1).any(|call| {
+        let literal = call.strip_prefix('"').and_then(|rest| rest.split_once("\")")).map(|(sql, _)| sql);
+        !literal.is_some_and(|sql| (sql.starts_with("PRAGMA ") || sql == "VACUUM") && !sql.contains([';', '"']))
+    })
+}
+
+#[test]
+fn unchecked_raw_sql_is_only_maintenance() {
+    assert!(!unchecked_raw_sql(r#"sqlx::raw_sql("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool)"#));
+    assert!(!unchecked_raw_sql(r#"sqlx::raw_sql("VACUUM").execute(&pool)"#));
+    assert!(unchecked_raw_sql(r#"sqlx::raw_sql("DELETE FROM nodes").execute(&pool)"#));
+    assert!(unchecked_raw_sql(r#"sqlx::raw_sql(&format!("PRAGMA {x}")).execute(&pool)"#));
+    assert!(unchecked_raw_sql(r#"sqlx::raw_sql("VACUUM; DELETE FROM nodes").execute(&pool)"#));
+    assert!(unchecked_raw_sql(r#"sqlx::raw_sql("PRAGMA x; DELETE FROM nodes").execute(&pool)"#));
+    assert!(unchecked_raw_sql(r#"sqlx::raw_sql(sql).execute(&pool)"#));
 }
 
 /// The workspace denies `unsafe_code` (one lint table, in the root
