@@ -81,12 +81,8 @@ impl LeaseStore for PgStore {
 
     async fn list_leases(&self, owner: Option<UserId>, include_over: bool) -> DbResult<Vec<LeaseRow>> {
         let mut conn = self.conn().await?;
-        let raw = sqlx::query_as!(
-            RawLease,
-            r#"SELECT l.id, l.owner_id, u.name AS owner, p.name AS "project?", l.lease_type, l.state, l.start, l."end", l.exotic,
-                      l.filter, l.deploy, l.reason, l.created_at
-               FROM leases l JOIN users u ON u.id = l.owner_id LEFT JOIN projects p ON p.id = l.project_id
-               WHERE ($1::bigint IS NULL OR l.owner_id = $1)
+        let raw = select_leases!(
+            r#"WHERE ($1::bigint IS NULL OR l.owner_id = $1)
                  AND ($2 OR l.state <> ALL($3)) ORDER BY l.id DESC"#,
             owner.map(|o| o.0),
             include_over,
@@ -143,12 +139,8 @@ impl LeaseStore for PgStore {
 
     async fn leases_needing_action(&self, now: Seconds) -> DbResult<Vec<LeaseRow>> {
         let mut conn = self.conn().await?;
-        let raw = sqlx::query_as!(
-            RawLease,
-            r#"SELECT l.id, l.owner_id, u.name AS owner, p.name AS "project?", l.lease_type, l.state, l.start, l."end", l.exotic,
-                      l.filter, l.deploy, l.reason, l.created_at
-               FROM leases l JOIN users u ON u.id = l.owner_id LEFT JOIN projects p ON p.id = l.project_id
-               WHERE (l.state = ANY($2) AND l.start <= $1) OR l.state = ANY($3)
+        let raw = select_leases!(
+            r#"WHERE (l.state = ANY($2) AND l.start <= $1) OR l.state = ANY($3)
                   OR (l.state = $4 AND l."end" <= $1) ORDER BY l.start, l.id"#,
             now,
             &names(lease::WAITING.map(LeaseState::as_str)),

@@ -380,17 +380,11 @@ impl PgStore {
     }
 
     async fn lease_in(conn: &mut PgConnection, id: LeaseId) -> DbResult<LeaseRow> {
-        let raw = sqlx::query_as!(
-            RawLease,
-            r#"SELECT l.id, l.owner_id, u.name AS owner, p.name AS "project?", l.lease_type, l.state, l.start, l."end", l.exotic,
-                      l.filter, l.deploy, l.reason, l.created_at
-               FROM leases l JOIN users u ON u.id = l.owner_id LEFT JOIN projects p ON p.id = l.project_id WHERE l.id = $1"#,
-            id.0
-        )
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db)?
-        .ok_or_else(|| DbError::NotFound { what: "lease", name: id.to_string() })?;
+        let raw = select_leases!(r#"WHERE l.id = $1"#, id.0)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| DbError::NotFound { what: "lease", name: id.to_string() })?;
         Self::with_nodes(conn, vec![raw]).await?.pop().ok_or_else(|| DbError::NotFound { what: "lease", name: id.to_string() })
     }
 
@@ -439,17 +433,8 @@ impl PgStore {
     }
 
     async fn operations_of_deployment(&self, deployment: i64) -> DbResult<Vec<OperationRow>> {
-        let rows = sqlx::query_as!(
-            RawOperation,
-            r#"SELECT o.id, o.node_id, n.name AS node_name, o.kind, o.deployment_id, o.lease_id, o.state, o.phase, o.attempt,
-                      o.phase_started_ms, o.deadline_ms, o.data, o.history, o.message, o.outcome, o.controller_ms, o.created_ms,
-                      o.finished_ms, o.version
-               FROM node_operations o JOIN nodes n ON n.id = o.node_id WHERE o.deployment_id = $1 ORDER BY n.name"#,
-            deployment
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
+        let rows =
+            select_operations!(r#"WHERE o.deployment_id = $1 ORDER BY n.name"#, deployment).fetch_all(&self.pool).await.map_err(db)?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
 

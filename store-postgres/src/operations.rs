@@ -85,43 +85,25 @@ impl OperationStore for PgStore {
     }
 
     async fn running_operations(&self) -> DbResult<Vec<OperationRow>> {
-        let rows = sqlx::query_as!(
-            RawOperation,
-            r#"SELECT o.id, o.node_id, n.name AS node_name, o.kind, o.deployment_id, o.lease_id, o.state, o.phase, o.attempt,
-                      o.phase_started_ms, o.deadline_ms, o.data, o.history, o.message, o.outcome, o.controller_ms, o.created_ms,
-                      o.finished_ms, o.version
-               FROM node_operations o JOIN nodes n ON n.id = o.node_id WHERE o.state = $1 ORDER BY o.id"#,
-            OperationState::Running.as_str()
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
+        let rows = select_operations!(r#"WHERE o.state = $1 ORDER BY o.id"#, OperationState::Running.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
     async fn operation(&self, id: i64) -> DbResult<OperationRow> {
-        let row = sqlx::query_as!(
-            RawOperation,
-            r#"SELECT o.id, o.node_id, n.name AS node_name, o.kind, o.deployment_id, o.lease_id, o.state, o.phase, o.attempt,
-                      o.phase_started_ms, o.deadline_ms, o.data, o.history, o.message, o.outcome, o.controller_ms, o.created_ms,
-                      o.finished_ms, o.version
-               FROM node_operations o JOIN nodes n ON n.id = o.node_id WHERE o.id = $1"#,
-            id
-        )
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?
-        .ok_or_else(|| DbError::NotFound { what: "node operation", name: id.to_string() })?;
+        let row = select_operations!(r#"WHERE o.id = $1"#, id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| DbError::NotFound { what: "node operation", name: id.to_string() })?;
         row.try_into()
     }
 
     async fn latest_operation(&self, node: NodeId, kind: OperationKind) -> DbResult<Option<OperationRow>> {
-        let row = sqlx::query_as!(
-            RawOperation,
-            r#"SELECT o.id, o.node_id, n.name AS node_name, o.kind, o.deployment_id, o.lease_id, o.state, o.phase, o.attempt,
-                      o.phase_started_ms, o.deadline_ms, o.data, o.history, o.message, o.outcome, o.controller_ms, o.created_ms,
-                      o.finished_ms, o.version
-               FROM node_operations o JOIN nodes n ON n.id = o.node_id WHERE o.node_id = $1 AND o.kind = $2
+        let row = select_operations!(
+            r#"WHERE o.node_id = $1 AND o.kind = $2
                ORDER BY o.id DESC LIMIT 1"#,
             node.0,
             kind.as_str()

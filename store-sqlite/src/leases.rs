@@ -65,17 +65,7 @@ lease.created_at
             .map_err(db)?;
         }
         let generation = Self::generation_in(&mut tx).await?;
-        let rows = sqlx::query_as!(
-            RawLease,
-            r#"SELECT l.id, l.owner_id, u.name AS owner, p.name AS project, l.lease_type, l.state, l.start, l."end",
-                      l.exotic AS "exotic: bool", l.filter, l.deploy, l.reason, l.created_at
-               FROM leases l JOIN users u ON u.id = l.owner_id LEFT JOIN projects p ON p.id = l.project_id
-               WHERE l.id = ?"#,
-            id
-        )
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?;
+        let rows = select_leases!(r#"WHERE l.id = ?"#, id).fetch_all(&mut *tx).await.map_err(db)?;
         let mut leases = Self::lease_rows(&mut *tx, rows).await?;
         tx.commit().await.map_err(db)?;
         let row = leases.pop().ok_or_else(|| DbError::Corrupt("inserted lease vanished".into()))?;
@@ -83,27 +73,13 @@ lease.created_at
     }
 
     async fn get_lease(&self, id: LeaseId) -> DbResult<LeaseRow> {
-        let rows = sqlx::query_as!(
-            RawLease,
-            r#"SELECT l.id, l.owner_id, u.name AS owner, p.name AS project, l.lease_type, l.state, l.start, l."end",
-                      l.exotic AS "exotic: bool", l.filter, l.deploy, l.reason, l.created_at
-               FROM leases l JOIN users u ON u.id = l.owner_id LEFT JOIN projects p ON p.id = l.project_id
-               WHERE l.id = ?"#,
-            id.0
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
+        let rows = select_leases!(r#"WHERE l.id = ?"#, id.0).fetch_all(&self.pool).await.map_err(db)?;
         Self::lease_rows(&self.pool, rows).await?.pop().ok_or_else(|| DbError::NotFound { what: "lease", name: id.to_string() })
     }
 
     async fn list_leases(&self, owner: Option<UserId>, include_over: bool) -> DbResult<Vec<LeaseRow>> {
-        let rows = sqlx::query_as!(
-            RawLease,
-            r#"SELECT l.id, l.owner_id, u.name AS owner, p.name AS project, l.lease_type, l.state, l.start, l."end",
-                      l.exotic AS "exotic: bool", l.filter, l.deploy, l.reason, l.created_at
-               FROM leases l JOIN users u ON u.id = l.owner_id LEFT JOIN projects p ON p.id = l.project_id
-               WHERE (?1 IS NULL OR l.owner_id = ?1) AND (?2 OR l.state NOT IN (SELECT value FROM json_each(?3))) ORDER BY l.id DESC"#,
+        let rows = select_leases!(
+            r#"WHERE (?1 IS NULL OR l.owner_id = ?1) AND (?2 OR l.state NOT IN (SELECT value FROM json_each(?3))) ORDER BY l.id DESC"#,
             owner.map(|o| o.0),
             include_over,
             name_set(lease::TERMINAL.map(LeaseState::as_str))
@@ -155,12 +131,8 @@ lease.created_at
     }
 
     async fn leases_needing_action(&self, now: Seconds) -> DbResult<Vec<LeaseRow>> {
-        let rows = sqlx::query_as!(
-            RawLease,
-            r#"SELECT l.id, l.owner_id, u.name AS owner, p.name AS project, l.lease_type, l.state, l.start, l."end",
-                      l.exotic AS "exotic: bool", l.filter, l.deploy, l.reason, l.created_at
-               FROM leases l JOIN users u ON u.id = l.owner_id LEFT JOIN projects p ON p.id = l.project_id
-               WHERE (l.state IN (SELECT value FROM json_each(?2)) AND l.start <= ?1)
+        let rows = select_leases!(
+            r#"WHERE (l.state IN (SELECT value FROM json_each(?2)) AND l.start <= ?1)
                   OR l.state IN (SELECT value FROM json_each(?3)) OR (l.state = ?4 AND l."end" <= ?1) ORDER BY l.start, l.id"#,
             now,
             name_set(lease::WAITING.map(LeaseState::as_str)),

@@ -43,17 +43,7 @@ impl OperationStore for SqliteStore {
         .await
         .map_err(db)?
         .ok_or_else(|| DbError::NotFound { what: "deployment", name: id.to_string() })?;
-        let ops = sqlx::query_as!(
-            RawOperation,
-            r#"SELECT o.id, o.node_id, n.name AS node_name, o.kind, o.deployment_id, o.lease_id, o.state, o.phase, o.attempt,
-                      o.phase_started_ms, o.deadline_ms, o.data, o.history, o.message, o.outcome, o.controller_ms, o.created_ms,
-                      o.finished_ms, o.version
-               FROM node_operations o JOIN nodes n ON n.id = o.node_id WHERE o.deployment_id = ? ORDER BY n.name"#,
-            id
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
+        let ops = select_operations!(r#"WHERE o.deployment_id = ? ORDER BY n.name"#, id).fetch_all(&self.pool).await.map_err(db)?;
         Ok((row.into(), ops.into_iter().map(TryInto::try_into).collect::<DbResult<_>>()?))
     }
 
@@ -99,49 +89,27 @@ impl OperationStore for SqliteStore {
     }
 
     async fn running_operations(&self) -> DbResult<Vec<OperationRow>> {
-        let rows = sqlx::query_as!(
-            RawOperation,
-            r#"SELECT o.id, o.node_id, n.name AS node_name, o.kind, o.deployment_id, o.lease_id, o.state, o.phase, o.attempt,
-                      o.phase_started_ms, o.deadline_ms, o.data, o.history, o.message, o.outcome, o.controller_ms, o.created_ms,
-                      o.finished_ms, o.version
-               FROM node_operations o JOIN nodes n ON n.id = o.node_id WHERE o.state = ? ORDER BY o.id"#,
-            OperationState::Running.as_str()
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
+        let rows = select_operations!(r#"WHERE o.state = ? ORDER BY o.id"#, OperationState::Running.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
     async fn operation(&self, id: i64) -> DbResult<OperationRow> {
-        let row = sqlx::query_as!(
-            RawOperation,
-            r#"SELECT o.id, o.node_id, n.name AS node_name, o.kind, o.deployment_id, o.lease_id, o.state, o.phase, o.attempt,
-                      o.phase_started_ms, o.deadline_ms, o.data, o.history, o.message, o.outcome, o.controller_ms, o.created_ms,
-                      o.finished_ms, o.version
-               FROM node_operations o JOIN nodes n ON n.id = o.node_id WHERE o.id = ?"#,
-            id
-        )
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?
-        .ok_or_else(|| DbError::NotFound { what: "node operation", name: id.to_string() })?;
+        let row = select_operations!(r#"WHERE o.id = ?"#, id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| DbError::NotFound { what: "node operation", name: id.to_string() })?;
         row.try_into()
     }
 
     async fn latest_operation(&self, node: NodeId, kind: OperationKind) -> DbResult<Option<OperationRow>> {
-        let row = sqlx::query_as!(
-            RawOperation,
-            r#"SELECT o.id, o.node_id, n.name AS node_name, o.kind, o.deployment_id, o.lease_id, o.state, o.phase, o.attempt,
-                      o.phase_started_ms, o.deadline_ms, o.data, o.history, o.message, o.outcome, o.controller_ms, o.created_ms,
-                      o.finished_ms, o.version
-               FROM node_operations o JOIN nodes n ON n.id = o.node_id WHERE o.node_id = ? AND o.kind = ? ORDER BY o.id DESC LIMIT 1"#,
-            node.0,
-            kind.as_str()
-        )
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
+        let row = select_operations!(r#"WHERE o.node_id = ? AND o.kind = ? ORDER BY o.id DESC LIMIT 1"#, node.0, kind.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
         row.map(TryInto::try_into).transpose()
     }
 

@@ -97,6 +97,25 @@ impl TryFrom<RawPower> for PowerRequestRow {
     }
 }
 
+/// A checked `sqlx::query_as!` of [`RawOperation`] in the calling store:
+/// node operations with their node's name, then `$rest` (the `WHERE`,
+/// `ORDER BY` and `LIMIT`, in the caller's dialect) and its arguments. The
+/// one place an operation's columns are listed, for both backends.
+#[macro_export]
+macro_rules! select_operations {
+    ($rest:literal $(, $arg:expr)* $(,)?) => {
+        ::sqlx::query_as!(
+            $crate::RawOperation,
+            r#"SELECT o.id, o.node_id, n.name AS node_name, o.kind, o.deployment_id, o.lease_id, o.state, o.phase, o.attempt,
+                      o.phase_started_ms, o.deadline_ms, o.data, o.history, o.message, o.outcome, o.controller_ms, o.created_ms,
+                      o.finished_ms, o.version
+               FROM node_operations o JOIN nodes n ON n.id = o.node_id "#
+                + $rest
+            $(, $arg)*
+        )
+    };
+}
+
 /// A node operation as its queries select it (`n.name AS node_name`).
 #[derive(Debug)]
 pub struct RawOperation {
@@ -180,6 +199,26 @@ impl From<RawDeployment> for DeploymentRow {
             error: r.error,
         }
     }
+}
+
+/// A checked `sqlx::query_as!` of [`RawLease`] in the calling store:
+/// leases with their owner's and project's names, then `$rest` (the
+/// `WHERE` and `ORDER BY`, in the caller's dialect) and its arguments. The
+/// one place a lease's columns are listed, for both backends (the text is
+/// valid SQLite and PostgreSQL; each store checks it against its own
+/// schema): a new column is added here and in `RawLease`.
+#[macro_export]
+macro_rules! select_leases {
+    ($rest:literal $(, $arg:expr)* $(,)?) => {
+        ::sqlx::query_as!(
+            $crate::RawLease,
+            r#"SELECT l.id, l.owner_id, u.name AS owner, p.name AS "project?", l.lease_type, l.state, l.start, l."end",
+                      l.exotic AS "exotic: bool", l.filter, l.deploy, l.reason, l.created_at
+               FROM leases l JOIN users u ON u.id = l.owner_id LEFT JOIN projects p ON p.id = l.project_id "#
+                + $rest
+            $(, $arg)*
+        )
+    };
 }
 
 /// A lease as its queries select it (`u.name AS owner`, `p.name AS
