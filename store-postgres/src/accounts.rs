@@ -9,46 +9,6 @@ use ferrum_model::project::{self, MembershipWrites};
 use ferrum_model::{Seconds, UserId};
 use ferrum_store::{AccountRequestRow, Approval, DbError, DbResult, NewAccountRequest, ProjectChange};
 
-/// An account request as the checked queries return it (its state as
-/// stored, read with `parse_name`).
-struct RawRequest {
-    id: i64,
-    name: String,
-    email: String,
-    affiliation: String,
-    project: String,
-    project_class: Option<String>,
-    motivation: String,
-    source: String,
-    state: String,
-    reason: Option<String>,
-    decided_by: Option<String>,
-    decided_at: Option<Seconds>,
-    created_at: Seconds,
-}
-
-impl TryFrom<RawRequest> for AccountRequestRow {
-    type Error = DbError;
-
-    fn try_from(r: RawRequest) -> DbResult<AccountRequestRow> {
-        Ok(AccountRequestRow {
-            id: r.id,
-            name: r.name,
-            email: r.email,
-            affiliation: r.affiliation,
-            project: r.project,
-            project_class: r.project_class,
-            motivation: r.motivation,
-            source: r.source,
-            state: parse_name(&r.state)?,
-            reason: r.reason,
-            decided_by: r.decided_by,
-            decided_at: r.decided_at,
-            created_at: r.created_at,
-        })
-    }
-}
-
 pub(super) async fn insert_request(pool: &PgPool, r: &NewAccountRequest) -> DbResult<AccountRequestRow> {
     // A login taken or asked for already is stored all the same: the
     // public answer must not tell (the admin sees the clash).

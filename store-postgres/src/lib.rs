@@ -136,10 +136,10 @@ async fn adopt_key(pool: &PgPool, key: &SecretKey) -> DbResult<usize> {
 pub async fn recorded_key_fingerprint(url: &str) -> DbResult<Option<String>> {
     let options: PgConnectOptions = url.parse().map_err(DbError::Sqlx)?;
     let mut conn = sqlx::ConnectOptions::connect(&options).await.map_err(DbError::Sqlx)?;
-    // Unchecked: the column may not exist yet (a database of an older ferrumd).
-    let has_column: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM information_schema.columns \
-         WHERE table_schema = current_schema() AND table_name = 'meta' AND column_name = 'key_fingerprint')",
+    // A database of an older ferrumd may not have the column yet.
+    let has_column = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM information_schema.columns
+                          WHERE table_schema = current_schema() AND table_name = 'meta' AND column_name = 'key_fingerprint') AS "has!""#
     )
     .fetch_one(&mut conn)
     .await
@@ -147,7 +147,7 @@ pub async fn recorded_key_fingerprint(url: &str) -> DbResult<Option<String>> {
     if !has_column {
         return Ok(None);
     }
-    sqlx::query_scalar("SELECT key_fingerprint FROM meta WHERE id = 1").fetch_optional(&mut conn).await.map_err(db).map(Option::flatten)
+    sqlx::query_scalar!("SELECT key_fingerprint FROM meta WHERE id = 1").fetch_optional(&mut conn).await.map_err(db).map(Option::flatten)
 }
 
 // --- raw rows, as the checked queries return them --------------------------

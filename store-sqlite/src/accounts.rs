@@ -2,51 +2,29 @@
 //! [`ferrum_model::project`]).
 
 use super::*;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::{db, is_unique_violation};
 use ferrum_model::project::{self, MembershipWrites};
 use ferrum_model::{Seconds, UserId};
 use ferrum_store::{AccountRequestRow, Approval, DbError, DbResult, NewAccountRequest, ProjectChange};
 
-const REQUEST_SELECT: &str = "SELECT id, name, email, affiliation, project, project_class, motivation, source, state, reason, \
-     decided_by, decided_at, created_at FROM account_requests";
-
-fn request_from_row(r: &SqliteRow) -> DbResult<AccountRequestRow> {
-    Ok(AccountRequestRow {
-        id: r.try_get(0).map_err(db)?,
-        name: r.try_get(1).map_err(db)?,
-        email: r.try_get(2).map_err(db)?,
-        affiliation: r.try_get(3).map_err(db)?,
-        project: r.try_get(4).map_err(db)?,
-        project_class: r.try_get(5).map_err(db)?,
-        motivation: r.try_get(6).map_err(db)?,
-        source: r.try_get(7).map_err(db)?,
-        state: parse_name(&r.try_get::<String, _>(8).map_err(db)?)?,
-        reason: r.try_get(9).map_err(db)?,
-        decided_by: r.try_get(10).map_err(db)?,
-        decided_at: r.try_get(11).map_err(db)?,
-        created_at: r.try_get(12).map_err(db)?,
-    })
-}
-
 pub(super) async fn insert_request(pool: &SqlitePool, r: &NewAccountRequest) -> DbResult<AccountRequestRow> {
     // A login taken or asked for already is stored all the same: the
     // public answer must not tell (the admin sees the clash).
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO account_requests (name, email, affiliation, project, project_class, motivation, source, state, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    let id = sqlx::query_scalar!(
+        r#"INSERT INTO account_requests (name, email, affiliation, project, project_class, motivation, source, state, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id AS "id!""#,
+        r.name,
+        r.email,
+        r.affiliation,
+        r.project,
+        r.project_class,
+        r.motivation,
+        r.source,
+        AccountRequestState::Pending.as_str(),
+        r.created_at
     )
-    .bind(&r.name)
-    .bind(&r.email)
-    .bind(&r.affiliation)
-    .bind(&r.project)
-    .bind(&r.project_class)
-    .bind(&r.motivation)
-    .bind(&r.source)
-    .bind(AccountRequestState::Pending.as_str())
-    .bind(r.created_at)
     .fetch_all(pool)
     .await
     .and_then(super::only_row)
@@ -55,22 +33,30 @@ pub(super) async fn insert_request(pool: &SqlitePool, r: &NewAccountRequest) -> 
 }
 
 pub(super) async fn requests(pool: &SqlitePool, state: Option<AccountRequestState>) -> DbResult<Vec<AccountRequestRow>> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{REQUEST_SELECT} WHERE (?1 IS NULL OR state = ?1) ORDER BY id")))
-        .bind(state.map(AccountRequestState::as_str))
-        .fetch_all(pool)
-        .await
-        .map_err(db)?;
-    rows.iter().map(request_from_row).collect()
+    let rows = sqlx::query_as!(
+        RawRequest,
+        "SELECT id, name, email, affiliation, project, project_class, motivation, source, state, reason, decided_by, decided_at, \
+         created_at FROM account_requests WHERE (?1 IS NULL OR state = ?1) ORDER BY id",
+        state.map(AccountRequestState::as_str)
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    rows.into_iter().map(AccountRequestRow::try_from).collect()
 }
 
 pub(super) async fn request(pool: &SqlitePool, id: i64) -> DbResult<AccountRequestRow> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!("{REQUEST_SELECT} WHERE id = ?")))
-        .bind(id)
-        .fetch_optional(pool)
-        .await
-        .map_err(db)?
-        .ok_or_else(|| DbError::NotFound { what: "account request", name: id.to_string() })?;
-    request_from_row(&row)
+    sqlx::query_as!(
+        RawRequest,
+        "SELECT id, name, email, affiliation, project, project_class, motivation, source, state, reason, decided_by, decided_at, \
+         created_at FROM account_requests WHERE id = ?",
+        id
+    )
+    .fetch_optional(pool)
+    .await
+    .map_err(db)?
+    .ok_or_else(|| DbError::NotFound { what: "account request", name: id.to_string() })?
+    .try_into()
 }
 
 /// Marks a pending request decided (compare-and-swap on `pending`).
@@ -83,19 +69,20 @@ async fn decide_in(
     at: Seconds,
 ) -> DbResult<()> {
     let (from, to) = decided_request(input)?;
-    let done = sqlx::query("UPDATE account_requests SET state = ?, decided_by = ?, reason = ?, decided_at = ? WHERE id = ? AND state = ?")
-        .bind(to.as_str())
-        .bind(by)
-        .bind(reason)
-        .bind(at)
-        .bind(id)
-        .bind(from.as_str())
-        .execute(&mut **tx)
-        .await
-        .map_err(db)?;
+    let done = sqlx::query!(
+        "UPDATE account_requests SET state = ?, decided_by = ?, reason = ?, decided_at = ? WHERE id = ? AND state = ?",
+        to.as_str(),
+        by,
+        reason,
+        at,
+        id,
+        from.as_str()
+    )
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
     if done.rows_affected() == 0 {
-        let exists: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM account_requests WHERE id = ?").bind(id).fetch_optional(&mut **tx).await.map_err(db)?;
+        let exists = sqlx::query_scalar!("SELECT id FROM account_requests WHERE id = ?", id).fetch_optional(&mut **tx).await.map_err(db)?;
         return Err(match exists {
             Some(_) => DbError::Raced { what: "account request (already decided)" },
             None => DbError::NotFound { what: "account request", name: id.to_string() },
@@ -108,45 +95,46 @@ async fn decide_in(
 /// Returns the new user's id.
 pub(super) async fn approve_in(tx: &mut Transaction<'static, Sqlite>, id: i64, a: &Approval) -> DbResult<i64> {
     decide_in(tx, id, AccountRequestInput::Approve, &a.decided_by, a.reason.as_deref(), a.at).await?;
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!("{REQUEST_SELECT} WHERE id = ?"))).bind(id).fetch_one(&mut **tx).await.map_err(db)?;
-    let r = request_from_row(&row)?;
-    let user: i64 = sqlx::query_scalar("INSERT INTO users (name, role, email, created_at) VALUES (?, 'user', ?, ?) RETURNING id")
-        .bind(&r.name)
-        .bind(&r.email)
-        .bind(a.at)
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(|e| if is_unique_violation(&e) { DbError::AlreadyExists { what: "user", name: r.name.clone() } } else { db(e) })?;
-    let existing: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM projects WHERE name = ?").bind(&r.project).fetch_optional(&mut **tx).await.map_err(db)?;
+    let r: AccountRequestRow = sqlx::query_as!(
+        RawRequest,
+        "SELECT id, name, email, affiliation, project, project_class, motivation, source, state, reason, decided_by, decided_at, \
+         created_at FROM account_requests WHERE id = ?",
+        id
+    )
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db)?
+    .try_into()?;
+    let user = sqlx::query_scalar!(
+        r#"INSERT INTO users (name, role, email, created_at) VALUES (?, 'user', ?, ?) RETURNING id AS "id!""#,
+        r.name,
+        r.email,
+        a.at
+    )
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(|e| if is_unique_violation(&e) { DbError::AlreadyExists { what: "user", name: r.name.clone() } } else { db(e) })?;
+    let existing = sqlx::query_scalar!("SELECT id FROM projects WHERE name = ?", r.project).fetch_optional(&mut **tx).await.map_err(db)?;
     let project = match existing {
         Some(p) => p,
-        None => sqlx::query_scalar(
-            "INSERT INTO projects (name, class, quota_node_hours, manager_id, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
+        None => sqlx::query_scalar!(
+            r#"INSERT INTO projects (name, class, quota_node_hours, manager_id, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id AS "id!""#,
+            r.project,
+            a.project_class,
+            a.quota_node_hours,
+            user,
+            a.at
         )
-        .bind(&r.project)
-        .bind(&a.project_class)
-        .bind(a.quota_node_hours)
-        .bind(user)
-        .bind(a.at)
         .fetch_one(&mut **tx)
         .await
         .map_err(db)?,
     };
-    sqlx::query("INSERT INTO project_members (project_id, user_id) VALUES (?, ?)")
-        .bind(project)
-        .bind(user)
+    sqlx::query!("INSERT INTO project_members (project_id, user_id) VALUES (?, ?)", project, user).execute(&mut **tx).await.map_err(db)?;
+    sqlx::query!("INSERT INTO api_tokens (user_id, token_sha256, created_at) VALUES (?, ?, ?)", user, a.token_sha256, a.at)
         .execute(&mut **tx)
         .await
         .map_err(db)?;
-    sqlx::query("INSERT INTO api_tokens (user_id, token_sha256, created_at) VALUES (?, ?, ?)")
-        .bind(user)
-        .bind(&a.token_sha256)
-        .bind(a.at)
-        .execute(&mut **tx)
-        .await
-        .map_err(db)?;
-    sqlx::query("UPDATE account_requests SET user_id = ? WHERE id = ?").bind(user).bind(id).execute(&mut **tx).await.map_err(db)?;
+    sqlx::query!("UPDATE account_requests SET user_id = ? WHERE id = ?", user, id).execute(&mut **tx).await.map_err(db)?;
     Ok(user)
 }
 
@@ -158,8 +146,7 @@ pub(super) async fn reject(pool: &SqlitePool, id: i64, by: &str, reason: &str, a
 }
 
 async fn user_id(executor: impl sqlx::Executor<'_, Database = Sqlite>, name: &str) -> DbResult<i64> {
-    sqlx::query_scalar("SELECT id FROM users WHERE name = ?")
-        .bind(name)
+    sqlx::query_scalar!("SELECT id FROM users WHERE name = ?", name)
         .fetch_optional(executor)
         .await
         .map_err(db)?
@@ -167,8 +154,7 @@ async fn user_id(executor: impl sqlx::Executor<'_, Database = Sqlite>, name: &st
 }
 
 async fn project_id(executor: impl sqlx::Executor<'_, Database = Sqlite>, name: &str) -> DbResult<i64> {
-    sqlx::query_scalar("SELECT id FROM projects WHERE name = ?")
-        .bind(name)
+    sqlx::query_scalar!("SELECT id FROM projects WHERE name = ?", name)
         .fetch_optional(executor)
         .await
         .map_err(db)?
@@ -178,10 +164,10 @@ async fn project_id(executor: impl sqlx::Executor<'_, Database = Sqlite>, name: 
 pub(super) async fn update_project_in(tx: &mut Transaction<'static, Sqlite>, name: &str, c: &ProjectChange) -> DbResult<()> {
     let id = project_id(&mut **tx, name).await?;
     if let Some(class) = &c.class {
-        sqlx::query("UPDATE projects SET class = ? WHERE id = ?").bind(class).bind(id).execute(&mut **tx).await.map_err(db)?;
+        sqlx::query!("UPDATE projects SET class = ? WHERE id = ?", class, id).execute(&mut **tx).await.map_err(db)?;
     }
     if let Some(quota) = c.quota_node_hours {
-        sqlx::query("UPDATE projects SET quota_node_hours = ? WHERE id = ?").bind(quota).bind(id).execute(&mut **tx).await.map_err(db)?;
+        sqlx::query!("UPDATE projects SET quota_node_hours = ? WHERE id = ?", quota, id).execute(&mut **tx).await.map_err(db)?;
     }
     if let Some(manager) = &c.manager {
         let manager = match manager {
@@ -195,33 +181,26 @@ pub(super) async fn update_project_in(tx: &mut Transaction<'static, Sqlite>, nam
 
 pub(super) async fn set_member_in(tx: &mut Transaction<'static, Sqlite>, project: &str, user: &str, member: bool) -> DbResult<()> {
     let (p, u) = (project_id(&mut **tx, project).await?, user_id(&mut **tx, user).await?);
-    let manager: Option<i64> =
-        sqlx::query_scalar("SELECT manager_id FROM projects WHERE id = ?").bind(p).fetch_one(&mut **tx).await.map_err(db)?;
+    let manager = sqlx::query_scalar!("SELECT manager_id FROM projects WHERE id = ?", p).fetch_one(&mut **tx).await.map_err(db)?;
     write_membership(tx, p, project::set_member(manager.map(UserId), UserId(u), member)).await
 }
 
 /// Writes what a [`project`] membership rule returned.
 async fn write_membership(tx: &mut Transaction<'static, Sqlite>, project: i64, w: MembershipWrites) -> DbResult<()> {
     if let Some(manager) = w.manager {
-        sqlx::query("UPDATE projects SET manager_id = ? WHERE id = ?")
-            .bind(manager.map(|m| m.0))
-            .bind(project)
+        sqlx::query!("UPDATE projects SET manager_id = ? WHERE id = ?", manager.map(|m| m.0), project)
             .execute(&mut **tx)
             .await
             .map_err(db)?;
     }
     if let Some(user) = w.join {
-        sqlx::query("INSERT OR IGNORE INTO project_members (project_id, user_id) VALUES (?, ?)")
-            .bind(project)
-            .bind(user.0)
+        sqlx::query!("INSERT OR IGNORE INTO project_members (project_id, user_id) VALUES (?, ?)", project, user.0)
             .execute(&mut **tx)
             .await
             .map_err(db)?;
     }
     if let Some(user) = w.leave {
-        sqlx::query("DELETE FROM project_members WHERE project_id = ? AND user_id = ?")
-            .bind(project)
-            .bind(user.0)
+        sqlx::query!("DELETE FROM project_members WHERE project_id = ? AND user_id = ?", project, user.0)
             .execute(&mut **tx)
             .await
             .map_err(db)?;
@@ -232,22 +211,21 @@ async fn write_membership(tx: &mut Transaction<'static, Sqlite>, project: i64, w
 #[async_trait]
 impl AccountStore for SqliteStore {
     async fn count_users(&self) -> DbResult<i64> {
-        sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await.map_err(db)
+        sqlx::query_scalar!("SELECT COUNT(*) AS count FROM users").fetch_one(&self.pool).await.map_err(db)
     }
 
     async fn create_project(&self, name: &str, class: Option<&str>, quota: Option<i64>, now: Seconds) -> DbResult<ProjectRow> {
-        let id: i64 =
-            sqlx::query_scalar("INSERT INTO projects (name, class, quota_node_hours, created_at) VALUES (?, ?, ?, ?) RETURNING id")
-                .bind(name)
-                .bind(class)
-                .bind(quota)
-                .bind(now)
-                .fetch_all(&self.pool)
-                .await
-                .and_then(only_row)
-                .map_err(
-                    |e| if is_unique_violation(&e) { DbError::AlreadyExists { what: "project", name: name.to_owned() } } else { db(e) },
-                )?;
+        let id = sqlx::query_scalar!(
+            r#"INSERT INTO projects (name, class, quota_node_hours, created_at) VALUES (?, ?, ?, ?) RETURNING id AS "id!""#,
+            name,
+            class,
+            quota,
+            now
+        )
+        .fetch_all(&self.pool)
+        .await
+        .and_then(only_row)
+        .map_err(|e| if is_unique_violation(&e) { DbError::AlreadyExists { what: "project", name: name.to_owned() } } else { db(e) })?;
         Ok(ProjectRow {
             id: ProjectId(id),
             name: name.to_owned(),
@@ -260,35 +238,32 @@ impl AccountStore for SqliteStore {
     }
 
     async fn list_projects(&self) -> DbResult<Vec<ProjectRow>> {
-        let rows = sqlx::query(
-            "SELECT p.id, p.name, p.class, p.quota_node_hours, p.created_at, u.name FROM projects p \
-             LEFT JOIN users u ON u.id = p.manager_id ORDER BY p.name",
+        let rows = sqlx::query!(
+            "SELECT p.id, p.name, p.class, p.quota_node_hours, p.created_at, u.name AS manager FROM projects p \
+             LEFT JOIN users u ON u.id = p.manager_id ORDER BY p.name"
         )
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        let members = sqlx::query("SELECT m.project_id, u.name FROM project_members m JOIN users u ON u.id = m.user_id ORDER BY u.name")
+        let members = sqlx::query!("SELECT m.project_id, u.name FROM project_members m JOIN users u ON u.id = m.user_id ORDER BY u.name")
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-        let mut projects = rows
-            .iter()
-            .map(|r| {
-                Ok(ProjectRow {
-                    id: ProjectId(r.try_get(0).map_err(db)?),
-                    name: r.try_get(1).map_err(db)?,
-                    class: r.try_get(2).map_err(db)?,
-                    quota_node_hours: r.try_get(3).map_err(db)?,
-                    members: Vec::new(),
-                    manager: r.try_get(5).map_err(db)?,
-                    created_at: r.try_get(4).map_err(db)?,
-                })
+        let mut projects: Vec<ProjectRow> = rows
+            .into_iter()
+            .map(|r| ProjectRow {
+                id: ProjectId(r.id),
+                name: r.name,
+                class: r.class,
+                quota_node_hours: r.quota_node_hours,
+                members: Vec::new(),
+                manager: r.manager,
+                created_at: r.created_at,
             })
-            .collect::<DbResult<Vec<_>>>()?;
-        for r in members {
-            let pid: i64 = r.try_get(0).map_err(db)?;
-            if let Some(p) = projects.iter_mut().find(|p| p.id.0 == pid) {
-                p.members.push(r.try_get(1).map_err(db)?);
+            .collect();
+        for m in members {
+            if let Some(p) = projects.iter_mut().find(|p| p.id.0 == m.project_id) {
+                p.members.push(m.name);
             }
         }
         Ok(projects)
@@ -304,29 +279,29 @@ impl AccountStore for SqliteStore {
         now: Seconds,
     ) -> DbResult<UserRow> {
         let mut tx = self.begin_write().await?;
-        let id: i64 = sqlx::query_scalar("INSERT INTO users (name, role, email, created_at) VALUES (?, ?, ?, ?) RETURNING id")
-            .bind(name)
-            .bind(if is_admin { "admin" } else { "user" })
-            .bind(email)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| if is_unique_violation(&e) { DbError::AlreadyExists { what: "user", name: name.to_owned() } } else { db(e) })?;
+        let role = if is_admin { "admin" } else { "user" };
+        let id = sqlx::query_scalar!(
+            r#"INSERT INTO users (name, role, email, created_at) VALUES (?, ?, ?, ?) RETURNING id AS "id!""#,
+            name,
+            role,
+            email,
+            now
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| if is_unique_violation(&e) { DbError::AlreadyExists { what: "user", name: name.to_owned() } } else { db(e) })?;
         for project in projects {
-            let pid: Option<i64> =
-                sqlx::query_scalar("SELECT id FROM projects WHERE name = ?").bind(project).fetch_optional(&mut *tx).await.map_err(db)?;
-            let pid = pid.ok_or_else(|| DbError::NotFound { what: "project", name: project.clone() })?;
-            sqlx::query("INSERT OR IGNORE INTO project_members (project_id, user_id) VALUES (?, ?)")
-                .bind(pid)
-                .bind(id)
+            let pid = sqlx::query_scalar!("SELECT id FROM projects WHERE name = ?", project)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?
+                .ok_or_else(|| DbError::NotFound { what: "project", name: project.clone() })?;
+            sqlx::query!("INSERT OR IGNORE INTO project_members (project_id, user_id) VALUES (?, ?)", pid, id)
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
         }
-        sqlx::query("INSERT INTO api_tokens (user_id, token_sha256, created_at) VALUES (?, ?, ?)")
-            .bind(id)
-            .bind(token_sha256)
-            .bind(now)
+        sqlx::query!("INSERT INTO api_tokens (user_id, token_sha256, created_at) VALUES (?, ?, ?)", id, token_sha256, now)
             .execute(&mut *tx)
             .await
             .map_err(db)?;
@@ -335,45 +310,51 @@ impl AccountStore for SqliteStore {
     }
 
     async fn list_users(&self) -> DbResult<Vec<UserRow>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{USER_SELECT} ORDER BY name"))).fetch_all(&self.pool).await.map_err(db)?;
+        let rows =
+            sqlx::query_as!(RawUser, "SELECT id, name, role, email, created_at, disabled_at, disabled_reason FROM users ORDER BY name")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
         let mut users = Vec::with_capacity(rows.len());
         for r in rows {
-            users.push(self.user_from_row(&r).await?);
+            users.push(self.user_from_raw(r).await?);
         }
         Ok(users)
     }
 
     async fn get_user(&self, name: &str) -> DbResult<UserRow> {
-        let r = sqlx::query(sqlx::AssertSqlSafe(format!("{USER_SELECT} WHERE name = ?")))
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| DbError::NotFound { what: "user", name: name.to_owned() })?;
-        self.user_from_row(&r).await
+        let r = sqlx::query_as!(
+            RawUser,
+            "SELECT id, name, role, email, created_at, disabled_at, disabled_reason FROM users WHERE name = ?",
+            name
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| DbError::NotFound { what: "user", name: name.to_owned() })?;
+        self.user_from_raw(r).await
     }
 
     async fn add_token(&self, user: UserId, token: &NewToken, now: Seconds, max_live: i64) -> DbResult<Option<TokenRow>> {
         // `BEGIN IMMEDIATE`: writers take turns, so the count holds until the insert.
         let mut tx = self.begin_write().await?;
-        let expiries: Vec<Option<Seconds>> =
-            sqlx::query_scalar("SELECT expires_at FROM api_tokens WHERE user_id = ? AND revoked_at IS NULL")
-                .bind(user.0)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db)?;
+        let expiries = sqlx::query_scalar!("SELECT expires_at FROM api_tokens WHERE user_id = ? AND revoked_at IS NULL", user.0)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
         if !tokens::may_add_token(expiries, now, max_live) {
             return Ok(None);
         }
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO api_tokens (user_id, token_sha256, created_at, name, expires_at, read_only) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        let id = sqlx::query_scalar!(
+            r#"INSERT INTO api_tokens (user_id, token_sha256, created_at, name, expires_at, read_only) VALUES (?, ?, ?, ?, ?, ?)
+               RETURNING id AS "id!""#,
+            user.0,
+            token.sha256,
+            now,
+            token.name,
+            token.expires_at,
+            token.read_only
         )
-        .bind(user.0)
-        .bind(&token.sha256)
-        .bind(now)
-        .bind(&token.name)
-        .bind(token.expires_at)
-        .bind(token.read_only)
         .fetch_one(&mut *tx)
         .await
         .map_err(db)?;
@@ -382,68 +363,58 @@ impl AccountStore for SqliteStore {
     }
 
     async fn list_tokens(&self, user: UserId) -> DbResult<Vec<TokenRow>> {
-        let rows = sqlx::query(
-            "SELECT id, name, created_at, expires_at, read_only FROM api_tokens WHERE user_id = ? AND revoked_at IS NULL ORDER BY id",
+        sqlx::query_as!(
+            TokenRow,
+            r#"SELECT id, name, created_at, expires_at, read_only AS "read_only: bool" FROM api_tokens
+               WHERE user_id = ? AND revoked_at IS NULL ORDER BY id"#,
+            user.0
         )
-        .bind(user.0)
         .fetch_all(&self.pool)
         .await
-        .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                Ok(TokenRow {
-                    id: r.try_get(0).map_err(db)?,
-                    name: r.try_get(1).map_err(db)?,
-                    created_at: r.try_get(2).map_err(db)?,
-                    expires_at: r.try_get(3).map_err(db)?,
-                    read_only: r.try_get(4).map_err(db)?,
-                })
-            })
-            .collect()
+        .map_err(db)
     }
 
     async fn revoke_token(&self, user: UserId, id: i64, now: Seconds) -> DbResult<bool> {
-        let done = sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL")
-            .bind(now)
-            .bind(id)
-            .bind(user.0)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
+        let done =
+            sqlx::query!("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL", now, id, user.0)
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn actor_by_token(&self, token_sha256: &str) -> DbResult<Option<ActorRow>> {
-        let row = sqlx::query(
-            "SELECT u.id, u.name, u.role, t.id, t.expires_at, t.read_only FROM api_tokens t JOIN users u ON u.id = t.user_id \
-             WHERE t.token_sha256 = ? AND t.revoked_at IS NULL AND u.disabled_at IS NULL",
+        let row = sqlx::query!(
+            r#"SELECT u.id, u.name, u.role = 'admin' AS "is_admin: bool", t.id AS token_id, t.expires_at, t.read_only AS "read_only: bool"
+               FROM api_tokens t JOIN users u ON u.id = t.user_id
+               WHERE t.token_sha256 = ? AND t.revoked_at IS NULL AND u.disabled_at IS NULL"#,
+            token_sha256
         )
-        .bind(token_sha256)
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
         let Some(r) = row else { return Ok(None) };
-        let id: i64 = r.try_get(0).map_err(db)?;
-        let role: String = r.try_get(2).map_err(db)?;
         Ok(Some(ActorRow {
-            user_id: UserId(id),
-            name: r.try_get(1).map_err(db)?,
-            is_admin: role == "admin",
-            projects: user_projects(&self.pool, id).await?,
-            token_id: r.try_get(3).map_err(db)?,
-            expires_at: r.try_get(4).map_err(db)?,
-            read_only: r.try_get(5).map_err(db)?,
+            user_id: UserId(r.id),
+            name: r.name,
+            is_admin: r.is_admin,
+            projects: user_projects(&self.pool, r.id).await?,
+            token_id: r.token_id,
+            expires_at: r.expires_at,
+            read_only: r.read_only,
         }))
     }
 
     async fn set_user_disabled(&self, name: &str, disabled: Option<&Disabled>) -> DbResult<UserRow> {
-        let done = sqlx::query("UPDATE users SET disabled_at = ?, disabled_reason = ? WHERE name = ?")
-            .bind(disabled.map(|d| d.at))
-            .bind(disabled.map(|d| d.reason.as_str()))
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
+        let done = sqlx::query!(
+            "UPDATE users SET disabled_at = ?, disabled_reason = ? WHERE name = ?",
+            disabled.map(|d| d.at),
+            disabled.map(|d| d.reason.as_str()),
+            name
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
         if done.rows_affected() == 0 {
             return Err(DbError::NotFound { what: "user", name: name.to_owned() });
         }
@@ -455,8 +426,7 @@ impl AccountStore for SqliteStore {
     }
 
     async fn count_pending_account_requests(&self) -> DbResult<i64> {
-        sqlx::query_scalar("SELECT COUNT(*) FROM account_requests WHERE state = ?")
-            .bind(AccountRequestState::Pending.as_str())
+        sqlx::query_scalar!("SELECT COUNT(*) AS count FROM account_requests WHERE state = ?", AccountRequestState::Pending.as_str())
             .fetch_one(&self.pool)
             .await
             .map_err(db)

@@ -418,3 +418,43 @@ impl RawHolding {
         })
     }
 }
+
+/// An account request as its queries select it (its state as stored).
+#[derive(Debug)]
+pub struct RawRequest {
+    pub id: i64,
+    pub name: String,
+    pub email: String,
+    pub affiliation: String,
+    pub project: String,
+    pub project_class: Option<String>,
+    pub motivation: String,
+    pub source: String,
+    pub state: String,
+    pub reason: Option<String>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<i64>,
+    pub created_at: i64,
+}
+
+impl TryFrom<RawRequest> for AccountRequestRow {
+    type Error = DbError;
+
+    fn try_from(r: RawRequest) -> DbResult<Self> {
+        Ok(AccountRequestRow {
+            id: r.id,
+            name: r.name,
+            email: r.email,
+            affiliation: r.affiliation,
+            project: r.project,
+            project_class: r.project_class,
+            motivation: r.motivation,
+            source: r.source,
+            state: parse_name(&r.state)?,
+            reason: r.reason,
+            decided_by: r.decided_by,
+            decided_at: r.decided_at,
+            created_at: r.created_at,
+        })
+    }
+}

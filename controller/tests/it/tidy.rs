@@ -60,16 +60,12 @@ fn sqlite_autocommit_writes_run_to_their_end() {
     assert!(offending.is_empty(), "autocommit RETURNING statements stopped at their first row: {offending:#?}");
 }
 
-/// The SQLite store's queries move to sqlx's checked macros (`query!`,
-/// `query_as!`, `query_scalar!`, checked against `store-sqlite/.sqlx`), one
-/// part at a time (issue 18): a file of `store-sqlite/src/` either is
-/// converted (no runtime query, no positional read) or is listed here, and
-/// the list only shrinks. A listed file that no longer needs to be listed
-/// fails too, so it is taken off as it is converted.
+/// Both stores' queries are sqlx's checked macros (`query!`, `query_as!`,
+/// `query_scalar!`, checked at build time against each crate's `.sqlx`):
+/// no file of `store-sqlite/src/` or `store-postgres/src/` runs a runtime
+/// query or reads a column by position.
 #[test]
-fn sqlite_queries_are_checked_at_build_time() {
-    // Files not yet converted (under store-sqlite/src/).
-    const NOT_YET_CHECKED: &[&str] = &["accounts.rs", "lib.rs"];
+fn store_queries_are_checked_at_build_time() {
     const RUNTIME: &[&str] = &[
         "sqlx::query(",
         "sqlx::query::<",
@@ -88,33 +84,28 @@ fn sqlite_queries_are_checked_at_build_time() {
         // runtime query's, however it was imported.
         ".bind(",
     ];
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../store-sqlite/src");
-    let mut files = Vec::new();
-    rust_files(&root, &mut files);
-    assert!(files.len() >= 10, "found only {files:?}");
-    let mut regressed = Vec::new();
-    let mut converted = Vec::new();
-    for file in &files {
-        let relative = file.strip_prefix(&root).unwrap_or(file).to_string_lossy().replace('\\', "/");
-        let text = std::fs::read_to_string(file).expect("read source");
-        let uses: Vec<String> = text
-            .lines()
-            .enumerate()
-            .filter(|(_, line)| RUNTIME.iter().any(|r| line.contains(r)) || unchecked_raw_sql(line))
-            .map(|(n, line)| format!("store-sqlite/src/{relative}:{}: {}", n + 1, line.trim()))
-            .collect();
-        match (NOT_YET_CHECKED.contains(&relative.as_str()), uses.is_empty()) {
-            (false, false) => regressed.extend(uses),
-            (true, true) => converted.push(relative),
-            _ => {}
+    let mut unchecked = Vec::new();
+    for store in ["store-sqlite", "store-postgres"] {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(store).join("src");
+        let mut files = Vec::new();
+        rust_files(&root, &mut files);
+        assert!(files.len() >= 10, "found only {files:?}");
+        for file in &files {
+            let relative = file.strip_prefix(&root).unwrap_or(file).to_string_lossy().replace('\\', "/");
+            let text = std::fs::read_to_string(file).expect("read source");
+            unchecked.extend(
+                text.lines()
+                    .enumerate()
+                    .filter(|(_, line)| RUNTIME.iter().any(|r| line.contains(r)) || unchecked_raw_sql(line))
+                    .map(|(n, line)| format!("{store}/src/{relative}:{}: {}", n + 1, line.trim())),
+            );
         }
     }
     assert!(
-        regressed.is_empty(),
-        "runtime queries or positional reads in a converted part of the SQLite store (use sqlx::query! and friends, \
-         run scripts/sqlx-prepare.sh): {regressed:#?}"
+        unchecked.is_empty(),
+        "runtime queries or positional reads in a store (use sqlx::query! and friends, run scripts/sqlx-prepare.sh): \
+         {unchecked:#?}"
     );
-    assert!(converted.is_empty(), "converted, take them off NOT_YET_CHECKED: {converted:?}");
 }
 
 /// `sqlx::raw_sql` is left for the maintenance statements the macros cannot
