@@ -38,24 +38,7 @@ impl LeaseStore for PgStore {
         for p in preempt {
             Self::apply_lease_transition(&mut tx, p.lease, p.from, p.to, p.change, Some(&p.reason), lease.created_at).await?;
         }
-        let id = sqlx::query_scalar!(
-            r#"INSERT INTO leases (owner_id, project_id, lease_type, state, start, "end", exotic, filter, deploy, reason, created_at,
-               updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING id"#,
-            lease.owner_id.0,
-            lease.project_id.map(|p| p.0),
-            lease.lease_type.as_str(),
-            lease.state.as_str(),
-            lease.start,
-            lease.end,
-            lease.exotic,
-            lease.filter,
-            lease.deploy,
-            lease.reason,
-            lease.created_at
-        )
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
+        let id = insert_lease!(lease).fetch_one(&mut *tx).await.map_err(db)?;
         let nodes: Vec<i64> = lease.nodes.iter().map(|n| n.0).collect();
         // One statement for the whole allocation (positions from the order).
         sqlx::query!(

@@ -32,25 +32,7 @@ impl LeaseStore for SqliteStore {
         for p in preempt {
             Self::apply_lease_transition(&mut tx, p.lease, p.from, p.to, p.change, Some(&p.reason), lease.created_at).await?;
         }
-        let id: i64 = sqlx::query_scalar!(
-r#"INSERT INTO leases (owner_id, project_id, lease_type, state, start, "end", exotic, filter, deploy, reason, created_at, updated_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id AS "id!""#,
-lease.owner_id.0,
-lease.project_id.map(|p| p.0),
-lease.lease_type.as_str(),
-lease.state.as_str(),
-lease.start,
-lease.end,
-lease.exotic,
-&lease.filter,
-&lease.deploy,
-&lease.reason,
-lease.created_at,
-lease.created_at
-)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
+        let id = insert_lease!(lease).fetch_one(&mut *tx).await.map_err(db)?;
         for (position, node) in lease.nodes.iter().enumerate() {
             sqlx::query!(
                 r#"INSERT INTO lease_nodes (lease_id, node_id, position, start, "end") VALUES (?, ?, ?, ?, ?)"#,

@@ -221,6 +221,34 @@ macro_rules! select_leases {
     };
 }
 
+/// A checked `sqlx::query_scalar!` that inserts a [`NewLease`] (`&NewLease`)
+/// without its allocation and answers its id: the one place a lease's
+/// columns are written, for both backends (`$N` parameters, which sqlx
+/// reads in SQLite as in PostgreSQL). Run it inside the transaction that
+/// writes the allocation.
+#[macro_export]
+macro_rules! insert_lease {
+    ($lease:expr) => {{
+        let lease: &$crate::NewLease = $lease;
+        ::sqlx::query_scalar!(
+            r#"INSERT INTO leases (owner_id, project_id, lease_type, state, start, "end", exotic, filter, deploy, reason, created_at,
+                                   updated_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING id AS "id!""#,
+            lease.owner_id.0,
+            lease.project_id.map(|p| p.0),
+            lease.lease_type.as_str(),
+            lease.state.as_str(),
+            lease.start,
+            lease.end,
+            lease.exotic,
+            lease.filter,
+            lease.deploy,
+            lease.reason,
+            lease.created_at
+        )
+    }};
+}
+
 /// A lease as its queries select it (`u.name AS owner`, `p.name AS
 /// project`, `l.exotic AS "exotic: bool"`), without its nodes.
 #[derive(Debug)]
