@@ -227,35 +227,22 @@ impl AccountStore for PgStore {
     }
 
     async fn list_projects(&self) -> DbResult<Vec<ProjectRow>> {
-        let rows = sqlx::query!(
+        let rows = sqlx::query_as!(
+            RawProject,
             r#"SELECT p.id, p.name, p.class, p.quota_node_hours, p.created_at, u.name AS "manager?" FROM projects p
                LEFT JOIN users u ON u.id = p.manager_id ORDER BY p.name"#
         )
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        let members = sqlx::query!("SELECT m.project_id, u.name FROM project_members m JOIN users u ON u.id = m.user_id ORDER BY u.name")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-        let mut projects: Vec<ProjectRow> = rows
-            .into_iter()
-            .map(|r| ProjectRow {
-                id: ProjectId(r.id),
-                name: r.name,
-                class: r.class,
-                quota_node_hours: r.quota_node_hours,
-                members: Vec::new(),
-                manager: r.manager,
-                created_at: r.created_at,
-            })
-            .collect();
-        for m in members {
-            if let Some(p) = projects.iter_mut().find(|p| p.id.0 == m.project_id) {
-                p.members.push(m.name);
-            }
-        }
-        Ok(projects)
+        let members = sqlx::query_as!(
+            RawMember,
+            "SELECT m.project_id, u.name FROM project_members m JOIN users u ON u.id = m.user_id ORDER BY u.name"
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(projects_with_members(rows, members))
     }
 
     async fn create_user(

@@ -486,3 +486,45 @@ impl TryFrom<RawRequest> for AccountRequestRow {
         })
     }
 }
+
+/// A project as its queries select it (`u.name AS manager`), without its
+/// members.
+#[derive(Debug)]
+pub struct RawProject {
+    pub id: i64,
+    pub name: String,
+    pub class: Option<String>,
+    pub quota_node_hours: Option<i64>,
+    pub created_at: i64,
+    pub manager: Option<String>,
+}
+
+/// A project's member, by name.
+#[derive(Debug)]
+pub struct RawMember {
+    pub project_id: i64,
+    pub name: String,
+}
+
+/// The projects with their members (`members` in the order to keep).
+pub fn projects_with_members(rows: Vec<RawProject>, members: Vec<RawMember>) -> Vec<ProjectRow> {
+    let mut projects: Vec<ProjectRow> = rows
+        .into_iter()
+        .map(|r| ProjectRow {
+            id: ProjectId(r.id),
+            name: r.name,
+            class: r.class,
+            quota_node_hours: r.quota_node_hours,
+            members: Vec::new(),
+            manager: r.manager,
+            created_at: r.created_at,
+        })
+        .collect();
+    let index: std::collections::HashMap<i64, usize> = projects.iter().enumerate().map(|(i, p)| (p.id.0, i)).collect();
+    for m in members {
+        if let Some(&i) = index.get(&m.project_id) {
+            projects[i].members.push(m.name);
+        }
+    }
+    projects
+}
