@@ -566,6 +566,10 @@ pub struct LeaseCreate {
     pub exotic: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy: Option<DeploySpec>,
+    /// A name for the lease, shown with it (Grid'5000's job name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
+    pub name: Option<String>,
 }
 
 /// A lease.
@@ -588,6 +592,9 @@ pub struct Lease {
     pub filter: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy: Option<DeploySpec>,
+    /// The name its owner gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Why the lease is in its state, when that is worth saying
     /// (`pre-empted by lease 12`, `released by alice`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

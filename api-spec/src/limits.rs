@@ -9,6 +9,8 @@
 
 /// Names: nodes, sites, clusters, projects, users.
 pub const NAME: usize = 64;
+/// A lease's name (OAR's job names are 100 characters).
+pub const LEASE_NAME: usize = 100;
 /// A reason (maintenance, approval, rejection).
 pub const REASON: usize = 1000;
 /// A property filter (`gpu_count >= 2 AND NOT exotic`).

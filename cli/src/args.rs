@@ -515,6 +515,9 @@ pub struct LeaseCreateArgs {
     /// Deploy this environment on the nodes at the lease start
     #[arg(long, value_name = "ENV")]
     pub deploy: Option<String>,
+    /// A name for the lease, shown with it
+    #[arg(long, value_name = "TEXT")]
+    pub name: Option<String>,
     /// Public key file installed for root on deployed nodes (repeat for several)
     #[arg(long = "ssh-key", value_name = "FILE", requires = "deploy")]
     pub ssh_keys: Vec<PathBuf>,

@@ -290,6 +290,7 @@ pub fn lease_detail(lease: &Lease, opts: TableOpts) -> String {
     let yes_no = |b: bool| if b { "yes" } else { "no" };
     let mut rows = vec![
         ("id", Cell::new(lease.id)),
+        ("name", Cell::new(lease.name.as_deref().unwrap_or("-"))),
         ("state", colored(lease.state.as_str(), lease_state_color(lease.state))),
         ("owner", Cell::new(&lease.owner)),
         ("project", Cell::new(lease.project.as_deref().unwrap_or("- (operator lease)"))),
@@ -903,6 +904,7 @@ mod tests {
             exotic: false,
             filter: Some("gpu_count >= 2".to_owned()),
             deploy: None,
+            name: Some("vision sweep".to_owned()),
             reason: None,
             created_at: at(21, 18),
         }

@@ -118,6 +118,7 @@ fn main() -> anyhow::Result<()> {
                 exotic: false,
                 filter: None,
                 deploy: None,
+                name: None,
                 reason: None,
                 nodes: p.nodes.iter().map(|&i| ids[i as usize]).collect(),
                 created_at: now,

@@ -574,6 +574,7 @@ pub struct LeaseRow {
     pub exotic: bool,
     pub filter: Option<String>,
     pub deploy: Option<String>,
+    pub name: Option<String>,
     pub reason: Option<String>,
     pub created_at: Seconds,
     /// Allocated nodes in allocation order.
@@ -592,6 +593,8 @@ pub struct NewLease {
     pub exotic: bool,
     pub filter: Option<String>,
     pub deploy: Option<String>,
+    /// Given by its owner.
+    pub name: Option<String>,
     /// Why it is in its first state (waiting for approval).
     pub reason: Option<String>,
     pub nodes: Vec<NodeId>,

@@ -213,7 +213,7 @@ macro_rules! select_leases {
         ::sqlx::query_as!(
             $crate::RawLease,
             r#"SELECT l.id, l.owner_id, u.name AS owner, p.name AS "project?", l.lease_type, l.state, l.start, l."end",
-                      l.exotic AS "exotic: bool", l.filter, l.deploy, l.reason, l.created_at
+                      l.exotic AS "exotic: bool", l.filter, l.deploy, l.name, l.reason, l.created_at
                FROM leases l JOIN users u ON u.id = l.owner_id LEFT JOIN projects p ON p.id = l.project_id "#
                 + $rest
             $(, $arg)*
@@ -232,8 +232,8 @@ macro_rules! insert_lease {
         let lease: &$crate::NewLease = $lease;
         ::sqlx::query_scalar!(
             r#"INSERT INTO leases (owner_id, project_id, lease_type, state, start, "end", exotic, filter, deploy, reason, created_at,
-                                   updated_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING id AS "id!""#,
+                                   updated_at, name)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12) RETURNING id AS "id!""#,
             lease.owner_id.0,
             lease.project_id.map(|p| p.0),
             lease.lease_type.as_str(),
@@ -244,7 +244,8 @@ macro_rules! insert_lease {
             lease.filter,
             lease.deploy,
             lease.reason,
-            lease.created_at
+            lease.created_at,
+            lease.name
         )
     }};
 }
@@ -264,6 +265,7 @@ pub struct RawLease {
     pub exotic: bool,
     pub filter: Option<String>,
     pub deploy: Option<String>,
+    pub name: Option<String>,
     pub reason: Option<String>,
     pub created_at: i64,
 }
@@ -282,6 +284,7 @@ impl RawLease {
             exotic: self.exotic,
             filter: self.filter,
             deploy: self.deploy,
+            name: self.name,
             reason: self.reason,
             created_at: self.created_at,
             nodes: Vec::new(),

@@ -76,6 +76,7 @@ pub fn lease_request(args: LeaseCreateArgs, ssh_keys: Vec<String>) -> LeaseCreat
         lease_type,
         exotic: args.exotic,
         deploy: args.deploy.map(|environment| DeploySpec { environment, ssh_keys }),
+        name: args.name,
     }
 }
 
@@ -256,6 +257,7 @@ mod tests {
             exotic: false,
             filter: None,
             deploy: None,
+            name: None,
             reason: None,
             created_at: t,
         }

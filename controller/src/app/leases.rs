@@ -285,6 +285,7 @@ impl App {
                 exotic: req.exotic,
                 filter: filter_text,
                 deploy: req.deploy.as_ref().map(|d| serde_json::json!({"environment": d.environment, "ssh_keys": d.ssh_keys}).to_string()),
+                name: req.name.clone(),
                 reason: approval.clone(),
                 nodes: node_ids,
                 created_at: now,
@@ -704,6 +705,9 @@ fn check_lease_texts(req: &api::LeaseCreate) -> AppResult<()> {
     }
     if let Some(d) = &req.deploy {
         one_line("deploy.environment", &d.environment, limits::ENVIRONMENT)?;
+    }
+    if let Some(n) = &req.name {
+        one_line("name", n, limits::LEASE_NAME)?;
     }
     Ok(())
 }

@@ -234,6 +234,7 @@ pub fn lease(l: LeaseRow) -> api::Lease {
         exotic: l.exotic,
         filter: l.filter,
         deploy: l.deploy.and_then(|d| serde_json::from_str(&d).ok()),
+        name: l.name,
         reason: l.reason,
         created_at: from_seconds(l.created_at),
     }

@@ -212,6 +212,7 @@ async fn the_database_refuses_double_booking() {
         exotic: false,
         filter: None,
         deploy: None,
+        name: None,
         reason: None,
         nodes,
         created_at: 0,

@@ -284,6 +284,8 @@ async fn lease_requests_are_validated_by_field() {
         ),
         (json!({"nodes": {"count": 1}, "duration": "800d"}), "ahead"),
         (json!({"nodes": {"count": 1}, "duration": "1h", "project": "p-other"}), "not a member"),
+        (json!({"nodes": {"count": 1}, "duration": "1h", "name": "x".repeat(101)}), "name: at most 100"),
+        (json!({"nodes": {"count": 1}, "duration": "1h", "name": "two\nlines"}), "name: must be one line"),
     ];
     for (body, expected) in cases {
         let a = ctx.post("/api/v1/leases", &alice, body.clone()).await;
@@ -296,6 +298,13 @@ async fn lease_requests_are_validated_by_field() {
         .await
         .error(400, "invalid_filter");
     assert_eq!(msg, "filter: at position 20: unknown property 'gpu_modle'");
+    // Nothing was created by the refused requests; a named lease keeps its name.
+    assert_eq!(ctx.get("/api/v1/leases", &alice).await.expect(200).as_array().map(Vec::len), Some(0));
+    let named =
+        ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 1}, "duration": "1h", "name": "vision sweep"})).await.expect(201);
+    assert_eq!(named["name"], "vision sweep");
+    let read = ctx.get(&format!("/api/v1/leases/{}", named["id"]), &alice).await.expect(200);
+    assert_eq!(read["name"], "vision sweep");
 }
 
 #[tokio::test]
