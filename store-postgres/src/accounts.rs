@@ -285,40 +285,29 @@ impl AccountStore for PgStore {
     }
 
     async fn list_users(&self) -> DbResult<Vec<UserRow>> {
-        let rows = sqlx::query!("SELECT id, name, role, email, created_at, disabled_at, disabled_reason FROM users ORDER BY name")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
+        let rows =
+            sqlx::query_as!(RawUser, "SELECT id, name, role, email, created_at, disabled_at, disabled_reason FROM users ORDER BY name")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
         let mut users = Vec::with_capacity(rows.len());
         for r in rows {
-            users.push(UserRow {
-                id: UserId(r.id),
-                name: r.name,
-                is_admin: r.role == "admin",
-                email: r.email,
-                projects: self.user_projects(r.id).await?.into_iter().map(|(_, n)| n).collect(),
-                created_at: r.created_at,
-                disabled: r.disabled_at.map(|at| Disabled { at, reason: r.disabled_reason.unwrap_or_default() }),
-            });
+            users.push(self.user_from_raw(r).await?);
         }
         Ok(users)
     }
 
     async fn get_user(&self, name: &str) -> DbResult<UserRow> {
-        let r = sqlx::query!("SELECT id, name, role, email, created_at, disabled_at, disabled_reason FROM users WHERE name = $1", name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| DbError::NotFound { what: "user", name: name.to_owned() })?;
-        Ok(UserRow {
-            id: UserId(r.id),
-            name: r.name,
-            is_admin: r.role == "admin",
-            email: r.email,
-            projects: self.user_projects(r.id).await?.into_iter().map(|(_, n)| n).collect(),
-            created_at: r.created_at,
-            disabled: r.disabled_at.map(|at| Disabled { at, reason: r.disabled_reason.unwrap_or_default() }),
-        })
+        let r = sqlx::query_as!(
+            RawUser,
+            "SELECT id, name, role, email, created_at, disabled_at, disabled_reason FROM users WHERE name = $1",
+            name
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| DbError::NotFound { what: "user", name: name.to_owned() })?;
+        self.user_from_raw(r).await
     }
 
     async fn add_token(&self, user: UserId, token: &NewToken, now: Seconds, max_live: i64) -> DbResult<Option<TokenRow>> {

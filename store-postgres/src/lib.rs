@@ -35,6 +35,7 @@ mod operations;
 mod power;
 mod replicas;
 mod usage;
+mod web;
 
 /// The PostgreSQL store.
 #[derive(Clone, Debug)]
@@ -419,6 +420,12 @@ impl PgStore {
             }
         }
         Ok(nodes)
+    }
+
+    /// A user from a [`RawUser`], with their projects.
+    async fn user_from_raw(&self, r: RawUser) -> DbResult<UserRow> {
+        let projects = self.user_projects(r.id).await?.into_iter().map(|(_, n)| n).collect();
+        Ok(r.into_row(projects))
     }
 
     async fn user_projects(&self, user: i64) -> DbResult<Vec<(ProjectId, String)>> {

@@ -92,6 +92,7 @@ mod operations;
 mod power;
 mod replicas;
 mod usage;
+mod web;
 
 /// The embedded SQLite store.
 #[derive(Clone, Debug)]
@@ -558,31 +559,11 @@ async fn user_projects(pool: &SqlitePool, user: i64) -> DbResult<Vec<(ProjectId,
     Ok(rows.into_iter().map(|r| (ProjectId(r.id), r.name)).collect())
 }
 
-/// A user as the checked queries select it (`SELECT id, name, role, email,
-/// created_at, disabled_at, disabled_reason FROM users`), without their
-/// projects.
-struct RawUser {
-    id: i64,
-    name: String,
-    role: String,
-    email: Option<String>,
-    created_at: Seconds,
-    disabled_at: Option<Seconds>,
-    disabled_reason: Option<String>,
-}
-
 impl SqliteStore {
     /// A user from a [`RawUser`], with their projects.
     async fn user_from_raw(&self, r: RawUser) -> DbResult<UserRow> {
-        Ok(UserRow {
-            id: UserId(r.id),
-            is_admin: r.role == "admin",
-            email: r.email,
-            projects: user_projects(&self.pool, r.id).await?.into_iter().map(|(_, n)| n).collect(),
-            created_at: r.created_at,
-            disabled: r.disabled_at.map(|at| Disabled { at, reason: r.disabled_reason.unwrap_or_default() }),
-            name: r.name,
-        })
+        let projects = user_projects(&self.pool, r.id).await?.into_iter().map(|(_, n)| n).collect();
+        Ok(r.into_row(projects))
     }
 }
 

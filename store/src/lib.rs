@@ -862,6 +862,7 @@ pub trait Datastore:
     + AgentStore
     + UsageStore
     + EnvironmentStore
+    + WebStore
     + std::fmt::Debug
     + Send
     + Sync
@@ -879,11 +880,96 @@ impl<T> Datastore for T where
         + AgentStore
         + UsageStore
         + EnvironmentStore
+        + WebStore
         + std::fmt::Debug
         + Send
         + Sync
         + 'static
 {
+}
+
+/// A user about to sign in: their password's hash (argon2id, PHC string;
+/// `None` until they set one through an activation link).
+#[derive(Clone)]
+pub struct LoginRow {
+    pub user_id: UserId,
+    pub password_hash: Option<String>,
+    pub disabled: bool,
+}
+
+impl std::fmt::Debug for LoginRow {
+    /// The hash stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRow").field("user_id", &self.user_id).field("disabled", &self.disabled).finish_non_exhaustive()
+    }
+}
+
+/// A live browser session and its user (never a disabled one).
+#[derive(Clone, Debug)]
+pub struct SessionRow {
+    pub id: i64,
+    pub user_id: UserId,
+    pub name: String,
+    pub is_admin: bool,
+    pub projects: Vec<(ProjectId, String)>,
+    /// The session's anti-forgery token, which every form it posts carries.
+    pub csrf: String,
+    pub expires_at: Seconds,
+}
+
+/// An SSH public key a user registered.
+#[derive(Clone, Debug)]
+pub struct SshKeyRow {
+    pub id: i64,
+    pub user_id: UserId,
+    pub name: Option<String>,
+    /// One line, `type base64 [comment]`.
+    pub public_key: String,
+    /// `SHA256:...`, as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+    pub created_at: Seconds,
+}
+
+/// The web portal's state: passwords, one-time activation links, browser
+/// sessions and users' SSH keys. Secrets (link and session tokens) are
+/// stored as their SHA-256 only.
+#[async_trait]
+pub trait WebStore: Send + Sync {
+    /// Records a one-time activation link for `user` (its token's hash);
+    /// the user's earlier unused links stop working.
+    async fn insert_activation(&self, user: UserId, token_sha256: &str, now: Seconds, expires_at: Seconds) -> DbResult<()>;
+
+    /// The user a link opens, while it is unused and unexpired (and the
+    /// user not disabled).
+    async fn activation_user(&self, token_sha256: &str, now: Seconds) -> DbResult<Option<UserRow>>;
+
+    /// Sets the password of the link's user and spends the link, in one
+    /// transaction; the user's sessions end. `None` when the link is
+    /// unknown, spent or expired.
+    async fn use_activation(&self, token_sha256: &str, password_hash: &str, now: Seconds) -> DbResult<Option<UserId>>;
+
+    /// The user `name` as sign-in needs them; `None` for no such user.
+    async fn login_user(&self, name: &str) -> DbResult<Option<LoginRow>>;
+
+    /// Opens a session (its token's hash) for `user`.
+    async fn insert_session(&self, user: UserId, token_sha256: &str, csrf: &str, now: Seconds, expires_at: Seconds) -> DbResult<()>;
+
+    /// The live session of a token (unexpired, its user not disabled).
+    async fn session(&self, token_sha256: &str, now: Seconds) -> DbResult<Option<SessionRow>>;
+
+    /// Ends a session; ending an unknown one is not an error.
+    async fn delete_session(&self, token_sha256: &str) -> DbResult<()>;
+
+    /// Registers a key; a key with the same fingerprint already there is
+    /// `AlreadyExists`.
+    async fn add_ssh_key(&self, user: UserId, name: Option<&str>, public_key: &str, fingerprint: &str, now: Seconds)
+    -> DbResult<SshKeyRow>;
+
+    /// A user's keys, oldest first.
+    async fn ssh_keys(&self, user: UserId) -> DbResult<Vec<SshKeyRow>>;
+
+    /// Removes one of the user's keys; `false` when they have no such key.
+    async fn delete_ssh_key(&self, user: UserId, id: i64) -> DbResult<bool>;
 }
 
 /// What replicas share: leadership, change notifications, the planners' lock, the read generation.

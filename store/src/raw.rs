@@ -531,3 +531,56 @@ pub fn projects_with_members(rows: Vec<RawProject>, members: Vec<RawMember>) -> 
     }
     projects
 }
+
+/// An SSH key as its queries select it.
+#[derive(Debug)]
+pub struct RawSshKey {
+    pub id: i64,
+    pub user_id: i64,
+    pub name: Option<String>,
+    pub public_key: String,
+    pub fingerprint: String,
+    pub created_at: i64,
+}
+
+impl From<RawSshKey> for SshKeyRow {
+    fn from(r: RawSshKey) -> Self {
+        SshKeyRow {
+            id: r.id,
+            user_id: UserId(r.user_id),
+            name: r.name,
+            public_key: r.public_key,
+            fingerprint: r.fingerprint,
+            created_at: r.created_at,
+        }
+    }
+}
+
+/// A user as the checked queries select it (`SELECT id, name, role, email,
+/// created_at, disabled_at, disabled_reason FROM users`), without their
+/// projects.
+#[derive(Debug)]
+pub struct RawUser {
+    pub id: i64,
+    pub name: String,
+    pub role: String,
+    pub email: Option<String>,
+    pub created_at: i64,
+    pub disabled_at: Option<i64>,
+    pub disabled_reason: Option<String>,
+}
+
+impl RawUser {
+    /// The user with the names of their projects.
+    pub fn into_row(self, projects: Vec<String>) -> UserRow {
+        UserRow {
+            id: UserId(self.id),
+            is_admin: self.role == "admin",
+            email: self.email,
+            projects,
+            created_at: self.created_at,
+            disabled: self.disabled_at.map(|at| Disabled { at, reason: self.disabled_reason.unwrap_or_default() }),
+            name: self.name,
+        }
+    }
+}
