@@ -865,6 +865,43 @@ pub struct Token {
     pub read_only: bool,
 }
 
+/// Answer of `POST /api/v1/users/{name}/activation-link` (admin): a
+/// one-time link where the user sets their portal password.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ActivationLink {
+    pub user: String,
+    /// Works once, until `expires_at`; a newer link for the same user
+    /// replaces it. A secret: send it to the user only.
+    pub url: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// An SSH public key a user registered (installed on the nodes they deploy
+/// and accepted by the SSH gateway).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct SshKey {
+    pub id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// One line: `type base64 [comment]`.
+    pub public_key: String,
+    /// `SHA256:...`, as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Body of `POST /api/v1/users/{name}/ssh-keys`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SshKeyCreate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 64, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
+    pub name: Option<String>,
+    /// The line of an OpenSSH `.pub` file.
+    #[schema(max_length = 16383)]
+    pub public_key: String,
+}
+
 /// Body of `POST /api/v1/users/{name}/disable` (admin).
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

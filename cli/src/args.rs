@@ -101,6 +101,9 @@ pub enum Command {
     /// Your API tokens: list, create (named, expiring, read-only), revoke
     #[command(subcommand)]
     Token(MyTokenCommand),
+    /// Your SSH public keys (installed on the nodes you deploy): add, list, remove
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Ask for an account (no token needed); an admin decides
     #[command(subcommand)]
     Account(AccountCommand),
@@ -840,6 +843,12 @@ pub enum UserCommand {
         /// User name
         name: String,
     },
+    /// Make a one-time link where the user sets their web portal password;
+    /// prints it as the last line
+    ActivationLink {
+        /// User name
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -861,6 +870,27 @@ pub enum MyTokenCommand {
     /// Revoke one of your tokens: it stops working at once
     Revoke {
         /// Token id (see `ferrum token list`)
+        #[arg(value_name = "ID")]
+        id: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Register an SSH public key (an OpenSSH .pub file)
+    Add {
+        /// The public key file, e.g. ~/.ssh/id_ed25519.pub
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// What the key is for [default: none]
+        #[arg(long, value_name = "N")]
+        name: Option<String>,
+    },
+    /// List your SSH keys with their fingerprints
+    List,
+    /// Remove one of your SSH keys
+    Remove {
+        /// Key id (see `ferrum key list`)
         #[arg(value_name = "ID")]
         id: i64,
     },

@@ -403,6 +403,24 @@ pub fn tokens_table(tokens: &[ferrum_api::Token], opts: TableOpts) -> String {
     finish(t)
 }
 
+/// `ferrum key list`.
+pub fn ssh_keys_table(keys: &[ferrum_api::SshKey], opts: TableOpts) -> String {
+    if keys.is_empty() {
+        return "no SSH keys\n".to_owned();
+    }
+    let mut t = table(opts, &["ID", "NAME", "FINGERPRINT", "ADDED"]);
+    for k in keys {
+        t.add_row(vec![
+            Cell::new(k.id),
+            Cell::new(k.name.as_deref().unwrap_or("-")),
+            Cell::new(&k.fingerprint),
+            Cell::new(format_time(k.created_at)),
+        ]);
+    }
+    keep_whole(&mut t, &[0, 2, 3]);
+    finish(t)
+}
+
 /// `ferrum admin user list`.
 pub fn users_table(users: &[User], opts: TableOpts) -> String {
     if users.is_empty() {

@@ -37,6 +37,67 @@ pub struct Config {
     pub reset: ResetConfig,
     pub policy: PolicyConfig,
     pub accounts: AccountsConfig,
+    pub web: WebConfig,
+}
+
+/// `[web]`: the web portal served at `/` (issue 19).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// The URL users reach this controller at, as links (activation,
+    /// mail) carry it; `https://` makes the session cookie `Secure`.
+    /// Default: `http://` and the `listen` address.
+    pub public_url: Option<String>,
+    /// How long a browser session lasts after sign-in. Default `12h`.
+    #[serde(deserialize_with = "duration")]
+    pub session_lifetime: Duration,
+    /// How long an activation link stays usable. Default `72h`.
+    #[serde(deserialize_with = "duration")]
+    pub activation_lifetime: Duration,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (the client
+    /// address sign-in throttling counts by). Default none: the peer's
+    /// address is the client's.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Sign-in attempts one account may make in a burst; one more comes
+    /// back every minute. Default `5`.
+    pub login_burst_per_account: u32,
+    /// Sign-in attempts one client address may make in a burst; one more
+    /// comes back every 10 seconds. Default `20`.
+    pub login_burst_per_address: u32,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            public_url: None,
+            session_lifetime: Duration::from_secs(12 * 3600),
+            activation_lifetime: Duration::from_secs(72 * 3600),
+            trusted_proxies: Vec::new(),
+            login_burst_per_account: 5,
+            login_burst_per_address: 20,
+        }
+    }
+}
+
+impl WebConfig {
+    fn validate(&self) -> Result<(), String> {
+        if let Some(url) = &self.public_url {
+            let parsed = url::Url::parse(url).map_err(|e| format!("web.public_url: '{url}' is not a URL ({e})"))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                return Err(format!("web.public_url: '{url}' must be an http:// or https:// URL with a host"));
+            }
+        }
+        if self.session_lifetime < Duration::from_secs(60) {
+            return Err("web.session_lifetime: at least 1m".into());
+        }
+        if self.activation_lifetime < Duration::from_secs(60) {
+            return Err("web.activation_lifetime: at least 1m".into());
+        }
+        if self.login_burst_per_account == 0 || self.login_burst_per_address == 0 {
+            return Err("web.login_burst_per_account, web.login_burst_per_address: at least 1".into());
+        }
+        Ok(())
+    }
 }
 
 /// `[accounts]`: API tokens.
@@ -351,6 +412,7 @@ impl Default for Config {
             reset: ResetConfig::default(),
             policy: PolicyConfig::default(),
             accounts: AccountsConfig::default(),
+            web: WebConfig::default(),
         }
     }
 }
@@ -398,6 +460,7 @@ impl Config {
         config.deploy.validate()?;
         config.reset.default_environment_pin()?;
         config.policy.validate()?;
+        config.web.validate()?;
         if config.accounts.max_tokens_per_user == 0 {
             return Err("accounts.max_tokens_per_user: must be at least 1".into());
         }
@@ -422,6 +485,15 @@ impl Config {
     /// The key file of secrets at rest.
     pub fn secrets_key_path(&self) -> PathBuf {
         self.secrets_key_file.clone().unwrap_or_else(|| self.data_dir.join("secret.key"))
+    }
+
+    /// The portal's base URL (no trailing `/`): `[web] public_url`, or
+    /// `http://` and the listen address.
+    pub fn web_base_url(&self) -> String {
+        match &self.web.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
     }
 
     /// The database URL: the configured one or SQLite in the data directory.
@@ -478,6 +550,12 @@ mod tests {
         assert_eq!(c.policy.approval_notice, d.policy.approval_notice);
         assert_eq!(c.policy.quota_period, d.policy.quota_period);
         assert_eq!(c.policy.timezone, d.policy.timezone);
+        assert_eq!(c.web.public_url, d.web.public_url);
+        assert_eq!(c.web.session_lifetime, d.web.session_lifetime);
+        assert_eq!(c.web.activation_lifetime, d.web.activation_lifetime);
+        assert_eq!(c.web.trusted_proxies, d.web.trusted_proxies);
+        assert_eq!(c.web.login_burst_per_account, d.web.login_burst_per_account);
+        assert_eq!(c.web.login_burst_per_address, d.web.login_burst_per_address);
     }
 
     #[test]

@@ -20,3 +20,4 @@ pub mod reference;
 pub use ferrum_store::secrets;
 pub mod server;
 pub mod ssh;
+pub mod web;

@@ -63,10 +63,11 @@ impl WebStore for SqliteStore {
     }
 
     async fn login_user(&self, name: &str) -> DbResult<Option<LoginRow>> {
-        let row = sqlx::query!(r#"SELECT id, password_hash, disabled_at IS NOT NULL AS "disabled!: bool" FROM users WHERE name = $1"#, name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
+        let row =
+            sqlx::query!(r#"SELECT id, password_hash, disabled_at IS NOT NULL AS "disabled!: bool" FROM users WHERE name = $1"#, name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
         Ok(row.map(|r| LoginRow { user_id: UserId(r.id), password_hash: r.password_hash, disabled: r.disabled }))
     }
 

@@ -4,7 +4,10 @@
 //! it, as the last line of output, because it cannot be shown again.
 
 use anyhow::Result;
-use ferrum_api::{Project, ProjectCreate, Role, Token, TokenCreate, TokenCreated, User, UserCreate, UserCreated, UserDisable};
+use ferrum_api::{
+    ActivationLink, Project, ProjectCreate, Role, SshKey, SshKeyCreate, Token, TokenCreate, TokenCreated, User, UserCreate, UserCreated,
+    UserDisable,
+};
 
 use super::Ctx;
 use ferrum_api::accounts::{
@@ -13,8 +16,8 @@ use ferrum_api::accounts::{
 };
 
 use crate::args::{
-    AccountRequestArgs, AdminCommand, MemberCommand, MyTokenCommand, ProjectCommand, RequestState, RequestsCommand, TokenCommand,
-    UserCommand,
+    AccountRequestArgs, AdminCommand, KeyCommand, MemberCommand, MyTokenCommand, ProjectCommand, RequestState, RequestsCommand,
+    TokenCommand, UserCommand,
 };
 use crate::client::NoQuery;
 use crate::render;
@@ -49,6 +52,17 @@ pub async fn run(ctx: &Ctx, cmd: AdminCommand) -> Result<()> {
         AdminCommand::User(UserCommand::Enable { name }) => {
             let answer = ctx.client.post::<User, _>(&["users", &name, "enable"], &NoQuery {}).await?;
             ctx.show(&answer, |user, opts| render::user_detail(user, &[], opts))
+        }
+        AdminCommand::User(UserCommand::ActivationLink { name }) => {
+            let answer = ctx.client.post::<ActivationLink, _>(&["users", &name, "activation-link"], &NoQuery {}).await?;
+            ctx.show(&answer, |link, _| {
+                format!(
+                    "activation link for {} (works once, until {}; send it to the user only):\n{}\n",
+                    link.user,
+                    link.expires_at.to_rfc3339(),
+                    link.url
+                )
+            })
         }
         AdminCommand::Token(TokenCommand::Create { user }) => {
             let answer = ctx.client.post::<TokenCreated, _>(&["users", &user, "tokens"], &NoQuery {}).await?;
@@ -154,6 +168,28 @@ pub async fn my_tokens(ctx: &Ctx, cmd: MyTokenCommand) -> Result<()> {
         MyTokenCommand::Revoke { id } => {
             let answer = ctx.client.delete::<Token>(&["users", &me, "tokens", &id.to_string()]).await?;
             ctx.show(&answer, |t, _| format!("token {} revoked\n", t.id))
+        }
+    }
+}
+
+pub async fn my_keys(ctx: &Ctx, cmd: KeyCommand) -> Result<()> {
+    let me = ctx.client.get::<User, _>(&["users", "me"], &NoQuery {}).await?.value.name;
+    match cmd {
+        KeyCommand::Add { file, name } => {
+            let text = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("{}: cannot read the key: {e}", file.display()))?;
+            let line = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#'));
+            let Some(public_key) = line else { anyhow::bail!("{}: no public key in the file", file.display()) };
+            let body = SshKeyCreate { name, public_key: public_key.to_owned() };
+            let answer = ctx.client.post::<SshKey, _>(&["users", &me, "ssh-keys"], &body).await?;
+            ctx.show(&answer, |k, _| format!("key {} added: {}\n", k.id, k.fingerprint))
+        }
+        KeyCommand::List => {
+            let answer = ctx.client.get::<Vec<SshKey>, _>(&["users", &me, "ssh-keys"], &NoQuery {}).await?;
+            ctx.show(&answer, |keys, opts| render::ssh_keys_table(keys, opts))
+        }
+        KeyCommand::Remove { id } => {
+            let answer = ctx.client.delete::<SshKey>(&["users", &me, "ssh-keys", &id.to_string()]).await?;
+            ctx.show(&answer, |k, _| format!("key {} removed: {}\n", k.id, k.fingerprint))
         }
     }
 }

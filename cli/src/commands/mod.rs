@@ -82,6 +82,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Quota { project } => usage::quota(&ctx, project).await,
         Command::Whoami => admin::whoami(&ctx).await,
         Command::Token(cmd) => admin::my_tokens(&ctx, cmd).await,
+        Command::Key(cmd) => admin::my_keys(&ctx, cmd).await,
         Command::Admin(cmd) => admin::run(&ctx, cmd).await,
         Command::Account(AccountCommand::Request(args)) => admin::request_account(&ctx, args).await,
         Command::Lab(cmd) => lab::run(cmd).await,

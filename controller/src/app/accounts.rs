@@ -228,16 +228,18 @@ impl App {
     }
 
     /// `user`'s row, if the caller is that user or an admin.
-    async fn own_or_admin(&self, actor: &Actor, user: &str, what: &str) -> AppResult<UserRow> {
+    /// The user `user`, when the caller is that user or an admin; `what`
+    /// says what the caller may do with their own (`create tokens`).
+    pub(crate) async fn own_or_admin(&self, actor: &Actor, user: &str, what: &str) -> AppResult<UserRow> {
         if !actor.is_admin && actor.name != user {
-            return Err(AppError::Forbidden(format!("you may only {what} your own tokens")));
+            return Err(AppError::Forbidden(format!("you may only {what} of your own")));
         }
         Ok(self.store.get_user(user).await?)
     }
 
     /// A new token for `user`: admins for anyone, users for themselves.
     pub async fn create_token(&self, actor: &Actor, user: &str, ask: TokenAsk) -> AppResult<(TokenRow, String)> {
-        let row = self.own_or_admin(actor, user, "create").await?;
+        let row = self.own_or_admin(actor, user, "create tokens").await?;
         if let Some(name) = &ask.name {
             validate_text("name", name, 1, 64, false)?;
         }
@@ -280,13 +282,13 @@ impl App {
     /// A user's tokens not revoked (never their secrets): the user's own, or
     /// anyone's for admins.
     pub async fn list_tokens(&self, actor: &Actor, user: &str) -> AppResult<Vec<TokenRow>> {
-        let row = self.own_or_admin(actor, user, "list").await?;
+        let row = self.own_or_admin(actor, user, "list tokens").await?;
         Ok(self.store.list_tokens(row.id).await?)
     }
 
     /// Revokes one of `user`'s tokens: it stops working at once.
     pub async fn revoke_token(&self, actor: &Actor, user: &str, id: i64) -> AppResult<TokenRow> {
-        let row = self.own_or_admin(actor, user, "revoke").await?;
+        let row = self.own_or_admin(actor, user, "revoke tokens").await?;
         let missing = || AppError::NotFound(format!("user '{user}' has no token {id} (or it is revoked already)"));
         let token = self.store.list_tokens(row.id).await?.into_iter().find(|t| t.id == id).ok_or_else(missing)?;
         if !self.store.revoke_token(row.id, id, self.now()).await? {

@@ -11,9 +11,15 @@ impl App {
     /// hold a secret. A failure to write is logged, not returned: the action
     /// itself already happened.
     pub async fn audit(&self, actor: &Actor, action: &str, target: &str, detail: serde_json::Value) {
+        self.audit_as(&actor.name, action, target, detail).await;
+    }
+
+    /// [`App::audit`] for an action whose actor is known by name only (a
+    /// sign-in, a password set through an activation link).
+    pub async fn audit_as(&self, actor: &str, action: &str, target: &str, detail: serde_json::Value) {
         let detail = if detail.is_null() { "{}".to_owned() } else { detail.to_string() };
-        if let Err(e) = self.store.insert_audit(self.now(), &actor.name, action, target, &detail).await {
-            tracing::error!(error = ?anyhow::Error::from(e), actor = %actor.name, action, target, "audit entry not written");
+        if let Err(e) = self.store.insert_audit(self.now(), actor, action, target, &detail).await {
+            tracing::error!(error = ?anyhow::Error::from(e), actor, action, target, "audit entry not written");
         }
     }
 

@@ -33,6 +33,7 @@ pub(crate) mod reads;
 pub mod reconciler;
 pub mod replica;
 pub mod usage;
+pub mod web;
 
 pub use accounts::Actor;
 
@@ -45,6 +46,10 @@ pub enum AppError {
     BadRequest { code: &'static str, message: String },
     #[error("missing or invalid API token")]
     Unauthenticated,
+    /// A portal sign-in with a wrong name or password (which of them is
+    /// never said).
+    #[error("{0}")]
+    SignInRefused(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -124,6 +129,8 @@ pub struct App {
     pub(crate) leading: std::sync::atomic::AtomicBool,
     /// Cached answers of the hottest reads (SQLite only; see `reads`).
     pub(crate) reads: reads::Reads,
+    /// Portal sign-in attempts per account and per client address.
+    pub(crate) login_limits: web::LoginLimits,
 }
 
 impl App {
@@ -134,6 +141,7 @@ impl App {
         conductor: Arc<dyn conductor::Conductor>,
         bmcs: Arc<dyn power::BmcConnector>,
     ) -> Arc<App> {
+        let login_limits = web::LoginLimits::new(config.web.login_burst_per_account, config.web.login_burst_per_address);
         Arc::new(App {
             store,
             clock,
@@ -151,6 +159,7 @@ impl App {
             account_requests_limit: account_requests::limiter(),
             leading: std::sync::atomic::AtomicBool::new(false),
             reads: reads::Reads::default(),
+            login_limits,
         })
     }
 

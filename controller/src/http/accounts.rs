@@ -161,3 +161,72 @@ pub async fn enable_user(
 ) -> ApiResult<Json<api::User>> {
     Ok(Json(views::user(app.enable_user(&actor, &name).await?)))
 }
+
+/// A one-time link where the user sets the password of the web portal
+/// (admin): it works once, until `[web] activation_lifetime`; a newer link
+/// replaces it. The first admin gets theirs this way too
+/// (`ferrum admin user activation-link admin`).
+#[utoipa::path(post, path = "/api/v1/users/{name}/activation-link", operation_id = "users_activation_link", tag = "accounts",
+    params(("name" = String, Path)),
+    responses((status = 201, body = api::ActivationLink), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "the user is disabled")),
+    security(("bearer" = [])))]
+pub async fn activation_link(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    PathParam(name): PathParam<String>,
+) -> ApiResult<(StatusCode, Json<api::ActivationLink>)> {
+    let link = app.activation_link(&actor, &name).await?;
+    app.audit(&actor, "user.activation_link", &name, serde_json::json!({})).await;
+    Ok((StatusCode::CREATED, Json(api::ActivationLink { user: name, url: link.url, expires_at: from_seconds(link.expires_at) })))
+}
+
+fn ssh_key_view(k: crate::db::SshKeyRow) -> api::SshKey {
+    api::SshKey { id: k.id, name: k.name, public_key: k.public_key, fingerprint: k.fingerprint, created_at: from_seconds(k.created_at) }
+}
+
+/// A user's SSH public keys, oldest first (the user themselves, or an
+/// admin).
+#[utoipa::path(get, path = "/api/v1/users/{name}/ssh-keys", operation_id = "users_ssh_keys_list", tag = "accounts",
+    params(("name" = String, Path)),
+    responses((status = 200, body = Vec<api::SshKey>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_ssh_keys(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    PathParam(name): PathParam<String>,
+) -> ApiResult<Json<Vec<api::SshKey>>> {
+    Ok(Json(app.ssh_keys(&actor, &name).await?.into_iter().map(ssh_key_view).collect()))
+}
+
+/// Register an SSH public key (the user themselves, or an admin); the
+/// same key twice is a conflict.
+#[utoipa::path(post, path = "/api/v1/users/{name}/ssh-keys", operation_id = "users_ssh_keys_add", tag = "accounts",
+    params(("name" = String, Path)), request_body = api::SshKeyCreate,
+    responses((status = 201, body = api::SshKey), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn add_ssh_key(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    PathParam(name): PathParam<String>,
+    Body(req): Body<api::SshKeyCreate>,
+) -> ApiResult<(StatusCode, Json<api::SshKey>)> {
+    let key = app.add_ssh_key(&actor, &name, req.name.as_deref(), &req.public_key).await?;
+    Ok((StatusCode::CREATED, Json(ssh_key_view(key))))
+}
+
+/// Remove an SSH key (the user themselves, or an admin).
+#[utoipa::path(delete, path = "/api/v1/users/{name}/ssh-keys/{id}", operation_id = "users_ssh_keys_remove", tag = "accounts",
+    params(("name" = String, Path), ("id" = i64, Path)),
+    responses((status = 200, body = api::SshKey, description = "The key removed"), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn remove_ssh_key(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    PathParam((name, id)): PathParam<(String, i64)>,
+) -> ApiResult<Json<api::SshKey>> {
+    Ok(Json(ssh_key_view(app.remove_ssh_key(&actor, &name, id).await?)))
+}

@@ -40,7 +40,7 @@ impl From<AppError> for ApiError {
     fn from(e: AppError) -> Self {
         let (status, code) = match &e {
             AppError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, *code),
-            AppError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AppError::Unauthenticated | AppError::SignInRefused(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             AppError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),

@@ -55,7 +55,8 @@ const IMPORT_BODY_LIMIT: usize = 64 * 1024 * 1024;
         account_requests::create, account_requests::list, account_requests::show, account_requests::approve, account_requests::reject,
         account_requests::update_project, account_requests::add_member, account_requests::remove_member,
         accounts::create_project, accounts::list_projects, accounts::create_user, accounts::list_users, accounts::me, accounts::create_token,
-        accounts::list_tokens, accounts::revoke_token, accounts::disable_user, accounts::enable_user,
+        accounts::list_tokens, accounts::revoke_token, accounts::disable_user, accounts::enable_user, accounts::activation_link,
+        accounts::list_ssh_keys, accounts::add_ssh_key, accounts::remove_ssh_key,
     ),
     components(schemas(ferrum_api::ErrorBody, ferrum_api::usage::ExportFormat)),
     modifiers(&BearerAuth, &CommonResponses, &ClosedVariants),
@@ -220,6 +221,9 @@ pub fn router(app: Arc<App>, metrics: Arc<metrics::Metrics>) -> Router {
         .route("/users/{name}/tokens/{id}", axum::routing::delete(accounts::revoke_token))
         .route("/users/{name}/disable", post(accounts::disable_user))
         .route("/users/{name}/enable", post(accounts::enable_user))
+        .route("/users/{name}/activation-link", post(accounts::activation_link))
+        .route("/users/{name}/ssh-keys", get(accounts::list_ssh_keys).post(accounts::add_ssh_key))
+        .route("/users/{name}/ssh-keys/{id}", axum::routing::delete(accounts::remove_ssh_key))
         .route("/boot/unknown-macs", get(boot::unknown_macs))
         .route("/boot/hosts", get(boot::hosts))
         .route("/boot/tokens", post(boot::create_token))
@@ -239,6 +243,7 @@ pub fn router(app: Arc<App>, metrics: Arc<metrics::Metrics>) -> Router {
         .route("/openapi.json", get(openapi_json));
     let routes = Router::new()
         .nest(ferrum_api::API_BASE, api)
+        .merge(crate::web::routes())
         .route("/healthz", get(health))
         .route("/metrics", get(metrics::serve).with_state(metrics.clone()))
         .fallback(not_found)
@@ -285,7 +290,14 @@ pub async fn openapi_json() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], ApiDoc::openapi().to_json().unwrap_or_default()).into_response()
 }
 
-async fn not_found(uri: axum::http::Uri) -> ApiError {
+async fn not_found(uri: axum::http::Uri) -> Response {
+    if crate::web::is_portal_path(uri.path()) {
+        return crate::web::not_found().await;
+    }
+    not_found_api(&uri).into_response()
+}
+
+fn not_found_api(uri: &axum::http::Uri) -> ApiError {
     let path = uri.path();
     let hint = if path.starts_with(ferrum_api::API_BASE) { "see /api/v1/openapi.json" } else { "the API lives under /api/v1" };
     ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: format!("no endpoint at {path} ({hint})"), earliest_start: None }

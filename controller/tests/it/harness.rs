@@ -174,11 +174,13 @@ impl TestContext {
         boot: tokio::net::TcpListener,
     ) -> TestContext {
         let database = config.database.clone().unwrap_or_else(|| fresh_database(dir.path()));
-        let config = Config { data_dir: dir.path().to_owned(), database: Some(database.clone()), ..config };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let listen = listener.local_addr().expect("local addr");
+        // `listen` as served: the portal's links carry it.
+        let config = Config { data_dir: dir.path().to_owned(), database: Some(database.clone()), listen, ..config };
         let app = server::open_with(config, clock, conductor, bmcs.clone()).await.expect("controller opens");
         let admin = std::fs::read_to_string(dir.path().join("admin.token")).expect("admin.token written").trim().to_owned();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
-        let url = format!("http://{}", listener.local_addr().expect("local addr"));
+        let url = format!("http://{listen}");
         let boot_url = format!("http://{}", boot.local_addr().expect("local addr"));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server::serve_with_boot(app, listener, vec![boot], async move {

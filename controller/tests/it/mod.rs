@@ -25,3 +25,4 @@ pub mod ssh;
 pub mod sushy;
 mod tidy;
 mod validation;
+mod web;

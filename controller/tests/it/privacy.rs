@@ -142,6 +142,18 @@ fn rows() -> Vec<Row> {
         // Dave exists once his account request is approved (above).
         row("POST", "/api/v1/users/{name}/disable", "/api/v1/users/{dave}/disable", reason(), [401, 403, 403, 403, 200]),
         row("POST", "/api/v1/users/{name}/enable", "/api/v1/users/{dave}/enable", None, [401, 403, 403, 403, 200]),
+        // Portal passwords and SSH keys (issue 19).
+        row("POST", "/api/v1/users/{name}/activation-link", "/api/v1/users/{alice}/activation-link", None, [401, 403, 403, 403, 201]),
+        get("/api/v1/users/{name}/ssh-keys", "/api/v1/users/{alice}/ssh-keys", [401, 200, 403, 403, 200]),
+        // The admin adds the key alice added already: a conflict.
+        row(
+            "POST",
+            "/api/v1/users/{name}/ssh-keys",
+            "/api/v1/users/{alice}/ssh-keys",
+            Some(json!({"public_key": KEY})),
+            [401, 201, 403, 403, 409],
+        ),
+        row("DELETE", "/api/v1/users/{name}/ssh-keys/{id}", "/api/v1/users/{alice}/ssh-keys/999999", None, [401, 404, 403, 403, 404]),
         // The boot-service table (`ferrum-pxe`) and its tokens.
         get("/api/v1/boot/hosts", "/api/v1/boot/hosts", [401, 403, 403, 403, 200]),
         row("POST", "/api/v1/boot/tokens", "/api/v1/boot/tokens", None, [401, 403, 403, 403, 201]),
@@ -166,6 +178,11 @@ fn undocumented_rows() -> Vec<Row> {
         row("GET", "/boot/ipxe", "/boot/ipxe?mac=02:00:00:00:01:02", None, nowhere),
         row("GET", "/boot/files/{file}", "/boot/files/vmlinuz", None, nowhere),
         row("GET", "/images/{path}", "/images/tiny.raw.zst", None, nowhere),
+        // The portal's pages take no token (a session cookie): whoever
+        // sends a bearer token gets the public page, naming nobody.
+        row("GET", "/", "/", None, [200; 5]),
+        row("GET", "/login", "/login", None, [200; 5]),
+        row("GET", "/activate/{token}", "/activate/ferrum_0000", None, [404; 5]),
     ]
 }
 

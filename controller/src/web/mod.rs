@@ -1,0 +1,199 @@
+//! The web portal (issue 19), served by `ferrumd` at `/` beside the API:
+//! server-rendered HTML (askama templates in `controller/templates/`,
+//! checked at compile time) over the same application layer as the API,
+//! one stylesheet embedded in the binary (`controller/static/`), no
+//! script so far. Pages take a browser session ([`session`]), never an
+//! API token; `/api/v1` never takes the session cookie.
+//!
+//! Every answer carries a strict Content-Security-Policy (nothing but this
+//! origin; no inline script or style; no framing) and
+//! `Referrer-Policy: no-referrer` (an activation link holds a secret in its
+//! path). Errors are pages too, in words, with the status the API would
+//! give.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+
+use crate::app::web::WebSession;
+use crate::app::{App, AppError};
+use crate::http::limits::KeepBody;
+
+pub mod pages;
+pub mod session;
+
+/// The portal's routes (merged into the public router).
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/", get(pages::home))
+        .route("/login", get(pages::login_form).post(pages::login))
+        .route("/logout", post(pages::logout))
+        .route("/activate/{token}", get(pages::activate_form).post(pages::activate))
+        .route("/profile", get(pages::profile))
+        .route("/profile/tokens", post(pages::create_token))
+        .route("/profile/tokens/{id}/revoke", post(pages::revoke_token))
+        .route("/profile/keys", post(pages::add_key))
+        .route("/profile/keys/{id}/delete", post(pages::remove_key))
+        .route("/static/ferrum.css", get(stylesheet))
+        .layer(middleware::from_fn(page_headers))
+}
+
+/// Whether a path is the portal's (its 404 is a page, not JSON).
+pub fn is_portal_path(path: &str) -> bool {
+    !(path.starts_with("/api/") || path == "/api" || path.starts_with("/stable") || path == "/healthz" || path == "/metrics")
+}
+
+async fn page_headers(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    // A refused form is a page in words: the API's error rewriting leaves
+    // the portal's answers as they are.
+    response.extensions_mut().insert(KeepBody);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
+    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+async fn stylesheet() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
+        include_str!("../../static/ferrum.css"),
+    )
+        .into_response()
+}
+
+/// What the navigation shows of the signed-in user.
+#[derive(Clone, Debug)]
+pub struct NavUser {
+    pub name: String,
+    pub is_admin: bool,
+    /// For the sign-out form.
+    pub csrf: String,
+}
+
+impl From<&WebSession> for NavUser {
+    fn from(s: &WebSession) -> Self {
+        NavUser { name: s.actor.name.clone(), is_admin: s.actor.is_admin, csrf: s.csrf.clone() }
+    }
+}
+
+/// A page answer: the template rendered, or a 500 page.
+pub fn page(status: StatusCode, template: &impl Template) -> Response {
+    match template.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => WebError::Internal(anyhow::anyhow!("rendering a page: {e}")).into_response(),
+    }
+}
+
+/// A page with a heading, a sentence and a link.
+#[derive(Debug, Template)]
+#[template(path = "message.html")]
+pub struct MessagePage {
+    pub nav: Option<NavUser>,
+    pub active: &'static str,
+    pub heading: String,
+    pub text: String,
+    pub is_error: bool,
+    pub link: (String, String),
+}
+
+/// Why a page could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    /// The page needs a session: sign in, then come back to `next`.
+    #[error("sign in first")]
+    SignInFirst { next: String },
+    /// A form without the session's (or the page's) anti-forgery token.
+    #[error("this form did not come from this site, or it expired: reload the page and try again")]
+    Forgery,
+    #[error(transparent)]
+    App(#[from] AppError),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let (status, heading) = match &self {
+            WebError::SignInFirst { next } => {
+                let target = if safe_next(next) {
+                    format!("/login?next={}", url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>())
+                } else {
+                    "/login".into()
+                };
+                return Redirect::to(&target).into_response();
+            }
+            WebError::Forgery => (StatusCode::FORBIDDEN, "Form refused"),
+            WebError::App(e) => match e {
+                AppError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "That did not work"),
+                AppError::Unauthenticated | AppError::SignInRefused(_) => (StatusCode::UNAUTHORIZED, "Sign-in refused"),
+                AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "Not allowed"),
+                AppError::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
+                AppError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "Too many attempts"),
+                AppError::Conflict { .. } => (StatusCode::CONFLICT, "That did not work"),
+                AppError::Internal(cause) => {
+                    tracing::error!(error = ?cause, "internal error on a portal page");
+                    (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong")
+                }
+            },
+            WebError::Internal(cause) => {
+                tracing::error!(error = ?cause, "internal error on a portal page");
+                (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong")
+            }
+        };
+        let text = match &self {
+            WebError::App(AppError::Internal(_)) | WebError::Internal(_) => {
+                "The server could not answer this page; the error is in its log.".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let message =
+            MessagePage { nav: None, active: "", heading: heading.into(), text, is_error: true, link: ("/".into(), "Home".into()) };
+        let mut response = match message.render() {
+            Ok(html) => (status, Html(html)).into_response(),
+            Err(_) => (status, "error").into_response(),
+        };
+        // The API's error rewriting leaves a page as it is (also outside
+        // the portal's routes: its 404 page).
+        response.extensions_mut().insert(KeepBody);
+        response
+    }
+}
+
+/// The 404 page of a portal path nothing answers.
+pub async fn not_found() -> Response {
+    WebError::App(AppError::NotFound("there is no page here".into())).into_response()
+}
+
+/// Whether `next` is a path of this site (`/x`), never another origin
+/// (`//host`, `/\host`, `https://...`).
+pub fn safe_next(next: &str) -> bool {
+    next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") && !next.chars().any(char::is_control)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed_after_sign_in() {
+        assert!(safe_next("/profile"));
+        assert!(safe_next("/leases?state=active"));
+        assert!(!safe_next("//evil.example/"));
+        assert!(!safe_next("/\\evil.example/"));
+        assert!(!safe_next("https://evil.example/"));
+        assert!(!safe_next("profile"));
+        assert!(!safe_next("/a\r\nSet-Cookie: x=y"));
+    }
+}

@@ -1,0 +1,364 @@
+//! The portal's pages: home, sign-in and sign-out, activation (setting a
+//! password), and the profile (API tokens, SSH keys). Each handler reads
+//! its form, calls one `App` function and renders a template; a refused
+//! form comes back with the error in words beside it.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::cookie::CookieJar;
+use serde::Deserialize;
+
+use super::session::{self, ClientAddr, MaybeSignedIn, SignedIn};
+use super::{NavUser, WebError, page, safe_next};
+use crate::app::accounts::TokenAsk;
+use crate::app::web::MIN_PASSWORD;
+use crate::app::{App, AppError};
+use crate::model::{Seconds, lease};
+
+/// A time as pages show it: `2026-12-07 14:00 UTC`.
+fn when(t: Seconds) -> String {
+    chrono::DateTime::from_timestamp(t, 0).map_or_else(|| t.to_string(), |d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+}
+
+/// One lease line of the home page.
+#[derive(Debug)]
+pub struct LeaseLine {
+    pub id: i64,
+    pub name: String,
+    pub state: &'static str,
+    pub start: String,
+    pub end: String,
+    pub nodes: String,
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage {
+    nav: Option<NavUser>,
+    active: &'static str,
+    projects: Vec<String>,
+    leases: Vec<LeaseLine>,
+}
+
+pub async fn home(State(app): State<Arc<App>>, MaybeSignedIn(session): MaybeSignedIn) -> Result<Response, WebError> {
+    let Some(session) = session else {
+        return Ok(page(StatusCode::OK, &HomePage { nav: None, active: "home", projects: Vec::new(), leases: Vec::new() }));
+    };
+    let actor = &session.actor;
+    let leases = app
+        .list_leases(actor, None, false)
+        .await?
+        .into_iter()
+        .filter(|l| l.owner_id == actor.user_id && !lease::is_terminal(l.state))
+        .map(|l| LeaseLine {
+            id: l.id.0,
+            name: l.name.clone().unwrap_or_default(),
+            state: l.state.as_str(),
+            start: when(l.start),
+            end: when(l.end),
+            nodes: l.nodes.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>().join(", "),
+        })
+        .collect();
+    let projects = actor.projects.iter().map(|(_, n)| n.clone()).collect();
+    Ok(page(StatusCode::OK, &HomePage { nav: Some(NavUser::from(&session)), active: "home", projects, leases }))
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    nav: Option<NavUser>,
+    active: &'static str,
+    form_token: String,
+    next: String,
+    name: String,
+    note: Option<String>,
+    error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginQuery {
+    next: Option<String>,
+    activated: Option<String>,
+}
+
+pub async fn login_form(State(app): State<Arc<App>>, Query(q): Query<LoginQuery>, jar: CookieJar) -> Result<Response, WebError> {
+    let (form_token, cookie) = session::form_token(&app)?;
+    let note = q.activated.map(|name| format!("Your password is set, {name}: sign in with it."));
+    let next = q.next.filter(|n| safe_next(n)).unwrap_or_else(|| "/".into());
+    let name = String::new();
+    let body = page(StatusCode::OK, &LoginPage { nav: None, active: "login", form_token, next, name, note, error: None });
+    Ok((jar.add(cookie), body).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    form_token: String,
+    #[serde(default)]
+    next: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    password: String,
+}
+
+pub async fn login(
+    State(app): State<Arc<App>>,
+    ClientAddr(client): ClientAddr,
+    jar: CookieJar,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, WebError> {
+    if !session::form_token_matches(&jar, &form.form_token) {
+        return Err(WebError::Forgery);
+    }
+    let next = if safe_next(&form.next) { form.next.clone() } else { "/".into() };
+    match app.sign_in(form.name.trim(), &form.password, client).await {
+        Ok(new) => {
+            // Any session cookie the browser held is replaced, never adopted.
+            let jar = jar.add(session::session_cookie(&app, new.token)).remove(session::FORM_COOKIE);
+            Ok((jar, Redirect::to(&next)).into_response())
+        }
+        Err(e @ (AppError::SignInRefused(_) | AppError::TooManyRequests(_))) => {
+            let status = if matches!(e, AppError::TooManyRequests(_)) { StatusCode::TOO_MANY_REQUESTS } else { StatusCode::UNAUTHORIZED };
+            let (form_token, cookie) = session::form_token(&app)?;
+            let body = LoginPage { nav: None, active: "login", form_token, next, name: form.name, note: None, error: Some(e.to_string()) };
+            Ok((jar.add(cookie), page(status, &body)).into_response())
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn logout(
+    State(app): State<Arc<App>>,
+    signed_in: SignedIn,
+    jar: CookieJar,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, WebError> {
+    signed_in.check_csrf(&form.csrf)?;
+    if let Some(token) = jar.get(session::SESSION_COOKIE).map(|c| c.value().to_owned()) {
+        app.sign_out(&token).await?;
+    }
+    Ok((jar.add(session::session_removal(&app)), Redirect::to("/login")).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "activate.html")]
+struct ActivatePage {
+    nav: Option<NavUser>,
+    active: &'static str,
+    token: String,
+    user: String,
+    form_token: String,
+    min: usize,
+    error: Option<String>,
+}
+
+fn link_gone() -> WebError {
+    WebError::App(AppError::NotFound("this activation link is unknown, used or expired: ask an admin for a new one".into()))
+}
+
+pub async fn activate_form(State(app): State<Arc<App>>, Path(token): Path<String>, jar: CookieJar) -> Result<Response, WebError> {
+    let Some(user) = app.activation_user(&token).await? else { return Err(link_gone()) };
+    let (form_token, cookie) = session::form_token(&app)?;
+    let body = ActivatePage { nav: None, active: "", token, user: user.name, form_token, min: MIN_PASSWORD, error: None };
+    Ok((jar.add(cookie), page(StatusCode::OK, &body)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ActivateForm {
+    #[serde(default)]
+    form_token: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+pub async fn activate(
+    State(app): State<Arc<App>>,
+    Path(token): Path<String>,
+    jar: CookieJar,
+    Form(form): Form<ActivateForm>,
+) -> Result<Response, WebError> {
+    if !session::form_token_matches(&jar, &form.form_token) {
+        return Err(WebError::Forgery);
+    }
+    let Some(user) = app.activation_user(&token).await? else { return Err(link_gone()) };
+    let refused = if form.password == form.confirm {
+        match app.activate(&token, &form.password).await {
+            Ok(name) => {
+                let target = format!("/login?activated={}", url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>());
+                return Ok((jar.remove(session::SESSION_COOKIE).remove(session::FORM_COOKIE), Redirect::to(&target)).into_response());
+            }
+            Err(AppError::BadRequest { message, .. }) => message,
+            Err(other) => return Err(other.into()),
+        }
+    } else {
+        "confirm: the two passwords differ".to_owned()
+    };
+    let (form_token, cookie) = session::form_token(&app)?;
+    let body = ActivatePage { nav: None, active: "", token, user: user.name, form_token, min: MIN_PASSWORD, error: Some(refused) };
+    Ok((jar.add(cookie), page(StatusCode::BAD_REQUEST, &body)).into_response())
+}
+
+/// A token line of the profile.
+#[derive(Debug)]
+pub struct TokenLine {
+    pub id: i64,
+    pub name: String,
+    pub created: String,
+    pub expires: String,
+    pub access: &'static str,
+}
+
+/// A key line of the profile.
+#[derive(Debug)]
+pub struct KeyLine {
+    pub id: i64,
+    pub name: String,
+    pub fingerprint: String,
+    pub added: String,
+}
+
+#[derive(Template)]
+#[template(path = "profile.html")]
+struct ProfilePage {
+    nav: Option<NavUser>,
+    active: &'static str,
+    csrf: String,
+    tokens: Vec<TokenLine>,
+    keys: Vec<KeyLine>,
+    new_token: Option<String>,
+    error: Option<String>,
+}
+
+/// The profile page, with what the last form did.
+async fn profile_page(
+    app: &App,
+    s: &SignedIn,
+    status: StatusCode,
+    new_token: Option<String>,
+    error: Option<String>,
+) -> Result<Response, WebError> {
+    let actor = &s.0.actor;
+    let now = app.now();
+    let tokens = app
+        .list_tokens(actor, &actor.name)
+        .await?
+        .into_iter()
+        .filter(|t| crate::model::tokens::is_live(t.expires_at, now))
+        .map(|t| TokenLine {
+            id: t.id,
+            name: t.name.unwrap_or_default(),
+            created: when(t.created_at),
+            expires: t.expires_at.map_or_else(|| "never".to_owned(), when),
+            access: if t.read_only { "read-only" } else { "read and write" },
+        })
+        .collect();
+    let keys = app
+        .ssh_keys(actor, &actor.name)
+        .await?
+        .into_iter()
+        .map(|k| KeyLine { id: k.id, name: k.name.unwrap_or_default(), fingerprint: k.fingerprint, added: when(k.created_at) })
+        .collect();
+    let body = ProfilePage { nav: Some(NavUser::from(&s.0)), active: "profile", csrf: s.0.csrf.clone(), tokens, keys, new_token, error };
+    Ok(page(status, &body))
+}
+
+pub async fn profile(State(app): State<Arc<App>>, s: SignedIn) -> Result<Response, WebError> {
+    profile_page(&app, &s, StatusCode::OK, None, None).await
+}
+
+/// Renders a refusal the user can act on beside the form; anything else
+/// is an error page.
+async fn refused_on_profile(app: &App, s: &SignedIn, e: AppError) -> Result<Response, WebError> {
+    let status = match &e {
+        AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+        AppError::Conflict { .. } => StatusCode::CONFLICT,
+        AppError::NotFound(_) => StatusCode::NOT_FOUND,
+        _ => return Err(e.into()),
+    };
+    profile_page(app, s, status, None, Some(e.to_string())).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TokenForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    expires_in: String,
+    read_only: Option<String>,
+}
+
+pub async fn create_token(State(app): State<Arc<App>>, s: SignedIn, Form(form): Form<TokenForm>) -> Result<Response, WebError> {
+    s.check_csrf(&form.csrf)?;
+    let non_empty = |t: &str| Some(t.trim().to_owned()).filter(|t| !t.is_empty());
+    let ask = TokenAsk {
+        name: non_empty(&form.name),
+        expires_in: non_empty(&form.expires_in),
+        expires_at: None,
+        read_only: form.read_only.is_some(),
+    };
+    match app.create_token(&s.0.actor, &s.0.actor.name, ask).await {
+        Ok((_, secret)) => profile_page(&app, &s, StatusCode::CREATED, Some(secret), None).await,
+        Err(e) => refused_on_profile(&app, &s, e).await,
+    }
+}
+
+pub async fn revoke_token(
+    State(app): State<Arc<App>>,
+    s: SignedIn,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, WebError> {
+    s.check_csrf(&form.csrf)?;
+    match app.revoke_token(&s.0.actor, &s.0.actor.name, id).await {
+        Ok(_) => Ok(Redirect::to("/profile#tokens").into_response()),
+        Err(e) => refused_on_profile(&app, &s, e).await,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct KeyForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    public_key: String,
+}
+
+pub async fn add_key(State(app): State<Arc<App>>, s: SignedIn, Form(form): Form<KeyForm>) -> Result<Response, WebError> {
+    s.check_csrf(&form.csrf)?;
+    let name = Some(form.name.trim()).filter(|n| !n.is_empty());
+    match app.add_ssh_key(&s.0.actor, &s.0.actor.name, name, &form.public_key).await {
+        Ok(_) => Ok(Redirect::to("/profile#keys").into_response()),
+        Err(e) => refused_on_profile(&app, &s, e).await,
+    }
+}
+
+pub async fn remove_key(
+    State(app): State<Arc<App>>,
+    s: SignedIn,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, WebError> {
+    s.check_csrf(&form.csrf)?;
+    match app.remove_ssh_key(&s.0.actor, &s.0.actor.name, id).await {
+        Ok(_) => Ok(Redirect::to("/profile#keys").into_response()),
+        Err(e) => refused_on_profile(&app, &s, e).await,
+    }
+}

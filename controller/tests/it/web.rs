@@ -1,0 +1,315 @@
+//! The web portal over HTTP, as a browser speaks it (forms, cookies,
+//! redirects not followed): activation links, sign-in and sign-out,
+//! anti-forgery tokens, session fixation, throttling, the profile's
+//! tokens and SSH keys. What a user clicks through is tested in a real
+//! browser too (`tests/web/`, Playwright).
+
+use std::collections::BTreeMap;
+
+use ferrum_controller::config::Config;
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use serde_json::json;
+
+use super::harness::TestContext;
+
+/// A browser without a script: keeps cookies, follows no redirect.
+struct Browser {
+    base: String,
+    client: reqwest::Client,
+    cookies: BTreeMap<String, String>,
+}
+
+/// A page as the browser got it.
+#[derive(Debug)]
+struct Page {
+    status: StatusCode,
+    location: Option<String>,
+    /// `Set-Cookie` lines, as sent.
+    set_cookies: Vec<String>,
+    text: String,
+}
+
+impl Page {
+    /// The value of a hidden field (`name="NAME" value="..."`).
+    fn field(&self, name: &str) -> String {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = self.text.find(&marker).unwrap_or_else(|| panic!("no field {name} in {}", self.text)) + marker.len();
+        self.text[start..].split('"').next().unwrap_or_default().to_owned()
+    }
+
+    fn cookie_line(&self, name: &str) -> Option<&str> {
+        self.set_cookies.iter().map(String::as_str).find(|l| l.starts_with(&format!("{name}=")))
+    }
+}
+
+impl Browser {
+    fn new(ctx: &TestContext) -> Browser {
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        Browser { base: ctx.url.clone(), client, cookies: BTreeMap::new() }
+    }
+
+    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
+        let cookie = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+        let req = if cookie.is_empty() { req } else { req.header(COOKIE, cookie) };
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status();
+        let location = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let set_cookies: Vec<String> =
+            resp.headers().get_all(SET_COOKIE).iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect();
+        for line in &set_cookies {
+            let pair = line.split(';').next().unwrap_or_default();
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let removal = value.is_empty() || line.contains("Max-Age=0") || line.contains("1970");
+            if removal {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        let text = resp.text().await.expect("body");
+        Page { status, location, set_cookies, text }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let req = self.client.get(format!("{}{path}", self.base));
+        self.send(req).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let req = self.client.post(format!("{}{path}", self.base)).form(form);
+        self.send(req).await
+    }
+
+    /// Signs in through the form (which the browser loads first).
+    async fn sign_in(&mut self, name: &str, password: &str) -> Page {
+        let form = self.get("/login").await;
+        let token = form.field("form_token");
+        self.post("/login", &[("form_token", &token), ("next", "/"), ("name", name), ("password", password)]).await
+    }
+
+    /// Sets a password through an activation link.
+    async fn activate(&mut self, url: &str, password: &str) -> Page {
+        let path = url.split_once("/activate/").map(|(_, t)| format!("/activate/{t}")).expect("an activation URL");
+        let form = self.get(&path).await;
+        assert_eq!(form.status, StatusCode::OK, "{}", form.text);
+        let token = form.field("form_token");
+        self.post(&path, &[("form_token", &token), ("password", password), ("confirm", password)]).await
+    }
+}
+
+async fn activation_url(ctx: &TestContext, user: &str) -> String {
+    let link = ctx.post(&format!("/api/v1/users/{user}/activation-link"), &ctx.admin, json!({})).await.expect(201);
+    assert_eq!(link["user"], user);
+    let url = link["url"].as_str().expect("url").to_owned();
+    assert!(url.starts_with(&format!("{}/activate/ferrum_", ctx.url)), "{url}");
+    url
+}
+
+const PASSWORD: &str = "correct horse battery";
+
+#[tokio::test]
+async fn a_user_sets_a_password_once_signs_in_and_out() {
+    let ctx = TestContext::empty().await;
+    let alice = ctx.user("alice", "p-vision").await;
+    // Admins only make links.
+    ctx.post("/api/v1/users/alice/activation-link", &alice, json!({})).await.error(403, "forbidden");
+    let first = activation_url(&ctx, "alice").await;
+    let url = activation_url(&ctx, "alice").await;
+    let mut browser = Browser::new(&ctx);
+    // A newer link replaces the older one.
+    let old = first.split_once("/activate/").map(|(_, t)| format!("/activate/{t}")).expect("path");
+    assert_eq!(browser.get(&old).await.status, StatusCode::NOT_FOUND);
+
+    let path = url.split_once("/activate/").map(|(_, t)| format!("/activate/{t}")).expect("path");
+    let form = browser.get(&path).await;
+    assert_eq!(form.status, StatusCode::OK);
+    assert!(form.text.contains("alice"), "the page names the user: {}", form.text);
+    let token = form.field("form_token");
+    // Refusals come back on the page, in words.
+    let short = browser.post(&path, &[("form_token", &token), ("password", "short"), ("confirm", "short")]).await;
+    assert_eq!(short.status, StatusCode::BAD_REQUEST);
+    assert!(short.text.contains("password: at least 10 characters"), "{}", short.text);
+    let token = short.field("form_token");
+    let differ = browser.post(&path, &[("form_token", &token), ("password", PASSWORD), ("confirm", "correct horse battery!")]).await;
+    assert!(differ.text.contains("the two passwords differ"), "{}", differ.text);
+    let token = differ.field("form_token");
+    let set = browser.post(&path, &[("form_token", &token), ("password", PASSWORD), ("confirm", PASSWORD)]).await;
+    assert_eq!(set.status, StatusCode::SEE_OTHER, "{}", set.text);
+    assert_eq!(set.location.as_deref(), Some("/login?activated=alice"));
+    // The link works once.
+    assert_eq!(browser.get(&path).await.status, StatusCode::NOT_FOUND);
+
+    // A wrong password: 401, the same words whether the name exists or not.
+    let wrong = browser.sign_in("alice", "not the password").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.text.contains("wrong user name or password"), "{}", wrong.text);
+    let nobody = browser.sign_in("nobody", PASSWORD).await;
+    assert_eq!(nobody.status, StatusCode::UNAUTHORIZED);
+    assert!(nobody.text.contains("wrong user name or password"), "{}", nobody.text);
+
+    // Session fixation: a session id planted before sign-in is never adopted.
+    browser.cookies.insert("ferrum_session".into(), "ferrum_planted".into());
+    let signed = browser.sign_in("alice", PASSWORD).await;
+    assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.text);
+    let line = signed.cookie_line("ferrum_session").expect("a session cookie").to_owned();
+    assert!(line.contains("HttpOnly") && line.contains("SameSite=Lax") && line.contains("Path=/"), "{line}");
+    assert!(!line.contains("Secure"), "http:// portal: no Secure flag ({line})");
+    let session = browser.cookies["ferrum_session"].clone();
+    assert_ne!(session, "ferrum_planted");
+    let home = browser.get("/").await;
+    assert!(home.text.contains("Welcome, alice"), "{}", home.text);
+    assert!(home.text.contains("p-vision"), "{}", home.text);
+    let csp = reqwest::get(format!("{}/", ctx.url)).await.expect("home");
+    let policy = csp.headers()["content-security-policy"].to_str().expect("ascii").to_owned();
+    assert!(policy.contains("default-src 'self'") && policy.contains("frame-ancestors 'none'"), "{policy}");
+
+    // The API never takes the session cookie.
+    let api = reqwest::Client::new()
+        .get(format!("{}/api/v1/users/me", ctx.url))
+        .header(COOKIE, format!("ferrum_session={session}"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
+
+    // Sign-out ends the session on the server, not only in this browser.
+    let csrf = home.field("csrf");
+    let out = browser.post("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    let mut replay = Browser::new(&ctx);
+    replay.cookies.insert("ferrum_session".into(), session);
+    let after = replay.get("/profile").await;
+    assert_eq!(after.status, StatusCode::SEE_OTHER);
+    assert_eq!(after.location.as_deref(), Some("/login?next=%2Fprofile"));
+}
+
+#[tokio::test]
+async fn forms_without_their_anti_forgery_token_change_nothing() {
+    let ctx = TestContext::empty().await;
+    let alice = ctx.user("alice", "p-vision").await;
+    let url = activation_url(&ctx, "alice").await;
+    let mut browser = Browser::new(&ctx);
+    assert_eq!(browser.activate(&url, PASSWORD).await.status, StatusCode::SEE_OTHER);
+
+    // A sign-in form posted from elsewhere has no form cookie: refused.
+    let mut elsewhere = Browser::new(&ctx);
+    let forged = elsewhere.post("/login", &[("form_token", "x"), ("next", "/"), ("name", "alice"), ("password", PASSWORD)]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(forged.text.contains("did not come from this site"), "{}", forged.text);
+    assert!(forged.cookie_line("ferrum_session").is_none());
+
+    assert_eq!(browser.sign_in("alice", PASSWORD).await.status, StatusCode::SEE_OTHER);
+    let before = ctx.get("/api/v1/users/alice/tokens", &alice).await.expect(200).as_array().map(Vec::len);
+    for csrf in ["", "ferrum_guess"] {
+        let refused = browser.post("/profile/tokens", &[("csrf", csrf), ("name", "stolen")]).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+    }
+    assert_eq!(ctx.get("/api/v1/users/alice/tokens", &alice).await.expect(200).as_array().map(Vec::len), before);
+
+    // With the session's token: created, shown once, and it works.
+    let profile = browser.get("/profile").await;
+    let csrf = profile.field("csrf");
+    let made = browser.post("/profile/tokens", &[("csrf", &csrf), ("name", "laptop"), ("expires_in", "30d")]).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    let start = made.text.find("<code id=\"new-token\">").expect("the token shown") + "<code id=\"new-token\">".len();
+    let secret = made.text[start..].split('<').next().expect("token text").to_owned();
+    assert_eq!(ctx.get("/api/v1/users/me", &secret).await.expect(200)["name"], "alice");
+    assert!(!browser.get("/profile").await.text.contains(&secret), "a token is shown once");
+    // A bad lifetime is said beside the form.
+    let bad = browser.post("/profile/tokens", &[("csrf", &csrf), ("expires_in", "soon")]).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.text.contains("expires_in"), "{}", bad.text);
+}
+
+#[tokio::test]
+async fn sign_in_is_throttled_per_account_and_per_address() {
+    let mut config = Config::default();
+    config.web.login_burst_per_account = 3;
+    config.web.login_burst_per_address = 5;
+    let ctx = TestContext::empty_configured(config, std::sync::Arc::new(ferrum_controller::app::conductor::SimConductor)).await;
+    ctx.user("alice", "p-vision").await;
+    ctx.user("bob", "p-vision").await;
+    let mut browser = Browser::new(&ctx);
+    assert_eq!(browser.activate(&activation_url(&ctx, "alice").await, PASSWORD).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(browser.activate(&activation_url(&ctx, "bob").await, PASSWORD).await.status, StatusCode::SEE_OTHER);
+    for _ in 0..3 {
+        assert_eq!(browser.sign_in("alice", "guess guess guess").await.status, StatusCode::UNAUTHORIZED);
+    }
+    // Alice's account is out of attempts, even with her password.
+    let held = browser.sign_in("alice", PASSWORD).await;
+    assert_eq!(held.status, StatusCode::TOO_MANY_REQUESTS, "{}", held.text);
+    assert!(held.text.contains("too many sign-in attempts: try again in"), "{}", held.text);
+    // Bob, from the same address, still signs in, then the address is out too.
+    assert_eq!(browser.sign_in("bob", PASSWORD).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(browser.sign_in("bob", PASSWORD).await.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn ssh_keys_are_checked_fingerprinted_and_private() {
+    let ctx = TestContext::empty().await;
+    let alice = ctx.user("alice", "p-vision").await;
+    let bob = ctx.user("bob", "p-other").await;
+    // A real key, fingerprinted by ssh-keygen as the reference.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_file = dir.path().join("id_ed25519");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "alice@laptop", "-f"])
+        .arg(&key_file)
+        .status()
+        .expect("ssh-keygen runs");
+    assert!(made.success());
+    let public = std::fs::read_to_string(key_file.with_extension("pub")).expect("public key");
+    let listed = std::process::Command::new("ssh-keygen").arg("-lf").arg(key_file.with_extension("pub")).output().expect("ssh-keygen -l");
+    let expected = String::from_utf8_lossy(&listed.stdout).split_whitespace().nth(1).expect("fingerprint").to_owned();
+
+    let key = ctx.post("/api/v1/users/alice/ssh-keys", &alice, json!({"name": "laptop", "public_key": public})).await.expect(201);
+    assert_eq!(key["fingerprint"], expected.as_str());
+    assert_eq!(key["public_key"], public.trim());
+    let again = ctx.post("/api/v1/users/alice/ssh-keys", &alice, json!({"public_key": public})).await.error(409, "conflict");
+    assert!(again.contains(&expected), "{again}");
+    let bad = ctx.post("/api/v1/users/alice/ssh-keys", &alice, json!({"public_key": "ssh-ed25519 AAAAnot-base64"})).await;
+    assert!(bad.error(400, "bad_request").starts_with("public_key: not an OpenSSH public key"));
+    // Nobody else's business.
+    ctx.get("/api/v1/users/alice/ssh-keys", &bob).await.error(403, "forbidden");
+    ctx.post("/api/v1/users/alice/ssh-keys", &bob, json!({"public_key": public})).await.error(403, "forbidden");
+    let id = key["id"].as_i64().expect("id");
+    ctx.delete(&format!("/api/v1/users/alice/ssh-keys/{id}"), &bob).await.error(403, "forbidden");
+    ctx.delete(&format!("/api/v1/users/bob/ssh-keys/{id}"), &bob).await.error(404, "not_found");
+    let keys = ctx.get("/api/v1/users/alice/ssh-keys", &alice).await.expect(200);
+    assert_eq!(keys.as_array().map(Vec::len), Some(1));
+
+    // The profile page lists it; removing it there needs the session's token.
+    let mut browser = Browser::new(&ctx);
+    assert_eq!(browser.activate(&activation_url(&ctx, "alice").await, PASSWORD).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(browser.sign_in("alice", PASSWORD).await.status, StatusCode::SEE_OTHER);
+    let profile = browser.get("/profile").await;
+    assert!(profile.text.contains(&expected), "{}", profile.text);
+    let csrf = profile.field("csrf");
+    assert_eq!(browser.post(&format!("/profile/keys/{id}/delete"), &[("csrf", "")]).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(browser.post(&format!("/profile/keys/{id}/delete"), &[("csrf", &csrf)]).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(ctx.get("/api/v1/users/alice/ssh-keys", &alice).await.expect(200), json!([]));
+    // A bad key pasted in the form is said beside it.
+    let pasted = browser.post("/profile/keys", &[("csrf", &csrf), ("public_key", "hello")]).await;
+    assert_eq!(pasted.status, StatusCode::BAD_REQUEST);
+    assert!(pasted.text.contains("public_key: not an OpenSSH public key"), "{}", pasted.text);
+}
+
+#[tokio::test]
+async fn a_disabled_users_session_stops_and_unknown_pages_are_pages() {
+    let ctx = TestContext::empty().await;
+    ctx.user("alice", "p-vision").await;
+    let mut browser = Browser::new(&ctx);
+    assert_eq!(browser.activate(&activation_url(&ctx, "alice").await, PASSWORD).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(browser.sign_in("alice", PASSWORD).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(browser.get("/profile").await.status, StatusCode::OK);
+    ctx.post("/api/v1/users/alice/disable", &ctx.admin, json!({"reason": "left the lab"})).await.expect(200);
+    assert_eq!(browser.get("/profile").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(browser.sign_in("alice", PASSWORD).await.status, StatusCode::UNAUTHORIZED);
+    // A portal path nothing answers is a page; an API path stays JSON.
+    let missing = browser.get("/no-such-page").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(missing.text.contains("<h1>Not found</h1>"), "{}", missing.text);
+    let api = ctx.get("/api/v1/nothing", &ctx.admin).await;
+    assert_eq!(api.error(404, "not_found"), "no endpoint at /api/v1/nothing (see /api/v1/openapi.json)");
+}
