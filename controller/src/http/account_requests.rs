@@ -46,6 +46,7 @@ fn request_view(r: AccountRequestRow, clash: Option<String>) -> api::AccountRequ
 pub async fn create(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     Body(req): Body<api::AccountRequestCreate>,
 ) -> ApiResult<(StatusCode, Json<api::AccountRequestAccepted>)> {
     let ask = AccountAsk {
@@ -56,7 +57,9 @@ pub async fn create(
         class: req.class,
         motivation: req.motivation,
     };
-    let row = app.request_account(peer.ip(), ask).await?;
+    // Counted per client: behind a trusted proxy, the address it forwards.
+    let client = crate::web::session::client_address(peer.ip(), &headers, &app.config.web.trusted_proxies);
+    let row = app.request_account(client, ask).await?;
     let message = format!("request {} for '{}' is waiting for an admin's decision", row.id, row.name);
     Ok((StatusCode::ACCEPTED, Json(api::AccountRequestAccepted { id: row.id, state: api::AccountRequestState::Pending, message })))
 }
