@@ -3,6 +3,8 @@
 # here when missing (root, Debian 12):
 #   - BMC emulators: OpenIPMI's ipmi_sim and ipmitool; sushy-tools 2.2.0
 #     (Redfish) in a venv under ~/.cache/ferrum
+#   - a mail server that keeps what it gets (the portal's mails): aiosmtpd
+#     1.4.6 in the same venv
 #   - boot network clients: atftp, tftp-hpa, curl, busybox udhcpc, ISC dhclient
 #   - QEMU 10 from bookworm-backports (Debian 12's 7.2 conflicts with the
 #     image's qemu-utils: LAB-NOTES §1) with the iPXE ROMs of ipxe-qemu
@@ -24,6 +26,11 @@ if [ ! -x "$venv/bin/sushy-emulator" ]; then
     "$venv/bin/pip" install -q sushy-tools==2.2.0
 fi
 export FERRUM_SUSHY_EMULATOR="$venv/bin/sushy-emulator"
+if [ ! -x "$venv/bin/aiosmtpd" ]; then
+    echo "== installing aiosmtpd into $venv"
+    "$venv/bin/pip" install -q aiosmtpd==1.4.6
+fi
+export FERRUM_AIOSMTPD="$venv/bin/aiosmtpd"
 
 cargo test --workspace --locked "$@"
 

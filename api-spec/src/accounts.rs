@@ -34,6 +34,47 @@ pub struct AccountRequestCreate {
     /// no other control or bidirectional formatting characters).
     #[schema(min_length = 20, max_length = 4000)]
     pub motivation: String,
+    /// What the requester is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<RequesterStatus>,
+}
+
+/// What someone asking for an account is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RequesterStatus {
+    Student,
+    Academic,
+    Startup,
+    Company,
+}
+
+impl RequesterStatus {
+    pub const ALL: [RequesterStatus; 4] =
+        [RequesterStatus::Student, RequesterStatus::Academic, RequesterStatus::Startup, RequesterStatus::Company];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequesterStatus::Student => "student",
+            RequesterStatus::Academic => "academic",
+            RequesterStatus::Startup => "startup",
+            RequesterStatus::Company => "company",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RequesterStatus> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// As a form shows it.
+    pub fn label(self) -> &'static str {
+        match self {
+            RequesterStatus::Student => "Student",
+            RequesterStatus::Academic => "Academic (researcher, engineer, teacher)",
+            RequesterStatus::Startup => "Start-up",
+            RequesterStatus::Company => "Company",
+        }
+    }
 }
 
 /// Answer of `POST /api/v1/account-requests`.
@@ -87,6 +128,12 @@ pub struct AccountRequest {
     /// user's, or another pending request's (regardless of case).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<RequesterStatus>,
+    /// When the requester followed the link mailed to them (absent: not
+    /// yet, or no mail server is configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified_at: Option<DateTime<Utc>>,
 }
 
 /// Query of `GET /api/v1/account-requests`.
@@ -130,6 +177,11 @@ pub struct AccountRequestApproved {
     pub request: AccountRequest,
     pub user: User,
     pub token: String,
+    /// Where the user sets their portal password: mailed to them when a
+    /// mail server is configured (then absent here), else for the admin
+    /// to pass on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation_url: Option<String>,
 }
 
 /// `null` and absent differ: `Some(None)` clears, `None` leaves.

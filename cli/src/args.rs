@@ -720,6 +720,30 @@ pub struct AccountRequestArgs {
     /// What the account is for (20 characters or more)
     #[arg(long, value_name = "TEXT")]
     pub motivation: String,
+    /// What you are
+    #[arg(long, value_enum, value_name = "S")]
+    pub status: Option<Status>,
+}
+
+/// What someone asking for an account is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Status {
+    Student,
+    Academic,
+    Startup,
+    Company,
+}
+
+impl From<Status> for ferrum_api::accounts::RequesterStatus {
+    fn from(s: Status) -> Self {
+        use ferrum_api::accounts::RequesterStatus as R;
+        match s {
+            Status::Student => R::Student,
+            Status::Academic => R::Academic,
+            Status::Startup => R::Startup,
+            Status::Company => R::Company,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

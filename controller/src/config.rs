@@ -38,6 +38,26 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub accounts: AccountsConfig,
     pub web: WebConfig,
+    pub mail: MailConfig,
+}
+
+/// `[mail]`: mail to users (account requests' e-mail check, activation
+/// links). Without `smtp_url` nothing is sent.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailConfig {
+    /// The SMTP server, as lettre reads it: `smtp://host:25` (plain),
+    /// `smtp://host:587?tls=required` (STARTTLS), `smtps://user:password@host`
+    /// (TLS); the password is never logged. Default: none (no mail).
+    pub smtp_url: Option<String>,
+    /// The sender. Default `ferrum <ferrum@localhost>`.
+    pub from: String,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        MailConfig { smtp_url: None, from: "ferrum <ferrum@localhost>".into() }
+    }
 }
 
 /// `[web]`: the web portal served at `/` (issue 19).
@@ -413,6 +433,7 @@ impl Default for Config {
             policy: PolicyConfig::default(),
             accounts: AccountsConfig::default(),
             web: WebConfig::default(),
+            mail: MailConfig::default(),
         }
     }
 }
@@ -461,6 +482,7 @@ impl Config {
         config.reset.default_environment_pin()?;
         config.policy.validate()?;
         config.web.validate()?;
+        crate::app::mail::Mailer::new(&config.mail)?;
         if config.accounts.max_tokens_per_user == 0 {
             return Err("accounts.max_tokens_per_user: must be at least 1".into());
         }
@@ -556,6 +578,8 @@ mod tests {
         assert_eq!(c.web.trusted_proxies, d.web.trusted_proxies);
         assert_eq!(c.web.login_burst_per_account, d.web.login_burst_per_account);
         assert_eq!(c.web.login_burst_per_address, d.web.login_burst_per_address);
+        assert_eq!(c.mail.smtp_url, d.mail.smtp_url);
+        assert_eq!(c.mail.from, d.mail.from);
     }
 
     #[test]

@@ -13,8 +13,8 @@ pub(super) async fn insert_request(pool: &PgPool, r: &NewAccountRequest) -> DbRe
     // A login taken or asked for already is stored all the same: the
     // public answer must not tell (the admin sees the clash).
     let id = sqlx::query_scalar!(
-        "INSERT INTO account_requests (name, email, affiliation, project, project_class, motivation, source, state, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        "INSERT INTO account_requests (name, email, affiliation, project, project_class, motivation, source, state, created_at, \
+         status, email_token_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
         r.name,
         r.email,
         r.affiliation,
@@ -23,7 +23,9 @@ pub(super) async fn insert_request(pool: &PgPool, r: &NewAccountRequest) -> DbRe
         r.motivation,
         r.source,
         AccountRequestState::Pending.as_str(),
-        r.created_at
+        r.created_at,
+        r.status,
+        r.email_token_sha256
     )
     .fetch_one(pool)
     .await
@@ -32,15 +34,10 @@ pub(super) async fn insert_request(pool: &PgPool, r: &NewAccountRequest) -> DbRe
 }
 
 pub(super) async fn requests(pool: &PgPool, state: Option<AccountRequestState>) -> DbResult<Vec<AccountRequestRow>> {
-    let rows = sqlx::query_as!(
-        RawRequest,
-        "SELECT id, name, email, affiliation, project, project_class, motivation, source, state, reason, decided_by, decided_at, \
-         created_at FROM account_requests WHERE ($1::text IS NULL OR state = $1) ORDER BY id",
-        state.map(AccountRequestState::as_str)
-    )
-    .fetch_all(pool)
-    .await
-    .map_err(db)?;
+    let rows = select_requests!("WHERE ($1::text IS NULL OR state = $1) ORDER BY id", state.map(AccountRequestState::as_str))
+        .fetch_all(pool)
+        .await
+        .map_err(db)?;
     rows.into_iter().map(AccountRequestRow::try_from).collect()
 }
 
@@ -49,17 +46,12 @@ pub(super) async fn request(pool: &PgPool, id: i64) -> DbResult<AccountRequestRo
 }
 
 async fn request_in(conn: &mut PgConnection, id: i64) -> DbResult<AccountRequestRow> {
-    sqlx::query_as!(
-        RawRequest,
-        "SELECT id, name, email, affiliation, project, project_class, motivation, source, state, reason, decided_by, decided_at, \
-         created_at FROM account_requests WHERE id = $1",
-        id
-    )
-    .fetch_optional(conn)
-    .await
-    .map_err(db)?
-    .ok_or_else(|| DbError::NotFound { what: "account request", name: id.to_string() })?
-    .try_into()
+    select_requests!("WHERE id = $1", id)
+        .fetch_optional(conn)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| DbError::NotFound { what: "account request", name: id.to_string() })?
+        .try_into()
 }
 
 /// Marks a pending request decided (compare-and-swap on `pending`).
@@ -441,6 +433,24 @@ impl AccountStore for PgStore {
         decide_in(&mut tx, id, AccountRequestInput::Reject, decided_by, Some(reason), at).await?;
         tx.commit().await.map_err(db)?;
         request(&self.pool, id).await
+    }
+
+    async fn verify_account_email(&self, token_sha256: &str, now: Seconds) -> DbResult<Option<AccountRequestRow>> {
+        let mut tx = self.begin().await?;
+        let id = sqlx::query_scalar!(
+            r#"UPDATE account_requests SET email_verified_at = $1, email_token_sha256 = NULL WHERE email_token_sha256 = $2
+               RETURNING id AS "id!""#,
+            now,
+            token_sha256
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        match id {
+            Some(id) => Ok(Some(request(&self.pool, id).await?)),
+            None => Ok(None),
+        }
     }
 
     async fn update_project(&self, name: &str, change: &ProjectChange) -> DbResult<ProjectRow> {

@@ -13,8 +13,9 @@ pub(super) async fn insert_request(pool: &SqlitePool, r: &NewAccountRequest) -> 
     // A login taken or asked for already is stored all the same: the
     // public answer must not tell (the admin sees the clash).
     let id = sqlx::query_scalar!(
-        r#"INSERT INTO account_requests (name, email, affiliation, project, project_class, motivation, source, state, created_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id AS "id!""#,
+        r#"INSERT INTO account_requests (name, email, affiliation, project, project_class, motivation, source, state, created_at,
+                                         status, email_token_sha256)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id AS "id!""#,
         r.name,
         r.email,
         r.affiliation,
@@ -23,7 +24,9 @@ pub(super) async fn insert_request(pool: &SqlitePool, r: &NewAccountRequest) -> 
         r.motivation,
         r.source,
         AccountRequestState::Pending.as_str(),
-        r.created_at
+        r.created_at,
+        r.status,
+        r.email_token_sha256
     )
     .fetch_all(pool)
     .await
@@ -33,30 +36,20 @@ pub(super) async fn insert_request(pool: &SqlitePool, r: &NewAccountRequest) -> 
 }
 
 pub(super) async fn requests(pool: &SqlitePool, state: Option<AccountRequestState>) -> DbResult<Vec<AccountRequestRow>> {
-    let rows = sqlx::query_as!(
-        RawRequest,
-        "SELECT id, name, email, affiliation, project, project_class, motivation, source, state, reason, decided_by, decided_at, \
-         created_at FROM account_requests WHERE (?1 IS NULL OR state = ?1) ORDER BY id",
-        state.map(AccountRequestState::as_str)
-    )
-    .fetch_all(pool)
-    .await
-    .map_err(db)?;
+    let rows = select_requests!("WHERE (?1 IS NULL OR state = ?1) ORDER BY id", state.map(AccountRequestState::as_str))
+        .fetch_all(pool)
+        .await
+        .map_err(db)?;
     rows.into_iter().map(AccountRequestRow::try_from).collect()
 }
 
 pub(super) async fn request(pool: &SqlitePool, id: i64) -> DbResult<AccountRequestRow> {
-    sqlx::query_as!(
-        RawRequest,
-        "SELECT id, name, email, affiliation, project, project_class, motivation, source, state, reason, decided_by, decided_at, \
-         created_at FROM account_requests WHERE id = ?",
-        id
-    )
-    .fetch_optional(pool)
-    .await
-    .map_err(db)?
-    .ok_or_else(|| DbError::NotFound { what: "account request", name: id.to_string() })?
-    .try_into()
+    select_requests!("WHERE id = ?", id)
+        .fetch_optional(pool)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| DbError::NotFound { what: "account request", name: id.to_string() })?
+        .try_into()
 }
 
 /// Marks a pending request decided (compare-and-swap on `pending`).
@@ -95,16 +88,7 @@ async fn decide_in(
 /// Returns the new user's id.
 pub(super) async fn approve_in(tx: &mut Transaction<'static, Sqlite>, id: i64, a: &Approval) -> DbResult<i64> {
     decide_in(tx, id, AccountRequestInput::Approve, &a.decided_by, a.reason.as_deref(), a.at).await?;
-    let r: AccountRequestRow = sqlx::query_as!(
-        RawRequest,
-        "SELECT id, name, email, affiliation, project, project_class, motivation, source, state, reason, decided_by, decided_at, \
-         created_at FROM account_requests WHERE id = ?",
-        id
-    )
-    .fetch_one(&mut **tx)
-    .await
-    .map_err(db)?
-    .try_into()?;
+    let r: AccountRequestRow = select_requests!("WHERE id = ?", id).fetch_one(&mut **tx).await.map_err(db)?.try_into()?;
     let user = sqlx::query_scalar!(
         r#"INSERT INTO users (name, role, email, created_at) VALUES (?, 'user', ?, ?) RETURNING id AS "id!""#,
         r.name,
@@ -439,6 +423,24 @@ impl AccountStore for SqliteStore {
 
     async fn reject_account_request(&self, id: i64, decided_by: &str, reason: &str, at: Seconds) -> DbResult<AccountRequestRow> {
         reject(&self.pool, id, decided_by, reason, at).await
+    }
+
+    async fn verify_account_email(&self, token_sha256: &str, now: Seconds) -> DbResult<Option<AccountRequestRow>> {
+        let mut tx = self.begin_write().await?;
+        let id = sqlx::query_scalar!(
+            r#"UPDATE account_requests SET email_verified_at = $1, email_token_sha256 = NULL WHERE email_token_sha256 = $2
+               RETURNING id AS "id!""#,
+            now,
+            token_sha256
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        match id {
+            Some(id) => Ok(Some(request(&self.pool, id).await?)),
+            None => Ok(None),
+        }
     }
 
     async fn update_project(&self, name: &str, change: &ProjectChange) -> DbResult<ProjectRow> {

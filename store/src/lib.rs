@@ -663,6 +663,12 @@ pub struct AccountRequestRow {
     pub decided_by: Option<String>,
     pub decided_at: Option<Seconds>,
     pub created_at: Seconds,
+    /// What the requester says they are (`student`, `academic`,
+    /// `startup`, `company`).
+    pub status: Option<String>,
+    /// When the requester followed the mail's link (`None`: not yet, or no
+    /// mail server configured).
+    pub email_verified_at: Option<Seconds>,
 }
 
 /// A request to insert.
@@ -676,6 +682,9 @@ pub struct NewAccountRequest {
     pub motivation: String,
     pub source: String,
     pub created_at: Seconds,
+    pub status: Option<String>,
+    /// The SHA-256 of the e-mail check's one-time token, when a mail goes.
+    pub email_token_sha256: Option<String>,
 }
 
 /// What approving a request creates.
@@ -1062,6 +1071,11 @@ pub trait AccountStore: Send + Sync {
     async fn approve_account_request(&self, id: i64, approval: &Approval) -> DbResult<(AccountRequestRow, UserRow)>;
 
     async fn reject_account_request(&self, id: i64, decided_by: &str, reason: &str, at: Seconds) -> DbResult<AccountRequestRow>;
+
+    /// Marks the e-mail address of the request whose check token this is
+    /// verified (the token then stops working); `None` for an unknown or
+    /// spent token.
+    async fn verify_account_email(&self, token_sha256: &str, now: Seconds) -> DbResult<Option<AccountRequestRow>>;
 
     async fn update_project(&self, name: &str, change: &ProjectChange) -> DbResult<ProjectRow>;
 

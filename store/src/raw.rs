@@ -466,6 +466,24 @@ pub struct RawRequest {
     pub decided_by: Option<String>,
     pub decided_at: Option<i64>,
     pub created_at: i64,
+    pub status: Option<String>,
+    pub email_verified_at: Option<i64>,
+}
+
+/// A checked `sqlx::query_as!` of [`RawRequest`] in the calling store, then
+/// `$rest` (the `WHERE` and `ORDER BY`, in the caller's dialect) and its
+/// arguments: the one place an account request's columns are listed.
+#[macro_export]
+macro_rules! select_requests {
+    ($rest:literal $(, $arg:expr)* $(,)?) => {
+        ::sqlx::query_as!(
+            $crate::RawRequest,
+            "SELECT id, name, email, affiliation, project, project_class, motivation, source, state, reason, decided_by, decided_at, \
+             created_at, status, email_verified_at FROM account_requests "
+                + $rest
+            $(, $arg)*
+        )
+    };
 }
 
 impl TryFrom<RawRequest> for AccountRequestRow {
@@ -486,6 +504,8 @@ impl TryFrom<RawRequest> for AccountRequestRow {
             decided_by: r.decided_by,
             decided_at: r.decided_at,
             created_at: r.created_at,
+            status: r.status,
+            email_verified_at: r.email_verified_at,
         })
     }
 }

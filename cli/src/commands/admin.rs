@@ -116,7 +116,13 @@ async fn requests(ctx: &Ctx, cmd: RequestsCommand) -> Result<()> {
             let body = AccountRequestApprove { reason, project_class: class, quota_node_hours };
             let answer = ctx.client.post::<AccountRequestApproved, _>(&["account-requests", &id.to_string(), "approve"], &body).await?;
             ctx.show(&answer, |approved, opts| {
-                format!("{}\n{}", render::user_detail(&approved.user, &[], opts), token_lines(&approved.user.name, &approved.token))
+                // No mail went: the admin passes the link on.
+                let link = approved
+                    .activation_url
+                    .as_ref()
+                    .map(|url| format!("no mail server: send this one-time link to the user, where they set their password:\n{url}\n"))
+                    .unwrap_or_default();
+                format!("{}\n{link}{}", render::user_detail(&approved.user, &[], opts), token_lines(&approved.user.name, &approved.token))
             })
         }
         RequestsCommand::Reject { id, reason } => {
@@ -136,6 +142,7 @@ pub async fn request_account(ctx: &Ctx, args: AccountRequestArgs) -> Result<()> 
         project: args.project,
         class: args.class,
         motivation: args.motivation,
+        status: args.status.map(Into::into),
     };
     let answer = ctx.client.post::<AccountRequestAccepted, _>(&["account-requests"], &body).await?;
     ctx.show(&answer, |accepted, _| {

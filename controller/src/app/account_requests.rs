@@ -35,6 +35,18 @@ pub struct AccountAsk {
     pub project: String,
     pub class: Option<String>,
     pub motivation: String,
+    pub status: Option<ferrum_api::accounts::RequesterStatus>,
+}
+
+/// What approving a request gave.
+#[derive(Debug)]
+pub struct Approved {
+    pub request: AccountRequestRow,
+    pub user: UserRow,
+    /// The user's first API token.
+    pub token: String,
+    /// The activation link, when it was not mailed to the user.
+    pub activation_url: Option<String>,
 }
 
 /// An e-mail address as far as a form can tell: one `@`, a local part, a
@@ -71,6 +83,8 @@ impl App {
         if self.store.count_pending_account_requests().await? >= MAX_PENDING {
             return Err(AppError::TooManyRequests("too many account requests wait for a decision; try again later".into()));
         }
+        // The e-mail check: a one-time link mailed to the address given.
+        let email_token = if self.mailer.enabled() { Some(new_token()?) } else { None };
         // Stored even when the login is taken or asked for already: the answer
         // must not tell which logins exist. The admin sees the clash.
         let row = self
@@ -84,9 +98,19 @@ impl App {
                 motivation: ask.motivation.trim().to_owned(),
                 source: source.to_string(),
                 created_at: self.now(),
+                status: ask.status.map(|s| s.as_str().to_owned()),
+                email_token_sha256: email_token.as_deref().map(token_hash),
             })
             .await?;
         tracing::info!(request = row.id, name = %row.name, project = %row.project, "account requested");
+        if let Some(token) = email_token {
+            let link = format!("{}/verify-email/{token}", self.config.web_base_url());
+            let body = format!(
+                "Hello,\n\nsomeone, probably you, asked for the account '{}' on this testbed (project {}).\n                 To confirm that this address is yours, open:\n\n{link}\n\n                 An admin then decides on the request; you will get another mail when they do.\n                 If you did not ask for an account, ignore this mail.\n",
+                row.name, row.project
+            );
+            self.mailer.send(&row.email, "Confirm your e-mail address for your testbed account", body).await;
+        }
         Ok(row)
     }
 
@@ -116,8 +140,16 @@ impl App {
         Ok((row, clash))
     }
 
+    /// Confirms a request's e-mail address (the link mailed to it); `None`
+    /// for an unknown or used link.
+    pub async fn verify_account_email(&self, token: &str) -> AppResult<Option<AccountRequestRow>> {
+        Ok(self.store.verify_account_email(&token_hash(token), self.now()).await?)
+    }
+
     /// Approves a request: creates the user (and the project if new, with
-    /// the requester as manager) and returns their first token.
+    /// the requester as manager) with a first token, and mails them the
+    /// link where they set their portal password (or gives it to the admin
+    /// when no mail goes).
     pub async fn approve_account_request(
         &self,
         actor: &Actor,
@@ -125,7 +157,7 @@ impl App {
         reason: Option<&str>,
         class: Option<&str>,
         quota: Option<i64>,
-    ) -> AppResult<(AccountRequestRow, UserRow, String)> {
+    ) -> AppResult<Approved> {
         actor.require_admin()?;
         if quota.is_some_and(|q| q < 0) {
             return Err(AppError::bad_request("quota_node_hours: zero or more"));
@@ -167,7 +199,17 @@ impl App {
             serde_json::json!({ "user": user.name, "project": request.project, "reason": reason }),
         )
         .await;
-        Ok((request, user, token))
+        let link = self.new_activation_link(&user).await?;
+        let body = format!(
+            "Hello,\n\nyour account '{}' on this testbed is approved (project {}).\n             Set your password here (the link works once, until {}):\n\n{}\n\n             Then sign in at {}/login.\n",
+            user.name,
+            request.project,
+            crate::model::time::from_seconds(link.expires_at).format("%Y-%m-%d %H:%M UTC"),
+            link.url,
+            self.config.web_base_url()
+        );
+        let mailed = self.mailer.send(&request.email, "Your testbed account is approved", body).await;
+        Ok(Approved { request, user, token, activation_url: (!mailed).then_some(link.url) })
     }
 
     pub async fn reject_account_request(&self, actor: &Actor, id: i64, reason: &str) -> AppResult<AccountRequestRow> {

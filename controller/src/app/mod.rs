@@ -25,6 +25,7 @@ pub mod cache;
 pub mod conductor;
 pub mod environments;
 pub mod leases;
+pub mod mail;
 pub mod nodes;
 pub mod operations;
 pub mod policy;
@@ -131,6 +132,8 @@ pub struct App {
     pub(crate) reads: reads::Reads,
     /// Portal sign-in attempts per account and per client address.
     pub(crate) login_limits: web::LoginLimits,
+    /// Mail to users (`[mail]`).
+    pub mailer: mail::Mailer,
 }
 
 impl App {
@@ -142,6 +145,12 @@ impl App {
         bmcs: Arc<dyn power::BmcConnector>,
     ) -> Arc<App> {
         let login_limits = web::LoginLimits::new(config.web.login_burst_per_account, config.web.login_burst_per_address);
+        // `Config::parse` checked `[mail]`; a configuration built in code
+        // with a bad one sends nothing, and says so.
+        let mailer = mail::Mailer::new(&config.mail).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "no mail will be sent");
+            mail::Mailer::none()
+        });
         Arc::new(App {
             store,
             clock,
@@ -160,6 +169,7 @@ impl App {
             leading: std::sync::atomic::AtomicBool::new(false),
             reads: reads::Reads::default(),
             login_limits,
+            mailer,
         })
     }
 

@@ -35,6 +35,8 @@ fn request_view(r: AccountRequestRow, clash: Option<String>) -> api::AccountRequ
         source: r.source,
         created_at: from_seconds(r.created_at),
         clash,
+        status: r.status.as_deref().and_then(api::RequesterStatus::parse),
+        email_verified_at: r.email_verified_at.map(from_seconds),
     }
 }
 
@@ -56,6 +58,7 @@ pub async fn create(
         project: req.project,
         class: req.class,
         motivation: req.motivation,
+        status: req.status,
     };
     // Counted per client: behind a trusted proxy, the address it forwards.
     let client = crate::web::session::client_address(peer.ip(), &headers, &app.config.web.trusted_proxies);
@@ -102,9 +105,17 @@ pub async fn approve(
     PathParam(id): PathParam<i64>,
     Body(req): Body<api::AccountRequestApprove>,
 ) -> ApiResult<(StatusCode, Json<api::AccountRequestApproved>)> {
-    let (request, user, token) =
+    let approved =
         app.approve_account_request(&actor, id, req.reason.as_deref(), req.project_class.as_deref(), req.quota_node_hours).await?;
-    Ok((StatusCode::CREATED, Json(api::AccountRequestApproved { request: request_view(request, None), user: views::user(user), token })))
+    Ok((
+        StatusCode::CREATED,
+        Json(api::AccountRequestApproved {
+            request: request_view(approved.request, None),
+            user: views::user(approved.user),
+            token: approved.token,
+            activation_url: approved.activation_url,
+        }),
+    ))
 }
 
 /// Reject, with a reason (admin).

@@ -35,6 +35,8 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/login", get(pages::login_form).post(pages::login))
         .route("/logout", post(pages::logout))
         .route("/activate/{token}", get(pages::activate_form).post(pages::activate))
+        .route("/request-account", get(pages::request_form).post(pages::request_account))
+        .route("/verify-email/{token}", get(pages::verify_email_form).post(pages::verify_email))
         .route("/profile", get(pages::profile))
         .route("/profile/tokens", post(pages::create_token))
         .route("/profile/tokens/{id}/revoke", post(pages::revoke_token))

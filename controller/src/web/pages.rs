@@ -14,11 +14,13 @@ use axum_extra::extract::cookie::CookieJar;
 use serde::Deserialize;
 
 use super::session::{self, ClientAddr, MaybeSignedIn, SignedIn};
-use super::{NavUser, WebError, page, safe_next};
+use super::{MessagePage, NavUser, WebError, page, safe_next};
+use crate::app::account_requests::AccountAsk;
 use crate::app::accounts::TokenAsk;
 use crate::app::web::MIN_PASSWORD;
 use crate::app::{App, AppError};
 use crate::model::{Seconds, lease};
+use ferrum_api::accounts::RequesterStatus;
 
 /// A time as pages show it: `2026-12-07 14:00 UTC`.
 fn when(t: Seconds) -> String {
@@ -361,4 +363,152 @@ pub async fn remove_key(
         Ok(_) => Ok(Redirect::to("/profile#keys").into_response()),
         Err(e) => refused_on_profile(&app, &s, e).await,
     }
+}
+
+/// The account request form's fields, as typed (kept when refused).
+#[derive(Debug, Default, Deserialize)]
+pub struct RequestForm {
+    #[serde(default)]
+    form_token: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    affiliation: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    project: String,
+    #[serde(default)]
+    motivation: String,
+}
+
+#[derive(Template)]
+#[template(path = "request_account.html")]
+struct RequestPage {
+    nav: Option<NavUser>,
+    active: &'static str,
+    form_token: String,
+    form: RequestForm,
+    statuses: Vec<(&'static str, &'static str)>,
+    error: Option<String>,
+}
+
+fn statuses() -> Vec<(&'static str, &'static str)> {
+    RequesterStatus::ALL.iter().map(|s| (s.as_str(), s.label())).collect()
+}
+
+pub async fn request_form(
+    State(app): State<Arc<App>>,
+    MaybeSignedIn(session): MaybeSignedIn,
+    jar: CookieJar,
+) -> Result<Response, WebError> {
+    let (form_token, cookie) = session::form_token(&app)?;
+    let nav = session.as_ref().map(NavUser::from);
+    let body = RequestPage { nav, active: "request", form_token, form: RequestForm::default(), statuses: statuses(), error: None };
+    Ok((jar.add(cookie), page(StatusCode::OK, &body)).into_response())
+}
+
+pub async fn request_account(
+    State(app): State<Arc<App>>,
+    ClientAddr(client): ClientAddr,
+    jar: CookieJar,
+    Form(form): Form<RequestForm>,
+) -> Result<Response, WebError> {
+    if !session::form_token_matches(&jar, &form.form_token) {
+        return Err(WebError::Forgery);
+    }
+    let refused = match RequesterStatus::parse(&form.status) {
+        None => "status: choose what you are".to_owned(),
+        Some(status) => {
+            let ask = AccountAsk {
+                name: form.name.trim().to_owned(),
+                email: form.email.trim().to_owned(),
+                affiliation: form.affiliation.clone(),
+                project: form.project.trim().to_owned(),
+                class: None,
+                motivation: form.motivation.clone(),
+                status: Some(status),
+            };
+            match app.request_account(client, ask).await {
+                Ok(_) => {
+                    let text = if app.mailer.enabled() {
+                        format!(
+                            "We sent a mail to {}: follow its link to confirm your address. An admin then decides on your request.",
+                            form.email.trim()
+                        )
+                    } else {
+                        "An admin decides on your request and sends you the link where you set your password.".to_owned()
+                    };
+                    let done = MessagePage {
+                        nav: None,
+                        active: "request",
+                        heading: "Request sent".into(),
+                        text,
+                        is_error: false,
+                        link: ("/".into(), "Home".into()),
+                    };
+                    return Ok((jar.remove(session::FORM_COOKIE), page(StatusCode::ACCEPTED, &done)).into_response());
+                }
+                Err(AppError::BadRequest { message, .. }) | Err(AppError::TooManyRequests(message)) => message,
+                Err(other) => return Err(other.into()),
+            }
+        }
+    };
+    let (form_token, cookie) = session::form_token(&app)?;
+    let body = RequestPage { nav: None, active: "request", form_token, form, statuses: statuses(), error: Some(refused) };
+    Ok((jar.add(cookie), page(StatusCode::BAD_REQUEST, &body)).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "verify_email.html")]
+struct VerifyPage {
+    nav: Option<NavUser>,
+    active: &'static str,
+    token: String,
+    form_token: String,
+}
+
+pub async fn verify_email_form(State(app): State<Arc<App>>, Path(token): Path<String>, jar: CookieJar) -> Result<Response, WebError> {
+    // Following the link changes nothing (mail scanners open links); the
+    // button does.
+    let (form_token, cookie) = session::form_token(&app)?;
+    let body = VerifyPage { nav: None, active: "", token, form_token };
+    Ok((jar.add(cookie), page(StatusCode::OK, &body)).into_response())
+}
+
+pub async fn verify_email(
+    State(app): State<Arc<App>>,
+    Path(token): Path<String>,
+    jar: CookieJar,
+    Form(form): Form<CsrflessForm>,
+) -> Result<Response, WebError> {
+    if !session::form_token_matches(&jar, &form.form_token) {
+        return Err(WebError::Forgery);
+    }
+    match app.verify_account_email(&token).await? {
+        Some(request) => {
+            let done = MessagePage {
+                nav: None,
+                active: "",
+                heading: "Address confirmed".into(),
+                text: format!(
+                    "Thank you: {} is confirmed for the request of '{}'. An admin decides on it next.",
+                    request.email, request.name
+                ),
+                is_error: false,
+                link: ("/".into(), "Home".into()),
+            };
+            Ok((jar.remove(session::FORM_COOKIE), page(StatusCode::OK, &done)).into_response())
+        }
+        None => Err(WebError::App(AppError::NotFound("this confirmation link is unknown or was used already".into()))),
+    }
+}
+
+/// A form before sign-in that carries only its form token.
+#[derive(Debug, Deserialize)]
+pub struct CsrflessForm {
+    #[serde(default)]
+    form_token: String,
 }

@@ -21,6 +21,7 @@ mod privacy;
 mod reads;
 mod secrets;
 pub mod sim_agent;
+pub mod smtp;
 pub mod ssh;
 pub mod sushy;
 mod tidy;

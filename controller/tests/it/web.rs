@@ -313,3 +313,97 @@ async fn a_disabled_users_session_stops_and_unknown_pages_are_pages() {
     let api = ctx.get("/api/v1/nothing", &ctx.admin).await;
     assert_eq!(api.error(404, "not_found"), "no endpoint at /api/v1/nothing (see /api/v1/openapi.json)");
 }
+
+#[tokio::test]
+async fn an_account_request_is_paperless_from_form_to_first_sign_in() {
+    let smtp = super::smtp::Smtp::start().await;
+    let mut config = Config::default();
+    config.mail.smtp_url = Some(smtp.url());
+    config.mail.from = "ferrum <ferrum@testbed.example>".into();
+    let ctx = TestContext::empty_configured(config, std::sync::Arc::new(ferrum_controller::app::conductor::SimConductor)).await;
+    let mut browser = Browser::new(&ctx);
+
+    let form = browser.get("/request-account").await;
+    assert_eq!(form.status, StatusCode::OK);
+    let fields = |token: &str, status: &str| {
+        vec![
+            ("form_token".to_owned(), token.to_owned()),
+            ("name".to_owned(), "carol".to_owned()),
+            ("email".to_owned(), "carol@uni.example".to_owned()),
+            ("affiliation".to_owned(), "Université de Nantes".to_owned()),
+            ("status".to_owned(), status.to_owned()),
+            ("project".to_owned(), "p-robots".to_owned()),
+            ("motivation".to_owned(), "Benchmarking ROS 2 planners on GPUs for my thesis.".to_owned()),
+        ]
+    };
+    let post = async |browser: &mut Browser, fields: Vec<(String, String)>| {
+        let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        browser.post("/request-account", &pairs).await
+    };
+    // A refusal keeps what was typed and says what to fix.
+    let refused = post(&mut browser, fields(&form.field("form_token"), "")).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(refused.text.contains("status: choose what you are"), "{}", refused.text);
+    assert!(refused.text.contains("Université de Nantes"), "typed values are kept: {}", refused.text);
+    let sent = post(&mut browser, fields(&refused.field("form_token"), "student")).await;
+    assert_eq!(sent.status, StatusCode::ACCEPTED, "{}", sent.text);
+    assert!(sent.text.contains("We sent a mail to carol@uni.example"), "{}", sent.text);
+
+    // The mail's link confirms the address; following it alone does not.
+    let mail = smtp.wait_for("carol@uni.example", "/verify-email/").await;
+    assert!(mail.contains("From: ferrum <ferrum@testbed.example>"), "{mail}");
+    let verify = super::smtp::link(&mail, &format!("{}/verify-email/", ctx.url));
+    let path = verify.trim_start_matches(&ctx.url).to_owned();
+    let requests = ctx.get("/api/v1/account-requests", &ctx.admin).await.expect(200);
+    assert_eq!(requests[0]["status"], "student");
+    assert!(requests[0].get("email_verified_at").is_none(), "{requests}");
+    let page = browser.get(&path).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(ctx.get("/api/v1/account-requests", &ctx.admin).await.expect(200)[0].get("email_verified_at").is_none());
+    let confirmed = browser.post(&path, &[("form_token", &page.field("form_token"))]).await;
+    assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.text);
+    assert!(confirmed.text.contains("carol@uni.example is confirmed"), "{}", confirmed.text);
+    let request = ctx.get("/api/v1/account-requests", &ctx.admin).await.expect(200)[0].clone();
+    assert!(request["email_verified_at"].is_string(), "{request}");
+    let again = browser.get(&path).await;
+    assert_eq!(browser.post(&path, &[("form_token", &again.field("form_token"))]).await.status, StatusCode::NOT_FOUND);
+
+    // Approval mails the activation link (the admin's answer does not hold it).
+    let approved = ctx.post(&format!("/api/v1/account-requests/{}/approve", request["id"]), &ctx.admin, json!({})).await.expect(201);
+    assert!(approved.get("activation_url").is_none(), "mailed, not shown: {approved}");
+    let mail = smtp.wait_for("carol@uni.example", "/activate/").await;
+    let url = super::smtp::link(&mail, &format!("{}/activate/", ctx.url));
+    assert_eq!(browser.activate(&url, PASSWORD).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(browser.sign_in("carol", PASSWORD).await.status, StatusCode::SEE_OTHER);
+    let home = browser.get("/").await;
+    assert!(home.text.contains("Welcome, carol") && home.text.contains("p-robots"), "{}", home.text);
+}
+
+#[tokio::test]
+async fn without_a_mail_server_the_admin_is_given_the_activation_link() {
+    let ctx = TestContext::empty().await;
+    let mut browser = Browser::new(&ctx);
+    let form = browser.get("/request-account").await;
+    let sent = browser
+        .post(
+            "/request-account",
+            &[
+                ("form_token", &form.field("form_token")),
+                ("name", "dan"),
+                ("email", "dan@startup.example"),
+                ("affiliation", "Robotix SAS"),
+                ("status", "startup"),
+                ("project", "p-robotix"),
+                ("motivation", "Evaluating an FPGA accelerator before we buy it."),
+            ],
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::ACCEPTED, "{}", sent.text);
+    assert!(sent.text.contains("An admin decides on your request"), "{}", sent.text);
+    let request = ctx.get("/api/v1/account-requests", &ctx.admin).await.expect(200)[0].clone();
+    assert_eq!(request["status"], "startup");
+    let approved = ctx.post(&format!("/api/v1/account-requests/{}/approve", request["id"]), &ctx.admin, json!({})).await.expect(201);
+    let url = approved["activation_url"].as_str().expect("the link, for the admin to pass on").to_owned();
+    assert_eq!(browser.activate(&url, PASSWORD).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(browser.sign_in("dan", PASSWORD).await.status, StatusCode::SEE_OTHER);
+}
