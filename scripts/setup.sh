@@ -21,10 +21,12 @@ export DEBIAN_FRONTEND=noninteractive
 #   the PostgreSQL backend's tests: postgresql-15 (server binaries; tests
 #     start throw-away clusters on loopback, never the packaged one)
 #   the API throughput benchmark's load generator (`api-bench`): wrk
+#   the web portal's browser tests (scripts/web-test.sh): chromium (driven
+#     by Playwright at /usr/bin/chromium; never `playwright install`)
 packages=(openipmi ipmitool atftp tftp-hpa curl busybox-static isc-dhcp-client ipxe ipxe-qemu
     cpio kmod e2fsprogs fdisk zstd extlinux syslinux-common dropbear-bin openssh-client debootstrap
     mount util-linux iproute2 procps socat python3-venv ca-certificates
-    postgresql-15 wrk)
+    postgresql-15 wrk chromium)
 installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
 
 need=()

@@ -13,6 +13,9 @@
 #   - PostgreSQL 15's server binaries (throw-away clusters on loopback)
 #   - the API contract checks (scripts/schemathesis.sh): schemathesis and
 #     openapi-spec-validator, pinned, in a venv under ~/.cache/ferrum
+#   - the web portal in a real browser (scripts/web-test.sh): Debian's
+#     chromium driven by Playwright and pytest, pinned, in a venv under
+#     ~/.cache/ferrum, with axe-core (pinned, from npm) on every page
 set -euo pipefail
 # shellcheck source=scripts/root.sh
 . "$(dirname "$0")/root.sh"
@@ -44,3 +47,10 @@ FERRUM_TEST_DATABASE=postgres cargo test -p ferrum-controller --test test_all --
 # with an admin's and a user's token (README "API contract checks").
 echo "== API contract checks (openapi-spec-validator, schemathesis)"
 scripts/schemathesis.sh
+
+# The web portal in a real browser: Chromium (Playwright) through
+# activation, sign-in, the profile and sign-out, keyboard only too, with
+# axe-core on every page; ferrumd and the browser in a loopback-only
+# network namespace (README "Tests and CI").
+echo "== web portal in a real browser (Playwright, Chromium, axe-core)"
+scripts/web-test.sh

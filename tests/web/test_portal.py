@@ -1,0 +1,190 @@
+"""The web portal as a user clicks it, in Chromium (scripts/web-test.sh).
+
+Tests run in file order: the activation comes first (alice sets her
+password there); the other tests get a signed-in alice from the fixtures,
+which activate her themselves when that test did not run.
+"""
+
+import re
+import subprocess
+import urllib.request
+
+from playwright.sync_api import Page, expect
+
+from conftest import (
+    PASSWORD, PROJECT, SCREENSHOT_DIR, URL, USER, check_a11y, http, set_password, sign_in,
+)
+
+
+def test_activation_then_sign_in(page: Page, alice):
+    page.goto(alice["link"])
+    expect(page.get_by_role("heading", name="Set your password")).to_be_visible()
+    expect(page.get_by_text(f"For the user {USER}")).to_be_visible()
+    check_a11y(page, "activation")
+
+    # Too short: the browser holds the form (minlength) and says why.
+    set_password(page, "short", "short")
+    field = page.get_by_label("New password")
+    expect(page).to_have_url(alice["link"])
+    message = field.evaluate("e => e.validationMessage")
+    assert re.search(r"10 characters", message), message
+    assert field.evaluate("e => e.validity.tooShort")
+    # The server says it too, in words on the page, to a browser that does
+    # not check (the form marked novalidate: what an old browser sends).
+    page.locator("form.stack").evaluate("f => f.noValidate = true")
+    set_password(page, "short", "short")
+    expect(page.get_by_role("alert")).to_have_text("password: at least 10 characters")
+    expect(page.get_by_label("New password")).to_have_attribute("aria-describedby", "password-error")
+    check_a11y(page, "activation with an error")
+
+    set_password(page, PASSWORD, PASSWORD + " but different")
+    expect(page.get_by_role("alert")).to_have_text("confirm: the two passwords differ")
+
+    set_password(page, PASSWORD, PASSWORD)
+    expect(page).to_have_url(f"{URL}/login?activated={USER}")
+    alice["password"] = PASSWORD
+    expect(page.get_by_role("status")).to_have_text(f"Your password is set, {USER}: sign in with it.")
+    expect(page.get_by_label("User name")).to_have_value("")
+    check_a11y(page, "sign-in")
+
+    sign_in(page, USER, "not the password at all")
+    expect(page.get_by_role("alert")).to_have_text("wrong user name or password")
+    expect(page.get_by_label("User name")).to_have_value(USER)
+    check_a11y(page, "sign-in with an error")
+
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(f"{URL}/")
+    expect(page.get_by_role("heading", name=f"Welcome, {USER}")).to_be_visible()
+    expect(page.get_by_text(f"Your projects: {PROJECT}.")).to_be_visible()
+    check_a11y(page, "home")
+
+    page.goto(alice["link"])
+    expect(page.get_by_role("alert")).to_contain_text("unknown, used or expired")
+    check_a11y(page, "used activation link")
+
+
+def token_works(secret):
+    status, me = http("GET", "/api/v1/users/me", secret)
+    return status, (me or {}).get("name")
+
+
+def test_profile_tokens(signed_in: Page):
+    page = signed_in
+    page.get_by_role("navigation").get_by_role("link", name="Profile", exact=True).click()
+    expect(page.get_by_role("heading", name="Profile", exact=True)).to_be_visible()
+    check_a11y(page, "profile")
+
+    page.get_by_label("Name of a new token").fill("laptop")
+    page.get_by_role("button", name="Create token").click()
+    secret = page.locator("#new-token").inner_text().strip()
+    assert secret, "no token on the page"
+    check_a11y(page, "profile with a new token")
+    assert token_works(secret) == (200, USER)
+
+    # The form's answer is at /profile/tokens: open the profile again (a
+    # reload would post the form again).
+    assert page.url == f"{URL}/profile/tokens"
+    page.get_by_role("navigation").get_by_role("link", name="Profile", exact=True).click()
+    expect(page).to_have_url(f"{URL}/profile")
+    expect(page.get_by_role("row").filter(has_text="laptop")).to_have_count(1)
+    expect(page.locator("#new-token")).to_have_count(0)
+    assert secret not in page.content(), "the token is shown once only"
+
+    row = page.get_by_role("row").filter(has_text="laptop")
+    row.get_by_role("button", name=re.compile(r"^Revoke token")).click()
+    expect(page.get_by_role("row").filter(has_text="laptop")).to_have_count(0)
+    assert token_works(secret)[0] == 401
+
+
+def test_profile_ssh_keys(signed_in: Page, tmp_path):
+    page = signed_in
+    page.goto("/profile")
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "alice@laptop", "-f", str(key)], check=True)
+    fingerprint = subprocess.run(["ssh-keygen", "-lf", f"{key}.pub"], check=True, capture_output=True, text=True).stdout.split()[1]
+    assert fingerprint.startswith("SHA256:")
+
+    page.get_by_label("Name of the key").fill("laptop")
+    page.get_by_label("Public key").fill(key.with_suffix(".pub").read_text().strip())
+    page.get_by_role("button", name="Add key").click()
+    row = page.get_by_role("row").filter(has_text=fingerprint)
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("laptop")
+    check_a11y(page, "profile with a key")
+
+    page.get_by_label("Public key").fill("hello")
+    page.get_by_role("button", name="Add key").click()
+    expect(page.get_by_role("alert")).to_contain_text("public_key: not an OpenSSH public key")
+    check_a11y(page, "profile with an error")
+
+    page.get_by_role("button", name=f"Remove key {fingerprint}").click()
+    expect(page.get_by_role("row").filter(has_text=fingerprint)).to_have_count(0)
+    expect(page.get_by_text("You have registered no SSH key.")).to_be_visible()
+
+
+def test_keyboard_only_sign_in(page: Page, activated):
+    page.goto("/login")
+    name = page.get_by_label("User name")
+    password = page.get_by_label("Password", exact=True)
+    button = page.get_by_role("button", name="Sign in")
+    # First the skip link, shown when focused, then the navigation.
+    page.keyboard.press("Tab")
+    skip = page.get_by_role("link", name="Skip to content")
+    expect(skip).to_be_focused()
+    expect(skip).to_be_in_viewport()
+    for _ in range(10):
+        if name.evaluate("e => e === document.activeElement"):
+            break
+        page.keyboard.press("Tab")
+    expect(name).to_be_focused()
+    page.keyboard.type(USER)
+    page.keyboard.press("Tab")
+    expect(password).to_be_focused()
+    page.keyboard.type(activated["password"])
+    page.keyboard.press("Tab")
+    expect(button).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name=f"Welcome, {USER}")).to_be_visible()
+
+
+def test_sign_out(signed_in: Page):
+    page = signed_in
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(f"{URL}/login")
+    expect(page.get_by_role("button", name="Sign out")).to_have_count(0)
+    page.goto("/profile")
+    expect(page).to_have_url(f"{URL}/login?next=%2Fprofile")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+
+
+def test_not_found_page(page: Page):
+    response = page.goto("/no-such-page")
+    assert response.status == 404
+    expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+    expect(page.get_by_role("alert")).to_contain_text("there is no page here")
+    check_a11y(page, "404")
+
+
+def test_screenshots(page: Page, activated):
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    shots = []
+
+    def shot(name):
+        path = SCREENSHOT_DIR / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        shots.append(path)
+
+    page.goto("/login")
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    shot("sign-in")
+    sign_in(page, USER, activated["password"])
+    expect(page.get_by_role("heading", name=f"Welcome, {USER}")).to_be_visible()
+    shot("home")
+    page.goto("/profile")
+    expect(page.get_by_role("heading", name="Profile", exact=True)).to_be_visible()
+    shot("profile")
+    for path in shots:
+        data = path.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n", path
+        assert int.from_bytes(data[16:20], "big") == 1280, f"{path}: not 1280 px wide"
