@@ -3,7 +3,7 @@
 # Chromium driven by Playwright (pytest, tests/web) through sign-in,
 # activation, the profile's tokens and SSH keys, keyboard-only use and
 # sign-out, with axe-core on every page (serious or critical violations
-# fail) and screenshots into docs/screenshots/. Any failure fails the script.
+# fail) and screenshots of the main pages. Any failure fails the script.
 #
 # ferrumd and the browser run inside a network namespace of their own that
 # has only loopback: nothing leaves the machine. Needs root (ip netns),
@@ -13,6 +13,8 @@
 # Options (environment):
 #   WEB_TEST_VENV   the venv (default ~/.cache/ferrum/web-venv)
 #   FERRUM_BIN_DIR  where ferrumd and ferrum are (default: built here)
+#   WEB_TEST_SCREENSHOTS  where the screenshots go (default: a temp dir,
+#                   removed after; `docs/screenshots` refreshes the README's)
 # Arguments go to pytest (e.g. `-k keyboard`).
 set -euo pipefail
 # shellcheck source=scripts/root.sh
@@ -88,7 +90,7 @@ started=$SECONDS
 rc=0
 in_ns env PYTHONDONTWRITEBYTECODE=1 FERRUM_URL="$url" FERRUM_DATA_DIR="$work/data" FERRUM_BIN_DIR="$FERRUM_BIN_DIR" \
     FERRUMD_PID="$pid" AXE_JS="$axe_dir/node_modules/axe-core/axe.min.js" CHROMIUM="$chromium" \
-    SCREENSHOT_DIR="$root/docs/screenshots" \
+    SCREENSHOT_DIR="${WEB_TEST_SCREENSHOTS:-$work/screenshots}" \
     "$venv/bin/python" -m pytest -p no:cacheprovider -q tests/web "$@" || rc=$?
 echo "== web portal in Chromium: $((SECONDS - started)) s (exit $rc)"
 if [ "$rc" != 0 ]; then
