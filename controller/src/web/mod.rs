@@ -46,9 +46,13 @@ pub fn routes() -> Router<Arc<App>> {
         .layer(middleware::from_fn(page_headers))
 }
 
-/// Whether a path is the portal's (its 404 is a page, not JSON).
+/// Whether a path is the portal's (its 404 is a page, not JSON): not the
+/// API's, nor one of the machine endpoints (`/healthz`, `/metrics`, and the
+/// boot listener's `/boot/`, `/images/`, `/agent/`, which a client may try
+/// here by mistake).
 pub fn is_portal_path(path: &str) -> bool {
-    !(path.starts_with("/api/") || path == "/api" || path.starts_with("/stable") || path == "/healthz" || path == "/metrics")
+    const MACHINE: [&str; 7] = ["/api", "/stable", "/healthz", "/metrics", "/boot", "/images", "/agent"];
+    !MACHINE.iter().any(|p| path == *p || path.strip_prefix(p).is_some_and(|rest| rest.starts_with('/')))
 }
 
 async fn page_headers(req: Request, next: Next) -> Response {
@@ -187,6 +191,16 @@ pub fn safe_next(next: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn machine_paths_keep_json_errors() {
+        for path in ["/api/v1/x", "/api", "/stable/sites", "/healthz", "/metrics", "/boot/ipxe", "/images/a.raw", "/agent/v1/command"] {
+            assert!(!is_portal_path(path), "{path}");
+        }
+        for path in ["/", "/profile", "/no-such-page", "/apiary", "/bootstrap"] {
+            assert!(is_portal_path(path), "{path}");
+        }
+    }
 
     #[test]
     fn only_local_paths_are_followed_after_sign_in() {
