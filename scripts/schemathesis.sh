@@ -36,27 +36,11 @@ fi
 echo "== openapi-spec-validator api-spec/openapi.yaml"
 "$venv/bin/openapi-spec-validator" api-spec/openapi.yaml
 
-if [ -z "${FERRUM_BIN_DIR:-}" ]; then
-    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
-    cargo build --locked --bin ferrumd --bin ferrum
-    FERRUM_BIN_DIR="$CARGO_TARGET_DIR/debug"
-fi
+# shellcheck source=scripts/loopback-ns.sh
+. "$root/scripts/loopback-ns.sh"
+ferrum_bins
 
-ns="ferrum-st-$$"
-work=$(mktemp -d /tmp/ferrum-schemathesis.XXXXXX)
-pid=
-cleanup() {
-    if [ -n "$pid" ]; then
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    fi
-    ip netns del "$ns" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-ip netns add "$ns"
-ip -n "$ns" link set lo up
-in_ns() { ip netns exec "$ns" "$@"; }
+loopback_ns ferrum-schemathesis
 
 addr=127.0.0.1:8750
 url="http://$addr"

@@ -48,27 +48,11 @@ if [ ! -s "$axe_dir/node_modules/axe-core/axe.min.js" ]; then
     npm install --silent --no-audit --no-fund --prefix "$axe_dir" "axe-core@$axe_version"
 fi
 
-if [ -z "${FERRUM_BIN_DIR:-}" ]; then
-    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
-    cargo build --locked --bin ferrumd --bin ferrum
-    FERRUM_BIN_DIR="$CARGO_TARGET_DIR/debug"
-fi
+# shellcheck source=scripts/loopback-ns.sh
+. "$root/scripts/loopback-ns.sh"
+ferrum_bins
 
-ns="ferrum-web-$$"
-work=$(mktemp -d /tmp/ferrum-web.XXXXXX)
-pid=
-cleanup() {
-    if [ -n "$pid" ]; then
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    fi
-    ip netns del "$ns" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-ip netns add "$ns"
-ip -n "$ns" link set lo up
-in_ns() { ip netns exec "$ns" "$@"; }
+loopback_ns ferrum-web
 
 # A free port: the namespace is new, but ask its kernel all the same.
 port=$(in_ns "$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

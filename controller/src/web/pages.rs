@@ -441,15 +441,8 @@ pub async fn request_account(
                     } else {
                         "An admin decides on your request and sends you the link where you set your password.".to_owned()
                     };
-                    let done = MessagePage {
-                        nav: None,
-                        active: "request",
-                        heading: "Request sent".into(),
-                        text,
-                        is_error: false,
-                        link: ("/".into(), "Home".into()),
-                    };
-                    return Ok((jar.remove(session::FORM_COOKIE), page(StatusCode::ACCEPTED, &done)).into_response());
+                    let done = done_page(StatusCode::ACCEPTED, "Request sent", text);
+                    return Ok((jar.remove(session::FORM_COOKIE), done).into_response());
                 }
                 Err(AppError::BadRequest { message, .. }) | Err(AppError::TooManyRequests(message)) => message,
                 Err(other) => return Err(other.into()),
@@ -489,18 +482,9 @@ pub async fn verify_email(
     }
     match app.verify_account_email(&token).await? {
         Some(request) => {
-            let done = MessagePage {
-                nav: None,
-                active: "",
-                heading: "Address confirmed".into(),
-                text: format!(
-                    "Thank you: {} is confirmed for the request of '{}'. An admin decides on it next.",
-                    request.email, request.name
-                ),
-                is_error: false,
-                link: ("/".into(), "Home".into()),
-            };
-            Ok((jar.remove(session::FORM_COOKIE), page(StatusCode::OK, &done)).into_response())
+            let text =
+                format!("Thank you: {} is confirmed for the request of '{}'. An admin decides on it next.", request.email, request.name);
+            Ok((jar.remove(session::FORM_COOKIE), done_page(StatusCode::OK, "Address confirmed", text)).into_response())
         }
         None => Err(WebError::App(AppError::NotFound("this confirmation link is unknown or was used already".into()))),
     }
@@ -511,4 +495,10 @@ pub async fn verify_email(
 pub struct CsrflessForm {
     #[serde(default)]
     form_token: String,
+}
+
+/// A page that says a form did what it asked, to someone not signed in.
+fn done_page(status: StatusCode, heading: &str, text: String) -> Response {
+    let message = MessagePage { nav: None, active: "", heading: heading.into(), text, is_error: false, link: ("/".into(), "Home".into()) };
+    page(status, &message)
 }
