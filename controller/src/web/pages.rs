@@ -59,7 +59,7 @@ pub async fn home(State(app): State<Arc<App>>, MaybeSignedIn(session): MaybeSign
         .filter(|l| l.owner_id == actor.user_id && !lease::is_terminal(l.state))
         .map(|l| LeaseLine {
             id: l.id.0,
-            name: l.name.clone().unwrap_or_default(),
+            name: l.name.clone().unwrap_or_else(|| "-".into()),
             state: l.state.as_str(),
             start: when(l.start),
             end: when(l.end),
@@ -262,7 +262,7 @@ async fn profile_page(
         .filter(|t| crate::model::tokens::is_live(t.expires_at, now))
         .map(|t| TokenLine {
             id: t.id,
-            name: t.name.unwrap_or_default(),
+            name: t.name.unwrap_or_else(|| "-".into()),
             created: when(t.created_at),
             expires: t.expires_at.map_or_else(|| "never".to_owned(), when),
             access: if t.read_only { "read-only" } else { "read and write" },
@@ -272,7 +272,7 @@ async fn profile_page(
         .ssh_keys(actor, &actor.name)
         .await?
         .into_iter()
-        .map(|k| KeyLine { id: k.id, name: k.name.unwrap_or_default(), fingerprint: k.fingerprint, added: when(k.created_at) })
+        .map(|k| KeyLine { id: k.id, name: k.name.unwrap_or_else(|| "-".into()), fingerprint: k.fingerprint, added: when(k.created_at) })
         .collect();
     let body = ProfilePage { nav: Some(NavUser::from(&s.0)), active: "profile", csrf: s.0.csrf.clone(), tokens, keys, new_token, error };
     Ok(page(status, &body))
