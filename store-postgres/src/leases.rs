@@ -63,18 +63,16 @@ impl LeaseStore for PgStore {
     }
 
     async fn list_leases(&self, owner: Option<UserId>, include_over: bool) -> DbResult<Vec<LeaseRow>> {
-        let mut conn = self.conn().await?;
-        let raw = select_leases!(
+        leases_where!(
             r#"WHERE ($1::bigint IS NULL OR l.owner_id = $1)
                  AND ($2 OR l.state <> ALL($3)) ORDER BY l.id DESC"#,
             owner.map(|o| o.0),
             include_over,
             &names(lease::TERMINAL.map(LeaseState::as_str))
         )
-        .fetch_all(&mut *conn)
+        .fetch_all(&mut *self.conn().await?)
         .await
-        .map_err(db)?;
-        Self::with_nodes(&mut conn, raw).await
+        .map_err(db)
     }
 
     async fn set_lease_end(
@@ -121,8 +119,7 @@ impl LeaseStore for PgStore {
     }
 
     async fn leases_needing_action(&self, now: Seconds) -> DbResult<Vec<LeaseRow>> {
-        let mut conn = self.conn().await?;
-        let raw = select_leases!(
+        leases_where!(
             r#"WHERE (l.state = ANY($2) AND l.start <= $1) OR l.state = ANY($3)
                   OR (l.state = $4 AND l."end" <= $1) ORDER BY l.start, l.id"#,
             now,
@@ -130,10 +127,9 @@ impl LeaseStore for PgStore {
             &names(lease::MOVING.map(LeaseState::as_str)),
             LeaseState::Active.as_str()
         )
-        .fetch_all(&mut *conn)
+        .fetch_all(&mut *self.conn().await?)
         .await
-        .map_err(db)?;
-        Self::with_nodes(&mut conn, raw).await
+        .map_err(db)
     }
 
     async fn held_nodes(&self, now: Seconds) -> DbResult<Vec<(NodeId, LeaseId)>> {

@@ -26,6 +26,17 @@ use ferrum_model::{
 };
 use ferrum_store::*;
 
+/// [`select_leases!`] with PostgreSQL's aggregate of each lease's nodes.
+macro_rules! leases_where {
+    ($rest:literal $(, $arg:expr)* $(,)?) => {
+        select_leases!(
+            "(SELECT COALESCE(json_agg(json_build_array(ln.node_id, n.name) ORDER BY ln.position), '[]')
+              FROM lease_nodes ln JOIN nodes n ON n.id = ln.node_id WHERE ln.lease_id = l.id)",
+            $rest $(, $arg)*
+        )
+    };
+}
+
 mod accounts;
 mod agents;
 mod environments;
@@ -93,7 +104,7 @@ fn db(e: sqlx::Error) -> DbError {
     if e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == EXCLUSION_VIOLATION) {
         return DbError::DoubleBooked;
     }
-    DbError::Sqlx(e)
+    sqlx_error(e)
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -356,37 +367,12 @@ impl PgStore {
         Ok(())
     }
 
-    /// Fills in the allocated nodes of `leases`.
-    async fn with_nodes(conn: &mut PgConnection, raw: Vec<RawLease>) -> DbResult<Vec<LeaseRow>> {
-        let mut leases = raw.into_iter().map(RawLease::into_row).collect::<DbResult<Vec<_>>>()?;
-        if leases.is_empty() {
-            return Ok(leases);
-        }
-        let ids: Vec<i64> = leases.iter().map(|l| l.id.0).collect();
-        let rows = sqlx::query!(
-            "SELECT ln.lease_id, ln.node_id, n.name FROM lease_nodes ln JOIN nodes n ON n.id = ln.node_id \
-             WHERE ln.lease_id = ANY($1) ORDER BY ln.lease_id, ln.position",
-            &ids
-        )
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db)?;
-        let index: std::collections::HashMap<i64, usize> = leases.iter().enumerate().map(|(i, l)| (l.id.0, i)).collect();
-        for r in rows {
-            if let Some(&i) = index.get(&r.lease_id) {
-                leases[i].nodes.push((NodeId(r.node_id), r.name));
-            }
-        }
-        Ok(leases)
-    }
-
     async fn lease_in(conn: &mut PgConnection, id: LeaseId) -> DbResult<LeaseRow> {
-        let raw = select_leases!(r#"WHERE l.id = $1"#, id.0)
+        leases_where!(r#"WHERE l.id = $1"#, id.0)
             .fetch_optional(&mut *conn)
             .await
             .map_err(db)?
-            .ok_or_else(|| DbError::NotFound { what: "lease", name: id.to_string() })?;
-        Self::with_nodes(conn, vec![raw]).await?.pop().ok_or_else(|| DbError::NotFound { what: "lease", name: id.to_string() })
+            .ok_or_else(|| DbError::NotFound { what: "lease", name: id.to_string() })
     }
 
     async fn conn(&self) -> DbResult<sqlx::pool::PoolConnection<Postgres>> {

@@ -47,20 +47,21 @@ impl LeaseStore for SqliteStore {
             .map_err(db)?;
         }
         let generation = Self::generation_in(&mut tx).await?;
-        let rows = select_leases!(r#"WHERE l.id = ?"#, id).fetch_all(&mut *tx).await.map_err(db)?;
-        let mut leases = Self::lease_rows(&mut *tx, rows).await?;
+        let row = leases_where!(r#"WHERE l.id = ?"#, id).fetch_one(&mut *tx).await.map_err(db)?;
         tx.commit().await.map_err(db)?;
-        let row = leases.pop().ok_or_else(|| DbError::Corrupt("inserted lease vanished".into()))?;
         Ok((row, generation))
     }
 
     async fn get_lease(&self, id: LeaseId) -> DbResult<LeaseRow> {
-        let rows = select_leases!(r#"WHERE l.id = ?"#, id.0).fetch_all(&self.pool).await.map_err(db)?;
-        Self::lease_rows(&self.pool, rows).await?.pop().ok_or_else(|| DbError::NotFound { what: "lease", name: id.to_string() })
+        leases_where!(r#"WHERE l.id = ?"#, id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| DbError::NotFound { what: "lease", name: id.to_string() })
     }
 
     async fn list_leases(&self, owner: Option<UserId>, include_over: bool) -> DbResult<Vec<LeaseRow>> {
-        let rows = select_leases!(
+        leases_where!(
             r#"WHERE (?1 IS NULL OR l.owner_id = ?1) AND (?2 OR l.state NOT IN (SELECT value FROM json_each(?3))) ORDER BY l.id DESC"#,
             owner.map(|o| o.0),
             include_over,
@@ -68,8 +69,7 @@ impl LeaseStore for SqliteStore {
         )
         .fetch_all(&self.pool)
         .await
-        .map_err(db)?;
-        Self::lease_rows(&self.pool, rows).await
+        .map_err(db)
     }
 
     async fn set_lease_end(
@@ -113,7 +113,7 @@ impl LeaseStore for SqliteStore {
     }
 
     async fn leases_needing_action(&self, now: Seconds) -> DbResult<Vec<LeaseRow>> {
-        let rows = select_leases!(
+        leases_where!(
             r#"WHERE (l.state IN (SELECT value FROM json_each(?2)) AND l.start <= ?1)
                   OR l.state IN (SELECT value FROM json_each(?3)) OR (l.state = ?4 AND l."end" <= ?1) ORDER BY l.start, l.id"#,
             now,
@@ -123,8 +123,7 @@ impl LeaseStore for SqliteStore {
         )
         .fetch_all(&self.pool)
         .await
-        .map_err(db)?;
-        Self::lease_rows(&self.pool, rows).await
+        .map_err(db)
     }
 
     async fn held_nodes(&self, now: Seconds) -> DbResult<Vec<(NodeId, LeaseId)>> {

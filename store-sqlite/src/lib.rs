@@ -22,8 +22,10 @@
 //!   or `query_as!(RawX, ...)` into a `RawX` of this module with a
 //!   `TryFrom<RawX>` (or `From`) to the store's row; the query names each
 //!   column (`n.name AS node_name`), nothing is read by position. Model enums
-//!   bind as `.as_str()` and read back with `parse_name` (an unknown name is
-//!   `DbError::Corrupt`). The macros take a string literal, not a `const`: a
+//!   bind as `.as_str()` and read back with `parse_name`, or through their
+//!   sqlx type mapping named in the query (`l.state AS "state:
+//!   ferrum_model::lease::LeaseState"`, which lets a query fill a store row
+//!   directly); an unknown name is `DbError::Corrupt` either way. The macros take a string literal, not a `const`: a
 //!   select shared by several functions is written out in each (the `RawX`
 //!   keeps them in step: a missing column fails the build).
 //! - Nullability comes from SQLite's query plan (`EXPLAIN`), mostly as
@@ -81,6 +83,17 @@ use ferrum_model::{
 use ferrum_store::*;
 use names::name_set;
 
+/// [`select_leases!`] with SQLite's aggregate of each lease's nodes.
+macro_rules! leases_where {
+    ($rest:literal $(, $arg:expr)* $(,)?) => {
+        select_leases!(
+            "(SELECT json_group_array(json_array(ln.node_id, n.name) ORDER BY ln.position)
+              FROM lease_nodes ln JOIN nodes n ON n.id = ln.node_id WHERE ln.lease_id = l.id)",
+            $rest $(, $arg)*
+        )
+    };
+}
+
 mod accounts;
 mod agents;
 mod commits;
@@ -119,7 +132,7 @@ fn db(e: sqlx::Error) -> DbError {
     if e.as_database_error().is_some_and(|d| d.message().contains("ferrum: double booking")) {
         return DbError::DoubleBooked;
     }
-    DbError::Sqlx(e)
+    sqlx_error(e)
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -403,32 +416,6 @@ impl SqliteStore {
             sqlx::query!(r#"UPDATE leases SET "end" = ? WHERE id = ?"#, end, id.0).execute(&mut **tx).await.map_err(db)?;
         }
         Ok(())
-    }
-
-    async fn lease_rows<'e, E>(executor: E, rows: Vec<RawLease>) -> DbResult<Vec<LeaseRow>>
-    where
-        E: sqlx::Executor<'e, Database = Sqlite>,
-    {
-        let mut leases = rows.into_iter().map(RawLease::into_row).collect::<DbResult<Vec<_>>>()?;
-        if leases.is_empty() {
-            return Ok(leases);
-        }
-        let ids = serde_json::Value::from(leases.iter().map(|l| l.id.0).collect::<Vec<_>>()).to_string();
-        let node_rows = sqlx::query!(
-            "SELECT ln.lease_id, ln.node_id, n.name FROM lease_nodes ln JOIN nodes n ON n.id = ln.node_id \
-             WHERE ln.lease_id IN (SELECT value FROM json_each(?)) ORDER BY ln.lease_id, ln.position",
-            ids
-        )
-        .fetch_all(executor)
-        .await
-        .map_err(db)?;
-        let index: std::collections::HashMap<i64, usize> = leases.iter().enumerate().map(|(i, l)| (l.id.0, i)).collect();
-        for r in node_rows {
-            if let Some(&i) = index.get(&r.lease_id) {
-                leases[i].nodes.push((NodeId(r.node_id), r.name));
-            }
-        }
-        Ok(leases)
     }
 
     async fn agent_command(&self, id: i64) -> DbResult<AgentCommandRow> {

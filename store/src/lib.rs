@@ -74,6 +74,16 @@ pub enum DbError {
 
 pub type DbResult<T> = Result<T, DbError>;
 
+/// A sqlx error as the stores answer it: a column that does not decode
+/// (an unknown state name, say, read through the model's type mappings) is
+/// `Corrupt`, naming the column and the value; the rest is `Sqlx`.
+pub fn sqlx_error(e: sqlx::Error) -> DbError {
+    match e {
+        sqlx::Error::ColumnDecode { index, source } => DbError::Corrupt(format!("column {index}: {source}")),
+        e => DbError::Sqlx(e),
+    }
+}
+
 /// A stored name of one of the model's enums, or `Corrupt` naming it: an
 /// unknown state is never read as a default.
 pub fn parse_name<T: std::str::FromStr<Err = ferrum_model::names::UnknownName>>(text: &str) -> DbResult<T> {

@@ -201,19 +201,26 @@ impl From<RawDeployment> for DeploymentRow {
     }
 }
 
-/// A checked `sqlx::query_as!` of [`RawLease`] in the calling store:
-/// leases with their owner's and project's names, then `$rest` (the
-/// `WHERE` and `ORDER BY`, in the caller's dialect) and its arguments. The
-/// one place a lease's columns are listed, for both backends (the text is
-/// valid SQLite and PostgreSQL; each store checks it against its own
-/// schema): a new column is added here and in `RawLease`.
+/// A checked `sqlx::query_as!` of [`LeaseRow`] in the calling store:
+/// leases with their owner's and project's names and their nodes, then
+/// `$rest` (the `WHERE` and `ORDER BY`, in the caller's dialect) and its
+/// arguments. `$nodes` is the caller's dialect's aggregate of one lease's
+/// nodes (`l.id`) into a JSON array of `[id, name]` in allocation order,
+/// read as [`LeaseNodes`]. The one place a lease's columns are listed, for
+/// both backends (the rest of the text is valid SQLite and PostgreSQL; each
+/// store checks it against its own schema): a new column is added here and
+/// in `LeaseRow`, which the query fills directly.
 #[macro_export]
 macro_rules! select_leases {
-    ($rest:literal $(, $arg:expr)* $(,)?) => {
+    ($nodes:literal, $rest:literal $(, $arg:expr)* $(,)?) => {
         ::sqlx::query_as!(
-            $crate::RawLease,
-            r#"SELECT l.id, l.owner_id, u.name AS owner, p.name AS "project?", l.lease_type, l.state, l.start, l."end",
-                      l.exotic AS "exotic: bool", l.filter, l.deploy, l.name, l.reason, l.created_at
+            $crate::LeaseRow,
+            r#"SELECT l.id AS "id: ferrum_model::LeaseId", l.owner_id AS "owner_id: ferrum_model::UserId", u.name AS owner,
+                      p.name AS "project?", l.lease_type AS "lease_type: ferrum_model::lease::LeaseType",
+                      l.state AS "state: ferrum_model::lease::LeaseState", l.start, l."end", l.exotic AS "exotic: bool",
+                      l.filter, l.deploy, l.name, l.reason, l.created_at, "#
+                + $nodes
+                + r#" AS "nodes!: ferrum_store::raw::LeaseNodes"
                FROM leases l JOIN users u ON u.id = l.owner_id LEFT JOIN projects p ON p.id = l.project_id "#
                 + $rest
             $(, $arg)*
@@ -250,45 +257,38 @@ macro_rules! insert_lease {
     }};
 }
 
-/// A lease as its queries select it (`u.name AS owner`, `p.name AS
-/// project`, `l.exotic AS "exotic: bool"`), without its nodes.
+/// A lease's nodes as [`select_leases!`] reads them: a JSON array of
+/// `[node id, node name]` in allocation order, aggregated in SQL.
 #[derive(Debug)]
-pub struct RawLease {
-    pub id: i64,
-    pub owner_id: i64,
-    pub owner: String,
-    pub project: Option<String>,
-    pub lease_type: String,
-    pub state: String,
-    pub start: i64,
-    pub end: i64,
-    pub exotic: bool,
-    pub filter: Option<String>,
-    pub deploy: Option<String>,
-    pub name: Option<String>,
-    pub reason: Option<String>,
-    pub created_at: i64,
+pub struct LeaseNodes(Vec<(NodeId, String)>);
+
+impl<DB: sqlx::Database> sqlx::Type<DB> for LeaseNodes
+where
+    str: sqlx::Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <str as sqlx::Type<DB>>::type_info()
+    }
+
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <str as sqlx::Type<DB>>::compatible(ty)
+    }
 }
 
-impl RawLease {
-    pub fn into_row(self) -> DbResult<LeaseRow> {
-        Ok(LeaseRow {
-            id: LeaseId(self.id),
-            owner_id: UserId(self.owner_id),
-            owner: self.owner,
-            project: self.project,
-            lease_type: lease_type(&self.lease_type)?,
-            state: lease_state(&self.state)?,
-            start: self.start,
-            end: self.end,
-            exotic: self.exotic,
-            filter: self.filter,
-            deploy: self.deploy,
-            name: self.name,
-            reason: self.reason,
-            created_at: self.created_at,
-            nodes: Vec::new(),
-        })
+impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for LeaseNodes
+where
+    &'r str: sqlx::Decode<'r, DB>,
+{
+    fn decode(value: DB::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let text = <&str as sqlx::Decode<DB>>::decode(value)?;
+        let nodes: Vec<(i64, String)> = serde_json::from_str(text)?;
+        Ok(LeaseNodes(nodes.into_iter().map(|(id, name)| (NodeId(id), name)).collect()))
+    }
+}
+
+impl From<LeaseNodes> for Vec<(NodeId, String)> {
+    fn from(nodes: LeaseNodes) -> Self {
+        nodes.0
     }
 }
 

@@ -48,6 +48,35 @@ pub async fn wait_until<T>(what: &str, limit: Duration, mut check: impl AsyncFnM
     }
 }
 
+/// What the database answers to `sql` (one text column), read with raw SQL
+/// on either backend, behind the store's back.
+pub async fn raw_column(database: &str, sql: &str) -> Vec<Option<String>> {
+    if database.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(database).await.expect("raw SQLite connection");
+        let values = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_all(&pool).await.expect("raw query");
+        pool.close().await;
+        values
+    } else {
+        let pool = sqlx::PgPool::connect(database).await.expect("raw PostgreSQL connection");
+        let values = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_all(&pool).await.expect("raw query");
+        pool.close().await;
+        values
+    }
+}
+
+/// Runs `sql` on the database with raw SQL, behind the store's back.
+pub async fn raw_execute(database: &str, sql: &str) {
+    if database.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(database).await.expect("raw SQLite connection");
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&pool).await.expect("raw statement");
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(database).await.expect("raw PostgreSQL connection");
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&pool).await.expect("raw statement");
+        pool.close().await;
+    }
+}
+
 /// The database a test's controller runs on: SQLite in its data directory
 /// (the default), or, with `FERRUM_TEST_DATABASE=postgres`, a fresh
 /// database on a throw-away PostgreSQL cluster started once for the test

@@ -5,7 +5,10 @@
 use chrono::Duration;
 use serde_json::json;
 
-use super::harness::{TestContext, at, t0};
+use ferrum_controller::db::DbError;
+use ferrum_controller::model::LeaseId;
+
+use super::harness::{TestContext, at, raw_execute, t0};
 
 fn id(v: &serde_json::Value) -> i64 {
     v["id"].as_i64().expect("lease id")
@@ -381,4 +384,22 @@ async fn a_node_that_fails_its_check_is_suspect_and_never_allocated() {
     assert!(started["reason"].as_str().is_some_and(|r| r.contains("chifflot-4")), "{started}");
     assert_eq!(ctx.node_state("chifflot-5").await, "reserved");
     assert_eq!(ctx.node_state("chifflot-4").await, "suspect");
+}
+
+/// A lease row whose stored state is no state of the lease lifecycle reads
+/// as a corrupt row naming the column's value, never as a default state, on
+/// either backend (the model's sqlx type mappings decode it).
+#[tokio::test]
+async fn a_lease_with_an_unknown_stored_state_reads_as_corrupt() {
+    let ctx = TestContext::with_fixtures().await;
+    let alice = ctx.user("alice", "p-vision").await;
+    let lease = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 1}, "duration": "1h"})).await.expect(201);
+    let lease = LeaseId(id(&lease));
+    let store = ctx.store().await;
+    assert_eq!(store.get_lease(lease).await.expect("a readable lease").nodes.len(), 1);
+    raw_execute(&ctx.database, &format!("UPDATE leases SET state = 'bogus' WHERE id = {}", lease.0)).await;
+    match store.get_lease(lease).await {
+        Err(DbError::Corrupt(what)) => assert!(what.contains("unknown lease state 'bogus'"), "{what}"),
+        other => panic!("a lease in state 'bogus' read as {other:?}"),
+    }
 }

@@ -16,7 +16,7 @@ use ferrum_controller::model::BmcAddress;
 use ferrum_controller::server;
 use serde_json::json;
 
-use super::harness::{TestContext, t0};
+use super::harness::{TestContext, raw_column, raw_execute, t0};
 
 const PASSWORD: &str = "Xyzzy-bmc-pw-42";
 
@@ -40,34 +40,6 @@ async fn bmc_works(ctx: &TestContext, name: &str) {
     assert!(!node.to_string().contains(PASSWORD), "{node}");
     let status = ctx.post(&format!("/api/v1/nodes/{name}/power"), &ctx.admin, json!({"action": "status"})).await.expect(200);
     assert!(status["power"].is_string(), "{status}");
-}
-
-/// What the database stores in `column` of `table`'s rows, read with raw
-/// SQL on either backend.
-async fn raw_column(database: &str, sql: &str) -> Vec<Option<String>> {
-    if database.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(database).await.expect("raw SQLite connection");
-        let values = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_all(&pool).await.expect("raw query");
-        pool.close().await;
-        values
-    } else {
-        let pool = sqlx::PgPool::connect(database).await.expect("raw PostgreSQL connection");
-        let values = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_all(&pool).await.expect("raw query");
-        pool.close().await;
-        values
-    }
-}
-
-async fn raw_execute(database: &str, sql: &str) {
-    if database.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(database).await.expect("raw SQLite connection");
-        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&pool).await.expect("raw statement");
-        pool.close().await;
-    } else {
-        let pool = sqlx::PgPool::connect(database).await.expect("raw PostgreSQL connection");
-        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&pool).await.expect("raw statement");
-        pool.close().await;
-    }
 }
 
 /// The bytes of the SQLite database and its WAL and shared-memory files.
