@@ -173,9 +173,9 @@ async fn requests_page(
         .map(|(r, clash)| RequestLine {
             id: r.id,
             verified: match r.email_verified_at {
-                Some(t) => format!("confirmed {}", when(t)),
-                None if mailer => "not confirmed yet".into(),
-                None => "not checked (no mail server)".into(),
+                Some(t) => format!("yes, on {}", when(t)),
+                None if mailer => "not yet".into(),
+                None => "no: no mail server is configured".into(),
             },
             status: r.status.as_deref().and_then(RequesterStatus::parse).map_or("-", RequesterStatus::label),
             asked: when(r.created_at),

@@ -448,7 +448,8 @@ async fn an_admin_decides_account_requests_in_the_portal() {
     assert_eq!(queue.status, StatusCode::OK, "{}", queue.text);
     for fact in [
         &format!("Request {erin}: erin") as &str,
-        "erin@uni.example (not checked (no mail server))",
+        "<dd>erin@uni.example</dd>",
+        "<dt>E-mail confirmed</dt><dd>no: no mail server is configured</dd>",
         "Université de Nantes",
         "<dd>Student</dd>",
         "<dd>p-robots</dd>",
@@ -529,14 +530,21 @@ async fn an_approval_in_the_portal_mails_the_activation_link() {
     let id = account_request(&ctx, "gina").await;
     let mut admin = signed_in(&ctx, "admin").await;
     let queue = admin.get("/admin/account-requests").await;
-    assert!(queue.text.contains("gina@uni.example (not confirmed yet)"), "{}", queue.text);
+    assert!(queue.text.contains("<dd>gina@uni.example</dd>\n<dt>E-mail confirmed</dt><dd>not yet</dd>"), "{}", queue.text);
+    // Gina follows the mail's link: the queue says so.
+    let mail = smtp.wait_for("gina@uni.example", "/verify-email/").await;
+    let path = super::smtp::link(&mail, &format!("{}/verify-email/", ctx.url)).trim_start_matches(&ctx.url).to_owned();
+    let mut gina = Browser::new(&ctx);
+    let form = gina.get(&path).await;
+    assert_eq!(gina.post(&path, &[("form_token", &form.field("form_token"))]).await.status, StatusCode::OK);
+    let queue = admin.get("/admin/account-requests").await;
+    assert!(queue.text.contains("<dt>E-mail confirmed</dt><dd>yes, on 2026-"), "{}", queue.text);
     let approved = admin.post(&format!("/admin/account-requests/{id}/approve"), &[("csrf", &queue.field("csrf"))]).await;
     assert_eq!(approved.status, StatusCode::CREATED, "{}", approved.text);
     assert!(approved.text.contains("The link where gina sets their password was mailed to gina@uni.example."), "{}", approved.text);
     assert!(!approved.text.contains("/activate/"), "mailed, not shown: {}", approved.text);
     let mail = smtp.wait_for("gina@uni.example", "/activate/").await;
     let url = super::smtp::link(&mail, &format!("{}/activate/", ctx.url));
-    let mut gina = Browser::new(&ctx);
     assert_eq!(gina.activate(&url, PASSWORD).await.status, StatusCode::SEE_OTHER);
 }
 
