@@ -380,3 +380,34 @@ pub async fn reject_lease(
 ) -> Result<Response, WebError> {
     decide_lease(&app, &s, id, Decision::Reject, form).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_note_names_a_decided_id_and_nothing_else() {
+        let q = |approved: Option<&str>, rejected: Option<&str>| DoneQuery {
+            approved: approved.map(str::to_owned),
+            rejected: rejected.map(str::to_owned),
+        };
+        assert_eq!(q(Some("5"), None).decided(), Some((5, true)));
+        assert_eq!(q(None, Some("7")).decided(), Some((7, false)));
+        assert_eq!(q(Some("<b>5</b>"), None).decided(), None);
+        assert_eq!(q(None, None).decided(), None);
+    }
+
+    #[test]
+    fn a_refusal_goes_beside_its_form_or_to_the_top() {
+        let refusal = |id, decision| Refusal { id, decision, message: format!("no {id}"), typed: "typed".into() };
+        let (mut one, mut two) = (FormState::default(), FormState::default());
+        let top = place_refusal(Some(refusal(2, Decision::Reject)), &mut [(1, &mut one), (2, &mut two)]);
+        assert_eq!(top, None);
+        assert_eq!((two.reject_error.as_deref(), two.reject_typed.as_str()), (Some("no 2"), "typed"));
+        assert!(two.approve_error.is_none() && one.reject_error.is_none());
+        // An item no longer in the queue (decided meanwhile): the page's.
+        let top = place_refusal(Some(refusal(3, Decision::Approve)), &mut [(1, &mut one), (2, &mut two)]);
+        assert_eq!(top.as_deref(), Some("no 3"));
+        assert_eq!(place_refusal(None, &mut [(1, &mut one)]), None);
+    }
+}
