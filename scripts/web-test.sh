@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The web portal in a real browser (README "Tests and CI"): Debian's
 # Chromium driven by Playwright (pytest, tests/web) through sign-in,
-# activation, the profile's tokens and SSH keys, keyboard-only use and
-# sign-out, with axe-core on every page (serious or critical violations
+# activation, the profile's tokens and SSH keys, keyboard-only use,
+# sign-out and the admin's approval queues, with axe-core on every page (serious or critical violations
 # fail) and screenshots of the main pages. Any failure fails the script.
 #
 # ferrumd and the browser run inside a network namespace of their own that
@@ -60,10 +60,14 @@ addr="127.0.0.1:$port"
 url="http://$addr"
 # Sign-in throttling per account (default burst 5) would count the suite's
 # sign-ins as alice; the throttle itself is tested in controller/tests/it.
+# A low approval threshold: the admin's queue test asks for a large lease.
 cat > "$work/ferrumd.toml" <<EOF
 [web]
 login_burst_per_account = 50
 login_burst_per_address = 50
+[policy]
+approval_threshold_node_hours = 10
+approval_notice = "1h"
 EOF
 # Not through in_ns: a function in the background is a subshell, and $! its PID.
 ip netns exec "$ns" "$FERRUM_BIN_DIR/ferrumd" --config "$work/ferrumd.toml" --listen "$addr" --data-dir "$work/data" > "$work/ferrumd.log" 2>&1 &

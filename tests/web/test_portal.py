@@ -8,11 +8,12 @@ which activate her themselves when that test did not run.
 import re
 import subprocess
 import urllib.request
+from datetime import datetime, timedelta, timezone
 
 from playwright.sync_api import Page, expect
 
 from conftest import (
-    PASSWORD, PROJECT, SCREENSHOT_DIR, URL, USER, check_a11y, http, set_password, sign_in,
+    PASSWORD, PROJECT, SCREENSHOT_DIR, URL, USER, activation_link, check_a11y, http, set_password, sign_in,
 )
 
 
@@ -164,6 +165,136 @@ def test_not_found_page(page: Page):
     expect(page.get_by_role("heading", name="Not found")).to_be_visible()
     expect(page.get_by_role("alert")).to_contain_text("there is no page here")
     check_a11y(page, "404")
+
+
+def test_users_have_no_admin_entry(signed_in: Page):
+    page = signed_in
+    expect(page.get_by_role("navigation", name="Main").get_by_role("link", name="Admin")).to_have_count(0)
+    response = page.goto("/admin/leases")
+    assert response.status == 403
+    expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
+    expect(page.get_by_role("alert")).to_have_text("this operation is for admins")
+    check_a11y(page, "403")
+
+
+def one_line(locators):
+    """Whether the elements' vertical centres are within a few pixels."""
+    centres = []
+    for loc in locators:
+        box = loc.bounding_box()
+        centres.append(box["y"] + box["height"] / 2)
+    return max(centres) - min(centres) < 6
+
+
+def admin_shot(page: Page, name: str):
+    """A screenshot of an admin page (README, like test_screenshots')."""
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT_DIR / f"{name}.png"), full_page=True)
+
+
+def test_admin_queues(page: Page, admin):
+    # Two nodes without a BMC (they enrol at once) and sam, of another
+    # project, whose 2 nodes x 6 h = 12 node-hours are above the threshold
+    # of 10 (scripts/web-test.sh): the lease waits for an admin.
+    for i in (1, 2):
+        node = {"name": f"web-{i}", "site": "lab", "cluster": "web", "macs": [f"02:00:00:00:0a:0{i}"]}
+        assert http("POST", "/api/v1/nodes", admin, node)[0] == 201
+    assert http("POST", "/api/v1/projects", admin, {"name": "p-big"})[0] == 201
+    status, sam = http("POST", "/api/v1/users", admin, {"name": "sam", "projects": ["p-big"]})
+    assert status == 201, status
+    start = (datetime.now(timezone.utc) + timedelta(hours=3)).replace(minute=0, second=0, microsecond=0).isoformat()
+    status, lease = http("POST", "/api/v1/leases", sam["token"], {"name": "big-run", "nodes": {"count": 2}, "duration": "6h", "start": start})
+    assert status == 201, status
+    assert lease["state"] == "awaiting_approval", lease
+    lease_id = lease["id"]
+
+    # Two account requests: one through the form, one through the API.
+    page.goto("/request-account")
+    page.get_by_label("Login you would like").fill("lea")
+    page.get_by_label("E-mail address").fill("lea@univ-lille.example")
+    page.get_by_label("University, laboratory or company").fill("Université de Lille")
+    page.get_by_label("You are").select_option("student")
+    page.get_by_label("Project to join").fill("p-thesis")
+    page.get_by_label("What the account is for").fill("Master's thesis on GPU scheduling.")
+    page.get_by_role("button", name="Send the request").click()
+    expect(page.get_by_role("heading", name="Request sent")).to_be_visible()
+    ask = {"name": "mo", "email": "mo@example.org", "affiliation": "Nowhere", "project": "p-mo", "motivation": "Mining cryptocurrency, sorry."}
+    assert http("POST", "/api/v1/account-requests", None, ask)[0] == 202
+
+    # The admin sets a password and signs in: "Admin" is in the navigation,
+    # on one line with the rest.
+    page.goto(activation_link(admin, "admin"))
+    set_password(page, PASSWORD, PASSWORD)
+    expect(page).to_have_url(f"{URL}/login?activated=admin")
+    sign_in(page, "admin", PASSWORD)
+    nav = page.get_by_role("navigation", name="Main")
+    entries = [nav.get_by_role("link", name=n, exact=True) for n in ("Home", "Profile", "Admin")]
+    assert one_line(entries + [nav.get_by_role("button", name="Sign out")]), "the navigation wraps"
+    entries[2].click()
+    expect(page.get_by_role("heading", name="Admin", exact=True)).to_be_visible()
+    expect(page.get_by_role("listitem").filter(has_text="Account requests")).to_have_text("Account requests: 2 waiting.")
+    expect(page.get_by_role("listitem").filter(has_text="Leases awaiting approval")).to_have_text("Leases awaiting approval: 1 waiting.")
+    check_a11y(page, "admin")
+
+    page.get_by_role("link", name="Account requests").first.click()
+    lea = page.get_by_role("region", name=re.compile(r"^Request \d+: lea$"))
+    expect(lea).to_contain_text("lea@univ-lille.example")
+    expect(lea).to_contain_text("no: no mail server is configured")
+    expect(lea).to_contain_text("Université de Lille")
+    expect(lea).to_contain_text("Student")
+    expect(lea).to_contain_text("p-thesis")
+    expect(lea).to_contain_text("Master's thesis on GPU scheduling.")
+    check_a11y(page, "account requests")
+    admin_shot(page, "admin-account-requests")
+
+    # A rejection needs a reason: the browser holds the form (required); a
+    # browser that does not check gets the server's words beside the field.
+    mo = page.get_by_role("region", name=re.compile(r"^Request \d+: mo$"))
+    reason = mo.get_by_label(re.compile(r"^Reason for rejecting request"))
+    assert reason.evaluate("e => e.required")
+    reason.evaluate("e => e.form.noValidate = true")
+    mo.get_by_role("button", name=re.compile(r"^Reject request")).click()
+    expect(mo.get_by_role("alert")).to_have_text("reason: 1 to 1000 characters of text")
+    expect(reason).to_have_attribute("aria-describedby", re.compile(r"^reject-\d+-error$"))
+    check_a11y(page, "account requests with an error")
+    # From the keyboard: the reason, then Enter.
+    reason.focus()
+    page.keyboard.type("not what this testbed is for")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status")).to_have_text(re.compile(r"^Request \d+ rejected\.$"))
+    expect(mo).to_have_count(0)
+
+    # Approval without a mail server: the page gives the activation link.
+    lea.get_by_role("button", name=re.compile(r"^Approve request \d+ \(lea\)$")).click()
+    expect(page.get_by_role("heading", name=re.compile(r"^Request \d+ approved$"))).to_be_visible()
+    expect(page.get_by_role("status")).to_have_text("User lea is created, in project p-thesis.")
+    link = page.locator("#activation-url").inner_text().strip()
+    assert link.startswith(f"{URL}/activate/"), link
+    check_a11y(page, "account request approved")
+
+    # The lease: its facts, then approved with a note, from the keyboard.
+    page.get_by_role("navigation", name="Admin").get_by_role("link", name="Leases awaiting approval").click()
+    item = page.get_by_role("region", name=f"Lease {lease_id} (big-run) by sam")
+    expect(item).to_contain_text("sam, project p-big")
+    expect(item).to_contain_text("2: web-")
+    expect(item).to_contain_text("12 node-hours is above the approval threshold of 10 node-hours")
+    check_a11y(page, "leases awaiting approval")
+    admin_shot(page, "admin-leases")
+    item.get_by_label(f"Note on approving lease {lease_id} (optional)").focus()
+    page.keyboard.type("fine for the paper")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status")).to_have_text(f"Lease {lease_id} approved: it starts on time.")
+    expect(page.get_by_text("No lease is waiting.")).to_be_visible()
+    status, seen = http("GET", f"/api/v1/leases/{lease_id}", sam["token"])
+    assert (seen["state"], seen["reason"]) == ("pending", "approved by admin: fine for the paper"), seen
+
+    # The new user sets a password through the link and signs in.
+    page.get_by_role("button", name="Sign out").click()
+    page.goto(link)
+    set_password(page, PASSWORD, PASSWORD)
+    sign_in(page, "lea", PASSWORD)
+    expect(page.get_by_text("Your projects: p-thesis.")).to_be_visible()
+    expect(page.get_by_role("navigation", name="Main").get_by_role("link", name="Admin")).to_have_count(0)
 
 
 def test_screenshots(page: Page, activated):

@@ -25,6 +25,7 @@ use crate::app::web::WebSession;
 use crate::app::{App, AppError};
 use crate::http::limits::KeepBody;
 
+pub mod admin;
 pub mod pages;
 pub mod session;
 
@@ -42,6 +43,13 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/profile/tokens/{id}/revoke", post(pages::revoke_token))
         .route("/profile/keys", post(pages::add_key))
         .route("/profile/keys/{id}/delete", post(pages::remove_key))
+        .route("/admin", get(admin::index))
+        .route("/admin/account-requests", get(admin::account_requests))
+        .route("/admin/account-requests/{id}/approve", post(admin::approve_account_request))
+        .route("/admin/account-requests/{id}/reject", post(admin::reject_account_request))
+        .route("/admin/leases", get(admin::leases))
+        .route("/admin/leases/{id}/approve", post(admin::approve_lease))
+        .route("/admin/leases/{id}/reject", post(admin::reject_lease))
         .route("/static/ferrum.css", get(stylesheet))
         .layer(middleware::from_fn(page_headers))
 }

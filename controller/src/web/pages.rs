@@ -23,7 +23,7 @@ use crate::model::{Seconds, lease};
 use ferrum_api::accounts::RequesterStatus;
 
 /// A time as pages show it: `2026-12-07 14:00 UTC`.
-fn when(t: Seconds) -> String {
+pub(super) fn when(t: Seconds) -> String {
     chrono::DateTime::from_timestamp(t, 0).map_or_else(|| t.to_string(), |d| d.format("%Y-%m-%d %H:%M UTC").to_string())
 }
 

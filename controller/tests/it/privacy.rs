@@ -9,7 +9,9 @@
 //! order of [`IDENTITIES`]); `shared` marks routes where project peers see
 //! each other's names (the project's own description and usage). An answer
 //! may repeat what the caller named in the path (an error saying "you are
-//! not a member of project 'p'" leaks nothing).
+//! not a member of project 'p'" leaks nothing). The portal's pages take a
+//! browser session, not a token: their rows are in [`page_rows`], asked by
+//! each identity signed in through the sign-in form.
 
 use std::collections::BTreeSet;
 
@@ -18,6 +20,7 @@ use serde_json::{Value, json};
 use utoipa::OpenApi;
 
 use super::harness::{DEADLINE, TestContext, wait_until};
+use super::web::{Browser, signed_in};
 
 const IDENTITIES: [&str; 5] = ["no token", "user", "other user", "project peer", "admin"];
 
@@ -28,6 +31,7 @@ const ALPHA: &str = "p-alpha-zq";
 const BETA: &str = "p-beta-zq";
 const DAVE: &str = "dave-zq";
 const DELTA: &str = "p-delta-zq";
+const ERIN: &str = "erin-zq";
 const BOB_ENV: &str = "bob-env-zq";
 const BMC_PASSWORD: &str = "s3cret-zq";
 const REFERENCE_BMC_IP: &str = "10.66.0.1";
@@ -186,6 +190,43 @@ fn undocumented_rows() -> Vec<Row> {
     ]
 }
 
+/// One portal page as every identity's browser session sees it (none,
+/// then [`IDENTITIES`]' users' and the admin's).
+struct PageRow {
+    method: &'static str,
+    /// The path asked, with `{…}` naming things of [`World`].
+    path: &'static str,
+    /// The form posted (`None`: a GET); `{csrf}` is the session's
+    /// anti-forgery token.
+    form: Option<&'static [(&'static str, &'static str)]>,
+    /// The status for each of [`IDENTITIES`] (without a session: 303 to
+    /// the sign-in page).
+    status: [u16; 5],
+}
+
+/// The portal's pages with a session (after every row of [`rows`]; each
+/// row sees the previous rows' effects).
+fn page_rows() -> Vec<PageRow> {
+    let get = |path, status| PageRow { method: "GET", path, form: None, status };
+    let post = |path, form, status| PageRow { method: "POST", path, form: Some(form), status };
+    let csrf: &'static [(&str, &str)] = &[("csrf", "{csrf}")];
+    vec![
+        get("/", [200, 200, 200, 200, 200]),
+        get("/profile", [303, 200, 200, 200, 200]),
+        // The admin's approval queues (issue 19).
+        get("/admin", [303, 403, 403, 403, 200]),
+        get("/admin/account-requests", [303, 403, 403, 403, 200]),
+        get("/admin/leases", [303, 403, 403, 403, 200]),
+        // Alice's lease is running: nothing to decide.
+        post("/admin/leases/{alice_lease}/reject", csrf, [303, 403, 403, 403, 409]),
+        // Without the session's anti-forgery token, nobody's form counts.
+        post("/admin/leases/{bob_waiting}/approve", &[("csrf", "")], [303, 403, 403, 403, 403]),
+        post("/admin/leases/{bob_waiting}/approve", csrf, [303, 403, 403, 403, 303]),
+        post("/admin/account-requests/{erin_request}/reject", &[("csrf", "{csrf}"), ("reason", "")], [303, 403, 403, 403, 400]),
+        post("/admin/account-requests/{erin_request}/approve", csrf, [303, 403, 403, 403, 201]),
+    ]
+}
+
 /// The seeded world: ids and tokens the rows and checks name.
 struct World {
     tokens: [Option<String>; 5],
@@ -203,11 +244,13 @@ impl World {
 /// admin's maintenance of sim-1 with a reason naming bob and the BMC, bob's
 /// ended lease with a deploy of his private environment on sim-1, bob's
 /// running lease on sim-2, alice's running lease on sim-1 with a running
-/// deploy, carol's future lease on sim-3, an agent inventory of sim-1, an
-/// account request.
+/// deploy, carol's future lease on sim-3, bob's large lease awaiting
+/// approval, an agent inventory of sim-1, two account requests.
 async fn seed() -> (TestContext, World) {
     let mut config = ferrum_controller::config::Config::default();
     config.boot.public_url = Some("http://10.10.0.1:8750".into());
+    config.policy.approval_threshold_node_hours = 10.0;
+    config.policy.approval_notice = std::time::Duration::from_secs(3600);
     let ctx = TestContext::empty_configured(config, std::sync::Arc::new(ferrum_controller::app::conductor::SimConductor)).await;
     let mut reference: Value = serde_json::from_str(
         &std::fs::read_to_string(super::harness::fixtures().join("sites/grenoble/clusters/servan/nodes/servan-1.json")).expect("fixture"),
@@ -276,6 +319,11 @@ async fn seed() -> (TestContext, World) {
     let lease =
         ctx.post("/api/v1/leases", &carol, json!({"nodes": {"names": ["sim-3"]}, "duration": "1h", "start": later})).await.expect(201);
     let carol_lease = lease["id"].as_i64().expect("id");
+    // 2 nodes x 6h = 12 node-hours, above the threshold of 10: it waits.
+    let big = json!({"nodes": {"count": 2}, "duration": "6h", "start": super::harness::at(chrono::Duration::hours(5))});
+    let lease = ctx.post("/api/v1/leases", &bob, big).await.expect(201);
+    assert_eq!(lease["state"], "awaiting_approval");
+    let bob_waiting = lease["id"].as_i64().expect("id");
 
     let store = ctx.store().await;
     let sim1 = store.get_node("sim-1").await.expect("sim-1");
@@ -287,11 +335,16 @@ async fn seed() -> (TestContext, World) {
     let request = json!({"name": DAVE, "email": "dave@zq.example", "affiliation": "zq", "project": DELTA, "motivation": "privacy tests of the ferrum API"});
     let request =
         ctx.request(reqwest::Method::POST, "/api/v1/account-requests", None, Some(&request)).await.expect(202)["id"].as_i64().expect("id");
+    let request2 = json!({"name": ERIN, "email": "erin@zq.example", "affiliation": "zq", "project": DELTA, "motivation": "privacy tests of the ferrum portal"});
+    let erin_request =
+        ctx.request(reqwest::Method::POST, "/api/v1/account-requests", None, Some(&request2)).await.expect(202)["id"].as_i64().expect("id");
 
     let places = vec![
         ("alice_lease", alice_lease.to_string()),
         ("alice_deployment", alice_deployment.to_string()),
         ("carol_lease", carol_lease.to_string()),
+        ("bob_waiting", bob_waiting.to_string()),
+        ("erin_request", erin_request.to_string()),
         ("request", request.to_string()),
         ("alpha", ALPHA.to_owned()),
         ("beta", BETA.to_owned()),
@@ -313,7 +366,7 @@ fn forbidden(who: usize, shared: bool, world: &World) -> Vec<String> {
         return out;
     }
     out.extend(["10.77.0.1", "10.77.0.2", "10.77.0.3", REFERENCE_BMC_IP, REFERENCE_BMC_HOST].map(String::from));
-    out.extend([DAVE, DELTA].map(String::from));
+    out.extend([DAVE, DELTA, ERIN].map(String::from));
     let (me, peer): (&[&str], &[&str]) = match who {
         1 => (&[ALICE, ALPHA], &[CAROL]),
         2 => (&[BOB, BETA, BOB_ENV], &[]),
@@ -379,6 +432,45 @@ async fn every_route_with_every_identity() {
                 if let Some(at) = text.find(&secret) {
                     let around: String = text[at.saturating_sub(120)..].chars().take(240).collect();
                     failures.push(format!("{} {path} as {} shows '{secret}': …{around}…", r.method, IDENTITIES[who]));
+                }
+            }
+        }
+    }
+
+    // The portal's pages: each identity signed in with its own session.
+    let mut browsers = vec![Browser::new(&ctx)];
+    for name in [ALICE, BOB, CAROL, "admin"] {
+        browsers.push(signed_in(&ctx, name).await);
+    }
+    let mut csrfs = vec![String::new()];
+    for browser in &mut browsers[1..] {
+        csrfs.push(browser.get("/").await.field("csrf"));
+    }
+    for r in page_rows() {
+        let path = world.path(r.path);
+        for (who, browser) in browsers.iter_mut().enumerate() {
+            let page = match r.form {
+                None => browser.get(&path).await,
+                Some(form) => {
+                    let form: Vec<(&str, String)> = form.iter().map(|(k, v)| (*k, v.replace("{csrf}", &csrfs[who]))).collect();
+                    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    browser.post(&path, &pairs).await
+                }
+            };
+            if page.status.as_u16() != r.status[who] {
+                failures.push(format!(
+                    "page {} {path} as {}: {} (the row says {}): {}",
+                    r.method,
+                    IDENTITIES[who],
+                    page.status,
+                    r.status[who],
+                    page.text.chars().take(300).collect::<String>()
+                ));
+            }
+            for secret in forbidden(who, false, &world).into_iter().filter(|s| !path.contains(s.as_str())) {
+                if let Some(at) = page.text.find(&secret) {
+                    let around: String = page.text[at.saturating_sub(120)..].chars().take(240).collect();
+                    failures.push(format!("page {} {path} as {} shows '{secret}': …{around}…", r.method, IDENTITIES[who]));
                 }
             }
         }

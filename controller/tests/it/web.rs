@@ -1,38 +1,42 @@
 //! The web portal over HTTP, as a browser speaks it (forms, cookies,
 //! redirects not followed): activation links, sign-in and sign-out,
 //! anti-forgery tokens, session fixation, throttling, the profile's
-//! tokens and SSH keys. What a user clicks through is tested in a real
-//! browser too (`tests/web/`, Playwright).
+//! tokens and SSH keys, the admin's approval queues (account requests,
+//! large leases). What a user clicks through is tested in a real browser
+//! too (`tests/web/`, Playwright).
 
 use std::collections::BTreeMap;
 
+use ferrum_controller::app::conductor::SimConductor;
 use ferrum_controller::config::Config;
 use reqwest::StatusCode;
-use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
-use serde_json::json;
+use reqwest::header::{CACHE_CONTROL, COOKIE, LOCATION, SET_COOKIE};
+use serde_json::{Value, json};
 
-use super::harness::TestContext;
+use super::harness::{TestContext, at};
 
 /// A browser without a script: keeps cookies, follows no redirect.
-struct Browser {
+pub(super) struct Browser {
     base: String,
     client: reqwest::Client,
-    cookies: BTreeMap<String, String>,
+    pub(super) cookies: BTreeMap<String, String>,
 }
 
 /// A page as the browser got it.
 #[derive(Debug)]
-struct Page {
-    status: StatusCode,
-    location: Option<String>,
+pub(super) struct Page {
+    pub(super) status: StatusCode,
+    pub(super) location: Option<String>,
     /// `Set-Cookie` lines, as sent.
     set_cookies: Vec<String>,
-    text: String,
+    /// `Cache-Control`, if any.
+    cache_control: Option<String>,
+    pub(super) text: String,
 }
 
 impl Page {
     /// The value of a hidden field (`name="NAME" value="..."`).
-    fn field(&self, name: &str) -> String {
+    pub(super) fn field(&self, name: &str) -> String {
         let marker = format!("name=\"{name}\" value=\"");
         let start = self.text.find(&marker).unwrap_or_else(|| panic!("no field {name} in {}", self.text)) + marker.len();
         self.text[start..].split('"').next().unwrap_or_default().to_owned()
@@ -44,7 +48,7 @@ impl Page {
 }
 
 impl Browser {
-    fn new(ctx: &TestContext) -> Browser {
+    pub(super) fn new(ctx: &TestContext) -> Browser {
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
         Browser { base: ctx.url.clone(), client, cookies: BTreeMap::new() }
     }
@@ -55,6 +59,7 @@ impl Browser {
         let resp = req.send().await.expect("request sent");
         let status = resp.status();
         let location = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let cache_control = resp.headers().get(CACHE_CONTROL).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let set_cookies: Vec<String> =
             resp.headers().get_all(SET_COOKIE).iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect();
         for line in &set_cookies {
@@ -68,28 +73,28 @@ impl Browser {
             }
         }
         let text = resp.text().await.expect("body");
-        Page { status, location, set_cookies, text }
+        Page { status, location, set_cookies, cache_control, text }
     }
 
-    async fn get(&mut self, path: &str) -> Page {
+    pub(super) async fn get(&mut self, path: &str) -> Page {
         let req = self.client.get(format!("{}{path}", self.base));
         self.send(req).await
     }
 
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+    pub(super) async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
         let req = self.client.post(format!("{}{path}", self.base)).form(form);
         self.send(req).await
     }
 
     /// Signs in through the form (which the browser loads first).
-    async fn sign_in(&mut self, name: &str, password: &str) -> Page {
+    pub(super) async fn sign_in(&mut self, name: &str, password: &str) -> Page {
         let form = self.get("/login").await;
         let token = form.field("form_token");
         self.post("/login", &[("form_token", &token), ("next", "/"), ("name", name), ("password", password)]).await
     }
 
     /// Sets a password through an activation link.
-    async fn activate(&mut self, url: &str, password: &str) -> Page {
+    pub(super) async fn activate(&mut self, url: &str, password: &str) -> Page {
         let path = url.split_once("/activate/").map(|(_, t)| format!("/activate/{t}")).expect("an activation URL");
         let form = self.get(&path).await;
         assert_eq!(form.status, StatusCode::OK, "{}", form.text);
@@ -98,7 +103,7 @@ impl Browser {
     }
 }
 
-async fn activation_url(ctx: &TestContext, user: &str) -> String {
+pub(super) async fn activation_url(ctx: &TestContext, user: &str) -> String {
     let link = ctx.post(&format!("/api/v1/users/{user}/activation-link"), &ctx.admin, json!({})).await.expect(201);
     assert_eq!(link["user"], user);
     let url = link["url"].as_str().expect("url").to_owned();
@@ -106,7 +111,15 @@ async fn activation_url(ctx: &TestContext, user: &str) -> String {
     url
 }
 
-const PASSWORD: &str = "correct horse battery";
+pub(super) const PASSWORD: &str = "correct horse battery";
+
+/// A browser signed in as `user` (whose password it sets first).
+pub(super) async fn signed_in(ctx: &TestContext, user: &str) -> Browser {
+    let mut browser = Browser::new(ctx);
+    assert_eq!(browser.activate(&activation_url(ctx, user).await, PASSWORD).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(browser.sign_in(user, PASSWORD).await.status, StatusCode::SEE_OTHER);
+    browser
+}
 
 #[tokio::test]
 async fn a_user_sets_a_password_once_signs_in_and_out() {
@@ -406,4 +419,204 @@ async fn without_a_mail_server_the_admin_is_given_the_activation_link() {
     let url = approved["activation_url"].as_str().expect("the link, for the admin to pass on").to_owned();
     assert_eq!(browser.activate(&url, PASSWORD).await.status, StatusCode::SEE_OTHER);
     assert_eq!(browser.sign_in("dan", PASSWORD).await.status, StatusCode::SEE_OTHER);
+}
+
+/// A public account request (the API's form), its id.
+async fn account_request(ctx: &TestContext, name: &str) -> i64 {
+    let ask = json!({"name": name, "email": format!("{name}@uni.example"), "affiliation": "Université de Nantes", "status": "student",
+        "project": "p-robots", "motivation": "Benchmarking ROS 2 planners on GPUs for my thesis."});
+    let sent = ctx.request(reqwest::Method::POST, "/api/v1/account-requests", None, Some(&ask)).await.expect(202);
+    sent["id"].as_i64().expect("id")
+}
+
+async fn request_state(ctx: &TestContext, id: i64) -> Value {
+    ctx.get(&format!("/api/v1/account-requests/{id}"), &ctx.admin).await.expect(200)
+}
+
+#[tokio::test]
+async fn an_admin_decides_account_requests_in_the_portal() {
+    let ctx = TestContext::empty().await;
+    ctx.user("alice", "p-vision").await;
+    let erin = account_request(&ctx, "erin").await;
+    let fred = account_request(&ctx, "fred").await;
+    let mut admin = signed_in(&ctx, "admin").await;
+    assert!(admin.get("/").await.text.contains("<a href=\"/admin\">Admin</a>"), "admins have the Admin entry");
+    let index = admin.get("/admin").await;
+    assert_eq!(index.status, StatusCode::OK, "{}", index.text);
+    assert!(index.text.contains("Account requests</a>: 2 waiting") && index.text.contains("0 waiting"), "{}", index.text);
+    let queue = admin.get("/admin/account-requests").await;
+    assert_eq!(queue.status, StatusCode::OK, "{}", queue.text);
+    for fact in [
+        &format!("Request {erin}: erin") as &str,
+        "<dd>erin@uni.example</dd>",
+        "<dt>E-mail confirmed</dt><dd>no: no mail server is configured</dd>",
+        "Université de Nantes",
+        "<dd>Student</dd>",
+        "<dd>p-robots</dd>",
+        "Benchmarking ROS 2 planners on GPUs for my thesis.",
+        "2026-",
+    ] {
+        assert!(queue.text.contains(fact), "{fact} in {}", queue.text);
+    }
+    let csrf = queue.field("csrf");
+
+    // Users have no Admin entry, get a 403 page in words, and their forms
+    // (with their own session's token) change nothing.
+    let mut alice = signed_in(&ctx, "alice").await;
+    let home = alice.get("/").await;
+    assert!(home.text.contains("Welcome, alice") && !home.text.contains("/admin"), "{}", home.text);
+    for path in ["/admin", "/admin/account-requests", "/admin/leases"] {
+        let refused = alice.get(path).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{path}");
+        assert!(refused.text.contains("<h1>Not allowed</h1>") && refused.text.contains("this operation is for admins"), "{}", refused.text);
+        assert!(!refused.text.contains("erin"), "{}", refused.text);
+    }
+    let her_csrf = home.field("csrf");
+    let refused = alice.post(&format!("/admin/account-requests/{erin}/approve"), &[("csrf", &her_csrf)]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+    let refused = alice.post(&format!("/admin/account-requests/{erin}/reject"), &[("csrf", &her_csrf), ("reason", "no")]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+    // Without the session's anti-forgery token, not even an admin's form.
+    for token in ["", "ferrum_guess"] {
+        let forged = admin.post(&format!("/admin/account-requests/{erin}/approve"), &[("csrf", token)]).await;
+        assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.text);
+        assert!(forged.text.contains("did not come from this site"), "{}", forged.text);
+    }
+    assert_eq!(request_state(&ctx, erin).await["state"], "pending");
+
+    // A rejection needs a reason: said beside the field, the request stays.
+    let empty = admin.post(&format!("/admin/account-requests/{fred}/reject"), &[("csrf", &csrf), ("reason", "  ")]).await;
+    assert_eq!(empty.status, StatusCode::BAD_REQUEST, "{}", empty.text);
+    assert!(empty.text.contains(&format!("id=\"reject-{fred}-error\">reason: 1 to 1000 characters of text</p>")), "{}", empty.text);
+    assert!(empty.text.contains(&format!("aria-describedby=\"reject-{fred}-error\"")), "{}", empty.text);
+    assert_eq!(request_state(&ctx, fred).await["state"], "pending");
+    let rejected = admin.post(&format!("/admin/account-requests/{fred}/reject"), &[("csrf", &csrf), ("reason", "no such thesis")]).await;
+    assert_eq!(rejected.status, StatusCode::SEE_OTHER, "{}", rejected.text);
+    assert_eq!(rejected.location.as_deref(), Some(format!("/admin/account-requests?rejected={fred}").as_str()));
+    let after = admin.get(rejected.location.as_deref().expect("location")).await;
+    assert!(after.text.contains(&format!("Request {fred} rejected.")) && !after.text.contains("Request {fred}: fred"), "{}", after.text);
+    let fred_row = request_state(&ctx, fred).await;
+    assert_eq!((fred_row["state"].as_str(), fred_row["reason"].as_str()), (Some("rejected"), Some("no such thesis")));
+
+    // Approval without a mail server: the admin is given the activation
+    // link (kept out of caches), never the first API token.
+    let approved = admin.post(&format!("/admin/account-requests/{erin}/approve"), &[("csrf", &csrf)]).await;
+    assert_eq!(approved.status, StatusCode::CREATED, "{}", approved.text);
+    assert_eq!(approved.cache_control.as_deref(), Some("no-store"));
+    assert!(approved.text.contains("User <strong>erin</strong> is created, in project <strong>p-robots</strong>"), "{}", approved.text);
+    assert!(approved.text.contains("No mail server is configured"), "{}", approved.text);
+    let start = approved.text.find("<code id=\"activation-url\">").expect("the link shown") + "<code id=\"activation-url\">".len();
+    let url = approved.text[start..].split('<').next().expect("link text").to_owned();
+    assert!(url.starts_with(&format!("{}/activate/ferrum_", ctx.url)), "{url}");
+    assert_eq!(approved.text.matches("ferrum_").count(), 2, "the link and the session's token, nothing else: {}", approved.text);
+    assert_eq!(request_state(&ctx, erin).await["state"], "approved");
+    // Deciding again: the queue, with why at its top.
+    let again = admin.post(&format!("/admin/account-requests/{erin}/approve"), &[("csrf", &csrf)]).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text);
+    assert!(again.text.contains("this account request was already decided"), "{}", again.text);
+    assert!(again.text.contains("No account request is waiting."), "{}", again.text);
+
+    let mut erin_browser = Browser::new(&ctx);
+    assert_eq!(erin_browser.activate(&url, PASSWORD).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(erin_browser.sign_in("erin", PASSWORD).await.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn an_approval_in_the_portal_mails_the_activation_link() {
+    let smtp = super::smtp::Smtp::start().await;
+    let mut config = Config::default();
+    config.mail.smtp_url = Some(smtp.url());
+    let ctx = TestContext::empty_configured(config, std::sync::Arc::new(ferrum_controller::app::conductor::SimConductor)).await;
+    let id = account_request(&ctx, "gina").await;
+    let mut admin = signed_in(&ctx, "admin").await;
+    let queue = admin.get("/admin/account-requests").await;
+    assert!(queue.text.contains("<dd>gina@uni.example</dd>\n<dt>E-mail confirmed</dt><dd>not yet</dd>"), "{}", queue.text);
+    // Gina follows the mail's link: the queue says so.
+    let mail = smtp.wait_for("gina@uni.example", "/verify-email/").await;
+    let path = super::smtp::link(&mail, &format!("{}/verify-email/", ctx.url)).trim_start_matches(&ctx.url).to_owned();
+    let mut gina = Browser::new(&ctx);
+    let form = gina.get(&path).await;
+    assert_eq!(gina.post(&path, &[("form_token", &form.field("form_token"))]).await.status, StatusCode::OK);
+    let queue = admin.get("/admin/account-requests").await;
+    assert!(queue.text.contains("<dt>E-mail confirmed</dt><dd>yes, on 2026-"), "{}", queue.text);
+    let approved = admin.post(&format!("/admin/account-requests/{id}/approve"), &[("csrf", &queue.field("csrf"))]).await;
+    assert_eq!(approved.status, StatusCode::CREATED, "{}", approved.text);
+    assert!(approved.text.contains("The link where gina sets their password was mailed to gina@uni.example."), "{}", approved.text);
+    assert!(!approved.text.contains("/activate/"), "mailed, not shown: {}", approved.text);
+    let mail = smtp.wait_for("gina@uni.example", "/activate/").await;
+    let url = super::smtp::link(&mail, &format!("{}/activate/", ctx.url));
+    assert_eq!(gina.activate(&url, PASSWORD).await.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn an_admin_decides_waiting_leases_in_the_portal() {
+    let policy = ferrum_controller::config::PolicyConfig {
+        approval_threshold_node_hours: 10.0,
+        approval_notice: std::time::Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let ctx = TestContext::empty_configured(Config { policy, ..Config::default() }, std::sync::Arc::new(SimConductor)).await;
+    ctx.import_fixtures().await;
+    ctx.wait_nodes_available(10).await;
+    let alice = ctx.user("alice", "p-vision").await;
+    // 2 nodes x 6h = 12 node-hours > 10: waits for an admin.
+    let big = json!({"name": "big-run", "nodes": {"names": ["chifflot-1", "chifflot-2"]}, "start": at(chrono::Duration::hours(2)), "duration": "6h"});
+    let big = ctx.post("/api/v1/leases", &alice, big).await.expect(201);
+    assert_eq!(big["state"], "awaiting_approval");
+    let big = big["id"].as_i64().expect("id");
+    let other = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 3}, "duration": "4h"})).await.expect(201);
+    let other = other["id"].as_i64().expect("id");
+    let state = async |id: i64| ctx.lease(id, &alice).await;
+
+    let mut admin = signed_in(&ctx, "admin").await;
+    let queue = admin.get("/admin/leases").await;
+    assert_eq!(queue.status, StatusCode::OK, "{}", queue.text);
+    for fact in [
+        &format!("Lease {big} (big-run) by alice") as &str,
+        "<dd>alice, project p-vision</dd>",
+        "<dd>2: chifflot-1, chifflot-2</dd>",
+        "<dd>12</dd>",
+        "12 node-hours is above the approval threshold of 10 node-hours",
+        &format!("Lease {other} by alice"),
+    ] {
+        assert!(queue.text.contains(fact), "{fact} in {}", queue.text);
+    }
+    let csrf = queue.field("csrf");
+
+    // A user: 403, and her own session's token changes nothing.
+    let mut user = signed_in(&ctx, "alice").await;
+    let her_csrf = user.get("/").await.field("csrf");
+    for decision in ["approve", "reject"] {
+        let refused = user.post(&format!("/admin/leases/{big}/{decision}"), &[("csrf", &her_csrf)]).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+    }
+    // No anti-forgery token: refused.
+    let forged = admin.post(&format!("/admin/leases/{big}/approve"), &[("reason", "ok")]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.text);
+    assert_eq!(state(big).await["state"], "awaiting_approval");
+
+    // A note the application refuses is said beside its field, as typed.
+    let bad = admin.post(&format!("/admin/leases/{big}/approve"), &[("csrf", &csrf), ("reason", "fine\u{202e}")]).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text);
+    assert!(bad.text.contains(&format!("id=\"approve-{big}-error\">reason: ")), "{}", bad.text);
+    assert!(bad.text.contains(&format!("aria-describedby=\"approve-{big}-error\"")), "{}", bad.text);
+    assert_eq!(state(big).await["state"], "awaiting_approval");
+
+    let approved = admin.post(&format!("/admin/leases/{big}/approve"), &[("csrf", &csrf), ("reason", "fine for the paper")]).await;
+    assert_eq!(approved.status, StatusCode::SEE_OTHER, "{}", approved.text);
+    assert_eq!(approved.location.as_deref(), Some(format!("/admin/leases?approved={big}").as_str()));
+    let lease = state(big).await;
+    assert_eq!((lease["state"].as_str(), lease["reason"].as_str()), (Some("pending"), Some("approved by admin: fine for the paper")));
+    let after = admin.get(approved.location.as_deref().expect("location")).await;
+    assert!(after.text.contains(&format!("Lease {big} approved: it starts on time.")), "{}", after.text);
+    assert!(!after.text.contains(&format!("Lease {big} (big-run)")), "it left the queue: {}", after.text);
+
+    let rejected = admin.post(&format!("/admin/leases/{other}/reject"), &[("csrf", &csrf), ("reason", "")]).await;
+    assert_eq!(rejected.status, StatusCode::SEE_OTHER, "{}", rejected.text);
+    let lease = state(other).await;
+    assert_eq!((lease["state"].as_str(), lease["reason"].as_str()), (Some("rejected"), Some("rejected by admin")));
+    // A lease decided already: the queue, with why at its top.
+    let again = admin.post(&format!("/admin/leases/{big}/reject"), &[("csrf", &csrf)]).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text);
+    assert!(again.text.contains("No lease is waiting."), "{}", again.text);
 }
