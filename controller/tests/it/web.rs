@@ -63,9 +63,11 @@ impl Browser {
         let set_cookies: Vec<String> =
             resp.headers().get_all(SET_COOKIE).iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect();
         for line in &set_cookies {
-            let pair = line.split(';').next().unwrap_or_default();
+            let (pair, attributes) = line.split_once(';').unwrap_or((line, ""));
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let removal = value.is_empty() || line.contains("Max-Age=0") || line.contains("1970");
+            // Only the attributes say "removed": a random hex value may
+            // hold "1970" too (it did, about one run in ten).
+            let removal = value.is_empty() || attributes.contains("Max-Age=0") || attributes.contains("1970");
             if removal {
                 self.cookies.remove(name);
             } else {
