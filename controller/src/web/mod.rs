@@ -26,6 +26,7 @@ use crate::app::{App, AppError};
 use crate::http::limits::KeepBody;
 
 pub mod admin;
+pub mod gantt;
 pub mod pages;
 pub mod session;
 
@@ -43,6 +44,8 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/profile/tokens/{id}/revoke", post(pages::revoke_token))
         .route("/profile/keys", post(pages::add_key))
         .route("/profile/keys/{id}/delete", post(pages::remove_key))
+        .route("/calendar", get(gantt::calendar))
+        .route("/calendar/book", post(gantt::book))
         .route("/admin", get(admin::index))
         .route("/admin/account-requests", get(admin::account_requests))
         .route("/admin/account-requests/{id}/approve", post(admin::approve_account_request))
