@@ -86,7 +86,11 @@ fn main() -> anyhow::Result<()> {
         store.create_project("p-bench", None, None, now).await?;
         let user = store.create_user("bench", false, None, &["p-bench".into()], "0", now).await?;
         store.create_user("boss", true, None, &[], "1", now).await?;
-        let as_user = Actor::from(store.actor_by_token("0").await?.expect("bench user"));
+        // The leases are the bench user's; the chart is looked at by
+        // another user of the project (others' leases: anonymous busy time)
+        // and by an admin (every lease with its id and owner).
+        store.create_user("viewer", false, None, &["p-bench".into()], "2", now).await?;
+        let as_user = Actor::from(store.actor_by_token("2").await?.expect("bench viewer"));
         let as_admin = Actor::from(store.actor_by_token("1").await?.expect("bench admin"));
 
         let mut cal = Calendar::new(n_nodes, now);
