@@ -839,4 +839,5 @@ async fn a_node_page_shows_its_reference_beside_its_report_with_the_differences_
     let bare = alice.get("/hardware/nodes/chifflot-1").await;
     assert!(bare.text.contains("No agent has reported this node's hardware yet"), "{}", bare.text);
     assert!(!bare.text.contains("class=\"differs\"") && !bare.text.contains("class=\"agrees\""), "{}", bare.text);
+    assert!(!bare.text.contains("Reported by the agent") && bare.text.contains("<td>192 GiB</td>"), "{}", bare.text);
 }
