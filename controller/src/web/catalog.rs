@@ -223,17 +223,23 @@ pub struct SiteSummary {
     pub clusters: Vec<ClusterSummary>,
 }
 
+/// A cluster's name and its nodes.
+pub type Cluster<'a> = (String, Vec<&'a api::Node>);
+
+/// A site's name and its clusters.
+pub type Site<'a> = (String, Vec<Cluster<'a>>);
+
 /// Nodes grouped by site, then cluster (natural order: `chifflot2`
 /// before `chifflot10`).
-pub fn by_cluster(nodes: &[api::Node]) -> Vec<(String, Vec<(String, Vec<&api::Node>)>)> {
+pub fn by_cluster(nodes: &[api::Node]) -> Vec<Site<'_>> {
     let mut sites: BTreeMap<&str, BTreeMap<&str, Vec<&api::Node>>> = BTreeMap::new();
     for n in nodes {
         sites.entry(n.site.as_str()).or_default().entry(n.cluster.as_str()).or_default().push(n);
     }
-    let mut out: Vec<(String, Vec<(String, Vec<&api::Node>)>)> = sites
+    let mut out: Vec<Site<'_>> = sites
         .into_iter()
         .map(|(site, clusters)| {
-            let mut clusters: Vec<(String, Vec<&api::Node>)> = clusters
+            let mut clusters: Vec<Cluster<'_>> = clusters
                 .into_iter()
                 .map(|(c, mut nodes)| {
                     nodes.sort_by(|a, b| natural_cmp(&a.name, &b.name));
