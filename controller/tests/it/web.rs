@@ -841,3 +841,28 @@ async fn a_node_page_shows_its_reference_beside_its_report_with_the_differences_
     assert!(!bare.text.contains("class=\"differs\"") && !bare.text.contains("class=\"agrees\""), "{}", bare.text);
     assert!(!bare.text.contains("Reported by the agent") && bare.text.contains("<td>192 GiB</td>"), "{}", bare.text);
 }
+
+#[tokio::test]
+async fn the_catalog_of_a_whole_grid5000_stays_well_under_its_page_budget() {
+    let ctx = TestContext::empty().await;
+    ctx.user("alice", "p-vision").await;
+    // 940 nodes in 59 clusters over 12 sites, as big as Grid'5000.
+    let dir = tempfile::tempdir().expect("tempdir");
+    ferrum_controller::reference::synthesize_tree(&super::harness::fixtures(), dir.path(), 940).expect("a synthesized tree");
+    let nodes = ferrum_controller::reference::read_tree(dir.path()).expect("readable");
+    let upload = ferrum_api::NodeImport {
+        nodes: nodes
+            .into_iter()
+            .map(|d| ferrum_api::ReferenceNode { site: d.site, cluster: d.cluster, description: d.reference })
+            .collect(),
+    };
+    ctx.post("/api/v1/nodes/import", &ctx.admin, serde_json::to_value(&upload).expect("json")).await.expect(200);
+    let mut alice = signed_in(&ctx, "alice").await;
+    for path in ["/hardware", "/hardware?filter=gpu_count+%3E%3D+2&min_memory=64", "/hardware/chifflot3", "/hardware/nodes/chifflot3-16"] {
+        let page = alice.get(path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.text);
+        assert!(page.text.len() < PAGE_BUDGET / 2, "{path}: {} bytes", page.text.len());
+    }
+    let catalog = alice.get("/hardware").await;
+    assert_eq!(catalog.text.matches("class=\"item cluster\"").count(), 59);
+}
