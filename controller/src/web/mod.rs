@@ -55,7 +55,8 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/admin/leases/{id}/approve", post(admin::approve_lease))
         .route("/admin/leases/{id}/reject", post(admin::reject_lease))
         .route("/hardware", get(hardware::catalog))
-        // `_count` is no cluster's name: names start with a letter or digit.
+        // `_count` is no cluster's name: enrolment refuses a leading `_`
+        // (TODO-correctness: an import does not check cluster names yet).
         .route("/hardware/_count", get(hardware::count))
         .route("/hardware/{cluster}", get(hardware::cluster))
         .route("/hardware/nodes/{name}", get(hardware::node))
