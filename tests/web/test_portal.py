@@ -388,6 +388,46 @@ def test_hardware_catalog(signed_in: Page, admin):
     admin_shot(page, "hardware-node")
 
 
+def test_calendar_find_a_slot_and_book(signed_in: Page, admin):
+    # Two nodes of their own cluster, without a BMC (they enrol at once).
+    for i in (1, 2):
+        node = {"name": f"gantt-{i}", "site": "lab", "cluster": "gantt", "macs": [f"02:00:00:00:0b:0{i}"]}
+        assert http("POST", "/api/v1/nodes", admin, node)[0] == 201
+    page = signed_in
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Calendar").click()
+    expect(page.get_by_role("heading", name="Calendar")).to_be_visible()
+    expect(page.locator("#gantt")).to_be_visible()
+    check_a11y(page, "calendar")
+
+    # A bad filter is said beside the field, and nothing is lost.
+    page.get_by_label("Nodes (an OAR filter, empty for all)").fill("gpus >> 2")
+    page.get_by_role("button", name="Show").click()
+    expect(page.locator("#filter-error")).to_contain_text("filter")
+    expect(page.get_by_label("Nodes (an OAR filter, empty for all)")).to_have_value("gpus >> 2")
+
+    # Find a slot for both nodes, from the keyboard, then book it.
+    page.get_by_label("Nodes (an OAR filter, empty for all)").fill("cluster = 'gantt'")
+    page.get_by_label("Nodes", exact=True).fill("2")
+    page.get_by_label("For (e.g. 2h, 1d)").fill("1h")
+    page.get_by_label("For (e.g. 2h, 1d)").press("Enter")
+    found = page.get_by_role("region", name="Earliest slot")
+    expect(found).to_contain_text("gantt-1, gantt-2")
+    expect(page.locator("#gantt rect.slot")).to_have_count(2)
+    check_a11y(page, "calendar with a slot")
+    found.get_by_role("button", name="Book these nodes").click()
+    expect(page.get_by_role("status")).to_contain_text("is booked")
+    expect(page.locator("#gantt rect.mine")).to_have_count(2)
+    lease_id = page.url.split("booked=")[1]
+    expect(page.locator(f"#lease-{lease_id}")).to_contain_text("gantt-1, gantt-2")
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT_DIR / "calendar.png"), full_page=True)
+
+    # A bar takes the focus and leads to its lease's line.
+    page.locator(f'#gantt a[href="#lease-{lease_id}"]').first.focus()
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(f"{page.url.split('#')[0]}#lease-{lease_id}")
+
+
 def test_screenshots(page: Page, activated):
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
     shots = []

@@ -28,6 +28,7 @@ use crate::http::limits::KeepBody;
 
 pub mod admin;
 pub mod catalog;
+pub mod gantt;
 pub mod hardware;
 pub mod inventory;
 pub mod pages;
@@ -47,6 +48,8 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/profile/tokens/{id}/revoke", post(pages::revoke_token))
         .route("/profile/keys", post(pages::add_key))
         .route("/profile/keys/{id}/delete", post(pages::remove_key))
+        .route("/calendar", get(gantt::calendar))
+        .route("/calendar/book", post(gantt::book))
         .route("/admin", get(admin::index))
         .route("/admin/account-requests", get(admin::account_requests))
         .route("/admin/account-requests/{id}/approve", post(admin::approve_account_request))

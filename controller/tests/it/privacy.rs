@@ -230,6 +230,14 @@ fn page_rows() -> Vec<PageRow> {
         get("/hardware/nodes/sim-2", [303, 200, 200, 200, 200]),
         get("/hardware/nodes/sim-3", [303, 200, 200, 200, 200]),
         get("/hardware/nodes/nowhere-1", [303, 404, 404, 404, 404]),
+        // The calendar: everyone's chart shows others' leases as busy time
+        // only (the forbidden names are checked on every page).
+        get("/calendar", [303, 200, 200, 200, 200]),
+        get("/calendar?zoom=month&count=1&duration=1h", [303, 200, 200, 200, 200]),
+        post("/calendar/book", &[("csrf", "")], [303, 403, 403, 403, 403]),
+        // A booking without nodes is refused in words; bob, whom the rows
+        // above took out of his project, may not book at all.
+        post("/calendar/book", &[("csrf", "{csrf}"), ("nodes", ""), ("duration", "1h")], [303, 400, 403, 400, 400]),
         // The admin's approval queues (issue 19).
         get("/admin", [303, 403, 403, 403, 200]),
         get("/admin/account-requests", [303, 403, 403, 403, 200]),
