@@ -81,7 +81,10 @@
     return (hasTopLevelOr(text) ? "(" + text + ")" : text) + " AND " + clause;
   }
 
+  const calendar = document.getElementById("calendar-link");
   function show(text, isError) {
+    const typed = filter.value.trim();
+    calendar.href = typed ? "/calendar?filter=" + encodeURIComponent(typed) : "/calendar";
     result.textContent = text;
     result.classList.toggle("error", isError);
     if (isError) {

@@ -329,6 +329,9 @@ def test_hardware_catalog(signed_in: Page, admin):
     wanted = "gpu_count >= 2 AND cluster IN ('chifflot')"
     field.press_sequentially(wanted)
     expect(result).to_have_text(f"Matching nodes: {api_count(wanted)} of {total}.")
+    # The calendar link follows the filter.
+    expect(page.get_by_role("link", name=re.compile("^When are these nodes free"))).to_have_attribute(
+        "href", "/calendar?filter=" + urllib.parse.quote(wanted, safe="!*'()"))
     # A typo: the parser's words beside the field.
     field.fill("gpu_cont >= 2")
     expect(result).to_have_text("filter: at position 1: unknown property 'gpu_cont'")

@@ -41,6 +41,11 @@ const RECENT_EVENTS: usize = 20;
 /// within the calendar's window limit.
 const MAX_WINDOW: i64 = 400 * 86_400;
 
+/// `text` encoded for a link's query.
+fn encoded(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
 /// Every node as `actor` may see it (the API's view).
 async fn nodes(app: &App, actor: &Actor, filter: Option<&str>) -> Result<Vec<api::Node>, AppError> {
     Ok(app.list_nodes(filter).await?.into_iter().map(|r| views::node(r, None, actor.is_admin)).collect())
@@ -145,7 +150,7 @@ pub async fn catalog(State(app): State<Arc<App>>, s: SignedIn, Query(q): Query<C
         active: "hardware",
         total: all.len(),
         sites: catalog::catalog(&all, names.as_deref()),
-        filter_query: url::form_urlencoded::byte_serialize(filter.as_bytes()).collect(),
+        filter_query: encoded(&filter),
         filter,
         helpers: now,
         clusters,
@@ -197,6 +202,8 @@ struct ClusterPage {
     nav: Option<NavUser>,
     active: &'static str,
     summary: ClusterSummary,
+    /// `cluster = 'NAME'`, encoded for the calendar link's query.
+    calendar_filter: String,
     filter: String,
     error: Option<String>,
     nodes: Vec<NodeLine>,
@@ -245,6 +252,7 @@ pub async fn cluster(
         nav: Some(NavUser::from(&s.0)),
         active: "hardware-cluster",
         summary: ClusterSummary::of(members, names.as_deref()),
+        calendar_filter: encoded(&format!("cluster = {}", catalog::quoted(&name))),
         filter,
         error,
         nodes,
@@ -287,6 +295,8 @@ struct NodePage {
     nav: Option<NavUser>,
     active: &'static str,
     node: api::Node,
+    /// `host = 'NAME'`, encoded for the calendar link's query.
+    calendar_filter: String,
     bmc: Option<String>,
     power: Option<String>,
     has_reference: bool,
@@ -356,6 +366,7 @@ pub async fn node(State(app): State<Arc<App>>, s: SignedIn, Path(name): Path<Str
         until: when(until),
         bmc,
         power,
+        calendar_filter: encoded(&format!("host = {}", catalog::quoted(&node.name))),
         node,
     };
     Ok(page(StatusCode::OK, &body))

@@ -693,6 +693,14 @@ async fn the_hardware_catalog_shows_each_clusters_facts_to_signed_in_users() {
     assert_eq!(rows.len(), 8, "{}", cluster.text);
     assert!(rows[0].starts_with("chifflot-1\"") && rows[7].starts_with("chifflot-8\""), "{rows:?}");
     assert!(cluster.text.contains("<td>available</td><td>192 GiB</td><td>2 × Tesla V100-PCIE-32GB (32 GiB each)</td>"), "{}", cluster.text);
+    // Its calendar, and a node's, are a link away (the calendar takes the
+    // same filter language).
+    assert!(cluster.text.contains("<a href=\"/calendar?filter=cluster+%3D+%27chifflot%27\">"), "{}", cluster.text);
+    let node = alice.get("/hardware/nodes/chifflot-3").await;
+    assert!(node.text.contains("<a href=\"/calendar?filter=host+%3D+%27chifflot-3%27\">"), "{}", node.text);
+    let calendar = alice.get("/calendar?filter=host+%3D+%27chifflot-3%27").await;
+    assert_eq!(calendar.status, StatusCode::OK, "{}", calendar.text);
+    assert!(calendar.text.contains("chifflot-3") && !calendar.text.contains("chifflot-4"), "{}", calendar.text);
     let unknown = alice.get("/hardware/nowhere").await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert!(unknown.text.contains("there is no cluster &#39;nowhere&#39;"), "{}", unknown.text);
