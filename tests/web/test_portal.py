@@ -7,13 +7,14 @@ which activate her themselves when that test did not run.
 
 import re
 import subprocess
+import urllib.parse
 import urllib.request
 from datetime import datetime, timedelta, timezone
 
 from playwright.sync_api import Page, expect
 
 from conftest import (
-    PASSWORD, PROJECT, SCREENSHOT_DIR, URL, USER, activation_link, check_a11y, http, set_password, sign_in,
+    BIN_DIR, PASSWORD, PROJECT, SCREENSHOT_DIR, URL, USER, activation_link, check_a11y, http, set_password, sign_in,
 )
 
 
@@ -295,6 +296,99 @@ def test_admin_queues(page: Page, admin):
     sign_in(page, "lea", PASSWORD)
     expect(page.get_by_text("Your projects: p-thesis.")).to_be_visible()
     expect(page.get_by_role("navigation", name="Main").get_by_role("link", name="Admin")).to_have_count(0)
+
+
+def test_hardware_catalog(signed_in: Page, admin):
+    # After the admin's queues (whose lease must land on their web-*
+    # nodes): the fixture tree, imported as an operator does.
+    subprocess.run(
+        [str(BIN_DIR / "ferrum"), "--url", URL, "--token", admin, "node", "import", "fixtures/g5k-reference"],
+        check=True, capture_output=True, text=True, timeout=60,
+    )
+    status, nodes = http("GET", "/api/v1/nodes", admin)
+    assert status == 200, status
+    total = len(nodes)
+
+    def api_count(text):
+        status, found = http("GET", "/api/v1/nodes?filter=" + urllib.parse.quote(text), admin)
+        assert status == 200, (text, status)
+        return len(found)
+
+    page = signed_in
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Hardware", exact=True).click()
+    expect(page.get_by_role("heading", name="Hardware", exact=True)).to_be_visible()
+    chifflot = page.get_by_role("region", name="Cluster chifflot")
+    expect(chifflot).to_contain_text("2 × Tesla V100-PCIE-32GB (32 GiB each) on 2 nodes")
+    expect(page.get_by_role("region", name="Cluster servan")).to_contain_text("1 × Alveo U200 (fpga)")
+    result = page.locator("#filter-result")
+    expect(result).to_have_text(f"No filter: all {total} nodes.")
+    check_a11y(page, "hardware")
+
+    # The count follows the filter as it is typed (no reload).
+    field = page.get_by_label("Filter, in the property language of leases")
+    wanted = "gpu_count >= 2 AND cluster IN ('chifflot')"
+    field.press_sequentially(wanted)
+    expect(result).to_have_text(f"Matching nodes: {api_count(wanted)} of {total}.")
+    # The calendar link follows the filter.
+    expect(page.get_by_role("link", name=re.compile("^When are these nodes free"))).to_have_attribute(
+        "href", "/calendar?filter=" + urllib.parse.quote(wanted, safe="!*'()"))
+    # A typo: the parser's words beside the field.
+    field.fill("gpu_cont >= 2")
+    expect(result).to_have_text("filter: at position 1: unknown property 'gpu_cont'")
+    expect(field).to_have_attribute("aria-invalid", "true")
+    expect(page).to_have_url(f"{URL}/hardware")
+    check_a11y(page, "hardware with a wrong filter")
+
+    # The helpers write their conditions into the text, which stays editable.
+    field.fill("NOT exotic")
+    page.get_by_label("Cluster", exact=True).select_option("chifflot")
+    expect(field).to_have_value("NOT exotic AND cluster = 'chifflot'")
+    page.get_by_label("At least this many GPUs").fill("2")
+    expect(field).to_have_value("NOT exotic AND cluster = 'chifflot' AND gpu_count >= 2")
+    page.get_by_label("GPU model").select_option("Tesla V100-PCIE-32GB")
+    composed = "NOT exotic AND cluster = 'chifflot' AND gpu_count >= 2 AND gpu_model = 'Tesla V100-PCIE-32GB'"
+    expect(field).to_have_value(composed)
+    page.get_by_label("Cluster", exact=True).select_option("")
+    composed = "NOT exotic AND gpu_count >= 2 AND gpu_model = 'Tesla V100-PCIE-32GB'"
+    expect(field).to_have_value(composed)
+    expect(result).to_have_text(f"Matching nodes: {api_count(composed)} of {total}.")
+    # From the keyboard: the filter, then the button; the server's page
+    # says the same, the filter still in its field.
+    field.focus()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Count matching nodes")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r"/hardware\?filter="))
+    expect(field).to_have_value(composed)
+    expect(result).to_have_text(f"Matching nodes: {api_count(composed)} of {total}.")
+    expect(chifflot).to_contain_text("2 match the filter")
+    check_a11y(page, "hardware with a filter")
+    admin_shot(page, "hardware")
+
+    # A narrow window: nothing wider than the page.
+    page.set_viewport_size({"width": 375, "height": 800})
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"), "the catalog is wider than a phone"
+    page.set_viewport_size({"width": 1280, "height": 800})
+
+    # A cluster, then a node.
+    chifflot.get_by_role("link", name="list them").click()
+    expect(page.get_by_role("heading", name="Cluster chifflot")).to_be_visible()
+    expect(page.get_by_role("status")).to_contain_text("2 of 8 nodes match")
+    page.get_by_role("link", name="Show all nodes").click()
+    rows = page.get_by_role("table", name="Nodes of chifflot").get_by_role("row")
+    expect(rows).to_have_count(9)
+    check_a11y(page, "cluster")
+    page.get_by_role("link", name="chifflot-7", exact=True).click()
+    expect(page.get_by_role("heading", name="Node chifflot-7")).to_be_visible()
+    memory = page.get_by_role("table", name="Memory")
+    expect(memory.get_by_role("row", name=re.compile("^RAM"))).to_contain_text("192 GiB")
+    expect(page.get_by_text("No agent has reported this node's hardware yet")).to_be_visible()
+    expect(page.get_by_role("table", name="Properties of chifflot-7")).to_contain_text("'Tesla V100-PCIE-32GB'")
+    check_a11y(page, "node")
+    page.set_viewport_size({"width": 375, "height": 800})
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"), "the node page is wider than a phone"
+    page.set_viewport_size({"width": 1280, "height": 800})
+    admin_shot(page, "hardware-node")
 
 
 def test_calendar_find_a_slot_and_book(signed_in: Page, admin):

@@ -1,8 +1,9 @@
 //! The web portal (issue 19), served by `ferrumd` at `/` beside the API:
 //! server-rendered HTML (askama templates in `controller/templates/`,
 //! checked at compile time) over the same application layer as the API,
-//! one stylesheet embedded in the binary (`controller/static/`), no
-//! script so far. Pages take a browser session ([`session`]), never an
+//! one stylesheet and one script (the hardware catalog's filter builder)
+//! embedded in the binary (`controller/static/`); every page works without
+//! the script. Pages take a browser session ([`session`]), never an
 //! API token; `/api/v1` never takes the session cookie.
 //!
 //! Every answer carries a strict Content-Security-Policy (nothing but this
@@ -26,7 +27,10 @@ use crate::app::{App, AppError};
 use crate::http::limits::KeepBody;
 
 pub mod admin;
+pub mod catalog;
 pub mod gantt;
+pub mod hardware;
+pub mod inventory;
 pub mod pages;
 pub mod session;
 
@@ -53,7 +57,14 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/admin/leases", get(admin::leases))
         .route("/admin/leases/{id}/approve", post(admin::approve_lease))
         .route("/admin/leases/{id}/reject", post(admin::reject_lease))
+        .route("/hardware", get(hardware::catalog))
+        // `_count` is no cluster's name: enrolment refuses a leading `_`
+        // (TODO-correctness: an import does not check cluster names yet).
+        .route("/hardware/_count", get(hardware::count))
+        .route("/hardware/{cluster}", get(hardware::cluster))
+        .route("/hardware/nodes/{name}", get(hardware::node))
         .route("/static/ferrum.css", get(stylesheet))
+        .route("/static/hardware.js", get(hardware_script))
         .layer(middleware::from_fn(page_headers))
 }
 
@@ -86,6 +97,14 @@ async fn stylesheet() -> Response {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
         include_str!("../../static/ferrum.css"),
+    )
+        .into_response()
+}
+
+async fn hardware_script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
+        include_str!("../../static/hardware.js"),
     )
         .into_response()
 }

@@ -186,6 +186,8 @@ fn undocumented_rows() -> Vec<Row> {
         // sends a bearer token gets the public page, naming nobody.
         row("GET", "/", "/", None, [200; 5]),
         row("GET", "/login", "/login", None, [200; 5]),
+        row("GET", "/static/ferrum.css", "/static/ferrum.css", None, [200; 5]),
+        row("GET", "/static/hardware.js", "/static/hardware.js", None, [200; 5]),
         row("GET", "/activate/{token}", "/activate/ferrum_0000", None, [404; 5]),
     ]
 }
@@ -213,6 +215,21 @@ fn page_rows() -> Vec<PageRow> {
     vec![
         get("/", [200, 200, 200, 200, 200]),
         get("/profile", [303, 200, 200, 200, 200]),
+        // The hardware catalog (issue 19): everything shown as the API
+        // shows it (sim-1's reference without its BMC adapter, its events
+        // redacted, others' leases without owner or id).
+        get("/hardware", [303, 200, 200, 200, 200]),
+        get("/hardware?filter=cluster+%3D+%27sim%27&cluster=sim&min_gpus=1", [303, 200, 200, 200, 200]),
+        get("/hardware?filter=gpu_cont+%3E+1", [303, 400, 400, 400, 400]),
+        get("/hardware/_count?filter=NOT+exotic", [401, 200, 200, 200, 200]),
+        get("/hardware/_count?filter=gpu_cont", [401, 400, 400, 400, 400]),
+        get("/hardware/sim", [303, 200, 200, 200, 200]),
+        get("/hardware/sim?filter=host+%3D+%27sim-2%27", [303, 200, 200, 200, 200]),
+        get("/hardware/nowhere", [303, 404, 404, 404, 404]),
+        get("/hardware/nodes/sim-1", [303, 200, 200, 200, 200]),
+        get("/hardware/nodes/sim-2", [303, 200, 200, 200, 200]),
+        get("/hardware/nodes/sim-3", [303, 200, 200, 200, 200]),
+        get("/hardware/nodes/nowhere-1", [303, 404, 404, 404, 404]),
         // The calendar: everyone's chart shows others' leases as busy time
         // only (the forbidden names are checked on every page).
         get("/calendar", [303, 200, 200, 200, 200]),

@@ -1,0 +1,148 @@
+// The hardware catalog's filter builder (templates/hardware.html), served
+// from /static/hardware.js (the portal's CSP takes scripts from this origin
+// only, never inline). The helpers write their condition into the filter
+// text as `compose` in controller/src/web/catalog.rs does on the server,
+// and the number of matching nodes is asked from /hardware/_count (the
+// lease API's filter parser, through the session) as the filter changes.
+// Without this script, the form's button does the same on the server.
+"use strict";
+(function () {
+  const form = document.getElementById("filter-form");
+  if (!form) {
+    return;
+  }
+  const filter = document.getElementById("filter");
+  const result = document.getElementById("filter-result");
+  const total = Number(result.dataset.total);
+
+  const quoted = (v) => "'" + v.replace(/'/g, "''") + "'";
+  const positive = (t) => (/^\d+$/.test(t.trim()) ? Number(t.trim()) : 0);
+  const clauses = {
+    "h-cluster": (v) => (v.trim() ? "cluster = " + quoted(v.trim()) : ""),
+    "h-gpu-model": (v) => (v.trim() ? "gpu_model = " + quoted(v.trim()) : ""),
+    "h-min-gpus": (v) => (positive(v) > 0 ? "gpu_count >= " + positive(v) : ""),
+    "h-min-memory": (v) => (positive(v) > 0 ? "memnode >= " + positive(v) * 1024 : ""),
+  };
+
+  // Whether the text has an OR outside parentheses and quotes.
+  function hasTopLevelOr(text) {
+    let depth = 0;
+    let quote = null;
+    let word = "";
+    for (const c of text + " ") {
+      if (quote) {
+        if (c === quote) {
+          quote = null;
+        }
+        continue;
+      }
+      if (/[A-Za-z0-9_]/.test(c)) {
+        word += c;
+        continue;
+      }
+      if (depth === 0 && word.toLowerCase() === "or") {
+        return true;
+      }
+      word = "";
+      if (c === "'" || c === '"') {
+        quote = c;
+      } else if (c === "(") {
+        depth += 1;
+      } else if (c === ")") {
+        depth -= 1;
+      }
+    }
+    return false;
+  }
+
+  // The text without a helper's previous condition and the AND joining it.
+  function without(text, old) {
+    if (!old) {
+      return text;
+    }
+    for (const joined of [" AND " + old, old + " AND ", old]) {
+      const at = text.indexOf(joined);
+      if (at >= 0) {
+        return (text.slice(0, at) + text.slice(at + joined.length)).trim();
+      }
+    }
+    return text;
+  }
+
+  // The text AND the condition, unless it holds it already.
+  function withClause(text, clause) {
+    text = text.trim();
+    if (!clause || text.includes(clause)) {
+      return text;
+    }
+    if (!text) {
+      return clause;
+    }
+    return (hasTopLevelOr(text) ? "(" + text + ")" : text) + " AND " + clause;
+  }
+
+  const calendar = document.getElementById("calendar-link");
+  function show(text, isError) {
+    const typed = filter.value.trim();
+    calendar.href = typed ? "/calendar?filter=" + encodeURIComponent(typed) : "/calendar";
+    result.textContent = text;
+    result.classList.toggle("error", isError);
+    if (isError) {
+      filter.setAttribute("aria-invalid", "true");
+    } else {
+      filter.removeAttribute("aria-invalid");
+    }
+  }
+
+  let timer = null;
+  let asked = 0;
+  async function count() {
+    const text = filter.value.trim();
+    const mine = ++asked;
+    if (!text) {
+      show("No filter: all " + total + " nodes.", false);
+      return;
+    }
+    try {
+      const answer = await fetch("/hardware/_count?filter=" + encodeURIComponent(text), {
+        headers: { Accept: "application/json" },
+        credentials: "same-origin",
+      });
+      const body = await answer.json();
+      if (mine !== asked) {
+        return;
+      }
+      if (answer.ok) {
+        show("Matching nodes: " + body.count + " of " + total + ".", false);
+      } else {
+        show(body.error || "the server could not count the nodes", true);
+      }
+    } catch (e) {
+      if (mine === asked) {
+        show("the count could not be asked: the button counts on the server", true);
+      }
+    }
+  }
+  function ask() {
+    clearTimeout(timer);
+    timer = setTimeout(count, 250);
+  }
+
+  for (const id of Object.keys(clauses)) {
+    const control = document.getElementById(id);
+    const prev = document.getElementById(control.dataset.prev);
+    // A list changes when chosen; a number as it is typed.
+    control.addEventListener(control.tagName === "SELECT" ? "change" : "input", () => {
+      const before = clauses[id](prev.value);
+      const now = clauses[id](control.value);
+      let text = filter.value.trim();
+      if (before !== now) {
+        text = without(text, before);
+      }
+      filter.value = withClause(text, now);
+      prev.value = control.value;
+      ask();
+    });
+  }
+  filter.addEventListener("input", ask);
+})();
