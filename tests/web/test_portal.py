@@ -431,6 +431,19 @@ def test_calendar_find_a_slot_and_book(signed_in: Page, admin):
     expect(page).to_have_url(f"{page.url.split('#')[0]}#lease-{lease_id}")
 
 
+def test_usage_page(signed_in: Page):
+    page = signed_in
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Usage").click()
+    expect(page.get_by_role("heading", name="Usage")).to_be_visible()
+    check_a11y(page, "usage")
+    page.get_by_label("By", exact=True).select_option("user")
+    page.get_by_label("Months").fill("40")
+    page.get_by_role("button", name="Show").click()
+    expect(page.get_by_role("alert")).to_have_text("months: a whole number from 1 to 24")
+    expect(page.get_by_label("By", exact=True)).to_have_value("user")
+    check_a11y(page, "usage with an error")
+
+
 def test_screenshots(page: Page, activated):
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
     shots = []

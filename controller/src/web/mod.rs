@@ -33,6 +33,7 @@ pub mod hardware;
 pub mod inventory;
 pub mod pages;
 pub mod session;
+pub mod usage;
 
 /// The portal's routes (merged into the public router).
 pub fn routes() -> Router<Arc<App>> {
@@ -50,6 +51,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/profile/keys/{id}/delete", post(pages::remove_key))
         .route("/calendar", get(gantt::calendar))
         .route("/calendar/book", post(gantt::book))
+        .route("/usage", get(usage::usage))
         .route("/admin", get(admin::index))
         .route("/admin/account-requests", get(admin::account_requests))
         .route("/admin/account-requests/{id}/approve", post(admin::approve_account_request))

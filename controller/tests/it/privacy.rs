@@ -255,6 +255,11 @@ fn page_rows() -> Vec<PageRow> {
         // A booking without nodes is refused in words; bob, whom the rows
         // above took out of his project, may not book at all.
         post("/calendar/book", &[("csrf", "{csrf}"), ("nodes", ""), ("duration", "1h")], [303, 400, 403, 400, 400]),
+        // Usage: each sees the API's report for them (the forbidden names
+        // are checked on the page), a project not theirs is refused.
+        get("/usage", [303, 200, 200, 200, 200]),
+        get("/usage?group_by=user&months=2&format=csv", [303, 200, 200, 200, 200]),
+        get("/usage?project={alpha}", [303, 200, 403, 200, 200]),
         // The admin's approval queues (issue 19).
         get("/admin", [303, 403, 403, 403, 200]),
         get("/admin/account-requests", [303, 403, 403, 403, 200]),
