@@ -370,17 +370,24 @@ async fn detail_page(
     Ok(page(status, &body))
 }
 
-pub async fn detail(State(app): State<Arc<App>>, s: SignedIn, Path(id): Path<i64>, Query(q): Query<DoneQuery>) -> Result<Response, WebError> {
+pub async fn detail(
+    State(app): State<Arc<App>>,
+    s: SignedIn,
+    Path(id): Path<i64>,
+    Query(q): Query<DoneQuery>,
+) -> Result<Response, WebError> {
     detail_page(&app, &s, id, StatusCode::OK, q.note(), Forms::default()).await
 }
 
 /// A refusal to show beside its form (with its status); anything else is
-/// an error page (another user's lease: the API's 404).
+/// an error page (another user's lease: the API's 404). A deployment's
+/// "not found" is its environment's (the lease was found first).
 fn refused(app_error: AppError, action: Action, typed: String) -> Result<(StatusCode, Forms), WebError> {
     let status = match &app_error {
         AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
         AppError::Forbidden(_) => StatusCode::FORBIDDEN,
         AppError::Conflict { .. } => StatusCode::CONFLICT,
+        AppError::NotFound(_) if action == Action::Deploy => StatusCode::NOT_FOUND,
         _ => return Err(app_error.into()),
     };
     let message = app_error.to_string();
@@ -484,6 +491,8 @@ pub async fn deploy(
 ) -> Result<Response, WebError> {
     s.check_csrf(&form.csrf)?;
     let actor = &s.0.actor;
+    // Another user's lease is not found here (the API's 404 page).
+    app.get_lease(actor, id).await?;
     // The keys of the signed-in user's profile, as the API takes them.
     let ssh_keys = app.ssh_keys(actor, &actor.name).await?.into_iter().map(|k| k.public_key).collect();
     let spec = api::DeploySpec { environment: form.environment.trim().to_owned(), ssh_keys };
@@ -636,10 +645,7 @@ mod tests {
             error: None,
             nodes,
         };
-        let ds = vec![
-            d(1, vec![op("a", Some("ssh root@10.0.0.1")), op("b", Some("ssh root@10.0.0.2"))]),
-            d(2, vec![op("a", None)]),
-        ];
+        let ds = vec![d(1, vec![op("a", Some("ssh root@10.0.0.1")), op("b", Some("ssh root@10.0.0.2"))]), d(2, vec![op("a", None)])];
         assert_eq!(ssh_lines(LeaseState::Active, &ds), ["ssh root@10.0.0.2"]);
         assert!(ssh_lines(LeaseState::Ending, &ds).is_empty());
     }
