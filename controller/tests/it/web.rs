@@ -2,8 +2,10 @@
 //! redirects not followed): activation links, sign-in and sign-out,
 //! anti-forgery tokens, session fixation, throttling, the profile's
 //! tokens and SSH keys, the admin's approval queues (account requests,
-//! large leases). What a user clicks through is tested in a real browser
-//! too (`tests/web/`, Playwright).
+//! large leases), the calendar, the hardware catalog, and the user's
+//! leases (list, page, its forms, and its live progress stream followed
+//! through a simulated deploy). What a user clicks through is tested in a
+//! real browser too (`tests/web/`, Playwright).
 
 use std::collections::BTreeMap;
 
