@@ -49,6 +49,12 @@ use ferrum_api as api;
 const PAST: Seconds = 30 * 24 * 3600;
 /// How often the progress stream reads the deployments again.
 const POLL: Duration = Duration::from_secs(1);
+/// How long one progress stream lasts at most: then it closes and the
+/// browser reconnects (after `RECONNECT`). A graceful shutdown waits for
+/// open answers, so a stream is bounded as the agents' long polls are.
+const STREAM_LIFE: Duration = Duration::from_secs(30);
+/// When a browser reconnects a stream that closed without `end`.
+const RECONNECT: Duration = Duration::from_secs(2);
 
 /// `?all=1`: every user's leases (admins).
 #[derive(Debug, Default, Deserialize)]
@@ -506,7 +512,7 @@ pub async fn deploy(
 }
 
 /// Where the progress stream is.
-enum Stream {
+enum StreamState {
     Poll,
     End,
     Closed,
@@ -514,20 +520,27 @@ enum Stream {
 
 /// The live progress of a lease's deployments (Server-Sent Events): a
 /// `progress` event at once and each second while something moves, then
-/// `end`. Another user's lease: the 404 page, as the lease's page.
+/// `end`; or, after `STREAM_LIFE`, the stream closes without `end` and
+/// the browser asks again. Another user's lease: the 404 page, as the
+/// lease's page.
 pub async fn events(State(app): State<Arc<App>>, s: SignedIn, Path(id): Path<i64>) -> Result<Response, WebError> {
     let actor: Actor = s.0.actor.clone();
     app.get_lease(&actor, id).await?;
+    let closes_at = tokio::time::Instant::now() + STREAM_LIFE;
     let mut ticks = tokio::time::interval(POLL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let stream = futures_util::stream::unfold((Stream::Poll, ticks), move |(state, mut ticks)| {
+    let stream = futures_util::stream::unfold((StreamState::Poll, ticks), move |(state, mut ticks)| {
         let app = app.clone();
         let actor = actor.clone();
         async move {
             match state {
-                Stream::Poll => {
+                StreamState::Poll => {
                     // The first tick is at once, then one per `POLL`.
                     ticks.tick().await;
+                    if tokio::time::Instant::now() >= closes_at {
+                        // Without `end`: the browser reconnects.
+                        return None;
+                    }
                     let read = async {
                         let l = app.get_lease(&actor, id).await?;
                         let deployments = app.lease_deployments(&actor, id).await?;
@@ -535,20 +548,21 @@ pub async fn events(State(app): State<Arc<App>>, s: SignedIn, Path(id): Path<i64
                     };
                     match read.await {
                         Ok(p) => {
-                            let next = if p.moving { Stream::Poll } else { Stream::End };
+                            let next = if p.moving { StreamState::Poll } else { StreamState::End };
                             let data = serde_json::to_string(&p).unwrap_or_else(|_| "{}".into());
-                            Some((Ok::<_, std::convert::Infallible>(Event::default().event("progress").data(data)), (next, ticks)))
+                            let event = Event::default().event("progress").retry(RECONNECT).data(data);
+                            Some((Ok::<_, std::convert::Infallible>(event), (next, ticks)))
                         }
                         // The lease went out of sight (the user was
                         // disabled) or the store failed: the stream ends.
                         Err(e) => {
                             tracing::debug!(lease = id, error = %e, "lease progress stream ends");
-                            Some((Ok(Event::default().event("end").data("unavailable")), (Stream::Closed, ticks)))
+                            Some((Ok(Event::default().event("end").data("unavailable")), (StreamState::Closed, ticks)))
                         }
                     }
                 }
-                Stream::End => Some((Ok(Event::default().event("end").data("nothing is running")), (Stream::Closed, ticks))),
-                Stream::Closed => None,
+                StreamState::End => Some((Ok(Event::default().event("end").data("nothing is running")), (StreamState::Closed, ticks))),
+                StreamState::Closed => None,
             }
         }
     });
