@@ -5,6 +5,7 @@ password there); the other tests get a signed-in alice from the fixtures,
 which activate her themselves when that test did not run.
 """
 
+import json
 import re
 import subprocess
 import time
@@ -524,6 +525,25 @@ def test_my_leases(signed_in: Page, admin):
     status, seen = http("GET", f"/api/v1/leases/{lease_id}", token)
     assert datetime.fromisoformat(seen["end"].replace("Z", "+00:00")) == end + timedelta(hours=1), seen
     admin_shot(page, "lease")
+
+    # The live script, fed a canned stream (this ferrumd deploys nothing):
+    # the page as served but marked live, and one progress event naming a
+    # deployment the page does not have, then `end`.
+    def live_page(route):
+        response = route.fetch()
+        route.fulfill(response=response, body=response.text().replace('data-live="false"', 'data-live="true"'))
+
+    def canned_stream(route):
+        progress = {"lease_state": "active", "moving": True, "deployments": [{"id": 99, "state": "running", "nodes": []}]}
+        body = f"event: progress\ndata: {json.dumps(progress)}\n\nevent: end\ndata: nothing is running\n\n"
+        route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=body)
+
+    page.route(f"{URL}/leases/{lease_id}", live_page)
+    page.route(f"{URL}/leases/{lease_id}/events", canned_stream)
+    page.goto(f"/leases/{lease_id}")
+    expect(page.locator("#live")).to_have_text("A deployment started since this page was loaded: refresh the page to see it.")
+    page.unroute(f"{URL}/leases/{lease_id}")
+    page.unroute(f"{URL}/leases/{lease_id}/events")
 
     # Release it.
     release = page.get_by_role("button", name=f"Release lease {lease_id}")
