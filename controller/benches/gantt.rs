@@ -24,11 +24,12 @@ use ferrum_controller::calendar::workload::SplitMix64;
 use ferrum_controller::calendar::{Calendar, NodeSet, Query};
 use ferrum_controller::clock::Clock;
 use ferrum_controller::config::Config;
+use ferrum_controller::db::Datastore;
 use ferrum_controller::db::sqlite::SqliteStore;
-use ferrum_controller::db::{Datastore, NewEvent, NewLease, NodeWrite};
 use ferrum_controller::http::views;
-use ferrum_controller::model::{LeaseState, LeaseType};
 use ferrum_controller::web::gantt::{CalendarQuery, calendar_page};
+
+mod common;
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -55,34 +56,12 @@ fn main() -> anyhow::Result<()> {
         let url = format!("sqlite://{}", dir.path().join("bench.db").display());
         let store: Arc<dyn Datastore> = Arc::new(SqliteStore::open(&url, ferrum_controller::db::SecretKey::generate()?).await?);
         let t = Instant::now();
-        let writes: Vec<NodeWrite> = (0..n_nodes)
-            .map(|i| {
-                let cluster = format!("c{:02}", i / 25);
-                let props = serde_json::json!({"site": "bench", "cluster": cluster, "gpu_count": i % 5, "exotic": false});
-                NodeWrite {
-                    name: format!("{cluster}-{}", i % 25 + 1),
-                    site: "bench".into(),
-                    cluster,
-                    ip: None,
-                    macs: vec![format!("02:00:00:{:02x}:{:02x}:01", (i >> 8) & 0xff, i & 0xff)],
-                    bmc_url: None,
-                    properties: props.as_object().cloned().unwrap_or_default(),
-                    admin_properties: Default::default(),
-                    reference: None,
-                    reference_sha256: None,
-                }
-            })
-            .collect();
-        let added = NewEvent {
-            at: now,
-            actor: "bench".into(),
-            from_shown: "enrolling".into(),
-            to_shown: "enrolling".into(),
-            reason: "imported from a reference description".into(),
-        };
-        store.import_nodes(&writes, &added).await?;
-        let mut ids: Vec<_> = store.list_nodes().await?.iter().map(|n| n.id).collect();
-        ids.sort();
+        let ids = common::import_nodes(&*store, n_nodes, now, |i| {
+            let cluster = format!("c{:02}", i / 25);
+            let props = serde_json::json!({"site": "bench", "cluster": cluster, "gpu_count": i % 5, "exotic": false});
+            (format!("{cluster}-{}", i % 25 + 1), cluster, props)
+        })
+        .await?;
         store.create_project("p-bench", None, None, now).await?;
         let user = store.create_user("bench", false, None, &["p-bench".into()], "0", now).await?;
         store.create_user("boss", true, None, &[], "1", now).await?;
@@ -103,21 +82,7 @@ fn main() -> anyhow::Result<()> {
             let not_before = now + i64::try_from(rng.next_u64() % (14 * 24)).unwrap_or(0) * 3600;
             let p = cal.earliest(&Query { count, duration, not_before, candidates: &all }).expect("placement");
             cal.reserve(&p.nodes, p.start, p.start + duration).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            let lease = NewLease {
-                owner_id: user.id,
-                project_id: None,
-                lease_type: LeaseType::Default,
-                state: LeaseState::Pending,
-                start: p.start,
-                end: p.start + duration,
-                exotic: false,
-                filter: None,
-                deploy: None,
-                name: None,
-                reason: None,
-                nodes: p.nodes.iter().map(|&i| ids[i as usize]).collect(),
-                created_at: now,
-            };
+            let lease = common::pending_lease(user.id, p.start, p.start + duration, p.nodes.iter().map(|&i| ids[i as usize]).collect(), now);
             generation = store.insert_lease(&lease, &[], generation).await?.1;
         }
         println!("setup: {n_nodes} nodes, {n_leases} leases in {:.1} s", t.elapsed().as_secs_f64());

@@ -20,9 +20,10 @@ use ferrum_controller::app::{Actor, App};
 use ferrum_controller::calendar::{Calendar, NodeSet, Query};
 use ferrum_controller::clock::Clock;
 use ferrum_controller::config::Config;
+use ferrum_controller::db::Datastore;
 use ferrum_controller::db::sqlite::SqliteStore;
-use ferrum_controller::db::{Datastore, NewEvent, NewLease, NodeWrite};
-use ferrum_controller::model::{LeaseState, LeaseType};
+
+mod common;
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -59,39 +60,13 @@ fn main() -> anyhow::Result<()> {
         let store: Arc<dyn Datastore> = Arc::new(SqliteStore::open(&url, ferrum_controller::db::SecretKey::generate()?).await?);
         let t = Instant::now();
         let clusters = ["alpha", "bravo", "charlie", "delta"];
-        let writes: Vec<NodeWrite> = (0..n_nodes)
-            .map(|i| {
-                let cluster = clusters[i % clusters.len()];
-                let props = serde_json::json!({"site": "bench", "cluster": cluster, "host": format!("n{}", i + 1),
-                    "gpu_count": i % 5, "memnode": 196_608, "exotic": false});
-                NodeWrite {
-                    name: format!("n{}", i + 1),
-                    site: "bench".into(),
-                    cluster: cluster.into(),
-                    ip: None,
-                    macs: vec![format!("02:00:{:02x}:{:02x}:{:02x}:01", (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff)],
-                    bmc_url: None,
-                    properties: props.as_object().cloned().unwrap_or_default(),
-                    admin_properties: Default::default(),
-                    reference: None,
-                    reference_sha256: None,
-                }
-            })
-            .collect();
-        let added = NewEvent {
-            at: now,
-            actor: "bench".into(),
-            from_shown: "enrolling".into(),
-            to_shown: "enrolling".into(),
-            reason: "imported from a reference description".into(),
-        };
-        store.import_nodes(&writes, &added).await?;
-        let nodes = store.list_nodes().await?;
-        let ids: Vec<_> = {
-            let mut ids: Vec<_> = nodes.iter().map(|n| n.id).collect();
-            ids.sort();
-            ids
-        };
+        let ids = common::import_nodes(&*store, n_nodes, now, |i| {
+            let cluster = clusters[i % clusters.len()];
+            let props = serde_json::json!({"site": "bench", "cluster": cluster, "host": format!("n{}", i + 1),
+                "gpu_count": i % 5, "memnode": 196_608, "exotic": false});
+            (format!("n{}", i + 1), cluster.to_owned(), props)
+        })
+        .await?;
         store.create_project("p-bench", None, None, now).await?;
         let user = store.create_user("bench", false, None, &["p-bench".into()], "0", now).await?;
         let actor_row = store.actor_by_token("0").await?.expect("bench user");
@@ -108,21 +83,8 @@ fn main() -> anyhow::Result<()> {
             let duration = i64::try_from(1 + rng.next() % 24).unwrap_or(1) * 3600;
             let p = cal.earliest(&Query { count, duration, not_before: now, candidates: &all }).expect("placement");
             cal.reserve(&p.nodes, p.start, p.start + duration).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            let lease = NewLease {
-                owner_id: user.id,
-                project_id: None,
-                lease_type: LeaseType::Default,
-                state: LeaseState::Pending,
-                start: p.start,
-                end: p.start + duration,
-                exotic: false,
-                filter: None,
-                deploy: None,
-                name: None,
-                reason: None,
-                nodes: p.nodes.iter().map(|&i| ids[i as usize]).collect(),
-                created_at: now,
-            };
+            let lease =
+                common::pending_lease(user.id, p.start, p.start + duration, p.nodes.iter().map(|&i| ids[i as usize]).collect(), now);
             generation = store.insert_lease(&lease, &[], generation).await?.1;
         }
         println!("setup: {n_leases} leases in {:.1} s ({} calendar slots)", t.elapsed().as_secs_f64(), cal.slot_count());

@@ -105,7 +105,7 @@ impl Horizon {
 }
 
 impl App {
-    fn resolve_project(&self, actor: &Actor, project: Option<&str>) -> AppResult<Option<ProjectId>> {
+    pub(crate) fn resolve_project(&self, actor: &Actor, project: Option<&str>) -> AppResult<Option<ProjectId>> {
         match project {
             Some(name) => {
                 if let Some((id, _)) = actor.projects.iter().find(|(_, n)| n == name) {

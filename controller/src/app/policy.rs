@@ -99,7 +99,55 @@ pub struct QuotaState {
     pub booked_seconds: i64,
 }
 
+/// What the policy will say of a lease, before it is asked (the portal's
+/// booking preview): the rules `create_lease` applies, run on the same
+/// functions, without placing or writing anything.
+#[derive(Clone, Debug)]
+pub struct Preview {
+    /// The project the lease would be for (`None`: an admin's operator lease).
+    pub project: Option<String>,
+    pub node_seconds: i64,
+    /// The project's quota this period, when it has one.
+    pub quota: Option<QuotaState>,
+    /// Why it would wait for an admin's approval.
+    pub approval: Option<String>,
+    /// Why the policy would refuse it (the message `create_lease` gives).
+    pub refusal: Option<String>,
+}
+
 impl App {
+    /// The policy's answer to a default lease of `nodes` nodes over `[start,
+    /// end)` for `project` (as `create_lease` resolves it). A caller who may
+    /// not book at all, or must name a project, gets that error.
+    pub async fn policy_preview(
+        &self,
+        actor: &Actor,
+        project: Option<&str>,
+        nodes: u32,
+        start: Seconds,
+        end: Seconds,
+        exotic: bool,
+    ) -> AppResult<Preview> {
+        let id = self.resolve_project(actor, project)?;
+        let name = id.and_then(|id| actor.projects.iter().find(|(p, _)| *p == id)).map(|(_, n)| n.clone());
+        let row = match &name {
+            Some(n) => Some(self.project_row(n).await?),
+            None => None,
+        };
+        let approval = self.approval_reason(actor, row.as_ref(), LeaseType::Default, nodes, end - start);
+        let ask = Ask { project: row.as_ref(), lease_type: LeaseType::Default, nodes, start, end, exotic, extends_from: None };
+        let refusal = match self.check_policy(actor, &ask).await {
+            Ok(()) => None,
+            Err(AppError::Forbidden(why)) => Some(why),
+            Err(e) => return Err(e),
+        };
+        let quota = match row.as_ref().filter(|r| r.quota_node_hours.is_some()) {
+            Some(r) => Some(self.project_quota(actor, &r.name).await?),
+            None => None,
+        };
+        Ok(Preview { project: name, node_seconds: i64::from(nodes).saturating_mul(end - start), quota, approval, refusal })
+    }
+
     /// A project's quota and what its leases hold of it this period
     /// (admins and the project's members).
     pub async fn project_quota(&self, actor: &Actor, name: &str) -> AppResult<QuotaState> {

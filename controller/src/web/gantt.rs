@@ -26,6 +26,7 @@ use serde::Deserialize;
 use super::pages::when;
 use super::session::SignedIn;
 use super::{NavUser, WebError, page};
+use crate::app::policy::{Preview, fmt_hours};
 use crate::app::{Actor, App, AppError};
 use crate::http::views;
 use crate::model::Seconds;
@@ -277,6 +278,9 @@ pub struct CalendarQuery {
     /// ...for this long.
     #[serde(default)]
     pub duration: Option<String>,
+    /// ...for this project (asked only of a member of several).
+    #[serde(default)]
+    pub project: Option<String>,
     /// A lease just booked from this page.
     #[serde(default)]
     pub booked: Option<i64>,
@@ -301,6 +305,32 @@ pub struct Found {
     pub names: String,
     pub start_rfc3339: String,
     pub duration: String,
+    /// What the policy will say of it, line by line.
+    pub policy: Vec<String>,
+    /// Why the policy would refuse it (then it is not offered).
+    pub refused: Option<String>,
+}
+
+/// The policy preview of a slot, in sentences.
+fn policy_lines(p: &Preview, nodes: usize, duration: &str) -> Vec<String> {
+    let mut lines = vec![format!("{} node-hours: {nodes} node(s) for {duration}.", fmt_hours(p.node_seconds))];
+    lines.push(match (&p.project, &p.quota) {
+        (Some(_), Some(q)) => format!(
+            "Project {}: {} of its {} node-hours booked from {} to {}.",
+            q.project,
+            fmt_hours(q.booked_seconds),
+            q.quota_node_hours.unwrap_or_default(),
+            when(q.from),
+            when(q.to)
+        ),
+        (Some(name), None) => format!("Project {name} has no quota."),
+        (None, _) => "An operator lease (no project): the policy does not limit it.".to_owned(),
+    });
+    lines.push(match &p.approval {
+        Some(why) => format!("It {why}."),
+        None => "It needs no admin's approval.".to_owned(),
+    });
+    lines
 }
 
 #[derive(Debug, Template)]
@@ -321,6 +351,9 @@ pub struct CalendarPage {
     filter: String,
     count: String,
     duration: String,
+    /// The caller's projects, when there is a choice to make.
+    projects: Vec<String>,
+    project: String,
     chart: Chart,
     mine: Vec<MineLine>,
     found: Option<Found>,
@@ -399,9 +432,11 @@ pub async fn calendar_page(
     let filter = q.filter.as_deref().map(str::trim).filter(|f| !f.is_empty());
     let count = q.count.as_deref().map(str::trim).unwrap_or_default();
     let duration = q.duration.as_deref().map(str::trim).unwrap_or_default();
+    let project = q.project.as_deref().map(str::trim).filter(|p| !p.is_empty());
 
     // Find a slot, first: the window moves to show it.
     let mut found = None;
+    let mut forbidden = false;
     let mut slot = None;
     if error.is_none() && (!count.is_empty() || !duration.is_empty()) {
         let ask = match count.parse::<u32>() {
@@ -425,7 +460,13 @@ pub async fn calendar_page(
                             if !(from..from + zoom.seconds()).contains(&start) {
                                 from = start - start.rem_euclid(DAY);
                             }
+                            let (policy, refused) = match app.policy_preview(actor, project, n, start, end, false).await {
+                                Ok(p) => (policy_lines(&p, nodes.len(), duration), p.refusal),
+                                Err(e) => (Vec::new(), Some(refusal(e).map(|(_, m)| m).unwrap_or_else(|e| e.to_string()))),
+                            };
                             found = Some(Found {
+                                policy,
+                                refused,
                                 start: when(start),
                                 end: when(end),
                                 nodes: nodes.join(", "),
@@ -439,6 +480,12 @@ pub async fn calendar_page(
                             error = Some(("count".to_owned(), "no slot: not enough matching nodes before the booking horizon".to_owned()))
                         }
                     },
+                    // The policy refuses any slot (quota, class limits): said
+                    // at the top, with the API's status.
+                    Err(AppError::Forbidden(why)) => {
+                        forbidden = true;
+                        error = Some((String::new(), why));
+                    }
                     Err(e) => error = Some(refusal(e)?),
                 }
             }
@@ -485,7 +532,11 @@ pub async fn calendar_page(
         }
     }
     mine.sort_by_key(|m| m.id);
-    let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let status = match (&error, forbidden) {
+        (_, true) => StatusCode::FORBIDDEN,
+        (Some(_), false) => StatusCode::BAD_REQUEST,
+        (None, false) => StatusCode::OK,
+    };
     Ok((
         status,
         CalendarPage {
@@ -502,6 +553,8 @@ pub async fn calendar_page(
             filter: filter.unwrap_or_default().to_owned(),
             count: count.to_owned(),
             duration: duration.to_owned(),
+            projects: if actor.projects.len() > 1 { actor.projects.iter().map(|(_, n)| n.clone()).collect() } else { Vec::new() },
+            project: project.unwrap_or_default().to_owned(),
             chart,
             mine,
             found,
@@ -531,6 +584,8 @@ pub struct BookForm {
     filter: String,
     #[serde(default)]
     zoom: String,
+    #[serde(default)]
+    project: String,
 }
 
 pub async fn book(State(app): State<Arc<App>>, s: SignedIn, Form(form): Form<BookForm>) -> Result<Response, WebError> {
@@ -538,6 +593,7 @@ pub async fn book(State(app): State<Arc<App>>, s: SignedIn, Form(form): Form<Boo
     let names: Vec<String> = form.nodes.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned).collect();
     let start = DateTime::parse_from_rfc3339(form.start.trim()).ok().map(|t| t.with_timezone(&Utc));
     let req = api::LeaseCreate {
+        project: Some(form.project.trim().to_owned()).filter(|p| !p.is_empty()),
         nodes: api::NodeSelector { names: Some(names.clone()), count: None, filter: None },
         start,
         duration: Some(form.duration.trim().to_owned()),
@@ -560,6 +616,7 @@ pub async fn book(State(app): State<Arc<App>>, s: SignedIn, Form(form): Form<Boo
                 filter: Some(form.filter),
                 count: Some(names.len().to_string()),
                 duration: Some(form.duration),
+                project: Some(form.project),
                 ..CalendarQuery::default()
             };
             let (_, mut p) = calendar_page(&app, &s.0.actor, Some(NavUser::from(&s.0)), &q).await?;

@@ -216,6 +216,23 @@ fn page_rows() -> Vec<PageRow> {
     vec![
         get("/", [200, 200, 200, 200, 200]),
         get("/profile", [303, 200, 200, 200, 200]),
+        // Forms before sign-in take the form cookie's token: posted
+        // without it, they are refused whoever is signed in.
+        post("/login", &[("form_token", "x"), ("name", "admin"), ("password", "guess guess guess")], [403; 5]),
+        post("/activate/ferrum_0000", &[("form_token", "x"), ("password", "guess guess guess")], [403; 5]),
+        get("/request-account", [200; 5]),
+        post("/request-account", &[("form_token", "x"), ("name", "mallory")], [403; 5]),
+        // The confirmation page asks for a button press whatever the link
+        // (mail scanners open links); the press checks it.
+        get("/verify-email/ferrum_0000", [200; 5]),
+        post("/verify-email/ferrum_0000", &[("form_token", "x")], [403; 5]),
+        // The profile's forms act on the caller's own tokens and keys only.
+        post("/profile/tokens", &[("csrf", ""), ("name", "forged")], [303, 403, 403, 403, 403]),
+        post("/profile/tokens", &[("csrf", "{csrf}"), ("name", "made in the portal")], [303, 201, 201, 201, 201]),
+        post("/profile/tokens/1/revoke", &[("csrf", "")], [303, 403, 403, 403, 403]),
+        post("/profile/tokens/999999/revoke", csrf, [303, 404, 404, 404, 404]),
+        post("/profile/keys", &[("csrf", ""), ("key", "ssh-ed25519 AAAA forged")], [303, 403, 403, 403, 403]),
+        post("/profile/keys/999999/delete", csrf, [303, 404, 404, 404, 404]),
         // The hardware catalog (issue 19): everything shown as the API
         // shows it (sim-1's reference without its BMC adapter, its events
         // redacted, others' leases without owner or id).
@@ -267,6 +284,9 @@ fn page_rows() -> Vec<PageRow> {
         // Bob cancels his approved lease; the admin's end of it then
         // changes nothing.
         post("/leases/{bob_waiting}/end", csrf, [303, 404, 303, 404, 303]),
+        // Last: signing out (without the token, nobody is signed out).
+        post("/logout", &[("csrf", "")], [303, 403, 403, 403, 403]),
+        post("/logout", csrf, [303, 303, 303, 303, 303]),
     ]
 }
 

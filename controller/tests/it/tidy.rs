@@ -257,3 +257,47 @@ fn state_names_live_in_their_enums() {
     }
     assert!(offending.is_empty(), "state names outside their enums (bind the enum instead): {offending:#?}");
 }
+
+/// Every portal route (each method of each `.route(...)` in
+/// `web::routes()`) is asked by the privacy table (`privacy.rs`): its
+/// API-style `row("GET", "/path", ...)` rows or its page rows
+/// (`get("/path...")`, `post("/path...")`, placeholders and queries
+/// allowed). A new page cannot skip the check of who sees what; the API's
+/// routes are held to the same by the OpenAPI document.
+#[test]
+fn every_portal_route_has_a_privacy_row() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let routes = std::fs::read_to_string(root.join("src/web/mod.rs")).expect("web/mod.rs");
+    let privacy = std::fs::read_to_string(root.join("tests/it/privacy.rs")).expect("privacy.rs");
+    let quoted = |s: &str, n: usize| s.split('"').nth(n).map(str::to_owned);
+    let mut asked: Vec<(&str, String)> = Vec::new();
+    for line in privacy.lines().map(str::trim) {
+        let row = if let Some(rest) = line.strip_prefix("row(") {
+            quoted(rest, 1).zip(quoted(rest, 3)).map(|(method, path)| (if method == "POST" { "POST" } else { "GET" }, path))
+        } else if let Some(rest) = line.strip_prefix("get(") {
+            quoted(rest, 1).map(|p| ("GET", p))
+        } else if let Some(rest) = line.strip_prefix("post(") {
+            quoted(rest, 1).map(|p| ("POST", p))
+        } else {
+            None
+        };
+        asked.extend(row);
+    }
+    let matches = |route: &str, path: &str| {
+        let path = path.split('?').next().unwrap_or_default();
+        let (r, p): (Vec<_>, Vec<_>) = (route.split('/').collect(), path.split('/').collect());
+        r.len() == p.len() && r.iter().zip(&p).all(|(r, p)| r.starts_with('{') || r == p)
+    };
+    let mut missing = Vec::new();
+    for line in routes.lines().map(str::trim).filter(|l| l.starts_with(".route(\"")) {
+        let path = quoted(line, 1).expect("a route path");
+        for method in ["GET", "POST"] {
+            let handled = if method == "GET" { line.contains(" get(") || line.contains("(get(") } else { line.contains("post(") };
+            if handled && !asked.iter().any(|(m, p)| *m == method && matches(&path, p)) {
+                missing.push(format!("{method} {path}"));
+            }
+        }
+    }
+    assert!(!missing.is_empty() || asked.len() > 20, "the privacy table was not read: {asked:?}");
+    assert!(missing.is_empty(), "portal routes without a row in tests/it/privacy.rs: {missing:?}");
+}

@@ -943,6 +943,10 @@ async fn the_calendar_draws_the_api_view_and_books_the_earliest_slot() {
     assert_eq!(found.text.matches("<rect class=\"slot\"").count(), 2);
     let start = found.field("start");
     assert_eq!(start, at(chrono::Duration::hours(3)), "the API's slot: {api}");
+    // What the policy will say, before booking.
+    for line in ["<li>2 node-hours: 2 node(s) for 1h.</li>", "<li>Project p-other has no quota.</li>", "<li>It needs no admin"] {
+        assert!(found.text.contains(line), "{line}: {}", found.text);
+    }
 
     // Book it: a lease of bob's, on those nodes, at that time.
     let form = |csrf: &str| {
@@ -974,6 +978,35 @@ async fn the_calendar_draws_the_api_view_and_books_the_earliest_slot() {
     // Without the session's token, nothing is booked.
     let forged: Vec<(&str, &str)> = pairs.iter().map(|&(k, v)| if k == "csrf" { (k, "") } else { (k, v) }).collect();
     assert_eq!(bob.post("/calendar/book", &forged).await.status, StatusCode::FORBIDDEN);
+
+    // A quota the slot does not fit: the policy's refusal is said (the
+    // API's words and status), the chart stays, no slot is offered.
+    ctx.patch("/api/v1/projects/p-other", &ctx.admin, json!({"quota_node_hours": 1})).await.expect(200);
+    let refused = bob.get(find).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(
+        refused
+            .text
+            .contains("<p class=\"error\" role=\"alert\">policy &#39;quota&#39;: project &#39;p-other&#39; has 0 of 1 node-hours left"),
+        "{}",
+        refused.text
+    );
+    assert!(refused.text.contains("<svg id=\"gantt\""));
+    assert!(!refused.text.contains("Book these nodes"), "a refused slot is not offered");
+    // A member of two projects chooses one: the preview runs the policy of
+    // the one chosen (not offered without a choice, nor over its quota).
+    ctx.user("carol", "p-vision").await;
+    ctx.post("/api/v1/projects/p-other/members", &ctx.admin, json!({"user": "carol"})).await.expect(200);
+    let mut carol = signed_in(&ctx, "carol").await;
+    let unchosen = carol.get(find).await;
+    assert!(unchosen.text.contains("<label for=\"project\">For project</label>"), "{}", unchosen.text);
+    assert!(unchosen.text.contains("Not offered: project: you belong to several projects"), "{}", unchosen.text);
+    let over = carol.get(&format!("{find}&project=p-other")).await;
+    let at = over.text.find("<p class=\"error\" id=\"policy-refusal\">Not offered: policy &#39;quota&#39;").expect("the quota's refusal");
+    assert!(!over.text[at..].contains("Book these nodes"));
+    let fine = carol.get(&format!("{find}&project=p-vision")).await;
+    assert!(fine.text.contains("<li>Project p-vision has no quota.</li>"), "{}", fine.text);
+    assert_eq!(fine.field("project"), "p-vision");
 
     // Bad input is said beside its field.
     for (path, field, words) in [
