@@ -188,6 +188,7 @@ fn undocumented_rows() -> Vec<Row> {
         row("GET", "/login", "/login", None, [200; 5]),
         row("GET", "/static/ferrum.css", "/static/ferrum.css", None, [200; 5]),
         row("GET", "/static/hardware.js", "/static/hardware.js", None, [200; 5]),
+        row("GET", "/static/lease.js", "/static/lease.js", None, [200; 5]),
         row("GET", "/activate/{token}", "/activate/ferrum_0000", None, [404; 5]),
     ]
 }
@@ -271,6 +272,23 @@ fn page_rows() -> Vec<PageRow> {
         post("/admin/leases/{bob_waiting}/approve", csrf, [303, 403, 403, 403, 303]),
         post("/admin/account-requests/{erin_request}/reject", &[("csrf", "{csrf}"), ("reason", "")], [303, 403, 403, 403, 400]),
         post("/admin/account-requests/{erin_request}/approve", csrf, [303, 403, 403, 403, 201]),
+        // My leases (issue 19): another user's lease is the API's 404,
+        // from the page, its progress stream and every form.
+        get("/leases", [303, 200, 200, 200, 200]),
+        get("/leases?all=1", [303, 200, 200, 200, 200]),
+        get("/leases/{alice_lease}", [303, 200, 404, 404, 200]),
+        // Alice's deploy runs (no agent): the stream's first event.
+        get("/leases/{alice_lease}/events", [303, 200, 404, 404, 200]),
+        get("/leases/{carol_lease}", [303, 404, 404, 200, 200]),
+        get("/leases/{carol_lease}/events", [303, 404, 404, 200, 200]),
+        get("/leases/999999", [303, 404, 404, 404, 404]),
+        post("/leases/{alice_lease}/extend", &[("csrf", ""), ("end", "+1h")], [303, 403, 403, 403, 403]),
+        post("/leases/{alice_lease}/extend", &[("csrf", "{csrf}"), ("end", "soon")], [303, 400, 404, 404, 400]),
+        post("/leases/{alice_lease}/deploy", &[("csrf", "{csrf}"), ("environment", "")], [303, 400, 404, 404, 400]),
+        post("/leases/{alice_lease}/end", &[("csrf", "")], [303, 403, 403, 403, 403]),
+        // Bob cancels his approved lease; the admin's end of it then
+        // changes nothing.
+        post("/leases/{bob_waiting}/end", csrf, [303, 404, 303, 404, 303]),
         // Last: signing out (without the token, nobody is signed out).
         post("/logout", &[("csrf", "")], [303, 403, 403, 403, 403]),
         post("/logout", csrf, [303, 303, 303, 303, 303]),
@@ -500,6 +518,8 @@ async fn every_route_with_every_identity() {
         let path = world.path(r.path);
         for (who, browser) in browsers.iter_mut().enumerate() {
             let page = match r.form {
+                // A stream does not end while something moves.
+                None if path.ends_with("/events") => browser.first_event(&path).await,
                 None => browser.get(&path).await,
                 Some(form) => {
                     let form: Vec<(&str, String)> = form.iter().map(|(k, v)| (*k, v.replace("{csrf}", &csrfs[who]))).collect();
