@@ -76,6 +76,10 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/static/hardware.js", get(hardware_script))
         .route("/static/lease.js", get(lease_script))
         .layer(middleware::from_fn(page_headers))
+        // Pages are text: gzip when the browser asks (the calendar of a
+        // large site is megabytes of SVG). tower-http's default predicate
+        // leaves small answers, images and event streams alone.
+        .layer(tower_http::compression::CompressionLayer::new().gzip(true))
 }
 
 /// Whether a path is the portal's (its 404 is a page, not JSON): not the

@@ -1352,3 +1352,31 @@ async fn a_lease_page_follows_its_deployment_live_over_server_sent_events() {
     let (_, keys) = node.written().expect("an image on the disk");
     assert_eq!(keys[0], LEASE_KEY, "{keys:?}");
 }
+
+/// Pages are gzipped when the browser asks for it (the calendar of a site
+/// is large), and sent as they are otherwise.
+#[tokio::test]
+async fn pages_are_compressed_when_the_browser_asks() {
+    use reqwest::header::{ACCEPT_ENCODING, CONTENT_ENCODING};
+    let ctx = TestContext::with_fixtures().await;
+    ctx.user("alice", "p-vision").await;
+    let browser = signed_in(&ctx, "alice").await;
+    let cookie = browser.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+    let calendar = async |encoding: &str| {
+        let answer = ctx
+            .client
+            .get(format!("{}/calendar?zoom=month", ctx.url))
+            .header(COOKIE, &cookie)
+            .header(ACCEPT_ENCODING, encoding)
+            .send()
+            .await
+            .expect("the calendar");
+        assert_eq!(answer.status(), StatusCode::OK);
+        let encoded = answer.headers().get(CONTENT_ENCODING).map(|v| v.to_str().unwrap_or_default().to_owned());
+        (encoded, answer.bytes().await.expect("a body").len())
+    };
+    let (plain_encoding, plain) = calendar("identity").await;
+    let (gzip_encoding, gzipped) = calendar("gzip").await;
+    assert_eq!((plain_encoding, gzip_encoding.as_deref()), (None, Some("gzip")));
+    assert!(gzipped * 2 < plain, "gzip {gzipped} bytes against {plain}");
+}
