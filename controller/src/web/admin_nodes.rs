@@ -41,7 +41,8 @@ use crate::db::{AuditFilter, LeaseRow, NodeRow, PowerRequestRow};
 use crate::http::views;
 use crate::model::node::shown_state;
 use crate::model::time::Seconds;
-use crate::model::{NodePolicy, PowerRequestState};
+use crate::model::{NodePolicy, PowerOperation, PowerRequestState};
+use crate::power::{BootDevice, PowerAction};
 use ferrum_api as api;
 
 /// The audit log's page size.
@@ -199,22 +200,21 @@ pub struct PowerNote {
     pub failed: bool,
 }
 
-fn operation_words(operation: &str) -> &'static str {
+fn operation_words(operation: PowerOperation) -> &'static str {
     match operation {
-        "on" => "power on",
-        "off" => "power off",
-        "soft-off" => "soft power off",
-        "cycle" => "power cycle",
-        "status" => "power status",
-        "boot-pxe" => "next boot from the network",
-        "boot-disk" => "next boot from disk",
-        _ => "power operation",
+        PowerOperation::Power(PowerAction::On) => "power on",
+        PowerOperation::Power(PowerAction::Off) => "power off",
+        PowerOperation::Power(PowerAction::SoftOff) => "soft power off",
+        PowerOperation::Power(PowerAction::Cycle) => "power cycle",
+        PowerOperation::Status => "power status",
+        PowerOperation::Boot(BootDevice::Pxe) => "next boot from the network",
+        PowerOperation::Boot(BootDevice::Disk) => "next boot from disk",
     }
 }
 
 /// `power` is the node's power state as last observed.
 fn power_note(r: &PowerRequestRow, power: Option<&api::PowerReading>) -> PowerNote {
-    let what = format!("Power request {} ({}) of {}", r.id, operation_words(r.operation.as_str()), r.node_name);
+    let what = format!("Power request {} ({}) of {}", r.id, operation_words(r.operation), r.node_name);
     let (text, pending, failed) = match r.state {
         PowerRequestState::Queued => {
             (format!("{what} is queued: the BMC has not been asked yet. Reload this page to see how it ends."), true, false)
@@ -319,7 +319,8 @@ async fn node_page(
         Some(NodeRefusal::Power(message)) => power_error = Some(message),
         None => {}
     }
-    let audit_link = format!("/admin/audit?target={}", url::form_urlencoded::byte_serialize(format!("node/{name}").as_bytes()).collect::<String>());
+    let audit_link =
+        format!("/admin/audit?target={}", url::form_urlencoded::byte_serialize(format!("node/{name}").as_bytes()).collect::<String>());
     let body = NodePage {
         nav: Some(NavUser::from(&s.0)),
         active: "admin-nodes",
@@ -338,7 +339,12 @@ async fn node_page(
     Ok(page(status, &body))
 }
 
-pub async fn node(State(app): State<Arc<App>>, s: SignedIn, Path(name): Path<String>, Query(q): Query<NodeQuery>) -> Result<Response, WebError> {
+pub async fn node(
+    State(app): State<Arc<App>>,
+    s: SignedIn,
+    Path(name): Path<String>,
+    Query(q): Query<NodeQuery>,
+) -> Result<Response, WebError> {
     node_page(&app, &s, &name, StatusCode::OK, q, None).await
 }
 
@@ -392,19 +398,18 @@ pub struct PowerForm {
     action: String,
 }
 
-/// The power actions the portal offers, as the API names them.
+/// A power action as the API names it (`on`, `off`, `soft-off`, `cycle`,
+/// `status`): the portal offers the API's.
 fn power_action(name: &str) -> Option<api::PowerActionName> {
-    match name {
-        "on" => Some(api::PowerActionName::On),
-        "off" => Some(api::PowerActionName::Off),
-        "soft-off" => Some(api::PowerActionName::SoftOff),
-        "cycle" => Some(api::PowerActionName::Cycle),
-        "status" => Some(api::PowerActionName::Status),
-        _ => None,
-    }
+    serde_json::from_value(serde_json::Value::String(name.to_owned())).ok()
 }
 
-pub async fn power(State(app): State<Arc<App>>, s: SignedIn, Path(name): Path<String>, Form(form): Form<PowerForm>) -> Result<Response, WebError> {
+pub async fn power(
+    State(app): State<Arc<App>>,
+    s: SignedIn,
+    Path(name): Path<String>,
+    Form(form): Form<PowerForm>,
+) -> Result<Response, WebError> {
     s.0.actor.require_admin()?;
     s.check_csrf(&form.csrf)?;
     let result = match power_action(&form.action) {
@@ -598,7 +603,7 @@ mod tests {
     #[test]
     fn only_the_apis_power_actions_are_offered() {
         assert_eq!(power_action("cycle"), Some(api::PowerActionName::Cycle));
-        assert_eq!(power_action("boot-pxe"), None);
+        assert_eq!(power_action("Cycle"), None);
         assert_eq!(power_action("reboot"), None);
     }
 }

@@ -2,8 +2,9 @@
 //! redirects not followed): activation links, sign-in and sign-out,
 //! anti-forgery tokens, session fixation, throttling, the profile's
 //! tokens and SSH keys, the admin's approval queues (account requests,
-//! large leases), nodes (maintenance, power) and audit log. What a user clicks through is tested in a real browser
-//! too (`tests/web/`, Playwright).
+//! large leases), nodes (maintenance, power) and audit log. What a user
+//! clicks through is tested in a real browser too (`tests/web/`,
+//! Playwright).
 
 use std::collections::BTreeMap;
 
@@ -1034,7 +1035,8 @@ async fn the_admin_sees_every_node_with_its_state_reason_power_and_lease() {
     ctx.post("/api/v1/nodes/sim-2/power", &ctx.admin, json!({"action": "status"})).await.error(502, "bmc_error");
     assert_eq!((ctx.node_state("sim-1").await, ctx.node_state("sim-2").await), ("dead".to_owned(), "suspect".to_owned()));
     let alice = ctx.user("alice", "p-vision").await;
-    let lease = ctx.post("/api/v1/leases", &alice, json!({"name": "run", "nodes": {"names": ["sim-3"]}, "duration": "1h"})).await.expect(201);
+    let lease =
+        ctx.post("/api/v1/leases", &alice, json!({"name": "run", "nodes": {"names": ["sim-3"]}, "duration": "1h"})).await.expect(201);
     let lease = lease["id"].as_i64().expect("id");
     ctx.wait_lease_state(lease, &alice, "active").await;
 
@@ -1145,7 +1147,7 @@ async fn the_admin_puts_a_node_in_maintenance_and_powers_it_from_the_portal() {
     let power = "/admin/nodes/sim-1/power";
     let forged = admin.post(power, &[("action", "cycle")]).await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.text);
-    let odd = admin.post(power, &[("csrf", &csrf), ("action", "boot-pxe")]).await;
+    let odd = admin.post(power, &[("csrf", &csrf), ("action", "reboot")]).await;
     assert_eq!(odd.status, StatusCode::BAD_REQUEST, "{}", odd.text);
     assert!(odd.text.contains("id=\"power-error\">action: one of on, off, soft-off, cycle, status"), "{}", odd.text);
     assert!(bmc.operations().is_empty(), "{:?}", bmc.operations());
@@ -1179,8 +1181,11 @@ async fn the_admin_puts_a_node_in_maintenance_and_powers_it_from_the_portal() {
     let audit = admin.get("/admin/audit").await;
     assert_eq!(audit.status, StatusCode::OK, "{}", audit.text);
     let at = |text: &str| audit.text.find(text).unwrap_or_else(|| panic!("{text} in {}", audit.text));
-    let (power_at, off_at, on_at) =
-        (at("operation: cycle; request: "), at("maintenance: false; reason: disk swapped</td>"), at("maintenance: true; reason: disk swap</td>"));
+    let (power_at, off_at, on_at) = (
+        at("operation: cycle; request: "),
+        at("maintenance: false; reason: disk swapped</td>"),
+        at("maintenance: true; reason: disk swap</td>"),
+    );
     assert!(power_at < off_at && off_at < on_at, "newest first: {}", audit.text);
     assert!(audit.text.contains("<a href=\"/admin/nodes/sim-1\">node/sim-1</a>"), "{}", audit.text);
     let filtered = admin.get("/admin/audit?action=node.maintenance&target=node%2Fsim-1&actor=admin&from=2000-01-01").await;
@@ -1206,8 +1211,10 @@ async fn the_admin_puts_a_node_in_maintenance_and_powers_it_from_the_portal() {
     let start = first.text.find(marker).unwrap_or_else(|| panic!("an older page in {}", first.text)) + marker.len();
     let before: String = first.text[start..].chars().take_while(char::is_ascii_digit).collect();
     let older = admin.get(&format!("/admin/audit?target=node%2Flab-1&before={before}")).await;
-    assert!(older.text.contains("10 entries, older ones, newest first"), "{}", older.text);
-    assert!(older.text.contains("reason: round 0</td>") && !older.text.contains("Older entries"), "{}", older.text);
+    // 60 changes and the node's enrolment: 11 older ones.
+    assert!(older.text.contains("11 entries, older ones, newest first"), "{}", older.text);
+    assert!(older.text.contains("reason: round 0</td>") && older.text.contains("node.add"), "{}", older.text);
+    assert!(!older.text.contains("Older entries"), "{}", older.text);
     assert!(older.text.contains("Newest entries"), "{}", older.text);
     pages.extend([first, older]);
     for page in &pages {
