@@ -477,16 +477,17 @@ def test_admin_nodes_and_audit_log(page: Page, admin):
     status, seen = http("GET", "/api/v1/nodes/maint-1", admin)
     assert seen["state"] == "available", seen
 
-    # Both in the audit log, newest first.
+    # Both in the audit log, newest first, after its enrolment.
     page.get_by_role("navigation", name="Admin").get_by_role("link", name="Audit log").click()
     expect(page.get_by_role("heading", name="Audit log")).to_be_visible()
     check_a11y(page, "audit log")
     page.get_by_label("Target (e.g. node/sim-1)").fill("node/maint-1")
     page.get_by_label("Target (e.g. node/sim-1)").press("Enter")
     rows = page.locator("tbody tr")
-    expect(rows).to_have_count(2)
+    expect(rows).to_have_count(3)
     expect(rows.nth(0)).to_contain_text("maintenance: false; reason: fan replaced")
     expect(rows.nth(1)).to_contain_text("maintenance: true; reason: fan replacement")
+    expect(rows.nth(2)).to_contain_text("node.add")
     expect(rows.nth(0).get_by_role("link", name="node/maint-1")).to_be_visible()
     check_a11y(page, "audit log filtered")
     admin_shot(page, "admin-audit")
