@@ -88,7 +88,10 @@ fn lease_words(lease: &LeaseRow) -> String {
 }
 
 /// The reason of the node's latest event into `state`, as the API shows
-/// events to `actor`.
+/// events to `actor`. A node in maintenance while a lease still runs on it
+/// shows the lease's state, without a reason (its events have it).
+/// TODO-perf: one read of events per such node; a store call for every
+/// node's latest event would make it one read for the list.
 async fn why(app: &App, actor: &Actor, name: &str, state: api::NodeState) -> Result<Option<String>, WebError> {
     if !has_reason(state) {
         return Ok(None);
