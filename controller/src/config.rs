@@ -84,6 +84,12 @@ pub struct WebConfig {
     /// Sign-in attempts one client address may make in a burst; one more
     /// comes back every 10 seconds. Default `20`.
     pub login_burst_per_address: u32,
+    /// Serve HTTPS on `listen` (the API and the portal) with this
+    /// certificate chain, PEM, leaf first. With `tls_key`; default none:
+    /// plain HTTP (behind a reverse proxy that terminates TLS).
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert`, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for WebConfig {
@@ -95,6 +101,8 @@ impl Default for WebConfig {
             trusted_proxies: Vec::new(),
             login_burst_per_account: 5,
             login_burst_per_address: 20,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -115,6 +123,9 @@ impl WebConfig {
         }
         if self.login_burst_per_account == 0 || self.login_burst_per_address == 0 {
             return Err("web.login_burst_per_account, web.login_burst_per_address: at least 1".into());
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("web.tls_cert, web.tls_key: give both (HTTPS) or neither (HTTP)".into());
         }
         Ok(())
     }
@@ -514,6 +525,7 @@ impl Config {
     pub fn web_base_url(&self) -> String {
         match &self.web.public_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
+            None if self.web.tls_cert.is_some() => format!("https://{}", self.listen),
             None => format!("http://{}", self.listen),
         }
     }

@@ -163,6 +163,10 @@ pub async fn serve_with_boot(
     boot: Vec<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let tls = match (&app.config.web.tls_cert, &app.config.web.tls_key) {
+        (Some(cert), Some(key)) => Some(http::tls::server_config(cert, key)?),
+        _ => None,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let boot_services = start_boot_services(&app, stop_rx.clone())?;
     let boot_hosts_loop = tokio::spawn(app.clone().run_boot_hosts_loop(stop_rx.clone()));
@@ -187,7 +191,16 @@ pub async fn serve_with_boot(
     let router = http::router(app, metrics);
     // The client address feeds the rate limit of account requests.
     let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let served = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
+    let served = match tls {
+        Some(config) => {
+            // `tap_io` (doing nothing) is how axum gives any listener's
+            // peer address as `ConnectInfo<SocketAddr>`.
+            use axum::serve::ListenerExt;
+            let listener = http::tls::TlsListener::new(listener, config)?.tap_io(|_| {});
+            axum::serve(listener, service).with_graceful_shutdown(shutdown).await
+        }
+        None => axum::serve(listener, service).with_graceful_shutdown(shutdown).await,
+    };
     stop_tx.send_replace(true);
     background.await.context("background loops panicked")?;
     changes.await.context("change listener panicked")?;

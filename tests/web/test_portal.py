@@ -5,8 +5,10 @@ password there); the other tests get a signed-in alice from the fixtures,
 which activate her themselves when that test did not run.
 """
 
+import json
 import re
 import subprocess
+import time
 import urllib.parse
 import urllib.request
 from datetime import datetime, timedelta, timezone
@@ -500,6 +502,19 @@ def test_admin_nodes_and_audit_log(page: Page, admin):
     check_a11y(page, "audit log with an error")
 
 
+def test_usage_page(signed_in: Page):
+    page = signed_in
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Usage").click()
+    expect(page.get_by_role("heading", name="Usage")).to_be_visible()
+    check_a11y(page, "usage")
+    page.get_by_label("By", exact=True).select_option("user")
+    page.get_by_label("Months").fill("40")
+    page.get_by_role("button", name="Show").click()
+    expect(page.get_by_role("alert")).to_have_text("months: a whole number from 1 to 24")
+    expect(page.get_by_label("By", exact=True)).to_have_value("user")
+    check_a11y(page, "usage with an error")
+
+
 def test_screenshots(page: Page, activated):
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
     shots = []
@@ -522,3 +537,102 @@ def test_screenshots(page: Page, activated):
         data = path.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n", path
         assert int.from_bytes(data[16:20], "big") == 1280, f"{path}: not 1280 px wide"
+
+
+def wait_lease_state(token, lease_id, states):
+    """The lease once its state is one of `states` (deadline 30 s): the
+    clock loop starts and ends leases on its own time."""
+    deadline = time.monotonic() + 30
+    while True:
+        status, lease = http("GET", f"/api/v1/leases/{lease_id}", token)
+        assert status == 200, status
+        if lease["state"] in states:
+            return lease
+        assert time.monotonic() < deadline, f"lease {lease_id} not {states} within 30 s: {lease}"
+        # Paces a state probe bounded by the deadline above (the API has
+        # no event to wait on).
+        time.sleep(0.1)
+
+
+def test_my_leases(signed_in: Page, admin):
+    # A node of its own (no BMC: it enrols at once) and a running lease of
+    # alice's on it, through the API with a token of hers. This ferrumd has
+    # no agent: no deployment runs, so the page shows none and the live
+    # progress (tested over HTTP in controller/tests/it/web.rs) stays off.
+    node = {"name": "mine-1", "site": "lab", "cluster": "mine", "macs": ["02:00:00:00:0c:01"]}
+    assert http("POST", "/api/v1/nodes", admin, node)[0] == 201
+    status, token = http("POST", f"/api/v1/users/{USER}/tokens", admin, {"name": "leases-test"})
+    assert status == 201, status
+    token = token["token"]
+    status, lease = http("POST", "/api/v1/leases", token, {"name": "web-run", "nodes": {"names": ["mine-1"]}, "duration": "2h"})
+    assert status == 201, status
+    lease_id = lease["id"]
+    lease = wait_lease_state(token, lease_id, ("active",))
+    end = datetime.fromisoformat(lease["end"].replace("Z", "+00:00"))
+
+    page = signed_in
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Leases").click()
+    expect(page.get_by_role("heading", name="Your leases")).to_be_visible()
+    row = page.get_by_role("table", name=re.compile("^Running and upcoming")).get_by_role("row").filter(has_text="web-run")
+    expect(row).to_contain_text("active")
+    check_a11y(page, "leases")
+    admin_shot(page, "leases")
+
+    # The lease's page, reached from the keyboard.
+    link = row.get_by_role("link", name=f"Lease {lease_id}")
+    link.focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name=f"Lease {lease_id} (web-run)")).to_be_visible()
+    expect(page.locator("#lease-state")).to_contain_text("active")
+    expect(page.get_by_text("No deployment on this lease.")).to_be_visible()
+    expect(page.locator("#live")).to_have_text("Nothing is being deployed now.")
+    expect(page.get_by_role("link", name="Refresh")).to_be_visible()
+    check_a11y(page, "lease")
+
+    # A refused extension is said beside its field, as typed.
+    new_end = page.get_by_label(re.compile(f"^New end of lease {lease_id}"))
+    new_end.fill("+soon")
+    new_end.press("Enter")
+    expect(page.locator("#extend-error")).to_contain_text("end: ")
+    expect(new_end).to_have_value("+soon")
+    expect(new_end).to_have_attribute("aria-invalid", "true")
+    check_a11y(page, "lease with a refusal")
+
+    # Extend by an hour, from the keyboard.
+    new_end.fill("+1h")
+    new_end.press("Enter")
+    expect(page.get_by_role("status").filter(has_text="Extended")).to_be_visible()
+    later = (end + timedelta(hours=1)).strftime("%Y-%m-%d %H:%M UTC")
+    expect(page.locator("dd").filter(has_text=later)).to_have_count(1)
+    status, seen = http("GET", f"/api/v1/leases/{lease_id}", token)
+    assert datetime.fromisoformat(seen["end"].replace("Z", "+00:00")) == end + timedelta(hours=1), seen
+    admin_shot(page, "lease")
+
+    # The live script, fed a canned stream (this ferrumd deploys nothing):
+    # the page as served but marked live, and one progress event naming a
+    # deployment the page does not have, then `end`.
+    def live_page(route):
+        response = route.fetch()
+        route.fulfill(response=response, body=response.text().replace('data-live="false"', 'data-live="true"'))
+
+    def canned_stream(route):
+        progress = {"lease_state": "active", "moving": True, "deployments": [{"id": 99, "state": "running", "nodes": []}]}
+        body = f"event: progress\ndata: {json.dumps(progress)}\n\nevent: end\ndata: nothing is running\n\n"
+        route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=body)
+
+    page.route(f"{URL}/leases/{lease_id}", live_page)
+    page.route(f"{URL}/leases/{lease_id}/events", canned_stream)
+    page.goto(f"/leases/{lease_id}")
+    expect(page.locator("#live")).to_have_text("A deployment started since this page was loaded: refresh the page to see it.")
+    page.unroute(f"{URL}/leases/{lease_id}")
+    page.unroute(f"{URL}/leases/{lease_id}/events")
+
+    # Release it.
+    release = page.get_by_role("button", name=f"Release lease {lease_id}")
+    release.focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status").filter(has_text="Released")).to_be_visible()
+    expect(page.locator("#lease-state")).to_contain_text("released by alice")
+    expect(page.get_by_role("button", name=f"Release lease {lease_id}")).to_have_count(0)
+    check_a11y(page, "lease released")
+    wait_lease_state(token, lease_id, ("ending", "finished"))

@@ -31,6 +31,7 @@ pub mod leases;
 pub mod limits;
 pub mod metrics;
 pub mod nodes;
+pub mod tls;
 pub mod usage;
 pub mod views;
 

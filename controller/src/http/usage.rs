@@ -26,7 +26,7 @@ fn row(key: String, node_seconds: i64, gpu_seconds: i64) -> api::UsageRow {
 }
 
 /// The key as shown: the empty key means "no project" or "no GPU".
-fn shown_key(dimension: Dimension, key: String) -> String {
+pub(crate) fn shown_key(dimension: Dimension, key: String) -> String {
     match (dimension, key.is_empty()) {
         (Dimension::Project, true) => "(operator)".into(),
         (Dimension::GpuModel, true) => "(none)".into(),
@@ -36,7 +36,7 @@ fn shown_key(dimension: Dimension, key: String) -> String {
 
 /// Serialises rows as CSV under `header` (the rows' field names, written
 /// even when there is no row).
-fn csv_response<T: serde::Serialize>(header: &[&str], rows: &[T], file: &str) -> ApiResult<Response> {
+pub(crate) fn csv_response<T: serde::Serialize>(header: &[&str], rows: &[T], file: &str) -> ApiResult<Response> {
     let mut writer = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
     writer.write_record(header).map_err(|e| ApiError::from(AppError::Internal(anyhow::anyhow!("csv: {e}"))))?;
     for r in rows {

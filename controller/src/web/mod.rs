@@ -1,9 +1,9 @@
 //! The web portal (issue 19), served by `ferrumd` at `/` beside the API:
 //! server-rendered HTML (askama templates in `controller/templates/`,
 //! checked at compile time) over the same application layer as the API,
-//! one stylesheet and one script (the hardware catalog's filter builder)
-//! embedded in the binary (`controller/static/`); every page works without
-//! the script. Pages take a browser session ([`session`]), never an
+//! one stylesheet and two scripts (the hardware catalog's filter builder,
+//! a lease's live deploy progress) embedded in the binary
+//! (`controller/static/`); every page works without them. Pages take a browser session ([`session`]), never an
 //! API token; `/api/v1` never takes the session cookie.
 //!
 //! Every answer carries a strict Content-Security-Policy (nothing but this
@@ -32,8 +32,10 @@ pub mod catalog;
 pub mod gantt;
 pub mod hardware;
 pub mod inventory;
+pub mod leases;
 pub mod pages;
 pub mod session;
+pub mod usage;
 
 /// The portal's routes (merged into the public router).
 pub fn routes() -> Router<Arc<App>> {
@@ -51,6 +53,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/profile/keys/{id}/delete", post(pages::remove_key))
         .route("/calendar", get(gantt::calendar))
         .route("/calendar/book", post(gantt::book))
+        .route("/usage", get(usage::usage))
         .route("/admin", get(admin::index))
         .route("/admin/account-requests", get(admin::account_requests))
         .route("/admin/account-requests/{id}/approve", post(admin::approve_account_request))
@@ -69,8 +72,15 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/hardware/_count", get(hardware::count))
         .route("/hardware/{cluster}", get(hardware::cluster))
         .route("/hardware/nodes/{name}", get(hardware::node))
+        .route("/leases", get(leases::list))
+        .route("/leases/{id}", get(leases::detail))
+        .route("/leases/{id}/events", get(leases::events))
+        .route("/leases/{id}/extend", post(leases::extend))
+        .route("/leases/{id}/end", post(leases::end))
+        .route("/leases/{id}/deploy", post(leases::deploy))
         .route("/static/ferrum.css", get(stylesheet))
         .route("/static/hardware.js", get(hardware_script))
+        .route("/static/lease.js", get(lease_script))
         .layer(middleware::from_fn(page_headers))
 }
 
@@ -111,6 +121,14 @@ async fn hardware_script() -> Response {
     (
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
         include_str!("../../static/hardware.js"),
+    )
+        .into_response()
+}
+
+async fn lease_script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
+        include_str!("../../static/lease.js"),
     )
         .into_response()
 }

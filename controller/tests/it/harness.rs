@@ -207,26 +207,26 @@ impl TestContext {
         let listen = listener.local_addr().expect("local addr");
         // `listen` as served: the portal's links carry it.
         let config = Config { data_dir: dir.path().to_owned(), database: Some(database.clone()), listen, ..config };
+        // With `[web] tls_cert`, the API listener speaks HTTPS: the client
+        // trusts that certificate (the tests' own, self-signed).
+        let tls_cert = config.web.tls_cert.clone();
         let app = server::open_with(config, clock, conductor, bmcs.clone()).await.expect("controller opens");
         let admin = std::fs::read_to_string(dir.path().join("admin.token")).expect("admin.token written").trim().to_owned();
-        let url = format!("http://{listen}");
+        let url = format!("{}://{listen}", if tls_cert.is_some() { "https" } else { "http" });
+        let client = match &tls_cert {
+            Some(cert) => {
+                let pem = std::fs::read(cert).expect("the test certificate");
+                let root = reqwest::Certificate::from_pem(&pem).expect("a PEM certificate");
+                reqwest::Client::builder().tls_certs_only([root]).build().expect("an HTTPS client")
+            }
+            None => reqwest::Client::new(),
+        };
         let boot_url = format!("http://{}", boot.local_addr().expect("local addr"));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server::serve_with_boot(app, listener, vec![boot], async move {
             let _ = stopped.await;
         }));
-        TestContext {
-            url,
-            boot_url,
-            admin,
-            clock: handle,
-            client: reqwest::Client::new(),
-            dir,
-            bmcs,
-            database,
-            stop: Some(stop),
-            task: Some(task),
-        }
+        TestContext { url, boot_url, admin, clock: handle, client, dir, bmcs, database, stop: Some(stop), task: Some(task) }
     }
 
     /// Stops the controller and starts a new one on the same database and

@@ -25,5 +25,6 @@ pub mod smtp;
 pub mod ssh;
 pub mod sushy;
 mod tidy;
+mod tls;
 mod validation;
 mod web;

@@ -188,6 +188,7 @@ fn undocumented_rows() -> Vec<Row> {
         row("GET", "/login", "/login", None, [200; 5]),
         row("GET", "/static/ferrum.css", "/static/ferrum.css", None, [200; 5]),
         row("GET", "/static/hardware.js", "/static/hardware.js", None, [200; 5]),
+        row("GET", "/static/lease.js", "/static/lease.js", None, [200; 5]),
         row("GET", "/activate/{token}", "/activate/ferrum_0000", None, [404; 5]),
     ]
 }
@@ -255,6 +256,11 @@ fn page_rows() -> Vec<PageRow> {
         // A booking without nodes is refused in words; bob, whom the rows
         // above took out of his project, may not book at all.
         post("/calendar/book", &[("csrf", "{csrf}"), ("nodes", ""), ("duration", "1h")], [303, 400, 403, 400, 400]),
+        // Usage: each sees the API's report for them (the forbidden names
+        // are checked on the page), a project not theirs is refused.
+        get("/usage", [303, 200, 200, 200, 200]),
+        get("/usage?group_by=user&months=2&format=csv", [303, 200, 200, 200, 200]),
+        get("/usage?project={alpha}", [303, 200, 403, 200, 200]),
         // The admin's approval queues (issue 19).
         get("/admin", [303, 403, 403, 403, 200]),
         get("/admin/account-requests", [303, 403, 403, 403, 200]),
@@ -266,6 +272,23 @@ fn page_rows() -> Vec<PageRow> {
         post("/admin/leases/{bob_waiting}/approve", csrf, [303, 403, 403, 403, 303]),
         post("/admin/account-requests/{erin_request}/reject", &[("csrf", "{csrf}"), ("reason", "")], [303, 403, 403, 403, 400]),
         post("/admin/account-requests/{erin_request}/approve", csrf, [303, 403, 403, 403, 201]),
+        // My leases (issue 19): another user's lease is the API's 404,
+        // from the page, its progress stream and every form.
+        get("/leases", [303, 200, 200, 200, 200]),
+        get("/leases?all=1", [303, 200, 200, 200, 200]),
+        get("/leases/{alice_lease}", [303, 200, 404, 404, 200]),
+        // Alice's deploy runs (no agent): the stream's first event.
+        get("/leases/{alice_lease}/events", [303, 200, 404, 404, 200]),
+        get("/leases/{carol_lease}", [303, 404, 404, 200, 200]),
+        get("/leases/{carol_lease}/events", [303, 404, 404, 200, 200]),
+        get("/leases/999999", [303, 404, 404, 404, 404]),
+        post("/leases/{alice_lease}/extend", &[("csrf", ""), ("end", "+1h")], [303, 403, 403, 403, 403]),
+        post("/leases/{alice_lease}/extend", &[("csrf", "{csrf}"), ("end", "soon")], [303, 400, 404, 404, 400]),
+        post("/leases/{alice_lease}/deploy", &[("csrf", "{csrf}"), ("environment", "")], [303, 400, 404, 404, 400]),
+        post("/leases/{alice_lease}/end", &[("csrf", "")], [303, 403, 403, 403, 403]),
+        // Bob cancels his approved lease; the admin's end of it then
+        // changes nothing.
+        post("/leases/{bob_waiting}/end", csrf, [303, 404, 303, 404, 303]),
         // The admin's nodes and audit log: pages for admins only, never a
         // BMC's password (checked on every page); forms refused without
         // the session's token, a refusal said in words.
@@ -521,6 +544,8 @@ async fn every_route_with_every_identity() {
         let path = world.path(r.path);
         for (who, browser) in browsers.iter_mut().enumerate() {
             let page = match r.form {
+                // A stream does not end while something moves.
+                None if path.ends_with("/events") => browser.first_event(&path).await,
                 None => browser.get(&path).await,
                 Some(form) => {
                     let form: Vec<(&str, String)> = form.iter().map(|(k, v)| (*k, v.replace("{csrf}", &csrfs[who]))).collect();
