@@ -2,9 +2,10 @@
 # The web portal in a real browser (README "Tests and CI"): Debian's
 # Chromium driven by Playwright (pytest, tests/web) through sign-in,
 # activation, the profile's tokens and SSH keys, keyboard-only use,
-# sign-out, the admin's approval queues, the hardware catalog (its filter
-# builder, a cluster, a node) and the user's leases (a lease extended and
-# released), with axe-core on every page (serious or critical violations
+# sign-out, the admin's approval queues, nodes (maintenance on and off)
+# and audit log, the hardware catalog (its filter builder, a cluster, a
+# node) and the user's leases (a lease extended and released), with
+# axe-core on every page (serious or critical violations
 # fail) and screenshots of the main pages. Any failure fails the script.
 #
 # ferrumd and the browser run inside a network namespace of their own that

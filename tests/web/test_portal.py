@@ -433,6 +433,75 @@ def test_calendar_find_a_slot_and_book(signed_in: Page, admin):
     expect(page).to_have_url(f"{page.url.split('#')[0]}#lease-{lease_id}")
 
 
+def test_admin_nodes_and_audit_log(page: Page, admin):
+    # A node of its own cluster, without a BMC (it enrols at once).
+    node = {"name": "maint-1", "site": "lab", "cluster": "maint", "macs": ["02:00:00:00:0e:01"]}
+    assert http("POST", "/api/v1/nodes", admin, node)[0] == 201
+    page.goto(activation_link(admin, "admin"))
+    set_password(page, PASSWORD, PASSWORD)
+    sign_in(page, "admin", PASSWORD)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Admin").click()
+    expect(page.get_by_role("listitem").filter(has_text="Nodes:")).to_contain_text("in maintenance")
+    page.get_by_role("link", name="Nodes", exact=True).click()
+    expect(page.get_by_role("heading", name="Nodes", exact=True)).to_be_visible()
+    check_a11y(page, "admin nodes")
+
+    # Filtered on the server, from the keyboard.
+    page.get_by_label("Cluster").select_option("maint")
+    page.get_by_label("State").select_option("available")
+    page.get_by_role("button", name="Show").press("Enter")
+    expect(page).to_have_url(re.compile(r"/admin/nodes\?state=available&cluster=maint$"))
+    rows = page.locator("tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("maint-1")
+    expect(rows.first).to_contain_text("no BMC")
+    check_a11y(page, "admin nodes filtered")
+    admin_shot(page, "admin-nodes")
+
+    # Maintenance on, with a reason typed and Enter.
+    page.get_by_role("link", name="maint-1").click()
+    expect(page.get_by_role("heading", name="Node maint-1")).to_be_visible()
+    expect(page.get_by_text("This node has no BMC")).to_be_visible()
+    check_a11y(page, "admin node")
+    page.get_by_label("Reason for putting maint-1 in maintenance").focus()
+    page.keyboard.type("fan replacement")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status")).to_have_text("maint-1 is in maintenance now: no new lease gets it.")
+    expect(page.locator("dd").nth(1)).to_have_text("maintenance")
+    status, seen = http("GET", "/api/v1/nodes/maint-1", admin)
+    assert seen["state"] == "maintenance", seen
+    check_a11y(page, "admin node in maintenance")
+
+    # And back in service.
+    page.get_by_label("Reason for taking maint-1 out of maintenance").fill("fan replaced")
+    page.get_by_role("button", name="End maintenance").click()
+    expect(page.get_by_role("status")).to_have_text("maint-1 is back in service.")
+    status, seen = http("GET", "/api/v1/nodes/maint-1", admin)
+    assert seen["state"] == "available", seen
+
+    # Both in the audit log, newest first, after its enrolment.
+    page.get_by_role("navigation", name="Admin").get_by_role("link", name="Audit log").click()
+    expect(page.get_by_role("heading", name="Audit log")).to_be_visible()
+    check_a11y(page, "audit log")
+    page.get_by_label("Target (e.g. node/sim-1)").fill("node/maint-1")
+    page.get_by_label("Target (e.g. node/sim-1)").press("Enter")
+    rows = page.locator("tbody tr")
+    expect(rows).to_have_count(3)
+    expect(rows.nth(0)).to_contain_text("maintenance: false; reason: fan replaced")
+    expect(rows.nth(1)).to_contain_text("maintenance: true; reason: fan replacement")
+    expect(rows.nth(2)).to_contain_text("node.add")
+    expect(rows.nth(0).get_by_role("link", name="node/maint-1")).to_be_visible()
+    check_a11y(page, "audit log filtered")
+    admin_shot(page, "admin-audit")
+
+    # A time the page cannot read: said beside its field.
+    page.get_by_label("From (UTC, YYYY-MM-DD HH:MM)").fill("last week")
+    page.get_by_role("button", name="Show").click()
+    expect(page.get_by_role("alert")).to_have_text("from: a time in UTC, YYYY-MM-DD or YYYY-MM-DD HH:MM")
+    expect(page.get_by_label("From (UTC, YYYY-MM-DD HH:MM)")).to_have_attribute("aria-describedby", "audit-error")
+    check_a11y(page, "audit log with an error")
+
+
 def test_usage_page(signed_in: Page):
     page = signed_in
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Usage").click()

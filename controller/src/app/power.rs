@@ -154,6 +154,13 @@ impl App {
         }
     }
 
+    /// A power request as it stands (admin): how a queued request the
+    /// caller was told about ended (the portal's node page).
+    pub async fn power_request(&self, actor: &Actor, id: i64) -> AppResult<PowerRequestRow> {
+        actor.require_admin()?;
+        Ok(self.store.power_request(id).await?)
+    }
+
     /// Runs the power loop until `shutdown` turns true: carries out queued
     /// requests, and sweeps every BMC each `power.sync_interval`.
     pub async fn run_power_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {

@@ -16,6 +16,8 @@ pub struct SimBmc {
     /// The number of operations carried out, for observers (a simulated
     /// node that boots when its BMC powers it on).
     carried_out: watch::Sender<usize>,
+    /// While true, power actions wait (a BMC slow to answer).
+    held: watch::Sender<bool>,
 }
 
 #[derive(Debug)]
@@ -32,6 +34,7 @@ impl SimBmc {
             name: name.to_owned(),
             state: Mutex::new(SimState { power: PowerState::Off, next_boot: None, failure: None, operations: Vec::new() }),
             carried_out: watch::channel(0).0,
+            held: watch::channel(false).0,
         }
     }
 
@@ -42,6 +45,12 @@ impl SimBmc {
     /// Every later call fails with `error` (or succeeds again with `None`).
     pub fn fail_with(&self, error: Option<PowerError>) {
         self.with(|s| s.failure = error);
+    }
+
+    /// While `held`, power actions wait for its release (a request stays
+    /// running as long as the test wants).
+    pub fn hold(&self, held: bool) {
+        self.held.send_replace(held);
     }
 
     pub fn next_boot(&self) -> Option<BootDevice> {
@@ -78,6 +87,8 @@ impl PowerDriver for SimBmc {
     }
 
     async fn power(&self, action: PowerAction) -> Result<(), PowerError> {
+        // The sender lives as long as `self`: the wait ends on release.
+        let _ = self.held.subscribe().wait_for(|held| !*held).await;
         self.with(|s| {
             if let Some(e) = &s.failure {
                 return Err(e.clone());

@@ -25,7 +25,9 @@ use super::session::SignedIn;
 use super::{NavUser, WebError, page};
 use crate::app::policy::fmt_hours;
 use crate::app::{App, AppError};
+use crate::model::node::shown_state;
 use crate::model::{AccountRequestState, LeaseState};
+use ferrum_api::NodeState;
 use ferrum_api::accounts::RequesterStatus;
 
 /// A decision form: the session's anti-forgery token and, where the form
@@ -73,7 +75,7 @@ struct Refusal {
 
 /// The status of a refusal the admin can act on; anything else is an
 /// error page.
-fn refusal_status(e: &AppError) -> Option<StatusCode> {
+pub(super) fn refusal_status(e: &AppError) -> Option<StatusCode> {
     match e {
         AppError::BadRequest { .. } => Some(StatusCode::BAD_REQUEST),
         AppError::Conflict { .. } => Some(StatusCode::CONFLICT),
@@ -118,6 +120,9 @@ struct AdminPage {
     active: &'static str,
     requests: usize,
     leases: usize,
+    nodes: usize,
+    troubled: usize,
+    maintenance: usize,
 }
 
 pub async fn index(State(app): State<Arc<App>>, s: SignedIn) -> Result<Response, WebError> {
@@ -125,7 +130,10 @@ pub async fn index(State(app): State<Arc<App>>, s: SignedIn) -> Result<Response,
     actor.require_admin()?;
     let requests = app.account_requests(actor, Some(AccountRequestState::Pending)).await?.len();
     let leases = app.list_leases(actor, Some(LeaseState::AwaitingApproval), false).await?.len();
-    let body = AdminPage { nav: Some(NavUser::from(&s.0)), active: "admin", requests, leases };
+    let shown: Vec<_> = app.list_nodes(None).await?.iter().map(|n| shown_state(n.state, n.policy)).collect();
+    let count = |states: &[NodeState]| shown.iter().filter(|s| states.contains(s)).count();
+    let (troubled, maintenance) = (count(&[NodeState::Suspect, NodeState::Dead]), count(&[NodeState::Maintenance]));
+    let body = AdminPage { nav: Some(NavUser::from(&s.0)), active: "admin", requests, leases, nodes: shown.len(), troubled, maintenance };
     Ok(page(StatusCode::OK, &body))
 }
 

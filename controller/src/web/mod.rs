@@ -27,6 +27,7 @@ use crate::app::{App, AppError};
 use crate::http::limits::KeepBody;
 
 pub mod admin;
+pub mod admin_nodes;
 pub mod catalog;
 pub mod gantt;
 pub mod hardware;
@@ -60,6 +61,11 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/admin/leases", get(admin::leases))
         .route("/admin/leases/{id}/approve", post(admin::approve_lease))
         .route("/admin/leases/{id}/reject", post(admin::reject_lease))
+        .route("/admin/nodes", get(admin_nodes::nodes))
+        .route("/admin/nodes/{name}", get(admin_nodes::node))
+        .route("/admin/nodes/{name}/maintenance", post(admin_nodes::maintenance))
+        .route("/admin/nodes/{name}/power", post(admin_nodes::power))
+        .route("/admin/audit", get(admin_nodes::audit))
         .route("/hardware", get(hardware::catalog))
         // `_count` is no cluster's name: enrolment refuses a leading `_`
         // (TODO-correctness: an import does not check cluster names yet).

@@ -289,6 +289,32 @@ fn page_rows() -> Vec<PageRow> {
         // Bob cancels his approved lease; the admin's end of it then
         // changes nothing.
         post("/leases/{bob_waiting}/end", csrf, [303, 404, 303, 404, 303]),
+        // The admin's nodes and audit log: pages for admins only, never a
+        // BMC's password (checked on every page); forms refused without
+        // the session's token, a refusal said in words.
+        get("/admin/nodes", [303, 403, 403, 403, 200]),
+        get("/admin/nodes?state=deploying&cluster=sim", [303, 403, 403, 403, 200]),
+        get("/admin/nodes?state=asleep", [303, 403, 403, 403, 400]),
+        get("/admin/nodes/sim-1", [303, 403, 403, 403, 200]),
+        get("/admin/nodes/sim-2?power=1", [303, 403, 403, 403, 200]),
+        get("/admin/nodes/nowhere-1", [303, 403, 403, 403, 404]),
+        post("/admin/nodes/sim-3/maintenance", &[("csrf", ""), ("enabled", "true"), ("reason", "forged")], [303, 403, 403, 403, 403]),
+        post("/admin/nodes/sim-3/maintenance", &[("csrf", "{csrf}"), ("enabled", "true"), ("reason", "")], [303, 403, 403, 403, 400]),
+        post("/admin/nodes/sim-3/maintenance", &[("csrf", "{csrf}"), ("enabled", "true"), ("reason", "fan")], [303, 403, 403, 403, 303]),
+        post(
+            "/admin/nodes/sim-3/maintenance",
+            &[("csrf", "{csrf}"), ("enabled", "false"), ("reason", "fan ok")],
+            [303, 403, 403, 403, 303],
+        ),
+        post("/admin/nodes/sim-3/power", &[("csrf", ""), ("action", "status")], [303, 403, 403, 403, 403]),
+        post("/admin/nodes/sim-3/power", &[("csrf", "{csrf}"), ("action", "status")], [303, 403, 403, 403, 303]),
+        post("/admin/nodes/nowhere-1/power", &[("csrf", "{csrf}"), ("action", "status")], [303, 403, 403, 403, 404]),
+        get("/admin/audit", [303, 403, 403, 403, 200]),
+        get(
+            "/admin/audit?actor=admin&action=node.maintenance&target=node%2Fsim-3&from=2020-01-01&to=2100-01-01",
+            [303, 403, 403, 403, 200],
+        ),
+        get("/admin/audit?from=soon", [303, 403, 403, 403, 400]),
         // Last: signing out (without the token, nobody is signed out).
         post("/logout", &[("csrf", "")], [303, 403, 403, 403, 403]),
         post("/logout", csrf, [303, 303, 303, 303, 303]),

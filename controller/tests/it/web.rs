@@ -2,10 +2,11 @@
 //! redirects not followed): activation links, sign-in and sign-out,
 //! anti-forgery tokens, session fixation, throttling, the profile's
 //! tokens and SSH keys, the admin's approval queues (account requests,
-//! large leases), the calendar, the hardware catalog, and the user's
-//! leases (list, page, its forms, and its live progress stream followed
-//! through a simulated deploy). What a user clicks through is tested in a
-//! real browser too (`tests/web/`, Playwright).
+//! large leases; nodes, with maintenance and power, and the audit log),
+//! the calendar, the hardware catalog, and the user's leases (list, page,
+//! its forms, and its live progress stream followed through a simulated
+//! deploy). What a user clicks through is tested in a real browser too
+//! (`tests/web/`, Playwright).
 
 use std::collections::BTreeMap;
 
@@ -15,7 +16,7 @@ use reqwest::StatusCode;
 use reqwest::header::{CACHE_CONTROL, COOKIE, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
 
-use super::harness::{TestContext, at};
+use super::harness::{DEADLINE, TestContext, at, wait_until};
 
 /// A browser without a script: keeps cookies, follows no redirect.
 pub(super) struct Browser {
@@ -1021,6 +1022,232 @@ async fn the_calendar_draws_the_api_view_and_books_the_earliest_slot() {
         let at = refused.text.find(&marker).unwrap_or_else(|| panic!("{path}: no error beside {field}: {}", refused.text));
         assert!(refused.text[at..].starts_with(&format!("{marker}{words}")), "{path}: {}", &refused.text[at..at + 200]);
         assert!(refused.text.contains("<svg id=\"gantt\""), "{path}: the chart is still drawn");
+    }
+}
+
+/// A BMC URL of the admin pages' tests: its password must never show.
+fn bmc_of(i: u8) -> String {
+    format!("ipmi://root:s3cret-pw-{i}@10.9.2.{i}:623")
+}
+
+async fn node_with_bmc(ctx: &TestContext, name: &str, cluster: &str, i: u8) -> std::sync::Arc<ferrum_controller::power::sim::SimBmc> {
+    let url = bmc_of(i);
+    let bmc = ctx.bmcs.bmc(&ferrum_controller::model::BmcAddress::parse(&url).expect("BMC URL").endpoint());
+    let body = json!({"name": name, "site": "lab", "cluster": cluster, "macs": [format!("02:00:00:00:0c:0{i}")], "bmc": url});
+    ctx.post("/api/v1/nodes", &ctx.admin, body).await.expect(201);
+    bmc
+}
+
+/// No BMC password nor URL in a page.
+#[track_caller]
+fn no_bmc_secret(page: &Page) {
+    assert!(!page.text.contains("s3cret"), "a BMC password in {}", page.text);
+    assert!(!page.text.contains("ipmi://"), "a BMC URL in {}", page.text);
+}
+
+#[tokio::test]
+async fn the_admin_sees_every_node_with_its_state_reason_power_and_lease() {
+    use ferrum_controller::power::PowerError;
+    let ctx = TestContext::empty().await;
+    let dead = node_with_bmc(&ctx, "sim-1", "sim", 1).await;
+    let suspect = node_with_bmc(&ctx, "sim-2", "sim", 2).await;
+    node_with_bmc(&ctx, "sim-3", "sim", 3).await;
+    ctx.post("/api/v1/nodes", &ctx.admin, json!({"name": "lab-1", "site": "lab", "cluster": "other", "macs": ["02:00:00:00:0d:01"]}))
+        .await
+        .expect(201);
+    ctx.wait_nodes_available(4).await;
+    // sim-1's BMC stops answering (dead), sim-2's refuses its password
+    // (suspect); alice holds sim-3.
+    dead.fail_with(Some(PowerError::Unreachable { bmc: "10.9.2.1:623".into(), tries: 1 }));
+    suspect.fail_with(Some(PowerError::Auth { bmc: "10.9.2.2:623".into() }));
+    ctx.post("/api/v1/nodes/sim-1/power", &ctx.admin, json!({"action": "status"})).await.error(502, "bmc_error");
+    ctx.post("/api/v1/nodes/sim-2/power", &ctx.admin, json!({"action": "status"})).await.error(502, "bmc_error");
+    assert_eq!((ctx.node_state("sim-1").await, ctx.node_state("sim-2").await), ("dead".to_owned(), "suspect".to_owned()));
+    let alice = ctx.user("alice", "p-vision").await;
+    let lease =
+        ctx.post("/api/v1/leases", &alice, json!({"name": "run", "nodes": {"names": ["sim-3"]}, "duration": "1h"})).await.expect(201);
+    let lease = lease["id"].as_i64().expect("id");
+    ctx.wait_lease_state(lease, &alice, "active").await;
+
+    let mut admin = signed_in(&ctx, "admin").await;
+    let index = admin.get("/admin").await;
+    assert!(index.text.contains("4 in all, 2 suspect or dead, 0 in maintenance."), "{}", index.text);
+    let list = admin.get("/admin/nodes").await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.text);
+    no_bmc_secret(&list);
+    let row = |page: &Page, node: &str| {
+        let start = page.text.find(&format!("<tr id=\"node-{node}\">")).unwrap_or_else(|| panic!("no row of {node} in {}", page.text));
+        page.text[start..].split("</tr>").next().unwrap_or_default().to_owned()
+    };
+    let sim1 = row(&list, "sim-1");
+    assert!(sim1.contains("<td>dead</td>"), "{sim1}");
+    assert!(sim1.contains("no answer from BMC 10.9.2.1:623 after 1 tries ("), "{sim1}");
+    let sim2 = row(&list, "sim-2");
+    assert!(sim2.contains("<td>suspect</td>") && sim2.contains("BMC 10.9.2.2:623 refused the credentials"), "{sim2}");
+    let sim3 = row(&list, "sim-3");
+    assert!(sim3.contains(&format!("lease {lease} (run) of alice, active until")), "{sim3}");
+    let lab1 = row(&list, "lab-1");
+    assert!(lab1.contains("<td>available</td>") && lab1.contains("<td>no BMC</td>") && lab1.contains("<td>none</td>"), "{lab1}");
+    assert!(list.text.contains("All 4 nodes"), "{}", list.text);
+
+    // Filters, on the server.
+    let dead_only = admin.get("/admin/nodes?state=dead").await;
+    assert!(dead_only.text.contains("node-sim-1") && !dead_only.text.contains("node-sim-2"), "{}", dead_only.text);
+    assert!(dead_only.text.contains("1 of 4 nodes, state dead"), "{}", dead_only.text);
+    let other = admin.get("/admin/nodes?cluster=other&state=").await;
+    assert!(other.text.contains("node-lab-1") && !other.text.contains("node-sim-"), "{}", other.text);
+    let none = admin.get("/admin/nodes?cluster=other&state=dead").await;
+    assert!(none.text.contains("No node matches."), "{}", none.text);
+    let wrong = admin.get("/admin/nodes?state=asleep").await;
+    assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
+    assert!(wrong.text.contains("state: one of enrolling, available"), "{}", wrong.text);
+
+    // A node's page: the same facts, its events, no BMC secret.
+    let page = admin.get("/admin/nodes/sim-1").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    no_bmc_secret(&page);
+    assert!(page.text.contains("<dt>State</dt><dd>dead</dd>"), "{}", page.text);
+    assert!(page.text.contains("available → dead"), "{}", page.text);
+    assert_eq!(admin.get("/admin/nodes/nowhere").await.status, StatusCode::NOT_FOUND);
+
+    // Users: the 403 page, and their own token changes nothing.
+    let held = ctx.node_state("sim-3").await;
+    let mut user = signed_in(&ctx, "alice").await;
+    let her_csrf = user.get("/").await.field("csrf");
+    for path in ["/admin/nodes", "/admin/nodes/sim-3", "/admin/audit"] {
+        let refused = user.get(path).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{path}: {}", refused.text);
+    }
+    let refused = user.post("/admin/nodes/sim-3/power", &[("csrf", &her_csrf), ("action", "off")]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+    let refused = user.post("/admin/nodes/sim-3/maintenance", &[("csrf", &her_csrf), ("enabled", "true"), ("reason", "mine")]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+    assert_eq!(ctx.node_state("sim-3").await, held);
+    let events = ctx.get("/api/v1/nodes/sim-3/events", &ctx.admin).await.expect(200);
+    assert!(!events.to_string().contains("mine"), "{events}");
+}
+
+#[tokio::test]
+async fn the_admin_puts_a_node_in_maintenance_and_powers_it_from_the_portal() {
+    // A short wait for the BMC: a held one leaves the request queued.
+    let mut config = Config::default();
+    config.power.request_wait = std::time::Duration::from_millis(200);
+    let ctx = TestContext::empty_configured(config, std::sync::Arc::new(SimConductor)).await;
+    let bmc = node_with_bmc(&ctx, "sim-1", "sim", 1).await;
+    ctx.post("/api/v1/nodes", &ctx.admin, json!({"name": "lab-1", "site": "lab", "cluster": "other", "macs": ["02:00:00:00:0d:01"]}))
+        .await
+        .expect(201);
+    ctx.wait_nodes_available(2).await;
+    let mut admin = signed_in(&ctx, "admin").await;
+    let mut pages = Vec::new();
+
+    let page = admin.get("/admin/nodes/sim-1").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains("Start maintenance"), "{}", page.text);
+    let csrf = page.field("csrf");
+    let maintenance = "/admin/nodes/sim-1/maintenance";
+
+    // Without the session's token: refused, nothing changes.
+    let forged = admin.post(maintenance, &[("enabled", "true"), ("reason", "forged")]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.text);
+    assert_eq!(ctx.node_state("sim-1").await, "available");
+    // Without a reason: the application's words beside the field.
+    let bare = admin.post(maintenance, &[("csrf", &csrf), ("enabled", "true"), ("reason", " ")]).await;
+    assert_eq!(bare.status, StatusCode::BAD_REQUEST, "{}", bare.text);
+    assert!(bare.text.contains("id=\"maintenance-error\">reason: say why"), "{}", bare.text);
+    assert!(bare.text.contains("aria-describedby=\"maintenance-error\""), "{}", bare.text);
+
+    let on = admin.post(maintenance, &[("csrf", &csrf), ("enabled", "true"), ("reason", "disk swap")]).await;
+    assert_eq!(on.status, StatusCode::SEE_OTHER, "{}", on.text);
+    assert_eq!(on.location.as_deref(), Some("/admin/nodes/sim-1?maintenance=on"));
+    assert_eq!(ctx.node_state("sim-1").await, "maintenance");
+    let page = admin.get("/admin/nodes/sim-1?maintenance=on").await;
+    assert!(page.text.contains("sim-1 is in maintenance now: no new lease gets it."), "{}", page.text);
+    assert!(page.text.contains("End maintenance") && page.text.contains("<dt>Maintenance</dt><dd>yes</dd>"), "{}", page.text);
+    let listed = admin.get("/admin/nodes?state=maintenance").await;
+    assert!(listed.text.contains("<td>maintenance</td><td>disk swap (admin, "), "{}", listed.text);
+    pages.extend([page, listed]);
+    let off = admin.post(maintenance, &[("csrf", &csrf), ("enabled", "false"), ("reason", "disk swapped")]).await;
+    assert_eq!(off.location.as_deref(), Some("/admin/nodes/sim-1?maintenance=off"));
+    assert_eq!(ctx.node_state("sim-1").await, "available");
+
+    // Power: a BMC slow to answer leaves the request queued; the page
+    // says so, and on reload how it ended.
+    let power = "/admin/nodes/sim-1/power";
+    let forged = admin.post(power, &[("action", "cycle")]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.text);
+    let odd = admin.post(power, &[("csrf", &csrf), ("action", "reboot")]).await;
+    assert_eq!(odd.status, StatusCode::BAD_REQUEST, "{}", odd.text);
+    assert!(odd.text.contains("id=\"power-error\">action: one of on, off, soft-off, cycle, status"), "{}", odd.text);
+    assert!(bmc.operations().is_empty(), "{:?}", bmc.operations());
+    bmc.hold(true);
+    let asked = admin.post(power, &[("csrf", &csrf), ("action", "cycle")]).await;
+    assert_eq!(asked.status, StatusCode::SEE_OTHER, "{}", asked.text);
+    let outcome = asked.location.expect("the node page");
+    assert!(outcome.starts_with("/admin/nodes/sim-1?power="), "{outcome}");
+    let id = outcome.rsplit('=').next().expect("id").to_owned();
+    let waiting = admin.get(&outcome).await;
+    assert!(waiting.text.contains(&format!("Power request {id} (power cycle) of sim-1 is ")), "{}", waiting.text);
+    assert!(waiting.text.contains("Reload this page to see how it ends."), "{}", waiting.text);
+    bmc.hold(false);
+    let done = wait_until("the cycle done, on reload", DEADLINE, async || {
+        let page = admin.get(&outcome).await;
+        if page.text.contains(&format!("Power request {id} (power cycle) of sim-1 is done at ")) { Ok(page) } else { Err(page.text) }
+    })
+    .await;
+    assert!(done.text.contains(": the power is on."), "{}", done.text);
+    assert_eq!(bmc.operations(), ["cycle"]);
+    pages.extend([waiting, done]);
+    // No BMC: the refusal in words, beside the buttons.
+    let lab = admin.get("/admin/nodes/lab-1").await;
+    assert!(lab.text.contains("This node has no BMC"), "{}", lab.text);
+    let nobmc = admin.post("/admin/nodes/lab-1/power", &[("csrf", &csrf), ("action", "on")]).await;
+    assert_eq!(nobmc.status, StatusCode::CONFLICT, "{}", nobmc.text);
+    assert!(nobmc.text.contains("id=\"power-error\">node &#39;lab-1&#39; has no BMC"), "{}", nobmc.text);
+
+    // The audit log: both maintenance changes and the power request,
+    // newest first, filtered on the server.
+    let audit = admin.get("/admin/audit").await;
+    assert_eq!(audit.status, StatusCode::OK, "{}", audit.text);
+    let at = |text: &str| audit.text.find(text).unwrap_or_else(|| panic!("{text} in {}", audit.text));
+    let (power_at, off_at, on_at) = (
+        at("operation: cycle; request: "),
+        at("maintenance: false; reason: disk swapped</td>"),
+        at("maintenance: true; reason: disk swap</td>"),
+    );
+    assert!(power_at < off_at && off_at < on_at, "newest first: {}", audit.text);
+    assert!(audit.text.contains("<a href=\"/admin/nodes/sim-1\">node/sim-1</a>"), "{}", audit.text);
+    let filtered = admin.get("/admin/audit?action=node.maintenance&target=node%2Fsim-1&actor=admin&from=2000-01-01").await;
+    assert!(filtered.text.contains("2 entries, newest first"), "{}", filtered.text);
+    assert!(!filtered.text.contains("operation: cycle"), "{}", filtered.text);
+    let past = admin.get("/admin/audit?to=2000-01-01").await;
+    assert!(past.text.contains("No entry matches."), "{}", past.text);
+    let wrong = admin.get("/admin/audit?from=last+week").await;
+    assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
+    assert!(wrong.text.contains("id=\"audit-error\">from: a time in UTC"), "{}", wrong.text);
+    pages.extend([audit, filtered]);
+
+    // Paged back by id: 50 a page, the filters kept.
+    for i in 0..30 {
+        for enabled in [true, false] {
+            let body = json!({"enabled": enabled, "reason": format!("round {i}")});
+            ctx.post("/api/v1/nodes/lab-1/maintenance", &ctx.admin, body).await.expect(200);
+        }
+    }
+    let first = admin.get("/admin/audit?target=node%2Flab-1").await;
+    assert!(first.text.contains("50 entries, newest first"), "{}", first.text);
+    let marker = "<a href=\"/admin/audit?target=node%2Flab-1&#38;before=";
+    let start = first.text.find(marker).unwrap_or_else(|| panic!("an older page in {}", first.text)) + marker.len();
+    let before: String = first.text[start..].chars().take_while(char::is_ascii_digit).collect();
+    let older = admin.get(&format!("/admin/audit?target=node%2Flab-1&before={before}")).await;
+    // 60 changes and the node's enrolment: 11 older ones.
+    assert!(older.text.contains("11 entries, older ones, newest first"), "{}", older.text);
+    assert!(older.text.contains("reason: round 0</td>") && older.text.contains("node.add"), "{}", older.text);
+    assert!(!older.text.contains("Older entries"), "{}", older.text);
+    assert!(older.text.contains("Newest entries"), "{}", older.text);
+    pages.extend([first, older]);
+    for page in &pages {
+        no_bmc_secret(page);
     }
 }
 
