@@ -271,17 +271,27 @@ fn every_portal_route_has_a_privacy_row() {
     let privacy = std::fs::read_to_string(root.join("tests/it/privacy.rs")).expect("privacy.rs");
     let quoted = |s: &str, n: usize| s.split('"').nth(n).map(str::to_owned);
     let mut asked: Vec<(&str, String)> = Vec::new();
-    for line in privacy.lines().map(str::trim) {
-        let row = if let Some(rest) = line.strip_prefix("row(") {
-            quoted(rest, 1).zip(quoted(rest, 3)).map(|(method, path)| (if method == "POST" { "POST" } else { "GET" }, path))
-        } else if let Some(rest) = line.strip_prefix("get(") {
-            quoted(rest, 1).map(|p| ("GET", p))
-        } else if let Some(rest) = line.strip_prefix("post(") {
-            quoted(rest, 1).map(|p| ("POST", p))
-        } else {
-            None
-        };
-        asked.extend(row);
+    // Rows as calls, whatever rustfmt did to their lines: the file's lines
+    // trimmed and joined, then each `row(`, `get(`, `post(` that is not a
+    // method call (`browser.get(`).
+    let joined = privacy.lines().map(str::trim).collect::<Vec<_>>().join(" ");
+    for call in ["row(", "get(", "post("] {
+        for (at, _) in joined.match_indices(call) {
+            let before = joined[..at].chars().next_back().unwrap_or(' ');
+            if before.is_alphanumeric() || before == '_' || before == '.' {
+                continue;
+            }
+            let rest = joined[at + call.len()..].trim_start();
+            if !rest.starts_with('"') {
+                continue;
+            }
+            let row = match call {
+                "row(" => quoted(rest, 1).zip(quoted(rest, 3)).map(|(method, path)| (if method == "POST" { "POST" } else { "GET" }, path)),
+                "get(" => quoted(rest, 1).map(|p| ("GET", p)),
+                _ => quoted(rest, 1).map(|p| ("POST", p)),
+            };
+            asked.extend(row.filter(|(_, p)| p.starts_with('/')));
+        }
     }
     let matches = |route: &str, path: &str| {
         let path = path.split('?').next().unwrap_or_default();
