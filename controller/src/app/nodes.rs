@@ -217,7 +217,11 @@ impl App {
         for (i, u) in uploads.iter().enumerate() {
             let d = reference::flatten(&u.site, &u.cluster, &u.description)
                 .map_err(|e| AppError::bad_request(format!("nodes[{i}] ({}/{}): {e}", u.site, u.cluster)))?;
-            validate_node_name("node", &d.name).map_err(|e| AppError::bad_request(format!("nodes[{i}]: {e}")))?;
+            // The same names `node add` takes: a site or cluster named
+            // `_count` would stand where the portal's `/hardware/_count` is.
+            for (what, name) in [("node", &d.name), ("site", &d.site), ("cluster", &d.cluster)] {
+                validate_node_name(what, name).map_err(|e| AppError::bad_request(format!("nodes[{i}]: {e}")))?;
+            }
             for mac in &d.macs {
                 boot_mac(mac).map_err(|e| AppError::bad_request(format!("nodes[{i}] ({}): boot MAC {e}", d.name)))?;
             }

@@ -67,8 +67,8 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/admin/nodes/{name}/power", post(admin_nodes::power))
         .route("/admin/audit", get(admin_nodes::audit))
         .route("/hardware", get(hardware::catalog))
-        // `_count` is no cluster's name: enrolment refuses a leading `_`
-        // (TODO-correctness: an import does not check cluster names yet).
+        // `_count` is no cluster's name: enrolment and import refuse a
+        // leading `_`.
         .route("/hardware/_count", get(hardware::count))
         .route("/hardware/{cluster}", get(hardware::cluster))
         .route("/hardware/nodes/{name}", get(hardware::node))

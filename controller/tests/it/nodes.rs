@@ -30,6 +30,22 @@ async fn import_is_idempotent_and_reports_changes() {
     assert_eq!(node["reference"]["main_memory"]["ram_size"], json!(274877906944_u64), "the reference is kept whole");
 }
 
+/// An import takes the names `node add` takes, for sites and clusters too
+/// (a cluster `_count` would shadow the portal's `/hardware/_count`), and
+/// a refusal names the entry and the field, adding nothing.
+#[tokio::test]
+async fn an_import_refuses_site_and_cluster_names_node_add_refuses() {
+    let ctx = TestContext::empty().await;
+    let nodes = ferrum_controller::reference::read_tree(&super::harness::fixtures()).expect("fixtures");
+    let servan = nodes.iter().find(|n| n.name == "servan-1").expect("servan-1");
+    for (site, cluster, field) in [(servan.site.as_str(), "_count", "cluster"), ("../lille", servan.cluster.as_str(), "site")] {
+        let upload = json!({"nodes": [{"site": site, "cluster": cluster, "description": servan.reference}]});
+        let message = ctx.post("/api/v1/nodes/import", &ctx.admin, upload).await.error(400, "bad_request");
+        assert!(message.starts_with(&format!("nodes[0]: {field}")), "{message}");
+    }
+    assert_eq!(names(&ctx.get("/api/v1/nodes", &ctx.admin).await.expect(200)), Vec::<String>::new());
+}
+
 #[tokio::test]
 async fn a_reimport_keeps_the_admins_properties_over_the_references() {
     let ctx = TestContext::empty().await;
