@@ -1309,6 +1309,8 @@ const LEASE_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOo
 #[tokio::test]
 async fn my_leases_are_listed_shown_extended_released_cancelled_and_redeployed() {
     let ctx = TestContext::with_fixtures().await;
+    let bmc = node_with_bmc(&ctx, "sim-1", "sim", 1).await;
+    ctx.wait_nodes_available(11).await;
     let alice = ctx.user("alice", "p-vision").await;
     let bob = ctx.user("bob", "p-other").await;
     let tiny = json!({"name": "tiny", "version": 1, "description": "test image", "image": "tiny.raw.zst", "format": "raw.zst",
@@ -1450,38 +1452,36 @@ async fn my_leases_are_listed_shown_extended_released_cancelled_and_redeployed()
         not_yet.text
     );
     ctx.post("/api/v1/users/alice/ssh-keys", &alice, json!({"public_key": LEASE_KEY})).await.expect(201);
+    // The deployment runs on a node whose BMC is held: it stays at its
+    // first power action for as long as the test needs it running.
+    let held = create(&alice, json!({"nodes": {"names": ["sim-1"]}, "duration": "1h"})).await;
+    ctx.wait_lease_state(held, &alice, "active").await;
+    bmc.hold(true);
+    let deploy = format!("/leases/{held}/deploy");
     let deployed = lease_form(&mut browser, &csrf, &deploy, &[("environment", "tiny")]).await;
     assert_eq!(deployed.status, StatusCode::SEE_OTHER, "{}", deployed.text);
-    let list = ctx.get(&format!("/api/v1/leases/{running}/deployments"), &alice).await.expect(200);
+    let list = ctx.get(&format!("/api/v1/leases/{held}/deployments"), &alice).await.expect(200);
     let id = list[0]["id"].as_i64().expect("a deployment");
-    assert_eq!(deployed.location, Some(format!("/leases/{running}?done=deployed&deployment={id}#deployment-{id}")));
-    let page = browser.get(&format!("/leases/{running}?done=deployed&deployment={id}")).await;
+    assert_eq!(deployed.location, Some(format!("/leases/{held}?done=deployed&deployment={id}#deployment-{id}")));
+    let page = browser.get(&format!("/leases/{held}?done=deployed&deployment={id}")).await;
     for fact in [
         &format!("Deployment {id} started: its progress is below.") as &str,
         &format!("<h3>Deployment {id}: tiny (version 1)</h3>"),
         &format!("<dd id=\"deployment-{id}-state\">running</dd>"),
         &format!("<code>{}</code>", "ab".repeat(32)),
-        &format!("<tr id=\"op-{id}-chifflot-1\"><th scope=\"row\">chifflot-1</th><td data-field=\"state\">running</td>"),
+        &format!("<tr id=\"op-{id}-sim-1\"><th scope=\"row\">sim-1</th><td data-field=\"state\">running</td>"),
         "data-live=\"true\"",
         "Root's SSH keys: the key of your profile.",
     ] {
         assert!(page.text.contains(fact), "{fact} in {}", page.text);
     }
-    // A second one while the first runs: the conflict in words. The first
-    // may end meanwhile (nothing holds it here): then the second is
-    // accepted, and the first must be over by then.
+    // A second one while the first runs: the conflict in words, beside
+    // the form.
     let again = lease_form(&mut browser, &csrf, &deploy, &[("environment", "tiny")]).await;
-    if again.status == StatusCode::CONFLICT {
-        // Either node of the lease may be named (no fixed order).
-        let said = ["chifflot-1", "chifflot-2"]
-            .iter()
-            .any(|n| again.text.contains(&format!("id=\"deploy-error\">node &#39;{n}&#39; is being deployed")));
-        assert!(said, "{}", again.text);
-    } else {
-        assert_eq!(again.status, StatusCode::SEE_OTHER, "{}", again.text);
-        let first = ctx.get(&format!("/api/v1/deployments/{id}"), &alice).await.expect(200);
-        assert_ne!(first["state"], "running", "a second deployment was accepted while the first ran: {first}");
-    }
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text);
+    assert!(again.text.contains("id=\"deploy-error\">node &#39;sim-1&#39; is being deployed"), "{}", again.text);
+    assert_eq!(ctx.get(&format!("/api/v1/leases/{held}/deployments"), &alice).await.expect(200).as_array().map(Vec::len), Some(1));
+    bmc.hold(false);
 
     // Release the running one, cancel the upcoming one.
     let released = lease_form(&mut browser, &csrf, &format!("/leases/{running}/end"), &[]).await;
