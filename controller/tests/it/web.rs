@@ -497,10 +497,14 @@ async fn an_admin_decides_account_requests_in_the_portal() {
     let mut alice = signed_in(&ctx, "alice").await;
     let home = alice.get("/").await;
     assert!(home.text.contains("Welcome, alice") && !home.text.contains("/admin"), "{}", home.text);
-    for path in ["/admin", "/admin/account-requests", "/admin/leases"] {
+    for (path, why) in [
+        ("/admin", "this operation is for admins"),
+        ("/admin/account-requests", "account requests are decided by admins and by the managers of the projects asked for"),
+        ("/admin/leases", "this operation is for admins"),
+    ] {
         let refused = alice.get(path).await;
         assert_eq!(refused.status, StatusCode::FORBIDDEN, "{path}");
-        assert!(refused.text.contains("<h1>Not allowed</h1>") && refused.text.contains("this operation is for admins"), "{}", refused.text);
+        assert!(refused.text.contains("<h1>Not allowed</h1>") && refused.text.contains(why), "{}", refused.text);
         assert!(!refused.text.contains("erin"), "{}", refused.text);
     }
     let her_csrf = home.field("csrf");
@@ -551,6 +555,36 @@ async fn an_admin_decides_account_requests_in_the_portal() {
     let mut erin_browser = Browser::new(&ctx);
     assert_eq!(erin_browser.activate(&url, PASSWORD).await.status, StatusCode::SEE_OTHER);
     assert_eq!(erin_browser.sign_in("erin", PASSWORD).await.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn a_project_manager_decides_the_requests_to_join_it_in_the_portal() {
+    let ctx = TestContext::empty().await;
+    ctx.user("lea", "p-robots").await;
+    ctx.patch("/api/v1/projects/p-robots", &ctx.admin, json!({"manager": "lea"})).await.expect(200);
+    let erin = account_request(&ctx, "erin").await;
+    let ask = json!({"name": "zoe", "email": "zoe@uni.example", "affiliation": "Nantes", "project": "p-new", "motivation": "A new project of mine."});
+    ctx.request(reqwest::Method::POST, "/api/v1/account-requests", None, Some(&ask)).await.expect(202);
+
+    // Her home page points to the queue, which shows her project's request
+    // only, without the admin's links.
+    let mut lea = signed_in(&ctx, "lea").await;
+    let home = lea.get("/").await;
+    assert!(
+        home.text.contains("<a href=\"/admin/account-requests\">1 account request to join it</a> waits for your decision"),
+        "{}",
+        home.text
+    );
+    assert!(!home.text.contains("<a href=\"/admin\">"), "no Admin entry: {}", home.text);
+    let queue = lea.get("/admin/account-requests").await;
+    assert_eq!(queue.status, StatusCode::OK, "{}", queue.text);
+    assert!(queue.text.contains(&format!("Request {erin}: erin")), "{}", queue.text);
+    assert!(!queue.text.contains("zoe") && !queue.text.contains("/admin/leases"), "{}", queue.text);
+    let approved = lea.post(&format!("/admin/account-requests/{erin}/approve"), &[("csrf", &queue.field("csrf"))]).await;
+    assert_eq!(approved.status, StatusCode::CREATED, "{}", approved.text);
+    assert!(approved.text.contains("User <strong>erin</strong> is created, in project <strong>p-robots</strong>"), "{}", approved.text);
+    assert_eq!(request_state(&ctx, erin).await["state"], "approved");
+    assert!(lea.get("/").await.text.contains("0 account requests to join it</a> wait for your decision"));
 }
 
 #[tokio::test]
