@@ -591,7 +591,16 @@ pub struct BookForm {
 pub async fn book(State(app): State<Arc<App>>, s: SignedIn, Form(form): Form<BookForm>) -> Result<Response, WebError> {
     s.check_csrf(&form.csrf)?;
     let names: Vec<String> = form.nodes.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned).collect();
-    let start = DateTime::parse_from_rfc3339(form.start.trim()).ok().map(|t| t.with_timezone(&Utc));
+    // The start of the slot shown; one that does not read is refused, never
+    // booked as soon as possible instead.
+    let start = match form.start.trim() {
+        "" => None,
+        text => Some(
+            DateTime::parse_from_rfc3339(text)
+                .map_err(|_| AppError::bad_request(format!("start: '{text}' is not a time (RFC 3339)")))?
+                .with_timezone(&Utc),
+        ),
+    };
     let req = api::LeaseCreate {
         project: Some(form.project.trim().to_owned()).filter(|p| !p.is_empty()),
         nodes: api::NodeSelector { names: Some(names.clone()), count: None, filter: None },

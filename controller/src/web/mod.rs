@@ -152,6 +152,25 @@ impl From<&WebSession> for NavUser {
     }
 }
 
+/// A time a person typed in a form, in UTC: RFC 3339, or `YYYY-MM-DD`
+/// with `HH:MM` or `HH:MM:SS` after a space or a `T`, or a day alone.
+/// A day alone is its first second, or with `day_ends` the first second
+/// of the next day (a range's end that includes the day typed).
+pub fn typed_utc(text: &str, day_ends: bool) -> Option<crate::model::Seconds> {
+    let text = text.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(t.timestamp());
+    }
+    for format in ["%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(text, format) {
+            return Some(t.and_utc().timestamp());
+        }
+    }
+    let day = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+    let day = if day_ends { day.succ_opt()? } else { day };
+    Some(day.and_hms_opt(0, 0, 0)?.and_utc().timestamp())
+}
+
 /// A page answer: the template rendered, or a 500 page.
 pub fn page(status: StatusCode, template: &impl Template) -> Response {
     match template.render() {
@@ -248,6 +267,22 @@ pub fn safe_next(next: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn typed_times_read_in_utc_and_a_day_ends_where_asked() {
+        let at = |y, m, d, h, min| {
+            chrono::NaiveDate::from_ymd_opt(y, m, d).and_then(|d| d.and_hms_opt(h, min, 0)).map(|t| t.and_utc().timestamp())
+        };
+        assert_eq!(super::typed_utc("2026-12-07 18:30", false), at(2026, 12, 7, 18, 30));
+        assert_eq!(super::typed_utc(" 2026-12-07T18:30:00 ", false), at(2026, 12, 7, 18, 30));
+        assert_eq!(super::typed_utc("2026-12-07T19:30:00+01:00", false), at(2026, 12, 7, 18, 30));
+        assert_eq!(super::typed_utc("2026-12-07", false), at(2026, 12, 7, 0, 0));
+        assert_eq!(super::typed_utc("2026-12-07", true), at(2026, 12, 8, 0, 0));
+        assert_eq!(super::typed_utc("2026-12-07 18:30", true), at(2026, 12, 7, 18, 30), "a time is itself");
+        for bad in ["", "soon", "07/12/2026", "2026-13-01"] {
+            assert_eq!(super::typed_utc(bad, false), None, "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]

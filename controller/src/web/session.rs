@@ -90,8 +90,13 @@ impl FromRequestParts<Arc<App>> for SignedIn {
         match MaybeSignedIn::from_request_parts(parts, app).await?.0 {
             Some(session) => Ok(SignedIn(session)),
             None => {
-                let next = parts.uri.path_and_query().map(|pq| pq.as_str().to_owned()).unwrap_or_else(|| "/".into());
-                Err(WebError::SignInFirst { next })
+                // Back to the page after signing in; a form posted once
+                // the session ended goes home (its address takes POST only).
+                let next = match parts.method {
+                    axum::http::Method::GET | axum::http::Method::HEAD => parts.uri.path_and_query().map(|pq| pq.as_str().to_owned()),
+                    _ => None,
+                };
+                Err(WebError::SignInFirst { next: next.unwrap_or_else(|| "/".into()) })
             }
         }
     }

@@ -227,6 +227,10 @@ async fn a_user_sets_a_password_once_signs_in_and_out() {
     let after = replay.get("/profile").await;
     assert_eq!(after.status, StatusCode::SEE_OTHER);
     assert_eq!(after.location.as_deref(), Some("/login?next=%2Fprofile"));
+    // A form posted once the session ended: sign in, then home (its
+    // address takes POST only).
+    let late = replay.post("/profile/tokens", &[("csrf", &csrf), ("name", "laptop")]).await;
+    assert_eq!((late.status, late.location.as_deref()), (StatusCode::SEE_OTHER, Some("/login?next=%2F")));
 }
 
 #[tokio::test]
