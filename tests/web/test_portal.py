@@ -584,8 +584,7 @@ def test_my_leases(signed_in: Page, admin):
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name=f"Lease {lease_id} (web-run)")).to_be_visible()
     expect(page.locator("#lease-state")).to_contain_text("active")
-    expect(page.get_by_text("No deployment on this lease.")).to_be_visible()
-    expect(page.locator("#live")).to_have_text("Nothing is being deployed now.")
+    expect(page.locator("#live")).to_have_text("No deployment on this lease.")
     expect(page.get_by_role("link", name="Refresh")).to_be_visible()
     check_a11y(page, "lease")
 

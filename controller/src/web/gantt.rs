@@ -75,15 +75,17 @@ impl Zoom {
 }
 
 const DAY: Seconds = 86_400;
-/// The chart's coordinates (the SVG scales to the page's width).
+/// The chart's size in CSS pixels: drawn at its own size (text as large
+/// as the page's on any screen), 1,110 px wide to fit the page's column;
+/// a narrower window scrolls it sideways in its box.
 const LABEL_WIDTH: i64 = 190;
-const TIME_WIDTH: i64 = 1_400;
+const TIME_WIDTH: i64 = 920;
 const AXIS_HEIGHT: i64 = 30;
-const CLUSTER_HEIGHT: i64 = 24;
-const ROW_HEIGHT: i64 = 18;
+const CLUSTER_HEIGHT: i64 = 28;
+const ROW_HEIGHT: i64 = 22;
 /// A lease's bar in its row, and a found slot's outline.
-const BAR_HEIGHT: i64 = 12;
-const SLOT_HEIGHT: i64 = 16;
+const BAR_HEIGHT: i64 = 14;
+const SLOT_HEIGHT: i64 = 18;
 
 /// One node's line of the chart, as the calendar view gives it.
 #[derive(Clone, Debug)]
@@ -187,9 +189,11 @@ pub fn chart(lines: &[NodeLine], from: Seconds, to: Seconds, zoom: Zoom, now: Se
     let mut t = from - from.rem_euclid(minor);
     while t < to {
         if t >= from {
-            let label = (t.rem_euclid(major) == 0).then(|| {
+            // Weeks start on Mondays (1970-01-05 was one); days and hours
+            // fall on the same ticks either way.
+            let label = ((t - 4 * DAY).rem_euclid(major) == 0).then(|| {
                 let d = DateTime::from_timestamp(t, 0).unwrap_or_default();
-                if zoom == Zoom::Day { d.format("%H:%M").to_string() } else { d.format("%a %m-%d").to_string() }
+                if zoom == Zoom::Day { d.format("%H:%M").to_string() } else { d.format("%a %d %b").to_string() }
             });
             c.ticks.push(Tick { x: x_of(t, from, to), label });
         }

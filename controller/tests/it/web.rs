@@ -973,7 +973,11 @@ async fn the_calendar_draws_the_api_view_and_books_the_earliest_slot() {
     let hers = alice_browser.get("/calendar").await;
     assert_eq!(hers.text.matches(&format!("<title>Lease {lease} of alice (yours): ")).count(), 2, "{}", hers.text);
     assert!(hers.text.contains(&format!("<a href=\"#lease-{lease}\">")), "her bars link to her table");
-    assert!(hers.text.contains(&format!("<tr id=\"lease-{lease}\"><td>{lease}</td>")), "{}", hers.text);
+    assert!(
+        hers.text.contains(&format!("<tr id=\"lease-{lease}\"><td><a href=\"/leases/{lease}\">Lease {lease}</a></td>")),
+        "{}",
+        hers.text
+    );
 
     // Find a slot: the API's first slot, drawn on its two nodes.
     let v100 = "gpu_model LIKE '%V100%'";
@@ -1314,13 +1318,16 @@ async fn the_usage_page_shows_the_apis_figures_to_whom_the_api_would() {
     let mut page = signed_in(&ctx, "alice").await;
     let usage = page.get("/usage").await;
     assert_eq!(usage.status, StatusCode::OK, "{}", usage.text);
-    assert!(usage.text.contains("<th scope=\"col\">2026-06</th>") && usage.text.contains("<th scope=\"col\">2026-11</th>"), "six months");
-    let row =
-        format!("<tr><th scope=\"row\">p-vision</th><td>0.0</td><td>0.0</td><td>0.0</td><td>0.0</td><td>0.0</td><td>{api_hours:.1}</td>");
+    assert!(
+        usage.text.contains("<th scope=\"col\" class=\"num\">2026-06</th>")
+            && usage.text.contains("<th scope=\"col\" class=\"num\">2026-11</th>"),
+        "six months"
+    );
+    let row = format!("<tr><th scope=\"row\">p-vision</th>{}<td class=\"num\">{api_hours:.1}</td>", "<td class=\"num\">0.0</td>".repeat(5));
     assert!(usage.text.contains(&row), "{row} in {}", usage.text);
     assert!(usage.text.contains("<title>p-vision, 2026-11: "), "the chart's bar");
     let by_user = page.get("/usage?group_by=user&months=1").await;
-    assert!(by_user.text.contains(&format!("<tr><th scope=\"row\">alice</th><td>{api_hours:.1}</td>")), "{}", by_user.text);
+    assert!(by_user.text.contains(&format!("<tr><th scope=\"row\">alice</th><td class=\"num\">{api_hours:.1}</td>")), "{}", by_user.text);
     let csv = page.get("/usage?group_by=project&months=1&format=csv").await;
     assert_eq!(csv.status, StatusCode::OK);
     let mut lines = csv.text.lines();
@@ -1388,7 +1395,7 @@ async fn my_leases_are_listed_shown_extended_released_cancelled_and_redeployed()
     // An admin sees their own by default, everyone's on asking.
     let mut admin = signed_in(&ctx, "admin").await;
     let own = admin.get("/leases").await;
-    assert!(own.text.contains("No running or upcoming lease.") && own.text.contains("Show every user"), "{}", own.text);
+    assert!(own.text.contains("No running or upcoming lease: ") && own.text.contains("Show every user"), "{}", own.text);
     let all = admin.get("/leases?all=1").await;
     for id in [running, later, over, bobs] {
         assert!(all.text.contains(&format!("<a href=\"/leases/{id}\">Lease {id}</a>")), "{id}: {}", all.text);
