@@ -142,7 +142,8 @@ impl App {
             Err(e) => return Err(e),
         };
         let quota = match row.as_ref().filter(|r| r.quota_node_hours.is_some()) {
-            Some(r) => Some(self.project_quota(actor, &r.name).await?),
+            // The period the slot starts in, not the present one.
+            Some(r) => Some(self.project_quota_at(actor, &r.name, start).await?),
             None => None,
         };
         Ok(Preview { project: name, node_seconds: i64::from(nodes).saturating_mul(end - start), quota, approval, refusal })
@@ -151,12 +152,18 @@ impl App {
     /// A project's quota and what its leases hold of it this period
     /// (admins and the project's members).
     pub async fn project_quota(&self, actor: &Actor, name: &str) -> AppResult<QuotaState> {
+        self.project_quota_at(actor, name, self.now()).await
+    }
+
+    /// A project's quota and what its leases hold of it in the period
+    /// holding `at`.
+    pub async fn project_quota_at(&self, actor: &Actor, name: &str, at: Seconds) -> AppResult<QuotaState> {
         if !actor.is_admin && !actor.projects.iter().any(|(_, n)| n == name) {
             return Err(AppError::Forbidden(format!("you are not a member of project '{name}'")));
         }
         let project = self.project_row(name).await?;
         let period = self.config.policy.quota_period;
-        let (from, to, _) = quota_period(period, self.now());
+        let (from, to, _) = quota_period(period, at);
         let booked_seconds = self.store.project_booked_seconds(project.id, from, to, None).await?;
         Ok(QuotaState { project: project.name, period, from, to, quota_node_hours: project.quota_node_hours, booked_seconds })
     }
