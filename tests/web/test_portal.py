@@ -353,6 +353,15 @@ def test_hardware_catalog(signed_in: Page, admin):
     page.get_by_label("Cluster", exact=True).select_option("")
     composed = "NOT exotic AND gpu_count >= 2 AND gpu_model = 'Tesla V100-PCIE-32GB'"
     expect(field).to_have_value(composed)
+    # A helper's condition is a whole one: a typed "gpu_count >= 20" is
+    # neither taken for "gpu_count >= 2" nor cut by it.
+    field.fill("gpu_count >= 20 AND " + composed)
+    page.get_by_label("At least this many GPUs").fill("")
+    expect(field).to_have_value("gpu_count >= 20 AND NOT exotic AND gpu_model = 'Tesla V100-PCIE-32GB'")
+    page.get_by_label("At least this many GPUs").fill("2")
+    expect(field).to_have_value("gpu_count >= 20 AND NOT exotic AND gpu_model = 'Tesla V100-PCIE-32GB' AND gpu_count >= 2")
+    field.fill(composed)
+    expect(field).to_have_value(composed)
     expect(result).to_have_text(f"Matching nodes: {api_count(composed)} of {total}.")
     # From the keyboard: the filter, then the button; the server's page
     # says the same, the filter still in its field.
