@@ -67,11 +67,6 @@ pub struct NodeLine {
     pub has_bmc: bool,
 }
 
-/// The states whose reason the list shows.
-fn has_reason(state: api::NodeState) -> bool {
-    matches!(state, api::NodeState::Suspect | api::NodeState::Dead | api::NodeState::Maintenance | api::NodeState::Retired)
-}
-
 fn power_words(reading: Option<&api::PowerReading>) -> String {
     match reading {
         None => "not read yet".into(),
@@ -93,7 +88,7 @@ fn lease_words(lease: &LeaseRow) -> String {
 /// TODO-perf: one read of events per such node; a store call for every
 /// node's latest event would make it one read for the list.
 async fn why(app: &App, actor: &Actor, name: &str, state: api::NodeState) -> Result<Option<String>, WebError> {
-    if !has_reason(state) {
+    if !state.is_unavailable() {
         return Ok(None);
     }
     let events = views::node_events(app.node_events(actor, name).await?, actor);

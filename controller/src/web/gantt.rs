@@ -159,13 +159,7 @@ pub struct Bar {
 }
 
 fn shaded(state: api::NodeState) -> Option<&'static str> {
-    match state {
-        api::NodeState::Maintenance => Some("maintenance"),
-        api::NodeState::Suspect => Some("suspect"),
-        api::NodeState::Dead => Some("dead"),
-        api::NodeState::Retired => Some("retired"),
-        _ => None,
-    }
+    state.is_unavailable().then(|| state.as_str())
 }
 
 fn state_name(state: api::LeaseState) -> &'static str {

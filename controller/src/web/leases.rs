@@ -360,9 +360,11 @@ async fn detail_page(
         filter: l.filter.clone(),
         exotic: l.exotic,
         can_extend: lease::holds_slot(l.state),
-        end_verb: match l.state {
-            LeaseState::Starting | LeaseState::Active => Some("Release"),
-            LeaseState::Pending | LeaseState::AwaitingApproval => Some("Cancel"),
+        // What the model says ending it now does: a cancellation before it
+        // starts, a release while it runs, nothing once it ends.
+        end_verb: match lease::next(l.state, lease::LeaseInput::Released) {
+            Ok((LeaseState::Cancelled, _)) => Some("Cancel"),
+            Ok((LeaseState::Ending, lease::LeaseAction::EndAndReset)) => Some("Release"),
             _ => None,
         },
         started: lease::RUNNING.contains(&l.state),
