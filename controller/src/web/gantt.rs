@@ -312,7 +312,7 @@ pub struct Found {
 }
 
 /// The policy preview of a slot, in sentences.
-fn policy_lines(p: &Preview, nodes: usize, duration: &str) -> Vec<String> {
+pub(super) fn policy_lines(p: &Preview, nodes: usize, duration: &str) -> Vec<String> {
     let mut lines = vec![format!("{} node-hours: {nodes} node(s) for {duration}.", fmt_hours(p.node_seconds))];
     lines.push(match (&p.project, &p.quota) {
         (Some(_), Some(q)) => format!(
