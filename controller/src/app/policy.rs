@@ -184,14 +184,7 @@ impl App {
         let Some(duration) = req.duration.clone() else {
             return Err(AppError::bad_request("duration: say how long (e.g. 4h)"));
         };
-        let ask = ferrum_api::AvailabilityQuery {
-            count,
-            filter,
-            duration,
-            from: req.start,
-            exotic: Some(req.exotic),
-            limit: Some(1),
-        };
+        let ask = ferrum_api::AvailabilityQuery { count, filter, duration, from: req.start, exotic: Some(req.exotic), limit: Some(1) };
         let Some((start, end, nodes)) = self.availability(actor, &ask).await?.into_iter().next() else {
             return Err(AppError::bad_request("nodes: not enough matching nodes are free before the booking horizon"));
         };

@@ -80,18 +80,13 @@ impl Typed {
 /// The lease request the form makes (the SSH keys are the chosen ones of
 /// the caller's profile), or the field that cannot be read.
 fn request(t: &Typed, profile_keys: &[(i64, String)]) -> Result<api::LeaseCreate, AppError> {
-    let names: Vec<String> =
-        t.names.split(|c: char| c == ',' || c.is_whitespace()).filter(|n| !n.is_empty()).map(str::to_owned).collect();
+    let names: Vec<String> = t.names.split(|c: char| c == ',' || c.is_whitespace()).filter(|n| !n.is_empty()).map(str::to_owned).collect();
     let count = match t.count.trim() {
         "" if names.is_empty() => return Err(AppError::bad_request("nodes.count: how many nodes, or name them below")),
         "" => None,
         c => Some(c.parse::<u32>().map_err(|_| AppError::bad_request("nodes.count: a whole number of nodes"))?),
     };
-    let start = if t.asap() {
-        None
-    } else {
-        Some(parse_start(&t.start)?)
-    };
+    let start = if t.asap() { None } else { Some(parse_start(&t.start)?) };
     let filter = Some(t.filter.trim().to_owned()).filter(|f| !f.is_empty());
     let environment = t.environment.trim();
     let deploy = (!environment.is_empty()).then(|| api::DeploySpec {

@@ -360,9 +360,11 @@ async fn detail_page(
         created: when(l.created_at),
         nodes: l.nodes.iter().map(|(_, n)| n.clone()).collect(),
         filter: l.filter.clone(),
-        deploys: l.deploy.as_deref().and_then(|d| serde_json::from_str::<api::DeploySpec>(d).ok()).map(|d| {
-            format!("{}, with {} SSH key(s), when it starts", d.environment, d.ssh_keys.len())
-        }),
+        deploys: l
+            .deploy
+            .as_deref()
+            .and_then(|d| serde_json::from_str::<api::DeploySpec>(d).ok())
+            .map(|d| format!("{}, with {} SSH key(s), when it starts", d.environment, d.ssh_keys.len())),
         exotic: l.exotic,
         can_extend: lease::holds_slot(l.state),
         end_verb: match l.state {

@@ -1757,11 +1757,15 @@ async fn a_booking_above_the_approval_threshold_says_it_waits_and_waits() {
     check.extend_from_slice(&fields);
     let checked = book_form(&mut browser, &csrf, &check).await;
     assert_eq!(checked.status, StatusCode::OK, "{}", checked.text);
-    assert!(checked.text.contains("<p id=\"placement\">From 2026-11-23 09:00 UTC to 2026-11-23 15:00 UTC, on chifflot-"), "{}", checked.text);
     assert!(
-        checked.text.contains(
-            "<li>It waits for an admin&#39;s approval: 12 node-hours is above the approval threshold of 10 node-hours.</li>"
-        ),
+        checked.text.contains("<p id=\"placement\">From 2026-11-23 09:00 UTC to 2026-11-23 15:00 UTC, on chifflot-"),
+        "{}",
+        checked.text
+    );
+    assert!(
+        checked
+            .text
+            .contains("<li>It waits for an admin&#39;s approval: 12 node-hours is above the approval threshold of 10 node-hours.</li>"),
         "{}",
         checked.text
     );
