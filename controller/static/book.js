@@ -3,7 +3,7 @@
 // as the filter is typed, the number of nodes it selects is asked from
 // /hardware/_count (the lease API's filter parser, through the session),
 // as the hardware catalog's filter builder does. Without this script,
-// "Check" says which nodes match.
+// the page counts them on the server when "Check" sends the form.
 "use strict";
 (function () {
   const filter = document.getElementById("filter");
@@ -39,7 +39,7 @@
       }
     } catch (e) {
       if (mine === asked) {
-        show("the count could not be asked: Check says which nodes match", true);
+        show("the count could not be asked: Check counts on the server", true);
       }
     }
   }

@@ -10,8 +10,9 @@
 //! Every field is read as text, so a bad value is said in words beside the
 //! field the application's refusal names (`duration: ...`,
 //! `nodes.filter: ...`); a policy's refusal is said at the top with the
-//! API's status. `static/book.js` counts the nodes the filter selects as
-//! it is typed (`/hardware/_count`); without it, "Check" does more.
+//! API's status. The page counts the nodes the filter selects (the
+//! hardware catalog's `list_nodes`), and `static/book.js` again as it is
+//! typed (`/hardware/_count`).
 //!
 //! Must not: decide anything the application layer decides (placement,
 //! policy, who may use which environment or project).
@@ -189,6 +190,10 @@ pub struct BookPage {
     /// The caller's projects, when there is a choice to make.
     projects: Vec<String>,
     preview: Option<Shown>,
+    /// How many nodes the filter selects (what `static/book.js` says as
+    /// it is typed), and whether it does not parse.
+    filter_count: String,
+    filter_bad: bool,
     /// A refusal and the field it concerns (empty: the page).
     error: Option<(&'static str, String)>,
 }
@@ -230,6 +235,13 @@ async fn book_page(
             label: format!("{} ({})", k.name.unwrap_or_else(|| "unnamed".into()), k.fingerprint),
         })
         .collect();
+    let filter = typed.filter.trim();
+    let (filter_count, filter_bad) = match app.list_nodes(Some(filter)).await {
+        Ok(rows) if filter.is_empty() => (format!("No filter: any of {} nodes.", rows.len()), false),
+        Ok(rows) => (format!("Matching nodes: {}.", rows.len()), false),
+        Err(AppError::BadRequest { .. }) => ("No count: the filter does not read.".to_owned(), true),
+        Err(e) => return Err(e.into()),
+    };
     Ok(BookPage {
         nav: Some(NavUser::from(&s.0)),
         active: "book",
@@ -239,6 +251,8 @@ async fn book_page(
         keys,
         projects: if actor.projects.len() > 1 { actor.projects.iter().map(|(_, n)| n.clone()).collect() } else { Vec::new() },
         preview,
+        filter_count,
+        filter_bad,
         error,
     })
 }

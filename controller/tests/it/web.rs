@@ -944,6 +944,14 @@ async fn the_calendar_draws_the_api_view_and_books_the_earliest_slot() {
     assert_eq!(found.text.matches("<rect class=\"slot\"").count(), 2);
     let start = found.field("start");
     assert_eq!(start, at(chrono::Duration::hours(3)), "the API's slot: {api}");
+    // Or on the booking page, which gets the nodes and the duration.
+    assert!(
+        found.text.contains("<a href=\"/book?names=chifflot-7%2Cchifflot-8&#38;duration=1h\">Or on the booking page"),
+        "{}",
+        found.text
+    );
+    let form = bob.get("/book?names=chifflot-7%2Cchifflot-8&duration=1h").await;
+    assert!(form.text.contains("value=\"chifflot-7,chifflot-8\""), "{}", form.text);
     // What the policy will say, before booking.
     for line in ["<li>2 node-hours: 2 node(s) for 1h.</li>", "<li>Project p-other has no quota.</li>", "<li>It needs no admin"] {
         assert!(found.text.contains(line), "{line}: {}", found.text);
@@ -1690,6 +1698,7 @@ async fn the_booking_page_checks_then_books_a_deploy_with_the_profiles_keys() {
         assert!(checked.text.contains(line), "{line}: {}", checked.text);
     }
     assert!(checked.text.contains("value=\"book\">Book</button>"), "{}", checked.text);
+    assert!(checked.text.contains("<p id=\"filter-result\" role=\"status\">Matching nodes: 2.</p>"), "counted: {}", checked.text);
     assert_eq!(chosen(&checked), 1, "the key chosen stays chosen, the other not");
     assert_eq!(ctx.get("/api/v1/leases", &alice).await.expect(200), json!([]), "a check books nothing");
 
