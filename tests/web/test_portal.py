@@ -647,6 +647,9 @@ def test_book_page(signed_in: Page, admin):
     tiny = {"name": "tiny", "version": 1, "description": "test image", "image": "tiny.raw.zst", "format": "raw.zst",
             "sha256": "ab" * 32, "size": 50331648, "root_partition": 1, "visibility": "public"}
     assert http("POST", "/api/v1/environments", admin, tiny)[0] == 201
+    desk = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIbVmR/TNyE+Jq3F4nDVz6LVYq4x6VaBZqdv0cfk9Sg0 alice@desk"
+    status, key = http("POST", f"/api/v1/users/{USER}/ssh-keys", admin, {"name": "desk", "public_key": desk})
+    assert status == 201, status
     start = (datetime.now(timezone.utc) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
 
     page = signed_in
@@ -660,6 +663,8 @@ def test_book_page(signed_in: Page, admin):
     page.get_by_label("At the start below").check()
     page.get_by_label("Start (UTC)").fill(start.strftime("%Y-%m-%dT%H:%M"))
     page.get_by_label("Environment to deploy when the lease starts").select_option("admin/tiny")
+    # The profile's keys, ticked at first.
+    expect(page.get_by_label(f"desk ({key['fingerprint']})")).to_be_checked()
     page.get_by_label("Lease name (optional)").fill("booked-here")
     # A wrong duration is said beside it, the rest kept.
     page.get_by_label(re.compile("^For how long")).fill("soonish")
@@ -679,14 +684,18 @@ def test_book_page(signed_in: Page, admin):
     expect(preview.get_by_role("list", name="What the policy says")).to_contain_text("It needs no admin's approval.")
     check_a11y(page, "book with a preview")
     admin_shot(page, "book")
+    page.set_viewport_size({"width": 375, "height": 800})
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"), "the booking page is wider than a phone"
+    page.set_viewport_size({"width": 1280, "height": 800})
     page.get_by_role("button", name="Book", exact=True).click()
     expect(page.get_by_role("heading", name=re.compile(r"^Lease \d+ \(booked-here\)$"))).to_be_visible()
-    expect(page.locator("#lease-deploys")).to_contain_text("admin/tiny")
+    expect(page.locator("#lease-deploys")).to_have_text("admin/tiny, with 1 SSH key(s), when it starts")
     expect(page.locator("#lease-state")).to_contain_text("pending")
     lease_id = int(page.url.rsplit("/", 1)[1])
     # Cancelled, so that it holds nothing.
     page.get_by_role("button", name=f"Cancel lease {lease_id}").click()
     expect(page.get_by_role("status").filter(has_text="Cancelled")).to_be_visible()
+    assert http("DELETE", f"/api/v1/users/{USER}/ssh-keys/{key['id']}", admin)[0] == 200
 
 
 def test_a_student_from_account_request_to_a_released_lease(page: Page, mail_portal):
