@@ -4,13 +4,16 @@
 # activation, the profile's tokens and SSH keys, keyboard-only use,
 # sign-out, the admin's approval queues, nodes (maintenance on and off)
 # and audit log, the hardware catalog (its filter builder, a cluster, a
-# node) and the user's leases (a lease extended and released), with
+# node), the booking page, the user's leases (a lease extended and
+# released) and a student's whole path (account request, mails caught by
+# aiosmtpd, approval, a slot of 2 V100 nodes booked, extended, released), with
 # axe-core on every page (serious or critical violations
 # fail) and screenshots of the main pages. Any failure fails the script.
 #
 # ferrumd and the browser run inside a network namespace of their own that
 # has only loopback: nothing leaves the machine. Needs root (ip netns),
-# python3 with venv, npm (axe-core, once), and /usr/bin/chromium
+# python3 with venv, npm (axe-core, once), aiosmtpd (scripts/test.sh's, or
+# installed here into the web venv), and /usr/bin/chromium
 # (scripts/setup.sh installs it; never `playwright install`, LAB-NOTES §8).
 #
 # Options (environment):
@@ -46,6 +49,16 @@ if [ "$(cat "$venv/.pins" 2>/dev/null)" != "$pins" ]; then
     "$venv/bin/pip" install -q $pins
     echo "$pins" > "$venv/.pins"
 fi
+# The mail scenario's SMTP server: the controller tests' (scripts/test.sh),
+# else the same pinned version in the web venv.
+aiosmtpd="${FERRUM_AIOSMTPD:-$HOME/.cache/ferrum/venv/bin/aiosmtpd}"
+if [ ! -x "$aiosmtpd" ]; then
+    aiosmtpd="$venv/bin/aiosmtpd"
+    if [ ! -x "$aiosmtpd" ]; then
+        echo "== installing aiosmtpd into $venv"
+        "$venv/bin/pip" install -q aiosmtpd==1.4.6
+    fi
+fi
 if [ ! -s "$axe_dir/node_modules/axe-core/axe.min.js" ]; then
     echo "== installing axe-core $axe_version into $axe_dir"
     npm install --silent --no-audit --no-fund --prefix "$axe_dir" "axe-core@$axe_version"
@@ -80,7 +93,7 @@ echo "== web portal in Chromium (tests/web, ferrumd at $url)"
 started=$SECONDS
 rc=0
 in_ns env PYTHONDONTWRITEBYTECODE=1 FERRUM_URL="$url" FERRUM_DATA_DIR="$work/data" FERRUM_BIN_DIR="$FERRUM_BIN_DIR" \
-    FERRUMD_PID="$pid" AXE_JS="$axe_dir/node_modules/axe-core/axe.min.js" CHROMIUM="$chromium" \
+    FERRUMD_PID="$pid" AIOSMTPD="$aiosmtpd" AXE_JS="$axe_dir/node_modules/axe-core/axe.min.js" CHROMIUM="$chromium" \
     SCREENSHOT_DIR="${WEB_TEST_SCREENSHOTS:-$work/screenshots}" \
     "$venv/bin/python" -m pytest -p no:cacheprovider -q tests/web "$@" || rc=$?
 echo "== web portal in Chromium: $((SECONDS - started)) s (exit $rc)"

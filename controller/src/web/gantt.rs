@@ -307,10 +307,13 @@ pub struct Found {
     pub policy: Vec<String>,
     /// Why the policy would refuse it (then it is not offered).
     pub refused: Option<String>,
+    /// The booking page with these nodes and this duration (to deploy an
+    /// environment with the profile's SSH keys).
+    pub book_href: String,
 }
 
 /// The policy preview of a slot, in sentences.
-fn policy_lines(p: &Preview, nodes: usize, duration: &str) -> Vec<String> {
+pub(super) fn policy_lines(p: &Preview, nodes: usize, duration: &str) -> Vec<String> {
     let mut lines = vec![format!("{} node-hours: {nodes} node(s) for {duration}.", fmt_hours(p.node_seconds))];
     lines.push(match (&p.project, &p.quota) {
         (Some(_), Some(q)) => format!(
@@ -462,7 +465,13 @@ pub async fn calendar_page(
                                 Ok(p) => (policy_lines(&p, nodes.len(), duration), p.refusal),
                                 Err(e) => (Vec::new(), Some(refusal(e).map(|(_, m)| m).unwrap_or_else(|e| e.to_string()))),
                             };
+                            let mut book = url::form_urlencoded::Serializer::new(String::new());
+                            book.append_pair("names", &nodes.join(",")).append_pair("duration", duration);
+                            if let Some(p) = project {
+                                book.append_pair("project", p);
+                            }
                             found = Some(Found {
+                                book_href: format!("/book?{}", book.finish()),
                                 policy,
                                 refused,
                                 start: when(start),

@@ -286,6 +286,8 @@ struct DetailPage {
     created: String,
     nodes: Vec<String>,
     filter: Option<String>,
+    /// What the lease deploys when it starts (booked with an environment).
+    deploys: Option<String>,
     exotic: bool,
     can_extend: bool,
     /// `Release` (running) or `Cancel` (not started), if it can end.
@@ -358,6 +360,11 @@ async fn detail_page(
         created: when(l.created_at),
         nodes: l.nodes.iter().map(|(_, n)| n.clone()).collect(),
         filter: l.filter.clone(),
+        deploys: l
+            .deploy
+            .as_deref()
+            .and_then(|d| serde_json::from_str::<api::DeploySpec>(d).ok())
+            .map(|d| format!("{}, with {} SSH key(s), when it starts", d.environment, d.ssh_keys.len())),
         exotic: l.exotic,
         can_extend: lease::holds_slot(l.state),
         // What the model says ending it now does: a cancellation before it

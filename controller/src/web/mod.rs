@@ -1,8 +1,8 @@
 //! The web portal (issue 19), served by `ferrumd` at `/` beside the API:
 //! server-rendered HTML (askama templates in `controller/templates/`,
 //! checked at compile time) over the same application layer as the API,
-//! one stylesheet and two scripts (the hardware catalog's filter builder,
-//! a lease's live deploy progress) embedded in the binary
+//! one stylesheet and three scripts (the hardware catalog's filter builder,
+//! the booking page's live count, a lease's live deploy progress) embedded in the binary
 //! (`controller/static/`); every page works without them. Pages take a browser session ([`session`]), never an
 //! API token; `/api/v1` never takes the session cookie.
 //!
@@ -28,6 +28,7 @@ use crate::http::limits::KeepBody;
 
 pub mod admin;
 pub mod admin_nodes;
+pub mod book;
 pub mod catalog;
 pub mod gantt;
 pub mod hardware;
@@ -51,6 +52,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/profile/tokens/{id}/revoke", post(pages::revoke_token))
         .route("/profile/keys", post(pages::add_key))
         .route("/profile/keys/{id}/delete", post(pages::remove_key))
+        .route("/book", get(book::form).post(book::submit))
         .route("/calendar", get(gantt::calendar))
         .route("/calendar/book", post(gantt::book))
         .route("/usage", get(usage::usage))
@@ -81,6 +83,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/static/ferrum.css", get(stylesheet))
         .route("/static/hardware.js", get(hardware_script))
         .route("/static/lease.js", get(lease_script))
+        .route("/static/book.js", get(book_script))
         .layer(middleware::from_fn(page_headers))
         // Pages are text: gzip when the browser asks (the calendar of a
         // large site is megabytes of SVG). tower-http's default predicate
@@ -133,6 +136,14 @@ async fn lease_script() -> Response {
     (
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
         include_str!("../../static/lease.js"),
+    )
+        .into_response()
+}
+
+async fn book_script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
+        include_str!("../../static/book.js"),
     )
         .into_response()
 }
