@@ -1797,6 +1797,40 @@ async fn the_booking_page_checks_then_books_a_deploy_with_the_profiles_keys() {
 }
 
 #[tokio::test]
+async fn the_booking_preview_counts_the_quota_of_the_period_the_lease_starts_in() {
+    let ctx = TestContext::with_fixtures().await;
+    let alice = ctx.user("alice", "p-vision").await;
+    ctx.patch("/api/v1/projects/p-vision", &ctx.admin, json!({"quota_node_hours": 10})).await.expect(200);
+    // 4 node-hours this month (the test's clock: 2026-11-23).
+    ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 2}, "duration": "2h"})).await.expect(201);
+    let mut browser = signed_in(&ctx, "alice").await;
+    let csrf = browser.get("/book").await.field("csrf");
+    let check = async |browser: &mut Browser, start: &str| {
+        let fields = [("action", "check"), ("count", "1"), ("when", "at"), ("start", start), ("duration", "1h")];
+        let page = book_form(browser, &csrf, &fields).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        page
+    };
+    let this_month = check(&mut browser, "2026-11-25T10:00").await;
+    assert!(
+        this_month
+            .text
+            .contains("<li>Project p-vision: 4 of its 10 node-hours booked from 2026-11-01 00:00 UTC to 2026-12-01 00:00 UTC.</li>"),
+        "{}",
+        this_month.text
+    );
+    // December's quota is untouched, whatever November holds.
+    let next_month = check(&mut browser, "2026-12-02T10:00").await;
+    assert!(
+        next_month
+            .text
+            .contains("<li>Project p-vision: 0 of its 10 node-hours booked from 2026-12-01 00:00 UTC to 2027-01-01 00:00 UTC.</li>"),
+        "{}",
+        next_month.text
+    );
+}
+
+#[tokio::test]
 async fn a_booking_above_the_approval_threshold_says_it_waits_and_waits() {
     let policy = ferrum_controller::config::PolicyConfig {
         approval_threshold_node_hours: 10.0,
