@@ -124,19 +124,25 @@ fn parse_start(text: &str) -> Result<DateTime<Utc>, AppError> {
 /// The page's field an application refusal names (`field: why`); empty:
 /// the page's (said at the top).
 fn field_of(message: &str) -> &'static str {
-    match message.split(':').next().unwrap_or_default() {
-        "nodes.count" | "count" => "count",
-        "nodes.filter" | "filter" => "filter",
-        "nodes.names" => "names",
-        "nodes" => "nodes",
-        "start" => "start",
-        "duration" | "end" => "duration",
-        "deploy" | "deploy.environment" => "environment",
-        "deploy.ssh_keys" => "keys",
-        "project" => "project",
-        "name" => "name",
-        _ => "",
-    }
+    super::control_of(
+        message,
+        &[
+            ("nodes.count", "count"),
+            ("count", "count"),
+            ("nodes.filter", "filter"),
+            ("filter", "filter"),
+            ("nodes.names", "names"),
+            ("nodes", "nodes"),
+            ("start", "start"),
+            ("duration", "duration"),
+            ("end", "duration"),
+            ("deploy", "environment"),
+            ("deploy.environment", "environment"),
+            ("deploy.ssh_keys", "keys"),
+            ("project", "project"),
+            ("name", "name"),
+        ],
+    )
 }
 
 /// A refusal to say on the page, with its status; anything else is an

@@ -387,9 +387,16 @@ fn day(t: Seconds) -> String {
 /// The field an application refusal names (`field: why`), if it is one
 /// of this page's.
 fn field_of(message: &str) -> String {
-    let field = message.split(':').next().unwrap_or_default();
-    let field = field.strip_prefix("nodes.").unwrap_or(field);
-    if ["filter", "count", "duration", "from", "zoom"].contains(&field) { field.to_owned() } else { String::new() }
+    let controls = [
+        ("filter", "filter"),
+        ("nodes.filter", "filter"),
+        ("count", "count"),
+        ("nodes.count", "count"),
+        ("duration", "duration"),
+        ("from", "from"),
+        ("zoom", "zoom"),
+    ];
+    super::control_of(message, &controls).to_owned()
 }
 
 fn refusal(e: AppError) -> Result<(String, String), WebError> {

@@ -182,6 +182,15 @@ pub fn typed_utc(text: &str, day_ends: bool) -> Option<crate::model::Seconds> {
     Some(day.and_hms_opt(0, 0, 0)?.and_utc().timestamp())
 }
 
+/// The control of a form an application error concerns: the API's
+/// messages start with the request field they name (`nodes.count: ...`),
+/// which `controls` maps to the page's control (`""`, the form's top, for
+/// any other).
+pub fn control_of(message: &str, controls: &[(&str, &'static str)]) -> &'static str {
+    let field = message.split_once(':').map_or("", |(f, _)| f);
+    controls.iter().find(|(f, _)| *f == field).map_or("", |(_, c)| *c)
+}
+
 /// A page answer: the template rendered, or a 500 page.
 pub fn page(status: StatusCode, template: &impl Template) -> Response {
     match template.render() {

@@ -408,7 +408,14 @@ struct RequestPage {
     form_token: String,
     form: RequestForm,
     statuses: Vec<(&'static str, &'static str)>,
-    error: Option<String>,
+    /// A refusal: the control it concerns (`""`: the form's), its words.
+    error: Option<(&'static str, String)>,
+}
+
+impl RequestPage {
+    fn error_for(&self, control: &str) -> Option<&str> {
+        self.error.as_ref().filter(|(c, _)| *c == control).map(|(_, m)| m.as_str())
+    }
 }
 
 fn statuses() -> Vec<(&'static str, &'static str)> {
@@ -465,8 +472,10 @@ pub async fn request_account(
             }
         }
     };
+    let controls = ["name", "email", "affiliation", "status", "project", "motivation"].map(|c| (c, c));
+    let error = Some((super::control_of(&refused, &controls), refused));
     let (form_token, cookie) = session::form_token(&app)?;
-    let body = RequestPage { nav: None, active: "request", form_token, form, statuses: statuses(), error: Some(refused) };
+    let body = RequestPage { nav: None, active: "request", form_token, form, statuses: statuses(), error };
     Ok((jar.add(cookie), page(StatusCode::BAD_REQUEST, &body)).into_response())
 }
 

@@ -392,8 +392,15 @@ async fn an_account_request_is_paperless_from_form_to_first_sign_in() {
     // A refusal keeps what was typed and says what to fix.
     let refused = post(&mut browser, fields(&form.field("form_token"), "")).await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
-    assert!(refused.text.contains("status: choose what you are"), "{}", refused.text);
+    assert!(refused.text.contains("<p class=\"error\" role=\"alert\" id=\"status-error\">status: choose what you are</p>\n<select id=\"status\" name=\"status\" required aria-invalid=\"true\" aria-describedby=\"status-error\">"), "beside its field: {}", refused.text);
     assert!(refused.text.contains("Université de Nantes"), "typed values are kept: {}", refused.text);
+    // The application's refusal too, beside the field it names.
+    let mut bad_mail = fields(&refused.field("form_token"), "student");
+    bad_mail[2].1 = "carol-at-uni".to_owned();
+    let refused = post(&mut browser, bad_mail).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(refused.text.contains("id=\"email-error\">email: "), "{}", refused.text);
+    assert!(refused.text.contains("value=\"carol-at-uni\" aria-invalid=\"true\" aria-describedby=\"email-error\""), "{}", refused.text);
     let sent = post(&mut browser, fields(&refused.field("form_token"), "student")).await;
     assert_eq!(sent.status, StatusCode::ACCEPTED, "{}", sent.text);
     assert!(sent.text.contains("We sent a mail to carol@uni.example"), "{}", sent.text);
