@@ -314,7 +314,11 @@ impl LiveProgress {
             panic!("the browser did not finish: {why}; it said:\n{}", self.said.join("\n"));
         }
         let status = self.child.wait().expect("wait for the browser's script");
-        assert!(status.success(), "the lease page did not follow the deployment live ({status}); the browser said:\n{}", self.said.join("\n"));
+        assert!(
+            status.success(),
+            "the lease page did not follow the deployment live ({status}); the browser said:\n{}",
+            self.said.join("\n")
+        );
     }
 }
 

@@ -87,21 +87,17 @@ def main():
         assert len(line) == 2, f"expected `LEASE DEPLOYMENT` on stdin, got {line}"
         lease, deployment = line
         started = time.monotonic()
-        page.goto(f"/leases/{lease}")
-        section = page.locator("#progress")
+        response = page.goto(f"/leases/{lease}")
+        assert response is not None and response.ok, f"/leases/{lease}: {response and response.status}"
         # Rendered at load: a running deployment makes the page follow it.
-        expect(section).to_have_attribute("data-live", "true", timeout=1_000)
+        running = "the page follows a running deployment (it was over before the page opened?)"
+        expect(page.locator("#progress"), running).to_have_attribute("data-live", "true", timeout=1_000)
         page.evaluate(WATCH)
         say(f"lease {lease}: page open, deployment {deployment} running")
 
         # The end, read from the page as the event stream leaves it.
         state = page.locator(f"#deployment-{deployment}-state")
-        page.wait_for_function(
-            "id => document.getElementById(id).textContent !== 'running'",
-            arg=f"deployment-{deployment}-state",
-            timeout=DEPLOY_DEADLINE_MS,
-            polling="mutation",
-        )
+        expect(state).not_to_have_text("running", timeout=DEPLOY_DEADLINE_MS)
         expect(state).to_have_text("done")
         expect(page.locator("#live")).to_have_text("Nothing is being deployed now: the table shows how each node ended.")
         watch = page.evaluate("() => window.ferrumWatch")

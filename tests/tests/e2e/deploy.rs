@@ -36,7 +36,9 @@ fn full_loop_reserve_deploy_ssh_release_reset_on_ipmi_and_redfish_nodes() {
     let mut browser = LiveProgress::start(&lab, &owner);
     lab.wait_states(&["lab-1", "lab-2"], "available", Duration::from_secs(60));
     let (key, public) = user_key(lab.dir.path());
+    let waited = Instant::now();
     browser.wait_signed_in();
+    eprintln!("the browser signed in {:.1} s after the nodes were available", waited.elapsed().as_secs_f64());
 
     // Reserve with a deploy: the deployment starts on its own at lease start.
     let started = Instant::now();
