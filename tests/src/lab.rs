@@ -233,6 +233,9 @@ impl LiveProgress {
         assert!(out.status.success(), "activation link: {}", text(&out));
         let link = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().trim().to_owned();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("web/lab_progress.py");
+        // WEB_TEST_SCREENSHOTS (as for scripts/web-test.sh, relative to the
+        // repository): where the page's picture goes; none when unset.
+        let shots = std::env::var_os("WEB_TEST_SCREENSHOTS").map(|d| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(d));
         // `ip netns exec` execs python: the child's PID is python's.
         let mut child = Command::new("ip")
             .args(["netns", "exec", &lab.netns])
@@ -245,6 +248,7 @@ impl LiveProgress {
             .env("DEPLOY_DEADLINE", DEPLOY_DEADLINE.as_secs().to_string())
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .env("PYTHONUNBUFFERED", "1")
+            .envs(shots.map(|d| ("SCREENSHOT_DIR", d)))
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())

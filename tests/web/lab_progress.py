@@ -10,6 +10,10 @@ local there; the namespace has no route out). The protocol:
                LAB_USER         the lease owner, who signs in
                CHROMIUM         Debian's chromium (never `playwright install`)
                DEPLOY_DEADLINE  seconds the deployment may take
+               SCREENSHOT_DIR   if set: lease-deploying.png goes there, the
+                                page while the image is written (the
+                                README's; `WEB_TEST_SCREENSHOTS=docs/screenshots`
+                                for the test)
   stdout       `signed in` once the browser is signed in (the test creates
                the lease only then), then what the page showed
   stdin        one line, `LEASE DEPLOYMENT`, once the deployment runs
@@ -34,6 +38,7 @@ LINK = os.environ["ACTIVATION_LINK"]
 USER = os.environ["LAB_USER"]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 DEPLOY_DEADLINE_MS = int(float(os.environ.get("DEPLOY_DEADLINE", "420")) * 1000)
+SCREENSHOT_DIR = os.environ.get("SCREENSHOT_DIR")
 
 # Under TCG the lab's ferrumd shares two cores with the QEMU nodes.
 expect.set_options(timeout=60_000)
@@ -95,8 +100,20 @@ def main():
         page.evaluate(WATCH)
         say(f"lease {lease}: page open, deployment {deployment} running")
 
-        # The end, read from the page as the event stream leaves it.
         state = page.locator(f"#deployment-{deployment}-state")
+        if SCREENSHOT_DIR:
+            # Once a node is past its ramdisk's start (or it is all over).
+            page.wait_for_function(
+                """id => document.getElementById(id).textContent !== 'running' ||
+                    [...document.querySelectorAll('#progress [data-field="phase"]')]
+                        .some(c => !['boot_ramdisk', 'wait_agent'].includes(c.textContent))""",
+                arg=f"deployment-{deployment}-state",
+                timeout=DEPLOY_DEADLINE_MS,
+                polling=100,
+            )
+            page.screenshot(path=os.path.join(SCREENSHOT_DIR, "lease-deploying.png"), full_page=True)
+
+        # The end, read from the page as the event stream leaves it.
         expect(state).not_to_have_text("running", timeout=DEPLOY_DEADLINE_MS)
         expect(state).to_have_text("done")
         expect(page.locator("#live")).to_have_text("Nothing is being deployed now: the table shows how each node ended.")
