@@ -12,9 +12,10 @@
 #
 # ferrumd and the browser run inside a network namespace of their own that
 # has only loopback: nothing leaves the machine. Needs root (ip netns),
-# python3 with venv, npm (axe-core, once), aiosmtpd (scripts/test.sh's, or
-# installed here into the web venv), and /usr/bin/chromium
-# (scripts/setup.sh installs it; never `playwright install`, LAB-NOTES §8).
+# python3 with venv and npm (scripts/web-venv.sh: the venv and axe-core,
+# pinned, installed once), aiosmtpd (scripts/test.sh's, or installed here
+# into the web venv), and /usr/bin/chromium (scripts/setup.sh installs it;
+# never `playwright install`, LAB-NOTES §8).
 #
 # Options (environment):
 #   WEB_TEST_VENV   the venv (default ~/.cache/ferrum/web-venv)
@@ -28,40 +29,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-# Pinned: the versions this script was measured with (Python 3.11,
-# Chromium 156 from bookworm-security).
-playwright_version=1.65.3
-pytest_version=9.2.0
-axe_version=4.14.1
-venv="${WEB_TEST_VENV:-$HOME/.cache/ferrum/web-venv}"
-pins="playwright==$playwright_version pytest==$pytest_version"
-axe_dir="$HOME/.cache/ferrum/axe-core-$axe_version"
 chromium=/usr/bin/chromium
-
 if [ ! -x "$chromium" ]; then
     echo "$chromium is missing: run scripts/setup.sh (Debian's chromium package)" >&2
     exit 1
 fi
-if [ "$(cat "$venv/.pins" 2>/dev/null)" != "$pins" ]; then
-    echo "== installing $pins into $venv"
-    python3 -m venv "$venv"
-    # shellcheck disable=SC2086
-    "$venv/bin/pip" install -q $pins
-    echo "$pins" > "$venv/.pins"
-fi
+# The venv (Playwright, pytest) and axe-core, pinned there: `$web_venv`, `$axe_js`.
+# shellcheck source=scripts/web-venv.sh
+. "$root/scripts/web-venv.sh"
 # The mail scenario's SMTP server: the controller tests' (scripts/test.sh),
 # else the same pinned version in the web venv.
 aiosmtpd="${FERRUM_AIOSMTPD:-$HOME/.cache/ferrum/venv/bin/aiosmtpd}"
 if [ ! -x "$aiosmtpd" ]; then
-    aiosmtpd="$venv/bin/aiosmtpd"
+    aiosmtpd="$web_venv/bin/aiosmtpd"
     if [ ! -x "$aiosmtpd" ]; then
-        echo "== installing aiosmtpd into $venv"
-        "$venv/bin/pip" install -q aiosmtpd==1.4.6
+        echo "== installing aiosmtpd into $web_venv"
+        "$web_venv/bin/pip" install -q aiosmtpd==1.4.6
     fi
-fi
-if [ ! -s "$axe_dir/node_modules/axe-core/axe.min.js" ]; then
-    echo "== installing axe-core $axe_version into $axe_dir"
-    npm install --silent --no-audit --no-fund --prefix "$axe_dir" "axe-core@$axe_version"
 fi
 
 # shellcheck source=scripts/loopback-ns.sh
@@ -71,7 +55,7 @@ ferrum_bins
 loopback_ns ferrum-web
 
 # A free port: the namespace is new, but ask its kernel all the same.
-port=$(in_ns "$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(in_ns "$web_venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 addr="127.0.0.1:$port"
 url="http://$addr"
 # Sign-in throttling per account (default burst 5) would count the suite's
@@ -93,9 +77,9 @@ echo "== web portal in Chromium (tests/web, ferrumd at $url)"
 started=$SECONDS
 rc=0
 in_ns env PYTHONDONTWRITEBYTECODE=1 FERRUM_URL="$url" FERRUM_DATA_DIR="$work/data" FERRUM_BIN_DIR="$FERRUM_BIN_DIR" \
-    FERRUMD_PID="$pid" AIOSMTPD="$aiosmtpd" AXE_JS="$axe_dir/node_modules/axe-core/axe.min.js" CHROMIUM="$chromium" \
+    FERRUMD_PID="$pid" AIOSMTPD="$aiosmtpd" AXE_JS="$axe_js" CHROMIUM="$chromium" \
     SCREENSHOT_DIR="${WEB_TEST_SCREENSHOTS:-$work/screenshots}" \
-    "$venv/bin/python" -m pytest -p no:cacheprovider -q tests/web "$@" || rc=$?
+    "$web_venv/bin/python" -m pytest -p no:cacheprovider -q tests/web "$@" || rc=$?
 echo "== web portal in Chromium: $((SECONDS - started)) s (exit $rc)"
 if [ "$rc" != 0 ]; then
     echo "ferrumd's log (last 50 lines):" >&2
