@@ -1093,11 +1093,7 @@ fn bmc_of(i: u8) -> String {
 }
 
 async fn node_with_bmc(ctx: &TestContext, name: &str, cluster: &str, i: u8) -> std::sync::Arc<ferrum_controller::power::sim::SimBmc> {
-    let url = bmc_of(i);
-    let bmc = ctx.bmcs.bmc(&ferrum_controller::model::BmcAddress::parse(&url).expect("BMC URL").endpoint());
-    let body = json!({"name": name, "site": "lab", "cluster": cluster, "macs": [format!("02:00:00:00:0c:0{i}")], "bmc": url});
-    ctx.post("/api/v1/nodes", &ctx.admin, body).await.expect(201);
-    bmc
+    ctx.enrol_with_sim_bmc(name, cluster, &format!("02:00:00:00:0c:0{i}"), &bmc_of(i)).await
 }
 
 /// No BMC password nor URL in a page.
