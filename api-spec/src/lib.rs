@@ -308,6 +308,26 @@ pub enum PowerActionName {
     Status,
 }
 
+impl PowerActionName {
+    pub const ALL: [PowerActionName; 5] =
+        [PowerActionName::On, PowerActionName::Off, PowerActionName::SoftOff, PowerActionName::Cycle, PowerActionName::Status];
+
+    /// The name the API takes (`soft-off`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PowerActionName::On => "on",
+            PowerActionName::Off => "off",
+            PowerActionName::SoftOff => "soft-off",
+            PowerActionName::Cycle => "cycle",
+            PowerActionName::Status => "status",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<PowerActionName> {
+        PowerActionName::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+}
+
 /// Body of `POST /api/v1/nodes/{name}/power`.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -930,4 +950,18 @@ pub struct UserCreated {
 pub struct Health {
     pub status: String,
     pub version: String,
+}
+
+#[cfg(test)]
+mod power_action_names {
+    use super::PowerActionName;
+
+    #[test]
+    fn the_names_are_serdes() {
+        for a in PowerActionName::ALL {
+            assert_eq!(serde_json::to_value(a).expect("json"), serde_json::Value::from(a.as_str()));
+            assert_eq!(PowerActionName::parse(a.as_str()), Some(a));
+        }
+        assert_eq!(PowerActionName::parse("reboot"), None);
+    }
 }

@@ -75,6 +75,18 @@ impl BmcConnector for SimBmcs {
 
 pub use crate::model::PowerOperation;
 
+/// The operation an API power action names.
+pub fn power_operation(action: ferrum_api::PowerActionName) -> PowerOperation {
+    use ferrum_api::PowerActionName as A;
+    match action {
+        A::On => PowerOperation::Power(PowerAction::On),
+        A::Off => PowerOperation::Power(PowerAction::Off),
+        A::SoftOff => PowerOperation::Power(PowerAction::SoftOff),
+        A::Cycle => PowerOperation::Power(PowerAction::Cycle),
+        A::Status => PowerOperation::Status,
+    }
+}
+
 /// Shared state of the power loop.
 #[derive(Debug)]
 pub struct PowerRuntime {

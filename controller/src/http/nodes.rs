@@ -125,19 +125,6 @@ fn power_answer(app_row: crate::db::PowerRequestRow, node_power: Option<String>)
     }
 }
 
-/// The operation a power action names (the API's and the portal's).
-pub fn power_operation(action: api::PowerActionName) -> crate::app::power::PowerOperation {
-    use crate::app::power::PowerOperation;
-    use crate::power::PowerAction;
-    match action {
-        api::PowerActionName::On => PowerOperation::Power(PowerAction::On),
-        api::PowerActionName::Off => PowerOperation::Power(PowerAction::Off),
-        api::PowerActionName::SoftOff => PowerOperation::Power(PowerAction::SoftOff),
-        api::PowerActionName::Cycle => PowerOperation::Power(PowerAction::Cycle),
-        api::PowerActionName::Status => PowerOperation::Status,
-    }
-}
-
 /// Power a node on, off, soft-off, cycle it, or read its power state now
 /// (admins, and the holder of the node's running lease). 502 names the BMC
 /// error; 202 means the operation goes on in the background.
@@ -151,7 +138,7 @@ pub async fn power(
     PathParam(name): PathParam<String>,
     Body(req): Body<api::PowerRequest>,
 ) -> ApiResult<(StatusCode, Json<api::PowerOperation>)> {
-    let row = app.request_power(&actor, &name, power_operation(req.action)).await?;
+    let row = app.request_power(&actor, &name, crate::app::power::power_operation(req.action)).await?;
     let power = if row.state == PowerRequestState::Done { app.get_node(&name).await?.row.power.map(|(s, _, _)| s) } else { None };
     power_answer(row, power)
 }

@@ -398,10 +398,6 @@ pub struct PowerForm {
 
 /// A power action as the API names it (`on`, `off`, `soft-off`, `cycle`,
 /// `status`): the portal offers the API's.
-fn power_action(name: &str) -> Option<api::PowerActionName> {
-    serde_json::from_value(serde_json::Value::String(name.to_owned())).ok()
-}
-
 pub async fn power(
     State(app): State<Arc<App>>,
     s: SignedIn,
@@ -410,9 +406,12 @@ pub async fn power(
 ) -> Result<Response, WebError> {
     s.0.actor.require_admin()?;
     s.check_csrf(&form.csrf)?;
-    let result = match power_action(&form.action) {
-        Some(action) => app.request_power(&s.0.actor, &name, crate::http::nodes::power_operation(action)).await,
-        None => Err(AppError::bad_request("action: one of on, off, soft-off, cycle, status")),
+    let result = match api::PowerActionName::parse(&form.action) {
+        Some(action) => app.request_power(&s.0.actor, &name, crate::app::power::power_operation(action)).await,
+        None => {
+            let names: Vec<&str> = api::PowerActionName::ALL.iter().map(|a| a.as_str()).collect();
+            Err(AppError::bad_request(format!("action: one of {}", names.join(", "))))
+        }
     };
     match result {
         // Done, failed or still queued: the node's page says which, and
@@ -590,8 +589,8 @@ mod tests {
 
     #[test]
     fn only_the_apis_power_actions_are_offered() {
-        assert_eq!(power_action("cycle"), Some(api::PowerActionName::Cycle));
-        assert_eq!(power_action("Cycle"), None);
-        assert_eq!(power_action("reboot"), None);
+        assert_eq!(api::PowerActionName::parse("cycle"), Some(api::PowerActionName::Cycle));
+        assert_eq!(api::PowerActionName::parse("Cycle"), None);
+        assert_eq!(api::PowerActionName::parse("reboot"), None);
     }
 }
