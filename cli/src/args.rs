@@ -699,6 +699,9 @@ pub enum AdminCommand {
 pub enum AccountCommand {
     /// Ask for an account; prints the request's id
     Request(AccountRequestArgs),
+    /// Print everything ferrum stores about you as JSON (account, token
+    /// names and dates, SSH keys, account request, leases, usage records)
+    Export,
 }
 
 #[derive(Debug, Args)]
@@ -873,6 +876,20 @@ pub enum UserCommand {
         /// User name
         name: String,
     },
+    /// Print everything ferrum stores about a user as JSON (what `ferrum
+    /// account export` prints to the user himself)
+    Export {
+        /// User name
+        name: String,
+    },
+    /// Erase a user's personal data on request: the login becomes a
+    /// pseudonym everywhere, e-mail and affiliation go, the account is
+    /// disabled and its tokens, sessions and keys revoked; leases and usage
+    /// stay under the pseudonym. Refused while the user holds a lease not over
+    Erase {
+        /// User name
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -964,6 +981,11 @@ mod tests {
     #[test]
     fn node_help() {
         insta::assert_snapshot!(help(&["ferrum", "node", "--help"]));
+    }
+
+    #[test]
+    fn admin_user_help() {
+        insta::assert_snapshot!(help(&["ferrum", "admin", "user", "--help"]));
     }
 
     #[test]
