@@ -20,6 +20,9 @@
 //!   held the node, and for an admin's maintenance or retirement (a note
 //!   for users), with the BMC's addresses and other users' and projects'
 //!   names taken out; other reasons are for admins.
+//! - A user's personal data ([`personal_data`], GDPR export): the user
+//!   himself or an admin (the application layer checks), whole, never a
+//!   token, a hash or a link (the rows it is made of hold none).
 //!
 //! Must not: read the database or decide access (404/403): the
 //! application layer does; this only shapes what an allowed read shows.
