@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The web portal in a real browser (README "Tests and CI"): Debian's
 # Chromium driven by Playwright (pytest, tests/web) through sign-in,
-# activation, the profile's tokens and SSH keys, keyboard-only use,
-# sign-out, the admin's approval queues, nodes (maintenance on and off)
+# activation, the profile's tokens, SSH keys and personal-data download,
+# keyboard-only use, sign-out, the admin's approval queues, nodes (maintenance on and off)
 # and audit log, the hardware catalog (its filter builder, a cluster, a
 # node), the booking page, the user's leases (a lease extended and
 # released) and a student's whole path (account request, mails caught by

@@ -917,6 +917,38 @@ pub struct SshKey {
     pub created_at: DateTime<Utc>,
 }
 
+/// Everything ferrum stores about a user (GDPR articles 15 and 20), as
+/// `GET /api/v1/users/{name}/export` answers it: never a secret or a hash
+/// (no token, password or link).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct PersonalData {
+    pub exported_at: DateTime<Utc>,
+    /// The account: login, role, e-mail, projects, creation, disabled.
+    pub user: User,
+    /// From the account request that made the account, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affiliation: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<accounts::RequesterStatus>,
+    /// Live API tokens: names and dates only.
+    pub tokens: Vec<Token>,
+    pub ssh_keys: Vec<SshKey>,
+    /// The account requests that made the account.
+    pub account_requests: Vec<accounts::AccountRequest>,
+    /// Every lease the user owns or owned, newest first.
+    pub leases: Vec<Lease>,
+    /// The user's usage records, oldest first.
+    pub usage_records: Vec<usage::UsageRecord>,
+}
+
+/// Answer of `POST /api/v1/users/{name}/erase` (admin).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct UserErased {
+    /// The login the account, its leases and usage records carry from now on.
+    pub pseudonym: String,
+    pub erased_at: DateTime<Utc>,
+}
+
 /// Body of `POST /api/v1/users/{name}/ssh-keys`.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

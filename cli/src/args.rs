@@ -104,7 +104,7 @@ pub enum Command {
     /// Your SSH public keys (installed on the nodes you deploy): add, list, remove
     #[command(subcommand)]
     Key(KeyCommand),
-    /// Ask for an account (no token needed); an admin decides
+    /// Ask for an account (no token needed); export your personal data
     #[command(subcommand)]
     Account(AccountCommand),
     /// Admin verbs: projects, users, tokens, account requests, audit log
@@ -677,7 +677,7 @@ pub enum AdminCommand {
     /// Create and list projects
     #[command(subcommand)]
     Project(ProjectCommand),
-    /// Create, list, disable and enable users
+    /// Create, list, disable and enable users; export or erase their personal data
     #[command(subcommand)]
     User(UserCommand),
     /// Create API tokens
@@ -699,6 +699,11 @@ pub enum AdminCommand {
 pub enum AccountCommand {
     /// Ask for an account; prints the request's id
     Request(AccountRequestArgs),
+    /// Print everything ferrum stores about you, as JSON
+    ///
+    /// Your account, token names and dates (never a secret), SSH keys,
+    /// account request, leases and usage records.
+    Export,
 }
 
 #[derive(Debug, Args)]
@@ -873,6 +878,24 @@ pub enum UserCommand {
         /// User name
         name: String,
     },
+    /// Print everything ferrum stores about a user, as JSON
+    ///
+    /// What `ferrum account export` prints to the user himself: account,
+    /// token names and dates, SSH keys, account request, leases, usage.
+    Export {
+        /// User name
+        name: String,
+    },
+    /// Erase a user's personal data on request; prints the pseudonym
+    ///
+    /// The login becomes a pseudonym everywhere, e-mail and affiliation go,
+    /// the account is disabled and its tokens, sessions and keys revoked;
+    /// leases and usage stay under the pseudonym. Refused while the user
+    /// holds a lease not over.
+    Erase {
+        /// User name
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -964,6 +987,11 @@ mod tests {
     #[test]
     fn node_help() {
         insta::assert_snapshot!(help(&["ferrum", "node", "--help"]));
+    }
+
+    #[test]
+    fn admin_user_help() {
+        insta::assert_snapshot!(help(&["ferrum", "admin", "user", "--help"]));
     }
 
     #[test]

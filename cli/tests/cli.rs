@@ -321,6 +321,36 @@ fn user_add_prints_the_token_last() {
 }
 
 #[test]
+fn account_export_prints_the_answer_as_json() {
+    let data = r#"{"exported_at":"2026-11-01T09:00:00Z","user":{"name":"alice","role":"user","projects":["p-vision"],"created_at":"2026-11-01T09:00:00Z"},"tokens":[],"ssh_keys":[],"account_requests":[],"leases":[],"usage_records":[]}"#;
+    let (url, seen) = serve(vec![(200, data.to_owned()), (200, data.to_owned())]);
+    let out = run(&url, &["account", "export"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let printed: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON on stdout");
+    assert_eq!(printed["user"]["name"], "alice");
+    let out = run(&url, &["admin", "user", "export", "alice"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let targets: Vec<(String, String)> = requests(&seen).into_iter().map(|r| (r.method, r.target)).collect();
+    assert_eq!(targets, vec![("GET".into(), "/api/v1/users/me/export".into()), ("GET".into(), "/api/v1/users/alice/export".into())]);
+}
+
+#[test]
+fn user_erase_prints_the_pseudonym_or_the_refusal() {
+    let erased = r#"{"pseudonym":"erased-0123456789abcdef","erased_at":"2026-11-01T09:00:00Z"}"#;
+    let refused = error("conflict", "user 'bob' holds leases that are not over: 7 (active); release or cancel them first");
+    let (url, seen) = serve(vec![(200, erased.to_owned()), (409, refused)]);
+    let out = run(&url, &["admin", "user", "erase", "alice"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("personal data of alice erased") && stdout(&out).contains("erased-0123456789abcdef"), "{}", stdout(&out));
+    let out = run(&url, &["admin", "user", "erase", "bob"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr(&out).contains("7 (active)"), "{}", stderr(&out));
+    let reqs = requests(&seen);
+    assert_eq!((reqs[0].method.as_str(), reqs[0].target.as_str()), ("POST", "/api/v1/users/alice/erase"));
+    assert_eq!(reqs[1].target, "/api/v1/users/bob/erase");
+}
+
+#[test]
 fn import_sends_every_node_of_the_tree() {
     let report = r#"{"added":["chifflot-1","chifflot-2","chifflot-3","chifflot-4","chifflot-5","chifflot-6","chifflot-7","chifflot-8"],"changed":[],"unchanged":["servan-1","servan-2"]}"#;
     let (url, seen) = serve(vec![(200, report.to_owned())]);

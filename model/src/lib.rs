@@ -19,6 +19,7 @@ pub mod names;
 pub mod node;
 pub mod operation;
 pub mod power;
+pub mod privacy;
 pub mod project;
 pub mod properties;
 pub mod time;

@@ -467,6 +467,20 @@ impl AccountStore for PgStore {
         self.project_by_name(project).await
     }
 
+    async fn user_account_requests(&self, user: UserId) -> DbResult<Vec<AccountRequestRow>> {
+        super::privacy::user_requests(&self.pool, user).await
+    }
+
+    async fn user_usage_records(&self, name: &str) -> DbResult<Vec<UsageRecordRow>> {
+        super::privacy::user_records(&self.pool, name).await
+    }
+
+    async fn erase_user(&self, erasure: &Erasure) -> DbResult<()> {
+        let mut tx = self.begin().await?;
+        super::privacy::erase(&mut tx, erasure).await?;
+        tx.commit().await.map_err(db)
+    }
+
     async fn insert_audit(&self, at: Seconds, actor: &str, action: &str, target: &str, detail: &str) -> DbResult<()> {
         sqlx::query!(
             "INSERT INTO audit_log (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)",

@@ -44,6 +44,7 @@ mod leases;
 mod nodes;
 mod operations;
 mod power;
+mod privacy;
 mod replicas;
 mod usage;
 mod web;

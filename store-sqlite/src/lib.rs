@@ -103,6 +103,7 @@ mod names;
 mod nodes;
 mod operations;
 mod power;
+mod privacy;
 mod replicas;
 mod usage;
 mod web;

@@ -742,6 +742,34 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
+/// An erasure of a user's personal data (GDPR art. 17): the user's login
+/// becomes `pseudonym` wherever it is stored as text, and `emails` are
+/// removed. The store writes it in one transaction and keeps the old
+/// login nowhere.
+#[derive(Clone, Debug)]
+pub struct Erasure {
+    pub user: UserId,
+    /// The login to erase.
+    pub name: String,
+    /// The e-mail addresses to erase (the user's, his account requests').
+    pub emails: Vec<String>,
+    pub pseudonym: String,
+    /// The admin who erases.
+    pub by: String,
+    pub at: Seconds,
+    /// The account's disabled reason from now on.
+    pub disabled_reason: String,
+}
+
+/// The SSH public keys a deployment's stored spec (JSON) installs.
+pub fn deployment_keys(spec: &str) -> Vec<String> {
+    let keys = serde_json::from_str::<serde_json::Value>(spec).ok().and_then(|v| v.get("ssh_keys").cloned());
+    match keys {
+        Some(serde_json::Value::Array(keys)) => keys.into_iter().filter_map(|k| k.as_str().map(str::to_owned)).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// One usage record: what a lease had of one node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UsageRecordRow {
@@ -1092,6 +1120,15 @@ pub trait AccountStore: Send + Sync {
     async fn set_project_member(&self, project: &str, user: &str, member: bool) -> DbResult<ProjectRow>;
 
     /// Appends one entry to the audit log.
+    /// The account requests that made `user` (those linked to the user at
+    /// approval), oldest first.
+    async fn user_account_requests(&self, user: UserId) -> DbResult<Vec<AccountRequestRow>>;
+    /// Every usage record of the user named `name`, oldest first.
+    async fn user_usage_records(&self, name: &str) -> DbResult<Vec<UsageRecordRow>>;
+    /// Erases a user's personal data in one transaction (see [`Erasure`]
+    /// and README "Personal data" for what it rewrites). A user who holds
+    /// a lease not over is refused (`Raced`): the caller checked before.
+    async fn erase_user(&self, erasure: &Erasure) -> DbResult<()>;
     async fn insert_audit(&self, at: Seconds, actor: &str, action: &str, target: &str, detail: &str) -> DbResult<()>;
 
     async fn audit_log(&self, filter: &AuditFilter) -> DbResult<Vec<AuditRow>>;

@@ -127,6 +127,21 @@ def test_profile_ssh_keys(signed_in: Page, tmp_path):
     expect(page.get_by_text("You have registered no SSH key.")).to_be_visible()
 
 
+def test_profile_personal_data_download(signed_in: Page):
+    page = signed_in
+    page.goto("/profile")
+    expect(page.get_by_role("heading", name="Personal data")).to_be_visible()
+    with page.expect_download() as info:
+        page.get_by_role("link", name="Download my personal data").click()
+    download = info.value
+    assert download.suggested_filename == f"ferrum-personal-data-{USER}.json"
+    data = json.loads(open(download.path(), encoding="utf-8").read())
+    assert data["user"]["name"] == USER
+    assert PROJECT in data["user"]["projects"]
+    assert {"tokens", "ssh_keys", "account_requests", "leases", "usage_records"} <= data.keys()
+    assert "hash" not in json.dumps(data).lower()
+
+
 def test_keyboard_only_sign_in(page: Page, activated):
     page.goto("/login")
     name = page.get_by_label("User name")

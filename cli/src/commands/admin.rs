@@ -1,12 +1,13 @@
-//! `ferrum admin ...` (projects, users, tokens) and `ferrum whoami`.
+//! `ferrum admin ...` (projects, users, tokens, personal data), `ferrum
+//! whoami` and `ferrum account ...`.
 //!
 //! The only place the CLI prints a token: right after the server created
 //! it, as the last line of output, because it cannot be shown again.
 
 use anyhow::Result;
 use ferrum_api::{
-    ActivationLink, Project, ProjectCreate, Role, SshKey, SshKeyCreate, Token, TokenCreate, TokenCreated, User, UserCreate, UserCreated,
-    UserDisable,
+    ActivationLink, PersonalData, Project, ProjectCreate, Role, SshKey, SshKeyCreate, Token, TokenCreate, TokenCreated, User, UserCreate,
+    UserCreated, UserDisable, UserErased,
 };
 
 use super::Ctx;
@@ -61,6 +62,17 @@ pub async fn run(ctx: &Ctx, cmd: AdminCommand) -> Result<()> {
                     link.user,
                     link.expires_at.to_rfc3339(),
                     link.url
+                )
+            })
+        }
+        AdminCommand::User(UserCommand::Export { name }) => export(ctx, &["users", &name, "export"]).await,
+        AdminCommand::User(UserCommand::Erase { name }) => {
+            let answer = ctx.client.post::<UserErased, _>(&["users", &name, "erase"], &NoQuery {}).await?;
+            ctx.show(&answer, |erased, _| {
+                format!(
+                    "personal data of {name} erased at {}: the account (disabled), its leases and usage records are now {}\n",
+                    erased.erased_at.to_rfc3339(),
+                    erased.pseudonym
                 )
             })
         }
@@ -150,6 +162,13 @@ pub async fn request_account(ctx: &Ctx, args: AccountRequestArgs) -> Result<()> 
     ctx.show(&answer, |accepted, _| {
         format!("{}\nAn admin will approve or reject it; they will send you your API token.\n", accepted.message)
     })
+}
+
+/// `ferrum account export`, `ferrum admin user export NAME`: a user's
+/// personal data, always as the API's JSON (it is a file to keep).
+pub async fn export(ctx: &Ctx, path: &[&str]) -> Result<()> {
+    let answer = ctx.client.get::<PersonalData, _>(path, &NoQuery {}).await?;
+    super::out(&render::pretty_json(&answer.raw))
 }
 
 /// A new token, as the last line so scripts can take it with `tail -n 1`.

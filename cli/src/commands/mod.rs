@@ -85,6 +85,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Key(cmd) => admin::my_keys(&ctx, cmd).await,
         Command::Admin(cmd) => admin::run(&ctx, cmd).await,
         Command::Account(AccountCommand::Request(args)) => admin::request_account(&ctx, args).await,
+        Command::Account(AccountCommand::Export) => admin::export(&ctx, &["users", "me", "export"]).await,
         Command::Lab(cmd) => lab::run(cmd).await,
     }
 }

@@ -30,6 +30,7 @@ pub mod nodes;
 pub mod operations;
 pub mod policy;
 pub mod power;
+pub mod privacy;
 pub(crate) mod reads;
 pub mod reconciler;
 pub mod replica;

@@ -18,7 +18,7 @@ use crate::app::account_requests::AccountAsk;
 use crate::db::{AccountRequestRow, ProjectChange};
 use crate::model::time::from_seconds;
 
-fn request_view(r: AccountRequestRow, clash: Option<String>) -> api::AccountRequest {
+pub(crate) fn request_view(r: AccountRequestRow, clash: Option<String>) -> api::AccountRequest {
     let state = r.state.into();
     api::AccountRequest {
         id: r.id,

@@ -61,7 +61,7 @@ pub async fn me(State(app): State<Arc<App>>, Caller(actor): Caller) -> ApiResult
     Ok(Json(views::user(app.me(&actor).await?)))
 }
 
-fn token_view(t: TokenRow, now: Seconds) -> api::Token {
+pub(crate) fn token_view(t: TokenRow, now: Seconds) -> api::Token {
     api::Token {
         id: t.id,
         name: t.name,
@@ -181,7 +181,7 @@ pub async fn activation_link(
     Ok((StatusCode::CREATED, Json(api::ActivationLink { user: name, url: link.url, expires_at: from_seconds(link.expires_at) })))
 }
 
-fn ssh_key_view(k: crate::db::SshKeyRow) -> api::SshKey {
+pub(crate) fn ssh_key_view(k: crate::db::SshKeyRow) -> api::SshKey {
     api::SshKey { id: k.id, name: k.name, public_key: k.public_key, fingerprint: k.fingerprint, created_at: from_seconds(k.created_at) }
 }
 
@@ -229,4 +229,46 @@ pub async fn remove_ssh_key(
     PathParam((name, id)): PathParam<(String, i64)>,
 ) -> ApiResult<Json<api::SshKey>> {
     Ok(Json(ssh_key_view(app.remove_ssh_key(&actor, &name, id).await?)))
+}
+
+/// Everything ferrum stores about the caller (GDPR articles 15 and 20):
+/// account, token names and dates (never a secret), SSH keys, the account
+/// request that made the account, leases and usage records, as JSON.
+#[utoipa::path(get, path = "/api/v1/users/me/export", operation_id = "users_me_export", tag = "accounts",
+    responses((status = 200, body = api::PersonalData), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn export_me(State(app): State<Arc<App>>, Caller(actor): Caller) -> ApiResult<Json<api::PersonalData>> {
+    Ok(Json(views::personal_data(app.export_personal_data(&actor, &actor.name).await?)))
+}
+
+/// A user's personal data, as `GET /api/v1/users/me/export` answers it
+/// (the user themselves, or an admin; an admin's export is audited).
+#[utoipa::path(get, path = "/api/v1/users/{name}/export", operation_id = "users_export", tag = "accounts", params(("name" = String, Path)),
+    responses((status = 200, body = api::PersonalData), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn export_user(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    PathParam(name): PathParam<String>,
+) -> ApiResult<Json<api::PersonalData>> {
+    Ok(Json(views::personal_data(app.export_personal_data(&actor, &name).await?)))
+}
+
+/// Erase a user's personal data on request (admin; GDPR article 17): the
+/// login becomes a pseudonym everywhere, e-mail and affiliation go, the
+/// account is disabled and its tokens, sessions and SSH keys revoked;
+/// leases and usage records stay under the pseudonym. Refused (409) while
+/// the user holds a lease that is not over, for oneself and for the last
+/// admin.
+#[utoipa::path(post, path = "/api/v1/users/{name}/erase", operation_id = "users_erase", tag = "accounts", params(("name" = String, Path)),
+    responses((status = 200, body = api::UserErased), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "a lease not over, oneself, or the last admin")),
+    security(("bearer" = [])))]
+pub async fn erase_user(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    PathParam(name): PathParam<String>,
+) -> ApiResult<Json<api::UserErased>> {
+    let pseudonym = app.erase_user(&actor, &name).await?;
+    Ok(Json(api::UserErased { pseudonym, erased_at: from_seconds(app.now()) }))
 }

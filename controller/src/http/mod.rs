@@ -57,7 +57,7 @@ const IMPORT_BODY_LIMIT: usize = 64 * 1024 * 1024;
         account_requests::update_project, account_requests::add_member, account_requests::remove_member,
         accounts::create_project, accounts::list_projects, accounts::create_user, accounts::list_users, accounts::me, accounts::create_token,
         accounts::list_tokens, accounts::revoke_token, accounts::disable_user, accounts::enable_user, accounts::activation_link,
-        accounts::list_ssh_keys, accounts::add_ssh_key, accounts::remove_ssh_key,
+        accounts::list_ssh_keys, accounts::add_ssh_key, accounts::remove_ssh_key, accounts::export_me, accounts::export_user, accounts::erase_user,
     ),
     components(schemas(ferrum_api::ErrorBody, ferrum_api::usage::ExportFormat)),
     modifiers(&BearerAuth, &CommonResponses, &ClosedVariants),
@@ -218,6 +218,9 @@ pub fn router(app: Arc<App>, metrics: Arc<metrics::Metrics>) -> Router {
         .route("/projects", get(accounts::list_projects).post(accounts::create_project))
         .route("/users", get(accounts::list_users).post(accounts::create_user))
         .route("/users/me", get(accounts::me))
+        .route("/users/me/export", get(accounts::export_me))
+        .route("/users/{name}/export", get(accounts::export_user))
+        .route("/users/{name}/erase", post(accounts::erase_user))
         .route("/users/{name}/tokens", get(accounts::list_tokens).post(accounts::create_token))
         .route("/users/{name}/tokens/{id}", axum::routing::delete(accounts::revoke_token))
         .route("/users/{name}/disable", post(accounts::disable_user))

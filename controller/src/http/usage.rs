@@ -17,7 +17,7 @@ use crate::db::AuditFilter;
 use crate::model::time::{from_seconds, to_seconds};
 use crate::model::usage::{Dimension, Total};
 
-fn hours(seconds: i64) -> f64 {
+pub(crate) fn hours(seconds: i64) -> f64 {
     (seconds as f64 / 3600.0 * 1000.0).round() / 1000.0
 }
 
@@ -90,26 +90,7 @@ pub async fn report(State(app): State<Arc<App>>, Caller(actor): Caller, Params(q
     security(("bearer" = [])))]
 pub async fn records(State(app): State<Arc<App>>, Caller(actor): Caller, Params(q): Params<api::UsageRecordsQuery>) -> ApiResult<Response> {
     let (_, rows) = app.usage_records(&actor, &q).await?;
-    let records: Vec<api::UsageRecord> = rows
-        .into_iter()
-        .map(|r| api::UsageRecord {
-            id: r.id,
-            lease: r.lease_id.0,
-            user: r.user,
-            project: r.project,
-            node: r.node,
-            site: r.site,
-            cluster: r.cluster,
-            gpu_model: r.gpu_model,
-            gpu_count: r.gpu_count,
-            lease_type: r.lease_type.into(),
-            reserved_start: from_seconds(r.reserved_start),
-            reserved_end: from_seconds(r.reserved_end),
-            start: from_seconds(r.start),
-            end: from_seconds(r.end),
-            node_hours: hours(r.end - r.start),
-        })
-        .collect();
+    let records: Vec<api::UsageRecord> = rows.into_iter().map(super::views::usage_record).collect();
     if q.format == Some(api::ExportFormat::Csv) {
         let header = [
             "id",

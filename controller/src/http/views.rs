@@ -20,6 +20,9 @@
 //!   held the node, and for an admin's maintenance or retirement (a note
 //!   for users), with the BMC's addresses and other users' and projects'
 //!   names taken out; other reasons are for admins.
+//! - A user's personal data ([`personal_data`], GDPR export): the user
+//!   himself or an admin (the application layer checks), whole, never a
+//!   token, a hash or a link (the rows it is made of hold none).
 //!
 //! Must not: read the database or decide access (404/403): the
 //! application layer does; this only shapes what an allowed read shows.
@@ -308,4 +311,42 @@ pub fn agent_command(row: crate::db::AgentCommandRow, node: &str) -> Result<api:
         created_at: from_seconds(row.created_at),
         updated_at: from_seconds(row.updated_at),
     })
+}
+
+pub fn usage_record(r: crate::db::UsageRecordRow) -> api::usage::UsageRecord {
+    api::usage::UsageRecord {
+        id: r.id,
+        lease: r.lease_id.0,
+        user: r.user,
+        project: r.project,
+        node: r.node,
+        site: r.site,
+        cluster: r.cluster,
+        gpu_model: r.gpu_model,
+        gpu_count: r.gpu_count,
+        lease_type: r.lease_type.into(),
+        reserved_start: from_seconds(r.reserved_start),
+        reserved_end: from_seconds(r.reserved_end),
+        start: from_seconds(r.start),
+        end: from_seconds(r.end),
+        node_hours: super::usage::hours(r.end - r.start),
+    }
+}
+
+/// A user's personal data, for the user himself or an admin (the
+/// application layer checked): everything stored about him but secrets
+/// (tokens, hashes, links), which its rows never hold.
+pub fn personal_data(d: crate::app::privacy::PersonalData) -> api::PersonalData {
+    let now = d.exported_at;
+    api::PersonalData {
+        exported_at: from_seconds(d.exported_at),
+        user: user(d.user),
+        affiliation: d.affiliation,
+        status: d.status.as_deref().and_then(api::accounts::RequesterStatus::parse),
+        tokens: d.tokens.into_iter().map(|t| super::accounts::token_view(t, now)).collect(),
+        ssh_keys: d.ssh_keys.into_iter().map(super::accounts::ssh_key_view).collect(),
+        account_requests: d.account_requests.into_iter().map(|r| super::account_requests::request_view(r, None)).collect(),
+        leases: d.leases.into_iter().map(lease).collect(),
+        usage_records: d.usage_records.into_iter().map(usage_record).collect(),
+    }
 }

@@ -52,6 +52,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/profile/tokens/{id}/revoke", post(pages::revoke_token))
         .route("/profile/keys", post(pages::add_key))
         .route("/profile/keys/{id}/delete", post(pages::remove_key))
+        .route("/profile/export", get(pages::export_personal_data))
         .route("/book", get(book::form).post(book::submit))
         .route("/calendar", get(gantt::calendar))
         .route("/calendar/book", post(gantt::book))

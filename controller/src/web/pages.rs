@@ -1,5 +1,6 @@
 //! The portal's pages: home, sign-in and sign-out, activation (setting a
-//! password), and the profile (API tokens, SSH keys). Each handler reads
+//! password), and the profile (API tokens, SSH keys, the download of
+//! one's personal data). Each handler reads
 //! its form, calls one `App` function and renders a template; a refused
 //! form comes back with the error in words beside it.
 
@@ -296,6 +297,23 @@ async fn profile_page(
 
 pub async fn profile(State(app): State<Arc<App>>, s: SignedIn) -> Result<Response, WebError> {
     profile_page(&app, &s, StatusCode::OK, None, None).await
+}
+
+/// The signed-in user's personal data as a JSON file to download (GDPR
+/// articles 15 and 20): what `GET /api/v1/users/me/export` answers.
+pub async fn export_personal_data(State(app): State<Arc<App>>, s: SignedIn) -> Result<Response, WebError> {
+    let actor = &s.0.actor;
+    let data = crate::http::views::personal_data(app.export_personal_data(actor, &actor.name).await?);
+    let body = serde_json::to_vec_pretty(&data).map_err(|e| WebError::Internal(e.into()))?;
+    let file = format!("ferrum-personal-data-{}.json", actor.name);
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "application/json".to_owned()),
+            (axum::http::header::CONTENT_DISPOSITION, format!("attachment; filename=\"{file}\"")),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 /// Renders a refusal the user can act on beside the form; anything else

@@ -77,6 +77,23 @@ pub async fn raw_execute(database: &str, sql: &str) {
     }
 }
 
+/// Runs `sql` with raw SQL and says whether the database refused it (its
+/// message), behind the store's back.
+pub async fn raw_try_execute(database: &str, sql: &str) -> Result<(), String> {
+    let done = if database.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(database).await.expect("raw SQLite connection");
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&pool).await.map(drop);
+        pool.close().await;
+        done
+    } else {
+        let pool = sqlx::PgPool::connect(database).await.expect("raw PostgreSQL connection");
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&pool).await.map(drop);
+        pool.close().await;
+        done
+    };
+    done.map_err(|e| e.to_string())
+}
+
 /// The database a test's controller runs on: SQLite in its data directory
 /// (the default), or, with `FERRUM_TEST_DATABASE=postgres`, a fresh
 /// database on a throw-away PostgreSQL cluster started once for the test

@@ -13,6 +13,7 @@ pub mod ipmi_sim;
 mod leases;
 mod nodes;
 mod operations;
+mod personal_data;
 mod policy;
 mod power;
 mod power_ipmi;

@@ -91,6 +91,9 @@ fn rows() -> Vec<Row> {
         get("/api/v1/users", "/api/v1/users", [401, 403, 403, 403, 200]),
         get("/api/v1/users/me", "/api/v1/users/me", [401, 200, 200, 200, 200]),
         get("/api/v1/users/{name}/tokens", "/api/v1/users/{alice}/tokens", [401, 200, 403, 403, 200]),
+        // Personal data (GDPR): one's own, or anyone's for an admin.
+        get("/api/v1/users/me/export", "/api/v1/users/me/export", [401, 200, 200, 200, 200]),
+        get("/api/v1/users/{name}/export", "/api/v1/users/{alice}/export", [401, 200, 403, 403, 200]),
         get("/api/v1/environments", "/api/v1/environments", [401, 200, 200, 200, 200]),
         get("/api/v1/environments/{name}", "/api/v1/environments/tiny", [401, 200, 200, 200, 200]),
         shared(get("/api/v1/usage", "/api/v1/usage?group_by=user&from=2026-11-01T00:00:00Z", [401, 200, 200, 200, 200])),
@@ -161,6 +164,8 @@ fn rows() -> Vec<Row> {
         // The boot-service table (`ferrum-pxe`) and its tokens.
         get("/api/v1/boot/hosts", "/api/v1/boot/hosts", [401, 403, 403, 403, 200]),
         row("POST", "/api/v1/boot/tokens", "/api/v1/boot/tokens", None, [401, 403, 403, 403, 201]),
+        // Erasure of personal data (admin): Dave's, last, since he is gone after.
+        row("POST", "/api/v1/users/{name}/erase", "/api/v1/users/{dave}/erase", None, [401, 403, 403, 403, 200]),
     ]
 }
 
@@ -217,6 +222,7 @@ fn page_rows() -> Vec<PageRow> {
     vec![
         get("/", [200, 200, 200, 200, 200]),
         get("/profile", [303, 200, 200, 200, 200]),
+        get("/profile/export", [303, 200, 200, 200, 200]),
         // Forms before sign-in take the form cookie's token: posted
         // without it, they are refused whoever is signed in.
         post("/login", &[("form_token", "x"), ("name", "admin"), ("password", "guess guess guess")], [403; 5]),
