@@ -120,6 +120,9 @@ def test_profile_ssh_keys(signed_in: Page, tmp_path):
     page.get_by_label("Public key").fill("hello")
     page.get_by_role("button", name="Add key").click()
     expect(page.get_by_role("alert")).to_contain_text("public_key: not an OpenSSH public key")
+    # Beside the field, which keeps what was pasted and is marked.
+    expect(page.get_by_label("Public key")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_label("Public key")).to_have_value("hello")
     check_a11y(page, "profile with an error")
 
     page.get_by_role("button", name=f"Remove key {fingerprint}").click()

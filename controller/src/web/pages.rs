@@ -259,7 +259,26 @@ struct ProfilePage {
     tokens: Vec<TokenLine>,
     keys: Vec<KeyLine>,
     new_token: Option<String>,
-    error: Option<String>,
+    refusal: Refusal,
+}
+
+/// A refusal of one of the profile's forms: the control it concerns
+/// (`token`/`key`: the form's, `token-name`, `key-text`, ...), its words,
+/// and what was typed, shown again.
+#[derive(Debug, Default)]
+struct Refusal {
+    control: &'static str,
+    message: Option<String>,
+    token_name: String,
+    token_expires: String,
+    key_name: String,
+    key_text: String,
+}
+
+impl ProfilePage {
+    fn error_for(&self, control: &str) -> Option<&str> {
+        self.refusal.message.as_deref().filter(|_| self.refusal.control == control)
+    }
 }
 
 /// The profile page, with what the last form did.
@@ -268,7 +287,7 @@ async fn profile_page(
     s: &SignedIn,
     status: StatusCode,
     new_token: Option<String>,
-    error: Option<String>,
+    refusal: Refusal,
 ) -> Result<Response, WebError> {
     let actor = &s.0.actor;
     let now = app.now();
@@ -291,12 +310,12 @@ async fn profile_page(
         .into_iter()
         .map(|k| KeyLine { id: k.id, name: k.name.unwrap_or_else(|| "-".into()), fingerprint: k.fingerprint, added: when(k.created_at) })
         .collect();
-    let body = ProfilePage { nav: Some(NavUser::from(&s.0)), active: "profile", csrf: s.0.csrf.clone(), tokens, keys, new_token, error };
+    let body = ProfilePage { nav: Some(NavUser::from(&s.0)), active: "profile", csrf: s.0.csrf.clone(), tokens, keys, new_token, refusal };
     Ok(page(status, &body))
 }
 
 pub async fn profile(State(app): State<Arc<App>>, s: SignedIn) -> Result<Response, WebError> {
-    profile_page(&app, &s, StatusCode::OK, None, None).await
+    profile_page(&app, &s, StatusCode::OK, None, Refusal::default()).await
 }
 
 /// The signed-in user's personal data as a JSON file to download (GDPR
@@ -316,16 +335,26 @@ pub async fn export_personal_data(State(app): State<Arc<App>>, s: SignedIn) -> R
         .into_response())
 }
 
-/// Renders a refusal the user can act on beside the form; anything else
-/// is an error page.
-async fn refused_on_profile(app: &App, s: &SignedIn, e: AppError) -> Result<Response, WebError> {
+/// Renders a refusal the user can act on beside the field it names in
+/// `form` (`token` or `key`), with what was typed; anything else is an
+/// error page.
+async fn refused_on_profile(app: &App, s: &SignedIn, e: AppError, form: &'static str, typed: Refusal) -> Result<Response, WebError> {
     let status = match &e {
         AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
         AppError::Conflict { .. } => StatusCode::CONFLICT,
         AppError::NotFound(_) => StatusCode::NOT_FOUND,
         _ => return Err(e.into()),
     };
-    profile_page(app, s, status, None, Some(e.to_string())).await
+    let message = e.to_string();
+    let controls: &[(&str, &'static str)] = match form {
+        "token" => &[("name", "token-name"), ("expires_in", "token-expires"), ("expires_at", "token-expires")],
+        _ => &[("name", "key-name"), ("public_key", "key-text")],
+    };
+    let control = match super::control_of(&message, controls) {
+        "" => form,
+        control => control,
+    };
+    profile_page(app, s, status, None, Refusal { control, message: Some(message), ..typed }).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -349,8 +378,11 @@ pub async fn create_token(State(app): State<Arc<App>>, s: SignedIn, Form(form): 
         read_only: form.read_only.is_some(),
     };
     match app.create_token(&s.0.actor, &s.0.actor.name, ask).await {
-        Ok((_, secret)) => profile_page(&app, &s, StatusCode::CREATED, Some(secret), None).await,
-        Err(e) => refused_on_profile(&app, &s, e).await,
+        Ok((_, secret)) => profile_page(&app, &s, StatusCode::CREATED, Some(secret), Refusal::default()).await,
+        Err(e) => {
+            let typed = Refusal { token_name: form.name, token_expires: form.expires_in, ..Refusal::default() };
+            refused_on_profile(&app, &s, e, "token", typed).await
+        }
     }
 }
 
@@ -363,7 +395,7 @@ pub async fn revoke_token(
     s.check_csrf(&form.csrf)?;
     match app.revoke_token(&s.0.actor, &s.0.actor.name, id).await {
         Ok(_) => Ok(Redirect::to("/profile#tokens").into_response()),
-        Err(e) => refused_on_profile(&app, &s, e).await,
+        Err(e) => refused_on_profile(&app, &s, e, "tokens", Refusal::default()).await,
     }
 }
 
@@ -382,7 +414,10 @@ pub async fn add_key(State(app): State<Arc<App>>, s: SignedIn, Form(form): Form<
     let name = Some(form.name.trim()).filter(|n| !n.is_empty());
     match app.add_ssh_key(&s.0.actor, &s.0.actor.name, name, &form.public_key).await {
         Ok(_) => Ok(Redirect::to("/profile#keys").into_response()),
-        Err(e) => refused_on_profile(&app, &s, e).await,
+        Err(e) => {
+            let typed = Refusal { key_name: form.name, key_text: form.public_key, ..Refusal::default() };
+            refused_on_profile(&app, &s, e, "key", typed).await
+        }
     }
 }
 
@@ -395,7 +430,7 @@ pub async fn remove_key(
     s.check_csrf(&form.csrf)?;
     match app.remove_ssh_key(&s.0.actor, &s.0.actor.name, id).await {
         Ok(_) => Ok(Redirect::to("/profile#keys").into_response()),
-        Err(e) => refused_on_profile(&app, &s, e).await,
+        Err(e) => refused_on_profile(&app, &s, e, "keys", Refusal::default()).await,
     }
 }
 

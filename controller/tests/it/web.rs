@@ -268,7 +268,12 @@ async fn forms_without_their_anti_forgery_token_change_nothing() {
     // A bad lifetime is said beside the form.
     let bad = browser.post("/profile/tokens", &[("csrf", &csrf), ("expires_in", "soon")]).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
-    assert!(bad.text.contains("expires_in"), "{}", bad.text);
+    assert!(
+        bad.text.contains("<p class=\"error\" role=\"alert\" id=\"token-expires-error\">expires_in: "),
+        "beside its field: {}",
+        bad.text
+    );
+    assert!(bad.text.contains("value=\"soon\" aria-invalid=\"true\" aria-describedby=\"token-expires-error\""), "as typed: {}", bad.text);
 }
 
 #[tokio::test]
@@ -341,7 +346,8 @@ async fn ssh_keys_are_checked_fingerprinted_and_private() {
     // A bad key pasted in the form is said beside it.
     let pasted = browser.post("/profile/keys", &[("csrf", &csrf), ("public_key", "hello")]).await;
     assert_eq!(pasted.status, StatusCode::BAD_REQUEST);
-    assert!(pasted.text.contains("public_key: not an OpenSSH public key"), "{}", pasted.text);
+    assert!(pasted.text.contains("id=\"key-text-error\">public_key: not an OpenSSH public key"), "beside its field: {}", pasted.text);
+    assert!(pasted.text.contains("aria-describedby=\"key-text-error\">hello</textarea>"), "what was pasted stays: {}", pasted.text);
 }
 
 #[tokio::test]
