@@ -426,6 +426,10 @@ pub struct LeaseConfig {
     /// refused (clock skew between client and server). Default `60s`.
     #[serde(deserialize_with = "duration")]
     pub start_grace: Duration,
+    /// How long before its end a lease's owner is reminded (portal and
+    /// mail), for leases longer than that; `0s`: never. Default `1h`.
+    #[serde(deserialize_with = "duration")]
+    pub notify_before: Duration,
 }
 
 impl Default for Config {
@@ -461,6 +465,7 @@ impl Default for LeaseConfig {
             reconcile_interval: Duration::from_secs(30),
             max_horizon: Duration::from_secs(365 * 86_400),
             start_grace: Duration::from_secs(60),
+            notify_before: Duration::from_secs(3600),
         }
     }
 }

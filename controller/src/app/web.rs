@@ -66,6 +66,8 @@ pub struct WebSession {
     pub actor: Actor,
     pub csrf: String,
     pub expires_at: Seconds,
+    /// The user's unread notifications.
+    pub unread: i64,
 }
 
 impl From<SessionRow> for WebSession {
@@ -74,6 +76,7 @@ impl From<SessionRow> for WebSession {
             actor: Actor { user_id: r.user_id, name: r.name, is_admin: r.is_admin, projects: r.projects },
             csrf: r.csrf,
             expires_at: r.expires_at,
+            unread: r.unread,
         }
     }
 }
