@@ -571,6 +571,9 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:8750");
         assert_eq!(c.database_url(), "sqlite://ferrum-data/ferrum.db");
         assert_eq!(c.leases.reconcile_interval, Duration::from_secs(30));
+        assert_eq!(c.leases.notify_before, Duration::from_secs(3600));
+        let off = Config::parse("[leases]\nnotify_before = \"0s\"\n").expect("0s turns reminders off");
+        assert_eq!(off.leases.notify_before, Duration::ZERO);
     }
 
     #[test]
@@ -582,6 +585,7 @@ mod tests {
         assert_eq!(c.data_dir, d.data_dir);
         assert_eq!(c.secrets_key_path(), d.secrets_key_path());
         assert_eq!(c.leases.max_horizon, d.leases.max_horizon);
+        assert_eq!(c.leases.notify_before, d.leases.notify_before);
         assert_eq!(c.log.format, d.log.format);
         assert_eq!(c.power.sync_interval, d.power.sync_interval);
         assert_eq!(c.power.attempts, d.power.attempts);
