@@ -4,7 +4,8 @@
 # activation, the profile's tokens and SSH keys, keyboard-only use,
 # sign-out, the admin's approval queues, nodes (maintenance on and off)
 # and audit log, the hardware catalog (its filter builder, a cluster, a
-# node) and the user's leases (a lease extended and released), with
+# node), the user's leases (a lease extended and released) and
+# notifications (the start of that lease, marked read), with
 # axe-core on every page (serious or critical violations
 # fail) and screenshots of the main pages. Any failure fails the script.
 #
