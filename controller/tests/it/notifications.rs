@@ -74,9 +74,13 @@ async fn a_lease_is_told_approved_rejected_started_and_ending_once_each_by_mail_
     // 2 nodes x 6h: above the threshold of 10 node-hours, both wait.
     let big = json!({"nodes": {"names": ["chifflot-1", "chifflot-2"]}, "start": at(Duration::hours(2)), "duration": "6h"});
     let approved = lease(big.clone()).await;
-    let mut other = big;
+    let mut other = big.clone();
     other["nodes"] = json!({"names": ["chifflot-3", "chifflot-4"]});
     let rejected = lease(other).await;
+    // No admin decides on this one before its start.
+    let mut undecided = big;
+    undecided["nodes"] = json!({"names": ["chifflot-6", "chifflot-7"]});
+    let expired = lease(undecided).await;
     // 1 node x 6.5h needs no approval; it ends 30 minutes after `approved`.
     let small = lease(json!({"nodes": {"names": ["chifflot-5"]}, "start": at(Duration::hours(2)), "duration": "390m"})).await;
 
@@ -95,7 +99,8 @@ async fn a_lease_is_told_approved_rejected_started_and_ending_once_each_by_mail_
     let mail = smtp.wait_for("alice@lab.example", &format!("Subject: Your lease {rejected} is rejected")).await;
     assert!(mail.contains("will not run: rejected by admin: too big for now") && mail.contains(&link(rejected)), "{mail}");
 
-    // Their start: both approved and small lease are alice's, told once.
+    // Their start: the approved and the small lease start, told once; the
+    // undecided one is rejected.
     ctx.advance(Duration::hours(2));
     ctx.wait_lease_state(approved, &alice, "active").await;
     ctx.wait_lease_state(small, &alice, "active").await;
@@ -103,6 +108,8 @@ async fn a_lease_is_told_approved_rejected_started_and_ending_once_each_by_mail_
     assert!(started.body.contains("chifflot-1") && started.body.contains("chifflot-2"), "{started:?}");
     wait_notified(&ctx, "alice", small, NotificationKind::LeaseStarted).await;
     smtp.wait_for("alice@lab.example", &format!("Subject: Your lease {approved} has started")).await;
+    let too_late = wait_notified(&ctx, "alice", expired, NotificationKind::LeaseRejected).await;
+    assert!(too_late.body.contains("will not run: not approved before its start time"), "{too_late:?}");
 
     // An hour before its end (the default `notify_before`), a reminder
     // with the link to the lease's page, where the extend form is.
@@ -117,7 +124,7 @@ async fn a_lease_is_told_approved_rejected_started_and_ending_once_each_by_mail_
     wait_notified(&ctx, "alice", small, NotificationKind::LeaseEndingSoon).await;
     let rows = stored(&ctx, "alice").await;
     assert_eq!(count(&rows, approved, NotificationKind::LeaseEndingSoon), 1, "{rows:?}");
-    assert_eq!(rows.len(), 6, "approved, rejected, 2 started, 2 reminders: {rows:?}");
+    assert_eq!(rows.len(), 7, "approved, 2 rejected, 2 started, 2 reminders: {rows:?}");
     smtp.wait_for("alice@lab.example", &format!("Subject: Your lease {small} ends in 60 minutes")).await;
     assert_eq!(mails(&smtp, "alice@lab.example", &format!("Subject: Your lease {approved} ends in")), 1);
     assert_eq!(mails(&smtp, "alice@lab.example", &format!("Subject: Your lease {approved} is approved")), 1);
