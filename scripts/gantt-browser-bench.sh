@@ -7,7 +7,7 @@
 #
 # The browser runs in a network namespace with loopback only (the page is
 # served by Playwright itself). Needs root (ip netns), the venv and the
-# Chromium of scripts/web-test.sh (run that once first).
+# Chromium of scripts/web-test.sh (scripts/web-venv.sh installs the venv).
 #
 # Options (environment): CARGO_TARGET_DIR; FERRUM_BENCH_RUNS (server runs,
 # default 15); GANTT_BROWSER_RUNS (navigations, default 7);
@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 venv="${WEB_TEST_VENV:-$HOME/.cache/ferrum/web-venv}"
-[ -x "$venv/bin/python" ] || { echo "$venv is missing: run scripts/web-test.sh once" >&2; exit 1; }
+[ -x "$venv/bin/python" ] || { echo "$venv is missing: run scripts/web-venv.sh" >&2; exit 1; }
 [ -x /usr/bin/chromium ] || { echo "/usr/bin/chromium is missing: run scripts/setup.sh" >&2; exit 1; }
 
 # shellcheck source=scripts/loopback-ns.sh

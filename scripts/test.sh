@@ -13,9 +13,10 @@
 #   - PostgreSQL 15's server binaries (throw-away clusters on loopback)
 #   - the API contract checks (scripts/schemathesis.sh): schemathesis and
 #     openapi-spec-validator, pinned, in a venv under ~/.cache/ferrum
-#   - the web portal in a real browser (scripts/web-test.sh): Debian's
-#     chromium driven by Playwright and pytest, pinned, in a venv under
-#     ~/.cache/ferrum, with axe-core (pinned, from npm) on every page
+#   - the web portal in a real browser (scripts/web-test.sh, and the lab's
+#     full-loop test): Debian's chromium driven by Playwright and pytest,
+#     pinned, in a venv under ~/.cache/ferrum (scripts/web-venv.sh), with
+#     axe-core (pinned, from npm) on every page
 set -euo pipefail
 # shellcheck source=scripts/root.sh
 . "$(dirname "$0")/root.sh"
@@ -34,6 +35,11 @@ if [ ! -x "$venv/bin/aiosmtpd" ]; then
     "$venv/bin/pip" install -q aiosmtpd==1.4.6
 fi
 export FERRUM_AIOSMTPD="$venv/bin/aiosmtpd"
+# The browser tests' venv (Playwright, pinned), before `cargo test`: the
+# virtual lab's full-loop test watches its deployment in Chromium with it.
+# shellcheck source=scripts/web-venv.sh
+. scripts/web-venv.sh
+export WEB_TEST_VENV="$web_venv"
 
 cargo test --workspace --locked "$@"
 

@@ -4,15 +4,19 @@
 # activation, the profile's tokens and SSH keys, keyboard-only use,
 # sign-out, the admin's approval queues, nodes (maintenance on and off)
 # and audit log, the hardware catalog (its filter builder, a cluster, a
-# node), the user's leases (a lease extended and released) and
-# notifications (the start of that lease, marked read), with
+# node), the booking page, the user's leases (a lease extended and
+# released), notifications (the start of that lease, marked read) and a
+# student's whole path (account request, mails caught by aiosmtpd,
+# approval, a slot of 2 V100 nodes booked, extended, released), with
 # axe-core on every page (serious or critical violations
 # fail) and screenshots of the main pages. Any failure fails the script.
 #
 # ferrumd and the browser run inside a network namespace of their own that
 # has only loopback: nothing leaves the machine. Needs root (ip netns),
-# python3 with venv, npm (axe-core, once), and /usr/bin/chromium
-# (scripts/setup.sh installs it; never `playwright install`, LAB-NOTES §8).
+# python3 with venv and npm (scripts/web-venv.sh: the venv and axe-core,
+# pinned, installed once), aiosmtpd (scripts/test.sh's, or installed here
+# into the web venv), and /usr/bin/chromium (scripts/setup.sh installs it;
+# never `playwright install`, LAB-NOTES §8).
 #
 # Options (environment):
 #   WEB_TEST_VENV   the venv (default ~/.cache/ferrum/web-venv)
@@ -26,30 +30,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-# Pinned: the versions this script was measured with (Python 3.11,
-# Chromium 156 from bookworm-security).
-playwright_version=1.65.3
-pytest_version=9.2.0
-axe_version=4.14.1
-venv="${WEB_TEST_VENV:-$HOME/.cache/ferrum/web-venv}"
-pins="playwright==$playwright_version pytest==$pytest_version"
-axe_dir="$HOME/.cache/ferrum/axe-core-$axe_version"
 chromium=/usr/bin/chromium
-
 if [ ! -x "$chromium" ]; then
     echo "$chromium is missing: run scripts/setup.sh (Debian's chromium package)" >&2
     exit 1
 fi
-if [ "$(cat "$venv/.pins" 2>/dev/null)" != "$pins" ]; then
-    echo "== installing $pins into $venv"
-    python3 -m venv "$venv"
-    # shellcheck disable=SC2086
-    "$venv/bin/pip" install -q $pins
-    echo "$pins" > "$venv/.pins"
-fi
-if [ ! -s "$axe_dir/node_modules/axe-core/axe.min.js" ]; then
-    echo "== installing axe-core $axe_version into $axe_dir"
-    npm install --silent --no-audit --no-fund --prefix "$axe_dir" "axe-core@$axe_version"
+# The venv (Playwright, pytest) and axe-core, pinned there: `$web_venv`, `$axe_js`.
+# shellcheck source=scripts/web-venv.sh
+. "$root/scripts/web-venv.sh"
+# The mail scenario's SMTP server: the controller tests' (scripts/test.sh),
+# else the same pinned version in the web venv.
+aiosmtpd="${FERRUM_AIOSMTPD:-$HOME/.cache/ferrum/venv/bin/aiosmtpd}"
+if [ ! -x "$aiosmtpd" ]; then
+    aiosmtpd="$web_venv/bin/aiosmtpd"
+    if [ ! -x "$aiosmtpd" ]; then
+        echo "== installing aiosmtpd into $web_venv"
+        "$web_venv/bin/pip" install -q aiosmtpd==1.4.6
+    fi
 fi
 
 # shellcheck source=scripts/loopback-ns.sh
@@ -59,7 +56,7 @@ ferrum_bins
 loopback_ns ferrum-web
 
 # A free port: the namespace is new, but ask its kernel all the same.
-port=$(in_ns "$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(in_ns "$web_venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 addr="127.0.0.1:$port"
 url="http://$addr"
 # Sign-in throttling per account (default burst 5) would count the suite's
@@ -81,9 +78,9 @@ echo "== web portal in Chromium (tests/web, ferrumd at $url)"
 started=$SECONDS
 rc=0
 in_ns env PYTHONDONTWRITEBYTECODE=1 FERRUM_URL="$url" FERRUM_DATA_DIR="$work/data" FERRUM_BIN_DIR="$FERRUM_BIN_DIR" \
-    FERRUMD_PID="$pid" AXE_JS="$axe_dir/node_modules/axe-core/axe.min.js" CHROMIUM="$chromium" \
+    FERRUMD_PID="$pid" AIOSMTPD="$aiosmtpd" AXE_JS="$axe_js" CHROMIUM="$chromium" \
     SCREENSHOT_DIR="${WEB_TEST_SCREENSHOTS:-$work/screenshots}" \
-    "$venv/bin/python" -m pytest -p no:cacheprovider -q tests/web "$@" || rc=$?
+    "$web_venv/bin/python" -m pytest -p no:cacheprovider -q tests/web "$@" || rc=$?
 echo "== web portal in Chromium: $((SECONDS - started)) s (exit $rc)"
 if [ "$rc" != 0 ]; then
     echo "ferrumd's log (last 50 lines):" >&2

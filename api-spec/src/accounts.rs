@@ -171,12 +171,16 @@ pub struct AccountRequestReject {
     pub reason: String,
 }
 
-/// Answer of an approval: the new user and their first token, shown once.
+/// Answer of an approval: the new user and, to an admin, their first
+/// token, shown once.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct AccountRequestApproved {
     pub request: AccountRequest,
     pub user: User,
-    pub token: String,
+    /// The user's first API token, shown once, to an admin; absent when
+    /// the project's manager approved (the user makes their own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
     /// Where the user sets their portal password: mailed to them when a
     /// mail server is configured (then absent here), else for the admin
     /// to pass on.

@@ -101,6 +101,13 @@ impl NodeState {
             NodeState::Retired => "retired",
         }
     }
+
+    /// Out of use, for a reason someone wrote: in maintenance, suspect,
+    /// dead or retired (the calendar shades these rows, the admin's list
+    /// says why).
+    pub fn is_unavailable(self) -> bool {
+        matches!(self, NodeState::Maintenance | NodeState::Suspect | NodeState::Dead | NodeState::Retired)
+    }
 }
 
 /// Operator intent for a node, kept apart from its observed state.

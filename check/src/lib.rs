@@ -10,7 +10,7 @@
 //! rule is here, outside the API crate, so the controller, the agent's
 //! tests and the CLI's render tests share one copy.
 
-use ferrum_api::inventory::{Difference, InventoryReport};
+use ferrum_api::inventory::{Difference, InventoryReport, StorageDevice};
 use serde_json::Value;
 
 /// How far a report may stray from the reference before it is a difference.
@@ -269,13 +269,51 @@ fn compare_processor(reference: &Value, report: &InventoryReport, out: &mut Vec<
     }
 }
 
+/// Which reported disk each reference disk is compared with (`None`:
+/// none): first by by-id link, then by size within the tolerance. Pages
+/// that show the two side by side pair them with this, as the check does.
+pub fn disk_pairs(reference: &[Value], found: &[StorageDevice], tolerances: &Tolerances) -> Vec<Option<usize>> {
+    let within = |a: u64, b: u64| (a as f64 - b as f64).abs() <= b as f64 * tolerances.disk_size;
+    let mut taken = vec![false; found.len()];
+    let mut matched: Vec<Option<usize>> = vec![None; reference.len()];
+    for (e, disk) in reference.iter().enumerate() {
+        let Some(by_id) = disk.get("by_id").and_then(Value::as_str) else { continue };
+        if let Some(i) = found.iter().position(|f| f.by_id.as_deref() == Some(by_id))
+            && !taken[i]
+        {
+            taken[i] = true;
+            matched[e] = Some(i);
+        }
+    }
+    for (e, disk) in reference.iter().enumerate() {
+        if matched[e].is_some() {
+            continue;
+        }
+        let Some(size) = disk.get("size").and_then(Value::as_u64) else { continue };
+        if let Some(i) = (0..found.len()).find(|&i| !taken[i] && found[i].size.is_some_and(|s| within(s, size))) {
+            taken[i] = true;
+            matched[e] = Some(i);
+        }
+    }
+    matched
+}
+
+/// Whether the check compares a reference network adapter's MAC: one in
+/// use, neither the management one nor an FPGA's.
+pub fn adapter_checked(adapter: &Value) -> bool {
+    let flag = |name: &str| adapter.get(name).and_then(Value::as_bool);
+    let in_use = flag("enabled").unwrap_or(false) || flag("mounted").unwrap_or(false);
+    let management = flag("management").unwrap_or(false);
+    let fpga = adapter.get("interface").and_then(Value::as_str).is_some_and(|s| s.to_ascii_lowercase().starts_with("fpga"));
+    in_use && !management && !fpga
+}
+
 fn compare_disks(reference: &Value, report: &InventoryReport, tolerances: &Tolerances, out: &mut Vec<Difference>) {
     let Some(list) = reference.get("storage_devices").and_then(Value::as_array) else { return };
     struct RefDisk {
         id: String,
         size: Option<u64>,
         model: Option<String>,
-        by_id: Option<String>,
     }
     let expected: Vec<RefDisk> = list
         .iter()
@@ -284,33 +322,14 @@ fn compare_disks(reference: &Value, report: &InventoryReport, tolerances: &Toler
             id: d.get("id").or_else(|| d.get("device")).and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| format!("#{i}")),
             size: d.get("size").and_then(Value::as_u64),
             model: d.get("model").and_then(Value::as_str).map(str::to_string),
-            by_id: d.get("by_id").and_then(Value::as_str).map(str::to_string),
         })
         .collect();
     let found = &report.storage_devices;
     let within = |a: u64, b: u64| (a as f64 - b as f64).abs() <= b as f64 * tolerances.disk_size;
-
-    // Pass 1: by by-id link. Pass 2: by size.
+    let matched = disk_pairs(list, found, tolerances);
     let mut taken = vec![false; found.len()];
-    let mut matched: Vec<Option<usize>> = vec![None; expected.len()];
-    for (e, disk) in expected.iter().enumerate() {
-        let Some(by_id) = &disk.by_id else { continue };
-        if let Some(i) = found.iter().position(|f| f.by_id.as_ref() == Some(by_id))
-            && !taken[i]
-        {
-            taken[i] = true;
-            matched[e] = Some(i);
-        }
-    }
-    for (e, disk) in expected.iter().enumerate() {
-        if matched[e].is_some() {
-            continue;
-        }
-        let Some(size) = disk.size else { continue };
-        if let Some(i) = (0..found.len()).find(|&i| !taken[i] && found[i].size.is_some_and(|s| within(s, size))) {
-            taken[i] = true;
-            matched[e] = Some(i);
-        }
+    for i in matched.iter().flatten() {
+        taken[*i] = true;
     }
 
     let describe = |d: &RefDisk| {
@@ -381,11 +400,7 @@ fn compare_nics(reference: &Value, report: &InventoryReport, out: &mut Vec<Diffe
     let Some(list) = reference.get("network_adapters").and_then(Value::as_array) else { return };
     let found: Vec<String> = report.network_adapters.iter().filter_map(|a| a.mac.as_deref()).map(normalise_mac).collect();
     for (i, adapter) in list.iter().enumerate() {
-        let flag = |name: &str| adapter.get(name).and_then(Value::as_bool);
-        let in_use = flag("enabled").unwrap_or(false) || flag("mounted").unwrap_or(false);
-        let management = flag("management").unwrap_or(false);
-        let fpga = adapter.get("interface").and_then(Value::as_str).is_some_and(|s| s.to_ascii_lowercase().starts_with("fpga"));
-        if !in_use || management || fpga {
+        if !adapter_checked(adapter) {
             continue;
         }
         let Some(mac) = adapter.get("mac").and_then(Value::as_str) else { continue };

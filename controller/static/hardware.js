@@ -55,24 +55,41 @@
     return false;
   }
 
-  // The text without a helper's previous condition and the AND joining it.
-  function without(text, old) {
-    if (!old) {
-      return text;
-    }
-    for (const joined of [" AND " + old, old + " AND ", old]) {
-      const at = text.indexOf(joined);
-      if (at >= 0) {
-        return (text.slice(0, at) + text.slice(at + joined.length)).trim();
+  // Where the condition stands in the text as a whole one (bounded by the
+  // ends, spaces or parentheses: "gpu_count >= 2" is not in
+  // "gpu_count >= 20"); -1 if nowhere.
+  function findClause(text, clause) {
+    for (let at = text.indexOf(clause); at >= 0; at = text.indexOf(clause, at + 1)) {
+      const before = at === 0 ? " " : text[at - 1];
+      const end = at + clause.length;
+      const after = end === text.length ? " " : text[end];
+      if ((before === " " || before === "(") && (after === " " || after === ")")) {
+        return at;
       }
     }
-    return text;
+    return -1;
+  }
+
+  // The text without a helper's previous condition and the AND joining it.
+  function without(text, old) {
+    const at = old ? findClause(text, old) : -1;
+    if (at < 0) {
+      return text;
+    }
+    let from = at;
+    let to = at + old.length;
+    if (text.startsWith(" AND ", to)) {
+      to += 5;
+    } else if (text.slice(0, at).endsWith(" AND ")) {
+      from -= 5;
+    }
+    return (text.slice(0, from) + text.slice(to)).trim();
   }
 
   // The text AND the condition, unless it holds it already.
   function withClause(text, clause) {
     text = text.trim();
-    if (!clause || text.includes(clause)) {
+    if (!clause || findClause(text, clause) >= 0) {
       return text;
     }
     if (!text) {

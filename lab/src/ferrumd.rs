@@ -30,7 +30,11 @@ pub fn config(spec: &LabSpec) -> String {
          ramdisk_dir = \"{ramdisk}\"\nimages_dir = \"{images}\"\n\
          cmdline = \"console=ttyS0 panic=-1\"\n\n\
          [[boot.dhcp]]\ninterface = \"br0\"\nmode = \"full\"\nsubnet = \"10.{k}.0.0/24\"\n\n\
-         [power]\n# The operator default is 120s; the lab's sweep is rare so that a BMC\n         # given a wrong password (--wrong-bmc-password) is first found out by\n         # a deploy, as the end-to-end test wants. Every operation records\n         # the power state it leaves anyway.\nsync_interval = \"10m\"\n\n         [deploy]\n# TCG nodes on a shared CPU boot slowly: generous deadlines.\n         boot_timeout = \"5m\"\nwrite_timeout = \"5m\"\nssh_timeout = \"5m\"\nattempts = 2\n",
+         [power]\n# The operator default is 120s; the lab's sweep is rare so that a BMC\n         # given a wrong password (--wrong-bmc-password) is first found out by\n         # a deploy, as the end-to-end test wants. Every operation records\n         # the power state it leaves anyway.\nsync_interval = \"10m\"\n\n         [deploy]\n# TCG nodes on a shared CPU boot slowly: generous deadlines.\n         boot_timeout = \"5m\"\nwrite_timeout = \"5m\"\nssh_timeout = \"5m\"\nattempts = 2\n\n\
+         [web]\n\
+         # Links (activation, mail) name the address lab.env gives: the lab's end\n\
+         # of its veth, reachable from the root namespace and inside the lab.\n\
+         public_url = \"http://10.{k}.1.2:{FERRUMD_PORT}\"\n",
         ramdisk = spec.ramdisk_dir().display(),
         images = spec.environments_dir().display(),
     );

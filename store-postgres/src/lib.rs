@@ -30,7 +30,7 @@ use ferrum_store::*;
 macro_rules! leases_where {
     ($rest:literal $(, $arg:expr)* $(,)?) => {
         select_leases!(
-            "(SELECT COALESCE(json_agg(json_build_array(ln.node_id, n.name) ORDER BY ln.position), '[]')
+            "(SELECT COALESCE(json_agg(json_build_array(ln.node_id, n.name) ORDER BY ln.position), '[]')::text
               FROM lease_nodes ln JOIN nodes n ON n.id = ln.node_id WHERE ln.lease_id = l.id)",
             $rest $(, $arg)*
         )

@@ -189,3 +189,148 @@ pub fn wait_deployment(lab: &Lab, id: i64) -> (bool, Value) {
     let value: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", text(&out), lab.logs()));
     (out.status.success(), value)
 }
+
+/// The web test venv (Playwright, pinned in `scripts/web-venv.sh`, which
+/// `scripts/test.sh` runs before the tests): `WEB_TEST_VENV`, default
+/// `~/.cache/ferrum/web-venv`. Tests install nothing themselves.
+pub fn web_venv() -> PathBuf {
+    match std::env::var_os("WEB_TEST_VENV") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(&std::env::var_os("HOME").expect("HOME is set")).join(".cache/ferrum/web-venv"),
+    }
+}
+
+/// Debian's Chromium, which Playwright drives (never `playwright install`).
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// A lease's page in a real browser while its deployment runs on the lab:
+/// `tests/web/lab_progress.py` in Chromium, with the web venv's python,
+/// inside the lab's namespace (the lab's ferrumd is local there; nothing
+/// else is reachable). It signs in as the lease owner as soon as it
+/// starts, opens the lease's page when [`LiveProgress::follow`] names the
+/// running deployment, and passes when the page followed it to its end
+/// without a reload. Killed by PID on drop if still running.
+pub struct LiveProgress {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    said: Vec<String>,
+}
+
+impl std::fmt::Debug for LiveProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveProgress").field("pid", &self.child.id()).finish_non_exhaustive()
+    }
+}
+
+impl LiveProgress {
+    /// Starts the browser; it sets `user`'s password through an activation
+    /// link and signs in.
+    pub fn start(lab: &Lab, user: &str) -> LiveProgress {
+        let python = web_venv().join("bin/python");
+        assert!(python.exists(), "{}: the web test venv is missing: run scripts/web-venv.sh (scripts/test.sh does)", python.display());
+        assert!(Path::new(CHROMIUM).exists(), "{CHROMIUM} is missing: run scripts/setup.sh (Debian's chromium)");
+        let out = lab.ferrum(&["admin", "user", "activation-link", user]);
+        assert!(out.status.success(), "activation link: {}", text(&out));
+        let link = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().trim().to_owned();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("web/lab_progress.py");
+        // WEB_TEST_SCREENSHOTS (as for scripts/web-test.sh, relative to the
+        // repository): where the page's picture goes; none when unset.
+        let shots = std::env::var_os("WEB_TEST_SCREENSHOTS").map(|d| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(d));
+        // `ip netns exec` execs python: the child's PID is python's.
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &lab.netns])
+            .arg(&python)
+            .arg(&script)
+            .env("LAB_URL", &lab.url)
+            .env("ACTIVATION_LINK", &link)
+            .env("LAB_USER", user)
+            .env("CHROMIUM", CHROMIUM)
+            .env("DEPLOY_DEADLINE", DEPLOY_DEADLINE.as_secs().to_string())
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("PYTHONUNBUFFERED", "1")
+            .envs(shots.map(|d| ("SCREENSHOT_DIR", d)))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the web venv's python starts");
+        // Both streams, line by line, into one channel that closes when
+        // the process has closed both.
+        let (tx, lines) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().expect("stdout piped");
+        let stderr = child.stderr.take().expect("stderr piped");
+        for stream in [Box::new(stdout) as Box<dyn std::io::Read + Send>, Box::new(stderr)] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
+                    eprintln!("browser: {line}");
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        LiveProgress { child, lines, said: Vec::new() }
+    }
+
+    /// Reads what the browser says until `wanted` (a whole line), at most
+    /// `limit`; `None` once it has closed its output (it ended).
+    fn read_until(&mut self, wanted: Option<&str>, limit: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = wanted == Some(line.as_str());
+                    self.said.push(line);
+                    if found {
+                        return Ok(());
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) if wanted.is_none() => return Ok(()),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Err("the browser's script ended".into()),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return Err(format!("not within {limit:?}")),
+            }
+        }
+    }
+
+    /// Waits (bounded) until the browser is signed in.
+    pub fn wait_signed_in(&mut self) {
+        if let Err(why) = self.read_until(Some("signed in"), Duration::from_secs(180)) {
+            panic!("the browser did not sign in: {why}; it said:\n{}", self.said.join("\n"));
+        }
+    }
+
+    /// Tells the browser to open lease `lease`'s page and follow its
+    /// running deployment `deployment`.
+    pub fn follow(&mut self, lease: &str, deployment: i64) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("stdin piped");
+        let sent = writeln!(stdin, "{lease} {deployment}").and_then(|()| stdin.flush());
+        assert!(sent.is_ok(), "the browser's script stopped reading: {sent:?}; it said:\n{}", self.said.join("\n"));
+    }
+
+    /// Waits (bounded) for the browser's verdict, once the deployment is
+    /// over: its script must end with success.
+    pub fn finish(mut self) {
+        if let Err(why) = self.read_until(None, Duration::from_secs(120)) {
+            panic!("the browser did not finish: {why}; it said:\n{}", self.said.join("\n"));
+        }
+        let status = self.child.wait().expect("wait for the browser's script");
+        assert!(
+            status.success(),
+            "the lease page did not follow the deployment live ({status}); the browser said:\n{}",
+            self.said.join("\n")
+        );
+    }
+}
+
+impl Drop for LiveProgress {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

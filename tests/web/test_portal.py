@@ -353,6 +353,15 @@ def test_hardware_catalog(signed_in: Page, admin):
     page.get_by_label("Cluster", exact=True).select_option("")
     composed = "NOT exotic AND gpu_count >= 2 AND gpu_model = 'Tesla V100-PCIE-32GB'"
     expect(field).to_have_value(composed)
+    # A helper's condition is a whole one: a typed "gpu_count >= 20" is
+    # neither taken for "gpu_count >= 2" nor cut by it.
+    field.fill("gpu_count >= 20 AND " + composed)
+    page.get_by_label("At least this many GPUs").fill("")
+    expect(field).to_have_value("gpu_count >= 20 AND NOT exotic AND gpu_model = 'Tesla V100-PCIE-32GB'")
+    page.get_by_label("At least this many GPUs").fill("2")
+    expect(field).to_have_value("gpu_count >= 20 AND NOT exotic AND gpu_model = 'Tesla V100-PCIE-32GB' AND gpu_count >= 2")
+    field.fill(composed)
+    expect(field).to_have_value(composed)
     expect(result).to_have_text(f"Matching nodes: {api_count(composed)} of {total}.")
     # From the keyboard: the filter, then the button; the server's page
     # says the same, the filter still in its field.
@@ -584,8 +593,7 @@ def test_my_leases(signed_in: Page, admin):
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name=f"Lease {lease_id} (web-run)")).to_be_visible()
     expect(page.locator("#lease-state")).to_contain_text("active")
-    expect(page.get_by_text("No deployment on this lease.")).to_be_visible()
-    expect(page.locator("#live")).to_have_text("Nothing is being deployed now.")
+    expect(page.locator("#live")).to_have_text("No deployment on this lease.")
     expect(page.get_by_role("link", name="Refresh")).to_be_visible()
     check_a11y(page, "lease")
 
@@ -655,3 +663,140 @@ def test_my_leases(signed_in: Page, admin):
     expect(nav.get_by_role("link", name="Notifications", exact=True)).to_be_visible()
     expect(started).to_be_visible()
     check_a11y(page, "notifications read")
+
+
+def test_book_page(signed_in: Page, admin):
+    # A node of its own (no BMC: it enrols at once) and a public
+    # environment; the lease is booked for tomorrow (this ferrumd has no
+    # agent to deploy with).
+    node = {"name": "book-1", "site": "lab", "cluster": "book", "macs": ["02:00:00:00:0d:01"]}
+    assert http("POST", "/api/v1/nodes", admin, node)[0] == 201
+    tiny = {"name": "tiny", "version": 1, "description": "test image", "image": "tiny.raw.zst", "format": "raw.zst",
+            "sha256": "ab" * 32, "size": 50331648, "root_partition": 1, "visibility": "public"}
+    assert http("POST", "/api/v1/environments", admin, tiny)[0] == 201
+    desk = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIbVmR/TNyE+Jq3F4nDVz6LVYq4x6VaBZqdv0cfk9Sg0 alice@desk"
+    status, key = http("POST", f"/api/v1/users/{USER}/ssh-keys", admin, {"name": "desk", "public_key": desk})
+    assert status == 201, status
+    start = (datetime.now(timezone.utc) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+
+    page = signed_in
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Book", exact=True).click()
+    expect(page.get_by_role("heading", name="Book nodes")).to_be_visible()
+    check_a11y(page, "book")
+    page.get_by_label("How many nodes").fill("1")
+    # The count follows the filter as it is typed.
+    page.get_by_label(re.compile("^Matching this filter")).press_sequentially("cluster = 'book'")
+    expect(page.locator("#filter-result")).to_have_text("Matching nodes: 1.")
+    page.get_by_label("At the start below").check()
+    page.get_by_label("Start (UTC)").fill(start.strftime("%Y-%m-%dT%H:%M"))
+    page.get_by_label("Environment to deploy when the lease starts").select_option("admin/tiny")
+    # The profile's keys, ticked at first.
+    expect(page.get_by_label(f"desk ({key['fingerprint']})")).to_be_checked()
+    page.get_by_label("Lease name (optional)").fill("booked-here")
+    # A wrong duration is said beside it, the rest kept.
+    page.get_by_label(re.compile("^For how long")).fill("soonish")
+    page.get_by_role("button", name="Check").click()
+    expect(page.locator("#duration-error")).to_contain_text("duration: ")
+    expect(page.get_by_label(re.compile("^For how long"))).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_label("Environment to deploy when the lease starts")).to_have_value("admin/tiny")
+    expect(page.get_by_role("button", name="Book", exact=True)).to_have_count(0)
+    check_a11y(page, "book with an error")
+
+    # Check, from the keyboard: where, when, what the policy says.
+    page.get_by_label(re.compile("^For how long")).fill("2h")
+    page.get_by_label(re.compile("^For how long")).press("Enter")
+    preview = page.get_by_role("region", name="If you book now")
+    when = start.strftime("%Y-%m-%d %H:%M UTC")
+    expect(preview.locator("#placement")).to_have_text(re.compile(f"^From {when} to .*, on book-1\\.$"))
+    expect(preview.get_by_role("list", name="What the policy says")).to_contain_text("It needs no admin's approval.")
+    check_a11y(page, "book with a preview")
+    admin_shot(page, "book")
+    page.set_viewport_size({"width": 375, "height": 800})
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"), "the booking page is wider than a phone"
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.get_by_role("button", name="Book", exact=True).click()
+    expect(page.get_by_role("heading", name=re.compile(r"^Lease \d+ \(booked-here\)$"))).to_be_visible()
+    expect(page.locator("#lease-deploys")).to_have_text("admin/tiny, with 1 SSH key(s), when it starts")
+    expect(page.locator("#lease-state")).to_contain_text("pending")
+    lease_id = int(page.url.rsplit("/", 1)[1])
+    # Cancelled, so that it holds nothing.
+    page.get_by_role("button", name=f"Cancel lease {lease_id}").click()
+    expect(page.get_by_role("status").filter(has_text="Cancelled")).to_be_visible()
+    assert http("DELETE", f"/api/v1/users/{USER}/ssh-keys/{key['id']}", admin)[0] == 200
+
+
+def test_a_student_from_account_request_to_a_released_lease(page: Page, mail_portal):
+    portal = mail_portal
+    url = portal.url
+    # The request, from the public form.
+    page.goto(f"{url}/request-account")
+    page.get_by_label("Login you would like").fill("stu")
+    page.get_by_label("E-mail address").fill("stu@univ-lille.example")
+    page.get_by_label("University, laboratory or company").fill("Université de Lille")
+    page.get_by_label("You are").select_option("student")
+    page.get_by_label("Project to join").fill("p-gpu-thesis")
+    page.get_by_label("What the account is for").fill("Training models on V100s for my thesis.")
+    page.get_by_role("button", name="Send the request").click()
+    expect(page.get_by_role("heading", name="Request sent")).to_be_visible()
+
+    # The mail's link: a page that asks for a press (mail scanners open links).
+    page.goto(portal.link("stu@univ-lille.example", "/verify-email/"))
+    expect(page.get_by_role("heading", name="Confirm your e-mail address")).to_be_visible()
+    check_a11y(page, "confirm e-mail")
+    page.get_by_role("button", name="Confirm my address").click()
+    expect(page.get_by_text("stu@univ-lille.example is confirmed")).to_be_visible()
+
+    # The admin approves: the activation link is mailed, not shown.
+    page.goto(activation_link(portal.admin, "admin", url=url))
+    set_password(page, PASSWORD, PASSWORD)
+    sign_in(page, "admin", PASSWORD)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Admin").click()
+    page.get_by_role("link", name="Account requests").first.click()
+    request = page.get_by_role("region", name=re.compile(r"^Request \d+: stu$"))
+    expect(request).to_contain_text("yes, on ")
+    request.get_by_role("button", name=re.compile(r"^Approve request \d+ \(stu\)$")).click()
+    expect(page.get_by_text("The link where stu sets their password was mailed to stu@univ-lille.example.")).to_be_visible()
+    expect(page.locator("#activation-url")).to_have_count(0)
+    check_a11y(page, "account request approved, link mailed")
+    page.get_by_role("button", name="Sign out").click()
+
+    # The student sets a password through the mailed link and signs in.
+    page.goto(portal.link("stu@univ-lille.example", "/activate/"))
+    set_password(page, PASSWORD, PASSWORD)
+    expect(page).to_have_url(f"{url}/login?activated=stu")
+    sign_in(page, "stu", PASSWORD)
+    expect(page.get_by_role("heading", name="Welcome, stu")).to_be_visible()
+
+    # The earliest slot for 2 V100 nodes, on the calendar, then booked.
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Calendar").click()
+    page.get_by_label("Nodes (an OAR filter, empty for all)").fill("gpu_model LIKE '%V100%'")
+    page.get_by_label("Nodes", exact=True).fill("2")
+    page.get_by_label("For (e.g. 2h, 1d)").fill("1h")
+    page.get_by_label("For (e.g. 2h, 1d)").press("Enter")
+    found = page.get_by_role("region", name="Earliest slot")
+    expect(found).to_contain_text("on chifflot-7, chifflot-8.")
+    expect(found.get_by_role("list", name="What the policy says")).to_contain_text("It needs no admin's approval.")
+    found.get_by_role("button", name="Book these nodes").click()
+    expect(page.get_by_role("status")).to_contain_text("is booked")
+    lease_id = int(page.url.split("booked=")[1])
+    # Its bars on the Gantt chart: one per node, outlined as the user's.
+    expect(page.locator(f'#gantt a[href="#lease-{lease_id}"] rect.mine')).to_have_count(2)
+    expect(page.locator(f"#lease-{lease_id}")).to_contain_text("chifflot-7, chifflot-8")
+
+    # Its page, once it runs: extended by an hour, then released.
+    deadline = time.monotonic() + 30
+    while http("GET", f"/api/v1/leases/{lease_id}", portal.admin, url=url)[1]["state"] != "active":
+        assert time.monotonic() < deadline, "the lease did not start within 30 s"
+        # Paces a state probe bounded by the deadline above (the API has
+        # no event to wait on).
+        time.sleep(0.1)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Leases").click()
+    page.get_by_role("link", name=f"Lease {lease_id}", exact=True).click()
+    expect(page.locator("#lease-state")).to_contain_text("active")
+    new_end = page.get_by_label(re.compile(f"^New end of lease {lease_id}"))
+    new_end.fill("+1h")
+    new_end.press("Enter")
+    expect(page.get_by_role("status").filter(has_text="Extended")).to_be_visible()
+    page.get_by_role("button", name=f"Release lease {lease_id}").click()
+    expect(page.get_by_role("status").filter(has_text="Released")).to_be_visible()
+    expect(page.locator("#lease-state")).to_contain_text("released by stu")

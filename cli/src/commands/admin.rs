@@ -122,7 +122,9 @@ async fn requests(ctx: &Ctx, cmd: RequestsCommand) -> Result<()> {
                     .as_ref()
                     .map(|url| format!("no mail server: send this one-time link to the user, where they set their password:\n{url}\n"))
                     .unwrap_or_default();
-                format!("{}\n{link}{}", render::user_detail(&approved.user, &[], opts), token_lines(&approved.user.name, &approved.token))
+                // A project's manager gets no token: the user makes their own.
+                let token = approved.token.as_deref().map(|t| token_lines(&approved.user.name, t)).unwrap_or_default();
+                format!("{}\n{link}{token}", render::user_detail(&approved.user, &[], opts))
             })
         }
         RequestsCommand::Reject { id, reason } => {

@@ -2,7 +2,8 @@
 //! ask for an account without a token (validated, rate-limited per client
 //! address and capped in all); an admin approves (the user is created, with
 //! their project if it is new, and a first token shown once) or rejects
-//! with a reason. Projects have members and a manager who may add and
+//! with a reason; a project's manager decides the requests to join it
+//! (never a new project's, nor its class or quota, and without the token). Projects have members and a manager who may add and
 //! remove them; class, quota and manager changes are admin actions.
 
 use std::net::IpAddr;
@@ -43,8 +44,8 @@ pub struct AccountAsk {
 pub struct Approved {
     pub request: AccountRequestRow,
     pub user: UserRow,
-    /// The user's first API token.
-    pub token: String,
+    /// The user's first API token, for an admin who approved.
+    pub token: Option<String>,
     /// The activation link, when it was not mailed to the user.
     pub activation_url: Option<String>,
 }
@@ -116,16 +117,19 @@ impl App {
 
     /// Requests, each pending one with its clash if any (the login is a
     /// user's, or another pending request's, regardless of case).
+    /// An admin sees every one; a project's manager those asking to join
+    /// the projects they manage.
     pub async fn account_requests(
         &self,
         actor: &Actor,
         state: Option<AccountRequestState>,
     ) -> AppResult<Vec<(AccountRequestRow, Option<String>)>> {
-        actor.require_admin()?;
+        let deciders = Deciders::of(self, actor).await?;
         let rows = self.store.account_requests(state).await?;
         let clashes = Clashes::read(self).await?;
         Ok(rows
             .into_iter()
+            .filter(|r| deciders.decide(r))
             .map(|r| {
                 let clash = clashes.of(&r);
                 (r, clash)
@@ -134,10 +138,20 @@ impl App {
     }
 
     pub async fn account_request(&self, actor: &Actor, id: i64) -> AppResult<(AccountRequestRow, Option<String>)> {
-        actor.require_admin()?;
-        let row = self.store.account_request(id).await?;
+        let row = self.decidable_request(actor, id).await?;
         let clash = Clashes::read(self).await?.of(&row);
         Ok((row, clash))
+    }
+
+    /// Request `id`, if `actor` decides it; one they do not is not found
+    /// (a manager learns nothing of other projects' requests).
+    async fn decidable_request(&self, actor: &Actor, id: i64) -> AppResult<AccountRequestRow> {
+        let deciders = Deciders::of(self, actor).await?;
+        let row = self.store.account_request(id).await?;
+        if !deciders.decide(&row) {
+            return Err(AppError::NotFound(format!("no account request {id}")));
+        }
+        Ok(row)
     }
 
     /// Confirms a request's e-mail address (the link mailed to it); `None`
@@ -158,7 +172,10 @@ impl App {
         class: Option<&str>,
         quota: Option<i64>,
     ) -> AppResult<Approved> {
-        actor.require_admin()?;
+        let request = self.decidable_request(actor, id).await?;
+        if !actor.is_admin && (class.is_some() || quota.is_some()) {
+            return Err(AppError::Forbidden("a project's class and quota are set by admins".into()));
+        }
         if quota.is_some_and(|q| q < 0) {
             return Err(AppError::bad_request("quota_node_hours: zero or more"));
         }
@@ -168,7 +185,6 @@ impl App {
         if let Some(class) = class {
             validate_text("project_class", class, 1, 64, false)?;
         }
-        let request = self.store.account_request(id).await?;
         if request.state == AccountRequestState::Pending
             && let Some(taken) = self.user_named_alike(&request.name).await?
         {
@@ -209,11 +225,14 @@ impl App {
             self.config.web_base_url()
         );
         let mailed = self.mailer.send(&request.email, "Your testbed account is approved", body).await;
+        // A user's token is theirs: a manager approving does not get it
+        // (the user makes their own once signed in).
+        let token = actor.is_admin.then_some(token);
         Ok(Approved { request, user, token, activation_url: (!mailed).then_some(link.url) })
     }
 
     pub async fn reject_account_request(&self, actor: &Actor, id: i64, reason: &str) -> AppResult<AccountRequestRow> {
-        actor.require_admin()?;
+        self.decidable_request(actor, id).await?;
         validate_text("reason", reason, 1, 1000, false)?;
         let row = self.store.reject_account_request(id, &actor.name, reason.trim(), self.now()).await.map_err(decided)?;
         self.audit(
@@ -269,6 +288,41 @@ impl App {
         let action = if member { "project.member_add" } else { "project.member_remove" };
         self.audit(actor, action, &format!("project/{project}"), serde_json::json!({ "user": user })).await;
         Ok(after)
+    }
+}
+
+/// Whose account requests a caller decides: every one (an admin), or
+/// those asking to join a project they manage. A new project is an admin's
+/// decision.
+enum Deciders {
+    Admin,
+    Manager(Vec<String>),
+}
+
+impl Deciders {
+    async fn of(app: &App, actor: &Actor) -> AppResult<Deciders> {
+        if actor.is_admin {
+            return Ok(Deciders::Admin);
+        }
+        let managed: Vec<String> = app
+            .store
+            .list_projects()
+            .await?
+            .into_iter()
+            .filter(|p| p.manager.as_deref() == Some(actor.name.as_str()))
+            .map(|p| p.name)
+            .collect();
+        if managed.is_empty() {
+            return Err(AppError::Forbidden("account requests are decided by admins and by the managers of the projects asked for".into()));
+        }
+        Ok(Deciders::Manager(managed))
+    }
+
+    fn decide(&self, r: &AccountRequestRow) -> bool {
+        match self {
+            Deciders::Admin => true,
+            Deciders::Manager(projects) => projects.contains(&r.project),
+        }
     }
 }
 

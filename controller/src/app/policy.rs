@@ -115,6 +115,20 @@ pub struct Preview {
     pub refusal: Option<String>,
 }
 
+/// What the portal's booking page shows before booking: where the lease
+/// would be placed now (the availability's earliest slot from its start)
+/// and what the policy will say of it.
+#[derive(Clone, Debug)]
+pub struct BookingPreview {
+    pub start: Seconds,
+    pub end: Seconds,
+    pub nodes: Vec<String>,
+    /// The start asked for, when the nodes are not free then (booking
+    /// would be refused; `start` is the earliest they are).
+    pub not_at: Option<Seconds>,
+    pub policy: Preview,
+}
+
 impl App {
     /// The policy's answer to a default lease of `nodes` nodes over `[start,
     /// end)` for `project` (as `create_lease` resolves it). A caller who may
@@ -142,21 +156,60 @@ impl App {
             Err(e) => return Err(e),
         };
         let quota = match row.as_ref().filter(|r| r.quota_node_hours.is_some()) {
-            Some(r) => Some(self.project_quota(actor, &r.name).await?),
+            // The period the slot starts in, not the present one.
+            Some(r) => Some(self.project_quota_at(actor, &r.name, start).await?),
             None => None,
         };
         Ok(Preview { project: name, node_seconds: i64::from(nodes).saturating_mul(end - start), quota, approval, refusal })
     }
 
+    /// What booking `req` would do, without booking: the nodes and times
+    /// `GET /api/v1/availability` offers for it (named nodes are asked as
+    /// the filter `host IN (...)`), then [`App::policy_preview`] of that
+    /// slot. Refusals name the request's field, as `create_lease`'s do.
+    pub async fn booking_preview(&self, actor: &Actor, req: &ferrum_api::LeaseCreate) -> AppResult<BookingPreview> {
+        let names = req.nodes.names.as_deref().filter(|n| !n.is_empty());
+        let filter = req.nodes.filter.as_deref().filter(|f| !f.trim().is_empty());
+        let (count, filter) = match (names, req.nodes.count, filter) {
+            (Some(_), _, Some(_)) => return Err(AppError::bad_request("nodes: give names or a filter, not both")),
+            (Some(names), count, None) => {
+                if count.is_some_and(|c| c as usize != names.len()) {
+                    return Err(AppError::bad_request("nodes.count: does not match the number of nodes.names"));
+                }
+                let quoted: Vec<String> = names.iter().map(|n| format!("'{}'", n.replace('\'', "''"))).collect();
+                (u32::try_from(names.len()).unwrap_or(u32::MAX), Some(format!("host IN ({})", quoted.join(", "))))
+            }
+            (None, Some(c), filter) => (c, filter.map(str::to_owned)),
+            (None, None, _) => return Err(AppError::bad_request("nodes: give count (with an optional filter) or names")),
+        };
+        let Some(duration) = req.duration.clone() else {
+            return Err(AppError::bad_request("duration: say how long (e.g. 4h)"));
+        };
+        let ask = ferrum_api::AvailabilityQuery { count, filter, duration, from: req.start, exotic: Some(req.exotic), limit: Some(1) };
+        let Some((start, end, nodes)) = self.availability(actor, &ask).await?.into_iter().next() else {
+            return Err(AppError::bad_request("nodes: not enough matching nodes are free before the booking horizon"));
+        };
+        let asked = req.start.map(crate::model::time::to_seconds).map(|s| s.max(self.now()));
+        let not_at = asked.filter(|&s| s != start);
+        let policy = self.policy_preview(actor, req.project.as_deref(), count, start, end, req.exotic).await?;
+        Ok(BookingPreview { start, end, nodes, not_at, policy })
+    }
+
     /// A project's quota and what its leases hold of it this period
     /// (admins and the project's members).
     pub async fn project_quota(&self, actor: &Actor, name: &str) -> AppResult<QuotaState> {
+        self.project_quota_at(actor, name, self.now()).await
+    }
+
+    /// A project's quota and what its leases hold of it in the period
+    /// holding `at`.
+    pub async fn project_quota_at(&self, actor: &Actor, name: &str, at: Seconds) -> AppResult<QuotaState> {
         if !actor.is_admin && !actor.projects.iter().any(|(_, n)| n == name) {
             return Err(AppError::Forbidden(format!("you are not a member of project '{name}'")));
         }
         let project = self.project_row(name).await?;
         let period = self.config.policy.quota_period;
-        let (from, to, _) = quota_period(period, self.now());
+        let (from, to, _) = quota_period(period, at);
         let booked_seconds = self.store.project_booked_seconds(project.id, from, to, None).await?;
         Ok(QuotaState { project: project.name, period, from, to, quota_node_hours: project.quota_node_hours, booked_seconds })
     }

@@ -64,7 +64,13 @@ pub struct NewSession {
 #[derive(Clone, Debug)]
 pub struct WebSession {
     pub actor: Actor,
+    /// The anti-forgery token as pages show it: masked afresh for each
+    /// answer ([`mask`]), so a compressed page never
+    /// repeats the same secret bytes (BREACH).
     pub csrf: String,
+    /// The session's anti-forgery secret, compared with what forms post
+    /// once unmasked; never written into a page.
+    pub csrf_key: String,
     pub expires_at: Seconds,
     /// The user's unread notifications.
     pub unread: i64,
@@ -74,7 +80,8 @@ impl From<SessionRow> for WebSession {
     fn from(r: SessionRow) -> Self {
         WebSession {
             actor: Actor { user_id: r.user_id, name: r.name, is_admin: r.is_admin, projects: r.projects },
-            csrf: r.csrf,
+            csrf: mask(&r.csrf),
+            csrf_key: r.csrf,
             expires_at: r.expires_at,
             unread: r.unread,
         }
@@ -276,4 +283,27 @@ fn too_many(not_until: governor::NotUntil<governor::clock::QuantaInstant>) -> Ap
     use governor::clock::Clock;
     let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
     AppError::TooManyRequests(format!("too many sign-in attempts: try again in {} s", wait.as_secs().max(1)))
+}
+
+/// `secret` as a page shows it: a random pad of its length, then the
+/// secret XOR the pad, in hex. Each answer shows different bytes.
+pub fn mask(secret: &str) -> String {
+    let mut pad = vec![0u8; secret.len()];
+    // Without randomness the pad is zeros: the token shows as itself,
+    // which is what pages showed before masking.
+    if let Err(e) = getrandom::fill(&mut pad) {
+        tracing::warn!(error = %e, "no randomness to mask a form token");
+    }
+    let masked: Vec<u8> = secret.bytes().zip(&pad).map(|(b, p)| b ^ p).collect();
+    format!("{}{}", hex::encode(pad), hex::encode(masked))
+}
+
+/// The secret a [`mask`]ed value holds; `None` for anything else.
+pub fn unmask(posted: &str) -> Option<Vec<u8>> {
+    let bytes = hex::decode(posted).ok()?;
+    if bytes.is_empty() || bytes.len() % 2 != 0 {
+        return None;
+    }
+    let (pad, masked) = bytes.split_at(bytes.len() / 2);
+    Some(pad.iter().zip(masked).map(|(p, m)| p ^ m).collect())
 }

@@ -67,7 +67,7 @@ pub async fn create(
     Ok((StatusCode::ACCEPTED, Json(api::AccountRequestAccepted { id: row.id, state: api::AccountRequestState::Pending, message })))
 }
 
-/// Account requests, oldest first (admin).
+/// Account requests, oldest first (admin; a project's manager: those to join it).
 #[utoipa::path(get, path = "/api/v1/account-requests", operation_id = "account_requests_list", tag = "accounts", params(api::AccountRequestListQuery),
     responses((status = 200, body = Vec<api::AccountRequest>), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
@@ -79,7 +79,7 @@ pub async fn list(
     Ok(Json(rows.into_iter().map(|(r, clash)| request_view(r, clash)).collect()))
 }
 
-/// One account request (admin).
+/// One account request (admin, or the manager of the project it asks to join).
 #[utoipa::path(get, path = "/api/v1/account-requests/{id}", operation_id = "account_requests_show", tag = "accounts", params(("id" = i64, Path)),
     responses((status = 200, body = api::AccountRequest), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -93,7 +93,9 @@ pub async fn show(
 }
 
 /// Approve: creates the user (and the project if new, the requester as its
-/// manager); the answer holds their first token, shown once (admin).
+/// manager); to an admin the answer holds their first token, shown once
+/// (admin; the manager of the project it asks to join may approve, without
+/// class or quota, and gets no token).
 #[utoipa::path(post, path = "/api/v1/account-requests/{id}/approve", operation_id = "account_requests_approve", tag = "accounts", params(("id" = i64, Path)),
     request_body = api::AccountRequestApprove,
     responses((status = 201, body = api::AccountRequestApproved), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -118,7 +120,7 @@ pub async fn approve(
     ))
 }
 
-/// Reject, with a reason (admin).
+/// Reject, with a reason (admin, or the manager of the project it asks to join).
 #[utoipa::path(post, path = "/api/v1/account-requests/{id}/reject", operation_id = "account_requests_reject", tag = "accounts", params(("id" = i64, Path)),
     request_body = api::AccountRequestReject,
     responses((status = 200, body = api::AccountRequest), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),

@@ -67,11 +67,6 @@ pub struct NodeLine {
     pub has_bmc: bool,
 }
 
-/// The states whose reason the list shows.
-fn has_reason(state: api::NodeState) -> bool {
-    matches!(state, api::NodeState::Suspect | api::NodeState::Dead | api::NodeState::Maintenance | api::NodeState::Retired)
-}
-
 fn power_words(reading: Option<&api::PowerReading>) -> String {
     match reading {
         None => "not read yet".into(),
@@ -93,7 +88,7 @@ fn lease_words(lease: &LeaseRow) -> String {
 /// TODO-perf: one read of events per such node; a store call for every
 /// node's latest event would make it one read for the list.
 async fn why(app: &App, actor: &Actor, name: &str, state: api::NodeState) -> Result<Option<String>, WebError> {
-    if !has_reason(state) {
+    if !state.is_unavailable() {
         return Ok(None);
     }
     let events = views::node_events(app.node_events(actor, name).await?, actor);
@@ -447,25 +442,13 @@ pub struct AuditQuery {
     before: String,
 }
 
-/// A time typed in the audit form, in UTC: `YYYY-MM-DD`, with `HH:MM` or
-/// `HH:MM:SS` after a space or `T`, or RFC 3339.
+/// A time typed in the audit form (see [`super::typed_utc`]); a day alone
+/// as the range's end includes that day.
 fn parse_time(field: &str, text: &str) -> Result<Option<Seconds>, String> {
-    let text = text.trim();
-    if text.is_empty() {
+    if text.trim().is_empty() {
         return Ok(None);
     }
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Ok(Some(t.timestamp()));
-    }
-    for format in ["%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"] {
-        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(text, format) {
-            return Ok(Some(t.and_utc().timestamp()));
-        }
-    }
-    if let Some(t) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)) {
-        return Ok(Some(t.and_utc().timestamp()));
-    }
-    Err(format!("{field}: a time in UTC, YYYY-MM-DD or YYYY-MM-DD HH:MM"))
+    super::typed_utc(text, field == "to").map(Some).ok_or_else(|| format!("{field}: a time in UTC, YYYY-MM-DD or YYYY-MM-DD HH:MM"))
 }
 
 /// An entry's detail in words: `key: value; ...` (text unquoted).
@@ -588,6 +571,8 @@ mod tests {
         assert_eq!(t("2026-12-07T10:30:05Z"), Ok(Some(1_796_601_600 + 37_805)));
         assert_eq!(t("2026-12-07T11:30:05+01:00"), Ok(Some(1_796_601_600 + 37_805)));
         assert_eq!(t("yesterday"), Err("from: a time in UTC, YYYY-MM-DD or YYYY-MM-DD HH:MM".into()));
+        // A day alone as the end includes that day.
+        assert_eq!(parse_time("to", "2026-12-07"), Ok(Some(1_796_601_600 + 86_400)));
     }
 
     #[test]

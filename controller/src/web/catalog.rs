@@ -287,9 +287,11 @@ pub fn quoted(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
-/// A positive whole number typed in a helper (anything else: unset).
+/// A positive whole number typed in a helper, digits only (anything else:
+/// unset; `static/hardware.js` reads it the same way).
 fn positive(typed: &str) -> Option<u64> {
-    typed.trim().parse::<u64>().ok().filter(|n| *n > 0)
+    let typed = typed.trim();
+    typed.bytes().all(|b| b.is_ascii_digit()).then(|| typed.parse::<u64>().ok()).flatten().filter(|n| *n > 0)
 }
 
 impl Helpers {
@@ -304,20 +306,35 @@ impl Helpers {
     }
 }
 
+/// Where `clause` stands in `filter` as a whole condition: bounded by the
+/// text's ends, spaces or parentheses (`gpu_count >= 2` is not inside
+/// `gpu_count >= 20`).
+fn find_clause(filter: &str, clause: &str) -> Option<usize> {
+    let bounded = |at: usize| {
+        let before = filter[..at].chars().next_back();
+        let after = filter[at + clause.len()..].chars().next();
+        before.is_none_or(|c| c == ' ' || c == '(') && after.is_none_or(|c| c == ' ' || c == ')')
+    };
+    filter.match_indices(clause).map(|(at, _)| at).find(|&at| bounded(at))
+}
+
 /// `filter` with the condition `old` (a helper's previous one) taken out,
 /// with the `AND` that joined it.
 fn without(filter: &str, old: &str) -> String {
-    if old.is_empty() {
+    let Some(at) = Some(old).filter(|o| !o.is_empty()).and_then(|o| find_clause(filter, o)) else {
         return filter.to_owned();
-    }
-    for joined in [format!(" AND {old}"), format!("{old} AND "), old.to_owned()] {
-        if let Some(at) = filter.find(&joined) {
-            let mut out = filter.to_owned();
-            out.replace_range(at..at + joined.len(), "");
-            return out.trim().to_owned();
-        }
-    }
-    filter.to_owned()
+    };
+    let end = at + old.len();
+    let (from, to) = if filter[end..].starts_with(" AND ") {
+        (at, end + " AND ".len())
+    } else if filter[..at].ends_with(" AND ") {
+        (at - " AND ".len(), end)
+    } else {
+        (at, end)
+    };
+    let mut out = filter.to_owned();
+    out.replace_range(from..to, "");
+    out.trim().to_owned()
 }
 
 /// `filter AND clause`, the filter in parentheses when it has an `OR` of
@@ -325,7 +342,7 @@ fn without(filter: &str, old: &str) -> String {
 /// filter already holds the clause.
 fn with(filter: &str, clause: &str) -> String {
     let filter = filter.trim();
-    if clause.is_empty() || filter.contains(clause) {
+    if clause.is_empty() || find_clause(filter, clause).is_some() {
         return filter.to_owned();
     }
     if filter.is_empty() {
@@ -467,5 +484,11 @@ mod tests {
         // Memory in GiB, models quoted; nonsense numbers are unset.
         let more = Helpers { gpu_model: "O'Brien X1".into(), min_memory: "192".into(), min_gpus: "-1".into(), ..none.clone() };
         assert_eq!(compose("", &none, &more), "gpu_model = 'O''Brien X1' AND memnode >= 196608");
+        assert_eq!(positive("+2"), None, "digits only, as the script reads it");
+        // Whole conditions only: one that starts another is neither taken
+        // for it nor cut out of it.
+        let two = Helpers { min_gpus: "2".into(), ..none.clone() };
+        assert_eq!(compose("gpu_count >= 20", &none, &two), "gpu_count >= 20 AND gpu_count >= 2");
+        assert_eq!(compose("gpu_count >= 20 AND gpu_count >= 2", &two, &none), "gpu_count >= 20");
     }
 }

@@ -75,15 +75,17 @@ impl Zoom {
 }
 
 const DAY: Seconds = 86_400;
-/// The chart's coordinates (the SVG scales to the page's width).
+/// The chart's size in CSS pixels: drawn at its own size (text as large
+/// as the page's on any screen), 1,110 px wide to fit the page's column;
+/// a narrower window scrolls it sideways in its box.
 const LABEL_WIDTH: i64 = 190;
-const TIME_WIDTH: i64 = 1_400;
+const TIME_WIDTH: i64 = 920;
 const AXIS_HEIGHT: i64 = 30;
-const CLUSTER_HEIGHT: i64 = 24;
-const ROW_HEIGHT: i64 = 18;
+const CLUSTER_HEIGHT: i64 = 28;
+const ROW_HEIGHT: i64 = 22;
 /// A lease's bar in its row, and a found slot's outline.
-const BAR_HEIGHT: i64 = 12;
-const SLOT_HEIGHT: i64 = 16;
+const BAR_HEIGHT: i64 = 14;
+const SLOT_HEIGHT: i64 = 18;
 
 /// One node's line of the chart, as the calendar view gives it.
 #[derive(Clone, Debug)]
@@ -157,13 +159,7 @@ pub struct Bar {
 }
 
 fn shaded(state: api::NodeState) -> Option<&'static str> {
-    match state {
-        api::NodeState::Maintenance => Some("maintenance"),
-        api::NodeState::Suspect => Some("suspect"),
-        api::NodeState::Dead => Some("dead"),
-        api::NodeState::Retired => Some("retired"),
-        _ => None,
-    }
+    state.is_unavailable().then(|| state.as_str())
 }
 
 fn state_name(state: api::LeaseState) -> &'static str {
@@ -187,9 +183,11 @@ pub fn chart(lines: &[NodeLine], from: Seconds, to: Seconds, zoom: Zoom, now: Se
     let mut t = from - from.rem_euclid(minor);
     while t < to {
         if t >= from {
-            let label = (t.rem_euclid(major) == 0).then(|| {
+            // Weeks start on Mondays (1970-01-05 was one); days and hours
+            // fall on the same ticks either way.
+            let label = ((t - 4 * DAY).rem_euclid(major) == 0).then(|| {
                 let d = DateTime::from_timestamp(t, 0).unwrap_or_default();
-                if zoom == Zoom::Day { d.format("%H:%M").to_string() } else { d.format("%a %m-%d").to_string() }
+                if zoom == Zoom::Day { d.format("%H:%M").to_string() } else { d.format("%a %d %b").to_string() }
             });
             c.ticks.push(Tick { x: x_of(t, from, to), label });
         }
@@ -309,10 +307,13 @@ pub struct Found {
     pub policy: Vec<String>,
     /// Why the policy would refuse it (then it is not offered).
     pub refused: Option<String>,
+    /// The booking page with these nodes and this duration (to deploy an
+    /// environment with the profile's SSH keys).
+    pub book_href: String,
 }
 
 /// The policy preview of a slot, in sentences.
-fn policy_lines(p: &Preview, nodes: usize, duration: &str) -> Vec<String> {
+pub(super) fn policy_lines(p: &Preview, nodes: usize, duration: &str) -> Vec<String> {
     let mut lines = vec![format!("{} node-hours: {nodes} node(s) for {duration}.", fmt_hours(p.node_seconds))];
     lines.push(match (&p.project, &p.quota) {
         (Some(_), Some(q)) => format!(
@@ -386,9 +387,16 @@ fn day(t: Seconds) -> String {
 /// The field an application refusal names (`field: why`), if it is one
 /// of this page's.
 fn field_of(message: &str) -> String {
-    let field = message.split(':').next().unwrap_or_default();
-    let field = field.strip_prefix("nodes.").unwrap_or(field);
-    if ["filter", "count", "duration", "from", "zoom"].contains(&field) { field.to_owned() } else { String::new() }
+    let controls = [
+        ("filter", "filter"),
+        ("nodes.filter", "filter"),
+        ("count", "count"),
+        ("nodes.count", "count"),
+        ("duration", "duration"),
+        ("from", "from"),
+        ("zoom", "zoom"),
+    ];
+    super::control_of(message, &controls).to_owned()
 }
 
 fn refusal(e: AppError) -> Result<(String, String), WebError> {
@@ -464,7 +472,13 @@ pub async fn calendar_page(
                                 Ok(p) => (policy_lines(&p, nodes.len(), duration), p.refusal),
                                 Err(e) => (Vec::new(), Some(refusal(e).map(|(_, m)| m).unwrap_or_else(|e| e.to_string()))),
                             };
+                            let mut book = url::form_urlencoded::Serializer::new(String::new());
+                            book.append_pair("names", &nodes.join(",")).append_pair("duration", duration);
+                            if let Some(p) = project {
+                                book.append_pair("project", p);
+                            }
                             found = Some(Found {
+                                book_href: format!("/book?{}", book.finish()),
                                 policy,
                                 refused,
                                 start: when(start),
@@ -591,7 +605,16 @@ pub struct BookForm {
 pub async fn book(State(app): State<Arc<App>>, s: SignedIn, Form(form): Form<BookForm>) -> Result<Response, WebError> {
     s.check_csrf(&form.csrf)?;
     let names: Vec<String> = form.nodes.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned).collect();
-    let start = DateTime::parse_from_rfc3339(form.start.trim()).ok().map(|t| t.with_timezone(&Utc));
+    // The start of the slot shown; one that does not read is refused, never
+    // booked as soon as possible instead.
+    let start = match form.start.trim() {
+        "" => None,
+        text => Some(
+            DateTime::parse_from_rfc3339(text)
+                .map_err(|_| AppError::bad_request(format!("start: '{text}' is not a time (RFC 3339)")))?
+                .with_timezone(&Utc),
+        ),
+    };
     let req = api::LeaseCreate {
         project: Some(form.project.trim().to_owned()).filter(|p| !p.is_empty()),
         nodes: api::NodeSelector { names: Some(names.clone()), count: None, filter: None },

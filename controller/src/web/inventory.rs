@@ -238,7 +238,7 @@ pub fn groups(reference: Option<&Value>, report: Option<&InventoryReport>, diffe
 
     // Disks: the count, then each reference disk beside the reported one
     // with its by-id link, else its id.
-    let ref_disks: Vec<&Value> = r.get("storage_devices").and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default();
+    let ref_disks: &[Value] = r.get("storage_devices").and_then(Value::as_array).map_or(&[], Vec::as_slice);
     let rep_disks: &[api::inventory::StorageDevice] = rep.map_or(&[], |x| x.storage_devices.as_slice());
     let mut disk_rows = vec![rows.row(
         "Count",
@@ -246,15 +246,13 @@ pub fn groups(reference: Option<&Value>, report: Option<&InventoryReport>, diffe
         rep.map(|_| rep_disks.len().to_string()),
         Some("storage_devices.count"),
     )];
+    // Paired as the check pairs them (by by-id link, then by size), so a
+    // row marked as agreeing shows the disk the check compared.
+    let pairs = ferrum_check::disk_pairs(ref_disks, rep_disks, &ferrum_check::Tolerances::default());
     let mut used = vec![false; rep_disks.len()];
     for (i, d) in ref_disks.iter().enumerate() {
         let id = s(d.get("id")).or_else(|| s(d.get("device"))).unwrap_or_else(|| format!("#{i}"));
-        let by_id = s(d.get("by_id"));
-        let pick = rep_disks
-            .iter()
-            .enumerate()
-            .position(|(j, f)| !used[j] && by_id.is_some() && f.by_id == by_id)
-            .or_else(|| rep_disks.iter().enumerate().position(|(j, f)| !used[j] && f.id == id));
+        let pick = pairs.get(i).copied().flatten();
         if let Some(j) = pick {
             used[j] = true;
         }
@@ -301,8 +299,10 @@ pub fn groups(reference: Option<&Value>, report: Option<&InventoryReport>, diffe
             s(a.get("model")),
             (!in_use).then(|| "not in use".to_owned()),
         ]);
-        let field = format!("network_adapters[{device}].mac");
-        nic_rows.push(rows.row(device, reference, pick.map(|j| reported_nic(&rep_nics[j])), Some(&field)));
+        // The check compares the MACs of adapters in use only (not the
+        // management one, nor an FPGA's): the others are not checked.
+        let field = ferrum_check::adapter_checked(a).then(|| format!("network_adapters[{device}].mac"));
+        nic_rows.push(rows.row(device, reference, pick.map(|j| reported_nic(&rep_nics[j])), field.as_deref()));
     }
     for f in rep_nics.iter().zip(&used).filter(|(_, u)| !**u).map(|(f, _)| f) {
         nic_rows.push(rows.row(f.device.clone(), None, Some(reported_nic(f)), None));
@@ -397,6 +397,38 @@ mod tests {
         let nic = find(&groups, "Network adapters", "eth0");
         assert!(nic.reported.starts_with("ens5f0, 3C:FD:FE:C1:70:90"), "matched by MAC: {nic:?}");
         assert_eq!(nic.check, Check::Agrees);
+    }
+
+    #[test]
+    fn disks_pair_as_the_check_pairs_them_and_unchecked_adapters_say_so() {
+        // Two disks without by-id links, reported the other way round: the
+        // check pairs them by size (no difference), and so does the page.
+        let mut reference = reference();
+        reference["storage_devices"] = json!([{"id": "disk0", "size": 480_103_981_056u64}, {"id": "disk1", "size": 4_000_787_030_016u64}]);
+        reference["network_adapters"] = json!([
+            {"device": "eth0", "name": "ens5f0", "mac": "3c:fd:fe:c1:70:90", "enabled": true},
+            {"device": "bmc", "name": "bmc", "mac": "3c:fd:fe:c1:70:99", "enabled": true, "management": true}]);
+        let mut report = report();
+        report.storage_devices = serde_json::from_value(json!([
+            {"id": "disk0", "device": "sda", "size": 4_000_787_030_016u64},
+            {"id": "disk1", "device": "sdb", "size": 480_103_981_056u64}]))
+        .expect("disks");
+        report.network_adapters = serde_json::from_value(
+            json!([{"device": "ens5f0", "mac": "3c:fd:fe:c1:70:90"}, {"device": "bmc", "mac": "02:00:00:00:00:01"}]),
+        )
+        .expect("adapters");
+        let differences = ferrum_check::compare(&reference, &report, &ferrum_check::Tolerances::default());
+        assert!(!differences.iter().any(|d| d.field.starts_with("storage_devices")), "{differences:?}");
+        let groups = groups(Some(&reference), Some(&report), &differences);
+        let disk0 = find(&groups, "Disks", "disk0");
+        assert_eq!((disk0.reported.as_str(), disk0.check), ("sdb, 447.1 GiB", Check::Agrees), "the disk of the same size");
+        let disk1 = find(&groups, "Disks", "disk1");
+        assert!(disk1.reported.starts_with("sda, 3.6 TiB"), "{disk1:?}");
+        // The management adapter's MAC is not checked: its row says so,
+        // never that it agrees.
+        let bmc = find(&groups, "Network adapters", "bmc");
+        assert_eq!(bmc.check, Check::NotChecked, "{bmc:?}");
+        assert_eq!(find(&groups, "Network adapters", "eth0").check, Check::Agrees);
     }
 
     #[test]

@@ -31,7 +31,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use ferrum_api::deployment::{Deployment, NodeOperation};
 use serde::{Deserialize, Serialize};
 
@@ -41,7 +41,6 @@ use super::{NavUser, WebError, page};
 use crate::app::leases::parse_duration;
 use crate::app::{Actor, App, AppError};
 use crate::db::LeaseRow;
-use crate::model::time::to_seconds;
 use crate::model::{LeaseState, Seconds, lease};
 use ferrum_api as api;
 
@@ -287,6 +286,8 @@ struct DetailPage {
     created: String,
     nodes: Vec<String>,
     filter: Option<String>,
+    /// What the lease deploys when it starts (booked with an environment).
+    deploys: Option<String>,
     exotic: bool,
     can_extend: bool,
     /// `Release` (running) or `Cancel` (not started), if it can end.
@@ -335,7 +336,8 @@ async fn detail_page(
     let l = app.get_lease(actor, id).await?;
     let deployments = app.lease_deployments(actor, id).await?;
     let p = progress(l.state, &deployments, clock(app));
-    let keys = app.ssh_keys(actor, &actor.name).await?.len();
+    // A deployment installs the owner's keys (an admin's page says so).
+    let keys = app.ssh_keys(actor, &l.owner).await?.len();
     let mut forms = forms;
     if forms.deploy_typed.is_empty() {
         forms.deploy_typed = deployments.last().map(|d| d.environment.clone()).unwrap_or_default();
@@ -358,11 +360,18 @@ async fn detail_page(
         created: when(l.created_at),
         nodes: l.nodes.iter().map(|(_, n)| n.clone()).collect(),
         filter: l.filter.clone(),
+        deploys: l
+            .deploy
+            .as_deref()
+            .and_then(|d| serde_json::from_str::<api::DeploySpec>(d).ok())
+            .map(|d| format!("{}, with {} SSH key(s), when it starts", d.environment, d.ssh_keys.len())),
         exotic: l.exotic,
         can_extend: lease::holds_slot(l.state),
-        end_verb: match l.state {
-            LeaseState::Starting | LeaseState::Active => Some("Release"),
-            LeaseState::Pending | LeaseState::AwaitingApproval => Some("Cancel"),
+        // What the model says ending it now does: a cancellation before it
+        // starts, a release while it runs, nothing once it ends.
+        end_verb: match lease::next(l.state, lease::LeaseInput::Released) {
+            Ok((LeaseState::Cancelled, _)) => Some("Cancel"),
+            Ok((LeaseState::Ending, lease::LeaseAction::EndAndReset)) => Some("Release"),
             _ => None,
         },
         started: lease::RUNNING.contains(&l.state),
@@ -417,17 +426,12 @@ fn refused(app_error: AppError, action: Action, typed: String) -> Result<(Status
 pub fn new_end(text: &str, current_end: Seconds) -> Result<Seconds, AppError> {
     let text = text.trim();
     if let Some(rest) = text.strip_prefix('+') {
-        return Ok(current_end + parse_duration("end", rest.trim())?);
+        return current_end
+            .checked_add(parse_duration("end", rest.trim())?)
+            .ok_or_else(|| AppError::bad_request("end: too far in the future"));
     }
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(to_seconds(t.with_timezone(&Utc)));
-    }
-    for format in ["%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
-            return Ok(t.and_utc().timestamp());
-        }
-    }
-    Err(AppError::bad_request("end: a time in UTC (2026-12-24 18:00) or a duration to add (+2h, +30m, +1d)"))
+    super::typed_utc(text, false)
+        .ok_or_else(|| AppError::bad_request("end: a time in UTC (2026-12-24 18:00) or a duration to add (+2h, +30m, +1d)"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -498,9 +502,10 @@ pub async fn deploy(
     s.check_csrf(&form.csrf)?;
     let actor = &s.0.actor;
     // Another user's lease is not found here (the API's 404 page).
-    app.get_lease(actor, id).await?;
-    // The keys of the signed-in user's profile, as the API takes them.
-    let ssh_keys = app.ssh_keys(actor, &actor.name).await?.into_iter().map(|k| k.public_key).collect();
+    let lease = app.get_lease(actor, id).await?;
+    // The keys of the lease owner's profile, as the API takes them: an
+    // admin deploying on a user's lease must not lock its owner out.
+    let ssh_keys = app.ssh_keys(actor, &lease.owner).await?.into_iter().map(|k| k.public_key).collect();
     let spec = api::DeploySpec { environment: form.environment.trim().to_owned(), ssh_keys };
     match app.create_deployment(actor, id, spec).await {
         Ok(d) => Ok(Redirect::to(&format!("/leases/{id}?done=deployed&deployment={}#deployment-{}", d.id, d.id)).into_response()),

@@ -1,8 +1,8 @@
 //! The web portal (issue 19), served by `ferrumd` at `/` beside the API:
 //! server-rendered HTML (askama templates in `controller/templates/`,
 //! checked at compile time) over the same application layer as the API,
-//! one stylesheet and two scripts (the hardware catalog's filter builder,
-//! a lease's live deploy progress) embedded in the binary
+//! one stylesheet and three scripts (the hardware catalog's filter builder,
+//! the booking page's live count, a lease's live deploy progress) embedded in the binary
 //! (`controller/static/`); every page works without them. Pages take a browser session ([`session`]), never an
 //! API token; `/api/v1` never takes the session cookie.
 //!
@@ -28,6 +28,7 @@ use crate::http::limits::KeepBody;
 
 pub mod admin;
 pub mod admin_nodes;
+pub mod book;
 pub mod catalog;
 pub mod gantt;
 pub mod hardware;
@@ -52,6 +53,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/profile/tokens/{id}/revoke", post(pages::revoke_token))
         .route("/profile/keys", post(pages::add_key))
         .route("/profile/keys/{id}/delete", post(pages::remove_key))
+        .route("/book", get(book::form).post(book::submit))
         .route("/notifications", get(notifications::list))
         .route("/notifications/read", post(notifications::mark_read))
         .route("/calendar", get(gantt::calendar))
@@ -84,6 +86,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/static/ferrum.css", get(stylesheet))
         .route("/static/hardware.js", get(hardware_script))
         .route("/static/lease.js", get(lease_script))
+        .route("/static/book.js", get(book_script))
         .layer(middleware::from_fn(page_headers))
         // Pages are text: gzip when the browser asks (the calendar of a
         // large site is megabytes of SVG). tower-http's default predicate
@@ -140,6 +143,14 @@ async fn lease_script() -> Response {
         .into_response()
 }
 
+async fn book_script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
+        include_str!("../../static/book.js"),
+    )
+        .into_response()
+}
+
 /// What the navigation shows of the signed-in user.
 #[derive(Clone, Debug)]
 pub struct NavUser {
@@ -155,6 +166,34 @@ impl From<&WebSession> for NavUser {
     fn from(s: &WebSession) -> Self {
         NavUser { name: s.actor.name.clone(), is_admin: s.actor.is_admin, csrf: s.csrf.clone(), unread: s.unread }
     }
+}
+
+/// A time a person typed in a form, in UTC: RFC 3339, or `YYYY-MM-DD`
+/// with `HH:MM` or `HH:MM:SS` after a space or a `T`, or a day alone.
+/// A day alone is its first second, or with `day_ends` the first second
+/// of the next day (a range's end that includes the day typed).
+pub fn typed_utc(text: &str, day_ends: bool) -> Option<crate::model::Seconds> {
+    let text = text.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(t.timestamp());
+    }
+    for format in ["%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(text, format) {
+            return Some(t.and_utc().timestamp());
+        }
+    }
+    let day = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+    let day = if day_ends { day.succ_opt()? } else { day };
+    Some(day.and_hms_opt(0, 0, 0)?.and_utc().timestamp())
+}
+
+/// The control of a form an application error concerns: the API's
+/// messages start with the request field they name (`nodes.count: ...`),
+/// which `controls` maps to the page's control (`""`, the form's top, for
+/// any other).
+pub fn control_of(message: &str, controls: &[(&str, &'static str)]) -> &'static str {
+    let field = message.split_once(':').map_or("", |(f, _)| f);
+    controls.iter().find(|(f, _)| *f == field).map_or("", |(_, c)| *c)
 }
 
 /// A page answer: the template rendered, or a 500 page.
@@ -253,6 +292,22 @@ pub fn safe_next(next: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn typed_times_read_in_utc_and_a_day_ends_where_asked() {
+        let at = |y, m, d, h, min| {
+            chrono::NaiveDate::from_ymd_opt(y, m, d).and_then(|d| d.and_hms_opt(h, min, 0)).map(|t| t.and_utc().timestamp())
+        };
+        assert_eq!(super::typed_utc("2026-12-07 18:30", false), at(2026, 12, 7, 18, 30));
+        assert_eq!(super::typed_utc(" 2026-12-07T18:30:00 ", false), at(2026, 12, 7, 18, 30));
+        assert_eq!(super::typed_utc("2026-12-07T19:30:00+01:00", false), at(2026, 12, 7, 18, 30));
+        assert_eq!(super::typed_utc("2026-12-07", false), at(2026, 12, 7, 0, 0));
+        assert_eq!(super::typed_utc("2026-12-07", true), at(2026, 12, 8, 0, 0));
+        assert_eq!(super::typed_utc("2026-12-07 18:30", true), at(2026, 12, 7, 18, 30), "a time is itself");
+        for bad in ["", "soon", "07/12/2026", "2026-13-01"] {
+            assert_eq!(super::typed_utc(bad, false), None, "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -19,7 +19,7 @@ use crate::app::account_requests::AccountAsk;
 use crate::app::accounts::TokenAsk;
 use crate::app::web::MIN_PASSWORD;
 use crate::app::{App, AppError};
-use crate::model::{Seconds, lease};
+use crate::model::{AccountRequestState, Seconds, lease};
 use ferrum_api::accounts::RequesterStatus;
 
 /// A time as pages show it: `2026-12-07 14:00 UTC`.
@@ -45,11 +45,17 @@ struct HomePage {
     active: &'static str,
     projects: Vec<String>,
     leases: Vec<LeaseLine>,
+    /// For a project's manager (not an admin, who has the admin pages):
+    /// the requests to join their projects waiting for a decision.
+    waiting_requests: Option<usize>,
 }
 
 pub async fn home(State(app): State<Arc<App>>, MaybeSignedIn(session): MaybeSignedIn) -> Result<Response, WebError> {
     let Some(session) = session else {
-        return Ok(page(StatusCode::OK, &HomePage { nav: None, active: "home", projects: Vec::new(), leases: Vec::new() }));
+        return Ok(page(
+            StatusCode::OK,
+            &HomePage { nav: None, active: "home", projects: Vec::new(), leases: Vec::new(), waiting_requests: None },
+        ));
     };
     let actor = &session.actor;
     let leases = app
@@ -67,7 +73,17 @@ pub async fn home(State(app): State<Arc<App>>, MaybeSignedIn(session): MaybeSign
         })
         .collect();
     let projects = actor.projects.iter().map(|(_, n)| n.clone()).collect();
-    Ok(page(StatusCode::OK, &HomePage { nav: Some(NavUser::from(&session)), active: "home", projects, leases }))
+    let waiting_requests = match actor.is_admin {
+        true => None,
+        false => match app.account_requests(actor, Some(AccountRequestState::Pending)).await {
+            Ok(requests) => Some(requests.len()),
+            // Not a manager.
+            Err(AppError::Forbidden(_)) => None,
+            Err(e) => return Err(e.into()),
+        },
+    };
+    let nav = Some(NavUser::from(&session));
+    Ok(page(StatusCode::OK, &HomePage { nav, active: "home", projects, leases, waiting_requests }))
 }
 
 #[derive(Template)]
@@ -392,7 +408,14 @@ struct RequestPage {
     form_token: String,
     form: RequestForm,
     statuses: Vec<(&'static str, &'static str)>,
-    error: Option<String>,
+    /// A refusal: the control it concerns (`""`: the form's), its words.
+    error: Option<(&'static str, String)>,
+}
+
+impl RequestPage {
+    fn error_for(&self, control: &str) -> Option<&str> {
+        self.error.as_ref().filter(|(c, _)| *c == control).map(|(_, m)| m.as_str())
+    }
 }
 
 fn statuses() -> Vec<(&'static str, &'static str)> {
@@ -449,8 +472,10 @@ pub async fn request_account(
             }
         }
     };
+    let controls = ["name", "email", "affiliation", "status", "project", "motivation"].map(|c| (c, c));
+    let error = Some((super::control_of(&refused, &controls), refused));
     let (form_token, cookie) = session::form_token(&app)?;
-    let body = RequestPage { nav: None, active: "request", form_token, form, statuses: statuses(), error: Some(refused) };
+    let body = RequestPage { nav: None, active: "request", form_token, form, statuses: statuses(), error };
     Ok((jar.add(cookie), page(StatusCode::BAD_REQUEST, &body)).into_response())
 }
 

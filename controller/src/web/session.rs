@@ -6,7 +6,10 @@
 //!   when they follow a link from a mail; a cross-site POST never carries
 //!   it.
 //! - Forms of a session carry its CSRF token (`csrf`), compared in
-//!   constant time. Forms before a session (sign-in, activation) carry a
+//!   constant time. Pages show it masked with a fresh random pad each
+//!   time ([`crate::app::web::mask`]): the portal's pages are gzipped and some repeat what
+//!   the query said, so a fixed secret in them would leak byte by byte to
+//!   whoever can make the browser ask and watch the sizes (BREACH). Forms before a session (sign-in, activation) carry a
 //!   token that must equal the `ferrum_form` cookie (`SameSite=Strict`)
 //!   the page set: a page of another site can neither read nor set it.
 
@@ -20,7 +23,7 @@ use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 
 use super::WebError;
 use crate::app::App;
-use crate::app::web::WebSession;
+use crate::app::web::{WebSession, unmask};
 
 pub const SESSION_COOKIE: &str = "ferrum_session";
 pub const FORM_COOKIE: &str = "ferrum_form";
@@ -87,17 +90,25 @@ impl FromRequestParts<Arc<App>> for SignedIn {
         match MaybeSignedIn::from_request_parts(parts, app).await?.0 {
             Some(session) => Ok(SignedIn(session)),
             None => {
-                let next = parts.uri.path_and_query().map(|pq| pq.as_str().to_owned()).unwrap_or_else(|| "/".into());
-                Err(WebError::SignInFirst { next })
+                // Back to the page after signing in; a form posted once
+                // the session ended goes home (its address takes POST only).
+                let next = match parts.method {
+                    axum::http::Method::GET | axum::http::Method::HEAD => parts.uri.path_and_query().map(|pq| pq.as_str().to_owned()),
+                    _ => None,
+                };
+                Err(WebError::SignInFirst { next: next.unwrap_or_else(|| "/".into()) })
             }
         }
     }
 }
 
 impl SignedIn {
-    /// Refuses a form whose CSRF token is not the session's.
+    /// Refuses a form whose CSRF token, unmasked, is not the session's.
     pub fn check_csrf(&self, posted: &str) -> Result<(), WebError> {
-        if constant_time_eq(self.0.csrf.as_bytes(), posted.as_bytes()) { Ok(()) } else { Err(WebError::Forgery) }
+        match unmask(posted) {
+            Some(token) if constant_time_eq(self.0.csrf_key.as_bytes(), &token) => Ok(()),
+            _ => Err(WebError::Forgery),
+        }
     }
 }
 
@@ -147,6 +158,7 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::web::mask;
 
     #[test]
     fn forwarded_for_is_believed_from_trusted_proxies_only() {
@@ -164,6 +176,19 @@ mod tests {
         // A forged address before the proxies' is not reached.
         headers.insert("x-forwarded-for", "1.2.3.4, 203.0.113.7".parse().expect("header"));
         assert_eq!(client_address(proxy, &headers, &trusted), "203.0.113.7".parse::<IpAddr>().expect("ip"));
+    }
+
+    #[test]
+    fn masked_tokens_differ_each_time_and_unmask_to_the_secret() {
+        let secret = "ferrum_0123456789abcdef";
+        let (a, b) = (mask(secret), mask(secret));
+        assert_ne!(a, b, "a fresh pad each time");
+        assert!(!a.contains("ferrum_") && !a.contains("0123456789abcdef"), "{a}");
+        assert_eq!(unmask(&a).as_deref(), Some(secret.as_bytes()));
+        assert_eq!(unmask(&b).as_deref(), Some(secret.as_bytes()));
+        for bad in ["", "zz", "abc", secret] {
+            assert_ne!(unmask(bad).as_deref(), Some(secret.as_bytes()), "{bad}");
+        }
     }
 
     #[test]

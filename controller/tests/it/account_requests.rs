@@ -253,3 +253,51 @@ async fn managers_add_members_and_admins_change_quotas() {
     let p = ctx.delete("/api/v1/projects/p-team/members/max", &ctx.admin).await.expect(200);
     assert_eq!((p["manager"].clone(), p["members"].clone()), (Value::Null, json!(["ana", "lea"])));
 }
+
+#[tokio::test]
+async fn a_project_manager_decides_the_requests_to_join_it_and_only_those() {
+    let ctx = with_classes().await;
+    let lea = ctx.user("lea", "p-team").await;
+    let tom = ctx.user("tom", "p-team").await;
+    ctx.patch("/api/v1/projects/p-team", &ctx.admin, json!({"manager": "lea"})).await.expect(200);
+    let id_of = |answer: (u16, Value)| answer.1["id"].as_i64().expect("id");
+    let joins = id_of(anonymous(&ctx, &ask("ana", "p-team")).await);
+    let joins_too = id_of(anonymous(&ctx, &ask("max", "p-team")).await);
+    let elsewhere = id_of(anonymous(&ctx, &ask("zoe", "p-new")).await);
+
+    // A plain member decides nothing; the manager sees the requests to
+    // join her project only, and another's is not found.
+    ctx.get("/api/v1/account-requests", &tom).await.error(403, "forbidden");
+    let listed = ctx.get("/api/v1/account-requests", &lea).await.expect(200);
+    let ids: Vec<i64> = listed.as_array().expect("list").iter().filter_map(|r| r["id"].as_i64()).collect();
+    assert_eq!(ids, [joins, joins_too]);
+    assert!(!listed.to_string().contains("zoe"), "{listed}");
+    ctx.get(&format!("/api/v1/account-requests/{elsewhere}"), &lea).await.error(404, "not_found");
+    ctx.post(&format!("/api/v1/account-requests/{elsewhere}/approve"), &lea, json!({})).await.error(404, "not_found");
+    ctx.post(&format!("/api/v1/account-requests/{elsewhere}/reject"), &lea, json!({"reason": "no"})).await.error(404, "not_found");
+    ctx.post(&format!("/api/v1/account-requests/{joins}/approve"), &tom, json!({})).await.error(403, "forbidden");
+
+    // Class and quota stay an admin's; approving gives her no token of
+    // the new user's.
+    let said =
+        ctx.post(&format!("/api/v1/account-requests/{joins}/approve"), &lea, json!({"quota_node_hours": 5})).await.error(403, "forbidden");
+    assert!(said.contains("class and quota are set by admins"), "{said}");
+    let approved = ctx.post(&format!("/api/v1/account-requests/{joins}/approve"), &lea, json!({})).await.expect(201);
+    assert_eq!((approved["user"]["name"].as_str(), approved["request"]["state"].as_str()), (Some("ana"), Some("approved")));
+    assert!(approved.get("token").is_none(), "no token for a manager: {approved}");
+    let projects = ctx.get("/api/v1/projects", &ctx.admin).await.expect(200);
+    let team = projects.as_array().expect("list").iter().find(|p| p["name"] == "p-team").expect("p-team").clone();
+    assert_eq!(team["members"], json!(["ana", "lea", "tom"]));
+    let rejected = ctx.post(&format!("/api/v1/account-requests/{joins_too}/reject"), &lea, json!({"reason": "not in the team"})).await;
+    assert_eq!(rejected.expect(200)["state"], "rejected");
+    // The new project's request is still the admin's to decide.
+    let pending = ctx.get("/api/v1/account-requests?state=pending", &ctx.admin).await.expect(200);
+    assert_eq!(pending.as_array().map(|l| l.iter().filter_map(|r| r["id"].as_i64()).collect::<Vec<_>>()), Some(vec![elsewhere]));
+    // An admin's approval still shows the token, once.
+    let by_admin = ctx.post(&format!("/api/v1/account-requests/{elsewhere}/approve"), &ctx.admin, json!({})).await.expect(201);
+    assert!(by_admin["token"].as_str().is_some_and(|t| t.starts_with("ferrum_")), "{by_admin}");
+
+    let audit = ctx.get("/api/v1/audit?action=account_request.approve", &ctx.admin).await.expect(200);
+    let by: Vec<&str> = audit.as_array().expect("entries").iter().filter_map(|e| e["actor"].as_str()).collect();
+    assert_eq!(by, ["admin", "lea"]);
+}

@@ -337,6 +337,16 @@ impl TestContext {
         .await
     }
 
+    /// Enrols node `name` (site `lab`) with a simulated BMC at `bmc`,
+    /// made first so that it answers; the BMC, for the test to script.
+    pub async fn enrol_with_sim_bmc(&self, name: &str, cluster: &str, mac: &str, bmc: &str) -> Arc<ferrum_controller::power::sim::SimBmc> {
+        let endpoint = ferrum_controller::model::BmcAddress::parse(bmc).expect("BMC URL").endpoint();
+        let sim = self.bmcs.bmc(&endpoint);
+        let body = serde_json::json!({"name": name, "site": "lab", "cluster": cluster, "macs": [mac], "bmc": bmc});
+        self.post("/api/v1/nodes", &self.admin, body).await.expect(201);
+        sim
+    }
+
     /// Waits until `count` nodes are available.
     pub async fn wait_nodes_available(&self, count: usize) {
         wait_until(&format!("{count} nodes available"), DEADLINE, async || {

@@ -189,6 +189,7 @@ fn undocumented_rows() -> Vec<Row> {
         row("GET", "/static/ferrum.css", "/static/ferrum.css", None, [200; 5]),
         row("GET", "/static/hardware.js", "/static/hardware.js", None, [200; 5]),
         row("GET", "/static/lease.js", "/static/lease.js", None, [200; 5]),
+        row("GET", "/static/book.js", "/static/book.js", None, [200; 5]),
         row("GET", "/activate/{token}", "/activate/ferrum_0000", None, [404; 5]),
     ]
 }
@@ -256,6 +257,14 @@ fn page_rows() -> Vec<PageRow> {
         // A booking without nodes is refused in words; bob, whom the rows
         // above took out of his project, may not book at all.
         post("/calendar/book", &[("csrf", "{csrf}"), ("nodes", ""), ("duration", "1h")], [303, 400, 403, 400, 400]),
+        // The booking page: its choices are the caller's own (environments
+        // they may use, their keys, their projects); "Check" books nothing,
+        // a refusal is said in words; bob may not book at all.
+        get("/book", [303, 200, 200, 200, 200]),
+        get("/book?count=2&filter=NOT+exotic&duration=1h", [303, 200, 200, 200, 200]),
+        post("/book", &[("csrf", ""), ("action", "check"), ("count", "1"), ("duration", "1h")], [303, 403, 403, 403, 403]),
+        post("/book", &[("csrf", "{csrf}"), ("action", "check"), ("count", "1"), ("duration", "1h")], [303, 200, 403, 200, 200]),
+        post("/book", &[("csrf", "{csrf}"), ("action", "book"), ("count", "1"), ("duration", "soon")], [303, 400, 403, 400, 400]),
         // Usage: each sees the API's report for them (the forbidden names
         // are checked on the page), a project not theirs is refused.
         get("/usage", [303, 200, 200, 200, 200]),

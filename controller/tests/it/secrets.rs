@@ -12,7 +12,6 @@ use ferrum_controller::app::power::SimBmcs;
 use ferrum_controller::clock::Clock;
 use ferrum_controller::config::Config;
 use ferrum_controller::db::SecretKey;
-use ferrum_controller::model::BmcAddress;
 use ferrum_controller::server;
 use serde_json::json;
 
@@ -27,9 +26,7 @@ fn bmc_url() -> String {
 /// Enrols `name` with the test's BMC (simulated) and checks an admin can
 /// power it: the controller reads the credentials back.
 async fn node_with_bmc(ctx: &TestContext, name: &str, mac: &str) {
-    ctx.bmcs.bmc(&BmcAddress::parse(&bmc_url()).expect("valid BMC URL").endpoint());
-    let body = json!({"name": name, "site": "lab", "cluster": "sim", "macs": [mac], "bmc": bmc_url()});
-    ctx.post("/api/v1/nodes", &ctx.admin, body).await.expect(201);
+    ctx.enrol_with_sim_bmc(name, "sim", mac, &bmc_url()).await;
 }
 
 /// The BMC as the admin's view shows it (user and host, never the

@@ -227,6 +227,10 @@ async fn a_user_sets_a_password_once_signs_in_and_out() {
     let after = replay.get("/profile").await;
     assert_eq!(after.status, StatusCode::SEE_OTHER);
     assert_eq!(after.location.as_deref(), Some("/login?next=%2Fprofile"));
+    // A form posted once the session ended: sign in, then home (its
+    // address takes POST only).
+    let late = replay.post("/profile/tokens", &[("csrf", &csrf), ("name", "laptop")]).await;
+    assert_eq!((late.status, late.location.as_deref()), (StatusCode::SEE_OTHER, Some("/login?next=%2F")));
 }
 
 #[tokio::test]
@@ -388,8 +392,15 @@ async fn an_account_request_is_paperless_from_form_to_first_sign_in() {
     // A refusal keeps what was typed and says what to fix.
     let refused = post(&mut browser, fields(&form.field("form_token"), "")).await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
-    assert!(refused.text.contains("status: choose what you are"), "{}", refused.text);
+    assert!(refused.text.contains("<p class=\"error\" role=\"alert\" id=\"status-error\">status: choose what you are</p>\n<select id=\"status\" name=\"status\" required aria-invalid=\"true\" aria-describedby=\"status-error\">"), "beside its field: {}", refused.text);
     assert!(refused.text.contains("Université de Nantes"), "typed values are kept: {}", refused.text);
+    // The application's refusal too, beside the field it names.
+    let mut bad_mail = fields(&refused.field("form_token"), "student");
+    bad_mail[2].1 = "carol-at-uni".to_owned();
+    let refused = post(&mut browser, bad_mail).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(refused.text.contains("id=\"email-error\">email: "), "{}", refused.text);
+    assert!(refused.text.contains("value=\"carol-at-uni\" aria-invalid=\"true\" aria-describedby=\"email-error\""), "{}", refused.text);
     let sent = post(&mut browser, fields(&refused.field("form_token"), "student")).await;
     assert_eq!(sent.status, StatusCode::ACCEPTED, "{}", sent.text);
     assert!(sent.text.contains("We sent a mail to carol@uni.example"), "{}", sent.text);
@@ -491,16 +502,24 @@ async fn an_admin_decides_account_requests_in_the_portal() {
         assert!(queue.text.contains(fact), "{fact} in {}", queue.text);
     }
     let csrf = queue.field("csrf");
+    // Each page shows the session's token masked afresh (pages are
+    // gzipped: no fixed secret in them); every masking of it is accepted.
+    let remasked = admin.get("/admin/account-requests").await.field("csrf");
+    assert_ne!(csrf, remasked);
 
     // Users have no Admin entry, get a 403 page in words, and their forms
     // (with their own session's token) change nothing.
     let mut alice = signed_in(&ctx, "alice").await;
     let home = alice.get("/").await;
     assert!(home.text.contains("Welcome, alice") && !home.text.contains("/admin"), "{}", home.text);
-    for path in ["/admin", "/admin/account-requests", "/admin/leases"] {
+    for (path, why) in [
+        ("/admin", "this operation is for admins"),
+        ("/admin/account-requests", "account requests are decided by admins and by the managers of the projects asked for"),
+        ("/admin/leases", "this operation is for admins"),
+    ] {
         let refused = alice.get(path).await;
         assert_eq!(refused.status, StatusCode::FORBIDDEN, "{path}");
-        assert!(refused.text.contains("<h1>Not allowed</h1>") && refused.text.contains("this operation is for admins"), "{}", refused.text);
+        assert!(refused.text.contains("<h1>Not allowed</h1>") && refused.text.contains(why), "{}", refused.text);
         assert!(!refused.text.contains("erin"), "{}", refused.text);
     }
     let her_csrf = home.field("csrf");
@@ -522,7 +541,8 @@ async fn an_admin_decides_account_requests_in_the_portal() {
     assert!(empty.text.contains(&format!("id=\"reject-{fred}-error\">reason: 1 to 1000 characters of text</p>")), "{}", empty.text);
     assert!(empty.text.contains(&format!("aria-describedby=\"reject-{fred}-error\"")), "{}", empty.text);
     assert_eq!(request_state(&ctx, fred).await["state"], "pending");
-    let rejected = admin.post(&format!("/admin/account-requests/{fred}/reject"), &[("csrf", &csrf), ("reason", "no such thesis")]).await;
+    let rejected =
+        admin.post(&format!("/admin/account-requests/{fred}/reject"), &[("csrf", &remasked), ("reason", "no such thesis")]).await;
     assert_eq!(rejected.status, StatusCode::SEE_OTHER, "{}", rejected.text);
     assert_eq!(rejected.location.as_deref(), Some(format!("/admin/account-requests?rejected={fred}").as_str()));
     let after = admin.get(rejected.location.as_deref().expect("location")).await;
@@ -540,7 +560,7 @@ async fn an_admin_decides_account_requests_in_the_portal() {
     let start = approved.text.find("<code id=\"activation-url\">").expect("the link shown") + "<code id=\"activation-url\">".len();
     let url = approved.text[start..].split('<').next().expect("link text").to_owned();
     assert!(url.starts_with(&format!("{}/activate/ferrum_", ctx.url)), "{url}");
-    assert_eq!(approved.text.matches("ferrum_").count(), 2, "the link and the session's token, nothing else: {}", approved.text);
+    assert_eq!(approved.text.matches("ferrum_").count(), 1, "the link, nothing else (the session's token is masked): {}", approved.text);
     assert_eq!(request_state(&ctx, erin).await["state"], "approved");
     // Deciding again: the queue, with why at its top.
     let again = admin.post(&format!("/admin/account-requests/{erin}/approve"), &[("csrf", &csrf)]).await;
@@ -551,6 +571,36 @@ async fn an_admin_decides_account_requests_in_the_portal() {
     let mut erin_browser = Browser::new(&ctx);
     assert_eq!(erin_browser.activate(&url, PASSWORD).await.status, StatusCode::SEE_OTHER);
     assert_eq!(erin_browser.sign_in("erin", PASSWORD).await.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn a_project_manager_decides_the_requests_to_join_it_in_the_portal() {
+    let ctx = TestContext::empty().await;
+    ctx.user("lea", "p-robots").await;
+    ctx.patch("/api/v1/projects/p-robots", &ctx.admin, json!({"manager": "lea"})).await.expect(200);
+    let erin = account_request(&ctx, "erin").await;
+    let ask = json!({"name": "zoe", "email": "zoe@uni.example", "affiliation": "Nantes", "project": "p-new", "motivation": "A new project of mine."});
+    ctx.request(reqwest::Method::POST, "/api/v1/account-requests", None, Some(&ask)).await.expect(202);
+
+    // Her home page points to the queue, which shows her project's request
+    // only, without the admin's links.
+    let mut lea = signed_in(&ctx, "lea").await;
+    let home = lea.get("/").await;
+    assert!(
+        home.text.contains("<a href=\"/admin/account-requests\">1 account request to join it</a> waits for your decision"),
+        "{}",
+        home.text
+    );
+    assert!(!home.text.contains("<a href=\"/admin\">"), "no Admin entry: {}", home.text);
+    let queue = lea.get("/admin/account-requests").await;
+    assert_eq!(queue.status, StatusCode::OK, "{}", queue.text);
+    assert!(queue.text.contains(&format!("Request {erin}: erin")), "{}", queue.text);
+    assert!(!queue.text.contains("zoe") && !queue.text.contains("/admin/leases"), "{}", queue.text);
+    let approved = lea.post(&format!("/admin/account-requests/{erin}/approve"), &[("csrf", &queue.field("csrf"))]).await;
+    assert_eq!(approved.status, StatusCode::CREATED, "{}", approved.text);
+    assert!(approved.text.contains("User <strong>erin</strong> is created, in project <strong>p-robots</strong>"), "{}", approved.text);
+    assert_eq!(request_state(&ctx, erin).await["state"], "approved");
+    assert!(lea.get("/").await.text.contains("0 account requests to join it</a> wait for your decision"));
 }
 
 #[tokio::test]
@@ -930,7 +980,11 @@ async fn the_calendar_draws_the_api_view_and_books_the_earliest_slot() {
     let hers = alice_browser.get("/calendar").await;
     assert_eq!(hers.text.matches(&format!("<title>Lease {lease} of alice (yours): ")).count(), 2, "{}", hers.text);
     assert!(hers.text.contains(&format!("<a href=\"#lease-{lease}\">")), "her bars link to her table");
-    assert!(hers.text.contains(&format!("<tr id=\"lease-{lease}\"><td>{lease}</td>")), "{}", hers.text);
+    assert!(
+        hers.text.contains(&format!("<tr id=\"lease-{lease}\"><td><a href=\"/leases/{lease}\">Lease {lease}</a></td>")),
+        "{}",
+        hers.text
+    );
 
     // Find a slot: the API's first slot, drawn on its two nodes.
     let v100 = "gpu_model LIKE '%V100%'";
@@ -944,6 +998,14 @@ async fn the_calendar_draws_the_api_view_and_books_the_earliest_slot() {
     assert_eq!(found.text.matches("<rect class=\"slot\"").count(), 2);
     let start = found.field("start");
     assert_eq!(start, at(chrono::Duration::hours(3)), "the API's slot: {api}");
+    // Or on the booking page, which gets the nodes and the duration.
+    assert!(
+        found.text.contains("<a href=\"/book?names=chifflot-7%2Cchifflot-8&#38;duration=1h\">Or on the booking page"),
+        "{}",
+        found.text
+    );
+    let form = bob.get("/book?names=chifflot-7%2Cchifflot-8&duration=1h").await;
+    assert!(form.text.contains("value=\"chifflot-7,chifflot-8\""), "{}", form.text);
     // What the policy will say, before booking.
     for line in ["<li>2 node-hours: 2 node(s) for 1h.</li>", "<li>Project p-other has no quota.</li>", "<li>It needs no admin"] {
         assert!(found.text.contains(line), "{line}: {}", found.text);
@@ -1031,11 +1093,7 @@ fn bmc_of(i: u8) -> String {
 }
 
 async fn node_with_bmc(ctx: &TestContext, name: &str, cluster: &str, i: u8) -> std::sync::Arc<ferrum_controller::power::sim::SimBmc> {
-    let url = bmc_of(i);
-    let bmc = ctx.bmcs.bmc(&ferrum_controller::model::BmcAddress::parse(&url).expect("BMC URL").endpoint());
-    let body = json!({"name": name, "site": "lab", "cluster": cluster, "macs": [format!("02:00:00:00:0c:0{i}")], "bmc": url});
-    ctx.post("/api/v1/nodes", &ctx.admin, body).await.expect(201);
-    bmc
+    ctx.enrol_with_sim_bmc(name, cluster, &format!("02:00:00:00:0c:0{i}"), &bmc_of(i)).await
 }
 
 /// No BMC password nor URL in a page.
@@ -1271,13 +1329,16 @@ async fn the_usage_page_shows_the_apis_figures_to_whom_the_api_would() {
     let mut page = signed_in(&ctx, "alice").await;
     let usage = page.get("/usage").await;
     assert_eq!(usage.status, StatusCode::OK, "{}", usage.text);
-    assert!(usage.text.contains("<th scope=\"col\">2026-06</th>") && usage.text.contains("<th scope=\"col\">2026-11</th>"), "six months");
-    let row =
-        format!("<tr><th scope=\"row\">p-vision</th><td>0.0</td><td>0.0</td><td>0.0</td><td>0.0</td><td>0.0</td><td>{api_hours:.1}</td>");
+    assert!(
+        usage.text.contains("<th scope=\"col\" class=\"num\">2026-06</th>")
+            && usage.text.contains("<th scope=\"col\" class=\"num\">2026-11</th>"),
+        "six months"
+    );
+    let row = format!("<tr><th scope=\"row\">p-vision</th>{}<td class=\"num\">{api_hours:.1}</td>", "<td class=\"num\">0.0</td>".repeat(5));
     assert!(usage.text.contains(&row), "{row} in {}", usage.text);
     assert!(usage.text.contains("<title>p-vision, 2026-11: "), "the chart's bar");
     let by_user = page.get("/usage?group_by=user&months=1").await;
-    assert!(by_user.text.contains(&format!("<tr><th scope=\"row\">alice</th><td>{api_hours:.1}</td>")), "{}", by_user.text);
+    assert!(by_user.text.contains(&format!("<tr><th scope=\"row\">alice</th><td class=\"num\">{api_hours:.1}</td>")), "{}", by_user.text);
     let csv = page.get("/usage?group_by=project&months=1&format=csv").await;
     assert_eq!(csv.status, StatusCode::OK);
     let mut lines = csv.text.lines();
@@ -1309,6 +1370,8 @@ const LEASE_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOo
 #[tokio::test]
 async fn my_leases_are_listed_shown_extended_released_cancelled_and_redeployed() {
     let ctx = TestContext::with_fixtures().await;
+    let bmc = node_with_bmc(&ctx, "sim-1", "sim", 1).await;
+    ctx.wait_nodes_available(11).await;
     let alice = ctx.user("alice", "p-vision").await;
     let bob = ctx.user("bob", "p-other").await;
     let tiny = json!({"name": "tiny", "version": 1, "description": "test image", "image": "tiny.raw.zst", "format": "raw.zst",
@@ -1343,7 +1406,7 @@ async fn my_leases_are_listed_shown_extended_released_cancelled_and_redeployed()
     // An admin sees their own by default, everyone's on asking.
     let mut admin = signed_in(&ctx, "admin").await;
     let own = admin.get("/leases").await;
-    assert!(own.text.contains("No running or upcoming lease.") && own.text.contains("Show every user"), "{}", own.text);
+    assert!(own.text.contains("No running or upcoming lease: ") && own.text.contains("Show every user"), "{}", own.text);
     let all = admin.get("/leases?all=1").await;
     for id in [running, later, over, bobs] {
         assert!(all.text.contains(&format!("<a href=\"/leases/{id}\">Lease {id}</a>")), "{id}: {}", all.text);
@@ -1450,38 +1513,36 @@ async fn my_leases_are_listed_shown_extended_released_cancelled_and_redeployed()
         not_yet.text
     );
     ctx.post("/api/v1/users/alice/ssh-keys", &alice, json!({"public_key": LEASE_KEY})).await.expect(201);
+    // The deployment runs on a node whose BMC is held: it stays at its
+    // first power action for as long as the test needs it running.
+    let held = create(&alice, json!({"nodes": {"names": ["sim-1"]}, "duration": "1h"})).await;
+    ctx.wait_lease_state(held, &alice, "active").await;
+    bmc.hold(true);
+    let deploy = format!("/leases/{held}/deploy");
     let deployed = lease_form(&mut browser, &csrf, &deploy, &[("environment", "tiny")]).await;
     assert_eq!(deployed.status, StatusCode::SEE_OTHER, "{}", deployed.text);
-    let list = ctx.get(&format!("/api/v1/leases/{running}/deployments"), &alice).await.expect(200);
+    let list = ctx.get(&format!("/api/v1/leases/{held}/deployments"), &alice).await.expect(200);
     let id = list[0]["id"].as_i64().expect("a deployment");
-    assert_eq!(deployed.location, Some(format!("/leases/{running}?done=deployed&deployment={id}#deployment-{id}")));
-    let page = browser.get(&format!("/leases/{running}?done=deployed&deployment={id}")).await;
+    assert_eq!(deployed.location, Some(format!("/leases/{held}?done=deployed&deployment={id}#deployment-{id}")));
+    let page = browser.get(&format!("/leases/{held}?done=deployed&deployment={id}")).await;
     for fact in [
         &format!("Deployment {id} started: its progress is below.") as &str,
         &format!("<h3>Deployment {id}: tiny (version 1)</h3>"),
         &format!("<dd id=\"deployment-{id}-state\">running</dd>"),
         &format!("<code>{}</code>", "ab".repeat(32)),
-        &format!("<tr id=\"op-{id}-chifflot-1\"><th scope=\"row\">chifflot-1</th><td data-field=\"state\">running</td>"),
+        &format!("<tr id=\"op-{id}-sim-1\"><th scope=\"row\">sim-1</th><td data-field=\"state\">running</td>"),
         "data-live=\"true\"",
         "Root's SSH keys: the key of your profile.",
     ] {
         assert!(page.text.contains(fact), "{fact} in {}", page.text);
     }
-    // A second one while the first runs: the conflict in words. The first
-    // may end meanwhile (nothing holds it here): then the second is
-    // accepted, and the first must be over by then.
+    // A second one while the first runs: the conflict in words, beside
+    // the form.
     let again = lease_form(&mut browser, &csrf, &deploy, &[("environment", "tiny")]).await;
-    if again.status == StatusCode::CONFLICT {
-        // Either node of the lease may be named (no fixed order).
-        let said = ["chifflot-1", "chifflot-2"]
-            .iter()
-            .any(|n| again.text.contains(&format!("id=\"deploy-error\">node &#39;{n}&#39; is being deployed")));
-        assert!(said, "{}", again.text);
-    } else {
-        assert_eq!(again.status, StatusCode::SEE_OTHER, "{}", again.text);
-        let first = ctx.get(&format!("/api/v1/deployments/{id}"), &alice).await.expect(200);
-        assert_ne!(first["state"], "running", "a second deployment was accepted while the first ran: {first}");
-    }
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text);
+    assert!(again.text.contains("id=\"deploy-error\">node &#39;sim-1&#39; is being deployed"), "{}", again.text);
+    assert_eq!(ctx.get(&format!("/api/v1/leases/{held}/deployments"), &alice).await.expect(200).as_array().map(Vec::len), Some(1));
+    bmc.hold(false);
 
     // Release the running one, cancel the upcoming one.
     let released = lease_form(&mut browser, &csrf, &format!("/leases/{running}/end"), &[]).await;
@@ -1617,4 +1678,205 @@ async fn pages_are_compressed_when_the_browser_asks() {
     let (gzip_encoding, gzipped) = calendar("gzip").await;
     assert_eq!((plain_encoding, gzip_encoding.as_deref()), (None, Some("gzip")));
     assert!(gzipped * 2 < plain, "gzip {gzipped} bytes against {plain}");
+}
+
+const DESK_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIbVmR/TNyE+Jq3F4nDVz6LVYq4x6VaBZqdv0cfk9Sg0 alice@desk";
+
+/// The ids of the SSH keys a booking page offers, in its order.
+fn offered_keys(page: &Page) -> Vec<String> {
+    let marker = "name=\"key\" value=\"";
+    page.text.match_indices(marker).map(|(at, _)| page.text[at + marker.len()..].split('"').next().unwrap_or_default().to_owned()).collect()
+}
+
+/// The booking form posted with the session's token.
+async fn book_form(browser: &mut Browser, csrf: &str, fields: &[(&str, &str)]) -> Page {
+    let mut form = vec![("csrf", csrf)];
+    form.extend_from_slice(fields);
+    browser.post("/book", &form).await
+}
+
+/// The message beside a field of a page (`<p class="error" id="FIELD-error">`).
+fn error_beside(page: &Page, field: &str) -> String {
+    let marker = format!("<p class=\"error\" id=\"{field}-error\">");
+    let at = page.text.find(&marker).unwrap_or_else(|| panic!("no error beside {field}: {}", page.text)) + marker.len();
+    page.text[at..].split("</p>").next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn the_booking_page_checks_then_books_a_deploy_with_the_profiles_keys() {
+    let ctx = TestContext::with_fixtures().await;
+    let alice = ctx.user("alice", "p-vision").await;
+    let tiny = json!({"name": "tiny", "version": 1, "description": "test image", "image": "tiny.raw.zst", "format": "raw.zst",
+        "sha256": "ab".repeat(32), "size": 50_331_648u64, "root_partition": 1, "visibility": "public"});
+    ctx.post("/api/v1/environments", &ctx.admin, tiny).await.expect(201);
+    for (name, key) in [("laptop", LEASE_KEY), ("desk", DESK_KEY)] {
+        ctx.post("/api/v1/users/alice/ssh-keys", &alice, json!({"name": name, "public_key": key})).await.expect(201);
+    }
+    let mut browser = signed_in(&ctx, "alice").await;
+    let form = browser.get("/book?count=2&duration=1h").await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.text);
+    assert!(form.text.contains("<a href=\"/book\" aria-current=\"page\">Book</a>"), "in the navigation: {}", form.text);
+    assert!(form.text.contains("<option value=\"admin/tiny\">tiny (version 1, by admin)</option>"), "{}", form.text);
+    let keys = offered_keys(&form);
+    assert_eq!(keys.len(), 2, "her two keys: {}", form.text);
+    let chosen = |page: &Page| keys.iter().filter(|k| page.text.contains(&format!("name=\"key\" value=\"{k}\" checked>"))).count();
+    assert_eq!(chosen(&form), 2, "all chosen at first");
+    assert!(form.text.contains("id=\"count\" name=\"count\" inputmode=\"numeric\" size=\"4\" value=\"2\""), "filled from the query");
+    assert!(!form.text.contains("value=\"book\">Book</button>"), "no booking before a check");
+    let csrf = form.field("csrf");
+
+    // Check: where, when, what the policy says; nothing booked.
+    let start = "2026-11-23T10:00";
+    let laptop = keys[0].as_str();
+    let fields = [
+        ("count", "2"),
+        ("filter", "gpu_model LIKE '%V100%'"),
+        ("when", "at"),
+        ("start", start),
+        ("duration", "1h"),
+        ("environment", "admin/tiny"),
+        ("key", laptop),
+        ("name", "paper-run"),
+    ];
+    let mut check = vec![("action", "check")];
+    check.extend_from_slice(&fields);
+    let checked = book_form(&mut browser, &csrf, &check).await;
+    assert_eq!(checked.status, StatusCode::OK, "{}", checked.text);
+    assert!(
+        checked.text.contains("<p id=\"placement\">From 2026-11-23 10:00 UTC to 2026-11-23 11:00 UTC, on chifflot-7, chifflot-8.</p>"),
+        "{}",
+        checked.text
+    );
+    for line in ["<li>2 node-hours: 2 node(s) for 1h.</li>", "<li>Project p-vision has no quota.</li>", "<li>It needs no admin"] {
+        assert!(checked.text.contains(line), "{line}: {}", checked.text);
+    }
+    assert!(checked.text.contains("value=\"book\">Book</button>"), "{}", checked.text);
+    assert!(checked.text.contains("<p id=\"filter-result\" role=\"status\">Matching nodes: 2.</p>"), "counted: {}", checked.text);
+    assert_eq!(chosen(&checked), 1, "the key chosen stays chosen, the other not");
+    assert_eq!(ctx.get("/api/v1/leases", &alice).await.expect(200), json!([]), "a check books nothing");
+
+    // Book: the lease is the API's, with the environment and the chosen key.
+    let mut book = vec![("action", "book")];
+    book.extend_from_slice(&fields);
+    let booked = book_form(&mut browser, &csrf, &book).await;
+    assert_eq!(booked.status, StatusCode::SEE_OTHER, "{}", booked.text);
+    let location = booked.location.expect("a redirect");
+    let id: i64 = location.strip_prefix("/leases/").and_then(|id| id.parse().ok()).unwrap_or_else(|| panic!("{location}"));
+    let lease = ctx.lease(id, &alice).await;
+    assert_eq!(lease["nodes"], json!(["chifflot-7", "chifflot-8"]));
+    assert_eq!(lease["start"], "2026-11-23T10:00:00Z");
+    assert_eq!(lease["end"], "2026-11-23T11:00:00Z");
+    assert_eq!((&lease["type"], &lease["name"], &lease["state"]), (&json!("deploy"), &json!("paper-run"), &json!("pending")));
+    assert_eq!(lease["deploy"], json!({"environment": "admin/tiny", "ssh_keys": [LEASE_KEY]}));
+    let shown = browser.get(&location).await;
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.text);
+    assert!(shown.text.contains("<dd id=\"lease-deploys\">admin/tiny, with 1 SSH key(s), when it starts</dd>"), "{}", shown.text);
+
+    // Without the session's token, nothing is booked.
+    let forged = book_form(&mut browser, "", &book).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+
+    // Bad input is said beside its field, as typed, and nothing is booked.
+    for (field, value, action, words) in [
+        ("filter", "gpus >> 2", "check", "filter: "),
+        ("duration", "soon", "book", "not booked: duration: "),
+        ("count", "two", "book", "nodes.count: a whole number of nodes"),
+        ("start", "tomorrow", "check", "start: a time in UTC"),
+        ("environment", "nobody/nothing", "book", "not booked: deploy.environment: "),
+    ] {
+        let mut bad: Vec<(&str, &str)> = vec![("action", action)];
+        bad.extend(fields.iter().map(|&(k, v)| if k == field { (k, value) } else { (k, v) }));
+        let refused = book_form(&mut browser, &csrf, &bad).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{field}: {}", refused.text);
+        let said = error_beside(&refused, field);
+        assert!(said.starts_with(&escaped(words)) || said.starts_with(words), "{field}: {said}");
+        assert!(refused.text.contains(&format!("aria-describedby=\"{field}-error\"")) || field == "filter", "{field}");
+        if field != "environment" {
+            assert!(refused.text.contains(&format!("value=\"{}\"", escaped(value))), "{field} as typed: {}", refused.text);
+        }
+        assert!(!refused.text.contains("value=\"book\">Book</button>"), "{field}");
+    }
+    assert_eq!(ctx.get("/api/v1/leases", &alice).await.expect(200).as_array().map(Vec::len), Some(1), "only the lease booked");
+}
+
+#[tokio::test]
+async fn the_booking_preview_counts_the_quota_of_the_period_the_lease_starts_in() {
+    let ctx = TestContext::with_fixtures().await;
+    let alice = ctx.user("alice", "p-vision").await;
+    ctx.patch("/api/v1/projects/p-vision", &ctx.admin, json!({"quota_node_hours": 10})).await.expect(200);
+    // 4 node-hours this month (the test's clock: 2026-11-23).
+    ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 2}, "duration": "2h"})).await.expect(201);
+    let mut browser = signed_in(&ctx, "alice").await;
+    let csrf = browser.get("/book").await.field("csrf");
+    let check = async |browser: &mut Browser, start: &str| {
+        let fields = [("action", "check"), ("count", "1"), ("when", "at"), ("start", start), ("duration", "1h")];
+        let page = book_form(browser, &csrf, &fields).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        page
+    };
+    let this_month = check(&mut browser, "2026-11-25T10:00").await;
+    assert!(
+        this_month
+            .text
+            .contains("<li>Project p-vision: 4 of its 10 node-hours booked from 2026-11-01 00:00 UTC to 2026-12-01 00:00 UTC.</li>"),
+        "{}",
+        this_month.text
+    );
+    // December's quota is untouched, whatever November holds.
+    let next_month = check(&mut browser, "2026-12-02T10:00").await;
+    assert!(
+        next_month
+            .text
+            .contains("<li>Project p-vision: 0 of its 10 node-hours booked from 2026-12-01 00:00 UTC to 2027-01-01 00:00 UTC.</li>"),
+        "{}",
+        next_month.text
+    );
+}
+
+#[tokio::test]
+async fn a_booking_above_the_approval_threshold_says_it_waits_and_waits() {
+    let policy = ferrum_controller::config::PolicyConfig {
+        approval_threshold_node_hours: 10.0,
+        approval_notice: std::time::Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let ctx = TestContext::empty_configured(Config { policy, ..Config::default() }, std::sync::Arc::new(SimConductor)).await;
+    ctx.import_fixtures().await;
+    ctx.wait_nodes_available(10).await;
+    let alice = ctx.user("alice", "p-vision").await;
+    let mut browser = signed_in(&ctx, "alice").await;
+    let csrf = browser.get("/book").await.field("csrf");
+    // 2 nodes x 6h = 12 node-hours > 10, as soon as possible: after the
+    // approval notice.
+    let fields = [("count", "2"), ("filter", "cluster = 'chifflot'"), ("when", "asap"), ("duration", "6h"), ("name", "big-run")];
+    let mut check = vec![("action", "check")];
+    check.extend_from_slice(&fields);
+    let checked = book_form(&mut browser, &csrf, &check).await;
+    assert_eq!(checked.status, StatusCode::OK, "{}", checked.text);
+    assert!(
+        checked.text.contains("<p id=\"placement\">From 2026-11-23 09:00 UTC to 2026-11-23 15:00 UTC, on chifflot-"),
+        "{}",
+        checked.text
+    );
+    assert!(
+        checked
+            .text
+            .contains("<li>It waits for an admin&#39;s approval: 12 node-hours is above the approval threshold of 10 node-hours.</li>"),
+        "{}",
+        checked.text
+    );
+    let mut book = vec![("action", "book")];
+    book.extend_from_slice(&fields);
+    let booked = book_form(&mut browser, &csrf, &book).await;
+    assert_eq!(booked.status, StatusCode::SEE_OTHER, "{}", booked.text);
+    let location = booked.location.expect("a redirect");
+    let id: i64 = location.strip_prefix("/leases/").and_then(|id| id.parse().ok()).unwrap_or_else(|| panic!("{location}"));
+    let lease = ctx.lease(id, &alice).await;
+    assert_eq!((&lease["state"], &lease["start"]), (&json!("awaiting_approval"), &json!("2026-11-23T09:00:00Z")));
+    let shown = browser.get(&location).await;
+    assert!(shown.text.contains("<dd id=\"lease-state\">awaiting_approval (waits for an admin"), "{}", shown.text);
+    // In the admin's queue.
+    let mut admin = signed_in(&ctx, "admin").await;
+    let queue = admin.get("/admin/leases").await;
+    assert!(queue.text.contains(&format!("Lease {id} (big-run) by alice")), "{}", queue.text);
 }

@@ -229,21 +229,17 @@ fn write_requests_are_refused() {
     assert_eq!(std::fs::read(fx.root.path().join("small.txt")).unwrap(), b"hello from ferrum\n");
 }
 
-/// Waits for a child to exit, polling until `deadline`.
+/// Waits for a child to exit, at most `limit` (blocking on its exit, not
+/// polling: `wait-timeout` waits for SIGCHLD).
 fn wait_with_deadline(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
+    use wait_timeout::ChildExt;
+    match child.wait_timeout(limit).unwrap() {
+        Some(status) => status,
+        None => {
             let _ = child.kill();
             let _ = child.wait();
             panic!("child did not exit within {limit:?}");
         }
-        // Justified sleep: std has no wait-with-timeout for a child, so
-        // its exit is polled at 20 ms until the deadline above.
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -3,7 +3,9 @@
 //! its DHCP/TFTP/HTTP on the lab's bridge), then reserve → deploy `tiny`
 //! with the user's key → root SSH with that key → release → reset (wipe,
 //! inventory, check) → `available`, driven through the real `ferrum` CLI
-//! from the root namespace. Also: a reference that lies about memory makes
+//! from the root namespace, while the lease owner watches the deployment
+//! in Chromium on the portal's lease page (issue 19: the progress moves
+//! live, without a reload, to its end; `tests/web/lab_progress.py`). Also: a reference that lies about memory makes
 //! the reset end `suspect`; a BMC that refuses ferrum's password fails that
 //! node's deploy with the named error while the other node deploys;
 //! `kill -9` of `ferrumd` mid-deploy and mid-reset (a reset that restores a
@@ -15,7 +17,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ferrum_tests::lab::{DEPLOY_DEADLINE, Lab, RESET_DEADLINE, text, user_key, wait_deployment};
+use ferrum_tests::lab::{DEPLOY_DEADLINE, Lab, LiveProgress, RESET_DEADLINE, text, user_key, wait_deployment};
 use ferrum_tests::{lab_lock, wait_until};
 use serde_json::Value;
 
@@ -29,8 +31,14 @@ fn full_loop_reserve_deploy_ssh_release_reset_on_ipmi_and_redfish_nodes() {
     let lab = Lab::up(91, 2, &[]);
     assert_eq!(lab.node("lab-1")["bmc"], "ipmi");
     assert_eq!(lab.node("lab-2")["bmc"], "redfish");
+    // The lease owner's browser starts and signs in while the nodes come up.
+    let owner = lab.json(&["whoami"])["name"].as_str().expect("user name").to_owned();
+    let mut browser = LiveProgress::start(&lab, &owner);
     lab.wait_states(&["lab-1", "lab-2"], "available", Duration::from_secs(60));
     let (key, public) = user_key(lab.dir.path());
+    let waited = Instant::now();
+    browser.wait_signed_in();
+    eprintln!("the browser signed in {:.1} s after the nodes were available", waited.elapsed().as_secs_f64());
 
     // Reserve with a deploy: the deployment starts on its own at lease start.
     let started = Instant::now();
@@ -41,9 +49,14 @@ fn full_loop_reserve_deploy_ssh_release_reset_on_ipmi_and_redfish_nodes() {
         let list = lab.json(&["deployment", "list", &lease_id]);
         list.as_array().and_then(|l| l.first()).and_then(|d| d["id"].as_i64()).ok_or_else(|| list.to_string())
     });
+    // The lease page opens while the deployment runs, and follows it.
+    browser.follow(&lease_id, deployment);
     let (ok, done) = wait_deployment(&lab, deployment);
     assert!(ok, "deployment failed: {done:#}\n{}", lab.logs());
     eprintln!("reserve → deployed → SSH on 2 nodes: {:.1} s", started.elapsed().as_secs_f64());
+    let seen = Instant::now();
+    browser.finish();
+    eprintln!("the lease page showed the end {:.1} s later", seen.elapsed().as_secs_f64());
     for name in ["lab-1", "lab-2"] {
         let op = op_of(&done, name);
         assert_eq!(op["state"], "done", "{op:#}");
