@@ -128,6 +128,22 @@ async fn a_lease_is_told_approved_rejected_started_and_ending_once_each_by_mail_
     smtp.wait_for("alice@lab.example", &format!("Subject: Your lease {small} ends in 60 minutes")).await;
     assert_eq!(mails(&smtp, "alice@lab.example", &format!("Subject: Your lease {approved} ends in")), 1);
     assert_eq!(mails(&smtp, "alice@lab.example", &format!("Subject: Your lease {approved} is approved")), 1);
+
+    // Extended (by an admin: it is above the approval threshold), the
+    // lease is reminded again of its new end.
+    ctx.patch(&format!("/api/v1/leases/{approved}"), &ctx.admin, json!({"end": at(Duration::hours(9))})).await.expect(200);
+    ctx.advance(Duration::minutes(30));
+    wait_until("a second reminder, of the new end", DEADLINE, async || {
+        let rows = stored(&ctx, "alice").await;
+        if count(&rows, approved, NotificationKind::LeaseEndingSoon) == 2 { Ok(()) } else { Err(format!("{rows:?}")) }
+    })
+    .await;
+    let subject = format!("Subject: Your lease {approved} ends in 60 minutes");
+    wait_until("the second reminder mailed", DEADLINE, async || match mails(&smtp, "alice@lab.example", &subject) {
+        2 => Ok(()),
+        n => Err(format!("{n} mails")),
+    })
+    .await;
 }
 
 #[tokio::test]
