@@ -5,8 +5,9 @@
 # keyboard-only use, sign-out, the admin's approval queues, nodes (maintenance on and off)
 # and audit log, the hardware catalog (its filter builder, a cluster, a
 # node), the booking page, the user's leases (a lease extended and
-# released) and a student's whole path (account request, mails caught by
-# aiosmtpd, approval, a slot of 2 V100 nodes booked, extended, released), with
+# released), notifications (the start of that lease, marked read) and a
+# student's whole path (account request, mails caught by aiosmtpd,
+# approval, a slot of 2 V100 nodes booked, extended, released), with
 # axe-core on every page (serious or critical violations
 # fail) and screenshots of the main pages. Any failure fails the script.
 #

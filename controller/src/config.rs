@@ -426,6 +426,10 @@ pub struct LeaseConfig {
     /// refused (clock skew between client and server). Default `60s`.
     #[serde(deserialize_with = "duration")]
     pub start_grace: Duration,
+    /// How long before its end a lease's owner is reminded (portal and
+    /// mail), for leases longer than that; `0s`: never. Default `1h`.
+    #[serde(deserialize_with = "duration")]
+    pub notify_before: Duration,
 }
 
 impl Default for Config {
@@ -461,6 +465,7 @@ impl Default for LeaseConfig {
             reconcile_interval: Duration::from_secs(30),
             max_horizon: Duration::from_secs(365 * 86_400),
             start_grace: Duration::from_secs(60),
+            notify_before: Duration::from_secs(3600),
         }
     }
 }
@@ -566,6 +571,9 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:8750");
         assert_eq!(c.database_url(), "sqlite://ferrum-data/ferrum.db");
         assert_eq!(c.leases.reconcile_interval, Duration::from_secs(30));
+        assert_eq!(c.leases.notify_before, Duration::from_secs(3600));
+        let off = Config::parse("[leases]\nnotify_before = \"0s\"\n").expect("0s turns reminders off");
+        assert_eq!(off.leases.notify_before, Duration::ZERO);
     }
 
     #[test]
@@ -577,6 +585,7 @@ mod tests {
         assert_eq!(c.data_dir, d.data_dir);
         assert_eq!(c.secrets_key_path(), d.secrets_key_path());
         assert_eq!(c.leases.max_horizon, d.leases.max_horizon);
+        assert_eq!(c.leases.notify_before, d.leases.notify_before);
         assert_eq!(c.log.format, d.log.format);
         assert_eq!(c.power.sync_interval, d.power.sync_interval);
         assert_eq!(c.power.attempts, d.power.attempts);

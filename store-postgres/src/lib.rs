@@ -42,6 +42,7 @@ mod agents;
 mod environments;
 mod leases;
 mod nodes;
+mod notifications;
 mod operations;
 mod power;
 mod privacy;

@@ -91,7 +91,8 @@ impl WebStore for PgStore {
 
     async fn session(&self, token_sha256: &str, now: Seconds) -> DbResult<Option<SessionRow>> {
         let row = sqlx::query!(
-            r#"SELECT s.id, s.csrf, s.expires_at, u.id AS user_id, u.name, u.role = 'admin' AS "is_admin!: bool"
+            r#"SELECT s.id, s.csrf, s.expires_at, u.id AS user_id, u.name, u.role = 'admin' AS "is_admin!: bool",
+                      (SELECT COUNT(*) FROM notifications n WHERE n.user_id = u.id AND n.read_at IS NULL) AS "unread!: i64"
                FROM web_sessions s JOIN users u ON u.id = s.user_id
                WHERE s.token_sha256 = $1 AND s.expires_at > $2 AND u.disabled_at IS NULL"#,
             token_sha256,
@@ -109,6 +110,7 @@ impl WebStore for PgStore {
             projects: self.user_projects(r.user_id).await?,
             csrf: r.csrf,
             expires_at: r.expires_at,
+            unread: r.unread,
         }))
     }
 

@@ -101,6 +101,7 @@ mod environments;
 mod leases;
 mod names;
 mod nodes;
+mod notifications;
 mod operations;
 mod power;
 mod privacy;

@@ -21,8 +21,8 @@ use async_trait::async_trait;
 
 use ferrum_model::{
     AccountRequestInput, AccountRequestState, AgentCommandInput, AgentCommandState, BootTarget, LeaseId, LeaseState, LeaseType, NodeId,
-    NodeLifecycle, NodePolicy, OperationKind, OperationState, Phase, PowerInput, PowerOperation, PowerRequestState, ProjectId,
-    ResetOutcome, Seconds, UserId,
+    NodeLifecycle, NodePolicy, NotificationKind, OperationKind, OperationState, Phase, PowerInput, PowerOperation, PowerRequestState,
+    ProjectId, ResetOutcome, Seconds, UserId,
 };
 
 pub use secrets::SecretKey;
@@ -910,6 +910,7 @@ pub trait Datastore:
     + UsageStore
     + EnvironmentStore
     + WebStore
+    + NotificationStore
     + std::fmt::Debug
     + Send
     + Sync
@@ -928,6 +929,7 @@ impl<T> Datastore for T where
         + UsageStore
         + EnvironmentStore
         + WebStore
+        + NotificationStore
         + std::fmt::Debug
         + Send
         + Sync
@@ -962,6 +964,9 @@ pub struct SessionRow {
     /// The session's anti-forgery token, which every form it posts carries.
     pub csrf: String,
     pub expires_at: Seconds,
+    /// How many of the user's notifications are unread (the navigation
+    /// shows it; read with the session, no query of its own).
+    pub unread: i64,
 }
 
 /// An SSH public key a user registered.
@@ -1017,6 +1022,60 @@ pub trait WebStore: Send + Sync {
 
     /// Removes one of the user's keys; `false` when they have no such key.
     async fn delete_ssh_key(&self, user: UserId, id: i64) -> DbResult<bool>;
+}
+
+/// A notification to record (see [`NotificationStore`]).
+#[derive(Clone, Debug)]
+pub struct NewNotification {
+    pub user_id: UserId,
+    pub lease: LeaseId,
+    pub kind: NotificationKind,
+    /// Which event of the kind: a deployment's id, the lease end a
+    /// reminder is for, 0 for an event a lease has once.
+    pub about: i64,
+    /// One line.
+    pub subject: String,
+    /// Plain text, without greeting or link.
+    pub body: String,
+    pub created_at: Seconds,
+}
+
+/// A recorded notification.
+#[derive(Clone, Debug)]
+pub struct NotificationRow {
+    pub id: i64,
+    pub user_id: UserId,
+    pub lease: LeaseId,
+    pub kind: NotificationKind,
+    pub subject: String,
+    pub body: String,
+    pub created_at: Seconds,
+    /// When its user marked it read.
+    pub read_at: Option<Seconds>,
+}
+
+/// What users are told of their leases and deployments (the portal's list,
+/// the mail sent once). An event is recorded once: its key (user, lease,
+/// kind, `about`) is unique, and recording it again changes nothing.
+#[async_trait]
+pub trait NotificationStore: Send + Sync {
+    /// Records a notification unless the same event is recorded already;
+    /// whether this call recorded it (then, and only then, it is mailed).
+    async fn insert_notification(&self, n: &NewNotification) -> DbResult<bool>;
+
+    /// A user's notifications, newest first, at most `limit`.
+    async fn notifications(&self, user: UserId, limit: i64) -> DbResult<Vec<NotificationRow>>;
+
+    /// Marks all of a user's unread notifications read; how many.
+    async fn mark_notifications_read(&self, user: UserId, now: Seconds) -> DbResult<u64>;
+
+    /// Active leases longer than `before` that end in `(now, now + before]`
+    /// and whose owner was not yet reminded of that end.
+    async fn leases_to_remind(&self, now: Seconds, before: Seconds) -> DbResult<Vec<LeaseId>>;
+
+    /// The earliest end after `now + before` of an active lease longer than
+    /// `before`: `before` ahead of it, a reminder is due.
+    async fn next_reminder_end(&self, now: Seconds, before: Seconds) -> DbResult<Option<Seconds>>;
 }
 
 /// What replicas share: leadership, change notifications, the planners' lock, the read generation.

@@ -663,6 +663,25 @@ def test_my_leases(signed_in: Page, admin):
     check_a11y(page, "lease released")
     wait_lease_state(token, lease_id, ("ending", "finished"))
 
+    # The lease's start was a notification: counted in the navigation,
+    # listed with a link to the lease, marked read from the keyboard.
+    nav = page.get_by_role("navigation", name="Main")
+    entry = nav.get_by_role("link", name=re.compile(r"^Notifications \d+ unread$"))
+    expect(entry).to_be_visible()
+    entry.click()
+    expect(page.get_by_role("heading", name="Notifications", exact=True)).to_be_visible()
+    started = page.get_by_role("heading", name=re.compile(f"^Your lease {lease_id} \\(web-run\\) has started"))
+    expect(started).to_be_visible()
+    expect(page.get_by_role("link", name=f"Lease {lease_id}", exact=True).first).to_be_visible()
+    check_a11y(page, "notifications")
+    mark = page.get_by_role("button", name=re.compile("^Mark all \\d+ read$"))
+    mark.focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("button", name=re.compile("^Mark all"))).to_have_count(0)
+    expect(nav.get_by_role("link", name="Notifications", exact=True)).to_be_visible()
+    expect(started).to_be_visible()
+    check_a11y(page, "notifications read")
+
 
 def test_book_page(signed_in: Page, admin):
     # A node of its own (no BMC: it enrols at once) and a public

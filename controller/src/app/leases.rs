@@ -503,6 +503,7 @@ impl App {
         )
         .await;
         tracing::info!(lease = %lease.id, actor = %actor.name, "lease {verb}");
+        self.notify_decision(&lease, approve).await;
         Ok(lease)
     }
 
@@ -519,7 +520,11 @@ impl App {
 
     /// Rejects a lease still waiting for approval at its start.
     pub(crate) async fn expire_unapproved(&self, id: LeaseId) -> AppResult<LeaseRow> {
-        self.change_lease(id, LeaseInput::Rejected, &|_| "not approved before its start time; ask again with a later start".into()).await
+        let lease = self
+            .change_lease(id, LeaseInput::Rejected, &|_| "not approved before its start time; ask again with a later start".into())
+            .await?;
+        self.notify_decision(&lease, false).await;
+        Ok(lease)
     }
 
     /// Feeds `input` to a lease and applies what it means for the calendar

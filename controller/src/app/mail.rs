@@ -11,8 +11,8 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use crate::config::MailConfig;
 use crate::server::redact_url;
 
-/// Sends mail, or knows it cannot.
-#[derive(Debug)]
+/// Sends mail, or knows it cannot (a clone shares the connection pool).
+#[derive(Clone, Debug)]
 pub struct Mailer {
     transport: Option<AsyncSmtpTransport<Tokio1Executor>>,
     from: Option<Mailbox>,

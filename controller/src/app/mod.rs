@@ -27,6 +27,7 @@ pub mod environments;
 pub mod leases;
 pub mod mail;
 pub mod nodes;
+pub mod notifications;
 pub mod operations;
 pub mod policy;
 pub mod power;

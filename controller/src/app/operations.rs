@@ -474,6 +474,7 @@ impl App {
                 };
                 let id = self.store.insert_deployment(&new, &[]).await?;
                 tracing::warn!(lease = %lease, deployment = id, error, "the lease's deployment could not start");
+                self.notify_deployment(id).await;
                 return Ok(id);
             }
             Err(e) => return Err(e),
@@ -1338,6 +1339,10 @@ impl App {
                 let reason = format!("deployment {} {}: {message}", op.deployment.unwrap_or_default(), state.as_str());
                 self.move_nodes(&[(&node.status(), node.lease)], NodeInput::DeployFailed, "system", &reason).await?;
             }
+        }
+        // The last node's end tells the lease's owner how the deployment went.
+        if let (OperationKind::Deploy, Some(deployment)) = (op.kind, op.deployment) {
+            self.notify_deployment(deployment).await;
         }
         // The clock loop turns a reset's verdict into the node's state, and
         // starts a reset that waited for this operation to end.

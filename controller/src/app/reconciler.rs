@@ -1,11 +1,12 @@
 //! The clock loop: a level-triggered reconciler that makes nodes and leases
 //! match the calendar. It starts leases whose start came, ends those whose
 //! end came, gives each node to the lease that holds it now, resets nodes
-//! whose lease is over, and enrols new nodes.
+//! whose lease is over, and enrols new nodes; it also reminds owners of
+//! leases ending soon (`notifications`).
 //!
 //! Each pass re-reads the database, so a restarted controller picks up
 //! where the last one stopped; passes are idempotent, and woken both by the
-//! clock (the next lease boundary, or the configured interval) and by
+//! clock (the next lease boundary or reminder, or the configured interval) and by
 //! [`App::wake`]. It decides with `model` and acts through the
 //! [`Conductor`](super::conductor::Conductor); it never touches a BMC.
 
@@ -31,6 +32,8 @@ pub struct PassReport {
     pub leases_ending: usize,
     pub leases_finished: usize,
     pub nodes_moved: usize,
+    /// Owners told their lease ends soon.
+    pub leases_reminded: usize,
 }
 
 fn is_busy(state: NodeLifecycle) -> bool {
@@ -50,7 +53,9 @@ impl App {
                     Ok(_) => {}
                     Err(e) => tracing::error!(error = ?anyhow::Error::from(e), "clock loop pass failed"),
                 }
-                self.store.next_lease_event(now).await.ok().flatten().map(from_seconds)
+                let event = self.store.next_lease_event(now).await.ok().flatten();
+                let reminder = self.next_reminder(now).await;
+                event.into_iter().chain(reminder).min().map(from_seconds)
             };
             // Instrument, never `enter()` across an await: the span would
             // leak into whatever else runs on this thread.
@@ -86,6 +91,7 @@ impl App {
             total.leases_finished += r.leases_finished;
             total.nodes_moved += r.nodes_moved;
         }
+        total.leases_reminded = self.remind_ending_leases(now).await?;
         Ok(total)
     }
 
@@ -218,6 +224,9 @@ impl App {
                 LeaseState::Active => report.leases_active += 1,
                 LeaseState::Finished | LeaseState::Failed => report.leases_finished += 1,
                 _ => {}
+            }
+            if l.state == LeaseState::Starting && matches!(to, LeaseState::Active | LeaseState::Failed) {
+                self.notify_start(l.id, to == LeaseState::Active).await;
             }
         }
         Ok(report)

@@ -72,6 +72,8 @@ pub struct WebSession {
     /// once unmasked; never written into a page.
     pub csrf_key: String,
     pub expires_at: Seconds,
+    /// The user's unread notifications.
+    pub unread: i64,
 }
 
 impl From<SessionRow> for WebSession {
@@ -81,6 +83,7 @@ impl From<SessionRow> for WebSession {
             csrf: mask(&r.csrf),
             csrf_key: r.csrf,
             expires_at: r.expires_at,
+            unread: r.unread,
         }
     }
 }

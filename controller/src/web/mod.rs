@@ -34,6 +34,7 @@ pub mod gantt;
 pub mod hardware;
 pub mod inventory;
 pub mod leases;
+pub mod notifications;
 pub mod pages;
 pub mod session;
 pub mod usage;
@@ -54,6 +55,8 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/profile/keys/{id}/delete", post(pages::remove_key))
         .route("/profile/export", get(pages::export_personal_data))
         .route("/book", get(book::form).post(book::submit))
+        .route("/notifications", get(notifications::list))
+        .route("/notifications/read", post(notifications::mark_read))
         .route("/calendar", get(gantt::calendar))
         .route("/calendar/book", post(gantt::book))
         .route("/usage", get(usage::usage))
@@ -156,11 +159,13 @@ pub struct NavUser {
     pub is_admin: bool,
     /// For the sign-out form.
     pub csrf: String,
+    /// Unread notifications (read with the session).
+    pub unread: i64,
 }
 
 impl From<&WebSession> for NavUser {
     fn from(s: &WebSession) -> Self {
-        NavUser { name: s.actor.name.clone(), is_admin: s.actor.is_admin, csrf: s.csrf.clone() }
+        NavUser { name: s.actor.name.clone(), is_admin: s.actor.is_admin, csrf: s.csrf.clone(), unread: s.unread }
     }
 }
 

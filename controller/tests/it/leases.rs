@@ -379,6 +379,17 @@ async fn a_node_that_fails_its_check_is_suspect_and_never_allocated() {
     ctx.advance(Duration::hours(1));
     let failed = ctx.wait_lease_state(alone, &bob, "failed").await;
     assert!(failed["reason"].as_str().is_some_and(|r| r.contains("chifflot-4")), "{failed}");
+    // Its owner is told, with the reason (recorded just after the
+    // transition the API showed).
+    let store = ctx.store().await;
+    let told = super::harness::wait_until("bob told his lease failed", super::harness::DEADLINE, async || {
+        let rows = store.notifications(store.get_user("bob").await.expect("bob").id, 10).await.expect("notifications");
+        rows.into_iter()
+            .find(|n| n.lease.0 == alone && n.kind == ferrum_controller::model::NotificationKind::LeaseFailed)
+            .ok_or_else(|| "not yet".to_owned())
+    })
+    .await;
+    assert!(told.body.contains("could not start") && told.body.contains("chifflot-4"), "{told:?}");
     ctx.advance(Duration::hours(1));
     let started = ctx.wait_lease_state(pair, &bob, "active").await;
     assert!(started["reason"].as_str().is_some_and(|r| r.contains("chifflot-4")), "{started}");

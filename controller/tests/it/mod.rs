@@ -12,6 +12,7 @@ mod environments;
 pub mod ipmi_sim;
 mod leases;
 mod nodes;
+mod notifications;
 mod operations;
 mod personal_data;
 mod policy;

@@ -287,6 +287,12 @@ fn page_rows() -> Vec<PageRow> {
         post("/admin/leases/{bob_waiting}/approve", csrf, [303, 403, 403, 403, 303]),
         post("/admin/account-requests/{erin_request}/reject", &[("csrf", "{csrf}"), ("reason", "")], [303, 403, 403, 403, 400]),
         post("/admin/account-requests/{erin_request}/approve", csrf, [303, 403, 403, 403, 201]),
+        // Notifications (issue 19): each sees only their own (bob's lease
+        // approval just above among them; the forbidden names are checked
+        // on the page); marking read takes the session's token.
+        get("/notifications", [303, 200, 200, 200, 200]),
+        post("/notifications/read", &[("csrf", "")], [303, 403, 403, 403, 403]),
+        post("/notifications/read", csrf, [303, 303, 303, 303, 303]),
         // My leases (issue 19): another user's lease is the API's 404,
         // from the page, its progress stream and every form.
         get("/leases", [303, 200, 200, 200, 200]),
