@@ -939,6 +939,24 @@ pub struct PersonalData {
     pub leases: Vec<Lease>,
     /// The user's usage records, oldest first.
     pub usage_records: Vec<usage::UsageRecord>,
+    /// What ferrum told the user of their leases (the portal's and the
+    /// mails'), newest first.
+    #[serde(default)]
+    pub notifications: Vec<Notification>,
+}
+
+/// A notification of a lease or one of its deployments, as the portal
+/// lists it and a mail carried it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Notification {
+    pub lease: i64,
+    /// `lease_approved`, `lease_rejected`, `lease_started`, ...
+    pub kind: String,
+    pub subject: String,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_at: Option<DateTime<Utc>>,
 }
 
 /// Answer of `POST /api/v1/users/{name}/erase` (admin).

@@ -101,6 +101,8 @@ pub(super) async fn erase(tx: &mut Transaction<'static, Postgres>, e: &Erasure) 
         .await
         .map_err(db)?;
     sqlx::query!("DELETE FROM ssh_keys WHERE user_id = $1", user).execute(&mut **tx).await.map_err(db)?;
+    // What ferrum told him (mails kept for the portal: his leases, by name).
+    sqlx::query!("DELETE FROM notifications WHERE user_id = $1", user).execute(&mut **tx).await.map_err(db)?;
 
     // His account requests: those that made the account, and his others
     // decided already (found by e-mail address).

@@ -36,6 +36,7 @@ pub struct PersonalData {
     pub account_requests: Vec<AccountRequestRow>,
     pub leases: Vec<LeaseRow>,
     pub usage_records: Vec<UsageRecordRow>,
+    pub notifications: Vec<crate::db::NotificationRow>,
 }
 
 /// A new pseudonym: `erased-` and 16 random hex digits (a valid login).
@@ -60,6 +61,7 @@ impl App {
             ssh_keys: self.store.ssh_keys(row.id).await?,
             leases: self.store.list_leases(Some(row.id), true).await?,
             usage_records: self.store.user_usage_records(&row.name).await?,
+            notifications: self.store.notifications(row.id, i64::MAX).await?,
             account_requests,
             user: row,
         };

@@ -348,5 +348,17 @@ pub fn personal_data(d: crate::app::privacy::PersonalData) -> api::PersonalData 
         account_requests: d.account_requests.into_iter().map(|r| super::account_requests::request_view(r, None)).collect(),
         leases: d.leases.into_iter().map(lease).collect(),
         usage_records: d.usage_records.into_iter().map(usage_record).collect(),
+        notifications: d
+            .notifications
+            .into_iter()
+            .map(|n| api::Notification {
+                lease: n.lease.0,
+                kind: n.kind.as_str().to_owned(),
+                subject: n.subject,
+                body: n.body,
+                created_at: from_seconds(n.created_at),
+                read_at: n.read_at.map(from_seconds),
+            })
+            .collect(),
     }
 }

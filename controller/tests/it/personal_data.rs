@@ -80,6 +80,14 @@ async fn a_user_exports_his_data_and_an_admin_erases_it() {
     assert_eq!(leases, vec![id(&later), id(&used)]);
     let records = export["usage_records"].as_array().expect("usage records");
     assert_eq!((records.len(), records[0]["node_hours"].as_f64(), records[0]["user"].as_str()), (1, Some(1.0), Some(ALICE)));
+    // What ferrum told her: her lease started.
+    let told: Vec<(i64, &str)> = export["notifications"]
+        .as_array()
+        .expect("notifications")
+        .iter()
+        .map(|n| (n["lease"].as_i64().unwrap_or(0), n["kind"].as_str().unwrap_or("")))
+        .collect();
+    assert!(told.contains(&(id(&used), "lease_started")), "{told:?}");
     let text = export.to_string();
     for secret in [&alice, &second, &token_hash(&alice), &token_hash(&second), "argon2", "password", "hash"] {
         assert!(!text.to_lowercase().contains(&secret.to_lowercase()), "the export holds '{secret}': {text}");
@@ -154,4 +162,7 @@ async fn a_user_exports_his_data_and_an_admin_erases_it() {
         .filter(|(_, value)| value.to_lowercase().contains(&login) || value.to_lowercase().contains(&email))
         .collect();
     assert!(left.is_empty(), "personal data left after erasure: {left:?}");
+    // What ferrum told her is gone with it.
+    let told = format!("SELECT CAST(COUNT(*) AS TEXT) FROM notifications n JOIN users u ON u.id = n.user_id WHERE u.name = '{pseudonym}'");
+    assert_eq!(raw_column(&ctx.database, &told).await, vec![Some("0".to_owned())]);
 }
