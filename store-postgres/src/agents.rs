@@ -175,9 +175,13 @@ impl AgentStore for PgStore {
     }
 
     async fn enqueue_agent_command(&self, node: NodeId, action: &str, actor: &str, now: Seconds) -> DbResult<AgentCommandRow> {
-        let id = sqlx::query_scalar!(
+        // The row as written, from the statement itself: no second read
+        // on another connection of the pool.
+        let r = sqlx::query_as!(
+            RawCommand,
             "INSERT INTO agent_commands (node_id, action, requested_by, state, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $5) \
+             RETURNING id, node_id, action, requested_by, state, generation, done_bytes, total_bytes, error, created_at, updated_at",
             node.0,
             action,
             actor,
@@ -187,7 +191,7 @@ impl AgentStore for PgStore {
         .fetch_one(&self.pool)
         .await
         .map_err(db)?;
-        self.agent_command(id).await
+        r.try_into()
     }
 
     async fn next_agent_command(&self, node: NodeId, generation: i64, now: Seconds) -> DbResult<Option<AgentCommandRow>> {
