@@ -2,13 +2,13 @@
 // from /static/hardware.js (the portal's CSP takes scripts from this origin
 // only, never inline). The helpers write their condition into the filter
 // text as `compose` in controller/src/web/catalog.rs does on the server,
-// and the number of matching nodes is asked from /hardware/_count (the
-// lease API's filter parser, through the session) as the filter changes.
+// and the number of matching nodes is counted as the filter changes
+// (/static/filter-count.js, loaded first).
 // Without this script, the form's button does the same on the server.
 "use strict";
 (function () {
   const form = document.getElementById("filter-form");
-  if (!form) {
+  if (!form || !window.ferrumFilterCount) {
     return;
   }
   const filter = document.getElementById("filter");
@@ -98,52 +98,16 @@
     return (hasTopLevelOr(text) ? "(" + text + ")" : text) + " AND " + clause;
   }
 
+  // The calendar link follows the filter.
   const calendar = document.getElementById("calendar-link");
-  function show(text, isError) {
-    const typed = filter.value.trim();
-    calendar.href = typed ? "/calendar?filter=" + encodeURIComponent(typed) : "/calendar";
-    result.textContent = text;
-    result.classList.toggle("error", isError);
-    if (isError) {
-      filter.setAttribute("aria-invalid", "true");
-    } else {
-      filter.removeAttribute("aria-invalid");
-    }
-  }
-
-  let timer = null;
-  let asked = 0;
-  async function count() {
-    const text = filter.value.trim();
-    const mine = ++asked;
-    if (!text) {
-      show("No filter: all " + total + " nodes.", false);
-      return;
-    }
-    try {
-      const answer = await fetch("/hardware/_count?filter=" + encodeURIComponent(text), {
-        headers: { Accept: "application/json" },
-        credentials: "same-origin",
-      });
-      const body = await answer.json();
-      if (mine !== asked) {
-        return;
-      }
-      if (answer.ok) {
-        show("Matching nodes: " + body.count + " of " + total + ".", false);
-      } else {
-        show(body.error || "the server could not count the nodes", true);
-      }
-    } catch (e) {
-      if (mine === asked) {
-        show("the count could not be asked: the button counts on the server", true);
-      }
-    }
-  }
-  function ask() {
-    clearTimeout(timer);
-    timer = setTimeout(count, 250);
-  }
+  const ask = window.ferrumFilterCount(filter, result, {
+    empty: "No filter: all " + total + " nodes.",
+    found: (count) => "Matching nodes: " + count + " of " + total + ".",
+    offline: "the count could not be asked: the button counts on the server",
+    shown: (typed) => {
+      calendar.href = typed ? "/calendar?filter=" + encodeURIComponent(typed) : "/calendar";
+    },
+  });
 
   for (const id of Object.keys(clauses)) {
     const control = document.getElementById(id);

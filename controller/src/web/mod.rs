@@ -1,9 +1,10 @@
 //! The web portal (issue 19), served by `ferrumd` at `/` beside the API:
 //! server-rendered HTML (askama templates in `controller/templates/`,
 //! checked at compile time) over the same application layer as the API,
-//! one stylesheet and three scripts (the hardware catalog's filter builder,
-//! the booking page's live count, a lease's live deploy progress) embedded in the binary
-//! (`controller/static/`); every page works without them. Pages take a browser session ([`session`]), never an
+//! one stylesheet and four scripts (the live count of a filter's nodes,
+//! shared by the hardware catalog's filter builder and the booking page;
+//! those two pages' own; a lease's live deploy progress) embedded in the
+//! binary (`controller/static/`); every page works without them. Pages take a browser session ([`session`]), never an
 //! API token; `/api/v1` never takes the session cookie.
 //!
 //! Every answer carries a strict Content-Security-Policy (nothing but this
@@ -84,10 +85,11 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/leases/{id}/extend", post(leases::extend))
         .route("/leases/{id}/end", post(leases::end))
         .route("/leases/{id}/deploy", post(leases::deploy))
-        .route("/static/ferrum.css", get(stylesheet))
-        .route("/static/hardware.js", get(hardware_script))
-        .route("/static/lease.js", get(lease_script))
-        .route("/static/book.js", get(book_script))
+        .route("/static/ferrum.css", get(|| async { asset("text/css; charset=utf-8", include_str!("../../static/ferrum.css")) }))
+        .route("/static/filter-count.js", get(|| async { asset(SCRIPT, include_str!("../../static/filter-count.js")) }))
+        .route("/static/hardware.js", get(|| async { asset(SCRIPT, include_str!("../../static/hardware.js")) }))
+        .route("/static/lease.js", get(|| async { asset(SCRIPT, include_str!("../../static/lease.js")) }))
+        .route("/static/book.js", get(|| async { asset(SCRIPT, include_str!("../../static/book.js")) }))
         .layer(middleware::from_fn(page_headers))
         // Pages are text: gzip when the browser asks (the calendar of a
         // large site is megabytes of SVG). tower-http's default predicate
@@ -120,37 +122,12 @@ async fn page_headers(req: Request, next: Next) -> Response {
     response
 }
 
-async fn stylesheet() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
-        include_str!("../../static/ferrum.css"),
-    )
-        .into_response()
+/// A file of `controller/static/`, compiled in, cached an hour.
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=3600")], body).into_response()
 }
 
-async fn hardware_script() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
-        include_str!("../../static/hardware.js"),
-    )
-        .into_response()
-}
-
-async fn lease_script() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
-        include_str!("../../static/lease.js"),
-    )
-        .into_response()
-}
-
-async fn book_script() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
-        include_str!("../../static/book.js"),
-    )
-        .into_response()
-}
+const SCRIPT: &str = "text/javascript; charset=utf-8";
 
 /// What the navigation shows of the signed-in user.
 #[derive(Clone, Debug)]

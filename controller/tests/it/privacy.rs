@@ -192,6 +192,7 @@ fn undocumented_rows() -> Vec<Row> {
         row("GET", "/", "/", None, [200; 5]),
         row("GET", "/login", "/login", None, [200; 5]),
         row("GET", "/static/ferrum.css", "/static/ferrum.css", None, [200; 5]),
+        row("GET", "/static/filter-count.js", "/static/filter-count.js", None, [200; 5]),
         row("GET", "/static/hardware.js", "/static/hardware.js", None, [200; 5]),
         row("GET", "/static/lease.js", "/static/lease.js", None, [200; 5]),
         row("GET", "/static/book.js", "/static/book.js", None, [200; 5]),

@@ -765,11 +765,18 @@ async fn the_hardware_catalog_shows_each_clusters_facts_to_signed_in_users() {
     for option in ["<option value=\"chifflot\">", "<option value=\"servan\">", "<option value=\"Tesla V100-PCIE-32GB\">"] {
         assert!(catalog.text.contains(option), "{option}");
     }
-    // The script is a file of this origin (the CSP refuses inline ones).
-    assert!(catalog.text.contains("<script src=\"/static/hardware.js\" defer></script>"));
-    let script = reqwest::get(format!("{}/static/hardware.js", ctx.url)).await.expect("script");
+    // The scripts are files of this origin (the CSP refuses inline ones):
+    // the shared live count first, then the builder that uses it.
+    assert!(
+        catalog
+            .text
+            .contains("<script src=\"/static/filter-count.js\" defer></script>\n<script src=\"/static/hardware.js\" defer></script>")
+    );
+    let script = reqwest::get(format!("{}/static/filter-count.js", ctx.url)).await.expect("script");
     assert_eq!(script.headers()["content-type"], "text/javascript; charset=utf-8");
     assert!(script.text().await.expect("text").contains("/hardware/_count"));
+    let script = reqwest::get(format!("{}/static/hardware.js", ctx.url)).await.expect("script");
+    assert!(script.text().await.expect("text").contains("window.ferrumFilterCount("));
 
     // A cluster's page: its nodes in natural order, each with its state.
     let cluster = alice.get("/hardware/chifflot").await;
