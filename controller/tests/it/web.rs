@@ -636,8 +636,9 @@ async fn an_approval_in_the_portal_mails_the_activation_link() {
     assert_eq!(gina.activate(&url, PASSWORD).await.status, StatusCode::SEE_OTHER);
 }
 
-#[tokio::test]
-async fn an_admin_decides_waiting_leases_in_the_portal() {
+/// The fixtures' nodes, and leases above 10 node-hours waiting for an
+/// admin (at least an hour before their start).
+async fn with_approval_threshold() -> TestContext {
     let policy = ferrum_controller::config::PolicyConfig {
         approval_threshold_node_hours: 10.0,
         approval_notice: std::time::Duration::from_secs(3600),
@@ -646,6 +647,12 @@ async fn an_admin_decides_waiting_leases_in_the_portal() {
     let ctx = TestContext::empty_configured(Config { policy, ..Config::default() }, std::sync::Arc::new(SimConductor)).await;
     ctx.import_fixtures().await;
     ctx.wait_nodes_available(10).await;
+    ctx
+}
+
+#[tokio::test]
+async fn an_admin_decides_waiting_leases_in_the_portal() {
+    let ctx = with_approval_threshold().await;
     let alice = ctx.user("alice", "p-vision").await;
     // 2 nodes x 6h = 12 node-hours > 10: waits for an admin.
     let big = json!({"name": "big-run", "nodes": {"names": ["chifflot-1", "chifflot-2"]}, "start": at(chrono::Duration::hours(2)), "duration": "6h"});
@@ -1848,14 +1855,7 @@ async fn the_booking_preview_counts_the_quota_of_the_period_the_lease_starts_in(
 
 #[tokio::test]
 async fn a_booking_above_the_approval_threshold_says_it_waits_and_waits() {
-    let policy = ferrum_controller::config::PolicyConfig {
-        approval_threshold_node_hours: 10.0,
-        approval_notice: std::time::Duration::from_secs(3600),
-        ..Default::default()
-    };
-    let ctx = TestContext::empty_configured(Config { policy, ..Config::default() }, std::sync::Arc::new(SimConductor)).await;
-    ctx.import_fixtures().await;
-    ctx.wait_nodes_available(10).await;
+    let ctx = with_approval_threshold().await;
     let alice = ctx.user("alice", "p-vision").await;
     let mut browser = signed_in(&ctx, "alice").await;
     let csrf = browser.get("/book").await.field("csrf");
