@@ -585,7 +585,7 @@ def test_my_leases(signed_in: Page, admin):
     # A node of its own (no BMC: it enrols at once) and a running lease of
     # alice's on it, through the API with a token of hers. This ferrumd has
     # no agent: no deployment runs, so the page shows none and the live
-    # progress (tested over HTTP in controller/tests/it/web.rs) stays off.
+    # progress (tested over HTTP in controller/tests/it/web/leases.rs) stays off.
     node = {"name": "mine-1", "site": "lab", "cluster": "mine", "macs": ["02:00:00:00:0c:01"]}
     assert http("POST", "/api/v1/nodes", admin, node)[0] == 201
     status, token = http("POST", f"/api/v1/users/{USER}/tokens", admin, {"name": "leases-test"})
