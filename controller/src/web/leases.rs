@@ -71,6 +71,8 @@ pub struct LeaseLine {
     pub start: String,
     pub end: String,
     pub count: usize,
+    /// Its nodes' names, comma-separated.
+    pub nodes: String,
 }
 
 #[derive(Template)]
@@ -84,7 +86,8 @@ struct ListPage {
     past: Vec<LeaseLine>,
 }
 
-fn line(l: &LeaseRow) -> LeaseLine {
+/// A lease as the lists show it (here and on the home page).
+pub(super) fn line(l: &LeaseRow) -> LeaseLine {
     LeaseLine {
         id: l.id.0,
         name: l.name.clone().unwrap_or_else(|| "-".into()),
@@ -93,6 +96,7 @@ fn line(l: &LeaseRow) -> LeaseLine {
         start: when(l.start),
         end: when(l.end),
         count: l.nodes.len(),
+        nodes: l.nodes.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>().join(", "),
     }
 }
 

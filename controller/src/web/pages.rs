@@ -28,24 +28,13 @@ pub(super) fn when(t: Seconds) -> String {
     chrono::DateTime::from_timestamp(t, 0).map_or_else(|| t.to_string(), |d| d.format("%Y-%m-%d %H:%M UTC").to_string())
 }
 
-/// One lease line of the home page.
-#[derive(Debug)]
-pub struct LeaseLine {
-    pub id: i64,
-    pub name: String,
-    pub state: &'static str,
-    pub start: String,
-    pub end: String,
-    pub nodes: String,
-}
-
 #[derive(Template)]
 #[template(path = "home.html")]
 struct HomePage {
     nav: Option<NavUser>,
     active: &'static str,
     projects: Vec<String>,
-    leases: Vec<LeaseLine>,
+    leases: Vec<super::leases::LeaseLine>,
     /// For a project's manager (not an admin, who has the admin pages):
     /// the requests to join their projects waiting for a decision.
     waiting_requests: Option<usize>,
@@ -64,14 +53,7 @@ pub async fn home(State(app): State<Arc<App>>, MaybeSignedIn(session): MaybeSign
         .await?
         .into_iter()
         .filter(|l| l.owner_id == actor.user_id && !lease::is_terminal(l.state))
-        .map(|l| LeaseLine {
-            id: l.id.0,
-            name: l.name.clone().unwrap_or_else(|| "-".into()),
-            state: l.state.as_str(),
-            start: when(l.start),
-            end: when(l.end),
-            nodes: l.nodes.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>().join(", "),
-        })
+        .map(|l| super::leases::line(&l))
         .collect();
     let projects = actor.projects.iter().map(|(_, n)| n.clone()).collect();
     let waiting_requests = match actor.is_admin {
