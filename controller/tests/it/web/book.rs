@@ -39,9 +39,7 @@ async fn the_booking_page_checks_then_books_a_deploy_with_the_profiles_keys() {
         ("key", laptop),
         ("name", "paper-run"),
     ];
-    let mut check = vec![("action", "check")];
-    check.extend_from_slice(&fields);
-    let checked = book_form(&mut browser, &csrf, &check).await;
+    let checked = book_form(&mut browser, &csrf, "check", &fields).await;
     assert_eq!(checked.status, StatusCode::OK, "{}", checked.text);
     assert!(
         checked.text.contains("<p id=\"placement\">From 2026-11-23 10:00 UTC to 2026-11-23 11:00 UTC, on chifflot-7, chifflot-8.</p>"),
@@ -57,9 +55,7 @@ async fn the_booking_page_checks_then_books_a_deploy_with_the_profiles_keys() {
     assert_eq!(ctx.get("/api/v1/leases", &alice).await.expect(200), json!([]), "a check books nothing");
 
     // Book: the lease is the API's, with the environment and the chosen key.
-    let mut book = vec![("action", "book")];
-    book.extend_from_slice(&fields);
-    let booked = book_form(&mut browser, &csrf, &book).await;
+    let booked = book_form(&mut browser, &csrf, "book", &fields).await;
     assert_eq!(booked.status, StatusCode::SEE_OTHER, "{}", booked.text);
     let location = booked.location.expect("a redirect");
     let id: i64 = location.strip_prefix("/leases/").and_then(|id| id.parse().ok()).unwrap_or_else(|| panic!("{location}"));
@@ -74,7 +70,7 @@ async fn the_booking_page_checks_then_books_a_deploy_with_the_profiles_keys() {
     assert!(shown.text.contains("<dd id=\"lease-deploys\">admin/tiny, with 1 SSH key(s), when it starts</dd>"), "{}", shown.text);
 
     // Without the session's token, nothing is booked.
-    let forged = book_form(&mut browser, "", &book).await;
+    let forged = book_form(&mut browser, "", "book", &fields).await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
 
     // Bad input is said beside its field, as typed, and nothing is booked.
@@ -85,9 +81,8 @@ async fn the_booking_page_checks_then_books_a_deploy_with_the_profiles_keys() {
         ("start", "tomorrow", "check", "start: a time in UTC"),
         ("environment", "nobody/nothing", "book", "not booked: deploy.environment: "),
     ] {
-        let mut bad: Vec<(&str, &str)> = vec![("action", action)];
-        bad.extend(fields.iter().map(|&(k, v)| if k == field { (k, value) } else { (k, v) }));
-        let refused = book_form(&mut browser, &csrf, &bad).await;
+        let bad: Vec<(&str, &str)> = fields.iter().map(|&(k, v)| if k == field { (k, value) } else { (k, v) }).collect();
+        let refused = book_form(&mut browser, &csrf, action, &bad).await;
         assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{field}: {}", refused.text);
         let said = error_beside(&refused, field);
         assert!(said.starts_with(&escaped(words)) || said.starts_with(words), "{field}: {said}");
@@ -110,8 +105,8 @@ async fn the_booking_preview_counts_the_quota_of_the_period_the_lease_starts_in(
     let mut browser = signed_in(&ctx, "alice").await;
     let csrf = browser.get("/book").await.field("csrf");
     let check = async |browser: &mut Browser, start: &str| {
-        let fields = [("action", "check"), ("count", "1"), ("when", "at"), ("start", start), ("duration", "1h")];
-        let page = book_form(browser, &csrf, &fields).await;
+        let fields = [("count", "1"), ("when", "at"), ("start", start), ("duration", "1h")];
+        let page = book_form(browser, &csrf, "check", &fields).await;
         assert_eq!(page.status, StatusCode::OK, "{}", page.text);
         page
     };
@@ -143,9 +138,7 @@ async fn a_booking_above_the_approval_threshold_says_it_waits_and_waits() {
     // 2 nodes x 6h = 12 node-hours > 10, as soon as possible: after the
     // approval notice.
     let fields = [("count", "2"), ("filter", "cluster = 'chifflot'"), ("when", "asap"), ("duration", "6h"), ("name", "big-run")];
-    let mut check = vec![("action", "check")];
-    check.extend_from_slice(&fields);
-    let checked = book_form(&mut browser, &csrf, &check).await;
+    let checked = book_form(&mut browser, &csrf, "check", &fields).await;
     assert_eq!(checked.status, StatusCode::OK, "{}", checked.text);
     assert!(
         checked.text.contains("<p id=\"placement\">From 2026-11-23 09:00 UTC to 2026-11-23 15:00 UTC, on chifflot-"),
@@ -159,9 +152,7 @@ async fn a_booking_above_the_approval_threshold_says_it_waits_and_waits() {
         "{}",
         checked.text
     );
-    let mut book = vec![("action", "book")];
-    book.extend_from_slice(&fields);
-    let booked = book_form(&mut browser, &csrf, &book).await;
+    let booked = book_form(&mut browser, &csrf, "book", &fields).await;
     assert_eq!(booked.status, StatusCode::SEE_OTHER, "{}", booked.text);
     let location = booked.location.expect("a redirect");
     let id: i64 = location.strip_prefix("/leases/").and_then(|id| id.parse().ok()).unwrap_or_else(|| panic!("{location}"));

@@ -261,8 +261,9 @@ pub(super) fn offered_keys(page: &Page) -> Vec<String> {
 }
 
 /// The booking form posted with the session's token.
-pub(super) async fn book_form(browser: &mut Browser, csrf: &str, fields: &[(&str, &str)]) -> Page {
-    let mut form = vec![("csrf", csrf)];
+/// The booking form sent with `action` (`check` or `book`) and `fields`.
+pub(super) async fn book_form(browser: &mut Browser, csrf: &str, action: &str, fields: &[(&str, &str)]) -> Page {
+    let mut form = vec![("csrf", csrf), ("action", action)];
     form.extend_from_slice(fields);
     browser.post("/book", &form).await
 }
