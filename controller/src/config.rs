@@ -12,7 +12,9 @@ use ferrum_pxe::config::duration;
 use serde::Deserialize;
 
 mod policy;
+mod sites;
 pub use policy::{ClassRules, PeakHours, PolicyConfig, QuotaPeriod};
+pub use sites::SiteConfig;
 
 /// The whole configuration, with defaults filled in.
 #[derive(Clone, Debug, Deserialize)]
@@ -39,6 +41,8 @@ pub struct Config {
     pub accounts: AccountsConfig,
     pub web: WebConfig,
     pub mail: MailConfig,
+    /// `[sites.NAME]`, by site name.
+    pub sites: std::collections::BTreeMap<String, SiteConfig>,
 }
 
 /// `[mail]`: mail to users (account requests' e-mail check, activation
@@ -449,6 +453,7 @@ impl Default for Config {
             accounts: AccountsConfig::default(),
             web: WebConfig::default(),
             mail: MailConfig::default(),
+            sites: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -502,7 +507,18 @@ impl Config {
         if config.accounts.max_tokens_per_user == 0 {
             return Err("accounts.max_tokens_per_user: must be at least 1".into());
         }
+        for (name, site) in &config.sites {
+            site.validate(name)?;
+        }
         Ok(config)
+    }
+
+    /// Site `name`'s settings: its `[sites.NAME]` table, or the defaults.
+    pub fn site(&self, name: &str) -> std::borrow::Cow<'_, SiteConfig> {
+        match self.sites.get(name) {
+            Some(s) => std::borrow::Cow::Borrowed(s),
+            None => std::borrow::Cow::Owned(SiteConfig::default()),
+        }
     }
 
     /// The controller's SSH key file.

@@ -158,7 +158,7 @@ fn clock_time<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveTime, D::Error> {
     NaiveTime::parse_from_str(&text, "%H:%M").map_err(|_| serde::de::Error::custom(format!("'{text}' is not a time of day (HH:MM)")))
 }
 
-fn time_zone<'de, D: Deserializer<'de>>(d: D) -> Result<chrono_tz::Tz, D::Error> {
+pub(super) fn time_zone<'de, D: Deserializer<'de>>(d: D) -> Result<chrono_tz::Tz, D::Error> {
     let text = String::deserialize(d)?;
     text.parse().map_err(|_| serde::de::Error::custom(format!("'{text}' is not an IANA time zone (e.g. Europe/Paris, UTC)")))
 }
