@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod filter;
+pub mod g5k;
 pub mod http;
 pub use ferrum_model as model;
 pub mod power;

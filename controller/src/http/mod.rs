@@ -248,6 +248,7 @@ pub fn router(app: Arc<App>, metrics: Arc<metrics::Metrics>) -> Router {
     let routes = Router::new()
         .nest(ferrum_api::API_BASE, api)
         .merge(crate::web::routes())
+        .merge(crate::g5k::routes())
         .route("/healthz", get(health))
         .route("/metrics", get(metrics::serve).with_state(metrics.clone()))
         .fallback(not_found)
