@@ -443,6 +443,29 @@ pub struct MaintenanceRequest {
     pub reason: String,
 }
 
+/// Body of `POST /api/v1/nodes/{name}/repaired` (admin): the node was
+/// checked and repaired by hand; ferrum enrols it again (reset, inventory
+/// check) before anyone may reserve it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepairedRequest {
+    /// What was done; recorded in the node's events.
+    #[schema(min_length = 1, max_length = 1000, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
+    pub reason: String,
+}
+
+/// One site of `GET /api/v1/sites`: what clients need to read and write
+/// times and names the way the site does.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Site {
+    /// The site's name, as on its nodes (`lille`).
+    pub name: String,
+    /// IANA time zone in which the site reads naive dates (`Europe/Paris`).
+    pub timezone: String,
+    /// DNS domain of the site's nodes: `<node>.<site>.<domain>`.
+    pub domain: String,
+}
+
 /// One recorded node state change.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct NodeEvent {
@@ -649,6 +672,9 @@ pub struct LeaseListQuery {
     /// Include finished, cancelled, rejected and failed leases.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub all: Option<bool>,
+    /// Only this user's leases (admins; others may name only themselves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 // ---------------------------------------------------------------------------

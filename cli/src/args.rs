@@ -15,7 +15,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use ferrum_api::{LeaseState, LeaseType};
 
-use crate::times::{duration_text, parse_duration, parse_time};
+use crate::times::{TimeArg, duration_text, parse_duration, parse_time, parse_time_arg};
 
 const ABOUT: &str = "\
 ferrum: reserve bare-metal nodes, deploy your own system on them, get them back clean.
@@ -76,6 +76,10 @@ pub enum Command {
     /// Reserve nodes: create, list, extend, release and cancel leases
     #[command(subcommand)]
     Lease(LeaseCommand),
+    /// The sites: their time zones (local times in `lease create` are read
+    /// in them) and domains
+    #[command(subcommand)]
+    Site(SiteCommand),
     /// The environment catalog: images to deploy (list, show, add)
     #[command(subcommand)]
     Env(EnvCommand),
@@ -113,6 +117,12 @@ pub enum Command {
     /// The virtual lab: QEMU nodes behind emulated BMCs, with their own ferrumd
     #[command(subcommand)]
     Lab(LabCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SiteCommand {
+    /// List the sites with nodes or a configuration table
+    List,
 }
 
 // ---------------------------------------------------------------------------
@@ -299,6 +309,17 @@ pub enum NodeCommand {
     },
     /// Put a node in maintenance or return it to service (admin)
     Maintenance(MaintenanceArgs),
+    /// Mark suspect or dead nodes repaired after checking them by hand
+    /// (admin): ferrum resets and checks each again before anyone may
+    /// reserve it
+    Repaired {
+        /// Nodes to mark
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+        /// What was checked or repaired; recorded in the nodes' events
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
     /// Show a node's hardware: its reference description beside what its
     /// agent last reported, and where they differ
     Inventory {
@@ -452,6 +473,9 @@ pub enum LeaseCommand {
         /// Only leases in this state
         #[arg(long, value_name = "S", value_parser = lease_state_parser())]
         state: Option<LeaseState>,
+        /// Only this user's leases (admins; OAR: oarstat -u USER)
+        #[arg(long, short = 'u', value_name = "NAME")]
+        user: Option<String>,
     },
     /// Show one lease
     Show {
@@ -461,17 +485,18 @@ pub enum LeaseCommand {
     },
     /// Move a lease's end later, if the nodes are free
     Extend(LeaseExtendArgs),
-    /// End a lease now and give its nodes back
+    /// End leases now and give their nodes back (like oardel); exits
+    /// non-zero if any failed
     Release {
-        /// Lease id
-        #[arg(value_name = "ID")]
-        id: i64,
+        /// Lease ids
+        #[arg(value_name = "ID", required = true)]
+        ids: Vec<i64>,
     },
-    /// Cancel a lease that has not started yet
+    /// Cancel leases that have not started yet; exits non-zero if any failed
     Cancel {
-        /// Lease id
-        #[arg(value_name = "ID")]
-        id: i64,
+        /// Lease ids
+        #[arg(value_name = "ID", required = true)]
+        ids: Vec<i64>,
     },
     /// Approve a lease awaiting approval (admin)
     Approve(LeaseDecisionArgs),
@@ -484,7 +509,9 @@ pub enum LeaseCommand {
 #[command(group(ArgGroup::new("length").required(true).args(["duration", "end"])))]
 #[command(after_help = "Examples:\n  \
     ferrum lease create --count 2 --filter \"gpu_count >= 2\" --duration 4h --start 2026-11-22T09:00:00Z\n  \
+    ferrum lease create --count 2 --site lille --start \"2026-11-22 10:00\" --duration 4h --name demo\n  \
     ferrum lease create --count 1 --duration 2h --deploy debian12-min --ssh-key ~/.ssh/id_ed25519.pub\n  \
+    ferrum lease create --count 1 --duration 2h --start +30m --deploy debian12-min --wait\n  \
     ferrum lease create --names chifflot-1,chifflot-2 --duration 1h --type besteffort")]
 pub struct LeaseCreateArgs {
     /// Number of nodes
@@ -499,12 +526,18 @@ pub struct LeaseCreateArgs {
     /// How long: 2h, 90m, 1h 30m, 2d
     #[arg(long, value_name = "D", value_parser = duration_text)]
     pub duration: Option<String>,
-    /// Start time, RFC 3339 [default: as soon as possible]
-    #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
-    pub start: Option<DateTime<Utc>>,
-    /// End time, RFC 3339 (instead of --duration)
-    #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
-    pub end: Option<DateTime<Utc>>,
+    /// Start time: RFC 3339 (2026-11-22T09:00:00Z), the site's local time
+    /// ('2026-11-22 10:00', as OAR's -r) or from now (+2h) [default: as
+    /// soon as possible]
+    #[arg(long, value_name = "TIME", value_parser = parse_time_arg)]
+    pub start: Option<TimeArg>,
+    /// End time, in the forms of --start (instead of --duration)
+    #[arg(long, value_name = "TIME", value_parser = parse_time_arg)]
+    pub end: Option<TimeArg>,
+    /// The site of the nodes: local times are read in its time zone, and
+    /// with --count only its nodes are taken [default: the only site]
+    #[arg(long, value_name = "S")]
+    pub site: Option<String>,
     /// Lease type: default, deploy (your own image, root access) or besteffort
     /// (idle nodes, pre-emptible) [default: deploy with --deploy, else default]
     #[arg(long = "type", value_enum, value_name = "TYPE", hide_possible_values = true)]
@@ -524,6 +557,10 @@ pub struct LeaseCreateArgs {
     /// Public key file installed for root on deployed nodes (repeat for several)
     #[arg(long = "ssh-key", value_name = "FILE", requires = "deploy")]
     pub ssh_keys: Vec<PathBuf>,
+    /// With --deploy: wait for the lease to start and follow the deployment
+    /// with progress bars until every node is deployed or failed
+    #[arg(long, requires = "deploy")]
+    pub wait: bool,
 }
 
 /// `--type` values (OAR job types).
@@ -551,7 +588,7 @@ fn lease_state_parser() -> impl clap::builder::TypedValueParser<Value = LeaseSta
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("new_end").required(true).args(["end", "by"])))]
+#[command(group(ArgGroup::new("new_end").required(true).args(["end", "duration"])))]
 pub struct LeaseExtendArgs {
     /// Lease id
     #[arg(value_name = "ID")]
@@ -559,9 +596,10 @@ pub struct LeaseExtendArgs {
     /// New end time, RFC 3339
     #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
     pub end: Option<DateTime<Utc>>,
-    /// Add this much to the current end: 1h, 30m, 1h 30m
-    #[arg(long, value_name = "D", value_parser = parse_duration)]
-    pub by: Option<TimeDelta>,
+    /// Add this much to the current end: 1h, 30m, 1h 30m (the old `--by`
+    /// still works)
+    #[arg(long, alias = "by", value_name = "D", value_parser = parse_duration)]
+    pub duration: Option<TimeDelta>,
 }
 
 #[derive(Debug, Args)]
@@ -990,6 +1028,11 @@ mod tests {
     }
 
     #[test]
+    fn lease_extend_help() {
+        insta::assert_snapshot!(help(&["ferrum", "lease", "extend", "--help"]));
+    }
+
+    #[test]
     fn admin_user_help() {
         insta::assert_snapshot!(help(&["ferrum", "admin", "user", "--help"]));
     }
@@ -1042,6 +1085,14 @@ mod tests {
             &["ferrum", "node", "power", "soft-off", "n1", "n2"],
             &["ferrum", "node", "power", "status", "n1"],
             &["ferrum", "node", "bootdev", "pxe", "n1", "n2"],
+            &["ferrum", "node", "repaired", "n1", "n2", "--reason", "GPU reseated"],
+            &["ferrum", "site", "list", "--json"],
+            &["ferrum", "lease", "cancel", "3", "4"],
+            &["ferrum", "lease", "release", "3", "4"],
+            &["ferrum", "lease", "list", "--user", "alice", "--all"],
+            &["ferrum", "lease", "extend", "3", "--duration", "1h"],
+            &["ferrum", "lease", "create", "--count", "1", "--duration", "1h", "--start", "+2h", "--name", "x", "--site", "lille"],
+            &["ferrum", "lease", "create", "--count", "1", "--duration", "1h", "--deploy", "e", "--wait"],
             &[
                 "ferrum",
                 "lease",
@@ -1111,6 +1162,11 @@ mod tests {
             &["ferrum", "lease", "create", "--names", "a", "--filter", "x", "--duration", "2h"],
             &["ferrum", "lease", "extend", "3"],
             &["ferrum", "lease", "extend", "3", "--by", "1h", "--end", "2026-11-22T09:00:00Z"],
+            &["ferrum", "lease", "extend", "3", "--duration", "1h", "--by", "1h"],
+            &["ferrum", "lease", "create", "--count", "1", "--duration", "2h", "--wait"],
+            &["ferrum", "lease", "create", "--count", "1", "--duration", "2h", "--start", "tomorrow"],
+            &["ferrum", "lease", "cancel"],
+            &["ferrum", "lease", "release", "3", "x"],
             &["ferrum", "lease", "list", "--state", "sleeping"],
             &["ferrum", "node", "maintenance", "n1", "--reason", "x"],
             &["ferrum", "node", "maintenance", "n1", "--on", "--off", "--reason", "x"],
@@ -1133,12 +1189,27 @@ mod tests {
             .expect("valid");
         let Command::Lease(LeaseCommand::Create(args)) = cli.command else { panic!("not lease create") };
         assert_eq!(args.names, Some(vec!["a".to_owned(), "b".to_owned()]));
-        assert_eq!(args.end.map(crate::times::format_time).as_deref(), Some("2026-11-22T09:00:00Z"));
+        assert_eq!(args.end, Some(crate::times::TimeArg::At(parse_time("2026-11-22T09:00:00Z").expect("valid"))));
         assert_eq!(args.lease_type, Some(LeaseTypeArg::Besteffort));
 
         let cli = parse(&["ferrum", "lease", "extend", "7", "--by", "1h 30m"]).expect("valid");
         let Command::Lease(LeaseCommand::Extend(args)) = cli.command else { panic!("not extend") };
-        assert_eq!(args.by, Some(TimeDelta::minutes(90)));
+        assert_eq!(args.duration, Some(TimeDelta::minutes(90)), "--by is kept as an alias of --duration");
+        let cli = parse(&["ferrum", "lease", "extend", "7", "--duration", "2h"]).expect("valid");
+        let Command::Lease(LeaseCommand::Extend(args)) = cli.command else { panic!("not extend") };
+        assert_eq!(args.duration, Some(TimeDelta::hours(2)));
+
+        let cli = parse(&["ferrum", "lease", "cancel", "3", "4", "5"]).expect("valid");
+        let Command::Lease(LeaseCommand::Cancel { ids }) = cli.command else { panic!("not cancel") };
+        assert_eq!(ids, [3, 4, 5]);
+        let cli = parse(&["ferrum", "lease", "list", "-u", "alice"]).expect("valid");
+        let Command::Lease(LeaseCommand::List { user, .. }) = cli.command else { panic!("not list") };
+        assert_eq!(user.as_deref(), Some("alice"));
+
+        let cli = parse(&["ferrum", "lease", "create", "--count", "1", "--start", "2026-12-08 09:00", "--end", "+3h"]).expect("valid");
+        let Command::Lease(LeaseCommand::Create(args)) = cli.command else { panic!("not lease create") };
+        assert!(args.start.is_some_and(|t| t.is_local()));
+        assert_eq!(args.end, Some(crate::times::TimeArg::FromNow(TimeDelta::hours(3))));
 
         let cli = parse(&["ferrum", "lease", "list", "--state", "awaiting_approval"]).expect("valid");
         let Command::Lease(LeaseCommand::List { state, .. }) = cli.command else { panic!("not list") };

@@ -68,6 +68,10 @@ pub enum CliError {
     /// No token in any source.
     #[error("no API token: pass --token, set FERRUM_TOKEN, or put `token = \"...\"` in {config}")]
     NoToken { config: String },
+    /// The command line cannot be read as asked, which only the server's
+    /// answers could tell (a local time at a site that does not exist).
+    #[error("{0}")]
+    Usage(String),
     /// The CLI itself refuses because of the resource's state.
     #[error("{0}")]
     StateConflict(String),
@@ -90,6 +94,7 @@ impl CliError {
             },
             CliError::Unreachable { .. } => exit::UNREACHABLE,
             CliError::NoToken { .. } => exit::UNAUTHORISED,
+            CliError::Usage(_) => exit::USAGE,
             CliError::StateConflict(_) => exit::CONFLICT,
             CliError::Failed(_) => exit::FAILED,
         }

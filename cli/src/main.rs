@@ -11,6 +11,7 @@ mod args;
 mod client;
 mod commands;
 mod config;
+mod flags;
 mod gantt;
 mod reference_tree;
 mod render;

@@ -268,10 +268,16 @@ pub fn leases_table(leases: &[Lease], opts: TableOpts) -> String {
     if leases.is_empty() {
         return "no leases\n".to_owned();
     }
-    let mut t = table(opts, &["ID", "STATE", "OWNER", "PROJECT", "TYPE", "START", "END", "NODES"]);
+    // The NAME column only when a lease has a name: the table is wide.
+    let named = leases.iter().any(|l| l.name.is_some());
+    let header = ["ID", "NAME", "STATE", "OWNER", "PROJECT", "TYPE", "START", "END", "NODES"];
+    let mut t = table(opts, &header.iter().copied().filter(|h| named || *h != "NAME").collect::<Vec<_>>());
     for lease in leases {
-        t.add_row(vec![
-            Cell::new(lease.id).set_alignment(CellAlignment::Right),
+        let mut row = vec![Cell::new(lease.id).set_alignment(CellAlignment::Right)];
+        if named {
+            row.push(Cell::new(lease.name.as_deref().unwrap_or("-")));
+        }
+        row.extend([
             colored(lease.state.as_str(), lease_state_color(lease.state)),
             Cell::new(&lease.owner),
             Cell::new(lease.project.as_deref().unwrap_or("-")),
@@ -280,8 +286,54 @@ pub fn leases_table(leases: &[Lease], opts: TableOpts) -> String {
             Cell::new(format_time(lease.end)),
             Cell::new(nodes_text(&lease.nodes)),
         ]);
+        t.add_row(row);
     }
-    keep_whole(&mut t, &[0, 1, 4, 5, 6]);
+    let shift = usize::from(named);
+    keep_whole(&mut t, &[0, 1 + shift, 4 + shift, 5 + shift, 6 + shift]);
+    finish(t)
+}
+
+/// `ferrum env list`: what tells environments apart first (name, version,
+/// who may use it, whose it is, what it is), then how it is built.
+pub fn environments_table(envs: &[ferrum_api::environment::Environment], opts: TableOpts) -> String {
+    use ferrum_api::environment::Visibility;
+    if envs.is_empty() {
+        return "no environments\n".to_owned();
+    }
+    let mut t = table(opts, &["NAME", "VERSION", "VISIBILITY", "OWNER", "DESCRIPTION", "ARCH", "FORMAT", "SIZE", "BOOT"]);
+    for env in envs {
+        let d = &env.descriptor;
+        let visibility = match d.visibility {
+            Visibility::Public => "public",
+            Visibility::Project => "project",
+            Visibility::User => "user",
+        };
+        let text = |v: Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+        t.add_row(vec![
+            Cell::new(&d.name),
+            Cell::new(d.version).set_alignment(CellAlignment::Right),
+            Cell::new(visibility),
+            Cell::new(&env.owner),
+            Cell::new(&d.description),
+            Cell::new(&d.arch),
+            Cell::new(text(serde_json::to_value(d.format).unwrap_or(Value::Null))),
+            Cell::new(format!("{:.0} MiB", d.size as f64 / 1_048_576.0)).set_alignment(CellAlignment::Right),
+            Cell::new(text(serde_json::to_value(d.boot).unwrap_or(Value::Null))),
+        ]);
+    }
+    keep_whole(&mut t, &[0, 1, 2]);
+    finish(t)
+}
+
+/// `ferrum site list`: each site's time zone and domain.
+pub fn sites_table(sites: &[ferrum_api::Site], opts: TableOpts) -> String {
+    if sites.is_empty() {
+        return "no sites: no node is enrolled and no [sites.NAME] table is configured\n".to_owned();
+    }
+    let mut t = table(opts, &["SITE", "TIMEZONE", "DOMAIN"]);
+    for site in sites {
+        t.add_row(vec![Cell::new(&site.name), Cell::new(&site.timezone), Cell::new(&site.domain)]);
+    }
     finish(t)
 }
 
@@ -951,6 +1003,7 @@ mod tests {
     fn lease_table() {
         let mut pending = lease(13, LeaseState::Pending, LeaseType::Default, &["servan-1"]);
         pending.project = None;
+        pending.name = None;
         pending.start = at(23, 0);
         pending.end = at(25, 0);
         let leases = vec![
@@ -959,7 +1012,40 @@ mod tests {
             lease(7, LeaseState::AwaitingApproval, LeaseType::Besteffort, &[]),
         ];
         // Lease rows are wide (two full times): pinned at a common terminal width.
-        insta::assert_snapshot!(leases_table(&leases, TableOpts::plain(120)));
+        let unnamed: Vec<Lease> = leases.iter().cloned().map(|l| Lease { name: None, ..l }).collect();
+        insta::assert_snapshot!(leases_table(&unnamed, TableOpts::plain(120)));
+        // Names add a column (a name-less lease shows `-`).
+        insta::assert_snapshot!("lease_table_with_names", leases_table(&leases, TableOpts::plain(140)));
+    }
+
+    #[test]
+    fn environment_table_puts_the_name_first() {
+        use ferrum_api::agent::ImageFormat;
+        use ferrum_api::environment::{EnvironmentBoot, EnvironmentDescriptor, Visibility};
+        let env = |name: &str, version: u64, visibility, owner: &str, description: &str| ferrum_api::environment::Environment {
+            id: 1,
+            descriptor: EnvironmentDescriptor {
+                name: name.to_owned(),
+                version,
+                description: description.to_owned(),
+                arch: "x86_64".to_owned(),
+                image: format!("{name}-{version}.raw.zst"),
+                format: ImageFormat::RawZst,
+                sha256: "0".repeat(64),
+                size: 48 << 20,
+                root_partition: 1,
+                boot: EnvironmentBoot::Local,
+                visibility,
+            },
+            image_url: format!("http://h/images/{name}"),
+            owner: owner.to_owned(),
+            created_at: at(21, 18),
+        };
+        let envs = vec![
+            env("debian12-min", 2026112206, Visibility::Public, "admin", "Debian 12, minimal"),
+            env("my-cuda", 3, Visibility::User, "alice", "CUDA 12 on Debian 12"),
+        ];
+        insta::assert_snapshot!(environments_table(&envs, TableOpts::plain(120)));
     }
 
     #[test]

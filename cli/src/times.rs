@@ -1,13 +1,15 @@
 //! Parsing and printing of times and durations, the one place that decides
-//! how `ferrum` reads `--start 2026-11-22T09:00:00Z` or `--by 2h` and how it
-//! shows them back (RFC 3339 UTC at second precision, compact durations such
-//! as `1h 30m`).
+//! how `ferrum` reads `--start 2026-11-22T09:00:00Z` (or the OAR-style
+//! `2026-11-22 09:00` in the site's time zone, or `+2h` from now) and
+//! `--duration 2h`, and how it shows them back (RFC 3339 UTC at second
+//! precision, compact durations such as `1h 30m`).
 //!
-//! Everything here is pure: no clock, no I/O. The parsers have clap's
-//! `value_parser` shape (`&str -> Result<T, String>`) so a bad value is a
-//! usage error (exit code 2) with a message that says what to write instead.
+//! Everything here is pure: no clock, no I/O (the current time and the
+//! site's time zone are arguments). The parsers have clap's `value_parser`
+//! shape (`&str -> Result<T, String>`) so a bad value is a usage error (exit
+//! code 2) with a message that says what to write instead.
 
-use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use chrono::{DateTime, LocalResult, NaiveDateTime, SecondsFormat, TimeDelta, TimeZone, Utc};
 
 /// Parses an RFC 3339 time (`2026-11-22T09:00:00Z`, `2026-11-22T10:00:00+01:00`)
 /// into UTC.
@@ -15,6 +17,73 @@ pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(text.trim())
         .map(|t| t.with_timezone(&Utc))
         .map_err(|err| format!("`{text}` is not an RFC 3339 time ({err}); write e.g. 2026-11-22T09:00:00Z"))
+}
+
+/// A time as given on the command line (`--start`, `--end` of `lease
+/// create`): absolute, local to the lease's site, or from now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeArg {
+    /// RFC 3339, with its offset: `2026-11-22T09:00:00Z`.
+    At(DateTime<Utc>),
+    /// `2026-11-22 09:00[:SS]`, read in the site's time zone (as OAR's
+    /// `-r` reads it).
+    Local(NaiveDateTime),
+    /// `+2h`, `+1h 30m`: that long after now.
+    FromNow(TimeDelta),
+}
+
+/// The accepted spellings, for help and errors.
+pub const TIME_FORMATS: &str = "2026-11-22T09:00:00Z (RFC 3339), 2026-11-22 09:00 (the site's time zone) or +2h (from now)";
+
+/// Parses a `--start`/`--end` of `lease create` (see [`TimeArg`]).
+pub fn parse_time_arg(text: &str) -> Result<TimeArg, String> {
+    let trimmed = text.trim();
+    if let Some(offset) = trimmed.strip_prefix('+') {
+        return parse_duration(offset)
+            .map(TimeArg::FromNow)
+            .map_err(|_| format!("`{text}` is not an offset from now; write e.g. +2h or +1h 30m"));
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(trimmed) {
+        return Ok(TimeArg::At(t.with_timezone(&Utc)));
+    }
+    for format in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(trimmed, format) {
+            return Ok(TimeArg::Local(t));
+        }
+    }
+    Err(format!("`{text}` is not a time; write {TIME_FORMATS}"))
+}
+
+impl TimeArg {
+    /// Whether reading it needs the site's time zone.
+    pub fn is_local(&self) -> bool {
+        matches!(self, TimeArg::Local(_))
+    }
+
+    /// The time in UTC: `now` for offsets, `zone` (the site's, named
+    /// `site`) for local times. A local time that the zone skips (spring
+    /// forward) or repeats (fall back) is refused, naming both readings.
+    pub fn resolve(self, now: DateTime<Utc>, zone: Option<(&str, chrono_tz::Tz)>) -> Result<DateTime<Utc>, String> {
+        match self {
+            TimeArg::At(t) => Ok(t),
+            TimeArg::FromNow(d) => Ok(now + d),
+            TimeArg::Local(t) => {
+                let Some((site, tz)) = zone else {
+                    return Err(format!("{} has no time zone here; write {TIME_FORMATS}", t.format("%Y-%m-%d %H:%M:%S")));
+                };
+                let shown = t.format("%Y-%m-%d %H:%M:%S");
+                match tz.from_local_datetime(&t) {
+                    LocalResult::Single(t) => Ok(t.with_timezone(&Utc)),
+                    LocalResult::Ambiguous(a, b) => Err(format!(
+                        "{shown} happens twice in {tz} (site {site}): write {} or {}",
+                        format_time(a.with_timezone(&Utc)),
+                        format_time(b.with_timezone(&Utc))
+                    )),
+                    LocalResult::None => Err(format!("{shown} does not exist in {tz} (site {site}, the clocks skip it)")),
+                }
+            }
+        }
+    }
 }
 
 /// Parses a positive duration: `2h`, `90m`, `1h 30m`, `1h30m`, `2d`, `1w`.
@@ -103,6 +172,44 @@ mod tests {
         assert_eq!(format_duration(TimeDelta::seconds(3600 * 4)), "4h");
         assert_eq!(format_duration(TimeDelta::seconds(86_400 + 3_600 + 61)), "1d 1h 1m 1s");
         assert_eq!(format_duration(TimeDelta::seconds(-5400)), "-1h 30m");
+    }
+
+    #[test]
+    fn lease_times_are_absolute_local_or_from_now() {
+        let now = parse_time("2026-12-07T21:00:00Z").expect("valid");
+        let paris = Some(("lille", chrono_tz::Europe::Paris));
+        let resolve = |text: &str, zone| parse_time_arg(text).and_then(|t| t.resolve(now, zone)).map(format_time);
+        // RFC 3339 is read as before, whatever the zone.
+        assert_eq!(resolve("2026-12-08T09:00:00Z", None).as_deref(), Ok("2026-12-08T09:00:00Z"));
+        assert_eq!(resolve("2026-12-08T10:00:00+01:00", paris).as_deref(), Ok("2026-12-08T09:00:00Z"));
+        // OAR's spelling, in the site's zone (Paris is UTC+1 in winter, +2 in summer).
+        assert_eq!(resolve("2026-12-08 09:00", paris).as_deref(), Ok("2026-12-08T08:00:00Z"));
+        assert_eq!(resolve("2026-12-08 09:00:30", paris).as_deref(), Ok("2026-12-08T08:00:30Z"));
+        assert_eq!(resolve("2026-07-08T09:00", paris).as_deref(), Ok("2026-07-08T07:00:00Z"));
+        assert_eq!(resolve("2026-12-08 09:00", Some(("x", chrono_tz::America::Montreal))).as_deref(), Ok("2026-12-08T14:00:00Z"));
+        // Offsets from now.
+        assert_eq!(resolve("+2h", None).as_deref(), Ok("2026-12-07T23:00:00Z"));
+        assert_eq!(resolve("+1h 30m", None).as_deref(), Ok("2026-12-07T22:30:00Z"));
+        assert!(parse_time_arg("2026-12-08 09:00").expect("valid").is_local());
+        assert!(!parse_time_arg("+2h").expect("valid").is_local());
+    }
+
+    #[test]
+    fn bad_lease_times_say_what_to_write() {
+        let now = parse_time("2026-12-07T21:00:00Z").expect("valid");
+        let paris = Some(("lille", chrono_tz::Europe::Paris));
+        let errors: Vec<String> = [
+            parse_time_arg("tomorrow").map(|_| ()),
+            parse_time_arg("+soon").map(|_| ()),
+            parse_time_arg("2026-13-08 09:00").map(|_| ()),
+            parse_time_arg("2026-03-29 02:30").and_then(|t| t.resolve(now, paris)).map(|_| ()),
+            parse_time_arg("2026-10-25 02:30").and_then(|t| t.resolve(now, paris)).map(|_| ()),
+            parse_time_arg("2026-12-08 09:00").and_then(|t| t.resolve(now, None)).map(|_| ()),
+        ]
+        .into_iter()
+        .map(|r| r.expect_err("refused"))
+        .collect();
+        insta::assert_snapshot!(errors.join("\n"));
     }
 
     #[test]

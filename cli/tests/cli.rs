@@ -403,3 +403,139 @@ fn calendar_draws_a_chart_of_the_terminal_width() {
     let row = text.lines().find(|l| l.starts_with("chifflot-1")).expect("row");
     assert!(row.len() <= 60 && row.contains('#'), "{text}");
 }
+
+#[test]
+fn a_local_start_is_read_in_the_sites_time_zone() {
+    let sites = r#"[{"name":"lille","timezone":"Europe/Paris","domain":"ferrum.internal"}]"#;
+    let (url, seen) = serve(vec![(200, sites.to_owned()), (201, lease("pending"))]);
+    let out = run(&url, &["lease", "create", "--count", "2", "--duration", "2h", "--start", "2027-01-15 09:00", "--name", "sweep"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let reqs = requests(&seen);
+    assert_eq!((reqs[0].method.as_str(), reqs[0].target.as_str()), ("GET", "/api/v1/sites"));
+    let body = reqs[1].json();
+    assert_eq!(body["start"], "2027-01-15T08:00:00Z", "09:00 in Paris is 08:00 UTC in winter");
+    assert_eq!(body["name"], "sweep");
+
+    // Two sites in different zones and nothing to tell which: a usage
+    // error that says what to write, and no lease request.
+    let sites = r#"[{"name":"lille","timezone":"Europe/Paris","domain":"x"},{"name":"mtl","timezone":"America/Montreal","domain":"x"}]"#;
+    let (url, seen) = serve(vec![(200, sites.to_owned())]);
+    let out = run(&url, &["lease", "create", "--count", "2", "--duration", "2h", "--start", "2027-01-15 09:00"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--site") && stderr(&out).contains("lille, mtl"), "{}", stderr(&out));
+    assert_eq!(requests(&seen).len(), 1);
+}
+
+#[test]
+fn a_start_from_now_needs_no_site() {
+    let (url, seen) = serve(vec![(201, lease("pending"))]);
+    let before = chrono::Utc::now();
+    let out = run(&url, &["lease", "create", "--count", "1", "--duration", "1h", "--start", "+2h"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let reqs = requests(&seen);
+    assert_eq!(reqs.len(), 1, "no site lookup");
+    let start: chrono::DateTime<chrono::Utc> = reqs[0].json()["start"].as_str().expect("start").parse().expect("RFC 3339");
+    let offset = start - before;
+    assert!(offset >= chrono::Duration::hours(2) && offset < chrono::Duration::hours(2) + chrono::Duration::minutes(1), "{offset}");
+}
+
+#[test]
+fn api_fields_in_errors_are_named_as_flags() {
+    let message = "nodes.names: 'servan-1' is exotic (prototype) hardware; set exotic: true to reserve it";
+    let (url, _) = serve(vec![(400, error("bad_request", message))]);
+    let out = run(&url, &["lease", "create", "--names", "servan-1", "--duration", "1h"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("--names: 'servan-1' is exotic (prototype) hardware; add --exotic to reserve it"), "{err}");
+}
+
+#[test]
+fn cancel_and_release_take_several_ids_and_report_each() {
+    let (url, seen) = serve(vec![
+        (200, lease("pending")),
+        (200, lease("cancelled")),
+        (404, error("not_found", "lease 99 does not exist")),
+        (200, lease("active").replace("\"id\":12", "\"id\":14")),
+    ]);
+    let out = run(&url, &["lease", "cancel", "12", "99", "14"]);
+    assert_eq!(out.status.code(), Some(5), "the first failure's code: {}", stderr(&out));
+    assert_eq!(stdout(&out), "lease 12 cancelled\n");
+    let err = stderr(&out);
+    assert!(
+        err.contains("lease 99") && err.contains("lease 14 already started") && err.contains("cancel failed for 2 of 3 leases"),
+        "{err}"
+    );
+    let targets: Vec<String> = requests(&seen).iter().map(|r| format!("{} {}", r.method, r.target)).collect();
+    assert_eq!(targets, ["GET /api/v1/leases/12", "DELETE /api/v1/leases/12", "GET /api/v1/leases/99", "GET /api/v1/leases/14"]);
+
+    let (url, seen) = serve(vec![(200, lease("finished")), (200, lease("cancelled").replace("\"id\":12", "\"id\":13"))]);
+    let out = run(&url, &["--json", "lease", "release", "12", "13"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let answers: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON array");
+    assert_eq!((answers[0]["state"].as_str(), answers[1]["id"].as_i64()), (Some("finished"), Some(13)));
+    assert!(requests(&seen).iter().all(|r| r.method == "DELETE"));
+}
+
+#[test]
+fn lease_list_by_user_and_extend_by_duration() {
+    let (url, seen) = serve(vec![(200, format!("[{}]", lease("active")))]);
+    let out = run(&url, &["lease", "list", "--user", "alice"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(requests(&seen)[0].target, "/api/v1/leases?owner=alice");
+
+    let (url, seen) = serve(vec![(200, lease("active")), (200, lease("active").replace("13:00:00Z", "14:00:00Z"))]);
+    let out = run(&url, &["lease", "extend", "12", "--duration", "1h"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(requests(&seen)[1].json(), serde_json::json!({"end": "2026-11-22T14:00:00Z"}));
+}
+
+#[test]
+fn lease_create_waits_for_its_deployment() {
+    let deployment = |state: &str, node_state: &str, phase: &str| {
+        format!(
+            r#"{{"id":7,"lease":12,"environment":"debian12-min","version":1,"requested_by":"alice","state":"{state}","created_at":"2026-11-22T09:00:00Z","nodes":[{{"node":"chifflot-1","kind":"deploy","state":"{node_state}","phase":"{phase}","attempt":1,"phase_seconds":1.0,"deadline":"2026-11-22T09:30:00Z","phases":[],"controller_ms":0,"started_at":"2026-11-22T09:00:00Z"}}]}}"#
+        )
+    };
+    let (url, seen) = serve(vec![
+        (201, lease("pending")),
+        (200, "[]".to_owned()),
+        (200, lease("starting")),
+        (200, format!("[{}]", deployment("running", "running", "write_image"))),
+        (200, deployment("done", "done", "finished")),
+    ]);
+    let out = run(&url, &["lease", "create", "--count", "1", "--duration", "1h", "--deploy", "debian12-min", "--wait"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let targets: Vec<String> = requests(&seen).iter().map(|r| format!("{} {}", r.method, r.target)).collect();
+    assert_eq!(
+        targets,
+        [
+            "POST /api/v1/leases",
+            "GET /api/v1/leases/12/deployments",
+            "GET /api/v1/leases/12",
+            "GET /api/v1/leases/12/deployments",
+            "GET /api/v1/deployments/7"
+        ]
+    );
+    assert!(stdout(&out).contains("deployment 7") && stdout(&out).contains("done"), "{}", stdout(&out));
+    assert!(stderr(&out).contains("waiting for lease 12"), "{}", stderr(&out));
+
+    // A lease that fails before deploying: exit 3 with its reason.
+    let failed = lease("failed").replace("\"exotic\":false", "\"exotic\":false,\"reason\":\"no healthy node left\"");
+    let (url, _) = serve(vec![(201, lease("pending")), (200, "[]".to_owned()), (200, failed)]);
+    let out = run(&url, &["lease", "create", "--count", "1", "--duration", "1h", "--deploy", "debian12-min", "--wait"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no healthy node left"), "{}", stderr(&out));
+}
+
+#[test]
+fn node_repaired_sends_the_reason_for_each_node() {
+    let node = NODE.replace("\"available\"", "\"enrolling\"");
+    let (url, seen) = serve(vec![(200, node), (409, error("conflict", "node 'n9' is available, not suspect or dead"))]);
+    let out = run(&url, &["node", "repaired", "chifflot-1", "n9", "--reason", "GPU reseated"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let reqs = requests(&seen);
+    assert_eq!((reqs[0].method.as_str(), reqs[0].target.as_str()), ("POST", "/api/v1/nodes/chifflot-1/repaired"));
+    assert_eq!(reqs[0].json(), serde_json::json!({"reason": "GPU reseated"}));
+    assert!(stdout(&out).contains("chifflot-1: marked repaired, now enrolling"), "{}", stdout(&out));
+    assert!(stderr(&out).contains("not suspect or dead"), "{}", stderr(&out));
+}

@@ -21,7 +21,7 @@ pub async fn availability(ctx: &Ctx, args: AvailabilityArgs) -> Result<()> {
         exotic: args.exotic.then_some(true),
         limit: args.limit,
     };
-    let answer = ctx.client.get::<Availability, _>(&["availability"], &query).await?;
+    let answer = ctx.client.get::<Availability, _>(&["availability"], &query).await.map_err(crate::flags::name_flags)?;
     ctx.show(&answer, render::availability_table)
 }
 

@@ -1,21 +1,24 @@
 //! `ferrum deploy` and `ferrum deployment show|list|cancel`: start a
 //! deployment on a lease's nodes and follow it, one progress bar per node
 //! (phase, bytes written, time in phase) on a terminal, one line per phase
-//! change otherwise.
+//! change otherwise. [`follow`] is the one place that follows a deployment
+//! (`deploy --wait`, `deployment show --wait`, and `lease create --deploy
+//! --wait` through [`follow_lease`]).
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::Result;
-use ferrum_api::DeploySpec;
 use ferrum_api::deployment::{Deployment, DeploymentState, NodeOperation, OperationState, Phase};
+use ferrum_api::{DeploySpec, Lease, LeaseState};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::Ctx;
 use super::lease::read_ssh_keys;
 use crate::args::{DeployArgs, DeploymentCommand};
 use crate::client::CliError;
+use crate::times::format_time;
 
 /// How often a followed deployment is read again.
 const POLL: Duration = Duration::from_millis(500);
@@ -64,6 +67,41 @@ pub async fn deploy(ctx: &Ctx, args: DeployArgs) -> Result<()> {
         return follow(ctx, answer.value.id).await;
     }
     ctx.show(&answer, |d, _| deployment_view(d))
+}
+
+/// How often a lease waited for (`lease create --deploy --wait`) is read
+/// again before its deployment begins.
+const LEASE_POLL: Duration = Duration::from_secs(1);
+
+/// Waits for the deployment that a lease created with `--deploy` starts
+/// at its start, then [`follow`]s it. Fails (exit 3) when the lease waits
+/// for an admin's approval or ends without a deployment.
+pub(super) async fn follow_lease(ctx: &Ctx, lease: &Lease) -> Result<()> {
+    let id = lease.id.to_string();
+    if lease.state == LeaseState::AwaitingApproval {
+        return Err(CliError::StateConflict(format!(
+            "lease {id} awaits an admin's approval: not waiting; follow its deployment later with `ferrum deployment list {id}`"
+        ))
+        .into());
+    }
+    if !ctx.json {
+        eprintln!("waiting for lease {id} to start at {} and deploy its nodes", format_time(lease.start));
+    }
+    loop {
+        let deployments = ctx.client.get::<Vec<Deployment>, _>(&["leases", &id, "deployments"], &()).await?.value;
+        if let Some(first) = deployments.iter().min_by_key(|d| d.id) {
+            if !ctx.json {
+                eprintln!("deployment {} of {} on lease {id} started", first.id, first.environment);
+            }
+            return follow(ctx, first.id).await;
+        }
+        let current = ctx.client.get::<Lease, _>(&["leases", &id], &()).await?.value;
+        if !matches!(current.state, LeaseState::Pending | LeaseState::Starting | LeaseState::Active) {
+            let reason = current.reason.map(|r| format!(": {r}")).unwrap_or_default();
+            return Err(CliError::StateConflict(format!("lease {id} is {} and deployed nothing{reason}", current.state.as_str())).into());
+        }
+        tokio::time::sleep(LEASE_POLL).await;
+    }
 }
 
 /// Polls a deployment until it ends, drawing its progress; prints the final

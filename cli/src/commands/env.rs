@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use ferrum_api::environment::{Environment, EnvironmentDescriptor, EnvironmentQuery};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Ctx;
 use crate::args::EnvCommand;
@@ -18,7 +18,7 @@ pub async fn run(ctx: &Ctx, cmd: EnvCommand) -> Result<()> {
     match cmd {
         EnvCommand::List => {
             let answer = ctx.client.get::<Vec<Environment>, _>(&["environments"], &NoQuery {}).await?;
-            ctx.show(&answer, |envs, opts| render::generic(&Value::Array(envs.iter().map(row).collect()), opts))
+            ctx.show(&answer, |envs, opts| render::environments_table(envs, opts))
         }
         EnvCommand::Show { name, version } => {
             // `OWNER/NAME` names another owner's environment.
@@ -49,20 +49,6 @@ fn visibility(env: &Environment) -> &'static str {
         ferrum_api::environment::Visibility::Project => "project",
         ferrum_api::environment::Visibility::User => "user",
     }
-}
-
-fn row(env: &Environment) -> Value {
-    let d = &env.descriptor;
-    json!({
-        "name": d.name,
-        "version": d.version,
-        "format": serde_json::to_value(d.format).unwrap_or(Value::Null),
-        "size": format!("{:.0} MiB", d.size as f64 / 1_048_576.0),
-        "boot": serde_json::to_value(d.boot).unwrap_or(Value::Null),
-        "visibility": visibility(env),
-        "owner": env.owner,
-        "description": d.description,
-    })
 }
 
 /// Reads a YAML descriptor; errors name the file and, when the parser

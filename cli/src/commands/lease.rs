@@ -1,21 +1,26 @@
 //! `ferrum lease ...`: create, list, show, extend, release, cancel, and the
-//! admin decisions approve/reject.
+//! admin decisions approve/reject. `create` reads local times in the
+//! lease's site's time zone (from `GET /api/v1/sites`) and can follow the
+//! lease's deployment (`--deploy ENV --wait`); `cancel` and `release` take
+//! several ids, like `oardel`.
 
 use anyhow::{Context, Result};
-use ferrum_api::{DeploySpec, Lease, LeaseCreate, LeaseListQuery, LeasePatch, LeaseState, LeaseType, NodeSelector};
+use chrono::{DateTime, Utc};
+use ferrum_api::{DeploySpec, Lease, LeaseCreate, LeaseListQuery, LeasePatch, LeaseState, LeaseType, NodeSelector, Site};
 use serde_json::Value;
 
 use super::{Ctx, out};
 use crate::args::{LeaseCommand, LeaseCreateArgs, LeaseDecisionArgs, LeaseExtendArgs};
 use crate::client::{CliError, NoQuery};
+use crate::flags::name_flags;
 use crate::render;
-use crate::times::format_time;
+use crate::times::{TIME_FORMATS, TimeArg, format_time};
 
 pub async fn run(ctx: &Ctx, cmd: LeaseCommand) -> Result<()> {
     match cmd {
         LeaseCommand::Create(args) => create(ctx, *args).await,
-        LeaseCommand::List { all, state } => {
-            let query = LeaseListQuery { state, all: all.then_some(true) };
+        LeaseCommand::List { all, state, user } => {
+            let query = LeaseListQuery { state, all: all.then_some(true), owner: user };
             let answer = ctx.client.get::<Vec<Lease>, _>(&["leases"], &query).await?;
             ctx.show(&answer, |leases, opts| {
                 let mut text = render::leases_table(leases, opts);
@@ -30,14 +35,8 @@ pub async fn run(ctx: &Ctx, cmd: LeaseCommand) -> Result<()> {
             ctx.show(&answer, render::lease_detail)
         }
         LeaseCommand::Extend(args) => extend(ctx, args).await,
-        LeaseCommand::Release { id } => {
-            let answer = ctx.client.delete::<Lease>(&["leases", &id.to_string()]).await?;
-            ctx.show(&answer, |lease, opts| {
-                let verb = if lease.state == LeaseState::Cancelled { "cancelled (it had not started)" } else { "released" };
-                format!("lease {} {verb}\n\n{}", lease.id, render::lease_detail(lease, opts))
-            })
-        }
-        LeaseCommand::Cancel { id } => cancel(ctx, id).await,
+        LeaseCommand::Release { ids } => end_leases(ctx, End::Release, &ids).await,
+        LeaseCommand::Cancel { ids } => end_leases(ctx, End::Cancel, &ids).await,
         LeaseCommand::Approve(args) => decide(ctx, "approve", args).await,
         LeaseCommand::Reject(args) => decide(ctx, "reject", args).await,
     }
@@ -61,18 +60,26 @@ pub(super) fn read_ssh_keys(paths: &[std::path::PathBuf]) -> Result<Vec<String>>
     Ok(keys)
 }
 
-pub fn lease_request(args: LeaseCreateArgs, ssh_keys: Vec<String>) -> LeaseCreate {
+/// The request of `lease create`, with `--start`/`--end` already resolved
+/// to UTC (see [`resolve_times`]).
+pub fn lease_request(args: LeaseCreateArgs, times: LeaseTimes, ssh_keys: Vec<String>) -> LeaseCreate {
     let lease_type = match (args.lease_type, &args.deploy) {
         (Some(t), _) => Some(t.into()),
         (None, Some(_)) => Some(LeaseType::Deploy),
         (None, None) => None,
     };
+    // `--site S` with `--count`: only that site's nodes.
+    let filter = match (&args.site, args.filter, &args.names) {
+        (Some(site), Some(filter), None) => Some(format!("site = '{site}' AND ({filter})")),
+        (Some(site), None, None) => Some(format!("site = '{site}'")),
+        (_, filter, _) => filter,
+    };
     LeaseCreate {
         project: args.project,
-        nodes: NodeSelector { count: args.count, filter: args.filter, names: args.names },
-        start: args.start,
+        nodes: NodeSelector { count: args.count, filter, names: args.names },
+        start: times.start,
         duration: args.duration,
-        end: args.end,
+        end: times.end,
         lease_type,
         exotic: args.exotic,
         deploy: args.deploy.map(|environment| DeploySpec { environment, ssh_keys }),
@@ -80,13 +87,119 @@ pub fn lease_request(args: LeaseCreateArgs, ssh_keys: Vec<String>) -> LeaseCreat
     }
 }
 
+/// `--start` and `--end` of `lease create`, in UTC.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseTimes {
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+}
+
+/// Resolves `--start`/`--end` against `now` and, for local times, the
+/// lease's site: `--site`, else the only site (or the only time zone of
+/// all sites), else a `site = 'x'` the filter plainly requires. `sites` is
+/// asked for only when a local time needs it.
+pub fn resolve_times(
+    start: Option<TimeArg>,
+    end: Option<TimeArg>,
+    now: DateTime<Utc>,
+    sites: Option<&[Site]>,
+    site_flag: Option<&str>,
+    filter: Option<&str>,
+) -> Result<LeaseTimes, String> {
+    let zone = match sites {
+        Some(sites) if start.is_some_and(|t| t.is_local()) || end.is_some_and(|t| t.is_local()) => {
+            let (name, tz) = pick_site_zone(sites, site_flag, filter)?;
+            Some((name, tz))
+        }
+        _ => None,
+    };
+    let zone = zone.as_ref().map(|(name, tz)| (name.as_str(), *tz));
+    let resolve = |t: Option<TimeArg>, flag: &str| t.map(|t| t.resolve(now, zone).map_err(|e| format!("{flag}: {e}"))).transpose();
+    Ok(LeaseTimes { start: resolve(start, "--start")?, end: resolve(end, "--end")? })
+}
+
+/// The site (name, time zone) whose clock a local time is read on.
+fn pick_site_zone(sites: &[Site], site_flag: Option<&str>, filter: Option<&str>) -> Result<(String, chrono_tz::Tz), String> {
+    let zone = |site: &Site| {
+        site.timezone
+            .parse::<chrono_tz::Tz>()
+            .map(|tz| (site.name.clone(), tz))
+            .map_err(|_| format!("site {} has time zone '{}', unknown to this ferrum; write {TIME_FORMATS}", site.name, site.timezone))
+    };
+    let known = || sites.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
+    if let Some(name) = site_flag {
+        return match sites.iter().find(|s| s.name == name) {
+            Some(site) => zone(site),
+            None => Err(format!("--site: there is no site '{name}' (sites: {})", known())),
+        };
+    }
+    if let [site] = sites {
+        return zone(site);
+    }
+    if let Some(first) = sites.first()
+        && sites.iter().all(|s| s.timezone == first.timezone)
+    {
+        return zone(first).map(|(_, tz)| (sites.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "), tz));
+    }
+    if let Some(name) = filter.and_then(site_in_filter)
+        && let Some(site) = sites.iter().find(|s| s.name == name)
+    {
+        return zone(site);
+    }
+    if sites.is_empty() {
+        return Err(format!("a local time needs a site's time zone, and ferrum knows no site yet; write {TIME_FORMATS}"));
+    }
+    Err(format!(
+        "a local time is read in the lease's site's time zone, and the sites ({}) have different ones: \
+         give --site S, or write the time as RFC 3339 with its offset (2026-11-22T09:00:00+01:00) or from now (+2h)",
+        known()
+    ))
+}
+
+/// The site a filter plainly requires: one `site = 'x'` (any spacing or
+/// case of `site`) and no `OR`/`NOT` that could mean another.
+fn site_in_filter(filter: &str) -> Option<String> {
+    let lower = filter.to_ascii_lowercase();
+    let words: Vec<&str> = lower.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).collect();
+    if words.iter().any(|w| *w == "or" || *w == "not") {
+        return None;
+    }
+    let mut found = None;
+    let mut rest = filter;
+    while let Some(at) = rest.to_ascii_lowercase().find("site") {
+        let before_ok = rest[..at].chars().next_back().is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'));
+        let after = rest[at + 4..].trim_start();
+        rest = &rest[at + 4..];
+        let Some(value) = after.strip_prefix('=').map(str::trim_start).and_then(|v| v.strip_prefix('\'')) else { continue };
+        let Some(end) = value.find('\'') else { continue };
+        if !before_ok {
+            continue;
+        }
+        if found.replace(value[..end].to_owned()).is_some() {
+            return None;
+        }
+    }
+    found
+}
+
 async fn create(ctx: &Ctx, args: LeaseCreateArgs) -> Result<()> {
     let ssh_keys = read_ssh_keys(&args.ssh_keys)?;
     if args.deploy.is_some() && ssh_keys.is_empty() {
         eprintln!("warning: no --ssh-key given: you will not be able to log in as root on the deployed nodes");
     }
-    let body = lease_request(args, ssh_keys);
-    let answer = ctx.client.post::<Lease, _>(&["leases"], &body).await?;
+    let needs_site = args.start.is_some_and(|t| t.is_local()) || args.end.is_some_and(|t| t.is_local());
+    let sites = if needs_site { Some(ctx.client.get::<Vec<Site>, _>(&["sites"], &NoQuery {}).await?.value) } else { None };
+    let times = resolve_times(args.start, args.end, Utc::now(), sites.as_deref(), args.site.as_deref(), args.filter.as_deref())
+        .map_err(CliError::Usage)?;
+    let wait = args.wait;
+    let body = lease_request(args, times, ssh_keys);
+    let answer = ctx.client.post::<Lease, _>(&["leases"], &body).await.map_err(name_flags)?;
+    if wait {
+        if !ctx.json {
+            out(&render::lease_detail(&answer.value, ctx.table))?;
+        }
+        return super::deploy::follow_lease(ctx, &answer.value).await;
+    }
     ctx.show(&answer, |lease, opts| {
         let note = match lease.state {
             LeaseState::AwaitingApproval => "\nthis request is above the approval threshold: an admin must approve it\n",
@@ -98,15 +211,15 @@ async fn create(ctx: &Ctx, args: LeaseCreateArgs) -> Result<()> {
 
 async fn extend(ctx: &Ctx, args: LeaseExtendArgs) -> Result<()> {
     let id = args.id.to_string();
-    let (new_end, old_end) = match (args.end, args.by) {
+    let (new_end, old_end) = match (args.end, args.duration) {
         (Some(end), _) => (end, None),
         (None, Some(by)) => {
             let current = ctx.client.get::<Lease, _>(&["leases", &id], &NoQuery {}).await?.value;
             (current.end + by, Some(current.end))
         }
-        (None, None) => anyhow::bail!("give --end or --by"),
+        (None, None) => anyhow::bail!("give --end or --duration"),
     };
-    let answer = ctx.client.patch::<Lease, _>(&["leases", &id], &LeasePatch { end: new_end }).await?;
+    let answer = ctx.client.patch::<Lease, _>(&["leases", &id], &LeasePatch { end: new_end }).await.map_err(name_flags)?;
     ctx.show(&answer, |lease, opts| {
         let was = old_end.map(|t| format!(" (was {})", format_time(t))).unwrap_or_default();
         format!("lease {} now ends at {}{was}\n\n{}", lease.id, format_time(lease.end), render::lease_detail(lease, opts))
@@ -141,23 +254,88 @@ pub fn cancel_decision(lease: &Lease) -> CancelDecision {
     }
 }
 
-async fn cancel(ctx: &Ctx, id: i64) -> Result<()> {
+/// `lease release` or `lease cancel`.
+#[derive(Clone, Copy, Debug)]
+enum End {
+    Release,
+    Cancel,
+}
+
+/// What one id of `cancel`/`release` came to: the answer's JSON (for
+/// `--json`), a headline, and the lease to show in full when it was the
+/// only id.
+struct Outcome {
+    raw: String,
+    headline: String,
+    lease: Lease,
+}
+
+/// Ends each lease in turn, printing each outcome (a failure does not stop
+/// the others, as with `oardel`), and fails at the end, with the first
+/// failure's exit code, if any failed. With `--json`: an array of the
+/// leases' JSON; failures go to stderr.
+async fn end_leases(ctx: &Ctx, end: End, ids: &[i64]) -> Result<()> {
+    let (mut raws, mut first_error, mut failed) = (Vec::new(), None, 0usize);
+    for &id in ids {
+        let outcome = match end {
+            End::Release => release(ctx, id).await,
+            End::Cancel => cancel(ctx, id).await,
+        };
+        match outcome {
+            Ok(Outcome { raw, headline, lease }) => {
+                if ctx.json {
+                    raws.push(raw);
+                } else if ids.len() == 1 {
+                    out(&format!("{headline}\n\n{}", render::lease_detail(&lease, ctx.table)))?;
+                } else {
+                    out(&format!("{headline}\n"))?;
+                }
+            }
+            Err(err) if ids.len() == 1 => return Err(err),
+            Err(err) => {
+                failed += 1;
+                eprintln!("error: lease {id}: {err:#}");
+                first_error.get_or_insert(err);
+            }
+        }
+    }
+    if ctx.json {
+        let text = if ids.len() == 1 { raws.concat() } else { format!("[{}]", raws.join(",")) };
+        out(&render::pretty_json(&text))?;
+    }
+    let verb = match end {
+        End::Release => "release",
+        End::Cancel => "cancel",
+    };
+    match first_error {
+        Some(err) => Err(err.context(format!("{verb} failed for {failed} of {} leases", ids.len()))),
+        None => Ok(()),
+    }
+}
+
+async fn release(ctx: &Ctx, id: i64) -> Result<Outcome> {
+    let answer = ctx.client.delete::<Lease>(&["leases", &id.to_string()]).await?;
+    let verb = if answer.value.state == LeaseState::Cancelled { "cancelled (it had not started)" } else { "released" };
+    Ok(Outcome { headline: format!("lease {id} {verb}"), raw: answer.raw, lease: answer.value })
+}
+
+async fn cancel(ctx: &Ctx, id: i64) -> Result<Outcome> {
     let segment = id.to_string();
     let current = ctx.client.get::<Lease, _>(&["leases", &segment], &NoQuery {}).await?;
     match cancel_decision(&current.value) {
         CancelDecision::Refuse(message) => Err(CliError::StateConflict(message).into()),
-        CancelDecision::AlreadyCancelled => ctx.show(&current, |lease, _| format!("lease {} is already cancelled\n", lease.id)),
+        CancelDecision::AlreadyCancelled => {
+            Ok(Outcome { headline: format!("lease {id} is already cancelled"), raw: current.raw, lease: current.value })
+        }
         CancelDecision::Cancel => {
             let answer = ctx.client.delete::<Lease>(&["leases", &segment]).await?;
-            ctx.show(&answer, |lease, opts| {
-                let headline = if lease.state == LeaseState::Cancelled {
-                    format!("lease {} cancelled", lease.id)
-                } else {
-                    // It started between our GET and the DELETE: the server released it.
-                    format!("lease {} had just started and was released instead", lease.id)
-                };
-                format!("{headline}\n\n{}", render::lease_detail(lease, opts))
-            })
+            let headline = if answer.value.state == LeaseState::Cancelled {
+                format!("lease {id} cancelled")
+            } else {
+                // It started between our GET and the DELETE: the server released it.
+                format!("lease {id} had just started and was released instead")
+            };
+            Ok(Outcome { headline, raw: answer.raw, lease: answer.value })
         }
     }
 }
@@ -192,10 +370,21 @@ mod tests {
         }
     }
 
+    fn times_of(args: &LeaseCreateArgs) -> LeaseTimes {
+        let now = crate::times::parse_time("2026-11-21T18:00:00Z").expect("valid");
+        resolve_times(args.start, args.end, now, None, None, None).expect("absolute times")
+    }
+
+    fn request(line: &[&str], keys: Vec<String>) -> LeaseCreate {
+        let args = create_args(line);
+        let times = times_of(&args);
+        lease_request(args, times, keys)
+    }
+
     #[test]
     fn requests_match_the_api_shape() {
-        let body = lease_request(
-            create_args(&[
+        let body = request(
+            &[
                 "--count",
                 "2",
                 "--filter",
@@ -208,19 +397,64 @@ mod tests {
                 "debian12-min",
                 "--project",
                 "p-vision",
-            ]),
+            ],
             vec!["ssh-ed25519 AAAA me@laptop".to_owned()],
         );
         insta::assert_json_snapshot!(body);
 
-        let body = lease_request(create_args(&["--names", "n1,n2", "--end", "2026-11-22T10:00:00Z", "--exotic"]), vec![]);
+        let body = request(&["--names", "n1,n2", "--end", "2026-11-22T10:00:00Z", "--exotic"], vec![]);
         let json = serde_json::to_value(&body).expect("serialise");
         assert_eq!(json["nodes"]["names"], serde_json::json!(["n1", "n2"]));
         assert_eq!(json["type"], Value::Null);
         assert_eq!(json["exotic"], Value::Bool(true));
 
-        let body = lease_request(create_args(&["--count", "1", "--duration", "1h", "--deploy", "e", "--type", "besteffort"]), vec![]);
+        let body = request(&["--count", "1", "--duration", "1h", "--deploy", "e", "--type", "besteffort"], vec![]);
         assert_eq!(body.lease_type, Some(LeaseType::Besteffort));
+
+        // --site restricts --count to that site's nodes; --name names the lease.
+        let body =
+            request(&["--count", "2", "--site", "lille", "--filter", "gpu_count >= 2", "--duration", "1h", "--name", "sweep"], vec![]);
+        assert_eq!(body.nodes.filter.as_deref(), Some("site = 'lille' AND (gpu_count >= 2)"));
+        assert_eq!(body.name.as_deref(), Some("sweep"));
+        let body = request(&["--count", "2", "--site", "lille", "--duration", "1h"], vec![]);
+        assert_eq!(body.nodes.filter.as_deref(), Some("site = 'lille'"));
+        let body = request(&["--names", "n1", "--site", "lille", "--duration", "1h"], vec![]);
+        assert_eq!(body.nodes.filter, None);
+    }
+
+    fn site(name: &str, timezone: &str) -> Site {
+        Site { name: name.to_owned(), timezone: timezone.to_owned(), domain: "ferrum.internal".to_owned() }
+    }
+
+    #[test]
+    fn local_times_are_read_at_the_leases_site() {
+        let now = crate::times::parse_time("2026-12-07T21:00:00Z").expect("valid");
+        let local = crate::times::parse_time_arg("2026-12-08 09:00").expect("valid");
+        let start = |sites: &[Site], flag: Option<&str>, filter: Option<&str>| {
+            resolve_times(Some(local), None, now, Some(sites), flag, filter).map(|t| t.start.map(format_time).unwrap_or_default())
+        };
+        let lille = site("lille", "Europe/Paris");
+        let montreal = site("montreal", "America/Montreal");
+        let both = [lille.clone(), montreal.clone()];
+        // The only site; --site; the filter's site; one zone for all.
+        assert_eq!(start(std::slice::from_ref(&montreal), None, None).as_deref(), Ok("2026-12-08T14:00:00Z"));
+        assert_eq!(start(&both, Some("lille"), None).as_deref(), Ok("2026-12-08T08:00:00Z"));
+        assert_eq!(start(&both, None, Some("gpu_count >= 2 AND site='montreal'")).as_deref(), Ok("2026-12-08T14:00:00Z"));
+        assert_eq!(start(&both, None, Some("SITE = 'lille' and gpu_count > 0")).as_deref(), Ok("2026-12-08T08:00:00Z"));
+        assert_eq!(start(&[lille.clone(), site("nancy", "Europe/Paris")], None, None).as_deref(), Ok("2026-12-08T08:00:00Z"));
+        // No way to tell: the error says what to write.
+        let errors = [
+            start(&both, None, None),
+            start(&both, None, Some("site = 'lille' OR site = 'montreal'")),
+            start(&both, None, Some("website = 'lille'")),
+            start(&both, Some("nancy"), None),
+            start(&[], None, None),
+        ]
+        .map(|r| r.expect_err("refused"));
+        insta::assert_snapshot!(errors.join("\n"));
+        // Absolute times and offsets never need a site.
+        let times = resolve_times(Some(crate::times::parse_time_arg("+2h").expect("valid")), None, now, None, None, None);
+        assert_eq!(times.map(|t| t.start.map(format_time)), Ok(Some("2026-12-07T23:00:00Z".to_owned())));
     }
 
     #[test]

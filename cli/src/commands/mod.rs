@@ -73,6 +73,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     match command {
         Command::Node(cmd) => node::run(&ctx, cmd).await,
         Command::Lease(cmd) => lease::run(&ctx, cmd).await,
+        Command::Site(crate::args::SiteCommand::List) => node::sites(&ctx).await,
         Command::Env(cmd) => env::run(&ctx, cmd).await,
         Command::Deploy(args) => deploy::deploy(&ctx, args).await,
         Command::Deployment(cmd) => deploy::run(&ctx, cmd).await,

@@ -1,6 +1,6 @@
-//! `ferrum node ...`: listing, enrolment, import, maintenance, events,
-//! inventory and its check, the boot target, and the BMC verbs `power` and
-//! `bootdev`.
+//! `ferrum node ...`: listing, enrolment, import, maintenance, marking
+//! suspect nodes repaired, events, inventory and its check, the boot
+//! target, and the BMC verbs `power` and `bootdev`; `ferrum site list`.
 
 use std::collections::BTreeMap;
 
@@ -42,6 +42,7 @@ pub async fn run(ctx: &Ctx, cmd: NodeCommand) -> Result<()> {
                 format!("{}: {intent}, state {}\n", node.name, node.state.as_str())
             })
         }
+        NodeCommand::Repaired { names, reason } => repaired(ctx, &names, &reason).await,
         NodeCommand::Inventory { name } => {
             let answer = ctx.client.get::<ferrum_api::NodeInventory, _>(&["nodes", &name, "inventory"], &NoQuery {}).await?;
             ctx.show(&answer, render::node_inventory)
@@ -100,6 +101,45 @@ pub async fn run(ctx: &Ctx, cmd: NodeCommand) -> Result<()> {
             };
             for_each_node(ctx, &format!("bootdev {verb}"), &names, Verb::Put("boot-device"), &BootDeviceRequest { device }).await
         }
+    }
+}
+
+/// `ferrum site list`.
+pub async fn sites(ctx: &Ctx) -> Result<()> {
+    let answer = ctx.client.get::<Vec<ferrum_api::Site>, _>(&["sites"], &NoQuery {}).await?;
+    ctx.show(&answer, |sites, opts| render::sites_table(sites, opts))
+}
+
+/// Marks each node repaired in turn, printing what each became (a failure
+/// on one does not stop the others) and failing at the end if any failed.
+/// With `--json`: an array of the nodes marked; failures go to stderr.
+async fn repaired(ctx: &Ctx, names: &[String], reason: &str) -> Result<()> {
+    let body = ferrum_api::RepairedRequest { reason: reason.to_owned() };
+    let (mut raws, mut first_error, mut failed) = (Vec::new(), None, 0usize);
+    for name in names {
+        match ctx.client.post::<Node, _>(&["nodes", name, "repaired"], &body).await {
+            Ok(answer) => {
+                if !ctx.json {
+                    out(&format!(
+                        "{name}: marked repaired, now {} (ferrum resets and checks it before anyone may reserve it)\n",
+                        answer.value.state.as_str()
+                    ))?;
+                }
+                raws.push(answer.raw);
+            }
+            Err(err) => {
+                failed += 1;
+                eprintln!("error: {name}: {err:#}");
+                first_error.get_or_insert(err);
+            }
+        }
+    }
+    if ctx.json {
+        out(&render::pretty_json(&format!("[{}]", raws.join(","))))?;
+    }
+    match first_error {
+        Some(err) => Err(err.context(format!("repaired failed on {failed} of {} nodes", names.len()))),
+        None => Ok(()),
     }
 }
 

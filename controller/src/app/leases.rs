@@ -363,6 +363,25 @@ impl App {
 
     pub async fn list_leases(&self, actor: &Actor, state: Option<LeaseState>, all: bool) -> AppResult<Vec<LeaseRow>> {
         let owner = if actor.is_admin { None } else { Some(actor.user_id) };
+        self.leases_of(owner, state, all).await
+    }
+
+    /// The leases of user `owner` (`oarstat -u`): admins name anyone, users
+    /// only themselves (403 otherwise, before saying whether the user
+    /// exists); an unknown user is a 400 naming the parameter.
+    pub async fn list_leases_of(&self, actor: &Actor, owner: &str, state: Option<LeaseState>, all: bool) -> AppResult<Vec<LeaseRow>> {
+        if !actor.is_admin && owner != actor.name {
+            return Err(AppError::Forbidden("owner: only admins may list another user's leases".into()));
+        }
+        let user = match self.store.get_user(owner).await {
+            Ok(user) => user,
+            Err(DbError::NotFound { .. }) => return Err(AppError::bad_request(format!("owner: there is no user '{owner}'"))),
+            Err(e) => return Err(e.into()),
+        };
+        self.leases_of(Some(user.id), state, all).await
+    }
+
+    async fn leases_of(&self, owner: Option<crate::model::UserId>, state: Option<LeaseState>, all: bool) -> AppResult<Vec<LeaseRow>> {
         let include_over = all || state.is_some_and(lease::is_terminal);
         let mut rows = self.store.list_leases(owner, include_over).await?;
         if let Some(s) = state {

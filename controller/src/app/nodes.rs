@@ -303,6 +303,45 @@ impl App {
         Ok(self.store.get_node(name).await?)
     }
 
+    /// An admin declares a suspect or dead node repaired (checked by hand):
+    /// it goes back to `enrolling`, so the clock loop resets it and checks
+    /// its inventory before anyone may reserve it. Any other state is a
+    /// conflict: there is nothing to repair.
+    pub async fn mark_repaired(&self, actor: &Actor, name: &str, reason: &str) -> AppResult<NodeRow> {
+        actor.require_admin()?;
+        super::one_line("reason", reason, limits::REASON)?;
+        if reason.trim().is_empty() {
+            return Err(AppError::bad_request("reason: say what was checked or repaired (it is recorded in the node's events)"));
+        }
+        let node = self.store.get_node(name).await?;
+        if node.state.next(NodeInput::Repaired).is_err() {
+            return Err(AppError::Conflict {
+                message: format!("node '{name}' is {}, not suspect or dead: there is nothing to repair", node.state.as_str()),
+                earliest_start: None,
+            });
+        }
+        let status = node.status();
+        self.move_nodes(&[(&status, None)], NodeInput::Repaired, &actor.name, reason).await?;
+        self.audit(actor, "node.repaired", &format!("node/{name}"), serde_json::json!({ "reason": reason })).await;
+        // Let the clock loop enrol it now.
+        self.wake.notify_one();
+        Ok(self.store.get_node(name).await?)
+    }
+
+    /// The sites that have nodes or a `[sites.NAME]` table, by name, with
+    /// their settings.
+    pub async fn list_sites(&self) -> AppResult<Vec<(String, std::borrow::Cow<'_, crate::config::SiteConfig>)>> {
+        let mut names: BTreeSet<String> = self.config.sites.keys().cloned().collect();
+        names.extend(self.store.list_nodes().await?.into_iter().map(|n| n.site));
+        Ok(names
+            .into_iter()
+            .map(|name| {
+                let site = self.config.site(&name);
+                (name, site)
+            })
+            .collect())
+    }
+
     /// A node's events with what `http::views` needs to decide what the
     /// caller may see of them (the node's BMC and reference, the caller's
     /// leases on it).

@@ -38,7 +38,11 @@ pub async fn list(
     Caller(actor): Caller,
     Params(q): Params<api::LeaseListQuery>,
 ) -> ApiResult<Json<Vec<api::Lease>>> {
-    let rows = app.list_leases(&actor, q.state.map(Into::into), q.all.unwrap_or(false)).await?;
+    let (state, all) = (q.state.map(Into::into), q.all.unwrap_or(false));
+    let rows = match q.owner.as_deref() {
+        Some(owner) => app.list_leases_of(&actor, owner, state, all).await?,
+        None => app.list_leases(&actor, state, all).await?,
+    };
     Ok(Json(rows.into_iter().map(views::lease).collect()))
 }
 

@@ -47,7 +47,7 @@ const IMPORT_BODY_LIMIT: usize = 64 * 1024 * 1024;
     info(title = "ferrum API", description = "Bare-metal testbed reservations, deployments and inventory.", version = "1"),
     paths(
         health, openapi_json,
-        nodes::list, nodes::create, nodes::import, nodes::show, nodes::maintenance, nodes::events, nodes::power, nodes::boot_device, nodes::boot_target, boot::unknown_macs, boot::hosts, boot::create_token,
+        nodes::list, nodes::create, nodes::import, nodes::show, nodes::maintenance, nodes::repaired, nodes::sites, nodes::events, nodes::power, nodes::boot_device, nodes::boot_target, boot::unknown_macs, boot::hosts, boot::create_token,
         agent::node_inventory, agent::create_command, agent::list_commands,
         environments::list, environments::create, environments::show,
         deployments::create, deployments::list, deployments::show, deployments::cancel, deployments::node_operations,
@@ -201,6 +201,8 @@ pub fn router(app: Arc<App>, metrics: Arc<metrics::Metrics>) -> Router {
         .route("/nodes/{name}", get(nodes::show))
         .route("/nodes/{name}/maintenance", post(nodes::maintenance))
         .route("/nodes/{name}/events", get(nodes::events))
+        .route("/nodes/{name}/repaired", post(nodes::repaired))
+        .route("/sites", get(nodes::sites))
         .route("/nodes/{name}/power", post(nodes::power))
         .route("/nodes/{name}/boot-device", axum::routing::put(nodes::boot_device))
         .route("/nodes/{name}/boot-target", axum::routing::put(nodes::boot_target))

@@ -100,6 +100,33 @@ pub async fn maintenance(
     Ok(Json(views::node(row, None, actor.is_admin)))
 }
 
+/// Mark a suspect or dead node repaired (admin): it is enrolled again
+/// (reset, inventory check) before anyone may reserve it.
+#[utoipa::path(post, path = "/api/v1/nodes/{name}/repaired", operation_id = "nodes_repaired", tag = "nodes", params(("name" = String, Path)), request_body = api::RepairedRequest,
+    responses((status = 200, body = api::Node), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "the node is neither suspect nor dead", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn repaired(
+    State(app): State<Arc<App>>,
+    Caller(actor): Caller,
+    PathParam(name): PathParam<String>,
+    Body(req): Body<api::RepairedRequest>,
+) -> ApiResult<Json<api::Node>> {
+    let row = app.mark_repaired(&actor, &name, &req.reason).await?;
+    Ok(Json(views::node(row, None, actor.is_admin)))
+}
+
+/// The sites: each site that has nodes or a `[sites.NAME]` table, with
+/// the time zone it reads dates in and its DNS domain (any signed-in user).
+#[utoipa::path(get, path = "/api/v1/sites", operation_id = "sites_list", tag = "nodes",
+    responses((status = 200, body = Vec<api::Site>)),
+    security(("bearer" = [])))]
+pub async fn sites(State(app): State<Arc<App>>, Caller(_actor): Caller) -> ApiResult<Json<Vec<api::Site>>> {
+    let sites = app.list_sites().await?;
+    Ok(Json(
+        sites.into_iter().map(|(name, s)| api::Site { name, timezone: s.timezone.name().to_owned(), domain: s.domain.clone() }).collect(),
+    ))
+}
+
 /// A node's recorded state changes, oldest first.
 #[utoipa::path(get, path = "/api/v1/nodes/{name}/events", operation_id = "nodes_events", tag = "nodes", params(("name" = String, Path)),
     responses((status = 200, body = Vec<api::NodeEvent>), (status = 404, body = ErrorBody)),

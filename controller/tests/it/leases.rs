@@ -414,3 +414,33 @@ async fn a_lease_with_an_unknown_stored_state_reads_as_corrupt() {
         other => panic!("a lease in state 'bogus' read as {other:?}"),
     }
 }
+
+/// `GET /api/v1/leases?owner=NAME` (`oarstat -u`): admins list anyone's
+/// leases, users only their own; another user's name is 403 for a user,
+/// an unknown one 400 for an admin.
+#[tokio::test]
+async fn leases_are_listed_by_owner() {
+    let ctx = TestContext::with_fixtures().await;
+    let alice = ctx.user("alice", "p-vision").await;
+    let bob = ctx.user("bob", "p-vision").await;
+    let later = at(Duration::hours(2));
+    let mine = id(&ctx.post("/api/v1/leases", &alice, json!({"nodes": {"count": 1}, "start": later, "duration": "1h"})).await.expect(201));
+    let his = id(&ctx.post("/api/v1/leases", &bob, json!({"nodes": {"count": 1}, "duration": "1h"})).await.expect(201));
+    let ids = |v: serde_json::Value| v.as_array().expect("array").iter().map(id).collect::<Vec<_>>();
+
+    assert_eq!(ids(ctx.get("/api/v1/leases?owner=alice", &ctx.admin).await.expect(200)), [mine]);
+    assert_eq!(ids(ctx.get("/api/v1/leases?owner=bob", &ctx.admin).await.expect(200)), [his]);
+    assert_eq!(ids(ctx.get("/api/v1/leases?owner=alice", &alice).await.expect(200)), [mine]);
+    assert!(ids(ctx.get("/api/v1/leases?owner=admin&all=true", &ctx.admin).await.expect(200)).is_empty());
+    // Filters combine.
+    ctx.delete(&format!("/api/v1/leases/{mine}"), &alice).await.expect(200);
+    assert!(ids(ctx.get("/api/v1/leases?owner=alice", &ctx.admin).await.expect(200)).is_empty());
+    assert_eq!(ids(ctx.get("/api/v1/leases?owner=alice&all=true", &ctx.admin).await.expect(200)), [mine]);
+
+    let msg = ctx.get("/api/v1/leases?owner=bob", &alice).await.error(403, "forbidden");
+    assert!(msg.starts_with("owner:"), "{msg}");
+    let msg = ctx.get("/api/v1/leases?owner=nobody", &alice).await.error(403, "forbidden");
+    assert!(!msg.contains("exist"), "a user learns nothing of other names: {msg}");
+    let msg = ctx.get("/api/v1/leases?owner=nobody", &ctx.admin).await.error(400, "bad_request");
+    assert_eq!(msg, "owner: there is no user 'nobody'");
+}

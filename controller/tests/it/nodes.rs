@@ -169,3 +169,73 @@ async fn maintenance_is_intent_recorded_as_events_and_never_allocated() {
         (Some("available"), Some("maintenance"), Some("admin"), Some("PSU swap"))
     );
 }
+
+/// `GET /api/v1/sites`: every site with nodes or a `[sites.NAME]` table,
+/// with its time zone (the CLI reads `--start 2026-12-08 09:00` in it) and
+/// domain; any signed-in user may read it.
+#[tokio::test]
+async fn sites_list_the_sites_with_nodes_or_a_table_with_their_time_zone() {
+    let config = ferrum_controller::config::Config::parse(
+        "[sites.lille]\ntimezone = \"America/Montreal\"\ndomain = \"g5k.example.org\"\n[sites.nancy]\ntimezone = \"UTC\"\n",
+    )
+    .expect("config");
+    let ctx = TestContext::empty_configured(config, std::sync::Arc::new(ferrum_controller::app::conductor::SimConductor)).await;
+    ctx.import_fixtures().await;
+    let alice = ctx.user("alice", "p-vision").await;
+    let sites = ctx.get("/api/v1/sites", &alice).await.expect(200);
+    assert_eq!(
+        sites,
+        json!([
+            {"name": "grenoble", "timezone": "Europe/Paris", "domain": "ferrum.internal"},
+            {"name": "lille", "timezone": "America/Montreal", "domain": "g5k.example.org"},
+            {"name": "nancy", "timezone": "UTC", "domain": "ferrum.internal"},
+        ])
+    );
+    ctx.request(reqwest::Method::GET, "/api/v1/sites", None, None).await.error(401, "unauthorized");
+}
+
+/// An admin marks a suspect node repaired: it is enrolled again (checked)
+/// and becomes available; anything not suspect or dead is a conflict;
+/// users may not; the reason is recorded.
+#[tokio::test]
+async fn an_admin_marks_a_suspect_node_repaired_and_it_is_checked_again() {
+    let hands = std::sync::Arc::new(super::harness::BrokenNodes::default());
+    let ctx = TestContext::empty_with(hands.clone()).await;
+    ctx.import_fixtures().await;
+    ctx.wait_nodes_available(10).await;
+    let alice = ctx.user("alice", "p-vision").await;
+    let lease = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["chifflot-4"]}, "duration": "1h"})).await.expect(201);
+    let id = lease["id"].as_i64().expect("id");
+    ctx.wait_lease_state(id, &alice, "active").await;
+    hands.set("chifflot-4", "gpu_count: reference 2, found 1");
+    ctx.advance(chrono::Duration::hours(1));
+    ctx.wait_lease_state(id, &alice, "finished").await;
+    assert_eq!(ctx.node_state("chifflot-4").await, "suspect");
+
+    let repaired = json!({"reason": "GPU reseated"});
+    let msg = ctx.post("/api/v1/nodes/chifflot-4/repaired", &alice, repaired.clone()).await.error(403, "forbidden");
+    assert!(msg.contains("admins"), "{msg}");
+    let msg = ctx.post("/api/v1/nodes/chifflot-4/repaired", &ctx.admin, json!({"reason": " "})).await.error(400, "bad_request");
+    assert!(msg.starts_with("reason:"), "{msg}");
+    let msg = ctx.post("/api/v1/nodes/chifflot-1/repaired", &ctx.admin, repaired.clone()).await.error(409, "conflict");
+    assert!(msg.contains("chifflot-1") && msg.contains("available") && msg.contains("nothing to repair"), "{msg}");
+    ctx.post("/api/v1/nodes/nope-1/repaired", &ctx.admin, repaired.clone()).await.error(404, "not_found");
+
+    // Repaired by hand: the next check passes.
+    hands.broken.lock().expect("lock").clear();
+    let node = ctx.post("/api/v1/nodes/chifflot-4/repaired", &ctx.admin, repaired).await.expect(200);
+    assert_ne!(node["state"], "suspect", "{node}");
+    super::harness::wait_until("chifflot-4 available again", super::harness::DEADLINE, async || {
+        let state = ctx.node_state("chifflot-4").await;
+        if state == "available" { Ok(()) } else { Err(state) }
+    })
+    .await;
+    let events = ctx.get("/api/v1/nodes/chifflot-4/events", &ctx.admin).await.expect(200);
+    let events = events.as_array().expect("events");
+    assert!(
+        events.iter().any(|e| e["from"] == "suspect" && e["to"] == "enrolling" && e["reason"] == "GPU reseated" && e["actor"] == "admin"),
+        "{events:?}"
+    );
+    let audit = ctx.get("/api/v1/audit?action=node.repaired", &ctx.admin).await.expect(200);
+    assert_eq!(audit.as_array().map(Vec::len), Some(1), "{audit}");
+}

@@ -77,6 +77,7 @@ fn rows() -> Vec<Row> {
         get("/api/v1/nodes", "/api/v1/nodes", [401, 200, 200, 200, 200]),
         get("/api/v1/nodes/{name}", "/api/v1/nodes/sim-1", [401, 200, 200, 200, 200]),
         get("/api/v1/nodes/{name}/events", "/api/v1/nodes/sim-1/events", [401, 200, 200, 200, 200]),
+        get("/api/v1/sites", "/api/v1/sites", [401, 200, 200, 200, 200]),
         get("/api/v1/nodes/{name}/inventory", "/api/v1/nodes/sim-1/inventory", [401, 200, 200, 200, 200]),
         get("/api/v1/nodes/{name}/agent-commands", "/api/v1/nodes/sim-1/agent-commands", [401, 403, 403, 403, 200]),
         get("/api/v1/nodes/{name}/operations", "/api/v1/nodes/sim-1/operations", [401, 403, 403, 403, 200]),
@@ -106,6 +107,7 @@ fn rows() -> Vec<Row> {
         row("POST", "/api/v1/nodes", "/api/v1/nodes", empty(), [401, 400, 400, 400, 400]),
         row("POST", "/api/v1/nodes/import", "/api/v1/nodes/import", empty(), [401, 400, 400, 400, 400]),
         row("POST", "/api/v1/nodes/{name}/maintenance", "/api/v1/nodes/sim-3/maintenance", empty(), [401, 400, 400, 400, 400]),
+        row("POST", "/api/v1/nodes/{name}/repaired", "/api/v1/nodes/sim-3/repaired", empty(), [401, 400, 400, 400, 400]),
         row(
             "POST",
             "/api/v1/nodes/{name}/power",

@@ -102,6 +102,12 @@ fn environment_descriptors_from_files() {
     let out = server.ferrum(&admin, &["--json", "env", "list"]);
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json prints the API's JSON");
     assert_eq!(list[0]["name"], "tiny");
+    // The table puts what tells environments apart first.
+    let out = server.ferrum(&admin, &["env", "list"]);
+    let header = stdout(&out).lines().next().unwrap_or_default().to_owned();
+    let at = |column: &str| header.find(column).unwrap_or_else(|| panic!("no {column} in {header}"));
+    assert!(header.starts_with("NAME"), "{header}");
+    assert!(at("VERSION") < at("VISIBILITY") && at("VISIBILITY") < at("OWNER") && at("OWNER") < at("DESCRIPTION"), "{header}");
 
     // A descriptor error names the file and the key; nothing is sent.
     let bad = dir.path().join("bad.yaml");
@@ -207,4 +213,97 @@ fn policy_approval_usage_and_audit_from_the_cli() {
     assert_eq!((me["name"].as_str(), me["projects"].clone()), (Some("lea"), serde_json::json!(["p-thesis"])));
     let out = server.ferrum(&admin, &["admin", "project", "set", "p-thesis", "--no-quota"]);
     assert!(out.status.success() && stdout(&out).contains("lea"), "the manager shows: {}{}", stdout(&out), stderr(&out));
+}
+
+/// The OAR habits of a Grid'5000 user (issue 20): local start times in the
+/// site's zone, `+2h`, lease names, `oarstat -u`, `oardel` of several ids,
+/// flags named in errors, and the admin's `node repaired`.
+#[test]
+fn oar_forms_from_the_cli() {
+    // lille is UTC+3 all year (no summer time to reckon with); grenoble
+    // keeps the default, Europe/Paris.
+    let server = Ferrumd::start_with(None, "[sites.lille]\ntimezone = \"Etc/GMT-3\"\n", "127.0.0.1:0");
+    let admin = server.admin_token.clone();
+    let fixtures = ferrum_tests::fixtures();
+    assert!(server.ferrum(&admin, &["node", "import", fixtures.to_str().expect("utf-8")]).status.success());
+    assert!(server.ferrum(&admin, &["admin", "project", "add", "p-vision"]).status.success());
+    let out = server.ferrum(&admin, &["admin", "user", "add", "alice", "--project", "p-vision"]);
+    let alice = stdout(&out).lines().last().expect("token").trim().to_owned();
+
+    let out = server.ferrum(&alice, &["site", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).lines().any(|l| l.starts_with("lille") && l.contains("Etc/GMT-3")), "{}", stdout(&out));
+
+    // 09:00 at lille is 06:00 UTC.
+    let day = (chrono::Utc::now() + chrono::Duration::days(2)).format("%Y-%m-%d").to_string();
+    let local = format!("{day} 09:00");
+    let create =
+        ["--json", "lease", "create", "--count", "1", "--site", "lille", "--duration", "1h", "--start", &local, "--name", "morning"];
+    let out = server.ferrum(&alice, &create);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(first["start"], format!("{day}T06:00:00Z"));
+    assert_eq!(first["name"], "morning");
+    assert!(first["nodes"][0].as_str().is_some_and(|n| n.starts_with("chifflot")), "{first}");
+    let first = first["id"].as_i64().expect("id").to_string();
+    // The site from the filter; without either, the zones differ: exit 2.
+    let out = server.ferrum(
+        &alice,
+        &[
+            "--json",
+            "lease",
+            "create",
+            "--count",
+            "1",
+            "--filter",
+            "site = 'lille'",
+            "--duration",
+            "1h",
+            "--start",
+            &format!("{day} 11:00"),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let second: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(second["start"], format!("{day}T08:00:00Z"));
+    let second = second["id"].as_i64().expect("id").to_string();
+    let out = server.ferrum(&alice, &["lease", "create", "--count", "1", "--duration", "1h", "--start", &local]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--site"), "{}", stderr(&out));
+    // From now.
+    let out = server.ferrum(&alice, &["--json", "lease", "create", "--count", "1", "--duration", "1h", "--start", "+3h"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let third: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let third = third["id"].as_i64().expect("id").to_string();
+
+    // Names show in the list; admins list by user (oarstat -u), users only themselves.
+    let out = server.ferrum(&alice, &["lease", "list"]);
+    assert!(stdout(&out).contains("morning"), "{}", stdout(&out));
+    let out = server.ferrum(&admin, &["--json", "lease", "list", "--user", "alice"]);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(listed.as_array().map(Vec::len), Some(3), "{listed}");
+    let out = server.ferrum(&alice, &["lease", "list", "-u", "admin"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+
+    // The server's field names become flags.
+    let out = server.ferrum(&alice, &["lease", "create", "--names", "servan-1", "--duration", "1h"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--names: 'servan-1'") && stderr(&out).contains("add --exotic"), "{}", stderr(&out));
+
+    // extend names its flag like create; cancel takes several ids.
+    let out = server.ferrum(&alice, &["lease", "extend", &first, "--duration", "30m"]);
+    assert!(out.status.success() && stdout(&out).contains("T07:30:00Z"), "{}{}", stdout(&out), stderr(&out));
+    let out = server.ferrum(&alice, &["lease", "cancel", &first, "99999", &second, &third]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    for id in [&first, &second, &third] {
+        assert!(stdout(&out).contains(&format!("lease {id} cancelled")), "{}", stdout(&out));
+    }
+    assert!(stderr(&out).contains("lease 99999") && stderr(&out).contains("1 of 4 leases"), "{}", stderr(&out));
+
+    // Marking a healthy node repaired is a conflict; users may not.
+    let out = server.ferrum(&admin, &["node", "repaired", "chifflot-3", "--reason", "checked"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nothing to repair"), "{}", stderr(&out));
+    let out = server.ferrum(&alice, &["node", "repaired", "chifflot-3", "--reason", "checked"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
 }
