@@ -138,6 +138,8 @@ def test_site_and_cluster_documents(gk, g5k_log):
     assert {link["rel"] for link in chifflot["links"]} >= {"self", "parent", "nodes", "status"}
     root = http("GET", "/").json()
     assert root["uid"] == "grid5000"
+    # python-grid5000's root is `uri + "/"`.
+    assert gk.root.get().uid == "grid5000"
     g5k_log.saw("GET", "/stable/sites/lille", 200)
     g5k_log.saw("GET", "/stable/sites/grenoble", 200)
     g5k_log.saw("GET", "/stable/sites/lille/clusters/chifflot", 200)

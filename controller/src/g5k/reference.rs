@@ -216,15 +216,18 @@ fn node_document(app: &App, row: &NodeRow, reference: Option<Value>) -> Value {
 }
 
 /// The keys of API-SUBSET §2.1 from a node's properties (sizes back in
-/// bytes) and its boot NICs (each `mounted`, so none is offered as a
+/// bytes, saturating: admins set properties) and its boot NICs (each `mounted`, so none is offered as a
 /// secondary NIC).
 fn synthesised_node(app: &App, row: &NodeRow) -> Value {
     let p = &row.properties;
     let int = |k: &str| p.get(k).and_then(Value::as_i64).unwrap_or(0);
     let text = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-    let gpus: serde_json::Map<String, Value> = (0..int("gpu_count"))
+    let gpus: serde_json::Map<String, Value> = (0..int("gpu_count").clamp(0, MAX_GPUS))
         .map(|i| {
-            (format!("gpu{i}"), json!({ "model": text("gpu_model"), "vendor": text("gpu_vendor"), "memory": int("gpu_mem") * (1 << 20) }))
+            (
+                format!("gpu{i}"),
+                json!({ "model": text("gpu_model"), "vendor": text("gpu_vendor"), "memory": int("gpu_mem").saturating_mul(1 << 20) }),
+            )
         })
         .collect();
     let nics: Vec<Value> = row
@@ -243,7 +246,7 @@ fn synthesised_node(app: &App, row: &NodeRow) -> Value {
                 "mac": mac,
                 "ip": if i == 0 { row.ip.clone() } else { None },
                 "network_address": if i == 0 { Some(fqdn(app, &row.name, &row.site)) } else { None },
-                "rate": int("eth_rate") * 1_000_000_000,
+                "rate": int("eth_rate").saturating_mul(1_000_000_000),
             })
         })
         .collect();
@@ -257,13 +260,17 @@ fn synthesised_node(app: &App, row: &NodeRow) -> Value {
             "nb_procs": int("cpu_count"),
             "platform_type": text("cpuarch"),
         },
-        "main_memory": { "ram_size": int("memnode") * (1 << 20) },
+        "main_memory": { "ram_size": int("memnode").saturating_mul(1 << 20) },
         "processor": { "model": text("cputype"), "microarchitecture": text("cpu_microarch") },
         "gpu_devices": gpus,
         "network_adapters": nics,
         "supported_job_types": { "deploy": true, "besteffort": true, "queues": ["admin", "default"] },
     })
 }
+
+/// At most this many GPUs in a synthesised document (`gpu_count` is a
+/// property an admin may set to anything).
+const MAX_GPUS: i64 = 64;
 
 /// A site's DNS server: `network_adapters.default.ip`.
 fn dns_document(app: &App, site: &str) -> Value {

@@ -168,7 +168,7 @@ async fn reference_documents() {
     // A node enrolled by hand (no reference description) in a cluster of
     // its own: its document is synthesised.
     let node = json!({"name": "tiny-1", "site": "nancy", "cluster": "tiny", "macs": ["02:00:00:00:00:01"], "ip": "10.45.0.11",
-        "properties": {"core_count": 8, "memnode": 16384, "gpu_count": 1, "gpu_model": "T4"}});
+        "properties": {"core_count": 8, "memnode": 16384, "gpu_count": 1, "gpu_model": "T4", "gpu_mem": i64::MAX}});
     ctx.post("/api/v1/nodes", &ctx.admin, node).await.expect(201);
 
     let lille = get(&ctx, "/sites/lille", "alice", &alice).await.expect(200);
@@ -217,6 +217,7 @@ async fn reference_documents() {
     assert_eq!(tiny["architecture"]["nb_cores"], 8);
     assert_eq!(tiny["main_memory"]["ram_size"], 16384_i64 << 20);
     assert_eq!(tiny["gpu_devices"]["gpu0"]["model"], "T4");
+    assert_eq!(tiny["gpu_devices"]["gpu0"]["memory"], i64::MAX, "MiB to bytes, saturating");
     let nic = &tiny["network_adapters"][0];
     assert_eq!((nic["mounted"].as_bool(), nic["mountable"].as_bool(), nic["management"].as_bool()), (Some(true), Some(true), Some(false)));
     assert_eq!((nic["interface"].as_str(), nic["ip"].as_str()), (Some("Ethernet"), Some("10.45.0.11")));
