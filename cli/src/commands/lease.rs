@@ -69,7 +69,7 @@ pub fn lease_request(args: LeaseCreateArgs, ssh_keys: Vec<String>) -> LeaseCreat
     };
     LeaseCreate {
         project: args.project,
-        nodes: NodeSelector { count: args.count, filter: args.filter, names: args.names },
+        nodes: NodeSelector { count: args.count, filter: args.filter, names: args.names, groups: None },
         start: args.start,
         duration: args.duration,
         end: args.end,
@@ -77,6 +77,7 @@ pub fn lease_request(args: LeaseCreateArgs, ssh_keys: Vec<String>) -> LeaseCreat
         exotic: args.exotic,
         deploy: args.deploy.map(|environment| DeploySpec { environment, ssh_keys }),
         name: args.name,
+        ..Default::default()
     }
 }
 
@@ -256,6 +257,7 @@ mod tests {
             nodes: vec![],
             exotic: false,
             filter: None,
+            groups: None,
             deploy: None,
             name: None,
             reason: None,
