@@ -137,6 +137,31 @@ fn split_top(text: &str, sep: char) -> Result<Vec<&str>, OarError> {
     Ok(parts)
 }
 
+/// The byte index of the `}` that closes the `{` at the start of `text`
+/// (quotes and nested braces skipped).
+fn closing_brace(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    for (i, c) in text.char_indices() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None => match c {
+                '\'' | '"' => quote = Some(c),
+                '{' => depth += 1,
+                '}' => {
+                    depth = depth.checked_sub(1)?;
+                    if depth == 0 {
+                        return Some(i);
+                    }
+                }
+                _ => {}
+            },
+        }
+    }
+    None
+}
+
 /// Parses a resource string (see the module documentation).
 pub fn parse_resources(text: &str) -> Result<Resources, OarError> {
     if text.len() > MAX_LEN {
@@ -176,19 +201,12 @@ fn parse_group(text: &str) -> Result<Group, OarError> {
         return Err(OarError::new("an empty group (two '+' in a row, or one at an end)"));
     }
     let (filter, rest) = if text.starts_with('{') {
-        {
-            // The matching '}' is the last character of the first top-level
-            // part split on '/': `split_top` already checked the nesting.
-            let head = split_top(text, '/')?.into_iter().next().unwrap_or_default();
-            let Some(body) = head.strip_suffix('}').and_then(|h| h.strip_prefix('{')) else {
-                return Err(OarError::new(format!("'{text}': a {{...}} filter is followed by /nodes=N")));
-            };
-            let filter = body.trim();
-            if filter.is_empty() {
-                return Err(OarError::new("an empty {} filter"));
-            }
-            (Some(filter.to_owned()), text[head.len()..].trim_start())
+        let end = closing_brace(text).ok_or_else(|| OarError::new("a '{' has no closing '}'"))?;
+        let filter = text[1..end].trim();
+        if filter.is_empty() {
+            return Err(OarError::new("an empty {} filter"));
         }
+        (Some(filter.to_owned()), text[end + 1..].trim_start())
     } else {
         (None, text)
     };
