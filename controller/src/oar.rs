@@ -274,7 +274,9 @@ mod tests {
 
     #[test]
     fn walltimes_read_as_oarsub_says() {
-        for (text, secs) in [("2", 7200), ("2:00", 7200), ("0:10", 600), ("1:30", 5400), ("02:00:00", 7200), ("0:0:5", 5), (" 1:00:30 ", 3630)] {
+        for (text, secs) in
+            [("2", 7200), ("2:00", 7200), ("0:10", 600), ("1:30", 5400), ("02:00:00", 7200), ("0:0:5", 5), (" 1:00:30 ", 3630)]
+        {
             assert_eq!(parse_walltime(text), Ok(secs), "{text}");
         }
         for text in ["", "0", "0:00:00", "1:60", "1:00:60", "1::", ":30", "1.5", "1:2:3:4", "-1", "1h", "1:000", "99999999999999999999"] {
@@ -294,10 +296,7 @@ mod tests {
         assert_eq!(parse_resources("/nodes=1").unwrap().groups, vec![group(1, None)]);
         assert_eq!(parse_resources("host=2,walltime=1").unwrap(), Resources { groups: vec![group(2, None)], walltime: Some(3600) });
         assert_eq!(parse_resources("{a=1}network_address=4").unwrap().groups, vec![group(4, Some("a=1"))]);
-        let r = parse_resources(
-            "{cluster='chuc'}/nodes=2+{network_address in ('a-1.s.d', 'a-2.s.d')}/nodes=2,walltime=02:00:00",
-        )
-        .unwrap();
+        let r = parse_resources("{cluster='chuc'}/nodes=2+{network_address in ('a-1.s.d', 'a-2.s.d')}/nodes=2,walltime=02:00:00").unwrap();
         assert_eq!(r.groups, vec![group(2, Some("cluster='chuc'")), group(2, Some("network_address in ('a-1.s.d', 'a-2.s.d')"))]);
         let r = parse_resources("{(type='default' or type='disk') AND cluster='x'}/nodes=3").unwrap();
         assert_eq!(r.groups, vec![group(3, Some("(type='default' or type='disk') AND cluster='x'"))]);
@@ -349,7 +348,10 @@ mod tests {
 
     #[test]
     fn properties_are_anded_with_each_filter() {
-        assert_eq!(and_properties(Some("cluster='a'"), Some("gpu_count > 0 or exotic")), Some("(cluster='a') AND (gpu_count > 0 or exotic)".into()));
+        assert_eq!(
+            and_properties(Some("cluster='a'"), Some("gpu_count > 0 or exotic")),
+            Some("(cluster='a') AND (gpu_count > 0 or exotic)".into())
+        );
         assert_eq!(and_properties(None, Some(" exotic='NO' ")), Some("exotic='NO'".into()));
         assert_eq!(and_properties(Some("a=1"), Some("  ")), Some("a=1".into()));
         assert_eq!(and_properties(None, None), None);

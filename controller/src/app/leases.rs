@@ -59,7 +59,10 @@ pub fn parse_duration(field: &str, text: &str) -> AppResult<Seconds> {
             )));
         }
         last_unit = index;
-        total = n.checked_mul(UNITS[index].1).and_then(|x| x.checked_add(total)).ok_or_else(|| AppError::bad_request(format!("{field}: '{text}' is too long")))?;
+        total = n
+            .checked_mul(UNITS[index].1)
+            .and_then(|x| x.checked_add(total))
+            .ok_or_else(|| AppError::bad_request(format!("{field}: '{text}' is too long")))?;
         rest = rest[digits + unit.len_utf8()..].trim_start();
     }
     if total <= 0 {
@@ -215,8 +218,12 @@ impl App {
             None => None,
         };
         let duration = match (walltime, &req.duration, req.end) {
-            (Some(_), Some(_), _) => return Err(AppError::bad_request("duration: the resources give a walltime already; give one or the other")),
-            (Some(_), None, Some(_)) => return Err(AppError::bad_request("end: the resources give a walltime already; give one or the other")),
+            (Some(_), Some(_), _) => {
+                return Err(AppError::bad_request("duration: the resources give a walltime already; give one or the other"));
+            }
+            (Some(_), None, Some(_)) => {
+                return Err(AppError::bad_request("end: the resources give a walltime already; give one or the other"));
+            }
             (Some(w), None, None) => w,
             (None, _, _) => requested_duration(&req, fixed_start, now)?,
         };
@@ -660,12 +667,7 @@ impl App {
         }
         let mut cache = self.cache.lock().await;
         cache.refresh(self.store.as_ref(), now).await?;
-        let filter = q
-            .filter
-            .as_deref()
-            .filter(|f| !f.trim().is_empty())
-            .map(|f| parse_filter(f, &cache.known_properties))
-            .transpose()?;
+        let filter = q.filter.as_deref().filter(|f| !f.trim().is_empty()).map(|f| parse_filter(f, &cache.known_properties)).transpose()?;
         let mut candidates = cache.node_set();
         for (i, n) in cache.nodes.iter().enumerate() {
             if n.policy.offers_node()
@@ -755,7 +757,6 @@ fn requested_duration(req: &api::LeaseCreate, fixed_start: Option<Seconds>, now:
         (None, None) => return Err(AppError::bad_request("duration: say how long (e.g. 4h), or give an end")),
     })
 }
-
 
 /// One group of a multi-group request.
 struct WantGroup {

@@ -9,8 +9,8 @@ use ferrum_api::limits;
 use sha2::{Digest, Sha256};
 
 use super::{Actor, App, AppError, AppResult};
-use crate::db::{ImportOutcome, NewEvent, NodeEventRow, NodeRow, NodeStatus, NodeTransition, NodeWrite, Secret};
 use crate::config::SiteConfig;
+use crate::db::{ImportOutcome, NewEvent, NodeEventRow, NodeRow, NodeStatus, NodeTransition, NodeWrite, Secret};
 use crate::filter::{Filter, FilterErrorKind};
 use crate::model::node::shown_state;
 use crate::model::properties::{self, PropValue, Properties};

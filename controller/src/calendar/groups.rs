@@ -33,8 +33,7 @@ pub fn assign(groups: &[Group<'_>], free: &[u32]) -> Option<Vec<Vec<u32>>> {
         return None;
     }
     // Positions in `free` each group may take.
-    let adj: Vec<Vec<usize>> =
-        groups.iter().map(|g| (0..free.len()).filter(|&p| g.candidates.contains(free[p])).collect()).collect();
+    let adj: Vec<Vec<usize>> = groups.iter().map(|g| (0..free.len()).filter(|&p| g.candidates.contains(free[p])).collect()).collect();
     let mut owner: Vec<Option<usize>> = vec![None; free.len()];
     for (g, group) in groups.iter().enumerate() {
         if adj[g].len() < group.count as usize {
@@ -121,11 +120,7 @@ mod tests {
     fn chains_of_moves_are_found() {
         // A: {0,1}, B: {1,2}, C: {2}; all one node each.
         let (a, b, c) = (set(&[0, 1]), set(&[1, 2]), set(&[2]));
-        let groups = [
-            Group { count: 1, candidates: &b },
-            Group { count: 1, candidates: &a },
-            Group { count: 1, candidates: &c },
-        ];
+        let groups = [Group { count: 1, candidates: &b }, Group { count: 1, candidates: &a }, Group { count: 1, candidates: &c }];
         assert_eq!(assign(&groups, &[0, 1, 2]), Some(vec![vec![1], vec![0], vec![2]]));
     }
 

@@ -455,7 +455,11 @@ async fn multi_group_leases_are_placed_atomically() {
     let conflict = ctx.post("/api/v1/leases", &alice, fixed).await;
     assert_eq!(conflict.status, 409, "{:?}", conflict.body);
     assert_eq!(conflict.body["error"]["earliest_start"], z(Duration::hours(4)));
-    assert!(conflict.body["error"]["message"].as_str().is_some_and(|m| m.contains("8 node(s) in 2 groups are not free")), "{:?}", conflict.body);
+    assert!(
+        conflict.body["error"]["message"].as_str().is_some_and(|m| m.contains("8 node(s) in 2 groups are not free")),
+        "{:?}",
+        conflict.body
+    );
 
     // Groups are validated by field.
     let cases = [
@@ -517,7 +521,10 @@ async fn oar_resource_strings_and_walltimes() {
         (json!({"resources": "nodes=1,walltime=1:00", "duration": "1h"}), "duration: the resources give a walltime already"),
         (json!({"resources": "nodes=1,walltime=1:00", "end": at(Duration::hours(1))}), "end: the resources give a walltime already"),
         (json!({"resources": "nodes=1"}), "duration: say how long"),
-        (json!({"resources": "{cluster='chifflot'}/nodes=2+{type='kavlan'}/vlan=1,walltime=2:00"}), "resources: 'vlan=1': KaVLAN is not supported"),
+        (
+            json!({"resources": "{cluster='chifflot'}/nodes=2+{type='kavlan'}/vlan=1,walltime=2:00"}),
+            "resources: 'vlan=1': KaVLAN is not supported",
+        ),
         (json!({"resources": "nodes=1+slash_22=1,walltime=2:00"}), "resources: 'slash_22=1': subnets are not supported"),
         (json!({"resources": "core=2,walltime=1"}), "resources: 'core=2': ferrum leases whole nodes"),
         (json!({"resources": "switch=1/nodes=2,walltime=1"}), "switch groups are not supported"),
@@ -525,8 +532,14 @@ async fn oar_resource_strings_and_walltimes() {
         (json!({"resources": "nodes=BEST,walltime=1"}), "resources: 'nodes=BEST'"),
         (json!({"resources": "nodes=1,walltime=1:75"}), "resources: walltime: '1:75': minutes and seconds of a walltime are below 60"),
         (json!({"resources": "{gpu_modle='x'}/nodes=1,walltime=1"}), "unknown property 'gpu_modle' (did you mean 'gpu_model'?)"),
-        (json!({"resources": "nodes=1+{gpu_modle='x'}/nodes=1,walltime=1"}), "resources (group 2): at position 1: unknown property 'gpu_modle'"),
-        (json!({"nodes": {"count": 1}, "duration": "3M"}), "duration: '3M' is not a duration; write terms of a whole number and a unit s, m, h, d or w"),
+        (
+            json!({"resources": "nodes=1+{gpu_modle='x'}/nodes=1,walltime=1"}),
+            "resources (group 2): at position 1: unknown property 'gpu_modle'",
+        ),
+        (
+            json!({"nodes": {"count": 1}, "duration": "3M"}),
+            "duration: '3M' is not a duration; write terms of a whole number and a unit s, m, h, d or w",
+        ),
         (json!({"nodes": {"count": 1}, "duration": "3hr"}), "duration: '3hr' is not a duration"),
         (json!({"nodes": {"count": 1}, "duration": "1.5h"}), "or an OAR walltime H, H:MM or H:MM:SS"),
     ];

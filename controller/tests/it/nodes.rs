@@ -189,7 +189,10 @@ async fn node_listing_takes_oar_spellings() {
     assert_eq!(list("exotic='NO' and cluster in ('servan', 'chifflot')").await, chifflot);
     assert_eq!(list("exotic='YES' or cluster not in ('chifflot')").await, ["servan-1", "servan-2"]);
     assert_eq!(list("not exotic='NO'").await, ["servan-1", "servan-2"]);
-    assert_eq!(list("network_address in ('chifflot-1.lille.g5k.test', 'servan-2.grenoble.ferrum.internal')").await, ["servan-2", "chifflot-1"]);
+    assert_eq!(
+        list("network_address in ('chifflot-1.lille.g5k.test', 'servan-2.grenoble.ferrum.internal')").await,
+        ["servan-2", "chifflot-1"]
+    );
     assert_eq!(list("network_address = 'chifflot-1.lille.ferrum.internal'").await, Vec::<String>::new(), "lille has its own domain");
     assert_eq!(list("(type='default' or type='disk') AND cluster='servan'").await, ["servan-1", "servan-2"]);
     assert_eq!(list("type='disk'").await, Vec::<String>::new());
@@ -200,7 +203,8 @@ async fn node_listing_takes_oar_spellings() {
     assert_eq!(msg, "filter: at position 1: unknown property 'colour'", "no suggestion when nothing is close");
     // Derived properties are not set by hand.
     for name in ["type", "network_address"] {
-        let body = json!({"name": "proto-1", "site": "lille", "cluster": "proto", "macs": ["02:00:00:00:00:01"], "properties": {name: "x"}});
+        let body =
+            json!({"name": "proto-1", "site": "lille", "cluster": "proto", "macs": ["02:00:00:00:00:01"], "properties": {name: "x"}});
         let msg = ctx.post("/api/v1/nodes", &ctx.admin, body).await.error(400, "bad_request");
         assert_eq!(msg, format!("properties.{name}: derived from the node by ferrum, not set as a property"));
     }
