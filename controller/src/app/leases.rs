@@ -178,9 +178,9 @@ impl App {
     /// Creates a lease: validates, places it on the calendar and commits it.
     pub async fn create_lease(&self, actor: &Actor, req: api::LeaseCreate) -> AppResult<LeaseRow> {
         check_lease_texts(&req)?;
-        let (want, walltime) = wanted(&req)?;
         let now = self.now();
         let project = self.resolve_project(actor, req.project.as_deref())?;
+        let (want, walltime) = wanted(&req)?;
         let lease_type =
             req.lease_type.map(LeaseType::from).unwrap_or(if req.deploy.is_some() { LeaseType::Deploy } else { LeaseType::Default });
         if let Some(d) = &req.deploy {
