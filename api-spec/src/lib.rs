@@ -560,8 +560,9 @@ impl LeaseState {
     }
 }
 
-/// Which nodes a lease wants: `count` nodes matching `filter`, or the nodes
-/// `names`.
+/// Which nodes a lease wants: `count` nodes matching `filter`, the nodes
+/// `names`, or several `groups` placed together (one start, disjoint
+/// nodes, every group satisfied).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeSelector {
@@ -573,6 +574,33 @@ pub struct NodeSelector {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(max_items = 10000)]
     pub names: Option<Vec<String>>,
+    /// Several groups in one lease (OAR's `A+B`); excludes `count`,
+    /// `filter` and `names`. A node serves one group only, so groups whose
+    /// filters overlap still get distinct nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 64)]
+    pub groups: Option<Vec<NodeGroup>>,
+}
+
+/// One group of a multi-group lease: `count` nodes matching `filter`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeGroup {
+    #[schema(minimum = 1)]
+    pub count: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 4096, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
+    pub filter: Option<String>,
+}
+
+/// One group of a multi-group lease as placed: the nodes that serve it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LeaseGroup {
+    pub count: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// Node names, in allocation order.
+    pub nodes: Vec<String>,
 }
 
 /// What to deploy on the nodes of a `deploy` lease.
@@ -598,12 +626,30 @@ pub struct LeaseCreate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(max_length = 64)]
     pub project: Option<String>,
+    /// Which nodes; give this or `resources`.
+    #[serde(default)]
     pub nodes: NodeSelector,
+    /// The nodes as an OAR resource string instead of `nodes`:
+    /// `{filter}/nodes=N[+{filter}/nodes=M...][,walltime=H[:MM[:SS]]]`
+    /// (`host=N` and `network_address=N` are synonyms of `nodes=N`). A
+    /// walltime takes the place of `duration`/`end`. Sub-node resources
+    /// (`core=`, `cpu=`, `gpu=`), `switch=`, `cluster=1/...`, KaVLAN
+    /// (`vlan=`), subnets (`slash_22=`) and `nodes=BEST|ALL` are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 8192, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
+    pub resources: Option<String>,
+    /// A filter ANDed with the filter of every group (OAR's `-p`); not
+    /// with `nodes.names`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 4096, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
+    pub properties: Option<String>,
     /// Omitted: as soon as possible.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start: Option<DateTime<Utc>>,
-    /// `4h`, `90m`, `1h 30m`, `2d`; give either this or `end`. The lease
-    /// must end within the reservation horizon (`[leases] max_horizon`).
+    /// `4h`, `90m`, `1h 30m`, `2d` (whole numbers of `s`, `m`, `h`, `d`,
+    /// `w`, largest unit first) or an OAR walltime `H`, `H:MM`, `H:MM:SS`
+    /// (`2:00` is two hours); give either this or `end`. The lease must end
+    /// within the reservation horizon (`[leases] max_horizon`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(max_length = 64, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
     pub duration: Option<String>,
@@ -640,6 +686,9 @@ pub struct Lease {
     /// The filter the nodes were chosen with, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<String>,
+    /// For a multi-group lease, each group and the nodes serving it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<LeaseGroup>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy: Option<DeploySpec>,
     /// The name its owner gave it.

@@ -15,6 +15,10 @@ pub const LEASE_NAME: usize = 100;
 pub const REASON: usize = 1000;
 /// A property filter (`gpu_count >= 2 AND NOT exotic`).
 pub const FILTER: usize = 4096;
+/// An OAR resource string (`{cluster='a'}/nodes=2+nodes=1,walltime=2:00`).
+pub const RESOURCES: usize = 8192;
+/// Groups of one multi-group lease.
+pub const GROUPS: usize = 64;
 /// A duration (`1h 30m`).
 pub const DURATION: usize = 64;
 /// A BMC URL with its credentials and TLS options.

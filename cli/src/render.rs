@@ -973,6 +973,7 @@ mod tests {
             nodes: nodes.iter().map(|n| (*n).to_owned()).collect(),
             exotic: false,
             filter: Some("gpu_count >= 2".to_owned()),
+            groups: None,
             deploy: None,
             name: Some("vision sweep".to_owned()),
             reason: None,

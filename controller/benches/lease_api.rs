@@ -120,7 +120,7 @@ fn main() -> anyhow::Result<()> {
             let hours = 1 + rng.next() % 24;
             let filter = filters[i % filters.len()].map(str::to_owned);
             let req = api::LeaseCreate {
-                nodes: api::NodeSelector { count: Some(count), filter: filter.clone(), names: None },
+                nodes: api::NodeSelector { count: Some(count), filter: filter.clone(), ..Default::default() },
                 duration: Some(format!("{hours}h")),
                 ..Default::default()
             };

@@ -3,7 +3,7 @@
 //!
 //! Layers, top to bottom: [`http`] (thin axum handlers) → [`app`] (rules)
 //! → [`db`] (all SQL) → rows. [`calendar`] (placement), [`filter`] (the OAR
-//! property language), [`reference`] (Grid'5000 reference import) and
+//! property language), [`oar`] (OAR resource strings and walltimes), [`reference`] (Grid'5000 reference import) and
 //! [`model`] (ids, values, lifecycles) are pure and used by [`app`].
 //! See ARCHITECTURE.md at the repository root.
 
@@ -15,6 +15,7 @@ pub mod db;
 pub mod filter;
 pub mod g5k;
 pub mod http;
+pub mod oar;
 pub use ferrum_model as model;
 pub mod power;
 pub mod reference;

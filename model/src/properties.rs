@@ -112,6 +112,31 @@ pub fn is_standard(name: &str) -> bool {
     STANDARD.iter().any(|(n, _)| *n == name)
 }
 
+/// Properties that are not stored but derived from the node when a filter
+/// reads them, under their OAR names so that Grid'5000 filters work
+/// unchanged: `network_address`, the node's fully qualified name
+/// (`chifflot-1.lille.ferrum.internal`), and `type`, OAR's resource type,
+/// `'default'` on every node (ferrum has no disk or VLAN resources, so
+/// `type = 'disk'` matches nothing).
+pub const DERIVED: &[&str] = &["network_address", "type"];
+
+/// The value of `type` on every node.
+pub const DEFAULT_TYPE: &str = "default";
+
+/// Adds the [`DERIVED`] properties of a node whose fully qualified name is
+/// `fqdn`.
+pub fn with_derived(mut props: Properties, fqdn: String) -> Properties {
+    props.insert("network_address".to_owned(), PropValue::Str(fqdn));
+    props.insert("type".to_owned(), PropValue::Str(DEFAULT_TYPE.to_owned()));
+    props
+}
+
+/// Whether `name` is set by ferrum rather than by an admin: a standard
+/// property taken from the node itself or a [`DERIVED`] one.
+pub fn is_reserved_name(name: &str) -> bool {
+    matches!(name, "site" | "cluster" | "host") || DERIVED.contains(&name)
+}
+
 /// The properties a node has: those of its reference description (or the
 /// defaults), overridden one by one by those an admin set.
 pub fn effective(
@@ -138,6 +163,14 @@ mod tests {
         let reference = map(json!({"gpu_count": 2, "cpu_arch": "x86_64", "exotic": false}));
         let admin = map(json!({"exotic": true, "rack": "r12"}));
         assert_eq!(effective(&reference, &admin), map(json!({"gpu_count": 2, "cpu_arch": "x86_64", "exotic": true, "rack": "r12"})));
+    }
+
+    #[test]
+    fn derived_properties_are_the_fqdn_and_the_default_type() {
+        let props = with_derived(Properties::new(), "a-1.s.example".into());
+        assert_eq!(props.get("network_address"), Some(&PropValue::from("a-1.s.example")));
+        assert_eq!(props.get("type"), Some(&PropValue::from("default")));
+        assert!(DERIVED.iter().all(|n| is_reserved_name(n)) && is_reserved_name("host") && !is_reserved_name("gpu_count"));
     }
 
     #[test]

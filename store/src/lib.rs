@@ -583,6 +583,8 @@ pub struct LeaseRow {
     pub end: Seconds,
     pub exotic: bool,
     pub filter: Option<String>,
+    /// A multi-group lease's groups (JSON text, see [`NewLease::groups`]).
+    pub groups: Option<String>,
     pub deploy: Option<String>,
     pub name: Option<String>,
     pub reason: Option<String>,
@@ -602,6 +604,10 @@ pub struct NewLease {
     pub end: Seconds,
     pub exotic: bool,
     pub filter: Option<String>,
+    /// A multi-group lease's groups: a JSON array of
+    /// `{"count": N, "filter": TEXT|null, "nodes": [node id, ...]}`, in the
+    /// order they were asked; `None` for a single group.
+    pub groups: Option<String>,
     pub deploy: Option<String>,
     /// Given by its owner.
     pub name: Option<String>,

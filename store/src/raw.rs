@@ -218,7 +218,7 @@ macro_rules! select_leases {
             r#"SELECT l.id AS "id: ferrum_model::LeaseId", l.owner_id AS "owner_id: ferrum_model::UserId", u.name AS owner,
                       p.name AS "project?", l.lease_type AS "lease_type: ferrum_model::lease::LeaseType",
                       l.state AS "state: ferrum_model::lease::LeaseState", l.start, l."end", l.exotic AS "exotic: bool",
-                      l.filter, l.deploy, l.name, l.reason, l.created_at, "#
+                      l.filter, l.groups, l.deploy, l.name, l.reason, l.created_at, "#
                 + $nodes
                 + r#" AS "nodes!: ferrum_store::raw::LeaseNodes"
                FROM leases l JOIN users u ON u.id = l.owner_id LEFT JOIN projects p ON p.id = l.project_id "#
@@ -239,8 +239,8 @@ macro_rules! insert_lease {
         let lease: &$crate::NewLease = $lease;
         ::sqlx::query_scalar!(
             r#"INSERT INTO leases (owner_id, project_id, lease_type, state, start, "end", exotic, filter, deploy, reason, created_at,
-                                   updated_at, name)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12) RETURNING id AS "id!""#,
+                                   updated_at, name, groups)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13) RETURNING id AS "id!""#,
             lease.owner_id.0,
             lease.project_id.map(|p| p.0),
             lease.lease_type.as_str(),
@@ -252,7 +252,8 @@ macro_rules! insert_lease {
             lease.deploy,
             lease.reason,
             lease.created_at,
-            lease.name
+            lease.name,
+            lease.groups
         )
     }};
 }

@@ -76,7 +76,7 @@ pub fn lease_request(args: LeaseCreateArgs, times: LeaseTimes, ssh_keys: Vec<Str
     };
     LeaseCreate {
         project: args.project,
-        nodes: NodeSelector { count: args.count, filter, names: args.names },
+        nodes: NodeSelector { count: args.count, filter, names: args.names, groups: None },
         start: times.start,
         duration: args.duration,
         end: times.end,
@@ -84,6 +84,7 @@ pub fn lease_request(args: LeaseCreateArgs, times: LeaseTimes, ssh_keys: Vec<Str
         exotic: args.exotic,
         deploy: args.deploy.map(|environment| DeploySpec { environment, ssh_keys }),
         name: args.name,
+        ..Default::default()
     }
 }
 
@@ -490,6 +491,7 @@ mod tests {
             nodes: vec![],
             exotic: false,
             filter: None,
+            groups: None,
             deploy: None,
             name: None,
             reason: None,

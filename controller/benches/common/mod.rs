@@ -53,6 +53,7 @@ pub fn pending_lease(owner: UserId, start: Seconds, end: Seconds, nodes: Vec<Nod
         end,
         exotic: false,
         filter: None,
+        groups: None,
         deploy: None,
         name: None,
         reason: None,

@@ -10,11 +10,12 @@
 //! checks the calendar generation, so a stale cache can cost a retry but
 //! never a double booking.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::calendar::{Calendar, NodeSet};
+use crate::config::SiteConfig;
 use crate::db::{Datastore, DbResult};
-use crate::model::properties::{self, PropValue, Properties};
+use crate::model::properties::{PropValue, Properties};
 use crate::model::{LeaseType, NodeId, NodeLifecycle, NodePolicy, Seconds};
 
 /// What placement needs to know of a node.
@@ -37,8 +38,11 @@ pub struct CalendarCache {
     pub nodes: Vec<NodeInfo>,
     index: HashMap<NodeId, u32>,
     by_name: HashMap<String, u32>,
-    /// Every property name some node has, plus the standard ones.
+    /// Every property name some node has, plus the standard and derived
+    /// ones.
     pub known_properties: BTreeSet<String>,
+    /// `[sites.NAME]`, for the nodes' fully qualified names.
+    sites: BTreeMap<String, SiteConfig>,
     /// Normal (non-besteffort) allocations.
     pub normal: Calendar,
     /// Every allocation.
@@ -63,8 +67,9 @@ pub(crate) fn to_properties(map: &serde_json::Map<String, serde_json::Value>) ->
 }
 
 impl CalendarCache {
-    pub fn empty() -> Self {
+    pub fn empty(sites: BTreeMap<String, SiteConfig>) -> Self {
         CalendarCache {
+            sites,
             loaded: false,
             nodes_generation: -1,
             generation: -1,
@@ -100,10 +105,10 @@ impl CalendarCache {
     async fn reload_nodes(&mut self, store: &dyn Datastore, generation: i64) -> DbResult<()> {
         let mut rows = store.list_nodes().await?;
         rows.sort_by_key(|r| r.id);
-        let mut known: BTreeSet<String> = properties::STANDARD.iter().map(|(n, _)| (*n).to_owned()).collect();
+        let mut known = super::nodes::standard_names();
         let mut nodes = Vec::with_capacity(rows.len());
         for r in rows {
-            let props = to_properties(&r.properties);
+            let props = super::nodes::filter_properties(&self.sites, &r);
             known.extend(props.keys().cloned());
             let exotic = matches!(props.get("exotic"), Some(PropValue::Bool(true)));
             nodes.push(NodeInfo { id: r.id, name: r.name, state: r.state, policy: r.policy, properties: props, exotic });

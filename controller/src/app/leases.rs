@@ -9,6 +9,7 @@ use ferrum_api as api;
 use ferrum_api::limits;
 
 use super::{Actor, App, AppError, AppResult};
+use crate::calendar::groups::Group;
 use crate::calendar::{NodeSet, Query};
 use crate::db::{AllocationChange, BusyRow, DbError, LeaseRow, NewLease, NodeRow, Preemption};
 use crate::model::lease::{self, LeaseAction, LeaseInput};
@@ -21,15 +22,53 @@ use super::nodes::parse_filter;
 /// How often a lease write is retried when the calendar moved under it.
 const MAX_ATTEMPTS: usize = 5;
 
-/// Parses `4h`, `90m`, `1h 30m`, `2d` into whole seconds.
+/// The duration forms [`parse_duration`] accepts, for error messages.
+pub const DURATION_FORMS: &str =
+    "terms of a whole number and a unit s, m, h, d or w (30m, 4h, 1h 30m, 2d), or an OAR walltime H, H:MM or H:MM:SS (2:00 is two hours)";
+
+/// Parses a duration into whole seconds, strictly: terms `<n>s|m|h|d|w`
+/// from the largest unit down, each unit at most once (`90m`, `1h 30m`,
+/// `2d`), or an OAR walltime `H`, `H:MM`, `H:MM:SS` ([`crate::oar::parse_walltime`]:
+/// `2:00` is two hours, `0:10` ten minutes). Nothing else: no months
+/// (`3M`), no spelled units (`3hr`), no fractions (`1.5h`). The error names
+/// `field` and says the accepted forms.
 pub fn parse_duration(field: &str, text: &str) -> AppResult<Seconds> {
-    let d = humantime::parse_duration(text.trim())
-        .map_err(|e| AppError::bad_request(format!("{field}: '{text}' is not a duration ({e}); use e.g. 30m, 4h, 1h 30m, 2d")))?;
-    let secs = i64::try_from(d.as_secs()).map_err(|_| AppError::bad_request(format!("{field}: '{text}' is too long")))?;
-    if secs <= 0 {
+    let t = text.trim();
+    let bad = || AppError::bad_request(format!("{field}: '{text}' is not a duration; write {DURATION_FORMS}"));
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b':') {
+        return crate::oar::parse_walltime(t).map_err(|e| AppError::bad_request(format!("{field}: {e}")));
+    }
+    let mut total: Seconds = 0;
+    let mut last_unit = usize::MAX;
+    let mut rest = t;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: Seconds = rest[..digits].parse().map_err(|_| bad())?;
+        let unit = rest[digits..].chars().next().ok_or_else(bad)?;
+        const UNITS: [(char, Seconds); 5] = [('w', 604_800), ('d', 86_400), ('h', 3600), ('m', 60), ('s', 1)];
+        let index = UNITS.iter().position(|(c, _)| *c == unit).ok_or_else(bad)?;
+        if last_unit != usize::MAX && index <= last_unit {
+            return Err(AppError::bad_request(format!(
+                "{field}: '{text}' is not a duration: give each unit once, the largest first (1h 30m); write {DURATION_FORMS}"
+            )));
+        }
+        last_unit = index;
+        total = n
+            .checked_mul(UNITS[index].1)
+            .and_then(|x| x.checked_add(total))
+            .ok_or_else(|| AppError::bad_request(format!("{field}: '{text}' is too long")))?;
+        rest = rest[digits + unit.len_utf8()..].trim_start();
+    }
+    if total <= 0 {
         return Err(AppError::bad_request(format!("{field}: must be at least one second")));
     }
-    Ok(secs)
+    Ok(total)
 }
 
 /// A lease the caller may see, or 404 (other users' leases do not exist
@@ -141,6 +180,7 @@ impl App {
         check_lease_texts(&req)?;
         let now = self.now();
         let project = self.resolve_project(actor, req.project.as_deref())?;
+        let (want, walltime) = wanted(&req)?;
         let lease_type =
             req.lease_type.map(LeaseType::from).unwrap_or(if req.deploy.is_some() { LeaseType::Deploy } else { LeaseType::Default });
         if let Some(d) = &req.deploy {
@@ -177,52 +217,28 @@ impl App {
             }
             None => None,
         };
-        let duration = match (&req.duration, req.end) {
-            (Some(d), None) => parse_duration("duration", d)?,
-            (None, Some(end)) => {
-                let from = fixed_start.unwrap_or(now);
-                let e = to_seconds(end);
-                if e <= from {
-                    return Err(AppError::bad_request("end: must be after the start"));
-                }
-                e - from
+        let duration = match (walltime, &req.duration, req.end) {
+            (Some(_), Some(_), _) => {
+                return Err(AppError::bad_request("duration: the resources give a walltime already; give one or the other"));
             }
-            (Some(_), Some(_)) => return Err(AppError::bad_request("give either duration or end, not both")),
-            (None, None) => return Err(AppError::bad_request("duration: say how long (e.g. 4h), or give an end")),
+            (Some(_), None, Some(_)) => {
+                return Err(AppError::bad_request("end: the resources give a walltime already; give one or the other"));
+            }
+            (Some(w), None, None) => w,
+            (None, _, _) => requested_duration(&req, fixed_start, now)?,
         };
         horizon.check(if req.end.is_some() { "end" } else { "duration" }, fixed_start.unwrap_or(now).saturating_add(duration))?;
         if lease_type == LeaseType::Besteffort && fixed_start.is_some_and(|s| s > now) {
             return Err(AppError::bad_request("start: besteffort leases start as soon as nodes are idle; omit start"));
         }
 
-        // Which nodes.
-        let selector = &req.nodes;
-        enum Want<'a> {
-            Count(u32, Option<&'a str>),
-            Names(&'a [String]),
-        }
         let project_row = match project.and_then(|id| actor.projects.iter().find(|(p, _)| *p == id)) {
             Some((_, name)) => Some(self.project_row(name).await?),
             None => None,
         };
-        let want = match (&selector.names, selector.count, selector.filter.as_deref()) {
-            (Some(names), count, None) if !names.is_empty() => {
-                if count.is_some_and(|c| c as usize != names.len()) {
-                    return Err(AppError::bad_request("nodes.count: does not match the number of nodes.names"));
-                }
-                Want::Names(names)
-            }
-            (Some(_), _, Some(_)) => return Err(AppError::bad_request("nodes: give names or a filter, not both")),
-            (None, Some(c), filter) if c >= 1 => Want::Count(c, filter.filter(|f| !f.trim().is_empty())),
-            (None, Some(_), _) => return Err(AppError::bad_request("nodes.count: must be at least 1")),
-            _ => return Err(AppError::bad_request("nodes: give count (with an optional filter) or names")),
-        };
-
-        // A large lease waits for an admin's approval, and gives them time.
-        let wanted = match want {
-            Want::Count(c, _) => c,
-            Want::Names(names) => u32::try_from(names.len()).unwrap_or(u32::MAX),
-        };
+        // A large lease waits for an admin's approval, and gives them time;
+        // the policy counts every node of every group.
+        let wanted = want.total();
         let approval = self.approval_reason(actor, project_row.as_ref(), lease_type, wanted, duration);
         let mut not_before = now;
         if let Some(reason) = &approval {
@@ -243,21 +259,62 @@ impl App {
         let _planning = self.store.planning_lock().await?;
         for _attempt in 0..MAX_ATTEMPTS {
             cache.refresh(self.store.as_ref(), now).await?;
-            let (count, candidates, filter_text) = match want {
+            let offered = |n: &super::cache::NodeInfo| n.policy.offers_node() && n.state.is_allocatable() && (req.exotic || !n.exotic);
+            let (planned, filter_text, groups_json) = match &want {
                 Want::Count(count, filter) => {
-                    let parsed = filter.map(|f| parse_filter(f, &|name| cache.known_properties.contains(name))).transpose()?;
+                    let parsed = filter.as_deref().map(|f| parse_filter(f, &cache.known_properties)).transpose()?;
                     let mut set = cache.node_set();
                     for (i, n) in cache.nodes.iter().enumerate() {
-                        let offered = n.policy.offers_node() && n.state.is_allocatable() && (req.exotic || !n.exotic);
-                        if offered && parsed.as_ref().is_none_or(|f| f.matches(&n.properties)) {
+                        if offered(n) && parsed.as_ref().is_none_or(|f| f.matches(&n.properties)) {
                             set.insert(i as u32);
                         }
                     }
-                    (count, set, filter.map(str::to_owned))
+                    (plan(&cache, lease_type, *count, duration, fixed_start, not_before, &set)?, filter.clone(), None)
                 }
-                Want::Names(names) => (u32::try_from(names.len()).unwrap_or(u32::MAX), named_candidates(&cache, names, req.exotic)?, None),
+                Want::Names(names) => {
+                    let set = named_candidates(&cache, names, req.exotic)?;
+                    let count = u32::try_from(names.len()).unwrap_or(u32::MAX);
+                    (plan(&cache, lease_type, count, duration, fixed_start, not_before, &set)?, None, None)
+                }
+                Want::Groups(groups) => {
+                    let mut sets = Vec::with_capacity(groups.len());
+                    for g in groups {
+                        let parsed = g
+                            .filter
+                            .as_deref()
+                            .map(|f| {
+                                parse_filter(f, &cache.known_properties).map_err(|e| match e {
+                                    AppError::BadRequest { code, message } => {
+                                        let message = message.strip_prefix("filter: ").unwrap_or(&message);
+                                        AppError::BadRequest { code, message: format!("{}: {message}", g.field) }
+                                    }
+                                    other => other,
+                                })
+                            })
+                            .transpose()?;
+                        let mut set = cache.node_set();
+                        for (i, n) in cache.nodes.iter().enumerate() {
+                            if offered(n) && parsed.as_ref().is_none_or(|f| f.matches(&n.properties)) {
+                                set.insert(i as u32);
+                            }
+                        }
+                        sets.push(set);
+                    }
+                    let (planned, assigned) = plan_groups(&cache, lease_type, groups, &sets, duration, fixed_start, not_before)?;
+                    let stored: Vec<StoredGroup> = groups
+                        .iter()
+                        .zip(assigned)
+                        .map(|(g, nodes)| StoredGroup {
+                            count: g.count,
+                            filter: g.filter.clone(),
+                            nodes: nodes.iter().map(|&i| cache.node(i).id.0).collect(),
+                        })
+                        .collect();
+                    let json = serde_json::to_string(&stored).map_err(|e| AppError::Internal(e.into()))?;
+                    (planned, None, Some(json))
+                }
             };
-            let planned = plan(&cache, lease_type, count, duration, fixed_start, not_before, &candidates)?;
+            let count = wanted;
             horizon.check_placed(&planned)?;
             let ask = super::policy::Ask {
                 project: project_row.as_ref(),
@@ -284,6 +341,7 @@ impl App {
                 end: planned.end,
                 exotic: req.exotic,
                 filter: filter_text,
+                groups: groups_json,
                 deploy: req.deploy.as_ref().map(|d| serde_json::json!({"environment": d.environment, "ssh_keys": d.ssh_keys}).to_string()),
                 name: req.name.clone(),
                 reason: approval.clone(),
@@ -628,12 +686,7 @@ impl App {
         }
         let mut cache = self.cache.lock().await;
         cache.refresh(self.store.as_ref(), now).await?;
-        let filter = q
-            .filter
-            .as_deref()
-            .filter(|f| !f.trim().is_empty())
-            .map(|f| parse_filter(f, &|name| cache.known_properties.contains(name)))
-            .transpose()?;
+        let filter = q.filter.as_deref().filter(|f| !f.trim().is_empty()).map(|f| parse_filter(f, &cache.known_properties)).transpose()?;
         let mut candidates = cache.node_set();
         for (i, n) in cache.nodes.iter().enumerate() {
             if n.policy.offers_node()
@@ -706,6 +759,147 @@ impl App {
     }
 }
 
+/// The length of a lease asked with `duration` or `end` (from its
+/// fixed start, or from now).
+fn requested_duration(req: &api::LeaseCreate, fixed_start: Option<Seconds>, now: Seconds) -> AppResult<Seconds> {
+    Ok(match (&req.duration, req.end) {
+        (Some(d), None) => parse_duration("duration", d)?,
+        (None, Some(end)) => {
+            let from = fixed_start.unwrap_or(now);
+            let e = to_seconds(end);
+            if e <= from {
+                return Err(AppError::bad_request("end: must be after the start"));
+            }
+            e - from
+        }
+        (Some(_), Some(_)) => return Err(AppError::bad_request("give either duration or end, not both")),
+        (None, None) => return Err(AppError::bad_request("duration: say how long (e.g. 4h), or give an end")),
+    })
+}
+
+/// One group of a multi-group request.
+struct WantGroup {
+    count: u32,
+    /// With the request's `properties` ANDed in.
+    filter: Option<String>,
+    /// What an error about its filter names (`nodes.groups[1].filter`,
+    /// `resources (group 2)`).
+    field: String,
+}
+
+/// Which nodes a request wants.
+enum Want<'a> {
+    Count(u32, Option<String>),
+    Names(&'a [String]),
+    /// Two groups or more (one group is a `Count`).
+    Groups(Vec<WantGroup>),
+}
+
+impl Want<'_> {
+    /// Nodes in all: what policy, quotas and approval count.
+    fn total(&self) -> u32 {
+        match self {
+            Want::Count(c, _) => *c,
+            Want::Names(names) => u32::try_from(names.len()).unwrap_or(u32::MAX),
+            Want::Groups(groups) => groups.iter().fold(0u32, |acc, g| acc.saturating_add(g.count)),
+        }
+    }
+}
+
+/// A multi-group lease's groups as stored (`leases.groups`, JSON): each
+/// group's count, filter and node ids in the order the groups were asked.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct StoredGroup {
+    pub count: u32,
+    pub filter: Option<String>,
+    pub nodes: Vec<i64>,
+}
+
+impl StoredGroup {
+    /// The groups of a lease as the API shows them, the node ids named by
+    /// the lease's `nodes`; `None` when the text does not parse.
+    pub(crate) fn parse(text: &str, nodes: &[(NodeId, String)]) -> Option<Vec<api::LeaseGroup>> {
+        let groups: Vec<StoredGroup> = serde_json::from_str(text).ok()?;
+        let name = |id: i64| nodes.iter().find(|(n, _)| n.0 == id).map(|(_, name)| name.clone());
+        Some(
+            groups
+                .into_iter()
+                .map(|g| api::LeaseGroup { count: g.count, filter: g.filter, nodes: g.nodes.into_iter().filter_map(name).collect() })
+                .collect(),
+        )
+    }
+}
+
+/// What a request asks for: its nodes (from `nodes` or from `resources`,
+/// with `properties` ANDed into every filter) and the walltime its
+/// resource string gives, if any. Pure: filters are checked at placement.
+fn wanted(req: &api::LeaseCreate) -> AppResult<(Want<'_>, Option<Seconds>)> {
+    let sel = &req.nodes;
+    let properties = req.properties.as_deref().filter(|p| !p.trim().is_empty());
+    let and = |filter: Option<&str>| crate::oar::and_properties(filter, properties);
+    let (groups, walltime) = if let Some(text) = &req.resources {
+        if sel.count.is_some() || sel.filter.is_some() || sel.names.is_some() || sel.groups.is_some() {
+            return Err(AppError::bad_request("resources: give either resources or nodes, not both"));
+        }
+        let parsed = crate::oar::parse_resources(text).map_err(|e| AppError::bad_request(format!("resources: {e}")))?;
+        let many = parsed.groups.len() > 1;
+        let groups = parsed
+            .groups
+            .into_iter()
+            .enumerate()
+            .map(|(i, g)| WantGroup {
+                count: g.count,
+                filter: and(g.filter.as_deref()),
+                field: if many { format!("resources (group {})", i + 1) } else { "resources".into() },
+            })
+            .collect::<Vec<_>>();
+        (groups, parsed.walltime)
+    } else if let Some(groups) = &sel.groups {
+        if sel.count.is_some() || sel.filter.is_some() || sel.names.is_some() {
+            return Err(AppError::bad_request("nodes.groups: give groups alone, without nodes.count, nodes.filter or nodes.names"));
+        }
+        if groups.is_empty() {
+            return Err(AppError::bad_request("nodes.groups: give at least one group"));
+        }
+        if groups.len() > limits::GROUPS {
+            return Err(AppError::bad_request(format!("nodes.groups: at most {} groups", limits::GROUPS)));
+        }
+        let mut out = Vec::with_capacity(groups.len());
+        for (i, g) in groups.iter().enumerate() {
+            if g.count == 0 {
+                return Err(AppError::bad_request(format!("nodes.groups[{i}].count: must be at least 1")));
+            }
+            if let Some(f) = &g.filter {
+                super::one_line(&format!("nodes.groups[{i}].filter"), f, limits::FILTER)?;
+            }
+            out.push(WantGroup { count: g.count, filter: and(g.filter.as_deref()), field: format!("nodes.groups[{i}].filter") });
+        }
+        (out, None)
+    } else {
+        let want = match (&sel.names, sel.count, sel.filter.as_deref()) {
+            (Some(names), count, None) if !names.is_empty() => {
+                if count.is_some_and(|c| c as usize != names.len()) {
+                    return Err(AppError::bad_request("nodes.count: does not match the number of nodes.names"));
+                }
+                if properties.is_some() {
+                    return Err(AppError::bad_request("properties: not with nodes.names (name the nodes, or filter them)"));
+                }
+                Want::Names(names)
+            }
+            (Some(_), _, Some(_)) => return Err(AppError::bad_request("nodes: give names or a filter, not both")),
+            (None, Some(c), filter) if c >= 1 => Want::Count(c, and(filter.filter(|f| !f.trim().is_empty()))),
+            (None, Some(_), _) => return Err(AppError::bad_request("nodes.count: must be at least 1")),
+            _ => return Err(AppError::bad_request("nodes: give count (with an optional filter), names or groups, or give resources")),
+        };
+        return Ok((want, None));
+    };
+    let want = match <[WantGroup; 1]>::try_from(groups) {
+        Ok([one]) => Want::Count(one.count, one.filter),
+        Err(groups) => Want::Groups(groups),
+    };
+    Ok((want, walltime))
+}
+
 /// The free texts of a lease request: lengths, and one line each (see
 /// [`limits`]); errors name the field.
 fn check_lease_texts(req: &api::LeaseCreate) -> AppResult<()> {
@@ -718,6 +912,12 @@ fn check_lease_texts(req: &api::LeaseCreate) -> AppResult<()> {
     }
     if let Some(f) = &req.nodes.filter {
         one_line("nodes.filter", f, limits::FILTER)?;
+    }
+    if let Some(r) = &req.resources {
+        one_line("resources", r, limits::RESOURCES)?;
+    }
+    if let Some(p) = &req.properties {
+        one_line("properties", p, limits::FILTER)?;
     }
     if let Some(names) = &req.nodes.names {
         if names.len() > limits::NODE_NAMES {
@@ -824,6 +1024,66 @@ fn plan(
     Ok(Planned { start: placement.start, end: placement.start + duration, nodes: placement.nodes })
 }
 
+/// Places a multi-group request on the right calendar: one start, each
+/// group's nodes among its `sets` (same order as `groups`), no node
+/// twice. Answers the placement (the nodes group after group) and each
+/// group's nodes.
+fn plan_groups(
+    cache: &CalendarCache,
+    lease_type: LeaseType,
+    groups: &[WantGroup],
+    sets: &[NodeSet],
+    duration: Seconds,
+    fixed_start: Option<Seconds>,
+    now: Seconds,
+) -> AppResult<(Planned, Vec<Vec<u32>>)> {
+    for (g, set) in groups.iter().zip(sets) {
+        let available = set.count();
+        if (g.count as usize) > available {
+            return Err(AppError::BadRequest {
+                code: "unsatisfiable",
+                message: format!(
+                    "{}: {} node(s) requested but only {available} can be offered (matching the filter, in service, healthy, not exotic unless allowed)",
+                    g.field, g.count
+                ),
+            });
+        }
+    }
+    let total: u32 = groups.iter().fold(0u32, |acc, g| acc.saturating_add(g.count));
+    let mut union = cache.node_set();
+    for set in sets {
+        for i in set.iter() {
+            union.insert(i);
+        }
+    }
+    if (total as usize) > union.count() {
+        return Err(AppError::BadRequest {
+            code: "unsatisfiable",
+            message: format!("{total} node(s) requested in all but the groups' filters offer only {} distinct nodes", union.count()),
+        });
+    }
+    let calendar = if lease_type == LeaseType::Besteffort { &cache.all } else { &cache.normal };
+    let asked: Vec<Group<'_>> = groups.iter().zip(sets).map(|(g, candidates)| Group { count: g.count, candidates }).collect();
+    let (start, assigned) = calendar.earliest_groups(&asked, duration, fixed_start.unwrap_or(now)).ok_or_else(|| AppError::Conflict {
+        message: "no placement found for these groups: no assignment of distinct nodes satisfies them all".into(),
+        earliest_start: None,
+    })?;
+    if let Some(asked_start) = fixed_start.filter(|s| *s != start) {
+        return Err(AppError::Conflict {
+            message: format!(
+                "{total} node(s) in {} groups are not free from {} for {}; the earliest possible start is {}",
+                groups.len(),
+                from_seconds(asked_start).to_rfc3339(),
+                humantime::format_duration(std::time::Duration::from_secs(duration.unsigned_abs())),
+                from_seconds(start).to_rfc3339()
+            ),
+            earliest_start: Some(start),
+        });
+    }
+    let nodes = assigned.iter().flatten().copied().collect();
+    Ok((Planned { start, end: start + duration, nodes }, assigned))
+}
+
 /// Frees in the cache what an allocation change freed in the database.
 pub(super) fn release_cut(cache: &mut CalendarCache, lease: &LeaseRow, change: AllocationChange, now: Seconds) {
     let indices: Vec<u32> = lease.nodes.iter().filter_map(|(n, _)| cache.index_of(*n)).collect();
@@ -833,4 +1093,40 @@ pub(super) fn release_cut(cache: &mut CalendarCache, lease: &LeaseRow, change: A
         AllocationChange::CutAt(t) => t,
     };
     cache.release(&indices, from.max(now).max(lease.start), lease.end, lease.lease_type);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_units_or_oar_walltimes() {
+        for (text, secs) in [
+            ("90m", 5400),
+            ("1h 30m", 5400),
+            ("1h30m", 5400),
+            (" 4h ", 14_400),
+            ("2d", 172_800),
+            ("1w 1d", 691_200),
+            ("45s", 45),
+            ("2:00", 7200),
+            ("0:10", 600),
+            ("2", 7200),
+            ("1:00:30", 3630),
+        ] {
+            assert_eq!(parse_duration("duration", text).ok(), Some(secs), "{text}");
+        }
+    }
+
+    #[test]
+    fn lax_durations_are_refused_with_the_accepted_forms() {
+        for text in ["3M", "3hr", "1.5h", "1 h", "1hour", "2 days", "h", "", "30m 1h", "1h 1h", "-1h", "0:60", "1y", "soon"] {
+            let err = parse_duration("duration", text).expect_err(text).to_string();
+            assert!(err.starts_with("duration: "), "{text}: {err}");
+            assert!(err.contains("H:MM") || err.contains("walltime"), "{text}: {err}");
+        }
+        assert!(parse_duration("duration", "0m").expect_err("zero").to_string().contains("at least one second"));
+        assert!(parse_duration("duration", "0:00").expect_err("zero").to_string().contains("at least one second"));
+        assert!(parse_duration("duration", "99999999999999999w").expect_err("huge").to_string().contains("too long"));
+    }
 }

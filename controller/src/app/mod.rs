@@ -154,11 +154,12 @@ impl App {
             tracing::error!(error = %e, "no mail will be sent");
             mail::Mailer::none()
         });
+        let cache = Mutex::new(cache::CalendarCache::empty(config.sites.clone()));
         Arc::new(App {
             store,
             clock,
             config,
-            cache: Mutex::new(cache::CalendarCache::empty()),
+            cache,
             wake: Notify::new(),
             conductor,
             power: power::PowerRuntime::new(bmcs),

@@ -2,15 +2,16 @@
 //! import), listing with the filter language, operator intent
 //! (maintenance), events, and the node transitions the clock loop applies.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ferrum_api::limits;
 use sha2::{Digest, Sha256};
 
 use super::{Actor, App, AppError, AppResult};
+use crate::config::SiteConfig;
 use crate::db::{ImportOutcome, NewEvent, NodeEventRow, NodeRow, NodeStatus, NodeTransition, NodeWrite, Secret};
-use crate::filter::Filter;
+use crate::filter::{Filter, FilterErrorKind};
 use crate::model::node::shown_state;
 use crate::model::properties::{self, PropValue, Properties};
 use crate::model::{BmcAddress, LeaseId, MacAddr, NodeInput, NodePolicy};
@@ -127,6 +128,9 @@ fn validate_admin_properties(props: &serde_json::Map<String, serde_json::Value>)
         }
         if matches!(k.as_str(), "site" | "cluster" | "host") {
             return Err(AppError::bad_request(format!("properties.{k}: set by the node's {k}, not as a property")));
+        }
+        if properties::DERIVED.contains(&k.as_str()) {
+            return Err(AppError::bad_request(format!("properties.{k}: derived from the node by ferrum, not set as a property")));
         }
         if !(v.is_boolean() || v.is_string() || v.is_number()) {
             return Err(AppError::bad_request(format!("properties.{k}: must be a string, a number or a boolean")));
@@ -260,10 +264,10 @@ impl App {
         let rows = self.store.list_nodes().await?;
         let Some(source) = filter.filter(|f| !f.trim().is_empty()) else { return Ok(rows) };
         super::one_line("filter", source, limits::FILTER)?;
-        let parsed: Vec<Properties> = rows.iter().map(|r| super::cache::to_properties(&r.properties)).collect();
-        let known: BTreeSet<&str> =
-            properties::STANDARD.iter().map(|(n, _)| *n).chain(parsed.iter().flat_map(|p| p.keys().map(String::as_str))).collect();
-        let filter = parse_filter(source, &|name| known.contains(name))?;
+        let parsed: Vec<Properties> = rows.iter().map(|r| filter_properties(&self.config.sites, r)).collect();
+        let mut known = standard_names();
+        known.extend(parsed.iter().flat_map(|p| p.keys().cloned()));
+        let filter = parse_filter(source, &known)?;
         Ok(rows.into_iter().zip(parsed).filter(|(_, p)| filter.matches(p)).map(|(r, _)| r).collect())
     }
 
@@ -406,7 +410,42 @@ impl App {
     }
 }
 
-/// Parses a filter, turning errors into a 400 that names the position.
-pub(crate) fn parse_filter(source: &str, is_known: &dyn Fn(&str) -> bool) -> AppResult<Filter> {
-    Filter::parse(source, is_known).map_err(|e| AppError::BadRequest { code: "invalid_filter", message: format!("filter: {e}") })
+/// The property names every node has: the standard and the derived ones.
+pub(crate) fn standard_names() -> BTreeSet<String> {
+    properties::STANDARD.iter().map(|(n, _)| *n).chain(properties::DERIVED.iter().copied()).map(str::to_owned).collect()
+}
+
+/// A node's properties as filters read them: the stored ones plus the
+/// derived ones (`network_address` from its site's domain, `type`).
+pub(crate) fn filter_properties(sites: &BTreeMap<String, SiteConfig>, row: &NodeRow) -> Properties {
+    let fqdn = match sites.get(&row.site) {
+        Some(site) => site.fqdn(&row.name, &row.site),
+        None => SiteConfig::default().fqdn(&row.name, &row.site),
+    };
+    properties::with_derived(super::cache::to_properties(&row.properties), fqdn)
+}
+
+/// Parses a filter over the property names `known`, turning errors into a
+/// 400 that names the position; an unknown name gets the nearest known one
+/// as a suggestion.
+pub(crate) fn parse_filter(source: &str, known: &BTreeSet<String>) -> AppResult<Filter> {
+    Filter::parse(source, &|name| known.contains(name)).map_err(|e| {
+        let hint = match &e.kind {
+            FilterErrorKind::UnknownProperty { name } => nearest(name, known).map(|n| format!(" (did you mean '{n}'?)")),
+            _ => None,
+        };
+        AppError::BadRequest { code: "invalid_filter", message: format!("filter: {e}{}", hint.unwrap_or_default()) }
+    })
+}
+
+/// The known name closest to `name`, when it is close enough to be a typo
+/// or a different spelling (Jaro-Winkler similarity of at least 0.8).
+fn nearest<'a>(name: &str, known: &'a BTreeSet<String>) -> Option<&'a str> {
+    let lower = name.to_ascii_lowercase();
+    known
+        .iter()
+        .map(|k| (strsim::jaro_winkler(&lower, k), k))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k.as_str())
 }

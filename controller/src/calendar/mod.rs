@@ -50,10 +50,21 @@
 //! O(window slots × words touched) plus, when a new boundary appears, one
 //! `Vec` insert (O(slots) moves of 32 bytes).
 //!
+//! # Several groups
+//! [`Calendar::earliest_groups`] places a request for several groups (each
+//! `count` nodes of its own candidates, on distinct nodes, at one start):
+//! the single-group search above for the total on the union of the
+//! candidates gives the first start where enough nodes are free at all;
+//! there the nodes free over the window are assigned to the groups by a
+//! b-matching ([`groups::assign`]); if none exists, the search goes on
+//! from the next slot boundary ([`Calendar::next_change_after`]): every
+//! start before it has a smaller free set, so fails too.
+//!
 //! Times before the horizon (`now` given to `new`/`advance`) are forgotten:
 //! searches start at the horizon at the earliest, and reserve/release/
 //! is_free only look at the part of a range at or after it.
 
+pub mod groups;
 mod hints;
 pub mod naive;
 mod nodeset;
@@ -432,6 +443,72 @@ impl Calendar {
             self.hints.record(k, d, start);
         }
         Some(Placement { start, nodes })
+    }
+
+    /// The first slot boundary strictly after `t`: the next instant at
+    /// which some node's freedom changes. `None` when nothing changes after
+    /// `t`.
+    pub fn next_change_after(&self, t: Time) -> Option<Time> {
+        let i = self.slots.partition_point(|s| s.start <= t);
+        self.slots.get(i).map(|s| s.start)
+    }
+
+    /// The members of `candidates` (below `n_nodes`) free over the whole of
+    /// `[start, end)`, in increasing order. An empty range (after clamping
+    /// `start` to the horizon) leaves every candidate.
+    pub fn free_over(&self, candidates: &NodeSet, start: Time, end: Time) -> Vec<u32> {
+        let start = start.max(self.horizon());
+        let nw = self.words;
+        let mut acc = vec![0u64; nw];
+        candidates.write_words(&mut acc);
+        if !self.n.is_multiple_of(64) {
+            acc[nw - 1] &= (1u64 << (self.n % 64)) - 1;
+        }
+        if end > start {
+            let first = self.slot_at(start);
+            for slot in self.slots[first..].iter().take_while(|s| s.start < end) {
+                for (a, b) in acc.iter_mut().zip(&slot.bits[..nw]) {
+                    *a &= b;
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (w, &v) in acc.iter().enumerate() {
+            let mut x = v;
+            while x != 0 {
+                out.push(n_as_u32(w * 64 + x.trailing_zeros() as usize));
+                x &= x - 1;
+            }
+        }
+        out
+    }
+
+    /// Earliest placement of several groups at one start (see the module
+    /// documentation): the earliest `t >= max(not_before, horizon)` at which
+    /// every group gets `count` distinct nodes of its candidates, all free
+    /// over `[t, t + duration)`. Returns the start and each group's nodes
+    /// (increasing). `None` when no window ever fits (or a group is
+    /// empty, or `duration <= 0`).
+    pub fn earliest_groups(&self, groups: &[groups::Group<'_>], duration: Time, not_before: Time) -> Option<(Time, Vec<Vec<u32>>)> {
+        if groups.is_empty() || groups.iter().any(|g| g.count == 0) {
+            return None;
+        }
+        let total = groups.iter().try_fold(0u32, |acc, g| acc.checked_add(g.count))?;
+        let mut union = NodeSet::new(self.n);
+        for g in groups {
+            for i in g.candidates.iter() {
+                union.insert(i);
+            }
+        }
+        let mut from = not_before;
+        loop {
+            let p = self.earliest(&Query { count: total, duration, not_before: from, candidates: &union })?;
+            let free = self.free_over(&union, p.start, p.start.saturating_add(duration));
+            if let Some(assigned) = groups::assign(groups, &free) {
+                return Some((p.start, assigned));
+            }
+            from = self.next_change_after(p.start)?;
+        }
     }
 
     /// The search proper (see the module documentation), from `from` on.

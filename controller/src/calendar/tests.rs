@@ -459,3 +459,73 @@ proptest! {
         prop_assert_eq!(cal.earliest(&query), first);
     }
 }
+
+#[test]
+fn free_over_and_next_change_follow_the_slots() {
+    let mut cal = Calendar::new(70, 0);
+    cal.reserve(&[1, 65], 10, 20).unwrap();
+    cal.reserve(&[2], 15, 30).unwrap();
+    let m = all(70);
+    assert_eq!(cal.next_change_after(0), Some(10));
+    assert_eq!(cal.next_change_after(10), Some(15));
+    assert_eq!(cal.next_change_after(25), Some(30));
+    assert_eq!(cal.next_change_after(30), None);
+    let free = cal.free_over(&m, 0, 16);
+    assert!(!free.contains(&1) && !free.contains(&2) && !free.contains(&65) && free.contains(&69) && free.len() == 67);
+    assert_eq!(cal.free_over(&[1u32, 2, 3].into_iter().collect(), 20, 40), vec![1, 3]);
+    assert_eq!(cal.free_over(&[1u32, 2, 99].into_iter().collect(), 0, 5), vec![1, 2]);
+}
+
+#[test]
+fn groups_with_overlapping_filters_are_placed_together() {
+    use super::groups::Group;
+    let mut cal = Calendar::new(4, 0);
+    let any = all(4);
+    let only0: NodeSet = [0u32].into_iter().collect();
+    let groups = [Group { count: 1, candidates: &any }, Group { count: 1, candidates: &only0 }];
+    // All free: node 0 goes to the group that needs it.
+    assert_eq!(cal.earliest_groups(&groups, 10, 0), Some((0, vec![vec![1], vec![0]])));
+    // Node 0 busy until 50: the start moves there, although 3 nodes are free before.
+    cal.reserve(&[0], 0, 50).unwrap();
+    assert_eq!(cal.earliest_groups(&groups, 10, 0), Some((50, vec![vec![1], vec![0]])));
+    // Everything else busy [50, 100): node 0 is free but group A has nothing.
+    cal.reserve(&[1, 2, 3], 40, 100).unwrap();
+    assert_eq!(cal.earliest_groups(&groups, 10, 0), Some((100, vec![vec![1], vec![0]])));
+    // A group with no candidate never fits; nor does a zero count.
+    let none = NodeSet::new(4);
+    assert_eq!(cal.earliest_groups(&[Group { count: 1, candidates: &none }], 10, 0), None);
+    assert_eq!(cal.earliest_groups(&[Group { count: 0, candidates: &any }], 10, 0), None);
+}
+
+proptest! {
+    /// The group placement agrees with a brute-force scan of every slot
+    /// boundary on random calendars of two overlapping groups.
+    #[test]
+    fn earliest_groups_matches_a_scan_of_every_boundary(
+        busy in proptest::collection::vec((0u32..6, 0i64..100, 1i64..40), 0..12),
+        mask_a in 1u32..64, mask_b in 1u32..64, ca in 1u32..3, cb in 1u32..3, d in 1i64..30,
+    ) {
+        use super::groups::{assign, Group};
+        let mut cal = Calendar::new(6, 0);
+        for (node, start, len) in busy {
+            let _ = cal.reserve(&[node], start, start + len);
+        }
+        let a: NodeSet = (0..6).filter(|i| mask_a >> i & 1 == 1).collect();
+        let b: NodeSet = (0..6).filter(|i| mask_b >> i & 1 == 1).collect();
+        let groups = [Group { count: ca, candidates: &a }, Group { count: cb, candidates: &b }];
+        let mut starts = vec![0];
+        let mut t = 0;
+        while let Some(next) = cal.next_change_after(t) {
+            starts.push(next);
+            t = next;
+        }
+        let expected = starts.iter().copied().find(|&s| assign(&groups, &cal.free_over(&NodeSet::full(6), s, s + d)).is_some());
+        let got = cal.earliest_groups(&groups, d, 0);
+        prop_assert_eq!(got.as_ref().map(|g| g.0), expected);
+        if let Some((start, nodes)) = got {
+            prop_assert!(cal.is_free(&nodes[0], start, start + d) && cal.is_free(&nodes[1], start, start + d));
+            prop_assert!(nodes[0].iter().all(|i| a.contains(*i) && !nodes[1].contains(i)));
+            prop_assert!(nodes[1].iter().all(|i| b.contains(*i)));
+        }
+    }
+}

@@ -85,6 +85,12 @@ const EXAMPLES: &[(&str, bool, bool, bool)] = &[
     ("gpu_count <> 0", true, false, true),
     ("gpu_count != 0", true, false, true),
     ("host = \"chifflot-1\"", true, false, false),
+    // OAR's spellings, as Grid'5000 users and EnOSlib write them.
+    ("exotic='NO'", true, false, false),
+    ("exotic = 'no' and cluster in ('chifflot', 'servan')", true, false, false),
+    ("not exotic='NO' or gpu_model like 'Tesla%'", true, true, true),
+    ("cluster not in ('servan') and gpu_model not like 'Tesla%'", false, false, true),
+    ("(cluster='chifflot' or cluster='servan') And exotic = 'YES'", false, true, false),
 ];
 
 #[test]

@@ -225,6 +225,7 @@ pub fn node_inventory(node: String, inv: NodeInventory, is_admin: bool) -> api::
 }
 
 pub fn lease(l: LeaseRow) -> api::Lease {
+    let groups = l.groups.as_deref().and_then(|g| crate::app::leases::StoredGroup::parse(g, &l.nodes));
     api::Lease {
         id: l.id.0,
         owner: l.owner,
@@ -236,6 +237,7 @@ pub fn lease(l: LeaseRow) -> api::Lease {
         nodes: l.nodes.into_iter().map(|(_, name)| name).collect(),
         exotic: l.exotic,
         filter: l.filter,
+        groups,
         deploy: l.deploy.and_then(|d| serde_json::from_str(&d).ok()),
         name: l.name,
         reason: l.reason,

@@ -96,7 +96,7 @@ fn request(t: &Typed, profile_keys: &[(i64, String)]) -> Result<api::LeaseCreate
     });
     Ok(api::LeaseCreate {
         project: Some(t.project.trim().to_owned()).filter(|p| !p.is_empty()),
-        nodes: api::NodeSelector { count, filter, names: (!names.is_empty()).then_some(names) },
+        nodes: api::NodeSelector { count, filter, names: (!names.is_empty()).then_some(names), ..Default::default() },
         start,
         duration: Some(t.duration.trim().to_owned()),
         exotic: t.exotic,

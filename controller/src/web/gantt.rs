@@ -617,7 +617,7 @@ pub async fn book(State(app): State<Arc<App>>, s: SignedIn, Form(form): Form<Boo
     };
     let req = api::LeaseCreate {
         project: Some(form.project.trim().to_owned()).filter(|p| !p.is_empty()),
-        nodes: api::NodeSelector { names: Some(names.clone()), count: None, filter: None },
+        nodes: api::NodeSelector { names: Some(names.clone()), ..Default::default() },
         start,
         duration: Some(form.duration.trim().to_owned()),
         ..Default::default()

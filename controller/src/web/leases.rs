@@ -617,6 +617,7 @@ mod tests {
             end,
             exotic: false,
             filter: None,
+            groups: None,
             deploy: None,
             name: None,
             reason: None,

@@ -211,6 +211,7 @@ async fn the_database_refuses_double_booking() {
         end,
         exotic: false,
         filter: None,
+        groups: None,
         deploy: None,
         name: None,
         reason: None,

@@ -300,7 +300,7 @@ async fn lease_requests_are_validated_by_field() {
         .post("/api/v1/leases", &alice, json!({"nodes": {"count": 1, "filter": "gpu_count >= 2 AND gpu_modle = 'x'"}, "duration": "1h"}))
         .await
         .error(400, "invalid_filter");
-    assert_eq!(msg, "filter: at position 20: unknown property 'gpu_modle'");
+    assert_eq!(msg, "filter: at position 20: unknown property 'gpu_modle' (did you mean 'gpu_model'?)");
     // Nothing was created by the refused requests; a named lease keeps its name.
     assert_eq!(ctx.get("/api/v1/leases", &alice).await.expect(200).as_array().map(Vec::len), Some(0));
     let named =
@@ -443,4 +443,140 @@ async fn leases_are_listed_by_owner() {
     assert!(!msg.contains("exist"), "a user learns nothing of other names: {msg}");
     let msg = ctx.get("/api/v1/leases?owner=nobody", &ctx.admin).await.error(400, "bad_request");
     assert_eq!(msg, "owner: there is no user 'nobody'");
+}
+
+/// Several groups in one lease: one start, distinct nodes, every group
+/// satisfied, even when one group's filter covers another's; a fixed start
+/// that cannot be met is a 409 with the earliest start.
+#[tokio::test]
+async fn multi_group_leases_are_placed_atomically() {
+    let ctx = TestContext::with_fixtures().await;
+    let alice = ctx.user("alice", "p-vision").await;
+    let bob = ctx.user("bob", "p-other").await;
+    let z = |d: Duration| at(d).replace("+00:00", "Z");
+
+    // Group A takes any node, group B only chifflot-1: a greedy choice
+    // would give chifflot-1 to A and fail B.
+    let overlap = json!({"nodes": {"groups": [{"count": 1}, {"count": 1, "filter": "host = 'chifflot-1'"}]}, "duration": "1h"});
+    let lease = ctx.post("/api/v1/leases", &alice, overlap).await.expect(201);
+    assert_eq!(lease["start"], z(Duration::zero()));
+    assert_eq!(lease["nodes"], json!(["chifflot-2", "chifflot-1"]), "group after group");
+    assert_eq!(
+        lease["groups"],
+        json!([{"count": 1, "nodes": ["chifflot-2"]}, {"count": 1, "filter": "host = 'chifflot-1'", "nodes": ["chifflot-1"]}])
+    );
+    assert!(lease.get("filter").is_none(), "{lease}");
+    let read = ctx.lease(id(&lease), &alice).await;
+    assert_eq!(read["groups"], lease["groups"]);
+
+    // chifflot-8 is bob's for 3 hours: a lease needing every chifflot node
+    // (7 of the cluster plus chifflot-8 by its OAR name) starts then.
+    ctx.post("/api/v1/leases", &bob, json!({"nodes": {"names": ["chifflot-8"]}, "duration": "3h"})).await.expect(201);
+    let all = json!([{"count": 7, "filter": "cluster='chifflot'"}, {"count": 1, "filter": "network_address = 'chifflot-8.lille.ferrum.internal'"}]);
+    let late = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"groups": all}, "duration": "1h"})).await.expect(201);
+    assert_eq!(late["start"], z(Duration::hours(3)));
+    assert_eq!(late["groups"][0]["nodes"], json!((1..=7).map(|i| format!("chifflot-{i}")).collect::<Vec<_>>()));
+    assert_eq!(late["groups"][1]["nodes"], json!(["chifflot-8"]));
+    assert_eq!(late["nodes"].as_array().map(Vec::len), Some(8));
+
+    // The same at a fixed start inside bob's lease: 409 and the earliest
+    // start, after both leases.
+    let fixed = json!({"nodes": {"groups": all}, "start": at(Duration::hours(1)), "duration": "1h"});
+    let conflict = ctx.post("/api/v1/leases", &alice, fixed).await;
+    assert_eq!(conflict.status, 409, "{:?}", conflict.body);
+    assert_eq!(conflict.body["error"]["earliest_start"], z(Duration::hours(4)));
+    assert!(
+        conflict.body["error"]["message"].as_str().is_some_and(|m| m.contains("8 node(s) in 2 groups are not free")),
+        "{:?}",
+        conflict.body
+    );
+
+    // Groups are validated by field.
+    let cases = [
+        (json!({"nodes": {"groups": [{"count": 1}], "count": 1}, "duration": "1h"}), "nodes.groups: give groups alone"),
+        (json!({"nodes": {"groups": []}, "duration": "1h"}), "nodes.groups: give at least one group"),
+        (json!({"nodes": {"groups": [{"count": 1}, {"count": 0}]}, "duration": "1h"}), "nodes.groups[1].count: must be at least 1"),
+        (
+            json!({"nodes": {"groups": [{"count": 1}, {"count": 1, "filter": "gpu_modle = 'x'"}]}, "duration": "1h"}),
+            "nodes.groups[1].filter: at position 1: unknown property 'gpu_modle' (did you mean 'gpu_model'?)",
+        ),
+        (
+            json!({"nodes": {"groups": [{"count": 1}, {"count": 3, "filter": "gpu_model like '%V100%'"}]}, "duration": "1h"}),
+            "nodes.groups[1].filter: 3 node(s) requested but only 2 can be offered",
+        ),
+        (
+            json!({"nodes": {"groups": [{"count": 5, "filter": "gpu_count >= 2"}, {"count": 5, "filter": "gpu_count >= 2"}]}, "duration": "1h"}),
+            "10 node(s) requested in all but the groups' filters offer only 8 distinct nodes",
+        ),
+        (json!({"nodes": {"names": ["chifflot-1"]}, "properties": "exotic='NO'", "duration": "1h"}), "properties: not with nodes.names"),
+    ];
+    for (body, expected) in cases {
+        let a = ctx.post("/api/v1/leases", &alice, body.clone()).await;
+        assert_eq!(a.status, 400, "{body}: {:?}", a.body);
+        let msg = a.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(expected), "{body}: '{msg}' should contain '{expected}'");
+    }
+}
+
+/// An OAR resource string in place of `nodes` (and of `duration` when it
+/// holds a walltime), `properties` ANDed with every group, strict
+/// durations, and a 400 naming what ferrum cannot do.
+#[tokio::test]
+async fn oar_resource_strings_and_walltimes() {
+    let ctx = TestContext::with_fixtures().await;
+    let alice = ctx.user("alice", "p-vision").await;
+    let z = |d: Duration| at(d).replace("+00:00", "Z");
+
+    let body = json!({"resources": "{cluster='chifflot'}/nodes=2+{gpu_model like '%V100%'}/nodes=1,walltime=2:00"});
+    let lease = ctx.post("/api/v1/leases", &alice, body).await.expect(201);
+    assert_eq!((lease["start"].clone(), lease["end"].clone()), (json!(z(Duration::zero())), json!(z(Duration::hours(2)))));
+    assert_eq!(lease["groups"][0], json!({"count": 2, "filter": "cluster='chifflot'", "nodes": ["chifflot-1", "chifflot-2"]}));
+    assert_eq!(lease["groups"][1], json!({"count": 1, "filter": "gpu_model like '%V100%'", "nodes": ["chifflot-7"]}));
+
+    // One group: an ordinary lease, its filter with the properties ANDed;
+    // the walltime may also come as the duration.
+    let one = json!({"resources": "{cluster='chifflot'}/host=1", "properties": "exotic='NO'", "duration": "0:30"});
+    let one = ctx.post("/api/v1/leases", &alice, one).await.expect(201);
+    assert_eq!(one["filter"], "(cluster='chifflot') AND (exotic='NO')");
+    assert!(one.get("groups").is_none(), "{one}");
+    assert_eq!(one["end"], z(Duration::minutes(30)));
+    let two = json!({"resources": "nodes=1+/nodes=1,walltime=1", "properties": "gpu_model like '%V100%'"});
+    let two = ctx.post("/api/v1/leases", &alice, two).await.expect(201);
+    assert_eq!(two["groups"][0]["filter"], "gpu_model like '%V100%'");
+    assert_eq!(two["nodes"], json!(["chifflot-7", "chifflot-8"]), "chifflot-7 is taken until 2h, so 1h from 2h");
+    assert_eq!(two["start"], z(Duration::hours(2)));
+
+    let cases = [
+        (json!({"resources": "nodes=1", "nodes": {"count": 1}, "duration": "1h"}), "resources: give either resources or nodes, not both"),
+        (json!({"resources": "nodes=1,walltime=1:00", "duration": "1h"}), "duration: the resources give a walltime already"),
+        (json!({"resources": "nodes=1,walltime=1:00", "end": at(Duration::hours(1))}), "end: the resources give a walltime already"),
+        (json!({"resources": "nodes=1"}), "duration: say how long"),
+        (
+            json!({"resources": "{cluster='chifflot'}/nodes=2+{type='kavlan'}/vlan=1,walltime=2:00"}),
+            "resources: 'vlan=1': KaVLAN is not supported",
+        ),
+        (json!({"resources": "nodes=1+slash_22=1,walltime=2:00"}), "resources: 'slash_22=1': subnets are not supported"),
+        (json!({"resources": "core=2,walltime=1"}), "resources: 'core=2': ferrum leases whole nodes"),
+        (json!({"resources": "switch=1/nodes=2,walltime=1"}), "switch groups are not supported"),
+        (json!({"resources": "cluster=1/nodes=2,walltime=1"}), "'all in one cluster' is not supported"),
+        (json!({"resources": "nodes=BEST,walltime=1"}), "resources: 'nodes=BEST'"),
+        (json!({"resources": "nodes=1,walltime=1:75"}), "resources: walltime: '1:75': minutes and seconds of a walltime are below 60"),
+        (json!({"resources": "{gpu_modle='x'}/nodes=1,walltime=1"}), "unknown property 'gpu_modle' (did you mean 'gpu_model'?)"),
+        (
+            json!({"resources": "nodes=1+{gpu_modle='x'}/nodes=1,walltime=1"}),
+            "resources (group 2): at position 1: unknown property 'gpu_modle'",
+        ),
+        (
+            json!({"nodes": {"count": 1}, "duration": "3M"}),
+            "duration: '3M' is not a duration; write terms of a whole number and a unit s, m, h, d or w",
+        ),
+        (json!({"nodes": {"count": 1}, "duration": "3hr"}), "duration: '3hr' is not a duration"),
+        (json!({"nodes": {"count": 1}, "duration": "1.5h"}), "or an OAR walltime H, H:MM or H:MM:SS"),
+    ];
+    for (body, expected) in cases {
+        let a = ctx.post("/api/v1/leases", &alice, body.clone()).await;
+        assert_eq!(a.status, 400, "{body}: {:?}", a.body);
+        let msg = a.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(expected), "{body}: '{msg}' should contain '{expected}'");
+    }
 }

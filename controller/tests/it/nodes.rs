@@ -84,7 +84,7 @@ async fn filters_select_nodes_by_oar_properties() {
 async fn bad_filters_are_400_naming_the_position() {
     let ctx = TestContext::with_fixtures().await;
     let msg = ctx.get("/api/v1/nodes?filter=gpu_cont%20%3E%3D%202", &ctx.admin).await.error(400, "invalid_filter");
-    assert_eq!(msg, "filter: at position 1: unknown property 'gpu_cont'");
+    assert_eq!(msg, "filter: at position 1: unknown property 'gpu_cont' (did you mean 'gpu_count'?)");
     let msg = ctx.get("/api/v1/nodes?filter=gpu_count%20%3E%3D", &ctx.admin).await.error(400, "invalid_filter");
     assert!(msg.contains("position 13"), "{msg}");
 }
@@ -238,4 +238,44 @@ async fn an_admin_marks_a_suspect_node_repaired_and_it_is_checked_again() {
     );
     let audit = ctx.get("/api/v1/audit?action=node.repaired", &ctx.admin).await.expect(200);
     assert_eq!(audit.as_array().map(Vec::len), Some(1), "{audit}");
+}
+
+/// OAR's spellings (lower-case keywords, `'YES'`/`'NO'` booleans,
+/// `network_address`, `type`) select nodes in `/api/v1` too; the
+/// fully qualified names use each site's configured domain.
+#[tokio::test]
+async fn node_listing_takes_oar_spellings() {
+    use ferrum_controller::config::{Config, SiteConfig};
+    let lille = SiteConfig { domain: "g5k.test".into(), ..SiteConfig::default() };
+    let config = Config { sites: [("lille".to_owned(), lille)].into(), ..Config::default() };
+    let ctx = TestContext::empty_configured(config, std::sync::Arc::new(ferrum_controller::app::conductor::SimConductor)).await;
+    ctx.import_fixtures().await;
+    let list = async |filter: &str| {
+        let q: String = url::form_urlencoded::byte_serialize(filter.as_bytes()).collect();
+        names(&ctx.get(&format!("/api/v1/nodes?filter={q}"), &ctx.admin).await.expect(200))
+    };
+    let chifflot: Vec<String> = (1..=8).map(|i| format!("chifflot-{i}")).collect();
+    assert_eq!(list("cluster='chifflot' and gpu_model like '%V100%'").await, ["chifflot-7", "chifflot-8"]);
+    assert_eq!(list("exotic='NO' and cluster in ('servan', 'chifflot')").await, chifflot);
+    assert_eq!(list("exotic='YES' or cluster not in ('chifflot')").await, ["servan-1", "servan-2"]);
+    assert_eq!(list("not exotic='NO'").await, ["servan-1", "servan-2"]);
+    assert_eq!(
+        list("network_address in ('chifflot-1.lille.g5k.test', 'servan-2.grenoble.ferrum.internal')").await,
+        ["servan-2", "chifflot-1"]
+    );
+    assert_eq!(list("network_address = 'chifflot-1.lille.ferrum.internal'").await, Vec::<String>::new(), "lille has its own domain");
+    assert_eq!(list("(type='default' or type='disk') AND cluster='servan'").await, ["servan-1", "servan-2"]);
+    assert_eq!(list("type='disk'").await, Vec::<String>::new());
+    assert_eq!(list("host like 'servan-%'").await, ["servan-1", "servan-2"]);
+    let msg = ctx.get("/api/v1/nodes?filter=networkaddress%20%3D%20'x'", &ctx.admin).await.error(400, "invalid_filter");
+    assert_eq!(msg, "filter: at position 1: unknown property 'networkaddress' (did you mean 'network_address'?)");
+    let msg = ctx.get("/api/v1/nodes?filter=colour%20%3D%20'x'", &ctx.admin).await.error(400, "invalid_filter");
+    assert_eq!(msg, "filter: at position 1: unknown property 'colour'", "no suggestion when nothing is close");
+    // Derived properties are not set by hand.
+    for name in ["type", "network_address"] {
+        let body =
+            json!({"name": "proto-1", "site": "lille", "cluster": "proto", "macs": ["02:00:00:00:00:01"], "properties": {name: "x"}});
+        let msg = ctx.post("/api/v1/nodes", &ctx.admin, body).await.error(400, "bad_request");
+        assert_eq!(msg, format!("properties.{name}: derived from the node by ferrum, not set as a property"));
+    }
 }

@@ -109,6 +109,14 @@ async fn class_limits_exotic_hardware_and_peak_hours() {
             "policy 'max_nodes': leases of class 'student' hold at most 3 node(s); this one asks for 4",
         ),
         (
+            json!({"nodes": {"groups": [{"count": 2}, {"count": 2, "filter": "gpu_count >= 2"}]}, "start": at(Duration::hours(12)), "duration": "1h"}),
+            "policy 'max_nodes': leases of class 'student' hold at most 3 node(s); this one asks for 4",
+        ),
+        (
+            json!({"resources": "nodes=1+nodes=3,walltime=1:00", "start": at(Duration::hours(12))}),
+            "policy 'max_nodes': leases of class 'student' hold at most 3 node(s); this one asks for 4",
+        ),
+        (
             json!({"nodes": {"count": 1}, "start": at(Duration::hours(12)), "duration": "3h"}),
             "policy 'max_duration': leases of class 'student' last at most 2h; this one would last 3h",
         ),

@@ -119,10 +119,15 @@ async fn the_filter_builder_counts_what_the_api_counts_and_says_why_a_filter_is_
     assert_eq!(counted.status, StatusCode::BAD_REQUEST);
     let counted: Value = serde_json::from_str(&counted.text).expect("JSON");
     assert_eq!(counted["error"], api.as_str());
-    assert_eq!(api, "filter: at position 1: unknown property 'gpu_cont'");
+    assert_eq!(api, "filter: at position 1: unknown property 'gpu_cont' (did you mean 'gpu_count'?)");
     let page = alice.get(&format!("/hardware?filter={}", query(typo))).await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
-    assert!(page.text.contains("class=\"error\">filter: at position 1: unknown property &#39;gpu_cont&#39;</p>"), "{}", page.text);
+    assert!(
+        page.text
+            .contains("class=\"error\">filter: at position 1: unknown property &#39;gpu_cont&#39; (did you mean &#39;gpu_count&#39;?)</p>"),
+        "{}",
+        page.text
+    );
     assert!(page.text.contains("aria-invalid=\"true\""), "{}", page.text);
     assert!(page.text.contains(&format!("value=\"{}\"", escaped(typo))), "{}", page.text);
     for (bad, words) in
