@@ -17,6 +17,9 @@
 #     full-loop test): Debian's chromium driven by Playwright and pytest,
 #     pinned, in a venv under ~/.cache/ferrum (scripts/web-venv.sh), with
 #     axe-core (pinned, from npm) on every page
+#   - the Grid'5000 API's acceptance tests (scripts/g5k-test.sh): the real
+#     python-grid5000 and EnOSlib, every dependency pinned, in a venv under
+#     ~/.cache/ferrum (scripts/g5k-venv.sh)
 set -euo pipefail
 # shellcheck source=scripts/root.sh
 . "$(dirname "$0")/root.sh"
@@ -60,3 +63,9 @@ scripts/schemathesis.sh
 # network namespace (README "Tests and CI").
 echo "== web portal in a real browser (Playwright, Chromium, axe-core)"
 scripts/web-test.sh
+
+# The Grid'5000 API with the real, unmodified clients (python-grid5000,
+# EnOSlib, pinned): ferrumd and pytest in a loopback-only network
+# namespace (README "Using Grid'5000 tools with ferrum").
+echo "== Grid'5000 API with python-grid5000 and EnOSlib"
+scripts/g5k-test.sh
