@@ -229,19 +229,15 @@ async fn create(
             return Err(invalid(format!("nodes: '{name}' is not a node of site {site}")));
         }
     }
-    // ferrum deploys an environment's latest version: an older one asked
-    // for is refused rather than replaced silently.
-    if let Some(wanted) = version {
-        match app.get_environment(&actor, &environment, None, None).await {
-            Ok(env) if env.descriptor.version != wanted => {
-                return Err(cannot_launch(format!(
-                    "environment '{environment}' version {wanted}: ferrum deploys the latest version, {}",
-                    env.descriptor.version
-                )));
-            }
-            Ok(_) => {}
-            Err(e) => return Err(cannot_launch(e)),
-        }
+    // The environment first (Kadeploy's check), whatever the nodes. ferrum
+    // deploys an environment's latest version: an older one asked for is
+    // refused rather than replaced silently.
+    let env = app.get_environment(&actor, &environment, None, None).await.map_err(cannot_launch)?;
+    if let Some(wanted) = version.filter(|v| *v != env.descriptor.version) {
+        return Err(cannot_launch(format!(
+            "environment '{environment}' version {wanted}: ferrum deploys the latest version, {}",
+            env.descriptor.version
+        )));
     }
     let lease = holding_lease(&app, &actor, &names).await?;
     let request = api::DeploymentCreate { environment, ssh_keys, nodes: Some(names) };
