@@ -47,8 +47,8 @@ use super::{App, AppError, AppResult};
 use crate::db::{DbError, DeploymentRow, LeaseRow, NewDeployment, NewOperation, NodeRow, NodeStatus, OperationRow};
 use crate::model::time::from_seconds;
 use crate::model::{
-    AgentCommandState, BootTarget, LeaseId, LeaseState, NodeId, NodeInput, NodeLifecycle, OperationInput, OperationKind, OperationState, Phase,
-    PowerOperation, PowerRequestState, ProjectId, ResetOutcome,
+    AgentCommandState, BootTarget, LeaseId, LeaseState, NodeId, NodeInput, NodeLifecycle, OperationInput, OperationKind, OperationState,
+    Phase, PowerOperation, PowerRequestState, ProjectId, ResetOutcome,
 };
 use crate::power::{BootDevice, PowerAction};
 

@@ -45,7 +45,8 @@ impl Raw {
 /// A request as python-grid5000 makes it: HTTP Basic with the user name
 /// and token, JSON in and out.
 async fn call(ctx: &TestContext, method: reqwest::Method, path: &str, (user, token): (&str, &str), body: Option<Value>) -> Raw {
-    let mut req = ctx.client.request(method, format!("{}{path}", ctx.url)).basic_auth(user, Some(token)).header("Accept", "application/json");
+    let mut req =
+        ctx.client.request(method, format!("{}{path}", ctx.url)).basic_auth(user, Some(token)).header("Accept", "application/json");
     if let Some(body) = body {
         req = req.json(&body);
     }
@@ -127,7 +128,10 @@ async fn a_job_is_a_lease_from_submission_to_deletion() {
     assert_eq!(nodes.len(), 2, "{job}");
     assert!(nodes.iter().all(|n| n.starts_with("chifflot-") && n.ends_with(&format!(".lille.{DOMAIN}"))), "{nodes:?}");
     assert_eq!(job["types"], json!(["deploy", "origin=enoslib_g5k"]));
-    assert_eq!((job["walltime"].as_i64(), job["command"].as_str(), job["queue"].as_str()), (Some(600), Some("sleep 3600"), Some("default")));
+    assert_eq!(
+        (job["walltime"].as_i64(), job["command"].as_str(), job["queue"].as_str()),
+        (Some(600), Some("sleep 3600"), Some("default"))
+    );
     assert_eq!((job["user"].as_str(), job["user_uid"].as_str(), job["project"].as_str()), (Some("alice"), Some("alice"), Some("p-g5k")));
     assert!(job["started_at"].as_i64().is_some_and(|t| t > 0) && job["scheduled_at"].is_i64() && job["submitted_at"].is_i64(), "{job}");
     let cores = job["resources_by_type"]["cores"].as_array().expect("cores");
@@ -202,9 +206,14 @@ async fn reservations_are_read_in_the_sites_time_zone_and_refusals_say_when() {
 
     // Grenoble reads its dates in UTC (its `[sites.grenoble]`); its
     // cluster is exotic.
-    let job = post(&ctx, "/stable/sites/grenoble/jobs", a, json!({"resources": "nodes=1", "types": ["exotic"], "reservation": "2026-11-24 10:00:00,2026-11-24 12:00:00"}))
-        .await
-        .json(201);
+    let job = post(
+        &ctx,
+        "/stable/sites/grenoble/jobs",
+        a,
+        json!({"resources": "nodes=1", "types": ["exotic"], "reservation": "2026-11-24 10:00:00,2026-11-24 12:00:00"}),
+    )
+    .await
+    .json(201);
     assert_eq!((job["scheduled_at"].as_i64(), job["walltime"].as_i64()), (Some(epoch(2026, 11, 24, 10, 0)), Some(7200)));
     assert!(job["assigned_nodes"][0].as_str().is_some_and(|n| n.starts_with("servan-") && n.ends_with(&format!(".grenoble.{DOMAIN}"))));
 
@@ -240,9 +249,14 @@ async fn oar_resources_types_and_queues_become_the_lease_request() {
     let mut got = nodes_of(&job);
     got.sort();
     assert_eq!(got, vec![format!("chifflot-7.lille.{DOMAIN}"), format!("chifflot-8.lille.{DOMAIN}")]);
-    let job = post(&ctx, jobs, a, json!({"resources": "nodes=1", "properties": "cluster='chifflot' AND exotic='NO'", "types": ["origin=x", "monitor=.*"]}))
-        .await
-        .json(201);
+    let job = post(
+        &ctx,
+        jobs,
+        a,
+        json!({"resources": "nodes=1", "properties": "cluster='chifflot' AND exotic='NO'", "types": ["origin=x", "monitor=.*"]}),
+    )
+    .await
+    .json(201);
     assert_eq!(job["properties"], "cluster='chifflot' AND exotic='NO'");
     assert_eq!(job["types"], json!(["origin=x", "monitor=.*"]));
     let msg = post(&ctx, jobs, a, json!({"resources": "nodes=1", "properties": "cluster='servan'"})).await.message(400);
@@ -273,7 +287,10 @@ async fn oar_resources_types_and_queues_become_the_lease_request() {
         assert!(msg.contains(named), "{body}: {msg}");
     }
     // A lease made with ferrum's own API is a job too, of its nodes' site.
-    let lease = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["servan-1"]}, "duration": "1h", "exotic": true, "type": "deploy"})).await.expect(201);
+    let lease = ctx
+        .post("/api/v1/leases", &alice, json!({"nodes": {"names": ["servan-1"]}, "duration": "1h", "exotic": true, "type": "deploy"}))
+        .await
+        .expect(201);
     let job = get(&ctx, &format!("/stable/sites/grenoble/jobs/{}", lease["id"]), a).await.json(200);
     assert_eq!((job["types"].clone(), job["command"].as_str()), (json!(["deploy", "exotic"]), Some("")));
 }
@@ -288,9 +305,12 @@ async fn deployments_go_to_the_deploy_job_holding_their_nodes() {
     let (ctx, alice, bob) = lab().await;
     let (a, b) = (("alice", alice.as_str()), ("bob", bob.as_str()));
     ctx.post("/api/v1/environments", &ctx.admin, tiny()).await.expect(201);
-    let job = post(&ctx, "/stable/sites/lille/jobs", a, json!({"resources": "nodes=3", "types": ["deploy"], "command": "sleep 1"})).await.json(201);
+    let job = post(&ctx, "/stable/sites/lille/jobs", a, json!({"resources": "nodes=3", "types": ["deploy"], "command": "sleep 1"}))
+        .await
+        .json(201);
     let job = wait_job(&ctx, "lille", uid(&job), a, "running").await;
-    let fqdns: Vec<String> = job["assigned_nodes"].as_array().expect("nodes").iter().map(|n| n.as_str().expect("fqdn").to_owned()).collect();
+    let fqdns: Vec<String> =
+        job["assigned_nodes"].as_array().expect("nodes").iter().map(|n| n.as_str().expect("fqdn").to_owned()).collect();
     let plain = post(&ctx, "/stable/sites/lille/jobs", a, json!({"resources": "nodes=1"})).await.json(201);
     let plain = wait_job(&ctx, "lille", uid(&plain), a, "running").await;
     let deployments = "/stable/sites/lille/deployments";
@@ -333,8 +353,9 @@ async fn deployments_go_to_the_deploy_job_holding_their_nodes() {
     assert_eq!(get(&ctx, &format!("{deployments}/{d_uid}"), a).await.json(200)["uid"], d_uid);
     get(&ctx, &format!("{deployments}/{d_uid}"), b).await.message(404);
     get(&ctx, &format!("/stable/sites/grenoble/deployments/{d_uid}"), a).await.message(404);
-    let list = get(&ctx, &format!("{deployments}?status=processing"), a).await.json(200);
+    let list = get(&ctx, &format!("{deployments}?user=alice"), a).await.json(200);
     assert_eq!((list["total"].as_u64(), list["items"][0]["uid"].as_str()), (Some(1), Some(d_uid.as_str())));
+    assert_eq!(get(&ctx, &format!("{deployments}?status=error"), a).await.json(200)["total"], 0, "it started");
     let cancelled = delete(&ctx, &format!("{deployments}/{d_uid}"), a).await;
     assert_eq!((cancelled.status, cancelled.text.as_str()), (202, ""));
     // Cancelled, unless its nodes (no BMC here) failed first: then it is
@@ -355,16 +376,22 @@ async fn deployments_go_to_the_deploy_job_holding_their_nodes() {
 async fn ferrums_own_api_deploys_a_subset_of_a_lease() {
     let (ctx, alice, _bob) = lab().await;
     ctx.post("/api/v1/environments", &ctx.admin, tiny()).await.expect(201);
-    let lease = ctx.post("/api/v1/leases", &alice, json!({"nodes": {"names": ["chifflot-1", "chifflot-2"]}, "duration": "1h", "type": "deploy"})).await.expect(201);
+    let lease = ctx
+        .post("/api/v1/leases", &alice, json!({"nodes": {"names": ["chifflot-1", "chifflot-2"]}, "duration": "1h", "type": "deploy"}))
+        .await
+        .expect(201);
     let id = lease["id"].as_i64().expect("id");
     ctx.wait_lease_state(id, &alice, "active").await;
     let path = format!("/api/v1/leases/{id}/deployments");
-    let msg = ctx.post(&path, &alice, json!({"environment": "tiny", "ssh_keys": [KEY], "nodes": ["chifflot-3"]})).await.error(400, "bad_request");
+    let msg =
+        ctx.post(&path, &alice, json!({"environment": "tiny", "ssh_keys": [KEY], "nodes": ["chifflot-3"]})).await.error(400, "bad_request");
     assert_eq!(msg, format!("nodes: 'chifflot-3' is not a node of lease {id}"));
     let msg = ctx.post(&path, &alice, json!({"environment": "tiny", "ssh_keys": [KEY], "nodes": []})).await.error(400, "bad_request");
     assert!(msg.starts_with("nodes:"), "{msg}");
-    let msg =
-        ctx.post(&path, &alice, json!({"environment": "tiny", "ssh_keys": [KEY], "nodes": ["chifflot-2", "chifflot-2"]})).await.error(400, "bad_request");
+    let msg = ctx
+        .post(&path, &alice, json!({"environment": "tiny", "ssh_keys": [KEY], "nodes": ["chifflot-2", "chifflot-2"]}))
+        .await
+        .error(400, "bad_request");
     assert!(msg.contains("twice"), "{msg}");
     let d = ctx.post(&path, &alice, json!({"environment": "tiny", "ssh_keys": [KEY], "nodes": ["chifflot-2"]})).await.expect(201);
     let names: Vec<&str> = d["nodes"].as_array().expect("nodes").iter().filter_map(|n| n["node"].as_str()).collect();
