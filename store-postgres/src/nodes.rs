@@ -125,6 +125,14 @@ impl NodeStore for PgStore {
         sqlx::query_scalar!("SELECT reference FROM nodes WHERE id = $1", id.0).fetch_one(&self.pool).await.map_err(db)
     }
 
+    async fn cluster_references(&self, site: &str, cluster: &str) -> DbResult<Vec<(NodeId, Option<String>)>> {
+        let rows = sqlx::query!("SELECT id, reference FROM nodes WHERE site = $1 AND cluster = $2 ORDER BY id", site, cluster)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(rows.into_iter().map(|r| (NodeId(r.id), r.reference)).collect())
+    }
+
     async fn set_node_policy(&self, id: NodeId, policy: NodePolicy, event: &NewEvent) -> DbResult<()> {
         let mut tx = self.begin().await?;
         sqlx::query!("UPDATE nodes SET policy = $1, updated_at = $2 WHERE id = $3", policy.as_str(), event.at, id.0)

@@ -127,6 +127,14 @@ stored.id.0
         sqlx::query_scalar!("SELECT reference FROM nodes WHERE id = ?", id.0).fetch_one(&self.pool).await.map_err(db)
     }
 
+    async fn cluster_references(&self, site: &str, cluster: &str) -> DbResult<Vec<(NodeId, Option<String>)>> {
+        let rows = sqlx::query!("SELECT id, reference FROM nodes WHERE site = ? AND cluster = ? ORDER BY id", site, cluster)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(rows.into_iter().map(|r| (NodeId(r.id), r.reference)).collect())
+    }
+
     async fn set_node_policy(&self, id: NodeId, policy: NodePolicy, event: &NewEvent) -> DbResult<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query!("UPDATE nodes SET policy = ?, updated_at = ? WHERE id = ?", policy.as_str(), event.at, id.0)

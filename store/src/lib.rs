@@ -1229,6 +1229,11 @@ pub trait NodeStore: Send + Sync {
 
     async fn node_reference(&self, id: NodeId) -> DbResult<Option<String>>;
 
+    /// Each node of one cluster of one site with its reference description
+    /// (JSON text, `None` for a node enrolled without one), by id: the
+    /// Grid'5000 API's cluster node list in one query.
+    async fn cluster_references(&self, site: &str, cluster: &str) -> DbResult<Vec<(NodeId, Option<String>)>>;
+
     async fn set_node_policy(&self, id: NodeId, policy: NodePolicy, event: &NewEvent) -> DbResult<()>;
 
     /// Applies node transitions (compare-and-swap each); returns how many

@@ -181,13 +181,18 @@ def gk(nodes_ready):
 
 def record(client):
     """Keeps every answer `client` gets in `client.answers` (method, URL,
-    status, Content-Type), through a requests response hook."""
+    status, Content-Type), by wrapping its session's `send` (the client
+    prepares its requests without the session, so session hooks never
+    run)."""
     client.answers = []
+    send = client.session.send
 
-    def hook(r, *args, **kwargs):
-        client.answers.append((r.request.method, r.url, r.status_code, r.headers.get("Content-Type")))
+    def recording_send(request, **kwargs):
+        r = send(request, **kwargs)
+        client.answers.append((request.method, r.url, r.status_code, r.headers.get("Content-Type")))
+        return r
 
-    client.session.hooks["response"].append(hook)
+    client.session.send = recording_send
     return client
 
 

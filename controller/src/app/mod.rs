@@ -36,6 +36,7 @@ pub mod privacy;
 pub(crate) mod reads;
 pub mod reconciler;
 pub mod replica;
+pub mod sites;
 pub mod usage;
 pub mod web;
 

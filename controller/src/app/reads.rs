@@ -72,6 +72,8 @@ pub(crate) struct Reads {
     pub(crate) node_views: ReadCache<(String, bool), axum::body::Bytes>,
     /// Lease id → the lease with its nodes.
     pub(crate) leases: ReadCache<i64, LeaseRow>,
+    /// The sites, clusters and nodes (one entry), for the Grid'5000 API.
+    pub(crate) sites: ReadCache<(), super::sites::SiteTree>,
 }
 
 #[cfg(test)]

@@ -21,12 +21,14 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::app::{Actor, App, AppError};
+use crate::model::LeaseState;
 
 mod deployments;
 mod environments;
@@ -50,20 +52,37 @@ pub fn routes() -> Router<Arc<App>> {
         .merge(environments::routes())
         .merge(jobs::routes())
         .merge(deployments::routes())
-        .fallback(|uri: axum::http::Uri| async move { G5kError::not_found(format!("No route matches {}", uri.path())) })
-        .method_not_allowed_fallback(|| async { G5kError::new(StatusCode::METHOD_NOT_ALLOWED, "This resource does not take that method") })
-        .layer(middleware::from_fn(access_log));
-    Router::new().nest(BASE, api)
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_method)
+        .layer(middleware::from_fn(|req, next| access_log(BASE, req, next)));
+    // The root is `/stable/` to python-grid5000 (`uri + "/"`); a nested
+    // router's `/` is `/stable` only.
+    let root =
+        Router::new().route(&format!("{BASE}/"), get(reference::root)).layer(middleware::from_fn(|req, next| access_log("", req, next)));
+    Router::new().nest(BASE, api).merge(root)
+}
+
+/// An unknown path: 404, once the caller is known. As behind
+/// Grid'5000's front proxy, every request authenticates first (401), and a
+/// read-only token is refused anything but a read (403) wherever it goes.
+async fn no_route(G5kUser(_): G5kUser, uri: axum::http::Uri) -> G5kError {
+    G5kError::not_found(format!("No route matches {}{}", BASE, uri.path()))
+}
+
+/// A method a path does not take: 405, once the caller is known.
+async fn no_method(G5kUser(_): G5kUser) -> G5kError {
+    G5kError::new(StatusCode::METHOD_NOT_ALLOWED, "This resource does not take that method")
 }
 
 /// One log line per request, at info level: method, path, status and the
 /// user name of the `Authorization` header (never its secret).
-async fn access_log(req: Request, next: Next) -> Response {
+/// `prefix` is what a nested router no longer sees of the path.
+async fn access_log(prefix: &'static str, req: Request, next: Next) -> Response {
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    let path = format!("{prefix}{}", req.uri().path());
     let user = basic_credentials(req.headers()).map(|(u, _)| u);
     let response = next.run(req).await;
-    tracing::info!(target: "ferrum::g5k", %method, path = %format!("{BASE}{path}"), status = response.status().as_u16(), user = user.as_deref().unwrap_or("-"), "grid5000 api");
+    tracing::info!(target: "ferrum::g5k", %method, %path, status = response.status().as_u16(), user = user.as_deref().unwrap_or("-"), "grid5000 api");
     response
 }
 
@@ -283,4 +302,20 @@ pub fn fqdn(app: &App, node: &str, site: &str) -> String {
 /// itself.
 pub fn node_of_fqdn(name: &str) -> &str {
     name.split('.').next().unwrap_or(name)
+}
+
+/// A lease's state as an OAR job state (API-SUBSET §4): waiting (awaiting
+/// approval too: EnOSlib's reload looks only at waiting, launching and
+/// running), launching, running, finishing, terminated; a lease that
+/// ended otherwise (cancelled, refused, failed) is `error`, OAR's state of
+/// a killed job.
+pub fn oar_state(state: LeaseState) -> &'static str {
+    match state {
+        LeaseState::AwaitingApproval | LeaseState::Pending => "waiting",
+        LeaseState::Starting => "launching",
+        LeaseState::Active => "running", // tidy:not-a-state (OAR's word)
+        LeaseState::Ending => "finishing",
+        LeaseState::Finished => "terminated",
+        LeaseState::Cancelled | LeaseState::Rejected | LeaseState::Failed => "error",
+    }
 }

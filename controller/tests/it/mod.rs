@@ -9,6 +9,7 @@ mod api;
 mod boot;
 mod deployments;
 mod environments;
+mod g5k;
 mod g5k_jobs;
 pub mod ipmi_sim;
 mod leases;
