@@ -97,20 +97,14 @@ impl JobState {
             .find(|j| j.as_str() == s)
     }
 
-    /// API-SUBSET §4: awaiting approval is `waiting` (EnOSlib's reload
-    /// looks only at waiting, launching and running); a lease ended before
-    /// its end (released, pre-empted) or that never ran is `error`, as
-    /// OAR shows a deleted job.
+    /// The state of a job's lease: [`super::oar_state`] (API-SUBSET §4,
+    /// the one mapping), except that a lease ended before its end
+    /// (released, pre-empted) is `error`, as OAR shows a deleted job.
     pub fn of(lease: &crate::db::LeaseRow) -> JobState {
-        match lease.state {
-            LeaseState::AwaitingApproval | LeaseState::Pending => JobState::Waiting,
-            LeaseState::Starting => JobState::Launching,
-            LeaseState::Active => JobState::Running,
-            LeaseState::Ending => JobState::Finishing,
-            LeaseState::Finished if ended_early(lease) => JobState::Error,
-            LeaseState::Finished => JobState::Terminated,
-            LeaseState::Cancelled | LeaseState::Failed | LeaseState::Rejected => JobState::Error,
+        if lease.state == LeaseState::Finished && ended_early(lease) {
+            return JobState::Error;
         }
+        JobState::parse(super::oar_state(lease.state)).unwrap_or(JobState::Error)
     }
 }
 
@@ -431,29 +425,33 @@ pub fn lease_request(
     Ok((request, facts))
 }
 
-/// What `/stable` needs of the nodes: each node's site and core count.
-pub(super) struct Nodes(HashMap<String, (String, i64)>);
+/// What `/stable` needs of the nodes: the sites (those of the nodes and of
+/// `[sites.NAME]`, `app::sites`), and each node's site and core count.
+pub(super) struct Nodes {
+    sites: std::collections::BTreeSet<String>,
+    nodes: HashMap<String, (String, i64)>,
+}
 
 impl Nodes {
     pub(super) async fn read(app: &App) -> G5kResult<Nodes> {
-        let rows = app.list_nodes(None).await?;
-        Ok(Nodes(
-            rows.into_iter()
-                .map(|n| {
-                    let cores = n.properties.get("cpucore").and_then(Value::as_i64).unwrap_or(1).max(1);
-                    (n.name, (n.site, cores))
-                })
-                .collect(),
-        ))
-    }
-
-    fn has_site(&self, site: &str) -> bool {
-        self.0.values().any(|(s, _)| s == site)
+        let tree = app.site_tree().await?;
+        let mut nodes = HashMap::new();
+        for (site, s) in &tree.sites {
+            for n in s.clusters.values().flat_map(|c| &c.nodes) {
+                let cores = n.properties.get("cpucore").and_then(Value::as_i64).unwrap_or(1).max(1);
+                nodes.insert(n.name.clone(), (site.clone(), cores));
+            }
+        }
+        Ok(Nodes { sites: tree.sites.keys().cloned().collect(), nodes })
     }
 
     /// The site of node `name`, if it exists.
     pub(super) fn site_of_node(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(|(s, _)| s.as_str())
+        self.nodes.get(name).map(|(s, _)| s.as_str())
+    }
+
+    fn cores(&self, name: &str) -> i64 {
+        self.nodes.get(name).map_or(1, |(_, c)| *c)
     }
 
     /// The site of a job: the one it was submitted to, else its first
@@ -461,14 +459,14 @@ impl Nodes {
     fn site_of<'a>(&'a self, job: &'a Job) -> Option<&'a str> {
         match &job.facts {
             Some(f) => Some(f.site.as_str()),
-            None => job.lease.nodes.first().and_then(|(_, n)| self.0.get(n)).map(|(s, _)| s.as_str()),
+            None => job.lease.nodes.first().and_then(|(_, n)| self.site_of_node(n)),
         }
     }
 }
 
-/// 404 unless `site` has nodes.
+/// 404 unless `site` is a site (Grid'5000's text).
 pub(super) fn known_site(nodes: &Nodes, site: &str) -> G5kResult<()> {
-    if nodes.has_site(site) { Ok(()) } else { Err(G5kError::not_found(format!("Couldn't find site '{site}'"))) }
+    if nodes.sites.contains(site) { Ok(()) } else { Err(G5kError::not_found(format!("Couldn't find site '{site}'"))) }
 }
 
 fn job_not_found(uid: &str) -> G5kError {
@@ -545,7 +543,7 @@ fn view(app: &App, nodes: &Nodes, site: &str, job: &Job, now: Seconds) -> JobVie
         .iter()
         .zip(&assigned)
         .flat_map(|((_, n), f)| {
-            let count = nodes.0.get(n).map_or(1, |(_, c)| *c);
+            let count = nodes.cores(n);
             (0..count).map(move |i| format!("{f}/{i}"))
         })
         .collect();
