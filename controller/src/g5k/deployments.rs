@@ -366,7 +366,7 @@ async fn list(
         }
     }
     // Newest first; `reverse=true` gives the oldest first.
-    all.sort_by(|a, b| (b.1.created_at, b.0).cmp(&(a.1.created_at, a.0)));
+    all.sort_by_key(|d| std::cmp::Reverse((d.1.created_at, d.0)));
     if q.reverse.as_deref().is_some_and(|r| matches!(r, "true" | "yes" | "1")) {
         all.reverse();
     }

@@ -688,7 +688,7 @@ async fn list(
     let user = q.user.as_deref().or(q.user_uid.as_deref());
     let now = app.now();
     let mut leases = app.list_leases(&actor, None, true).await?;
-    leases.sort_by(|a, b| b.id.cmp(&a.id));
+    leases.sort_by_key(|l| std::cmp::Reverse(l.id));
     let mut matching = Vec::new();
     for lease in leases {
         if q.name.as_deref().is_some_and(|n| lease.name.as_deref() != Some(n))
