@@ -2,7 +2,7 @@
 //! booted, each node on its own (one failing does not fail the others), with
 //! its progress visible phase by phase.
 //!
-//! `POST /api/v1/leases/{id}/deployments` takes a [`crate::DeploySpec`];
+//! `POST /api/v1/leases/{id}/deployments` takes a [`crate::DeploymentCreate`];
 //! `GET /api/v1/deployments/{id}` answers a [`Deployment`];
 //! `DELETE /api/v1/deployments/{id}` cancels what still runs.
 

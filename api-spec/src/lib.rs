@@ -617,6 +617,27 @@ pub struct DeploySpec {
     pub ssh_keys: Vec<String>,
 }
 
+/// Body of `POST /api/v1/leases/{id}/deployments`: what to deploy, and on
+/// which of the lease's nodes (all of them when `nodes` is left out;
+/// kadeploy's `-f nodefile`).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentCreate {
+    /// `NAME` (yours, else the public one, else the one shared with your
+    /// project) or `OWNER/NAME`.
+    #[schema(min_length = 1, max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$")]
+    pub environment: String,
+    /// OpenSSH public keys, one line each (at most 16,383 characters).
+    #[serde(default)]
+    #[schema(max_items = 64)]
+    pub ssh_keys: Vec<String>,
+    /// Node names, a subset of the lease's nodes; default: every node of
+    /// the lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 10000)]
+    pub nodes: Option<Vec<String>>,
+}
+
 /// Body of `POST /api/v1/leases`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

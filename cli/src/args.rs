@@ -245,6 +245,8 @@ pub enum EnvCommand {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     ferrum deploy 42 --env tiny --ssh-key ~/.ssh/id_ed25519.pub --wait\n  \
+    ferrum deploy 42 --env tiny --nodes chifflot-1,chifflot-2\n  \
+    ferrum deploy 42 --env tiny -f nodefile\n  \
     ferrum deployment show 7 --wait")]
 pub struct DeployArgs {
     /// The lease whose nodes to deploy
@@ -256,6 +258,14 @@ pub struct DeployArgs {
     /// ~/.ssh/id_ed25519.pub, id_ecdsa.pub or id_rsa.pub, the first found)
     #[arg(long = "ssh-key", value_name = "FILE")]
     pub ssh_keys: Vec<PathBuf>,
+    /// Deploy only these nodes of the lease (comma-separated names or
+    /// `<node>.<site>.<domain>`; default: all of them)
+    #[arg(long, value_name = "NAMES", value_delimiter = ',', conflicts_with = "node_file")]
+    pub nodes: Vec<String>,
+    /// Deploy only the nodes listed in FILE, one per line (kadeploy's and
+    /// OAR's node file; repeated names count once)
+    #[arg(short = 'f', long = "node-file", value_name = "FILE")]
+    pub node_file: Option<PathBuf>,
     /// Show progress bars and wait until every node is deployed or failed
     #[arg(long)]
     pub wait: bool,

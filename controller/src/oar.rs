@@ -186,6 +186,16 @@ pub fn parse_resources(text: &str) -> Result<Resources, OarError> {
             _ => return Err(OarError::new(format!("'{option}': after a ',' only walltime=H:MM:SS is understood"))),
         }
     }
+    // `-l walltime=2:00` alone: one node (OAR's default).
+    if let Some((key, value)) = spec.split_once('=')
+        && key.trim().eq_ignore_ascii_case("walltime")
+    {
+        if walltime.is_some() {
+            return Err(OarError::new("walltime is given twice"));
+        }
+        let walltime = parse_walltime(value).map_err(|e| OarError::new(format!("walltime: {e}")))?;
+        return Ok(Resources { groups: vec![Group { count: 1, filter: None }], walltime: Some(walltime) });
+    }
     let groups = split_top(spec, '+')?;
     if groups.len() > MAX_GROUPS {
         return Err(OarError::new(format!("at most {MAX_GROUPS} groups joined by '+'")));

@@ -207,4 +207,28 @@ impl LeaseStore for PgStore {
         let rows = sqlx::query!(r#"SELECT state, COUNT(*) AS "n!" FROM leases GROUP BY state"#).fetch_all(&self.pool).await.map_err(db)?;
         Ok(rows.into_iter().map(|r| (r.state, r.n)).collect())
     }
+
+    async fn insert_job(&self, job: &JobRow) -> DbResult<()> {
+        sqlx::query!(
+            "INSERT INTO lease_jobs (lease_id, site, types, queue, command, properties) VALUES ($1, $2, $3, $4, $5, $6)",
+            job.lease.0,
+            job.site,
+            job.types,
+            job.queue,
+            job.command,
+            job.properties
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn job(&self, lease: LeaseId) -> DbResult<Option<JobRow>> {
+        let row = sqlx::query!("SELECT site, types, queue, command, properties FROM lease_jobs WHERE lease_id = $1", lease.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(row.map(|r| JobRow { lease, site: r.site, types: r.types, queue: r.queue, command: r.command, properties: r.properties }))
+    }
 }

@@ -593,6 +593,20 @@ pub struct LeaseRow {
     pub nodes: Vec<(NodeId, String)>,
 }
 
+/// What the Grid'5000 API (`/stable`) keeps of a job beyond its lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobRow {
+    pub lease: LeaseId,
+    /// The site it was submitted to.
+    pub site: String,
+    /// Its OAR types exactly as given (a JSON array of strings).
+    pub types: String,
+    pub queue: String,
+    /// Stored and shown, never run.
+    pub command: Option<String>,
+    pub properties: Option<String>,
+}
+
 /// A lease to insert together with its allocation.
 #[derive(Clone, Debug)]
 pub struct NewLease {
@@ -1308,6 +1322,12 @@ pub trait LeaseStore: Send + Sync {
     async fn busy_between(&self, from: Seconds, to: Seconds) -> DbResult<Vec<BusyRow>>;
 
     async fn count_leases_by_state(&self) -> DbResult<Vec<(String, i64)>>;
+
+    /// Records what the Grid'5000 API keeps of a job beyond its lease.
+    async fn insert_job(&self, job: &JobRow) -> DbResult<()>;
+
+    /// The job row of a lease, if it was created through the Grid'5000 API.
+    async fn job(&self, lease: LeaseId) -> DbResult<Option<JobRow>>;
 }
 
 /// Deployments and node operations (the operations engine's rows), and the SSH host keys they

@@ -10,8 +10,9 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::Result;
+use ferrum_api::DeploymentCreate;
 use ferrum_api::deployment::{Deployment, DeploymentState, NodeOperation, OperationState, Phase};
-use ferrum_api::{DeploySpec, Lease, LeaseState};
+use ferrum_api::{Lease, LeaseState};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::Ctx;
@@ -58,7 +59,15 @@ pub async fn deploy(ctx: &Ctx, args: DeployArgs) -> Result<()> {
         );
     }
     let ssh_keys = read_ssh_keys(&files)?;
-    let body = DeploySpec { environment: args.environment, ssh_keys };
+    let nodes = match &args.node_file {
+        Some(file) => {
+            let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("--node-file {}: {e}", file.display()))?;
+            Some(node_names(text.lines()))
+        }
+        None if !args.nodes.is_empty() => Some(node_names(args.nodes.iter().map(String::as_str))),
+        None => None,
+    };
+    let body = DeploymentCreate { environment: args.environment, ssh_keys, nodes };
     let answer = ctx.client.post::<Deployment, _>(&["leases", &args.lease.to_string(), "deployments"], &body).await?;
     if args.wait {
         if !ctx.json {
@@ -102,6 +111,20 @@ pub(super) async fn follow_lease(ctx: &Ctx, lease: &Lease) -> Result<()> {
         }
         tokio::time::sleep(LEASE_POLL).await;
     }
+}
+
+/// Node names from a node list: blank lines skipped, `<node>.<site>.<domain>`
+/// read as `<node>`, and each name once in first-seen order (an OAR node
+/// file lists a node once per core).
+fn node_names<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in lines {
+        let name = line.trim().split('.').next().unwrap_or_default();
+        if !name.is_empty() && !out.iter().any(|n| n == name) {
+            out.push(name.to_owned());
+        }
+    }
+    out
 }
 
 /// Polls a deployment until it ends, drawing its progress; prints the final
@@ -248,6 +271,12 @@ mod tests {
             started_at: chrono::DateTime::from_timestamp(0, 0).unwrap_or_default(),
             finished_at: None,
         }
+    }
+
+    #[test]
+    fn node_files_give_each_node_once_by_its_short_name() {
+        let file = "chifflot-1.lille.grid5000.fr\nchifflot-1.lille.grid5000.fr\n\n  chifflot-3  \nchifflot-2\n";
+        assert_eq!(node_names(file.lines()), ["chifflot-1", "chifflot-3", "chifflot-2"]);
     }
 
     #[test]

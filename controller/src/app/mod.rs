@@ -24,6 +24,7 @@ pub mod boot;
 pub mod cache;
 pub mod conductor;
 pub mod environments;
+pub mod jobs;
 pub mod leases;
 pub mod mail;
 pub mod nodes;

@@ -29,7 +29,7 @@
 //! power request queue (BMCs), the boot target (iPXE), agent commands and
 //! the SSH check; never talks to a BMC or an agent itself.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -44,11 +44,11 @@ use tokio::sync::watch;
 use super::accounts::Actor;
 use super::conductor::CheckOutcome;
 use super::{App, AppError, AppResult};
-use crate::db::{DbError, DeploymentRow, NewDeployment, NewOperation, NodeRow, NodeStatus, OperationRow};
+use crate::db::{DbError, DeploymentRow, LeaseRow, NewDeployment, NewOperation, NodeRow, NodeStatus, OperationRow};
 use crate::model::time::from_seconds;
 use crate::model::{
-    AgentCommandState, BootTarget, LeaseId, LeaseState, NodeInput, NodeLifecycle, OperationInput, OperationKind, OperationState, Phase,
-    PowerOperation, PowerRequestState, ProjectId, ResetOutcome,
+    AgentCommandState, BootTarget, LeaseId, LeaseState, NodeId, NodeInput, NodeLifecycle, OperationInput, OperationKind, OperationState,
+    Phase, PowerOperation, PowerRequestState, ProjectId, ResetOutcome,
 };
 use crate::power::{BootDevice, PowerAction};
 
@@ -479,15 +479,16 @@ impl App {
             }
             Err(e) => return Err(e),
         };
-        let id = self.deploy_environment(&actor, lease.0, environment, spec.ssh_keys).await?.id;
+        let id = self.deploy_environment(&actor, lease.0, environment, spec.ssh_keys, None).await?.id;
         tracing::info!(lease = %lease, deployment = id, "deployment started at lease start");
         Ok(id)
     }
 
     /// Deploys an environment on the nodes of a running lease (its holder
-    /// or an admin). Nodes already `deployed` are deployed again; nodes
-    /// that left the lease (suspect, dead) are left out.
-    pub async fn create_deployment(&self, actor: &Actor, lease_id: i64, req: ferrum_api::DeploySpec) -> AppResult<Deployment> {
+    /// or an admin), or on those of `req.nodes` (a subset of the lease's).
+    /// Nodes already `deployed` are deployed again; nodes that left the
+    /// lease (suspect, dead) are left out.
+    pub async fn create_deployment(&self, actor: &Actor, lease_id: i64, req: ferrum_api::DeploymentCreate) -> AppResult<Deployment> {
         let lease = self.get_lease(actor, lease_id).await?;
         if lease.state != LeaseState::Active {
             return Err(AppError::Conflict {
@@ -503,8 +504,12 @@ impl App {
             return Err(AppError::bad_request(format!("environment: at most {} characters", super::environments::MAX_REFERENCE)));
         }
         super::leases::validate_ssh_keys("ssh_keys", &req.ssh_keys)?;
+        let subset = match &req.nodes {
+            Some(names) => Some(subset_of(&lease, names)?),
+            None => None,
+        };
         let environment = self.get_environment(actor, &req.environment, None, None).await?;
-        self.deploy_environment(actor, lease_id, environment, req.ssh_keys).await
+        self.deploy_environment(actor, lease_id, environment, req.ssh_keys, subset.as_ref()).await
     }
 
     /// Deploys a resolved environment (see [`App::create_deployment`]).
@@ -514,6 +519,7 @@ impl App {
         lease_id: i64,
         environment: Environment,
         ssh_keys: Vec<String>,
+        subset: Option<&BTreeSet<NodeId>>,
     ) -> AppResult<Deployment> {
         // One creation at a time: the node states read below stay true
         // until the nodes are moved and the operations recorded.
@@ -527,8 +533,17 @@ impl App {
         }
         let mut nodes = Vec::new();
         for (id, name) in &lease.nodes {
+            if subset.is_some_and(|s| !s.contains(id)) {
+                continue;
+            }
             let node = self.store.get_node_by_id(*id).await?;
             if node.lease != Some(lease.id) {
+                if subset.is_some() {
+                    return Err(AppError::Conflict {
+                        message: format!("node '{name}' has left lease {} ({}); it cannot be deployed", lease.id, node.state.as_str()),
+                        earliest_start: None,
+                    });
+                }
                 continue;
             }
             match node.state {
@@ -1357,6 +1372,24 @@ async fn reread_nodes(app: &App, nodes: &[NodeRow]) -> AppResult<Vec<NodeRow>> {
     let mut out = Vec::new();
     for n in nodes {
         out.push(app.store.get_node_by_id(n.id).await?);
+    }
+    Ok(out)
+}
+
+/// The nodes `names` of `lease` (a deployment's subset), or a 400 naming
+/// the first that is not one of its nodes.
+fn subset_of(lease: &LeaseRow, names: &[String]) -> AppResult<BTreeSet<NodeId>> {
+    if names.is_empty() {
+        return Err(AppError::bad_request("nodes: name at least one node of the lease, or leave nodes out to deploy them all"));
+    }
+    let mut out = BTreeSet::new();
+    for name in names {
+        let Some((id, _)) = lease.nodes.iter().find(|(_, n)| n == name) else {
+            return Err(AppError::bad_request(format!("nodes: '{name}' is not a node of lease {}", lease.id)));
+        };
+        if !out.insert(*id) {
+            return Err(AppError::bad_request(format!("nodes: '{name}' is listed twice")));
+        }
     }
     Ok(out)
 }

@@ -20,7 +20,7 @@ use crate::app::App;
 /// root over SSH. Answers at once; follow progress with
 /// `GET /api/v1/deployments/{id}`.
 #[utoipa::path(post, path = "/api/v1/leases/{id}/deployments", operation_id = "deployments_create", tag = "deployments", params(("id" = i64, Path)),
-    request_body = api::DeploySpec,
+    request_body = api::DeploymentCreate,
     responses((status = 201, body = Deployment), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "the lease is not active, or a node is already being deployed", body = ErrorBody)),
     security(("bearer" = [])))]
@@ -28,7 +28,7 @@ pub async fn create(
     State(app): State<Arc<App>>,
     Caller(actor): Caller,
     PathParam(id): PathParam<i64>,
-    Body(req): Body<api::DeploySpec>,
+    Body(req): Body<api::DeploymentCreate>,
 ) -> ApiResult<(StatusCode, Json<Deployment>)> {
     Ok((StatusCode::CREATED, Json(app.create_deployment(&actor, id, req).await?)))
 }

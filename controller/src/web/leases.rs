@@ -510,7 +510,7 @@ pub async fn deploy(
     // The keys of the lease owner's profile, as the API takes them: an
     // admin deploying on a user's lease must not lock its owner out.
     let ssh_keys = app.ssh_keys(actor, &lease.owner).await?.into_iter().map(|k| k.public_key).collect();
-    let spec = api::DeploySpec { environment: form.environment.trim().to_owned(), ssh_keys };
+    let spec = api::DeploymentCreate { environment: form.environment.trim().to_owned(), ssh_keys, nodes: None };
     match app.create_deployment(actor, id, spec).await {
         Ok(d) => Ok(Redirect::to(&format!("/leases/{id}?done=deployed&deployment={}#deployment-{}", d.id, d.id)).into_response()),
         Err(e) => {

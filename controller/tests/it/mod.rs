@@ -10,6 +10,7 @@ mod boot;
 mod deployments;
 mod environments;
 mod g5k;
+mod g5k_jobs;
 pub mod ipmi_sim;
 mod leases;
 mod nodes;
