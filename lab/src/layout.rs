@@ -452,7 +452,12 @@ mod tests {
         assert_eq!(nodes[1].name, "chifflot-2");
         let text = hosts_file("127.0.0.1 localhost", "lille", &nodes);
         assert!(text.starts_with("127.0.0.1 localhost\n# The ferrum lab's nodes"), "{text}");
-        assert!(text.ends_with("10.77.0.11\tchifflot-1.lille.ferrum.internal chifflot-1\n10.77.0.12\tchifflot-2.lille.ferrum.internal chifflot-2\n"), "{text}");
+        assert!(
+            text.ends_with(
+                "10.77.0.11\tchifflot-1.lille.ferrum.internal chifflot-1\n10.77.0.12\tchifflot-2.lille.ferrum.internal chifflot-2\n"
+            ),
+            "{text}"
+        );
         assert_eq!(hosts_path("ferrum-lab-77"), Path::new("/etc/netns/ferrum-lab-77/hosts"));
     }
 }

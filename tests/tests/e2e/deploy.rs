@@ -257,7 +257,8 @@ fn grid5000_names_resolve_in_the_lab_and_tiny_python_runs_what_ansible_needs() {
     // Root over SSH to the node's name: its host name, and python3 with
     // the modules Ansible's module wrapper imports.
     let started = Instant::now();
-    let python = "hostname; python3 -c 'import json,subprocess,shlex,tempfile,zipfile,hashlib,base64; print(1, hashlib.sha1(b\"x\").hexdigest())'";
+    let python =
+        "hostname; python3 -c 'import json,subprocess,shlex,tempfile,zipfile,hashlib,base64; print(1, hashlib.sha1(b\"x\").hexdigest())'";
     let out = lab.ssh(fqdn, &key, python);
     let said = text(&out);
     assert!(out.status.success(), "ssh root@{fqdn}: {said}");
