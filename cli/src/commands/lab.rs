@@ -266,7 +266,12 @@ fn write_env(files: &LabFiles, state: &LabState, token: &str) -> Result<()> {
     let text = format!(
         "# The ferrum virtual lab in {dir}: `. {env}` (it holds the admin token).\n\
          export FERRUM_URL={url}\nexport FERRUM_TOKEN={token}\nexport FERRUM_LAB_NETNS={netns}\n\
-         export FERRUM_LAB_DIR={dir}\nexport FERRUM_LAB_NODE_URL={node_url}\n",
+         export FERRUM_LAB_DIR={dir}\nexport FERRUM_LAB_NODE_URL={node_url}\n\
+         # Node N is N.$FERRUM_LAB_SITE.$FERRUM_LAB_DOMAIN inside the namespace.\n\
+         export FERRUM_LAB_SITE={site}\nexport FERRUM_LAB_CLUSTER={cluster}\nexport FERRUM_LAB_DOMAIN={domain}\n",
+        site = state.site,
+        cluster = state.cluster,
+        domain = state.domain,
         dir = state.dir.display(),
         env = files.env().display(),
         url = state.url,

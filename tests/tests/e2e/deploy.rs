@@ -218,6 +218,10 @@ fn grid5000_names_resolve_in_the_lab_and_tiny_python_runs_what_ansible_needs() {
     let tree = lab.dir.path().join("reference/sites/lille/clusters/chifflot/nodes/chifflot-1.json");
     let description: Value = serde_json::from_str(&std::fs::read_to_string(&tree).expect("the reference tree")).expect("json");
     assert_eq!(description["uid"], "chifflot-1");
+    let env = std::fs::read_to_string(lab.dir.path().join("lab.env")).expect("lab.env");
+    for line in ["export FERRUM_LAB_SITE=lille\n", "export FERRUM_LAB_CLUSTER=chifflot\n", "export FERRUM_LAB_DOMAIN=ferrum.internal\n"] {
+        assert!(env.contains(line), "{line} in lab.env:\n{env}");
+    }
     let config = std::fs::read_to_string(lab.dir.path().join("ferrumd.toml")).expect("ferrumd.toml");
     assert!(config.contains("[sites.lille]\n") && config.contains("network = \"10.94.0.0/24\""), "{config}");
 
