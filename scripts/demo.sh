@@ -6,7 +6,7 @@
 #      ...; sushy-tools in a venv), builds ferrum, builds the deploy ramdisk
 #      and the `tiny` environment (cached under ~/.cache/ferrum);
 #   2. `ferrum lab up --nodes 2`: a network namespace with a bridge, two
-#      QEMU nodes (lab-1 behind IPMI, lab-2 behind Redfish), ferrumd serving
+#      QEMU nodes (qemu-1 behind IPMI, qemu-2 behind Redfish), ferrumd serving
 #      DHCP/TFTP/HTTP on the bridge, the nodes enrolled;
 #   3. reserve both nodes and deploy `tiny` with your SSH key (progress bars),
 #      then log in as root on each node from inside the lab;
@@ -81,13 +81,15 @@ echo "lease $lease"
 deploy_s=$(since "$t")
 
 step "root SSH on the deployed nodes (from inside the lab's namespace)"
-for ip in $("$bin/ferrum" --json node list | python3 -c '
+# Nodes are named <node>.<site>.ferrum.internal in the lab's namespace
+# (/etc/netns/$FERRUM_LAB_NETNS/hosts); the default site is `lab`.
+for name in $("$bin/ferrum" --json node list | python3 -c '
 import json, sys
 for n in json.load(sys.stdin):
-    if n["state"] == "deployed": print(n["ip"])'); do
-    echo "\$ ip netns exec $FERRUM_LAB_NETNS ssh -i $key root@$ip"
+    if n["state"] == "deployed": print(n["name"])'); do
+    echo "\$ ip netns exec $FERRUM_LAB_NETNS ssh -i $key root@$name.lab.ferrum.internal"
     ip netns exec "$FERRUM_LAB_NETNS" ssh -i "$key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
-        -o LogLevel=ERROR -o ConnectTimeout=10 "root@$ip" 'uname -a; echo "hello from $(hostname), uid $(id -u)"'
+        -o LogLevel=ERROR -o ConnectTimeout=10 "root@$name.lab.ferrum.internal" 'uname -a; echo "hello from $(hostname), uid $(id -u)"'
 done
 
 t=$(now)
@@ -112,7 +114,7 @@ done
 echo
 reset_s=$(since "$t")
 "$bin/ferrum" node list
-for n in $(seq 1 "$nodes"); do "$bin/ferrum" node operations "lab-$n" | tail -n 2; done
+for n in $(seq 1 "$nodes"); do "$bin/ferrum" node operations "qemu-$n" | tail -n 2; done
 
 step "summary"
 printf '  set-up (install, build, images)   %6s s\n' "$setup_s"

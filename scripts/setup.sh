@@ -13,7 +13,8 @@ export DEBIAN_FRONTEND=noninteractive
 #   boot network clients: atftp tftp-hpa curl busybox-static isc-dhcp-client
 #   iPXE: ipxe (undionly.kpxe, ipxe.efi for TFTP), ipxe-qemu (QEMU NIC ROMs)
 #   image building: cpio kmod e2fsprogs fdisk zstd extlinux syslinux-common
-#     dropbear-bin openssh-client debootstrap util-linux
+#     dropbear-bin openssh-client debootstrap util-linux, python3.11 (its
+#     interpreter and standard library go into tiny-python)
 #   image building and the agent's disk tests: mount util-linux (losetup,
 #     wipefs, blkid, blockdev), ca-certificates (copied into the ramdisk)
 #   lab: iproute2 procps (sysctl inside namespaces, kill) socat
@@ -24,7 +25,7 @@ export DEBIAN_FRONTEND=noninteractive
 #   the web portal's browser tests (scripts/web-test.sh): chromium (driven
 #     by Playwright at /usr/bin/chromium; never `playwright install`)
 packages=(openipmi ipmitool atftp tftp-hpa curl busybox-static isc-dhcp-client ipxe ipxe-qemu
-    cpio kmod e2fsprogs fdisk zstd extlinux syslinux-common dropbear-bin openssh-client debootstrap
+    cpio kmod e2fsprogs fdisk zstd extlinux syslinux-common dropbear-bin openssh-client debootstrap python3.11
     mount util-linux iproute2 procps socat python3-venv ca-certificates
     postgresql-15 wrk chromium)
 installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }

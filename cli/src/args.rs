@@ -166,6 +166,12 @@ pub struct LabSpecArgs {
     /// Number of nodes
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub nodes: u32,
+    /// Site of the nodes (a name without '-'); node N is <cluster>-N.<site>.ferrum.internal
+    #[arg(long, value_name = "SITE", default_value = ferrum_lab::layout::DEFAULT_SITE)]
+    pub site: String,
+    /// Cluster of the nodes (a name without '-'); the nodes are <cluster>-1..N
+    #[arg(long, value_name = "CLUSTER", default_value = ferrum_lab::layout::DEFAULT_CLUSTER)]
+    pub cluster: String,
     /// K in the lab's networks 10.K.0.0/24 (nodes) and 10.K.1.0/24 (to this host); one lab per K
     #[arg(long, value_name = "K", default_value_t = ferrum_lab::layout::DEFAULT_SUBNET_ID)]
     pub subnet_id: u8,
@@ -1060,7 +1066,7 @@ mod tests {
     #[test]
     fn the_ipmi_hook_takes_what_ipmi_sim_appends() {
         for tail in [&["get", "power", "boot"][..], &["set", "power", "1"], &["0x20", "set", "boot", "pxe"]] {
-            let mut line = vec!["ferrum", "lab", "bmc-hook", "--dir", "/tmp/l", "--node", "lab-1"];
+            let mut line = vec!["ferrum", "lab", "bmc-hook", "--dir", "/tmp/l", "--node", "qemu-1"];
             line.extend_from_slice(tail);
             let Ok(Cli { command: Command::Lab(LabCommand::BmcHook { args, .. }), .. }) = parse(&line) else {
                 panic!("{line:?} does not parse as the hook");
@@ -1151,7 +1157,8 @@ mod tests {
             &["ferrum", "admin", "project", "member", "add", "p", "tom"],
             &["ferrum", "--url", "http://h:1", "whoami"],
             &["ferrum", "lab", "up", "--nodes", "4"],
-            &["ferrum", "lab", "up", "--nodes", "2", "--dir", "/tmp/l", "--subnet-id", "80", "--fake-gpu", "lab-2"],
+            &["ferrum", "lab", "up", "--nodes", "2", "--dir", "/tmp/l", "--subnet-id", "80", "--fake-gpu", "qemu-2"],
+            &["ferrum", "lab", "up", "--nodes", "2", "--site", "lille", "--cluster", "chifflot"],
             &["ferrum", "lab", "down", "--dir", "/tmp/l"],
         ];
         for line in lines {

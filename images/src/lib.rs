@@ -1,6 +1,6 @@
 //! Builds ferrum's boot artefacts from Debian packages: the deploy ramdisks
 //! (a kernel and an initramfs running `ferrum-agent`) and the stock
-//! environments (`tiny`, `debian12-min`) as `raw.zst` images with their
+//! environments (`tiny`, `tiny-python`, `debian12-min`) as `raw.zst` images with their
 //! descriptors. `ferrum-images build` (see [`plan`]) drives the steps; tests
 //! of other crates call the steps directly.
 //!
@@ -11,7 +11,7 @@
 //!   mounted file system; [`ramdisk`]: the deploy ramdisk recipe; [`agent`]:
 //!   the static agent binary it carries;
 //! - [`disk`]: raw MBR + ext4 + extlinux images through loop mounts;
-//!   [`tiny`], [`debian`]: the stock environment recipes; [`environment`],
+//!   [`tiny`], [`tiny_python`], [`debian`]: the stock environment recipes; [`environment`],
 //!   [`descriptor`]: what an environment is published as;
 //! - [`stamp`]: what lets a step be skipped; [`cmd`]: how every external
 //!   tool is run.
@@ -34,6 +34,7 @@ pub mod plan;
 pub mod ramdisk;
 pub mod stamp;
 pub mod tiny;
+pub mod tiny_python;
 
 pub use error::{Error, Result};
 pub use kernel::Kernel;

@@ -14,7 +14,7 @@ use crate::environment::Environment;
 use crate::error::{Error, Result};
 use crate::kernel::{Flavour, Kernel};
 use crate::ramdisk::{Kind, Ramdisk};
-use crate::{Freshness, agent, debian, kernel, ramdisk, tiny};
+use crate::{Freshness, agent, debian, kernel, ramdisk, tiny, tiny_python};
 
 /// What can be asked for on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -25,7 +25,9 @@ pub enum Target {
     RamdiskLab,
     /// The hardware deploy ramdisk (generic kernel, server drivers).
     RamdiskHw,
-    /// The `tiny` environment.
+    /// The `tiny` environment and `tiny-python` (tiny with python3 for
+    /// Ansible): one target, so whatever builds `tiny` (CI, the lab tests,
+    /// the demo) has both.
     Tiny,
     /// The `debian12-min` environment (needs deb.debian.org, minutes).
     Debian12Min,
@@ -86,6 +88,7 @@ pub struct Built {
     pub ramdisk_lab: Option<Ramdisk>,
     pub ramdisk_hw: Option<Ramdisk>,
     pub tiny: Option<Environment>,
+    pub tiny_python: Option<Environment>,
     pub debian12_min: Option<Environment>,
     pub steps: Vec<StepReport>,
 }
@@ -146,6 +149,11 @@ pub fn build(options: &Options, targets: &[Target], mut on_step: impl FnMut(&Ste
         let (e, f) = tiny::build(&kernel, &options.environments())?;
         step(&mut built, tiny::NAME, f, t, e.files().map(Path::to_owned).to_vec());
         built.tiny = Some(e);
+        let t = Instant::now();
+        tracing::info!(step = tiny_python::NAME, "start");
+        let (e, f) = tiny_python::build(&kernel, &options.cache, &options.environments())?;
+        step(&mut built, tiny_python::NAME, f, t, e.files().map(Path::to_owned).to_vec());
+        built.tiny_python = Some(e);
     }
     if wants(Target::Debian12Min) {
         let t = Instant::now();

@@ -24,7 +24,7 @@ use crate::stamp::{self, Stamp};
 use crate::{Freshness, ZSTD_LEVEL_INITRD, disk};
 
 /// Bump when the recipe changes in a way its inputs do not show.
-const RECIPE_VERSION: u32 = 1;
+const RECIPE_VERSION: u32 = 2;
 
 /// The environment's name.
 pub const NAME: &str = "tiny";
@@ -48,9 +48,33 @@ const MIN_SIZE: u64 = 48 << 20;
 
 /// Builds `tiny` from `kernel` into the environments directory `dir`.
 pub fn build(kernel: &Kernel, dir: &Path) -> Result<(Environment, Freshness)> {
-    let env = Environment::at(dir, NAME);
-    let stamp_path = stamp::path_for(&dir.join(NAME));
-    let mut stamp = Stamp::new(NAME, RECIPE_VERSION)
+    build_variant(kernel, dir, &Variant { name: NAME, description: DESCRIPTION, recipe_version: RECIPE_VERSION }, Ok, || Ok(Builder::new()))
+}
+
+/// A recipe built on `tiny`: its name and catalog description, and the
+/// version to bump when what it adds changes in a way its inputs do not show.
+#[derive(Debug, Clone, Copy)]
+pub struct Variant {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub recipe_version: u32,
+}
+
+/// Builds `tiny`'s system with the files `extra` gives laid over its root
+/// file system, as environment `variant.name`; `stamp_extra` adds their
+/// inputs to the stamp, and `extra` runs only when the stamp is not current.
+pub fn build_variant(
+    kernel: &Kernel,
+    dir: &Path,
+    variant: &Variant,
+    stamp_extra: impl FnOnce(Stamp) -> Result<Stamp>,
+    extra: impl FnOnce() -> Result<Builder>,
+) -> Result<(Environment, Freshness)> {
+    let name = variant.name;
+    let env = Environment::at(dir, name);
+    let stamp_path = stamp::path_for(&dir.join(name));
+    let mut stamp = Stamp::new(name, variant.recipe_version)
+        .input("tiny-recipe", RECIPE_VERSION)
         .input("kernel", kernel.stamp_value())
         .input("zstd-levels", format_args!("{ZSTD_LEVEL_INITRD} {}", environment::ZSTD_LEVEL_IMAGE))
         .input_file("busybox", Path::new(BUSYBOX))?
@@ -67,6 +91,7 @@ pub fn build(kernel: &Kernel, dir: &Path) -> Result<(Environment, Freshness)> {
             stamp = stamp.input_file(&lib.to_string_lossy(), &lib)?;
         }
     }
+    let stamp = stamp_extra(stamp)?;
     if stamp.is_current(&stamp_path, &env.files()) {
         return Ok((env, Freshness::UpToDate));
     }
@@ -85,32 +110,36 @@ pub fn build(kernel: &Kernel, dir: &Path) -> Result<(Environment, Freshness)> {
     initrd.dir("newroot", 0o755)?;
     initrd.bytes("init", INITRD_INIT, 0o755)?;
     let resolution = initrd.modules(kernel, LAB_MODULES, Missing::Fail)?;
-    ramdisk::log_modules(NAME, &resolution);
+    ramdisk::log_modules(name, &resolution);
 
-    let rootfs = rootfs()?;
+    let rootfs = rootfs(name)?;
+    let extra = extra()?;
     std::fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
     let work = tempfile::Builder::new().prefix(".tiny-build").tempdir_in(dir).map_err(Error::io("create a directory in", dir))?;
     let initrd_path = work.path().join("initrd.img");
     let initrd_size = initrd.write_zstd(&initrd_path, ZSTD_LEVEL_INITRD)?;
     let kernel_size = std::fs::metadata(&kernel.vmlinuz).map_err(Error::io("stat", &kernel.vmlinuz))?.len();
-    let size = environment::raw_size(rootfs.content_size()? + initrd_size + kernel_size, MIN_SIZE);
+    let content = rootfs.content_size()? + extra.content_size()? + initrd_size + kernel_size;
+    let size = environment::raw_size(content, MIN_SIZE);
 
-    let raw = work.path().join("tiny.raw");
-    disk::build_bootable(&raw, size, NAME, |root| {
+    let raw = work.path().join(format!("{name}.raw"));
+    disk::build_bootable(&raw, size, name, |root| {
         rootfs.materialize(root.path)?;
+        extra.materialize(root.path)?;
         let mut boot = Builder::new();
         boot.file("boot/vmlinuz", &kernel.vmlinuz, 0o644)?;
         boot.file("boot/initrd.img", &initrd_path, 0o644)?;
-        boot.bytes("boot/extlinux/extlinux.conf", extlinux_conf(root.uuid), 0o644)?;
+        boot.bytes("boot/extlinux/extlinux.conf", extlinux_conf(name, root.uuid), 0o644)?;
         boot.materialize(root.path)
     })?;
-    let env = environment::publish(&raw, dir, NAME, DESCRIPTION)?;
+    let env = environment::publish(&raw, dir, name, variant.description)?;
     stamp.write(&stamp_path)?;
     Ok((env, Freshness::Built))
 }
 
-/// The root file system, less `/boot`.
-fn rootfs() -> Result<Builder> {
+/// The root file system, less `/boot`; `name` is the host name until the
+/// agent writes the node's own (and DHCP gives it).
+fn rootfs(name: &str) -> Result<Builder> {
     let mut t = Builder::new();
     t.busybox(Path::new(BUSYBOX))?;
     t.program_with_libraries("usr/sbin/dropbear", Path::new(DROPBEAR))?;
@@ -125,8 +154,8 @@ fn rootfs() -> Result<Builder> {
     t.bytes("etc/init.d/rcS", RCS, 0o755)?;
     t.bytes("etc/ferrum/udhcpc.script", ramdisk::UDHCPC_SCRIPT, 0o755)?;
     t.bytes("etc/ferrum/net.sh", ramdisk::NET_SH, 0o644)?;
-    t.bytes("etc/hostname", "tiny\n", 0o644)?;
-    t.bytes("etc/hosts", "127.0.0.1 localhost\n127.0.1.1 tiny\n::1 localhost\n", 0o644)?;
+    t.bytes("etc/hostname", format!("{name}\n"), 0o644)?;
+    t.bytes("etc/hosts", "127.0.0.1 localhost\n::1 localhost\n", 0o644)?;
     // `x` sends dropbear to /etc/shadow, where `*` means "no password
     // matches" (unlike `!`, which dropbear takes for a locked account and
     // refuses keys too).
@@ -138,14 +167,14 @@ fn rootfs() -> Result<Builder> {
     Ok(t)
 }
 
-fn extlinux_conf(uuid: &str) -> String {
+fn extlinux_conf(name: &str, uuid: &str) -> String {
     format!(
-        "# tiny: Debian's cloud kernel and an initramfs with the virtio drivers.\n\
+        "# {name}: Debian's cloud kernel and an initramfs with the virtio drivers.\n\
          SERIAL 0 115200\n\
-         DEFAULT tiny\n\
+         DEFAULT {name}\n\
          PROMPT 0\n\
          TIMEOUT 0\n\
-         LABEL tiny\n\
+         LABEL {name}\n\
          \x20 KERNEL /boot/vmlinuz\n\
          \x20 INITRD /boot/initrd.img\n\
          \x20 APPEND root=UUID={uuid} console=tty0 console=ttyS0,115200n8 panic=10\n"

@@ -95,7 +95,7 @@ fn boot_lab_ramdisk(vmlinuz: &Path, initrd: &Path, log: &Path) -> Result<()> {
             "-initrd",
             &initrd.to_string_lossy(),
             "-append",
-            "console=ttyS0 panic=1 ferrum.url=http://10.0.2.2:9 ferrum.node=lab-1 ferrum.token=t",
+            "console=ttyS0 panic=1 ferrum.url=http://10.0.2.2:9 ferrum.node=qemu-1 ferrum.token=t",
             "-netdev",
             "user,id=n0,restrict=on",
             "-device",
@@ -106,7 +106,7 @@ fn boot_lab_ramdisk(vmlinuz: &Path, initrd: &Path, log: &Path) -> Result<()> {
     let deadline = Instant::now() + BOOT_DEADLINE;
     let kernel = qemu.wait_for("Linux version", deadline)?;
     let up = qemu.wait_for("ferrum-ramdisk: up eth0 10.0.2.15", deadline)?;
-    let started = qemu.wait_for("ferrum-ramdisk: starting ferrum-agent run --url http://10.0.2.2:9 --node lab-1\r\n", deadline)?;
+    let started = qemu.wait_for("ferrum-ramdisk: starting ferrum-agent run --url http://10.0.2.2:9 --node qemu-1\r\n", deadline)?;
     // The static agent runs in the bare initramfs: it tries to register
     // (nothing listens in QEMU's restricted network) and says it retries.
     qemu.wait_for("controller not reachable; retrying", deadline)?;

@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::error::{LabError, Result};
-use crate::layout::{BOOT_PORT, FERRUMD_PORT, LabFiles, LabSpec};
+use crate::layout::{BOOT_PORT, DOMAIN, FERRUMD_PORT, LabFiles, LabSpec};
 use crate::netns::Netns;
 use crate::procs;
 
@@ -29,12 +29,21 @@ pub fn config(spec: &LabSpec) -> String {
          public_url = \"http://10.{k}.0.1:{BOOT_PORT}\"\n\
          ramdisk_dir = \"{ramdisk}\"\nimages_dir = \"{images}\"\n\
          cmdline = \"console=ttyS0 panic=-1\"\n\n\
-         [[boot.dhcp]]\ninterface = \"br0\"\nmode = \"full\"\nsubnet = \"10.{k}.0.0/24\"\n\n\
+         [[boot.dhcp]]\ninterface = \"br0\"\nmode = \"full\"\nsubnet = \"10.{k}.0.0/24\"\n\
+         # Option 15: the nodes' domain (option 12, the host name, is the node's name).\n\
+         domain = \"{site}.{domain}\"\n\n\
          [power]\n# The operator default is 120s; the lab's sweep is rare so that a BMC\n         # given a wrong password (--wrong-bmc-password) is first found out by\n         # a deploy, as the end-to-end test wants. Every operation records\n         # the power state it leaves anyway.\nsync_interval = \"10m\"\n\n         [deploy]\n# TCG nodes on a shared CPU boot slowly: generous deadlines.\n         boot_timeout = \"5m\"\nwrite_timeout = \"5m\"\nssh_timeout = \"5m\"\nattempts = 2\n\n\
          [web]\n\
          # Links (activation, mail) name the address lab.env gives: the lab's end\n\
          # of its veth, reachable from the root namespace and inside the lab.\n\
-         public_url = \"http://10.{k}.1.2:{FERRUMD_PORT}\"\n",
+         public_url = \"http://10.{k}.1.2:{FERRUMD_PORT}\"\n\n\
+         [sites.{site}]\n\
+         # Node N is N.{site}.{domain}; inside the lab's namespace the names resolve\n\
+         # through /etc/netns/<namespace>/hosts (no DNS server answers at `dns`: it\n\
+         # is the lab network's own address, as /stable/sites/{site}/servers/dns says).\n\
+         domain = \"{domain}\"\ndns = \"10.{k}.0.1\"\nnetwork = \"10.{k}.0.0/24\"\ngateway = \"10.{k}.0.1\"\n",
+        site = spec.site,
+        domain = DOMAIN,
         ramdisk = spec.ramdisk_dir().display(),
         images = spec.environments_dir().display(),
     );

@@ -10,8 +10,17 @@
 //! `bmc-password` (mode 0600), `pids` (every process the lab started),
 //! `netns` (the namespace and veth names), `ferrumd.toml`, `ferrumd.log`,
 //! `ferrumd.pid`, `ferrumd/` (its data directory), `sushy/` (the launcher),
-//! and `nodes/<name>/` (`disk.qcow2`, `serial.log`, `qemu.log`,
-//! `qmp.sock`, and the BMC's files).
+//! `reference/` (the Grid'5000 reference tree `lab up` enrols the nodes
+//! from: `sites/<site>/clusters/<cluster>/nodes/<node>.json`), and
+//! `nodes/<name>/` (`disk.qcow2`, `serial.log`, `qemu.log`, `qmp.sock`, and
+//! the BMC's files).
+//!
+//! Names: node `<cluster>-<n>` of cluster `<cluster>` at site `<site>`
+//! (defaults `qemu-1..N`, `qemu`, `lab`), known as
+//! `<node>.<site>.<domain>` ([`DOMAIN`]) and by its short name inside the
+//! lab's namespace through `/etc/netns/<namespace>/hosts` ([`hosts_file`]).
+//! Site and cluster names have no `-`: Grid'5000 clients (EnOSlib) take the
+//! cluster from a node name's part before its first `-`.
 
 use std::path::{Path, PathBuf};
 
@@ -40,9 +49,14 @@ pub const FERRUMD_PORT: u16 = 8080;
 pub const BOOT_PORT: u16 = 8081;
 /// The BMC user.
 pub const BMC_USER: &str = "admin";
-/// Site and cluster the nodes are enrolled in.
-pub const SITE: &str = "lab";
-pub const CLUSTER: &str = "qemu";
+/// Default site and cluster of the nodes (`--site`, `--cluster`).
+pub const DEFAULT_SITE: &str = "lab";
+pub const DEFAULT_CLUSTER: &str = "qemu";
+/// The DNS domain under the site's label, written into the lab ferrumd's
+/// `[sites.<site>]` table: the same as ferrumd's default.
+pub const DOMAIN: &str = "ferrum.internal";
+/// Longest site or cluster name (a node name adds `-<n>`).
+pub const MAX_NAME: usize = 30;
 
 /// Which accelerator QEMU uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +102,10 @@ impl BmcKind {
 pub struct LabSpec {
     pub dir: PathBuf,
     pub nodes: u32,
+    /// The site of every node (`--site`).
+    pub site: String,
+    /// The cluster of every node (`--cluster`); nodes are `<cluster>-<n>`.
+    pub cluster: String,
     pub subnet_id: u8,
     pub memory_mib: u32,
     /// The images cache (`ferrum-images build --out`).
@@ -110,6 +128,8 @@ impl LabSpec {
         if self.nodes == 0 || self.nodes > MAX_NODES {
             return Err(LabError::Invalid(format!("--nodes {}: give 1 to {MAX_NODES}", self.nodes)));
         }
+        check_name("--site", &self.site)?;
+        check_name("--cluster", &self.cluster)?;
         if self.subnet_id == 0 || self.subnet_id == 255 {
             return Err(LabError::Invalid(format!("--subnet-id {}: give 1 to 254", self.subnet_id)));
         }
@@ -133,7 +153,7 @@ impl LabSpec {
             }
         }
         // The longest unix socket path must fit sun_path (108 bytes).
-        let longest = self.node_dir(&format!("lab-{}", self.nodes)).join("qmp.sock");
+        let longest = self.node_dir(&node_name(&self.cluster, self.nodes)).join("qmp.sock");
         if longest.as_os_str().len() > 100 {
             return Err(LabError::Invalid(format!("--dir {}: too long for the QMP socket paths inside it", self.dir.display())));
         }
@@ -142,7 +162,12 @@ impl LabSpec {
 
     /// The plan of every node.
     pub fn node_plans(&self) -> Vec<NodePlan> {
-        (1..=self.nodes).map(|i| NodePlan::new(self.subnet_id, i)).collect()
+        (1..=self.nodes).map(|i| NodePlan::new(self.subnet_id, &self.cluster, i)).collect()
+    }
+
+    /// The Grid'5000 reference tree `lab up` writes and enrols from.
+    pub fn reference_dir(&self) -> PathBuf {
+        self.dir.join("reference")
     }
 
     pub fn node_dir(&self, name: &str) -> PathBuf {
@@ -164,6 +189,53 @@ impl LabSpec {
     pub fn netns_name(&self) -> String {
         netns_name(self.subnet_id)
     }
+}
+
+/// A site or cluster name: a DNS label of lowercase letters and digits,
+/// starting with a letter, without `-` (EnOSlib splits node names at their
+/// first `-` to find the cluster).
+fn check_name(flag: &str, name: &str) -> Result<()> {
+    let ok = name.len() <= MAX_NAME
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(LabError::Invalid(format!(
+            "{flag} {name}: give 1 to {MAX_NAME} lowercase letters and digits, starting with a letter (no '-': node names are <cluster>-<n>)"
+        )))
+    }
+}
+
+/// Node `i` of `cluster`.
+pub fn node_name(cluster: &str, i: u32) -> String {
+    format!("{cluster}-{i}")
+}
+
+/// The fully qualified name of `node` at `site`.
+pub fn fqdn(node: &str, site: &str) -> String {
+    format!("{node}.{site}.{DOMAIN}")
+}
+
+/// The hosts file of the lab's namespace: `ip netns exec NAME` mounts it
+/// over `/etc/hosts` for every process it runs, so node names resolve
+/// there (and nowhere else). Removed when the lab stops.
+pub fn hosts_path(netns: &str) -> PathBuf {
+    Path::new("/etc/netns").join(netns).join("hosts")
+}
+
+/// The text of [`hosts_path`]: the host's own `/etc/hosts` (`host`), then
+/// each node's address with its fully qualified and short names.
+pub fn hosts_file(host: &str, site: &str, nodes: &[NodePlan]) -> String {
+    let mut text = String::from(host);
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str("# The ferrum lab's nodes (written by `ferrum lab up`, removed by `ferrum lab down`).\n");
+    for node in nodes {
+        text.push_str(&format!("{}\t{} {}\n", node.ip, fqdn(&node.name, site), node.name));
+    }
+    text
 }
 
 /// The namespace of the lab with subnet id `k`.
@@ -192,7 +264,7 @@ pub struct NodePlan {
 }
 
 impl NodePlan {
-    pub fn new(k: u8, i: u32) -> NodePlan {
+    pub fn new(k: u8, cluster: &str, i: u32) -> NodePlan {
         let bmc = if i % 2 == 1 { BmcKind::Ipmi } else { BmcKind::Redfish };
         let port_base: u16 = match bmc {
             BmcKind::Ipmi => 6230,
@@ -200,7 +272,7 @@ impl NodePlan {
         };
         NodePlan {
             index: i,
-            name: format!("lab-{i}"),
+            name: node_name(cluster, i),
             mac: format!("52:54:00:fe:{k:02x}:{i:02x}"),
             ip: format!("10.{k}.0.{}", 10 + i),
             tap: format!("tap{i}"),
@@ -225,6 +297,10 @@ pub struct LabState {
     pub dir: PathBuf,
     pub netns: String,
     pub subnet_id: u8,
+    pub site: String,
+    pub cluster: String,
+    /// The DNS domain: node `N` is `N.<site>.<domain>`.
+    pub domain: String,
     /// ferrumd's URL from the root namespace (through the veth).
     pub url: String,
     /// ferrumd's boot listener, as the nodes reach it (the bridge).
@@ -334,9 +410,9 @@ mod tests {
 
     #[test]
     fn nodes_alternate_bmcs_and_have_distinct_addresses() {
-        let a = NodePlan::new(77, 1);
-        let b = NodePlan::new(77, 2);
-        assert_eq!((a.name.as_str(), a.mac.as_str(), a.ip.as_str(), a.bmc), ("lab-1", "52:54:00:fe:4d:01", "10.77.0.11", BmcKind::Ipmi));
+        let a = NodePlan::new(77, "qemu", 1);
+        let b = NodePlan::new(77, "qemu", 2);
+        assert_eq!((a.name.as_str(), a.mac.as_str(), a.ip.as_str(), a.bmc), ("qemu-1", "52:54:00:fe:4d:01", "10.77.0.11", BmcKind::Ipmi));
         assert_eq!((b.bmc, b.bmc_port), (BmcKind::Redfish, 8002));
         assert_eq!(a.bmc_url("pw"), "ipmi://admin:pw@127.0.0.1:6231");
         assert!(b.bmc_url("pw").starts_with("redfish+http://admin:pw@127.0.0.1:8002/f3e2a000-"), "{}", b.bmc_url("pw"));
@@ -347,6 +423,8 @@ mod tests {
         let spec = LabSpec {
             dir: "/tmp/x".into(),
             nodes: 0,
+            site: "lab".into(),
+            cluster: "qemu".into(),
             subnet_id: 77,
             memory_mib: 384,
             images: "/i".into(),
@@ -359,5 +437,27 @@ mod tests {
         assert!(spec.validate().unwrap_err().to_string().contains("--nodes 0"));
         let spec = LabSpec { nodes: 2, dir: "/tmp/it's".into(), ..spec };
         assert!(spec.validate().unwrap_err().to_string().contains("--dir"));
+        let spec = LabSpec { dir: "/tmp/x".into(), ..spec };
+        assert!(spec.validate().is_ok());
+        for (site, cluster, flag) in [("lil-le", "c", "--site lil-le"), ("lille", "Chifflot", "--cluster Chifflot"), ("", "c", "--site ")] {
+            let bad = LabSpec { site: site.into(), cluster: cluster.into(), ..spec.clone() };
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(e.starts_with(flag) && e.contains("no '-'"), "{e}");
+        }
+    }
+
+    #[test]
+    fn nodes_are_named_after_their_cluster_and_resolve_in_the_hosts_file() {
+        let nodes = [NodePlan::new(77, "chifflot", 1), NodePlan::new(77, "chifflot", 2)];
+        assert_eq!(nodes[1].name, "chifflot-2");
+        let text = hosts_file("127.0.0.1 localhost", "lille", &nodes);
+        assert!(text.starts_with("127.0.0.1 localhost\n# The ferrum lab's nodes"), "{text}");
+        assert!(
+            text.ends_with(
+                "10.77.0.11\tchifflot-1.lille.ferrum.internal chifflot-1\n10.77.0.12\tchifflot-2.lille.ferrum.internal chifflot-2\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(hosts_path("ferrum-lab-77"), Path::new("/etc/netns/ferrum-lab-77/hosts"));
     }
 }

@@ -12,7 +12,10 @@
 //!
 //! Must not: create any interface, address or route outside a namespace it
 //! created itself (the one exception: the root end of the lab's veth, a
-//! point-to-point link into that namespace), kill a process it did not
+//! point-to-point link into that namespace), write outside the lab
+//! directory (the one exception: the namespace's hosts file
+//! `/etc/netns/<namespace>/hosts`, removed with the namespace), kill a
+//! process it did not
 //! start (every kill is by a recorded PID whose command line names the lab
 //! directory), or log a BMC password or an API token.
 //!

@@ -104,9 +104,9 @@ mod tests {
     fn records_round_trip_and_this_process_is_alive() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("pids");
-        record(&file, "qemu lab-1", 42).unwrap();
+        record(&file, "qemu qemu-1", 42).unwrap();
         record(&file, "ferrumd", 43).unwrap();
-        assert_eq!(recorded(&file), vec![Recorded { role: "qemu lab-1".into(), pid: 42 }, Recorded { role: "ferrumd".into(), pid: 43 }]);
+        assert_eq!(recorded(&file), vec![Recorded { role: "qemu qemu-1".into(), pid: 42 }, Recorded { role: "ferrumd".into(), pid: 43 }]);
         assert!(alive(std::process::id()));
         assert!(!alive(u32::MAX - 1));
     }

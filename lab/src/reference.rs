@@ -6,9 +6,18 @@
 //!
 //! Facts the agent cannot know about a VM (CPU model, disk model) are left
 //! out: a fact the reference does not state is not a difference.
+//!
+//! `lab up` writes the descriptions as a reference tree
+//! (`DIR/reference/sites/<site>/clusters/<cluster>/nodes/<node>.json`,
+//! [`write_tree`]) and enrols the nodes from it, reading it as
+//! `ferrum node import` does: the tree says which site and cluster each
+//! node belongs to.
+
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
+use crate::error::{LabError, Result};
 use crate::layout::{DISK_BYTES, NodePlan};
 
 /// Deliberate differences from the VM.
@@ -46,13 +55,49 @@ pub fn describe(node: &NodePlan, memory_mib: u32, lies: Lies) -> Value {
     })
 }
 
+/// Where the description of `node` goes in the tree rooted at `root`.
+pub fn node_path(root: &Path, site: &str, cluster: &str, node: &str) -> PathBuf {
+    root.join("sites").join(site).join("clusters").join(cluster).join("nodes").join(format!("{node}.json"))
+}
+
+/// Writes a fresh tree at `root` (what was there is removed) with one
+/// description per node, all of `cluster` at `site`.
+pub fn write_tree(root: &Path, site: &str, cluster: &str, nodes: &[(&NodePlan, Value)]) -> Result<()> {
+    if root.exists() {
+        std::fs::remove_dir_all(root).map_err(LabError::io("cannot remove the old reference tree", root))?;
+    }
+    for (plan, description) in nodes {
+        let path = node_path(root, site, cluster, &plan.name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(LabError::io("cannot create", parent))?;
+        }
+        let text = serde_json::to_string_pretty(description).unwrap_or_default();
+        std::fs::write(&path, format!("{text}\n")).map_err(LabError::io("cannot write", &path))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn the_tree_has_one_file_per_node_under_its_site_and_cluster() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("reference");
+        let node = NodePlan::new(77, "chifflot", 1);
+        write_tree(&root, "lille", "chifflot", &[(&node, describe(&node, 384, Lies::default()))]).unwrap();
+        let path = root.join("sites/lille/clusters/chifflot/nodes/chifflot-1.json");
+        let back: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(back["uid"], "chifflot-1");
+        // A second write replaces the tree.
+        write_tree(&root, "lille", "chifflot", &[]).unwrap();
+        assert!(!path.exists());
+    }
+
+    #[test]
     fn lies_change_only_what_they_name() {
-        let node = NodePlan::new(77, 1);
+        let node = NodePlan::new(77, "qemu", 1);
         let honest = describe(&node, 384, Lies::default());
         assert_eq!(honest["main_memory"]["ram_size"], 384u64 << 20);
         assert_eq!(honest["network_adapters"][0]["mac"], "52:54:00:fe:4d:01");

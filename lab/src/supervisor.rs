@@ -3,7 +3,9 @@
 //!
 //! Start, in order: a new session (`setsid`); the namespace with bridge
 //! `br0` (`10.K.0.1/24`) and a veth to the root namespace (`10.K.1.1` root
-//! side, `10.K.1.2` inside); `ferrumd` under a [`Watchdog`]; per node a tap,
+//! side, `10.K.1.2` inside) and the namespace's hosts file
+//! (`/etc/netns/<namespace>/hosts`: the nodes' names); `ferrumd` under a
+//! [`Watchdog`]; per node a tap,
 //! a blank qcow2 disk and QEMU, paused (`-S`: the node starts powered off);
 //! the control socket; the BMCs; then it waits (bounded) until ferrumd
 //! answers `/healthz` and every BMC answers, and writes `lab.json`, the
@@ -11,7 +13,7 @@
 //!
 //! Stop: BMCs (SIGTERM), QEMU (QMP `quit`, SIGKILL by PID after a
 //! deadline), ferrumd, each reaped; then the namespace (and with it the
-//! veth) is deleted.
+//! veth) and its hosts file are deleted.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -84,6 +86,8 @@ fn on_path(program: &str) -> bool {
 struct Lab {
     netns: Option<Arc<Netns>>,
     veth: Option<String>,
+    /// The namespace's hosts file, once written.
+    hosts: Option<String>,
     ferrumd: Option<Watchdog>,
     qemus: Vec<(String, Child)>,
     bmcs: Vec<(String, Child)>,
@@ -166,13 +170,17 @@ fn start(spec: &LabSpec, files: &LabFiles, lab: &mut Lab) -> Result<LabState> {
     }
     ns.add_veth_to_root(&veth, &format!("10.{k}.1.1/24"), "uplink", &format!("10.{k}.1.2/24"))?;
     lab.veth = Some(veth);
+    let plans = spec.node_plans();
+    // Before any process starts in the namespace: `ip netns exec` mounts
+    // the file over /etc/hosts as it starts a program.
+    lab.hosts = Some(ns_name.clone());
+    write_hosts(&ns_name, &spec.site, &plans)?;
 
     // ferrumd.
     std::fs::write(files.ferrumd_config(), crate::ferrumd::config(spec)).map_err(LabError::io("cannot write", files.ferrumd_config()))?;
     lab.ferrumd = Some(Watchdog::start(spec, Arc::clone(&ns))?);
 
     // Nodes: QEMU, paused.
-    let plans = spec.node_plans();
     let mut vms = Vec::new();
     for plan in &plans {
         let dir = spec.node_dir(&plan.name);
@@ -254,6 +262,9 @@ fn start(spec: &LabSpec, files: &LabFiles, lab: &mut Lab) -> Result<LabState> {
         dir: spec.dir.clone(),
         netns: ns_name,
         subnet_id: k,
+        site: spec.site.clone(),
+        cluster: spec.cluster.clone(),
+        domain: layout::DOMAIN.to_owned(),
         url,
         node_url: format!("http://10.{k}.0.1:{}", layout::BOOT_PORT),
         memory_mib: spec.memory_mib,
@@ -264,6 +275,26 @@ fn start(spec: &LabSpec, files: &LabFiles, lab: &mut Lab) -> Result<LabState> {
 }
 
 const DISK_SIZE_ARG: &str = "2G";
+
+/// Writes `/etc/netns/<netns>/hosts` ([`layout::hosts_file`]).
+fn write_hosts(netns: &str, site: &str, plans: &[NodePlan]) -> Result<()> {
+    let path = layout::hosts_path(netns);
+    let host = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(LabError::io("cannot create", dir))?;
+    }
+    std::fs::write(&path, layout::hosts_file(&host, site, plans)).map_err(LabError::io("cannot write", &path))
+}
+
+/// Removes what [`write_hosts`] wrote: the file, and its directory when
+/// nothing else is in it.
+pub fn remove_hosts(netns: &str) {
+    let path = layout::hosts_path(netns);
+    let _ = std::fs::remove_file(&path);
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::remove_dir(dir);
+    }
+}
 
 /// QEMU for `plan`: paused (`-S`), NIC first in the boot order, serial
 /// console appended to `serial.log`, QMP on `qmp.sock`.
@@ -385,6 +416,9 @@ impl Lab {
         }
         // The last reference: dropping it deletes the namespace.
         self.netns = None;
+        if let Some(netns) = self.hosts.take() {
+            remove_hosts(&netns);
+        }
         for file in [files.state(), files.socket(), files.pid(), files.ferrumd_pid(), files.netns()] {
             let _ = std::fs::remove_file(file);
         }

@@ -2,7 +2,8 @@
 //! then sweep what it may have left (a supervisor killed with SIGKILL stops
 //! nothing): every process recorded in `DIR/pids` whose command line still
 //! names the lab directory, the namespace and the veth named in
-//! `DIR/netns`, and the lab's run files. Logs and disks stay.
+//! `DIR/netns` with the namespace's hosts file, and the lab's run files.
+//! Logs and disks stay.
 
 use std::path::Path;
 use std::time::Duration;
@@ -72,11 +73,12 @@ pub fn down(dir: &Path) -> Result<DownReport> {
             report.survivors.push(label);
         }
     }
-    if let Some(ns) = ns
-        && netns::exists(&ns)
-    {
-        let _ = netns::delete(&ns);
-        report.netns_deleted = Some(ns);
+    if let Some(ns) = ns {
+        if netns::exists(&ns) {
+            let _ = netns::delete(&ns);
+            report.netns_deleted = Some(ns.clone());
+        }
+        crate::supervisor::remove_hosts(&ns);
     }
     if let Some(veth) = veth {
         let _ = netns::ip(&["link", "delete", &veth]);

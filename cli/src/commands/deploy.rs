@@ -254,7 +254,7 @@ mod tests {
 
     fn node(phase: Phase, state: OperationState) -> NodeOperation {
         NodeOperation {
-            node: "lab-1".into(),
+            node: "qemu-1".into(),
             kind: "deploy".into(),
             state,
             phase,

@@ -3,10 +3,11 @@
 //!
 //! `up` starts the supervisor (`ferrum lab daemon`, detached, output in
 //! `DIR/lab.log`), waits (bounded) for its `lab.json`, then does what an
-//! admin would: registers the built environments (`ferrum env add`) and
-//! enrols every node with its BMC URL and reference description
-//! (`ferrum node add`) through the API, waits for the nodes to leave
-//! `enrolling`, and writes `DIR/lab.env`. `down` stops it. These commands
+//! admin would: registers the built environments (`ferrum env add`),
+//! writes the nodes' Grid'5000 reference tree (`DIR/reference/`) and
+//! enrols every node from it, as `ferrum node import` reads a tree, with
+//! its BMC URL (`ferrum node add --reference`) through the API, waits for
+//! the nodes to leave `enrolling`, and writes `DIR/lab.env`. `down` stops it. These commands
 //! need no token: the lab's ferrumd creates its own admin token.
 //!
 //! Must not: print the admin token or a BMC password (they are in
@@ -89,6 +90,8 @@ fn spec(args: &LabSpecArgs) -> Result<LabSpec> {
     Ok(LabSpec {
         dir: absolute(&args.dir)?,
         nodes: args.nodes,
+        site: args.site.clone(),
+        cluster: args.cluster.clone(),
         subnet_id: args.subnet_id,
         memory_mib: args.memory,
         images,
@@ -139,6 +142,7 @@ async fn up(args: LabUpArgs) -> Result<()> {
         .args(["lab", "daemon", "--dir"])
         .arg(&spec.dir)
         .args(["--nodes", &spec.nodes.to_string(), "--subnet-id", &spec.subnet_id.to_string()])
+        .args(["--site", &spec.site, "--cluster", &spec.cluster])
         .args(["--memory", &spec.memory_mib.to_string(), "--accel", spec.accel.as_str()])
         .arg("--images")
         .arg(&spec.images)
@@ -186,18 +190,34 @@ async fn up(args: LabUpArgs) -> Result<()> {
     let envs = register_environments(&client, &spec.environments_dir()).await?;
     let password = std::fs::read_to_string(files.password()).with_context(|| format!("cannot read {}", files.password().display()))?;
     let password = password.trim();
+    // The reference tree, then each node enrolled from what the tree says.
+    let descriptions: Vec<_> = state
+        .nodes
+        .iter()
+        .map(|plan| {
+            let lies = Lies { memory: args.fake_memory.contains(&plan.name), gpu: args.fake_gpu.contains(&plan.name) };
+            (plan, reference::describe(plan, state.memory_mib, lies))
+        })
+        .collect();
+    let tree_dir = spec.reference_dir();
+    reference::write_tree(&tree_dir, &state.site, &state.cluster, &descriptions)?;
+    let tree = crate::reference_tree::walk(&tree_dir)?;
     for plan in &state.nodes {
-        let lies = Lies { memory: args.fake_memory.contains(&plan.name), gpu: args.fake_gpu.contains(&plan.name) };
+        let file = tree
+            .nodes
+            .iter()
+            .find(|f| f.path.file_stem().is_some_and(|s| *s == *plan.name))
+            .with_context(|| format!("{}: no description of {}", tree_dir.display(), plan.name))?;
         let bmc_password = if args.wrong_bmc_password.contains(&plan.name) { format!("{password}x") } else { password.to_owned() };
         let body = NodeCreate {
             name: plan.name.clone(),
-            site: layout::SITE.into(),
-            cluster: layout::CLUSTER.into(),
+            site: file.node.site.clone(),
+            cluster: file.node.cluster.clone(),
             macs: vec![plan.mac.clone()],
             ip: Some(plan.ip.clone()),
             bmc: Some(plan.bmc_url(&bmc_password)),
             properties: None,
-            reference: Some(reference::describe(plan, state.memory_mib, lies)),
+            reference: Some(file.node.description.clone()),
         };
         client.post::<Node, _>(&["nodes"], &body).await.with_context(|| format!("enrolling {}", plan.name))?;
     }
@@ -214,7 +234,7 @@ async fn up(args: LabUpArgs) -> Result<()> {
 /// Adds every environment descriptor of the images cache; returns the names.
 async fn register_environments(client: &Client, dir: &Path) -> Result<Vec<String>> {
     let mut names = Vec::new();
-    for name in ["tiny", "debian12-min"] {
+    for name in ["tiny", "tiny-python", "debian12-min"] {
         let file = dir.join(format!("{name}.yaml"));
         if !file.is_file() {
             continue;
@@ -246,7 +266,12 @@ fn write_env(files: &LabFiles, state: &LabState, token: &str) -> Result<()> {
     let text = format!(
         "# The ferrum virtual lab in {dir}: `. {env}` (it holds the admin token).\n\
          export FERRUM_URL={url}\nexport FERRUM_TOKEN={token}\nexport FERRUM_LAB_NETNS={netns}\n\
-         export FERRUM_LAB_DIR={dir}\nexport FERRUM_LAB_NODE_URL={node_url}\n",
+         export FERRUM_LAB_DIR={dir}\nexport FERRUM_LAB_NODE_URL={node_url}\n\
+         # Node N is N.$FERRUM_LAB_SITE.$FERRUM_LAB_DOMAIN inside the namespace.\n\
+         export FERRUM_LAB_SITE={site}\nexport FERRUM_LAB_CLUSTER={cluster}\nexport FERRUM_LAB_DOMAIN={domain}\n",
+        site = state.site,
+        cluster = state.cluster,
+        domain = state.domain,
         dir = state.dir.display(),
         env = files.env().display(),
         url = state.url,
@@ -268,8 +293,9 @@ fn summary(state: &LabState, nodes: &[Node], envs: &[String], ready_s: f64, tota
         state.url,
         state.node_url,
     );
+    let width = state.nodes.iter().map(|p| p.name.len()).max().unwrap_or(0).max(4);
     text.push_str(&format!(
-        "  {:<8} {:<18} {:<12} {:<8} {:<40} {}\n",
+        "  {:<width$} {:<18} {:<12} {:<8} {:<40} {}\n",
         "NODE", "MAC", "IP", "BMC", "BMC ADDRESS (inside the namespace)", "STATE"
     ));
     for plan in &state.nodes {
@@ -279,7 +305,7 @@ fn summary(state: &LabState, nodes: &[Node], envs: &[String], ready_s: f64, tota
         };
         let node_state = nodes.iter().find(|n| n.name == plan.name).map_or("not enrolled", |n| n.state.as_str());
         text.push_str(&format!(
-            "  {:<8} {:<18} {:<12} {:<8} {:<40} {}\n",
+            "  {:<width$} {:<18} {:<12} {:<8} {:<40} {}\n",
             plan.name,
             plan.mac,
             plan.ip,
@@ -291,12 +317,16 @@ fn summary(state: &LabState, nodes: &[Node], envs: &[String], ready_s: f64, tota
     let envs = if envs.is_empty() { "none".to_owned() } else { envs.join(", ") };
     let dir = state.dir.display();
     text.push_str(&format!(
-        "\nenvironments: {envs}\n\
+        "\nsite {site}, cluster {cluster}: node NAME is NAME.{site}.{domain} inside the namespace (/etc/netns/{ns}/hosts)\n\
+         environments: {envs}\n\
          use it:     . {dir}/lab.env && ferrum node list\n\
          enter it:   ip netns exec {ns} bash   (BMCs on 127.0.0.1; user admin, password in {dir}/bmc-password)\n\
          consoles:   {dir}/nodes/NAME/serial.log; logs: {dir}/lab.log, {dir}/ferrumd.log\n\
          stop it:    ferrum lab down --dir {dir}\n",
         ns = state.netns,
+        site = state.site,
+        cluster = state.cluster,
+        domain = state.domain,
     ));
     text
 }

@@ -20,7 +20,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Build targets (default: ramdisk-lab tiny); steps whose inputs did not
+    /// Build targets (default: ramdisk-lab tiny, which builds tiny-python too); steps whose inputs did not
     /// change are skipped.
     Build {
         /// Output directory [default: $HOME/.cache/ferrum/images].
@@ -47,7 +47,7 @@ enum TargetArg {
     RamdiskLab,
     /// Hardware deploy ramdisk: generic kernel, server NIC and storage drivers.
     RamdiskHw,
-    /// The tiny environment: busybox + dropbear, raw.zst.
+    /// The tiny and tiny-python environments: busybox + dropbear (+ python3, sftp-server), raw.zst.
     Tiny,
     /// The debian12-min environment: debootstrap minbase + OpenSSH (minutes, network).
     #[value(name = "debian12-min")]

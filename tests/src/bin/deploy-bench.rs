@@ -71,12 +71,12 @@ fn run(nodes: u32, subnet_id: u8) -> Value {
     let controller_ms: u64 = ops.iter().filter_map(|o| o["controller_ms"].as_u64()).max().unwrap_or(0);
     let controller = controller_ms as f64 / 1000.0;
 
-    // The floor, measured now: power-cycle lab-1 and wait for root SSH.
-    let ip = lab.node("lab-1")["ip"].as_str().expect("ip").to_owned();
+    // The floor, measured now: power-cycle qemu-1 and wait for root SSH.
+    let ip = lab.node("qemu-1")["ip"].as_str().expect("ip").to_owned();
     let floor_started = Instant::now();
-    let out = lab.ferrum(&["node", "power", "cycle", "lab-1"]);
+    let out = lab.ferrum(&["node", "power", "cycle", "qemu-1"]);
     assert!(out.status.success(), "power cycle: {}", text(&out));
-    wait_until("lab-1 answers SSH after a power cycle", DEPLOY_DEADLINE, || {
+    wait_until("qemu-1 answers SSH after a power cycle", DEPLOY_DEADLINE, || {
         let out = lab.ssh(&ip, &key, "true");
         if out.status.success() { Ok(()) } else { Err(text(&out)) }
     });

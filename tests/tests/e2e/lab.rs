@@ -73,7 +73,7 @@ fn lab_up_gives_bmcs_that_drive_qemu_and_enrolled_nodes_and_down_cleans_up() {
     assert!(up.status.success(), "lab up failed: {}", text(&up));
     eprintln!("lab up (2 nodes, enrolled): {:.1} s", started.elapsed().as_secs_f64());
     let summary = text(&up);
-    assert!(summary.contains("lab-1") && summary.contains("ipmi") && summary.contains("redfish"), "{summary}");
+    assert!(summary.contains("qemu-1") && summary.contains("ipmi") && summary.contains("redfish"), "{summary}");
 
     // A second lab in the same directory is refused.
     let again = Command::new(binary("ferrum")).args(["lab", "up", "--nodes", "1", "--dir"]).arg(&lab.dir).output().unwrap();
@@ -85,8 +85,8 @@ fn lab_up_gives_bmcs_that_drive_qemu_and_enrolled_nodes_and_down_cleans_up() {
     let password = std::fs::read_to_string(lab.dir.join("bmc-password")).unwrap().trim().to_owned();
     let socket = lab.dir.join("lab.sock");
     let vm_power = |node: &str| ferrum_lab::control::ask(&socket, node, "power", None).map_err(|e| e.to_string());
-    assert_eq!(vm_power("lab-1").unwrap(), "off", "nodes start powered off");
-    assert_eq!(vm_power("lab-2").unwrap(), "off", "nodes start powered off");
+    assert_eq!(vm_power("qemu-1").unwrap(), "off", "nodes start powered off");
+    assert_eq!(vm_power("qemu-2").unwrap(), "off", "nodes start powered off");
     let pids: Vec<u32> =
         std::fs::read_to_string(lab.dir.join("pids")).unwrap().lines().filter_map(|l| l.rsplit_once(' ')?.1.parse().ok()).collect();
     assert!(pids.len() >= 6, "supervisor, ferrumd, 2 QEMU, 2 BMCs: {pids:?}");
@@ -102,16 +102,16 @@ fn lab_up_gives_bmcs_that_drive_qemu_and_enrolled_nodes_and_down_cleans_up() {
     };
     let on_at = Instant::now();
     ipmitool(&["chassis", "power", "on"]);
-    wait_until("QEMU of lab-1 running", BMC_DEADLINE, || vm_power("lab-1").and_then(|p| if p == "on" { Ok(()) } else { Err(p) }));
+    wait_until("QEMU of qemu-1 running", BMC_DEADLINE, || vm_power("qemu-1").and_then(|p| if p == "on" { Ok(()) } else { Err(p) }));
     assert!(ipmitool(&["power", "status"]).contains("is on"));
-    let serial = lab.dir.join("nodes/lab-1/serial.log");
-    wait_until("iPXE on lab-1's serial console", BOOT_DEADLINE, || {
+    let serial = lab.dir.join("nodes/qemu-1/serial.log");
+    wait_until("iPXE on qemu-1's serial console", BOOT_DEADLINE, || {
         let text = std::fs::read_to_string(&serial).unwrap_or_default();
         if text.contains("iPXE") { Ok(()) } else { Err(text) }
     });
     eprintln!("IPMI power on -> iPXE on the console: {:.1} s", on_at.elapsed().as_secs_f64());
     ipmitool(&["chassis", "power", "off"]);
-    wait_until("QEMU of lab-1 stopped", BMC_DEADLINE, || vm_power("lab-1").and_then(|p| if p == "off" { Ok(()) } else { Err(p) }));
+    wait_until("QEMU of qemu-1 stopped", BMC_DEADLINE, || vm_power("qemu-1").and_then(|p| if p == "off" { Ok(()) } else { Err(p) }));
     assert!(ipmitool(&["power", "status"]).contains("is off"));
 
     // Node 2: Redfish.
@@ -132,11 +132,11 @@ fn lab_up_gives_bmcs_that_drive_qemu_and_enrolled_nodes_and_down_cleans_up() {
     let at = Instant::now();
     reset("On");
     assert_eq!(redfish_power().unwrap(), "On", "the Redfish BMC reports the VM's state at once");
-    assert_eq!(vm_power("lab-2").unwrap(), "on");
+    assert_eq!(vm_power("qemu-2").unwrap(), "on");
     eprintln!("Redfish On -> PowerState On: {:.2} s", at.elapsed().as_secs_f64());
     reset("ForceOff");
     assert_eq!(redfish_power().unwrap(), "Off");
-    assert_eq!(vm_power("lab-2").unwrap(), "off");
+    assert_eq!(vm_power("qemu-2").unwrap(), "off");
     let wrong = in_netns("curl", &["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-u", "admin:wrong", &system]);
     assert_eq!(String::from_utf8_lossy(&wrong.stdout), "401", "the Redfish BMC checks its password");
 
@@ -152,7 +152,7 @@ fn lab_up_gives_bmcs_that_drive_qemu_and_enrolled_nodes_and_down_cleans_up() {
     let nodes: Value = serde_json::from_slice(&list.stdout).unwrap();
     let states: Vec<(&str, &str)> =
         nodes.as_array().unwrap().iter().map(|n| (n["name"].as_str().unwrap(), n["state"].as_str().unwrap())).collect();
-    assert_eq!(states, [("lab-1", "available"), ("lab-2", "available")]);
+    assert_eq!(states, [("qemu-1", "available"), ("qemu-2", "available")]);
 
     // Down: no namespace, no process left.
     let down = lab.down();
