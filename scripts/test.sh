@@ -43,6 +43,11 @@ export FERRUM_AIOSMTPD="$venv/bin/aiosmtpd"
 # shellcheck source=scripts/web-venv.sh
 . scripts/web-venv.sh
 export WEB_TEST_VENV="$web_venv"
+# The Grid'5000 clients' venv (EnOSlib, python-grid5000, pinned), before
+# `cargo test` too: the lab test `e2e::g5k` runs EnOSlib against a lab.
+# shellcheck source=scripts/g5k-venv.sh
+. scripts/g5k-venv.sh
+export G5K_TEST_VENV="$g5k_venv"
 
 cargo test --workspace --locked "$@"
 

@@ -18,6 +18,7 @@ use utoipa::ToSchema;
 pub mod accounts;
 pub mod agent;
 pub mod deployment;
+pub mod durations;
 pub mod environment;
 pub mod inventory;
 pub mod limits;

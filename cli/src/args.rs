@@ -521,14 +521,15 @@ pub enum LeaseCommand {
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("selector").required(true).args(["count", "names"])))]
-#[command(group(ArgGroup::new("length").required(true).args(["duration", "end"])))]
+#[command(group(ArgGroup::new("selector").required(true).args(["count", "names", "resources"])))]
+#[command(group(ArgGroup::new("length").required(true).multiple(true).args(["duration", "end", "resources"])))]
 #[command(after_help = "Examples:\n  \
     ferrum lease create --count 2 --filter \"gpu_count >= 2\" --duration 4h --start 2026-11-22T09:00:00Z\n  \
     ferrum lease create --count 2 --site lille --start \"2026-11-22 10:00\" --duration 4h --name demo\n  \
     ferrum lease create --count 1 --duration 2h --deploy debian12-min --ssh-key ~/.ssh/id_ed25519.pub\n  \
     ferrum lease create --count 1 --duration 2h --start +30m --deploy debian12-min --wait\n  \
-    ferrum lease create --names chifflot-1,chifflot-2 --duration 1h --type besteffort")]
+    ferrum lease create --names chifflot-1,chifflot-2 --duration 1h --type besteffort\n  \
+    ferrum lease create -l \"{cluster='chifflot'}/nodes=2+{gpu_count > 1}/nodes=1,walltime=2:00\" -p \"exotic='NO'\" --name oar")]
 pub struct LeaseCreateArgs {
     /// Number of nodes
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -539,7 +540,16 @@ pub struct LeaseCreateArgs {
     /// Exactly these nodes, comma-separated (instead of --count)
     #[arg(long, value_name = "N1,N2", value_delimiter = ',')]
     pub names: Option<Vec<String>>,
-    /// How long: 2h, 90m, 1h 30m, 2d
+    /// The nodes as OAR's -l resource string (instead of --count/--names):
+    /// "{filter}/nodes=N[+{filter}/nodes=M...][,walltime=H:MM:SS]", several
+    /// groups joined by + placed together in one lease; its walltime
+    /// replaces --duration
+    #[arg(short = 'l', long, value_name = "RESOURCES", conflicts_with = "filter")]
+    pub resources: Option<String>,
+    /// OAR's -p: a filter ANDed with every group's (with --count or -l)
+    #[arg(short = 'p', long, value_name = "EXPR", conflicts_with = "names")]
+    pub properties: Option<String>,
+    /// How long: 2h, 90m, 1h 30m, 2d, or OAR's walltime 2:00:00
     #[arg(long, value_name = "D", value_parser = duration_text)]
     pub duration: Option<String>,
     /// Start time: RFC 3339 (2026-11-22T09:00:00Z), the site's local time

@@ -86,15 +86,13 @@ impl TimeArg {
     }
 }
 
-/// Parses a positive duration: `2h`, `90m`, `1h 30m`, `1h30m`, `2d`, `1w`.
+/// Parses a positive duration as the server does
+/// ([`ferrum_api::durations`]: `2h`, `90m`, `1h 30m`, `2d`, `1w`, or an
+/// OAR walltime `2:00`); `3M`, `3hr` or `1.5h` are refused here, before
+/// anything is sent.
 pub fn parse_duration(text: &str) -> Result<TimeDelta, String> {
-    let std = humantime::parse_duration(text.trim())
-        .map_err(|err| format!("`{text}` is not a duration ({err}); write e.g. 2h, 90m, 1h 30m or 2d"))?;
-    let delta = TimeDelta::from_std(std).map_err(|_| format!("`{text}` is too long a duration"))?;
-    if delta < TimeDelta::seconds(1) {
-        return Err(format!("`{text}` is shorter than one second; a duration must be positive"));
-    }
-    Ok(delta)
+    let secs = ferrum_api::durations::parse_duration(text).map_err(|e| format!("`{}`: {e}", text.trim()))?;
+    TimeDelta::try_seconds(secs).ok_or_else(|| format!("`{text}` is too long a duration"))
 }
 
 /// Validates a duration and returns it in the canonical form the server's
@@ -142,7 +140,9 @@ mod tests {
             ("2d", 2 * 86_400),
             ("1w", 7 * 86_400),
             ("45s", 45),
-            (" 3hours ", 3 * 3600),
+            (" 4h ", 4 * 3600),
+            ("2:00", 2 * 3600),
+            ("0:10", 10 * 60),
         ];
         for (text, secs) in cases {
             assert_eq!(parse_duration(text), Ok(TimeDelta::seconds(secs)), "{text}");
@@ -151,11 +151,11 @@ mod tests {
 
     #[test]
     fn bad_durations_say_what_to_write() {
-        for text in ["", "2", "two hours", "-2h", "0s", "500ms", "2x"] {
+        for text in ["", "two hours", "-2h", "0s", "500ms", "2x", "3M", "3hr", "1.5h", " 3hours "] {
             let err = parse_duration(text).expect_err(text);
-            assert!(err.contains(&format!("`{text}`")), "{err}");
+            assert!(err.contains(&format!("`{}`", text.trim())), "{err}");
         }
-        assert!(parse_duration("2").expect_err("no unit").contains("e.g. 2h"));
+        assert!(parse_duration("3M").expect_err("months").contains("H:MM"), "the accepted forms are said");
     }
 
     #[test]

@@ -60,32 +60,10 @@ pub const MAX_LEN: usize = 8192;
 /// At most this many `+` groups in one resource string.
 pub const MAX_GROUPS: usize = 64;
 
-/// The accepted walltime forms, for error messages.
-pub const WALLTIME_FORMS: &str = "H, H:MM or H:MM:SS (2 is two hours, 1:30 an hour and a half, 0:10 ten minutes)";
-
-/// Parses an OAR walltime: `H`, `H:MM` or `H:MM:SS` (oarsub(1): `2:00` is
-/// two hours), with minutes and seconds below 60. A zero walltime is
-/// refused.
+/// Parses an OAR walltime ([`ferrum_api::durations::parse_walltime`]:
+/// `H`, `H:MM` or `H:MM:SS`, `2:00` is two hours).
 pub fn parse_walltime(text: &str) -> Result<Seconds, OarError> {
-    let bad = || OarError::new(format!("'{text}' is not an OAR walltime; write {WALLTIME_FORMS}"));
-    let parts: Vec<&str> = text.trim().split(':').collect();
-    if parts.len() > 3 || parts.iter().any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
-        return Err(bad());
-    }
-    if parts.iter().skip(1).any(|p| p.len() > 2) {
-        return Err(bad());
-    }
-    let hours: Seconds = parts[0].parse().map_err(|_| bad())?;
-    let minutes: Seconds = parts.get(1).map_or(Ok(0), |p| p.parse()).map_err(|_| bad())?;
-    let seconds: Seconds = parts.get(2).map_or(Ok(0), |p| p.parse()).map_err(|_| bad())?;
-    if minutes >= 60 || seconds >= 60 {
-        return Err(OarError::new(format!("'{text}': minutes and seconds of a walltime are below 60 ({WALLTIME_FORMS})")));
-    }
-    let total = hours.checked_mul(3600).and_then(|h| h.checked_add(minutes * 60 + seconds)).ok_or_else(bad)?;
-    if total == 0 {
-        return Err(OarError::new(format!("'{text}': the walltime must be at least one second")));
-    }
-    Ok(total)
+    ferrum_api::durations::parse_walltime(text).map_err(OarError::new)
 }
 
 /// `filter AND (properties)`: the `properties` text of a Grid'5000 job

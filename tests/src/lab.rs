@@ -200,6 +200,15 @@ pub fn web_venv() -> PathBuf {
     }
 }
 
+/// The Grid'5000 clients' venv (python-grid5000, EnOSlib and its Ansible,
+/// pinned by `scripts/g5k-venv.sh`).
+pub fn g5k_venv() -> PathBuf {
+    match std::env::var_os("G5K_TEST_VENV") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(&std::env::var_os("HOME").expect("HOME is set")).join(".cache/ferrum/g5k-venv"),
+    }
+}
+
 /// Debian's Chromium, which Playwright drives (never `playwright install`).
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 

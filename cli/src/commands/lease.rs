@@ -68,15 +68,20 @@ pub fn lease_request(args: LeaseCreateArgs, times: LeaseTimes, ssh_keys: Vec<Str
         (None, Some(_)) => Some(LeaseType::Deploy),
         (None, None) => None,
     };
-    // `--site S` with `--count`: only that site's nodes.
-    let filter = match (&args.site, args.filter, &args.names) {
-        (Some(site), Some(filter), None) => Some(format!("site = '{site}' AND ({filter})")),
-        (Some(site), None, None) => Some(format!("site = '{site}'")),
-        (_, filter, _) => filter,
+    // `--site S` with `--count`: only that site's nodes; with `-l`, every
+    // group's (through the properties).
+    let site = args.site.as_ref().map(|site| format!("site = '{site}'"));
+    let (filter, properties) = match (site, args.filter, &args.names, &args.resources) {
+        (Some(site), _, None, Some(_)) => (None, Some(args.properties.map_or(site.clone(), |p| format!("{site} AND ({p})")))),
+        (Some(site), Some(filter), None, None) => (Some(format!("{site} AND ({filter})")), args.properties),
+        (Some(site), None, None, None) => (Some(site), args.properties),
+        (_, filter, _, _) => (filter, args.properties),
     };
     LeaseCreate {
         project: args.project,
         nodes: NodeSelector { count: args.count, filter, names: args.names, groups: None },
+        resources: args.resources,
+        properties,
         start: times.start,
         duration: args.duration,
         end: times.end,
@@ -421,6 +426,14 @@ mod tests {
         assert_eq!(body.nodes.filter.as_deref(), Some("site = 'lille'"));
         let body = request(&["--names", "n1", "--site", "lille", "--duration", "1h"], vec![]);
         assert_eq!(body.nodes.filter, None);
+        // OAR's -l and -p: sent as they are (the server reads them), the
+        // walltime standing for --duration; --site joins the properties.
+        let body = request(&["-l", "{cluster='chifflot'}/nodes=1+nodes=1,walltime=2:00", "-p", "exotic='NO'"], vec![]);
+        assert_eq!(body.resources.as_deref(), Some("{cluster='chifflot'}/nodes=1+nodes=1,walltime=2:00"));
+        assert_eq!((body.properties.as_deref(), body.nodes.count, body.duration), (Some("exotic='NO'"), None, None));
+        let body = request(&["-l", "nodes=2", "--duration", "2:00", "--site", "lille", "-p", "gpu_count > 1"], vec![]);
+        assert_eq!(body.properties.as_deref(), Some("site = 'lille' AND (gpu_count > 1)"));
+        assert_eq!(body.duration.as_deref(), Some("2h"));
     }
 
     fn site(name: &str, timezone: &str) -> Site {

@@ -22,53 +22,10 @@ use super::nodes::parse_filter;
 /// How often a lease write is retried when the calendar moved under it.
 const MAX_ATTEMPTS: usize = 5;
 
-/// The duration forms [`parse_duration`] accepts, for error messages.
-pub const DURATION_FORMS: &str =
-    "terms of a whole number and a unit s, m, h, d or w (30m, 4h, 1h 30m, 2d), or an OAR walltime H, H:MM or H:MM:SS (2:00 is two hours)";
-
-/// Parses a duration into whole seconds, strictly: terms `<n>s|m|h|d|w`
-/// from the largest unit down, each unit at most once (`90m`, `1h 30m`,
-/// `2d`), or an OAR walltime `H`, `H:MM`, `H:MM:SS` ([`crate::oar::parse_walltime`]:
-/// `2:00` is two hours, `0:10` ten minutes). Nothing else: no months
-/// (`3M`), no spelled units (`3hr`), no fractions (`1.5h`). The error names
-/// `field` and says the accepted forms.
+/// Parses a duration ([`ferrum_api::durations::parse_duration`]: `90m`,
+/// `1h 30m`, `2d`, or an OAR walltime `2:00`); the error names `field`.
 pub fn parse_duration(field: &str, text: &str) -> AppResult<Seconds> {
-    let t = text.trim();
-    let bad = || AppError::bad_request(format!("{field}: '{text}' is not a duration; write {DURATION_FORMS}"));
-    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b':') {
-        return crate::oar::parse_walltime(t).map_err(|e| AppError::bad_request(format!("{field}: {e}")));
-    }
-    let mut total: Seconds = 0;
-    let mut last_unit = usize::MAX;
-    let mut rest = t;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(bad());
-        }
-        let n: Seconds = rest[..digits].parse().map_err(|_| bad())?;
-        let unit = rest[digits..].chars().next().ok_or_else(bad)?;
-        const UNITS: [(char, Seconds); 5] = [('w', 604_800), ('d', 86_400), ('h', 3600), ('m', 60), ('s', 1)];
-        let index = UNITS.iter().position(|(c, _)| *c == unit).ok_or_else(bad)?;
-        if last_unit != usize::MAX && index <= last_unit {
-            return Err(AppError::bad_request(format!(
-                "{field}: '{text}' is not a duration: give each unit once, the largest first (1h 30m); write {DURATION_FORMS}"
-            )));
-        }
-        last_unit = index;
-        total = n
-            .checked_mul(UNITS[index].1)
-            .and_then(|x| x.checked_add(total))
-            .ok_or_else(|| AppError::bad_request(format!("{field}: '{text}' is too long")))?;
-        rest = rest[digits + unit.len_utf8()..].trim_start();
-    }
-    if total <= 0 {
-        return Err(AppError::bad_request(format!("{field}: must be at least one second")));
-    }
-    Ok(total)
+    ferrum_api::durations::parse_duration(text).map_err(|e| AppError::bad_request(format!("{field}: {e}")))
 }
 
 /// A lease the caller may see, or 404 (other users' leases do not exist
@@ -1098,35 +1055,4 @@ pub(super) fn release_cut(cache: &mut CalendarCache, lease: &LeaseRow, change: A
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_are_units_or_oar_walltimes() {
-        for (text, secs) in [
-            ("90m", 5400),
-            ("1h 30m", 5400),
-            ("1h30m", 5400),
-            (" 4h ", 14_400),
-            ("2d", 172_800),
-            ("1w 1d", 691_200),
-            ("45s", 45),
-            ("2:00", 7200),
-            ("0:10", 600),
-            ("2", 7200),
-            ("1:00:30", 3630),
-        ] {
-            assert_eq!(parse_duration("duration", text).ok(), Some(secs), "{text}");
-        }
-    }
-
-    #[test]
-    fn lax_durations_are_refused_with_the_accepted_forms() {
-        for text in ["3M", "3hr", "1.5h", "1 h", "1hour", "2 days", "h", "", "30m 1h", "1h 1h", "-1h", "0:60", "1y", "soon"] {
-            let err = parse_duration("duration", text).expect_err(text).to_string();
-            assert!(err.starts_with("duration: "), "{text}: {err}");
-            assert!(err.contains("H:MM") || err.contains("walltime"), "{text}: {err}");
-        }
-        assert!(parse_duration("duration", "0m").expect_err("zero").to_string().contains("at least one second"));
-        assert!(parse_duration("duration", "0:00").expect_err("zero").to_string().contains("at least one second"));
-        assert!(parse_duration("duration", "99999999999999999w").expect_err("huge").to_string().contains("too long"));
-    }
 }

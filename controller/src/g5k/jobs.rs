@@ -734,7 +734,9 @@ mod tests {
         assert_eq!(two.duration.as_deref(), Some("3600s"), "OAR's default walltime: one hour");
         let (alone, _) = lease_request("lille", &job("walltime=2:00", None), tz, 0, 60).expect("walltime alone");
         assert_eq!((alone.nodes.count, alone.duration.as_deref()), (Some(1), Some("7200s")));
-        for (bad, named) in [("core=4", "'core=4'"), ("slash_22=1", "subnets"), ("{type='kavlan'}/vlan=1", "KaVLAN"), ("nodes=BEST", "BEST")] {
+        for (bad, named) in
+            [("core=4", "'core=4'"), ("slash_22=1", "subnets"), ("{type='kavlan'}/vlan=1", "KaVLAN"), ("nodes=BEST", "BEST")]
+        {
             let e = lease_request("lille", &job(bad, None), tz, 0, 60).expect_err(bad);
             assert!(e.message.starts_with("resources: ") && e.message.contains(named), "{bad}: {}", e.message);
         }

@@ -6,6 +6,7 @@ mod cli;
 mod concurrency;
 mod copy;
 mod deploy;
+mod g5k;
 mod lab;
 mod pxe;
 mod replicas;
