@@ -89,7 +89,6 @@ pub fn lease_request(args: LeaseCreateArgs, times: LeaseTimes, ssh_keys: Vec<Str
         exotic: args.exotic,
         deploy: args.deploy.map(|environment| DeploySpec { environment, ssh_keys }),
         name: args.name,
-        ..Default::default()
     }
 }
 

@@ -1051,8 +1051,3 @@ pub(super) fn release_cut(cache: &mut CalendarCache, lease: &LeaseRow, change: A
     };
     cache.release(&indices, from.max(now).max(lease.start), lease.end, lease.lease_type);
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-}
