@@ -2,8 +2,10 @@
 of bad input over the read routes: never a 5xx, always a JSON error with
 a `message` and no `error` key."""
 
+import datetime
 import itertools
 import urllib.parse
+from zoneinfo import ZoneInfo
 
 from conftest import ALICE_TOKEN, api, http
 
@@ -125,3 +127,38 @@ def test_bad_input_sweep_never_5xx(g5k_log):
         seen += 1
     assert seen == len(templates) * len(ODD) + len(GOOD) * 6 + 6
     g5k_log.saw("GET", "/stable/sites/nowhere", 404)
+
+
+# The write routes' bodies, field by field: each field of a valid job (a
+# reservation for tomorrow, cancelled at once if accepted) and of a
+# deployment takes odd values. Never a 5xx; every refusal in this API's
+# shape; an accepted job is deleted before it starts.
+ODD_VALUES = [None, 0, -1, 1e309, 2**70, "", " ", "x" * 10000, "\u0000", "\u202e", [], ["x"], {}, {"a": 1}, True, "now,now",
+              "{", "nodes=0", "nodes=99999999999", "walltime=99999999:00:00", "+", "{cluster='chifflot'}/nodes=1+"]
+
+
+def test_bad_bodies_on_the_write_routes_never_5xx(g5k_log):
+    day = datetime.datetime.now(ZoneInfo("Europe/Paris")).date() + datetime.timedelta(days=1)
+    job = {"resources": "nodes=1,walltime=0:10", "reservation": f"{day} 15:00:00", "command": "sleep 1", "name": "sweep",
+           "types": ["origin=sweep"], "queue": "default", "properties": "exotic='NO'", "walltime": "0:10"}
+    deployment = {"nodes": ["chifflot-1.lille.x"], "environment": "nowhere", "key": "ssh-ed25519 AAAA x", "version": 1}
+    seen = 0
+    for (route, valid), key, value in itertools.chain(
+        itertools.product([("/sites/lille/jobs", job)], job, ODD_VALUES),
+        itertools.product([("/sites/lille/deployments", deployment)], deployment, ODD_VALUES),
+    ):
+        body = {**valid, key: value}
+        a = http("POST", route, body=body)
+        assert a.status < 500, (route, key, value, a)
+        if a.status >= 400:
+            assert_error_shape(a, a.status)
+        elif route.endswith("/jobs"):
+            assert a.status == 201, (key, value, a)
+            assert http("DELETE", f"/sites/lille/jobs/{a.json()['uid']}").status == 202
+        seen += 1
+    for value in ODD_VALUES:
+        a = http("POST", "/sites/lille/jobs/1/walltime", body={"walltime": value})
+        assert a.status < 500, (value, a)
+        seen += 1
+    assert seen == (len(job) + len(deployment) + 1) * len(ODD_VALUES)
+    g5k_log.saw("POST", "/stable/sites/lille/jobs")
