@@ -132,7 +132,8 @@ def test_bad_input_sweep_never_5xx(g5k_log):
 # The write routes' bodies, field by field: each field of a valid job (a
 # reservation for tomorrow, cancelled at once if accepted) and of a
 # deployment takes odd values. Never a 5xx; every refusal in this API's
-# shape; an accepted job is deleted before it starts.
+# shape; an accepted job is deleted before it starts (no job of the sweep
+# starts now: the nodes have no BMC to be reset with afterwards).
 ODD_VALUES = [None, 0, -1, 1e309, 2**70, "", " ", "x" * 10000, "\u0000", "\u202e", [], ["x"], {}, {"a": 1}, True, "now,now",
               "{", "nodes=0", "nodes=99999999999", "walltime=99999999:00:00", "+", "{cluster='chifflot'}/nodes=1+"]
 
@@ -147,6 +148,10 @@ def test_bad_bodies_on_the_write_routes_never_5xx(g5k_log):
         itertools.product([("/sites/lille/jobs", job)], job, ODD_VALUES),
         itertools.product([("/sites/lille/deployments", deployment)], deployment, ODD_VALUES),
     ):
+        if key == "reservation" and value in (None, "", " ", "now,now"):
+            # As soon as possible: the node would run the job, and without
+            # a BMC here it could not be reset after it.
+            continue
         body = {**valid, key: value}
         a = http("POST", route, body=body)
         assert a.status < 500, (route, key, value, a)
@@ -160,5 +165,5 @@ def test_bad_bodies_on_the_write_routes_never_5xx(g5k_log):
         a = http("POST", "/sites/lille/jobs/1/walltime", body={"walltime": value})
         assert a.status < 500, (value, a)
         seen += 1
-    assert seen == (len(job) + len(deployment) + 1) * len(ODD_VALUES)
+    assert seen == (len(job) + len(deployment) + 1) * len(ODD_VALUES) - 4
     g5k_log.saw("POST", "/stable/sites/lille/jobs")
