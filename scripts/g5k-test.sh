@@ -61,21 +61,7 @@ dns = "$lille_dns"
 [sites.grenoble]
 domain = "$g5k_domain"
 EOF
-# Not through in_ns: a function in the background is a subshell, and $! its PID.
-ip netns exec "$ns" "$FERRUM_BIN_DIR/ferrumd" --config "$work/ferrumd.toml" --listen "$addr" --data-dir "$work/data" > "$work/ferrumd.log" 2>&1 &
-pid=$! # ip netns exec execs ferrumd: this is its PID
-deadline=$((SECONDS + 60))
-until [ -s "$work/data/admin.token" ] && in_ns curl -fsS -o /dev/null "$url/healthz" 2>/dev/null; do
-    if ! kill -0 "$pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
-        echo "ferrumd did not come up:" >&2
-        cat "$work/ferrumd.log" >&2
-        exit 1
-    fi
-    # Paces a readiness probe bounded by the deadline above (ferrumd
-    # announces its readiness only by answering).
-    sleep 0.2
-done
-admin=$(cat "$work/data/admin.token")
+start_ferrumd --config "$work/ferrumd.toml"
 
 echo "== seeding: fixtures/g5k-reference, project p-g5k, users alice and bob"
 FERRUM_URL="$url" FERRUM_TOKEN="$admin" in_ns "$FERRUM_BIN_DIR/ferrum" node import fixtures/g5k-reference > /dev/null

@@ -44,20 +44,7 @@ loopback_ns ferrum-schemathesis
 
 addr=127.0.0.1:8750
 url="http://$addr"
-ip netns exec "$ns" "$FERRUM_BIN_DIR/ferrumd" --listen "$addr" --data-dir "$work/data" > "$work/ferrumd.log" 2>&1 &
-pid=$! # ip netns exec execs ferrumd: this is its PID
-deadline=$((SECONDS + 60))
-until [ -s "$work/data/admin.token" ] && in_ns curl -fsS -o /dev/null "$url/healthz" 2>/dev/null; do
-    if ! kill -0 "$pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
-        echo "ferrumd did not come up:" >&2
-        cat "$work/ferrumd.log" >&2
-        exit 1
-    fi
-    # Paces a readiness probe bounded by the deadline above (ferrumd
-    # announces its readiness only by answering).
-    sleep 0.2
-done
-admin=$(cat "$work/data/admin.token")
+start_ferrumd
 
 # Something for the operations to act on: the reference nodes, a project,
 # a user of it (whose token is the second identity) and a lease of his.

@@ -355,6 +355,15 @@ pub fn lease_detail(lease: &Lease, opts: TableOpts) -> String {
     if let Some(filter) = &lease.filter {
         rows.push(("filter", Cell::new(filter)));
     }
+    // A lease of several groups (OAR's `+`): each group's count, filter
+    // and nodes, one line each.
+    if let Some(groups) = lease.groups.as_ref().filter(|g| !g.is_empty()) {
+        let lines: Vec<String> = groups
+            .iter()
+            .map(|g| format!("{} × {}: {}", g.count, g.filter.as_deref().unwrap_or("any node"), nodes_text(&g.nodes)))
+            .collect();
+        rows.push(("groups", Cell::new(lines.join("\n"))));
+    }
     rows.push(("exotic", Cell::new(yes_no(lease.exotic))));
     if let Some(deploy) = &lease.deploy {
         let keys = match deploy.ssh_keys.len() {
@@ -916,7 +925,7 @@ pub fn quota_table(quotas: &[ferrum_api::usage::QuotaStatus], opts: TableOpts) -
 #[cfg(test)]
 mod tests {
     use chrono::{DateTime, TimeZone, Utc};
-    use ferrum_api::{BmcView, DeploySpec, LeaseType, Role, Slot};
+    use ferrum_api::{BmcView, DeploySpec, LeaseGroup, LeaseType, Role, Slot};
     use serde_json::json;
 
     use super::*;
@@ -1055,6 +1064,22 @@ mod tests {
         l.end = at(23, 10);
         l.deploy = Some(DeploySpec { environment: "debian12-min".to_owned(), ssh_keys: vec!["ssh-ed25519 AAAA".to_owned()] });
         l.reason = Some("extended by alice".to_owned());
+        insta::assert_snapshot!(lease_detail(&l, OPTS));
+    }
+
+    #[test]
+    fn lease_detail_view_of_several_groups() {
+        let mut l = lease(13, LeaseState::Pending, LeaseType::Default, &["chifflot-1", "chifflot-2", "chifflot-7"]);
+        l.filter = None;
+        let group = |count: u32, filter: Option<&str>, nodes: &[&str]| LeaseGroup {
+            count,
+            filter: filter.map(str::to_owned),
+            nodes: nodes.iter().map(|n| (*n).to_owned()).collect(),
+        };
+        l.groups = Some(vec![
+            group(2, Some("cluster='chifflot'"), &["chifflot-1", "chifflot-2"]),
+            group(1, None, &["chifflot-7"]),
+        ]);
         insta::assert_snapshot!(lease_detail(&l, OPTS));
     }
 

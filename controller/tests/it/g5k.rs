@@ -78,10 +78,15 @@ async fn get(ctx: &TestContext, path: &str, user: &str, token: &str) -> G5k {
 /// configured, and a site with no node (`nancy`); alice and bob in one
 /// project.
 async fn context() -> (TestContext, String, String) {
-    let config = Config::parse(
-        "[sites.lille]\ndomain = \"g5k.test\"\nnetwork = \"10.44.0.0/24\"\ngateway = \"10.44.0.254\"\ndns = \"10.44.0.53\"\n[sites.nancy]\n",
-    )
-    .expect("config");
+    configured("[sites.lille]\ndomain = \"g5k.test\"\nnetwork = \"10.44.0.0/24\"\ngateway = \"10.44.0.254\"\ndns = \"10.44.0.53\"\n[sites.nancy]\n")
+        .await
+}
+
+/// A ferrumd configured by `config` (TOML) with the fixtures (lille/chifflot
+/// ×8, grenoble/servan ×2 exotic) available, and users alice and bob of
+/// project p-g5k (their tokens).
+pub(super) async fn configured(config: &str) -> (TestContext, String, String) {
+    let config = Config::parse(config).expect("config");
     let ctx = TestContext::empty_configured(config, Arc::new(SimConductor)).await;
     ctx.import_fixtures().await;
     ctx.wait_nodes_available(10).await;

@@ -89,13 +89,7 @@ async fn wait_job(ctx: &TestContext, site: &str, id: i64, who: (&str, &str), sta
 /// The fixtures (lille/chifflot ×8, grenoble/servan ×2 exotic), grenoble
 /// reading its dates in UTC, and users alice and bob.
 async fn lab() -> (TestContext, String, String) {
-    let config = Config::parse("[sites.grenoble]\ntimezone = \"UTC\"\n").expect("config");
-    let ctx = TestContext::empty_configured(config, Arc::new(SimConductor)).await;
-    ctx.import_fixtures().await;
-    ctx.wait_nodes_available(10).await;
-    let alice = ctx.user("alice", "p-g5k").await;
-    let bob = ctx.user("bob", "p-g5k").await;
-    (ctx, alice, bob)
+    super::g5k::configured("[sites.grenoble]\ntimezone = \"UTC\"\n").await
 }
 
 fn epoch(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {

@@ -125,6 +125,16 @@ fn a_lying_reference_ends_suspect_and_a_refused_bmc_fails_only_its_node() {
     assert!(!message.contains(password.trim()), "no password in the error");
     assert_eq!(op_of(&done, "qemu-2")["state"], "done", "{done:#}");
     assert_eq!(lab.node_state("qemu-1"), "suspect");
+    // The same deployment through the Grid'5000 API (what EnOSlib reads):
+    // over, one node KO and the other OK (API-SUBSET §5 check 9).
+    let id = done["id"].as_i64().expect("deployment id");
+    let url = format!("{}/stable/sites/lab/deployments/D-{id}", lab.url);
+    let out = Command::new("curl").args(["-sS", "--fail-with-body", "-H", &format!("Authorization: Bearer {}", lab.token), &url]).output();
+    let out = out.expect("curl runs");
+    let g5k: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(g5k["status"], "terminated", "{g5k:#}");
+    assert_eq!(g5k["result"]["qemu-1.lab.ferrum.internal"]["state"], "KO", "{g5k:#}");
+    assert_eq!(g5k["result"]["qemu-2.lab.ferrum.internal"]["state"], "OK", "{g5k:#}");
 
     // At release, qemu-2's reset finds less memory than its reference says.
     let out = lab.ferrum(&["lease", "release", &lease_id]);
