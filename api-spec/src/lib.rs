@@ -743,8 +743,10 @@ pub struct LeaseListQuery {
     /// Include finished, cancelled, rejected and failed leases.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub all: Option<bool>,
-    /// Only this user's leases (admins; others may name only themselves).
+    /// Only this user's leases (admins; others may name only themselves);
+    /// a user that does not exist is a 404.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub owner: Option<String>,
 }
 

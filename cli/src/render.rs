@@ -360,7 +360,7 @@ pub fn lease_detail(lease: &Lease, opts: TableOpts) -> String {
     if let Some(groups) = lease.groups.as_ref().filter(|g| !g.is_empty()) {
         let lines: Vec<String> = groups
             .iter()
-            .map(|g| format!("{} × {}: {}", g.count, g.filter.as_deref().unwrap_or("any node"), nodes_text(&g.nodes)))
+            .map(|g| format!("{} × {} → {}", g.count, g.filter.as_deref().unwrap_or("any node"), fold_nodeset(&g.nodes)))
             .collect();
         rows.push(("groups", Cell::new(lines.join("\n"))));
     }
@@ -1076,10 +1076,7 @@ mod tests {
             filter: filter.map(str::to_owned),
             nodes: nodes.iter().map(|n| (*n).to_owned()).collect(),
         };
-        l.groups = Some(vec![
-            group(2, Some("cluster='chifflot'"), &["chifflot-1", "chifflot-2"]),
-            group(1, None, &["chifflot-7"]),
-        ]);
+        l.groups = Some(vec![group(2, Some("cluster='chifflot'"), &["chifflot-1", "chifflot-2"]), group(1, None, &["chifflot-7"])]);
         insta::assert_snapshot!(lease_detail(&l, OPTS));
     }
 

@@ -354,7 +354,7 @@ def test_hardware_catalog(signed_in: Page, admin):
         "href", "/calendar?filter=" + urllib.parse.quote(wanted, safe="!*'()"))
     # A typo: the parser's words beside the field.
     field.fill("gpu_cont >= 2")
-    expect(result).to_have_text("filter: at position 1: unknown property 'gpu_cont'")
+    expect(result).to_have_text("filter: at position 1: unknown property 'gpu_cont' (did you mean 'gpu_count'?)")
     expect(field).to_have_attribute("aria-invalid", "true")
     expect(page).to_have_url(f"{URL}/hardware")
     check_a11y(page, "hardware with a wrong filter")

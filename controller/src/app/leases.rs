@@ -385,12 +385,13 @@ impl App {
     /// only themselves (403 otherwise, before saying whether the user
     /// exists); an unknown user is a 400 naming the parameter.
     pub async fn list_leases_of(&self, actor: &Actor, owner: &str, state: Option<LeaseState>, all: bool) -> AppResult<Vec<LeaseRow>> {
+        super::accounts::validate_name("owner: user", owner)?;
         if !actor.is_admin && owner != actor.name {
             return Err(AppError::Forbidden("owner: only admins may list another user's leases".into()));
         }
         let user = match self.store.get_user(owner).await {
             Ok(user) => user,
-            Err(DbError::NotFound { .. }) => return Err(AppError::bad_request(format!("owner: there is no user '{owner}'"))),
+            Err(DbError::NotFound { .. }) => return Err(AppError::NotFound(format!("owner: there is no user '{owner}'"))),
             Err(e) => return Err(e.into()),
         };
         self.leases_of(Some(user.id), state, all).await

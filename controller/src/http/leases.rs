@@ -32,7 +32,8 @@ pub async fn create(
 
 /// The caller's leases (all leases for admins), newest first.
 #[utoipa::path(get, path = "/api/v1/leases", operation_id = "leases_list", tag = "leases", params(api::LeaseListQuery),
-    responses((status = 200, body = Vec<api::Lease>)), security(("bearer" = [])))]
+    responses((status = 200, body = Vec<api::Lease>), (status = 403, description = "`owner` names another user, and the caller is no admin", body = ErrorBody),
+        (status = 404, description = "`owner` names no user", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     State(app): State<Arc<App>>,
     Caller(actor): Caller,

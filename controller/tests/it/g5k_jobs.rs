@@ -6,11 +6,7 @@
 //! texts EnOSlib parses, and a deployment goes to the caller's running
 //! deploy lease holding its nodes, on exactly those nodes.
 
-use std::sync::Arc;
-
 use chrono::{TimeZone, Utc};
-use ferrum_controller::app::conductor::SimConductor;
-use ferrum_controller::config::Config;
 use serde_json::{Value, json};
 
 use super::harness::{DEADLINE, TestContext, wait_until};

@@ -441,7 +441,7 @@ async fn leases_are_listed_by_owner() {
     assert!(msg.starts_with("owner:"), "{msg}");
     let msg = ctx.get("/api/v1/leases?owner=nobody", &alice).await.error(403, "forbidden");
     assert!(!msg.contains("exist"), "a user learns nothing of other names: {msg}");
-    let msg = ctx.get("/api/v1/leases?owner=nobody", &ctx.admin).await.error(400, "bad_request");
+    let msg = ctx.get("/api/v1/leases?owner=nobody", &ctx.admin).await.error(404, "not_found");
     assert_eq!(msg, "owner: there is no user 'nobody'");
 }
 
