@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -29,9 +29,6 @@ pub(super) fn routes() -> Router<Arc<App>> {
         .route("/sites/{site}/deployments", get(list).post(create))
         .route("/sites/{site}/deployments/{uid}", get(show).delete(cancel))
 }
-
-const DEFAULT_LIMIT: usize = 50;
-const MAX_LIMIT: usize = 500;
 
 /// Kadeploy options ferrum has no equivalent for: refused, named.
 const UNSUPPORTED: &[(&str, &str)] = &[
@@ -249,12 +246,8 @@ async fn create(
         Err(e) => return Err(e.into()),
     };
     tracing::info!(deployment = deployment.id, lease, site = %site, user = %actor.name, "grid5000 deployment submitted");
-    let location = format!("{}/sites/{site}/deployments/D-{}", super::BASE, deployment.id);
-    let mut headers = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        headers.insert(header::LOCATION, v);
-    }
-    Ok((StatusCode::CREATED, headers, Json(view(&app, &site, &deployment))).into_response())
+    let response = (StatusCode::CREATED, Json(view(&app, &site, &deployment))).into_response();
+    Ok(super::located(response, &format!("/sites/{site}/deployments/D-{}", deployment.id)))
 }
 
 /// The caller's own active deploy lease holding every node of `names`, or
@@ -321,11 +314,7 @@ async fn cancel(
     let nodes = Nodes::read(&app).await?;
     let d = deployment_at(&app, &actor, &nodes, &site, &uid).await?;
     app.cancel_deployment(&actor, d.id).await?;
-    let mut response = StatusCode::ACCEPTED.into_response();
-    if let Ok(v) = HeaderValue::from_str(&format!("{}/sites/{site}/deployments/D-{}", super::BASE, d.id)) {
-        response.headers_mut().insert(header::LOCATION, v);
-    }
-    Ok(response)
+    Ok(super::located(StatusCode::ACCEPTED.into_response(), &format!("/sites/{site}/deployments/D-{}", d.id)))
 }
 
 /// Query of `GET /sites/{site}/deployments` (others are ignored).
@@ -346,11 +335,7 @@ async fn list(
 ) -> G5kResult<Collection<DeploymentView>> {
     let nodes = Nodes::read(&app).await?;
     known_site(&nodes, &site)?;
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    if limit > MAX_LIMIT {
-        return Err(G5kError::bad_request(format!("limit: at most {MAX_LIMIT}")));
-    }
-    let offset = q.offset.unwrap_or(0);
+    let page = super::Page::of(q.offset, q.limit)?;
     let statuses: Option<Vec<&str>> = q.status.as_deref().filter(|s| !s.trim().is_empty()).map(|s| s.split(',').map(str::trim).collect());
     let mut all = Vec::new();
     for lease in app.list_leases(&actor, None, true).await? {
@@ -370,10 +355,7 @@ async fn list(
     if q.reverse.as_deref().is_some_and(|r| matches!(r, "true" | "yes" | "1")) {
         all.reverse();
     }
-    let total = all.len();
-    let items = all.into_iter().skip(offset).take(limit).map(|(_, v)| v).collect();
-    let path = format!("/sites/{site}/deployments");
-    Ok(Collection { total, offset, items, links: vec![Link::collection("self", &path), Link::item("parent", &format!("/sites/{site}"))] })
+    Ok(Collection::page(&site, "deployments", all.into_iter().map(|(_, v)| v).collect(), page))
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -35,9 +35,6 @@ pub(super) fn routes() -> Router<Arc<App>> {
 
 /// OAR's default walltime: one hour.
 const DEFAULT_WALLTIME: Seconds = 3600;
-/// Page size of the job list, by default and at most (g5k-api's).
-const DEFAULT_LIMIT: usize = 50;
-const MAX_LIMIT: usize = 500;
 
 /// OAR job types that change how resources are allocated: ferrum has no
 /// such thing, so a job asking for one is refused rather than run wrongly.
@@ -510,12 +507,7 @@ async fn create(
     };
     tracing::info!(lease = %job.lease.id, site = %site, user = %actor.name, "grid5000 job submitted");
     let body = view(&app, &nodes, &site, &job, now);
-    let location = format!("{}/sites/{site}/jobs/{}", super::BASE, job.lease.id);
-    let mut headers = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        headers.insert(header::LOCATION, v);
-    }
-    Ok((StatusCode::CREATED, headers, Json(body)).into_response())
+    Ok(super::located((StatusCode::CREATED, Json(body)).into_response(), &format!("/sites/{site}/jobs/{}", job.lease.id)))
 }
 
 /// Query of `GET /sites/{site}/jobs` (others are ignored).
@@ -554,11 +546,7 @@ async fn list(
         ),
         None => None,
     };
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    if limit > MAX_LIMIT {
-        return Err(G5kError::bad_request(format!("limit: at most {MAX_LIMIT}")));
-    }
-    let offset = q.offset.unwrap_or(0);
+    let page = super::Page::of(q.offset, q.limit)?;
     let user = q.user.as_deref().or(q.user_uid.as_deref());
     let now = app.now();
     let mut leases = app.list_leases(&actor, None, true).await?;
@@ -582,10 +570,7 @@ async fn list(
         }
         matching.push(view);
     }
-    let total = matching.len();
-    let items: Vec<JobView> = matching.into_iter().skip(offset).take(limit).collect();
-    let path = format!("/sites/{site}/jobs");
-    Ok(Collection { total, offset, items, links: vec![Link::collection("self", &path), Link::item("parent", &format!("/sites/{site}"))] })
+    Ok(Collection::page(&site, "jobs", matching, page))
 }
 
 async fn show(
@@ -623,12 +608,7 @@ async fn delete(
         Err(e) => return Err(e.into()),
     }
     tracing::info!(lease = id, site = %site, user = %actor.name, "grid5000 job deleted");
-    let location = format!("{}/sites/{site}/jobs/{id}", super::BASE);
-    let mut response = StatusCode::ACCEPTED.into_response();
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, v);
-    }
-    Ok(response)
+    Ok(super::located(StatusCode::ACCEPTED.into_response(), &format!("/sites/{site}/jobs/{id}")))
 }
 
 /// `GET /sites/{site}/jobs/{uid}/walltime`: the walltime and what may
@@ -693,12 +673,8 @@ async fn change_walltime(
         }
         Err(e) => return Err(e.into()),
     }
-    let location = format!("{}/sites/{site}/jobs/{}/walltime", super::BASE, lease.id);
-    let mut response = (StatusCode::ACCEPTED, Json(serde_json::json!({ "status": "Walltime change request accepted" }))).into_response();
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, v);
-    }
-    Ok(response)
+    let response = (StatusCode::ACCEPTED, Json(serde_json::json!({ "status": "Walltime change request accepted" }))).into_response();
+    Ok(super::located(response, &format!("/sites/{site}/jobs/{}/walltime", lease.id)))
 }
 
 #[cfg(test)]

@@ -286,6 +286,44 @@ impl<T> Collection<T> {
     }
 }
 
+/// Jobs' and deployments' paging (API-SUBSET §1.5): `limit` 50 by
+/// default, at most 500; `offset` 0.
+#[derive(Clone, Copy, Debug)]
+pub struct Page {
+    offset: usize,
+    limit: usize,
+}
+
+impl Page {
+    pub fn of(offset: Option<usize>, limit: Option<usize>) -> G5kResult<Page> {
+        const DEFAULT_LIMIT: usize = 50;
+        const MAX_LIMIT: usize = 500;
+        let limit = limit.unwrap_or(DEFAULT_LIMIT);
+        if limit > MAX_LIMIT {
+            return Err(G5kError::bad_request(format!("limit: at most {MAX_LIMIT}")));
+        }
+        Ok(Page { offset: offset.unwrap_or(0), limit })
+    }
+}
+
+impl<T> Collection<T> {
+    /// `page` of `all` (in their order), the collection `what` of `site`.
+    pub fn page(site: &str, what: &str, all: Vec<T>, page: Page) -> Self {
+        let total = all.len();
+        let items = all.into_iter().skip(page.offset).take(page.limit).collect();
+        let links = vec![Link::collection("self", &format!("/sites/{site}/{what}")), Link::item("parent", &format!("/sites/{site}"))];
+        Collection { total, offset: page.offset, items, links }
+    }
+}
+
+/// `response` with `Location: /stable<path>` (creations and deletions).
+pub fn located(mut response: Response, path: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&format!("{BASE}{path}")) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    response
+}
+
 impl<T: Serialize> IntoResponse for Collection<T> {
     fn into_response(self) -> Response {
         Json(self).into_response()
